@@ -112,6 +112,7 @@ typedef struct pvp_validation {
 	pvp_method_t method;          /*!< method that authenticated */
 	unsigned handshakes;          /*!< handshakes attempted (each an online guess) */
 	unsigned failed_handshakes;
+	bool authenticated;           /*!< a handshake completed (even if ValExchange then failed) */
 } pvp_validation_t;
 
 int pvp_client_new(const pvp_client_conf_t *conf, pvp_client_t **out);

@@ -564,7 +564,7 @@ void pvp_client_free(pvp_client_t *cli)
  */
 static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
                       pvp_connect_fn connect_fn, void *connect_arg, const uint8_t *prev_ticket,
-                      size_t prev_len, pvp_valresp_t *resp)
+                      size_t prev_len, pvp_valresp_t *resp, bool *authenticated)
 {
 	pvp_valreq_t *q = NULL;
 	uint8_t buf[2 + PVP_VALX_MAX], binding[PVP_BINDING_LEN];
@@ -596,6 +596,7 @@ static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
 		log_ssl_errors("client_handshake");
 		goto out;
 	}
+	*authenticated = true;
 	q = calloc(1, sizeof(*q));
 	if (!q) {
 		rc = VP_ENOMEM;
@@ -667,7 +668,7 @@ int pvp_client_validate(pvp_client_t *cli, const pvp_vcr_t *r, unsigned methods,
 				tries++;
 				out->handshakes++;
 				rc = client_try(cli, r, user, connect_fn, connect_arg, prev_ticket, prev_len,
-				                &out->resp);
+				                &out->resp, &out->authenticated);
 				OPENSSL_cleanse(cli->pass, sizeof(cli->pass));
 				if (rc == 0) {
 					out->method = m;

@@ -59,6 +59,7 @@ static void owner_validates_and_gets_routes_and_ticket(void **state)
 	assert_int_equal(v.resp.status, PVP_ST_ROUTES);
 	assert_int_equal(v.method, PVP_METHOD_A);
 	assert_int_equal(v.handshakes, 1);
+	assert_true(v.authenticated);
 	assert_int_equal(v.resp.nuris, 1);
 	assert_string_equal(v.resp.uris[0], "sips:" A_NUM "@pbx.example.net");
 	/* The ticket verifies for this number and domain under the claimant's key. */
@@ -88,6 +89,7 @@ static void thief_without_the_call_fails(void **state)
 	h_claimant_add(&c, A_NUM, B_NUM, T0_MS - 7200 * 1000, T0_MS - 7200 * 1000 + CALL_MS);
 	assert_int_equal(validate(&c, cli, &r, PVP_METHODS_ALL, NULL, 0, &v), VP_EAUTH);
 	assert_int_equal(v.resp.ticket_len, 0);
+	assert_false(v.authenticated);
 	assert_true(v.handshakes >= 2); /* method a, then method b */
 	assert_int_equal(v.failed_handshakes, v.handshakes);
 	h_claimant_wait(&c, (int)v.handshakes);
