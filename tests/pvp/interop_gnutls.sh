@@ -38,7 +38,7 @@ echo "credentials: user=$U"
 
 # ---- 1. gnutls-cli against our server ------------------------------------
 # The claimant's record is 2 s late (clock offset), 1 s longer (jitter).
-timeout 60 "$PEER" serve "$work/db" "$work/port" 2 $CALLED $CALLER $((S + 2)) $((E + 3)) \
+timeout 60 "$PEER" serve "$work/db" "$work/port" 3 $CALLED $CALLER $((S + 2)) $((E + 3)) \
   >"$work/serve.out" 2>"$work/serve.err" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
@@ -56,13 +56,25 @@ out=$(timeout 20 gnutls-cli --srpusername="$U" --srppasswd="x$PW" --priority="$P
 grep -q 'Handshake was completed' <<<"$out" && fail "gnutls-cli, wrong secret completed"
 pass "gnutls-cli with a wrong secret fails"
 
-for _ in $(seq 100); do [ "$(wc -l <"$work/serve.out")" -ge 2 ] && break; sleep 0.1; done
+# An unknown selector (another number) must fail exactly like a wrong secret:
+# no unknown_psk_identity alert, the same bad_record_mac at Finished.
+read -r U2 PW2 < <("$PEER" creds +14085559999 $CALLER $S $E)
+out2=$(timeout 20 gnutls-cli --srpusername="$U2" --srppasswd="$PW2" --priority="$PRIO" \
+      --port="$PORT" 127.0.0.1 </dev/null 2>&1) && fail "gnutls-cli, unknown user succeeded"
+a1=$(grep -o 'Received alert \[[0-9]*\]' <<<"$out" || true)
+a2=$(grep -o 'Received alert \[[0-9]*\]' <<<"$out2" || true)
+[ -n "$a1" ] && [ "$a1" = "$a2" ] || fail "unknown user distinguishable: '$a1' vs '$a2': $out2"
+pass "an unknown user fails like a wrong secret ($a2)"
+
+for _ in $(seq 100); do [ "$(wc -l <"$work/serve.out")" -ge 3 ] && break; sleep 0.1; done
 # gnutls-cli sends no ValExchange: after the handshake the server sees the close.
 sed -n 1p "$work/serve.out" | grep -q '^outcome=io-error number=+14085551234' ||
   fail "server, right secret: $(cat "$work/serve.out")"
-sed -n 2p "$work/serve.out" | grep -q '^outcome=handshake-failed' ||
+sed -n 2p "$work/serve.out" | grep -q '^outcome=handshake-failed number=+14085551234' ||
   fail "server, wrong secret: $(cat "$work/serve.out")"
-pass "our server: first handshake authenticated, second failed"
+sed -n 3p "$work/serve.out" | grep -q '^outcome=handshake-failed number=-' ||
+  fail "server, unknown user: $(cat "$work/serve.out")"
+pass "our server: right secret authenticated, wrong secret and unknown user failed"
 
 # ---- 2. our client against gnutls-serv -------------------------------------
 srptool --create-conf "$work/tpasswd.conf" >/dev/null 2>&1
