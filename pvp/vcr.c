@@ -310,9 +310,9 @@ int pvp_vcr_store_find(pvp_vcr_store_t *st, uint32_t bucket, const uint8_t sel[1
 	 * so the most recent records come first and `max` keeps the right ones.
 	 */
 	{
-		uint8_t upper[sizeof(prefix) + 1];
+		uint8_t upper[IDX_KEY_LEN]; /* the largest key with this prefix */
 		memcpy(upper, prefix, sizeof(prefix));
-		upper[sizeof(prefix)] = 0xff; /* above every 16-byte suffix starting with < 0xff */
+		memset(upper + sizeof(prefix), 0xff, IDX_KEY_LEN - sizeof(prefix));
 		rocksdb_iter_seek_for_prev(it, (const char *)upper, sizeof(upper));
 	}
 	for (; rocksdb_iter_valid(it) && got < max && scanned < FIND_SCAN_MAX; rocksdb_iter_prev(it)) {
