@@ -345,6 +345,23 @@ static void two_calls_same_hour_candidate_index(void **state)
 	pvp_client_free(cli);
 }
 
+static void record_past_48h_retention_no_longer_validates(void **state)
+{
+	h_claimant_t c;
+	pvp_client_t *cli = client("carrier-b.example", PVP_NO_SHIFT);
+	pvp_validation_t v;
+	pvp_vcr_t r = h_orig(A_NUM, B_NUM, T0_MS, T0_MS + CALL_MS);
+	(void)state;
+	h_claimant_start(&c, NULL, 0);
+	h_claimant_add(&c, A_NUM, B_NUM, T0_MS, T0_MS + CALL_MS);
+	c.clock_ms = T0_MS + 48 * 3600 * 1000ull - 1;
+	assert_int_equal(validate(&c, cli, &r, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), 0);
+	c.clock_ms = T0_MS + 48 * 3600 * 1000ull;
+	assert_int_equal(validate(&c, cli, &r, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), VP_EAUTH);
+	h_claimant_stop(&c);
+	pvp_client_free(cli);
+}
+
 static void server_refuses_small_groups(void **state)
 {
 	pvp_server_conf_t conf;
@@ -399,6 +416,7 @@ int main(void)
 		cmocka_unit_test(rate_limit_after_n_failed_handshakes),
 		cmocka_unit_test(number_rate_limit_gives_simulated_verifier),
 		cmocka_unit_test(two_calls_same_hour_candidate_index),
+		cmocka_unit_test(record_past_48h_retention_no_longer_validates),
 		cmocka_unit_test(server_refuses_small_groups),
 		cmocka_unit_test(larger_group_validates),
 	};
