@@ -66,27 +66,38 @@ static void *serve(void *arg)
 {
 	h_claimant_t *c = arg;
 	/* Bounded: at most 64 connections, and the test stops us. */
-	while (!c->stop && c->nresults < 64) {
+	while (!__atomic_load_n(&c->stop, __ATOMIC_SEQ_CST) && __atomic_load_n(&c->slots, __ATOMIC_SEQ_CST) < 64) {
 		struct pollfd pfd = { .fd = c->lfd, .events = POLLIN };
 		struct sockaddr_in peer;
 		socklen_t plen = sizeof(peer);
 		char pbuf[64];
-		int fd, rc;
+		int fd, rc, slot;
 		if (poll(&pfd, 1, 50) <= 0)
 			continue;
-		fd = accept(c->lfd, (struct sockaddr *)&peer, &plen);
+		/* Non-blocking accept: with several threads only one wins each connection. */
+		fd = accept4(c->lfd, (struct sockaddr *)&peer, &plen, 0);
 		if (fd < 0)
 			continue;
 		inet_ntop(AF_INET, &peer.sin_addr, pbuf, sizeof(pbuf));
-		rc = pvp_server_handle(c->srv, fd, pbuf, &c->results[c->nresults]);
+		slot = __atomic_fetch_add(&c->slots, 1, __ATOMIC_SEQ_CST);
+		if (slot >= 64) {
+			close(fd);
+			break;
+		}
+		rc = pvp_server_handle(c->srv, fd, pbuf, &c->results[slot]);
 		close(fd);
-		c->rc_last = rc;
+		__atomic_store_n(&c->rc_last, rc, __ATOMIC_SEQ_CST);
 		__atomic_add_fetch(&c->nresults, 1, __ATOMIC_SEQ_CST);
 	}
 	return NULL;
 }
 
 void h_claimant_start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits)
+{
+	h_claimant_start_n(c, pconf, group_bits, 1);
+}
+
+void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads)
 {
 	pvp_vcr_store_conf_t sc;
 	pvp_server_conf_t conf;
@@ -120,7 +131,7 @@ void h_claimant_start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned 
 	conf.seed_key = seed;
 	assert_int_equal(pvp_server_new(&conf, &c->srv), 0);
 
-	c->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	c->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	assert_true(c->lfd >= 0);
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
@@ -132,17 +143,20 @@ void h_claimant_start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned 
 	c->target.host = "127.0.0.1";
 	c->target.port = c->port;
 	c->target.timeout_ms = 5000;
-	th = malloc(sizeof(*th));
+	th = calloc((size_t)nthreads, sizeof(*th));
 	assert_non_null(th);
-	assert_int_equal(pthread_create(th, NULL, serve, c), 0);
-	c->thread = th;
+	c->nthreads = nthreads;
+	for (int i = 0; i < nthreads; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, serve, c), 0);
+	c->threads = th;
 }
 
 void h_claimant_stop(h_claimant_t *c)
 {
-	pthread_t *th = c->thread;
-	c->stop = 1;
-	pthread_join(*th, NULL);
+	pthread_t *th = c->threads;
+	__atomic_store_n(&c->stop, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < c->nthreads; i++)
+		pthread_join(th[i], NULL);
 	free(th);
 	close(c->lfd);
 	pvp_server_free(c->srv);

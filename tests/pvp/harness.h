@@ -43,15 +43,20 @@ typedef struct h_claimant {
 	pvp_server_result_t results[64];
 	int nresults;
 	int rc_last;
-	/* thread */
-	void *thread;
-	volatile int stop;
+	int slots;                 /* result slots claimed */
+	/* server threads */
+	void *threads;
+	int nthreads;
+	int stop;
 } h_claimant_t;
 
 /*! \brief Start a claimant; \p pconf and \p group_bits may be NULL/0 for defaults. */
 void h_claimant_start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits);
 
-/*! \brief Stop the server thread, free everything, remove the directory. */
+/*! \brief Like h_claimant_start() with \p nthreads server threads sharing one pvp_server_t. */
+void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads);
+
+/*! \brief Stop the server threads, free everything, remove the directory. */
 void h_claimant_stop(h_claimant_t *c);
 
 /*! \brief Add a terminating record to the claimant's store (asserts success). */

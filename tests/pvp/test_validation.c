@@ -3,7 +3,9 @@
  * scenarios of issue 5 (owner, thief, clock offsets, caller-ID, top of hour,
  * two claimants, blacklist, entropy accumulation, rate limits).
  */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -362,6 +364,60 @@ static void record_past_48h_retention_no_longer_validates(void **state)
 	pvp_client_free(cli);
 }
 
+typedef struct worker {
+	h_claimant_t *c;
+	int base;
+	int ok;
+} worker_t;
+
+static void *client_worker(void *arg)
+{
+	worker_t *w = arg;
+	pvp_client_conf_t cc = { .domain = "carrier-b.example", .io_timeout_ms = 5000 };
+	pvp_client_t *cli;
+	if (pvp_client_new(&cc, &cli))
+		return NULL;
+	for (int i = 0; i < 8; i++) {
+		char num[VP_E164_BUFLEN];
+		pvp_validation_t v;
+		pvp_vcr_t r;
+		snprintf(num, sizeof(num), "+1408555%04d", w->base + i);
+		if (pvp_vcr_make(&r, PVP_DIR_ORIG, num, B_NUM, T0_MS, T0_MS + CALL_MS, NULL))
+			break;
+		if (pvp_client_validate(cli, &r, PVP_METHODS_ALL, pvp_tcp_connect, &w->c->target, NULL, 0, &v) == 0 &&
+		    v.resp.status == PVP_ST_ROUTES && v.handshakes == 1)
+			w->ok++;
+	}
+	pvp_client_free(cli);
+	return NULL;
+}
+
+static void concurrent_validations_on_shared_server(void **state)
+{
+	h_claimant_t c;
+	worker_t w[2] = { { .c = &c, .base = 1000 }, { .c = &c, .base = 2000 } };
+	pthread_t th[2];
+	(void)state;
+	h_claimant_start_n(&c, NULL, 0, 2);
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < 8; i++) {
+			char num[VP_E164_BUFLEN];
+			snprintf(num, sizeof(num), "+1408555%04d", w[k].base + i);
+			h_claimant_add(&c, num, B_NUM, T0_MS + 1000, T0_MS + CALL_MS + 1000);
+		}
+	}
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pthread_create(&th[k], NULL, client_worker, &w[k]), 0);
+	for (int k = 0; k < 2; k++)
+		pthread_join(th[k], NULL);
+	assert_int_equal(w[0].ok, 8);
+	assert_int_equal(w[1].ok, 8);
+	h_claimant_wait(&c, 16);
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(c.results[i].outcome, PVP_OUT_ROUTES);
+	h_claimant_stop(&c);
+}
+
 static void server_refuses_small_groups(void **state)
 {
 	pvp_server_conf_t conf;
@@ -417,6 +473,7 @@ int main(void)
 		cmocka_unit_test(number_rate_limit_gives_simulated_verifier),
 		cmocka_unit_test(two_calls_same_hour_candidate_index),
 		cmocka_unit_test(record_past_48h_retention_no_longer_validates),
+		cmocka_unit_test(concurrent_validations_on_shared_server),
 		cmocka_unit_test(server_refuses_small_groups),
 		cmocka_unit_test(larger_group_validates),
 	};
