@@ -118,9 +118,21 @@ int64_t pvp_round_q(int64_t t, uint32_t p, uint32_t g)
 	return floor_div(t - (int64_t)p + (int64_t)(g / 2), (int64_t)g);
 }
 
+/*
+ * Duration in whole seconds, rounded from the millisecond times: rounding the
+ * difference (not flooring each end) keeps the two sides' error to the event
+ * jitter alone when records carry milliseconds.
+ */
+static int64_t duration_s(const pvp_vcr_t *r)
+{
+	if (r->stop_ms <= r->start_ms)
+		return 0;
+	return (int64_t)((r->stop_ms - r->start_ms + 500) / 1000);
+}
+
 bool pvp_method_applies(const pvp_vcr_t *r, pvp_method_t m)
 {
-	if (r->stop_ms / 1000 < r->start_ms / 1000 + PVP_MIN_DURATION_S)
+	if (duration_s(r) < PVP_MIN_DURATION_S)
 		return false;
 	return m == PVP_METHOD_B || (m == PVP_METHOD_A && r->caller[0] != '\0');
 }
@@ -146,7 +158,7 @@ int pvp_client_creds(const pvp_vcr_t *r, pvp_method_t m, uint32_t idx, int shift
 
 	if (!pvp_method_applies(r, m) || shift < -16 || shift > 16)
 		return VP_EINVAL;
-	d = (int64_t)(r->stop_ms / 1000) - start;
+	d = duration_s(r);
 	memset(&u, 0, sizeof(u));
 	u.method = m;
 	u.bucket = (uint32_t)(start / PVP_BUCKET_S);
@@ -166,7 +178,7 @@ int pvp_client_creds(const pvp_vcr_t *r, pvp_method_t m, uint32_t idx, int shift
 int pvp_server_password(const pvp_vcr_t *r, const pvp_user_t *u, char pass[PVP_PASS_MAX])
 {
 	int64_t start = (int64_t)(r->start_ms / 1000);
-	int64_t d = (int64_t)(r->stop_ms / 1000) - start;
+	int64_t d = duration_s(r);
 	if (!pvp_method_applies(r, u->method))
 		return VP_EINVAL;
 	return make_password(r, u->method, pvp_round_q(start, u->ps, PVP_G_START),
@@ -190,7 +202,7 @@ uint32_t pvp_entropy_cbits(const pvp_vcr_t *r, pvp_method_t m, const pvp_entropy
 	else
 		bits += log2((double)PVP_BUCKET_S / PVP_G_START);
 	/* Duration: self-information of its bin under an exponential model. */
-	d = (int64_t)(r->stop_ms / 1000) - (int64_t)start;
+	d = duration_s(r);
 	if (d >= 10) {
 		dbits = log2(mu / PVP_G_DUR) + (double)d / (mu * M_LN2);
 		if (dbits > 10.0)

@@ -660,10 +660,21 @@ int pvp_client_validate(pvp_client_t *cli, const pvp_vcr_t *r, unsigned methods,
 		if (!(methods & PVP_MBIT(m)) || !pvp_method_applies(r, m))
 			continue;
 		any = true;
-		for (unsigned idx = 0; idx < max_cand && tries < max_tries; idx++) {
-			for (unsigned si = 0; si <= 2 * max_shift && tries < max_tries; si++) {
-				/* 0, -1, +1, -2, +2 … */
-				int shift = si == 0 ? 0 : (si % 2 ? -(int)((si + 1) / 2) : (int)(si / 2));
+		/*
+		 * Cheapest explanations first: level L tries every (candidate i,
+		 * shift s) with i + |s| = L, later candidates first (two calls to one
+		 * number in an hour are commoner than a clock off by over 30 s).
+		 */
+		for (unsigned level = 0; level < max_cand + max_shift && tries < max_tries; level++) {
+			for (unsigned k = 0; k < 2 * max_cand && tries < max_tries; k++) {
+				unsigned idx = max_cand - 1 - k / 2, mag;
+				int shift;
+				if (idx > level || level - idx > max_shift)
+					continue;
+				mag = level - idx;
+				if (mag == 0 && k % 2)
+					continue; /* shift 0 has one sign */
+				shift = k % 2 ? (int)mag : -(int)mag;
 				int rc = pvp_client_creds(r, m, idx, shift, user, cli->pass);
 				if (rc)
 					return rc;

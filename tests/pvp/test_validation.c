@@ -126,8 +126,11 @@ static void clock_offset_inside_tolerance_succeeds(void **state)
 	assert_int_equal(v.handshakes, 1);
 	assert_int_equal(offset_case(-29000, PVP_NO_SHIFT, &v), 0);
 	assert_int_equal(v.handshakes, 1);
-	/* 75 s late: needs the +1 shift, i.e. the third handshake (0, -1, +1). */
+	/* 75 s late: needs the +1 shift: (i0, 0), (i1, 0), (i0, -1), then (i0, +1) matches. */
 	assert_int_equal(offset_case(75000, 1, &v), 0);
+	assert_int_equal(v.handshakes, 4);
+	/* 75 s early: (i0, -1) is the third try. */
+	assert_int_equal(offset_case(-75000, 1, &v), 0);
 	assert_int_equal(v.handshakes, 3);
 	assert_int_equal(v.resp.status, PVP_ST_ROUTES);
 }
@@ -343,6 +346,15 @@ static void two_calls_same_hour_candidate_index(void **state)
 	h_claimant_add(&c, A_NUM, "+442071234567", T0_MS + 900 * 1000, T0_MS + 960 * 1000);
 	assert_int_equal(validate(&c, cli, &r, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), 0);
 	assert_int_equal(v.handshakes, 2); /* candidate 0 (the later call) failed, 1 matched */
+	h_claimant_stop(&c);
+	pvp_client_free(cli);
+	/* With shifts allowed the second candidate is still tried before any shift. */
+	cli = client("carrier-b.example", 1);
+	h_claimant_start(&c, NULL, 0);
+	h_claimant_add(&c, A_NUM, B_NUM, T0_MS, T0_MS + CALL_MS);
+	h_claimant_add(&c, A_NUM, "+442071234567", T0_MS + 900 * 1000, T0_MS + 960 * 1000);
+	assert_int_equal(validate(&c, cli, &r, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), 0);
+	assert_int_equal(v.handshakes, 2);
 	h_claimant_stop(&c);
 	pvp_client_free(cli);
 }
