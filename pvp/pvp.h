@@ -5,8 +5,9 @@
  * The library never opens listening sockets or threads: the daemon accepts
  * connections (after RELOAD AppAttach) and hands each connected fd to
  * pvp_server_handle() on a worker thread; the client is given a connect
- * callback that returns a fresh connected fd per handshake attempt.  Both run
- * blocking I/O bounded by a per-operation timeout.
+ * callback that returns a fresh connected fd per handshake attempt.  Both
+ * switch the socket to non-blocking and poll against one deadline for the
+ * whole connection, so a peer trickling bytes cannot hold a worker longer.
  *
  * A pvp_server_t is shared by all worker threads (its state is read-only or
  * locked); a pvp_client_t belongs to one thread at a time.
@@ -45,7 +46,7 @@ typedef struct pvp_server_conf {
 	unsigned group_bits;           /*!< 0 = 2048; 2048/3072/4096/6144/8192 */
 	uint32_t ticket_lifetime_s;    /*!< 0 = 30 days */
 	uint32_t accum_window_s;       /*!< previous tickets count if issued within this; 0 = 30 days */
-	unsigned io_timeout_ms;        /*!< per read/write; 0 = 10 s */
+	unsigned io_timeout_ms;        /*!< deadline for the whole connection (handshake + exchange); 0 = 10 s */
 	unsigned max_candidates;       /*!< highest candidate index served + 1; 0 = 4 */
 	pvp_entropy_conf_t entropy;
 	const vp_clock_t *clock;       /*!< NULL = system */
@@ -83,7 +84,7 @@ void pvp_server_free(pvp_server_t *srv);
 
 /*!
  * \brief Serve one PVP connection on connected socket \p fd (not closed here;
- * its timeouts are set).  \p peer identifies the peer for rate limiting
+ * it is switched to non-blocking).  \p peer identifies the peer for rate limiting
  * (Node-ID hex or address).  Returns 0 when the exchange ran to an outcome
  * (see \p res, which may be NULL), or a VP_E* code for local failures.
  */
@@ -98,7 +99,7 @@ typedef struct pvp_client_conf {
 	unsigned max_shift;            /*!< start-bucket shifts tried either side; 0 = 1, use -1 for none */
 	unsigned max_candidates;       /*!< candidate indexes tried; 0 = 2 */
 	unsigned max_tries;            /*!< handshakes per method; 0 = 4 */
-	unsigned io_timeout_ms;        /*!< 0 = 10 s */
+	unsigned io_timeout_ms;        /*!< deadline per handshake attempt (connection); 0 = 10 s */
 	const vp_clock_t *clock;
 } pvp_client_conf_t;
 

@@ -10,6 +10,7 @@
 #include "pvp/pvp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -91,55 +92,122 @@ static SSL_CTX *make_ctx(const SSL_METHOD *meth)
 	return ctx;
 }
 
-/* Map a failed SSL_read/SSL_write to a VP_E* code. */
-static int io_err(SSL *ssl, int ret)
+/*
+ * Every connection runs on a non-blocking socket against one deadline for
+ * the whole exchange (handshake, request, response), so a peer that trickles
+ * bytes cannot hold a worker longer than the configured time.
+ */
+typedef struct io_ctx {
+	SSL *ssl;
+	int fd;
+	uint64_t deadline_ns;
+} io_ctx_t;
+
+/*
+ * After an SSL call returned \p ret <= 0: wait for the socket if OpenSSL wants
+ * it (0 = retry), or return the VP_E* code of a real failure.
+ */
+static int io_wait(io_ctx_t *io, int ret)
 {
-	int e = SSL_get_error(ssl, ret);
-	if (e == SSL_ERROR_ZERO_RETURN)
+	int e = SSL_get_error(io->ssl, ret);
+	struct pollfd p = { .fd = io->fd };
+	uint64_t now;
+	int r;
+
+	if (e == SSL_ERROR_WANT_READ)
+		p.events = POLLIN;
+	else if (e == SSL_ERROR_WANT_WRITE)
+		p.events = POLLOUT;
+	else if (e == SSL_ERROR_ZERO_RETURN)
 		return VP_ECLOSED;
-	if (e == SSL_ERROR_SYSCALL) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return VP_ETIMEOUT;
-		return ret == 0 ? VP_ECLOSED : VP_EIO;
-	}
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+	else if (e == SSL_ERROR_SYSCALL)
+		return ret == 0 || errno == 0 || errno == ECONNRESET || errno == EPIPE ? VP_ECLOSED : VP_EIO;
+	else
+		return VP_ETLS;
+	now = vp_time_mono_ns();
+	if (now >= io->deadline_ns)
 		return VP_ETIMEOUT;
-	return VP_ETLS;
+	r = poll(&p, 1, (int)((io->deadline_ns - now + 999999) / 1000000));
+	if (r == 0)
+		return VP_ETIMEOUT;
+	if (r < 0 && errno != EINTR)
+		return VP_EIO;
+	return 0;
 }
 
-static int read_full(SSL *ssl, uint8_t *buf, size_t n)
+static int io_handshake(io_ctx_t *io, bool server)
+{
+	for (;;) {
+		int r = server ? SSL_accept(io->ssl) : SSL_connect(io->ssl), w;
+		if (r == 1)
+			return 0;
+		if ((w = io_wait(io, r)))
+			return w;
+	}
+}
+
+static int read_full(io_ctx_t *io, uint8_t *buf, size_t n)
 {
 	size_t got = 0;
 	while (got < n) {
-		int r = SSL_read(ssl, buf + got, (int)(n - got));
-		if (r <= 0)
-			return io_err(ssl, r);
-		got += (size_t)r;
+		int r = SSL_read(io->ssl, buf + got, (int)(n - got)), w;
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		if ((w = io_wait(io, r)))
+			return w;
 	}
 	return 0;
 }
 
-static int read_frame(SSL *ssl, uint8_t *buf, size_t cap, size_t *len)
+static int read_frame(io_ctx_t *io, uint8_t *buf, size_t cap, size_t *len)
 {
 	uint8_t hdr[2];
 	size_t n;
-	int rc = read_full(ssl, hdr, 2);
+	int rc = read_full(io, hdr, 2);
 	if (rc)
 		return rc;
 	n = (size_t)hdr[0] << 8 | hdr[1];
 	if (n > cap || n > PVP_VALX_MAX)
 		return VP_ETOOBIG;
 	*len = n;
-	return read_full(ssl, buf, n);
+	return read_full(io, buf, n);
 }
 
-static int write_frame(SSL *ssl, uint8_t *frame, size_t body_len)
+static int write_frame(io_ctx_t *io, uint8_t *frame, size_t body_len)
 {
-	int r;
 	frame[0] = (uint8_t)(body_len >> 8);
 	frame[1] = (uint8_t)body_len;
-	r = SSL_write(ssl, frame, (int)(body_len + 2));
-	return r == (int)(body_len + 2) ? 0 : io_err(ssl, r);
+	for (;;) {
+		int r = SSL_write(io->ssl, frame, (int)(body_len + 2)), w;
+		if (r == (int)(body_len + 2))
+			return 0;
+		if (r > 0)
+			return VP_EIO; /* partial writes are off (no SSL_MODE_ENABLE_PARTIAL_WRITE) */
+		if ((w = io_wait(io, r)))
+			return w;
+	}
+}
+
+/* Best-effort close_notify, bounded by the same deadline. */
+static void io_shutdown(io_ctx_t *io)
+{
+	for (int i = 0; i < 4; i++) {
+		int r = SSL_shutdown(io->ssl);
+		if (r != 0 && r != -1)
+			return;
+		if (r == 0)
+			return; /* our close_notify is out; do not wait for the peer's */
+		if (io_wait(io, r))
+			return;
+	}
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? VP_EIO : 0;
 }
 
 static int exporter(SSL *ssl, uint8_t out[PVP_BINDING_LEN])
@@ -409,6 +477,7 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	pvp_server_result_t rtmp, *res = res_out ? res_out : &rtmp;
 	uint64_t now_s = vp_clock_now_ms(srv->conf.clock) / 1000;
 	srv_conn_t c;
+	io_ctx_t io;
 	SSL *ssl = NULL;
 	uint8_t binding[PVP_BINDING_LEN], buf[2 + PVP_VALX_MAX];
 	pvp_valreq_t *q = NULL;
@@ -426,15 +495,18 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 		vp_log_warn("pvp", "peer_rate_limited", "peer=%s", peer);
 		return 0;
 	}
-	set_timeouts(fd, srv->conf.io_timeout_ms ? srv->conf.io_timeout_ms : DEFAULT_TIMEOUT_MS);
+	io.fd = fd;
+	io.deadline_ns = vp_time_mono_ns() +
+	                 (uint64_t)(srv->conf.io_timeout_ms ? srv->conf.io_timeout_ms : DEFAULT_TIMEOUT_MS) * 1000000;
 	ssl = SSL_new(srv->ctx);
-	if (!ssl || !SSL_set_fd(ssl, fd)) {
-		rc = VP_ETLS;
+	if (!ssl || !SSL_set_fd(ssl, fd) || set_nonblock(fd)) {
+		rc = ssl ? VP_EIO : VP_ETLS;
 		goto out;
 	}
+	io.ssl = ssl;
 	SSL_set_app_data(ssl, &c);
-	r = SSL_accept(ssl);
-	if (r != 1) {
+	r = io_handshake(&io, true);
+	if (r) {
 		res->outcome = PVP_OUT_HANDSHAKE_FAILED;
 		if (c.matched)
 			snprintf(res->number, sizeof(res->number), "%s", c.rec.called);
@@ -463,7 +535,7 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	if ((rc = exporter(ssl, binding)))
 		goto out;
 	memcpy(resp->binding, binding, sizeof(binding));
-	rc = read_frame(ssl, buf, PVP_VALX_MAX, &len);
+	rc = read_frame(&io, buf, PVP_VALX_MAX, &len);
 	if (rc) {
 		res->outcome = PVP_OUT_IO;
 		rc = 0;
@@ -486,11 +558,11 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	rc = pvp_valresp_encode(resp, buf + 2, sizeof(buf) - 2, &len);
 	if (rc)
 		goto out;
-	if (write_frame(ssl, buf, len)) {
+	if (write_frame(&io, buf, len)) {
 		res->outcome = PVP_OUT_IO;
 		goto out;
 	}
-	SSL_shutdown(ssl);
+	io_shutdown(&io);
 	vp_log_info("pvp", "validation", "peer=%s number=%s domain=%s method=%c outcome=%s reason=%s entropy_cbits=%u",
 	            peer, res->number, res->domain[0] ? res->domain : "-", pvp_method_letter(res->method),
 	            pvp_outcome_str(res->outcome), pvp_refusal_str(res->reason), res->entropy_cbits);
@@ -570,6 +642,7 @@ static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
 {
 	pvp_valreq_t *q = NULL;
 	uint8_t buf[2 + PVP_VALX_MAX], binding[PVP_BINDING_LEN];
+	io_ctx_t io;
 	SSL *ssl = NULL;
 	size_t len;
 	int fd = -1, rc, ret;
@@ -577,15 +650,23 @@ static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
 	rc = connect_fn(connect_arg, &fd);
 	if (rc)
 		return rc;
-	set_timeouts(fd, cli->conf.io_timeout_ms ? cli->conf.io_timeout_ms : DEFAULT_TIMEOUT_MS);
+	io.fd = fd;
+	io.deadline_ns = vp_time_mono_ns() +
+	                 (uint64_t)(cli->conf.io_timeout_ms ? cli->conf.io_timeout_ms : DEFAULT_TIMEOUT_MS) * 1000000;
 	/* The username is copied into the SSL at SSL_new(): set it on the context first. */
 	if (!SSL_CTX_set_srp_username(cli->ctx, (char *)user) || !(ssl = SSL_new(cli->ctx)) ||
-	    !SSL_set_fd(ssl, fd)) {
+	    !SSL_set_fd(ssl, fd) || set_nonblock(fd)) {
 		rc = VP_ETLS;
 		goto out;
 	}
-	ret = SSL_connect(ssl);
-	if (ret != 1) {
+	io.ssl = ssl;
+	ret = io_handshake(&io, false);
+	if (ret == VP_ETIMEOUT) {
+		rc = ret;
+		log_ssl_errors("client_handshake");
+		goto out;
+	}
+	if (ret) {
 		unsigned long e = ERR_peek_error();
 		int reason = ERR_GET_REASON(e);
 		if (reason == SSL_R_BAD_SRP_PARAMETERS || reason == SSL_R_INSUFFICIENT_SECURITY ||
@@ -617,9 +698,9 @@ static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
 		memcpy(q->prev_ticket, prev_ticket, prev_len);
 		q->prev_ticket_len = prev_len;
 	}
-	if ((rc = pvp_valreq_encode(q, buf + 2, sizeof(buf) - 2, &len)) || (rc = write_frame(ssl, buf, len)))
+	if ((rc = pvp_valreq_encode(q, buf + 2, sizeof(buf) - 2, &len)) || (rc = write_frame(&io, buf, len)))
 		goto out;
-	if ((rc = read_frame(ssl, buf, PVP_VALX_MAX, &len)))
+	if ((rc = read_frame(&io, buf, PVP_VALX_MAX, &len)))
 		goto out;
 	if ((rc = pvp_valresp_decode(buf, len, resp))) {
 		rc = VP_EMALFORMED;
@@ -630,7 +711,7 @@ static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
 		rc = VP_ETLS;
 		goto out;
 	}
-	SSL_shutdown(ssl);
+	io_shutdown(&io);
 	rc = 0;
 out:
 	free(q);

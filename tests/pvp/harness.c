@@ -99,6 +99,12 @@ void h_claimant_start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned 
 
 void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads)
 {
+	h_claimant_start_ex(c, pconf, group_bits, nthreads, 0);
+}
+
+void h_claimant_start_ex(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
+                         unsigned io_timeout_ms)
+{
 	pvp_vcr_store_conf_t sc;
 	pvp_server_conf_t conf;
 	struct sockaddr_in a;
@@ -127,7 +133,7 @@ void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigne
 	conf.routes_arg = c->host;
 	conf.group_bits = group_bits;
 	conf.clock = &c->clock;
-	conf.io_timeout_ms = 5000;
+	conf.io_timeout_ms = io_timeout_ms ? io_timeout_ms : 5000;
 	conf.seed_key = seed;
 	assert_int_equal(pvp_server_new(&conf, &c->srv), 0);
 

@@ -56,6 +56,10 @@ void h_claimant_start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned 
 /*! \brief Like h_claimant_start() with \p nthreads server threads sharing one pvp_server_t. */
 void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads);
 
+/*! \brief Full form: \p io_timeout_ms is the server's whole-connection deadline (0 = 5000). */
+void h_claimant_start_ex(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
+                         unsigned io_timeout_ms);
+
 /*! \brief Stop the server threads, free everything, remove the directory. */
 void h_claimant_stop(h_claimant_t *c);
 

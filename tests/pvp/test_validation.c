@@ -12,6 +12,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "harness.h"
 #include "common/errcode.h"
 #include "common/log.h"
@@ -430,6 +434,35 @@ static void concurrent_validations_on_shared_server(void **state)
 	h_claimant_stop(&c);
 }
 
+static void trickling_peer_cut_off_at_the_connection_deadline(void **state)
+{
+	h_claimant_t c;
+	int fd;
+	uint64_t t0;
+	double secs;
+	(void)state;
+	h_claimant_start_ex(&c, NULL, 0, 1, 400);
+	assert_int_equal(pvp_tcp_connect(&c.target, &fd), 0);
+	t0 = vp_time_mono_ns();
+	/* A ClientHello header, then one byte every 50 ms: each read alone would be fast. */
+	assert_int_equal(send(fd, "\x16\x03\x01\x02\x00", 5, MSG_NOSIGNAL), 5);
+	for (int i = 0; i < 60; i++) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		char b = 1;
+		if (send(fd, &b, 1, MSG_NOSIGNAL) != 1)
+			break;
+		if (__atomic_load_n(&c.nresults, __ATOMIC_SEQ_CST) > 0)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	h_claimant_wait(&c, 1);
+	secs = (double)(vp_time_mono_ns() - t0) / 1e9;
+	assert_true(secs < 1.5); /* 0.4 s deadline, not 60 * 50 ms */
+	assert_int_equal(c.results[0].outcome, PVP_OUT_HANDSHAKE_FAILED);
+	close(fd);
+	h_claimant_stop(&c);
+}
+
 static void server_refuses_small_groups(void **state)
 {
 	pvp_server_conf_t conf;
@@ -486,6 +519,7 @@ int main(void)
 		cmocka_unit_test(two_calls_same_hour_candidate_index),
 		cmocka_unit_test(record_past_48h_retention_no_longer_validates),
 		cmocka_unit_test(concurrent_validations_on_shared_server),
+		cmocka_unit_test(trickling_peer_cut_off_at_the_connection_deadline),
 		cmocka_unit_test(server_refuses_small_groups),
 		cmocka_unit_test(larger_group_validates),
 	};
