@@ -96,7 +96,7 @@ typedef int (*pvp_connect_fn)(void *arg, int *fd);
 typedef struct pvp_client_conf {
 	const char *domain;            /*!< our domain, sent in ValExchange (required) */
 	unsigned min_group_bits;       /*!< 0 = 2048; smaller server groups are refused */
-	unsigned max_shift;            /*!< start-bucket shifts tried either side; 0 = 1, use -1 for none */
+	unsigned max_shift;            /*!< start-bucket shifts tried either side; 0 = 1, PVP_NO_SHIFT for none */
 	unsigned max_candidates;       /*!< candidate indexes tried; 0 = 2 */
 	unsigned max_tries;            /*!< handshakes per method; 0 = 4 */
 	unsigned io_timeout_ms;        /*!< deadline per handshake attempt (connection); 0 = 10 s */
