@@ -1,0 +1,214 @@
+/*
+ * pvp/policy.c - domain lists and failed-handshake rate limits.
+ */
+#include "pvp/policy.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "common/errcode.h"
+#include "pvp/ticket.h"
+
+#define PROBE 8 /* slots probed per key: collisions beyond this evict the stalest */
+
+typedef struct list_entry {
+	char domain[PVP_DOMAIN_MAX + 1];
+	uint32_t threshold;
+} list_entry_t;
+
+typedef struct rate_slot {
+	uint64_t hash;       /* 0 = empty */
+	uint64_t window;     /* window index the count belongs to */
+	uint32_t fails;
+} rate_slot_t;
+
+struct pvp_policy {
+	pvp_policy_conf_t conf;
+	list_entry_t *list;
+	size_t nlist, caplist;
+	pthread_mutex_t lock;
+	uint64_t seed[2];    /* keyed hash: an attacker cannot aim collisions at a victim's slot */
+	rate_slot_t *slots;
+};
+
+int pvp_policy_new(const pvp_policy_conf_t *conf, pvp_policy_t **out)
+{
+	pvp_policy_t *p = calloc(1, sizeof(*p));
+	uint32_t slots;
+	*out = NULL;
+	if (!p)
+		return VP_ENOMEM;
+	if (conf)
+		p->conf = *conf;
+	if (!p->conf.min_entropy_cbits)
+		p->conf.min_entropy_cbits = 1600;
+	if (!p->conf.peer_fail_limit)
+		p->conf.peer_fail_limit = 30;
+	if (!p->conf.number_fail_limit)
+		p->conf.number_fail_limit = 10;
+	if (!p->conf.window_s)
+		p->conf.window_s = 3600;
+	slots = p->conf.table_slots ? p->conf.table_slots : 4096;
+	if (slots < PROBE || (slots & (slots - 1))) {
+		free(p);
+		return VP_EINVAL;
+	}
+	p->conf.table_slots = slots;
+	p->slots = calloc(slots, sizeof(rate_slot_t));
+	if (!p->slots) {
+		free(p);
+		return VP_ENOMEM;
+	}
+	if (RAND_bytes((unsigned char *)p->seed, sizeof(p->seed)) != 1) {
+		free(p->slots);
+		free(p);
+		return VP_ECRYPTO;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	*out = p;
+	return 0;
+}
+
+void pvp_policy_free(pvp_policy_t *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_destroy(&p->lock);
+	free(p->list);
+	free(p->slots);
+	free(p);
+}
+
+int pvp_policy_list(pvp_policy_t *p, const char *domain, uint32_t threshold_cbits)
+{
+	char d[PVP_DOMAIN_MAX + 1];
+	if (pvp_domain_normalize(domain, d))
+		return VP_EINVAL;
+	for (size_t i = 0; i < p->nlist; i++) {
+		if (!strcmp(p->list[i].domain, d)) {
+			p->list[i].threshold = threshold_cbits;
+			return 0;
+		}
+	}
+	if (p->nlist == p->caplist) {
+		size_t nc = p->caplist ? p->caplist * 2 : 16;
+		list_entry_t *nl = realloc(p->list, nc * sizeof(*nl));
+		if (!nl)
+			return VP_ENOMEM;
+		p->list = nl;
+		p->caplist = nc;
+	}
+	memcpy(p->list[p->nlist].domain, d, sizeof(d));
+	p->list[p->nlist].threshold = threshold_cbits;
+	p->nlist++;
+	return 0;
+}
+
+/* Does list entry e cover domain d (equal, or d ends with "." e)? */
+static bool covers(const char *e, const char *d, size_t dl)
+{
+	size_t el = strlen(e);
+	if (el > dl)
+		return false;
+	if (strcmp(d + dl - el, e) != 0)
+		return false;
+	return el == dl || d[dl - el - 1] == '.';
+}
+
+int pvp_policy_threshold(const pvp_policy_t *p, const char *domain, uint32_t *threshold_cbits)
+{
+	char d[PVP_DOMAIN_MAX + 1];
+	size_t dl, best = 0;
+	uint32_t t = p->conf.mode == PVP_LIST_WHITE ? PVP_THRESHOLD_NEVER : p->conf.min_entropy_cbits;
+	if (pvp_domain_normalize(domain, d))
+		return VP_EINVAL;
+	dl = strlen(d);
+	for (size_t i = 0; i < p->nlist; i++) {
+		size_t el = strlen(p->list[i].domain);
+		if (el > best && covers(p->list[i].domain, d, dl)) {
+			best = el;
+			t = p->list[i].threshold;
+		}
+	}
+	*threshold_cbits = t;
+	return t == PVP_THRESHOLD_NEVER ? VP_EREFUSED : 0;
+}
+
+/* SipHash would do; a keyed FNV-1a variant with a final mix is enough here. */
+static uint64_t key_hash(const pvp_policy_t *p, pvp_rate_kind_t kind, const char *key)
+{
+	uint64_t h = p->seed[0] ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ull);
+	for (const unsigned char *s = (const unsigned char *)key; *s; s++) {
+		h ^= *s;
+		h *= 0x100000001b3ull;
+	}
+	h ^= p->seed[1];
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h ? h : 1;
+}
+
+/* Find the slot of h (or the one to reuse); caller holds the lock. */
+static rate_slot_t *find_slot(pvp_policy_t *p, uint64_t h, uint64_t window, bool create)
+{
+	uint32_t mask = p->conf.table_slots - 1;
+	rate_slot_t *victim = NULL;
+	uint64_t best = UINT64_MAX;
+	for (uint32_t i = 0; i < PROBE; i++) {
+		rate_slot_t *s = &p->slots[(h + i) & mask];
+		uint64_t score;
+		if (s->hash == h)
+			return s;
+		/* Reuse an empty slot, else a stale one, else the one with the fewest failures. */
+		score = s->hash == 0 ? 0 : s->window != window ? 1 : 2 + (uint64_t)s->fails;
+		if (score < best) {
+			best = score;
+			victim = s;
+		}
+	}
+	if (!create)
+		return NULL;
+	victim->hash = h;
+	victim->window = window;
+	victim->fails = 0;
+	return victim;
+}
+
+static uint32_t limit_of(const pvp_policy_t *p, pvp_rate_kind_t kind)
+{
+	return kind == PVP_RATE_PEER ? p->conf.peer_fail_limit : p->conf.number_fail_limit;
+}
+
+bool pvp_policy_rate_ok(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s)
+{
+	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
+	rate_slot_t *s;
+	bool ok = true;
+	pthread_mutex_lock(&p->lock);
+	s = find_slot(p, h, window, false);
+	if (s && s->window == window && s->fails >= limit_of(p, kind))
+		ok = false;
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+void pvp_policy_rate_fail(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s)
+{
+	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
+	rate_slot_t *s;
+	pthread_mutex_lock(&p->lock);
+	s = find_slot(p, h, window, true);
+	if (s->window != window) {
+		s->window = window;
+		s->fails = 0;
+	}
+	if (s->fails < UINT32_MAX)
+		s->fails++;
+	pthread_mutex_unlock(&p->lock);
+}

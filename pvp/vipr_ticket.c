@@ -1,0 +1,289 @@
+/*
+ * vipr-ticket - issue, verify and inspect ViPR anti-spam tickets, and manage
+ * ticket keys, for border elements and operators (docs/protocol.md §7).
+ *
+ *   vipr-ticket genkey [--epoch N]                      new key file on stdout
+ *   vipr-ticket rotate --key FILE [--grace SECONDS]     new current key, old one in grace
+ *   vipr-ticket issue  --key FILE --number N --domain D [--lifetime S] [--pending] [--now T]
+ *   vipr-ticket verify --key FILE --number N --domain D [--now T] [--allow-pending] TICKET
+ *   vipr-ticket show   TICKET                           decode without checking the MAC
+ *
+ * Exit status: 0 ok / valid, 1 ticket refused (one line "refused reason=…"),
+ * 2 usage or key-file error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "common/clock.h"
+#include "common/e164.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "pvp/ticket.h"
+
+#define EXIT_REFUSED 1
+#define EXIT_USAGE 2
+#define DEFAULT_GRACE_S (30u * 86400) /* the default ticket lifetime */
+
+static void usage(FILE *f)
+{
+	fputs("usage: vipr-ticket genkey [--epoch N]\n"
+	      "       vipr-ticket rotate --key FILE [--grace SECONDS]\n"
+	      "       vipr-ticket issue --key FILE --number N --domain D [--lifetime S] [--pending] [--now T]\n"
+	      "       vipr-ticket verify --key FILE --number N --domain D [--now T] [--allow-pending] TICKET\n"
+	      "       vipr-ticket show TICKET\n",
+	      f);
+}
+
+typedef struct opts {
+	const char *key, *number, *domain;
+	unsigned long long now, lifetime, grace, epoch;
+	int pending, allow_pending;
+} opts_t;
+
+static int parse_u64(const char *s, unsigned long long *v)
+{
+	char *end;
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	return errno || !*s || *end || s[0] == '-' ? -1 : 0;
+}
+
+static int write_keys_atomic(const char *path, const pvp_ticket_keys_t *keys)
+{
+	char text[1024], tmp[4096];
+	FILE *f;
+	int rc = pvp_ticket_keys_format(keys, text, sizeof(text));
+	if (rc)
+		return rc;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return VP_EINVAL;
+	f = fopen(tmp, "w");
+	if (!f)
+		return VP_EIO;
+	fchmod(fileno(f), 0600);
+	if (fputs(text, f) == EOF || fflush(f) || fsync(fileno(f))) {
+		fclose(f);
+		unlink(tmp);
+		return VP_EIO;
+	}
+	fclose(f);
+	OPENSSL_cleanse(text, sizeof(text));
+	return rename(tmp, path) ? VP_EIO : 0;
+}
+
+static int cmd_genkey(const opts_t *o)
+{
+	pvp_ticket_keys_t keys;
+	char text[512];
+	memset(&keys, 0, sizeof(keys));
+	keys.cur.epoch = (uint8_t)(o->epoch ? o->epoch : 1);
+	keys.cur.len = 32;
+	if (o->epoch > 255 || RAND_bytes(keys.cur.key, 32) != 1 ||
+	    pvp_ticket_keys_format(&keys, text, sizeof(text))) {
+		fprintf(stderr, "vipr-ticket: cannot make a key\n");
+		return EXIT_USAGE;
+	}
+	fputs(text, stdout);
+	OPENSSL_cleanse(&keys, sizeof(keys));
+	OPENSSL_cleanse(text, sizeof(text));
+	return 0;
+}
+
+static int cmd_rotate(const opts_t *o, const pvp_ticket_keys_t *keys_in)
+{
+	pvp_ticket_keys_t keys = *keys_in;
+	uint8_t k[32];
+	uint64_t now = o->now ? o->now : vp_time_wall_ms() / 1000;
+	int rc;
+	if (RAND_bytes(k, sizeof(k)) != 1)
+		return EXIT_USAGE;
+	rc = pvp_ticket_keys_rotate(&keys, k, sizeof(k), now + (o->grace ? o->grace : DEFAULT_GRACE_S));
+	if (!rc)
+		rc = write_keys_atomic(o->key, &keys);
+	OPENSSL_cleanse(k, sizeof(k));
+	if (rc) {
+		fprintf(stderr, "vipr-ticket: rotate failed: %s\n", vp_strerror(rc));
+		return EXIT_USAGE;
+	}
+	printf("rotated epoch=%u previous=%u grace_until=%" PRIu64 "\n", keys.cur.epoch, keys.prev.epoch,
+	       keys.prev.grace_until_s);
+	OPENSSL_cleanse(&keys, sizeof(keys));
+	return 0;
+}
+
+static int cmd_issue(const opts_t *o, const pvp_ticket_keys_t *keys)
+{
+	pvp_ticket_t t;
+	uint8_t bin[PVP_TICKET_MAX];
+	char b64[PVP_TICKET_B64_MAX];
+	size_t n;
+	uint64_t now = o->now ? o->now : vp_time_wall_ms() / 1000;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	if (!o->number || !o->domain) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if ((rc = vp_e164_normalize(o->number, NULL, t.number)) || (rc = pvp_domain_normalize(o->domain, t.domain))) {
+		fprintf(stderr, "vipr-ticket: %s\n", vp_strerror(rc));
+		return EXIT_USAGE;
+	}
+	t.flags = o->pending ? 0 : PVP_TICKET_F_ROUTES;
+	t.issued = (uint32_t)now;
+	t.expires = (uint32_t)(now + (o->lifetime ? o->lifetime : DEFAULT_GRACE_S));
+	t.last_call = (uint32_t)now;
+	t.validations = 1;
+	if ((rc = pvp_ticket_issue(keys, &t, bin, sizeof(bin), &n)) ||
+	    (rc = pvp_b64url_encode(bin, n, b64, sizeof(b64)))) {
+		fprintf(stderr, "vipr-ticket: %s\n", vp_strerror(rc));
+		return EXIT_USAGE;
+	}
+	puts(b64);
+	return 0;
+}
+
+static int cmd_verify(const opts_t *o, const pvp_ticket_keys_t *keys, const char *ticket)
+{
+	char number[VP_E164_BUFLEN];
+	pvp_ticket_t t;
+	pvp_ticket_expect_t ex = { .domain = o->domain, .need_routes = !o->allow_pending };
+	pvp_ticket_reason_t r;
+	uint64_t now = o->now ? o->now : vp_time_wall_ms() / 1000;
+	int rc;
+
+	if (!o->number || !o->domain) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if ((rc = vp_e164_normalize(o->number, NULL, number))) {
+		fprintf(stderr, "vipr-ticket: --number: %s\n", vp_strerror(rc));
+		return EXIT_USAGE;
+	}
+	ex.number = number;
+	r = pvp_ticket_verify_text(keys, ticket, now, &ex, &t);
+	if (r != PVP_TR_OK) {
+		printf("refused reason=%s\n", pvp_ticket_reason_str(r));
+		return EXIT_REFUSED;
+	}
+	printf("ok number=%s domain=%s epoch=%u expires=%" PRIu32 " entropy_bits=%.2f validations=%u\n",
+	       t.number, t.domain, t.epoch, t.expires, t.entropy_cbits / 100.0, t.validations);
+	return 0;
+}
+
+static int cmd_show(const char *ticket)
+{
+	uint8_t bin[PVP_TICKET_MAX];
+	size_t n;
+	pvp_ticket_t t;
+	size_t slen = strnlen(ticket, PVP_TICKET_B64_MAX + 1);
+	int rc;
+	if (slen > PVP_TICKET_B64_MAX || pvp_b64url_decode(ticket, slen, bin, sizeof(bin), &n)) {
+		printf("refused reason=malformed\n");
+		return EXIT_REFUSED;
+	}
+	rc = pvp_ticket_decode(bin, n, &t);
+	if (rc) {
+		printf("refused reason=%s\n", rc == VP_EUNSUPPORTED ? "version" : "malformed");
+		return EXIT_REFUSED;
+	}
+	printf("version=%u epoch=%u flags=0x%02x issued=%" PRIu32 " expires=%" PRIu32 " last_call=%" PRIu32
+	       " entropy_bits=%.2f validations=%u number=%s domain=%s (MAC not checked)\n",
+	       t.version, t.epoch, t.flags, t.issued, t.expires, t.last_call, t.entropy_cbits / 100.0,
+	       t.validations, t.number, t.domain);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "number", required_argument, NULL, 'n' },
+		{ "domain", required_argument, NULL, 'd' },
+		{ "now", required_argument, NULL, 't' },
+		{ "lifetime", required_argument, NULL, 'l' },
+		{ "grace", required_argument, NULL, 'g' },
+		{ "epoch", required_argument, NULL, 'e' },
+		{ "pending", no_argument, NULL, 'p' },
+		{ "allow-pending", no_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	opts_t o;
+	pvp_ticket_keys_t keys;
+	const char *cmd;
+	int c, rc;
+
+	memset(&o, 0, sizeof(o));
+	vp_log_setup(VP_LOG_ERROR, stderr);
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "k:n:d:t:l:g:e:pah", lopts, NULL)) != -1) {
+		unsigned long long *dst = NULL;
+		switch (c) {
+		case 'k': o.key = optarg; break;
+		case 'n': o.number = optarg; break;
+		case 'd': o.domain = optarg; break;
+		case 't': dst = &o.now; break;
+		case 'l': dst = &o.lifetime; break;
+		case 'g': dst = &o.grace; break;
+		case 'e': dst = &o.epoch; break;
+		case 'p': o.pending = 1; break;
+		case 'a': o.allow_pending = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+		if (dst && parse_u64(optarg, dst)) {
+			fprintf(stderr, "vipr-ticket: bad number '%s'\n", optarg);
+			return EXIT_USAGE;
+		}
+	}
+	if (!strcmp(cmd, "genkey"))
+		return optind == argc ? cmd_genkey(&o) : (usage(stderr), EXIT_USAGE);
+	if (!strcmp(cmd, "show")) {
+		if (optind + 1 != argc) {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		return cmd_show(argv[optind]);
+	}
+	if (strcmp(cmd, "rotate") && strcmp(cmd, "issue") && strcmp(cmd, "verify")) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!o.key) {
+		fprintf(stderr, "vipr-ticket: --key FILE is required\n");
+		return EXIT_USAGE;
+	}
+	if ((rc = pvp_ticket_keys_load(o.key, &keys))) {
+		fprintf(stderr, "vipr-ticket: %s: %s\n", o.key, vp_strerror(rc));
+		return EXIT_USAGE;
+	}
+	if (!strcmp(cmd, "rotate"))
+		rc = optind == argc ? cmd_rotate(&o, &keys) : (usage(stderr), EXIT_USAGE);
+	else if (!strcmp(cmd, "issue"))
+		rc = optind == argc ? cmd_issue(&o, &keys) : (usage(stderr), EXIT_USAGE);
+	else if (optind + 1 != argc)
+		rc = (usage(stderr), EXIT_USAGE);
+	else
+		rc = cmd_verify(&o, &keys, argv[optind]);
+	OPENSSL_cleanse(&keys, sizeof(keys));
+	return rc;
+}
