@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <openssl/types.h>
 
@@ -840,5 +841,15 @@ int rl_stored_data_sign(EVP_PKEY *key, const uint8_t *rid, size_t rid_len, uint3
 /*! \brief Verify \p sd's signature with \p pub. 0 if valid, VP_EAUTH if not. */
 int rl_stored_data_verify(EVP_PKEY *pub, const uint8_t *rid, size_t rid_len, uint32_t kind,
                           const rl_stored_data_t *sd);
+
+/* ---- diagnostics ------------------------------------------------------- */
+
+/*!
+ * \brief Print the RELOAD message at [p, p+len) — bare, or in a DATA or ACK
+ * frame — as JSON on \p out: every field, ids and opaque data in hex.  The
+ * whole message is decoded and checked first (\p fn resolves kind models, may
+ * be NULL), so malformed input prints nothing and returns its VP_E* code.
+ */
+int rl_json_message(FILE *out, const uint8_t *p, size_t len, rl_model_fn fn, void *ctx);
 
 #endif
