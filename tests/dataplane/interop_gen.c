@@ -131,6 +131,9 @@ static void mf_begin(gen_t *g, const char *name)
 
 /* op "eq": every occurrence of field equals value; "has": one occurrence does. */
 static void mf_check(gen_t *g, const char *field, const char *op, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void mf_check(gen_t *g, const char *field, const char *op, const char *fmt, ...)
 {
 	va_list ap;
 	fprintf(g->mf, "%s\n    [\"%s\", \"%s\", \"", g->first_check ? "" : ",", field, op);
