@@ -204,6 +204,25 @@ int rl_dest_next(rl_iter_t *it, rl_dest_t *out)
 	return rl_iter_next(it, dec_dest, NULL, out);
 }
 
+int rl_dest_list_reversed(const rl_dest_list_t *l, rl_dest_t *out, size_t cap, size_t *n)
+{
+	rl_iter_t it;
+	rl_dest_t d;
+	size_t total = RL_LIST_COUNT(l), i = 0;
+	int r;
+
+	*n = 0;
+	if (total > cap)
+		return VP_ESPACE;
+	RL_ITER_INIT(&it, l);
+	while ((r = rl_dest_next(&it, &d)) == 1)
+		out[total - 1 - i++] = d;
+	if (r < 0)
+		return r;
+	*n = total;
+	return 0;
+}
+
 /* ---- forwarding options ------------------------------------------------ */
 
 static int dec_fwd_option(vp_rd_t *rd, const void *arg, void *out)

@@ -18,6 +18,11 @@
  * re-encoding what was received.  Length prefixes and the header's length
  * fields are always computed, never taken from the struct.
  *
+ * Limits.  A message is at most RL_MAX_MESSAGE_SIZE bytes (also the largest
+ * DATA frame accepted); lists have no element-count limit of their own (each
+ * is bounded by its length field); signature values must fit RL_MAX_SIG_LEN
+ * where the caller provides the buffer.  Nothing on the decode path allocates.
+ *
  * Strictness.  Any malformed input returns a negative VP_E* code: wrong token
  * (VP_EBADTOKEN), a length that overruns (VP_ETRUNC) or underruns / disagrees
  * (VP_EBADLEN), an unknown or invalid type code (VP_EBADTYPE), a bad destination
@@ -93,6 +98,18 @@ typedef enum rl_msg_code {
 	RL_CONFIG_UPDATE_REQ = 0x21, RL_CONFIG_UPDATE_ANS = 0x22,
 	RL_ERROR = 0xFFFF,
 } rl_msg_code_t;
+
+/*! \brief A request code is odd (the Error code 0xFFFF is not a request). */
+static inline bool rl_code_is_request(uint16_t code)
+{
+	return (code & 1) && code != RL_ERROR;
+}
+
+/*! \brief The answer code of request \p code. */
+static inline uint16_t rl_code_answer(uint16_t code)
+{
+	return (uint16_t)(code + 1);
+}
 
 /* ErrorResponse error codes. */
 typedef enum rl_error_code {
@@ -291,6 +308,13 @@ static inline rl_dest_t rl_dest_resource(const uint8_t *rid, uint32_t len)
 
 int rl_dest_next(rl_iter_t *it, rl_dest_t *out);
 int rl_fwd_option_next(rl_iter_t *it, rl_fwd_option_t *out);
+
+/*!
+ * \brief The entries of \p l in reverse order into out[0..*n): an answer's
+ * destination list is its request's via list reversed (RFC 6940 §6.2.2).
+ * The ids still point into the request.  VP_ESPACE if more than \p cap.
+ */
+int rl_dest_list_reversed(const rl_dest_list_t *l, rl_dest_t *out, size_t cap, size_t *n);
 
 /*! \brief Decode one Destination (either form). VP_ERELOAD_DEST on a bad type or length. */
 int rl_dest_decode(vp_rd_t *rd, rl_dest_t *out);

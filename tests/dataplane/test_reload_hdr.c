@@ -173,6 +173,29 @@ static void every_destination_form(void **state)
 	assert_memory_equal(out, buf, n);
 }
 
+static void answer_route_is_reversed_via(void **state)
+{
+	rl_fwd_header_t h;
+	rl_dest_t back[4];
+	size_t n, len = tk_hex(HDR_FORMS_HEX, buf, sizeof(buf));
+	(void)state;
+
+	assert_int_equal(rl_fwd_header_decode(buf, len, &h), 0);
+	assert_int_equal(rl_dest_list_reversed(&h.via, back, 4, &n), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(back[0].type, RL_DEST_OPAQUE);
+	assert_int_equal(back[1].type, RL_DEST_COMPRESSED);
+	assert_int_equal(back[2].type, RL_DEST_RESOURCE);
+	assert_int_equal(back[3].type, RL_DEST_NODE);
+	assert_ptr_equal(back[3].id.p, buf + 40);
+	assert_int_equal(rl_dest_list_reversed(&h.via, back, 3, &n), VP_ESPACE);
+	assert_int_equal(n, 0);
+	assert_true(rl_code_is_request(RL_STORE_REQ));
+	assert_false(rl_code_is_request(RL_STORE_ANS));
+	assert_false(rl_code_is_request(RL_ERROR));
+	assert_int_equal(rl_code_answer(RL_FETCH_REQ), RL_FETCH_ANS);
+}
+
 static void options_policy(void **state)
 {
 	rl_fwd_header_t h;
@@ -562,6 +585,7 @@ int main(void)
 		cmocka_unit_test(ping_round_trips),
 		cmocka_unit_test(ping_built_from_structs_matches_vector),
 		cmocka_unit_test(every_destination_form),
+		cmocka_unit_test(answer_route_is_reversed_via),
 		cmocka_unit_test(options_policy),
 		cmocka_unit_test(bad_token_version_fragment),
 		cmocka_unit_test(fragment_header_still_decodes),
