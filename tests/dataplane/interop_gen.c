@@ -595,6 +595,174 @@ int main(int argc, char **argv)
 	mf_check(&g, "reload.opaque.string", "has", "key is not the signer's Node-ID");
 	mf_end(&g);
 
+	/* 17-: the other methods, beyond the set the issue names */
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	{
+		static const uint8_t want[3] = { RL_PROBE_RESPONSIBLE_SET, RL_PROBE_NUM_RESOURCES, RL_PROBE_UPTIME };
+		b.u.probe_req.requested.items = want;
+		b.u.probe_req.requested.n_items = 3;
+	}
+	route(&m, 0x9999000000000010ull, NULL, 0, &d_server, 1);
+	b.code = m.contents.code = RL_PROBE_REQ;
+	m.contents.body_st = &b;
+	emit(&g, 0, &m, "probe_req", &g.ec);
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	{
+		static rl_probe_info_t pi[3] = { { RL_PROBE_RESPONSIBLE_SET, 125000000 },
+		                                 { RL_PROBE_NUM_RESOURCES, 42 }, { RL_PROBE_UPTIME, 3600 } };
+		b.u.probe_ans.info.items = pi;
+		b.u.probe_ans.info.n_items = 3;
+	}
+	route(&m, 0x9999000000000010ull, NULL, 0, &d_client, 1);
+	b.code = m.contents.code = RL_PROBE_ANS;
+	m.contents.body_st = &b;
+	emit(&g, 1, &m, "probe_ans", &g.rsa);
+	mf_check(&g, "reload.responsible_set", "eq", "0x%08x", 125000000u);
+	mf_check(&g, "reload.num_resources", "eq", "42");
+	mf_check(&g, "reload.uptime", "eq", "3600");
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	{
+		static const uint32_t kinds[1] = { RL_KIND_VIPR_REGISTRATION };
+		b.u.find_req.kinds.items = kinds;
+		b.u.find_req.kinds.n_items = 1;
+	}
+	route(&m, 0x9999000000000011ull, NULL, 0, &d_res, 1);
+	b.code = m.contents.code = RL_FIND_REQ;
+	b.u.find_req.resource = (rl_bytes_t){ rid.b, 16 };
+	m.contents.body_st = &b;
+	emit(&g, 0, &m, "find_req", &g.ec);
+	mf_check(&g, "reload.kindid", "eq", "%u", RL_KIND_VIPR_REGISTRATION);
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	{
+		static rl_find_result_t fr;
+		fr.kind = RL_KIND_VIPR_REGISTRATION;
+		fr.closest = (rl_bytes_t){ rid.b, 16 };
+		b.u.find_ans.results.items = &fr;
+		b.u.find_ans.results.n_items = 1;
+	}
+	route(&m, 0x9999000000000011ull, NULL, 0, &d_client, 1);
+	b.code = m.contents.code = RL_FIND_ANS;
+	m.contents.body_st = &b;
+	emit(&g, 1, &m, "find_ans", &g.rsa);
+	mf_check(&g, "reload.kinddata.kind", "eq", "%u", RL_KIND_VIPR_REGISTRATION);
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	{
+		static rl_specifier_t sp;
+		sp.kind = RL_KIND_VIPR_REGISTRATION;
+		sp.model = RL_MODEL_DICTIONARY;
+		b.u.fetch_req.specifiers.items = &sp;
+		b.u.fetch_req.specifiers.n_items = 1;
+	}
+	route(&m, 0x9999000000000012ull, NULL, 0, &d_res, 1);
+	b.code = m.contents.code = RL_STAT_REQ;
+	b.u.fetch_req.resource = (rl_bytes_t){ rid.b, 16 };
+	m.contents.body_st = &b;
+	emit(&g, 0, &m, "stat_req", &g.ec);
+	mf_check(&g, "reload.kinddata.kind", "eq", "%u", RL_KIND_VIPR_REGISTRATION);
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	{
+		static rl_stat_kind_resp_t sr;
+		static rl_stored_meta_t md;
+		static const uint8_t h4[4] = { 0xa1, 0xb2, 0xc3, 0xd4 };
+		md.storage_time = 1700000000000ull;
+		md.lifetime = 86400;
+		md.model = RL_MODEL_DICTIONARY;
+		md.key = (rl_bytes_t){ CLIENT.b, 16 };
+		md.exists = true;
+		md.value_length = 23;
+		md.hash_alg = RL_HASH_SHA256;
+		md.hash = (rl_bytes_t){ h4, 4 };
+		sr.kind = RL_KIND_VIPR_REGISTRATION;
+		sr.generation = 1;
+		sr.values.items = &md;
+		sr.values.n_items = 1;
+		b.u.stat_ans.responses.items = &sr;
+		b.u.stat_ans.responses.n_items = 1;
+	}
+	route(&m, 0x9999000000000012ull, NULL, 0, &d_client, 1);
+	b.code = m.contents.code = RL_STAT_ANS;
+	m.contents.body_st = &b;
+	emit(&g, 1, &m, "stat_ans", &g.rsa);
+	mf_check(&g, "reload.metadata.value_length", "eq", "23");
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	{
+		static uint8_t leave[64];
+		static vp_id_t succ[2];
+		rl_chord_leave_t l = { RL_LEAVE_FROM_SUCC, { NULL, 0, 0, succ, 2 } };
+		vp_wr_t lw;
+		succ[0] = SERVER;
+		succ[1] = HOP;
+		vp_wr_init(&lw, leave, sizeof(leave));
+		if (rl_chord_leave_encode(&lw, &l))
+			die("leave data");
+		b.u.leave_req.leaving_peer = CLIENT;
+		b.u.leave_req.overlay_data = (rl_bytes_t){ leave, (uint32_t)vp_wr_len(&lw) };
+	}
+	route(&m, 0x9999000000000013ull, NULL, 0, &d_server, 1);
+	b.code = m.contents.code = RL_LEAVE_REQ;
+	m.contents.body_st = &b;
+	emit(&g, 0, &m, "leave_req", &g.ec);
+	mf_hex(&g, "reload.leavereq.leaving_peer_id", "eq", CLIENT.b, 16);
+	mf_check(&g, "reload.chordleavedata.type", "eq", "%u", RL_LEAVE_FROM_SUCC);
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	route(&m, 0x9999000000000014ull, NULL, 0, &d_server, 1);
+	b.code = m.contents.code = RL_ROUTE_QUERY_REQ;
+	b.u.route_query_req.send_update = false;
+	b.u.route_query_req.destination = d_res;
+	m.contents.body_st = &b;
+	emit(&g, 0, &m, "route_query_req", &g.ec);
+	mf_check(&g, "reload.sendupdate", "eq", "0");
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	route(&m, 0x9999000000000014ull, NULL, 0, &d_client, 1);
+	b.code = m.contents.code = RL_ROUTE_QUERY_ANS;
+	b.u.route_query_ans.next_peer = HOP;
+	m.contents.body_st = &b;
+	emit(&g, 1, &m, "route_query_ans", &g.rsa);
+	mf_hex(&g, "reload.chordroutequeryans.nodeid", "eq", HOP.b, 16);
+	mf_end(&g);
+
+	memset(&m, 0, sizeof(m));
+	memset(&b, 0, sizeof(b));
+	{
+		static rl_bytes_t kinds[1];
+		static const char kd_xml[] = "<kind name=\"VIPR-REGISTRATION\"><data-model>DICTIONARY</data-model></kind>";
+		kinds[0] = (rl_bytes_t){ (const uint8_t *)kd_xml, sizeof(kd_xml) - 1 };
+		b.u.config_update_req.type = RL_CONFIG_UPDATE_KIND;
+		b.u.config_update_req.kinds.items = kinds;
+		b.u.config_update_req.kinds.n_items = 1;
+	}
+	route(&m, 0x9999000000000015ull, NULL, 0, &d_server, 1);
+	b.code = m.contents.code = RL_CONFIG_UPDATE_REQ;
+	m.contents.body_st = &b;
+	emit(&g, 0, &m, "config_update_req", &g.ec);
+	mf_check(&g, "reload.configupdatereq.type", "eq", "%u", RL_CONFIG_UPDATE_KIND);
+	mf_end(&g);
+
 	fputs("\n]}\n", g.mf);
 	if (fclose(g.mf) || fclose(g.pcap))
 		die("cannot write outputs");
