@@ -350,7 +350,7 @@ int rl_fwd_header_decode(const uint8_t *p, size_t len, rl_fwd_header_t *h)
 static size_t dest_list_wire_len(const rl_dest_list_t *l)
 {
 	size_t n = l->raw_len;
-	for (uint32_t i = 0; i < l->n_items; i++)
+	for (uint32_t i = 0; l->items && i < l->n_items; i++)
 		n += rl_dest_wire_len(&l->items[i]);
 	return n;
 }
@@ -358,7 +358,7 @@ static size_t dest_list_wire_len(const rl_dest_list_t *l)
 static size_t option_list_wire_len(const rl_fwd_option_list_t *l)
 {
 	size_t n = l->raw_len;
-	for (uint32_t i = 0; i < l->n_items; i++)
+	for (uint32_t i = 0; l->items && i < l->n_items; i++)
 		n += 4 + (size_t)l->items[i].data.len;
 	return n;
 }
@@ -372,7 +372,7 @@ size_t rl_fwd_header_wire_len(const rl_fwd_header_t *h)
 static int enc_list_body(vp_wr_t *wr, const rl_dest_list_t *l)
 {
 	vp_wr_bytes(wr, l->raw, l->raw_len);
-	for (uint32_t i = 0; i < l->n_items && !wr->err; i++)
+	for (uint32_t i = 0; l->items && i < l->n_items && !wr->err; i++)
 		rl_dest_encode(wr, &l->items[i]);
 	return wr->err;
 }
@@ -400,7 +400,7 @@ int rl_fwd_header_encode(vp_wr_t *wr, const rl_fwd_header_t *h, uint32_t total_l
 	enc_list_body(wr, &h->via);
 	enc_list_body(wr, &h->dest);
 	vp_wr_bytes(wr, h->options.raw, h->options.raw_len);
-	for (uint32_t i = 0; i < h->options.n_items && !wr->err; i++)
+	for (uint32_t i = 0; h->options.items && i < h->options.n_items && !wr->err; i++)
 		enc_fwd_option(wr, &h->options.items[i]);
 	return wr->err;
 }
