@@ -7,6 +7,7 @@
  */
 #include "dataplane/reload.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -264,16 +265,13 @@ static void json_kind_values(jw_t *w, uint32_t kind, uint64_t gen, const rl_stor
 
 static void json_ip_port(jw_t *w, const char *key, const rl_ip_port_t *a)
 {
-	char txt[64];
+	char txt[INET6_ADDRSTRLEN];
+	int v6 = a->type == RL_ADDR_IPV6;
 	jw_obj(w, key);
-	if (a->type == RL_ADDR_IPV4) {
-		snprintf(txt, sizeof(txt), "%u.%u.%u.%u", a->addr[0], a->addr[1], a->addr[2], a->addr[3]);
-		jw_cstr(w, "family", "ipv4");
-		jw_cstr(w, "address", txt);
-	} else {
-		jw_cstr(w, "family", "ipv6");
-		jw_hex(w, "address", a->addr, 16);
-	}
+	jw_cstr(w, "family", v6 ? "ipv6" : "ipv4");
+	if (!inet_ntop(v6 ? AF_INET6 : AF_INET, a->addr, txt, sizeof(txt)))
+		txt[0] = 0;
+	jw_cstr(w, "address", txt);
 	jw_u64(w, "port", a->port);
 	jw_end(w);
 }
@@ -566,6 +564,7 @@ static void json_body(jw_t *w, const rl_body_t *b, rl_model_fn fn, void *ctx)
 		break;
 	case RL_PING_REQ:
 		jw_u64(w, "padding_length", b->u.ping_req.padding.len);
+		jw_bhex(w, "padding", &b->u.ping_req.padding);
 		break;
 	case RL_PING_ANS:
 		jw_xint(w, "response_id", b->u.ping_ans.response_id, 8);
