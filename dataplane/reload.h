@@ -27,7 +27,11 @@
  * (VP_EBADTOKEN), a length that overruns (VP_ETRUNC) or underruns / disagrees
  * (VP_EBADLEN), an unknown or invalid type code (VP_EBADTYPE), a bad destination
  * (VP_ERELOAD_DEST), bytes left over (VP_ETRAILING), a boolean that is not 0/1
- * (VP_EMALFORMED).  Node-IDs are 16 bytes (node-id-length 128 bits, fixed).
+ * or a fragment field without its top bit (VP_EMALFORMED), a version other
+ * than 10 (VP_EUNSUPPORTED), a message above the size limit (VP_ETOOBIG), a
+ * fragment where a whole message is needed (VP_ERELOAD_FRAG).  No decoder
+ * reads outside its input.  Node-IDs are 16 bytes (node-id-length 128 bits,
+ * fixed).
  *
  * StoredData and StoredDataSpecifier layouts depend on the kind's data model,
  * which is not on the wire.  Body decoders always check their framing; pass an
