@@ -36,7 +36,10 @@
 #define VAP_MAX_URI 256
 #define VAP_MAX_TICKET 512
 
-/* ---- message classes and methods (docs/protocol.md §8.2) ---------------- */
+/* ---- message classes and methods (docs/protocol.md §8.2) ----------------
+ * Methods sit in 0x0C1-0x0C7: RFC 8489 §18.1 limits STUN methods to
+ * 0x000-0x0FF so the first byte stays 0-3 (RFC 7983 demultiplexing), and
+ * Wireshark's dissector rejects anything above. */
 
 enum vap_class {
 	VAP_CLASS_REQUEST = 0x000,
@@ -46,13 +49,13 @@ enum vap_class {
 };
 
 enum vap_method {
-	VAP_REGISTER = 0x801,
-	VAP_PUBLISH = 0x802,
-	VAP_UPLOAD_VCR = 0x803,
-	VAP_SUBSCRIBE = 0x804,
-	VAP_NOTIFY = 0x805,
-	VAP_UNREGISTER = 0x806,
-	VAP_KEEPALIVE = 0x807,
+	VAP_REGISTER = 0x0C1,
+	VAP_PUBLISH = 0x0C2,
+	VAP_UPLOAD_VCR = 0x0C3,
+	VAP_SUBSCRIBE = 0x0C4,
+	VAP_NOTIFY = 0x0C5,
+	VAP_UNREGISTER = 0x0C6,
+	VAP_KEEPALIVE = 0x0C7,
 };
 
 /* ---- attribute types (docs/protocol.md §8.3) ---------------------------- */

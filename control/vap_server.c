@@ -816,7 +816,13 @@ static agent_t *authenticate(vap_server_t *srv, conn_t *c, const vap_msg_t *m, b
 	agent_t *a;
 	if (!m->mi_off) {
 		/* The challenge: tells the agent the realm and this connection's nonce. */
-		send_error(srv, c, m->method, m->tid, NULL, fp, VAP_ERR_UNAUTHORIZED, NULL, 0);
+		reply_t r;
+		srv->st.challenges++;
+		reply_begin(srv, &r, m->method, VAP_CLASS_ERROR, m->tid, NULL, fp);
+		vap_enc_error(&r.e, VAP_ERR_UNAUTHORIZED, NULL);
+		vap_enc_str(&r.e, VAP_ATTR_REALM, srv->realm);
+		vap_enc_str(&r.e, VAP_ATTR_NONCE, c->nonce);
+		reply_end(srv, c, &r);
 		return NULL;
 	}
 	if (vap_msg_find(m, VAP_ATTR_USERNAME, &at) || vap_attr_str(&at, user, sizeof(user)) ||

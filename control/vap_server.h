@@ -107,7 +107,7 @@ typedef struct vap_server_conf {
 
 typedef struct vap_server_stats {
 	uint64_t conns_open, conns_total, conns_refused;
-	uint64_t requests, responses_ok, responses_err;
+	uint64_t requests, challenges, responses_ok, responses_err;  /* challenges: 401 to a request without integrity */
 	uint64_t err_400, err_401, err_403, err_420, err_429, err_438, err_500, err_503;
 	uint64_t stores_started, stores_ok, stores_failed, stores_queued;
 	uint64_t vcrs, notifies;

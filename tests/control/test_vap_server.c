@@ -258,8 +258,8 @@ static void oversized_message_is_400_and_skipped(void **state)
 	assert_int_equal(harness_start(&h, &conf, 1, false), 0);
 	raw_open(r, &h, 0);
 	/* A well-framed 40000-byte body of zero-type attributes. */
-	big[0] = 0x20;
-	big[1] = 0x07;
+	big[0] = (uint8_t)(vap_type(VAP_KEEPALIVE, VAP_CLASS_REQUEST) >> 8);
+	big[1] = (uint8_t)vap_type(VAP_KEEPALIVE, VAP_CLASS_REQUEST);
 	big[2] = 40000 >> 8;
 	big[3] = 40000 & 0xFF;
 	big[4] = 0x21; big[5] = 0x12; big[6] = 0xA4; big[7] = 0x42;
