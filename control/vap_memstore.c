@@ -318,3 +318,12 @@ unsigned vap_memstore_outstanding(vap_memstore_t *ms)
 	pthread_mutex_unlock(&ms->lock);
 	return n;
 }
+
+int vap_memstore_insert(vap_memstore_t *ms, const char *number, uint32_t vservice_id, uint8_t op)
+{
+	int rc;
+	pthread_mutex_lock(&ms->lock);
+	rc = apply(ms, number, vservice_id, op);
+	pthread_mutex_unlock(&ms->lock);
+	return rc;
+}

@@ -41,6 +41,9 @@ void vap_memstore_hold(vap_memstore_t *ms, bool hold);
 /*! \brief Make every store of \p number fail with VP_EDB (NULL: none). */
 void vap_memstore_fail_number(vap_memstore_t *ms, const char *number);
 
+/*! \brief Apply one store directly, as the hook would (no server involved). */
+int vap_memstore_insert(vap_memstore_t *ms, const char *number, uint32_t vservice_id, uint8_t op);
+
 /*! \brief Numbers currently stored (all agents and VServices). */
 size_t vap_memstore_count(vap_memstore_t *ms);
 

@@ -53,6 +53,7 @@ struct conn {
 	bool tls_ok;                /* handshake done */
 	bool dead, closing, reading, in_dead_list;
 	bool want_write;            /* EPOLLOUT armed */
+	bool corked;                /* answers are coalesced until the read batch is handled */
 	agent_t *agent;             /* set by Register */
 	char nonce[2 * NONCE_BYTES + 1];
 	uint8_t *rbuf;
@@ -272,7 +273,7 @@ static void conn_send(vap_server_t *srv, conn_t *c, const uint8_t *p, size_t n)
 {
 	if (c->dead)
 		return;
-	if (c->wlen == 0 && (!c->ssl || c->tls_ok)) {
+	if (c->wlen == 0 && !c->corked && (!c->ssl || c->tls_ok)) {
 		/* Fast path: straight to the socket, no copy. */
 		long r = raw_write(c, p, n);
 		if (r < 0) {
@@ -306,6 +307,8 @@ static void conn_send(vap_server_t *srv, conn_t *c, const uint8_t *p, size_t n)
 	}
 	memcpy(c->wbuf + c->wlen, p, n);
 	c->wlen += n;
+	if (c->corked)
+		return;     /* conn_on_readable() flushes once for the whole batch */
 	if (!c->want_write) {
 		c->want_write = true;
 		ep_update(srv, c);
@@ -1070,6 +1073,10 @@ static long raw_read(vap_server_t *srv, conn_t *c, uint8_t *p, size_t n)
 static void conn_on_readable(vap_server_t *srv, conn_t *c)
 {
 	size_t cap = VAP_HDR_LEN + srv->conf.max_msg;
+	/* One write for all the answers to one read: a pipelining agent costs a
+	 * syscall per batch, not per request. */
+	bool was_corked = c->corked;
+	c->corked = true;
 	for (int i = 0; i < READS_PER_EVENT && c->reading && !c->dead; i++) {
 		long r;
 		if (c->rlen == cap) {
@@ -1080,6 +1087,10 @@ static void conn_on_readable(vap_server_t *srv, conn_t *c)
 		}
 		r = raw_read(srv, c, c->rbuf + c->rlen, cap - c->rlen);
 		if (r < 0) {
+			/* Answers already made still go out (the agent may have only half-closed). */
+			c->corked = was_corked;
+			if (c->wlen)
+				conn_flush(srv, c);
 			conn_kill(srv, c, c->rlen > c->roff ? "eof_mid_message" : "eof");
 			return;
 		}
@@ -1091,6 +1102,9 @@ static void conn_on_readable(vap_server_t *srv, conn_t *c)
 		if (c->ssl && SSL_pending(c->ssl) > 0)
 			i--;    /* decrypted bytes wait inside TLS: epoll will not tell us */
 	}
+	c->corked = was_corked;
+	if (!c->dead && !c->corked && c->wlen)
+		conn_flush(srv, c);
 }
 
 /* ---- accept, loop, lifecycle -------------------------------------------------- */
