@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/crypto.h>
 
@@ -118,27 +117,44 @@ uint32_t vap_crc32(uint32_t crc, const uint8_t *p, size_t len)
 
 /* ---- HMAC-SHA1 --------------------------------------------------------------- */
 
+/*
+ * HMAC-SHA1 (RFC 2104) over a reused digest context.  OpenSSL 3's EVP_MAC
+ * re-init duplicates a provider context (malloc + free) on every message;
+ * re-initialising one EVP_MD_CTX with the same fetched digest reuses its
+ * state, so computing MESSAGE-INTEGRITY allocates nothing.
+ */
 struct vap_mac {
-	EVP_MAC *mac;
-	EVP_MAC_CTX *ctx;
+	EVP_MD *md;
+	EVP_MD_CTX *ctx;
+	uint8_t ipad[64], opad[64];
 };
 
 vap_mac_t *vap_mac_new(const uint8_t *key, size_t keylen)
 {
 	vap_mac_t *m = calloc(1, sizeof(*m));
-	OSSL_PARAM params[2];
+	uint8_t k[64] = { 0 };
 	if (!m)
 		return NULL;
-	m->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	if (!m->mac)
+	m->md = EVP_MD_fetch(NULL, "SHA1", NULL);
+	m->ctx = EVP_MD_CTX_new();
+	if (!m->md || !m->ctx)
 		goto fail;
-	m->ctx = EVP_MAC_CTX_new(m->mac);
-	if (!m->ctx)
+	if (keylen > sizeof(k)) {
+		unsigned int outl = 0;
+		if (!EVP_DigestInit_ex(m->ctx, m->md, NULL) || !EVP_DigestUpdate(m->ctx, key, keylen) ||
+		    !EVP_DigestFinal_ex(m->ctx, k, &outl))
+			goto fail;
+	} else if (keylen) {
+		memcpy(k, key, keylen);
+	}
+	/* Bind the context to SHA-1 once; each message re-initialises it in place. */
+	if (!EVP_DigestInit_ex2(m->ctx, m->md, NULL))
 		goto fail;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA1", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (!EVP_MAC_init(m->ctx, key, keylen, params))
-		goto fail;
+	for (size_t i = 0; i < sizeof(k); i++) {
+		m->ipad[i] = k[i] ^ 0x36;
+		m->opad[i] = k[i] ^ 0x5c;
+	}
+	OPENSSL_cleanse(k, sizeof(k));
 	return m;
 fail:
 	vap_mac_free(m);
@@ -149,22 +165,27 @@ void vap_mac_free(vap_mac_t *m)
 {
 	if (!m)
 		return;
-	EVP_MAC_CTX_free(m->ctx);
-	EVP_MAC_free(m->mac);
+	EVP_MD_CTX_free(m->ctx);
+	EVP_MD_free(m->md);
+	OPENSSL_cleanse(m, sizeof(*m));
 	free(m);
 }
 
 int vap_mac_compute(vap_mac_t *m, const uint8_t *const *parts, const size_t *lens, size_t n,
                     uint8_t out[VAP_MI_LEN])
 {
-	size_t outl = 0;
-	/* A NULL key re-initialises with the key schedule already computed. */
-	if (!EVP_MAC_init(m->ctx, NULL, 0, NULL))
+	uint8_t inner[VAP_MI_LEN];
+	unsigned int outl = 0;
+	if (!EVP_DigestInit_ex2(m->ctx, NULL, NULL) || !EVP_DigestUpdate(m->ctx, m->ipad, sizeof(m->ipad)))
 		return VP_ECRYPTO;
 	for (size_t i = 0; i < n; i++)
-		if (lens[i] && !EVP_MAC_update(m->ctx, parts[i], lens[i]))
+		if (lens[i] && !EVP_DigestUpdate(m->ctx, parts[i], lens[i]))
 			return VP_ECRYPTO;
-	if (!EVP_MAC_final(m->ctx, out, &outl, VAP_MI_LEN) || outl != VAP_MI_LEN)
+	if (!EVP_DigestFinal_ex(m->ctx, inner, &outl) || outl != VAP_MI_LEN ||
+	    !EVP_DigestInit_ex2(m->ctx, NULL, NULL) ||
+	    !EVP_DigestUpdate(m->ctx, m->opad, sizeof(m->opad)) ||
+	    !EVP_DigestUpdate(m->ctx, inner, sizeof(inner)) ||
+	    !EVP_DigestFinal_ex(m->ctx, out, &outl) || outl != VAP_MI_LEN)
 		return VP_ECRYPTO;
 	return 0;
 }
