@@ -597,7 +597,7 @@ static void disconnect_mid_publish_loses_nothing_acknowledged(void **state)
 	assert_int_equal(vap_client_keepalive(c), 0);
 	vap_client_close(c);
 	usleep(20000);
-	vap_server_get_stats(h.srv, &st);
+	harness_stats(&h, &st);
 	assert_true(st.stores_started < 2000 + 10000);
 	free(out);
 	free(r);
@@ -617,7 +617,7 @@ static void many_agents_at_once(void **state)
 		client_conf(&cc, &h, (unsigned)i);
 		assert_int_equal(vap_client_connect(&cc, &c[i]), 0);
 	}
-	vap_server_get_stats(h.srv, &st);
+	harness_stats(&h, &st);
 	assert_int_equal(st.conns_open, N);
 	/* Every agent pipelines an upload, then all answers are collected. */
 	for (int i = 0; i < N; i++) {
@@ -717,6 +717,107 @@ static void notify_reaches_every_subscriber(void **state)
 	harness_stop(&h);
 }
 
+static void slow_store_stops_reading_the_agent(void **state)
+{
+	enum { PUBS = 10 };
+	harness_t h;
+	vap_server_conf_t conf;
+	vap_server_stats_t st;
+	raw_t *r = malloc(sizeof(*r));
+	uint8_t out[512];
+	long n;
+	(void)state;
+	vap_server_conf_default(&conf);
+	conf.max_pending = 2;
+	assert_int_equal(harness_start(&h, &conf, 1, true), 0);
+	vap_memstore_hold(h.ms, true);
+	raw_open(r, &h, 0);
+	/* Ten pipelined Publishes of 10 numbers each while stores do not complete. */
+	for (int i = 0; i < PUBS; i++) {
+		vap_enc_t e;
+		vap_range_t rg;
+		char range[32];
+		snprintf(range, sizeof(range), "+1408555%02d[00-09]", i);
+		assert_int_equal(vap_range_parse(range, NULL, &rg), 0);
+		begin(r, &e, out, sizeof(out), VAP_PUBLISH, (uint8_t)(10 + i));
+		vap_enc_action(&e, VAP_SERVICE_NUMBERS, VAP_OP_ADD);
+		vap_enc_u32(&e, VAP_ATTR_VSERVICE_ID, 1);
+		vap_enc_range(&e, &rg);
+		n = vap_enc_finish(&e, r->key, VAP_KEY_LEN, false);
+		assert_int_equal(raw_send(r->fd, out, (size_t)n), 0);
+	}
+	/* Only max_pending Publishes are read; the rest wait in the socket. */
+	for (int i = 0; i < 200; i++) {
+		harness_stats(&h, &st);
+		if (st.stores_queued >= 2 * 10)
+			break;
+		usleep(10000);
+	}
+	usleep(100000);
+	harness_stats(&h, &st);
+	assert_int_equal(st.stores_queued, 2 * 10);
+	vap_memstore_hold(h.ms, false);
+	for (int i = 0; i < PUBS; i++) {
+		vap_msg_t m;
+		n = raw_recv_msg(r->fd, r->buf, sizeof(r->buf));
+		assert_true(n > 0);
+		assert_int_equal(vap_msg_parse(r->buf, (size_t)n, &m), 0);
+		assert_int_equal(m.cls, VAP_CLASS_SUCCESS);
+	}
+	assert_int_equal(vap_memstore_count(h.ms), PUBS * 10);
+	close(r->fd);
+	free(r);
+	harness_stop(&h);
+}
+
+static void idle_connection_closed(void **state)
+{
+	harness_t h;
+	vap_server_conf_t conf;
+	vap_client_conf_t cc;
+	vap_client_t *c;
+	vap_route_t rt;
+	(void)state;
+	vap_server_conf_default(&conf);
+	conf.idle_timeout_ms = 200;
+	assert_int_equal(harness_start(&h, &conf, 1, false), 0);
+	client_conf(&cc, &h, 0);
+	assert_int_equal(vap_client_connect(&cc, &c), 0);
+	/* Silent for longer than the timeout (the sweep runs every second). */
+	assert_int_equal(vap_client_wait_notify(c, &rt, 3000), VP_ECLOSED);
+	vap_client_close(c);
+	harness_stop(&h);
+}
+
+static void connections_beyond_limit_refused(void **state)
+{
+	harness_t h;
+	vap_server_conf_t conf;
+	vap_client_conf_t cc;
+	vap_client_t *c[3] = { 0 };
+	vap_server_stats_t st;
+	(void)state;
+	vap_server_conf_default(&conf);
+	conf.max_conns = 2;
+	assert_int_equal(harness_start(&h, &conf, 3, false), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		client_conf(&cc, &h, i);
+		assert_int_equal(vap_client_connect(&cc, &c[i]), 0);
+	}
+	client_conf(&cc, &h, 2);
+	assert_int_equal(vap_client_connect(&cc, &c[2]), VP_ECLOSED);
+	harness_stats(&h, &st);
+	assert_int_equal(st.conns_refused, 1);
+	assert_int_equal(st.conns_open, 2);
+	/* A slot frees up when an agent leaves. */
+	vap_client_close(c[0]);
+	usleep(50000);
+	assert_int_equal(vap_client_connect(&cc, &c[2]), 0);
+	vap_client_close(c[1]);
+	vap_client_close(c[2]);
+	harness_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -740,6 +841,9 @@ int main(void)
 		cmocka_unit_test(disconnect_mid_publish_loses_nothing_acknowledged),
 		cmocka_unit_test(many_agents_at_once),
 		cmocka_unit_test(notify_reaches_every_subscriber),
+		cmocka_unit_test(slow_store_stops_reading_the_agent),
+		cmocka_unit_test(idle_connection_closed),
+		cmocka_unit_test(connections_beyond_limit_refused),
 	};
 	vp_log_setup(VP_LOG_WARN, NULL);
 	return cmocka_run_group_tests(tests, NULL, NULL);

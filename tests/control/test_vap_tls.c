@@ -152,7 +152,7 @@ static void untrusted_or_misnamed_certificate_refused(void **state)
 	assert_int_equal(vap_client_keepalive(c), 0);
 	vap_client_close(c);
 	usleep(20000);
-	vap_server_get_stats(h.srv, &st);
+	harness_stats(&h, &st);
 	assert_true(st.conns_total >= 4);
 	harness_stop(&h);
 	SSL_CTX_free(sctx);
