@@ -14,7 +14,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,20 +517,46 @@ typedef struct lagent {
 	unsigned head, n;
 } lagent_t;
 
+/* Read every answer that is ready on agent \p a; VP_E* on a broken connection. */
+static int load_drain(lagent_t *a, uint64_t *lat, size_t lat_cap, size_t *nlat,
+                      uint64_t *ok, uint64_t *limited, uint64_t *failed)
+{
+	while (a->n) {
+		uint8_t tid[VAP_TID_LEN];
+		int rc = vap_client_recv_answer(a->c, tid, 0);
+		if (rc == VP_ETIMEOUT)
+			return 0;
+		if (rc != 0 && rc != VP_ERATELIMIT && rc != VP_EBUSY && rc != VP_EVAP_REJECTED)
+			return rc;
+		if (*nlat < lat_cap)
+			lat[(*nlat)++] = vp_time_mono_ns() - a->sent_ns[a->head];
+		a->head = (a->head + 1) % LOAD_WINDOW;
+		a->n--;
+		if (rc == 0)
+			(*ok)++;
+		else if (rc == VP_ERATELIMIT || rc == VP_EBUSY)
+			(*limited)++;
+		else
+			(*failed)++;
+	}
+	return 0;
+}
+
 static int cmd_load(const opts_t *o, SSL_CTX *tls)
 {
 	lagent_t *ag = calloc(o->agents, sizeof(*ag));
-	struct pollfd *pf = calloc(o->agents, sizeof(*pf));
+	struct epoll_event *evs = calloc(o->agents, sizeof(*evs));
 	size_t lat_cap = (size_t)(o->rate * o->duration) + 1024, nlat = 0;
 	uint64_t *lat = malloc(lat_cap * sizeof(*lat));
 	uint64_t sent = 0, ok = 0, limited = 0, failed = 0, t0, tend, next_report;
-	unsigned rr = 0;
-	int ret = 1;
+	unsigned rr = 0, outstanding = 0;
+	int ret = 1, epfd = epoll_create1(EPOLL_CLOEXEC);
 	char name[VAP_MAX_USERNAME + 1], pw[256];
-	if (!ag || !pf || !lat)
+	if (!ag || !evs || !lat || epfd < 0)
 		goto out;
 	for (unsigned i = 0; i < o->agents; i++) {
 		vap_client_conf_t cc;
+		struct epoll_event ev = { .events = EPOLLIN };
 		int rc;
 		snprintf(name, sizeof(name), "%s%u", o->user, i);
 		conf_for(o, tls, name, pw, sizeof(pw), &cc);
@@ -537,6 +564,9 @@ static int cmd_load(const opts_t *o, SSL_CTX *tls)
 			fprintf(stderr, "vipr-agent: load: agent %s: %s\n", name, vp_strerror(rc));
 			goto out;
 		}
+		ev.data.u32 = i;
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, vap_client_fd(ag[i].c), &ev))
+			goto out;
 	}
 	fprintf(stderr, "load: %u agents registered; %.0f uploads/s for %.1f s\n", o->agents, o->rate, o->duration);
 	t0 = vp_time_mono_ns();
@@ -544,17 +574,19 @@ static int cmd_load(const opts_t *o, SSL_CTX *tls)
 	next_report = t0 + 1000000000ull;
 	for (;;) {
 		uint64_t now = vp_time_mono_ns();
-		uint64_t due = now < tend ? (uint64_t)((double)(now - t0) * 1e-9 * o->rate) : (uint64_t)(o->rate * o->duration);
-		unsigned outstanding = 0;
+		uint64_t due = now < tend ? (uint64_t)((double)(now - t0) * 1e-9 * o->rate)
+		                          : (uint64_t)(o->rate * o->duration);
+		int n;
 		/* Send what is due, round-robin over agents with room in their window. */
 		for (unsigned tries = 0; sent < due && tries < o->agents; tries++) {
 			lagent_t *a = &ag[rr];
+			vap_vcr_t v = { .direction = VAP_DIR_ORIGINATING };
+			uint8_t tid[VAP_TID_LEN];
 			rr = (rr + 1) % o->agents;
 			if (a->n == LOAD_WINDOW)
 				continue;
-			vap_vcr_t v = { .direction = VAP_DIR_ORIGINATING, .start_ms = vp_time_wall_ms() - 60000,
-			                .stop_ms = vp_time_wall_ms() };
-			uint8_t tid[VAP_TID_LEN];
+			v.stop_ms = vp_time_wall_ms();
+			v.start_ms = v.stop_ms - 60000;
 			snprintf(v.called, sizeof(v.called), "+1408%07" PRIu64, sent % 10000000u);
 			snprintf(v.caller, sizeof(v.caller), "+1650%07u", rr);
 			if (vap_client_send_upload(a->c, &v, 1, tid)) {
@@ -563,14 +595,9 @@ static int cmd_load(const opts_t *o, SSL_CTX *tls)
 			}
 			a->sent_ns[(a->head + a->n) % LOAD_WINDOW] = vp_time_mono_ns();
 			a->n++;
+			outstanding++;
 			sent++;
 			tries = 0;
-		}
-		for (unsigned i = 0; i < o->agents; i++) {
-			pf[i].fd = vap_client_fd(ag[i].c);
-			pf[i].events = ag[i].n ? POLLIN : 0;
-			pf[i].revents = 0;
-			outstanding += ag[i].n;
 		}
 		if (now >= tend && outstanding == 0)
 			break;
@@ -579,31 +606,15 @@ static int cmd_load(const opts_t *o, SSL_CTX *tls)
 			failed += outstanding;
 			break;
 		}
-		poll(pf, o->agents, 1);
-		for (unsigned i = 0; i < o->agents; i++) {
-			lagent_t *a = &ag[i];
-			while (a->n && ((pf[i].revents & (POLLIN | POLLHUP | POLLERR)) || vap_client_has_buffered(a->c))) {
-				uint8_t tid[VAP_TID_LEN];
-				int rc = vap_client_recv_answer(a->c, tid, 0);
-				if (rc == VP_ETIMEOUT)
-					break;
-				if (rc == 0 || rc == VP_ERATELIMIT || rc == VP_EBUSY || rc == VP_EVAP_REJECTED) {
-					if (nlat < lat_cap)
-						lat[nlat++] = vp_time_mono_ns() - a->sent_ns[a->head];
-					a->head = (a->head + 1) % LOAD_WINDOW;
-					a->n--;
-					if (rc == 0)
-						ok++;
-					else if (rc == VP_ERATELIMIT || rc == VP_EBUSY)
-						limited++;
-					else
-						failed++;
-					pf[i].revents = 0;
-					continue;
-				}
-				fprintf(stderr, "vipr-agent: load: agent %u: %s\n", i, vp_strerror(rc));
-				failed += a->n;
-				a->n = 0;
+		n = epoll_wait(epfd, evs, (int)o->agents, 1);
+		for (int k = 0; k < n; k++) {
+			lagent_t *a = &ag[evs[k].data.u32];
+			unsigned before = a->n;
+			int rc = load_drain(a, lat, lat_cap, &nlat, &ok, &limited, &failed);
+			outstanding -= before - a->n;
+			if (rc) {
+				fprintf(stderr, "vipr-agent: load: agent %u: %s\n", evs[k].data.u32, vp_strerror(rc));
+				failed += outstanding;
 				goto out_report;
 			}
 		}
@@ -628,8 +639,10 @@ out:
 	if (ag)
 		for (unsigned i = 0; i < o->agents; i++)
 			vap_client_close(ag[i].c);
+	if (epfd >= 0)
+		close(epfd);
 	free(ag);
-	free(pf);
+	free(evs);
 	free(lat);
 	return ret;
 }
