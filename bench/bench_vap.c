@@ -125,7 +125,7 @@ static int echo_start(echo_t *e, size_t answer_len)
 	e->answer_len = answer_len;
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	e->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (e->lfd < 0 || bind(e->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(e->lfd, 64) ||
+	if (e->lfd < 0 || bind(e->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(e->lfd, 1024) ||
 	    getsockname(e->lfd, (struct sockaddr *)&sa, &sl))
 		return -1;
 	e->port = ntohs(sa.sin_port);
@@ -145,15 +145,15 @@ typedef struct bconn {
 	unsigned inflight;
 } bconn_t;
 
-/* Send \p total requests round-robin, keep WINDOW in flight per connection; returns answers. */
-static uint64_t blast(bconn_t *cs, unsigned n, uint64_t total, uint64_t *errors)
+/* Send \p total requests round-robin, keep \p window in flight per connection; returns answers. */
+static uint64_t blast(bconn_t *cs, unsigned n, unsigned window, uint64_t total, uint64_t *errors)
 {
 	uint64_t sent = 0, got = 0;
-	struct pollfd pf[CONNS];
+	struct pollfd *pf = calloc(n, sizeof(*pf));
 	*errors = 0;
 	while (got < total) {
 		for (unsigned i = 0; i < n; i++) {
-			while (cs[i].inflight < WINDOW && sent < total) {
+			while (cs[i].inflight < window && sent < total) {
 				if (raw_send(cs[i].fd, cs[i].req, cs[i].req_len))
 					return got;
 				cs[i].inflight++;
@@ -163,7 +163,7 @@ static uint64_t blast(bconn_t *cs, unsigned n, uint64_t total, uint64_t *errors)
 			pf[i].events = POLLIN;
 		}
 		if (poll(pf, n, 5000) <= 0)
-			return got;
+			break;
 		for (unsigned i = 0; i < n; i++) {
 			bconn_t *c = &cs[i];
 			ssize_t r;
@@ -171,8 +171,10 @@ static uint64_t blast(bconn_t *cs, unsigned n, uint64_t total, uint64_t *errors)
 			if (!(pf[i].revents & POLLIN))
 				continue;
 			r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-			if (r <= 0)
+			if (r <= 0) {
+				free(pf);
 				return got;
+			}
 			c->len += (size_t)r;
 			for (;;) {
 				long fl = vap_frame_len(c->buf + off, c->len - off);
@@ -188,6 +190,7 @@ static uint64_t blast(bconn_t *cs, unsigned n, uint64_t total, uint64_t *errors)
 			c->len -= off;
 		}
 	}
+	free(pf);
 	return got;
 }
 
@@ -239,12 +242,12 @@ static size_t vap_session(uint16_t port, unsigned agent, int *fdp, uint8_t *req,
 	return (size_t)n;
 }
 
-static void bench_upload(uint64_t total)
+static void bench_upload(uint64_t total, unsigned nconns, unsigned window, const char *name)
 {
 	harness_t h;
 	vap_server_conf_t conf;
-	bconn_t *cs = calloc(CONNS, sizeof(*cs));
-	uint8_t req[CONNS][1024];
+	bconn_t *cs = calloc(nconns, sizeof(*cs));
+	uint8_t (*req)[1024] = calloc(nconns, sizeof(*req));
 	size_t answer_len = 0;
 	uint64_t got, errs;
 	double t0, c0, vap_wall, vap_cpu, echo_wall, echo_cpu;
@@ -253,11 +256,11 @@ static void bench_upload(uint64_t total)
 	vap_server_conf_default(&conf);
 	conf.req_rate = 1e9;        /* measure the server, not the policer */
 	conf.req_burst = 1e9;
-	if (harness_start(&h, &conf, CONNS, false)) {
+	if (harness_start(&h, &conf, nconns, false)) {
 		fprintf(stderr, "bench_vap: server start failed\n");
 		exit(1);
 	}
-	for (unsigned i = 0; i < CONNS; i++) {
+	for (unsigned i = 0; i < nconns; i++) {
 		cs[i].req_len = vap_session(vap_server_port(h.srv), i, &cs[i].fd, req[i], sizeof(req[i]), &answer_len);
 		cs[i].req = req[i];
 		if (!cs[i].req_len) {
@@ -267,16 +270,16 @@ static void bench_upload(uint64_t total)
 	}
 	t0 = now_s();
 	c0 = thread_cpu_s(h.th);
-	got = blast(cs, CONNS, total, &errs);
+	got = blast(cs, nconns, window, total, &errs);
 	vap_wall = now_s() - t0;
 	vap_cpu = thread_cpu_s(h.th) - c0;
-	if (got != total || errs || vap_memstore_vcrs(h.ms, NULL) != total + CONNS) {
+	if (got != total || errs || vap_memstore_vcrs(h.ms, NULL) != total + nconns) {
 		fprintf(stderr, "bench_vap: %llu of %llu answered, %llu errors, %zu stored\n",
 		        (unsigned long long)got, (unsigned long long)total, (unsigned long long)errs,
 		        vap_memstore_vcrs(h.ms, NULL));
 		exit(1);
 	}
-	for (unsigned i = 0; i < CONNS; i++)
+	for (unsigned i = 0; i < nconns; i++)
 		close(cs[i].fd);
 	harness_stop(&h);
 
@@ -284,17 +287,17 @@ static void bench_upload(uint64_t total)
 		fprintf(stderr, "bench_vap: echo start failed\n");
 		exit(1);
 	}
-	for (unsigned i = 0; i < CONNS; i++) {
+	for (unsigned i = 0; i < nconns; i++) {
 		cs[i].fd = raw_connect(e.port);
 		cs[i].len = cs[i].inflight = 0;
 	}
 	t0 = now_s();
 	c0 = thread_cpu_s(e.th);
-	got = blast(cs, CONNS, total, &errs);
+	got = blast(cs, nconns, window, total, &errs);
 	echo_wall = now_s() - t0;
 	echo_cpu = thread_cpu_s(e.th) - c0;
 	e.stop = 1;
-	for (unsigned i = 0; i < CONNS; i++)
+	for (unsigned i = 0; i < nconns; i++)
 		close(cs[i].fd);
 	pthread_join(e.th, NULL);
 	close(e.lfd);
@@ -304,16 +307,17 @@ static void bench_upload(uint64_t total)
 		        (unsigned long long)total);
 		exit(1);
 	}
-	printf("vap_upload_vcr_per_core %.0f req/s (baseline echo %.0f req/s, ratio %.2f x)\n",
+	printf("vap_upload_vcr_per_core%s %.0f req/s (baseline echo %.0f req/s, ratio %.2f x)\n", name,
 	       (double)total / vap_cpu, (double)total / echo_cpu,
 	       ((double)total / vap_cpu) / ((double)total / echo_cpu));
-	printf("vap_upload_vcr_wall %.0f req/s (baseline echo %.0f req/s, ratio %.2f x)\n",
+	printf("vap_upload_vcr_wall%s %.0f req/s (baseline echo %.0f req/s, ratio %.2f x)\n", name,
 	       (double)total / vap_wall, (double)total / echo_wall,
 	       ((double)total / vap_wall) / ((double)total / echo_wall));
 	printf("# request %zu bytes, answer %zu bytes, %u connections x %u in flight, %llu requests; "
-	       "server thread cpu %.2f s (echo %.2f s)\n", cs[0].req_len, answer_len, CONNS, WINDOW,
+	       "server thread cpu %.2f s (echo %.2f s)\n", cs[0].req_len, answer_len, nconns, window,
 	       (unsigned long long)total, vap_cpu, echo_cpu);
 	free(cs);
+	free(req);
 }
 
 static void bench_publish(size_t total)
@@ -380,7 +384,9 @@ int main(int argc, char **argv)
 	uint64_t uploads = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
 	size_t numbers = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 1000000;
 	vp_log_setup(VP_LOG_ERROR, NULL);
-	bench_upload(uploads);
+	bench_upload(uploads, CONNS, WINDOW, "");
+	/* Many agents, one request each in flight: no batching, a read and a write per request. */
+	bench_upload(uploads / 4, 1000, 1, "_1000_agents");
 	bench_publish(numbers);
 	return 0;
 }

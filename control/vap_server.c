@@ -1078,6 +1078,7 @@ static void conn_on_readable(vap_server_t *srv, conn_t *c)
 	bool was_corked = c->corked;
 	c->corked = true;
 	for (int i = 0; i < READS_PER_EVENT && c->reading && !c->dead; i++) {
+		size_t space;
 		long r;
 		if (c->rlen == cap) {
 			/* Full of one incomplete message: only possible while discarding. */
@@ -1085,7 +1086,8 @@ static void conn_on_readable(vap_server_t *srv, conn_t *c)
 				break;
 			c->rlen = c->roff = 0;
 		}
-		r = raw_read(srv, c, c->rbuf + c->rlen, cap - c->rlen);
+		space = cap - c->rlen;
+		r = raw_read(srv, c, c->rbuf + c->rlen, space);
 		if (r < 0) {
 			/* Answers already made still go out (the agent may have only half-closed). */
 			c->corked = was_corked;
@@ -1099,6 +1101,9 @@ static void conn_on_readable(vap_server_t *srv, conn_t *c)
 		c->rlen += (size_t)r;
 		c->last_rx_ns = vp_time_mono_ns();
 		conn_process(srv, c);
+		/* A short plain read drained the socket: another recv() would only say EAGAIN. */
+		if (!c->ssl && (size_t)r < space)
+			break;
 		if (c->ssl && SSL_pending(c->ssl) > 0)
 			i--;    /* decrypted bytes wait inside TLS: epoll will not tell us */
 	}
