@@ -90,6 +90,8 @@ static int apply(vap_memstore_t *ms, const char *num, uint32_t vsid, uint8_t op)
 	if ((ms->used + 1) * 4 > ms->cap * 3 && grow(ms))
 		return VP_ENOMEM;
 	if (op == VAP_OP_WITHDRAW) {
+		if (!ms->cap)
+			return 0;
 		e = find_slot(ms->tab, ms->cap, num, vsid, false);
 		if (e->number[0] && !e->tomb) {
 			e->tomb = true;
@@ -275,6 +277,10 @@ bool vap_memstore_has(vap_memstore_t *ms, const char *number, uint32_t vservice_
 	entry_t *e;
 	bool r;
 	pthread_mutex_lock(&ms->lock);
+	if (!ms->cap) {
+		pthread_mutex_unlock(&ms->lock);
+		return false;
+	}
 	e = find_slot(ms->tab, ms->cap, number, vservice_id, false);
 	r = e->number[0] && !e->tomb;
 	pthread_mutex_unlock(&ms->lock);
@@ -326,4 +332,16 @@ int vap_memstore_insert(vap_memstore_t *ms, const char *number, uint32_t vservic
 	rc = apply(ms, number, vservice_id, op);
 	pthread_mutex_unlock(&ms->lock);
 	return rc;
+}
+
+void vap_memstore_clear(vap_memstore_t *ms)
+{
+	pthread_mutex_lock(&ms->lock);
+	free(ms->tab);
+	ms->tab = NULL;
+	ms->cap = ms->used = ms->live = 0;
+	ms->vcrs = ms->vservices = 0;
+	if (grow(ms))
+		ms->cap = 0;
+	pthread_mutex_unlock(&ms->lock);
 }

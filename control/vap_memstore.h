@@ -44,6 +44,9 @@ void vap_memstore_fail_number(vap_memstore_t *ms, const char *number);
 /*! \brief Apply one store directly, as the hook would (no server involved). */
 int vap_memstore_insert(vap_memstore_t *ms, const char *number, uint32_t vservice_id, uint8_t op);
 
+/*! \brief Forget every number, record and VService (not pending completions). */
+void vap_memstore_clear(vap_memstore_t *ms);
+
 /*! \brief Numbers currently stored (all agents and VServices). */
 size_t vap_memstore_count(vap_memstore_t *ms);
 

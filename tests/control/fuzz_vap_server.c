@@ -156,6 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(fd);
 	for (int i = 0; i < 4; i++)
 		vap_server_run_once(srv, 0);
+	vap_memstore_clear(ms);     /* keep memory flat across millions of inputs */
 	free(in);
 	free(out);
 	return 0;
