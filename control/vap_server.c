@@ -811,6 +811,20 @@ static void handle_subscribe(vap_server_t *srv, conn_t *c, const vap_msg_t *m, a
 	send_ok(srv, c, m, a, fp, -1);
 }
 
+/* A network-supplied string made safe for a key=value log line. */
+static const char *log_safe(const char *in, char *out, size_t cap)
+{
+	size_t i;
+	for (i = 0; in[i] && i + 1 < cap; i++) {
+		char ch = in[i];
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		          ch == '.' || ch == '-' || ch == '_' || ch == '@' || ch == '+';
+		out[i] = ok ? ch : '?';
+	}
+	out[i] = '\0';
+	return out;
+}
+
 /* Authentication (docs/protocol.md §8.4); returns the agent or NULL after answering. */
 static agent_t *authenticate(vap_server_t *srv, conn_t *c, const vap_msg_t *m, bool fp)
 {
@@ -837,7 +851,8 @@ static agent_t *authenticate(vap_server_t *srv, conn_t *c, const vap_msg_t *m, b
 	}
 	a = agent_find(srv, user);
 	if (!a || strcmp(realm, srv->realm) || vap_msg_check_integrity_mac(m, a->mac)) {
-		vp_log_info(MOD, "auth_failed", "peer=%s user=%s", c->peer, user);
+		char safe[VAP_MAX_USERNAME + 1];
+		vp_log_info(MOD, "auth_failed", "peer=%s user=%s", c->peer, log_safe(user, safe, sizeof(safe)));
 		send_error(srv, c, m->method, m->tid, NULL, fp, VAP_ERR_UNAUTHORIZED, NULL, 0);
 		return NULL;
 	}
