@@ -31,6 +31,7 @@
 #define READS_PER_EVENT 4       /* bounded reads per readiness event, so one busy agent cannot starve others */
 #define RESP_CAP 2048           /* every response and Notify fits this (Notify: 8 URIs of 256 + ticket 512) */
 #define NONCE_BYTES 12          /* 96 random bits, hex-encoded in NONCE */
+#define MAX_AUTH_FAILURES 5     /* 401s on one connection before it is closed: each is an online password guess */
 #define TAG_LISTEN ((void *)1)
 #define TAG_WAKE ((void *)2)
 
@@ -62,6 +63,7 @@ struct conn {
 	uint8_t *wbuf;
 	size_t wlen, woff, wcap;
 	unsigned pending;           /* Publish jobs not yet answered */
+	unsigned auth_failures;
 	unsigned n_subs;
 	uint32_t subs[VAP_MAX_SUBS];
 	uint64_t last_rx_ns;
@@ -854,6 +856,11 @@ static agent_t *authenticate(vap_server_t *srv, conn_t *c, const vap_msg_t *m, b
 		char safe[VAP_MAX_USERNAME + 1];
 		vp_log_info(MOD, "auth_failed", "peer=%s user=%s", c->peer, log_safe(user, safe, sizeof(safe)));
 		send_error(srv, c, m->method, m->tid, NULL, fp, VAP_ERR_UNAUTHORIZED, NULL, 0);
+		if (++c->auth_failures >= MAX_AUTH_FAILURES) {
+			c->closing = true;
+			c->reading = false;
+			conn_flush(srv, c);
+		}
 		return NULL;
 	}
 	if (strcmp(nonce, c->nonce)) {
@@ -1245,11 +1252,9 @@ int vap_server_run_once(vap_server_t *srv, int timeout_ms)
 	int n, pw;
 
 	pace(srv);
-	pw = pace_wait_ms(srv);
+	pw = vap_server_timeout_ms(srv);
 	if (pw >= 0 && (timeout_ms < 0 || pw < timeout_ms))
 		timeout_ms = pw;
-	if (srv->conf.idle_timeout_ms && (timeout_ms < 0 || timeout_ms > 1000))
-		timeout_ms = 1000;
 	n = epoll_wait(srv->epfd, evs, MAX_EVENTS, timeout_ms);
 	if (n < 0) {
 		if (errno == EINTR)
@@ -1289,6 +1294,19 @@ int vap_server_run_once(vap_server_t *srv, int timeout_ms)
 	sweep_idle(srv, vp_time_mono_ns());
 	reap(srv);
 	return 0;
+}
+
+int vap_server_fd(const vap_server_t *srv)
+{
+	return srv->epfd;
+}
+
+int vap_server_timeout_ms(const vap_server_t *srv)
+{
+	int t = pace_wait_ms(srv);
+	if (srv->conf.idle_timeout_ms && (t < 0 || t > 1000))
+		t = 1000;
+	return t;
 }
 
 int vap_server_run(vap_server_t *srv)

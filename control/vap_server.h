@@ -131,6 +131,15 @@ uint16_t vap_server_port(const vap_server_t *srv);
 /*! \brief One loop iteration: wait up to \p timeout_ms for events, handle them, pace stores. */
 int vap_server_run_once(vap_server_t *srv, int timeout_ms);
 
+/*!
+ * \brief For embedding in another event loop: an fd that becomes readable when
+ * the server has I/O to handle (its epoll set); then call vap_server_run_once(srv, 0).
+ */
+int vap_server_fd(const vap_server_t *srv);
+
+/*! \brief Milliseconds until run_once is needed even without I/O (pacing, idle sweep); -1: never. */
+int vap_server_timeout_ms(const vap_server_t *srv);
+
 /*! \brief Loop until vap_server_stop(). */
 int vap_server_run(vap_server_t *srv);
 

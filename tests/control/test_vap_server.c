@@ -160,6 +160,32 @@ static void integrity_failure_is_401_and_connection_usable(void **state)
 	harness_stop(&h);
 }
 
+static void repeated_auth_failures_close_the_connection(void **state)
+{
+	harness_t h;
+	raw_t *r = malloc(sizeof(*r));
+	uint8_t out[512];
+	vap_enc_t e;
+	vap_msg_t ans;
+	long n;
+	(void)state;
+	assert_int_equal(harness_start(&h, NULL, 1, false), 0);
+	raw_open(r, &h, 0);
+	memset(r->key, 0x55, sizeof(r->key));      /* a wrong password */
+	for (int i = 0; i < 5; i++) {
+		begin(r, &e, out, sizeof(out), VAP_KEEPALIVE, (uint8_t)(2 + i));
+		assert_int_equal(finish_send(r, &e, true, &ans), 401);
+	}
+	/* The fifth 401 was the last answer on this connection. */
+	begin(r, &e, out, sizeof(out), VAP_KEEPALIVE, 9);
+	n = vap_enc_finish(&e, r->key, VAP_KEY_LEN, false);
+	raw_send(r->fd, out, (size_t)n);
+	assert_int_equal(raw_recv_msg(r->fd, r->buf, sizeof(r->buf)), 0);
+	close(r->fd);
+	free(r);
+	harness_stop(&h);
+}
+
 static void stale_nonce_is_438(void **state)
 {
 	harness_t h;
@@ -825,6 +851,7 @@ int main(void)
 		cmocka_unit_test(wrong_password_is_401),
 		cmocka_unit_test(integrity_failure_is_401_and_connection_usable),
 		cmocka_unit_test(stale_nonce_is_438),
+		cmocka_unit_test(repeated_auth_failures_close_the_connection),
 		cmocka_unit_test(unknown_required_attribute_is_420),
 		cmocka_unit_test(truncated_attribute_is_400_and_connection_usable),
 		cmocka_unit_test(oversized_message_is_400_and_skipped),
