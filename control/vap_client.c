@@ -3,6 +3,7 @@
  */
 #include "control/vap_client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -475,8 +476,17 @@ static int tls_connect(vap_client_t *c)
 	c->ssl = SSL_new(c->conf.tls);
 	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
 		return VP_ETLS;
-	SSL_set_tlsext_host_name(c->ssl, name);
-	SSL_set1_host(c->ssl, name);
+	{
+		/* An address literal is checked against the certificate's IP SANs, a name
+		 * against its DNS names (and sent as SNI). */
+		uint8_t addr[16];
+		if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1) {
+			if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name) != 1)
+				return VP_ETLS;
+		} else if (SSL_set_tlsext_host_name(c->ssl, name) != 1 || SSL_set1_host(c->ssl, name) != 1) {
+			return VP_ETLS;
+		}
+	}
 	for (;;) {
 		int r = SSL_connect(c->ssl), e, rc;
 		if (r == 1)

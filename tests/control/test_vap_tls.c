@@ -19,7 +19,7 @@ typedef struct pki {
 	X509 *cert;
 } pki_t;
 
-/* A self-signed P-256 certificate for DNS:localhost. */
+/* A self-signed P-256 certificate for DNS:<cn> and IP:127.0.0.1. */
 static void make_cert(pki_t *p, const char *cn)
 {
 	X509_NAME *name;
@@ -39,7 +39,7 @@ static void make_cert(pki_t *p, const char *cn)
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
 	X509_set_issuer_name(p->cert, name);
 	X509V3_set_ctx(&v3, p->cert, p->cert, NULL, NULL, 0);
-	snprintf(san, sizeof(san), "DNS:%s", cn);
+	snprintf(san, sizeof(san), "DNS:%s,IP:127.0.0.1", cn);
 	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
 	assert_non_null(ext);
 	X509_add_ext(p->cert, ext, -1);
@@ -151,9 +151,13 @@ static void untrusted_or_misnamed_certificate_refused(void **state)
 	assert_int_equal(vap_client_connect(&cc, &c), 0);
 	assert_int_equal(vap_client_keepalive(c), 0);
 	vap_client_close(c);
+	/* No name given: the address literal is checked against the IP SAN. */
+	cc.tls_name = NULL;
+	assert_int_equal(vap_client_connect(&cc, &c), 0);
+	vap_client_close(c);
 	usleep(20000);
 	harness_stats(&h, &st);
-	assert_true(st.conns_total >= 4);
+	assert_true(st.conns_total >= 5);
 	harness_stop(&h);
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx_other);
