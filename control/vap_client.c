@@ -28,6 +28,8 @@
 #define RBUF 16384              /* answers and Notifies are at most a few KiB */
 #define REQ_OVERHEAD 512        /* USERNAME, REALM, NONCE, MESSAGE-INTEGRITY, FINGERPRINT, action, vservice */
 #define MAX_WINDOW 64
+#define PUBLISH_NUMBERS_MAX 65536  /* numbers per Publish: one answer never waits on millions of stores,
+                                      and no Publish can exceed the server's store queue */
 
 struct vap_client {
 	vap_client_conf_t conf;
@@ -713,13 +715,19 @@ static int send_publish(vap_client_t *c, const pub_t *p, slot_t *s, bool fixed)
 	int rc = begin_req(c, &e, VAP_PUBLISH, s->tid);
 	if (rc)
 		return rc;
+	uint64_t count = 0;
 	vap_enc_action(&e, VAP_SERVICE_NUMBERS, p->op);
 	vap_enc_u32(&e, VAP_ATTR_VSERVICE_ID, p->vsid);
-	for (i = s->n0; fixed ? i < s->n1 : i < p->n && vp_wr_len(&e.wr) < limit; i++)
+	for (i = s->n0; fixed ? i < s->n1 : i < p->n && vp_wr_len(&e.wr) < limit; i++, count++)
 		vap_enc_str(&e, VAP_ATTR_NUMBER, p->numbers[i]);
 	s->n1 = i;
-	for (i = s->r0; fixed ? i < s->r1 : i < p->nr && vp_wr_len(&e.wr) < limit; i++)
+	for (i = s->r0; fixed ? i < s->r1 : i < p->nr && vp_wr_len(&e.wr) < limit; i++) {
+		/* Ranges were cut to PUBLISH_NUMBERS_MAX; keep each message within it too. */
+		if (!fixed && count && count + vap_range_count(&p->ranges[i]) > PUBLISH_NUMBERS_MAX)
+			break;
+		count += vap_range_count(&p->ranges[i]);
 		vap_enc_range(&e, &p->ranges[i]);
+	}
 	s->r1 = i;
 	if (e.wr.err)
 		return e.wr.err;
@@ -733,14 +741,38 @@ int vap_client_publish(vap_client_t *c, uint32_t vservice_id, uint8_t op,
 	pub_t p = { vservice_id, op, numbers, n, ranges, nr };
 	slot_t slots[MAX_WINDOW];
 	unsigned nout = 0;
-	size_t ni = 0, ri = 0;
+	size_t ni = 0, ri = 0, ncut = 0;
 	uint64_t ok = 0;
 	int first_rc = 0;
+	vap_range_t *cut = NULL;
 	memset(slots, 0, sizeof(slots));
 	if (stored)
 		*stored = 0;
 	if (n + nr == 0)
 		return VP_EINVAL;
+	/* Cut big ranges (+1408[0000000-9999999] is 10 million numbers) into pieces. */
+	for (size_t i = 0; i < nr; i++)
+		ncut += (size_t)((vap_range_count(&ranges[i]) + PUBLISH_NUMBERS_MAX - 1) / PUBLISH_NUMBERS_MAX);
+	if (ncut > nr) {
+		size_t k = 0;
+		cut = malloc(ncut * sizeof(*cut));
+		if (!cut)
+			return VP_ENOMEM;
+		for (size_t i = 0; i < nr; i++) {
+			uint64_t first = ranges[i].first;
+			for (;;) {
+				cut[k] = ranges[i];
+				cut[k].first = (uint32_t)first;
+				if ((uint64_t)ranges[i].last - first + 1 > PUBLISH_NUMBERS_MAX)
+					cut[k].last = (uint32_t)(first + PUBLISH_NUMBERS_MAX - 1);
+				first = (uint64_t)cut[k].last + 1;
+				if (cut[k++].last == ranges[i].last)
+					break;
+			}
+		}
+		p.ranges = cut;
+		p.nr = nr = ncut;
+	}
 	while (((ni < n || ri < nr) && !first_rc) || nout) {
 		uint8_t tid[VAP_TID_LEN];
 		unsigned k;
@@ -749,16 +781,20 @@ int vap_client_publish(vap_client_t *c, uint32_t vservice_id, uint8_t op,
 			for (k = 0; slots[k].used; k++)
 				;
 			slots[k] = (slot_t){ .n0 = ni, .r0 = ri, .used = true };
-			if ((rc = send_publish(c, &p, &slots[k], false)))
-				return rc;
+			if ((rc = send_publish(c, &p, &slots[k], false))) {
+				first_rc = rc;
+				break;
+			}
 			ni = slots[k].n1;
 			ri = slots[k].r1;
 			nout++;
 			continue;
 		}
 		rc = vap_client_recv_answer(c, tid, -1);
-		if (!is_answer(rc))
-			return rc;
+		if (!is_answer(rc)) {
+			first_rc = rc;
+			break;
+		}
 		for (k = 0; k < MAX_WINDOW && !(slots[k].used && !memcmp(slots[k].tid, tid, VAP_TID_LEN)); k++)
 			;
 		if (k == MAX_WINDOW)
@@ -771,8 +807,10 @@ int vap_client_publish(vap_client_t *c, uint32_t vservice_id, uint8_t op,
 			slots[k].tries++;
 			if (rc != VP_EVAP_REJECTED)
 				sleep_ms(c->err.retry_after_ms ? c->err.retry_after_ms : 100);
-			if ((rc = send_publish(c, &p, &slots[k], true)))
-				return rc;
+			if ((rc = send_publish(c, &p, &slots[k], true))) {
+				first_rc = rc;
+				break;
+			}
 			continue;
 		} else {
 			if (c->last_count)
@@ -783,6 +821,7 @@ int vap_client_publish(vap_client_t *c, uint32_t vservice_id, uint8_t op,
 		slots[k].used = false;
 		nout--;
 	}
+	free(cut);
 	if (stored)
 		*stored = ok;
 	return first_rc;

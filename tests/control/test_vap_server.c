@@ -415,6 +415,30 @@ static void many_numbers_split_over_pipelined_messages(void **state)
 	free(nums);
 }
 
+static void big_range_cut_into_bounded_publishes(void **state)
+{
+	harness_t h;
+	vap_client_conf_t cc;
+	vap_client_t *c;
+	vap_range_t rg;
+	vap_server_stats_t st;
+	uint64_t stored = 0;
+	(void)state;
+	assert_int_equal(harness_start(&h, NULL, 1, true), 0);
+	client_conf(&cc, &h, 0);
+	assert_int_equal(vap_client_connect(&cc, &c), 0);
+	assert_int_equal(vap_range_parse("+1408[000000-199999]", NULL, &rg), 0);
+	assert_int_equal(vap_client_publish(c, 1, VAP_OP_ADD, NULL, 0, &rg, 1, &stored), 0);
+	assert_int_equal(stored, 200000);
+	assert_int_equal(vap_memstore_count(h.ms), 200000);
+	assert_true(vap_memstore_has(h.ms, "+1408199999", 1));
+	assert_true(vap_memstore_has(h.ms, "+1408065536", 1));
+	harness_stats(&h, &st);
+	assert_int_equal(st.requests, 2 + 4);      /* challenge, Register, 4 Publishes of <= 65536 */
+	vap_client_close(c);
+	harness_stop(&h);
+}
+
 static void store_failure_is_500_with_count(void **state)
 {
 	harness_t h;
@@ -855,6 +879,7 @@ int main(void)
 		cmocka_unit_test(request_before_register_is_403),
 		cmocka_unit_test(publish_numbers_and_ranges_stored),
 		cmocka_unit_test(many_numbers_split_over_pipelined_messages),
+		cmocka_unit_test(big_range_cut_into_bounded_publishes),
 		cmocka_unit_test(store_failure_is_500_with_count),
 		cmocka_unit_test(stores_paced_within_inflight_limit),
 		cmocka_unit_test(full_store_queue_is_503),
