@@ -3,7 +3,7 @@
  * in-memory store, so vipr-agent can be tried and load-tested before the full
  * daemon wires VAP to the DHT and the PVP call-record store.
  *
- *   vipr-vap-server [--listen ADDR:PORT] [--realm R] [--agent USER:PASSWORD]...
+ *   vipr-vap-server [--listen ADDR:PORT] [--realm R] [--agent USER:PASSWORD]... [--agents-file F]
  *                   [--agents N --agent-prefix P --password TEMPLATE]
  *                   [--store-rate N] [--store-inflight N] [--async]
  *                   [--tls-cert FILE --tls-key FILE] [--routes]
@@ -79,6 +79,38 @@ static void *route_reader(void *arg)
 	return NULL;
 }
 
+static int load_agents(vap_server_t *srv, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	unsigned lineno = 0, n = 0;
+	if (!f) {
+		fprintf(stderr, "vipr-vap-server: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char user[VAP_MAX_USERNAME + 1], pw[256], extra[2];
+		char *hash = strchr(line, '#');
+		int k, rc;
+		lineno++;
+		if (hash)
+			*hash = '\0';
+		k = sscanf(line, "%128s %255s %1s", user, pw, extra);
+		if (k <= 0)
+			continue;
+		if (k != 2 || (rc = vap_server_add_agent(srv, user, pw))) {
+			fprintf(stderr, "vipr-vap-server: %s:%u: %s\n", path, lineno,
+			        k != 2 ? "want USER PASSWORD" : vp_strerror(rc));
+			fclose(f);
+			return -1;
+		}
+		n++;
+	}
+	fclose(f);
+	vp_log_info("vap", "agents_loaded", "file=%s agents=%u", path, n);
+	return 0;
+}
+
 static SSL_CTX *make_tls(const char *cert, const char *key)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -101,6 +133,7 @@ static void usage(FILE *f)
 	"  -l, --listen ADDR:PORT    listen address (default 127.0.0.1:5349; port 0 = any)\n"
 	"      --realm R             credential realm (default vipr)\n"
 	"  -a, --agent USER:PW       provision an agent (repeatable)\n"
+	"      --agents-file F       provision agents from F: 'USER PASSWORD' per line, '#' comments\n"
 	"      --agents N            provision N agents PREFIX0..: --agent-prefix (default agent),\n"
 	"                            --password TEMPLATE ('%%s' = username; default pw-%%s)\n"
 	"      --store-rate N        DHT stores per second (0 = unlimited)\n"
@@ -128,6 +161,7 @@ int main(int argc, char **argv)
 		{ "tls-key", required_argument, NULL, 9 },
 		{ "routes", no_argument, NULL, 10 },
 		{ "req-rate", required_argument, NULL, 11 },
+		{ "agents-file", required_argument, NULL, 12 },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -137,7 +171,7 @@ int main(int argc, char **argv)
 	vap_memstore_t *ms = NULL;
 	vap_server_stats_t st;
 	const char *listen_at = "127.0.0.1:5349", *prefix = "agent", *pwt = "pw-%s";
-	const char *cert = NULL, *key = NULL;
+	const char *cert = NULL, *key = NULL, *agents_file = NULL;
 	char **agents = NULL;
 	size_t nagents = 0;
 	unsigned gen = 0;
@@ -167,6 +201,7 @@ int main(int argc, char **argv)
 		case 9: key = optarg; break;
 		case 10: routes = true; break;
 		case 11: conf.req_rate = strtod(optarg, NULL); break;
+		case 12: agents_file = optarg; break;
 		case 'v': vp_log_setup(VP_LOG_DEBUG, NULL); break;
 		case 'h': usage(stdout); free(agents); return 0;
 		default: usage(stderr); free(agents); return 2;
@@ -209,6 +244,8 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (agents_file && load_agents(g_srv, agents_file))
+		goto out;
 	for (unsigned i = 0; i < gen; i++) {
 		char name[VAP_MAX_USERNAME + 1], pw[256];
 		const char *s = strstr(pwt, "%s");

@@ -18,7 +18,8 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; cat "$dir/srv.err" >&2 || true; exit 1; }
 
 mkfifo "$dir/routes"
-"$SERVER" --listen 127.0.0.1:0 --agents 8 --password 'pw-%s' --async --routes \
+printf '# provisioned agents\npbx-east  s3cret-east\n' >"$dir/agents"
+"$SERVER" --listen 127.0.0.1:0 --agents 8 --password 'pw-%s' --agents-file "$dir/agents" --async --routes \
   <"$dir/routes" >"$dir/srv.out" 2>"$dir/srv.err" &
 srv_pid=$!
 exec 3>"$dir/routes"
@@ -29,6 +30,8 @@ A=("$AGENT" -s "127.0.0.1:$port" -p 'pw-%s' --timeout 5000)
 
 # register: good and bad credentials
 "${A[@]}" -u agent0 register | grep -q "registered as agent0" || fail "register"
+"$AGENT" -s "127.0.0.1:$port" -u pbx-east -p s3cret-east register | grep -q "registered as pbx-east" \
+  || fail "register with an agent from --agents-file"
 if "${A[@]}" -u agent0 -p wrong register 2>"$dir/err"; then fail "wrong password accepted"; fi
 grep -q "authentication failed" "$dir/err" || fail "no 401 message"
 
