@@ -259,6 +259,7 @@ static int error_to_rc(int code)
 	case VAP_ERR_UNAUTHORIZED: return VP_EAUTH;
 	case VAP_ERR_RATE_LIMITED: return VP_ERATELIMIT;
 	case VAP_ERR_SERVER_BUSY: return VP_EBUSY;
+	case VAP_ERR_UNKNOWN_ATTRIBUTE: return VP_EVAP_UNKNOWN_ATTR;
 	default: return VP_EVAP_REJECTED;
 	}
 }
@@ -346,7 +347,7 @@ static int end_req(vap_client_t *c, vap_enc_t *e)
 static bool is_answer(int rc)
 {
 	return rc == 0 || rc == VP_EAUTH || rc == VP_ERATELIMIT || rc == VP_EBUSY ||
-	       rc == VP_EVAP_REJECTED;
+	       rc == VP_EVAP_REJECTED || rc == VP_EVAP_UNKNOWN_ATTR;
 }
 
 /* Wait for the answer to \p tid (answers to other ids are skipped). */

@@ -106,8 +106,9 @@ int vap_client_send_upload(vap_client_t *c, const vap_vcr_t *vcrs, size_t n, uin
 
 /*!
  * \brief Wait for the next answer to any request; \p tid gets its transaction id.
- * 0 for a success answer, VP_EVAP_REJECTED / VP_ERATELIMIT / VP_EBUSY / VP_EAUTH for an
- * error answer (see vap_client_last_error), VP_ETIMEOUT, VP_ECLOSED, VP_EVAP_INTEGRITY.
+ * 0 for a success answer; for an error answer (see vap_client_last_error) VP_EAUTH (401),
+ * VP_EVAP_UNKNOWN_ATTR (420), VP_ERATELIMIT (429), VP_EBUSY (503) or VP_EVAP_REJECTED (any
+ * other); otherwise VP_ETIMEOUT, VP_ECLOSED, VP_EVAP_INTEGRITY (unsigned or badly signed answer).
  */
 int vap_client_recv_answer(vap_client_t *c, uint8_t tid[VAP_TID_LEN], int timeout_ms);
 

@@ -526,7 +526,8 @@ static int load_drain(lagent_t *a, uint64_t *lat, size_t lat_cap, size_t *nlat,
 		int rc = vap_client_recv_answer(a->c, tid, 0);
 		if (rc == VP_ETIMEOUT)
 			return 0;
-		if (rc != 0 && rc != VP_ERATELIMIT && rc != VP_EBUSY && rc != VP_EVAP_REJECTED)
+		if (rc != 0 && rc != VP_ERATELIMIT && rc != VP_EBUSY && rc != VP_EVAP_REJECTED &&
+		    rc != VP_EVAP_UNKNOWN_ATTR)
 			return rc;
 		if (*nlat < lat_cap)
 			lat[(*nlat)++] = vp_time_mono_ns() - a->sent_ns[a->head];
