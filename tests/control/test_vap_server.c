@@ -484,6 +484,78 @@ static void stores_paced_within_inflight_limit(void **state)
 	harness_stop(&h);
 }
 
+/* A store hook that timestamps every store before handing it to the memstore. */
+typedef struct timed {
+	vap_hooks_t inner;
+	uint64_t t[400];
+	unsigned n;
+} timed_t;
+
+static int timed_store(void *ctx, const vap_store_req_t *req)
+{
+	timed_t *t = ctx;
+	if (t->n < 400)
+		t->t[t->n++] = vp_time_mono_ns();
+	return t->inner.store(t->inner.ctx, req);
+}
+
+static void *run_server(void *arg)
+{
+	vap_server_run(arg);
+	return NULL;
+}
+
+static void store_rate_limit_paces_stores(void **state)
+{
+	enum { N = 300 };
+	const double rate = 1000, burst = rate / 10;
+	vap_server_conf_t conf;
+	vap_hooks_t hooks;
+	vap_server_t *srv;
+	vap_memstore_t *ms = vap_memstore_new();
+	timed_t *t = calloc(1, sizeof(*t));
+	vap_client_conf_t cc;
+	vap_client_t *c;
+	vap_range_t rg;
+	pthread_t th;
+	uint64_t stored = 0;
+	(void)state;
+	vap_server_conf_default(&conf);
+	conf.store_rate = rate;
+	vap_memstore_hooks(ms, &t->inner);
+	hooks = t->inner;
+	hooks.ctx = t;
+	hooks.store = timed_store;
+	assert_int_equal(vap_server_create(&conf, &hooks, &srv), 0);
+	vap_memstore_attach(ms, srv, true);
+	assert_int_equal(vap_server_add_agent(srv, "agent0", "pw-agent0"), 0);
+	assert_int_equal(pthread_create(&th, NULL, run_server, srv), 0);
+	memset(&cc, 0, sizeof(cc));
+	cc.host = "127.0.0.1";
+	cc.port = vap_server_port(srv);
+	cc.username = "agent0";
+	cc.password = "pw-agent0";
+	assert_int_equal(vap_client_connect(&cc, &c), 0);
+	assert_int_equal(vap_range_parse("+1408555[000-299]", NULL, &rg), 0);
+	assert_int_equal(vap_client_publish(c, 1, VAP_OP_ADD, NULL, 0, &rg, 1, &stored), 0);
+	assert_int_equal(stored, N);
+	assert_int_equal(t->n, N);
+	/* Store i cannot start before (i - burst) / rate seconds after the first
+	 * (a slow machine only makes them later, so this cannot fail spuriously). */
+	for (unsigned i = 0; i < N; i++) {
+		double dt = (double)(t->t[i] - t->t[0]) / 1e9;
+		double floor_s = ((double)i - burst - 1) / rate;
+		if (dt < floor_s - 0.002)
+			fail_msg("store %u started after %.4f s, pacing allows %.4f s", i, dt, floor_s);
+	}
+	vap_client_close(c);
+	vap_server_stop(srv);
+	pthread_join(th, NULL);
+	vap_server_destroy(srv);
+	vap_memstore_free(ms);
+	free(t);
+}
+
 static void full_store_queue_is_503(void **state)
 {
 	harness_t h;
@@ -882,6 +954,7 @@ int main(void)
 		cmocka_unit_test(big_range_cut_into_bounded_publishes),
 		cmocka_unit_test(store_failure_is_500_with_count),
 		cmocka_unit_test(stores_paced_within_inflight_limit),
+		cmocka_unit_test(store_rate_limit_paces_stores),
 		cmocka_unit_test(full_store_queue_is_503),
 		cmocka_unit_test(rate_limit_is_429_with_retry_after),
 		cmocka_unit_test(upload_validated_whole),
