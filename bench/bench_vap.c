@@ -26,6 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "../tests/control/vap_test_util.h"
 #include "common/errcode.h"
 #include "common/log.h"
@@ -242,6 +245,8 @@ static size_t vap_session(uint16_t port, unsigned agent, int *fdp, uint8_t *req,
 	return (size_t)n;
 }
 
+static double g_tcp_per_core;   /* the plain-TCP figure, baseline for TLS */
+
 static void bench_upload(uint64_t total, unsigned nconns, unsigned window, const char *name)
 {
 	harness_t h;
@@ -307,6 +312,8 @@ static void bench_upload(uint64_t total, unsigned nconns, unsigned window, const
 		        (unsigned long long)total);
 		exit(1);
 	}
+	if (!name[0])
+		g_tcp_per_core = (double)total / vap_cpu;
 	printf("vap_upload_vcr_per_core%s %.0f req/s (baseline echo %.0f req/s, ratio %.2f x)\n", name,
 	       (double)total / vap_cpu, (double)total / echo_cpu,
 	       ((double)total / vap_cpu) / ((double)total / echo_cpu));
@@ -318,6 +325,93 @@ static void bench_upload(uint64_t total, unsigned nconns, unsigned window, const
 	       (unsigned long long)total, vap_cpu, echo_cpu);
 	free(cs);
 	free(req);
+}
+
+/* A throwaway self-signed certificate for localhost. */
+static void make_cert(EVP_PKEY **key, X509 **cert)
+{
+	X509_NAME *nm;
+	*key = EVP_EC_gen("P-256");
+	*cert = X509_new();
+	if (!*key || !*cert)
+		exit(1);
+	ASN1_INTEGER_set(X509_get_serialNumber(*cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(*cert), -60);
+	X509_gmtime_adj(X509_getm_notAfter(*cert), 3600);
+	X509_set_pubkey(*cert, *key);
+	nm = X509_get_subject_name(*cert);
+	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
+	X509_set_issuer_name(*cert, nm);
+	if (X509_sign(*cert, *key, EVP_sha256()) <= 0)
+		exit(1);
+}
+
+/* UploadVCR over TLS 1.3 with the client library; baseline: the plain-TCP figure above. */
+static void bench_upload_tls(uint64_t total)
+{
+	harness_t h;
+	vap_server_conf_t conf;
+	vap_client_conf_t cc;
+	vap_client_t *c[CONNS];
+	unsigned inflight[CONNS] = { 0 };
+	EVP_PKEY *key;
+	X509 *cert;
+	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method()), *cctx = SSL_CTX_new(TLS_client_method());
+	vap_vcr_t v = { .called = "+14085551212", .caller = "+16505550123", .start_ms = 1700000000000ull,
+	                .stop_ms = 1700000093000ull, .direction = VAP_DIR_ORIGINATING };
+	uint64_t sent = 0, got = 0;
+	double t0, c0, cpu;
+	make_cert(&key, &cert);
+	if (!sctx || !cctx || SSL_CTX_use_certificate(sctx, cert) != 1 || SSL_CTX_use_PrivateKey(sctx, key) != 1 ||
+	    X509_STORE_add_cert(SSL_CTX_get_cert_store(cctx), cert) != 1)
+		exit(1);
+	SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
+	vap_server_conf_default(&conf);
+	conf.tls = sctx;
+	conf.req_rate = 1e9;
+	conf.req_burst = 1e9;
+	if (harness_start(&h, &conf, CONNS, false))
+		exit(1);
+	for (unsigned i = 0; i < CONNS; i++) {
+		client_conf(&cc, &h, i);
+		cc.tls = cctx;
+		cc.tls_name = "localhost";
+		if (vap_client_connect(&cc, &c[i])) {
+			fprintf(stderr, "bench_vap: TLS connect failed\n");
+			exit(1);
+		}
+	}
+	t0 = now_s();
+	c0 = thread_cpu_s(h.th);
+	while (got < total) {
+		for (unsigned i = 0; i < CONNS; i++) {
+			uint8_t tid[VAP_TID_LEN];
+			while (inflight[i] < WINDOW && sent < total) {
+				if (vap_client_send_upload(c[i], &v, 1, tid))
+					exit(1);
+				inflight[i]++;
+				sent++;
+			}
+			while (inflight[i] > WINDOW / 2 || (sent == total && inflight[i])) {
+				if (vap_client_recv_answer(c[i], tid, 5000))
+					exit(1);
+				inflight[i]--;
+				got++;
+			}
+		}
+	}
+	cpu = thread_cpu_s(h.th) - c0;
+	printf("vap_upload_vcr_per_core_tls %.0f req/s (baseline vap over plain tcp %.0f req/s, ratio %.2f x)\n",
+	       (double)total / cpu, g_tcp_per_core, ((double)total / cpu) / g_tcp_per_core);
+	printf("# TLS %s, %u connections x %u in flight, %llu requests in %.2f s wall; server thread cpu %.2f s\n",
+	       "1.3", CONNS, WINDOW, (unsigned long long)total, now_s() - t0, cpu);
+	for (unsigned i = 0; i < CONNS; i++)
+		vap_client_close(c[i]);
+	harness_stop(&h);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	X509_free(cert);
+	EVP_PKEY_free(key);
 }
 
 static void bench_publish(size_t total)
@@ -387,6 +481,7 @@ int main(int argc, char **argv)
 	bench_upload(uploads, CONNS, WINDOW, "");
 	/* Many agents, one request each in flight: no batching, a read and a write per request. */
 	bench_upload(uploads / 4, 1000, 1, "_1000_agents");
+	bench_upload_tls(uploads / 2);
 	bench_publish(numbers);
 	return 0;
 }
