@@ -1066,16 +1066,27 @@ static long raw_read(vap_server_t *srv, conn_t *c, uint8_t *p, size_t n)
 				return -1;
 			}
 		}
-		r = SSL_read(c->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n));
-		if (r > 0)
-			return r;
-		switch (SSL_get_error(c->ssl, r)) {
-		case SSL_ERROR_WANT_READ:
-		case SSL_ERROR_WANT_WRITE:
-			return 0;
-		default:
-			ERR_clear_error();
-			return -1;
+		/* SSL_read returns one record at a time: gather every record available so a
+		 * pipelining agent's requests are handled (and answered) as one batch. */
+		{
+			size_t got = 0;
+			while (got < n) {
+				r = SSL_read(c->ssl, p + got, (int)(n - got > INT32_MAX ? INT32_MAX : n - got));
+				if (r > 0) {
+					got += (size_t)r;
+					continue;
+				}
+				switch (SSL_get_error(c->ssl, r)) {
+				case SSL_ERROR_WANT_READ:
+				case SSL_ERROR_WANT_WRITE:
+					return (long)got;
+				default:
+					ERR_clear_error();
+					/* Hand over what was read; the error shows again on the next read. */
+					return got ? (long)got : -1;
+				}
+			}
+			return (long)got;
 		}
 	}
 	for (;;) {
