@@ -296,6 +296,39 @@ static void oversized_message_is_400_and_skipped(void **state)
 	harness_stop(&h);
 }
 
+static void message_cut_by_eof_closes_cleanly(void **state)
+{
+	harness_t h;
+	raw_t *r = malloc(sizeof(*r));
+	uint8_t out[512];
+	vap_enc_t e;
+	vap_server_stats_t st;
+	long n;
+	(void)state;
+	assert_int_equal(harness_start(&h, NULL, 1, false), 0);
+	raw_open(r, &h, 0);
+	begin(r, &e, out, sizeof(out), VAP_KEEPALIVE, 2);
+	n = vap_enc_finish(&e, r->key, VAP_KEY_LEN, false);
+	/* Half a message, then the agent stops sending. */
+	assert_int_equal(raw_send(r->fd, out, (size_t)n / 2), 0);
+	shutdown(r->fd, SHUT_WR);
+	assert_int_equal(raw_recv_msg(r->fd, r->buf, sizeof(r->buf)), 0);  /* closed, nothing sent */
+	close(r->fd);
+	for (int i = 0; i < 100; i++) {
+		harness_stats(&h, &st);
+		if (st.conns_open == 0)
+			break;
+		usleep(5000);
+	}
+	assert_int_equal(st.conns_open, 0);
+	/* The server carries on. */
+	raw_open(r, &h, 0);
+	raw_keepalive_ok(r, 3);
+	close(r->fd);
+	free(r);
+	harness_stop(&h);
+}
+
 static void garbage_header_is_400_then_closed(void **state)
 {
 	harness_t h;
@@ -950,6 +983,7 @@ int main(void)
 		cmocka_unit_test(unknown_required_attribute_is_420),
 		cmocka_unit_test(truncated_attribute_is_400_and_connection_usable),
 		cmocka_unit_test(oversized_message_is_400_and_skipped),
+		cmocka_unit_test(message_cut_by_eof_closes_cleanly),
 		cmocka_unit_test(garbage_header_is_400_then_closed),
 		cmocka_unit_test(request_before_register_is_403),
 		cmocka_unit_test(publish_numbers_and_ranges_stored),
