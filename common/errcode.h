@@ -79,6 +79,10 @@
 	\
 	/* VAP */ \
 	X(VP_EVAP,            -1700, "VAP protocol error") \
+	X(VP_EVAP_INTEGRITY,  -1701, "VAP message integrity check failed") \
+	X(VP_EVAP_FINGERPRINT,-1702, "VAP fingerprint check failed") \
+	X(VP_EVAP_UNKNOWN_ATTR,-1703, "VAP unknown comprehension-required attribute") \
+	X(VP_EVAP_REJECTED,   -1704, "VAP request rejected by the server (error response)") \
 	/* end */
 
 enum vp_error {

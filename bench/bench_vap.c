@@ -1,0 +1,487 @@
+/*
+ * bench/bench_vap.c - VAP server throughput.
+ *
+ *   bench_vap [UPLOADS] [NUMBERS]
+ *
+ * 1. UploadVCR requests per second per server core over loopback, integrity
+ *    checked and answers signed, against a plain epoll request/response echo
+ *    server that frames the same bytes and answers with the same answer size
+ *    (the baseline: what the socket path alone costs).  Both servers run on one
+ *    thread; the figure divides requests by that thread's CPU time, so the
+ *    client sharing the machine does not distort it.  Same client for both:
+ *    CONNS connections, WINDOW requests in flight each, pre-signed requests.
+ * 2. Time to publish NUMBERS (default 1,000,000) individual numbers with
+ *    vipr-agent's client library through the server into the in-memory store
+ *    (vap_memstore: stands in for the DHT until storage/ is wired), completed
+ *    asynchronously as a DHT store would be; baseline: the same inserts
+ *    straight into the store.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "../tests/control/vap_test_util.h"
+#include "common/errcode.h"
+#include "common/log.h"
+
+#define CONNS 4
+#define WINDOW 32
+
+static double now_s(void)
+{
+	return (double)vp_time_mono_ns() / 1e9;
+}
+
+static double thread_cpu_s(pthread_t th)
+{
+	clockid_t cid;
+	struct timespec ts;
+	if (pthread_getcpuclockid(th, &cid) || clock_gettime(cid, &ts))
+		return 0;
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the baseline: an epoll echo that frames like VAP and answers ANSWER_LEN bytes ---- */
+
+typedef struct echo {
+	int lfd, epfd;
+	uint16_t port;
+	size_t answer_len;
+	volatile int stop;
+	pthread_t th;
+} echo_t;
+
+typedef struct econn {
+	int fd;
+	uint8_t buf[65536];
+	size_t len;
+} econn_t;
+
+static void *echo_run(void *arg)
+{
+	echo_t *e = arg;
+	struct epoll_event evs[64];
+	uint8_t out[65536];
+	size_t olen;
+	memset(out, 0, sizeof(out));
+	while (!e->stop) {
+		int n = epoll_wait(e->epfd, evs, 64, 100);
+		for (int i = 0; i < n; i++) {
+			econn_t *c = evs[i].data.ptr;
+			ssize_t r;
+			size_t off = 0;
+			if (!c) {
+				int fd = accept(e->lfd, NULL, NULL);
+				struct epoll_event ev = { .events = EPOLLIN };
+				if (fd < 0)
+					continue;
+				c = calloc(1, sizeof(*c));
+				c->fd = fd;
+				ev.data.ptr = c;
+				epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+				continue;
+			}
+			r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+			if (r <= 0) {
+				close(c->fd);
+				free(c);
+				continue;
+			}
+			c->len += (size_t)r;
+			/* Answers to one read go out in one write, as the VAP server does. */
+			olen = 0;
+			for (;;) {
+				long fl = vap_frame_len(c->buf + off, c->len - off);
+				if (fl <= 0 || (size_t)fl > c->len - off || olen + e->answer_len > sizeof(out))
+					break;
+				/* Answer: the request's header (tid) and the answer's length. */
+				memcpy(out + olen, c->buf + off, VAP_HDR_LEN);
+				out[olen + 2] = (uint8_t)((e->answer_len - VAP_HDR_LEN) >> 8);
+				out[olen + 3] = (uint8_t)(e->answer_len - VAP_HDR_LEN);
+				olen += e->answer_len;
+				off += (size_t)fl;
+			}
+			if (olen && raw_send(c->fd, out, olen))
+				continue;
+			memmove(c->buf, c->buf + off, c->len - off);
+			c->len -= off;
+		}
+	}
+	return NULL;
+}
+
+static int echo_start(echo_t *e, size_t answer_len)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	memset(e, 0, sizeof(*e));
+	e->answer_len = answer_len;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	e->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (e->lfd < 0 || bind(e->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(e->lfd, 1024) ||
+	    getsockname(e->lfd, (struct sockaddr *)&sa, &sl))
+		return -1;
+	e->port = ntohs(sa.sin_port);
+	e->epfd = epoll_create1(0);
+	epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->lfd, &ev);
+	return pthread_create(&e->th, NULL, echo_run, e);
+}
+
+/* ---- the client: CONNS connections, WINDOW in flight, pre-built requests ---- */
+
+typedef struct bconn {
+	int fd;
+	const uint8_t *req;
+	size_t req_len;
+	uint8_t buf[65536];
+	size_t len;
+	unsigned inflight;
+} bconn_t;
+
+/* Send \p total requests round-robin, keep \p window in flight per connection; returns answers. */
+static uint64_t blast(bconn_t *cs, unsigned n, unsigned window, uint64_t total, uint64_t *errors)
+{
+	uint64_t sent = 0, got = 0;
+	struct pollfd *pf = calloc(n, sizeof(*pf));
+	*errors = 0;
+	while (got < total) {
+		for (unsigned i = 0; i < n; i++) {
+			while (cs[i].inflight < window && sent < total) {
+				if (raw_send(cs[i].fd, cs[i].req, cs[i].req_len))
+					return got;
+				cs[i].inflight++;
+				sent++;
+			}
+			pf[i].fd = cs[i].fd;
+			pf[i].events = POLLIN;
+		}
+		if (poll(pf, n, 5000) <= 0)
+			break;
+		for (unsigned i = 0; i < n; i++) {
+			bconn_t *c = &cs[i];
+			ssize_t r;
+			size_t off = 0;
+			if (!(pf[i].revents & POLLIN))
+				continue;
+			r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+			if (r <= 0) {
+				free(pf);
+				return got;
+			}
+			c->len += (size_t)r;
+			for (;;) {
+				long fl = vap_frame_len(c->buf + off, c->len - off);
+				if (fl <= 0 || (size_t)fl > c->len - off)
+					break;
+				if ((c->buf[off] & 0x01) && (c->buf[off + 1] & 0x10))
+					(*errors)++;     /* error class */
+				off += (size_t)fl;
+				c->inflight--;
+				got++;
+			}
+			memmove(c->buf, c->buf + off, c->len - off);
+			c->len -= off;
+		}
+	}
+	free(pf);
+	return got;
+}
+
+/* Register over a raw socket and build one signed UploadVCR for this connection. */
+static size_t vap_session(uint16_t port, unsigned agent, int *fdp, uint8_t *req, size_t cap,
+                          size_t *answer_len)
+{
+	uint8_t out[1024], in[1024];
+	char user[32], pw[48], realm[VAP_MAX_REALM + 1], nonce[VAP_MAX_NONCE + 1];
+	uint8_t key[VAP_KEY_LEN], tid[VAP_TID_LEN] = { 1, 2, 3 };
+	vap_enc_t e;
+	vap_msg_t m;
+	vap_attr_t a;
+	long n;
+	vap_vcr_t v = { .called = "+14085551212", .caller = "+16505550123", .start_ms = 1700000000000ull,
+	                .stop_ms = 1700000093000ull, .direction = VAP_DIR_ORIGINATING };
+	int fd = raw_connect(port);
+	snprintf(user, sizeof(user), "agent%u", agent);
+	snprintf(pw, sizeof(pw), "pw-%s", user);
+	vap_enc_begin(&e, out, sizeof(out), vap_type(VAP_REGISTER, VAP_CLASS_REQUEST), tid);
+	vap_enc_str(&e, VAP_ATTR_USERNAME, user);
+	n = vap_enc_finish(&e, NULL, 0, false);
+	raw_send(fd, out, (size_t)n);
+	n = raw_recv_msg(fd, in, sizeof(in));
+	if (n <= 0 || vap_msg_parse(in, (size_t)n, &m) || vap_msg_find(&m, VAP_ATTR_REALM, &a) ||
+	    vap_attr_str(&a, realm, sizeof(realm)) || vap_msg_find(&m, VAP_ATTR_NONCE, &a) ||
+	    vap_attr_str(&a, nonce, sizeof(nonce)) || vap_key_derive(user, realm, pw, key))
+		return 0;
+	for (int k = 0; k < 2; k++) {
+		tid[5] = (uint8_t)k;
+		vap_enc_begin(&e, k ? req : out, k ? cap : sizeof(out),
+		              vap_type(k ? VAP_UPLOAD_VCR : VAP_REGISTER, VAP_CLASS_REQUEST), tid);
+		vap_enc_str(&e, VAP_ATTR_USERNAME, user);
+		vap_enc_str(&e, VAP_ATTR_REALM, realm);
+		vap_enc_str(&e, VAP_ATTR_NONCE, nonce);
+		if (k)
+			vap_enc_vcr(&e, &v);
+		n = vap_enc_finish(&e, key, sizeof(key), false);
+		if (k)
+			break;
+		raw_send(fd, out, (size_t)n);
+		if (raw_recv_msg(fd, in, sizeof(in)) <= 0)
+			return 0;
+	}
+	/* One UploadVCR to learn the answer's size. */
+	raw_send(fd, req, (size_t)n);
+	*answer_len = (size_t)raw_recv_msg(fd, in, sizeof(in));
+	*fdp = fd;
+	return (size_t)n;
+}
+
+static double g_tcp_per_core;   /* the plain-TCP figure, baseline for TLS */
+
+static void bench_upload(uint64_t total, unsigned nconns, unsigned window, const char *name)
+{
+	harness_t h;
+	vap_server_conf_t conf;
+	bconn_t *cs = calloc(nconns, sizeof(*cs));
+	uint8_t (*req)[1024] = calloc(nconns, sizeof(*req));
+	size_t answer_len = 0;
+	uint64_t got, errs;
+	double t0, c0, vap_wall, vap_cpu, echo_wall, echo_cpu;
+	echo_t e;
+
+	vap_server_conf_default(&conf);
+	conf.req_rate = 1e9;        /* measure the server, not the policer */
+	conf.req_burst = 1e9;
+	if (harness_start(&h, &conf, nconns, false)) {
+		fprintf(stderr, "bench_vap: server start failed\n");
+		exit(1);
+	}
+	for (unsigned i = 0; i < nconns; i++) {
+		cs[i].req_len = vap_session(vap_server_port(h.srv), i, &cs[i].fd, req[i], sizeof(req[i]), &answer_len);
+		cs[i].req = req[i];
+		if (!cs[i].req_len) {
+			fprintf(stderr, "bench_vap: session setup failed\n");
+			exit(1);
+		}
+	}
+	t0 = now_s();
+	c0 = thread_cpu_s(h.th);
+	got = blast(cs, nconns, window, total, &errs);
+	vap_wall = now_s() - t0;
+	vap_cpu = thread_cpu_s(h.th) - c0;
+	if (got != total || errs || vap_memstore_vcrs(h.ms, NULL) != total + nconns) {
+		fprintf(stderr, "bench_vap: %llu of %llu answered, %llu errors, %zu stored\n",
+		        (unsigned long long)got, (unsigned long long)total, (unsigned long long)errs,
+		        vap_memstore_vcrs(h.ms, NULL));
+		exit(1);
+	}
+	for (unsigned i = 0; i < nconns; i++)
+		close(cs[i].fd);
+	harness_stop(&h);
+
+	if (echo_start(&e, answer_len)) {
+		fprintf(stderr, "bench_vap: echo start failed\n");
+		exit(1);
+	}
+	for (unsigned i = 0; i < nconns; i++) {
+		cs[i].fd = raw_connect(e.port);
+		cs[i].len = cs[i].inflight = 0;
+	}
+	t0 = now_s();
+	c0 = thread_cpu_s(e.th);
+	got = blast(cs, nconns, window, total, &errs);
+	echo_wall = now_s() - t0;
+	echo_cpu = thread_cpu_s(e.th) - c0;
+	e.stop = 1;
+	for (unsigned i = 0; i < nconns; i++)
+		close(cs[i].fd);
+	pthread_join(e.th, NULL);
+	close(e.lfd);
+	close(e.epfd);
+	if (got != total) {
+		fprintf(stderr, "bench_vap: echo answered %llu of %llu\n", (unsigned long long)got,
+		        (unsigned long long)total);
+		exit(1);
+	}
+	if (!name[0])
+		g_tcp_per_core = (double)total / vap_cpu;
+	printf("vap_upload_vcr_per_core%s %.0f req/s (baseline echo %.0f req/s, ratio %.2f x)\n", name,
+	       (double)total / vap_cpu, (double)total / echo_cpu,
+	       ((double)total / vap_cpu) / ((double)total / echo_cpu));
+	printf("vap_upload_vcr_wall%s %.0f req/s (baseline echo %.0f req/s, ratio %.2f x)\n", name,
+	       (double)total / vap_wall, (double)total / echo_wall,
+	       ((double)total / vap_wall) / ((double)total / echo_wall));
+	printf("# request %zu bytes, answer %zu bytes, %u connections x %u in flight, %llu requests; "
+	       "server thread cpu %.2f s (echo %.2f s)\n", cs[0].req_len, answer_len, nconns, window,
+	       (unsigned long long)total, vap_cpu, echo_cpu);
+	free(cs);
+	free(req);
+}
+
+/* A throwaway self-signed certificate for localhost. */
+static void make_cert(EVP_PKEY **key, X509 **cert)
+{
+	X509_NAME *nm;
+	*key = EVP_EC_gen("P-256");
+	*cert = X509_new();
+	if (!*key || !*cert)
+		exit(1);
+	ASN1_INTEGER_set(X509_get_serialNumber(*cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(*cert), -60);
+	X509_gmtime_adj(X509_getm_notAfter(*cert), 3600);
+	X509_set_pubkey(*cert, *key);
+	nm = X509_get_subject_name(*cert);
+	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
+	X509_set_issuer_name(*cert, nm);
+	if (X509_sign(*cert, *key, EVP_sha256()) <= 0)
+		exit(1);
+}
+
+/* UploadVCR over TLS 1.3 with the client library; baseline: the plain-TCP figure above. */
+static void bench_upload_tls(uint64_t total)
+{
+	harness_t h;
+	vap_server_conf_t conf;
+	vap_client_conf_t cc;
+	vap_client_t *c[CONNS];
+	unsigned inflight[CONNS] = { 0 };
+	EVP_PKEY *key;
+	X509 *cert;
+	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method()), *cctx = SSL_CTX_new(TLS_client_method());
+	vap_vcr_t v = { .called = "+14085551212", .caller = "+16505550123", .start_ms = 1700000000000ull,
+	                .stop_ms = 1700000093000ull, .direction = VAP_DIR_ORIGINATING };
+	uint64_t sent = 0, got = 0;
+	double t0, c0, cpu;
+	make_cert(&key, &cert);
+	if (!sctx || !cctx || SSL_CTX_use_certificate(sctx, cert) != 1 || SSL_CTX_use_PrivateKey(sctx, key) != 1 ||
+	    X509_STORE_add_cert(SSL_CTX_get_cert_store(cctx), cert) != 1)
+		exit(1);
+	SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
+	vap_server_conf_default(&conf);
+	conf.tls = sctx;
+	conf.req_rate = 1e9;
+	conf.req_burst = 1e9;
+	if (harness_start(&h, &conf, CONNS, false))
+		exit(1);
+	for (unsigned i = 0; i < CONNS; i++) {
+		client_conf(&cc, &h, i);
+		cc.tls = cctx;
+		cc.tls_name = "localhost";
+		if (vap_client_connect(&cc, &c[i])) {
+			fprintf(stderr, "bench_vap: TLS connect failed\n");
+			exit(1);
+		}
+	}
+	t0 = now_s();
+	c0 = thread_cpu_s(h.th);
+	while (got < total) {
+		for (unsigned i = 0; i < CONNS; i++) {
+			uint8_t tid[VAP_TID_LEN];
+			while (inflight[i] < WINDOW && sent < total) {
+				if (vap_client_send_upload(c[i], &v, 1, tid))
+					exit(1);
+				inflight[i]++;
+				sent++;
+			}
+			while (inflight[i] > WINDOW / 2 || (sent == total && inflight[i])) {
+				if (vap_client_recv_answer(c[i], tid, 5000))
+					exit(1);
+				inflight[i]--;
+				got++;
+			}
+		}
+	}
+	cpu = thread_cpu_s(h.th) - c0;
+	printf("vap_upload_vcr_per_core_tls %.0f req/s (baseline vap over plain tcp %.0f req/s, ratio %.2f x)\n",
+	       (double)total / cpu, g_tcp_per_core, ((double)total / cpu) / g_tcp_per_core);
+	printf("# TLS %s, %u connections x %u in flight, %llu requests in %.2f s wall; server thread cpu %.2f s\n",
+	       "1.3", CONNS, WINDOW, (unsigned long long)total, now_s() - t0, cpu);
+	for (unsigned i = 0; i < CONNS; i++)
+		vap_client_close(c[i]);
+	harness_stop(&h);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+}
+
+static void bench_publish(size_t total)
+{
+	harness_t h;
+	vap_client_conf_t cc;
+	vap_client_t *c;
+	char (*nums)[VP_E164_BUFLEN] = malloc(total * sizeof(*nums));
+	const char **ptrs = malloc(total * sizeof(*ptrs));
+	vap_memstore_t *ms;
+	uint64_t stored = 0;
+	double t0, vap_s, base_s;
+	int rc;
+
+	for (size_t i = 0; i < total; i++) {
+		unsigned area = 200u + (unsigned)(i / 10000000u) % 800u;
+		unsigned line = (unsigned)(i % 10000000u);
+		snprintf(nums[i], VP_E164_BUFLEN, "+1%03u%07u", area, line);
+		ptrs[i] = nums[i];
+	}
+	if (harness_start(&h, NULL, 1, true)) {
+		fprintf(stderr, "bench_vap: server start failed\n");
+		exit(1);
+	}
+	client_conf(&cc, &h, 0);
+	cc.window = 8;
+	cc.timeout_ms = 60000;
+	if ((rc = vap_client_connect(&cc, &c))) {
+		fprintf(stderr, "bench_vap: connect: %s\n", vp_strerror(rc));
+		exit(1);
+	}
+	t0 = now_s();
+	rc = vap_client_publish(c, 1, VAP_OP_ADD, ptrs, total, NULL, 0, &stored);
+	vap_s = now_s() - t0;
+	if (rc || stored != total || vap_memstore_count(h.ms) != total) {
+		fprintf(stderr, "bench_vap: publish: %s, %llu stored, %zu in store\n", vp_strerror(rc),
+		        (unsigned long long)stored, vap_memstore_count(h.ms));
+		exit(1);
+	}
+	vap_client_close(c);
+	harness_stop(&h);
+
+	/* Baseline: the same store, inserts straight in (no protocol, no server). */
+	ms = vap_memstore_new();
+	t0 = now_s();
+	for (size_t i = 0; i < total; i++)
+		vap_memstore_insert(ms, nums[i], 1, VAP_OP_ADD);
+	base_s = now_s() - t0;
+	if (vap_memstore_count(ms) != total) {
+		fprintf(stderr, "bench_vap: baseline stored %zu\n", vap_memstore_count(ms));
+		exit(1);
+	}
+	vap_memstore_free(ms);
+	printf("vap_publish_%zu_numbers %.3f s (baseline direct store inserts %.3f s, ratio %.2f x)\n",
+	       total, vap_s, base_s, vap_s / base_s);
+	printf("vap_publish_rate %.0f numbers/s (baseline %.0f numbers/s, ratio %.2f x)\n",
+	       (double)total / vap_s, (double)total / base_s, base_s / vap_s);
+	free(nums);
+	free(ptrs);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t uploads = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
+	size_t numbers = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 1000000;
+	vp_log_setup(VP_LOG_ERROR, NULL);
+	bench_upload(uploads, CONNS, WINDOW, "");
+	/* Many agents, one request each in flight: no batching, a read and a write per request. */
+	bench_upload(uploads / 4, 1000, 1, "_1000_agents");
+	bench_upload_tls(uploads / 2);
+	bench_publish(numbers);
+	return 0;
+}

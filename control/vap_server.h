@@ -1,0 +1,161 @@
+/*
+ * control/vap_server.h - the VAP server: call agents connect here.
+ *
+ * One control thread runs an epoll loop over a listening socket and every
+ * call-agent connection (TCP, or TLS when an SSL_CTX is configured).  Messages
+ * are framed from the STUN length; every request is authenticated with the
+ * agent's long-term key (MESSAGE-INTEGRITY), rate-limited per agent, and
+ * dispatched to the rest of the node through injected callbacks (vap_hooks_t),
+ * so this module depends on nothing but common/ and OpenSSL:
+ *
+ *   Publish (numbers)  -> hooks.store() once per number, asynchronously; the
+ *                         server paces stores (rate and in-flight limits) and
+ *                         answers the Publish only when every store completed
+ *                         (vap_server_store_done), so an agent can pace itself
+ *                         and nothing acknowledged is ever lost;
+ *   Publish (VService) -> hooks.publish_vservice(), synchronous;
+ *   UploadVCR          -> hooks.upload_vcr() per record, synchronous;
+ *   Subscribe          -> remembered per connection; vap_server_notify() sends
+ *                         a Notify indication to every subscriber of a VService.
+ *
+ * Back-pressure: a connection with too many unanswered Publishes, or too much
+ * unsent output, is not read until that drains (TCP flow control then slows
+ * the agent); a Publish that would overfill the global store queue gets 503.
+ *
+ * Threading: everything runs on the thread calling vap_server_run*(), except
+ * vap_server_post() and vap_server_stop(), which any thread may call.
+ * The wire format is docs/protocol.md §8.
+ */
+#ifndef VP_CONTROL_VAP_SERVER_H
+#define VP_CONTROL_VAP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "control/vap_msg.h"
+
+#define VAP_MAX_URIS 8        /* SIP-URI attributes per VService or Notify */
+#define VAP_MAX_LIST 64       /* BLACKLIST / WHITELIST entries per VService */
+#define VAP_MAX_SUBS 16       /* VServices one connection may subscribe to */
+
+typedef struct vap_server vap_server_t;
+
+/*! One DHT store (or withdrawal) the server asks the node to perform. */
+typedef struct vap_store_req {
+	const char *agent;      /*!< the publishing agent's username */
+	uint32_t vservice_id;
+	uint8_t op;             /*!< VAP_OP_ADD or VAP_OP_WITHDRAW */
+	const char *number;     /*!< canonical E.164; valid during the call only */
+	void *token;            /*!< hand back to vap_server_store_done() */
+} vap_store_req_t;
+
+/*! A VService publication: the agent's SIP URIs and validation black/white lists. */
+typedef struct vap_vservice {
+	uint32_t id;
+	uint8_t op;                         /*!< VAP_OP_ADD (replace) or VAP_OP_WITHDRAW */
+	size_t n_uris, n_black, n_white;
+	const char *uris[VAP_MAX_URIS];     /*!< strings valid during the callback only */
+	const char *black[VAP_MAX_LIST];
+	const char *white[VAP_MAX_LIST];
+} vap_vservice_t;
+
+/*! A validated route, pushed to subscribers in a Notify. */
+typedef struct vap_route {
+	char number[VP_E164_BUFLEN];
+	uint32_t vservice_id;
+	uint32_t expires;                   /*!< seconds the route and ticket stay valid */
+	size_t n_uris;
+	char uris[VAP_MAX_URIS][VAP_MAX_URI];
+	size_t ticket_len;
+	uint8_t ticket[VAP_MAX_TICKET];
+} vap_route_t;
+
+/*! What the server calls into the rest of the node. All are required. */
+typedef struct vap_hooks {
+	void *ctx;
+	/*!
+	 * Start one store.  Return 0 and later call vap_server_store_done(token,
+	 * status) on the server thread (possibly from inside this call), or return a
+	 * negative VP_E* code for an immediate failure (then do not call store_done).
+	 */
+	int (*store)(void *ctx, const vap_store_req_t *req);
+	/*! Keep one call record; 0 or a VP_E* code (the agent gets 500). */
+	int (*upload_vcr)(void *ctx, const char *agent, const vap_vcr_t *vcr);
+	/*! Apply a VService publication; 0 or a VP_E* code. */
+	int (*publish_vservice)(void *ctx, const char *agent, const vap_vservice_t *vs);
+} vap_hooks_t;
+
+typedef struct vap_server_conf {
+	const char *bind_addr;      /*!< numeric IPv4/IPv6 address; default "127.0.0.1" */
+	uint16_t port;              /*!< 0: an ephemeral port (see vap_server_port) */
+	const char *realm;          /*!< REALM of the long-term credentials; default "vipr" */
+	SSL_CTX *tls;               /*!< non-NULL: every connection is TLS (caller keeps ownership) */
+	unsigned max_conns;         /*!< concurrent connections; default 4096 */
+	size_t max_msg;             /*!< largest accepted message in bytes; default 16384 */
+	double req_rate;            /*!< requests per second per agent; default 5000 */
+	double req_burst;           /*!< bucket depth; default 1000 */
+	unsigned max_pending;       /*!< unanswered Publishes per connection before reads stop; default 8 */
+	size_t out_high;            /*!< unsent bytes per connection before reads stop; default 256 KiB */
+	double store_rate;          /*!< stores per second, all agents; 0 = unlimited; default 0 */
+	unsigned store_inflight;    /*!< stores started but not completed; default 256 */
+	size_t store_queue_max;     /*!< numbers waiting for a store before Publish gets 503; default 4M */
+	uint32_t idle_timeout_ms;   /*!< close a silent connection; 0 = never; default 120000 */
+} vap_server_conf_t;
+
+typedef struct vap_server_stats {
+	uint64_t conns_open, conns_total, conns_refused;
+	uint64_t requests, challenges, responses_ok, responses_err;  /* challenges: 401 to a request without integrity */
+	uint64_t err_400, err_401, err_403, err_420, err_429, err_438, err_500, err_503;
+	uint64_t stores_started, stores_ok, stores_failed, stores_queued;
+	uint64_t vcrs, notifies;
+} vap_server_stats_t;
+
+/*! \brief Fill \p conf with the defaults above. */
+void vap_server_conf_default(vap_server_conf_t *conf);
+
+/*! \brief Bind and listen; *out on success. VP_EINVAL (bad conf/hooks), VP_EIO (socket), VP_ENOMEM. */
+int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, vap_server_t **out);
+
+/*! \brief Close every connection and free.  Pending stores must have completed or be abandoned by the node. */
+void vap_server_destroy(vap_server_t *srv);
+
+/*! \brief Provision an agent (username, password); VP_EEXIST if known, VP_EINVAL if too long. */
+int vap_server_add_agent(vap_server_t *srv, const char *username, const char *password);
+
+/*! \brief The bound port (useful with port 0). */
+uint16_t vap_server_port(const vap_server_t *srv);
+
+/*! \brief One loop iteration: wait up to \p timeout_ms for events, handle them, pace stores. */
+int vap_server_run_once(vap_server_t *srv, int timeout_ms);
+
+/*!
+ * \brief For embedding in another event loop: an fd that becomes readable when
+ * the server has I/O to handle (its epoll set); then call vap_server_run_once(srv, 0).
+ */
+int vap_server_fd(const vap_server_t *srv);
+
+/*! \brief Milliseconds until run_once is needed even without I/O (pacing, idle sweep); -1: never. */
+int vap_server_timeout_ms(const vap_server_t *srv);
+
+/*! \brief Loop until vap_server_stop(). */
+int vap_server_run(vap_server_t *srv);
+
+/*! \brief Make vap_server_run() return (any thread). */
+void vap_server_stop(vap_server_t *srv);
+
+/*! \brief Run fn(srv, arg) on the server thread soon (any thread). VP_ENOMEM. */
+int vap_server_post(vap_server_t *srv, void (*fn)(vap_server_t *srv, void *arg), void *arg);
+
+/*! \brief Complete a store started by hooks.store (server thread only). */
+void vap_server_store_done(vap_server_t *srv, void *token, int status);
+
+/*! \brief Send \p route to every connection subscribed to its VService; returns how many (server thread). */
+int vap_server_notify(vap_server_t *srv, const vap_route_t *route);
+
+/*! \brief Counters since creation. */
+void vap_server_get_stats(const vap_server_t *srv, vap_server_stats_t *st);
+
+#endif

@@ -1,0 +1,179 @@
+/* Shared helpers for the VAP server tests: a server on a thread, raw sockets. */
+#ifndef VP_TESTS_VAP_TEST_UTIL_H
+#define VP_TESTS_VAP_TEST_UTIL_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "control/vap_client.h"
+#include "control/vap_memstore.h"
+#include "control/vap_server.h"
+#include "common/clock.h"
+
+typedef struct harness {
+	vap_server_t *srv;
+	vap_memstore_t *ms;
+	pthread_t th;
+	bool running;
+} harness_t;
+
+static inline void *harness_run(void *arg)
+{
+	harness_t *h = arg;
+	vap_server_run(h->srv);
+	return NULL;
+}
+
+/* Start a server with \p conf (NULL: defaults) and agents agent0..agent{n-1}, password "pw-<name>". */
+static inline int harness_start(harness_t *h, const vap_server_conf_t *conf, unsigned agents, bool async)
+{
+	vap_server_conf_t c;
+	vap_hooks_t hooks;
+	char name[32], pw[48];
+	int rc;
+	memset(h, 0, sizeof(*h));
+	if (conf)
+		c = *conf;
+	else
+		vap_server_conf_default(&c);
+	c.port = 0;
+	h->ms = vap_memstore_new();
+	if (!h->ms)
+		return VP_ENOMEM;
+	vap_memstore_hooks(h->ms, &hooks);
+	if ((rc = vap_server_create(&c, &hooks, &h->srv)))
+		return rc;
+	vap_memstore_attach(h->ms, h->srv, async);
+	for (unsigned i = 0; i < agents; i++) {
+		snprintf(name, sizeof(name), "agent%u", i);
+		snprintf(pw, sizeof(pw), "pw-%s", name);
+		if ((rc = vap_server_add_agent(h->srv, name, pw)))
+			return rc;
+	}
+	if (pthread_create(&h->th, NULL, harness_run, h))
+		return VP_EIO;
+	h->running = true;
+	return 0;
+}
+
+static inline void harness_stop(harness_t *h)
+{
+	if (h->running) {
+		vap_server_stop(h->srv);
+		pthread_join(h->th, NULL);
+	}
+	vap_server_destroy(h->srv);
+	vap_memstore_free(h->ms);
+	memset(h, 0, sizeof(*h));
+}
+
+typedef struct stats_req {
+	vap_server_stats_t st;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+} stats_req_t;
+
+static inline void stats_on_server(vap_server_t *srv, void *arg)
+{
+	stats_req_t *r = arg;
+	vap_server_get_stats(srv, &r->st);
+	pthread_mutex_lock(&r->lock);
+	r->done = true;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The server's counters, read on its own thread (no data race). */
+static inline void harness_stats(harness_t *h, vap_server_stats_t *st)
+{
+	stats_req_t r;
+	memset(&r, 0, sizeof(r));
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.cond, NULL);
+	if (vap_server_post(h->srv, stats_on_server, &r) == 0) {
+		pthread_mutex_lock(&r.lock);
+		while (!r.done)
+			pthread_cond_wait(&r.cond, &r.lock);
+		pthread_mutex_unlock(&r.lock);
+	}
+	pthread_mutex_destroy(&r.lock);
+	pthread_cond_destroy(&r.cond);
+	*st = r.st;
+}
+
+static inline void client_conf(vap_client_conf_t *cc, const harness_t *h, unsigned agent)
+{
+	static __thread char name[32], pw[48];
+	snprintf(name, sizeof(name), "agent%u", agent);
+	snprintf(pw, sizeof(pw), "pw-%s", name);
+	memset(cc, 0, sizeof(*cc));
+	cc->host = "127.0.0.1";
+	cc->port = vap_server_port(h->srv);
+	cc->username = name;
+	cc->password = pw;
+	cc->timeout_ms = 5000;
+}
+
+static inline int raw_connect(uint16_t port)
+{
+	struct sockaddr_in sa = { 0 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct timeval tv = { 5, 0 };
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static inline int raw_send(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+		if (w <= 0)
+			return -1;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Read one framed message into buf; returns its length, 0 on orderly EOF, -1 on error/timeout. */
+static inline long raw_recv_msg(int fd, uint8_t *buf, size_t cap)
+{
+	size_t have = 0;
+	long want = 0;
+	for (;;) {
+		ssize_t r;
+		if (have >= 20) {
+			want = vap_frame_len(buf, have);
+			if (want < 0 || (size_t)want > cap)
+				return -1;
+			if ((size_t)want <= have)
+				return want;
+		}
+		r = recv(fd, buf + have, (have < 20 ? 20 : (size_t)want) - have, 0);
+		if (r == 0)
+			return have ? -1 : 0;
+		if (r < 0)
+			return -1;
+		have += (size_t)r;
+	}
+}
+
+#endif
