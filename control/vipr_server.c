@@ -822,6 +822,7 @@ static void *validation_thread(void *arg)
 	vqueue_t local = { 0 };
 	while (!stopping(s)) {
 		uint64_t due, now;
+		pvp_sched_stats_t ss;
 		struct timespec dl;
 		long wait_ms;
 		pthread_mutex_lock(&s->mu);
@@ -839,8 +840,12 @@ static void *validation_thread(void *arg)
 		}
 		local.n = 0;
 		pvp_sched_run(s->sched, 8, NULL);
+		pvp_sched_stats(s->sched, &ss);
 		pthread_mutex_lock(&s->mu);
 		s->st.sched_queued = pvp_sched_pending(s->sched);
+		s->st.sched_scheduled = ss.scheduled;
+		s->st.sched_no_claimant = ss.no_claimant;
+		s->st.sched_dropped = ss.dropped;
 		due = pvp_sched_next_due_ms(s->sched);
 		now = vp_clock_now_ms(s->clock);
 		/* Wake at the next due job, on new records, or every 100 ms (injected clocks move on their own). */

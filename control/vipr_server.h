@@ -201,6 +201,7 @@ typedef struct vsrv_stats {
 	uint64_t routes, pending, notified;
 	uint64_t pvp_served, pvp_authenticated, pvp_handshake_failed;
 	uint64_t sched_queued;   /*!< records waiting in the scheduler */
+	uint64_t sched_scheduled, sched_no_claimant, sched_dropped; /*!< scheduler totals */
 } vsrv_stats_t;
 
 void vsrv_get_stats(vsrv_t *s, vsrv_stats_t *out);
