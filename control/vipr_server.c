@@ -49,6 +49,8 @@ const char vsrv_default_conf[] =
 	"io_timeout = 10s\n"
 	"min_entropy_cbits = 1600\n"
 	"list_mode = black\n"
+	"peer_fail_limit = 30\n"
+	"number_fail_limit = 10\n"
 	"vcr_dir = ./vcr\n"
 	"# ticket_keys = /etc/viprd/ticket.keys   (default: a random key per start)\n"
 	"[scheduler]\n"
@@ -112,6 +114,7 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 	static const char *const k_vap[] = { "bind", "port", "realm", "agents", NULL };
 	static const char *const k_pvp[] = { "bind", "port", "workers", "group_bits", "ticket_lifetime",
 		                             "io_timeout", "min_entropy_cbits", "list_mode", "vcr_dir",
+		                             "peer_fail_limit", "number_fail_limit",
 		                             "ticket_keys", NULL };
 	static const char *const k_sched[] = { "delay_min", "delay_max", "backoff", "max_attempts",
 		                               "attach_timeout", "fetch_timeout", "seed", NULL };
@@ -161,6 +164,8 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 	if ((rc = conf_dur_s(vc, "pvp", "ticket_lifetime", 60, 365 * 86400, &c->ticket_lifetime_s, e)) ||
 	    (rc = conf_dur_ms(vc, "pvp", "io_timeout", 100, 600000, &c->io_timeout_ms, e)) ||
 	    (rc = conf_u32(vc, "pvp", "min_entropy_cbits", 1, 65535, &c->min_entropy_cbits, e)) ||
+	    (rc = conf_u32(vc, "pvp", "peer_fail_limit", 1, 1000000, &c->peer_fail_limit, e)) ||
+	    (rc = conf_u32(vc, "pvp", "number_fail_limit", 1, 1000000, &c->number_fail_limit, e)) ||
 	    (rc = conf_strcpy(vc, "pvp", "vcr_dir", c->vcr_dir, sizeof(c->vcr_dir), e)) ||
 	    (rc = conf_strcpy(vc, "pvp", "ticket_keys", c->ticket_keys, sizeof(c->ticket_keys), e)))
 		return rc;
@@ -974,6 +979,8 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	memset(&pc, 0, sizeof(pc));
 	pc.mode = conf->whitelist_mode ? PVP_LIST_WHITE : PVP_LIST_BLACK;
 	pc.min_entropy_cbits = conf->min_entropy_cbits;
+	pc.peer_fail_limit = conf->peer_fail_limit;
+	pc.number_fail_limit = conf->number_fail_limit;
 	if ((rc = pvp_policy_new(&pc, &s->policy)))
 		goto fail;
 	memset(&psc, 0, sizeof(psc));

@@ -134,6 +134,8 @@ typedef struct vsrv_conf {
 	unsigned io_timeout_ms;            /*!< [pvp] io_timeout: per PVP connection */
 	uint32_t min_entropy_cbits;        /*!< [pvp] min_entropy_cbits: default threshold */
 	bool whitelist_mode;               /*!< [pvp] list_mode = white: refuse unlisted domains */
+	uint32_t peer_fail_limit;          /*!< [pvp] peer_fail_limit: failed handshakes per peer per hour */
+	uint32_t number_fail_limit;        /*!< [pvp] number_fail_limit: failed handshakes per number per hour */
 	char vcr_dir[VSRV_PATH_MAX];       /*!< [pvp] vcr_dir: call-record store (RocksDB directory) */
 	char ticket_keys[VSRV_PATH_MAX];   /*!< [pvp] ticket_keys: key file; "" = a random key */
 	uint32_t delay_min_s, delay_max_s; /*!< [scheduler] delay_min, delay_max */
