@@ -421,6 +421,15 @@ static int publish(demo_t *d, int c, unsigned first, unsigned last, const char *
 
 /* ---- the PSTN call simulator ------------------------------------------------------------ */
 
+/* Calls placed so far (the one being made excluded) to \p number. */
+static int calls_to(const demo_t *d, const char *number)
+{
+	int n = 0;
+	for (int k = 0; k < d->ncalls - 1; k++)
+		n += !strcmp(d->callv[k].called, number);
+	return n;
+}
+
 static void make_calls(demo_t *d, unsigned n_ab)
 {
 	uint64_t now = vp_time_wall_ms();
@@ -431,20 +440,33 @@ static void make_calls(demo_t *d, unsigned n_ab)
 		carrier_t *from = &d->car[ba ? CB : CA], *to = &d->car[ba ? CA : CB];
 		unsigned span = to->last - to->first + 1, idx;
 		uint64_t dur = 8000 + (uint64_t)(-log(1 - unif(d)) * 90000);
-		/* Every 4th B -> A call repeats an earlier number (entropy accumulates over calls). */
-		if (ba && i >= n_ab + 4 && i % 4 == 3)
-			idx = (unsigned)(strtoul(d->callv[d->ncalls - 4].called + strlen(to->prefix), NULL, 10) - to->first);
-		else
-			idx = (unsigned)(rnd(d) % span);
+		/*
+		 * Every 4th B -> A call repeats an earlier number once (entropy accumulates
+		 * over calls); otherwise a number not called yet.  At most two calls per
+		 * number: PVP tries two candidate records per number and hour (§5.4).
+		 */
 		c->from = ba ? CB : CA;
 		c->to = ba ? CA : CB;
+		idx = UINT32_MAX;
+		if (ba && i >= n_ab + 4 && i % 4 == 3) {
+			for (int k = d->ncalls - 2; k >= 0 && idx == UINT32_MAX; k--)
+				if (d->callv[k].to == c->to && calls_to(d, d->callv[k].called) == 1)
+					idx = (unsigned)(strtoul(d->callv[k].called + strlen(to->prefix), NULL, 10) - to->first);
+		}
+		for (int tries = 0; idx == UINT32_MAX && tries < 100; tries++) {
+			char num[VP_E164_BUFLEN];
+			unsigned cand = (unsigned)(rnd(d) % span);
+			snprintf(num, sizeof(num), "%s%0*u", to->prefix, (int)to->width, to->first + cand);
+			if (calls_to(d, num) == 0 || tries == 99)
+				idx = cand;
+		}
 		snprintf(c->called, sizeof(c->called), "%s%0*u", to->prefix, (int)to->width, to->first + idx);
 		if (unif(d) < 0.2)
 			c->caller[0] = '\0'; /* no caller-ID delivered */
 		else
 			snprintf(c->caller, sizeof(c->caller), "%s%0*u", from->prefix, (int)from->width,
 			         from->first + (unsigned)(rnd(d) % (from->last - from->first + 1)));
-		/* Calls ended in the last few minutes; every 5th started exactly on the hour. */
+		/* Calls that just ended (0.5..2.5 s ago); every 5th started exactly on the hour. */
 		c->stop = now - 500 - (uint64_t)(unif(d) * 2000);
 		c->start = c->stop - dur;
 		if (i % 5 == 4) {
@@ -473,7 +495,13 @@ static int write_csvs(demo_t *d, char paths[NCAR][2][600])
 	}
 	for (int i = 0; i < d->ncalls; i++) {
 		call_t *c = &d->callv[i];
-		long j1 = (long)((unif(d) - 0.5) * 1500), j2 = (long)((unif(d) - 0.5) * 1500);
+		/*
+		 * Signalling jitter per event, +-0.45 s: the two sides' durations then differ
+		 * by under 0.9 s, which PVP's duration bucket (4 s, centred, on durations
+		 * rounded to whole seconds) always absorbs.  Larger jitter makes some owner
+		 * validations fail by design (docs/protocol.md §5.3).
+		 */
+		long j1 = (long)((unif(d) - 0.5) * 900), j2 = (long)((unif(d) - 0.5) * 900);
 		fprintf(f[c->from][0], "orig,%s,%s,%" PRIu64 ",%" PRIu64 "\n", c->called, c->caller, c->start, c->stop);
 		fprintf(f[c->to][1], "term,%s,%s,%" PRIu64 ",%" PRIu64 "\n", c->called, c->caller,
 		        (uint64_t)((long)c->start + c->offset_ms + j1), (uint64_t)((long)c->stop + c->offset_ms + j2));
@@ -619,6 +647,10 @@ int main(int argc, char **argv)
 	if (d->calls < 2 || d->calls > MAX_CALLS || d->numbers < 10 || d->numbers > 1000 || d->delay_max < 1 ||
 	    d->delay_max > 60 || d->timeout_s < 10 || d->timeout_s > 600) {
 		usage(stderr);
+		return 2;
+	}
+	if (d->calls > d->numbers) {
+		fprintf(stderr, "vipr-demo: --calls must not exceed --numbers (at most two calls per number)\n");
 		return 2;
 	}
 	if (access(d->agent_bin, X_OK) || access(d->ticket_bin, X_OK)) {
