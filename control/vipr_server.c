@@ -621,6 +621,7 @@ typedef struct fetch_wait {
 	int status;
 	size_t n;
 	vsrv_reg_t regs[VSRV_REGS_MAX];
+	char incident[256];
 } fetch_wait_t;
 
 static void fetch_unref(fetch_wait_t *w)
@@ -636,11 +637,13 @@ static void fetch_unref(fetch_wait_t *w)
 	}
 }
 
-static void fetch_done(void *arg, int status, const vsrv_reg_t *regs, size_t n)
+static void fetch_done(void *arg, int status, const vsrv_reg_t *regs, size_t n, const char *incident)
 {
 	fetch_wait_t *w = arg;
 	pthread_mutex_lock(&w->mu);
 	w->status = status;
+	if (incident)
+		snprintf(w->incident, sizeof(w->incident), "%s", incident);
 	w->n = 0;
 	for (size_t i = 0; !status && i < n && i < VSRV_REGS_MAX; i++)
 		w->regs[w->n++] = regs[i];
@@ -654,6 +657,7 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 {
 	vsrv_t *s = arg;
 	fetch_wait_t *w = calloc(1, sizeof(*w));
+	char incident[sizeof(w->incident)] = "";
 	struct timespec dl;
 	int rc;
 	*n = 0;
@@ -675,10 +679,25 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 		dl.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&w->mu);
-	while (!w->done && !stopping(s))
-		if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) == ETIMEDOUT)
+	while (!w->done && !stopping(s)) {
+		/* Slices of 100 ms so that vsrv_stop() is not held up by a slow overlay. */
+		struct timespec now, slice;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec))
 			break;
+		slice = now;
+		slice.tv_nsec += 100000000L;
+		if (slice.tv_nsec >= 1000000000L) {
+			slice.tv_sec++;
+			slice.tv_nsec -= 1000000000L;
+		}
+		if (slice.tv_sec > dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec > dl.tv_nsec))
+			slice = dl;
+		pthread_cond_timedwait(&w->cv, &w->mu, &slice);
+	}
 	rc = w->done ? w->status : VP_ETIMEOUT;
+	if (w->done)
+		memcpy(incident, w->incident, sizeof(incident));
 	for (size_t i = 0; !rc && i < w->n && *n < max; i++) {
 		const vsrv_reg_t *g = &w->regs[i];
 		pvp_claimant_t *c = &out[*n];
@@ -692,6 +711,12 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 	}
 	pthread_mutex_unlock(&w->mu);
 	fetch_unref(w);
+	if (incident[0]) {
+		vsrv_event_t ev = { .kind = VSRV_EV_INCIDENT, .number = number, .text = incident };
+		vp_log_warn(LOGMOD, "incident", "srv=%s number=%s text=\"%s\"", s->conf.name, number, incident);
+		stat_add(s, &s->st.incidents, 1);
+		emit(s, &ev);
+	}
 	vp_log_info(LOGMOD, "lookup", "srv=%s number=%s claimants=%zu rc=%d", s->conf.name, number, *n, rc);
 	return rc;
 }

@@ -68,9 +68,12 @@ typedef void (*vsrv_done_fn)(void *arg, int status);
 /*!
  * Completion of a fetch: status 0 with the registrations found (n may be 0:
  * nobody claims the number), or a VP_E* code (lookup failed; regs NULL).
- * Called exactly once, on any thread; \p regs is valid during the call only.
+ * \p incident is NULL, or a one-line description of an inconsistency the
+ * overlay saw while answering (e.g. replicas that disagreed and were outvoted,
+ * seed 001 §B.4): the server logs it and reports VSRV_EV_INCIDENT.
+ * Called exactly once, on any thread; pointers are valid during the call only.
  */
-typedef void (*vsrv_fetch_fn)(void *arg, int status, const vsrv_reg_t *regs, size_t n);
+typedef void (*vsrv_fetch_fn)(void *arg, int status, const vsrv_reg_t *regs, size_t n, const char *incident);
 
 /*! The overlay as the server sees it. */
 typedef struct vsrv_dht {
@@ -201,6 +204,7 @@ typedef struct vsrv_stats {
 	uint64_t vcr_orig, vcr_term, vcr_rejected;
 	uint64_t validations_ok, validations_failed, validations_unreachable;
 	uint64_t routes, pending, notified;
+	uint64_t incidents;      /*!< inconsistencies reported by the overlay */
 	uint64_t pvp_served, pvp_authenticated, pvp_handshake_failed;
 	uint64_t sched_queued;   /*!< records waiting in the scheduler */
 	uint64_t sched_scheduled, sched_no_claimant, sched_dropped; /*!< scheduler totals */

@@ -114,7 +114,7 @@ static int md_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *arg
 		if (!strcmp(e->number, number))
 			regs[n++] = e->reg;
 	pthread_mutex_unlock(&m->mu);
-	done(arg, 0, regs, n);
+	done(arg, 0, regs, n, NULL);
 	return 0;
 }
 

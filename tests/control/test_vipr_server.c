@@ -315,6 +315,267 @@ static void test_unclaimed_number(void **state)
 	vsrv_memdht_free(dht);
 }
 
+
+/* ---- an asynchronous DHT: completions from another thread, with an incident -------- */
+
+typedef struct slow_op {
+	bool is_fetch;
+	char number[VP_E164_BUFLEN];
+	uint8_t op;
+	vsrv_reg_t reg;
+	vsrv_done_fn done;
+	vsrv_fetch_fn fdone;
+	void *arg;
+} slow_op_t;
+
+typedef struct slow_dht {
+	vsrv_dht_t inner;           /* the memdht doing the work */
+	pthread_mutex_t mu;
+	slow_op_t ops[256];
+	size_t n;
+	int stop;
+	pthread_t th;
+	unsigned stores_from_thread, fetches_from_thread;
+	bool answer_fetch;          /* false: never answer fetches (timeouts) */
+} slow_dht_t;
+
+static void inner_store_done(void *arg, int status)
+{
+	*(int *)arg = status;
+}
+
+typedef struct inner_fetch {
+	int status;
+	size_t n;
+	vsrv_reg_t regs[VSRV_REGS_MAX];
+} inner_fetch_t;
+
+static void inner_fetch_done(void *arg, int status, const vsrv_reg_t *regs, size_t n, const char *incident)
+{
+	inner_fetch_t *f = arg;
+	(void)incident;
+	f->status = status;
+	f->n = n;
+	memcpy(f->regs, regs, n * sizeof(*regs));
+}
+
+static void *slow_thread(void *arg)
+{
+	slow_dht_t *d = arg;
+	while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
+		slow_op_t batch[256];
+		size_t n;
+		usleep(30000); /* every completion comes 0..30 ms later, on this thread */
+		pthread_mutex_lock(&d->mu);
+		n = d->n;
+		memcpy(batch, d->ops, n * sizeof(*batch));
+		d->n = 0;
+		pthread_mutex_unlock(&d->mu);
+		for (size_t i = 0; i < n; i++) {
+			slow_op_t *o = &batch[i];
+			if (!o->is_fetch) {
+				int st = -1;
+				assert_int_equal(d->inner.store(d->inner.ctx, o->number, o->op, &o->reg, inner_store_done, &st), 0);
+				__atomic_add_fetch(&d->stores_from_thread, 1, __ATOMIC_SEQ_CST);
+				o->done(o->arg, st);
+			} else if (d->answer_fetch) {
+				inner_fetch_t f;
+				assert_int_equal(d->inner.fetch(d->inner.ctx, o->number, inner_fetch_done, &f), 0);
+				__atomic_add_fetch(&d->fetches_from_thread, 1, __ATOMIC_SEQ_CST);
+				o->fdone(o->arg, f.status, f.regs, f.n, "replica 2 disagreed with 2 other copies (outvoted)");
+			} else {
+				/* Never answered: the requester times out; drop our reference now. */
+				o->fdone(o->arg, VP_ETIMEOUT, NULL, 0, NULL);
+			}
+		}
+	}
+	return NULL;
+}
+
+static int slow_store(void *ctx, const char *number, uint8_t op, const vsrv_reg_t *reg, vsrv_done_fn done, void *arg)
+{
+	slow_dht_t *d = ctx;
+	int rc = 0;
+	pthread_mutex_lock(&d->mu);
+	if (d->n == 256) {
+		rc = VP_EBUSY;
+	} else {
+		slow_op_t *o = &d->ops[d->n++];
+		memset(o, 0, sizeof(*o));
+		snprintf(o->number, sizeof(o->number), "%s", number);
+		o->op = op;
+		o->reg = *reg;
+		o->done = done;
+		o->arg = arg;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+static int slow_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *arg)
+{
+	slow_dht_t *d = ctx;
+	int rc = 0;
+	pthread_mutex_lock(&d->mu);
+	if (d->n == 256) {
+		rc = VP_EBUSY;
+	} else {
+		slow_op_t *o = &d->ops[d->n++];
+		memset(o, 0, sizeof(*o));
+		o->is_fetch = true;
+		snprintf(o->number, sizeof(o->number), "%s", number);
+		o->fdone = done;
+		o->arg = arg;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+static int slow_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
+{
+	slow_dht_t *d = ctx;
+	return d->inner.app_attach(d->inner.ctx, contact, timeout_ms, fd);
+}
+
+typedef struct incident_seen {
+	pthread_mutex_t mu;
+	int incidents;
+	char text[256];
+} incident_seen_t;
+
+static void on_incident(void *arg, const char *server, const vsrv_event_t *ev)
+{
+	incident_seen_t *is = arg;
+	(void)server;
+	if (ev->kind != VSRV_EV_INCIDENT)
+		return;
+	pthread_mutex_lock(&is->mu);
+	is->incidents++;
+	snprintf(is->text, sizeof(is->text), "%s", ev->text);
+	pthread_mutex_unlock(&is->mu);
+}
+
+static void slow_carrier(carrier_t *c, slow_dht_t *sd, vsrv_memdht_t *mem, const char *name, const char *domain,
+                         const char *agents, unsigned fetch_timeout_ms, incident_seen_t *is)
+{
+	vsrv_conf_t conf;
+	vsrv_dht_t iface = { .ctx = sd, .store = slow_store, .fetch = slow_fetch, .app_attach = slow_attach };
+	snprintf(c->dir, sizeof(c->dir), "/tmp/test-vsrv-XXXXXX");
+	assert_non_null(mkdtemp(c->dir));
+	vsrv_conf_default(&conf);
+	snprintf(conf.name, sizeof(conf.name), "%s", name);
+	snprintf(conf.domain, sizeof(conf.domain), "%s", domain);
+	conf.node_id = vp_id_from_name(domain, strlen(domain));
+	conf.vap_port = 0;
+	conf.min_entropy_cbits = 100;
+	conf.delay_min_s = 0;
+	conf.delay_max_s = 1;
+	conf.backoff_s = 1;
+	conf.max_attempts = 2;
+	conf.fetch_timeout_ms = fetch_timeout_ms;
+	snprintf(conf.vcr_dir, sizeof(conf.vcr_dir), "%s", c->dir);
+	snprintf(conf.agents, sizeof(conf.agents), "%s", agents);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_incident, is, &c->srv), 0);
+	assert_int_equal(vsrv_memdht_add_node(mem, vsrv_node_id(c->srv), "127.0.0.1", vsrv_pvp_port(c->srv)), 0);
+	assert_int_equal(vsrv_start(c->srv), 0);
+}
+
+static void upload_one_call(vap_client_t *owner, vap_client_t *caller, const char *called)
+{
+	uint64_t now = vp_time_wall_ms();
+	vap_vcr_t o, t;
+	memset(&o, 0, sizeof(o));
+	snprintf(o.called, sizeof(o.called), "%s", called);
+	snprintf(o.caller, sizeof(o.caller), "+33123450001");
+	o.start_ms = now - 45000;
+	o.stop_ms = now - 3000;
+	o.direction = VAP_DIR_ORIGINATING;
+	t = o;
+	t.direction = VAP_DIR_TERMINATING;
+	if (owner)
+		assert_int_equal(vap_client_upload(owner, &t, 1), 0);
+	assert_int_equal(vap_client_upload(caller, &o, 1), 0);
+}
+
+/* Stores and fetches complete on the DHT's own thread; an incident reaches the event hook and the counters. */
+static void test_async_dht_and_incident(void **state)
+{
+	slow_dht_t sd = { .mu = PTHREAD_MUTEX_INITIALIZER, .answer_fetch = true };
+	vsrv_memdht_t *mem = vsrv_memdht_new();
+	incident_seen_t is = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a, b;
+	vap_client_t *ca, *cb, *sub;
+	vap_range_t range = { .prefix = "+1408555", .first = 0, .last = 9, .width = 2 };
+	vap_route_t route;
+	uint64_t stored = 0;
+	vsrv_stats_t st;
+	(void)state;
+	vsrv_memdht_iface(mem, &sd.inner);
+	assert_int_equal(pthread_create(&sd.th, NULL, slow_thread, &sd), 0);
+	slow_carrier(&a, &sd, mem, "A", "carrier-a.example", "agent-a:pa", 5000, &is);
+	slow_carrier(&b, &sd, mem, "B", "carrier-b.example", "agent-b:pb, watcher-b:pw", 5000, &is);
+	ca = agent(&a, "agent-a", "pa");
+	cb = agent(&b, "agent-b", "pb");
+	sub = agent(&b, "watcher-b", "pw");
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
+	assert_int_equal(stored, 10);
+	assert_int_equal(__atomic_load_n(&sd.stores_from_thread, __ATOMIC_SEQ_CST), 10);
+	assert_int_equal(vsrv_memdht_count(mem, "+140855505"), 1);
+	assert_int_equal(vap_client_subscribe(sub, 1, 600), 0);
+	upload_one_call(ca, cb, "+140855505");
+	assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
+	assert_string_equal(route.number, "+140855505");
+	assert_true(__atomic_load_n(&sd.fetches_from_thread, __ATOMIC_SEQ_CST) >= 1);
+	vsrv_get_stats(b.srv, &st);
+	assert_int_equal(st.incidents, 1);
+	pthread_mutex_lock(&is.mu);
+	assert_int_equal(is.incidents, 1);
+	assert_non_null(strstr(is.text, "outvoted"));
+	pthread_mutex_unlock(&is.mu);
+	vap_client_close(ca);
+	vap_client_close(cb);
+	vap_client_close(sub);
+	carrier_down(&a);
+	carrier_down(&b);
+	__atomic_store_n(&sd.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(sd.th, NULL);
+	vsrv_memdht_free(mem);
+}
+
+/* A DHT that does not answer a fetch in time: the lookup fails, is retried, then dropped; no route. */
+static void test_fetch_timeout_retried(void **state)
+{
+	slow_dht_t sd = { .mu = PTHREAD_MUTEX_INITIALIZER, .answer_fetch = false };
+	vsrv_memdht_t *mem = vsrv_memdht_new();
+	incident_seen_t is = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t b;
+	vap_client_t *cb;
+	vsrv_stats_t st;
+	(void)state;
+	vsrv_memdht_iface(mem, &sd.inner);
+	/* Fetches are answered (with a failure) after the 20 ms lookup deadline. */
+	assert_int_equal(pthread_create(&sd.th, NULL, slow_thread, &sd), 0);
+	slow_carrier(&b, &sd, mem, "B", "carrier-b.example", "agent-b:pb", 20, &is);
+	cb = agent(&b, "agent-b", "pb");
+	upload_one_call(NULL, cb, "+14085550001");
+	for (int i = 0; i < 300; i++) {
+		vsrv_get_stats(b.srv, &st);
+		if (st.sched_dropped == 1)
+			break;
+		usleep(20000);
+	}
+	vsrv_get_stats(b.srv, &st);
+	assert_int_equal(st.sched_scheduled, 1);
+	assert_int_equal(st.sched_dropped, 1);
+	assert_int_equal(st.routes, 0);
+	assert_int_equal(st.sched_queued, 0);
+	vap_client_close(cb);
+	carrier_down(&b);
+	__atomic_store_n(&sd.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(sd.th, NULL);
+	vsrv_memdht_free(mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +584,8 @@ int main(void)
 		cmocka_unit_test(test_publish_reaches_dht),
 		cmocka_unit_test(test_upload_validate_notify),
 		cmocka_unit_test(test_unclaimed_number),
+		cmocka_unit_test(test_async_dht_and_incident),
+		cmocka_unit_test(test_fetch_timeout_retried),
 	};
 	vp_log_setup(VP_LOG_ERROR, stderr);
 	return cmocka_run_group_tests(tests, NULL, NULL);
