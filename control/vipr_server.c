@@ -26,6 +26,8 @@
 #define VSRV_MAX_VSERVICES 64
 #define MAP_BUCKETS 1024u
 #define LOGMOD "vsrv"
+#define UPLOAD_KEEP_MS (48ull * 3600 * 1000)  /* originating records' retention (pvp/vcr.h default) */
+#define MAINT_EVERY_MS 60000ull               /* purge of records, uploads and expired tickets */
 
 /* ---- configuration -------------------------------------------------------------- */
 
@@ -229,6 +231,7 @@ void vsrv_conf_default(vsrv_conf_t *c)
 typedef struct ment {
 	struct ment *next;
 	uint32_t u;
+	uint64_t until_ms;      /* uploads: forget after; tickets: expiry */
 	size_t blob_len;
 	uint8_t *blob;
 	char key[];
@@ -281,6 +284,26 @@ static void smap_del(smap_t *m, const char *key)
 			return;
 		}
 	}
+}
+
+/* Drop every entry whose until_ms has passed; returns how many. */
+static size_t smap_expire(smap_t *m, uint64_t now_ms)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+		for (ment_t **pp = &m->b[i]; *pp;) {
+			ment_t *e = *pp;
+			if (e->until_ms && e->until_ms < now_ms) {
+				*pp = e->next;
+				free(e->blob);
+				free(e);
+				n++;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+	return n;
 }
 
 static void smap_clear(smap_t *m)
@@ -467,6 +490,8 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 		ment_t *a = smap_get(&s->agent_vs, agent), *u = smap_put(&s->uploads, r.called);
 		if (u)
 			u->u = a ? a->u : 1;
+		if (u) /* kept as long as the record could still be validated */
+			u->until_ms = r.stop_ms + UPLOAD_KEEP_MS;
 		if (s->queue.n == s->queue.cap) {
 			size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
 			pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
@@ -817,6 +842,7 @@ static void route_cb(void *arg, const pvp_route_t *r)
 			free(e->blob);
 			e->blob = b;
 			e->blob_len = r->resp->ticket_len;
+			e->until_ms = (uint64_t)r->resp->expires * 1000 + 1;
 		}
 	}
 	if (r->resp->status == PVP_ST_ROUTES) {
@@ -846,11 +872,31 @@ static void route_cb(void *arg, const pvp_route_t *r)
 	}
 }
 
+void vsrv_maintenance(vsrv_t *s)
+{
+	uint64_t now = vp_clock_now_ms(s->clock);
+	size_t purged = 0, uploads, tickets;
+	int rc = pvp_vcr_store_purge(s->store, &purged);
+	pthread_mutex_lock(&s->mu);
+	s->st.vcr_purged += purged;
+	uploads = smap_expire(&s->uploads, now);
+	tickets = smap_expire(&s->tickets, now);
+	pthread_mutex_unlock(&s->mu);
+	if (rc || purged || uploads || tickets)
+		vp_log_info(LOGMOD, "maintenance", "srv=%s vcrs_purged=%zu uploads_forgotten=%zu tickets_expired=%zu rc=%d",
+		            s->conf.name, purged, uploads, tickets, rc);
+}
+
 static void *validation_thread(void *arg)
 {
 	vsrv_t *s = arg;
 	vqueue_t local = { 0 };
+	uint64_t next_maint = vp_time_mono_ns() / 1000000 + MAINT_EVERY_MS;
 	while (!stopping(s)) {
+		if (vp_time_mono_ns() / 1000000 >= next_maint) {
+			vsrv_maintenance(s);
+			next_maint = vp_time_mono_ns() / 1000000 + MAINT_EVERY_MS;
+		}
 		uint64_t due, now;
 		pvp_sched_stats_t ss;
 		struct timespec dl;

@@ -198,10 +198,17 @@ const char *vsrv_domain(const vsrv_t *s);
 /*! \brief The ticket key ring (read-only), for a border element in the same process. */
 const pvp_ticket_keys_t *vsrv_ticket_keys(const vsrv_t *s);
 
+/*!
+ * \brief Housekeeping now (the validation thread also runs it every minute):
+ * call records past retention are purged, remembered uploads and learned
+ * tickets past their expiry are forgotten.  Any thread.
+ */
+void vsrv_maintenance(vsrv_t *s);
+
 /*! \brief Counters (any thread). */
 typedef struct vsrv_stats {
 	uint64_t stores_ok, stores_failed;
-	uint64_t vcr_orig, vcr_term, vcr_rejected;
+	uint64_t vcr_orig, vcr_term, vcr_rejected, vcr_purged;
 	uint64_t validations_ok, validations_failed, validations_unreachable;
 	uint64_t routes, pending, notified;
 	uint64_t incidents;      /*!< inconsistencies reported by the overlay */

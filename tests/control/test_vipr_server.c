@@ -576,6 +576,52 @@ static void test_fetch_timeout_retried(void **state)
 	vsrv_memdht_free(mem);
 }
 
+/* Housekeeping: records past retention are purged (injected clock 49 h later). */
+static void test_maintenance_purges(void **state)
+{
+	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_conf_t conf;
+	vsrv_dht_t iface;
+	vsrv_t *srv = NULL;
+	uint64_t now = vp_time_wall_ms();
+	vp_clock_t clk = { .now_ms = vp_clock_manual_now, .ctx = &now };
+	char dir[64] = "/tmp/test-vsrv-XXXXXX", cmd[128];
+	vap_client_t *cl;
+	vap_client_conf_t cc = { .host = "127.0.0.1", .username = "agent", .password = "pw", .timeout_ms = 10000 };
+	vap_vcr_t t;
+	vsrv_stats_t st;
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	vsrv_conf_default(&conf);
+	conf.vap_port = 0;
+	snprintf(conf.vcr_dir, sizeof(conf.vcr_dir), "%s", dir);
+	snprintf(conf.agents, sizeof(conf.agents), "agent:pw");
+	vsrv_memdht_iface(dht, &iface);
+	assert_int_equal(vsrv_new(&conf, &iface, &clk, NULL, NULL, &srv), 0);
+	assert_int_equal(vsrv_start(srv), 0);
+	cc.port = vsrv_vap_port(srv);
+	assert_int_equal(vap_client_connect(&cc, &cl), 0);
+	memset(&t, 0, sizeof(t));
+	snprintf(t.called, sizeof(t.called), "+14085550100");
+	t.start_ms = now - 60000;
+	t.stop_ms = now - 1000;
+	t.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(cl, &t, 1), 0);
+	vsrv_maintenance(srv);
+	vsrv_get_stats(srv, &st);
+	assert_int_equal(st.vcr_term, 1);
+	assert_int_equal(st.vcr_purged, 0);
+	__atomic_store_n(&now, now + 49ull * 3600 * 1000, __ATOMIC_SEQ_CST);
+	vsrv_maintenance(srv);
+	vsrv_get_stats(srv, &st);
+	assert_int_equal(st.vcr_purged, 1);
+	vap_client_close(cl);
+	vsrv_free(srv);
+	vsrv_memdht_free(dht);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -586,6 +632,7 @@ int main(void)
 		cmocka_unit_test(test_unclaimed_number),
 		cmocka_unit_test(test_async_dht_and_incident),
 		cmocka_unit_test(test_fetch_timeout_retried),
+		cmocka_unit_test(test_maintenance_purges),
 	};
 	vp_log_setup(VP_LOG_ERROR, stderr);
 	return cmocka_run_group_tests(tests, NULL, NULL);
