@@ -1,0 +1,1484 @@
+#include "storage/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <rocksdb/c.h>
+
+#include "common/buf.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "storage/quota.h"
+#include "storage/record.h"
+#include "storage/vipr_kind.h"
+
+#define KEY_LEN (VP_ID_LEN + 4)   /* resource_id ‖ kind */
+#define EXP_KEY_LEN (8 + KEY_LEN) /* expires_ms ‖ resource_id ‖ kind */
+#define RANGE_DELETE_CHUNK 1024   /* records per WriteBatch in range deletes and sweeps */
+#define DEFAULT_CACHE (256u << 20)
+#define DEFAULT_WRITE_BUFFER (64u << 20)
+
+typedef struct undo {
+	vp_id_t owner;
+	uint32_t kind;
+	int32_t delta;
+} undo_t;
+
+/* A pending quota change: applied only once the whole request validated. */
+typedef struct delta {
+	vp_id_t owner;
+	int32_t delta;
+} delta_t;
+
+struct st_shard {
+	st_db_t *db;
+	unsigned idx;
+	rocksdb_column_family_handle_t *cf, *cf_exp;
+	uint32_t fraction_ppb;
+	st_quota_table_t quota;
+	st_rate_table_t rate;
+	rocksdb_writebatch_wi_t *wb;
+	bool in_batch;
+	undo_t *undo;
+	size_t n_undo, cap_undo;
+	/* Scratch, reused across calls so the store path does not allocate in steady state. */
+	st_rec_t old, work;
+	delta_t *deltas;
+	size_t n_deltas, cap_deltas;
+	uint8_t *buf;
+	size_t buf_cap;
+};
+
+struct st_db {
+	rocksdb_t *rdb;
+	rocksdb_options_t *opts, *opts_exp;
+	rocksdb_block_based_table_options_t *bbto;
+	rocksdb_filterpolicy_t *bloom; /* owned by bbto once set */
+	rocksdb_cache_t *cache;
+	rocksdb_readoptions_t *ropts;
+	rocksdb_writeoptions_t *wopts;
+	rocksdb_column_family_handle_t **cfh;
+	size_t n_cfh;
+	st_config_t cfg;
+	st_kind_t kinds[ST_MAX_KINDS];
+	size_t n_kinds;
+	st_shard_t *shards;
+	unsigned n_shards;
+};
+
+/* ---- kinds and configuration ------------------------------------------ */
+
+st_kind_t st_kind_vipr(uint32_t id)
+{
+	st_kind_t k;
+	memset(&k, 0, sizeof(k));
+	k.id = id ? id : ST_VIPR_KIND_ID_DEFAULT;
+	snprintf(k.name, sizeof(k.name), "%s", ST_VIPR_KIND_NAME);
+	k.model = ST_MODEL_DICTIONARY;
+	k.acl = ST_ACL_VIPR;
+	k.max_count = ST_VIPR_MAX_COUNT;
+	k.max_size = ST_VIPR_MAX_SIZE;
+	k.min_lifetime = ST_VIPR_MIN_LIFETIME;
+	k.max_lifetime = ST_VIPR_MAX_LIFETIME;
+	k.quota = ST_VIPR_QUOTA;
+	return k;
+}
+
+void st_config_default(st_config_t *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->n_shards = 1;
+	cfg->vipr_kind_id = ST_VIPR_KIND_ID_DEFAULT;
+	cfg->vipr_quota = ST_VIPR_QUOTA;
+	cfg->quota_slack = ST_QUOTA_SLACK_DEFAULT;
+	cfg->quota_const = ST_QUOTA_CONST_DEFAULT;
+	/* A carrier refreshes ~10M numbers a day spread over the whole ring, i.e. well under
+	 * 1 store/s per signer at any one peer; 50/s with a burst of 2000 leaves room for a
+	 * bulk first publication while bounding a flooder to a known rate. */
+	cfg->rate[ST_RATE_STORE] = (st_rate_limit_t){ 50, 2000 };
+	/* Fetches follow PSTN calls (validation of recently called numbers). */
+	cfg->rate[ST_RATE_FETCH] = (st_rate_limit_t){ 100, 1000 };
+	cfg->block_cache_bytes = DEFAULT_CACHE;
+	cfg->write_buffer_bytes = DEFAULT_WRITE_BUFFER;
+	cfg->bloom_bits = 10;
+}
+
+const st_kind_t *st_db_kind(const st_db_t *db, uint32_t id)
+{
+	for (size_t i = 0; i < db->n_kinds; i++)
+		if (db->kinds[i].id == id)
+			return &db->kinds[i];
+	return NULL;
+}
+
+static int add_kind(st_db_t *db, const st_kind_t *k)
+{
+	if (!k->id || st_db_kind(db, k->id) || db->n_kinds >= ST_MAX_KINDS)
+		return VP_ECONFIG;
+	if (k->model < ST_MODEL_SINGLE || k->model > ST_MODEL_DICTIONARY)
+		return VP_ECONFIG;
+	if (k->acl < ST_ACL_VIPR || k->acl > ST_ACL_USER_NODE_MATCH)
+		return VP_ECONFIG;
+	if ((k->acl == ST_ACL_VIPR || k->acl == ST_ACL_USER_NODE_MATCH) &&
+	    k->model != ST_MODEL_DICTIONARY)
+		return VP_ECONFIG;
+	if (!k->max_count || !k->max_size || !k->max_lifetime || k->min_lifetime > k->max_lifetime)
+		return VP_ECONFIG;
+	if (k->model == ST_MODEL_SINGLE && k->max_count != 1)
+		return VP_ECONFIG;
+	db->kinds[db->n_kinds++] = *k;
+	return 0;
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ms(const st_shard_t *sh)
+{
+	return vp_clock_now_ms(sh->db->cfg.clock);
+}
+
+static void make_key(uint8_t key[KEY_LEN], const vp_id_t *rid, uint32_t kind)
+{
+	memcpy(key, rid->b, VP_ID_LEN);
+	key[16] = (uint8_t)(kind >> 24);
+	key[17] = (uint8_t)(kind >> 16);
+	key[18] = (uint8_t)(kind >> 8);
+	key[19] = (uint8_t)kind;
+}
+
+static uint32_t key_kind(const uint8_t *key)
+{
+	return (uint32_t)key[16] << 24 | (uint32_t)key[17] << 16 | (uint32_t)key[18] << 8 | key[19];
+}
+
+static void make_exp_key(uint8_t out[EXP_KEY_LEN], uint64_t exp, const uint8_t key[KEY_LEN])
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(exp >> (56 - 8 * i));
+	memcpy(out + 8, key, KEY_LEN);
+}
+
+static int db_error(const char *op, char *err)
+{
+	vp_log_error("storage", "db_error", "op=%s err=\"%s\"", op, err ? err : "?");
+	free(err);
+	return VP_EDB;
+}
+
+static int ensure_buf(st_shard_t *sh, size_t n)
+{
+	uint8_t *nb;
+	size_t cap = sh->buf_cap ? sh->buf_cap : 4096;
+	if (n <= sh->buf_cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	nb = realloc(sh->buf, cap);
+	if (!nb)
+		return VP_ENOMEM;
+	sh->buf = nb;
+	sh->buf_cap = cap;
+	return 0;
+}
+
+/* ---- loading a record ---------------------------------------------------- */
+
+typedef struct blob {
+	const uint8_t *data;
+	size_t len;
+	char *owned;                     /* from a WBWI read */
+	rocksdb_pinnableslice_t *pinned; /* from a plain read */
+} blob_t;
+
+static void blob_release(blob_t *b)
+{
+	free(b->owned);
+	if (b->pinned)
+		rocksdb_pinnableslice_destroy(b->pinned);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Read the record under key (seeing the open batch, if any).  1 found, 0 absent, <0 error. */
+static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
+{
+	char *err = NULL;
+	memset(b, 0, sizeof(*b));
+	if (sh->in_batch) {
+		size_t vlen = 0;
+		b->owned = rocksdb_writebatch_wi_get_from_batch_and_db_cf(
+			sh->wb, sh->db->rdb, sh->db->ropts, sh->cf, (const char *)key, KEY_LEN, &vlen, &err);
+		if (err)
+			return db_error("get", err);
+		if (!b->owned)
+			return 0;
+		b->data = (const uint8_t *)b->owned;
+		b->len = vlen;
+		return 1;
+	}
+	b->pinned = rocksdb_get_pinned_cf(sh->db->rdb, sh->db->ropts, sh->cf, (const char *)key,
+	                                  KEY_LEN, &err);
+	if (err)
+		return db_error("get", err);
+	if (!b->pinned)
+		return 0;
+	b->data = (const uint8_t *)rocksdb_pinnableslice_value(b->pinned, &b->len);
+	return 1;
+}
+
+static int decode_loaded(const uint8_t key[KEY_LEN], const blob_t *b, st_rec_t *rec)
+{
+	int rc = st_rec_decode(b->data, b->len, rec);
+	if (rc) {
+		char hex[VP_ID_HEX_LEN + 1];
+		vp_id_t rid;
+		memcpy(rid.b, key, VP_ID_LEN);
+		vp_log_error("storage", "corrupt_record", "resource=%s kind=%u err=%s",
+		             vp_id_to_hex(&rid, hex), key_kind(key), vp_errname(rc));
+		return rc == VP_ENOMEM ? rc : VP_EDB;
+	}
+	return 0;
+}
+
+/* ---- quota bookkeeping ---------------------------------------------------- */
+
+static int undo_push(st_shard_t *sh, const vp_id_t *owner, uint32_t kind, int32_t delta)
+{
+	if (sh->n_undo == sh->cap_undo) {
+		size_t cap = sh->cap_undo ? sh->cap_undo * 2 : 256;
+		undo_t *nu = realloc(sh->undo, cap * sizeof(*nu));
+		if (!nu)
+			return VP_ENOMEM;
+		sh->undo = nu;
+		sh->cap_undo = cap;
+	}
+	sh->undo[sh->n_undo++] = (undo_t){ *owner, kind, delta };
+	return 0;
+}
+
+static void undo_to(st_shard_t *sh, size_t mark)
+{
+	while (sh->n_undo > mark) {
+		undo_t *u = &sh->undo[--sh->n_undo];
+		st_quota_add(&sh->quota, &u->owner, u->kind, -u->delta);
+	}
+}
+
+/* Apply a quota change now, remembering how to undo it if the batch fails. */
+static int charge(st_shard_t *sh, const vp_id_t *owner, uint32_t kind, int32_t delta)
+{
+	int rc;
+	if (!delta)
+		return 0;
+	rc = undo_push(sh, owner, kind, delta);
+	if (rc)
+		return rc;
+	rc = st_quota_add(&sh->quota, owner, kind, delta);
+	if (rc) {
+		sh->n_undo--;
+		if (rc == VP_ERANGE)
+			vp_log_error("storage", "quota_underflow", "kind=%u delta=%d", kind, delta);
+	}
+	return rc;
+}
+
+static int delta_add(st_shard_t *sh, const vp_id_t *owner, int32_t d)
+{
+	for (size_t i = 0; i < sh->n_deltas; i++) {
+		if (vp_id_eq(&sh->deltas[i].owner, owner)) {
+			sh->deltas[i].delta += d;
+			return 0;
+		}
+	}
+	if (sh->n_deltas == sh->cap_deltas) {
+		size_t cap = sh->cap_deltas ? sh->cap_deltas * 2 : 16;
+		delta_t *nd = realloc(sh->deltas, cap * sizeof(*nd));
+		if (!nd)
+			return VP_ENOMEM;
+		sh->deltas = nd;
+		sh->cap_deltas = cap;
+	}
+	sh->deltas[sh->n_deltas++] = (delta_t){ *owner, d };
+	return 0;
+}
+
+uint64_t st_quota_limit_of(const st_shard_t *sh, uint32_t kind)
+{
+	const st_kind_t *k = st_db_kind(sh->db, kind);
+	if (!k)
+		return UINT64_MAX;
+	return st_quota_limit(k->quota, sh->fraction_ppb, sh->db->cfg.quota_slack,
+	                      sh->db->cfg.quota_const);
+}
+
+uint32_t st_quota_used(const st_shard_t *sh, const vp_id_t *owner, uint32_t kind)
+{
+	return st_quota_get(&sh->quota, owner, kind);
+}
+
+/* ---- batches -------------------------------------------------------------- */
+
+int st_batch_begin(st_shard_t *sh)
+{
+	if (sh->in_batch)
+		return VP_ESTATE;
+	rocksdb_writebatch_wi_clear(sh->wb);
+	sh->n_undo = 0;
+	sh->in_batch = true;
+	return 0;
+}
+
+void st_batch_abort(st_shard_t *sh)
+{
+	if (!sh->in_batch)
+		return;
+	undo_to(sh, 0);
+	rocksdb_writebatch_wi_clear(sh->wb);
+	sh->in_batch = false;
+}
+
+int st_batch_commit(st_shard_t *sh)
+{
+	char *err = NULL;
+	if (!sh->in_batch)
+		return VP_ESTATE;
+	if (rocksdb_writebatch_wi_count(sh->wb) > 0)
+		rocksdb_write_writebatch_wi(sh->db->rdb, sh->db->wopts, sh->wb, &err);
+	if (err) {
+		int rc = db_error("write", err);
+		st_batch_abort(sh);
+		return rc;
+	}
+	rocksdb_writebatch_wi_clear(sh->wb);
+	sh->n_undo = 0;
+	sh->in_batch = false;
+	return 0;
+}
+
+/* Replace the expiry-index entry of a record whose earliest expiry moved. */
+static void index_move(st_shard_t *sh, const uint8_t key[KEY_LEN], uint64_t old_min,
+                       uint64_t new_min)
+{
+	uint8_t ek[EXP_KEY_LEN];
+	if (old_min == new_min)
+		return;
+	if (old_min != UINT64_MAX) {
+		make_exp_key(ek, old_min, key);
+		rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf_exp, (const char *)ek, sizeof(ek));
+	}
+	if (new_min != UINT64_MAX) {
+		make_exp_key(ek, new_min, key);
+		rocksdb_writebatch_wi_put_cf(sh->wb, sh->cf_exp, (const char *)ek, sizeof(ek), "", 0);
+	}
+}
+
+/* Write rec (or delete it if empty) under key into the open batch. */
+static int put_record(st_shard_t *sh, const uint8_t key[KEY_LEN], const st_rec_t *rec)
+{
+	size_t len;
+	int rc;
+	if (rec->n == 0) {
+		rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
+		return 0;
+	}
+	rc = ensure_buf(sh, st_rec_size(rec));
+	if (rc)
+		return rc;
+	rc = st_rec_encode(rec, sh->buf, sh->buf_cap, &len);
+	if (rc)
+		return rc;
+	rocksdb_writebatch_wi_put_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN,
+	                             (const char *)sh->buf, len);
+	return 0;
+}
+
+/* ---- store ------------------------------------------------------------------ */
+
+static bool signer_has(const st_store_req_t *req, const uint8_t *node)
+{
+	for (size_t i = 0; i < req->n_signers; i++)
+		if (memcmp(req->signers[i].b, node, VP_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
+/* Access control for one value; *owner = the Node-ID the quota charges. */
+static int check_acl(const st_kind_t *k, const st_store_req_t *req, const st_entry_t *v,
+                     vp_id_t *owner)
+{
+	vp_id_t h;
+	st_vipr_key_t vk;
+	st_vipr_value_t vv;
+	int rc;
+	*owner = req->signers[0];
+	switch (k->acl) {
+	case ST_ACL_VIPR:
+		rc = st_vipr_key_decode(v->key, v->key_len, &vk);
+		if (rc)
+			return VP_EMALFORMED;
+		if (!signer_has(req, vk.node.b))
+			return VP_EFORBIDDEN;
+		if (v->exists) {
+			rc = st_vipr_value_decode(v->value, v->value_len, &vv);
+			if (rc)
+				return VP_EMALFORMED;
+			/* Overview draft §7.1.1: the Node-ID in both key and value must be the signer's. */
+			if (!signer_has(req, vv.contact.b))
+				return VP_EFORBIDDEN;
+		}
+		*owner = vk.node;
+		return 0;
+	case ST_ACL_NODE_MATCH:
+		for (size_t i = 0; i < req->n_signers; i++) {
+			h = vp_id_from_name(req->signers[i].b, VP_ID_LEN);
+			if (vp_id_eq(&h, &req->resource)) {
+				*owner = req->signers[i];
+				return 0;
+			}
+		}
+		return VP_EFORBIDDEN;
+	case ST_ACL_USER_MATCH:
+	case ST_ACL_USER_NODE_MATCH:
+		if (!req->signer_user || !req->signer_user_len)
+			return VP_EFORBIDDEN;
+		h = vp_id_from_name(req->signer_user, req->signer_user_len);
+		if (!vp_id_eq(&h, &req->resource))
+			return VP_EFORBIDDEN;
+		if (k->acl == ST_ACL_USER_MATCH)
+			return 0;
+		if (v->key_len != VP_ID_LEN || !signer_has(req, v->key))
+			return VP_EFORBIDDEN;
+		memcpy(owner->b, v->key, VP_ID_LEN);
+		return 0;
+	}
+	return VP_EFORBIDDEN;
+}
+
+/* Position of \p probe in the sorted work list; *found tells whether it is there. */
+static size_t find_pos(const st_rec_t *w, const st_entry_t *probe, bool *found)
+{
+	size_t lo = 0, hi = w->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = st_rec_keycmp(w->model, &w->e[mid], probe);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+static int validate_values(const st_kind_t *k, const st_kind_data_t *kd)
+{
+	for (size_t i = 0; i < kd->n_values; i++) {
+		const st_entry_t *v = &kd->values[i];
+		if (v->value_len > k->max_size)
+			return VP_EDATA_TOO_LARGE;
+		if (v->lifetime == 0 || v->lifetime < k->min_lifetime)
+			return VP_EINVAL;
+		if (v->value_len && !v->value)
+			return VP_EINVAL;
+		if (v->sig_len && !v->sig)
+			return VP_EINVAL;
+		if (k->model == ST_MODEL_DICTIONARY && v->key_len && !v->key)
+			return VP_EINVAL;
+		if (k->model == ST_MODEL_SINGLE && kd->n_values > 1)
+			return VP_EINVAL;
+		/* The same model key twice in one request has no defined order: refuse. */
+		for (size_t j = 0; j < i; j++) {
+			const st_entry_t *u = &kd->values[j];
+			if (k->model == ST_MODEL_ARRAY && v->index != ST_ARRAY_APPEND && u->index == v->index)
+				return VP_EINVAL;
+			if (k->model == ST_MODEL_DICTIONARY && st_rec_keycmp(k->model, u, v) == 0)
+				return VP_EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t *k,
+                      const st_kind_data_t *kd, uint64_t now, uint64_t *gen_out)
+{
+	uint8_t key[KEY_LEN];
+	blob_t b;
+	st_rec_t *old = &sh->old, *w = &sh->work;
+	uint64_t old_min = UINT64_MAX, gen = 0;
+	int rc, found;
+
+	rc = validate_values(k, kd);
+	if (rc)
+		return rc;
+	make_key(key, &req->resource, k->id);
+	found = load(sh, key, &b);
+	if (found < 0)
+		return found;
+	old->n = 0;
+	if (found) {
+		rc = decode_loaded(key, &b, old);
+		if (rc)
+			goto out;
+		if (old->model != k->model) {
+			rc = VP_EDB;
+			goto out;
+		}
+		gen = old->generation;
+		old_min = st_rec_min_expiry(old);
+	}
+	if (kd->generation != 0 && kd->generation != gen) {
+		rc = VP_EGEN_TOO_LOW;
+		goto out;
+	}
+	if (kd->n_values == 0) {
+		*gen_out = gen;
+		rc = 0;
+		goto out;
+	}
+
+	/* Working set: the old entries minus the expired ones (whose quota is returned). */
+	sh->n_deltas = 0;
+	w->model = (uint8_t)k->model;
+	w->n = 0;
+	rc = st_rec_reserve(w, old->n + kd->n_values);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < old->n; i++) {
+		if (old->e[i].expires_ms <= now) {
+			if (old->e[i].exists && (rc = delta_add(sh, &old->e[i].owner, -1)))
+				goto out;
+			continue;
+		}
+		w->e[w->n++] = old->e[i];
+	}
+
+	for (size_t i = 0; i < kd->n_values; i++) {
+		st_entry_t e = kd->values[i];
+		bool hit;
+		size_t pos;
+		uint32_t lifetime = e.lifetime > k->max_lifetime ? k->max_lifetime : e.lifetime;
+
+		rc = check_acl(k, req, &e, &e.owner);
+		if (rc)
+			goto out;
+		if (k->model == ST_MODEL_SINGLE) {
+			e.key = NULL;
+			e.key_len = 0;
+			e.index = 0;
+		} else if (k->model == ST_MODEL_ARRAY) {
+			e.key = NULL;
+			e.key_len = 0;
+			if (e.index == ST_ARRAY_APPEND) {
+				if (w->n && w->e[w->n - 1].index >= ST_ARRAY_APPEND - 1) {
+					rc = VP_EDATA_TOO_LARGE;
+					goto out;
+				}
+				e.index = w->n ? w->e[w->n - 1].index + 1 : 0;
+			}
+		} else {
+			e.index = 0;
+		}
+		if (!e.exists) {
+			e.value = NULL;
+			e.value_len = 0;
+		}
+		e.lifetime = lifetime;
+		e.expires_ms = now + (uint64_t)lifetime * 1000u;
+		e.replica_number = req->replica_number;
+
+		pos = find_pos(w, &e, &hit);
+		if (hit) {
+			st_entry_t *cur = &w->e[pos];
+			if (e.storage_time <= cur->storage_time) {
+				rc = VP_EDATA_TOO_OLD;
+				goto out;
+			}
+			if (cur->exists && (rc = delta_add(sh, &cur->owner, -1)))
+				goto out;
+			*cur = e;
+		} else {
+			memmove(&w->e[pos + 1], &w->e[pos], (w->n - pos) * sizeof(*w->e));
+			w->e[pos] = e;
+			w->n++;
+		}
+		if (e.exists && (rc = delta_add(sh, &e.owner, +1)))
+			goto out;
+	}
+	if (w->n > k->max_count) {
+		rc = VP_EDATA_TOO_LARGE;
+		goto out;
+	}
+	if (k->quota) {
+		uint64_t limit = st_quota_limit(k->quota, sh->fraction_ppb, sh->db->cfg.quota_slack,
+		                                sh->db->cfg.quota_const);
+		for (size_t i = 0; i < sh->n_deltas; i++) {
+			const delta_t *d = &sh->deltas[i];
+			uint64_t used = st_quota_get(&sh->quota, &d->owner, k->id);
+			if (d->delta > 0 && used + (uint64_t)d->delta > limit) {
+				char hex[VP_ID_HEX_LEN + 1];
+				vp_log_debug("storage", "quota_refused", "owner=%s kind=%u used=%llu limit=%llu",
+				             vp_id_to_hex(&d->owner, hex), k->id,
+				             (unsigned long long)used, (unsigned long long)limit);
+				rc = VP_EQUOTA;
+				goto out;
+			}
+		}
+	}
+
+	w->generation = gen + 1;
+	rc = put_record(sh, key, w);
+	if (rc)
+		goto out;
+	index_move(sh, key, old_min, st_rec_min_expiry(w));
+	for (size_t i = 0; i < sh->n_deltas; i++) {
+		rc = charge(sh, &sh->deltas[i].owner, k->id, sh->deltas[i].delta);
+		if (rc)
+			goto out;
+	}
+	*gen_out = w->generation;
+	rc = 0;
+out:
+	blob_release(&b);
+	return rc;
+}
+
+int st_store(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_out, uint32_t *bad_kind)
+{
+	uint64_t now = now_ms(sh), g;
+	bool own_batch = false, savepoint = false;
+	size_t undo_mark;
+	int rc = 0;
+
+	if (!req || !req->signers || req->n_signers == 0 || (req->n_kinds && !req->kinds))
+		return VP_EINVAL;
+	for (size_t i = 0; i < req->n_kinds; i++) {
+		if (!st_db_kind(sh->db, req->kinds[i].kind)) {
+			if (bad_kind)
+				*bad_kind = req->kinds[i].kind;
+			return VP_EUNKNOWN_KIND;
+		}
+		if (req->kinds[i].n_values && !req->kinds[i].values)
+			return VP_EINVAL;
+	}
+	rc = st_rate_take(&sh->rate, &req->signers[0], ST_RATE_STORE, now);
+	if (rc)
+		return rc;
+	if (!sh->in_batch) {
+		st_batch_begin(sh);
+		own_batch = true;
+	}
+	undo_mark = sh->n_undo;
+	/* A single kind validates completely before it writes; only multi-kind requests need a
+	 * save point to stay all-or-nothing. */
+	if (req->n_kinds > 1) {
+		rocksdb_writebatch_wi_set_save_point(sh->wb);
+		savepoint = true;
+	}
+	for (size_t i = 0; i < req->n_kinds; i++) {
+		const st_kind_data_t *kd = &req->kinds[i];
+		rc = store_kind(sh, req, st_db_kind(sh->db, kd->kind), kd, now, &g);
+		if (rc) {
+			if (bad_kind)
+				*bad_kind = kd->kind;
+			break;
+		}
+		if (gen_out)
+			gen_out[i] = g;
+	}
+	if (rc) {
+		undo_to(sh, undo_mark);
+		if (savepoint) {
+			char *err = NULL;
+			rocksdb_writebatch_wi_rollback_to_save_point(sh->wb, &err);
+			if (err) {
+				/* The batch no longer matches the counters: give it up entirely. */
+				db_error("rollback", err);
+				st_batch_abort(sh);
+				if (!own_batch)
+					st_batch_begin(sh);
+				return VP_EDB;
+			}
+		}
+		if (own_batch)
+			st_batch_abort(sh);
+		return rc;
+	}
+	if (own_batch)
+		rc = st_batch_commit(sh);
+	return rc;
+}
+
+/* ---- fetch / stat ------------------------------------------------------------- */
+
+typedef int (*walk_fn)(void *arg, const vp_id_t *rid, uint32_t kind, const st_entry_t *e);
+typedef int (*begin_fn)(void *arg, const vp_id_t *rid, uint32_t kind, uint64_t gen);
+
+static int check_spec(const st_kind_t *k, const st_specifier_t *s)
+{
+	if (s->n_ranges && (k->model != ST_MODEL_ARRAY || !s->ranges))
+		return VP_EINVAL;
+	if (s->n_keys && (k->model != ST_MODEL_DICTIONARY || !s->keys))
+		return VP_EINVAL;
+	return 0;
+}
+
+static int walk_spec(const st_rec_t *rec, const st_specifier_t *s, const vp_id_t *rid,
+                     uint64_t now, walk_fn fn, void *arg)
+{
+	int rc;
+#define LIVE(e) ((e)->expires_ms > now)
+	if (rec->model == ST_MODEL_ARRAY && s->n_ranges) {
+		for (size_t r = 0; r < s->n_ranges; r++) {
+			st_entry_t probe = { .index = s->ranges[r].first };
+			bool hit;
+			size_t i = find_pos(rec, &probe, &hit);
+			for (; i < rec->n && rec->e[i].index <= s->ranges[r].last; i++)
+				if (LIVE(&rec->e[i]) && (rc = fn(arg, rid, s->kind, &rec->e[i])))
+					return rc;
+		}
+		return 0;
+	}
+	if (rec->model == ST_MODEL_DICTIONARY && s->n_keys) {
+		for (size_t j = 0; j < s->n_keys; j++) {
+			st_entry_t probe = { .key = s->keys[j].key, .key_len = s->keys[j].len };
+			bool hit;
+			size_t i = find_pos(rec, &probe, &hit);
+			if (hit && LIVE(&rec->e[i]) && (rc = fn(arg, rid, s->kind, &rec->e[i])))
+				return rc;
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < rec->n; i++)
+		if (LIVE(&rec->e[i]) && (rc = fn(arg, rid, s->kind, &rec->e[i])))
+			return rc;
+	return 0;
+#undef LIVE
+}
+
+static int do_fetch(st_shard_t *sh, const vp_id_t *resource, const st_specifier_t *specs,
+                    size_t n_specs, const vp_id_t *signer, begin_fn begin, walk_fn fn, void *arg,
+                    uint32_t *bad_kind)
+{
+	uint64_t now = now_ms(sh);
+	int rc;
+	if (!resource || (n_specs && !specs))
+		return VP_EINVAL;
+	for (size_t i = 0; i < n_specs; i++) {
+		const st_kind_t *k = st_db_kind(sh->db, specs[i].kind);
+		if (!k) {
+			if (bad_kind)
+				*bad_kind = specs[i].kind;
+			return VP_EUNKNOWN_KIND;
+		}
+		if ((rc = check_spec(k, &specs[i])))
+			return rc;
+	}
+	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, now)))
+		return rc;
+	for (size_t i = 0; i < n_specs; i++) {
+		uint8_t key[KEY_LEN];
+		blob_t b;
+		int found;
+		uint64_t gen = 0;
+		make_key(key, resource, specs[i].kind);
+		found = load(sh, key, &b);
+		if (found < 0)
+			return found;
+		sh->old.n = 0;
+		if (found && (rc = decode_loaded(key, &b, &sh->old))) {
+			blob_release(&b);
+			return rc;
+		}
+		if (found)
+			gen = sh->old.generation;
+		rc = begin ? begin(arg, resource, specs[i].kind, gen) : 0;
+		if (!rc && found && !(specs[i].generation && specs[i].generation == gen))
+			rc = walk_spec(&sh->old, &specs[i], resource, now, fn, arg);
+		blob_release(&b);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int fetch_entry(void *arg, const vp_id_t *rid, uint32_t kind, const st_entry_t *e)
+{
+	const st_visitor_t *v = arg;
+	return v->entry ? v->entry(v->arg, rid, kind, e) : 0;
+}
+
+static int fetch_begin(void *arg, const vp_id_t *rid, uint32_t kind, uint64_t gen)
+{
+	const st_visitor_t *v = arg;
+	return v->kind_begin ? v->kind_begin(v->arg, rid, kind, gen) : 0;
+}
+
+int st_fetch(st_shard_t *sh, const vp_id_t *resource, const st_specifier_t *specs, size_t n_specs,
+             const vp_id_t *signer, const st_visitor_t *v, uint32_t *bad_kind)
+{
+	if (!v)
+		return VP_EINVAL;
+	return do_fetch(sh, resource, specs, n_specs, signer, fetch_begin, fetch_entry, (void *)v,
+	                bad_kind);
+}
+
+static int stat_entry(void *arg, const vp_id_t *rid, uint32_t kind, const st_entry_t *e)
+{
+	const st_stat_visitor_t *v = arg;
+	st_meta_t m;
+	unsigned int hlen = 0;
+	(void)rid;
+	memset(&m, 0, sizeof(m));
+	m.index = e->index;
+	m.key = e->key;
+	m.key_len = e->key_len;
+	m.storage_time = e->storage_time;
+	m.lifetime = e->lifetime;
+	m.exists = e->exists;
+	m.value_len = e->value_len;
+	m.hash_alg = ST_HASH_ALG_SHA256;
+	if (!EVP_Digest(e->value ? (const void *)e->value : (const void *)"", e->value_len, m.hash,
+	                &hlen, EVP_sha256(), NULL) || hlen != ST_HASH_LEN)
+		return VP_ECRYPTO;
+	return v->meta ? v->meta(v->arg, kind, &m) : 0;
+}
+
+static int stat_begin(void *arg, const vp_id_t *rid, uint32_t kind, uint64_t gen)
+{
+	const st_stat_visitor_t *v = arg;
+	return v->kind_begin ? v->kind_begin(v->arg, rid, kind, gen) : 0;
+}
+
+int st_stat(st_shard_t *sh, const vp_id_t *resource, const st_specifier_t *specs, size_t n_specs,
+            const vp_id_t *signer, const st_stat_visitor_t *v, uint32_t *bad_kind)
+{
+	if (!v)
+		return VP_EINVAL;
+	return do_fetch(sh, resource, specs, n_specs, signer, stat_begin, stat_entry, (void *)v,
+	                bad_kind);
+}
+
+/* ---- iteration helpers ---------------------------------------------------------- */
+
+/* The ring interval (from, to] as at most two inclusive Resource-ID segments. */
+static size_t ring_segments(const vp_id_t *from, const vp_id_t *to, vp_u128_t lo[2],
+                            vp_u128_t hi[2])
+{
+	vp_u128_t f = vp_id_to_u128(from), t = vp_id_to_u128(to), max = ~(vp_u128_t)0;
+	if (f == t) {
+		lo[0] = 0;
+		hi[0] = max;
+		return 1;
+	}
+	if (f < t) {
+		lo[0] = f + 1;
+		hi[0] = t;
+		return 1;
+	}
+	if (f == max) {
+		lo[0] = 0;
+		hi[0] = t;
+		return 1;
+	}
+	lo[0] = f + 1;
+	hi[0] = max;
+	lo[1] = 0;
+	hi[1] = t;
+	return 2;
+}
+
+/* Record visitor for scans: key is the 20-byte record key. */
+typedef int (*rec_fn)(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg);
+
+static int scan_segment(st_shard_t *sh, vp_u128_t lo, vp_u128_t hi, rec_fn fn, void *arg)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(sh->db->rdb, sh->db->ropts, sh->cf);
+	uint8_t start[KEY_LEN];
+	vp_id_t lo_id = vp_id_from_u128(lo), hi_id = vp_id_from_u128(hi);
+	st_rec_t rec = { 0 };
+	char *err = NULL;
+	int rc = 0;
+	make_key(start, &lo_id, 0);
+	for (rocksdb_iter_seek(it, (const char *)start, KEY_LEN); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+		blob_t b = { .data = v, .len = vlen };
+		if (klen != KEY_LEN) {
+			rc = VP_EDB;
+			break;
+		}
+		if (memcmp(k, hi_id.b, VP_ID_LEN) > 0)
+			break;
+		if ((rc = decode_loaded(k, &b, &rec)))
+			break;
+		if ((rc = fn(sh, k, &rec, arg)))
+			break;
+	}
+	if (!rc) {
+		rocksdb_iter_get_error(it, &err);
+		if (err)
+			rc = db_error("iterate", err);
+	}
+	rocksdb_iter_destroy(it);
+	st_rec_free(&rec);
+	return rc;
+}
+
+static int scan_range(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, rec_fn fn,
+                      void *arg)
+{
+	vp_u128_t lo[2], hi[2];
+	size_t n = ring_segments(from, to, lo, hi);
+	for (size_t i = 0; i < n; i++) {
+		int rc = scan_segment(sh, lo[i], hi[i], fn, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+typedef struct scan_ctx {
+	const st_visitor_t *v;
+	uint64_t now;
+} scan_ctx_t;
+
+static int scan_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
+{
+	scan_ctx_t *c = arg;
+	vp_id_t rid;
+	uint32_t kind = key_kind(key);
+	bool any = false;
+	int rc;
+	(void)sh;
+	memcpy(rid.b, key, VP_ID_LEN);
+	for (size_t i = 0; i < rec->n && !any; i++)
+		any = rec->e[i].expires_ms > c->now;
+	if (!any)
+		return 0;
+	if (c->v->kind_begin && (rc = c->v->kind_begin(c->v->arg, &rid, kind, rec->generation)))
+		return rc;
+	for (size_t i = 0; i < rec->n; i++) {
+		if (rec->e[i].expires_ms <= c->now || !c->v->entry)
+			continue;
+		if ((rc = c->v->entry(c->v->arg, &rid, kind, &rec->e[i])))
+			return rc;
+	}
+	return 0;
+}
+
+int st_range_scan(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, const st_visitor_t *v)
+{
+	scan_ctx_t c = { v, now_ms(sh) };
+	if (sh->in_batch)
+		return VP_ESTATE;
+	if (!from || !to || !v)
+		return VP_EINVAL;
+	return scan_range(sh, from, to, scan_visit, &c);
+}
+
+/* ---- range delete, expiry ------------------------------------------------------ */
+
+typedef struct del_ctx {
+	uint64_t n;
+	size_t in_batch;
+} del_ctx_t;
+
+/* Remove a whole record in the open batch, returning its entries' quota. */
+static int drop_record(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec)
+{
+	uint32_t kind = key_kind(key);
+	uint8_t ek[EXP_KEY_LEN];
+	int rc;
+	for (size_t i = 0; i < rec->n; i++)
+		if (rec->e[i].exists && (rc = charge(sh, &rec->e[i].owner, kind, -1)))
+			return rc;
+	rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
+	if (rec->n) {
+		make_exp_key(ek, st_rec_min_expiry(rec), key);
+		rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf_exp, (const char *)ek, sizeof(ek));
+	}
+	return 0;
+}
+
+static int del_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
+{
+	del_ctx_t *c = arg;
+	int rc = drop_record(sh, key, rec);
+	if (rc)
+		return rc;
+	c->n++;
+	if (++c->in_batch >= RANGE_DELETE_CHUNK) {
+		c->in_batch = 0;
+		if ((rc = st_batch_commit(sh)))
+			return rc;
+		st_batch_begin(sh);
+	}
+	return 0;
+}
+
+int st_range_delete(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint64_t *n_records)
+{
+	del_ctx_t c = { 0, 0 };
+	int rc;
+	if (sh->in_batch)
+		return VP_ESTATE;
+	if (!from || !to)
+		return VP_EINVAL;
+	st_batch_begin(sh);
+	rc = scan_range(sh, from, to, del_visit, &c);
+	if (rc) {
+		st_batch_abort(sh);
+		/* Chunks already committed stay deleted; report what was done. */
+	} else {
+		rc = st_batch_commit(sh);
+	}
+	if (n_records)
+		*n_records = c.n;
+	if (!rc) {
+		vp_log_info("storage", "range_deleted", "shard=%u records=%llu", sh->idx,
+		            (unsigned long long)c.n);
+	}
+	return rc;
+}
+
+/* Drop the expired entries of the record under key (if it still has any). */
+static int expire_record(st_shard_t *sh, const uint8_t *key, uint64_t now, uint64_t *n_entries)
+{
+	blob_t b;
+	st_rec_t *old = &sh->old, *w = &sh->work;
+	uint32_t kind = key_kind(key);
+	int rc, found = load(sh, key, &b);
+	if (found <= 0)
+		return found;
+	rc = decode_loaded(key, &b, old);
+	if (rc)
+		goto out;
+	w->model = old->model;
+	w->n = 0;
+	if ((rc = st_rec_reserve(w, old->n)))
+		goto out;
+	for (size_t i = 0; i < old->n; i++) {
+		if (old->e[i].expires_ms > now) {
+			w->e[w->n++] = old->e[i];
+			continue;
+		}
+		if (old->e[i].exists && (rc = charge(sh, &old->e[i].owner, kind, -1)))
+			goto out;
+		(*n_entries)++;
+	}
+	if (w->n == old->n)
+		goto out;
+	/* Expiry is a change of the data: the generation moves on like for any store. */
+	w->generation = old->generation + 1;
+	if ((rc = put_record(sh, key, w)))
+		goto out;
+	index_move(sh, key, st_rec_min_expiry(old), st_rec_min_expiry(w));
+out:
+	blob_release(&b);
+	return rc;
+}
+
+int st_expire(st_shard_t *sh, uint64_t max_records, uint64_t *n_entries)
+{
+	uint64_t now = now_ms(sh), visited = 0, removed = 0;
+	rocksdb_iterator_t *it;
+	char *err = NULL;
+	int rc = 0;
+	if (sh->in_batch)
+		return VP_ESTATE;
+	it = rocksdb_create_iterator_cf(sh->db->rdb, sh->db->ropts, sh->cf_exp);
+	st_batch_begin(sh);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+		uint64_t exp = 0;
+		if (klen != EXP_KEY_LEN) {
+			rc = VP_EDB;
+			break;
+		}
+		for (int i = 0; i < 8; i++)
+			exp = exp << 8 | k[i];
+		if (exp > now || (max_records && visited >= max_records))
+			break;
+		visited++;
+		/* The index entry goes in every case; expire_record re-indexes what remains. */
+		rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf_exp, (const char *)k, klen);
+		if ((rc = expire_record(sh, k + 8, now, &removed)))
+			break;
+		if (visited % RANGE_DELETE_CHUNK == 0) {
+			if ((rc = st_batch_commit(sh)))
+				break;
+			st_batch_begin(sh);
+		}
+	}
+	if (!rc) {
+		rocksdb_iter_get_error(it, &err);
+		if (err)
+			rc = db_error("iterate", err);
+	}
+	rocksdb_iter_destroy(it);
+	if (rc) {
+		st_batch_abort(sh);
+		return rc;
+	}
+	rc = st_batch_commit(sh);
+	if (n_entries)
+		*n_entries = removed;
+	if (!rc && removed)
+		vp_log_debug("storage", "expired", "shard=%u entries=%llu", sh->idx,
+		             (unsigned long long)removed);
+	return rc;
+}
+
+/* ---- find ------------------------------------------------------------------------ */
+
+typedef struct find_ctx {
+	uint32_t kind;
+	uint64_t now;
+	vp_id_t found;
+	bool hit;
+} find_ctx_t;
+
+#define FIND_STOP 1 /* positive: never confused with a VP_E* code */
+
+static int find_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
+{
+	find_ctx_t *c = arg;
+	(void)sh;
+	if (key_kind(key) != c->kind)
+		return 0;
+	for (size_t i = 0; i < rec->n; i++) {
+		if (rec->e[i].exists && rec->e[i].expires_ms > c->now) {
+			memcpy(c->found.b, key, VP_ID_LEN);
+			c->hit = true;
+			return FIND_STOP;
+		}
+	}
+	return 0;
+}
+
+int st_find(st_shard_t *sh, const vp_id_t *resource, uint32_t kind, const vp_id_t *signer,
+            vp_id_t *closest)
+{
+	find_ctx_t c = { .kind = kind, .now = now_ms(sh) };
+	vp_u128_t r;
+	int rc;
+	if (!resource || !closest)
+		return VP_EINVAL;
+	if (!st_db_kind(sh->db, kind))
+		return VP_EUNKNOWN_KIND;
+	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, c.now)))
+		return rc;
+	/* [resource, max] then [0, resource): clockwise from the requested id. */
+	r = vp_id_to_u128(resource);
+	rc = scan_segment(sh, r, ~(vp_u128_t)0, find_visit, &c);
+	if (rc == 0 && r > 0)
+		rc = scan_segment(sh, 0, r - 1, find_visit, &c);
+	if (rc < 0)
+		return rc;
+	if (!c.hit)
+		return VP_ENOTFOUND;
+	*closest = c.found;
+	return 0;
+}
+
+/* ---- derived state ------------------------------------------------------------------ */
+
+static int count_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
+{
+	st_quota_table_t *t = arg;
+	uint32_t kind = key_kind(key);
+	int rc;
+	(void)sh;
+	for (size_t i = 0; i < rec->n; i++)
+		if (rec->e[i].exists && (rc = st_quota_add(t, &rec->e[i].owner, kind, 1)))
+			return rc;
+	return 0;
+}
+
+static int recount(st_shard_t *sh, st_quota_table_t *t)
+{
+	vp_id_t zero;
+	memset(&zero, 0, sizeof(zero));
+	st_quota_clear(t);
+	return scan_range(sh, &zero, &zero, count_visit, t);
+}
+
+int st_shard_verify(st_shard_t *sh)
+{
+	st_quota_table_t fresh;
+	int rc;
+	if (sh->in_batch)
+		return VP_ESTATE;
+	if ((rc = st_quota_init(&fresh)))
+		return rc;
+	rc = recount(sh, &fresh);
+	if (!rc && fresh.n != sh->quota.n)
+		rc = VP_ESTATE;
+	for (size_t i = 0; !rc && i < fresh.cap; i++) {
+		const st_quota_slot_t *s = &fresh.slots[i];
+		if (s->used && st_quota_get(&sh->quota, &s->owner, s->kind) != s->used)
+			rc = VP_ESTATE;
+	}
+	st_quota_free(&fresh);
+	return rc;
+}
+
+uint64_t st_shard_estimate_records(st_shard_t *sh)
+{
+	uint64_t v = 0;
+	if (rocksdb_property_int_cf(sh->db->rdb, sh->cf, "rocksdb.estimate-num-keys", &v) != 0)
+		return 0;
+	return v;
+}
+
+void st_shard_set_fraction(st_shard_t *sh, uint32_t ppb)
+{
+	sh->fraction_ppb = ppb > 1000000000u ? 1000000000u : ppb;
+}
+
+/* ---- open / close -------------------------------------------------------------------- */
+
+unsigned st_db_shards(const st_db_t *db)
+{
+	return db->n_shards;
+}
+
+st_shard_t *st_db_shard(st_db_t *db, unsigned i)
+{
+	return i < db->n_shards ? &db->shards[i] : NULL;
+}
+
+static int shard_init(st_db_t *db, st_shard_t *sh, unsigned idx)
+{
+	int rc;
+	memset(sh, 0, sizeof(*sh));
+	sh->db = db;
+	sh->idx = idx;
+	sh->fraction_ppb = 1000000000u;
+	sh->wb = rocksdb_writebatch_wi_create(0, 1);
+	if (!sh->wb)
+		return VP_ENOMEM;
+	if ((rc = st_quota_init(&sh->quota)))
+		return rc;
+	return st_rate_init(&sh->rate, db->cfg.rate);
+}
+
+static void shard_free(st_shard_t *sh)
+{
+	if (sh->wb)
+		rocksdb_writebatch_wi_destroy(sh->wb);
+	st_quota_free(&sh->quota);
+	st_rate_free(&sh->rate);
+	st_rec_free(&sh->old);
+	st_rec_free(&sh->work);
+	free(sh->undo);
+	free(sh->deltas);
+	free(sh->buf);
+}
+
+void st_db_close(st_db_t *db)
+{
+	if (!db)
+		return;
+	if (db->shards)
+		for (unsigned i = 0; i < db->n_shards; i++)
+			shard_free(&db->shards[i]);
+	free(db->shards);
+	for (size_t i = 0; i < db->n_cfh; i++)
+		if (db->cfh[i])
+			rocksdb_column_family_handle_destroy(db->cfh[i]);
+	free(db->cfh);
+	if (db->rdb)
+		rocksdb_close(db->rdb);
+	if (db->ropts)
+		rocksdb_readoptions_destroy(db->ropts);
+	if (db->wopts)
+		rocksdb_writeoptions_destroy(db->wopts);
+	if (db->opts)
+		rocksdb_options_destroy(db->opts);
+	if (db->opts_exp)
+		rocksdb_options_destroy(db->opts_exp);
+	if (db->bbto)
+		rocksdb_block_based_options_destroy(db->bbto);
+	if (db->cache)
+		rocksdb_cache_destroy(db->cache);
+	free(db);
+}
+
+static int setup_options(st_db_t *db)
+{
+	const st_config_t *c = &db->cfg;
+	db->opts = rocksdb_options_create();
+	db->opts_exp = rocksdb_options_create();
+	db->bbto = rocksdb_block_based_options_create();
+	db->cache = rocksdb_cache_create_lru(c->block_cache_bytes ? c->block_cache_bytes : DEFAULT_CACHE);
+	db->ropts = rocksdb_readoptions_create();
+	db->wopts = rocksdb_writeoptions_create();
+	if (!db->opts || !db->opts_exp || !db->bbto || !db->cache || !db->ropts || !db->wopts)
+		return VP_ENOMEM;
+	rocksdb_block_based_options_set_block_cache(db->bbto, db->cache);
+	if (c->bloom_bits > 0)
+		rocksdb_block_based_options_set_filter_policy(
+			db->bbto, rocksdb_filterpolicy_create_bloom_full((double)c->bloom_bits));
+	rocksdb_block_based_options_set_format_version(db->bbto, 5);
+	/* Point reads dominate: a hash index inside each data block saves the binary search. */
+	rocksdb_block_based_options_set_data_block_index_type(db->bbto, 1);
+	rocksdb_block_based_options_set_data_block_hash_ratio(db->bbto, 0.75);
+
+	rocksdb_options_set_create_if_missing(db->opts, 1);
+	rocksdb_options_set_create_missing_column_families(db->opts, 1);
+	rocksdb_options_increase_parallelism(db->opts, 2);
+	rocksdb_options_set_max_background_jobs(db->opts, 2);
+	rocksdb_options_set_write_buffer_size(db->opts,
+		c->write_buffer_bytes ? c->write_buffer_bytes : DEFAULT_WRITE_BUFFER);
+	rocksdb_options_set_max_write_buffer_number(db->opts, 3);
+	rocksdb_options_set_level_compaction_dynamic_level_bytes(db->opts, 1);
+	rocksdb_options_set_block_based_table_factory(db->opts, db->bbto);
+	rocksdb_options_set_keep_log_file_num(db->opts, 3);
+
+	/* The expiry index is only ever scanned from its start: no bloom filter, small memtables. */
+	rocksdb_options_set_write_buffer_size(db->opts_exp, 8u << 20);
+	rocksdb_options_set_level_compaction_dynamic_level_bytes(db->opts_exp, 1);
+
+	rocksdb_writeoptions_set_sync(db->wopts, c->sync_wal ? 1 : 0);
+	rocksdb_writeoptions_disable_WAL(db->wopts, 0);
+	return 0;
+}
+
+/* Is name "s<digits>" or "s<digits>.exp"?  Returns the shard number or -1. */
+static long cf_shard(const char *name, bool *is_exp)
+{
+	char *end;
+	long n;
+	if (name[0] != 's' || name[1] < '0' || name[1] > '9')
+		return -1;
+	n = strtol(name + 1, &end, 10);
+	if (n < 0 || n > 4095)
+		return -1;
+	*is_exp = strcmp(end, ".exp") == 0;
+	return (*is_exp || *end == '\0') ? n : -1;
+}
+
+int st_db_open(const st_config_t *cfg, st_db_t **out)
+{
+	st_db_t *db;
+	st_kind_t vk;
+	char **existing = NULL, **names = NULL, *err = NULL;
+	const rocksdb_options_t **copts = NULL;
+	size_t n_existing = 0, n_names = 0;
+	unsigned n_shards = 0;
+	int rc;
+
+	*out = NULL;
+	if (!cfg || !cfg->path || cfg->n_shards == 0 || cfg->n_shards > 4096)
+		return VP_ECONFIG;
+	db = calloc(1, sizeof(*db));
+	if (!db)
+		return VP_ENOMEM;
+	db->cfg = *cfg;
+	db->cfg.kinds = NULL;
+	db->cfg.n_kinds = 0;
+	if (!(db->cfg.quota_slack >= 1.0))
+		db->cfg.quota_slack = ST_QUOTA_SLACK_DEFAULT;
+
+	vk = st_kind_vipr(cfg->vipr_kind_id);
+	vk.quota = cfg->vipr_quota;
+	if ((rc = add_kind(db, &vk)))
+		goto fail;
+	for (size_t i = 0; i < cfg->n_kinds; i++)
+		if ((rc = add_kind(db, &cfg->kinds[i])))
+			goto fail;
+	if ((rc = setup_options(db)))
+		goto fail;
+
+	/* Shards: the configured count, or more if the database already has more. */
+	n_shards = cfg->n_shards;
+	existing = rocksdb_list_column_families(db->opts, cfg->path, &n_existing, &err);
+	if (err) {
+		free(err); /* a new database has no column families yet */
+		err = NULL;
+		n_existing = 0;
+		existing = NULL;
+	}
+	for (size_t i = 0; i < n_existing; i++) {
+		bool is_exp;
+		long s = cf_shard(existing[i], &is_exp);
+		if (s >= 0 && (unsigned)s + 1 > n_shards)
+			n_shards = (unsigned)s + 1;
+	}
+	n_names = 1 + 2 * (size_t)n_shards;
+	names = calloc(n_names, sizeof(*names));
+	copts = calloc(n_names, sizeof(*copts));
+	db->cfh = calloc(n_names, sizeof(*db->cfh));
+	db->shards = calloc(n_shards, sizeof(*db->shards));
+	if (!names || !copts || !db->cfh || !db->shards) {
+		rc = VP_ENOMEM;
+		goto fail;
+	}
+	db->n_cfh = n_names;
+	names[0] = strdup("default");
+	copts[0] = db->opts;
+	for (unsigned i = 0; i < n_shards; i++) {
+		names[1 + 2 * i] = malloc(16);
+		names[2 + 2 * i] = malloc(16);
+		if (!names[1 + 2 * i] || !names[2 + 2 * i]) {
+			rc = VP_ENOMEM;
+			goto fail;
+		}
+		snprintf(names[1 + 2 * i], 16, "s%u", i);
+		snprintf(names[2 + 2 * i], 16, "s%u.exp", i);
+		copts[1 + 2 * i] = db->opts;
+		copts[2 + 2 * i] = db->opts_exp;
+	}
+	if (!names[0]) {
+		rc = VP_ENOMEM;
+		goto fail;
+	}
+	db->rdb = rocksdb_open_column_families(db->opts, cfg->path, (int)n_names,
+	                                       (const char *const *)names, copts, db->cfh, &err);
+	if (err) {
+		rc = db_error("open", err);
+		err = NULL;
+		db->rdb = NULL;
+		memset(db->cfh, 0, n_names * sizeof(*db->cfh));
+		goto fail;
+	}
+	db->n_shards = n_shards;
+	for (unsigned i = 0; i < n_shards; i++) {
+		st_shard_t *sh = &db->shards[i];
+		uint64_t t0 = vp_time_mono_ns();
+		if ((rc = shard_init(db, sh, i)))
+			goto fail;
+		sh->cf = db->cfh[1 + 2 * i];
+		sh->cf_exp = db->cfh[2 + 2 * i];
+		if ((rc = recount(sh, &sh->quota)))
+			goto fail;
+		vp_log_info("storage", "shard_open", "shard=%u signers=%zu rebuild_ms=%llu", i,
+		            st_quota_pairs(&sh->quota),
+		            (unsigned long long)((vp_time_mono_ns() - t0) / 1000000u));
+	}
+	rc = 0;
+	*out = db;
+	goto done;
+fail:
+	if (db->shards)
+		db->n_shards = n_shards; /* calloc'ed: freeing a never-initialised shard is safe */
+	st_db_close(db);
+done:
+	if (existing)
+		rocksdb_list_column_families_destroy(existing, n_existing);
+	if (names)
+		for (size_t i = 0; i < n_names; i++)
+			free(names[i]);
+	free(names);
+	free((void *)copts);
+	return rc;
+}
