@@ -23,7 +23,7 @@
 
 #define ST_REC_FORMAT 1
 #define ST_REC_HDR_LEN 14          /* format, model, generation, count */
-#define ST_REC_ENTRY_FIXED 50      /* entry bytes besides key, value, signature */
+#define ST_REC_ENTRY_FIXED 48      /* entry bytes besides key, value, signature bodies */
 
 typedef struct st_rec {
 	uint8_t model;
