@@ -30,12 +30,14 @@ int st_rec_reserve(st_rec_t *rec, size_t n)
 
 int st_rec_keycmp(uint8_t model, const st_entry_t *a, const st_entry_t *b)
 {
+	size_t n;
 	int c;
 	if (model == ST_MODEL_ARRAY)
 		return a->index < b->index ? -1 : a->index > b->index;
 	if (model != ST_MODEL_DICTIONARY)
 		return 0;
-	c = memcmp(a->key, b->key, a->key_len < b->key_len ? a->key_len : b->key_len);
+	n = a->key_len < b->key_len ? a->key_len : b->key_len;
+	c = n ? memcmp(a->key, b->key, n) : 0; /* an empty key may be NULL */
 	if (c)
 		return c;
 	return a->key_len < b->key_len ? -1 : a->key_len > b->key_len;

@@ -1405,8 +1405,7 @@ int st_db_open(const st_config_t *cfg, st_db_t **out)
 	if (err) {
 		free(err); /* a new database has no column families yet */
 		err = NULL;
-		n_existing = 0;
-		existing = NULL;
+		n_existing = 0; /* existing is still an (empty) allocation: freed below */
 	}
 	for (size_t i = 0; i < n_existing; i++) {
 		bool is_exp;

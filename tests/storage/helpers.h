@@ -127,14 +127,14 @@ static inline int got_entry(void *arg, const vp_id_t *rid, uint32_t kind, const 
 	if (g->n >= 64)
 		return -1;
 	g->e[g->n].key_len = e->key_len;
-	if (e->key_len <= sizeof(g->e[0].key))
+	if (e->key_len && e->key_len <= sizeof(g->e[0].key))
 		memcpy(g->e[g->n].key, e->key, e->key_len);
 	g->e[g->n].index = e->index;
 	g->e[g->n].val_len = e->value_len;
-	if (e->value_len <= sizeof(g->e[0].val))
+	if (e->value_len && e->value_len <= sizeof(g->e[0].val))
 		memcpy(g->e[g->n].val, e->value, e->value_len);
 	g->e[g->n].sig_len = e->sig_len;
-	if (e->sig_len <= sizeof(g->e[0].sig))
+	if (e->sig_len && e->sig_len <= sizeof(g->e[0].sig))
 		memcpy(g->e[g->n].sig, e->sig, e->sig_len);
 	g->e[g->n].storage_time = e->storage_time;
 	g->e[g->n].lifetime = e->lifetime;

@@ -454,7 +454,8 @@ static int meta_cb(void *arg, uint32_t kind, const st_meta_t *m)
 	if (ms->n >= 4)
 		return -1;
 	ms->m[ms->n] = *m;
-	memcpy(ms->keys[ms->n], m->key, m->key_len <= ST_VIPR_KEY_LEN ? m->key_len : 0);
+	if (m->key_len && m->key_len <= ST_VIPR_KEY_LEN)
+		memcpy(ms->keys[ms->n], m->key, m->key_len);
 	ms->n++;
 	return 0;
 }
