@@ -15,8 +15,8 @@
 #include "storage/vipr_kind.h"
 
 #define KEY_LEN (VP_ID_LEN + 4)   /* resource_id ‖ kind */
-#define EXP_KEY_LEN (8 + KEY_LEN) /* expires_ms ‖ resource_id ‖ kind */
 #define RANGE_DELETE_CHUNK 1024   /* records per WriteBatch in range deletes and sweeps */
+#define PEND_INITIAL_CAP 1024     /* overlay slots; a batch of ~500 stores fits without growing */
 #define DEFAULT_CACHE (256u << 20)
 #define DEFAULT_WRITE_BUFFER (64u << 20)
 
@@ -32,15 +32,45 @@ typedef struct delta {
 	int32_t delta;
 } delta_t;
 
+/*
+ * The open batch's overlay: the latest encoded record (or a deletion) per key
+ * written in this batch, so later stores in the same batch read their own
+ * writes.  Slots are valid only if their epoch is the batch's, which makes
+ * clearing the overlay O(1).  Records live in an arena reset per batch.
+ */
+typedef struct pend_slot {
+	uint8_t key[KEY_LEN];
+	uint8_t deleted;
+	uint32_t epoch;
+	size_t off, len;
+} pend_slot_t;
+
+/* Previous state of an overlay key, to roll a failed multi-kind store back. */
+typedef struct pend_undo {
+	uint8_t key[KEY_LEN];
+	pend_slot_t prev; /* prev.epoch != current: the key was not in the overlay */
+} pend_undo_t;
+
 struct st_shard {
 	st_db_t *db;
 	unsigned idx;
-	rocksdb_column_family_handle_t *cf, *cf_exp;
+	rocksdb_column_family_handle_t *cf;
 	uint32_t fraction_ppb;
 	st_quota_table_t quota;
 	st_rate_table_t rate;
-	rocksdb_writebatch_wi_t *wb;
+	rocksdb_writebatch_t *wb;
 	bool in_batch;
+	pend_slot_t *pend;
+	size_t pend_cap, pend_n;
+	uint32_t epoch;
+	uint64_t pend_seed;
+	uint8_t *arena;
+	size_t arena_len, arena_cap;
+	pend_undo_t *pundo;
+	size_t n_pundo, cap_pundo;
+	bool pundo_on;      /* recording overlay changes (inside a multi-kind store) */
+	uint8_t cursor[KEY_LEN]; /* where the next st_expire() call resumes */
+	bool cursor_set;
 	undo_t *undo;
 	size_t n_undo, cap_undo;
 	/* Scratch, reused across calls so the store path does not allocate in steady state. */
@@ -53,7 +83,7 @@ struct st_shard {
 
 struct st_db {
 	rocksdb_t *rdb;
-	rocksdb_options_t *opts, *opts_exp;
+	rocksdb_options_t *opts;
 	rocksdb_block_based_table_options_t *bbto;
 	rocksdb_filterpolicy_t *bloom; /* owned by bbto once set */
 	rocksdb_cache_t *cache;
@@ -153,13 +183,6 @@ static uint32_t key_kind(const uint8_t *key)
 	return (uint32_t)key[16] << 24 | (uint32_t)key[17] << 16 | (uint32_t)key[18] << 8 | key[19];
 }
 
-static void make_exp_key(uint8_t out[EXP_KEY_LEN], uint64_t exp, const uint8_t key[KEY_LEN])
-{
-	for (int i = 0; i < 8; i++)
-		out[i] = (uint8_t)(exp >> (56 - 8 * i));
-	memcpy(out + 8, key, KEY_LEN);
-}
-
 static int db_error(const char *op, char *err)
 {
 	vp_log_error("storage", "db_error", "op=%s err=\"%s\"", op, err ? err : "?");
@@ -183,18 +206,132 @@ static int ensure_buf(st_shard_t *sh, size_t n)
 	return 0;
 }
 
+/* ---- the batch overlay ---------------------------------------------------- */
+
+static size_t pend_hash(const st_shard_t *sh, const uint8_t key[KEY_LEN])
+{
+	uint64_t a, b;
+	uint32_t c;
+	memcpy(&a, key, 8);
+	memcpy(&b, key + 8, 8);
+	memcpy(&c, key + 16, 4);
+	a ^= sh->pend_seed;
+	a *= 0x9e3779b97f4a7c15ull;
+	a ^= b + (a >> 29);
+	a *= 0xbf58476d1ce4e5b9ull;
+	a ^= c + (a >> 32);
+	return (size_t)a;
+}
+
+/* The slot for key: the live one, or the empty one where it would go. */
+static pend_slot_t *pend_find(st_shard_t *sh, const uint8_t key[KEY_LEN])
+{
+	size_t mask = sh->pend_cap - 1, i = pend_hash(sh, key) & mask;
+	for (;;) {
+		pend_slot_t *p = &sh->pend[i];
+		if (p->epoch != sh->epoch || memcmp(p->key, key, KEY_LEN) == 0)
+			return p;
+		i = (i + 1) & mask;
+	}
+}
+
+static int pend_grow(st_shard_t *sh)
+{
+	pend_slot_t *old = sh->pend, *ns;
+	size_t old_cap = sh->pend_cap;
+	ns = calloc(old_cap * 2, sizeof(*ns));
+	if (!ns)
+		return VP_ENOMEM;
+	sh->pend = ns;
+	sh->pend_cap = old_cap * 2;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].epoch == sh->epoch)
+			*pend_find(sh, old[i].key) = old[i];
+	free(old);
+	return 0;
+}
+
+static void pend_reset(st_shard_t *sh)
+{
+	if (++sh->epoch == 0) { /* wrapped: slots of epoch 0 would look live */
+		memset(sh->pend, 0, sh->pend_cap * sizeof(*sh->pend));
+		sh->epoch = 1;
+	}
+	sh->pend_n = 0;
+	sh->arena_len = 0;
+	sh->n_pundo = 0;
+}
+
+/* Record that key now holds data[0..len) (or is deleted) in the open batch. */
+static int pend_set(st_shard_t *sh, const uint8_t key[KEY_LEN], const uint8_t *data, size_t len,
+                    bool deleted)
+{
+	pend_slot_t *p;
+	if ((sh->pend_n + 1) * 2 > sh->pend_cap && pend_grow(sh))
+		return VP_ENOMEM;
+	if (len > sh->arena_cap - sh->arena_len) {
+		size_t cap = sh->arena_cap ? sh->arena_cap : 65536;
+		uint8_t *na;
+		while (cap - sh->arena_len < len)
+			cap *= 2;
+		na = realloc(sh->arena, cap);
+		if (!na)
+			return VP_ENOMEM;
+		sh->arena = na;
+		sh->arena_cap = cap;
+	}
+	p = pend_find(sh, key);
+	if (sh->pundo_on) {
+		if (sh->n_pundo == sh->cap_pundo) {
+			size_t cap = sh->cap_pundo ? sh->cap_pundo * 2 : 16;
+			pend_undo_t *nu = realloc(sh->pundo, cap * sizeof(*nu));
+			if (!nu)
+				return VP_ENOMEM;
+			sh->pundo = nu;
+			sh->cap_pundo = cap;
+		}
+		memcpy(sh->pundo[sh->n_pundo].key, key, KEY_LEN);
+		sh->pundo[sh->n_pundo++].prev = *p;
+	}
+	if (p->epoch != sh->epoch)
+		sh->pend_n++;
+	memcpy(p->key, key, KEY_LEN);
+	p->epoch = sh->epoch;
+	p->deleted = deleted;
+	p->off = sh->arena_len;
+	p->len = len;
+	if (len)
+		memcpy(sh->arena + sh->arena_len, data, len);
+	sh->arena_len += len;
+	return 0;
+}
+
+/* Undo overlay changes back to undo mark \p mark (newest first). */
+static void pend_undo_to(st_shard_t *sh, size_t mark)
+{
+	while (sh->n_pundo > mark) {
+		pend_undo_t *u = &sh->pundo[--sh->n_pundo];
+		pend_slot_t *p = pend_find(sh, u->key);
+		if (u->prev.epoch == sh->epoch) {
+			*p = u->prev;
+		} else {
+			/* The key was not in the overlay: mark it deleted-from-overlay by making the
+			 * slot stale would break probing, so restore "read from the database". */
+			p->deleted = 2;
+		}
+	}
+}
+
 /* ---- loading a record ---------------------------------------------------- */
 
 typedef struct blob {
 	const uint8_t *data;
 	size_t len;
-	char *owned;                     /* from a WBWI read */
-	rocksdb_pinnableslice_t *pinned; /* from a plain read */
+	rocksdb_pinnableslice_t *pinned; /* from a database read; NULL for the overlay */
 } blob_t;
 
 static void blob_release(blob_t *b)
 {
-	free(b->owned);
 	if (b->pinned)
 		rocksdb_pinnableslice_destroy(b->pinned);
 	memset(b, 0, sizeof(*b));
@@ -206,16 +343,15 @@ static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
 	char *err = NULL;
 	memset(b, 0, sizeof(*b));
 	if (sh->in_batch) {
-		size_t vlen = 0;
-		b->owned = rocksdb_writebatch_wi_get_from_batch_and_db_cf(
-			sh->wb, sh->db->rdb, sh->db->ropts, sh->cf, (const char *)key, KEY_LEN, &vlen, &err);
-		if (err)
-			return db_error("get", err);
-		if (!b->owned)
-			return 0;
-		b->data = (const uint8_t *)b->owned;
-		b->len = vlen;
-		return 1;
+		const pend_slot_t *p = pend_find(sh, key);
+		/* deleted == 2: rolled back to "as in the database". */
+		if (p->epoch == sh->epoch && p->deleted != 2) {
+			if (p->deleted)
+				return 0;
+			b->data = sh->arena + p->off;
+			b->len = p->len;
+			return 1;
+		}
 	}
 	b->pinned = rocksdb_get_pinned_cf(sh->db->rdb, sh->db->ropts, sh->cf, (const char *)key,
 	                                  KEY_LEN, &err);
@@ -323,7 +459,8 @@ int st_batch_begin(st_shard_t *sh)
 {
 	if (sh->in_batch)
 		return VP_ESTATE;
-	rocksdb_writebatch_wi_clear(sh->wb);
+	rocksdb_writebatch_clear(sh->wb);
+	pend_reset(sh);
 	sh->n_undo = 0;
 	sh->in_batch = true;
 	return 0;
@@ -334,7 +471,8 @@ void st_batch_abort(st_shard_t *sh)
 	if (!sh->in_batch)
 		return;
 	undo_to(sh, 0);
-	rocksdb_writebatch_wi_clear(sh->wb);
+	rocksdb_writebatch_clear(sh->wb);
+	pend_reset(sh);
 	sh->in_batch = false;
 }
 
@@ -343,34 +481,18 @@ int st_batch_commit(st_shard_t *sh)
 	char *err = NULL;
 	if (!sh->in_batch)
 		return VP_ESTATE;
-	if (rocksdb_writebatch_wi_count(sh->wb) > 0)
-		rocksdb_write_writebatch_wi(sh->db->rdb, sh->db->wopts, sh->wb, &err);
+	if (rocksdb_writebatch_count(sh->wb) > 0)
+		rocksdb_write(sh->db->rdb, sh->db->wopts, sh->wb, &err);
 	if (err) {
 		int rc = db_error("write", err);
 		st_batch_abort(sh);
 		return rc;
 	}
-	rocksdb_writebatch_wi_clear(sh->wb);
+	rocksdb_writebatch_clear(sh->wb);
+	pend_reset(sh);
 	sh->n_undo = 0;
 	sh->in_batch = false;
 	return 0;
-}
-
-/* Replace the expiry-index entry of a record whose earliest expiry moved. */
-static void index_move(st_shard_t *sh, const uint8_t key[KEY_LEN], uint64_t old_min,
-                       uint64_t new_min)
-{
-	uint8_t ek[EXP_KEY_LEN];
-	if (old_min == new_min)
-		return;
-	if (old_min != UINT64_MAX) {
-		make_exp_key(ek, old_min, key);
-		rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf_exp, (const char *)ek, sizeof(ek));
-	}
-	if (new_min != UINT64_MAX) {
-		make_exp_key(ek, new_min, key);
-		rocksdb_writebatch_wi_put_cf(sh->wb, sh->cf_exp, (const char *)ek, sizeof(ek), "", 0);
-	}
 }
 
 /* Write rec (or delete it if empty) under key into the open batch. */
@@ -379,8 +501,8 @@ static int put_record(st_shard_t *sh, const uint8_t key[KEY_LEN], const st_rec_t
 	size_t len;
 	int rc;
 	if (rec->n == 0) {
-		rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
-		return 0;
+		rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
+		return pend_set(sh, key, NULL, 0, true);
 	}
 	rc = ensure_buf(sh, st_rec_size(rec));
 	if (rc)
@@ -388,9 +510,9 @@ static int put_record(st_shard_t *sh, const uint8_t key[KEY_LEN], const st_rec_t
 	rc = st_rec_encode(rec, sh->buf, sh->buf_cap, &len);
 	if (rc)
 		return rc;
-	rocksdb_writebatch_wi_put_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN,
-	                             (const char *)sh->buf, len);
-	return 0;
+	rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN, (const char *)sh->buf,
+	                          len);
+	return pend_set(sh, key, sh->buf, len, false);
 }
 
 /* ---- store ------------------------------------------------------------------ */
@@ -509,7 +631,7 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t
 	uint8_t key[KEY_LEN];
 	blob_t b;
 	st_rec_t *old = &sh->old, *w = &sh->work;
-	uint64_t old_min = UINT64_MAX, gen = 0;
+	uint64_t gen = 0;
 	int rc, found;
 
 	rc = validate_values(k, kd);
@@ -529,7 +651,6 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t
 			goto out;
 		}
 		gen = old->generation;
-		old_min = st_rec_min_expiry(old);
 	}
 	if (kd->generation != 0 && kd->generation != gen) {
 		rc = VP_EGEN_TOO_LOW;
@@ -634,7 +755,6 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t
 	rc = put_record(sh, key, w);
 	if (rc)
 		goto out;
-	index_move(sh, key, old_min, st_rec_min_expiry(w));
 	for (size_t i = 0; i < sh->n_deltas; i++) {
 		rc = charge(sh, &sh->deltas[i].owner, k->id, sh->deltas[i].delta);
 		if (rc)
@@ -651,7 +771,7 @@ int st_store(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_out, uint3
 {
 	uint64_t now = now_ms(sh), g;
 	bool own_batch = false, savepoint = false;
-	size_t undo_mark;
+	size_t undo_mark, pundo_mark;
 	int rc = 0;
 
 	if (!req || !req->signers || req->n_signers == 0 || (req->n_kinds && !req->kinds))
@@ -673,11 +793,13 @@ int st_store(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_out, uint3
 		own_batch = true;
 	}
 	undo_mark = sh->n_undo;
+	pundo_mark = sh->n_pundo;
 	/* A single kind validates completely before it writes; only multi-kind requests need a
 	 * save point to stay all-or-nothing. */
 	if (req->n_kinds > 1) {
-		rocksdb_writebatch_wi_set_save_point(sh->wb);
+		rocksdb_writebatch_set_save_point(sh->wb);
 		savepoint = true;
+		sh->pundo_on = true;
 	}
 	for (size_t i = 0; i < req->n_kinds; i++) {
 		const st_kind_data_t *kd = &req->kinds[i];
@@ -690,11 +812,19 @@ int st_store(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_out, uint3
 		if (gen_out)
 			gen_out[i] = g;
 	}
+	sh->pundo_on = false;
+	if (savepoint && !rc) {
+		char *err = NULL;
+		rocksdb_writebatch_pop_save_point(sh->wb, &err);
+		free(err); /* only fails if there is no save point, which there is */
+		sh->n_pundo = pundo_mark;
+	}
 	if (rc) {
 		undo_to(sh, undo_mark);
 		if (savepoint) {
 			char *err = NULL;
-			rocksdb_writebatch_wi_rollback_to_save_point(sh->wb, &err);
+			pend_undo_to(sh, pundo_mark);
+			rocksdb_writebatch_rollback_to_save_point(sh->wb, &err);
 			if (err) {
 				/* The batch no longer matches the counters: give it up entirely. */
 				db_error("rollback", err);
@@ -994,17 +1124,24 @@ typedef struct del_ctx {
 static int drop_record(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec)
 {
 	uint32_t kind = key_kind(key);
-	uint8_t ek[EXP_KEY_LEN];
 	int rc;
 	for (size_t i = 0; i < rec->n; i++)
 		if (rec->e[i].exists && (rc = charge(sh, &rec->e[i].owner, kind, -1)))
 			return rc;
-	rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
-	if (rec->n) {
-		make_exp_key(ek, st_rec_min_expiry(rec), key);
-		rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf_exp, (const char *)ek, sizeof(ek));
-	}
-	return 0;
+	rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
+	return pend_set(sh, key, NULL, 0, true);
+}
+
+/* Commit every RANGE_DELETE_CHUNK records so a long walk never builds a huge batch. */
+static int chunk_commit(st_shard_t *sh, size_t *in_batch)
+{
+	int rc;
+	if (++*in_batch < RANGE_DELETE_CHUNK)
+		return 0;
+	*in_batch = 0;
+	if ((rc = st_batch_commit(sh)))
+		return rc;
+	return st_batch_begin(sh);
 }
 
 static int del_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
@@ -1014,13 +1151,7 @@ static int del_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, vo
 	if (rc)
 		return rc;
 	c->n++;
-	if (++c->in_batch >= RANGE_DELETE_CHUNK) {
-		c->in_batch = 0;
-		if ((rc = st_batch_commit(sh)))
-			return rc;
-		st_batch_begin(sh);
-	}
-	return 0;
+	return chunk_commit(sh, &c->in_batch);
 }
 
 int st_range_delete(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint64_t *n_records)
@@ -1033,97 +1164,111 @@ int st_range_delete(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint
 		return VP_EINVAL;
 	st_batch_begin(sh);
 	rc = scan_range(sh, from, to, del_visit, &c);
-	if (rc) {
-		st_batch_abort(sh);
-		/* Chunks already committed stay deleted; report what was done. */
-	} else {
+	if (rc)
+		st_batch_abort(sh); /* chunks already committed stay deleted */
+	else
 		rc = st_batch_commit(sh);
-	}
 	if (n_records)
 		*n_records = c.n;
-	if (!rc) {
+	if (!rc)
 		vp_log_info("storage", "range_deleted", "shard=%u records=%llu", sh->idx,
 		            (unsigned long long)c.n);
-	}
 	return rc;
 }
 
-/* Drop the expired entries of the record under key (if it still has any). */
-static int expire_record(st_shard_t *sh, const uint8_t *key, uint64_t now, uint64_t *n_entries)
+/* Drop the expired entries of rec (stored under key) in the open batch. */
+static int expire_record(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, uint64_t now,
+                         uint64_t *n_entries)
 {
-	blob_t b;
-	st_rec_t *old = &sh->old, *w = &sh->work;
+	st_rec_t *w = &sh->work;
 	uint32_t kind = key_kind(key);
-	int rc, found = load(sh, key, &b);
-	if (found <= 0)
-		return found;
-	rc = decode_loaded(key, &b, old);
-	if (rc)
-		goto out;
-	w->model = old->model;
+	int rc;
+	w->model = rec->model;
 	w->n = 0;
-	if ((rc = st_rec_reserve(w, old->n)))
-		goto out;
-	for (size_t i = 0; i < old->n; i++) {
-		if (old->e[i].expires_ms > now) {
-			w->e[w->n++] = old->e[i];
+	if ((rc = st_rec_reserve(w, rec->n)))
+		return rc;
+	for (size_t i = 0; i < rec->n; i++) {
+		if (rec->e[i].expires_ms > now) {
+			w->e[w->n++] = rec->e[i];
 			continue;
 		}
-		if (old->e[i].exists && (rc = charge(sh, &old->e[i].owner, kind, -1)))
-			goto out;
+		if (rec->e[i].exists && (rc = charge(sh, &rec->e[i].owner, kind, -1)))
+			return rc;
 		(*n_entries)++;
 	}
-	if (w->n == old->n)
-		goto out;
-	/* Expiry is a change of the data: the generation moves on like for any store. */
-	w->generation = old->generation + 1;
-	if ((rc = put_record(sh, key, w)))
-		goto out;
-	index_move(sh, key, st_rec_min_expiry(old), st_rec_min_expiry(w));
-out:
-	blob_release(&b);
-	return rc;
+	if (w->n == rec->n)
+		return 0;
+	/* Expiry is a change of the data: the generation moves on as for any store. */
+	w->generation = rec->generation + 1;
+	return put_record(sh, key, w);
 }
 
 int st_expire(st_shard_t *sh, uint64_t max_records, uint64_t *n_entries)
 {
 	uint64_t now = now_ms(sh), visited = 0, removed = 0;
 	rocksdb_iterator_t *it;
+	uint8_t start[KEY_LEN];
+	bool wrapped = false, from_first = !sh->cursor_set;
+	st_rec_t rec = { 0 };
+	size_t in_batch = 0;
 	char *err = NULL;
 	int rc = 0;
 	if (sh->in_batch)
 		return VP_ESTATE;
-	it = rocksdb_create_iterator_cf(sh->db->rdb, sh->db->ropts, sh->cf_exp);
+	it = rocksdb_create_iterator_cf(sh->db->rdb, sh->db->ropts, sh->cf);
+	memcpy(start, sh->cursor, KEY_LEN);
+	if (from_first)
+		rocksdb_iter_seek_to_first(it);
+	else
+		rocksdb_iter_seek(it, (const char *)start, KEY_LEN);
 	st_batch_begin(sh);
-	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-		size_t klen;
-		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
-		uint64_t exp = 0;
-		if (klen != EXP_KEY_LEN) {
+	sh->cursor_set = false; /* a completed pass starts the next one from the beginning */
+	for (;;) {
+		size_t klen, vlen;
+		const uint8_t *k, *v;
+		if (!rocksdb_iter_valid(it)) {
+			if (from_first || wrapped)
+				break;
+			rocksdb_iter_get_error(it, &err);
+			if (err)
+				break;
+			wrapped = true;
+			rocksdb_iter_seek_to_first(it);
+			continue;
+		}
+		k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+		if (klen != KEY_LEN) {
 			rc = VP_EDB;
 			break;
 		}
-		for (int i = 0; i < 8; i++)
-			exp = exp << 8 | k[i];
-		if (exp > now || (max_records && visited >= max_records))
+		if (wrapped && memcmp(k, start, KEY_LEN) >= 0)
+			break; /* back where this pass began */
+		if (max_records && visited >= max_records) {
+			memcpy(sh->cursor, k, KEY_LEN);
+			sh->cursor_set = true;
 			break;
-		visited++;
-		/* The index entry goes in every case; expire_record re-indexes what remains. */
-		rocksdb_writebatch_wi_delete_cf(sh->wb, sh->cf_exp, (const char *)k, klen);
-		if ((rc = expire_record(sh, k + 8, now, &removed)))
-			break;
-		if (visited % RANGE_DELETE_CHUNK == 0) {
-			if ((rc = st_batch_commit(sh)))
-				break;
-			st_batch_begin(sh);
 		}
+		visited++;
+		v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+		{
+			blob_t b = { .data = v, .len = vlen };
+			if ((rc = decode_loaded(k, &b, &rec)))
+				break;
+		}
+		if (st_rec_min_expiry(&rec) <= now) {
+			if ((rc = expire_record(sh, k, &rec, now, &removed)))
+				break;
+			if ((rc = chunk_commit(sh, &in_batch)))
+				break;
+		}
+		rocksdb_iter_next(it);
 	}
-	if (!rc) {
+	if (!rc && !err)
 		rocksdb_iter_get_error(it, &err);
-		if (err)
-			rc = db_error("iterate", err);
-	}
+	if (!rc && err)
+		rc = db_error("iterate", err);
 	rocksdb_iter_destroy(it);
+	st_rec_free(&rec);
 	if (rc) {
 		st_batch_abort(sh);
 		return rc;
@@ -1132,8 +1277,8 @@ int st_expire(st_shard_t *sh, uint64_t max_records, uint64_t *n_entries)
 	if (n_entries)
 		*n_entries = removed;
 	if (!rc && removed)
-		vp_log_debug("storage", "expired", "shard=%u entries=%llu", sh->idx,
-		             (unsigned long long)removed);
+		vp_log_debug("storage", "expired", "shard=%u entries=%llu visited=%llu", sh->idx,
+		             (unsigned long long)removed, (unsigned long long)visited);
 	return rc;
 }
 
@@ -1263,9 +1408,13 @@ static int shard_init(st_db_t *db, st_shard_t *sh, unsigned idx)
 	sh->db = db;
 	sh->idx = idx;
 	sh->fraction_ppb = 1000000000u;
-	sh->wb = rocksdb_writebatch_wi_create(0, 1);
-	if (!sh->wb)
+	sh->wb = rocksdb_writebatch_create();
+	sh->pend = calloc(PEND_INITIAL_CAP, sizeof(*sh->pend));
+	if (!sh->wb || !sh->pend)
 		return VP_ENOMEM;
+	sh->pend_cap = PEND_INITIAL_CAP;
+	sh->epoch = 1;
+	sh->pend_seed = (uint64_t)(uintptr_t)sh * 0x9e3779b97f4a7c15ull ^ idx;
 	if ((rc = st_quota_init(&sh->quota)))
 		return rc;
 	return st_rate_init(&sh->rate, db->cfg.rate);
@@ -1274,7 +1423,10 @@ static int shard_init(st_db_t *db, st_shard_t *sh, unsigned idx)
 static void shard_free(st_shard_t *sh)
 {
 	if (sh->wb)
-		rocksdb_writebatch_wi_destroy(sh->wb);
+		rocksdb_writebatch_destroy(sh->wb);
+	free(sh->pend);
+	free(sh->arena);
+	free(sh->pundo);
 	st_quota_free(&sh->quota);
 	st_rate_free(&sh->rate);
 	st_rec_free(&sh->old);
@@ -1304,8 +1456,6 @@ void st_db_close(st_db_t *db)
 		rocksdb_writeoptions_destroy(db->wopts);
 	if (db->opts)
 		rocksdb_options_destroy(db->opts);
-	if (db->opts_exp)
-		rocksdb_options_destroy(db->opts_exp);
 	if (db->bbto)
 		rocksdb_block_based_options_destroy(db->bbto);
 	if (db->cache)
@@ -1317,12 +1467,11 @@ static int setup_options(st_db_t *db)
 {
 	const st_config_t *c = &db->cfg;
 	db->opts = rocksdb_options_create();
-	db->opts_exp = rocksdb_options_create();
 	db->bbto = rocksdb_block_based_options_create();
 	db->cache = rocksdb_cache_create_lru(c->block_cache_bytes ? c->block_cache_bytes : DEFAULT_CACHE);
 	db->ropts = rocksdb_readoptions_create();
 	db->wopts = rocksdb_writeoptions_create();
-	if (!db->opts || !db->opts_exp || !db->bbto || !db->cache || !db->ropts || !db->wopts)
+	if (!db->opts || !db->bbto || !db->cache || !db->ropts || !db->wopts)
 		return VP_ENOMEM;
 	rocksdb_block_based_options_set_block_cache(db->bbto, db->cache);
 	if (c->bloom_bits > 0)
@@ -1343,18 +1492,18 @@ static int setup_options(st_db_t *db)
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(db->opts, 1);
 	rocksdb_options_set_block_based_table_factory(db->opts, db->bbto);
 	rocksdb_options_set_keep_log_file_num(db->opts, 3);
-
-	/* The expiry index is only ever scanned from its start: no bloom filter, small memtables. */
-	rocksdb_options_set_write_buffer_size(db->opts_exp, 8u << 20);
-	rocksdb_options_set_level_compaction_dynamic_level_bytes(db->opts_exp, 1);
+	/* Most stores are of new numbers: a whole-key bloom filter in the memtable answers
+	 * their read-before-write without walking the skiplist. */
+	rocksdb_options_set_memtable_prefix_bloom_size_ratio(db->opts, 0.05);
+	rocksdb_options_set_memtable_whole_key_filtering(db->opts, 1);
 
 	rocksdb_writeoptions_set_sync(db->wopts, c->sync_wal ? 1 : 0);
 	rocksdb_writeoptions_disable_WAL(db->wopts, 0);
 	return 0;
 }
 
-/* Is name "s<digits>" or "s<digits>.exp"?  Returns the shard number or -1. */
-static long cf_shard(const char *name, bool *is_exp)
+/* Is name "s<digits>"?  Returns the shard number or -1. */
+static long cf_shard(const char *name)
 {
 	char *end;
 	long n;
@@ -1363,8 +1512,7 @@ static long cf_shard(const char *name, bool *is_exp)
 	n = strtol(name + 1, &end, 10);
 	if (n < 0 || n > 4095)
 		return -1;
-	*is_exp = strcmp(end, ".exp") == 0;
-	return (*is_exp || *end == '\0') ? n : -1;
+	return *end == '\0' ? n : -1;
 }
 
 int st_db_open(const st_config_t *cfg, st_db_t **out)
@@ -1408,12 +1556,11 @@ int st_db_open(const st_config_t *cfg, st_db_t **out)
 		n_existing = 0; /* existing is still an (empty) allocation: freed below */
 	}
 	for (size_t i = 0; i < n_existing; i++) {
-		bool is_exp;
-		long s = cf_shard(existing[i], &is_exp);
+		long s = cf_shard(existing[i]);
 		if (s >= 0 && (unsigned)s + 1 > n_shards)
 			n_shards = (unsigned)s + 1;
 	}
-	n_names = 1 + 2 * (size_t)n_shards;
+	n_names = 1 + (size_t)n_shards;
 	names = calloc(n_names, sizeof(*names));
 	copts = calloc(n_names, sizeof(*copts));
 	db->cfh = calloc(n_names, sizeof(*db->cfh));
@@ -1426,16 +1573,13 @@ int st_db_open(const st_config_t *cfg, st_db_t **out)
 	names[0] = strdup("default");
 	copts[0] = db->opts;
 	for (unsigned i = 0; i < n_shards; i++) {
-		names[1 + 2 * i] = malloc(16);
-		names[2 + 2 * i] = malloc(16);
-		if (!names[1 + 2 * i] || !names[2 + 2 * i]) {
+		names[1 + i] = malloc(16);
+		if (!names[1 + i]) {
 			rc = VP_ENOMEM;
 			goto fail;
 		}
-		snprintf(names[1 + 2 * i], 16, "s%u", i);
-		snprintf(names[2 + 2 * i], 16, "s%u.exp", i);
-		copts[1 + 2 * i] = db->opts;
-		copts[2 + 2 * i] = db->opts_exp;
+		snprintf(names[1 + i], 16, "s%u", i);
+		copts[1 + i] = db->opts;
 	}
 	if (!names[0]) {
 		rc = VP_ENOMEM;
@@ -1456,8 +1600,7 @@ int st_db_open(const st_config_t *cfg, st_db_t **out)
 		uint64_t t0 = vp_time_mono_ns();
 		if ((rc = shard_init(db, sh, i)))
 			goto fail;
-		sh->cf = db->cfh[1 + 2 * i];
-		sh->cf_exp = db->cfh[2 + 2 * i];
+		sh->cf = db->cfh[1 + i];
 		if ((rc = recount(sh, &sh->quota)))
 			goto fail;
 		vp_log_info("storage", "shard_open", "shard=%u signers=%zu rebuild_ms=%llu", i,

@@ -3,11 +3,10 @@
  * (RFC 6940 §6.4) on RocksDB, ViPR access control, proportional quota, per-signer
  * rate policing, range scans for join handoff and replication, expiry.
  *
- * Layout.  One RocksDB instance per node (st_db_t) and, per shard, two column
- * families: "sN" holds one record per (Resource-ID, Kind-ID) under the key
- * resource_id(16) ‖ kind(4) (big-endian), so a Resource-ID range is one
- * contiguous scan; "sN.exp" is the expiry index, key expires_ms(8) ‖
- * resource_id ‖ kind, for the earliest expiry in each record.  The record
+ * Layout.  One RocksDB instance per node (st_db_t) and one column family per
+ * shard ("s0", "s1", ...) holding one record per (Resource-ID, Kind-ID) under
+ * the key resource_id(16) ‖ kind(4) (big-endian), so a Resource-ID range is
+ * one contiguous scan.  The record (storage/record.h)
  * holds the generation counter and every entry of the kind at that resource
  * (single: one; array: by index; dictionary: by key), each with its
  * storage_time, lifetime, absolute expiry, exists flag, replica_number,
@@ -17,10 +16,13 @@
  * note to ARCHITECTURE §4, whose key included the model key).
  *
  * Expiry.  Expired entries are never returned.  They are physically removed by
- * st_expire() (walks the expiry index) and, opportunistically, by any store
+ * st_expire(), an incremental sweep that walks the shard in key order from a
+ * cursor (call it every loop iteration with a small budget), and by any store
  * that rewrites their record.  A compaction filter was not used because it
  * cannot update the quota counters or the generation in the same atomic step;
- * the sweep keeps the counters exact.
+ * the sweep does, so the counters always equal the entries present.  (A
+ * separate expiry-index column family was tried first: it doubled the
+ * memtable inserts per store and halved the load rate.)
  *
  * Durability.  Writes go into the shard's WriteBatch (st_batch_begin /
  * st_batch_commit: one batch per event-loop iteration).  st_batch_commit()
@@ -98,7 +100,7 @@ typedef struct st_config {
 	size_t block_cache_bytes;   /*!< shared LRU block cache (default 256 MiB) */
 	size_t write_buffer_bytes;  /*!< memtable size per column family (default 64 MiB) */
 	int bloom_bits;             /*!< bloom filter bits per key (default 10; 0 = none) */
-	const vp_clock_t *clock;    /*!< wall clock for storage times, expiry, buckets (NULL = system) */
+	const vp_clock_t *clock;    /*!< wall clock for expiry and buckets (NULL = system); must outlive the db */
 } st_config_t;
 
 /*! \brief Fill \p cfg with the defaults (path NULL, 1 shard). */
@@ -304,9 +306,10 @@ int st_range_scan(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, const 
 int st_range_delete(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint64_t *n_records);
 
 /*!
- * \brief Remove entries that expired at or before now, visiting at most
- * \p max_records records (0 = no bound).  *n_entries (if not NULL) gets the
- * number of entries removed.  VP_ESTATE inside a batch.
+ * \brief Sweep: visit up to \p max_records records from where the previous call
+ * stopped (wrapping around; 0 = one full pass) and remove the entries that
+ * expired at or before now, returning their quota.  *n_entries (if not NULL)
+ * gets the number of entries removed.  VP_ESTATE inside a batch.
  */
 int st_expire(st_shard_t *sh, uint64_t max_records, uint64_t *n_entries);
 
