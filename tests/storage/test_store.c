@@ -95,6 +95,14 @@ static int store_vipr(fx_t *f, unsigned long number, uint8_t claimant, uint64_t 
 	return st_store(f->sh, &r.req, NULL, NULL);
 }
 
+static int store_vipr_at(fx_t *f, const vp_id_t *rid, uint8_t claimant, uint64_t t)
+{
+	vreg_t r;
+	vp_id_t c = node_id(claimant);
+	vreg_make(&r, rid, &c, &c, 1, t, 3600, 1);
+	return st_store(f->sh, &r.req, NULL, NULL);
+}
+
 static size_t fetch_all(fx_t *f, const vp_id_t *rid, uint32_t kind, got_t *g)
 {
 	st_visitor_t v = got_visitor(g);
@@ -742,6 +750,35 @@ static void multi_kind_store_is_all_or_nothing(void **state)
 	assert_int_equal(st_shard_verify(f->sh), 0);
 }
 
+static void failed_multi_kind_store_keeps_earlier_batch_writes(void **state)
+{
+	fx_t *f = *state;
+	vp_id_t a = node_id(0xA1), b = node_id(0xB2), rid = vp_id_from_name(b.b, 16);
+	vreg_t ra, rb;
+	st_entry_t se = { .storage_time = f->now, .lifetime = 60, .exists = true,
+	                  .value = (const uint8_t *)"x", .value_len = 1 };
+	st_kind_data_t kds[2];
+	got_t g;
+	assert_int_equal(st_batch_begin(f->sh), 0);
+	vreg_make(&ra, &rid, &a, &a, 1, f->now, 3600, 1);
+	assert_int_equal(st_store(f->sh, &ra.req, NULL, NULL), 0);
+	/* B's two-kind store touches the same record, then fails on its second kind. */
+	vreg_make(&rb, &rid, &b, &b, 1, f->now, 3600, 1);
+	kds[0] = rb.kd;
+	kds[1] = (st_kind_data_t){ .kind = KIND_SINGLE, .values = &se, .n_values = 1, .generation = 3 };
+	rb.req.kinds = kds;
+	rb.req.n_kinds = 2;
+	assert_int_equal(st_store(f->sh, &rb.req, NULL, NULL), VP_EGEN_TOO_LOW);
+	/* Within the batch A's pending entry is visible and B's is not. */
+	assert_int_equal(store_vipr_at(f, &rid, 0xA1, f->now), VP_EDATA_TOO_OLD);
+	assert_int_equal(st_batch_commit(f->sh), 0);
+	assert_int_equal(fetch_all(f, &rid, VK, &g), 1);
+	assert_memory_equal(g.e[0].key, a.b, 16);
+	assert_true(g.gen == 1);
+	assert_int_equal(st_quota_used(f->sh, &b, VK), 0);
+	assert_int_equal(st_shard_verify(f->sh), 0);
+}
+
 static void user_node_match_dictionary(void **state)
 {
 	fx_t *f = *state;
@@ -915,6 +952,7 @@ int main(void)
 		T(store_and_fetch_rate_limits_per_signer),
 		T(batch_reads_its_own_writes_and_aborts_cleanly),
 		T(multi_kind_store_is_all_or_nothing),
+		T(failed_multi_kind_store_keeps_earlier_batch_writes),
 		T(user_node_match_dictionary),
 		T(range_scan_and_delete_cover_ring_intervals),
 		T(reload_error_mapping),
