@@ -262,11 +262,13 @@ static void pend_reset(st_shard_t *sh)
 	sh->n_pundo = 0;
 }
 
-/* Record that key now holds data[0..len) (or is deleted) in the open batch. */
-static int pend_set(st_shard_t *sh, const uint8_t key[KEY_LEN], const uint8_t *data, size_t len,
-                    bool deleted)
+/*
+ * Make room for one more overlay record of len bytes, so that the following
+ * pend_set() cannot fail: callers reserve before they touch the WriteBatch,
+ * keeping batch, overlay and counters in step even when memory runs out.
+ */
+static int pend_reserve(st_shard_t *sh, size_t len)
 {
-	pend_slot_t *p;
 	if ((sh->pend_n + 1) * 2 > sh->pend_cap && pend_grow(sh))
 		return VP_ENOMEM;
 	if (len > sh->arena_cap - sh->arena_len) {
@@ -280,16 +282,23 @@ static int pend_set(st_shard_t *sh, const uint8_t key[KEY_LEN], const uint8_t *d
 		sh->arena = na;
 		sh->arena_cap = cap;
 	}
-	p = pend_find(sh, key);
+	if (sh->pundo_on && sh->n_pundo == sh->cap_pundo) {
+		size_t cap = sh->cap_pundo ? sh->cap_pundo * 2 : 16;
+		pend_undo_t *nu = realloc(sh->pundo, cap * sizeof(*nu));
+		if (!nu)
+			return VP_ENOMEM;
+		sh->pundo = nu;
+		sh->cap_pundo = cap;
+	}
+	return 0;
+}
+
+/* Record that key now holds data[0..len) (or is deleted); pend_reserve(len) came first. */
+static void pend_set(st_shard_t *sh, const uint8_t key[KEY_LEN], const uint8_t *data, size_t len,
+                     bool deleted)
+{
+	pend_slot_t *p = pend_find(sh, key);
 	if (sh->pundo_on) {
-		if (sh->n_pundo == sh->cap_pundo) {
-			size_t cap = sh->cap_pundo ? sh->cap_pundo * 2 : 16;
-			pend_undo_t *nu = realloc(sh->pundo, cap * sizeof(*nu));
-			if (!nu)
-				return VP_ENOMEM;
-			sh->pundo = nu;
-			sh->cap_pundo = cap;
-		}
 		memcpy(sh->pundo[sh->n_pundo].key, key, KEY_LEN);
 		sh->pundo[sh->n_pundo++].prev = *p;
 	}
@@ -303,7 +312,6 @@ static int pend_set(st_shard_t *sh, const uint8_t key[KEY_LEN], const uint8_t *d
 	if (len)
 		memcpy(sh->arena + sh->arena_len, data, len);
 	sh->arena_len += len;
-	return 0;
 }
 
 /* Undo overlay changes back to undo mark \p mark (newest first). */
@@ -501,18 +509,22 @@ static int put_record(st_shard_t *sh, const uint8_t key[KEY_LEN], const st_rec_t
 	size_t len;
 	int rc;
 	if (rec->n == 0) {
+		if ((rc = pend_reserve(sh, 0)))
+			return rc;
 		rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
-		return pend_set(sh, key, NULL, 0, true);
+		pend_set(sh, key, NULL, 0, true);
+		return 0;
 	}
 	rc = ensure_buf(sh, st_rec_size(rec));
 	if (rc)
 		return rc;
 	rc = st_rec_encode(rec, sh->buf, sh->buf_cap, &len);
-	if (rc)
+	if (rc || (rc = pend_reserve(sh, len)))
 		return rc;
 	rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN, (const char *)sh->buf,
 	                          len);
-	return pend_set(sh, key, sh->buf, len, false);
+	pend_set(sh, key, sh->buf, len, false);
+	return 0;
 }
 
 /* ---- store ------------------------------------------------------------------ */
@@ -751,15 +763,17 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t
 		}
 	}
 
-	w->generation = gen + 1;
-	rc = put_record(sh, key, w);
-	if (rc)
-		goto out;
+	/* Counters first: st_store() undoes them if anything below fails, and put_record()
+	 * fails only before it touches the batch. */
 	for (size_t i = 0; i < sh->n_deltas; i++) {
 		rc = charge(sh, &sh->deltas[i].owner, k->id, sh->deltas[i].delta);
 		if (rc)
 			goto out;
 	}
+	w->generation = gen + 1;
+	rc = put_record(sh, key, w);
+	if (rc)
+		goto out;
 	*gen_out = w->generation;
 	rc = 0;
 out:
@@ -1128,8 +1142,11 @@ static int drop_record(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec)
 	for (size_t i = 0; i < rec->n; i++)
 		if (rec->e[i].exists && (rc = charge(sh, &rec->e[i].owner, kind, -1)))
 			return rc;
+	if ((rc = pend_reserve(sh, 0)))
+		return rc;
 	rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
-	return pend_set(sh, key, NULL, 0, true);
+	pend_set(sh, key, NULL, 0, true);
+	return 0;
 }
 
 /* Commit every RANGE_DELETE_CHUNK records so a long walk never builds a huge batch. */
