@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <openssl/sha.h>
+#include <rocksdb/c.h>
 
 #include "common/errcode.h"
 #include "common/log.h"
@@ -921,6 +922,81 @@ static void shards_reopen_with_more_column_families(void **state)
 	assert_null(st_db_shard(f->db, 3));
 }
 
+/* Overwrite one record with garbage behind the store's back (raw RocksDB). */
+static void corrupt_record(const char *dir, const vp_id_t *rid, uint32_t kind)
+{
+	const char *names[2] = { "default", "s0" };
+	rocksdb_options_t *o = rocksdb_options_create();
+	const rocksdb_options_t *co[2] = { o, o };
+	rocksdb_column_family_handle_t *h[2];
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	char *err = NULL;
+	uint8_t key[20];
+	rocksdb_t *db;
+	memcpy(key, rid->b, 16);
+	key[16] = (uint8_t)(kind >> 24);
+	key[17] = (uint8_t)(kind >> 16);
+	key[18] = (uint8_t)(kind >> 8);
+	key[19] = (uint8_t)kind;
+	db = rocksdb_open_column_families(o, dir, 2, names, co, h, &err);
+	assert_null(err);
+	rocksdb_put_cf(db, wo, h[1], (const char *)key, sizeof(key), "\x01\x03garbage", 9, &err);
+	assert_null(err);
+	rocksdb_column_family_handle_destroy(h[0]);
+	rocksdb_column_family_handle_destroy(h[1]);
+	rocksdb_close(db);
+	rocksdb_writeoptions_destroy(wo);
+	rocksdb_options_destroy(o);
+}
+
+static void corrupt_record_is_a_database_error(void **state)
+{
+	fx_t *f = *state;
+	vp_id_t rid = number_rid(990), other = number_rid(991);
+	got_t g;
+	st_visitor_t v;
+	st_specifier_t s = { .kind = VK };
+	assert_int_equal(store_vipr(f, 990, 0xA1, f->now, 3600), 0);
+	assert_int_equal(store_vipr(f, 991, 0xA1, f->now, 3600), 0);
+	assert_true(st_shard_estimate_records(f->sh) >= 1);
+	st_db_close(f->db);
+	f->db = NULL;
+	corrupt_record(f->dir, &rid, VK);
+	/* Opening rebuilds the counters by a full scan, which meets the corrupt record. */
+	assert_int_equal(st_db_open(&f->cfg, &f->db), VP_EDB);
+	assert_null(f->db);
+	/* Remove it the same raw way and the store opens again with exact counters. */
+	{
+		const char *names[2] = { "default", "s0" };
+		rocksdb_options_t *o = rocksdb_options_create();
+		const rocksdb_options_t *co[2] = { o, o };
+		rocksdb_column_family_handle_t *h[2];
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+		char *err = NULL;
+		uint8_t key[20];
+		rocksdb_t *db;
+		memcpy(key, rid.b, 16);
+		key[16] = 0xF0; key[17] = 0x00; key[18] = 0x01; key[19] = 0x00;
+		db = rocksdb_open_column_families(o, f->dir, 2, names, co, h, &err);
+		assert_null(err);
+		rocksdb_delete_cf(db, wo, h[1], (const char *)key, sizeof(key), &err);
+		assert_null(err);
+		rocksdb_column_family_handle_destroy(h[0]);
+		rocksdb_column_family_handle_destroy(h[1]);
+		rocksdb_close(db);
+		rocksdb_writeoptions_destroy(wo);
+		rocksdb_options_destroy(o);
+	}
+	fx_open(f);
+	assert_int_equal(st_quota_used(f->sh, &(vp_id_t){ .b = { 0xA1, 0xA1, 0xA1, 0xA1, 0xA1, 0xA1,
+		0xA1, 0xA1, 0xA1, 0xA1, 0xA1, 0xA1, 0xA1, 0xA1, 0xA1, 0xA1 } }, VK), 1);
+	assert_int_equal(fetch_all(f, &other, VK, &g), 1);
+	v = got_visitor(&g);
+	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, NULL, &v, NULL), 0);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(st_shard_verify(f->sh), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -958,6 +1034,7 @@ int main(void)
 		T(reload_error_mapping),
 		T(bad_configuration_is_refused),
 		T(shards_reopen_with_more_column_families),
+		T(corrupt_record_is_a_database_error),
 #undef T
 	};
 	vp_log_setup(VP_LOG_WARN, NULL);
