@@ -71,6 +71,7 @@ struct st_shard {
 	bool pundo_on;      /* recording overlay changes (inside a multi-kind store) */
 	uint8_t cursor[KEY_LEN]; /* where the next st_expire() call resumes */
 	bool cursor_set;
+	st_stats_t stats;
 	undo_t *undo;
 	size_t n_undo, cap_undo;
 	/* Scratch, reused across calls so the store path does not allocate in steady state. */
@@ -489,10 +490,13 @@ int st_batch_commit(st_shard_t *sh)
 	char *err = NULL;
 	if (!sh->in_batch)
 		return VP_ESTATE;
-	if (rocksdb_writebatch_count(sh->wb) > 0)
+	if (rocksdb_writebatch_count(sh->wb) > 0) {
 		rocksdb_write(sh->db->rdb, sh->db->wopts, sh->wb, &err);
+		sh->stats.commits++;
+	}
 	if (err) {
 		int rc = db_error("write", err);
+		sh->stats.commit_failures++;
 		st_batch_abort(sh);
 		return rc;
 	}
@@ -781,7 +785,33 @@ out:
 	return rc;
 }
 
+static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_out,
+                     uint32_t *bad_kind);
+
+static void count_refusal(st_shard_t *sh, int rc)
+{
+	if (rc == VP_EQUOTA)
+		sh->stats.refused_quota++;
+	else if (rc == VP_ERATELIMIT)
+		sh->stats.refused_rate++;
+	else if (rc == VP_EFORBIDDEN)
+		sh->stats.refused_acl++;
+}
+
 int st_store(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_out, uint32_t *bad_kind)
+{
+	int rc = store_req(sh, req, gen_out, bad_kind);
+	if (rc) {
+		sh->stats.stores_refused++;
+		count_refusal(sh, rc);
+	} else {
+		sh->stats.stores_ok++;
+	}
+	return rc;
+}
+
+static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_out,
+                     uint32_t *bad_kind)
 {
 	uint64_t now = now_ms(sh), g;
 	bool own_batch = false, savepoint = false;
@@ -922,8 +952,11 @@ static int do_fetch(st_shard_t *sh, const vp_id_t *resource, const st_specifier_
 		if ((rc = check_spec(k, &specs[i])))
 			return rc;
 	}
-	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, now)))
+	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, now))) {
+		count_refusal(sh, rc);
 		return rc;
+	}
+	sh->stats.fetches++;
 	for (size_t i = 0; i < n_specs; i++) {
 		uint8_t key[KEY_LEN];
 		blob_t b;
@@ -1291,6 +1324,8 @@ int st_expire(st_shard_t *sh, uint64_t max_records, uint64_t *n_entries)
 		return rc;
 	}
 	rc = st_batch_commit(sh);
+	if (!rc)
+		sh->stats.entries_expired += removed;
 	if (n_entries)
 		*n_entries = removed;
 	if (!rc && removed)
@@ -1399,6 +1434,11 @@ uint64_t st_shard_estimate_records(st_shard_t *sh)
 	if (rocksdb_property_int_cf(sh->db->rdb, sh->cf, "rocksdb.estimate-num-keys", &v) != 0)
 		return 0;
 	return v;
+}
+
+void st_shard_stats(const st_shard_t *sh, st_stats_t *out)
+{
+	*out = sh->stats;
 }
 
 void st_shard_set_fraction(st_shard_t *sh, uint32_t ppb)

@@ -329,6 +329,22 @@ int st_shard_verify(st_shard_t *sh);
 /*! \brief Records (resource, kind) held by the shard (RocksDB estimate). */
 uint64_t st_shard_estimate_records(st_shard_t *sh);
 
+/*! \brief Counters for metrics (monotonic since open; per shard, read from its thread). */
+typedef struct st_stats {
+	uint64_t stores_ok;        /*!< StoreReqs applied */
+	uint64_t stores_refused;   /*!< StoreReqs refused, all reasons */
+	uint64_t refused_quota;    /*!< ... of which VP_EQUOTA */
+	uint64_t refused_rate;     /*!< ... of which VP_ERATELIMIT (stores and reads) */
+	uint64_t refused_acl;      /*!< ... of which VP_EFORBIDDEN */
+	uint64_t fetches;          /*!< Fetch and Stat calls answered */
+	uint64_t entries_expired;  /*!< entries removed by the sweep */
+	uint64_t commits;          /*!< batches written */
+	uint64_t commit_failures;  /*!< batches that failed (VP_EDB) */
+} st_stats_t;
+
+/*! \brief A copy of the shard's counters. */
+void st_shard_stats(const st_shard_t *sh, st_stats_t *out);
+
 /* ---- errors ----------------------------------------------------------- */
 
 /*!

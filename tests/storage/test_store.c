@@ -626,6 +626,13 @@ static void quota_refuses_above_limit_and_counts_replace_and_delete(void **state
 	assert_int_equal(st_quota_used(f->sh, &a, VK), 0);
 	assert_int_equal(store_vipr(f, 401, 0xA1, f->now, 3600), 0);
 	assert_int_equal(st_shard_verify(f->sh), 0);
+	{
+		st_stats_t st;
+		st_shard_stats(f->sh, &st);
+		assert_true(st.refused_quota == 2);
+		/* 36 of A (one a tombstone) and, at number 400, B and A. */
+		assert_true(st.entries_expired == 38);
+	}
 }
 
 static void quota_counters_survive_restart(void **state)
@@ -679,6 +686,14 @@ static void store_and_fetch_rate_limits_per_signer(void **state)
 	f->now += 500; /* 2/s: one token back */
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &a, &v, NULL), 0);
 	assert_int_equal(st_quota_used(f->sh, &a, VK), 3);
+	{
+		st_stats_t st;
+		st_shard_stats(f->sh, &st);
+		assert_true(st.stores_ok == 4 && st.stores_refused == 2);
+		assert_true(st.refused_rate == 3 && st.fetches == 3);
+		assert_true(st.refused_quota == 0 && st.refused_acl == 0);
+		assert_true(st.commits == 4 && st.commit_failures == 0);
+	}
 }
 
 /* ---- batches ------------------------------------------------------------------- */
