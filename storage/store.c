@@ -33,10 +33,14 @@ typedef struct delta {
 } delta_t;
 
 /*
- * The open batch's overlay: the latest encoded record (or a deletion) per key
- * written in this batch, so later stores in the same batch read their own
- * writes.  Slots are valid only if their epoch is the batch's, which makes
- * clearing the overlay O(1).  Records live in an arena reset per batch.
+ * The open batch: the latest encoded record (or a deletion) per key written in
+ * it, so later stores in the same batch read their own writes.  Nothing goes
+ * into the RocksDB WriteBatch until commit, which writes each key once, in key
+ * order: sorted inserts let the memtable skiplist reuse its search path from
+ * one key to the next (about a third fewer comparisons than random order), and
+ * a failed multi-kind store is rolled back by restoring slots alone.  Slots are
+ * valid only if their epoch is the batch's, which makes clearing O(1).  Records
+ * live in an arena reset per batch.
  */
 typedef struct pend_slot {
 	uint8_t key[KEY_LEN];
@@ -50,6 +54,8 @@ typedef struct pend_undo {
 	uint8_t key[KEY_LEN];
 	pend_slot_t prev; /* prev.epoch != current: the key was not in the overlay */
 } pend_undo_t;
+
+#define PEND_UNCHANGED 2 /* slot value of `deleted`: rolled back, the database is right */
 
 struct st_shard {
 	st_db_t *db;
@@ -68,6 +74,8 @@ struct st_shard {
 	size_t arena_len, arena_cap;
 	pend_undo_t *pundo;
 	size_t n_pundo, cap_pundo;
+	uint32_t *order;    /* commit: live slot indexes, sorted by key */
+	size_t cap_order;
 	bool pundo_on;      /* recording overlay changes (inside a multi-kind store) */
 	uint8_t cursor[KEY_LEN]; /* where the next st_expire() call resumes */
 	bool cursor_set;
@@ -324,9 +332,9 @@ static void pend_undo_to(st_shard_t *sh, size_t mark)
 		if (u->prev.epoch == sh->epoch) {
 			*p = u->prev;
 		} else {
-			/* The key was not in the overlay: mark it deleted-from-overlay by making the
-			 * slot stale would break probing, so restore "read from the database". */
-			p->deleted = 2;
+			/* The key was not in the batch.  Emptying the slot would break linear
+			 * probing for keys after it, so mark it "as in the database". */
+			p->deleted = PEND_UNCHANGED;
 		}
 	}
 }
@@ -353,8 +361,7 @@ static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
 	memset(b, 0, sizeof(*b));
 	if (sh->in_batch) {
 		const pend_slot_t *p = pend_find(sh, key);
-		/* deleted == 2: rolled back to "as in the database". */
-		if (p->epoch == sh->epoch && p->deleted != 2) {
+		if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED) {
 			if (p->deleted)
 				return 0;
 			b->data = sh->arena + p->off;
@@ -468,7 +475,6 @@ int st_batch_begin(st_shard_t *sh)
 {
 	if (sh->in_batch)
 		return VP_ESTATE;
-	rocksdb_writebatch_clear(sh->wb);
 	pend_reset(sh);
 	sh->n_undo = 0;
 	sh->in_batch = true;
@@ -480,27 +486,56 @@ void st_batch_abort(st_shard_t *sh)
 	if (!sh->in_batch)
 		return;
 	undo_to(sh, 0);
-	rocksdb_writebatch_clear(sh->wb);
 	pend_reset(sh);
 	sh->in_batch = false;
+}
+
+/* qsort_r comparator: slot indexes by key. */
+static int order_cmp(const void *a, const void *b, void *arg)
+{
+	const pend_slot_t *p = arg;
+	return memcmp(p[*(const uint32_t *)a].key, p[*(const uint32_t *)b].key, KEY_LEN);
 }
 
 int st_batch_commit(st_shard_t *sh)
 {
 	char *err = NULL;
+	size_t n = 0;
 	if (!sh->in_batch)
 		return VP_ESTATE;
-	if (rocksdb_writebatch_count(sh->wb) > 0) {
+	if (sh->pend_n > sh->cap_order) {
+		uint32_t *no = realloc(sh->order, sh->pend_cap * sizeof(*no));
+		if (!no) {
+			st_batch_abort(sh);
+			return VP_ENOMEM;
+		}
+		sh->order = no;
+		sh->cap_order = sh->pend_cap;
+	}
+	for (size_t i = 0; i < sh->pend_cap; i++)
+		if (sh->pend[i].epoch == sh->epoch && sh->pend[i].deleted != PEND_UNCHANGED)
+			sh->order[n++] = (uint32_t)i;
+	qsort_r(sh->order, n, sizeof(*sh->order), order_cmp, sh->pend);
+	rocksdb_writebatch_clear(sh->wb);
+	for (size_t i = 0; i < n; i++) {
+		const pend_slot_t *p = &sh->pend[sh->order[i]];
+		if (p->deleted)
+			rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN);
+		else
+			rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN,
+			                          (const char *)sh->arena + p->off, p->len);
+	}
+	if (n) {
 		rocksdb_write(sh->db->rdb, sh->db->wopts, sh->wb, &err);
 		sh->stats.commits++;
 	}
+	rocksdb_writebatch_clear(sh->wb);
 	if (err) {
 		int rc = db_error("write", err);
 		sh->stats.commit_failures++;
 		st_batch_abort(sh);
 		return rc;
 	}
-	rocksdb_writebatch_clear(sh->wb);
 	pend_reset(sh);
 	sh->n_undo = 0;
 	sh->in_batch = false;
@@ -515,7 +550,6 @@ static int put_record(st_shard_t *sh, const uint8_t key[KEY_LEN], const st_rec_t
 	if (rec->n == 0) {
 		if ((rc = pend_reserve(sh, 0)))
 			return rc;
-		rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
 		pend_set(sh, key, NULL, 0, true);
 		return 0;
 	}
@@ -525,8 +559,6 @@ static int put_record(st_shard_t *sh, const uint8_t key[KEY_LEN], const st_rec_t
 	rc = st_rec_encode(rec, sh->buf, sh->buf_cap, &len);
 	if (rc || (rc = pend_reserve(sh, len)))
 		return rc;
-	rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN, (const char *)sh->buf,
-	                          len);
 	pend_set(sh, key, sh->buf, len, false);
 	return 0;
 }
@@ -814,7 +846,7 @@ static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_ou
                      uint32_t *bad_kind)
 {
 	uint64_t now = now_ms(sh), g;
-	bool own_batch = false, savepoint = false;
+	bool own_batch = false;
 	size_t undo_mark, pundo_mark;
 	int rc = 0;
 
@@ -838,13 +870,9 @@ static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_ou
 	}
 	undo_mark = sh->n_undo;
 	pundo_mark = sh->n_pundo;
-	/* A single kind validates completely before it writes; only multi-kind requests need a
-	 * save point to stay all-or-nothing. */
-	if (req->n_kinds > 1) {
-		rocksdb_writebatch_set_save_point(sh->wb);
-		savepoint = true;
-		sh->pundo_on = true;
-	}
+	/* A single kind validates completely before it writes; only multi-kind requests need
+	 * to record how to restore the batch to stay all-or-nothing. */
+	sh->pundo_on = req->n_kinds > 1;
 	for (size_t i = 0; i < req->n_kinds; i++) {
 		const st_kind_data_t *kd = &req->kinds[i];
 		rc = store_kind(sh, req, st_db_kind(sh->db, kd->kind), kd, now, &g);
@@ -857,31 +885,14 @@ static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_ou
 			gen_out[i] = g;
 	}
 	sh->pundo_on = false;
-	if (savepoint && !rc) {
-		char *err = NULL;
-		rocksdb_writebatch_pop_save_point(sh->wb, &err);
-		free(err); /* only fails if there is no save point, which there is */
-		sh->n_pundo = pundo_mark;
-	}
 	if (rc) {
 		undo_to(sh, undo_mark);
-		if (savepoint) {
-			char *err = NULL;
-			pend_undo_to(sh, pundo_mark);
-			rocksdb_writebatch_rollback_to_save_point(sh->wb, &err);
-			if (err) {
-				/* The batch no longer matches the counters: give it up entirely. */
-				db_error("rollback", err);
-				st_batch_abort(sh);
-				if (!own_batch)
-					st_batch_begin(sh);
-				return VP_EDB;
-			}
-		}
+		pend_undo_to(sh, pundo_mark);
 		if (own_batch)
 			st_batch_abort(sh);
 		return rc;
 	}
+	sh->n_pundo = pundo_mark;
 	if (own_batch)
 		rc = st_batch_commit(sh);
 	return rc;
@@ -1177,7 +1188,6 @@ static int drop_record(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec)
 			return rc;
 	if ((rc = pend_reserve(sh, 0)))
 		return rc;
-	rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)key, KEY_LEN);
 	pend_set(sh, key, NULL, 0, true);
 	return 0;
 }
@@ -1484,6 +1494,7 @@ static void shard_free(st_shard_t *sh)
 	free(sh->pend);
 	free(sh->arena);
 	free(sh->pundo);
+	free(sh->order);
 	st_quota_free(&sh->quota);
 	st_rate_free(&sh->rate);
 	st_rec_free(&sh->old);
