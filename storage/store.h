@@ -24,8 +24,9 @@
  * separate expiry-index column family was tried first: it doubled the
  * memtable inserts per store and halved the load rate.)
  *
- * Durability.  Writes go into the shard's WriteBatch (st_batch_begin /
- * st_batch_commit: one batch per event-loop iteration).  st_batch_commit()
+ * Durability.  Stores go into the shard's open batch (st_batch_begin /
+ * st_batch_commit: one batch per event-loop iteration), which commit turns into
+ * one RocksDB WriteBatch, each key once and in key order.  st_batch_commit()
  * returns only after RocksDB has appended the batch to the WAL with write(2);
  * with cfg.sync_wal it also fsyncs.  The default (written, not fsynced)
  * survives any process crash (SIGKILL, abort) but not a power loss of the
