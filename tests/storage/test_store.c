@@ -932,9 +932,12 @@ static void shards_reopen_with_more_column_families(void **state)
 	assert_int_equal(st_quota_used(st_db_shard(f->db, 2), &a, VK), 0);
 	st_db_close(f->db);
 	f->cfg.n_shards = 1; /* the database keeps its three shards */
+	f->cfg.sync_wal = true; /* and fsyncs every commit from now on */
 	fx_open(f);
 	assert_int_equal(st_db_shards(f->db), 3);
 	assert_null(st_db_shard(f->db, 3));
+	assert_int_equal(store_vipr(f, 951, 0xA1, f->now, 3600), 0);
+	assert_int_equal(st_quota_used(f->sh, &a, VK), 2);
 }
 
 /* Overwrite one record with garbage behind the store's back (raw RocksDB). */
