@@ -97,6 +97,7 @@ struct st_db {
 	rocksdb_filterpolicy_t *bloom; /* owned by bbto once set */
 	rocksdb_cache_t *cache;
 	rocksdb_readoptions_t *ropts;
+	rocksdb_readoptions_t *scan_ropts; /* whole-range walks: read ahead, keep the cache for Gets */
 	rocksdb_writeoptions_t *wopts;
 	rocksdb_column_family_handle_t **cfh;
 	size_t n_cfh;
@@ -1085,7 +1086,7 @@ typedef int (*rec_fn)(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, v
 
 static int scan_segment(st_shard_t *sh, vp_u128_t lo, vp_u128_t hi, rec_fn fn, void *arg)
 {
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(sh->db->rdb, sh->db->ropts, sh->cf);
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(sh->db->rdb, sh->db->scan_ropts, sh->cf);
 	uint8_t start[KEY_LEN];
 	vp_id_t lo_id = vp_id_from_u128(lo), hi_id = vp_id_from_u128(hi);
 	st_rec_t rec = { 0 };
@@ -1275,7 +1276,7 @@ int st_expire(st_shard_t *sh, uint64_t max_records, uint64_t *n_entries)
 	int rc = 0;
 	if (sh->in_batch)
 		return VP_ESTATE;
-	it = rocksdb_create_iterator_cf(sh->db->rdb, sh->db->ropts, sh->cf);
+	it = rocksdb_create_iterator_cf(sh->db->rdb, sh->db->scan_ropts, sh->cf);
 	memcpy(start, sh->cursor, KEY_LEN);
 	if (from_first)
 		rocksdb_iter_seek_to_first(it);
@@ -1520,6 +1521,8 @@ void st_db_close(st_db_t *db)
 		rocksdb_close(db->rdb);
 	if (db->ropts)
 		rocksdb_readoptions_destroy(db->ropts);
+	if (db->scan_ropts)
+		rocksdb_readoptions_destroy(db->scan_ropts);
 	if (db->wopts)
 		rocksdb_writeoptions_destroy(db->wopts);
 	if (db->opts)
@@ -1538,8 +1541,10 @@ static int setup_options(st_db_t *db)
 	db->bbto = rocksdb_block_based_options_create();
 	db->cache = rocksdb_cache_create_lru(c->block_cache_bytes ? c->block_cache_bytes : DEFAULT_CACHE);
 	db->ropts = rocksdb_readoptions_create();
+	db->scan_ropts = rocksdb_readoptions_create();
 	db->wopts = rocksdb_writeoptions_create();
-	if (!db->opts || !db->bbto || !db->cache || !db->ropts || !db->wopts)
+	if (!db->opts || !db->bbto || !db->cache || !db->ropts || !db->scan_ropts ||
+	    !db->wopts)
 		return VP_ENOMEM;
 	rocksdb_block_based_options_set_block_cache(db->bbto, db->cache);
 	if (c->bloom_bits > 0)
@@ -1565,6 +1570,8 @@ static int setup_options(st_db_t *db)
 	rocksdb_options_set_memtable_prefix_bloom_size_ratio(db->opts, 0.05);
 	rocksdb_options_set_memtable_whole_key_filtering(db->opts, 1);
 
+	rocksdb_readoptions_set_fill_cache(db->scan_ropts, 0);
+	rocksdb_readoptions_set_readahead_size(db->scan_ropts, 2u << 20);
 	rocksdb_writeoptions_set_sync(db->wopts, c->sync_wal ? 1 : 0);
 	rocksdb_writeoptions_disable_WAL(db->wopts, 0);
 	return 0;
