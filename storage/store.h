@@ -220,7 +220,8 @@ typedef struct st_specifier {
  * specifier (with the current generation, 0 if nothing is stored) before its
  * entries; entry once per live, non-expired matching entry in model-key order.
  * The entry's pointers are valid only during the call.  A non-zero return
- * stops the walk and is returned by the caller.
+ * stops the walk and is returned by the caller.  A Fetch/Stat visitor must not
+ * call back into the same shard (it walks the shard's scratch record).
  */
 typedef struct st_visitor {
 	int (*kind_begin)(void *arg, const vp_id_t *resource, uint32_t kind, uint64_t generation);
