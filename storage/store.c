@@ -516,7 +516,8 @@ int st_batch_commit(st_shard_t *sh)
 	for (size_t i = 0; i < sh->pend_cap; i++)
 		if (sh->pend[i].epoch == sh->epoch && sh->pend[i].deleted != PEND_UNCHANGED)
 			sh->order[n++] = (uint32_t)i;
-	qsort_r(sh->order, n, sizeof(*sh->order), order_cmp, sh->pend);
+	if (n > 1)
+		qsort_r(sh->order, n, sizeof(*sh->order), order_cmp, sh->pend);
 	rocksdb_writebatch_clear(sh->wb);
 	for (size_t i = 0; i < n; i++) {
 		const pend_slot_t *p = &sh->pend[sh->order[i]];
