@@ -770,9 +770,11 @@ typedef struct rl_frame {
 } rl_frame_t;
 
 /*!
- * \brief Stream helper: length of the frame at the start of [p, p+len).
- * 0 with *frame_len set, VP_EAGAIN if more bytes are needed to know or to
- * hold the frame, VP_EBADTYPE for an unknown frame type.
+ * \brief Stream helper: total length of the frame starting at p, known from
+ * its first bytes.  0 with *frame_len set (the frame is complete once len >=
+ * *frame_len), VP_EAGAIN if the frame header itself is incomplete,
+ * VP_EBADTYPE for an unknown frame type, VP_ETOOBIG for a DATA frame whose
+ * message exceeds RL_MAX_MESSAGE_SIZE (the link should then be closed).
  */
 int rl_frame_peek(const uint8_t *p, size_t len, size_t *frame_len);
 
