@@ -16,10 +16,12 @@
 #define DEAD_CAP 64        /* recently failed peers, ignored when gossiped */
 #define MAX_VIA 128        /* longer via lists are dropped (TTL is 100 by default) */
 #define MAX_LIST 64        /* ids taken from one Update or Leave list */
+#define JOIN_BACKOFF_MS 1000 /* after an error answer to a join step; joins last ~10 RTTs */
 
 typedef enum txn_kind {
 	TX_ATTACH_JOIN = 1, /* Attach to our own id while joining */
-	TX_ATTACH,          /* Attach to a neighbour or a finger target */
+	TX_ATTACH,          /* Attach to a (gossiped) node id */
+	TX_ATTACH_FINGER,   /* Attach to a finger target (a resource id) */
 	TX_JOIN,
 	TX_UPDATE,
 	TX_PING,
@@ -73,7 +75,10 @@ struct chord_node {
 	vp_id_t via_peer;   /* bootstrap, then the admitting peer */
 	vp_id_t ap;
 	bool have_ap, ap_link_up, ap_update, join_sent;
+	bool early_update;  /* an Update arrived before the AttachAns naming its sender */
+	vp_id_t early_from;
 	uint32_t join_tries;
+	uint64_t join_deadline;
 
 	/* replication state: what the replicas were last given */
 	bool rep_valid;
@@ -83,6 +88,11 @@ struct chord_node {
 	uint32_t rep_n;
 
 	uint64_t next_update, next_ping;
+	uint64_t reactive_due; /* 0 = no reactive Update pending */
+	/* Stale-view replies, rate-limited per peer: two peers whose views cannot
+	 * agree yet (a third node is unknown to one of them) must not ping-pong. */
+	struct { vp_id_t peer; uint64_t at; } stale_reply[8];
+	uint32_t stale_next;
 	uint64_t txseq, txbase;
 	chord_stats_t stats;
 };
@@ -136,6 +146,7 @@ chord_cfg_t chord_cfg_default(void)
 		.reactive = true,
 		.update_interval_ms = 600 * 1000,
 		.ping_interval_ms = 3600 * 1000,
+		.reactive_delay_ms = 100,
 		.request_timeout_ms = 15 * 1000,
 		.join_attempts = 5,
 	};
@@ -167,11 +178,10 @@ static bool is_dead(chord_node_t *n, const vp_id_t *id)
 	return false;
 }
 
-static void mark_dead(chord_node_t *n, const vp_id_t *id)
+static void mark_dead(chord_node_t *n, const vp_id_t *id, uint64_t for_ms)
 {
-	/* Long enough for the rest of the ring to notice too. */
 	n->dead[n->ndead_next].peer = *id;
-	n->dead[n->ndead_next].until = n->now + 2 * n->cfg.update_interval_ms;
+	n->dead[n->ndead_next].until = n->now + for_ms;
 	n->ndead_next = (n->ndead_next + 1) % DEAD_CAP;
 }
 
@@ -193,7 +203,8 @@ static txn_t *txn_find(chord_node_t *n, uint64_t txid)
 static bool txn_pending_attach(chord_node_t *n, const vp_id_t *target)
 {
 	for (uint32_t i = 0; i < n->ntxn; i++)
-		if ((n->txn[i].kind == TX_ATTACH || n->txn[i].kind == TX_ATTACH_JOIN) &&
+		if ((n->txn[i].kind == TX_ATTACH || n->txn[i].kind == TX_ATTACH_JOIN ||
+		     n->txn[i].kind == TX_ATTACH_FINGER) &&
 		    vp_id_eq(&n->txn[i].peer, target))
 			return true;
 	return false;
@@ -486,6 +497,11 @@ static int rebuild(chord_node_t *n)
 	t->version = ++n->version;
 	t->checksum = chord_table_checksum(t);
 	/* Keep links to table entries only. */
+	if (vp_log_enabled(VP_LOG_DEBUG) && n->npeers != t->nroute) {
+		char a[VP_ID_HEX_LEN + 1];
+		vp_log_debug("chord", "peers_pruned", "t=%llu node=%s dropped=%u", (unsigned long long)n->now,
+		             vp_id_to_hex(&n->self, a), n->npeers - t->nroute);
+	}
 	memcpy(n->peers, t->route, t->nroute * sizeof(vp_id_t));
 	n->npeers = t->nroute;
 	changed = !n->tab || !same_neighbours(n->tab, t);
@@ -494,8 +510,8 @@ static int rebuild(chord_node_t *n)
 	chord_rt_publish(&n->rt, t);
 	n->stats.table_versions++;
 	if (n->state == CHORD_JOINED) {
-		if (changed && n->cfg.reactive)
-			update_neighbours(n);
+		if (changed && n->cfg.reactive && !n->reactive_due)
+			n->reactive_due = n->now + n->cfg.reactive_delay_ms;
 		check_replication(n);
 	}
 	return 0;
@@ -515,13 +531,18 @@ static int add_peer(chord_node_t *n, const vp_id_t *id)
 	}
 	n->peers[n->npeers++] = *id;
 	clear_dead(n, id);
+	if (vp_log_enabled(VP_LOG_DEBUG)) {
+		char a[VP_ID_HEX_LEN + 1], b[VP_ID_HEX_LEN + 1];
+		vp_log_debug("chord", "peer_added", "t=%llu node=%s peer=%s", (unsigned long long)n->now, vp_id_to_hex(&n->self, a),
+		             vp_id_to_hex(id, b));
+	}
 	return 1;
 }
 
 static void peer_failed(chord_node_t *n, const vp_id_t *id)
 {
 	int i = peer_index(n, id);
-	mark_dead(n, id);
+	mark_dead(n, id, 2 * n->cfg.update_interval_ms); /* until the ring noticed too */
 	if (n->state == CHORD_JOINING && ((n->have_ap && vp_id_eq(id, &n->ap)) ||
 	                                  vp_id_eq(id, &n->via_peer))) {
 		/* Lost the admitting peer: start over through any live peer. */
@@ -529,6 +550,11 @@ static void peer_failed(chord_node_t *n, const vp_id_t *id)
 	}
 	if (i < 0)
 		return;
+	if (vp_log_enabled(VP_LOG_DEBUG)) {
+		char a[VP_ID_HEX_LEN + 1], b[VP_ID_HEX_LEN + 1];
+		vp_log_debug("chord", "peer_failed", "t=%llu node=%s peer=%s", (unsigned long long)n->now, vp_id_to_hex(&n->self, a),
+		             vp_id_to_hex(id, b));
+	}
 	n->peers[i] = n->peers[--n->npeers];
 	n->stats.peer_failures++;
 	rebuild(n);
@@ -562,19 +588,32 @@ static bool would_improve(const chord_node_t *n, const vp_id_t *id)
 	}
 }
 
-static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, txn_kind_t kind,
-                       bool send_update_flag)
+/*
+ * Attach to `target`.  With `via` (the peer that told us about a node id), the
+ * destination list is [via, target]: via has a link to target, so the Attach
+ * reaches it even where other nodes do not know it yet (RFC 6940 source route).
+ */
+static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, const vp_id_t *via,
+                       txn_kind_t kind, bool send_update_flag)
 {
 	rl_body_t b;
+	rl_message_t m;
+	rl_dest_t d[2];
 	vp_id_t next;
 	uint64_t txid;
 	int r;
 
-	r = route(n, target, &next);
-	if (r < 0)
-		return r;
-	if (r == 1)
-		return 0; /* we are responsible for the target: nothing to attach to */
+	if (via && (vp_id_eq(via, &n->self) || vp_id_eq(via, target)))
+		via = NULL;
+	if (via) {
+		next = *via;
+	} else {
+		r = route(n, target, &next);
+		if (r < 0)
+			return r;
+		if (r == 1)
+			return 0; /* we are responsible for the target: nothing to attach to */
+	}
 	memset(&b, 0, sizeof(b));
 	b.code = RL_ATTACH_REQ;
 	if (n->io.attach_info)
@@ -582,19 +621,31 @@ static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, tx
 	b.u.attach.role = (rl_bytes_t){ (const uint8_t *)"passive", 7 };
 	b.u.attach.send_update = send_update_flag;
 	txid = new_txid(n);
-	r = send_request_to(n, &next, target, resource, &b, txid);
+	msg_init(n, &m, txid, &b);
+	if (via)
+		d[0] = rl_dest_node(via);
+	d[via ? 1 : 0] = resource ? rl_dest_resource(target->b, VP_ID_LEN) : rl_dest_node(target);
+	m.hdr.dest.items = d;
+	m.hdr.dest.n_items = via ? 2 : 1;
+	r = io_send(n, &next, &m);
 	if (r)
 		return r;
 	return txn_add(n, txid, kind, target, false);
 }
 
-static void consider(chord_node_t *n, const vp_id_t *id)
+static void consider(chord_node_t *n, const vp_id_t *id, const vp_id_t *via)
 {
 	if (vp_id_eq(id, &n->self) || peer_index(n, id) >= 0 || is_dead(n, id) ||
 	    txn_pending_attach(n, id) || plink_find(n, id))
 		return;
-	if (n->state == CHORD_JOINING || would_improve(n, id))
-		send_attach(n, id, false, TX_ATTACH, false);
+	if (n->state == CHORD_JOINING || would_improve(n, id)) {
+		if (vp_log_enabled(VP_LOG_DEBUG)) {
+			char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
+			vp_log_debug("chord", "attach_tx", "t=%llu node=%s to=%s", (unsigned long long)n->now,
+			             vp_id_to_hex(&n->self, a), vp_id_to_hex(id, c));
+		}
+		send_attach(n, id, false, via, TX_ATTACH, false);
+	}
 }
 
 /* Attach to each finger target past the successor list (RFC 6940 §10.7.4.x). */
@@ -608,7 +659,7 @@ static void fix_fingers(chord_node_t *n)
 			continue;
 		target = vp_id_add_pow2(&n->self, s);
 		if (!txn_pending_attach(n, &target))
-			send_attach(n, &target, true, TX_ATTACH, false);
+			send_attach(n, &target, true, NULL, TX_ATTACH_FINGER, false);
 	}
 }
 
@@ -632,6 +683,9 @@ static void ping_fingers(chord_node_t *n)
 
 static void become_joined(chord_node_t *n)
 {
+	char a[VP_ID_HEX_LEN + 1];
+	vp_log_debug("chord", "joined", "t=%llu node=%s ap=%s", (unsigned long long)n->now,
+	             vp_id_to_hex(&n->self, a), n->have_ap ? "yes" : "none");
 	n->state = CHORD_JOINED;
 	n->next_update = n->now + n->cfg.update_interval_ms / 2 +
 	                 id_hash(&n->self) % (n->cfg.update_interval_ms / 2 + 1);
@@ -661,25 +715,27 @@ static int start_join_attempt(chord_node_t *n)
 		vp_log_warn("chord", "join_failed", "attempts=%u", n->join_tries - 1);
 		return VP_ETIMEOUT;
 	}
-	n->have_ap = n->ap_link_up = n->ap_update = n->join_sent = false;
-	return send_attach(n, &n->self, false, TX_ATTACH_JOIN, true);
+	n->have_ap = n->ap_link_up = n->ap_update = n->join_sent = n->early_update = false;
+	/* Watchdog: the whole exchange must finish in a few request timeouts. */
+	n->join_deadline = n->now + 3 * n->cfg.request_timeout_ms;
+	return send_attach(n, &n->self, false, NULL, TX_ATTACH_JOIN, true);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
 
-static int learn_list(chord_node_t *n, const rl_node_list_t *l)
+static int learn_list(chord_node_t *n, const rl_node_list_t *l, const vp_id_t *via)
 {
 	rl_iter_t it;
 	vp_id_t id;
 	int r, k = 0;
 	RL_ITER_INIT(&it, l);
 	while ((r = rl_node_next(&it, &id)) == 1 && k++ < MAX_LIST)
-		consider(n, &id);
+		consider(n, &id, via);
 	return r < 0 ? r : 0;
 }
 
 /* Does `sender` (who listed these neighbours) lack neighbours of ours it should know? */
-static bool sender_view_stale(chord_node_t *n, const rl_chord_update_t *u)
+static bool sender_view_stale(chord_node_t *n, const vp_id_t *sender, const rl_chord_update_t *u)
 {
 	const chord_table_t *t = n->tab;
 	vp_id_t ps[MAX_LIST], ss[MAX_LIST];
@@ -693,6 +749,13 @@ static bool sender_view_stale(chord_node_t *n, const rl_chord_update_t *u)
 	RL_ITER_INIT(&it, &u->successors);
 	while (ns < MAX_LIST && rl_node_next(&it, &id) == 1)
 		ss[ns++] = id;
+	/* Chord stabilisation: it names us as its successor (predecessor) but our
+	 * predecessor (successor) lies between us: it must learn about that node. */
+	if (ns && vp_id_eq(&ss[0], &n->self) && t->npred && !vp_id_eq(&t->pred[0], &n->self) &&
+	    vp_id_in_oo(&t->pred[0], sender, &n->self))
+		return true;
+	if (np && vp_id_eq(&ps[0], &n->self) && t->nsucc && vp_id_in_oo(&t->succ[0], &n->self, sender))
+		return true;
 	/* We are its successor number i: it should know our first successors too. */
 	for (uint32_t i = 0; i < ns; i++) {
 		if (!vp_id_eq(&ss[i], &n->self))
@@ -726,23 +789,45 @@ static int on_update(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev
 	ans.code = RL_UPDATE_ANS;
 	answer_to(n, m, prev, &ans);
 	if (n->state == CHORD_JOINING) {
+		if (!n->have_ap) {
+			/* Links race the routed AttachAns: keep it for when the answer names it. */
+			n->early_update = true;
+			n->early_from = sender;
+		}
 		if (n->have_ap && vp_id_eq(&sender, &n->ap)) {
 			n->ap_update = true;
-			learn_list(n, &b->u.update.predecessors);
-			learn_list(n, &b->u.update.successors);
+			learn_list(n, &b->u.update.predecessors, &sender);
+			learn_list(n, &b->u.update.successors, &sender);
 			maybe_send_join(n);
 		}
 		return 0;
 	}
 	if (n->state != CHORD_JOINED)
 		return 0;
+	if (vp_log_enabled(VP_LOG_DEBUG)) {
+		char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
+		vp_log_debug("chord", "update_rx", "t=%llu node=%s from=%s type=%u", (unsigned long long)n->now,
+		             vp_id_to_hex(&n->self, a), vp_id_to_hex(&sender, c), b->u.update.type);
+	}
 	if (add_peer(n, &sender) == 1)
 		rebuild(n);
-	learn_list(n, &b->u.update.predecessors);
-	learn_list(n, &b->u.update.successors);
-	learn_list(n, &b->u.update.fingers);
-	if (b->u.update.type != RL_UPDATE_PEER_READY && sender_view_stale(n, &b->u.update))
-		send_update(n, &sender, RL_UPDATE_NEIGHBORS);
+	learn_list(n, &b->u.update.predecessors, &sender);
+	learn_list(n, &b->u.update.successors, &sender);
+	learn_list(n, &b->u.update.fingers, &sender);
+	if (b->u.update.type != RL_UPDATE_PEER_READY && sender_view_stale(n, &sender, &b->u.update)) {
+		uint64_t gap = 10 * n->cfg.reactive_delay_ms;
+		bool recent = false;
+		for (uint32_t i = 0; i < 8; i++)
+			if (vp_id_eq(&n->stale_reply[i].peer, &sender) && n->stale_reply[i].at + gap > n->now &&
+			    n->stale_reply[i].at != 0)
+				recent = true;
+		if (!recent) {
+			n->stale_reply[n->stale_next].peer = sender;
+			n->stale_reply[n->stale_next].at = n->now ? n->now : 1;
+			n->stale_next = (n->stale_next + 1) % 8;
+			send_update(n, &sender, RL_UPDATE_NEIGHBORS);
+		}
+	}
 	return 0;
 }
 
@@ -780,8 +865,13 @@ static void on_attach_ans(chord_node_t *n, const txn_t *t, const rl_message_t *m
 			return;
 		n->ap = from;
 		n->have_ap = true;
+		n->ap_update = n->early_update && vp_id_eq(&n->early_from, &from);
 		plink_add(n, &from, PL_READY | PL_AP);
 	} else {
+		/* Another node answered for a gossiped id: it is gone, or the answerer
+		 * does not know it yet.  Do not chase it again for a while. */
+		if (t->kind == TX_ATTACH && !vp_id_eq(&from, &t->peer))
+			mark_dead(n, &t->peer, n->cfg.request_timeout_ms);
 		if (peer_index(n, &from) >= 0)
 			return;
 		plink_add(n, &from, PL_READY);
@@ -824,7 +914,7 @@ static int on_leave_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *p
 	ans.code = RL_LEAVE_ANS;
 	answer_to(n, m, prev, &ans);
 	i = peer_index(n, lp);
-	mark_dead(n, lp);
+	mark_dead(n, lp, 2 * n->cfg.update_interval_ms);
 	if (i >= 0) {
 		n->peers[i] = n->peers[--n->npeers];
 		rebuild(n);
@@ -832,7 +922,7 @@ static int on_leave_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *p
 	err = rl_chord_leave_decode(b->u.leave_req.overlay_data.p, b->u.leave_req.overlay_data.len, &cl);
 	if (err)
 		return err;
-	return learn_list(n, &cl.nodes);
+	return learn_list(n, &cl.nodes, NULL); /* the leaving peer is gone: route */
 }
 
 static int on_ping_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev)
@@ -902,8 +992,19 @@ static void on_answer(chord_node_t *n, txn_t *tp, const rl_message_t *m, const v
 
 	txn_remove(n, tp);
 	if (m->contents.code == RL_ERROR) {
-		if (t.kind == TX_ATTACH_JOIN || t.kind == TX_JOIN)
-			start_join_attempt(n);
+		if ((t.kind == TX_ATTACH_JOIN || t.kind == TX_JOIN) && n->state == CHORD_JOINING) {
+			if (vp_log_enabled(VP_LOG_DEBUG)) {
+				char a[VP_ID_HEX_LEN + 1];
+				rl_body_t eb;
+				int ec = rl_body_decode(RL_ERROR, m->contents.body.p, m->contents.body.len, NULL, NULL, &eb)
+				             ? -1 : eb.u.error.code;
+				vp_log_debug("chord", "join_error", "t=%llu node=%s kind=%u code=%d",
+				             (unsigned long long)n->now, vp_id_to_hex(&n->self, a), t.kind, ec);
+			}
+			/* Typically the responsible peer is itself still joining: retry
+			 * shortly, once the ring has moved on (the watchdog fires). */
+			n->join_deadline = n->now + JOIN_BACKOFF_MS;
+		}
 		return;
 	}
 	err = rl_body_decode(m->contents.code, m->contents.body.p, m->contents.body.len, NULL, NULL, &b);
@@ -912,6 +1013,7 @@ static void on_answer(chord_node_t *n, txn_t *tp, const rl_message_t *m, const v
 	switch (t.kind) {
 	case TX_ATTACH_JOIN:
 	case TX_ATTACH:
+	case TX_ATTACH_FINGER:
 		if (m->contents.code == RL_ATTACH_ANS)
 			on_attach_ans(n, &t, m, prev, &b);
 		break;
@@ -1242,8 +1344,16 @@ void chord_node_tick(chord_node_t *n, uint64_t now_ms)
 		else
 			i++;
 	}
+	if (n->state == CHORD_JOINING && now_ms >= n->join_deadline) {
+		start_join_attempt(n);
+		return;
+	}
 	if (n->state != CHORD_JOINED)
 		return;
+	if (n->reactive_due && now_ms >= n->reactive_due) {
+		n->reactive_due = 0;
+		update_neighbours(n);
+	}
 	if (now_ms >= n->next_update) {
 		update_neighbours(n);
 		n->next_update = now_ms + n->cfg.update_interval_ms;
@@ -1264,7 +1374,11 @@ uint64_t chord_node_next_wakeup(const chord_node_t *n)
 	for (uint32_t i = 0; i < n->nplink; i++)
 		if (n->plink[i].deadline < w)
 			w = n->plink[i].deadline;
+	if (n->state == CHORD_JOINING && n->join_deadline < w)
+		w = n->join_deadline;
 	if (n->state == CHORD_JOINED) {
+		if (n->reactive_due && n->reactive_due < w)
+			w = n->reactive_due;
 		if (n->next_update < w)
 			w = n->next_update;
 		if (n->next_ping < w)

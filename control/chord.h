@@ -43,6 +43,7 @@ typedef struct chord_cfg {
 	uint16_t config_seq;          /*!< configuration_sequence put on every message */
 	uint8_t initial_ttl;          /*!< RL_DEFAULT_TTL */
 	bool reactive;                /*!< chord-reactive: Update neighbours on every change (true) */
+	uint64_t reactive_delay_ms;   /*!< coalesce the reactive Updates of a burst of changes: 100 ms */
 	uint64_t update_interval_ms;  /*!< chord-update-interval: 600 s */
 	uint64_t ping_interval_ms;    /*!< chord-ping-interval: finger Ping and refresh, 3600 s */
 	uint64_t request_timeout_ms;  /*!< a request without answer after this is failed: 15 s */
