@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/errcode.h"
+#include "common/log.h"
 #include "dataplane/reload.h"
 
 /* ---- PRNG (xoshiro256**, seeded with splitmix64) ------------------------- */
@@ -88,6 +89,7 @@ typedef struct snode {
 	uint64_t tick_at;
 	item_t *items;
 	uint32_t nitems, cap_items;
+	uint64_t pruned_version;
 } snode_t;
 
 typedef enum op_type { OP_LOOKUP = 1, OP_STORE, OP_FETCH_REG } op_type_t;
@@ -581,6 +583,22 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 	}
 }
 
+/* Like a real store, drop what the node is neither responsible nor a replica
+ * for any more (it has been handed over by then), so that survival figures
+ * count the protocol's 3 copies only, not stale leftovers. */
+static void prune(snode_t *n)
+{
+	const chord_table_t *t = chord_node_table(n->cn);
+	uint32_t k = 0;
+	if (t->version == n->pruned_version || chord_node_state(n->cn) != CHORD_JOINED)
+		return;
+	n->pruned_version = t->version;
+	for (uint32_t i = 0; i < n->nitems; i++)
+		if (chord_table_replica_rank(t, &n->items[i].res) >= 0)
+			n->items[k++] = n->items[i];
+	n->nitems = k;
+}
+
 static void serve_store(sim_t *s, snode_t *n, const chord_delivery_t *d, const rl_body_t *b)
 {
 	rl_iter_t ik, iv;
@@ -875,6 +893,7 @@ static void node_after(sim_t *s, uint32_t idx)
 		n->joined = true;
 		s->ring_dirty = true;
 	}
+	prune(n);
 	schedule_tick(s, idx);
 }
 
@@ -1225,6 +1244,21 @@ sim_survival_t sim_check_regs(sim_t *s)
 				continue;
 			it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
 			holder = it && it->storage_time == rg->storage_time;
+		}
+		if (holder && vp_log_enabled(VP_LOG_DEBUG)) {
+			int64_t own = true_owner(s, &rg->res);
+			uint32_t pos = ring_succ_pos(s, &rg->res);
+			char a[VP_ID_HEX_LEN + 1];
+			vp_log_debug("sim", "lost_with_holder", "reg=%u res=%s owner_node=%lld responder=%lld done=%d",
+			             o->reg, vp_id_to_hex(&rg->res, a), (long long)own, (long long)o->responder,
+			             o->done);
+			for (uint32_t k = 0; k < 5 && k < s->nring; k++) {
+				uint32_t ni = s->ring_idx[(pos + k) % s->nring];
+				item_t *it = item_find(&s->nodes[ni], &rg->res, &s->nodes[rg->owner].id);
+				const chord_table_t *t = chord_node_table(s->nodes[ni].cn);
+				vp_log_debug("sim", "holder", "ring_pos=+%u node=%u has=%d rank=%d", k, ni,
+				             it && it->storage_time == rg->storage_time, chord_table_replica_rank(t, &rg->res));
+			}
 		}
 		if (holder)
 			sv.lost_with_holder++;

@@ -468,6 +468,11 @@ static void check_replication(chord_node_t *n)
 	grew = !n->rep_valid || n->rep_has_pred != has_pred ||
 	       (has_pred && n->rep_has_pred && !vp_id_eq(&n->rep_pred, lo) &&
 	        vp_id_in_oo(&n->rep_pred, lo, &n->self));
+	/* The range shrank: a new predecessor (a joiner, or one we just learned
+	 * about) is responsible for (old predecessor, new predecessor] now. */
+	if (n->rep_valid && has_pred && !(n->rep_has_pred && vp_id_eq(&n->rep_pred, lo)) &&
+	    (!n->rep_has_pred || vp_id_in_oo(lo, &n->rep_pred, &n->self)))
+		emit_store(n, CHORD_STORE_HANDOFF, lo, n->rep_has_pred ? &n->rep_pred : &n->self, lo, 0);
 	for (size_t i = 0; i < nr; i++) {
 		bool known = n->rep_valid && i < n->rep_n && vp_id_eq(&n->rep_succ[i], &reps[i]);
 		if (grew || !known)
@@ -883,23 +888,17 @@ static void on_attach_ans(chord_node_t *n, const txn_t *t, const rl_message_t *m
 static int on_join_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev, const rl_body_t *b)
 {
 	const vp_id_t *jp = &b->u.join_req.joining_peer;
-	const chord_table_t *t = n->tab;
-	vp_id_t lo;
 	rl_body_t ans;
-	bool ours;
 
 	if (n->state != CHORD_JOINED || vp_id_eq(jp, &n->self))
 		return answer_error(n, m, prev, RL_ERR_FORBIDDEN);
-	ours = chord_table_responsible(t, jp);
-	lo = t->npred ? t->pred[0] : n->self;
 	memset(&ans, 0, sizeof(ans));
 	ans.code = RL_JOIN_ANS;
 	answer_to(n, m, prev, &ans);
+	/* JP becomes our predecessor: the rebuild hands off (old predecessor, JP]
+	 * to it (check_replication). */
 	if (add_peer(n, jp) == 1)
 		rebuild(n);
-	/* Hand off (old predecessor, JP]: JP is responsible for it now. */
-	if (ours)
-		emit_store(n, CHORD_STORE_HANDOFF, jp, &lo, jp, 0);
 	return 0;
 }
 
