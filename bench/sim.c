@@ -102,8 +102,10 @@ typedef struct op {
 	uint32_t reg;
 	vp_id_t key;
 	uint64_t txid;
+	uint64_t old_txid[8]; /* earlier attempts: a late answer still counts */
 	int64_t responder;
 	uint32_t hops;
+	bool owner_ok;
 } op_t;
 
 typedef struct reg {
@@ -130,7 +132,6 @@ struct sim {
 	vp_id_t *ring;
 	uint32_t *ring_idx;
 	uint32_t nring;
-	bool ring_dirty;
 
 	op_t *ops;
 	uint32_t nops, cap_ops, pending;
@@ -149,6 +150,7 @@ struct sim {
 
 	sim_counters_t c;
 	uint64_t msgs_total; /* across counter resets */
+	int64_t trace_op;    /* SIM_TRACE_OP: log every hop of this op's messages */
 };
 
 static uint64_t id_key(const vp_id_t *id)
@@ -316,42 +318,40 @@ static int tx_grow(sim_t *s)
 
 /* ---- ground truth ------------------------------------------------------------ */
 
-static int cmp_ring(const void *a, const void *b, void *arg)
+/* Position of the first ring entry >= id (nring if none). */
+static uint32_t ring_lower(const sim_t *s, const vp_id_t *id)
 {
-	(void)arg;
-	return vp_id_cmp(a, b);
-}
-
-typedef struct ring_pair {
-	vp_id_t id;
-	uint32_t idx;
-} ring_pair_t;
-
-static int cmp_pair(const void *a, const void *b)
-{
-	return cmp_ring(&((const ring_pair_t *)a)->id, &((const ring_pair_t *)b)->id, NULL);
-}
-
-static void ring_refresh(sim_t *s)
-{
-	ring_pair_t *tmp;
-	uint32_t k = 0;
-	if (!s->ring_dirty)
-		return;
-	tmp = malloc((s->nnodes + 1) * sizeof(*tmp));
-	if (!tmp)
-		return;
-	for (uint32_t i = 0; i < s->nnodes; i++)
-		if (s->nodes[i].alive && s->nodes[i].joined)
-			tmp[k++] = (ring_pair_t){ s->nodes[i].id, i };
-	qsort(tmp, k, sizeof(*tmp), cmp_pair);
-	for (uint32_t i = 0; i < k; i++) {
-		s->ring[i] = tmp[i].id;
-		s->ring_idx[i] = tmp[i].idx;
+	uint32_t lo = 0, hi = s->nring;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (vp_id_cmp(&s->ring[mid], id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	s->nring = k;
-	s->ring_dirty = false;
-	free(tmp);
+	return lo;
+}
+
+/* The ring of live joined nodes is kept sorted incrementally (O(N) memmove
+ * per change; a full sort per change would make bootstrap quadratic-log). */
+static void ring_insert(sim_t *s, uint32_t idx)
+{
+	uint32_t pos = ring_lower(s, &s->nodes[idx].id);
+	memmove(&s->ring[pos + 1], &s->ring[pos], (s->nring - pos) * sizeof(vp_id_t));
+	memmove(&s->ring_idx[pos + 1], &s->ring_idx[pos], (s->nring - pos) * sizeof(uint32_t));
+	s->ring[pos] = s->nodes[idx].id;
+	s->ring_idx[pos] = idx;
+	s->nring++;
+}
+
+static void ring_remove(sim_t *s, uint32_t idx)
+{
+	uint32_t pos = ring_lower(s, &s->nodes[idx].id);
+	if (pos == s->nring || s->ring_idx[pos] != idx)
+		return;
+	memmove(&s->ring[pos], &s->ring[pos + 1], (s->nring - pos - 1) * sizeof(vp_id_t));
+	memmove(&s->ring_idx[pos], &s->ring_idx[pos + 1], (s->nring - pos - 1) * sizeof(uint32_t));
+	s->nring--;
 }
 
 /* Position in the ring of the first live joined node at or after id. */
@@ -370,7 +370,6 @@ static uint32_t ring_succ_pos(sim_t *s, const vp_id_t *id)
 
 static int64_t true_owner(sim_t *s, const vp_id_t *id)
 {
-	ring_refresh(s);
 	if (!s->nring)
 		return -1;
 	return s->ring_idx[ring_succ_pos(s, id)];
@@ -511,23 +510,26 @@ static item_t *item_find(snode_t *n, const vp_id_t *res, const vp_id_t *owner)
 	return NULL;
 }
 
-static void item_put(snode_t *n, const item_t *it)
+/* Store unless what is held is as new; true if something changed. */
+static bool item_put(snode_t *n, const item_t *it)
 {
 	item_t *cur = item_find(n, &it->res, &it->owner);
 	if (cur) {
-		if (cur->storage_time < it->storage_time)
-			*cur = *it; /* older or equal: Error_Data_Too_Old, silently kept */
-		return;
+		if (cur->storage_time >= it->storage_time)
+			return false; /* Error_Data_Too_Old */
+		*cur = *it;
+		return true;
 	}
 	if (n->nitems == n->cap_items) {
 		uint32_t cap = n->cap_items ? 2 * n->cap_items : 8;
 		item_t *p = realloc(n->items, cap * sizeof(*p));
 		if (!p)
-			return;
+			return false;
 		n->items = p;
 		n->cap_items = cap;
 	}
 	n->items[n->nitems++] = *it;
+	return true;
 }
 
 static void fill_sd(rl_stored_data_t *sd, const item_t *it)
@@ -576,10 +578,20 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 	if (idx < 0)
 		return;
 	n = &s->nodes[idx];
-	for (uint32_t i = 0; i < n->nitems; i++) {
-		if (!vp_id_in_oc(&n->items[i].res, &a->lo, &a->hi))
-			continue;
-		send_store_direct(s, n, &a->to, &n->items[i], a->replica_number);
+	{
+		uint32_t cnt = 0;
+		for (uint32_t i = 0; i < n->nitems; i++) {
+			if (!vp_id_in_oc(&n->items[i].res, &a->lo, &a->hi))
+				continue;
+			send_store_direct(s, n, &a->to, &n->items[i], a->replica_number);
+			cnt++;
+		}
+		if (vp_log_enabled(VP_LOG_DEBUG)) {
+			char l[VP_ID_HEX_LEN + 1], h[VP_ID_HEX_LEN + 1];
+			vp_log_debug("sim", "store_action", "t=%llu node=%lld op=%d to=%lld lo=%.8s hi=%.8s items=%u",
+			             (unsigned long long)s->now, (long long)idx, a->op, (long long)slot_of(s, &a->to),
+			             vp_id_to_hex(&a->lo, l), vp_id_to_hex(&a->hi, h), cnt);
+		}
 	}
 }
 
@@ -596,6 +608,11 @@ static void prune(snode_t *n)
 	for (uint32_t i = 0; i < n->nitems; i++)
 		if (chord_table_replica_rank(t, &n->items[i].res) >= 0)
 			n->items[k++] = n->items[i];
+	if (k != n->nitems && vp_log_enabled(VP_LOG_DEBUG)) {
+		char a[VP_ID_HEX_LEN + 1], b[VP_ID_HEX_LEN + 1];
+		vp_log_debug("sim", "pruned", "node=%.8s items=%u pred0=%.8s npred=%u", vp_id_to_hex(&n->id, a),
+		             n->nitems - k, t->npred ? vp_id_to_hex(&t->pred[0], b) : "-", t->npred);
+	}
 	n->nitems = k;
 }
 
@@ -627,9 +644,8 @@ static void serve_store(sim_t *s, snode_t *n, const chord_delivery_t *d, const r
 			memcpy(it.owner.b, sd.key.p, VP_ID_LEN);
 			memcpy(it.value, sd.value.p, sizeof(it.value));
 			it.storage_time = sd.storage_time;
-			item_put(n, &it);
-			/* The responsible peer copies an original store to its replicas. */
-			if (original && chord_table_responsible(t, &it.res)) {
+			/* The responsible peer copies a new original store to its replicas. */
+			if (item_put(n, &it) && original && chord_table_responsible(t, &it.res)) {
 				nr = chord_table_replicas(t, reps, CHORD_REPLICAS);
 				for (size_t r = 0; r < nr; r++)
 					send_store_direct(s, n, &reps[r], &it, (uint8_t)(r + 1));
@@ -674,8 +690,11 @@ static void serve_fetch(sim_t *s, snode_t *n, uint32_t idx, const chord_delivery
 	/* Omniscient bookkeeping: who answered, after how many hops. */
 	op = tx_get(s, d->msg->hdr.txid);
 	if (op >= 0) {
+		/* Judge ownership when the request is served: the answer may arrive
+		 * after the server itself has failed. */
 		s->ops[op].responder = idx;
 		s->ops[op].hops = d->hops;
+		s->ops[op].owner_ok = true_owner(s, &res) == (int64_t)idx;
 	}
 	chord_node_answer(n->cn, d, &ans);
 }
@@ -690,6 +709,9 @@ static void op_finish(sim_t *s, uint32_t i, bool ok)
 	o->done = true;
 	o->ok = ok;
 	tx_del(s, o->txid);
+	for (uint32_t k = 0; k < 8; k++)
+		if (o->old_txid[k])
+			tx_del(s, o->old_txid[k]);
 	s->pending--;
 	if (o->type == OP_LOOKUP) {
 		if (ok) {
@@ -732,8 +754,23 @@ static void on_answer(sim_t *s, const chord_delivery_t *d)
 	if (i < 0)
 		return; /* replication answers, or an op that already finished */
 	o = &s->ops[i];
-	if (d->msg->contents.code == RL_ERROR)
+	if (d->msg->contents.code == RL_ERROR) {
+		if (vp_log_enabled(VP_LOG_DEBUG) &&
+		    !rl_body_decode(RL_ERROR, d->msg->contents.body.p, d->msg->contents.body.len, NULL, NULL, &b)) {
+			rl_iter_t it;
+			rl_dest_t v;
+			char a[VP_ID_HEX_LEN + 1] = "-";
+			vp_id_t id;
+			RL_ITER_INIT(&it, &d->msg->hdr.via);
+			if (rl_dest_next(&it, &v) == 1 && v.id.len == VP_ID_LEN) {
+				memcpy(id.b, v.id.p, VP_ID_LEN);
+				snprintf(a, sizeof(a), "%lld", (long long)slot_of(s, &id));
+			}
+			vp_log_debug("sim", "op_error", "t=%llu op=%lld code=%u from=%s", (unsigned long long)s->now,
+			             (long long)i, b.u.error.code, a);
+		}
 		return; /* retried at the timeout */
+	}
 	if (rl_body_decode(d->msg->contents.code, d->msg->contents.body.p, d->msg->contents.body.len,
 	                   rl_model_builtin, NULL, &b)) {
 		s->c.codec_errors++;
@@ -741,7 +778,7 @@ static void on_answer(sim_t *s, const chord_delivery_t *d)
 	}
 	switch (o->type) {
 	case OP_LOOKUP:
-		op_finish(s, (uint32_t)i, o->responder >= 0 && o->responder == true_owner(s, &o->key));
+		op_finish(s, (uint32_t)i, o->responder >= 0 && o->owner_ok);
 		break;
 	case OP_STORE:
 		op_finish(s, (uint32_t)i, d->msg->contents.code == RL_STORE_ANS);
@@ -787,7 +824,9 @@ static void op_send(sim_t *s, uint32_t i)
 	item_t it;
 	int r;
 
-	if (o->txid)
+	if (o->txid && o->attempt <= 8)
+		o->old_txid[o->attempt - 1] = o->txid; /* stays mapped until the op ends */
+	else if (o->txid)
 		tx_del(s, o->txid);
 	o->responder = -1;
 	o->hops = 0;
@@ -889,9 +928,16 @@ static void node_after(sim_t *s, uint32_t idx)
 	snode_t *n = &s->nodes[idx];
 	if (!n->alive || !n->cn)
 		return;
+	if (chord_node_state(n->cn) == CHORD_LEFT) {
+		/* Gave up joining: the process closes its links, like a crash. */
+		n->alive = false;
+		if (n->joined)
+			ring_remove(s, idx);
+		return;
+	}
 	if (!n->joined && chord_node_state(n->cn) == CHORD_JOINED) {
 		n->joined = true;
-		s->ring_dirty = true;
+		ring_insert(s, idx);
 	}
 	prune(n);
 	schedule_tick(s, idx);
@@ -904,15 +950,29 @@ static void handle(sim_t *s, ev_t *e)
 		rl_message_t m;
 		snode_t *to = &s->nodes[e->b];
 		if (!reachable(s, e->a, e->b)) {
+			if (s->trace_op >= 0) {
+				rl_fwd_header_t h;
+				if (!rl_fwd_header_decode(e->p, e->len, &h) && tx_get(s, h.txid) == s->trace_op)
+					vp_log_info("sim", "trace_drop", "t=%llu from=%u to=%u", (unsigned long long)s->now,
+					            e->a, e->b);
+			}
 			s->c.dropped++;
-			if (s->nodes[e->a].alive)
-				push(s, s->now + s->cfg.link_detect_ms, EV_LINK_DOWN, e->a, e->b, NULL, 0);
+			/* The sender's link layer notices the missing acks and gets the
+			 * message back to route it around the dead peer. */
+			if (s->nodes[e->a].alive) {
+				push(s, s->now + s->cfg.link_detect_ms, EV_LINK_DOWN, e->a, e->b, e->p, e->len);
+				e->p = NULL;
+			}
 			break;
 		}
 		if (rl_msg_decode(e->p, e->len, &m)) {
 			s->c.codec_errors++;
 			break;
 		}
+		if (s->trace_op >= 0 && tx_get(s, m.hdr.txid) == s->trace_op)
+			vp_log_info("sim", "trace", "t=%llu from=%u to=%u code=%u via=%zu dests=%zu ttl=%u to_state=%d",
+			            (unsigned long long)s->now, e->a, e->b, m.contents.code, RL_LIST_COUNT(&m.hdr.via),
+			            RL_LIST_COUNT(&m.hdr.dest), m.hdr.ttl, chord_node_state(to->cn));
 		chord_node_recv(to->cn, &s->nodes[e->a].id, &m, s->now);
 		node_after(s, e->b);
 		break;
@@ -933,7 +993,15 @@ static void handle(sim_t *s, ev_t *e)
 		/* Only if the peer is really unreachable now (it may have been a loss burst). */
 		if (reachable(s, e->a, e->b) && s->cfg.loss == 0)
 			break;
-		chord_node_link_down(s->nodes[e->a].cn, &s->nodes[e->b].id, s->now);
+		if (e->p) {
+			rl_message_t m;
+			if (rl_msg_decode(e->p, e->len, &m) == 0)
+				chord_node_resend(s->nodes[e->a].cn, &s->nodes[e->b].id, &m, s->now);
+			else
+				s->c.codec_errors++;
+		} else {
+			chord_node_link_down(s->nodes[e->a].cn, &s->nodes[e->b].id, s->now);
+		}
 		node_after(s, e->a);
 		break;
 	case EV_TICK:
@@ -947,6 +1015,18 @@ static void handle(sim_t *s, ev_t *e)
 		op_t *o = &s->ops[e->a];
 		if (o->done || o->attempt != e->b)
 			break;
+		if (vp_log_enabled(VP_LOG_DEBUG) && o->type == OP_LOOKUP) {
+			vp_id_t next;
+			int h = -9;
+			int64_t nh = -1;
+			if (s->nodes[o->origin].alive) {
+				h = chord_table_next_hop(chord_node_table(s->nodes[o->origin].cn), &o->key, &next);
+				nh = slot_of(s, &next);
+			}
+			vp_log_debug("sim", "lookup_timeout", "t=%llu op=%u attempt=%u origin=%u owner=%lld hop=%d next=%lld next_alive=%d",
+			             (unsigned long long)s->now, e->a, o->attempt, o->origin, (long long)true_owner(s, &o->key), h,
+			             (long long)nh, nh >= 0 ? s->nodes[nh].alive : -1);
+		}
 		if (o->attempt >= s->cfg.lookup_attempts)
 			op_finish(s, e->a, false);
 		else
@@ -1001,6 +1081,7 @@ sim_t *sim_new(const sim_cfg_t *cfg)
 	if (!s)
 		return NULL;
 	s->cfg = *cfg;
+	s->trace_op = getenv("SIM_TRACE_OP") ? atoll(getenv("SIM_TRACE_OP")) : -1;
 	for (int i = 0; i < 4; i++)
 		s->rng.s[i] = splitmix(&seed);
 	while (msize < 2 * cfg->max_nodes)
@@ -1084,7 +1165,8 @@ void sim_kill(sim_t *s, uint32_t idx)
 	if (idx >= s->nnodes || !s->nodes[idx].alive)
 		return;
 	s->nodes[idx].alive = false;
-	s->ring_dirty = true;
+	if (s->nodes[idx].joined)
+		ring_remove(s, idx);
 }
 
 int sim_leave(sim_t *s, uint32_t idx)
@@ -1094,7 +1176,8 @@ int sim_leave(sim_t *s, uint32_t idx)
 		return VP_EINVAL;
 	err = chord_node_leave(s->nodes[idx].cn, s->now);
 	s->nodes[idx].alive = false;
-	s->ring_dirty = true;
+	if (s->nodes[idx].joined)
+		ring_remove(s, idx);
 	return err;
 }
 
@@ -1124,7 +1207,6 @@ uint32_t sim_live(const sim_t *s)
 
 uint32_t sim_live_joined(sim_t *s)
 {
-	ring_refresh(s);
 	return s->nring;
 }
 
@@ -1140,7 +1222,6 @@ bool sim_joined(const sim_t *s, uint32_t idx)
 
 uint32_t sim_random_live(sim_t *s)
 {
-	ring_refresh(s);
 	if (!s->nring)
 		return UINT32_MAX;
 	return s->ring_idx[rng_next(&s->rng) % s->nring];
@@ -1149,7 +1230,6 @@ uint32_t sim_random_live(sim_t *s)
 uint32_t sim_ring_errors(sim_t *s)
 {
 	uint32_t bad = 0;
-	ring_refresh(s);
 	for (uint32_t i = 0; i < s->nring; i++) {
 		const chord_table_t *t = chord_node_table(s->nodes[s->ring_idx[i]].cn);
 		const vp_id_t *succ = &s->ring[(i + 1) % s->nring];

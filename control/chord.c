@@ -86,6 +86,8 @@ struct chord_node {
 	bool rep_has_pred;
 	vp_id_t rep_succ[CHORD_REPLICAS];
 	uint32_t rep_n;
+	vp_id_t rep_preds[CHORD_REPLICAS + 1];
+	uint32_t rep_npred;
 
 	uint64_t next_update, next_ping;
 	uint64_t reactive_due; /* 0 = no reactive Update pending */
@@ -148,7 +150,7 @@ chord_cfg_t chord_cfg_default(void)
 		.ping_interval_ms = 3600 * 1000,
 		.reactive_delay_ms = 100,
 		.request_timeout_ms = 15 * 1000,
-		.join_attempts = 5,
+		.join_attempts = 10,
 	};
 }
 
@@ -206,6 +208,14 @@ static bool txn_pending_attach(chord_node_t *n, const vp_id_t *target)
 		if ((n->txn[i].kind == TX_ATTACH || n->txn[i].kind == TX_ATTACH_JOIN ||
 		     n->txn[i].kind == TX_ATTACH_FINGER) &&
 		    vp_id_eq(&n->txn[i].peer, target))
+			return true;
+	return false;
+}
+
+static bool txn_pending_direct(chord_node_t *n, const vp_id_t *peer, txn_kind_t kind)
+{
+	for (uint32_t i = 0; i < n->ntxn; i++)
+		if (n->txn[i].kind == kind && n->txn[i].direct && vp_id_eq(&n->txn[i].peer, peer))
 			return true;
 	return false;
 }
@@ -478,6 +488,18 @@ static void check_replication(chord_node_t *n)
 		if (grew || !known)
 			emit_store(n, CHORD_STORE_REPLICATE, &reps[i], lo, &n->self, (uint8_t)(i + 1));
 	}
+	/* Repair towards the owners: the replicas we hold belong to pred[0] (rank 1)
+	 * and pred[1] (rank 2).  When either changes, the new owner may lack data it
+	 * inherited from a peer that failed before handing it over; offer it ours
+	 * (an owner ignores what it already has). */
+	for (uint32_t r = 0; r < CHORD_REPLICAS && r + 1 < t->npred; r++) {
+		if (n->rep_npred > r + 1 && vp_id_eq(&n->rep_preds[r], &t->pred[r]) &&
+		    vp_id_eq(&n->rep_preds[r + 1], &t->pred[r + 1]))
+			continue;
+		emit_store(n, CHORD_STORE_HANDOFF, &t->pred[r], &t->pred[r + 1], &t->pred[r], 0);
+	}
+	n->rep_npred = t->npred < CHORD_REPLICAS + 1 ? t->npred : CHORD_REPLICAS + 1;
+	memcpy(n->rep_preds, t->pred, n->rep_npred * sizeof(vp_id_t));
 	n->rep_valid = true;
 	n->rep_has_pred = has_pred;
 	n->rep_pred = *lo;
@@ -783,6 +805,35 @@ static bool sender_view_stale(chord_node_t *n, const vp_id_t *sender, const rl_c
 	return false;
 }
 
+/* First entry of a node list (0 if empty). */
+static int first_node(const rl_node_list_t *l, vp_id_t *out)
+{
+	rl_iter_t it;
+	RL_ITER_INIT(&it, l);
+	return rl_node_next(&it, out);
+}
+
+/*
+ * The sender names us as its successor although our predecessor lies between
+ * us (or as its predecessor although our successor does): the sender has
+ * probably seen that neighbour fail.  Ping it now rather than at the next
+ * periodic Update; a timeout removes it (RFC 6940 failure detection).
+ */
+static void check_skipped_neighbour(chord_node_t *n, const vp_id_t *sender, const rl_chord_update_t *u)
+{
+	const chord_table_t *t = n->tab;
+	vp_id_t first;
+	rl_body_t b;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_PING_REQ;
+	if (first_node(&u->successors, &first) == 1 && vp_id_eq(&first, &n->self) && t->npred &&
+	    vp_id_in_oo(&t->pred[0], sender, &n->self) && !txn_pending_direct(n, &t->pred[0], TX_PING))
+		send_direct(n, &t->pred[0], &b, TX_PING);
+	if (first_node(&u->predecessors, &first) == 1 && vp_id_eq(&first, &n->self) && t->nsucc &&
+	    vp_id_in_oo(&t->succ[0], &n->self, sender) && !txn_pending_direct(n, &t->succ[0], TX_PING))
+		send_direct(n, &t->succ[0], &b, TX_PING);
+}
+
 static int on_update(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev, const rl_body_t *b)
 {
 	vp_id_t sender;
@@ -816,6 +867,8 @@ static int on_update(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev
 	}
 	if (add_peer(n, &sender) == 1)
 		rebuild(n);
+	if (b->u.update.type != RL_UPDATE_PEER_READY)
+		check_skipped_neighbour(n, &sender, &b->u.update);
 	learn_list(n, &b->u.update.predecessors, &sender);
 	learn_list(n, &b->u.update.successors, &sender);
 	learn_list(n, &b->u.update.fingers, &sender);
@@ -1317,6 +1370,32 @@ void chord_node_link_down(chord_node_t *n, const vp_id_t *peer, uint64_t now_ms)
 		else
 			n->state = CHORD_LEFT;
 	}
+}
+
+int chord_node_resend(chord_node_t *n, const vp_id_t *failed, const rl_message_t *m, uint64_t now_ms)
+{
+	rl_iter_t it;
+	rl_dest_t d0;
+	vp_id_t id, next;
+	int r;
+
+	chord_node_link_down(n, failed, now_ms);
+	if (n->state != CHORD_JOINED || is_answer_code(m->contents.code))
+		return VP_ENOROUTE; /* answers retrace a fixed path: the originator retries */
+	RL_ITER_INIT(&it, &m->hdr.dest);
+	r = rl_dest_next(&it, &d0);
+	if (r != 1)
+		return r < 0 ? r : VP_ERELOAD_DEST;
+	if ((d0.type != RL_DEST_NODE && d0.type != RL_DEST_RESOURCE) || d0.id.len != VP_ID_LEN)
+		return VP_ERELOAD_DEST;
+	memcpy(id.b, d0.id.p, VP_ID_LEN);
+	if (vp_id_eq(&id, failed))
+		return VP_ENOROUTE;
+	r = route(n, &id, &next);
+	if (r != 0)
+		return r < 0 ? r : VP_ENOROUTE; /* now ours, but the previous hop is unknown here */
+	n->stats.rerouted++;
+	return n->io.send(n->io.ctx, n, &next, m);
 }
 
 void chord_node_tick(chord_node_t *n, uint64_t now_ms)

@@ -47,7 +47,7 @@ typedef struct chord_cfg {
 	uint64_t update_interval_ms;  /*!< chord-update-interval: 600 s */
 	uint64_t ping_interval_ms;    /*!< chord-ping-interval: finger Ping and refresh, 3600 s */
 	uint64_t request_timeout_ms;  /*!< a request without answer after this is failed: 15 s */
-	uint32_t join_attempts;       /*!< Attach-to-self retries before join gives up: 5 */
+	uint32_t join_attempts;       /*!< Attach-to-self attempts before join gives up: 10 */
 } chord_cfg_t;
 
 /* Data the storage layer must move because the topology changed. */
@@ -107,6 +107,7 @@ typedef struct chord_stats {
 	uint64_t table_versions;/*!< tables published */
 	uint64_t ttl_drops;     /*!< messages dropped for TTL exhaustion */
 	uint64_t no_route;      /*!< messages dropped for lack of a route */
+	uint64_t rerouted;      /*!< requests sent again around a failed link */
 } chord_stats_t;
 
 /*! \brief RFC defaults (see chord_cfg_t). */
@@ -150,6 +151,15 @@ void chord_node_link_down(chord_node_t *n, const vp_id_t *peer, uint64_t now_ms)
  * dropped as malformed.
  */
 int chord_node_recv(chord_node_t *n, const vp_id_t *from, const rl_message_t *m, uint64_t now_ms);
+
+/*!
+ * \brief The link to \p failed died with \p m (a message this node sent to it,
+ * as encoded then decoded) unacknowledged: remove the peer (as
+ * chord_node_link_down) and route a request again around it, unchanged (its
+ * via list is already right).  Answers are not rerouted: their path is fixed
+ * and the originator retries.  0 if resent, else a negative VP_E* code.
+ */
+int chord_node_resend(chord_node_t *n, const vp_id_t *failed, const rl_message_t *m, uint64_t now_ms);
 
 /*! \brief Run timers due at \p now_ms (timeouts, periodic Update, finger maintenance). */
 void chord_node_tick(chord_node_t *n, uint64_t now_ms);
