@@ -16,7 +16,7 @@
 #define DEAD_CAP 64        /* recently failed peers, ignored when gossiped */
 #define MAX_VIA 128        /* longer via lists are dropped (TTL is 100 by default) */
 #define MAX_LIST 64        /* ids taken from one Update or Leave list */
-#define JOIN_BACKOFF_MS 1000 /* after an error answer to a join step; joins last ~10 RTTs */
+#define JOIN_BACKOFF_MS 1000 /* first retry after an error answer to a join step, doubling up to 64 s */
 
 typedef enum txn_kind {
 	TX_ATTACH_JOIN = 1, /* Attach to our own id while joining */
@@ -918,6 +918,12 @@ static void on_attach_ans(chord_node_t *n, const txn_t *t, const rl_message_t *m
 	vp_id_t from;
 	if (originator(m, prev, &from) || vp_id_eq(&from, &n->self))
 		return;
+	if (vp_log_enabled(VP_LOG_DEBUG)) {
+		char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1], d[VP_ID_HEX_LEN + 1];
+		vp_log_debug("chord", "attach_ans", "t=%llu node=%s from=%s target=%s kind=%u",
+		             (unsigned long long)n->now, vp_id_to_hex(&n->self, a), vp_id_to_hex(&from, c),
+		             vp_id_to_hex(&t->peer, d), t->kind);
+	}
 	if (t->kind == TX_ATTACH_JOIN) {
 		if (n->state != CHORD_JOINING)
 			return;
@@ -1053,9 +1059,10 @@ static void on_answer(chord_node_t *n, txn_t *tp, const rl_message_t *m, const v
 				vp_log_debug("chord", "join_error", "t=%llu node=%s kind=%u code=%d",
 				             (unsigned long long)n->now, vp_id_to_hex(&n->self, a), t.kind, ec);
 			}
-			/* Typically the responsible peer is itself still joining: retry
-			 * shortly, once the ring has moved on (the watchdog fires). */
-			n->join_deadline = n->now + JOIN_BACKOFF_MS;
+			/* Typically the ring around our id is still settling (the
+			 * responsible peer is itself joining, or two peers disagree):
+			 * retry with exponential backoff (the watchdog fires). */
+			n->join_deadline = n->now + (JOIN_BACKOFF_MS << (n->join_tries < 7 ? n->join_tries - 1 : 6));
 		}
 		return;
 	}
@@ -1218,6 +1225,12 @@ int chord_node_recv(chord_node_t *n, const vp_id_t *from, const rl_message_t *m,
 	}
 	if (vp_id_eq(&next, from) && n->state == CHORD_JOINED && !is_answer_code(m->contents.code)) {
 		/* Never bounce a request straight back: it would loop until TTL. */
+		if (vp_log_enabled(VP_LOG_DEBUG)) {
+			char a[VP_ID_HEX_LEN + 1], b[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
+			vp_log_debug("chord", "bounce", "t=%llu node=%s from=%s dest=%s code=%u",
+			             (unsigned long long)n->now, vp_id_to_hex(&n->self, a), vp_id_to_hex(from, b),
+			             vp_id_to_hex(&id, c), m->contents.code);
+		}
 		n->stats.no_route++;
 		answer_error(n, m, from, RL_ERR_NOT_FOUND);
 		return VP_ENOROUTE;
@@ -1331,6 +1344,12 @@ void chord_node_link_up(chord_node_t *n, const vp_id_t *peer, uint64_t now_ms)
 	uint8_t flags;
 	n->now = now_ms;
 	p = plink_find(n, peer);
+	if (vp_log_enabled(VP_LOG_DEBUG)) {
+		char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
+		vp_log_debug("chord", "link_up", "t=%llu node=%s peer=%s pending=%d flags=%u",
+		             (unsigned long long)n->now, vp_id_to_hex(&n->self, a), vp_id_to_hex(peer, c), p != NULL,
+		             p ? p->flags : 0);
+	}
 	if (!p)
 		return;
 	flags = p->flags;
