@@ -529,7 +529,8 @@ static int rebuild(chord_node_t *n)
 		vp_log_debug("chord", "peers_pruned", "t=%llu node=%s dropped=%u", (unsigned long long)n->now,
 		             vp_id_to_hex(&n->self, a), n->npeers - t->nroute);
 	}
-	memcpy(n->peers, t->route, t->nroute * sizeof(vp_id_t));
+	if (t->nroute)
+		memcpy(n->peers, t->route, t->nroute * sizeof(vp_id_t));
 	n->npeers = t->nroute;
 	changed = !n->tab || !same_neighbours(n->tab, t);
 	/* Compare before publishing: the old snapshot may be freed right after. */
