@@ -204,6 +204,25 @@ int rl_dest_next(rl_iter_t *it, rl_dest_t *out)
 	return rl_iter_next(it, dec_dest, NULL, out);
 }
 
+int rl_dest_list_reversed(const rl_dest_list_t *l, rl_dest_t *out, size_t cap, size_t *n)
+{
+	rl_iter_t it;
+	rl_dest_t d;
+	size_t total = RL_LIST_COUNT(l), i = 0;
+	int r;
+
+	*n = 0;
+	if (total > cap)
+		return VP_ESPACE;
+	RL_ITER_INIT(&it, l);
+	while ((r = rl_dest_next(&it, &d)) == 1)
+		out[total - 1 - i++] = d;
+	if (r < 0)
+		return r;
+	*n = total;
+	return 0;
+}
+
 /* ---- forwarding options ------------------------------------------------ */
 
 static int dec_fwd_option(vp_rd_t *rd, const void *arg, void *out)
@@ -331,7 +350,7 @@ int rl_fwd_header_decode(const uint8_t *p, size_t len, rl_fwd_header_t *h)
 static size_t dest_list_wire_len(const rl_dest_list_t *l)
 {
 	size_t n = l->raw_len;
-	for (uint32_t i = 0; i < l->n_items; i++)
+	for (uint32_t i = 0; l->items && i < l->n_items; i++)
 		n += rl_dest_wire_len(&l->items[i]);
 	return n;
 }
@@ -339,7 +358,7 @@ static size_t dest_list_wire_len(const rl_dest_list_t *l)
 static size_t option_list_wire_len(const rl_fwd_option_list_t *l)
 {
 	size_t n = l->raw_len;
-	for (uint32_t i = 0; i < l->n_items; i++)
+	for (uint32_t i = 0; l->items && i < l->n_items; i++)
 		n += 4 + (size_t)l->items[i].data.len;
 	return n;
 }
@@ -353,7 +372,7 @@ size_t rl_fwd_header_wire_len(const rl_fwd_header_t *h)
 static int enc_list_body(vp_wr_t *wr, const rl_dest_list_t *l)
 {
 	vp_wr_bytes(wr, l->raw, l->raw_len);
-	for (uint32_t i = 0; i < l->n_items && !wr->err; i++)
+	for (uint32_t i = 0; l->items && i < l->n_items && !wr->err; i++)
 		rl_dest_encode(wr, &l->items[i]);
 	return wr->err;
 }
@@ -381,7 +400,7 @@ int rl_fwd_header_encode(vp_wr_t *wr, const rl_fwd_header_t *h, uint32_t total_l
 	enc_list_body(wr, &h->via);
 	enc_list_body(wr, &h->dest);
 	vp_wr_bytes(wr, h->options.raw, h->options.raw_len);
-	for (uint32_t i = 0; i < h->options.n_items && !wr->err; i++)
+	for (uint32_t i = 0; h->options.items && i < h->options.n_items && !wr->err; i++)
 		enc_fwd_option(wr, &h->options.items[i]);
 	return wr->err;
 }

@@ -18,11 +18,20 @@
  * re-encoding what was received.  Length prefixes and the header's length
  * fields are always computed, never taken from the struct.
  *
+ * Limits.  A message is at most RL_MAX_MESSAGE_SIZE bytes (also the largest
+ * DATA frame accepted); lists have no element-count limit of their own (each
+ * is bounded by its length field); signature values must fit RL_MAX_SIG_LEN
+ * where the caller provides the buffer.  Nothing on the decode path allocates.
+ *
  * Strictness.  Any malformed input returns a negative VP_E* code: wrong token
  * (VP_EBADTOKEN), a length that overruns (VP_ETRUNC) or underruns / disagrees
  * (VP_EBADLEN), an unknown or invalid type code (VP_EBADTYPE), a bad destination
  * (VP_ERELOAD_DEST), bytes left over (VP_ETRAILING), a boolean that is not 0/1
- * (VP_EMALFORMED).  Node-IDs are 16 bytes (node-id-length 128 bits, fixed).
+ * or a fragment field without its top bit (VP_EMALFORMED), a version other
+ * than 10 (VP_EUNSUPPORTED), a message above the size limit (VP_ETOOBIG), a
+ * fragment where a whole message is needed (VP_ERELOAD_FRAG).  No decoder
+ * reads outside its input.  Node-IDs are 16 bytes (node-id-length 128 bits,
+ * fixed).
  *
  * StoredData and StoredDataSpecifier layouts depend on the kind's data model,
  * which is not on the wire.  Body decoders always check their framing; pass an
@@ -35,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <openssl/types.h>
 
@@ -92,6 +102,18 @@ typedef enum rl_msg_code {
 	RL_CONFIG_UPDATE_REQ = 0x21, RL_CONFIG_UPDATE_ANS = 0x22,
 	RL_ERROR = 0xFFFF,
 } rl_msg_code_t;
+
+/*! \brief A request code is odd (the Error code 0xFFFF is not a request). */
+static inline bool rl_code_is_request(uint16_t code)
+{
+	return (code & 1) && code != RL_ERROR;
+}
+
+/*! \brief The answer code of request \p code. */
+static inline uint16_t rl_code_answer(uint16_t code)
+{
+	return (uint16_t)(code + 1);
+}
 
 /* ErrorResponse error codes. */
 typedef enum rl_error_code {
@@ -290,6 +312,13 @@ static inline rl_dest_t rl_dest_resource(const uint8_t *rid, uint32_t len)
 
 int rl_dest_next(rl_iter_t *it, rl_dest_t *out);
 int rl_fwd_option_next(rl_iter_t *it, rl_fwd_option_t *out);
+
+/*!
+ * \brief The entries of \p l in reverse order into out[0..*n): an answer's
+ * destination list is its request's via list reversed (RFC 6940 §6.2.2).
+ * The ids still point into the request.  VP_ESPACE if more than \p cap.
+ */
+int rl_dest_list_reversed(const rl_dest_list_t *l, rl_dest_t *out, size_t cap, size_t *n);
 
 /*! \brief Decode one Destination (either form). VP_ERELOAD_DEST on a bad type or length. */
 int rl_dest_decode(vp_rd_t *rd, rl_dest_t *out);
@@ -840,5 +869,15 @@ int rl_stored_data_sign(EVP_PKEY *key, const uint8_t *rid, size_t rid_len, uint3
 /*! \brief Verify \p sd's signature with \p pub. 0 if valid, VP_EAUTH if not. */
 int rl_stored_data_verify(EVP_PKEY *pub, const uint8_t *rid, size_t rid_len, uint32_t kind,
                           const rl_stored_data_t *sd);
+
+/* ---- diagnostics ------------------------------------------------------- */
+
+/*!
+ * \brief Print the RELOAD message at [p, p+len) — bare, or in a DATA or ACK
+ * frame — as JSON on \p out: every field, ids and opaque data in hex.  The
+ * whole message is decoded and checked first (\p fn resolves kind models, may
+ * be NULL), so malformed input prints nothing and returns its VP_E* code.
+ */
+int rl_json_message(FILE *out, const uint8_t *p, size_t len, rl_model_fn fn, void *ctx);
 
 #endif

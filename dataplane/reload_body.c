@@ -63,7 +63,7 @@ static int wr_node_list(vp_wr_t *wr, const rl_node_list_t *l)
 {
 	size_t mark = vp_wr_vec_begin(wr, 2);
 	vp_wr_bytes(wr, l->raw, l->raw_len);
-	for (uint32_t i = 0; i < l->n_items; i++)
+	for (uint32_t i = 0; l->items && i < l->n_items; i++)
 		vp_wr_bytes(wr, l->items[i].b, RL_NODE_ID_LEN);
 	return vp_wr_vec_end(wr, mark, 2);
 }

@@ -40,7 +40,7 @@ int rl_iter_next(rl_iter_t *it, rl_elem_dec_fn fn, const void *arg, void *out);
 	do { \
 		size_t mark_ = vp_wr_vec_begin((wr), (lenbytes)); \
 		vp_wr_bytes((wr), (list)->raw, (list)->raw_len); \
-		for (uint32_t i_ = 0; i_ < (list)->n_items && !(wr)->err; i_++) \
+		for (uint32_t i_ = 0; (list)->items && i_ < (list)->n_items && !(wr)->err; i_++) \
 			encfn((wr), &(list)->items[i_]); \
 		vp_wr_vec_end((wr), mark_, (lenbytes)); \
 	} while (0)
