@@ -9,6 +9,9 @@
 #include "common/log.h"
 #include "dataplane/reload.h"
 
+/* A node serves as bootstrap peer once it has been a member this long. */
+#define BOOTSTRAP_AGE_MS (60 * 1000)
+
 /* ---- PRNG (xoshiro256**, seeded with splitmix64) ------------------------- */
 
 typedef struct rng {
@@ -90,6 +93,7 @@ typedef struct snode {
 	item_t *items;
 	uint32_t nitems, cap_items;
 	uint64_t pruned_version;
+	uint64_t joined_at;
 } snode_t;
 
 typedef enum op_type { OP_LOOKUP = 1, OP_STORE, OP_FETCH_REG } op_type_t;
@@ -937,6 +941,7 @@ static void node_after(sim_t *s, uint32_t idx)
 	}
 	if (!n->joined && chord_node_state(n->cn) == CHORD_JOINED) {
 		n->joined = true;
+		n->joined_at = s->now;
 		ring_insert(s, idx);
 	}
 	prune(n);
@@ -1125,6 +1130,31 @@ void sim_free(sim_t *s)
 	free(s);
 }
 
+/*
+ * A bootstrap peer, as an operator would configure one: a member that has been
+ * in the ring for a while (a node that joined a second ago may not know its
+ * neighbourhood yet, and joining through it could start a parallel ring that
+ * Chord stabilisation cannot merge).
+ */
+static uint32_t random_bootstrap(sim_t *s)
+{
+	for (int tries = 0; tries < 32 && s->nring; tries++) {
+		uint32_t i = s->ring_idx[rng_next(&s->rng) % s->nring];
+		if (s->nodes[i].joined_at + BOOTSTRAP_AGE_MS <= s->now)
+			return i;
+	}
+	/* Young overlay: the longest-standing member. */
+	{
+		uint32_t best = UINT32_MAX;
+		for (uint32_t k = 0; k < s->nring; k++) {
+			uint32_t i = s->ring_idx[k];
+			if (best == UINT32_MAX || s->nodes[i].joined_at < s->nodes[best].joined_at)
+				best = i;
+		}
+		return best;
+	}
+}
+
 int sim_spawn(sim_t *s)
 {
 	chord_io_t io = { .ctx = s, .send = io_send, .attach_info = io_attach_info, .connect = io_connect,
@@ -1145,7 +1175,7 @@ int sim_spawn(sim_t *s)
 			n->id.b[8 + i] = (uint8_t)(b >> (56 - 8 * i));
 		}
 	} while (slot_of(s, &n->id) >= 0);
-	boot = sim_random_live(s);
+	boot = random_bootstrap(s);
 	n->cn = chord_node_new(&s->cfg.chord, &n->id, &io, s->now, &err);
 	if (!n->cn)
 		return err;
@@ -1348,6 +1378,23 @@ sim_survival_t sim_check_regs(sim_t *s)
 			sv.owner_dead++;
 	}
 	return sv;
+}
+
+void sim_copies(sim_t *s, uint32_t hist[5])
+{
+	memset(hist, 0, 5 * sizeof(uint32_t));
+	for (uint32_t r = 0; r < s->nregs; r++) {
+		const reg_t *rg = &s->regs[r];
+		uint32_t c = 0;
+		for (uint32_t n = 0; n < s->nnodes; n++) {
+			item_t *it;
+			if (!s->nodes[n].alive)
+				continue;
+			it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
+			c += it && it->storage_time == rg->storage_time;
+		}
+		hist[c > 4 ? 4 : c]++;
+	}
 }
 
 uint32_t sim_pending_ops(const sim_t *s)

@@ -14,6 +14,9 @@
  * Everything is driven by one seeded PRNG: the same seed and calls give the
  * same run, bit for bit.  Single-threaded; the calling thread must be
  * registered with liburcu QSBR (the engine publishes tables with it).
+ *
+ * Debugging: with the log level at debug, SIM_TRACE_OP=<op index> logs every
+ * hop of that lookup's messages (and where they were dropped).
  */
 #ifndef VP_BENCH_SIM_H
 #define VP_BENCH_SIM_H
@@ -118,6 +121,9 @@ void sim_refresh_regs(sim_t *s);
  * answered or failed, and classify the outcome.
  */
 sim_survival_t sim_check_regs(sim_t *s);
+
+/*! \brief How many live nodes hold each registration: hist[c] counts those with c copies (4 = 4 or more). */
+void sim_copies(sim_t *s, uint32_t hist[5]);
 
 /*! \brief Lookups and Stores still waiting for an answer. */
 uint32_t sim_pending_ops(const sim_t *s);

@@ -108,7 +108,6 @@ int main(int argc, char **argv)
 	int opt;
 	double w0, wall_total;
 	int64_t conv;
-	uint64_t t0;
 
 	while ((opt = getopt(argc, argv, "n:s:k:c:m:u:p:l:g:v")) != -1) {
 		switch (opt) {
@@ -159,7 +158,6 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	t0 = sim_now(s);
 	conv = converge(s, 3600 * 1000);
 	c = *sim_counters(s);
 	{
@@ -172,7 +170,6 @@ int main(int argc, char **argv)
 	       (double)sim_live_joined(s) / o.n);
 	printf("bootstrap_converge_after_last_join %.1f s\n", conv < 0 ? -1.0 : conv / 1000.0);
 	printf("bootstrap_msgs_per_join %.1f msgs\n", (double)c.maint_msgs / o.n);
-	(void)t0;
 
 	/* 2. Steady state: a maintenance-only window of two finger-refresh periods
 	 * (fingers settle), then lookups. */

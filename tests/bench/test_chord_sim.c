@@ -167,6 +167,11 @@ static void mass_failure_loses_nothing_silently(void **state)
 	assert_int_equal(sv.total, K);
 	assert_int_equal(sv.ok, K);
 
+	{
+		uint32_t h[5];
+		sim_copies(s, h);
+		print_message("copies before the failure: 0:%u 1:%u 2:%u 3:%u 4+:%u\n", h[0], h[1], h[2], h[3], h[4]);
+	}
 	live = sim_live_joined(s);
 	kills = live / 5;
 	for (uint32_t i = 0; i < kills; i++)
