@@ -11,7 +11,7 @@
  * so these caps are never reached in a healthy overlay; they keep a flood of
  * Updates or Attaches from growing memory without limit.
  */
-#define TXN_CAP 512        /* outstanding topology requests */
+#define TXN_CAP 256        /* outstanding topology requests (a join needs ~70) */
 #define PLINK_CAP 128      /* links being opened */
 #define DEAD_CAP 64        /* recently failed peers, ignored when gossiped */
 #define MAX_VIA 128        /* longer via lists are dropped (TTL is 100 by default) */
