@@ -249,6 +249,31 @@ static void graceful_leave_hands_over(void **state)
 	sim_free(s);
 }
 
+static void partitioned_node_is_dropped_by_every_peer(void **state)
+{
+	sim_cfg_t cfg = test_cfg(18, 100);
+	sim_t *s;
+	uint32_t x;
+	vp_id_t xid;
+	uint32_t had = 0;
+	(void)state;
+	s = bootstrap(&cfg, 100);
+	sim_run_until(s, sim_now(s) + cfg.chord.ping_interval_ms);
+	x = sim_random_live(s);
+	xid = *chord_node_id(sim_node(s, x));
+	for (uint32_t i = 0; i < 100; i++)
+		had += i != x && chord_table_contains(chord_node_table(sim_node(s, i)), &xid);
+	assert_true(had >= 6); /* its neighbours at least */
+	/* Cut it off: messages across the partition are lost and links time out.
+	 * Periodic Updates and finger Pings find out within two ping intervals. */
+	sim_set_group(s, x, 1);
+	sim_run_until(s, sim_now(s) + 2 * cfg.chord.ping_interval_ms);
+	for (uint32_t i = 0; i < 100; i++)
+		if (i != x)
+			assert_false(chord_table_contains(chord_node_table(sim_node(s, i)), &xid));
+	sim_free(s);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -276,6 +301,7 @@ int main(void)
 		cmocka_unit_test(same_seed_same_run),
 		cmocka_unit_test(lossy_links_still_deliver),
 		cmocka_unit_test(graceful_leave_hands_over),
+		cmocka_unit_test(partitioned_node_is_dropped_by_every_peer),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
