@@ -1,0 +1,146 @@
+/*
+ * bench/sim.h - deterministic discrete-event simulator of a Chord-RELOAD overlay.
+ *
+ * N virtual nodes in one process, each a real chord_node_t (control/chord.h),
+ * over a simulated network: per-message latency (minimum plus a log-normal
+ * part), per-transmission loss repaired by link-layer retransmission (a link
+ * that loses every try is reported down), partitions, crashes.  Every message
+ * is encoded with the real RELOAD codec (dataplane/reload.h) on send and decoded
+ * on delivery.  A small in-memory store per node serves Store/Fetch of ViPR
+ * registrations (kind RL_KIND_VIPR_REGISTRATION, dictionary keyed by the
+ * owner's Node-ID), follows the engine's handoff/replication actions and
+ * replicates each original Store to the 2 successors.
+ *
+ * Everything is driven by one seeded PRNG: the same seed and calls give the
+ * same run, bit for bit.  Single-threaded; the calling thread must be
+ * registered with liburcu QSBR (the engine publishes tables with it).
+ *
+ * Debugging: with the log level at debug, SIM_TRACE_OP=<op index> logs every
+ * hop of that lookup's messages (and where they were dropped).
+ */
+#ifndef VP_BENCH_SIM_H
+#define VP_BENCH_SIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/id.h"
+#include "control/chord.h"
+
+typedef struct sim sim_t;
+
+typedef struct sim_cfg {
+	uint64_t seed;
+	uint32_t max_nodes;        /*!< node slots (joins over the run, not just live ones) */
+	double lat_min_ms;         /*!< one-way latency floor */
+	double lat_median_ms;      /*!< median of the log-normal part added to it */
+	double lat_sigma;          /*!< its sigma (0.5: p99 about 3.2 x median) */
+	double loss;               /*!< per-transmission loss probability */
+	uint32_t rto_ms;           /*!< link-layer retransmission timeout after a loss */
+	uint32_t max_tx;           /*!< transmissions before the link is declared down */
+	uint32_t link_detect_ms;   /*!< time for a sender to notice a dead peer (acks missing) */
+	uint32_t lookup_timeout_ms;/*!< per attempt */
+	uint32_t lookup_attempts;  /*!< end-to-end attempts of a Fetch before it counts as failed */
+	chord_cfg_t chord;         /*!< engine timers and sizes */
+} sim_cfg_t;
+
+typedef struct sim_counters {
+	uint64_t msgs;             /*!< transmissions delivered or lost (each hop counts) */
+	uint64_t maint_msgs;       /*!< of which topology maintenance (Attach, Join, Leave, Update, Ping, RouteQuery, Probe) */
+	uint64_t store_msgs;       /*!< of which Store (originals, replication, handoff) */
+	uint64_t bytes;
+	uint64_t dropped;          /*!< to dead or partitioned nodes, or lost on every try */
+	uint64_t codec_errors;     /*!< encode or decode failures: must stay 0 */
+	uint64_t lookups, lookup_ok, lookup_wrong, lookup_failed;
+	uint64_t hops_sum, hops_n;
+	uint64_t hop_hist[65];
+} sim_counters_t;
+
+typedef struct sim_survival {
+	uint32_t total;            /*!< registrations stored */
+	uint32_t ok;               /*!< fetched from the overlay with the stored value */
+	uint32_t lost_no_holder;   /*!< not fetchable and no live node holds a copy: all replicas died */
+	uint32_t lost_with_holder; /*!< not fetchable although a live node holds a copy (silent loss) */
+	uint32_t owner_dead;       /*!< of the failures, registrations whose owner is dead too */
+} sim_survival_t;
+
+/*! \brief Defaults: 100 nodes, 20 ms + log-normal(15 ms) latency, no loss, RFC timers. */
+sim_cfg_t sim_cfg_default(void);
+
+/*! \brief NULL on a bad config or out of memory. */
+sim_t *sim_new(const sim_cfg_t *cfg);
+void sim_free(sim_t *s);
+
+/*!
+ * \brief Add a node with a random Node-ID: the first one bootstraps the overlay,
+ * the others join through a random live member.  Returns its index or a
+ * negative VP_E* code (VP_ESPACE when out of slots).
+ */
+int sim_spawn(sim_t *s);
+
+/*! \brief Crash node \p idx: it stops answering, nobody is told. */
+void sim_kill(sim_t *s, uint32_t idx);
+
+/*! \brief Graceful Leave of node \p idx, then it stops. */
+int sim_leave(sim_t *s, uint32_t idx);
+
+/*! \brief Put node \p idx in partition \p group (0 = everyone's default). */
+void sim_set_group(sim_t *s, uint32_t idx, uint8_t group);
+
+/*! \brief Run events up to simulated time \p t_ms. */
+void sim_run_until(sim_t *s, uint64_t t_ms);
+
+/*! \brief Current simulated time in ms. */
+uint64_t sim_now(const sim_t *s);
+
+uint32_t sim_nodes(const sim_t *s);        /*!< slots used */
+uint32_t sim_live(const sim_t *s);         /*!< alive (joined or joining) */
+uint32_t sim_live_joined(sim_t *s);        /*!< alive and joined */
+bool sim_alive(const sim_t *s, uint32_t idx);
+bool sim_joined(const sim_t *s, uint32_t idx);
+/*! \brief A random alive, joined node (UINT32_MAX if none). */
+uint32_t sim_random_live(sim_t *s);
+
+/*! \brief Live joined nodes whose succ[0] or pred[0] is not the true one. */
+uint32_t sim_ring_errors(sim_t *s);
+
+/*!
+ * \brief Start a lookup (a Fetch of a random resource id) from a random live
+ * node.  It succeeds when the answer comes from the node that truly owns the id.
+ */
+void sim_lookup_random(sim_t *s);
+
+/*! \brief Store \p k new registrations, each from a random live owner. */
+void sim_store_regs(sim_t *s, uint32_t k);
+
+/*! \brief Owners that are alive store their registrations again (a refresh, new storage_time). */
+void sim_refresh_regs(sim_t *s);
+
+/*!
+ * \brief Fetch every registration from a random live node, run until all
+ * answered or failed, and classify the outcome.
+ */
+sim_survival_t sim_check_regs(sim_t *s);
+
+/*! \brief How many live nodes hold each registration: hist[c] counts those with c copies (4 = 4 or more). */
+void sim_copies(sim_t *s, uint32_t hist[5]);
+
+/*! \brief Lookups and Stores still waiting for an answer. */
+uint32_t sim_pending_ops(const sim_t *s);
+
+const sim_counters_t *sim_counters(const sim_t *s);
+void sim_counters_reset(sim_t *s);
+
+/*! \brief Messages transmitted since sim_new, across counter resets. */
+uint64_t sim_msgs_total(const sim_t *s);
+
+/*! \brief Events processed since sim_new (for the simulator's speed). */
+uint64_t sim_events(const sim_t *s);
+
+/*! \brief The engine of node \p idx. */
+chord_node_t *sim_node(sim_t *s, uint32_t idx);
+
+/*! \brief Draw from the simulator's PRNG (for drivers that must stay deterministic). */
+uint64_t sim_rand(sim_t *s);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * storage/rate.h - per-signer token buckets policing Stores and Fetches.
+ *
+ * Each signer Node-ID gets one bucket per operation class.  A bucket holds up
+ * to `burst` tokens and refills at `rate` tokens per second; a request takes
+ * one token or is refused with VP_ERATELIMIT.  Time comes from a vp_clock_t so
+ * tests can drive it.  Buckets that have refilled completely carry no
+ * information and are purged when the table would otherwise grow, so memory is
+ * bounded by the number of signers active within one refill period.
+ * One table per shard: no locks.
+ */
+#ifndef VP_STORAGE_RATE_H
+#define VP_STORAGE_RATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/clock.h"
+#include "common/id.h"
+
+typedef enum st_rate_op {
+	ST_RATE_STORE = 0,
+	ST_RATE_FETCH = 1, /* Fetch, Stat and Find */
+	ST_RATE_NOPS
+} st_rate_op_t;
+
+typedef struct st_rate_limit {
+	uint32_t rate;  /*!< tokens per second; 0 disables policing for the class */
+	uint32_t burst; /*!< bucket depth (>= 1 when rate > 0) */
+} st_rate_limit_t;
+
+typedef struct st_rate_slot {
+	vp_id_t signer;
+	uint64_t last_ms[ST_RATE_NOPS];
+	uint64_t mtokens[ST_RATE_NOPS]; /* milli-tokens */
+	uint8_t used;
+} st_rate_slot_t;
+
+typedef struct st_rate_table {
+	st_rate_limit_t limit[ST_RATE_NOPS];
+	st_rate_slot_t *slots;
+	size_t cap, n;
+	uint64_t seed;
+} st_rate_table_t;
+
+/*! \brief Initialise with the given limits; VP_ENOMEM on failure. */
+int st_rate_init(st_rate_table_t *t, const st_rate_limit_t limit[ST_RATE_NOPS]);
+
+/*! \brief Free the table's memory. */
+void st_rate_free(st_rate_table_t *t);
+
+/*!
+ * \brief Take one token of class \p op for \p signer at time \p now_ms.
+ * 0 if allowed, VP_ERATELIMIT if the bucket is empty, VP_ENOMEM if a new
+ * signer cannot be tracked (the request is then refused too: fail closed).
+ */
+int st_rate_take(st_rate_table_t *t, const vp_id_t *signer, st_rate_op_t op, uint64_t now_ms);
+
+#endif

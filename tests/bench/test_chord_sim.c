@@ -1,0 +1,307 @@
+/*
+ * The Chord-RELOAD engine in the overlay simulator, at CI size (N = 500):
+ * ring convergence, lookup hops and success in steady state and under churn,
+ * and data survival after a mass failure.  Every message goes through the real
+ * RELOAD codec; codec errors must stay at zero in every test.
+ *
+ * Timers: chord-update-interval 60 s and chord-ping-interval 300 s (the RFC
+ * defaults, 600 s / 3600 s, only stretch simulated time, not the outcome).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <urcu-qsbr.h>
+
+#include "bench/sim.h"
+
+enum { N = 500, JOIN_GAP_MS = 50 };
+
+static sim_cfg_t test_cfg(uint64_t seed, uint32_t max_nodes)
+{
+	sim_cfg_t cfg = sim_cfg_default();
+	cfg.seed = seed;
+	cfg.max_nodes = max_nodes;
+	cfg.chord.update_interval_ms = 60 * 1000;
+	cfg.chord.ping_interval_ms = 300 * 1000;
+	return cfg;
+}
+
+/* Run until every live node has its true successor and predecessor (bounded). */
+static bool converge(sim_t *s, uint64_t limit_ms)
+{
+	uint64_t t0 = sim_now(s);
+	while (sim_ring_errors(s) != 0) {
+		if (sim_now(s) - t0 > limit_ms)
+			return false;
+		sim_run_until(s, sim_now(s) + 1000);
+	}
+	return true;
+}
+
+static sim_t *bootstrap(const sim_cfg_t *cfg, uint32_t n)
+{
+	sim_t *s = sim_new(cfg);
+	assert_non_null(s);
+	for (uint32_t i = 0; i < n; i++) {
+		sim_run_until(s, sim_now(s) + JOIN_GAP_MS);
+		assert_true(sim_spawn(s) >= 0);
+	}
+	assert_true(converge(s, 600 * 1000));
+	return s;
+}
+
+static void lookups(sim_t *s, const sim_cfg_t *cfg, uint32_t count, uint64_t span_ms)
+{
+	uint64_t t0 = sim_now(s);
+	for (uint32_t i = 0; i < count; i++) {
+		sim_run_until(s, t0 + span_ms * i / count);
+		sim_lookup_random(s);
+	}
+	sim_run_until(s, sim_now(s) + (uint64_t)cfg->lookup_attempts * cfg->lookup_timeout_ms + 1000);
+	assert_int_equal(sim_pending_ops(s), 0);
+}
+
+static void bootstrap_ring_converges(void **state)
+{
+	sim_cfg_t cfg = test_cfg(11, N);
+	sim_t *s;
+	(void)state;
+	s = bootstrap(&cfg, N);
+	/* Every node joined, and each has the true successor and predecessor. */
+	assert_int_equal(sim_live_joined(s), N);
+	assert_int_equal(sim_ring_errors(s), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		const chord_table_t *t = chord_node_table(sim_node(s, i));
+		assert_int_equal(t->nsucc, 3);
+		assert_int_equal(t->npred, 3);
+		assert_true(t->nfinger >= 16);
+	}
+	assert_int_equal(sim_counters(s)->codec_errors, 0);
+	sim_free(s);
+}
+
+static void steady_state_hops_and_success(void **state)
+{
+	sim_cfg_t cfg = test_cfg(12, N);
+	sim_t *s;
+	const sim_counters_t *c;
+	double mean;
+	(void)state;
+	s = bootstrap(&cfg, N);
+	/* Let two finger refreshes pass, then measure. */
+	sim_run_until(s, sim_now(s) + 2 * cfg.chord.ping_interval_ms);
+	sim_counters_reset(s);
+	lookups(s, &cfg, 3000, 60 * 1000);
+	c = sim_counters(s);
+	assert_int_equal(c->lookups, 3000);
+	assert_int_equal(c->lookup_ok, 3000); /* 100% in steady state */
+	mean = (double)c->hops_sum / (double)c->hops_n;
+	print_message("steady: mean hops %.2f (0.5*log2(N) = %.2f)\n", mean, 0.5 * log2(N));
+	assert_true(mean <= 0.5 * log2(N) + 1);
+	assert_true(mean >= 1.0); /* not trivially local */
+	assert_int_equal(c->codec_errors, 0);
+	sim_free(s);
+}
+
+static void churn_five_percent_per_minute(void **state)
+{
+	enum { MINUTES = 5 };
+	sim_cfg_t cfg = test_cfg(13, N + N * 5 / 100 * MINUTES + 8);
+	sim_t *s;
+	const sim_counters_t *c;
+	uint64_t start, gap, next;
+	bool kill = true;
+	double rate;
+	(void)state;
+	s = bootstrap(&cfg, N);
+	sim_run_until(s, sim_now(s) + cfg.chord.ping_interval_ms);
+	sim_counters_reset(s);
+	/* 25 events per minute (5% of N), alternating failure and join; 10 lookups/s. */
+	start = sim_now(s);
+	gap = 60 * 1000 / (N * 5 / 100);
+	next = start + gap;
+	for (uint32_t i = 0; i < MINUTES * 600; i++) {
+		uint64_t at = start + (uint64_t)i * 100;
+		while (next <= at) {
+			sim_run_until(s, next);
+			if (kill)
+				sim_kill(s, sim_random_live(s));
+			else
+				assert_true(sim_spawn(s) >= 0);
+			kill = !kill;
+			next += gap;
+		}
+		sim_run_until(s, at);
+		sim_lookup_random(s);
+	}
+	sim_run_until(s, sim_now(s) + (uint64_t)cfg.lookup_attempts * cfg.lookup_timeout_ms + 1000);
+	c = sim_counters(s);
+	rate = (double)c->lookup_ok / (double)c->lookups;
+	print_message("churn: %llu lookups, success %.4f, wrong owner %llu, failed %llu\n",
+	              (unsigned long long)c->lookups, rate, (unsigned long long)c->lookup_wrong,
+	              (unsigned long long)c->lookup_failed);
+	assert_int_equal(c->lookups, MINUTES * 600);
+	assert_true(rate >= 0.999);
+	assert_true(converge(s, 600 * 1000));
+	assert_int_equal(sim_counters(s)->codec_errors, 0);
+	sim_free(s);
+}
+
+static void mass_failure_loses_nothing_silently(void **state)
+{
+	enum { K = 2000 };
+	sim_cfg_t cfg = test_cfg(14, N);
+	sim_t *s;
+	sim_survival_t sv;
+	uint32_t live, kills;
+	(void)state;
+	s = bootstrap(&cfg, N);
+	sim_store_regs(s, K);
+	sim_run_until(s, sim_now(s) + (uint64_t)cfg.lookup_attempts * cfg.lookup_timeout_ms + 1000);
+	sv = sim_check_regs(s);
+	assert_int_equal(sv.total, K);
+	assert_int_equal(sv.ok, K);
+
+	{
+		uint32_t h[5];
+		sim_copies(s, h);
+		print_message("copies before the failure: 0:%u 1:%u 2:%u 3:%u 4+:%u\n", h[0], h[1], h[2], h[3], h[4]);
+	}
+	live = sim_live_joined(s);
+	kills = live / 5;
+	for (uint32_t i = 0; i < kills; i++)
+		sim_kill(s, sim_random_live(s));
+	assert_int_equal(sim_live_joined(s), live - kills);
+	assert_true(converge(s, 600 * 1000));
+	sv = sim_check_regs(s);
+	print_message("mass failure: %u/%u fetchable, %u lost with all 3 copies dead (0.2^3 model: %.0f)\n",
+	              sv.ok, sv.total, sv.lost_no_holder, K * 0.008);
+	/* Replication and repair never lose a registration a live node still holds... */
+	assert_int_equal(sv.lost_with_holder, 0);
+	assert_int_equal(sv.ok + sv.lost_no_holder, K);
+	/* ...and every registration whose owner survived is back after its refresh. */
+	sim_refresh_regs(s);
+	sim_run_until(s, sim_now(s) + (uint64_t)cfg.lookup_attempts * cfg.lookup_timeout_ms + 1000);
+	sv = sim_check_regs(s);
+	assert_int_equal(sv.lost_with_holder, 0);
+	assert_int_equal(sv.ok + sv.owner_dead, K);
+	assert_int_equal(sim_counters(s)->codec_errors, 0);
+	sim_free(s);
+}
+
+static void same_seed_same_run(void **state)
+{
+	sim_cfg_t cfg = test_cfg(15, 100);
+	sim_counters_t a, b;
+	sim_t *s;
+	(void)state;
+	s = bootstrap(&cfg, 100);
+	lookups(s, &cfg, 200, 10 * 1000);
+	a = *sim_counters(s);
+	sim_free(s);
+	s = bootstrap(&cfg, 100);
+	lookups(s, &cfg, 200, 10 * 1000);
+	b = *sim_counters(s);
+	sim_free(s);
+	assert_true(a.msgs > 1000);
+	assert_memory_equal(&a, &b, sizeof(a));
+}
+
+static void lossy_links_still_deliver(void **state)
+{
+	sim_cfg_t cfg = test_cfg(16, 200);
+	sim_t *s;
+	const sim_counters_t *c;
+	(void)state;
+	cfg.loss = 0.02; /* 2% of transmissions lost, repaired by link retransmission */
+	s = bootstrap(&cfg, 200);
+	sim_counters_reset(s);
+	lookups(s, &cfg, 1000, 20 * 1000);
+	c = sim_counters(s);
+	assert_int_equal(c->lookup_ok, 1000);
+	assert_int_equal(c->codec_errors, 0);
+	sim_free(s);
+}
+
+static void graceful_leave_hands_over(void **state)
+{
+	enum { K = 300 };
+	sim_cfg_t cfg = test_cfg(17, 100);
+	sim_t *s;
+	sim_survival_t sv;
+	(void)state;
+	s = bootstrap(&cfg, 100);
+	sim_store_regs(s, K);
+	sim_run_until(s, sim_now(s) + 15000);
+	/* A quarter of the nodes leave one after another, with Leave and handoff. */
+	for (int i = 0; i < 25; i++) {
+		assert_int_equal(sim_leave(s, sim_random_live(s)), 0);
+		sim_run_until(s, sim_now(s) + 2000);
+	}
+	assert_true(converge(s, 600 * 1000));
+	sv = sim_check_regs(s);
+	assert_int_equal(sv.ok, K);
+	sim_free(s);
+}
+
+static void partitioned_node_is_dropped_by_every_peer(void **state)
+{
+	sim_cfg_t cfg = test_cfg(18, 100);
+	sim_t *s;
+	uint32_t x;
+	vp_id_t xid;
+	uint32_t had = 0;
+	(void)state;
+	s = bootstrap(&cfg, 100);
+	sim_run_until(s, sim_now(s) + cfg.chord.ping_interval_ms);
+	x = sim_random_live(s);
+	xid = *chord_node_id(sim_node(s, x));
+	for (uint32_t i = 0; i < 100; i++)
+		had += i != x && chord_table_contains(chord_node_table(sim_node(s, i)), &xid);
+	assert_true(had >= 6); /* its neighbours at least */
+	/* Cut it off: messages across the partition are lost and links time out.
+	 * Periodic Updates and finger Pings find out within two ping intervals. */
+	sim_set_group(s, x, 1);
+	sim_run_until(s, sim_now(s) + 2 * cfg.chord.ping_interval_ms);
+	for (uint32_t i = 0; i < 100; i++)
+		if (i != x)
+			assert_false(chord_table_contains(chord_node_table(sim_node(s, i)), &xid));
+	sim_free(s);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	rcu_register_thread();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	rcu_thread_offline();
+	rcu_barrier();
+	rcu_thread_online();
+	rcu_unregister_thread();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(bootstrap_ring_converges),
+		cmocka_unit_test(steady_state_hops_and_success),
+		cmocka_unit_test(churn_five_percent_per_minute),
+		cmocka_unit_test(mass_failure_loses_nothing_silently),
+		cmocka_unit_test(same_seed_same_run),
+		cmocka_unit_test(lossy_links_still_deliver),
+		cmocka_unit_test(graceful_leave_hands_over),
+		cmocka_unit_test(partitioned_node_is_dropped_by_every_peer),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

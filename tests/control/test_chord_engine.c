@@ -1,0 +1,553 @@
+/*
+ * The Chord-RELOAD engine's state machine, driven by hand over an in-test
+ * message queue (every message encoded and decoded by the real codec): join
+ * and leave transitions, storage actions, forwarding with the via list,
+ * symmetric answers, TTL, RouteQuery, Probe, timers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <urcu-qsbr.h>
+
+#include "common/errcode.h"
+#include "control/chord.h"
+#include "dataplane/reload.h"
+
+enum { MAXN = 6, QCAP = 4096, ACAP = 64 };
+
+typedef struct qmsg {
+	int from, to;
+	size_t len;
+	uint8_t buf[2048];
+} qmsg_t;
+
+typedef struct net {
+	chord_node_t *n[MAXN];
+	vp_id_t id[MAXN];
+	bool up[MAXN];
+	int count;
+	qmsg_t *q;
+	size_t qhead, qtail;
+	chord_store_action_t act[ACAP];
+	int act_from[ACAP];
+	int nact;
+	int delivered_to;
+	uint32_t delivered_hops;
+	uint16_t delivered_code;
+	bool answer_in_deliver;
+	uint64_t now;
+	rl_ice_candidate_t cand;
+} net_t;
+
+static int idx_of(net_t *t, const vp_id_t *id)
+{
+	for (int i = 0; i < t->count; i++)
+		if (vp_id_eq(&t->id[i], id))
+			return i;
+	return -1;
+}
+
+static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
+{
+	net_t *t = ctx;
+	qmsg_t *q;
+	vp_wr_t wr;
+	assert_true(t->qtail - t->qhead < QCAP);
+	q = &t->q[t->qtail % QCAP];
+	q->from = idx_of(t, chord_node_id(cn));
+	q->to = idx_of(t, next);
+	vp_wr_init(&wr, q->buf, sizeof(q->buf));
+	assert_int_equal(rl_msg_encode(&wr, m), 0);
+	q->len = vp_wr_len(&wr);
+	t->qtail++;
+	return 0;
+}
+
+static void io_attach_info(void *ctx, chord_node_t *cn, rl_attach_t *out)
+{
+	net_t *t = ctx;
+	(void)cn;
+	memset(out, 0, sizeof(*out));
+	memset(&t->cand, 0, sizeof(t->cand));
+	t->cand.addr.type = RL_ADDR_IPV4;
+	t->cand.addr.addr[0] = 127;
+	t->cand.addr.addr[3] = 1;
+	t->cand.addr.port = 6084;
+	t->cand.overlay_link = RL_LINK_TLS_TCP_FH_NO_ICE;
+	t->cand.foundation = (rl_bytes_t){ (const uint8_t *)"1", 1 };
+	t->cand.cand_type = RL_CAND_HOST;
+	out->ufrag = (rl_bytes_t){ (const uint8_t *)"uf", 2 };
+	out->password = (rl_bytes_t){ (const uint8_t *)"pw", 2 };
+	out->candidates.items = &t->cand;
+	out->candidates.n_items = 1;
+}
+
+static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const rl_attach_t *theirs)
+{
+	net_t *t = ctx;
+	int p = idx_of(t, peer);
+	(void)theirs;
+	/* Links come up at once in this harness. */
+	if (p >= 0 && t->up[p])
+		chord_node_link_up(cn, peer, t->now);
+	else
+		chord_node_link_down(cn, peer, t->now);
+}
+
+static void io_deliver(void *ctx, chord_node_t *cn, const chord_delivery_t *d)
+{
+	net_t *t = ctx;
+	t->delivered_to = idx_of(t, chord_node_id(cn));
+	t->delivered_hops = d->hops;
+	t->delivered_code = d->msg->contents.code;
+	if (t->answer_in_deliver && !d->is_answer) {
+		rl_body_t b;
+		memset(&b, 0, sizeof(b));
+		b.code = RL_FETCH_ANS;
+		assert_int_equal(chord_node_answer(cn, d, &b), 0);
+	}
+}
+
+static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
+{
+	net_t *t = ctx;
+	if (t->nact < ACAP) {
+		t->act_from[t->nact] = idx_of(t, chord_node_id(cn));
+		t->act[t->nact++] = *a;
+	}
+}
+
+static vp_id_t T(uint8_t top)
+{
+	vp_id_t id = { { 0 } };
+	id.b[0] = top;
+	return id;
+}
+
+static net_t *net_new(const uint8_t *tops, int count)
+{
+	net_t *t = calloc(1, sizeof(*t));
+	chord_io_t io = { .send = io_send, .attach_info = io_attach_info, .connect = io_connect,
+	                  .deliver = io_deliver, .store = io_store };
+	chord_cfg_t cfg = chord_cfg_default();
+	assert_non_null(t);
+	t->q = calloc(QCAP, sizeof(qmsg_t));
+	assert_non_null(t->q);
+	io.ctx = t;
+	t->count = count;
+	t->now = 1000;
+	t->delivered_to = -1;
+	for (int i = 0; i < count; i++) {
+		int err;
+		t->id[i] = T(tops[i]);
+		t->up[i] = true;
+		t->n[i] = chord_node_new(&cfg, &t->id[i], &io, t->now, &err);
+		assert_non_null(t->n[i]);
+		assert_int_equal(err, 0);
+	}
+	return t;
+}
+
+static void net_free(net_t *t)
+{
+	for (int i = 0; i < t->count; i++)
+		chord_node_free(t->n[i]);
+	free(t->q);
+	free(t);
+}
+
+/* Deliver queued messages (decoding each) until none is left; then run timers. */
+static void run(net_t *t)
+{
+	for (int round = 0; round < 50; round++) {
+		int guard = 0;
+		while (t->qhead != t->qtail) {
+			qmsg_t *q = &t->q[t->qhead++ % QCAP];
+			rl_message_t m;
+			assert_true(++guard < 100000);
+			if (q->to < 0 || !t->up[q->to])
+				continue;
+			assert_int_equal(rl_msg_decode(q->buf, q->len, &m), 0);
+			chord_node_recv(t->n[q->to], &t->id[q->from], &m, t->now);
+		}
+		t->now += 150; /* past the reactive-Update delay */
+		for (int i = 0; i < t->count; i++)
+			if (t->up[i])
+				chord_node_tick(t->n[i], t->now);
+		if (t->qhead == t->qtail)
+			return;
+	}
+	fail_msg("the network did not settle");
+}
+
+static void join_all(net_t *t)
+{
+	assert_int_equal(chord_node_bootstrap(t->n[0], t->now), 0);
+	for (int i = 1; i < t->count; i++) {
+		assert_int_equal(chord_node_join(t->n[i], &t->id[0], t->now), 0);
+		assert_int_equal(chord_node_state(t->n[i]), CHORD_JOINING);
+		run(t);
+		assert_int_equal(chord_node_state(t->n[i]), CHORD_JOINED);
+	}
+}
+
+static void assert_id(const vp_id_t *a, vp_id_t b)
+{
+	assert_memory_equal(a->b, b.b, VP_ID_LEN);
+}
+
+static void bootstrap_node_is_alone_and_responsible(void **state)
+{
+	uint8_t tops[] = { 0x40 };
+	net_t *t = net_new(tops, 1);
+	(void)state;
+	assert_int_equal(chord_node_state(t->n[0]), CHORD_INIT);
+	assert_int_equal(chord_node_bootstrap(t->n[0], t->now), 0);
+	assert_int_equal(chord_node_state(t->n[0]), CHORD_JOINED);
+	assert_int_equal(chord_node_bootstrap(t->n[0], t->now), VP_ESTATE);
+	assert_true(chord_table_responsible(chord_node_table(t->n[0]), &(vp_id_t){ { 0x99 } }));
+	/* Periodic Update and finger Ping are due within one interval (RFC defaults). */
+	assert_true(chord_node_next_wakeup(t->n[0]) <= t->now + 3600 * 1000);
+	assert_true(chord_node_next_wakeup(t->n[0]) >= t->now + 300 * 1000);
+	net_free(t);
+}
+
+static void second_node_joins_and_gets_the_data(void **state)
+{
+	uint8_t tops[] = { 0x80, 0x40 };
+	net_t *t = net_new(tops, 2);
+	bool handoff = false;
+	(void)state;
+	join_all(t);
+	for (int i = 0; i < 2; i++) {
+		const chord_table_t *tab = chord_node_table(t->n[i]);
+		assert_int_equal(tab->nsucc, 1);
+		assert_id(&tab->succ[0], t->id[1 - i]);
+		assert_id(&tab->pred[0], t->id[1 - i]);
+	}
+	/* The admitting peer (0x80) handed (0x80, 0x40] to the joiner. */
+	for (int k = 0; k < t->nact; k++)
+		if (t->act_from[k] == 0 && t->act[k].op == CHORD_STORE_HANDOFF &&
+		    vp_id_eq(&t->act[k].to, &t->id[1]) && vp_id_eq(&t->act[k].hi, &t->id[1]))
+			handoff = true;
+	assert_true(handoff);
+	net_free(t);
+}
+
+static void ring_of_five_has_true_neighbours_and_replicas(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x90, 0x50, 0xd0, 0x30 };
+	uint8_t order[] = { 0x10, 0x30, 0x50, 0x90, 0xd0 };
+	net_t *t = net_new(tops, 5);
+	(void)state;
+	join_all(t);
+	for (int i = 0; i < 5; i++) {
+		const chord_table_t *tab = chord_node_table(t->n[i]);
+		int pos = 0;
+		while (order[pos] != tops[i])
+			pos++;
+		assert_int_equal(tab->nsucc, 3);
+		assert_int_equal(tab->npred, 3);
+		assert_id(&tab->succ[0], T(order[(pos + 1) % 5]));
+		assert_id(&tab->succ[1], T(order[(pos + 2) % 5]));
+		assert_id(&tab->pred[0], T(order[(pos + 4) % 5]));
+	}
+	/* 0x50 replicates (0x30, 0x50] to 0x90 (1) and 0xd0 (2) at some point. */
+	{
+		bool r1 = false, r2 = false;
+		for (int k = 0; k < t->nact; k++) {
+			if (t->act_from[k] != 2 || t->act[k].op != CHORD_STORE_REPLICATE)
+				continue;
+			r1 |= t->act[k].replica_number == 1 && vp_id_eq(&t->act[k].to, &(vp_id_t){ { 0x90 } });
+			r2 |= t->act[k].replica_number == 2 && vp_id_eq(&t->act[k].to, &(vp_id_t){ { 0xd0 } });
+		}
+		assert_true(r1 && r2);
+	}
+	net_free(t);
+}
+
+static void leave_tells_both_sides_and_hands_off(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x50, 0x90, 0xd0 };
+	net_t *t = net_new(tops, 4);
+	int from_succ = 0, from_pred = 0;
+	bool handoff = false;
+	(void)state;
+	join_all(t);
+	t->nact = 0;
+	t->qhead = t->qtail = 0;
+	assert_int_equal(chord_node_leave(t->n[1], t->now), 0);
+	assert_int_equal(chord_node_state(t->n[1]), CHORD_LEFT);
+	/* Inspect the Leave requests on the queue. */
+	for (size_t k = t->qhead; k < t->qtail; k++) {
+		rl_message_t m;
+		rl_body_t b;
+		rl_chord_leave_t cl;
+		qmsg_t *q = &t->q[k % QCAP];
+		assert_int_equal(rl_msg_decode(q->buf, q->len, &m), 0);
+		if (m.contents.code != RL_LEAVE_REQ)
+			continue;
+		assert_int_equal(rl_body_decode(m.contents.code, m.contents.body.p, m.contents.body.len, NULL,
+		                                NULL, &b), 0);
+		assert_id(&b.u.leave_req.leaving_peer, T(0x50));
+		assert_int_equal(rl_chord_leave_decode(b.u.leave_req.overlay_data.p,
+		                                       b.u.leave_req.overlay_data.len, &cl), 0);
+		if (cl.type == RL_LEAVE_FROM_SUCC)
+			from_succ++;
+		else if (cl.type == RL_LEAVE_FROM_PRED)
+			from_pred++;
+	}
+	assert_int_equal(from_succ, 3); /* to each predecessor */
+	assert_int_equal(from_pred, 3); /* to each successor */
+	for (int k = 0; k < t->nact; k++)
+		if (t->act_from[k] == 1 && t->act[k].op == CHORD_STORE_HANDOFF &&
+		    vp_id_eq(&t->act[k].to, &(vp_id_t){ { 0x90 } }))
+			handoff = true;
+	assert_true(handoff);
+	t->up[1] = false;
+	run(t);
+	assert_id(&chord_node_table(t->n[0])->succ[0], T(0x90));
+	assert_id(&chord_node_table(t->n[2])->pred[0], T(0x10));
+	assert_false(chord_table_contains(chord_node_table(t->n[3]), &(vp_id_t){ { 0x50 } }));
+	net_free(t);
+}
+
+static void failed_peer_is_removed_and_range_rereplicated(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x50, 0x90, 0xd0 };
+	net_t *t = net_new(tops, 4);
+	bool rerep = false;
+	(void)state;
+	join_all(t);
+	t->nact = 0;
+	t->up[1] = false; /* 0x50 crashes */
+	for (int i = 0; i < 4; i++)
+		if (i != 1)
+			chord_node_link_down(t->n[i], &t->id[1], t->now);
+	run(t);
+	assert_id(&chord_node_table(t->n[2])->pred[0], T(0x10));
+	assert_id(&chord_node_table(t->n[0])->succ[0], T(0x90));
+	assert_true(chord_node_stats(t->n[2])->peer_failures >= 1);
+	/* 0x90 now owns (0x10, 0x90]: it copies that range to its replicas. */
+	for (int k = 0; k < t->nact; k++)
+		if (t->act_from[k] == 2 && t->act[k].op == CHORD_STORE_REPLICATE &&
+		    vp_id_eq(&t->act[k].lo, &(vp_id_t){ { 0x10 } }))
+			rerep = true;
+	assert_true(rerep);
+	net_free(t);
+}
+
+/* A request from 0x10 for a resource owned by 0xd0, received by 0x50. */
+static void make_fetch(net_t *t, uint8_t ttl, vp_id_t *res, uint8_t *buf, size_t cap, size_t *len)
+{
+	rl_message_t m;
+	rl_body_t b;
+	rl_dest_t d;
+	vp_wr_t wr;
+	(void)t;
+	*res = T(0xc0);
+	memset(&b, 0, sizeof(b));
+	b.code = RL_FETCH_REQ;
+	b.u.fetch_req.resource = (rl_bytes_t){ res->b, VP_ID_LEN };
+	memset(&m, 0, sizeof(m));
+	m.hdr.version = RL_VERSION;
+	m.hdr.ttl = ttl;
+	m.hdr.fragment = RL_FRAG_UNFRAGMENTED;
+	m.hdr.txid = 0x1122334455667788ull;
+	d = rl_dest_resource(res->b, VP_ID_LEN);
+	m.hdr.dest.items = &d;
+	m.hdr.dest.n_items = 1;
+	m.contents.code = RL_FETCH_REQ;
+	m.contents.body_st = &b;
+	m.sec.sig.identity.type = RL_SIGNER_NONE;
+	vp_wr_init(&wr, buf, cap);
+	assert_int_equal(rl_msg_encode(&wr, &m), 0);
+	*len = vp_wr_len(&wr);
+}
+
+static void forwarding_appends_via_and_answer_retraces(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x50, 0x90, 0xd0 };
+	net_t *t = net_new(tops, 4);
+	uint8_t buf[512];
+	size_t len;
+	vp_id_t res;
+	rl_message_t m;
+	rl_iter_t it;
+	rl_dest_t v;
+	(void)state;
+	join_all(t);
+	t->qhead = t->qtail = 0;
+	make_fetch(t, 50, &res, buf, sizeof(buf), &len);
+	assert_int_equal(rl_msg_decode(buf, len, &m), 0);
+	/* 0x50 is not responsible for 0xc0: it forwards to 0xd0 (its successor range). */
+	assert_int_equal(chord_node_recv(t->n[1], &t->id[0], &m, t->now), 0);
+	assert_int_equal(t->qtail - t->qhead, 1);
+	{
+		qmsg_t *q = &t->q[t->qhead % QCAP];
+		rl_message_t f;
+		assert_int_equal(q->to, 3);
+		assert_int_equal(rl_msg_decode(q->buf, q->len, &f), 0);
+		assert_int_equal(f.hdr.ttl, 49);
+		assert_int_equal(RL_LIST_COUNT(&f.hdr.via), 1);
+		RL_ITER_INIT(&it, &f.hdr.via);
+		assert_int_equal(rl_dest_next(&it, &v), 1);
+		assert_memory_equal(v.id.p, t->id[0].b, VP_ID_LEN);
+	}
+	/* 0xd0 serves it (the app answers); the answer goes back to 0x50 with
+	 * destination list [0x50, 0x10]. */
+	t->answer_in_deliver = true;
+	{
+		qmsg_t *q = &t->q[t->qhead++ % QCAP];
+		rl_message_t f;
+		assert_int_equal(rl_msg_decode(q->buf, q->len, &f), 0);
+		assert_int_equal(chord_node_recv(t->n[3], &t->id[1], &f, t->now), 0);
+	}
+	assert_int_equal(t->delivered_to, 3);
+	assert_int_equal(t->delivered_hops, 2);
+	assert_int_equal(t->qtail - t->qhead, 1);
+	{
+		qmsg_t *q = &t->q[t->qhead % QCAP];
+		rl_message_t a;
+		assert_int_equal(q->to, 1);
+		assert_int_equal(rl_msg_decode(q->buf, q->len, &a), 0);
+		assert_int_equal(a.contents.code, RL_FETCH_ANS);
+		assert_int_equal(a.hdr.txid, 0x1122334455667788ull);
+		assert_int_equal(RL_LIST_COUNT(&a.hdr.dest), 2);
+		RL_ITER_INIT(&it, &a.hdr.dest);
+		assert_int_equal(rl_dest_next(&it, &v), 1);
+		assert_memory_equal(v.id.p, t->id[1].b, VP_ID_LEN);
+		assert_int_equal(rl_dest_next(&it, &v), 1);
+		assert_memory_equal(v.id.p, t->id[0].b, VP_ID_LEN);
+		/* 0x50 pops itself and passes it to 0x10 over the same link. */
+		assert_int_equal(chord_node_recv(t->n[1], &t->id[3], &a, t->now), 0);
+	}
+	t->qhead++;
+	assert_int_equal(t->q[t->qhead % QCAP].to, 0);
+	net_free(t);
+}
+
+static void ttl_exhaustion_is_answered_with_an_error(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x50, 0x90, 0xd0 };
+	net_t *t = net_new(tops, 4);
+	uint8_t buf[512];
+	size_t len;
+	vp_id_t res;
+	rl_message_t m, e;
+	rl_body_t b;
+	(void)state;
+	join_all(t);
+	t->qhead = t->qtail = 0;
+	make_fetch(t, 1, &res, buf, sizeof(buf), &len);
+	assert_int_equal(rl_msg_decode(buf, len, &m), 0);
+	assert_int_equal(chord_node_recv(t->n[1], &t->id[0], &m, t->now), VP_ERELOAD_TTL);
+	assert_int_equal(t->qtail - t->qhead, 1);
+	assert_int_equal(t->q[t->qhead % QCAP].to, 0);
+	assert_int_equal(rl_msg_decode(t->q[t->qhead % QCAP].buf, t->q[t->qhead % QCAP].len, &e), 0);
+	assert_int_equal(e.contents.code, RL_ERROR);
+	assert_int_equal(rl_body_decode(RL_ERROR, e.contents.body.p, e.contents.body.len, NULL, NULL, &b), 0);
+	assert_int_equal(b.u.error.code, RL_ERR_TTL_EXCEEDED);
+	net_free(t);
+}
+
+static void probe_reports_the_responsible_fraction(void **state)
+{
+	uint8_t tops[] = { 0x00, 0x40 };
+	net_t *t = net_new(tops, 2);
+	rl_message_t m, a;
+	rl_body_t b;
+	rl_dest_t d;
+	uint8_t types[] = { RL_PROBE_RESPONSIBLE_SET };
+	uint8_t buf[512];
+	vp_wr_t wr;
+	rl_iter_t it;
+	rl_probe_info_t info;
+	(void)state;
+	join_all(t);
+	t->qhead = t->qtail = 0;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_PROBE_REQ;
+	b.u.probe_req.requested.items = types;
+	b.u.probe_req.requested.n_items = 1;
+	memset(&m, 0, sizeof(m));
+	m.hdr.version = RL_VERSION;
+	m.hdr.ttl = 10;
+	m.hdr.fragment = RL_FRAG_UNFRAGMENTED;
+	m.hdr.txid = 7;
+	d = rl_dest_node(&t->id[1]);
+	m.hdr.dest.items = &d;
+	m.hdr.dest.n_items = 1;
+	m.contents.code = RL_PROBE_REQ;
+	m.contents.body_st = &b;
+	m.sec.sig.identity.type = RL_SIGNER_NONE;
+	vp_wr_init(&wr, buf, sizeof(buf));
+	assert_int_equal(rl_msg_encode(&wr, &m), 0);
+	assert_int_equal(rl_msg_decode(buf, vp_wr_len(&wr), &m), 0);
+	assert_int_equal(chord_node_recv(t->n[1], &t->id[0], &m, t->now), 0);
+	assert_int_equal(rl_msg_decode(t->q[t->qhead % QCAP].buf, t->q[t->qhead % QCAP].len, &a), 0);
+	assert_int_equal(a.contents.code, RL_PROBE_ANS);
+	assert_int_equal(rl_body_decode(RL_PROBE_ANS, a.contents.body.p, a.contents.body.len, NULL, NULL, &b), 0);
+	RL_ITER_INIT(&it, &b.u.probe_ans.info);
+	assert_int_equal(rl_probe_info_next(&it, &info), 1);
+	assert_int_equal(info.type, RL_PROBE_RESPONSIBLE_SET);
+	assert_int_equal(info.value, 250000000u); /* (0x00, 0x40] = 1/4 of the ring */
+	net_free(t);
+}
+
+static void config_is_checked(void **state)
+{
+	chord_cfg_t cfg = chord_cfg_default();
+	chord_io_t io = { .send = io_send };
+	vp_id_t id = T(1);
+	int err = 0;
+	(void)state;
+	assert_int_equal(cfg.update_interval_ms, 600000);
+	assert_int_equal(cfg.ping_interval_ms, 3600000);
+	assert_true(cfg.reactive);
+	cfg.update_interval_ms = 0;
+	assert_null(chord_node_new(&cfg, &id, &io, 0, &err));
+	assert_int_equal(err, VP_ECONFIG);
+	cfg = chord_cfg_default();
+	io.send = NULL;
+	assert_null(chord_node_new(&cfg, &id, &io, 0, &err));
+	assert_int_equal(err, VP_EINVAL);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	rcu_register_thread();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	rcu_thread_offline();
+	rcu_barrier();
+	rcu_thread_online();
+	rcu_unregister_thread();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(bootstrap_node_is_alone_and_responsible),
+		cmocka_unit_test(second_node_joins_and_gets_the_data),
+		cmocka_unit_test(ring_of_five_has_true_neighbours_and_replicas),
+		cmocka_unit_test(leave_tells_both_sides_and_hands_off),
+		cmocka_unit_test(failed_peer_is_removed_and_range_rereplicated),
+		cmocka_unit_test(forwarding_appends_via_and_answer_retraces),
+		cmocka_unit_test(ttl_exhaustion_is_answered_with_an_error),
+		cmocka_unit_test(probe_reports_the_responsible_fraction),
+		cmocka_unit_test(config_is_checked),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
