@@ -96,7 +96,7 @@ typedef struct snode {
 	uint64_t joined_at;
 } snode_t;
 
-typedef enum op_type { OP_LOOKUP = 1, OP_STORE, OP_FETCH_REG } op_type_t;
+typedef enum op_type { OP_LOOKUP = 1, OP_STORE, OP_FETCH_REG, OP_STORE_EXT, OP_FETCH_EXT } op_type_t;
 
 typedef struct op {
 	uint8_t type;
@@ -118,6 +118,16 @@ typedef struct reg {
 	uint64_t storage_time;
 	uint8_t value[16];
 } reg_t;
+
+/* An operation started by an embedding application (sim_store_entry, sim_fetch_entries). */
+typedef struct ext {
+	vp_id_t res;
+	item_t item;           /* the entry to store */
+	sim_store_cb scb;
+	sim_fetch_cb fcb;
+	void *arg;
+	bool called;           /* the callback ran */
+} ext_t;
 
 struct sim {
 	sim_cfg_t cfg;
@@ -145,6 +155,8 @@ struct sim {
 	uint32_t tx_mask;
 
 	reg_t *regs;
+	ext_t *ext;            /* operations of sim_store_entry / sim_fetch_entries */
+	uint32_t next, cap_ext;
 	uint32_t nregs, cap_regs;
 	uint64_t reg_seq;
 
@@ -710,6 +722,14 @@ static void op_finish(sim_t *s, uint32_t i, bool ok)
 	op_t *o = &s->ops[i];
 	if (o->done)
 		return;
+	if ((o->type == OP_STORE_EXT || o->type == OP_FETCH_EXT) && !s->ext[o->reg].called) {
+		ext_t *x = &s->ext[o->reg];
+		x->called = true;
+		if (o->type == OP_STORE_EXT)
+			x->scb(x->arg, ok);
+		else
+			x->fcb(x->arg, false, UINT32_MAX, 0, NULL, 0);
+	}
 	o->done = true;
 	o->ok = ok;
 	tx_del(s, o->txid);
@@ -729,6 +749,45 @@ static void op_finish(sim_t *s, uint32_t i, bool ok)
 			s->c.lookup_failed++;
 		}
 	}
+}
+
+/* Hand the entries of a Fetch answer (or of the local store) to the application. */
+static void ext_fetch_done(sim_t *s, uint32_t i, const rl_body_t *b, const snode_t *local)
+{
+	op_t *o = &s->ops[i];
+	ext_t *x = &s->ext[o->reg];
+	sim_entry_t e[SIM_FETCH_MAX];
+	size_t n = 0;
+	if (b) {
+		rl_iter_t ik, iv;
+		rl_fetch_kind_resp_t kr;
+		rl_stored_data_t sd;
+		RL_ITER_INIT(&ik, &b->u.fetch_ans.responses);
+		while (rl_fetch_kind_resp_next(&ik, &kr) == 1) {
+			if (kr.kind != RL_KIND_VIPR_REGISTRATION)
+				continue;
+			RL_ITER_INIT(&iv, &kr.values);
+			while (rl_stored_data_next(&iv, RL_MODEL_DICTIONARY, &sd) == 1 && n < SIM_FETCH_MAX) {
+				if (!sd.exists || sd.key.len != VP_ID_LEN || sd.value.len != SIM_VALUE_LEN)
+					continue;
+				memcpy(e[n].owner.b, sd.key.p, VP_ID_LEN);
+				e[n].storage_time = sd.storage_time;
+				memcpy(e[n].value, sd.value.p, SIM_VALUE_LEN);
+				n++;
+			}
+		}
+	} else {
+		for (uint32_t k = 0; k < local->nitems && n < SIM_FETCH_MAX; k++) {
+			if (!vp_id_eq(&local->items[k].res, &x->res))
+				continue;
+			e[n].owner = local->items[k].owner;
+			e[n].storage_time = local->items[k].storage_time;
+			memcpy(e[n].value, local->items[k].value, SIM_VALUE_LEN);
+			n++;
+		}
+	}
+	x->called = true;
+	x->fcb(x->arg, true, o->responder >= 0 ? (uint32_t)o->responder : UINT32_MAX, o->hops, e, n);
 }
 
 static bool reg_matches(const sim_t *s, const op_t *o, const rl_body_t *b)
@@ -790,6 +849,14 @@ static void on_answer(sim_t *s, const chord_delivery_t *d)
 	case OP_FETCH_REG:
 		op_finish(s, (uint32_t)i, d->msg->contents.code == RL_FETCH_ANS && reg_matches(s, o, &b));
 		break;
+	case OP_STORE_EXT:
+		op_finish(s, (uint32_t)i, d->msg->contents.code == RL_STORE_ANS);
+		break;
+	case OP_FETCH_EXT:
+		if (d->msg->contents.code == RL_FETCH_ANS)
+			ext_fetch_done(s, (uint32_t)i, &b, NULL);
+		op_finish(s, (uint32_t)i, d->msg->contents.code == RL_FETCH_ANS);
+		break;
 	}
 }
 
@@ -846,7 +913,10 @@ static void op_send(sim_t *s, uint32_t i)
 		n = &s->nodes[alt];
 	}
 	memset(&b, 0, sizeof(b));
-	if (o->type == OP_STORE) {
+	if (o->type == OP_STORE_EXT) {
+		it = s->ext[o->reg].item;
+		store_body(&b, &kd, &sd, &it, 0);
+	} else if (o->type == OP_STORE) {
 		const reg_t *rg = &s->regs[o->reg];
 		memset(&it, 0, sizeof(it));
 		it.res = rg->res;
@@ -860,6 +930,8 @@ static void op_send(sim_t *s, uint32_t i)
 		spec.model = RL_MODEL_DICTIONARY;
 		b.code = RL_FETCH_REQ;
 		b.u.fetch_req.resource = (rl_bytes_t){ o->key.b, VP_ID_LEN };
+		if (o->type == OP_FETCH_EXT) /* routed towards o->key, asking for the entry's resource */
+			b.u.fetch_req.resource = (rl_bytes_t){ s->ext[o->reg].res.b, VP_ID_LEN };
 		b.u.fetch_req.specifiers.items = &spec;
 		b.u.fetch_req.specifiers.n_items = 1;
 	}
@@ -870,7 +942,7 @@ static void op_send(sim_t *s, uint32_t i)
 		item_t *found;
 		o->txid = 0;
 		o->responder = o->origin;
-		if (o->type == OP_STORE) {
+		if (o->type == OP_STORE || o->type == OP_STORE_EXT) {
 			/* Store locally and replicate like serve_store does. */
 			const chord_table_t *t = chord_node_table(n->cn);
 			vp_id_t reps[CHORD_REPLICAS];
@@ -878,6 +950,9 @@ static void op_send(sim_t *s, uint32_t i)
 			item_put(n, &it);
 			for (size_t k = 0; k < nr; k++)
 				send_store_direct(s, n, &reps[k], &it, (uint8_t)(k + 1));
+			ok = true;
+		} else if (o->type == OP_FETCH_EXT) {
+			ext_fetch_done(s, i, NULL, n);
 			ok = true;
 		} else if (o->type == OP_FETCH_REG) {
 			const reg_t *rg = &s->regs[o->reg];
@@ -1127,6 +1202,7 @@ void sim_free(sim_t *s)
 	free(s->tx_keys);
 	free(s->tx_vals);
 	free(s->regs);
+	free(s->ext);
 	free(s);
 }
 
@@ -1431,4 +1507,54 @@ chord_node_t *sim_node(sim_t *s, uint32_t idx)
 uint64_t sim_rand(sim_t *s)
 {
 	return rng_next(&s->rng);
+}
+
+/* ---- operations for an embedding application ---------------------------------- */
+
+static int ext_new(sim_t *s, uint32_t *idx)
+{
+	if (s->next == s->cap_ext) {
+		uint32_t cap = s->cap_ext ? 2 * s->cap_ext : 256;
+		ext_t *p = realloc(s->ext, cap * sizeof(*p));
+		if (!p)
+			return VP_ENOMEM;
+		s->ext = p;
+		s->cap_ext = cap;
+	}
+	*idx = s->next++;
+	memset(&s->ext[*idx], 0, sizeof(s->ext[0]));
+	return 0;
+}
+
+int sim_store_entry(sim_t *s, uint32_t from, const vp_id_t *res, const sim_entry_t *e, sim_store_cb cb, void *arg)
+{
+	uint32_t x;
+	int rc;
+	if (from >= s->nnodes || !res || !e || !cb)
+		return VP_EINVAL;
+	if ((rc = ext_new(s, &x)))
+		return rc;
+	s->ext[x].res = *res;
+	s->ext[x].item.res = *res;
+	s->ext[x].item.owner = e->owner;
+	s->ext[x].item.storage_time = e->storage_time;
+	memcpy(s->ext[x].item.value, e->value, SIM_VALUE_LEN);
+	s->ext[x].scb = cb;
+	s->ext[x].arg = arg;
+	return op_new(s, OP_STORE_EXT, from, res, x);
+}
+
+int sim_fetch_entries(sim_t *s, uint32_t from, const vp_id_t *res, const vp_id_t *route_to, sim_fetch_cb cb,
+                      void *arg)
+{
+	uint32_t x;
+	int rc;
+	if (from >= s->nnodes || !res || !route_to || !cb)
+		return VP_EINVAL;
+	if ((rc = ext_new(s, &x)))
+		return rc;
+	s->ext[x].res = *res;
+	s->ext[x].fcb = cb;
+	s->ext[x].arg = arg;
+	return op_new(s, OP_FETCH_EXT, from, route_to, x);
 }

@@ -143,4 +143,43 @@ chord_node_t *sim_node(sim_t *s, uint32_t idx);
 /*! \brief Draw from the simulator's PRNG (for drivers that must stay deterministic). */
 uint64_t sim_rand(sim_t *s);
 
+/* ---- operations for an embedding application (the demo's DHT) -------------------- */
+
+#define SIM_VALUE_LEN 16    /* the simulator stores 16-byte values */
+#define SIM_FETCH_MAX 64    /* entries handed to a fetch callback at most */
+
+/*! One dictionary entry of a VIPR-REGISTRATION resource, as the simulator stores it. */
+typedef struct sim_entry {
+	vp_id_t owner;                  /*!< dictionary key: the claimant's Node-ID */
+	uint64_t storage_time;          /*!< a newer one replaces, an older one is refused */
+	uint8_t value[SIM_VALUE_LEN];
+} sim_entry_t;
+
+/*! Completion of sim_store_entry(): stored by the responsible node (which then replicates it). */
+typedef void (*sim_store_cb)(void *arg, bool ok);
+
+/*!
+ * Completion of sim_fetch_entries(): the node that answered (UINT32_MAX if
+ * none), the hops the request travelled, and that node's entries for the
+ * resource (valid during the call).
+ */
+typedef void (*sim_fetch_cb)(void *arg, bool ok, uint32_t responder, uint32_t hops, const sim_entry_t *e,
+                             size_t n);
+
+/*!
+ * \brief Store entry \p e under resource \p res, originating at node \p from:
+ * a routed RELOAD Store, retried like the other operations.  The callback runs
+ * once, from inside this call (the origin is responsible) or from
+ * sim_run_until(); it must not call into the simulator.
+ */
+int sim_store_entry(sim_t *s, uint32_t from, const vp_id_t *res, const sim_entry_t *e, sim_store_cb cb, void *arg);
+
+/*!
+ * \brief Fetch the entries of resource \p res from whichever node is
+ * responsible for \p route_to (pass \p res itself for the responsible node, or
+ * a node's id + 1 for its successor, i.e. a replica).  Callback as above.
+ */
+int sim_fetch_entries(sim_t *s, uint32_t from, const vp_id_t *res, const vp_id_t *route_to, sim_fetch_cb cb,
+                      void *arg);
+
 #endif

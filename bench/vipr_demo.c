@@ -47,6 +47,7 @@
 #include "control/vap_client.h"
 #include "control/vipr_server.h"
 #include "control/vsrv_memdht.h"
+#include "bench/sim_dht.h"
 
 #define MAX_CALLS 200
 #define MAX_ROUTES 512
@@ -81,7 +82,9 @@ typedef struct call {
 
 typedef struct demo {
 	carrier_t car[NCAR];
-	vsrv_memdht_t *mem;
+	vsrv_memdht_t *mem;         /* --dht memory */
+	sim_dht_t *sim;             /* --dht sim (default) */
+	unsigned nodes;             /* plain overlay vnodes besides the carriers */
 	char run_dir[512], agent_bin[512], ticket_bin[512], agents_log[600];
 	unsigned calls, numbers, delay_max, timeout_s;
 	uint64_t rng;
@@ -386,11 +389,19 @@ static int carrier_start(demo_t *d, int c, uint32_t seed)
 		fprintf(stderr, "vipr-demo: %s line %d: %s\n", k->conf_path, e.line, e.msg);
 		return rc;
 	}
-	vsrv_memdht_iface(d->mem, &iface);
+	if (d->sim) {
+		/* The carrier's server is the overlay vnode the simulator gave it. */
+		conf.node_id = *sim_dht_carrier_id(d->sim, (unsigned)c);
+		sim_dht_iface(d->sim, (unsigned)c, &iface);
+	} else {
+		vsrv_memdht_iface(d->mem, &iface);
+	}
 	if ((rc = vsrv_new(&conf, &iface, NULL, on_event, d, &k->srv)))
 		return rc;
 	vp_id_to_hex(vsrv_node_id(k->srv), k->node_hex);
-	if ((rc = vsrv_memdht_add_node(d->mem, vsrv_node_id(k->srv), "127.0.0.1", vsrv_pvp_port(k->srv))))
+	rc = d->sim ? sim_dht_set_endpoint(d->sim, (unsigned)c, "127.0.0.1", vsrv_pvp_port(k->srv))
+	            : vsrv_memdht_add_node(d->mem, vsrv_node_id(k->srv), "127.0.0.1", vsrv_pvp_port(k->srv));
+	if (rc)
 		return rc;
 	if ((rc = vsrv_start(k->srv)))
 		return rc;
@@ -581,7 +592,10 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: vipr-demo [options]\n"
 	        "  --calls N       PSTN calls to simulate, both directions (default 12, 2..%d)\n"
-	        "  --numbers N     numbers per carrier (default 100, 10..1000)\n"
+	        "  --nodes N       overlay vnodes besides the 3 carriers' (default 20, 0..2000)\n"
+	        "  --dht sim|memory  the Chord overlay simulator (default) or a plain in-process table\n"
+	        "  --fast          overlay operations run ahead of real time (no simulated latency waited)\n"
+	        "  --numbers N     numbers per carrier (default 200, 10..1000)\n"
 	        "  --delay-max S   validation delay after a call: 1..S seconds (default 6)\n"
 	        "  --seed S        random seed (default: time)\n"
 	        "  --run-dir DIR   where logs, configs and call records go (default ./run/demo-<time>)\n"
@@ -608,6 +622,8 @@ int main(int argc, char **argv)
 		{ "delay-max", required_argument, NULL, 'D' }, { "seed", required_argument, NULL, 's' },
 		{ "run-dir", required_argument, NULL, 'r' }, { "agent", required_argument, NULL, 'a' },
 		{ "ticket", required_argument, NULL, 't' }, { "timeout", required_argument, NULL, 'T' },
+		{ "nodes", required_argument, NULL, 'o' },  { "dht", required_argument, NULL, 'd' },
+		{ "fast", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
 	};
 	demo_t *d = calloc(1, sizeof(*d));
@@ -615,6 +631,8 @@ int main(int argc, char **argv)
 	watch_arg_t wa[2] = { { 0 }, { 0 } };
 	FILE *logf = NULL;
 	int o, rc = 1, verified = 0, forged_refused = 0, ticket_failed = 0;
+	bool use_sim = true, fast = false;
+	sim_dht_stats_t ost;
 	unsigned n_ab, expect_ba = 0, expect_ab = 0, expect_contested = 0;
 	vsrv_stats_t st[NCAR];
 
@@ -622,9 +640,10 @@ int main(int argc, char **argv)
 		return 1;
 	g_demo = d;
 	d->calls = 12;
-	d->numbers = 100;
+	d->numbers = 200;
 	d->delay_max = 6;
 	d->timeout_s = 100;
+	d->nodes = 20;
 	d->rng = (uint64_t)time(NULL) | 1;
 	pthread_mutex_init(&d->out_mu, NULL);
 	default_bin(d->agent_bin, sizeof(d->agent_bin), argv[0], "../control/vipr-agent");
@@ -640,12 +659,22 @@ int main(int argc, char **argv)
 		case 't': snprintf(d->ticket_bin, sizeof(d->ticket_bin), "%s", optarg); break;
 		case 'T': d->timeout_s = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'v': d->verbose = true; break;
+		case 'F': fast = true; break;
+		case 'o': d->nodes = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'd':
+			if (!strcmp(optarg, "memory"))
+				use_sim = false;
+			else if (strcmp(optarg, "sim")) {
+				usage(stderr);
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	if (d->calls < 2 || d->calls > MAX_CALLS || d->numbers < 10 || d->numbers > 1000 || d->delay_max < 1 ||
-	    d->delay_max > 60 || d->timeout_s < 10 || d->timeout_s > 600) {
+	    d->delay_max > 60 || d->timeout_s < 10 || d->timeout_s > 600 || d->nodes > 2000) {
 		usage(stderr);
 		return 2;
 	}
@@ -699,11 +728,28 @@ int main(int argc, char **argv)
 
 	printf("== ViPR demo: carriers A and B and a thief T on one machine (loopback only) ==\n");
 	printf("   run directory: %s\n", d->run_dir);
-	say(d, "[overlay] DHT: in-process registration table shared by the carriers' servers");
-	say(d, "          (a stand-in for the RELOAD overlay; the daemon will plug real links into the same interface)");
-	if (!(d->mem = vsrv_memdht_new()))
-		goto out;
-	say(d, "overlay formed: %d nodes", NCAR);
+	if (use_sim) {
+		sim_dht_conf_t oc = { .seed = d->rng, .plain_nodes = d->nodes, .carriers = NCAR,
+			              .pace = fast ? SIM_DHT_PACE_FAST : SIM_DHT_PACE_REAL };
+		sim_dht_formed_t f;
+		int orc;
+		say(d, "[overlay] Chord-RELOAD overlay simulator: %u vnodes + one per carrier, real Chord engines and",
+		    d->nodes);
+		say(d, "          RELOAD codec over a simulated network (20 ms + log-normal latency), in this process;");
+		say(d, "          simulated time %s", fast ? "runs ahead of real time while operations are in flight (--fast)"
+		                                            : "follows real time (operations take their simulated latency)");
+		if ((orc = sim_dht_start(&oc, &d->sim, &f))) {
+			say(d, "  the overlay did not form: %s", vp_strerror(orc));
+			goto out;
+		}
+		say(d, "overlay formed: %u nodes (%.1f s of simulated time in %.2f s, %" PRIu64 " RELOAD messages)",
+		    f.nodes, f.sim_ms / 1000.0, f.wall_s, f.messages);
+	} else {
+		say(d, "[overlay] DHT: in-process registration table shared by the carriers' servers (--dht memory)");
+		if (!(d->mem = vsrv_memdht_new()))
+			goto out;
+		say(d, "overlay formed: %d nodes", NCAR);
+	}
 
 	say(d, "[carriers] each runs a ViPR server: VAP for its call agent, PVP for validations");
 	if (genkey(d, &d->car[CA], 1) || genkey(d, &d->car[CB], 7)) {
@@ -833,8 +879,16 @@ int main(int argc, char **argv)
 	for (int c = 0; c < NCAR; c++)
 		vsrv_get_stats(d->car[c].srv, &st[c]);
 	printf("\n== summary ==\n");
-	printf("  overlay: %d nodes (in-process DHT); numbers published: A %u, B %u, thief %u (claiming A's)\n", NCAR,
-	       d->numbers, d->numbers, d->car[CT].last - d->car[CT].first + 1);
+	if (d->sim) {
+		sim_dht_get_stats(d->sim, &ost);
+		printf("  overlay: %u nodes (Chord-RELOAD simulator); %" PRIu64 " stores, %" PRIu64
+		       " fetches (3 copies each, majority vote), %" PRIu64 " incidents, %" PRIu64 " RELOAD messages\n",
+		       d->nodes + NCAR, ost.stores, ost.fetches, ost.incidents, ost.messages);
+	} else {
+		printf("  overlay: %d nodes (in-process DHT)\n", NCAR);
+	}
+	printf("  numbers published: A %u, B %u, thief %u (claiming A's)\n", d->numbers, d->numbers,
+	       d->car[CT].last - d->car[CT].first + 1);
 	printf("  calls: %u B -> A (%u to numbers the thief claims), %u A -> B\n", expect_ba, expect_contested, expect_ab);
 	printf("  validations against owners: %d routes learned, %d tickets pending (entropy below threshold), %d refused\n",
 	       d->owner_ok, d->owner_pending, d->owner_refused);
@@ -861,6 +915,10 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (wa[i].d == d && wa[i].cl)
 			vap_client_close(wa[i].cl);
+	/* Servers stop first (no new requests), then the overlay, then the servers are freed. */
+	for (int c = 0; c < NCAR; c++)
+		vsrv_stop(d->car[c].srv);
+	sim_dht_free(d->sim);
 	for (int c = 0; c < NCAR; c++)
 		vsrv_free(d->car[c].srv);
 	vsrv_memdht_free(d->mem);

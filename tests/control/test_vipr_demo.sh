@@ -8,7 +8,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 out="$dir/out.txt"
 status=0
-"$demo" --calls 6 --numbers 20 --delay-max 2 --seed 42 --timeout 60 \
+"$demo" --calls 6 --numbers 20 --nodes 12 --fast --delay-max 2 --seed 42 --timeout 60 \
   --run-dir "$dir/run" --agent "$agent" --ticket "$ticket" >"$out" 2>&1 || status=$?
 cat "$out"
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -1,0 +1,582 @@
+/*
+ * bench/sim_dht.c - vsrv_dht_t on the Chord overlay simulator (see header).
+ */
+#include "bench/sim_dht.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <urcu-qsbr.h>
+
+#include "bench/sim.h"
+#include "common/clock.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "control/vap_msg.h"
+#include "control/vsrv_memdht.h"
+
+#define LOGMOD "simdht"
+#define FORM_LIMIT_MS (600u * 1000)     /* simulated time allowed to form the overlay */
+#define BUSY_STEP_MS 20                 /* simulated time per step while operations are in flight */
+
+typedef enum req_kind { REQ_STORE = 1, REQ_FETCH } req_kind_t;
+
+/* One request from a server, owned by the overlay thread once queued. */
+typedef struct req {
+	struct req *next;
+	req_kind_t kind;
+	unsigned carrier;
+	char number[VP_E164_BUFLEN];
+	vp_id_t res;
+	sim_entry_t entry;                  /* store */
+	vsrv_done_fn done;
+	vsrv_fetch_fn fdone;
+	void *arg;
+	/* fetch state: up to 3 copies, chained by the overlay thread */
+	int stage;                          /* copy being fetched (0..2) */
+	bool in_flight, finished, ok;       /* the current simulator operation */
+	uint32_t responder;
+	uint32_t copy_ok[SIM_DHT_COPIES];
+	uint32_t copy_node[SIM_DHT_COPIES];
+	size_t copy_n[SIM_DHT_COPIES];
+	sim_entry_t copies[SIM_DHT_COPIES][SIM_FETCH_MAX];
+	size_t cur_n;
+	sim_entry_t cur[SIM_FETCH_MAX];
+} req_t;
+
+typedef struct handle {
+	sim_dht_t *d;
+	unsigned k;
+} handle_t;
+
+struct sim_dht {
+	sim_dht_conf_t conf;
+	pthread_t th;
+	bool th_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	bool formed_done;
+	int formed_rc;
+	sim_dht_formed_t formed;
+	req_t *queue, *queue_tail;          /* from servers, under mu */
+	handle_t handles[SIM_DHT_MAX_CARRIERS];
+	uint32_t carrier_idx[SIM_DHT_MAX_CARRIERS];
+	vp_id_t carrier_id[SIM_DHT_MAX_CARRIERS];
+	char host[SIM_DHT_MAX_CARRIERS][64];
+	uint16_t port[SIM_DHT_MAX_CARRIERS];
+	sim_dht_stats_t st;
+	uint64_t last_storage_time;         /* overlay thread */
+};
+
+/* ---- value layout -------------------------------------------------------------- */
+
+void sim_dht_value_encode(const vsrv_reg_t *reg, bool withdrawn, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	out[0] = withdrawn ? 0 : 1;
+	out[1] = withdrawn ? 0 : reg->methods;
+	out[2] = (uint8_t)(reg->vservice_id >> 24);
+	out[3] = (uint8_t)(reg->vservice_id >> 16);
+	out[4] = (uint8_t)(reg->vservice_id >> 8);
+	out[5] = (uint8_t)reg->vservice_id;
+}
+
+int sim_dht_value_decode(const uint8_t in[16], const vp_id_t *owner, vsrv_reg_t *reg, bool *withdrawn)
+{
+	if (in[0] > 1)
+		return VP_EMALFORMED;
+	memset(reg, 0, sizeof(*reg));
+	reg->node = *owner;
+	reg->contact = *owner;
+	reg->methods = in[1];
+	reg->vservice_id = (uint32_t)in[2] << 24 | (uint32_t)in[3] << 16 | (uint32_t)in[4] << 8 | in[5];
+	*withdrawn = in[0] == 0;
+	return 0;
+}
+
+/* ---- simulator callbacks (overlay thread, inside sim_run_until) ------------------- */
+
+static void on_store(void *arg, bool ok)
+{
+	req_t *r = arg;
+	r->in_flight = false;
+	r->finished = true;
+	r->ok = ok;
+}
+
+static void on_fetch(void *arg, bool ok, uint32_t responder, uint32_t hops, const sim_entry_t *e, size_t n)
+{
+	req_t *r = arg;
+	(void)hops;
+	r->in_flight = false;
+	r->finished = true;
+	r->ok = ok;
+	r->responder = responder;
+	r->cur_n = 0;
+	for (size_t i = 0; ok && i < n && i < SIM_FETCH_MAX; i++)
+		r->cur[r->cur_n++] = e[i];
+}
+
+/* ---- the overlay thread ------------------------------------------------------------ */
+
+static bool stopping(sim_dht_t *d)
+{
+	return __atomic_load_n(&d->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+static void stat_add(sim_dht_t *d, uint64_t *f, uint64_t n)
+{
+	pthread_mutex_lock(&d->mu);
+	*f += n;
+	pthread_mutex_unlock(&d->mu);
+}
+
+static int form(sim_dht_t *d, sim_t *s)
+{
+	unsigned total = d->conf.plain_nodes + d->conf.carriers;
+	uint64_t t0 = sim_now(s), w0 = vp_time_mono_ns();
+	/* Carriers first (their vnodes are ordinary members), then the plain ones, 200 ms apart. */
+	for (unsigned i = 0; i < total; i++) {
+		int idx = sim_spawn(s);
+		if (idx < 0)
+			return idx;
+		if (i < d->conf.carriers) {
+			d->carrier_idx[i] = (uint32_t)idx;
+			d->carrier_id[i] = *chord_node_id(sim_node(s, (uint32_t)idx));
+		}
+		sim_run_until(s, sim_now(s) + 200);
+	}
+	while (sim_now(s) - t0 < FORM_LIMIT_MS) {
+		sim_run_until(s, sim_now(s) + 1000);
+		if (sim_live_joined(s) == total && sim_ring_errors(s) == 0)
+			break;
+	}
+	d->formed.nodes = sim_live_joined(s);
+	d->formed.sim_ms = sim_now(s) - t0;
+	d->formed.wall_s = (double)(vp_time_mono_ns() - w0) / 1e9;
+	d->formed.messages = sim_msgs_total(s);
+	if (d->formed.nodes != total || sim_ring_errors(s))
+		return VP_ETIMEOUT;
+	return 0;
+}
+
+static uint64_t next_storage_time(sim_dht_t *d)
+{
+	uint64_t t = vp_time_wall_ms();
+	if (t <= d->last_storage_time)
+		t = d->last_storage_time + 1;
+	d->last_storage_time = t;
+	return t;
+}
+
+static void start_fetch_stage(sim_dht_t *d, sim_t *s, req_t *r)
+{
+	vp_id_t route_to = r->res;
+	uint32_t from = d->carrier_idx[r->carrier];
+	if (r->stage > 0) {
+		/* The replicas: the successors of the previous answerer. */
+		vp_id_t one;
+		memset(&one, 0, sizeof(one));
+		one.b[VP_ID_LEN - 1] = 1;
+		route_to = *chord_node_id(sim_node(s, r->copy_node[r->stage - 1]));
+		route_to = vp_id_add(&route_to, &one);
+	}
+	r->in_flight = true;
+	r->finished = false;
+	if (sim_fetch_entries(s, from, &r->res, &route_to, on_fetch, r))
+		on_fetch(r, false, UINT32_MAX, 0, NULL, 0);
+}
+
+static bool entry_eq(const sim_entry_t *a, const sim_entry_t *b)
+{
+	return vp_id_eq(&a->owner, &b->owner) && !memcmp(a->value, b->value, sizeof(a->value));
+}
+
+static bool copy_has(const sim_entry_t *copy, size_t n, const sim_entry_t *e)
+{
+	for (size_t i = 0; i < n && i < SIM_FETCH_MAX; i++)
+		if (entry_eq(&copy[i], e))
+			return true;
+	return false;
+}
+
+size_t sim_dht_vote(const sim_entry_t *const copies[SIM_DHT_COPIES], const size_t n[SIM_DHT_COPIES],
+                    const bool answered[SIM_DHT_COPIES], vsrv_reg_t *out, size_t max, char *incident, size_t cap)
+{
+	const sim_entry_t *seen[SIM_DHT_COPIES * SIM_FETCH_MAX];
+	size_t kept = 0, nseen = 0;
+	int nans = 0;
+	bool all_equal = true;
+	if (cap)
+		incident[0] = '\0';
+	for (int c = 0; c < SIM_DHT_COPIES; c++)
+		nans += answered[c];
+	for (int c = 0; c < SIM_DHT_COPIES; c++) {
+		for (size_t i = 0; answered[c] && i < n[c] && i < SIM_FETCH_MAX; i++) {
+			const sim_entry_t *e = &copies[c][i];
+			int votes = 0;
+			bool dup = false, withdrawn;
+			for (size_t k = 0; k < nseen && !dup; k++)
+				dup = entry_eq(seen[k], e);
+			if (dup)
+				continue;
+			seen[nseen++] = e;
+			for (int c2 = 0; c2 < SIM_DHT_COPIES; c2++)
+				votes += answered[c2] && copy_has(copies[c2], n[c2], e);
+			if (votes != nans)
+				all_equal = false;
+			/* Kept when at least two copies hold it (or the only copy that answered does). */
+			if ((votes >= 2 || nans == 1) && kept < max &&
+			    !sim_dht_value_decode(e->value, &e->owner, &out[kept], &withdrawn) && !withdrawn)
+				kept++;
+		}
+	}
+	if (nans > 0 && nans < SIM_DHT_COPIES)
+		snprintf(incident, cap, "only %d of %d copies answered the fetch", nans, SIM_DHT_COPIES);
+	else if (nans && !all_equal)
+		snprintf(incident, cap, "the %d copies disagree (%zu/%zu/%zu entries): kept what at least 2 hold",
+		         SIM_DHT_COPIES, n[0], n[1], n[2]);
+	return kept;
+}
+
+/* Complete a fetch request with the vote over its copies. */
+static void finish_fetch(sim_dht_t *d, req_t *r)
+{
+	vsrv_reg_t regs[VSRV_REGS_MAX];
+	const sim_entry_t *copies[SIM_DHT_COPIES];
+	bool answered[SIM_DHT_COPIES];
+	char incident[200];
+	size_t n;
+	int nans = 0;
+	for (int c = 0; c < SIM_DHT_COPIES; c++) {
+		copies[c] = r->copies[c];
+		answered[c] = r->copy_ok[c] != 0;
+		nans += answered[c];
+	}
+	if (nans == 0) {
+		stat_add(d, &d->st.fetches_failed, 1);
+		r->fdone(r->arg, VP_ETIMEOUT, NULL, 0, NULL);
+		return;
+	}
+	n = sim_dht_vote(copies, r->copy_n, answered, regs, VSRV_REGS_MAX, incident, sizeof(incident));
+	if (incident[0]) {
+		stat_add(d, &d->st.incidents, 1);
+		vp_log_warn(LOGMOD, "incident", "number=%s text=\"%s\"", r->number, incident);
+	}
+	vp_log_debug(LOGMOD, "fetched", "number=%s claimants=%zu copies=%d nodes=%u,%u,%u", r->number, n, nans,
+	             r->copy_node[0], r->copy_node[1], r->copy_node[2]);
+	r->fdone(r->arg, 0, regs, n, incident[0] ? incident : NULL);
+}
+
+/* Advance a request whose simulator operation finished; true when it is complete. */
+static bool progress(sim_dht_t *d, sim_t *s, req_t *r)
+{
+	if (r->kind == REQ_STORE) {
+		stat_add(d, r->ok ? &d->st.stores : &d->st.stores_failed, 1);
+		r->done(r->arg, r->ok ? 0 : VP_ETIMEOUT);
+		return true;
+	}
+	r->copy_ok[r->stage] = r->ok;
+	r->copy_node[r->stage] = r->responder;
+	r->copy_n[r->stage] = r->cur_n;
+	memcpy(r->copies[r->stage], r->cur, r->cur_n * sizeof(r->cur[0]));
+	/* A replica is found from the previous answerer; without one, stop there. */
+	if (r->ok && r->responder != UINT32_MAX && r->stage + 1 < SIM_DHT_COPIES) {
+		r->stage++;
+		start_fetch_stage(d, s, r);
+		return false;
+	}
+	stat_add(d, &d->st.fetches, 1);
+	finish_fetch(d, r);
+	return true;
+}
+
+static void start(sim_dht_t *d, sim_t *s, req_t *r)
+{
+	if (r->kind == REQ_STORE) {
+		r->entry.storage_time = next_storage_time(d);
+		r->in_flight = true;
+		r->finished = false;
+		if (sim_store_entry(s, d->carrier_idx[r->carrier], &r->res, &r->entry, on_store, r))
+			on_store(r, false);
+	} else {
+		r->stage = 0;
+		start_fetch_stage(d, s, r);
+	}
+}
+
+static void *overlay_thread(void *arg)
+{
+	sim_dht_t *d = arg;
+	sim_cfg_t cfg = sim_cfg_default();
+	sim_t *s;
+	req_t *active = NULL;
+	uint64_t last_wall;
+	int rc;
+
+	rcu_register_thread();
+	cfg.seed = d->conf.seed ? d->conf.seed : 1;
+	cfg.max_nodes = d->conf.plain_nodes + d->conf.carriers;
+	if (d->conf.lat_min_ms > 0)
+		cfg.lat_min_ms = d->conf.lat_min_ms;
+	if (d->conf.lat_median_ms > 0)
+		cfg.lat_median_ms = d->conf.lat_median_ms;
+	s = sim_new(&cfg);
+	rc = s ? form(d, s) : VP_ENOMEM;
+	pthread_mutex_lock(&d->mu);
+	d->formed_rc = rc;
+	d->formed_done = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	last_wall = vp_time_mono_ns();
+
+	while (!rc && !stopping(d)) {
+		req_t *incoming, **pp;
+		uint64_t now_wall;
+		pthread_mutex_lock(&d->mu);
+		incoming = d->queue;
+		d->queue = d->queue_tail = NULL;
+		if (!incoming && (!active || d->conf.pace == SIM_DHT_PACE_REAL) && !stopping(d)) {
+			struct timespec dl;
+			clock_gettime(CLOCK_REALTIME, &dl);
+			dl.tv_nsec += (active ? 2 : 10) * 1000000L;
+			if (dl.tv_nsec >= 1000000000L) {
+				dl.tv_sec++;
+				dl.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&d->cv, &d->mu, &dl);
+			incoming = d->queue;
+			d->queue = d->queue_tail = NULL;
+		}
+		pthread_mutex_unlock(&d->mu);
+		while (incoming) {
+			req_t *r = incoming;
+			incoming = r->next;
+			r->next = active;
+			active = r;
+			start(d, s, r);
+		}
+		/* Follow the wall clock; in the fast pace, run ahead while operations are in flight. */
+		now_wall = vp_time_mono_ns();
+		if (active && d->conf.pace == SIM_DHT_PACE_FAST) {
+			sim_run_until(s, sim_now(s) + BUSY_STEP_MS);
+			last_wall = now_wall;
+		} else if (now_wall - last_wall >= 1000000) {
+			uint64_t ms = (now_wall - last_wall) / 1000000;
+			sim_run_until(s, sim_now(s) + ms);
+			last_wall += ms * 1000000;
+		}
+		for (pp = &active; *pp;) {
+			req_t *r = *pp;
+			if (r->finished && !r->in_flight && progress(d, s, r)) {
+				*pp = r->next;
+				free(r);
+			} else {
+				pp = &r->next;
+			}
+		}
+		{
+			const sim_counters_t *c = sim_counters(s);
+			pthread_mutex_lock(&d->mu);
+			d->st.messages = sim_msgs_total(s);
+			d->st.hops_sum = c->hops_sum;
+			d->st.hops_n = c->hops_n;
+			d->st.codec_errors = c->codec_errors;
+			d->st.sim_ms = sim_now(s);
+			pthread_mutex_unlock(&d->mu);
+		}
+	}
+	/* Abandoned requests complete with an error, so no server waits forever. */
+	while (active) {
+		req_t *r = active;
+		active = r->next;
+		if (r->kind == REQ_STORE)
+			r->done(r->arg, VP_ECLOSED);
+		else
+			r->fdone(r->arg, VP_ECLOSED, NULL, 0, NULL);
+		free(r);
+	}
+	sim_free(s);
+	rcu_thread_offline();
+	rcu_barrier();
+	rcu_thread_online();
+	rcu_unregister_thread();
+	return NULL;
+}
+
+/* ---- vsrv_dht_t (server threads) ------------------------------------------------- */
+
+static int enqueue(sim_dht_t *d, req_t *r)
+{
+	pthread_mutex_lock(&d->mu);
+	if (stopping(d)) {
+		pthread_mutex_unlock(&d->mu);
+		free(r);
+		return VP_ECLOSED;
+	}
+	if (d->queue_tail)
+		d->queue_tail->next = r;
+	else
+		d->queue = r;
+	d->queue_tail = r;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	return 0;
+}
+
+static int h_store(void *ctx, const char *number, uint8_t op, const vsrv_reg_t *reg, vsrv_done_fn done, void *arg)
+{
+	handle_t *h = ctx;
+	req_t *r;
+	if (!number || !reg || (op != VAP_OP_ADD && op != VAP_OP_WITHDRAW) || strlen(number) >= VP_E164_BUFLEN)
+		return VP_EINVAL;
+	/* The simulator keys entries by the owner's Node-ID: only our own vnode's claims. */
+	if (!vp_id_eq(&reg->node, &h->d->carrier_id[h->k]) || !vp_id_eq(&reg->contact, &reg->node))
+		return VP_EFORBIDDEN;
+	if (!(r = calloc(1, sizeof(*r))))
+		return VP_ENOMEM;
+	r->kind = REQ_STORE;
+	r->carrier = h->k;
+	snprintf(r->number, sizeof(r->number), "%s", number);
+	r->res = vp_id_from_name(number, strlen(number));
+	r->entry.owner = reg->node;
+	sim_dht_value_encode(reg, op == VAP_OP_WITHDRAW, r->entry.value);
+	r->done = done;
+	r->arg = arg;
+	return enqueue(h->d, r);
+}
+
+static int h_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *arg)
+{
+	handle_t *h = ctx;
+	req_t *r;
+	if (!number || strlen(number) >= VP_E164_BUFLEN)
+		return VP_EINVAL;
+	if (!(r = calloc(1, sizeof(*r))))
+		return VP_ENOMEM;
+	r->kind = REQ_FETCH;
+	r->carrier = h->k;
+	snprintf(r->number, sizeof(r->number), "%s", number);
+	r->res = vp_id_from_name(number, strlen(number));
+	r->fdone = done;
+	r->arg = arg;
+	return enqueue(h->d, r);
+}
+
+static int h_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
+{
+	handle_t *h = ctx;
+	sim_dht_t *d = h->d;
+	char host[64] = "";
+	uint16_t port = 0;
+	pthread_mutex_lock(&d->mu);
+	for (unsigned k = 0; k < d->conf.carriers; k++) {
+		if (vp_id_eq(&d->carrier_id[k], contact) && d->port[k]) {
+			memcpy(host, d->host[k], sizeof(host));
+			port = d->port[k];
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (!port)
+		return VP_ENOROUTE;
+	return vsrv_tcp_connect(host, port, timeout_ms, fd);
+}
+
+/* ---- public ------------------------------------------------------------------------ */
+
+int sim_dht_start(const sim_dht_conf_t *conf, sim_dht_t **out, sim_dht_formed_t *formed)
+{
+	sim_dht_t *d;
+	int rc;
+	if (!conf || !out || conf->carriers < 1 || conf->carriers > SIM_DHT_MAX_CARRIERS ||
+	    conf->plain_nodes > 100000)
+		return VP_EINVAL;
+	if (!(d = calloc(1, sizeof(*d))))
+		return VP_ENOMEM;
+	d->conf = *conf;
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	for (unsigned k = 0; k < SIM_DHT_MAX_CARRIERS; k++) {
+		d->handles[k].d = d;
+		d->handles[k].k = k;
+	}
+	if (pthread_create(&d->th, NULL, overlay_thread, d)) {
+		sim_dht_free(d);
+		return VP_ENOMEM;
+	}
+	d->th_started = true;
+	pthread_mutex_lock(&d->mu);
+	while (!d->formed_done)
+		pthread_cond_wait(&d->cv, &d->mu);
+	rc = d->formed_rc;
+	if (formed)
+		*formed = d->formed;
+	pthread_mutex_unlock(&d->mu);
+	if (rc) {
+		sim_dht_free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+void sim_dht_free(sim_dht_t *d)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->mu);
+	__atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	if (d->th_started)
+		pthread_join(d->th, NULL);
+	while (d->queue) {
+		req_t *r = d->queue;
+		d->queue = r->next;
+		if (r->kind == REQ_STORE)
+			r->done(r->arg, VP_ECLOSED);
+		else
+			r->fdone(r->arg, VP_ECLOSED, NULL, 0, NULL);
+		free(r);
+	}
+	pthread_cond_destroy(&d->cv);
+	pthread_mutex_destroy(&d->mu);
+	free(d);
+}
+
+const vp_id_t *sim_dht_carrier_id(const sim_dht_t *d, unsigned k)
+{
+	return k < d->conf.carriers ? &d->carrier_id[k] : NULL;
+}
+
+void sim_dht_iface(sim_dht_t *d, unsigned k, vsrv_dht_t *out)
+{
+	out->ctx = &d->handles[k < SIM_DHT_MAX_CARRIERS ? k : 0];
+	out->store = h_store;
+	out->fetch = h_fetch;
+	out->app_attach = h_attach;
+}
+
+int sim_dht_set_endpoint(sim_dht_t *d, unsigned k, const char *host, uint16_t port)
+{
+	if (k >= d->conf.carriers || !host || strlen(host) >= sizeof(d->host[0]) || !port)
+		return VP_EINVAL;
+	pthread_mutex_lock(&d->mu);
+	snprintf(d->host[k], sizeof(d->host[k]), "%s", host);
+	d->port[k] = port;
+	pthread_mutex_unlock(&d->mu);
+	return 0;
+}
+
+void sim_dht_get_stats(sim_dht_t *d, sim_dht_stats_t *out)
+{
+	pthread_mutex_lock(&d->mu);
+	*out = d->st;
+	pthread_mutex_unlock(&d->mu);
+}
