@@ -452,18 +452,17 @@ static void make_calls(demo_t *d, unsigned n_ab)
 		unsigned span = to->last - to->first + 1, idx;
 		uint64_t dur = 8000 + (uint64_t)(-log(1 - unif(d)) * 90000);
 		/*
-		 * Every 4th B -> A call repeats an earlier number once (entropy accumulates
-		 * over calls); otherwise a number not called yet.  At most two calls per
-		 * number: PVP tries two candidate records per number and hour (§5.4).
+		 * Calls come in pairs to one number: a single call rarely proves the
+		 * threshold's 16 bits, the second one accumulates with the first ticket
+		 * (docs/protocol.md §5.6).  At most two calls per number: PVP tries two
+		 * candidate records per number and hour (§5.4).
 		 */
 		c->from = ba ? CB : CA;
 		c->to = ba ? CA : CB;
 		idx = UINT32_MAX;
-		if (ba && i >= n_ab + 4 && i % 4 == 3) {
-			for (int k = d->ncalls - 2; k >= 0 && idx == UINT32_MAX; k--)
-				if (d->callv[k].to == c->to && calls_to(d, d->callv[k].called) == 1)
-					idx = (unsigned)(strtoul(d->callv[k].called + strlen(to->prefix), NULL, 10) - to->first);
-		}
+		if (d->ncalls >= 2 && d->callv[d->ncalls - 2].to == c->to && calls_to(d, d->callv[d->ncalls - 2].called) == 1 &&
+		    (ba ? i - n_ab : i) % 2 == 1)
+			idx = (unsigned)(strtoul(d->callv[d->ncalls - 2].called + strlen(to->prefix), NULL, 10) - to->first);
 		for (int tries = 0; idx == UINT32_MAX && tries < 100; tries++) {
 			char num[VP_E164_BUFLEN];
 			unsigned cand = (unsigned)(rnd(d) % span);
