@@ -1,29 +1,37 @@
 /*
  * vipr-demo - the whole ViPR flow on one machine, the way a person wants to watch it.
  *
- * Carrier A owns +1 408 555 01xx, carrier B owns +33 1 23 45 00xx, and a thief
- * T claims part of A's block.  Each runs a real ViPR server (control/vipr_server:
- * VAP server, PVP server, call-record store, ticket keys, validation scheduler)
- * in this process, joined to the DHT; their call agents are real `vipr-agent`
- * processes speaking VAP over loopback (register, VService, publish, upload).
- * A PSTN call simulator places calls B -> A and A -> B and hands the call
- * records to both sides (clock offsets, jitter, calls on the hour, sometimes
- * no caller-ID).  After a shortened random delay each originating server looks
- * the number up, validates every claimant over PVP (the thief fails: it never
- * received the calls), learns the route and a ticket, and notifies its
- * subscribed agent; A's border element then checks every ticket with
+ * An overlay forms first: the Chord-RELOAD simulator of bench/ (real Chord
+ * engines, real RELOAD codec, simulated network) with N vnodes plus one vnode
+ * per carrier.  Carrier A owns +1 408 555 0100.., carrier B owns
+ * +33 1 23 45 0000.., and a thief T claims half of A's block.  Each carrier
+ * runs a real ViPR server (control/vipr_server: VAP server, PVP server,
+ * call-record store, ticket keys, validation scheduler) in this process, whose
+ * DHT is its own vnode (bench/sim_dht: Store routed and replicated to 2
+ * successors, Fetch of the 3 copies with a majority vote).  Their call agents
+ * are real `vipr-agent` processes speaking VAP over loopback (register,
+ * VService, publish with progress, upload); the subscribed agents use the VAP
+ * client library (they need the whole ticket).  A PSTN call simulator places
+ * calls B -> A and A -> B and hands the call records to both sides (clock
+ * offsets, jitter, calls on the hour, sometimes no caller-ID).  After a
+ * shortened random delay each originating server looks the number up,
+ * validates every claimant over PVP (the thief fails: it never received the
+ * calls), learns the route and a ticket, and notifies its subscribed agent;
+ * the called carrier's border element then checks every ticket with
  * `vipr-ticket verify`.
  *
- *   vipr-demo [--calls N] [--numbers N] [--delay-max S] [--seed S] [--run-dir DIR]
- *             [--agent PATH] [--ticket PATH] [--timeout S] [-v]
+ *   vipr-demo [--calls N] [--numbers N] [--nodes N] [--dht sim|memory] [--fast]
+ *             [--delay-max S] [--seed S] [--run-dir DIR] [--agent PATH]
+ *             [--ticket PATH] [--timeout S] [-v]
  *
  * Exit status 0 only if every call was validated against its owner, never
  * against the thief, every learned route reached the subscribed agent, and
- * every ticket verified.  Logs go to the run directory.
+ * every ticket verified (2 usage, 1 otherwise).  Logs go to the run directory.
  *
- * It lives in bench/ because its DHT is an in-process stand-in for the overlay
- * (and, with the Chord simulator of bench/, the simulated overlay itself):
- * control/ must not depend on bench/.
+ * It lives in bench/ because its overlay is the simulator of bench/, and
+ * control/ must not depend on bench/.  Until viprd exists this is the most
+ * faithful composition of the parts: the daemon will put real RELOAD links
+ * behind the same vsrv_dht_t and run one vipr_server per process.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -631,6 +639,7 @@ int main(int argc, char **argv)
 	FILE *logf = NULL;
 	int o, rc = 1, verified = 0, forged_refused = 0, ticket_failed = 0;
 	bool use_sim = true, fast = false;
+	uint64_t seed;
 	sim_dht_stats_t ost;
 	unsigned n_ab, expect_ba = 0, expect_ab = 0, expect_contested = 0;
 	vsrv_stats_t st[NCAR];
@@ -643,7 +652,7 @@ int main(int argc, char **argv)
 	d->delay_max = 6;
 	d->timeout_s = 100;
 	d->nodes = 20;
-	d->rng = (uint64_t)time(NULL) | 1;
+	seed = (uint64_t)time(NULL) % 100000;
 	pthread_mutex_init(&d->out_mu, NULL);
 	default_bin(d->agent_bin, sizeof(d->agent_bin), argv[0], "../control/vipr-agent");
 	default_bin(d->ticket_bin, sizeof(d->ticket_bin), argv[0], "../pvp/vipr-ticket");
@@ -652,7 +661,7 @@ int main(int argc, char **argv)
 		case 'n': d->calls = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'N': d->numbers = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'D': d->delay_max = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 's': d->rng = strtoull(optarg, NULL, 10) * 2 + 1; break;
+		case 's': seed = strtoull(optarg, NULL, 10); break;
 		case 'r': snprintf(d->run_dir, sizeof(d->run_dir), "%s", optarg); break;
 		case 'a': snprintf(d->agent_bin, sizeof(d->agent_bin), "%s", optarg); break;
 		case 't': snprintf(d->ticket_bin, sizeof(d->ticket_bin), "%s", optarg); break;
@@ -672,6 +681,7 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	d->rng = seed * 2 + 1;
 	if (d->calls < 2 || d->calls > MAX_CALLS || d->numbers < 10 || d->numbers > 1000 || d->delay_max < 1 ||
 	    d->delay_max > 60 || d->timeout_s < 10 || d->timeout_s > 600 || d->nodes > 2000) {
 		usage(stderr);
@@ -726,7 +736,7 @@ int main(int argc, char **argv)
 	d->car[CT].last = d->car[CT].first + d->numbers / 2 - 1; /* the thief claims half of A's block */
 
 	printf("== ViPR demo: carriers A and B and a thief T on one machine (loopback only) ==\n");
-	printf("   run directory: %s\n", d->run_dir);
+	printf("   run directory: %s   seed: %" PRIu64 " (--seed to replay the same calls)\n", d->run_dir, seed);
 	if (use_sim) {
 		sim_dht_conf_t oc = { .seed = d->rng, .plain_nodes = d->nodes, .carriers = NCAR,
 			              .pace = fast ? SIM_DHT_PACE_FAST : SIM_DHT_PACE_REAL };
