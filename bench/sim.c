@@ -1558,3 +1558,18 @@ int sim_fetch_entries(sim_t *s, uint32_t from, const vp_id_t *res, const vp_id_t
 	s->ext[x].arg = arg;
 	return op_new(s, OP_FETCH_EXT, from, route_to, x);
 }
+
+int sim_forget_resource(sim_t *s, const vp_id_t *res)
+{
+	int64_t idx = res ? true_owner(s, res) : -1;
+	snode_t *n;
+	uint32_t k = 0;
+	if (idx < 0)
+		return VP_ENOTFOUND;
+	n = &s->nodes[idx];
+	for (uint32_t i = 0; i < n->nitems; i++)
+		if (!vp_id_eq(&n->items[i].res, res))
+			n->items[k++] = n->items[i];
+	n->nitems = k;
+	return (int)idx;
+}

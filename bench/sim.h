@@ -182,4 +182,11 @@ int sim_store_entry(sim_t *s, uint32_t from, const vp_id_t *res, const sim_entry
 int sim_fetch_entries(sim_t *s, uint32_t from, const vp_id_t *res, const vp_id_t *route_to, sim_fetch_cb cb,
                       void *arg);
 
+/*!
+ * \brief Make the node responsible for \p res forget its entries for it (a
+ * rogue or damaged copy; its 2 replicas keep theirs), as a test of readers'
+ * majority votes.  Returns that node's index, or VP_ENOTFOUND (empty ring).
+ */
+int sim_forget_resource(sim_t *s, const vp_id_t *res);
+
 #endif

@@ -24,7 +24,7 @@
 #define FORM_LIMIT_MS (600u * 1000)     /* simulated time allowed to form the overlay */
 #define BUSY_STEP_MS 20                 /* simulated time per step while operations are in flight */
 
-typedef enum req_kind { REQ_STORE = 1, REQ_FETCH } req_kind_t;
+typedef enum req_kind { REQ_STORE = 1, REQ_FETCH, REQ_FORGET } req_kind_t;
 
 /* One request from a server, owned by the overlay thread once queued. */
 typedef struct req {
@@ -40,6 +40,7 @@ typedef struct req {
 	/* fetch state: up to 3 copies, chained by the overlay thread */
 	int stage;                          /* copy being fetched (0..2) */
 	bool in_flight, finished, ok;       /* the current simulator operation */
+	int forget_rc;                      /* REQ_FORGET: the node's index or VP_E* */
 	uint32_t responder;
 	uint32_t copy_ok[SIM_DHT_COPIES];
 	uint32_t copy_node[SIM_DHT_COPIES];
@@ -277,6 +278,10 @@ static void finish_fetch(sim_dht_t *d, req_t *r)
 /* Advance a request whose simulator operation finished; true when it is complete. */
 static bool progress(sim_dht_t *d, sim_t *s, req_t *r)
 {
+	if (r->kind == REQ_FORGET) {
+		r->done(r->arg, r->forget_rc);
+		return true;
+	}
 	if (r->kind == REQ_STORE) {
 		stat_add(d, r->ok ? &d->st.stores : &d->st.stores_failed, 1);
 		r->done(r->arg, r->ok ? 0 : VP_ETIMEOUT);
@@ -299,7 +304,11 @@ static bool progress(sim_dht_t *d, sim_t *s, req_t *r)
 
 static void start(sim_dht_t *d, sim_t *s, req_t *r)
 {
-	if (r->kind == REQ_STORE) {
+	if (r->kind == REQ_FORGET) {
+		r->forget_rc = sim_forget_resource(s, &r->res);
+		r->in_flight = false;
+		r->finished = true;
+	} else if (r->kind == REQ_STORE) {
 		r->entry.storage_time = next_storage_time(d);
 		r->in_flight = true;
 		r->finished = false;
@@ -396,10 +405,10 @@ static void *overlay_thread(void *arg)
 	while (active) {
 		req_t *r = active;
 		active = r->next;
-		if (r->kind == REQ_STORE)
-			r->done(r->arg, VP_ECLOSED);
-		else
+		if (r->kind == REQ_FETCH)
 			r->fdone(r->arg, VP_ECLOSED, NULL, 0, NULL);
+		else
+			r->done(r->arg, VP_ECLOSED);
 		free(r);
 	}
 	sim_free(s);
@@ -539,10 +548,10 @@ void sim_dht_free(sim_dht_t *d)
 	while (d->queue) {
 		req_t *r = d->queue;
 		d->queue = r->next;
-		if (r->kind == REQ_STORE)
-			r->done(r->arg, VP_ECLOSED);
-		else
+		if (r->kind == REQ_FETCH)
 			r->fdone(r->arg, VP_ECLOSED, NULL, 0, NULL);
+		else
+			r->done(r->arg, VP_ECLOSED);
 		free(r);
 	}
 	pthread_cond_destroy(&d->cv);
@@ -579,4 +588,45 @@ void sim_dht_get_stats(sim_dht_t *d, sim_dht_stats_t *out)
 	pthread_mutex_lock(&d->mu);
 	*out = d->st;
 	pthread_mutex_unlock(&d->mu);
+}
+
+typedef struct forget_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int rc;
+} forget_wait_t;
+
+static void forget_done(void *arg, int status)
+{
+	forget_wait_t *w = arg;
+	pthread_mutex_lock(&w->mu);
+	w->rc = status;
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+int sim_dht_forget(sim_dht_t *d, const char *number)
+{
+	forget_wait_t w = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	req_t *r;
+	int rc;
+	if (!number || strlen(number) >= VP_E164_BUFLEN)
+		return VP_EINVAL;
+	if (!(r = calloc(1, sizeof(*r))))
+		return VP_ENOMEM;
+	r->kind = REQ_FORGET;
+	snprintf(r->number, sizeof(r->number), "%s", number);
+	r->res = vp_id_from_name(number, strlen(number));
+	r->done = forget_done;
+	r->arg = &w;
+	if ((rc = enqueue(d, r)))
+		return rc;
+	/* The overlay thread always completes a queued request (VP_ECLOSED when stopping). */
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	return w.rc;
 }

@@ -99,6 +99,15 @@ int sim_dht_set_endpoint(sim_dht_t *d, unsigned k, const char *host, uint16_t po
 void sim_dht_get_stats(sim_dht_t *d, sim_dht_stats_t *out);
 
 /*!
+ * \brief Make the vnode responsible for \p number drop its copy of the
+ * number's registrations (a rogue or damaged responsible node; the 2 replicas
+ * keep theirs): the next fetch sees the copies disagree, reports an incident
+ * and still returns what the majority holds.  Blocking; returns the vnode's
+ * index or a VP_E* code.
+ */
+int sim_dht_forget(sim_dht_t *d, const char *number);
+
+/*!
  * \brief Encode/decode the simulator's 16-byte registration value (exposed for tests).
  * Decode returns VP_EMALFORMED for an unknown version byte; a withdrawn value decodes with methods 0.
  */

@@ -99,7 +99,7 @@ typedef struct demo {
 	bool verbose;
 	pthread_mutex_t out_mu;     /* stdout and the counters below */
 	int owner_ok, owner_pending, owner_refused, thief_auth_failed, thief_other, thief_routes, unreachable;
-	int notified;
+	int notified, incidents;
 	route_rec_t routes[MAX_ROUTES];
 	int n_routes;
 	call_t callv[MAX_CALLS];
@@ -213,7 +213,10 @@ static void on_event(void *arg, const char *server, const vsrv_event_t *ev)
 			    ev->number, ev->route->resp->entropy_cbits / 100.0, ev->route->resp->threshold_cbits / 100.0);
 		break;
 	case VSRV_EV_INCIDENT:
-		say(d, "  %s: overlay incident: %s", server, ev->text);
+		pthread_mutex_lock(&d->out_mu);
+		d->incidents++;
+		pthread_mutex_unlock(&d->out_mu);
+		say(d, "  %s looks up %s: overlay INCIDENT: %s", server, ev->number ? ev->number : "-", ev->text);
 		break;
 	default:
 		break;
@@ -602,6 +605,8 @@ static void usage(FILE *f)
 	        "  --nodes N       overlay vnodes besides the 3 carriers' (default 20, 0..2000)\n"
 	        "  --dht sim|memory  the Chord overlay simulator (default) or a plain in-process table\n"
 	        "  --fast          overlay operations run ahead of real time (no simulated latency waited)\n"
+	        "  --no-rogue      no rogue vnode (by default the node responsible for one called number\n"
+	        "                  drops its copy, and the 3-copy majority vote has to outvote it)\n"
 	        "  --numbers N     numbers per carrier (default 200, 10..1000)\n"
 	        "  --delay-max S   validation delay after a call: 1..S seconds (default 6)\n"
 	        "  --seed S        random seed (default: time)\n"
@@ -630,7 +635,7 @@ int main(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'r' }, { "agent", required_argument, NULL, 'a' },
 		{ "ticket", required_argument, NULL, 't' }, { "timeout", required_argument, NULL, 'T' },
 		{ "nodes", required_argument, NULL, 'o' },  { "dht", required_argument, NULL, 'd' },
-		{ "fast", no_argument, NULL, 'F' },
+		{ "fast", no_argument, NULL, 'F' },         { "no-rogue", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
 	};
 	demo_t *d = calloc(1, sizeof(*d));
@@ -638,7 +643,9 @@ int main(int argc, char **argv)
 	watch_arg_t wa[2] = { { 0 }, { 0 } };
 	FILE *logf = NULL;
 	int o, rc = 1, verified = 0, forged_refused = 0, ticket_failed = 0;
-	bool use_sim = true, fast = false;
+	bool use_sim = true, fast = false, rogue = true;
+	int rogue_node = -1;
+	char rogue_number[VP_E164_BUFLEN] = "";
 	uint64_t seed;
 	sim_dht_stats_t ost;
 	unsigned n_ab, expect_ba = 0, expect_ab = 0, expect_contested = 0;
@@ -668,6 +675,7 @@ int main(int argc, char **argv)
 		case 'T': d->timeout_s = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'v': d->verbose = true; break;
 		case 'F': fast = true; break;
+		case 'R': rogue = false; break;
 		case 'o': d->nodes = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'd':
 			if (!strcmp(optarg, "memory"))
@@ -827,6 +835,19 @@ int main(int argc, char **argv)
 	}
 	if (write_csvs(d, csv))
 		goto out;
+	if (d->sim && rogue) {
+		/* Seed 001 §B.4: a rogue (or damaged) responsible node must not hide a number's claims. */
+		for (int i = 0; i < d->ncalls && !rogue_number[0]; i++)
+			if (d->callv[i].to == CA)
+				snprintf(rogue_number, sizeof(rogue_number), "%s", d->callv[i].called);
+		rogue_node = sim_dht_forget(d->sim, rogue_number);
+		if (rogue_node < 0) {
+			say(d, "  could not make a rogue vnode: %s", vp_strerror(rogue_node));
+			goto out;
+		}
+		say(d, "[rogue] vnode #%d, responsible for %s, drops its copy of the number's claims "
+		       "(its 2 replicas keep theirs)", rogue_node, rogue_number);
+	}
 	say(d, "[upload] each switch hands its call records to its agent; vipr-agent uploads them over VAP");
 	/* Terminating records first: the receiving side's evidence is in place when validation starts. */
 	for (int c = 0; c < 2; c++)
@@ -898,6 +919,9 @@ int main(int argc, char **argv)
 	}
 	printf("  numbers published: A %u, B %u, thief %u (claiming A's)\n", d->numbers, d->numbers,
 	       d->car[CT].last - d->car[CT].first + 1);
+	if (rogue_node >= 0)
+		printf("  rogue vnode #%d (responsible for %s): %d lookup incident%s logged, its claims still found "
+		       "by majority vote\n", rogue_node, rogue_number, d->incidents, d->incidents == 1 ? "" : "s");
 	printf("  calls: %u B -> A (%u to numbers the thief claims), %u A -> B\n", expect_ba, expect_contested, expect_ab);
 	printf("  validations against owners: %d routes learned, %d tickets pending (entropy below threshold), %d refused\n",
 	       d->owner_ok, d->owner_pending, d->owner_refused);
@@ -910,7 +934,8 @@ int main(int argc, char **argv)
 	rc = d->owner_ok + d->owner_pending == (int)d->ncalls && d->owner_ok > 0 && d->owner_refused == 0 &&
 	     d->thief_other == 0 && d->thief_routes == 0 && st[CT].pvp_authenticated == 0 &&
 	     d->thief_auth_failed == (int)expect_contested && d->unreachable == 0 && d->notified == d->owner_ok &&
-	     verified == d->n_routes && ticket_failed == 0 && forged_refused == d->n_routes ? 0 : 1;
+	     verified == d->n_routes && ticket_failed == 0 && forged_refused == d->n_routes &&
+	     (rogue_node < 0 || d->incidents >= 1) ? 0 : 1;
 	printf("  result: %s\n", rc == 0 ? "OK: every call validated against its owner, never against the thief; "
 	                                   "every ticket verified"
 	                                 : "FAILED: see above and the logs");

@@ -232,6 +232,42 @@ static void test_overlay_store_fetch_withdraw(void **state)
 	sim_dht_free(d);
 }
 
+/* A responsible node that drops its copy is outvoted by the 2 replicas; the fetch reports an incident. */
+static void test_overlay_rogue_responsible_outvoted(void **state)
+{
+	sim_dht_conf_t conf = { .seed = 11, .plain_nodes = 10, .carriers = 2, .pace = SIM_DHT_PACE_FAST };
+	sim_dht_t *d = NULL;
+	sim_dht_stats_t st;
+	vsrv_dht_t a, b;
+	vsrv_reg_t ra, rb;
+	waiter_t w;
+	(void)state;
+	assert_int_equal(sim_dht_start(&conf, &d, NULL), 0);
+	sim_dht_iface(d, 0, &a);
+	sim_dht_iface(d, 1, &b);
+	memset(&ra, 0, sizeof(ra));
+	ra.node = ra.contact = *sim_dht_carrier_id(d, 0);
+	ra.vservice_id = 1;
+	ra.methods = 3;
+	rb = ra;
+	rb.node = rb.contact = *sim_dht_carrier_id(d, 1);
+	w_init(&w);
+	assert_int_equal(a.store(a.ctx, "+33123450042", VAP_OP_ADD, &ra, w_store_done, &w), 0);
+	assert_int_equal(w_wait(&w), 0);
+	w_init(&w);
+	assert_int_equal(b.store(b.ctx, "+33123450042", VAP_OP_ADD, &rb, w_store_done, &w), 0);
+	assert_int_equal(w_wait(&w), 0);
+	assert_true(sim_dht_forget(d, "+33123450042") >= 0);
+	w_init(&w);
+	assert_int_equal(a.fetch(a.ctx, "+33123450042", w_fetch_done, &w), 0);
+	assert_int_equal(w_wait(&w), 0);
+	assert_int_equal(w.n, 2);
+	assert_non_null(strstr(w.incident, "disagree"));
+	sim_dht_get_stats(d, &st);
+	assert_int_equal(st.incidents, 1);
+	sim_dht_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_vote_value_mismatch),
 		cmocka_unit_test(test_vote_missing_copies_and_withdrawn),
 		cmocka_unit_test(test_overlay_store_fetch_withdraw),
+		cmocka_unit_test(test_overlay_rogue_responsible_outvoted),
 	};
 	vp_log_setup(VP_LOG_ERROR, stderr);
 	return cmocka_run_group_tests(tests, NULL, NULL);
