@@ -154,8 +154,12 @@ static uint64_t key_hash(const pvp_policy_t *p, pvp_rate_kind_t kind, const char
 	return h ? h : 1;
 }
 
-/* Find the slot of h (or the one to reuse); caller holds the lock. */
-static rate_slot_t *find_slot(pvp_policy_t *p, uint64_t h, uint64_t window, bool create)
+/*
+ * Find the slot of h, or the one it would take: an empty slot, else a stale
+ * one, else the one with the fewest failures in this window.  *found says
+ * which.  Caller holds the lock.
+ */
+static rate_slot_t *find_slot(pvp_policy_t *p, uint64_t h, uint64_t window, bool *found)
 {
 	uint32_t mask = p->conf.table_slots - 1;
 	rate_slot_t *victim = NULL;
@@ -163,21 +167,30 @@ static rate_slot_t *find_slot(pvp_policy_t *p, uint64_t h, uint64_t window, bool
 	for (uint32_t i = 0; i < PROBE; i++) {
 		rate_slot_t *s = &p->slots[(h + i) & mask];
 		uint64_t score;
-		if (s->hash == h)
+		if (s->hash == h) {
+			*found = true;
 			return s;
-		/* Reuse an empty slot, else a stale one, else the one with the fewest failures. */
+		}
 		score = s->hash == 0 ? 0 : s->window != window ? 1 : 2 + (uint64_t)s->fails;
 		if (score < best) {
 			best = score;
 			victim = s;
 		}
 	}
-	if (!create)
-		return NULL;
-	victim->hash = h;
-	victim->window = window;
-	victim->fails = 0;
+	*found = false;
 	return victim;
+}
+
+/*
+ * Failures of h in this window.  A key that is not in the table counts as
+ * many failures as the slot it would take: evicting a live entry hands its
+ * count on instead of dropping it, so no key's count can shrink within a
+ * window, however the table is flooded (the minimum over a neighbourhood
+ * never decreases).  Over-counting is the safe side of a bounded table.
+ */
+static uint32_t slot_fails(const rate_slot_t *s, uint64_t window)
+{
+	return s->hash != 0 && s->window == window ? s->fails : 0;
 }
 
 static uint32_t limit_of(const pvp_policy_t *p, pvp_rate_kind_t kind)
@@ -189,11 +202,10 @@ bool pvp_policy_rate_ok(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, 
 {
 	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
 	rate_slot_t *s;
-	bool ok = true;
+	bool ok, found;
 	pthread_mutex_lock(&p->lock);
-	s = find_slot(p, h, window, false);
-	if (s && s->window == window && s->fails >= limit_of(p, kind))
-		ok = false;
+	s = find_slot(p, h, window, &found);
+	ok = slot_fails(s, window) < limit_of(p, kind);
 	pthread_mutex_unlock(&p->lock);
 	return ok;
 }
@@ -202,11 +214,13 @@ void pvp_policy_rate_fail(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key
 {
 	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
 	rate_slot_t *s;
+	bool found;
 	pthread_mutex_lock(&p->lock);
-	s = find_slot(p, h, window, true);
-	if (s->window != window) {
+	s = find_slot(p, h, window, &found);
+	if (!found || s->window != window) {
+		s->fails = slot_fails(s, window);
+		s->hash = h;
 		s->window = window;
-		s->fails = 0;
 	}
 	if (s->fails < UINT32_MAX)
 		s->fails++;

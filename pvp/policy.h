@@ -8,7 +8,11 @@
  * matches the domain itself and its subdomains; the longest match wins.
  *
  * Rate limits count *failed* handshakes (online password guesses) per key in
- * fixed windows, in a fixed-size table (no allocation after creation).  All
+ * fixed windows, in a fixed-size table (no allocation after creation).  When
+ * the table is full a new key takes over the entry with the fewest failures
+ * *and its count*, so flooding cannot reset anyone's count; the price is that
+ * more distinct failing keys per window than table_slots over-count (new keys
+ * can start limited): size the table above the expected number.  All
  * functions are thread-safe; the table is under a mutex (handshakes cost
  * milliseconds, the lock microseconds).
  */

@@ -88,6 +88,59 @@ static void flooding_other_keys_does_not_free_a_limited_key(void **state)
 	pvp_policy_free(p);
 }
 
+/*
+ * The eviction attack: keys with *more* failures than the victim fill its
+ * neighbourhood, then one new key takes the victim's slot.  The victim's count
+ * must survive (a reset would hand out another round of online guesses).
+ */
+static void eviction_by_busier_keys_does_not_reset_a_limited_key(void **state)
+{
+	pvp_policy_conf_t c = { .number_fail_limit = 10, .table_slots = 8 };
+	pvp_policy_t *p;
+	char key[32];
+	(void)state;
+	assert_int_equal(pvp_policy_new(&c, &p), 0);
+	for (int i = 0; i < 10; i++)
+		pvp_policy_rate_fail(p, PVP_RATE_NUMBER, "+14085551234", 0);
+	assert_false(pvp_policy_rate_ok(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	/* 8 slots, 8 probes: every key sees the whole table. */
+	for (int k = 0; k < 7; k++) {
+		snprintf(key, sizeof(key), "+1408555%04d", k);
+		for (int i = 0; i < 11; i++)
+			pvp_policy_rate_fail(p, PVP_RATE_NUMBER, key, 0);
+	}
+	pvp_policy_rate_fail(p, PVP_RATE_NUMBER, "+14085559999", 0);
+	assert_false(pvp_policy_rate_ok(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	pvp_policy_rate_fail(p, PVP_RATE_NUMBER, "+14085551234", 0);
+	assert_false(pvp_policy_rate_ok(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	pvp_policy_free(p);
+}
+
+/* Same attack below the limit: the victim's count must not start again from zero. */
+static void eviction_does_not_reset_a_partial_count(void **state)
+{
+	pvp_policy_conf_t c = { .number_fail_limit = 10, .table_slots = 8 };
+	pvp_policy_t *p;
+	char key[32];
+	(void)state;
+	assert_int_equal(pvp_policy_new(&c, &p), 0);
+	for (int i = 0; i < 5; i++)
+		pvp_policy_rate_fail(p, PVP_RATE_NUMBER, "+14085551234", 0);
+	for (int k = 0; k < 7; k++) {
+		snprintf(key, sizeof(key), "+1408555%04d", k);
+		for (int i = 0; i < 6; i++)
+			pvp_policy_rate_fail(p, PVP_RATE_NUMBER, key, 0);
+	}
+	pvp_policy_rate_fail(p, PVP_RATE_NUMBER, "+14085559999", 0);
+	/* At most 10 - 5 further failures before the victim is limited again. */
+	for (int i = 0; i < 5; i++)
+		pvp_policy_rate_fail(p, PVP_RATE_NUMBER, "+14085551234", 0);
+	assert_false(pvp_policy_rate_ok(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	/* A new window still starts every key afresh. */
+	assert_true(pvp_policy_rate_ok(p, PVP_RATE_NUMBER, "+14085551234", 3600));
+	pvp_policy_free(p);
+}
+
 static void bad_table_size_rejected(void **state)
 {
 	pvp_policy_conf_t c = { .table_slots = 100 };
@@ -103,6 +156,8 @@ int main(void)
 		cmocka_unit_test(whitelist_refuses_everyone_else),
 		cmocka_unit_test(rate_limit_counts_failures_per_key_and_window),
 		cmocka_unit_test(flooding_other_keys_does_not_free_a_limited_key),
+		cmocka_unit_test(eviction_by_busier_keys_does_not_reset_a_limited_key),
+		cmocka_unit_test(eviction_does_not_reset_a_partial_count),
 		cmocka_unit_test(bad_table_size_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
