@@ -564,6 +564,37 @@ static void forward_in_place_without_headroom(void **state)
 	assert_memory_equal(pktbuf, want, wn);
 }
 
+/* A via that cannot be encoded is refused before the packet is touched (both move strategies). */
+static void bad_via_leaves_packet_untouched(void **state)
+{
+	static const uint8_t big[255], low[2] = { 0x12, 0x34 };
+	uint8_t pktbuf[1024], orig[1024];
+	rl_dest_t bad[3] = {
+		{ RL_DEST_RESOURCE, { big, sizeof(big) } }, /* over opaque<0..254> */
+		{ RL_DEST_COMPRESSED, { low, 2 } },         /* top bit clear */
+		{ RL_DEST_NODE, { big, 15 } },              /* not 16 bytes */
+	};
+	rl_message_t m;
+	size_t n;
+	(void)state;
+
+	/* off 0: the tail moves; off 512: the front slides into the headroom. */
+	for (size_t off = 0; off <= 512; off += 512) {
+		for (size_t i = 0; i < 3; i++) {
+			rl_pkt_t pkt = { pktbuf, sizeof(pktbuf), off, 0 };
+			memset(pktbuf, 0xee, sizeof(pktbuf));
+			n = ping(pktbuf + off);
+			pkt.len = n;
+			memcpy(orig, pktbuf, sizeof(pktbuf));
+			assert_int_equal(rl_fwd_append_via(&pkt, &bad[i]), VP_ERELOAD_DEST);
+			assert_int_equal(pkt.off, off);
+			assert_int_equal(pkt.len, n);
+			assert_memory_equal(pktbuf, orig, sizeof(pktbuf));
+			assert_int_equal(rl_msg_decode(pktbuf + pkt.off, pkt.len, &m), 0);
+		}
+	}
+}
+
 static void ttl_zero_is_refused(void **state)
 {
 	uint8_t pktbuf[128];
@@ -646,6 +677,7 @@ int main(void)
 		cmocka_unit_test(certificates_in_security_block),
 		cmocka_unit_test(forward_in_place_with_headroom),
 		cmocka_unit_test(forward_in_place_without_headroom),
+		cmocka_unit_test(bad_via_leaves_packet_untouched),
 		cmocka_unit_test(ttl_zero_is_refused),
 		cmocka_unit_test(forward_copy_matches_in_place),
 		cmocka_unit_test(overlay_id_is_sha1_tail),
