@@ -215,10 +215,15 @@ int rl_dest_list_reversed(const rl_dest_list_t *l, rl_dest_t *out, size_t cap, s
 	if (total > cap)
 		return VP_ESPACE;
 	RL_ITER_INIT(&it, l);
-	while ((r = rl_dest_next(&it, &d)) == 1)
+	while ((r = rl_dest_next(&it, &d)) == 1) {
+		if (i == total)
+			return VP_EINVAL; /* raw_count understates the raw bytes (hand-built list) */
 		out[total - 1 - i++] = d;
+	}
 	if (r < 0)
 		return r;
+	if (i != total)
+		return VP_EINVAL;
 	*n = total;
 	return 0;
 }

@@ -196,6 +196,20 @@ static void answer_route_is_reversed_via(void **state)
 	assert_int_equal(rl_code_answer(RL_FETCH_REQ), RL_FETCH_ANS);
 }
 
+/* A hand-built list whose raw_count understates its raw bytes is refused, not written past out[]. */
+static void reversed_list_with_wrong_count_is_refused(void **state)
+{
+	rl_fwd_header_t h;
+	rl_dest_t back[2];
+	size_t n, len = tk_hex(HDR_FORMS_HEX, buf, sizeof(buf));
+	(void)state;
+
+	assert_int_equal(rl_fwd_header_decode(buf, len, &h), 0);
+	h.via.raw_count = 1; /* four destinations in raw */
+	assert_int_equal(rl_dest_list_reversed(&h.via, back + 1, 1, &n), VP_EINVAL);
+	assert_int_equal(n, 0);
+}
+
 static void options_policy(void **state)
 {
 	rl_fwd_header_t h;
@@ -663,6 +677,7 @@ int main(void)
 		cmocka_unit_test(ping_built_from_structs_matches_vector),
 		cmocka_unit_test(every_destination_form),
 		cmocka_unit_test(answer_route_is_reversed_via),
+		cmocka_unit_test(reversed_list_with_wrong_count_is_refused),
 		cmocka_unit_test(options_policy),
 		cmocka_unit_test(bad_token_version_fragment),
 		cmocka_unit_test(fragment_header_still_decodes),
