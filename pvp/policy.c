@@ -29,7 +29,8 @@ struct pvp_policy {
 	pvp_policy_conf_t conf;
 	list_entry_t *list;
 	size_t nlist, caplist;
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;     /* the rate table */
+	pthread_rwlock_t list_lock; /* the domain list: looked up by workers, changed on reload */
 	uint64_t seed[2];    /* keyed hash: an attacker cannot aim collisions at a victim's slot */
 	rate_slot_t *slots;
 };
@@ -68,6 +69,7 @@ int pvp_policy_new(const pvp_policy_conf_t *conf, pvp_policy_t **out)
 		return VP_ECRYPTO;
 	}
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_rwlock_init(&p->list_lock, NULL);
 	*out = p;
 	return 0;
 }
@@ -77,6 +79,7 @@ void pvp_policy_free(pvp_policy_t *p)
 	if (!p)
 		return;
 	pthread_mutex_destroy(&p->lock);
+	pthread_rwlock_destroy(&p->list_lock);
 	free(p->list);
 	free(p->slots);
 	free(p);
@@ -85,26 +88,32 @@ void pvp_policy_free(pvp_policy_t *p)
 int pvp_policy_list(pvp_policy_t *p, const char *domain, uint32_t threshold_cbits)
 {
 	char d[PVP_DOMAIN_MAX + 1];
+	int rc = 0;
 	if (pvp_domain_normalize(domain, d))
 		return VP_EINVAL;
+	pthread_rwlock_wrlock(&p->list_lock);
 	for (size_t i = 0; i < p->nlist; i++) {
 		if (!strcmp(p->list[i].domain, d)) {
 			p->list[i].threshold = threshold_cbits;
-			return 0;
+			goto out;
 		}
 	}
 	if (p->nlist == p->caplist) {
 		size_t nc = p->caplist ? p->caplist * 2 : 16;
 		list_entry_t *nl = realloc(p->list, nc * sizeof(*nl));
-		if (!nl)
-			return VP_ENOMEM;
+		if (!nl) {
+			rc = VP_ENOMEM;
+			goto out;
+		}
 		p->list = nl;
 		p->caplist = nc;
 	}
 	memcpy(p->list[p->nlist].domain, d, sizeof(d));
 	p->list[p->nlist].threshold = threshold_cbits;
 	p->nlist++;
-	return 0;
+out:
+	pthread_rwlock_unlock(&p->list_lock);
+	return rc;
 }
 
 /* Does list entry e cover domain d (equal, or d ends with "." e)? */
@@ -126,6 +135,8 @@ int pvp_policy_threshold(const pvp_policy_t *p, const char *domain, uint32_t *th
 	if (pvp_domain_normalize(domain, d))
 		return VP_EINVAL;
 	dl = strlen(d);
+	/* The lock is not part of the policy's logical state: const callers may take it. */
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&p->list_lock);
 	for (size_t i = 0; i < p->nlist; i++) {
 		size_t el = strlen(p->list[i].domain);
 		if (el > best && covers(p->list[i].domain, d, dl)) {
@@ -133,6 +144,7 @@ int pvp_policy_threshold(const pvp_policy_t *p, const char *domain, uint32_t *th
 			t = p->list[i].threshold;
 		}
 	}
+	pthread_rwlock_unlock((pthread_rwlock_t *)&p->list_lock);
 	*threshold_cbits = t;
 	return t == PVP_THRESHOLD_NEVER ? VP_EREFUSED : 0;
 }

@@ -1,4 +1,5 @@
 /* Policy: black/white lists with thresholds, failed-handshake rate limits. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,6 +142,51 @@ static void eviction_does_not_reset_a_partial_count(void **state)
 	pvp_policy_free(p);
 }
 
+typedef struct lister {
+	pvp_policy_t *p;
+	int done;
+} lister_t;
+
+static void *list_many(void *arg)
+{
+	lister_t *l = arg;
+	char d[64];
+	for (int i = 0; i < 2000; i++) {
+		snprintf(d, sizeof(d), "carrier-%d.example", i);
+		pvp_policy_list(l->p, d, (uint32_t)i);
+	}
+	__atomic_store_n(&l->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/*
+ * Lists can change while worker threads look thresholds up (a configuration
+ * reload): the header promises thread safety, so the list grows under the
+ * lock (run under TSan/ASan to see the race this guards against).
+ */
+static void listing_while_looking_up(void **state)
+{
+	pvp_policy_t *p;
+	lister_t l;
+	pthread_t th;
+	uint32_t t;
+	int lookups = 0;
+	(void)state;
+	assert_int_equal(pvp_policy_new(NULL, &p), 0);
+	l.p = p;
+	l.done = 0;
+	assert_int_equal(pthread_create(&th, NULL, list_many, &l), 0);
+	while (!__atomic_load_n(&l.done, __ATOMIC_SEQ_CST) || lookups < 100) {
+		assert_int_equal(pvp_policy_threshold(p, "sip.carrier-1999.example", &t), 0);
+		assert_true(t == 1600 || t == 1999);
+		lookups++;
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(pvp_policy_threshold(p, "sip.carrier-1999.example", &t), 0);
+	assert_int_equal(t, 1999);
+	pvp_policy_free(p);
+}
+
 static void bad_table_size_rejected(void **state)
 {
 	pvp_policy_conf_t c = { .table_slots = 100 };
@@ -158,6 +204,7 @@ int main(void)
 		cmocka_unit_test(flooding_other_keys_does_not_free_a_limited_key),
 		cmocka_unit_test(eviction_by_busier_keys_does_not_reset_a_limited_key),
 		cmocka_unit_test(eviction_does_not_reset_a_partial_count),
+		cmocka_unit_test(listing_while_looking_up),
 		cmocka_unit_test(bad_table_size_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
