@@ -169,6 +169,9 @@ static int parse_key_line(char *line, pvp_ticket_keys_t *keys, bool *seen_cur, u
 		goto bad;
 	if (!epoch_s || !hex || extra || (prev && !grace_s) || (!prev && grace_s))
 		goto bad;
+	/* Digits only: strtoul/strtoull accept a sign, and "-1" would wrap to the maximum. */
+	if (!isdigit((unsigned char)epoch_s[0]) || (grace_s && !isdigit((unsigned char)grace_s[0])))
+		goto bad;
 	errno = 0;
 	ep = strtoul(epoch_s, &end, 10);
 	if (errno || *end || ep < 1 || ep > 255)

@@ -215,6 +215,9 @@ static void key_file_parse_and_format(void **state)
 		"current 9 00112233445566778899aabbccddeeff\nprevious 9 00112233445566778899aabbccddeeff 1\n",
 		"current 9 zz112233445566778899aabbccddeeff\n",
 		"future 9 00112233445566778899aabbccddeeff\n",
+		/* strtoull takes "-1" as 2^64-1: a previous key that never retires */
+		"current 9 00112233445566778899aabbccddeeff\nprevious 8 00112233445566778899aabbccddeeff -1\n",
+		"current +9 00112233445566778899aabbccddeeff\n",
 	};
 	vp_log_setup(VP_LOG_ERROR + 0, NULL);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
