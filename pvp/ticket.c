@@ -118,10 +118,14 @@ int pvp_b64url_decode(const char *src, size_t n, uint8_t *out, size_t cap, size_
 	uint32_t acc = 0;
 	unsigned bits = 0;
 	size_t o = 0;
+	size_t pad = 0;
 	*outlen = 0;
-	while (n > 0 && src[n - 1] == '=')
+	while (n > 0 && src[n - 1] == '=') {
 		n--;
-	if (n % 4 == 1)
+		pad++;
+	}
+	/* Padding only completes the last quantum, or two texts would decode to one ticket. */
+	if (n % 4 == 1 || (pad && (n % 4 == 0 || (n + pad) % 4 != 0)))
 		return VP_EMALFORMED;
 	for (size_t i = 0; i < n; i++) {
 		int v = b64_val((unsigned char)src[i]);
