@@ -156,6 +156,11 @@ static int cmd_issue(const opts_t *o, const pvp_ticket_keys_t *keys)
 		fprintf(stderr, "vipr-ticket: %s\n", vp_strerror(rc));
 		return EXIT_USAGE;
 	}
+	/* Ticket times are 32-bit: refuse what would wrap instead of issuing a ticket that expired long ago. */
+	if (now + (o->lifetime ? o->lifetime : DEFAULT_GRACE_S) > UINT32_MAX || o->lifetime > UINT32_MAX) {
+		fprintf(stderr, "vipr-ticket: --now/--lifetime: %s\n", vp_strerror(VP_ERANGE));
+		return EXIT_USAGE;
+	}
 	t.flags = o->pending ? 0 : PVP_TICKET_F_ROUTES;
 	t.issued = (uint32_t)now;
 	t.expires = (uint32_t)(now + (o->lifetime ? o->lifetime : DEFAULT_GRACE_S));

@@ -44,6 +44,8 @@ printf 'current 1 0011\n' >"$work/short"
 expect 2 'invalid configuration' -- "$VT" verify --key "$work/short" --number +14085551234 --domain x.example "$tk"
 expect 2 'usage' -- "$VT" verify "${K[@]}" --number +14085551234 "$tk"
 expect 2 'usage' -- "$VT" frobnicate
+# 32-bit ticket times: an expiry that would wrap is refused, not issued in the past.
+expect 2 'range' -- "$VT" issue "${K[@]}" --number +14085551234 --domain x.example --now $T --lifetime 4294967296
 # Rotation writes a fresh 0600 file: a planted "<key>.tmp" symlink is not followed.
 echo precious >"$work/other"
 ln -s "$work/other" "$work/keys.tmp"
