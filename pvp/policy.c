@@ -238,3 +238,35 @@ void pvp_policy_rate_fail(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key
 		s->fails++;
 	pthread_mutex_unlock(&p->lock);
 }
+
+bool pvp_policy_rate_take(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s)
+{
+	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
+	rate_slot_t *s;
+	uint32_t fails;
+	bool found, ok;
+	pthread_mutex_lock(&p->lock);
+	s = find_slot(p, h, window, &found);
+	fails = slot_fails(s, window);
+	ok = fails < limit_of(p, kind);
+	if (ok) {
+		s->hash = h;
+		s->window = window;
+		s->fails = fails + 1;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+void pvp_policy_rate_refund(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s)
+{
+	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
+	rate_slot_t *s;
+	bool found;
+	pthread_mutex_lock(&p->lock);
+	s = find_slot(p, h, window, &found);
+	/* Evicted or a new window since the take: nothing to give back (over-counting is the safe side). */
+	if (found && s->window == window && s->fails > 0)
+		s->fails--;
+	pthread_mutex_unlock(&p->lock);
+}

@@ -242,6 +242,7 @@ struct pvp_server {
 typedef struct srv_conn {
 	pvp_server_t *srv;
 	bool matched;         /* the username selected a real record */
+	uint64_t taken_s;     /* when the number's count was taken (for the refund) */
 	pvp_user_t user;
 	pvp_vcr_t rec;
 	int cb_err;
@@ -285,8 +286,9 @@ static bool select_record(srv_conn_t *c, const pvp_user_t *u, uint64_t now_s)
 			break;
 		}
 	}
-	rate_ok = pvp_policy_rate_ok(srv->conf.policy, PVP_RATE_NUMBER,
-	                             found ? c->rec.called : srv->decoy.called, now_s);
+	/* A hit counts the guess now (given back if the handshake succeeds); a miss only looks. */
+	rate_ok = found ? pvp_policy_rate_take(srv->conf.policy, PVP_RATE_NUMBER, c->rec.called, now_s)
+	                : pvp_policy_rate_ok(srv->conf.policy, PVP_RATE_NUMBER, srv->decoy.called, now_s);
 	if (found && !rate_ok) {
 		vp_log_warn("pvp", "number_rate_limited", "number=%s", c->rec.called);
 		return false;
@@ -337,12 +339,15 @@ static int srp_user_cb(SSL *s, int *ad, void *arg)
 	if (!salt)
 		goto out;
 	c->matched = false;
+	c->taken_s = vp_clock_now_ms(srv->conf.clock) / 1000;
 	parsed = pvp_user_parse(user, &u) == 0;
-	found = select_record(c, parsed ? &u : &srv->decoy_user, vp_clock_now_ms(srv->conf.clock) / 1000);
+	found = select_record(c, parsed ? &u : &srv->decoy_user, c->taken_s);
 	if (parsed && found && pvp_server_password(&c->rec, &u, pass) == 0) {
 		c->user = u;
 		c->matched = true;
 	} else {
+		if (found) /* no guess at this number after all */
+			pvp_policy_rate_refund(srv->conf.policy, PVP_RATE_NUMBER, c->rec.called, c->taken_s);
 		/* Same derivation on the decoy record, then a password nobody knows. */
 		if (pvp_server_password(&srv->decoy, &srv->decoy_user, pass) ||
 		    fake_password(srv, user, strlen(pass), pass))
@@ -534,7 +539,11 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	c.srv = srv;
 	if (!peer)
 		peer = "-";
-	if (!pvp_policy_rate_ok(srv->conf.policy, PVP_RATE_PEER, peer, now_s)) {
+	/*
+	 * Count the guess before the handshake (given back if it succeeds), so
+	 * concurrent handshakes from one peer cannot get past its limit.
+	 */
+	if (!pvp_policy_rate_take(srv->conf.policy, PVP_RATE_PEER, peer, now_s)) {
 		res->outcome = PVP_OUT_RATE_LIMITED;
 		vp_log_warn("pvp", "peer_rate_limited", "peer=%s", peer);
 		return 0;
@@ -544,6 +553,7 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	                 (uint64_t)(srv->conf.io_timeout_ms ? srv->conf.io_timeout_ms : DEFAULT_TIMEOUT_MS) * 1000000;
 	ssl = SSL_new(srv->ctx);
 	if (!ssl || !SSL_set_fd(ssl, fd) || set_nonblock(fd)) {
+		pvp_policy_rate_refund(srv->conf.policy, PVP_RATE_PEER, peer, now_s); /* no guess made */
 		rc = ssl ? VP_EIO : VP_ETLS;
 		goto out;
 	}
@@ -556,9 +566,7 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 			snprintf(res->number, sizeof(res->number), "%s", c.rec.called);
 		log_ssl_errors("server_handshake");
 		ERR_clear_error();
-		pvp_policy_rate_fail(srv->conf.policy, PVP_RATE_PEER, peer, now_s);
-		if (c.matched)
-			pvp_policy_rate_fail(srv->conf.policy, PVP_RATE_NUMBER, c.rec.called, now_s);
+		/* Already counted by the takes at accept and in the SRP callback. */
 		vp_log_info("pvp", "handshake_failed", "peer=%s matched=%d", peer, c.matched);
 		rc = c.cb_err;
 		goto out;
@@ -568,6 +576,9 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 		res->outcome = PVP_OUT_HANDSHAKE_FAILED;
 		goto out;
 	}
+	/* The right secret: not a failed guess. */
+	pvp_policy_rate_refund(srv->conf.policy, PVP_RATE_PEER, peer, now_s);
+	pvp_policy_rate_refund(srv->conf.policy, PVP_RATE_NUMBER, c.rec.called, c.taken_s);
 	snprintf(res->number, sizeof(res->number), "%s", c.rec.called);
 	res->method = c.user.method;
 	q = calloc(1, sizeof(*q));

@@ -187,6 +187,33 @@ static void listing_while_looking_up(void **state)
 	pvp_policy_free(p);
 }
 
+/* take = check and count in one step; refund gives one back, never below zero. */
+static void take_counts_up_front_and_refund_gives_back(void **state)
+{
+	pvp_policy_conf_t c = { .number_fail_limit = 2 };
+	pvp_policy_t *p;
+	(void)state;
+	assert_int_equal(pvp_policy_new(&c, &p), 0);
+	assert_true(pvp_policy_rate_take(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	assert_true(pvp_policy_rate_take(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	assert_false(pvp_policy_rate_take(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	assert_false(pvp_policy_rate_ok(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	pvp_policy_rate_refund(p, PVP_RATE_NUMBER, "+14085551234", 0);
+	assert_true(pvp_policy_rate_ok(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	assert_true(pvp_policy_rate_take(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	assert_false(pvp_policy_rate_take(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	/* A refund in another window, or for a key never taken, changes nothing. */
+	pvp_policy_rate_refund(p, PVP_RATE_NUMBER, "+14085551234", 3600);
+	pvp_policy_rate_refund(p, PVP_RATE_NUMBER, "+14085550000", 0);
+	assert_false(pvp_policy_rate_ok(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	for (int i = 0; i < 5; i++)
+		pvp_policy_rate_refund(p, PVP_RATE_NUMBER, "+14085551234", 0);
+	assert_true(pvp_policy_rate_take(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	assert_true(pvp_policy_rate_take(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	assert_false(pvp_policy_rate_take(p, PVP_RATE_NUMBER, "+14085551234", 0));
+	pvp_policy_free(p);
+}
+
 static void bad_table_size_rejected(void **state)
 {
 	pvp_policy_conf_t c = { .table_slots = 100 };
@@ -205,6 +232,7 @@ int main(void)
 		cmocka_unit_test(eviction_by_busier_keys_does_not_reset_a_limited_key),
 		cmocka_unit_test(eviction_does_not_reset_a_partial_count),
 		cmocka_unit_test(listing_while_looking_up),
+		cmocka_unit_test(take_counts_up_front_and_refund_gives_back),
 		cmocka_unit_test(bad_table_size_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
