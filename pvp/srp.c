@@ -213,6 +213,17 @@ static int set_nonblock(int fd)
 static int exporter(SSL *ssl, uint8_t out[PVP_BINDING_LEN])
 {
 	static const char label[] = PVP_EXPORTER_LABEL;
+	/*
+	 * A TLS 1.2 exporter binds to this session only with the extended master
+	 * secret (RFC 7627 §5.4): without it a relaying claimant could make two
+	 * sessions share a master secret (triple handshake) and splice the
+	 * ValExchange.  OpenSSL and GnuTLS negotiate it by default; refuse a peer
+	 * that does not.
+	 */
+	if (SSL_get_extms_support(ssl) != 1) {
+		vp_log_warn("pvp", "no_extended_master_secret", "action=refuse");
+		return VP_ETLS;
+	}
 	return SSL_export_keying_material(ssl, out, PVP_BINDING_LEN, label, sizeof(label) - 1, NULL,
 	                                  0, 0) == 1 ? 0 : VP_ETLS;
 }
