@@ -7,7 +7,7 @@
  * storage handoff/replication actions, all through chord_io_t.  It never opens
  * a socket, starts a thread or reads a clock: every entry point takes `now_ms`
  * (monotonic milliseconds), so the same code runs in the daemon and in the
- * deterministic simulator (bench/sim_chord.c).
+ * deterministic simulator (bench/sim.c).
  *
  * What it does: Join (Attach to its own id through a bootstrap peer -> the
  * admitting peer answers and sends an Update -> Attach to the admitting peer's

@@ -19,10 +19,14 @@
 static int read_all(FILE *f, uint8_t *buf, size_t cap, size_t *len)
 {
 	size_t n = 0, r;
+	*len = 0;
 	while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
 		n += r;
-		if (n == cap)
-			return fgetc(f) == EOF ? 0 : VP_ETOOBIG;
+		if (n == cap) {
+			if (fgetc(f) != EOF)
+				return VP_ETOOBIG;
+			break;
+		}
 	}
 	*len = n;
 	return ferror(f) ? VP_EIO : 0;

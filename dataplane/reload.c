@@ -215,10 +215,15 @@ int rl_dest_list_reversed(const rl_dest_list_t *l, rl_dest_t *out, size_t cap, s
 	if (total > cap)
 		return VP_ESPACE;
 	RL_ITER_INIT(&it, l);
-	while ((r = rl_dest_next(&it, &d)) == 1)
+	while ((r = rl_dest_next(&it, &d)) == 1) {
+		if (i == total)
+			return VP_EINVAL; /* raw_count understates the raw bytes (hand-built list) */
 		out[total - 1 - i++] = d;
+	}
 	if (r < 0)
 		return r;
+	if (i != total)
+		return VP_EINVAL;
 	*n = total;
 	return 0;
 }
@@ -716,7 +721,8 @@ int rl_fwd_ttl_decrement(rl_pkt_t *pkt)
 
 int rl_fwd_append_via(rl_pkt_t *pkt, const rl_dest_t *via)
 {
-	size_t n = rl_dest_wire_len(via), front;
+	uint8_t enc[3 + 254]; /* the largest destination on the wire */
+	size_t n, front;
 	uint8_t *m;
 	uint16_t via_len;
 	vp_wr_t wr;
@@ -724,8 +730,11 @@ int rl_fwd_append_via(rl_pkt_t *pkt, const rl_dest_t *via)
 
 	if (e)
 		return e;
-	if (n == 0)
-		return VP_ERELOAD_DEST;
+	/* Encode first: a destination that cannot be written must leave the packet as it was. */
+	vp_wr_init(&wr, enc, sizeof(enc));
+	if (rl_dest_encode(&wr, via))
+		return wr.err == VP_ESPACE ? VP_ERELOAD_DEST : wr.err;
+	n = vp_wr_len(&wr);
 	m = pkt->buf + pkt->off;
 	via_len = get16(m + OFF_VIA_LEN);
 	if (via_len + n > 0xFFFF || pkt->len + n > RL_MAX_MESSAGE_SIZE)
@@ -741,9 +750,7 @@ int rl_fwd_append_via(rl_pkt_t *pkt, const rl_dest_t *via)
 		return VP_ESPACE;
 	}
 	m = pkt->buf + pkt->off;
-	vp_wr_init(&wr, m + front, n);
-	if (rl_dest_encode(&wr, via))
-		return wr.err; /* cannot happen: n came from the same destination */
+	memcpy(m + front, enc, n);
 	pkt->len += n;
 	put16(m + OFF_VIA_LEN, (uint16_t)(via_len + n));
 	put32(m + OFF_LENGTH, (uint32_t)pkt->len);

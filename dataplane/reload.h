@@ -316,7 +316,8 @@ int rl_fwd_option_next(rl_iter_t *it, rl_fwd_option_t *out);
 /*!
  * \brief The entries of \p l in reverse order into out[0..*n): an answer's
  * destination list is its request's via list reversed (RFC 6940 §6.2.2).
- * The ids still point into the request.  VP_ESPACE if more than \p cap.
+ * The ids still point into the request.  VP_ESPACE if more than \p cap,
+ * VP_EINVAL if raw_count does not match the raw bytes (a hand-built list).
  */
 int rl_dest_list_reversed(const rl_dest_list_t *l, rl_dest_t *out, size_t cap, size_t *n);
 

@@ -8,7 +8,11 @@
  * matches the domain itself and its subdomains; the longest match wins.
  *
  * Rate limits count *failed* handshakes (online password guesses) per key in
- * fixed windows, in a fixed-size table (no allocation after creation).  All
+ * fixed windows, in a fixed-size table (no allocation after creation).  When
+ * the table is full a new key takes over the entry with the fewest failures
+ * *and its count*, so flooding cannot reset anyone's count; the price is that
+ * more distinct failing keys per window than table_slots over-count (new keys
+ * can start limited): size the table above the expected number.  All
  * functions are thread-safe; the table is under a mutex (handshakes cost
  * milliseconds, the lock microseconds).
  */
@@ -64,5 +68,18 @@ bool pvp_policy_rate_ok(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, 
 
 /*! \brief Count one failed handshake for \p key. */
 void pvp_policy_rate_fail(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s);
+
+/*!
+ * \brief Check and count in one step: if \p key is under its limit, count one
+ * failure now and return true (the handshake may start), else return false.
+ * Concurrent handshakes for one key can then never exceed the limit, as
+ * separate check and count calls would (every worker passes the check before
+ * any failure is counted).  A handshake that succeeds gives the count back
+ * with pvp_policy_rate_refund().
+ */
+bool pvp_policy_rate_take(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s);
+
+/*! \brief Give back one count taken by pvp_policy_rate_take() (same window; never below zero). */
+void pvp_policy_rate_refund(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s);
 
 #endif

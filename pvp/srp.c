@@ -213,6 +213,17 @@ static int set_nonblock(int fd)
 static int exporter(SSL *ssl, uint8_t out[PVP_BINDING_LEN])
 {
 	static const char label[] = PVP_EXPORTER_LABEL;
+	/*
+	 * A TLS 1.2 exporter binds to this session only with the extended master
+	 * secret (RFC 7627 §5.4): without it a relaying claimant could make two
+	 * sessions share a master secret (triple handshake) and splice the
+	 * ValExchange.  OpenSSL and GnuTLS negotiate it by default; refuse a peer
+	 * that does not.
+	 */
+	if (SSL_get_extms_support(ssl) != 1) {
+		vp_log_warn("pvp", "no_extended_master_secret", "action=refuse");
+		return VP_ETLS;
+	}
 	return SSL_export_keying_material(ssl, out, PVP_BINDING_LEN, label, sizeof(label) - 1, NULL,
 	                                  0, 0) == 1 ? 0 : VP_ETLS;
 }
@@ -234,12 +245,15 @@ struct pvp_server {
 	SSL_CTX *ctx;
 	const SRP_gN *gn;
 	uint8_t seed[32];
+	pvp_vcr_t decoy;        /* stands in for a missing record, so a miss costs what a hit does */
+	pvp_user_t decoy_user;  /* stands in for a malformed username */
 };
 
 /* Per-connection state, reachable from the SRP callback through SSL app data. */
 typedef struct srv_conn {
 	pvp_server_t *srv;
 	bool matched;         /* the username selected a real record */
+	uint64_t taken_s;     /* when the number's count was taken (for the refund) */
 	pvp_user_t user;
 	pvp_vcr_t rec;
 	int cb_err;
@@ -257,44 +271,76 @@ static int hmac_seed(const pvp_server_t *srv, const char *tag, const char *user,
 	return ok ? 0 : VP_ECRYPTO;
 }
 
-/* Pick the candidate record for a parsed username; false if none serves it. */
-static bool select_record(srv_conn_t *c, uint64_t now_s)
+/*
+ * Pick the candidate record for username \p u; false if none serves it.  A
+ * miss does the same store scan and rate-limit lookup as a hit (on the decoy
+ * number), so the two cost alike.
+ */
+static bool select_record(srv_conn_t *c, const pvp_user_t *u, uint64_t now_s)
 {
 	pvp_server_t *srv = c->srv;
 	pvp_vcr_t cand[CANDIDATES_MAX];
 	size_t n = 0, k = 0;
 	unsigned maxc = srv->conf.max_candidates ? srv->conf.max_candidates : 4;
+	bool found = false, rate_ok;
 
-	if (c->user.idx >= maxc || c->user.idx >= CANDIDATES_MAX)
-		return false;
-	if (pvp_vcr_store_find(srv->conf.store, c->user.bucket, c->user.sel, cand, CANDIDATES_MAX, &n))
-		return false;
+	if (u->idx >= maxc || u->idx >= CANDIDATES_MAX)
+		return false; /* depends on the configuration only, not on any record */
+	if (pvp_vcr_store_find(srv->conf.store, u->bucket, u->sel, cand, CANDIDATES_MAX, &n))
+		n = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!pvp_method_applies(&cand[i], c->user.method))
+		if (!pvp_method_applies(&cand[i], u->method))
 			continue;
-		if (k++ == c->user.idx) {
+		if (k++ == u->idx) {
 			c->rec = cand[i];
+			found = true;
 			break;
 		}
 	}
-	if (k <= c->user.idx)
-		return false;
-	if (!pvp_policy_rate_ok(srv->conf.policy, PVP_RATE_NUMBER, c->rec.called, now_s)) {
+	/* A hit counts the guess now (given back if the handshake succeeds); a miss only looks. */
+	rate_ok = found ? pvp_policy_rate_take(srv->conf.policy, PVP_RATE_NUMBER, c->rec.called, now_s)
+	                : pvp_policy_rate_ok(srv->conf.policy, PVP_RATE_NUMBER, srv->decoy.called, now_s);
+	if (found && !rate_ok) {
 		vp_log_warn("pvp", "number_rate_limited", "number=%s", c->rec.called);
 		return false;
 	}
-	return true;
+	return found;
 }
 
+/* Lower-case hex of HMAC(seed, "fake", user), \p n characters (n < 64): a password nobody knows. */
+static int fake_password(const pvp_server_t *srv, const char *user, size_t n, char pass[PVP_PASS_MAX])
+{
+	static const char hx[] = "0123456789abcdef";
+	uint8_t h[32];
+	if (hmac_seed(srv, "fake", user, h))
+		return VP_ECRYPTO;
+	if (n == 0 || n >= 64)
+		n = 40;
+	for (size_t i = 0; i < n; i++)
+		pass[i] = hx[h[i / 2] >> (i % 2 ? 0 : 4) & 15];
+	pass[n] = '\0';
+	OPENSSL_cleanse(h, sizeof(h));
+	return 0;
+}
+
+/*
+ * The SRP username callback.  An unknown, rate-limited or malformed username
+ * gets a simulated user: a salt derived like a real one and a verifier for a
+ * password nobody knows, so the handshake fails only at Finished, exactly like
+ * a wrong password.  Both paths run the same steps (store scan, rate-limit
+ * lookup, password derivation, SRP_create_verifier_BN) so they also cost the
+ * same: their time must not tell whether a call to a number took place.
+ */
 static int srp_user_cb(SSL *s, int *ad, void *arg)
 {
 	pvp_server_t *srv = arg;
 	srv_conn_t *c = SSL_get_app_data(s);
 	const char *user = SSL_get_srp_username(s);
-	uint8_t saltb[32], xb[32];
+	uint8_t saltb[32];
 	char pass[PVP_PASS_MAX];
-	BIGNUM *salt = NULL, *v = NULL, *x = NULL;
-	BN_CTX *bctx = NULL;
+	BIGNUM *salt = NULL, *v = NULL;
+	pvp_user_t u;
+	bool parsed, found;
 	int ret = SSL3_AL_FATAL;
 
 	*ad = SSL_AD_INTERNAL_ERROR;
@@ -304,38 +350,50 @@ static int srp_user_cb(SSL *s, int *ad, void *arg)
 	if (!salt)
 		goto out;
 	c->matched = false;
-	if (pvp_user_parse(user, &c->user) == 0 &&
-	    select_record(c, vp_clock_now_ms(srv->conf.clock) / 1000) &&
-	    pvp_server_password(&c->rec, &c->user, pass) == 0) {
-		if (!SRP_create_verifier_BN(user, pass, &salt, &v, srv->gn->N, srv->gn->g))
-			goto out;
+	c->taken_s = vp_clock_now_ms(srv->conf.clock) / 1000;
+	parsed = pvp_user_parse(user, &u) == 0;
+	found = select_record(c, parsed ? &u : &srv->decoy_user, c->taken_s);
+	if (parsed && found && pvp_server_password(&c->rec, &u, pass) == 0) {
+		c->user = u;
 		c->matched = true;
 	} else {
-		/*
-		 * Simulated user: a verifier for a password nobody knows, with a salt
-		 * derived like a real one, so the handshake fails only at Finished.
-		 */
-		bctx = BN_CTX_new();
-		v = BN_new();
-		/* x is SHA-1 sized like a real one, so the modexp costs the same. */
-		if (hmac_seed(srv, "fake", user, xb) || !bctx || !v ||
-		    !(x = BN_bin2bn(xb, SHA_DIGEST_LENGTH, NULL)) ||
-		    !BN_mod_exp(v, srv->gn->g, x, srv->gn->N, bctx))
+		if (found) /* no guess at this number after all */
+			pvp_policy_rate_refund(srv->conf.policy, PVP_RATE_NUMBER, c->rec.called, c->taken_s);
+		/* Same derivation on the decoy record, then a password nobody knows. */
+		if (pvp_server_password(&srv->decoy, &srv->decoy_user, pass) ||
+		    fake_password(srv, user, strlen(pass), pass))
 			goto out;
 	}
+	if (!SRP_create_verifier_BN(user, pass, &salt, &v, srv->gn->N, srv->gn->g))
+		goto out;
 	if (!SSL_set_srp_server_param(s, srv->gn->N, srv->gn->g, salt, v, NULL))
 		goto out;
 	ret = SSL_ERROR_NONE;
 out:
 	OPENSSL_cleanse(pass, sizeof(pass));
-	OPENSSL_cleanse(xb, sizeof(xb));
-	BN_clear_free(x);
+	OPENSSL_cleanse(&u, sizeof(u));
 	BN_clear_free(v);
 	BN_free(salt);
-	BN_CTX_free(bctx);
 	if (ret != SSL_ERROR_NONE)
 		c->cb_err = VP_ECRYPTO;
 	return ret;
+}
+
+/* The decoy record and username (method "a", so the same derivation as most real ones). */
+static int make_decoy(pvp_server_t *srv)
+{
+	static const uint64_t start_ms = 1700000000000ull;
+	uint8_t h[32];
+
+	if (pvp_vcr_make(&srv->decoy, PVP_DIR_TERM, "+15555550100", "+15555550101", start_ms,
+	                 start_ms + 183000, NULL) ||
+	    hmac_seed(srv, "decoy", "", h))
+		return VP_ECONFIG;
+	memset(&srv->decoy_user, 0, sizeof(srv->decoy_user));
+	srv->decoy_user.method = PVP_METHOD_A;
+	srv->decoy_user.bucket = (uint32_t)(start_ms / 1000 / PVP_BUCKET_S);
+	memcpy(srv->decoy_user.sel, h, PVP_SEL_LEN);
+	return 0;
 }
 
 int pvp_server_new(const pvp_server_conf_t *conf, pvp_server_t **out)
@@ -359,6 +417,8 @@ int pvp_server_new(const pvp_server_conf_t *conf, pvp_server_t **out)
 	if (conf->seed_key)
 		memcpy(srv->seed, conf->seed_key, sizeof(srv->seed));
 	else if (RAND_bytes(srv->seed, sizeof(srv->seed)) != 1)
+		goto fail;
+	if (make_decoy(srv))
 		goto fail;
 	srv->ctx = make_ctx(TLS_server_method());
 	if (!srv->ctx)
@@ -490,7 +550,11 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	c.srv = srv;
 	if (!peer)
 		peer = "-";
-	if (!pvp_policy_rate_ok(srv->conf.policy, PVP_RATE_PEER, peer, now_s)) {
+	/*
+	 * Count the guess before the handshake (given back if it succeeds), so
+	 * concurrent handshakes from one peer cannot get past its limit.
+	 */
+	if (!pvp_policy_rate_take(srv->conf.policy, PVP_RATE_PEER, peer, now_s)) {
 		res->outcome = PVP_OUT_RATE_LIMITED;
 		vp_log_warn("pvp", "peer_rate_limited", "peer=%s", peer);
 		return 0;
@@ -500,6 +564,7 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	                 (uint64_t)(srv->conf.io_timeout_ms ? srv->conf.io_timeout_ms : DEFAULT_TIMEOUT_MS) * 1000000;
 	ssl = SSL_new(srv->ctx);
 	if (!ssl || !SSL_set_fd(ssl, fd) || set_nonblock(fd)) {
+		pvp_policy_rate_refund(srv->conf.policy, PVP_RATE_PEER, peer, now_s); /* no guess made */
 		rc = ssl ? VP_EIO : VP_ETLS;
 		goto out;
 	}
@@ -512,9 +577,7 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 			snprintf(res->number, sizeof(res->number), "%s", c.rec.called);
 		log_ssl_errors("server_handshake");
 		ERR_clear_error();
-		pvp_policy_rate_fail(srv->conf.policy, PVP_RATE_PEER, peer, now_s);
-		if (c.matched)
-			pvp_policy_rate_fail(srv->conf.policy, PVP_RATE_NUMBER, c.rec.called, now_s);
+		/* Already counted by the takes at accept and in the SRP callback. */
 		vp_log_info("pvp", "handshake_failed", "peer=%s matched=%d", peer, c.matched);
 		rc = c.cb_err;
 		goto out;
@@ -524,6 +587,9 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 		res->outcome = PVP_OUT_HANDSHAKE_FAILED;
 		goto out;
 	}
+	/* The right secret: not a failed guess. */
+	pvp_policy_rate_refund(srv->conf.policy, PVP_RATE_PEER, peer, now_s);
+	pvp_policy_rate_refund(srv->conf.policy, PVP_RATE_NUMBER, c.rec.called, c.taken_s);
 	snprintf(res->number, sizeof(res->number), "%s", c.rec.called);
 	res->method = c.user.method;
 	q = calloc(1, sizeof(*q));

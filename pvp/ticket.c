@@ -118,10 +118,14 @@ int pvp_b64url_decode(const char *src, size_t n, uint8_t *out, size_t cap, size_
 	uint32_t acc = 0;
 	unsigned bits = 0;
 	size_t o = 0;
+	size_t pad = 0;
 	*outlen = 0;
-	while (n > 0 && src[n - 1] == '=')
+	while (n > 0 && src[n - 1] == '=') {
 		n--;
-	if (n % 4 == 1)
+		pad++;
+	}
+	/* Padding only completes the last quantum, or two texts would decode to one ticket. */
+	if (n % 4 == 1 || (pad && (n % 4 == 0 || (n + pad) % 4 != 0)))
 		return VP_EMALFORMED;
 	for (size_t i = 0; i < n; i++) {
 		int v = b64_val((unsigned char)src[i]);
@@ -168,6 +172,9 @@ static int parse_key_line(char *line, pvp_ticket_keys_t *keys, bool *seen_cur, u
 	else
 		goto bad;
 	if (!epoch_s || !hex || extra || (prev && !grace_s) || (!prev && grace_s))
+		goto bad;
+	/* Digits only: strtoul/strtoull accept a sign, and "-1" would wrap to the maximum. */
+	if (!isdigit((unsigned char)epoch_s[0]) || (grace_s && !isdigit((unsigned char)grace_s[0])))
 		goto bad;
 	errno = 0;
 	ep = strtoul(epoch_s, &end, 10);

@@ -88,7 +88,7 @@ int pvp_domain_normalize(const char *in, char out[PVP_DOMAIN_MAX + 1]);
 /*! \brief base64url without padding; VP_ESPACE if \p cap is too small (needs 4*ceil(n/3)+1). */
 int pvp_b64url_encode(const uint8_t *src, size_t n, char *out, size_t cap);
 
-/*! \brief Decode base64url (padding optional); VP_EMALFORMED on a bad character or length. */
+/*! \brief Decode base64url (padding optional, only to complete the last quantum); VP_EMALFORMED on a bad character, length or padding. */
 int pvp_b64url_decode(const char *src, size_t n, uint8_t *out, size_t cap, size_t *outlen);
 
 /*!

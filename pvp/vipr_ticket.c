@@ -12,6 +12,7 @@
  * 2 usage or key-file error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -61,23 +62,40 @@ static int write_keys_atomic(const char *path, const pvp_ticket_keys_t *keys)
 {
 	char text[1024], tmp[4096];
 	FILE *f;
-	int rc = pvp_ticket_keys_format(keys, text, sizeof(text));
-	if (rc)
-		return rc;
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return VP_EINVAL;
-	f = fopen(tmp, "w");
-	if (!f)
-		return VP_EIO;
-	fchmod(fileno(f), 0600);
+	int fd, rc = pvp_ticket_keys_format(keys, text, sizeof(text));
+	if (rc || (size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		OPENSSL_cleanse(text, sizeof(text));
+		return rc ? rc : VP_EINVAL;
+	}
+	/*
+	 * A new file, created 0600 (never readable by others, whatever the umask),
+	 * and never through whatever a stale or planted "<key>.tmp" points at.
+	 */
+	if (unlink(tmp) != 0 && errno != ENOENT)
+		goto fail;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto fail;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(tmp);
+		goto fail;
+	}
 	if (fputs(text, f) == EOF || fflush(f) || fsync(fileno(f))) {
 		fclose(f);
 		unlink(tmp);
-		return VP_EIO;
+		goto fail;
 	}
-	fclose(f);
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		goto fail;
+	}
 	OPENSSL_cleanse(text, sizeof(text));
-	return rename(tmp, path) ? VP_EIO : 0;
+	return 0;
+fail:
+	OPENSSL_cleanse(text, sizeof(text));
+	return VP_EIO;
 }
 
 static int cmd_genkey(const opts_t *o)
@@ -136,6 +154,11 @@ static int cmd_issue(const opts_t *o, const pvp_ticket_keys_t *keys)
 	}
 	if ((rc = vp_e164_normalize(o->number, NULL, t.number)) || (rc = pvp_domain_normalize(o->domain, t.domain))) {
 		fprintf(stderr, "vipr-ticket: %s\n", vp_strerror(rc));
+		return EXIT_USAGE;
+	}
+	/* Ticket times are 32-bit: refuse what would wrap instead of issuing a ticket that expired long ago. */
+	if (now + (o->lifetime ? o->lifetime : DEFAULT_GRACE_S) > UINT32_MAX || o->lifetime > UINT32_MAX) {
+		fprintf(stderr, "vipr-ticket: --now/--lifetime: %s\n", vp_strerror(VP_ERANGE));
 		return EXIT_USAGE;
 	}
 	t.flags = o->pending ? 0 : PVP_TICKET_F_ROUTES;

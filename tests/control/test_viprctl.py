@@ -70,6 +70,16 @@ def main():
     check(len(certs) == 1 and certs[0]["sha256"] == j["security_block"]["signature"]["identity"]["certificate_hash"],
           "certificate hash matches the signer identity")
 
+    # the largest input read (a full DATA frame as hex, 4 chars a byte) is accepted exactly
+    limit = 4 * (8 + 65536)
+    padded = PING.encode()
+    padded += b" " * (limit - len(padded))
+    r = run(viprctl, ["decode", "--hex", "-"], padded)
+    check(r.returncode == 0 and json.loads(r.stdout)["message_contents"]["message_name"] == "ping_req",
+          "input of exactly the limit: exit %d %r" % (r.returncode, r.stderr))
+    r = run(viprctl, ["decode", "--hex", "-"], padded + b" ")
+    check(r.returncode == 1 and b"too" in r.stderr.lower(), "input over the limit: %r" % r.stderr)
+
     # malformed: truncated, bad token, trailing byte, bad hex, empty
     cases = [
         ("truncated", ["decode", "--hex", "-"], PING[:-4].encode(), "truncated"),

@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -627,9 +629,68 @@ static void error_and_unknown_code(void **state)
 	assert_int_equal(body_err(0, ""), VP_EBADTYPE);
 }
 
+/*
+ * Text fields carry arbitrary bytes: the JSON must escape every one of them
+ * (quote, backslash, controls, bytes over 0x7e) so the output is plain
+ * printable ASCII whatever the peer sent, and nothing can close the string.
+ */
+static void json_escapes_every_byte(void **state)
+{
+	static uint8_t msg[2048];
+	uint8_t ufrag[255], pw[4] = { '"', '\\', '\n', 0xff };
+	char *out = NULL, want[255 * 6 + 3], *w = want;
+	size_t outlen = 0;
+	rl_message_t m;
+	rl_body_t b;
+	vp_wr_t wr;
+	FILE *f;
+	(void)state;
+
+	for (int i = 0; i < 255; i++)
+		ufrag[i] = (uint8_t)(i + 1);
+	memset(&b, 0, sizeof(b));
+	b.code = RL_ATTACH_REQ;
+	b.u.attach.ufrag.p = ufrag;
+	b.u.attach.ufrag.len = sizeof(ufrag);
+	b.u.attach.password.p = pw;
+	b.u.attach.password.len = sizeof(pw);
+	memset(&m, 0, sizeof(m));
+	m.hdr.version = RL_VERSION;
+	m.hdr.ttl = 1;
+	m.hdr.fragment = RL_FRAG_UNFRAGMENTED;
+	m.contents.code = RL_ATTACH_REQ;
+	m.contents.body_st = &b;
+	m.sec.sig.identity.type = RL_SIGNER_NONE;
+	vp_wr_init(&wr, msg, sizeof(msg));
+	assert_int_equal(rl_msg_encode(&wr, &m), 0);
+
+	f = open_memstream(&out, &outlen);
+	assert_non_null(f);
+	assert_int_equal(rl_json_message(f, msg, vp_wr_len(&wr), rl_model_builtin, NULL), 0);
+	fclose(f);
+	for (size_t i = 0; i < outlen; i++)
+		assert_true(out[i] == '\n' || (out[i] >= 0x20 && out[i] < 0x7f));
+	*w++ = '"';
+	for (int i = 0; i < 255; i++) {
+		uint8_t c = ufrag[i];
+		if (c == '"' || c == '\\')
+			w += sprintf(w, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			w += sprintf(w, "\\u%04x", c);
+		else
+			*w++ = (char)c;
+	}
+	*w++ = '"';
+	*w = 0;
+	assert_non_null(strstr(out, want));
+	assert_non_null(strstr(out, "\"password\": \"\\\"\\\\\\u000a\\u00ff\""));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(json_escapes_every_byte),
 		cmocka_unit_test(probe),
 		cmocka_unit_test(attach),
 		cmocka_unit_test(attach_malformed),

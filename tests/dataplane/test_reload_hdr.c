@@ -196,6 +196,20 @@ static void answer_route_is_reversed_via(void **state)
 	assert_int_equal(rl_code_answer(RL_FETCH_REQ), RL_FETCH_ANS);
 }
 
+/* A hand-built list whose raw_count understates its raw bytes is refused, not written past out[]. */
+static void reversed_list_with_wrong_count_is_refused(void **state)
+{
+	rl_fwd_header_t h;
+	rl_dest_t back[2];
+	size_t n, len = tk_hex(HDR_FORMS_HEX, buf, sizeof(buf));
+	(void)state;
+
+	assert_int_equal(rl_fwd_header_decode(buf, len, &h), 0);
+	h.via.raw_count = 1; /* four destinations in raw */
+	assert_int_equal(rl_dest_list_reversed(&h.via, back + 1, 1, &n), VP_EINVAL);
+	assert_int_equal(n, 0);
+}
+
 static void options_policy(void **state)
 {
 	rl_fwd_header_t h;
@@ -564,6 +578,37 @@ static void forward_in_place_without_headroom(void **state)
 	assert_memory_equal(pktbuf, want, wn);
 }
 
+/* A via that cannot be encoded is refused before the packet is touched (both move strategies). */
+static void bad_via_leaves_packet_untouched(void **state)
+{
+	static const uint8_t big[255], low[2] = { 0x12, 0x34 };
+	uint8_t pktbuf[1024], orig[1024];
+	rl_dest_t bad[3] = {
+		{ RL_DEST_RESOURCE, { big, sizeof(big) } }, /* over opaque<0..254> */
+		{ RL_DEST_COMPRESSED, { low, 2 } },         /* top bit clear */
+		{ RL_DEST_NODE, { big, 15 } },              /* not 16 bytes */
+	};
+	rl_message_t m;
+	size_t n;
+	(void)state;
+
+	/* off 0: the tail moves; off 512: the front slides into the headroom. */
+	for (size_t off = 0; off <= 512; off += 512) {
+		for (size_t i = 0; i < 3; i++) {
+			rl_pkt_t pkt = { pktbuf, sizeof(pktbuf), off, 0 };
+			memset(pktbuf, 0xee, sizeof(pktbuf));
+			n = ping(pktbuf + off);
+			pkt.len = n;
+			memcpy(orig, pktbuf, sizeof(pktbuf));
+			assert_int_equal(rl_fwd_append_via(&pkt, &bad[i]), VP_ERELOAD_DEST);
+			assert_int_equal(pkt.off, off);
+			assert_int_equal(pkt.len, n);
+			assert_memory_equal(pktbuf, orig, sizeof(pktbuf));
+			assert_int_equal(rl_msg_decode(pktbuf + pkt.off, pkt.len, &m), 0);
+		}
+	}
+}
+
 static void ttl_zero_is_refused(void **state)
 {
 	uint8_t pktbuf[128];
@@ -632,6 +677,7 @@ int main(void)
 		cmocka_unit_test(ping_built_from_structs_matches_vector),
 		cmocka_unit_test(every_destination_form),
 		cmocka_unit_test(answer_route_is_reversed_via),
+		cmocka_unit_test(reversed_list_with_wrong_count_is_refused),
 		cmocka_unit_test(options_policy),
 		cmocka_unit_test(bad_token_version_fragment),
 		cmocka_unit_test(fragment_header_still_decodes),
@@ -646,6 +692,7 @@ int main(void)
 		cmocka_unit_test(certificates_in_security_block),
 		cmocka_unit_test(forward_in_place_with_headroom),
 		cmocka_unit_test(forward_in_place_without_headroom),
+		cmocka_unit_test(bad_via_leaves_packet_untouched),
 		cmocka_unit_test(ttl_zero_is_refused),
 		cmocka_unit_test(forward_copy_matches_in_place),
 		cmocka_unit_test(overlay_id_is_sha1_tail),

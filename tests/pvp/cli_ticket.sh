@@ -44,4 +44,14 @@ printf 'current 1 0011\n' >"$work/short"
 expect 2 'invalid configuration' -- "$VT" verify --key "$work/short" --number +14085551234 --domain x.example "$tk"
 expect 2 'usage' -- "$VT" verify "${K[@]}" --number +14085551234 "$tk"
 expect 2 'usage' -- "$VT" frobnicate
+# 32-bit ticket times: an expiry that would wrap is refused, not issued in the past.
+expect 2 'range' -- "$VT" issue "${K[@]}" --number +14085551234 --domain x.example --now $T --lifetime 4294967296
+# Rotation writes a fresh 0600 file: a planted "<key>.tmp" symlink is not followed.
+echo precious >"$work/other"
+ln -s "$work/other" "$work/keys.tmp"
+(umask 022; "$VT" rotate "${K[@]}" --now $T >/dev/null) || fail "rotate with a stale .tmp"
+[ "$(cat "$work/other")" = precious ] || fail "rotate wrote the key through a planted symlink"
+[ -f "$work/keys" ] && [ ! -L "$work/keys" ] || fail "key file is not a regular file"
+[ "$(stat -c %a "$work/keys")" = 600 ] || fail "key file mode $(stat -c %a "$work/keys")"
+echo "ok: rotate ignores a planted .tmp symlink and writes mode 600"
 echo "all vipr-ticket checks passed"

@@ -188,7 +188,8 @@ pvp_vcr_t h_orig(const char *called, const char *caller, uint64_t start_ms, uint
 
 void h_claimant_wait(h_claimant_t *c, int n)
 {
-	for (int i = 0; i < 500 && __atomic_load_n(&c->nresults, __ATOMIC_SEQ_CST) < n; i++) {
+	/* Up to 30 s: returns as soon as the results are in, but a starved server thread may lag. */
+	for (int i = 0; i < 3000 && __atomic_load_n(&c->nresults, __ATOMIC_SEQ_CST) < n; i++) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}

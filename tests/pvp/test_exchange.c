@@ -132,6 +132,45 @@ static void other_number_refused(void **state)
 	h_claimant_stop(&c);
 }
 
+/* A client that does not negotiate the extended master secret gets no ValExchange answer. */
+static void client_without_extended_master_secret_refused(void **state)
+{
+	h_claimant_t c;
+	pvp_vcr_t r = h_orig(NUM, CALLER, T0_MS, T0_MS + 183000);
+	char user[PVP_USER_MAX];
+	uint8_t frame[2 + PVP_VALX_MAX], in[64];
+	size_t len = request(NUM, frame + 2);
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl;
+	int fd;
+	(void)state;
+	h_claimant_start(&c, NULL, 0);
+	h_claimant_add(&c, NUM, CALLER, T0_MS, T0_MS + 183000);
+	assert_int_equal(pvp_client_creds(&r, PVP_METHOD_A, 0, 0, user, g_pass), 0);
+	assert_non_null(ctx);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
+	assert_int_equal(SSL_CTX_set_cipher_list(ctx, "SRP-AES-128-CBC-SHA:@SECLEVEL=0"), 1);
+	SSL_CTX_set_srp_username(ctx, user);
+	SSL_CTX_set_srp_client_pwd_callback(ctx, pwd_cb);
+	SSL_CTX_set_srp_strength(ctx, 2048);
+	assert_int_equal(pvp_tcp_connect(&c.target, &fd), 0);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	assert_int_equal(SSL_connect(ssl), 1); /* the password proof itself succeeds */
+	assert_int_equal(SSL_get_extms_support(ssl), 0);
+	assert_int_equal(SSL_export_keying_material(ssl, frame + 4, 32, PVP_EXPORTER_LABEL,
+	                                            strlen(PVP_EXPORTER_LABEL), NULL, 0, 0), 1);
+	frame[0] = (uint8_t)(len >> 8);
+	frame[1] = (uint8_t)len;
+	SSL_write(ssl, frame, (int)len + 2); /* may fail if the server already closed */
+	assert_true(SSL_read(ssl, in, (int)sizeof(in)) <= 0);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	h_claimant_stop(&c);
+}
+
 static void malformed_and_unknown_version_refused(void **state)
 {
 	h_claimant_t c;
@@ -157,6 +196,7 @@ int main(void)
 		cmocka_unit_test(foreign_channel_binding_refused),
 		cmocka_unit_test(other_number_refused),
 		cmocka_unit_test(malformed_and_unknown_version_refused),
+		cmocka_unit_test(client_without_extended_master_secret_refused),
 	};
 	vp_log_setup(VP_LOG_ERROR, NULL);
 	return cmocka_run_group_tests(tests, NULL, NULL);

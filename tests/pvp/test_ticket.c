@@ -215,6 +215,9 @@ static void key_file_parse_and_format(void **state)
 		"current 9 00112233445566778899aabbccddeeff\nprevious 9 00112233445566778899aabbccddeeff 1\n",
 		"current 9 zz112233445566778899aabbccddeeff\n",
 		"future 9 00112233445566778899aabbccddeeff\n",
+		/* strtoull takes "-1" as 2^64-1: a previous key that never retires */
+		"current 9 00112233445566778899aabbccddeeff\nprevious 8 00112233445566778899aabbccddeeff -1\n",
+		"current +9 00112233445566778899aabbccddeeff\n",
 	};
 	vp_log_setup(VP_LOG_ERROR + 0, NULL);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -243,6 +246,13 @@ static void base64url_round_trip_and_rejects(void **state)
 	assert_int_equal(pvp_b64url_decode("abcde", 5, out, sizeof(out), &n), VP_EMALFORMED);
 	assert_int_equal(pvp_b64url_decode("-_9", 3, out, sizeof(out), &n), VP_EMALFORMED); /* non-zero pad bits */
 	assert_int_equal(pvp_b64url_encode(in, 3, text, 4), VP_ESPACE);
+	/* Padding, if any, only completes the last quantum: no other spelling of one ticket. */
+	assert_int_equal(pvp_b64url_decode("-_8=", 4, out, sizeof(out), &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(pvp_b64url_decode("-_8==", 5, out, sizeof(out), &n), VP_EMALFORMED);
+	assert_int_equal(pvp_b64url_decode("-_8=======", 10, out, sizeof(out), &n), VP_EMALFORMED);
+	assert_int_equal(pvp_b64url_decode("AAAA=", 5, out, sizeof(out), &n), VP_EMALFORMED);
+	assert_int_equal(pvp_b64url_decode("AAAA====", 8, out, sizeof(out), &n), VP_EMALFORMED);
 }
 
 static void text_form_verifies(void **state)
