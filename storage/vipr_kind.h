@@ -27,9 +27,9 @@
 #define ST_VIPR_VALUE_MIN_LEN 23   /* version, contact, vservice, methods, empty reserved */
 #define ST_VIPR_VALUE_MAX_LEN 278  /* ... with 255 reserved bytes */
 
-/* pvp_methods bits (PROTOCOL-FACTS §5.2): which PVP methods the claimant serves. */
-#define ST_VIPR_PVP_WITH_CALLER_ID    0x01u /* method a: the call record has a caller-ID */
-#define ST_VIPR_PVP_WITHOUT_CALLER_ID 0x02u /* method b: no caller-ID */
+/* pvp_methods bits (docs/protocol.md §2.3, §5.5): which PVP methods the claimant serves. */
+#define ST_VIPR_PVP_WITHOUT_CALLER_ID 0x01u /* method "b": no caller-ID (= PVP_MBIT(PVP_METHOD_B)) */
+#define ST_VIPR_PVP_WITH_CALLER_ID    0x02u /* method "a": caller-ID known (= PVP_MBIT(PVP_METHOD_A)) */
 
 /* Defaults of the built-in kind (docs/protocol.md §2). */
 #define ST_VIPR_MAX_COUNT    64u     /* claimants per number */

@@ -29,7 +29,7 @@ static void vipr_key_layout(void **state)
 
 static void vipr_value_layout(void **state)
 {
-	st_vipr_value_t v = { .vservice_id = 9, .pvp_methods = ST_VIPR_PVP_WITHOUT_CALLER_ID,
+	st_vipr_value_t v = { .vservice_id = 9, .pvp_methods = ST_VIPR_PVP_WITH_CALLER_ID, /* 0x02 */
 	                      .reserved = (const uint8_t *)"xy", .reserved_len = 2 };
 	st_vipr_value_t d;
 	uint8_t out[ST_VIPR_VALUE_MAX_LEN];
