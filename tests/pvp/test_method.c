@@ -99,7 +99,18 @@ static bool dur_agrees(uint64_t d_ms, int64_t delta_ms)
 
 static void duration_tolerance_is_two_seconds_in_ms(void **state)
 {
+	char user[PVP_USER_MAX], cpass[PVP_PASS_MAX], spass[PVP_PASS_MAX];
+	pvp_user_t u;
 	(void)state;
+	/* docs/protocol.md §5.5, second test vector: answered 10:17:23.417, 90.247 s; server 91.500 s. */
+	pvp_vcr_t o = rec_ms(PVP_DIR_ORIG, T0 * 1000 + 417, 90247);
+	pvp_vcr_t t = rec_ms(PVP_DIR_TERM, T0 * 1000 + 417, 91500);
+	assert_int_equal(pvp_client_creds(&o, PVP_METHOD_A, 0, 0, user, cpass), 0);
+	assert_string_equal(user, "v1.a.498682.23.2247.0.ea5a20f19666975fd0ff92721af334fb");
+	assert_string_equal(cpass, "v1.a.+14085551234.+33123456789.29920937.22");
+	assert_int_equal(pvp_user_parse(user, &u), 0);
+	assert_int_equal(pvp_server_password(&t, &u, spass), 0);
+	assert_string_equal(spass, cpass);
 	/* 90.247 s vs 91.5 s (1.253 s apart), either side the client. */
 	assert_true(dur_agrees(90247, 1253));
 	assert_true(dur_agrees(91500, -1253));
@@ -143,6 +154,7 @@ static void client_and_server_agree_within_tolerance(void **state)
 	assert_int_equal(pvp_client_creds(&o, PVP_METHOD_A, 0, 0, user, cpass), 0);
 	assert_int_equal(pvp_user_parse(user, &u), 0);
 	assert_string_equal(cpass, "v1.a.+14085551234.+33123456789.29920937.45");
+	assert_string_equal(user, "v1.a.498682.23.3000.0.ea5a20f19666975fd0ff92721af334fb");
 	for (int off = -30; off <= 29; off += 7) {
 		for (int jit = -2; jit <= 1; jit++) {
 			pvp_vcr_t t = rec(PVP_DIR_TERM, "+33123456789", T0 + (uint64_t)(int64_t)off,
