@@ -282,7 +282,7 @@ static double bench_arith(int n, unsigned bits)
 		/* What our server computes per handshake: the verifier from the call record, B, u, S. */
 		BN_clear_free(v);
 		v = NULL;
-		if (!SRP_create_verifier_BN("v1.a.498682.23.3.0.abababababababababababababababab",
+		if (!SRP_create_verifier_BN("v1.a.498682.23.3000.0.abababababababababababababababab",
 		                            "v1.a.+14085551234.+33123456789.29920937.45", &salt, &v, gn->N, gn->g))
 			return -1;
 		BN_rand(b, 384, -1, 0); /* OpenSSL's b: SSL_MAX_MASTER_KEY_LENGTH bytes */

@@ -47,7 +47,7 @@ int pvp_user_format(const pvp_user_t *u, char out[PVP_USER_MAX])
 {
 	char hex[PVP_SEL_LEN * 2 + 1];
 	int n;
-	if (u->ps >= PVP_G_START || u->pd >= PVP_G_DUR)
+	if (u->ps >= PVP_G_START || u->pd >= PVP_G_DUR_MS)
 		return VP_EINVAL;
 	vp_hex_encode(u->sel, PVP_SEL_LEN, hex, sizeof(hex));
 	n = snprintf(out, PVP_USER_MAX, "v1.%c.%" PRIu32 ".%" PRIu32 ".%" PRIu32 ".%" PRIu32 ".%s",
@@ -92,7 +92,7 @@ int pvp_user_parse(const char *s, pvp_user_t *u)
 	if (parse_u32(&s, '.', &u->bucket) || parse_u32(&s, '.', &u->ps) ||
 	    parse_u32(&s, '.', &u->pd) || parse_u32(&s, '.', &u->idx))
 		return VP_EMALFORMED;
-	if (u->ps >= PVP_G_START || u->pd >= PVP_G_DUR)
+	if (u->ps >= PVP_G_START || u->pd >= PVP_G_DUR_MS)
 		return VP_EMALFORMED;
 	hexlen = strnlen(s, PVP_SEL_LEN * 2 + 1);
 	if (hexlen != PVP_SEL_LEN * 2)
@@ -118,16 +118,21 @@ int64_t pvp_round_q(int64_t t, uint32_t p, uint32_t g)
 	return floor_div(t - (int64_t)p + (int64_t)(g / 2), (int64_t)g);
 }
 
-/*
- * Duration in whole seconds, rounded from the millisecond times: rounding the
- * difference (not flooring each end) keeps the two sides' error to the event
- * jitter alone when records carry milliseconds.
- */
-static int64_t duration_s(const pvp_vcr_t *r)
+/* Duration in milliseconds: the secret q_d is rounded from this (§5.3). */
+static int64_t duration_ms(const pvp_vcr_t *r)
 {
 	if (r->stop_ms <= r->start_ms)
 		return 0;
-	return (int64_t)((r->stop_ms - r->start_ms + 500) / 1000);
+	return (int64_t)(r->stop_ms - r->start_ms);
+}
+
+/*
+ * Duration in whole seconds, rounded from the millisecond times: only for the
+ * "d >= 1 s" applicability rule and the entropy estimate, never for q_d.
+ */
+static int64_t duration_s(const pvp_vcr_t *r)
+{
+	return (duration_ms(r) + 500) / 1000;
 }
 
 bool pvp_method_applies(const pvp_vcr_t *r, pvp_method_t m)
@@ -158,12 +163,12 @@ int pvp_client_creds(const pvp_vcr_t *r, pvp_method_t m, uint32_t idx, int shift
 
 	if (!pvp_method_applies(r, m) || shift < -16 || shift > 16)
 		return VP_EINVAL;
-	d = duration_s(r);
+	d = duration_ms(r);
 	memset(&u, 0, sizeof(u));
 	u.method = m;
 	u.bucket = (uint32_t)(start / PVP_BUCKET_S);
 	u.ps = (uint32_t)(start % PVP_G_START);
-	u.pd = (uint32_t)(d % PVP_G_DUR);
+	u.pd = (uint32_t)(d % PVP_G_DUR_MS);
 	u.idx = idx;
 	rc = pvp_selector(r->called, u.bucket, u.sel);
 	if (rc)
@@ -172,17 +177,17 @@ int pvp_client_creds(const pvp_vcr_t *r, pvp_method_t m, uint32_t idx, int shift
 	if (rc)
 		return rc;
 	return make_password(r, m, pvp_round_q(start, u.ps, PVP_G_START) + shift,
-	                     pvp_round_q(d, u.pd, PVP_G_DUR), pass);
+	                     pvp_round_q(d, u.pd, PVP_G_DUR_MS), pass);
 }
 
 int pvp_server_password(const pvp_vcr_t *r, const pvp_user_t *u, char pass[PVP_PASS_MAX])
 {
 	int64_t start = (int64_t)(r->start_ms / 1000);
-	int64_t d = duration_s(r);
-	if (!pvp_method_applies(r, u->method))
+	int64_t d = duration_ms(r);
+	if (!pvp_method_applies(r, u->method) || u->ps >= PVP_G_START || u->pd >= PVP_G_DUR_MS)
 		return VP_EINVAL;
 	return make_password(r, u->method, pvp_round_q(start, u->ps, PVP_G_START),
-	                     pvp_round_q(d, u->pd, PVP_G_DUR), pass);
+	                     pvp_round_q(d, u->pd, PVP_G_DUR_MS), pass);
 }
 
 uint32_t pvp_entropy_cbits(const pvp_vcr_t *r, pvp_method_t m, const pvp_entropy_conf_t *c)

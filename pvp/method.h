@@ -17,6 +17,7 @@
 
 #define PVP_G_START 60          /* s: start-time granularity, tolerance ±30 s per try */
 #define PVP_G_DUR 4             /* s: duration granularity, tolerance ±2 s (jitter of two events) */
+#define PVP_G_DUR_MS (PVP_G_DUR * 1000) /* the same in ms: the duration is rounded in ms (§5.3) */
 #define PVP_BUCKET_S 3600       /* s: selector bucket (public) */
 #define PVP_SEL_ITER 4096       /* PBKDF2 iterations: ≈2 ms per selector, see §5.4 */
 #define PVP_SEL_LEN 16
@@ -44,7 +45,7 @@ typedef struct pvp_user {
 	pvp_method_t method;
 	uint32_t bucket;        /*!< floor(start_s / 3600) on the client */
 	uint32_t ps;            /*!< start phase: start_s mod 60 */
-	uint32_t pd;            /*!< duration phase: d mod 4 */
+	uint32_t pd;            /*!< duration phase in ms: d_ms mod 4000 (0..3999) */
 	uint32_t idx;           /*!< candidate index (0 = most recent) */
 	uint8_t sel[PVP_SEL_LEN];
 } pvp_user_t;
@@ -55,7 +56,10 @@ int pvp_selector(const char *called, uint32_t bucket, uint8_t sel[PVP_SEL_LEN]);
 /*! \brief Format \p u as "v1.<m>.<B>.<ps>.<pd>.<i>.<hex>". */
 int pvp_user_format(const pvp_user_t *u, char out[PVP_USER_MAX]);
 
-/*! \brief Parse a username; VP_EMALFORMED unless it is exactly the documented form. */
+/*!
+ * \brief Parse a username; VP_EMALFORMED unless it is exactly the documented form
+ * (ps < 60, pd < 4000, canonical decimals, 32 lower-case hex digits).
+ */
 int pvp_user_parse(const char *s, pvp_user_t *u);
 
 /*! \brief Rounded value q(t) = floor((t - p + G/2) / G) (floor division). */

@@ -1,5 +1,6 @@
 /* PVP method derivation: selector, username, rounding, passwords, entropy. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +16,13 @@ static pvp_vcr_t rec(pvp_dir_t dir, const char *caller, uint64_t start_s, uint64
 {
 	pvp_vcr_t r;
 	assert_int_equal(pvp_vcr_make(&r, dir, "+14085551234", caller, start_s * 1000, (start_s + dur_s) * 1000, NULL), 0);
+	return r;
+}
+
+static pvp_vcr_t rec_ms(pvp_dir_t dir, uint64_t start_ms, uint64_t dur_ms)
+{
+	pvp_vcr_t r;
+	assert_int_equal(pvp_vcr_make(&r, dir, "+14085551234", "+33123456789", start_ms, start_ms + dur_ms, NULL), 0);
 	return r;
 }
 
@@ -34,17 +42,17 @@ static void selector_matches_independent_pbkdf2(void **state)
 
 static void username_round_trip_and_strict_parse(void **state)
 {
-	pvp_user_t u = { .method = PVP_METHOD_A, .bucket = 498682, .ps = 23, .pd = 3, .idx = 1 }, v;
+	pvp_user_t u = { .method = PVP_METHOD_A, .bucket = 498682, .ps = 23, .pd = 3999, .idx = 1 }, v;
 	char s[PVP_USER_MAX];
 	(void)state;
 	memset(u.sel, 0xab, sizeof(u.sel));
 	assert_int_equal(pvp_user_format(&u, s), 0);
-	assert_string_equal(s, "v1.a.498682.23.3.1.abababababababababababababababab");
+	assert_string_equal(s, "v1.a.498682.23.3999.1.abababababababababababababababab");
 	assert_int_equal(pvp_user_parse(s, &v), 0);
 	assert_int_equal(v.method, PVP_METHOD_A);
 	assert_int_equal(v.bucket, 498682);
 	assert_int_equal(v.ps, 23);
-	assert_int_equal(v.pd, 3);
+	assert_int_equal(v.pd, 3999);
 	assert_int_equal(v.idx, 1);
 	assert_memory_equal(v.sel, u.sel, 16);
 	/* No ':' (GnuTLS tpasswd separator) anywhere. */
@@ -53,7 +61,9 @@ static void username_round_trip_and_strict_parse(void **state)
 		"v2.a.498682.23.3.1.abababababababababababababababab",
 		"v1.c.498682.23.3.1.abababababababababababababababab",
 		"v1.a.498682.60.3.1.abababababababababababababababab",   /* phase >= G_s */
-		"v1.a.498682.23.4.1.abababababababababababababababab",   /* phase >= G_d */
+		"v1.a.498682.23.4000.1.abababababababababababababababab", /* phase >= G_d (ms) */
+		"v1.a.498682.23.03.1.abababababababababababababababab",  /* leading zero in p_d */
+		"v1.a.498682.23.-3.1.abababababababababababababababab",  /* sign */
 		"v1.a.0498682.23.3.1.abababababababababababababababab",  /* leading zero */
 		"v1.a.498682.23.3.1.ABABABABABABABABABABABABABABABAB",   /* upper case */
 		"v1.a.498682.23.3.1.ababababababababababababababab",     /* short selector */
@@ -64,6 +74,60 @@ static void username_round_trip_and_strict_parse(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(pvp_user_parse(bad[i], &v), VP_EMALFORMED);
+	/* The formatter refuses out-of-range phases too. */
+	u.pd = 4000;
+	assert_int_equal(pvp_user_format(&u, s), VP_EINVAL);
+	u.pd = 0;
+	u.ps = 60;
+	assert_int_equal(pvp_user_format(&u, s), VP_EINVAL);
+}
+
+/* Does a server whose record lasts d_ms + delta_ms (and starts 12.345 s later) agree? */
+static bool dur_agrees(uint64_t d_ms, int64_t delta_ms)
+{
+	char user[PVP_USER_MAX], cpass[PVP_PASS_MAX], spass[PVP_PASS_MAX];
+	pvp_user_t u;
+	uint64_t s0 = T0 * 1000 + 417;
+	pvp_vcr_t o = rec_ms(PVP_DIR_ORIG, s0, d_ms);
+	pvp_vcr_t t = rec_ms(PVP_DIR_TERM, s0 + 12345, (uint64_t)((int64_t)d_ms + delta_ms));
+	assert_int_equal(pvp_client_creds(&o, PVP_METHOD_B, 0, 0, user, cpass), 0);
+	assert_int_equal(pvp_user_parse(user, &u), 0);
+	assert_int_equal(u.pd, d_ms % 4000); /* the phase is in ms */
+	assert_int_equal(pvp_server_password(&t, &u, spass), 0);
+	return strcmp(cpass, spass) == 0;
+}
+
+static void duration_tolerance_is_two_seconds_in_ms(void **state)
+{
+	char user[PVP_USER_MAX], cpass[PVP_PASS_MAX], spass[PVP_PASS_MAX];
+	pvp_user_t u;
+	(void)state;
+	/* docs/protocol.md §5.5, second test vector: answered 10:17:23.417, 90.247 s; server 91.500 s. */
+	pvp_vcr_t o = rec_ms(PVP_DIR_ORIG, T0 * 1000 + 417, 90247);
+	pvp_vcr_t t = rec_ms(PVP_DIR_TERM, T0 * 1000 + 417, 91500);
+	assert_int_equal(pvp_client_creds(&o, PVP_METHOD_A, 0, 0, user, cpass), 0);
+	assert_string_equal(user, "v1.a.498682.23.2247.0.ea5a20f19666975fd0ff92721af334fb");
+	assert_string_equal(cpass, "v1.a.+14085551234.+33123456789.29920937.22");
+	assert_int_equal(pvp_user_parse(user, &u), 0);
+	assert_int_equal(pvp_server_password(&t, &u, spass), 0);
+	assert_string_equal(spass, cpass);
+	/* 90.247 s vs 91.5 s (1.253 s apart), either side the client. */
+	assert_true(dur_agrees(90247, 1253));
+	assert_true(dur_agrees(91500, -1253));
+	/* Every phase (250 ms steps over the 4 s bucket, plus odd ones): ±1.9 s in, ±2.1 s out. */
+	static const uint64_t odd[] = { 90247, 91500, 183001, 61999, 123457, 10003 };
+	for (uint64_t i = 0; i < 16 + sizeof(odd) / sizeof(odd[0]); i++) {
+		uint64_t d = i < 16 ? 180000 + i * 250 : odd[i - 16];
+		assert_true(dur_agrees(d, 1900));
+		assert_true(dur_agrees(d, -1900));
+		assert_false(dur_agrees(d, 2100));
+		assert_false(dur_agrees(d, -2100));
+		/* The exact edges of [-G_d/2, G_d/2): -2.000 s in, +2.000 s out. */
+		assert_true(dur_agrees(d, -2000));
+		assert_true(dur_agrees(d, 1999));
+		assert_false(dur_agrees(d, 2000));
+		assert_false(dur_agrees(d, -2001));
+	}
 }
 
 static void rounding_tolerance_is_half_granularity(void **state)
@@ -90,6 +154,7 @@ static void client_and_server_agree_within_tolerance(void **state)
 	assert_int_equal(pvp_client_creds(&o, PVP_METHOD_A, 0, 0, user, cpass), 0);
 	assert_int_equal(pvp_user_parse(user, &u), 0);
 	assert_string_equal(cpass, "v1.a.+14085551234.+33123456789.29920937.45");
+	assert_string_equal(user, "v1.a.498682.23.3000.0.ea5a20f19666975fd0ff92721af334fb");
 	for (int off = -30; off <= 29; off += 7) {
 		for (int jit = -2; jit <= 1; jit++) {
 			pvp_vcr_t t = rec(PVP_DIR_TERM, "+33123456789", T0 + (uint64_t)(int64_t)off,
@@ -152,6 +217,7 @@ int main(void)
 		cmocka_unit_test(username_round_trip_and_strict_parse),
 		cmocka_unit_test(rounding_tolerance_is_half_granularity),
 		cmocka_unit_test(client_and_server_agree_within_tolerance),
+		cmocka_unit_test(duration_tolerance_is_two_seconds_in_ms),
 		cmocka_unit_test(method_a_needs_caller_id),
 		cmocka_unit_test(entropy_estimates),
 	};
