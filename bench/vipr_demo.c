@@ -517,12 +517,12 @@ static int write_csvs(demo_t *d, char paths[NCAR][2][600])
 	for (int i = 0; i < d->ncalls; i++) {
 		call_t *c = &d->callv[i];
 		/*
-		 * Signalling jitter per event, +-0.45 s: the two sides' durations then differ
-		 * by under 0.9 s, which PVP's duration bucket (4 s, centred, on durations
-		 * rounded to whole seconds) always absorbs.  Larger jitter makes some owner
-		 * validations fail by design (docs/protocol.md §5.3).
+		 * Signalling jitter per event, +-0.75 s: the two sides' durations then differ
+		 * by under 1.5 s, inside PVP's duration tolerance of +-2 s (a 4 s bucket
+		 * centred on the client's millisecond duration, docs/protocol.md §5.3).
+		 * Larger jitter makes some owner validations fail by design.
 		 */
-		long j1 = (long)((unif(d) - 0.5) * 900), j2 = (long)((unif(d) - 0.5) * 900);
+		long j1 = (long)((unif(d) - 0.5) * 1500), j2 = (long)((unif(d) - 0.5) * 1500);
 		fprintf(f[c->from][0], "orig,%s,%s,%" PRIu64 ",%" PRIu64 "\n", c->called, c->caller, c->start, c->stop);
 		fprintf(f[c->to][1], "term,%s,%s,%" PRIu64 ",%" PRIu64 "\n", c->called, c->caller,
 		        (uint64_t)((long)c->start + c->offset_ms + j1), (uint64_t)((long)c->stop + c->offset_ms + j2));
