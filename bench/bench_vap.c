@@ -15,8 +15,27 @@
  *    (vap_memstore: stands in for the DHT until storage/ is wired), completed
  *    asynchronously as a DHT store would be; baseline: the same inserts
  *    straight into the store.
+ * 3. The same NUMBERS published through the server into the node's real local
+ *    store (storage/, RocksDB): each number becomes a VIPR-REGISTRATION
+ *    dictionary entry (key Node-ID || VService-id, value contact Node-ID,
+ *    VService, pvp_methods) under Resource-ID SHA-1(number)[0..15], stored by
+ *    st_store() from the server's store hook.  The server thread runs
+ *    vap_server_run_once() itself: every store of one loop iteration goes into
+ *    one st_batch_begin()/st_batch_commit(), and the stores are completed
+ *    (vap_server_store_done, which may answer the Publish) only after the
+ *    commit returned, i.e. once the batch is in the WAL.  The store is the
+ *    node's own, signed by itself: the ViPR kind's quota Q is set to the
+ *    numbers the node provisions (L = 2Q + 16 at fraction 1) and the storage
+ *    engine's per-signer store rate policing is off (the VAP server polices
+ *    agents and paces stores itself).  Afterwards every number is fetched back
+ *    and its value checked (the bench exits 1 otherwise).  Baseline: the same
+ *    numbers stored directly with st_store() into a fresh store, in batches of
+ *    the server's store_inflight.
+ *
+ *   bench_vap 0 NUMBERS  skips the UploadVCR parts (the test suite's smoke run).
  */
 #include <errno.h>
+#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,11 +46,14 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "../tests/control/vap_test_util.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "storage/store.h"
+#include "storage/vipr_kind.h"
 
 #define CONNS 4
 #define WINDOW 32
@@ -473,15 +495,370 @@ static void bench_publish(size_t total)
 	free(ptrs);
 }
 
+/* ---- 3. publish into the node's own RocksDB store (storage/) ---- */
+
+#define SELF_LIFETIME 86400u   /* s: the recommended 24 h refresh period */
+#define SELF_VSERVICE 1u
+#define SELF_METHODS (ST_VIPR_PVP_WITH_CALLER_ID | ST_VIPR_PVP_WITHOUT_CALLER_ID)
+
+/* The node's local store behind the VAP server's store hook. */
+typedef struct selfstore {
+	st_db_t *db;
+	st_shard_t *sh;             /* used by the server thread only while it runs */
+	vap_server_t *srv;
+	vp_id_t node;               /* our Node-ID: claimant, contact and signer */
+	uint8_t methods;
+	uint64_t last_time;         /* storage_time of the last store (strictly increasing) */
+	void **tokens;              /* stores of the open batch, completed after its commit */
+	size_t n_tokens, cap;
+	bool open;
+	int stop;                   /* set on the server thread (vap_server_post) */
+	int loop_rc;
+	uint64_t batches, committed, commit_errors;
+	pthread_t th;
+} selfstore_t;
+
+static vp_id_t number_resource(const char *number)
+{
+	uint8_t md[SHA_DIGEST_LENGTH];
+	vp_id_t rid;
+	SHA1((const unsigned char *)number, strlen(number), md);
+	memcpy(rid.b, md, VP_ID_LEN);
+	return rid;
+}
+
+/*
+ * Store (or, for a withdrawal, delete) our registration of one number into the
+ * shard's open batch, opening it if this is the iteration's first store.
+ */
+static int self_store_one(st_shard_t *sh, const vp_id_t *node, uint8_t methods, uint64_t storage_time,
+                          const char *number, uint32_t vservice_id, uint8_t op)
+{
+	uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN];
+	size_t vlen = 0;
+	st_vipr_key_t k = { *node, vservice_id };
+	st_vipr_value_t v = { *node, vservice_id, methods, NULL, 0 };
+	st_entry_t e;
+	st_kind_data_t kd;
+	st_store_req_t req;
+	int rc;
+
+	st_vipr_key_encode(&k, key);
+	if (op == VAP_OP_ADD && (rc = st_vipr_value_encode(&v, val, sizeof(val), &vlen)))
+		return rc;
+	memset(&e, 0, sizeof(e));
+	e.key = key;
+	e.key_len = ST_VIPR_KEY_LEN;
+	e.storage_time = storage_time;
+	e.lifetime = SELF_LIFETIME;
+	e.exists = op == VAP_OP_ADD;
+	e.value = e.exists ? val : NULL;
+	e.value_len = e.exists ? (uint32_t)vlen : 0;
+	kd = (st_kind_data_t){ .kind = ST_VIPR_KIND_ID_DEFAULT, .values = &e, .n_values = 1 };
+	req = (st_store_req_t){ .resource = number_resource(number), .kinds = &kd, .n_kinds = 1,
+	                        .signers = node, .n_signers = 1 };
+	return st_store(sh, &req, NULL, NULL);
+}
+
+/* vap_hooks_t.store: into the open batch; completed by self_run() after the commit. */
+static int self_store(void *ctx, const vap_store_req_t *r)
+{
+	selfstore_t *s = ctx;
+	uint64_t now = vp_time_wall_ms();
+	int rc;
+	if (s->n_tokens == s->cap)
+		return VP_ESPACE;    /* cannot happen: cap = the server's store_inflight */
+	if (!s->open) {
+		if ((rc = st_batch_begin(s->sh)))
+			return rc;
+		s->open = true;
+	}
+	s->last_time = now > s->last_time ? now : s->last_time + 1;
+	if ((rc = self_store_one(s->sh, &s->node, s->methods, s->last_time, r->number, r->vservice_id, r->op)))
+		return rc;   /* this store only: the others of the batch stand */
+	s->tokens[s->n_tokens++] = r->token;
+	return 0;
+}
+
+static int self_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *vcr)
+{
+	(void)ctx; (void)agent; (void)vcr;
+	return VP_EUNSUPPORTED;  /* this node keeps no call records */
+}
+
+static int self_publish_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
+{
+	(void)ctx; (void)agent; (void)vs;
+	return VP_EUNSUPPORTED;
+}
+
+/* Commit the iteration's batch, then complete its stores with the commit's status. */
+static size_t self_commit(selfstore_t *s)
+{
+	size_t n = s->n_tokens;
+	int rc;
+	if (!s->open)
+		return 0;
+	rc = st_batch_commit(s->sh);
+	s->open = false;
+	s->batches++;
+	if (rc)
+		s->commit_errors++;
+	else
+		s->committed += n;
+	s->n_tokens = 0;
+	for (size_t i = 0; i < n; i++)
+		vap_server_store_done(s->srv, s->tokens[i], rc);
+	return n;
+}
+
+/* The server thread: one loop iteration, one batch. */
+static void *self_run(void *arg)
+{
+	selfstore_t *s = arg;
+	size_t done = 0;
+	while (!s->stop) {
+		/* Completions free in-flight slots: the next iteration issues stores at once. */
+		if ((s->loop_rc = vap_server_run_once(s->srv, done ? 0 : 100)))
+			break;
+		done = self_commit(s);
+	}
+	if (s->open) {
+		st_batch_abort(s->sh);   /* the server is stopping: nothing of it was acknowledged */
+		s->open = false;
+	}
+	return NULL;
+}
+
+static void self_stop(vap_server_t *srv, void *arg)
+{
+	(void)srv;
+	((selfstore_t *)arg)->stop = 1;
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb; (void)flag; (void)ftw;
+	return remove(p);
+}
+
+static void rm_rf(const char *dir)
+{
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The scratch directory of bench_publish_rocksdb, removed at exit (also when a check fails). */
+static char g_scratch[512];
+
+static void rm_scratch(void)
+{
+	if (g_scratch[0])
+		rm_rf(g_scratch);
+	g_scratch[0] = 0;
+}
+
+/* Open a fresh store in \p dir configured for the node's own \p total numbers. */
+static st_db_t *self_db_open(const char *dir, size_t total)
+{
+	st_config_t cfg;
+	st_db_t *db;
+	int rc;
+	st_config_default(&cfg);
+	cfg.path = dir;
+	/* Our own claims: Q = the numbers we provision (L = ceil(Q * 1 * 2) + 16 >= total). */
+	cfg.vipr_quota = total > UINT32_MAX / 4 ? UINT32_MAX / 4 : (uint32_t)total;
+	/* No per-signer store policing of ourselves: the VAP server polices and paces the agents. */
+	cfg.rate[ST_RATE_STORE] = (st_rate_limit_t){ 0, 0 };
+	if ((rc = st_db_open(&cfg, &db))) {
+		fprintf(stderr, "bench_vap: st_db_open %s: %s\n", dir, vp_strerror(rc));
+		exit(1);
+	}
+	return db;
+}
+
+typedef struct check_ctx {
+	const vp_id_t *node;
+	uint8_t methods;
+	unsigned found, bad;
+} check_ctx_t;
+
+static int check_entry(void *arg, const vp_id_t *rid, uint32_t kind, const st_entry_t *e)
+{
+	check_ctx_t *c = arg;
+	st_vipr_key_t k;
+	st_vipr_value_t v;
+	(void)rid;
+	c->found++;
+	if (kind != ST_VIPR_KIND_ID_DEFAULT || !e->exists ||
+	    st_vipr_key_decode(e->key, e->key_len, &k) || !vp_id_eq(&k.node, c->node) ||
+	    k.vservice_id != SELF_VSERVICE || st_vipr_value_decode(e->value, e->value_len, &v) ||
+	    !vp_id_eq(&v.contact, c->node) || v.vservice_id != SELF_VSERVICE || v.pvp_methods != c->methods ||
+	    v.reserved_len != 0 || e->lifetime != SELF_LIFETIME)
+		c->bad++;
+	return 0;
+}
+
+/* Fetch every number back: exactly one live entry, our key and the right value.  Returns failures. */
+static size_t self_verify(st_shard_t *sh, const vp_id_t *node, uint8_t methods, char (*nums)[VP_E164_BUFLEN],
+                          size_t total)
+{
+	uint8_t key[ST_VIPR_KEY_LEN];
+	st_vipr_key_t k = { *node, SELF_VSERVICE };
+	st_dict_key_t dk = { key, ST_VIPR_KEY_LEN };
+	st_specifier_t spec = { .kind = ST_VIPR_KIND_ID_DEFAULT, .keys = &dk, .n_keys = 1 };
+	check_ctx_t c = { node, methods, 0, 0 };
+	st_visitor_t vis = { NULL, check_entry, &c };
+	size_t failures = 0;
+	st_vipr_key_encode(&k, key);
+	for (size_t i = 0; i < total; i++) {
+		vp_id_t rid = number_resource(nums[i]);
+		int rc;
+		c.found = c.bad = 0;
+		rc = st_fetch(sh, &rid, &spec, 1, NULL, &vis, NULL);
+		if (rc || c.found != 1 || c.bad) {
+			if (failures++ < 5)
+				fprintf(stderr, "bench_vap: fetch %s: %s, %u entries, %u bad\n", nums[i],
+				        vp_strerror(rc), c.found, c.bad);
+		}
+	}
+	return failures;
+}
+
+static void bench_publish_rocksdb(size_t total)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *dir = g_scratch, sub[600];
+	selfstore_t s;
+	vap_server_conf_t conf;
+	vap_hooks_t hooks = { .store = self_store, .upload_vcr = self_upload_vcr,
+	                      .publish_vservice = self_publish_vservice };
+	vap_client_conf_t cc;
+	vap_client_t *c;
+	char (*nums)[VP_E164_BUFLEN] = malloc(total * sizeof(*nums));
+	const char **ptrs = malloc(total * sizeof(*ptrs));
+	uint64_t stored = 0, used;
+	st_stats_t sst;
+	st_db_t *bdb;
+	st_shard_t *bsh;
+	double t0, vap_s, base_s, verify_s;
+	size_t failures;
+	int rc;
+
+	snprintf(dir, sizeof(g_scratch), "%s/bench_vap.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+	if (!nums || !ptrs || !mkdtemp(dir)) {
+		fprintf(stderr, "bench_vap: scratch dir: %s\n", strerror(errno));
+		g_scratch[0] = 0;
+		exit(1);
+	}
+	atexit(rm_scratch);
+	for (size_t i = 0; i < total; i++) {
+		unsigned area = 200u + (unsigned)(i / 10000000u) % 800u;
+		unsigned line = (unsigned)(i % 10000000u);
+		snprintf(nums[i], VP_E164_BUFLEN, "+1%03u%07u", area, line);
+		ptrs[i] = nums[i];
+	}
+
+	memset(&s, 0, sizeof(s));
+	for (int i = 0; i < VP_ID_LEN; i++)
+		s.node.b[i] = (uint8_t)(0xA0 + i);
+	s.methods = SELF_METHODS;
+	snprintf(sub, sizeof(sub), "%s/vap", dir);
+	s.db = self_db_open(sub, total);
+	s.sh = st_db_shard(s.db, 0);
+	vap_server_conf_default(&conf);
+	s.cap = conf.store_inflight;
+	s.tokens = calloc(s.cap, sizeof(*s.tokens));
+	hooks.ctx = &s;
+	if (!s.tokens || (rc = vap_server_create(&conf, &hooks, &s.srv)) ||
+	    (rc = vap_server_add_agent(s.srv, "agent0", "pw-agent0"))) {
+		fprintf(stderr, "bench_vap: server start failed\n");
+		exit(1);
+	}
+	if (pthread_create(&s.th, NULL, self_run, &s))
+		exit(1);
+	memset(&cc, 0, sizeof(cc));
+	cc.host = "127.0.0.1";
+	cc.port = vap_server_port(s.srv);
+	cc.username = "agent0";
+	cc.password = "pw-agent0";
+	cc.window = 8;
+	cc.timeout_ms = 60000;
+	if ((rc = vap_client_connect(&cc, &c))) {
+		fprintf(stderr, "bench_vap: connect: %s\n", vp_strerror(rc));
+		exit(1);
+	}
+	t0 = now_s();
+	rc = vap_client_publish(c, SELF_VSERVICE, VAP_OP_ADD, ptrs, total, NULL, 0, &stored);
+	vap_s = now_s() - t0;
+	vap_client_close(c);
+	if (vap_server_post(s.srv, self_stop, &s))
+		exit(1);
+	pthread_join(s.th, NULL);
+	vap_server_destroy(s.srv);
+	/* The server thread is gone: the shard is this thread's now. */
+	if (rc || stored != total || s.committed != total || s.commit_errors || s.loop_rc) {
+		fprintf(stderr, "bench_vap: rocksdb publish: %s, %llu acknowledged, %llu committed, %llu commit errors\n",
+		        vp_strerror(rc), (unsigned long long)stored, (unsigned long long)s.committed,
+		        (unsigned long long)s.commit_errors);
+		exit(1);
+	}
+	t0 = now_s();
+	failures = self_verify(s.sh, &s.node, s.methods, nums, total);
+	verify_s = now_s() - t0;
+	used = st_quota_used(s.sh, &s.node, ST_VIPR_KIND_ID_DEFAULT);
+	st_shard_stats(s.sh, &sst);
+	if (failures || used != total || sst.stores_ok != total) {
+		fprintf(stderr, "bench_vap: rocksdb check: %zu of %zu numbers not fetchable with the right value, "
+		        "quota used %llu, stores_ok %llu\n", failures, total, (unsigned long long)used,
+		        (unsigned long long)sst.stores_ok);
+		exit(1);
+	}
+	st_db_close(s.db);
+
+	/* Baseline: the same numbers straight into a fresh store, batches of store_inflight. */
+	snprintf(sub, sizeof(sub), "%s/direct", dir);
+	bdb = self_db_open(sub, total);
+	bsh = st_db_shard(bdb, 0);
+	t0 = now_s();
+	for (size_t i = 0; i < total; i++) {
+		if (i % s.cap == 0 && (rc = st_batch_begin(bsh)))
+			break;
+		if ((rc = self_store_one(bsh, &s.node, s.methods, vp_time_wall_ms(), nums[i], SELF_VSERVICE,
+		                         VAP_OP_ADD)))
+			break;
+		if (((i + 1) % s.cap == 0 || i + 1 == total) && (rc = st_batch_commit(bsh)))
+			break;
+	}
+	base_s = now_s() - t0;
+	st_shard_stats(bsh, &sst);
+	if (rc || sst.stores_ok != total) {
+		fprintf(stderr, "bench_vap: direct st_store: %s, %llu stored\n", vp_strerror(rc),
+		        (unsigned long long)sst.stores_ok);
+		exit(1);
+	}
+	st_db_close(bdb);
+	rm_scratch();
+	printf("vap_publish_%zu_numbers_rocksdb %.3f s (baseline direct st_store of the same numbers in batches "
+	       "%.3f s, ratio %.2f x)\n", total, vap_s, base_s, vap_s / base_s);
+	printf("# %llu batches (%.1f stores each; direct: %u), every number fetched back and checked in %.2f s\n",
+	       (unsigned long long)s.batches, (double)total / (double)s.batches, conf.store_inflight, verify_s);
+	free(s.tokens);
+	free(nums);
+	free(ptrs);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t uploads = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
 	size_t numbers = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 1000000;
 	vp_log_setup(VP_LOG_ERROR, NULL);
-	bench_upload(uploads, CONNS, WINDOW, "");
-	/* Many agents, one request each in flight: no batching, a read and a write per request. */
-	bench_upload(uploads / 4, 1000, 1, "_1000_agents");
-	bench_upload_tls(uploads / 2);
+	if (uploads) {
+		bench_upload(uploads, CONNS, WINDOW, "");
+		/* Many agents, one request each in flight: no batching, a read and a write per request. */
+		bench_upload(uploads / 4, 1000, 1, "_1000_agents");
+		bench_upload_tls(uploads / 2);
+	}
 	bench_publish(numbers);
+	bench_publish_rocksdb(numbers);
 	return 0;
 }
