@@ -64,10 +64,10 @@ struct chord_node {
 	vp_id_t *peers;     /* live, ready peers: the table is built from these */
 	uint32_t npeers, cap_peers;
 
-	txn_t txn[TXN_CAP];
-	uint32_t ntxn;
-	plink_t plink[PLINK_CAP];
-	uint32_t nplink;
+	txn_t *txn;         /* grown on demand up to TXN_CAP (most nodes need a few) */
+	uint32_t ntxn, cap_txn;
+	plink_t *plink;     /* grown on demand up to PLINK_CAP */
+	uint32_t nplink, cap_plink;
 	dead_t dead[DEAD_CAP];
 	uint32_t ndead_next;
 
@@ -229,6 +229,14 @@ static int txn_add(chord_node_t *n, uint64_t txid, txn_kind_t kind, const vp_id_
 {
 	if (n->ntxn == TXN_CAP)
 		return VP_EBUSY;
+	if (n->ntxn == n->cap_txn) {
+		uint32_t cap = n->cap_txn ? 2 * n->cap_txn : 8;
+		txn_t *p = realloc(n->txn, (cap > TXN_CAP ? TXN_CAP : cap) * sizeof(*p));
+		if (!p)
+			return VP_ENOMEM;
+		n->txn = p;
+		n->cap_txn = cap > TXN_CAP ? TXN_CAP : cap;
+	}
 	n->txn[n->ntxn++] = (txn_t){ .txid = txid, .deadline = n->now + n->cfg.request_timeout_ms,
 	                             .peer = *peer, .kind = (uint8_t)kind, .direct = direct };
 	return 0;
@@ -251,6 +259,14 @@ static void plink_add(chord_node_t *n, const vp_id_t *peer, uint8_t flags)
 	}
 	if (n->nplink == PLINK_CAP)
 		return; /* dropped: the peer will be learned again later */
+	if (n->nplink == n->cap_plink) {
+		uint32_t cap = n->cap_plink ? 2 * n->cap_plink : 4;
+		plink_t *q = realloc(n->plink, (cap > PLINK_CAP ? PLINK_CAP : cap) * sizeof(*q));
+		if (!q)
+			return; /* as above */
+		n->plink = q;
+		n->cap_plink = cap > PLINK_CAP ? PLINK_CAP : cap;
+	}
 	n->plink[n->nplink++] = (plink_t){ .peer = *peer, .flags = flags,
 	                                   .deadline = n->now + n->cfg.request_timeout_ms };
 }
@@ -663,10 +679,11 @@ static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, co
 
 static void consider(chord_node_t *n, const vp_id_t *id, const vp_id_t *via)
 {
-	if (vp_id_eq(id, &n->self) || peer_index(n, id) >= 0 || is_dead(n, id) ||
-	    txn_pending_attach(n, id) || plink_find(n, id))
+	/* would_improve first: it is cheap and rejects most gossiped ids. */
+	if (vp_id_eq(id, &n->self) || (n->state != CHORD_JOINING && !would_improve(n, id)) ||
+	    peer_index(n, id) >= 0 || is_dead(n, id) || txn_pending_attach(n, id) || plink_find(n, id))
 		return;
-	if (n->state == CHORD_JOINING || would_improve(n, id)) {
+	{
 		if (vp_log_enabled(VP_LOG_DEBUG)) {
 			char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
 			vp_log_debug("chord", "attach_tx", "t=%llu node=%s to=%s", (unsigned long long)n->now,
@@ -1282,6 +1299,8 @@ void chord_node_free(chord_node_t *n)
 		return;
 	chord_rt_destroy(&n->rt);
 	free(n->peers);
+	free(n->txn);
+	free(n->plink);
 	free(n);
 }
 
