@@ -136,6 +136,7 @@ int main(int argc, char **argv)
 	cfg.seed = o.seed;
 	cfg.chord.update_interval_ms = (uint64_t)o.update_s * 1000;
 	cfg.chord.ping_interval_ms = (uint64_t)o.ping_s * 1000;
+	cfg.chord.ring_check_interval_ms = (uint64_t)o.ping_s * 1000;
 	/* Slots for the churn joins too. */
 	cfg.max_nodes = o.n + (uint32_t)(o.n * o.churn_pct / 100.0 * o.churn_min) + 16;
 	rcu_register_thread();

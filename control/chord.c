@@ -80,6 +80,11 @@ struct chord_node {
 	uint32_t join_tries;
 	uint64_t join_deadline;
 
+	/* ring merge: the bootstrap peer we joined through, kept for ring checks */
+	vp_id_t anchor;
+	bool have_anchor;
+	uint64_t next_ring_check;
+
 	/* replication state: what the replicas were last given */
 	bool rep_valid;
 	vp_id_t rep_pred;
@@ -151,6 +156,7 @@ chord_cfg_t chord_cfg_default(void)
 		.reactive_delay_ms = 100,
 		.request_timeout_ms = 15 * 1000,
 		.join_attempts = 10,
+		.ring_check_interval_ms = 3600 * 1000,
 	};
 }
 
@@ -736,6 +742,8 @@ static void become_joined(chord_node_t *n)
 	                 id_hash(&n->self) % (n->cfg.update_interval_ms / 2 + 1);
 	n->next_ping = n->now + n->cfg.ping_interval_ms / 2 +
 	               id_hash(&n->self) % (n->cfg.ping_interval_ms / 2 + 1);
+	n->next_ring_check = n->now + n->cfg.ring_check_interval_ms / 2 +
+	                     mix64(id_hash(&n->self)) % (n->cfg.ring_check_interval_ms / 2 + 1);
 	rebuild(n);
 	update_neighbours(n);
 	fix_fingers(n);
@@ -764,6 +772,24 @@ static int start_join_attempt(chord_node_t *n)
 	/* Watchdog: the whole exchange must finish in a few request timeouts. */
 	n->join_deadline = n->now + 3 * n->cfg.request_timeout_ms;
 	return send_attach(n, &n->self, false, NULL, TX_ATTACH_JOIN, true);
+}
+
+/*
+ * Ring check (merging parallel rings): Attach to the resource id self+1 with
+ * the destination list [anchor, self+1], so that the bootstrap peer we joined
+ * through routes it in *its* ring to the node responsible for self+1, our
+ * true successor there.  On one ring that is succ[0] (nothing changes); on a
+ * parallel ring (a partition healed, or a join through a peer that had not
+ * settled) the answerer is a closer successor from the other ring: we link to
+ * it, it sends us its neighbours (send_update), our reactive Updates tell our
+ * neighbours, and the two rings zip together through ordinary stabilisation.
+ */
+static void ring_check(chord_node_t *n)
+{
+	vp_id_t target = vp_id_add_pow2(&n->self, 0);
+	if (!n->have_anchor || is_dead(n, &n->anchor) || txn_pending_attach(n, &target))
+		return;
+	send_attach(n, &target, true, &n->anchor, TX_ATTACH_FINGER, true);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -1049,7 +1075,8 @@ static int on_probe(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev,
 			info[k++] = (rl_probe_info_t){ type, chord_table_fraction_ppb(n->tab) };
 		else if (type == RL_PROBE_UPTIME)
 			info[k++] = (rl_probe_info_t){ type, (uint32_t)((n->now - n->start_ms) / 1000) };
-		/* num_resources belongs to the storage layer, which answers it there. */
+		else if (type == RL_PROBE_NUM_RESOURCES && n->io.num_resources)
+			info[k++] = (rl_probe_info_t){ type, n->io.num_resources(n->io.ctx, n) };
 	}
 	if (r < 0)
 		return answer_error(n, m, prev, RL_ERR_INVALID_MESSAGE);
@@ -1320,6 +1347,8 @@ int chord_node_join(chord_node_t *n, const vp_id_t *bootstrap, uint64_t now_ms)
 		return VP_ESTATE;
 	n->state = CHORD_JOINING;
 	n->via_peer = *bootstrap;
+	n->anchor = *bootstrap;
+	n->have_anchor = true;
 	n->join_tries = 0;
 	return start_join_attempt(n);
 }
@@ -1480,6 +1509,10 @@ void chord_node_tick(chord_node_t *n, uint64_t now_ms)
 		fix_fingers(n);
 		n->next_ping = now_ms + n->cfg.ping_interval_ms;
 	}
+	if (n->cfg.ring_check_interval_ms && n->have_anchor && now_ms >= n->next_ring_check) {
+		ring_check(n);
+		n->next_ring_check = now_ms + n->cfg.ring_check_interval_ms;
+	}
 }
 
 uint64_t chord_node_next_wakeup(const chord_node_t *n)
@@ -1500,6 +1533,8 @@ uint64_t chord_node_next_wakeup(const chord_node_t *n)
 			w = n->next_update;
 		if (n->next_ping < w)
 			w = n->next_ping;
+		if (n->cfg.ring_check_interval_ms && n->have_anchor && n->next_ring_check < w)
+			w = n->next_ring_check;
 	}
 	return w;
 }
