@@ -9,6 +9,13 @@
  *
  * The baseline for hops is the Chord paper's mean path length, ½·log2(N).
  *
+ * Bootstrap: a node is spawned every -g ms (default 50) and joins through a
+ * random member that has been in the ring for at least 60 s (the longest-
+ * standing one while the overlay is younger).  A join takes about half a
+ * second, so with a gap of a few ms (-g 5 for N = 100,000) joins run in
+ * parallel batches, each the full protocol (Attach, Update, Join, handoff)
+ * through an established member; only the pace differs.
+ *
  *   sim_chord [-n nodes] [-s seed] [-k registrations] [-c churn %/min] [-m churn minutes]
  *             [-u update-interval s] [-p ping-interval s] [-l lookups] [-g join gap ms] [-v]
  */
