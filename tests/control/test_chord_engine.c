@@ -512,6 +512,46 @@ static void probe_reports_responsible_fraction_and_resources(void **state)
 	net_free(t);
 }
 
+static void ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer(void **state)
+{
+	uint8_t tops[] = { 0x00, 0x40, 0x80 };
+	net_t *t = net_new(tops, 3);
+	vp_id_t next = T(0x40);
+	int found = 0;
+	(void)state;
+	join_all(t);
+	next.b[15] = 1; /* 0x40...00 + 1 */
+	t->qhead = t->qtail = 0;
+	/* Past the first ring check of every node (at most one interval away). */
+	t->now += chord_cfg_default().ring_check_interval_ms;
+	chord_node_tick(t->n[1], t->now);
+	for (size_t i = t->qhead; i != t->qtail; i++) {
+		qmsg_t *q = &t->q[i % QCAP];
+		rl_message_t m;
+		rl_iter_t it;
+		rl_dest_t d0, d1;
+		assert_int_equal(rl_msg_decode(q->buf, q->len, &m), 0);
+		if (q->from != 1 || m.contents.code != RL_ATTACH_REQ || RL_LIST_COUNT(&m.hdr.dest) != 2)
+			continue;
+		/* [bootstrap peer 0x00.., resource 0x40..01], sent to the bootstrap peer. */
+		RL_ITER_INIT(&it, &m.hdr.dest);
+		assert_int_equal(rl_dest_next(&it, &d0), 1);
+		assert_int_equal(rl_dest_next(&it, &d1), 1);
+		assert_int_equal(d0.type, RL_DEST_NODE);
+		assert_memory_equal(d0.id.p, t->id[0].b, VP_ID_LEN);
+		assert_int_equal(d1.type, RL_DEST_RESOURCE);
+		assert_memory_equal(d1.id.p, next.b, VP_ID_LEN);
+		assert_int_equal(q->to, 0);
+		found++;
+	}
+	assert_int_equal(found, 1);
+	/* On one ring it changes nothing: the answer comes from succ[0] (0x80). */
+	run(t);
+	assert_id(&chord_node_table(t->n[1])->succ[0], T(0x80));
+	assert_id(&chord_node_table(t->n[1])->pred[0], T(0x00));
+	net_free(t);
+}
+
 static void config_is_checked(void **state)
 {
 	chord_cfg_t cfg = chord_cfg_default();
@@ -560,6 +600,7 @@ int main(void)
 		cmocka_unit_test(forwarding_appends_via_and_answer_retraces),
 		cmocka_unit_test(ttl_exhaustion_is_answered_with_an_error),
 		cmocka_unit_test(probe_reports_responsible_fraction_and_resources),
+		cmocka_unit_test(ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer),
 		cmocka_unit_test(config_is_checked),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
