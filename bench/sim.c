@@ -611,6 +611,25 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 	}
 }
 
+/* Probe num_resources: distinct resource ids this node stores. */
+static uint32_t io_num_resources(void *ctx, chord_node_t *cn)
+{
+	sim_t *s = ctx;
+	int64_t idx = slot_of(s, chord_node_id(cn));
+	const snode_t *n;
+	uint32_t k = 0;
+	if (idx < 0)
+		return 0;
+	n = &s->nodes[idx];
+	for (uint32_t i = 0; i < n->nitems; i++) {
+		uint32_t j = 0;
+		while (j < i && !vp_id_eq(&n->items[j].res, &n->items[i].res))
+			j++;
+		k += j == i;
+	}
+	return k;
+}
+
 /* Like a real store, drop what the node is neither responsible nor a replica
  * for any more (it has been handed over by then), so that survival figures
  * count the protocol's 3 copies only, not stale leftovers. */
@@ -1234,7 +1253,7 @@ static uint32_t random_bootstrap(sim_t *s)
 int sim_spawn(sim_t *s)
 {
 	chord_io_t io = { .ctx = s, .send = io_send, .attach_info = io_attach_info, .connect = io_connect,
-	                  .deliver = io_deliver, .store = io_store };
+	                  .deliver = io_deliver, .store = io_store, .num_resources = io_num_resources };
 	snode_t *n;
 	uint32_t idx, boot;
 	int err;

@@ -64,10 +64,10 @@ struct chord_node {
 	vp_id_t *peers;     /* live, ready peers: the table is built from these */
 	uint32_t npeers, cap_peers;
 
-	txn_t txn[TXN_CAP];
-	uint32_t ntxn;
-	plink_t plink[PLINK_CAP];
-	uint32_t nplink;
+	txn_t *txn;         /* grown on demand up to TXN_CAP (most nodes need a few) */
+	uint32_t ntxn, cap_txn;
+	plink_t *plink;     /* grown on demand up to PLINK_CAP */
+	uint32_t nplink, cap_plink;
 	dead_t dead[DEAD_CAP];
 	uint32_t ndead_next;
 
@@ -79,6 +79,11 @@ struct chord_node {
 	vp_id_t early_from;
 	uint32_t join_tries;
 	uint64_t join_deadline;
+
+	/* ring merge: the bootstrap peer we joined through, kept for ring checks */
+	vp_id_t anchor;
+	bool have_anchor;
+	uint64_t next_ring_check;
 
 	/* replication state: what the replicas were last given */
 	bool rep_valid;
@@ -151,6 +156,7 @@ chord_cfg_t chord_cfg_default(void)
 		.reactive_delay_ms = 100,
 		.request_timeout_ms = 15 * 1000,
 		.join_attempts = 10,
+		.ring_check_interval_ms = 3600 * 1000,
 	};
 }
 
@@ -229,6 +235,14 @@ static int txn_add(chord_node_t *n, uint64_t txid, txn_kind_t kind, const vp_id_
 {
 	if (n->ntxn == TXN_CAP)
 		return VP_EBUSY;
+	if (n->ntxn == n->cap_txn) {
+		uint32_t cap = n->cap_txn ? 2 * n->cap_txn : 8;
+		txn_t *p = realloc(n->txn, (cap > TXN_CAP ? TXN_CAP : cap) * sizeof(*p));
+		if (!p)
+			return VP_ENOMEM;
+		n->txn = p;
+		n->cap_txn = cap > TXN_CAP ? TXN_CAP : cap;
+	}
 	n->txn[n->ntxn++] = (txn_t){ .txid = txid, .deadline = n->now + n->cfg.request_timeout_ms,
 	                             .peer = *peer, .kind = (uint8_t)kind, .direct = direct };
 	return 0;
@@ -251,6 +265,14 @@ static void plink_add(chord_node_t *n, const vp_id_t *peer, uint8_t flags)
 	}
 	if (n->nplink == PLINK_CAP)
 		return; /* dropped: the peer will be learned again later */
+	if (n->nplink == n->cap_plink) {
+		uint32_t cap = n->cap_plink ? 2 * n->cap_plink : 4;
+		plink_t *q = realloc(n->plink, (cap > PLINK_CAP ? PLINK_CAP : cap) * sizeof(*q));
+		if (!q)
+			return; /* as above */
+		n->plink = q;
+		n->cap_plink = cap > PLINK_CAP ? PLINK_CAP : cap;
+	}
 	n->plink[n->nplink++] = (plink_t){ .peer = *peer, .flags = flags,
 	                                   .deadline = n->now + n->cfg.request_timeout_ms };
 }
@@ -663,10 +685,11 @@ static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, co
 
 static void consider(chord_node_t *n, const vp_id_t *id, const vp_id_t *via)
 {
-	if (vp_id_eq(id, &n->self) || peer_index(n, id) >= 0 || is_dead(n, id) ||
-	    txn_pending_attach(n, id) || plink_find(n, id))
+	/* would_improve first: it is cheap and rejects most gossiped ids. */
+	if (vp_id_eq(id, &n->self) || (n->state != CHORD_JOINING && !would_improve(n, id)) ||
+	    peer_index(n, id) >= 0 || is_dead(n, id) || txn_pending_attach(n, id) || plink_find(n, id))
 		return;
-	if (n->state == CHORD_JOINING || would_improve(n, id)) {
+	{
 		if (vp_log_enabled(VP_LOG_DEBUG)) {
 			char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
 			vp_log_debug("chord", "attach_tx", "t=%llu node=%s to=%s", (unsigned long long)n->now,
@@ -719,6 +742,8 @@ static void become_joined(chord_node_t *n)
 	                 id_hash(&n->self) % (n->cfg.update_interval_ms / 2 + 1);
 	n->next_ping = n->now + n->cfg.ping_interval_ms / 2 +
 	               id_hash(&n->self) % (n->cfg.ping_interval_ms / 2 + 1);
+	n->next_ring_check = n->now + n->cfg.ring_check_interval_ms / 2 +
+	                     mix64(id_hash(&n->self)) % (n->cfg.ring_check_interval_ms / 2 + 1);
 	rebuild(n);
 	update_neighbours(n);
 	fix_fingers(n);
@@ -747,6 +772,24 @@ static int start_join_attempt(chord_node_t *n)
 	/* Watchdog: the whole exchange must finish in a few request timeouts. */
 	n->join_deadline = n->now + 3 * n->cfg.request_timeout_ms;
 	return send_attach(n, &n->self, false, NULL, TX_ATTACH_JOIN, true);
+}
+
+/*
+ * Ring check (merging parallel rings): Attach to the resource id self+1 with
+ * the destination list [anchor, self+1], so that the bootstrap peer we joined
+ * through routes it in *its* ring to the node responsible for self+1, our
+ * true successor there.  On one ring that is succ[0] (nothing changes); on a
+ * parallel ring (a partition healed, or a join through a peer that had not
+ * settled) the answerer is a closer successor from the other ring: we link to
+ * it, it sends us its neighbours (send_update), our reactive Updates tell our
+ * neighbours, and the two rings zip together through ordinary stabilisation.
+ */
+static void ring_check(chord_node_t *n)
+{
+	vp_id_t target = vp_id_add_pow2(&n->self, 0);
+	if (!n->have_anchor || is_dead(n, &n->anchor) || txn_pending_attach(n, &target))
+		return;
+	send_attach(n, &target, true, &n->anchor, TX_ATTACH_FINGER, true);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -1032,7 +1075,8 @@ static int on_probe(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev,
 			info[k++] = (rl_probe_info_t){ type, chord_table_fraction_ppb(n->tab) };
 		else if (type == RL_PROBE_UPTIME)
 			info[k++] = (rl_probe_info_t){ type, (uint32_t)((n->now - n->start_ms) / 1000) };
-		/* num_resources belongs to the storage layer, which answers it there. */
+		else if (type == RL_PROBE_NUM_RESOURCES && n->io.num_resources)
+			info[k++] = (rl_probe_info_t){ type, n->io.num_resources(n->io.ctx, n) };
 	}
 	if (r < 0)
 		return answer_error(n, m, prev, RL_ERR_INVALID_MESSAGE);
@@ -1282,6 +1326,8 @@ void chord_node_free(chord_node_t *n)
 		return;
 	chord_rt_destroy(&n->rt);
 	free(n->peers);
+	free(n->txn);
+	free(n->plink);
 	free(n);
 }
 
@@ -1301,6 +1347,8 @@ int chord_node_join(chord_node_t *n, const vp_id_t *bootstrap, uint64_t now_ms)
 		return VP_ESTATE;
 	n->state = CHORD_JOINING;
 	n->via_peer = *bootstrap;
+	n->anchor = *bootstrap;
+	n->have_anchor = true;
 	n->join_tries = 0;
 	return start_join_attempt(n);
 }
@@ -1461,6 +1509,10 @@ void chord_node_tick(chord_node_t *n, uint64_t now_ms)
 		fix_fingers(n);
 		n->next_ping = now_ms + n->cfg.ping_interval_ms;
 	}
+	if (n->cfg.ring_check_interval_ms && n->have_anchor && now_ms >= n->next_ring_check) {
+		ring_check(n);
+		n->next_ring_check = now_ms + n->cfg.ring_check_interval_ms;
+	}
 }
 
 uint64_t chord_node_next_wakeup(const chord_node_t *n)
@@ -1481,6 +1533,8 @@ uint64_t chord_node_next_wakeup(const chord_node_t *n)
 			w = n->next_update;
 		if (n->next_ping < w)
 			w = n->next_ping;
+		if (n->cfg.ring_check_interval_ms && n->have_anchor && n->next_ring_check < w)
+			w = n->next_ring_check;
 	}
 	return w;
 }

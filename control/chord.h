@@ -17,8 +17,11 @@
  * Ping of live fingers), failure detection (link down, request timeout) and
  * repair, replication of its range to its 2 successors (replica_number 1 and 2)
  * and re-replication whenever the replica set or the range changes,
- * RouteQuery, Probe(responsible_set, uptime), and forwarding with symmetric
- * response routing via the via list.
+ * RouteQuery, Probe(responsible_set, uptime, num_resources), forwarding with
+ * symmetric response routing via the via list, and a periodic ring check that
+ * merges parallel rings: an Attach to self+1 routed through the bootstrap peer
+ * the node joined through (its "anchor"; the transport reaches it by its
+ * configured address, as for the join), which answers from the anchor's ring.
  *
  * The routing table is published through chord_rt_t (liburcu QSBR): any
  * registered thread may call chord_node_rt() and read it lock-free.  All other
@@ -48,6 +51,8 @@ typedef struct chord_cfg {
 	uint64_t ping_interval_ms;    /*!< chord-ping-interval: finger Ping and refresh, 3600 s */
 	uint64_t request_timeout_ms;  /*!< a request without answer after this is failed: 15 s */
 	uint32_t join_attempts;       /*!< Attach-to-self attempts before join gives up: 10 */
+	/*! Ring check through the bootstrap peer (merges parallel rings): 3600 s; 0 = never */
+	uint64_t ring_check_interval_ms;
 } chord_cfg_t;
 
 /* Data the storage layer must move because the topology changed. */
@@ -89,6 +94,8 @@ typedef struct chord_io {
 	void (*deliver)(void *ctx, chord_node_t *n, const chord_delivery_t *d);
 	/*! Move stored data (handoff or replication); see chord_store_op_t. */
 	void (*store)(void *ctx, chord_node_t *n, const chord_store_action_t *a);
+	/*! Optional: resources this vnode stores (Probe num_resources); NULL = not answered. */
+	uint32_t (*num_resources)(void *ctx, chord_node_t *n);
 } chord_io_t;
 
 typedef enum chord_state {

@@ -113,7 +113,7 @@ int chord_table_replica_rank(const chord_table_t *t, const vp_id_t *id);
 /*! \brief Is \p id one of the table's peers (neighbour or finger)? */
 bool chord_table_contains(const chord_table_t *t, const vp_id_t *id);
 
-/*! \brief Hash over every field but rcu and checksum (FNV-1a); build sets t->checksum. */
+/*! \brief Hash over every field but rcu and checksum, arrays up to their counts (FNV-1a on words); build sets t->checksum. */
 uint32_t chord_table_checksum(const chord_table_t *t);
 
 /* ---- RCU publication ------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -274,6 +275,94 @@ static void partitioned_node_is_dropped_by_every_peer(void **state)
 	sim_free(s);
 }
 
+/* Nodes of `group` (odd indices = group 1) whose succ[0] or pred[0] is not the
+ * true one of the ring formed by that group alone. */
+static int cmp_id(const void *a, const void *b)
+{
+	return vp_id_cmp(a, b);
+}
+
+static uint32_t group_ring_errors(sim_t *s, uint32_t n, uint32_t group)
+{
+	vp_id_t ids[256];
+	uint32_t k = 0, bad = 0;
+	assert_true(n <= 256);
+	for (uint32_t i = 0; i < n; i++)
+		if (i % 2 == group)
+			ids[k++] = *chord_node_id(sim_node(s, i));
+	qsort(ids, k, sizeof(ids[0]), cmp_id);
+	for (uint32_t i = 0; i < n; i++) {
+		const chord_table_t *t;
+		const vp_id_t *id = chord_node_id(sim_node(s, i));
+		vp_id_t *at;
+		uint32_t pos;
+		if (i % 2 != group)
+			continue;
+		at = bsearch(id, ids, k, sizeof(ids[0]), cmp_id);
+		assert_non_null(at);
+		pos = (uint32_t)(at - ids);
+		t = chord_node_table(sim_node(s, i));
+		if (!t->nsucc || !t->npred || !vp_id_eq(&t->succ[0], &ids[(pos + 1) % k]) ||
+		    !vp_id_eq(&t->pred[0], &ids[(pos + k - 1) % k]))
+			bad++;
+	}
+	return bad;
+}
+
+/*
+ * Split a converged ring in two (odd nodes in partition 1) until each half has
+ * formed its own correct ring, then heal the partition.  Stabilisation alone
+ * cannot merge two rings (no node knows the other ring); the ring check (an
+ * Attach to self+1 through the bootstrap peer a node joined through) must.
+ * Returns whether one correct ring formed within `limit_ms` after the heal.
+ */
+static bool split_then_heal(uint64_t ring_check_ms, uint64_t limit_ms)
+{
+	enum { NP = 160 };
+	sim_cfg_t cfg = test_cfg(19, NP);
+	sim_t *s;
+	bool merged;
+	cfg.chord.ring_check_interval_ms = ring_check_ms;
+	s = bootstrap(&cfg, NP);
+	for (uint32_t i = 1; i < NP; i += 2)
+		sim_set_group(s, i, 1);
+	/* Each half repairs into its own ring (bounded: 30 simulated minutes). */
+	for (int m = 0; m < 30 && (group_ring_errors(s, NP, 0) || group_ring_errors(s, NP, 1)); m++)
+		sim_run_until(s, sim_now(s) + 60 * 1000);
+	assert_int_equal(group_ring_errors(s, NP, 0), 0);
+	assert_int_equal(group_ring_errors(s, NP, 1), 0);
+	assert_true(sim_ring_errors(s) > NP / 2); /* two rings, not one */
+	for (uint32_t i = 0; i < NP; i++)
+		sim_set_group(s, i, 0);
+	{
+		uint64_t t0 = sim_now(s);
+		merged = converge(s, limit_ms);
+		print_message("ring check %llu s: %s after %llu s\n", (unsigned long long)ring_check_ms / 1000,
+		              merged ? "one ring" : "still two rings", (unsigned long long)(sim_now(s) - t0) / 1000);
+	}
+	if (merged) {
+		/* The merged ring routes: every lookup reaches the true owner. */
+		sim_counters_reset(s);
+		lookups(s, &cfg, 500, 30 * 1000);
+		assert_int_equal(sim_counters(s)->lookup_ok, 500);
+	}
+	assert_int_equal(sim_counters(s)->codec_errors, 0);
+	sim_free(s);
+	return merged;
+}
+
+static void parallel_rings_merge_after_partition_heals(void **state)
+{
+	(void)state;
+	assert_true(split_then_heal(120 * 1000, 1200 * 1000));
+}
+
+static void without_ring_check_parallel_rings_stay_apart(void **state)
+{
+	(void)state;
+	assert_false(split_then_heal(0, 1200 * 1000));
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -302,6 +391,8 @@ int main(void)
 		cmocka_unit_test(lossy_links_still_deliver),
 		cmocka_unit_test(graceful_leave_hands_over),
 		cmocka_unit_test(partitioned_node_is_dropped_by_every_peer),
+		cmocka_unit_test(parallel_rings_merge_after_partition_heals),
+		cmocka_unit_test(without_ring_check_parallel_rings_stay_apart),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -122,6 +122,13 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 	}
 }
 
+/* Probe num_resources: the harness's storage reports 1000 + the node's index. */
+static uint32_t io_num_resources(void *ctx, chord_node_t *cn)
+{
+	net_t *t = ctx;
+	return 1000u + (uint32_t)idx_of(t, chord_node_id(cn));
+}
+
 static vp_id_t T(uint8_t top)
 {
 	vp_id_t id = { { 0 } };
@@ -133,7 +140,7 @@ static net_t *net_new(const uint8_t *tops, int count)
 {
 	net_t *t = calloc(1, sizeof(*t));
 	chord_io_t io = { .send = io_send, .attach_info = io_attach_info, .connect = io_connect,
-	                  .deliver = io_deliver, .store = io_store };
+	                  .deliver = io_deliver, .store = io_store, .num_resources = io_num_resources };
 	chord_cfg_t cfg = chord_cfg_default();
 	assert_non_null(t);
 	t->q = calloc(QCAP, sizeof(qmsg_t));
@@ -456,14 +463,14 @@ static void ttl_exhaustion_is_answered_with_an_error(void **state)
 	net_free(t);
 }
 
-static void probe_reports_the_responsible_fraction(void **state)
+static void probe_reports_responsible_fraction_and_resources(void **state)
 {
 	uint8_t tops[] = { 0x00, 0x40 };
 	net_t *t = net_new(tops, 2);
 	rl_message_t m, a;
 	rl_body_t b;
 	rl_dest_t d;
-	uint8_t types[] = { RL_PROBE_RESPONSIBLE_SET };
+	uint8_t types[] = { RL_PROBE_RESPONSIBLE_SET, RL_PROBE_NUM_RESOURCES };
 	uint8_t buf[512];
 	vp_wr_t wr;
 	rl_iter_t it;
@@ -474,7 +481,7 @@ static void probe_reports_the_responsible_fraction(void **state)
 	memset(&b, 0, sizeof(b));
 	b.code = RL_PROBE_REQ;
 	b.u.probe_req.requested.items = types;
-	b.u.probe_req.requested.n_items = 1;
+	b.u.probe_req.requested.n_items = 2;
 	memset(&m, 0, sizeof(m));
 	m.hdr.version = RL_VERSION;
 	m.hdr.ttl = 10;
@@ -497,6 +504,51 @@ static void probe_reports_the_responsible_fraction(void **state)
 	assert_int_equal(rl_probe_info_next(&it, &info), 1);
 	assert_int_equal(info.type, RL_PROBE_RESPONSIBLE_SET);
 	assert_int_equal(info.value, 250000000u); /* (0x00, 0x40] = 1/4 of the ring */
+	/* num_resources comes from the storage layer through io->num_resources. */
+	assert_int_equal(rl_probe_info_next(&it, &info), 1);
+	assert_int_equal(info.type, RL_PROBE_NUM_RESOURCES);
+	assert_int_equal(info.value, 1001u);
+	assert_int_equal(rl_probe_info_next(&it, &info), 0);
+	net_free(t);
+}
+
+static void ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer(void **state)
+{
+	uint8_t tops[] = { 0x00, 0x40, 0x80 };
+	net_t *t = net_new(tops, 3);
+	vp_id_t next = T(0x40);
+	int found = 0;
+	(void)state;
+	join_all(t);
+	next.b[15] = 1; /* 0x40...00 + 1 */
+	t->qhead = t->qtail = 0;
+	/* Past the first ring check of every node (at most one interval away). */
+	t->now += chord_cfg_default().ring_check_interval_ms;
+	chord_node_tick(t->n[1], t->now);
+	for (size_t i = t->qhead; i != t->qtail; i++) {
+		qmsg_t *q = &t->q[i % QCAP];
+		rl_message_t m;
+		rl_iter_t it;
+		rl_dest_t d0, d1;
+		assert_int_equal(rl_msg_decode(q->buf, q->len, &m), 0);
+		if (q->from != 1 || m.contents.code != RL_ATTACH_REQ || RL_LIST_COUNT(&m.hdr.dest) != 2)
+			continue;
+		/* [bootstrap peer 0x00.., resource 0x40..01], sent to the bootstrap peer. */
+		RL_ITER_INIT(&it, &m.hdr.dest);
+		assert_int_equal(rl_dest_next(&it, &d0), 1);
+		assert_int_equal(rl_dest_next(&it, &d1), 1);
+		assert_int_equal(d0.type, RL_DEST_NODE);
+		assert_memory_equal(d0.id.p, t->id[0].b, VP_ID_LEN);
+		assert_int_equal(d1.type, RL_DEST_RESOURCE);
+		assert_memory_equal(d1.id.p, next.b, VP_ID_LEN);
+		assert_int_equal(q->to, 0);
+		found++;
+	}
+	assert_int_equal(found, 1);
+	/* On one ring it changes nothing: the answer comes from succ[0] (0x80). */
+	run(t);
+	assert_id(&chord_node_table(t->n[1])->succ[0], T(0x80));
+	assert_id(&chord_node_table(t->n[1])->pred[0], T(0x00));
 	net_free(t);
 }
 
@@ -509,6 +561,7 @@ static void config_is_checked(void **state)
 	(void)state;
 	assert_int_equal(cfg.update_interval_ms, 600000);
 	assert_int_equal(cfg.ping_interval_ms, 3600000);
+	assert_int_equal(cfg.ring_check_interval_ms, 3600000);
 	assert_true(cfg.reactive);
 	cfg.update_interval_ms = 0;
 	assert_null(chord_node_new(&cfg, &id, &io, 0, &err));
@@ -546,7 +599,8 @@ int main(void)
 		cmocka_unit_test(failed_peer_is_removed_and_range_rereplicated),
 		cmocka_unit_test(forwarding_appends_via_and_answer_retraces),
 		cmocka_unit_test(ttl_exhaustion_is_answered_with_an_error),
-		cmocka_unit_test(probe_reports_the_responsible_fraction),
+		cmocka_unit_test(probe_reports_responsible_fraction_and_resources),
+		cmocka_unit_test(ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer),
 		cmocka_unit_test(config_is_checked),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
