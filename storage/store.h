@@ -287,6 +287,20 @@ int st_batch_begin(st_shard_t *sh);
  */
 int st_batch_commit(st_shard_t *sh);
 
+/*!
+ * \brief Read, in one sorted RocksDB MultiGet, the records that st_store() of
+ * each of \p reqs (n_reqs requests, about to be stored into the open batch)
+ * will read before it writes, so that those stores find them in the batch
+ * instead of each doing its own point read.  Purely an optimisation: results
+ * are identical with or without it (the shard's thread is the only writer of
+ * its column family, and range operations are refused inside a batch).
+ * Unknown kinds and keys the batch already holds are skipped; requests are
+ * not validated here.  VP_ESTATE without an open batch, VP_EINVAL; on VP_EDB
+ * or VP_ENOMEM some keys were not prefetched (their stores read them
+ * themselves and report any error), and the batch is still usable.
+ */
+int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs);
+
 /*! \brief Discard the open batch and roll its counter changes back. */
 void st_batch_abort(st_shard_t *sh);
 

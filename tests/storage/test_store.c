@@ -729,6 +729,50 @@ static void batch_reads_its_own_writes_and_aborts_cleanly(void **state)
 	assert_int_equal(st_shard_verify(f->sh), 0);
 }
 
+static void prefetch_reads_ahead_without_changing_answers(void **state)
+{
+	fx_t *f = *state;
+	vp_id_t a = node_id(0xA1), rid1 = number_rid(710), rid2 = number_rid(711);
+	vreg_t r[3];
+	st_store_req_t reqs[3];
+	st_stats_t st0, st1;
+	got_t g;
+	assert_int_equal(st_batch_prefetch(f->sh, reqs, 0), VP_ESTATE);
+	assert_int_equal(store_vipr(f, 710, 0xA1, f->now, 3600), 0);
+	st_shard_stats(f->sh, &st0);
+
+	/* A batch that only prefetches writes nothing. */
+	vreg_make(&r[0], &rid1, &a, &a, 1, f->now, 3600, 1);
+	vreg_make(&r[1], &rid2, &a, &a, 1, f->now, 3600, 1);
+	reqs[0] = r[0].req;
+	reqs[1] = r[1].req;
+	assert_int_equal(st_batch_begin(f->sh), 0);
+	assert_int_equal(st_batch_prefetch(f->sh, reqs, 2), 0);
+	assert_int_equal(st_batch_commit(f->sh), 0);
+	st_shard_stats(f->sh, &st1);
+	assert_true(st1.commits == st0.commits);
+	assert_int_equal(fetch_all(f, &rid1, VK, &g), 1);
+	assert_int_equal(fetch_all(f, &rid2, VK, &g), 0);
+
+	/* Prefetched present record: the store sees it (equal storage_time is too old). */
+	assert_int_equal(st_batch_begin(f->sh), 0);
+	assert_int_equal(st_batch_prefetch(f->sh, reqs, 2), 0);
+	assert_int_equal(st_store(f->sh, &r[0].req, NULL, NULL), VP_EDATA_TOO_OLD);
+	/* Prefetched absent record: a store creates it; a later prefetch must not hide it. */
+	assert_int_equal(st_store(f->sh, &r[1].req, NULL, NULL), 0);
+	assert_int_equal(st_batch_prefetch(f->sh, reqs, 2), 0);
+	assert_int_equal(st_store(f->sh, &r[1].req, NULL, NULL), VP_EDATA_TOO_OLD);
+	vreg_make(&r[2], &rid1, &a, &a, 1, f->now + 5, 3600, 1);
+	assert_int_equal(st_store(f->sh, &r[2].req, NULL, NULL), 0);
+	assert_int_equal(st_batch_commit(f->sh), 0);
+	assert_int_equal(fetch_all(f, &rid1, VK, &g), 1);
+	assert_true(g.e[0].storage_time == f->now + 5);
+	assert_true(g.gen == 2);
+	assert_int_equal(fetch_all(f, &rid2, VK, &g), 1);
+	assert_int_equal(st_quota_used(f->sh, &a, VK), 2);
+	assert_int_equal(st_shard_verify(f->sh), 0);
+}
+
 static void multi_kind_store_is_all_or_nothing(void **state)
 {
 	fx_t *f = *state;
@@ -1045,6 +1089,7 @@ int main(void)
 		T(quota_counters_survive_restart),
 		T(store_and_fetch_rate_limits_per_signer),
 		T(batch_reads_its_own_writes_and_aborts_cleanly),
+		T(prefetch_reads_ahead_without_changing_answers),
 		T(multi_kind_store_is_all_or_nothing),
 		T(failed_multi_kind_store_keeps_earlier_batch_writes),
 		T(user_node_match_dictionary),
