@@ -191,6 +191,13 @@ static uint64_t now_ms(const st_shard_t *sh)
 	return vp_clock_now_ms(sh->db->cfg.clock);
 }
 
+/* Monotonic ms for the rate buckets (the configured rate_clock in tests). */
+static uint64_t rate_now_ms(const st_shard_t *sh)
+{
+	const vp_clock_t *c = sh->db->cfg.rate_clock;
+	return c ? c->now_ms(c->ctx) : vp_time_mono_ns() / 1000000u;
+}
+
 static void make_key(uint8_t key[KEY_LEN], const vp_id_t *rid, uint32_t kind)
 {
 	memcpy(key, rid->b, VP_ID_LEN);
@@ -980,7 +987,7 @@ static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_ou
 		if (req->kinds[i].n_values && !req->kinds[i].values)
 			return VP_EINVAL;
 	}
-	rc = st_rate_take(&sh->rate, &req->signers[0], ST_RATE_STORE, now);
+	rc = st_rate_take(&sh->rate, &req->signers[0], ST_RATE_STORE, rate_now_ms(sh));
 	if (rc)
 		return rc;
 	if (!sh->in_batch) {
@@ -1082,7 +1089,7 @@ static int do_fetch(st_shard_t *sh, const vp_id_t *resource, const st_specifier_
 		if ((rc = check_spec(k, &specs[i])))
 			return rc;
 	}
-	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, now))) {
+	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, rate_now_ms(sh)))) {
 		count_refusal(sh, rc);
 		return rc;
 	}
@@ -1500,7 +1507,7 @@ int st_find(st_shard_t *sh, const vp_id_t *resource, uint32_t kind, const vp_id_
 		return VP_EINVAL;
 	if (!st_db_kind(sh->db, kind))
 		return VP_EUNKNOWN_KIND;
-	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, c.now)))
+	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, rate_now_ms(sh))))
 		return rc;
 	/* [resource, max] then [0, resource): clockwise from the requested id. */
 	r = vp_id_to_u128(resource);
@@ -1603,7 +1610,8 @@ static int shard_init(st_db_t *db, st_shard_t *sh, unsigned idx)
 	sh->pend_seed = (uint64_t)(uintptr_t)sh * 0x9e3779b97f4a7c15ull ^ idx;
 	if ((rc = st_quota_init(&sh->quota)))
 		return rc;
-	return st_rate_init(&sh->rate, db->cfg.rate);
+	/* The configured rates are per node: each shard polices its share. */
+	return st_rate_init(&sh->rate, db->cfg.rate, db->n_shards);
 }
 
 static void shard_free(st_shard_t *sh)
@@ -1686,6 +1694,26 @@ static int setup_options(st_db_t *db)
 		c->write_buffer_bytes ? c->write_buffer_bytes : DEFAULT_WRITE_BUFFER);
 	rocksdb_options_set_max_write_buffer_number(db->opts, 3);
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(db->opts, 1);
+	/* Load (every store a new number) is bound by compaction on a small machine.  More
+	 * L0 files per L0->L1 compaction and a base level to match cut the write
+	 * amplification; the read-before-write pays one bloom probe per extra L0 file. */
+	rocksdb_options_set_level0_file_num_compaction_trigger(db->opts, 8);
+	rocksdb_options_set_level0_slowdown_writes_trigger(db->opts, 24);
+	rocksdb_options_set_level0_stop_writes_trigger(db->opts, 40);
+	rocksdb_options_set_max_bytes_for_level_base(db->opts, 512u << 20);
+	rocksdb_options_compaction_readahead_size(db->opts, 2u << 20);
+	rocksdb_options_set_bytes_per_sync(db->opts, 1u << 20);
+	/* Records are mostly a signature (random bytes): compressing the short-lived upper
+	 * levels costs CPU for little; only the levels below the base level (where nearly
+	 * all the data ends up) are compressed, with LZ4 (cheaper than Snappy on
+	 * incompressible input).  With dynamic level bytes, entry 1 is the base level. */
+	{
+		static const int comp[7] = { rocksdb_no_compression, rocksdb_no_compression,
+			                     rocksdb_lz4_compression, rocksdb_lz4_compression,
+			                     rocksdb_lz4_compression, rocksdb_lz4_compression,
+			                     rocksdb_lz4_compression };
+		rocksdb_options_set_compression_per_level(db->opts, comp, 7);
+	}
 	rocksdb_options_set_block_based_table_factory(db->opts, db->bbto);
 	rocksdb_options_set_keep_log_file_num(db->opts, 3);
 	/* Most stores are of new numbers: a whole-key bloom filter in the memtable answers

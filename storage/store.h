@@ -96,12 +96,13 @@ typedef struct st_config {
 	size_t n_kinds;
 	double quota_slack;         /*!< S (default 2.0) */
 	uint32_t quota_const;       /*!< C (default 16) */
-	st_rate_limit_t rate[ST_RATE_NOPS]; /*!< per signer and shard; rate 0 = off */
+	st_rate_limit_t rate[ST_RATE_NOPS]; /*!< per signer and node (each of the n shards polices 1/n: storage/rate.h); rate 0 = off */
 	bool sync_wal;              /*!< fsync the WAL on every commit (default false: see above) */
 	size_t block_cache_bytes;   /*!< shared LRU block cache (default 256 MiB) */
 	size_t write_buffer_bytes;  /*!< memtable size per column family (default 64 MiB) */
 	int bloom_bits;             /*!< bloom filter bits per key (default 10; 0 = none) */
-	const vp_clock_t *clock;    /*!< wall clock for expiry and buckets (NULL = system); must outlive the db */
+	const vp_clock_t *clock;    /*!< wall clock for storage times and expiry (NULL = system); must outlive the db */
+	const vp_clock_t *rate_clock; /*!< monotonic ms for the rate buckets (NULL = the system monotonic clock; tests inject one) */
 } st_config_t;
 
 /*! \brief Fill \p cfg with the defaults (path NULL, 1 shard). */

@@ -21,8 +21,8 @@
 
 typedef struct fx {
 	char *dir;
-	uint64_t now;
-	vp_clock_t clk;
+	uint64_t now, mono;
+	vp_clock_t clk, rate_clk;
 	st_config_t cfg;
 	st_kind_t kinds[3];
 	st_db_t *db;
@@ -35,6 +35,7 @@ static void fx_config(fx_t *f)
 	f->cfg.path = f->dir;
 	f->cfg.n_shards = 1;
 	f->cfg.clock = &f->clk;
+	f->cfg.rate_clock = &f->rate_clk;
 	f->cfg.rate[ST_RATE_STORE].rate = 0;
 	f->cfg.rate[ST_RATE_FETCH].rate = 0;
 	f->cfg.block_cache_bytes = 8u << 20;
@@ -72,6 +73,8 @@ static int setup(void **state)
 	assert_non_null(f->dir);
 	f->now = T0_MS;
 	f->clk = (vp_clock_t){ vp_clock_manual_now, &f->now };
+	f->mono = 5000;
+	f->rate_clk = (vp_clock_t){ vp_clock_manual_now, &f->mono };
 	fx_config(f);
 	fx_open(f);
 	*state = f;
@@ -676,24 +679,54 @@ static void store_and_fetch_rate_limits_per_signer(void **state)
 	assert_int_equal(store_vipr(f, 601, 0xA1, f->now, 3600), 0);
 	assert_int_equal(store_vipr(f, 602, 0xA1, f->now, 3600), VP_ERATELIMIT);
 	assert_int_equal(store_vipr(f, 602, 0xB2, f->now, 3600), 0); /* B has its own bucket */
-	f->now += 1000;
+	/* A wall-clock step mints nothing: the buckets run on the monotonic clock. */
+	f->now += 3600 * 1000;
+	assert_int_equal(store_vipr(f, 602, 0xA1, f->now, 3600), VP_ERATELIMIT);
+	f->mono += 1000;
 	assert_int_equal(store_vipr(f, 602, 0xA1, f->now, 3600), 0);
 	assert_int_equal(store_vipr(f, 603, 0xA1, f->now, 3600), VP_ERATELIMIT);
 	v = got_visitor(&g);
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &a, &v, NULL), 0);
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &a, &v, NULL), VP_ERATELIMIT);
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &b, &v, NULL), 0);
-	f->now += 500; /* 2/s: one token back */
+	f->mono += 500; /* 2/s: one token back */
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &a, &v, NULL), 0);
 	assert_int_equal(st_quota_used(f->sh, &a, VK), 3);
 	{
 		st_stats_t st;
 		st_shard_stats(f->sh, &st);
-		assert_true(st.stores_ok == 4 && st.stores_refused == 2);
-		assert_true(st.refused_rate == 3 && st.fetches == 3);
+		assert_true(st.stores_ok == 4 && st.stores_refused == 3);
+		assert_true(st.refused_rate == 4 && st.fetches == 3);
 		assert_true(st.refused_quota == 0 && st.refused_acl == 0);
 		assert_true(st.commits == 4 && st.commit_failures == 0);
 	}
+}
+
+static void rate_limits_are_per_node_across_shards(void **state)
+{
+	fx_t *f = *state;
+	vp_id_t a = node_id(0xA1);
+	st_shard_t *sh[2];
+	vreg_t r;
+	st_db_close(f->db);
+	/* Node-wide 2/s with a burst of 2 over two shards: 1/s and 1 at once per shard. */
+	f->cfg.n_shards = 2;
+	f->cfg.rate[ST_RATE_STORE] = (st_rate_limit_t){ 2, 2 };
+	fx_open(f);
+	sh[0] = st_db_shard(f->db, 0);
+	sh[1] = st_db_shard(f->db, 1);
+	for (int i = 0; i < 2; i++) {
+		vp_id_t rid = number_rid(620 + (unsigned long)i);
+		vreg_make(&r, &rid, &a, &a, 1, f->now, 3600, 1);
+		assert_int_equal(st_store(sh[i], &r.req, NULL, NULL), 0);
+		rid = number_rid(630 + (unsigned long)i);
+		vreg_make(&r, &rid, &a, &a, 1, f->now, 3600, 1);
+		assert_int_equal(st_store(sh[i], &r.req, NULL, NULL), VP_ERATELIMIT);
+	}
+	f->mono += 999;
+	assert_int_equal(st_store(sh[0], &r.req, NULL, NULL), VP_ERATELIMIT);
+	f->mono += 1;
+	assert_int_equal(st_store(sh[0], &r.req, NULL, NULL), 0);
 }
 
 /* ---- batches ------------------------------------------------------------------- */
@@ -1088,6 +1121,7 @@ int main(void)
 		T(quota_refuses_above_limit_and_counts_replace_and_delete),
 		T(quota_counters_survive_restart),
 		T(store_and_fetch_rate_limits_per_signer),
+		T(rate_limits_are_per_node_across_shards),
 		T(batch_reads_its_own_writes_and_aborts_cleanly),
 		T(prefetch_reads_ahead_without_changing_answers),
 		T(multi_kind_store_is_all_or_nothing),
