@@ -1706,13 +1706,16 @@ static int setup_options(st_db_t *db)
 	/* Records are mostly a signature (random bytes): compressing the short-lived upper
 	 * levels costs CPU for little; only the levels below the base level (where nearly
 	 * all the data ends up) are compressed, with LZ4 (cheaper than Snappy on
-	 * incompressible input).  With dynamic level bytes, entry 1 is the base level. */
+	 * incompressible input), and the bottommost level always.  With dynamic level
+	 * bytes, entry 1 is the base level. */
 	{
 		static const int comp[7] = { rocksdb_no_compression, rocksdb_no_compression,
 			                     rocksdb_lz4_compression, rocksdb_lz4_compression,
 			                     rocksdb_lz4_compression, rocksdb_lz4_compression,
 			                     rocksdb_lz4_compression };
 		rocksdb_options_set_compression_per_level(db->opts, comp, 7);
+		/* While the data fits the base level, that level is also the last one. */
+		rocksdb_options_set_bottommost_compression(db->opts, rocksdb_lz4_compression);
 	}
 	rocksdb_options_set_block_based_table_factory(db->opts, db->bbto);
 	rocksdb_options_set_keep_log_file_num(db->opts, 3);
