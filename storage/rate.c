@@ -26,13 +26,22 @@ static size_t slot_hash(const st_rate_table_t *t, const vp_id_t *id)
 	return (size_t)mix64(mix64(a ^ t->seed) ^ b);
 }
 
-int st_rate_init(st_rate_table_t *t, const st_rate_limit_t limit[ST_RATE_NOPS])
+int st_rate_init(st_rate_table_t *t, const st_rate_limit_t limit[ST_RATE_NOPS], unsigned share)
 {
 	memset(t, 0, sizeof(*t));
+	if (share > 4096)
+		return VP_EINVAL;
+	if (!share)
+		share = 1;
+	/* rate tokens/s over share tables = rate units per ms in units of 1/(1000 × share). */
+	t->cost = 1000u * (uint64_t)share;
 	for (int i = 0; i < ST_RATE_NOPS; i++) {
 		t->limit[i] = limit[i];
 		if (t->limit[i].rate && !t->limit[i].burst)
 			t->limit[i].burst = 1;
+		t->depth[i] = (uint64_t)t->limit[i].burst * 1000u;
+		if (t->depth[i] < t->cost)
+			t->depth[i] = t->cost;
 	}
 	if (getrandom(&t->seed, sizeof(t->seed), 0) != (ssize_t)sizeof(t->seed))
 		t->seed = (uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull;
@@ -52,15 +61,19 @@ void st_rate_free(st_rate_table_t *t)
 
 static void refill(const st_rate_table_t *t, st_rate_slot_t *s, int op, uint64_t now_ms)
 {
-	uint64_t cap = (uint64_t)t->limit[op].burst * 1000u;
+	uint64_t cap = t->depth[op], rate = t->limit[op].rate;
 	if (now_ms > s->last_ms[op]) {
-		/* Clamp first: any gap >= cap ms refills the bucket (rate >= 1), and the
-		 * product below cannot overflow. */
+		/* A gap of ceil(cap / rate) ms refills the bucket; below that the product
+		 * gap × rate < cap + rate cannot overflow. */
 		uint64_t gap = now_ms - s->last_ms[op];
-		uint64_t add = (gap > cap ? cap : gap) * t->limit[op].rate;
-		s->mtokens[op] = add >= cap - s->mtokens[op] ? cap : s->mtokens[op] + add;
+		if (gap >= (cap + rate - 1) / rate) {
+			s->mtokens[op] = cap;
+		} else {
+			uint64_t add = gap * rate;
+			s->mtokens[op] = add >= cap - s->mtokens[op] ? cap : s->mtokens[op] + add;
+		}
 	}
-	/* A wall clock stepping backwards must not mint tokens later. */
+	/* A clock stepping backwards must not mint tokens later. */
 	s->last_ms[op] = now_ms;
 }
 
@@ -70,7 +83,7 @@ static int slot_is_idle(const st_rate_table_t *t, st_rate_slot_t *s, uint64_t no
 		if (!t->limit[op].rate)
 			continue;
 		refill(t, s, op, now_ms);
-		if (s->mtokens[op] < (uint64_t)t->limit[op].burst * 1000u)
+		if (s->mtokens[op] < t->depth[op])
 			return 0;
 	}
 	return 1;
@@ -127,14 +140,14 @@ int st_rate_take(st_rate_table_t *t, const vp_id_t *signer, st_rate_op_t op, uin
 		s->signer = *signer;
 		s->used = 1;
 		for (int i = 0; i < ST_RATE_NOPS; i++) {
-			s->mtokens[i] = (uint64_t)t->limit[i].burst * 1000u;
+			s->mtokens[i] = t->depth[i];
 			s->last_ms[i] = now_ms;
 		}
 		t->n++;
 	}
 	refill(t, s, op, now_ms);
-	if (s->mtokens[op] < 1000u)
+	if (s->mtokens[op] < t->cost)
 		return VP_ERATELIMIT;
-	s->mtokens[op] -= 1000u;
+	s->mtokens[op] -= t->cost;
 	return 0;
 }

@@ -55,7 +55,12 @@ typedef struct pend_undo {
 	pend_slot_t prev; /* prev.epoch != current: the key was not in the overlay */
 } pend_undo_t;
 
-#define PEND_UNCHANGED 2 /* slot value of `deleted`: rolled back, the database is right */
+/* Slot states (field `deleted`).  Only PEND_PUT and PEND_DEL are written at commit. */
+#define PEND_PUT 0       /* the batch writes this record */
+#define PEND_DEL 1       /* the batch deletes the key */
+#define PEND_UNCHANGED 2 /* rolled back: the database is right */
+#define PEND_READ 3      /* prefetched: the database holds this record; nothing to write */
+#define PEND_ABSENT 4    /* prefetched: the database holds no record; nothing to write */
 
 struct st_shard {
 	st_db_t *db;
@@ -76,6 +81,13 @@ struct st_shard {
 	size_t n_pundo, cap_pundo;
 	uint32_t *order;    /* commit: live slot indexes, sorted by key */
 	size_t cap_order;
+	/* st_batch_prefetch() scratch: sorted keys and the MultiGet arguments. */
+	uint8_t (*pf_keys)[KEY_LEN];
+	const char **pf_ptrs;
+	size_t *pf_sizes;
+	rocksdb_pinnableslice_t **pf_vals;
+	char **pf_errs;
+	size_t pf_cap;
 	bool pundo_on;      /* recording overlay changes (inside a multi-kind store) */
 	uint8_t cursor[KEY_LEN]; /* where the next st_expire() call resumes */
 	bool cursor_set;
@@ -177,6 +189,13 @@ static int add_kind(st_db_t *db, const st_kind_t *k)
 static uint64_t now_ms(const st_shard_t *sh)
 {
 	return vp_clock_now_ms(sh->db->cfg.clock);
+}
+
+/* Monotonic ms for the rate buckets (the configured rate_clock in tests). */
+static uint64_t rate_now_ms(const st_shard_t *sh)
+{
+	const vp_clock_t *c = sh->db->cfg.rate_clock;
+	return c ? c->now_ms(c->ctx) : vp_time_mono_ns() / 1000000u;
 }
 
 static void make_key(uint8_t key[KEY_LEN], const vp_id_t *rid, uint32_t kind)
@@ -305,7 +324,7 @@ static int pend_reserve(st_shard_t *sh, size_t len)
 
 /* Record that key now holds data[0..len) (or is deleted); pend_reserve(len) came first. */
 static void pend_set(st_shard_t *sh, const uint8_t key[KEY_LEN], const uint8_t *data, size_t len,
-                     bool deleted)
+                     uint8_t state)
 {
 	pend_slot_t *p = pend_find(sh, key);
 	if (sh->pundo_on) {
@@ -316,7 +335,7 @@ static void pend_set(st_shard_t *sh, const uint8_t key[KEY_LEN], const uint8_t *
 		sh->pend_n++;
 	memcpy(p->key, key, KEY_LEN);
 	p->epoch = sh->epoch;
-	p->deleted = deleted;
+	p->deleted = state;
 	p->off = sh->arena_len;
 	p->len = len;
 	if (len)
@@ -363,7 +382,7 @@ static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
 	if (sh->in_batch) {
 		const pend_slot_t *p = pend_find(sh, key);
 		if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED) {
-			if (p->deleted)
+			if (p->deleted == PEND_DEL || p->deleted == PEND_ABSENT)
 				return 0;
 			b->data = sh->arena + p->off;
 			b->len = p->len;
@@ -514,14 +533,15 @@ int st_batch_commit(st_shard_t *sh)
 		sh->cap_order = sh->pend_cap;
 	}
 	for (size_t i = 0; i < sh->pend_cap; i++)
-		if (sh->pend[i].epoch == sh->epoch && sh->pend[i].deleted != PEND_UNCHANGED)
+		if (sh->pend[i].epoch == sh->epoch &&
+		    (sh->pend[i].deleted == PEND_PUT || sh->pend[i].deleted == PEND_DEL))
 			sh->order[n++] = (uint32_t)i;
 	if (n > 1)
 		qsort_r(sh->order, n, sizeof(*sh->order), order_cmp, sh->pend);
 	rocksdb_writebatch_clear(sh->wb);
 	for (size_t i = 0; i < n; i++) {
 		const pend_slot_t *p = &sh->pend[sh->order[i]];
-		if (p->deleted)
+		if (p->deleted == PEND_DEL)
 			rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN);
 		else
 			rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN,
@@ -552,7 +572,7 @@ static int put_record(st_shard_t *sh, const uint8_t key[KEY_LEN], const st_rec_t
 	if (rec->n == 0) {
 		if ((rc = pend_reserve(sh, 0)))
 			return rc;
-		pend_set(sh, key, NULL, 0, true);
+		pend_set(sh, key, NULL, 0, PEND_DEL);
 		return 0;
 	}
 	rc = ensure_buf(sh, st_rec_size(rec));
@@ -561,8 +581,112 @@ static int put_record(st_shard_t *sh, const uint8_t key[KEY_LEN], const st_rec_t
 	rc = st_rec_encode(rec, sh->buf, sh->buf_cap, &len);
 	if (rc || (rc = pend_reserve(sh, len)))
 		return rc;
-	pend_set(sh, key, sh->buf, len, false);
+	pend_set(sh, key, sh->buf, len, PEND_PUT);
 	return 0;
+}
+
+/* ---- prefetch ----------------------------------------------------------------- */
+
+static int key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, KEY_LEN);
+}
+
+static int pf_reserve(st_shard_t *sh, size_t n)
+{
+	size_t cap = sh->pf_cap ? sh->pf_cap : 256;
+	void *p;
+	if (n <= sh->pf_cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+#define PF_GROW(field)                                              \
+	do {                                                         \
+		p = realloc(sh->field, cap * sizeof(*sh->field));   \
+		if (!p)                                              \
+			return VP_ENOMEM;                            \
+		sh->field = p;                                       \
+	} while (0)
+	PF_GROW(pf_keys);
+	PF_GROW(pf_ptrs);
+	PF_GROW(pf_sizes);
+	PF_GROW(pf_vals);
+	PF_GROW(pf_errs);
+#undef PF_GROW
+	sh->pf_cap = cap;
+	return 0;
+}
+
+int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs)
+{
+	size_t n = 0, m = 0;
+	int rc = 0;
+
+	if (!sh->in_batch)
+		return VP_ESTATE;
+	if (n_reqs && !reqs)
+		return VP_EINVAL;
+	for (size_t i = 0; i < n_reqs; i++)
+		n += reqs[i].kinds ? reqs[i].n_kinds : 0;
+	if (!n)
+		return 0;
+	if ((rc = pf_reserve(sh, n)))
+		return rc;
+	/* Keys of known kinds that the overlay cannot answer yet, sorted, each once. */
+	for (size_t i = 0; i < n_reqs; i++) {
+		for (size_t j = 0; reqs[i].kinds && j < reqs[i].n_kinds; j++) {
+			const pend_slot_t *p;
+			if (!st_db_kind(sh->db, reqs[i].kinds[j].kind))
+				continue;
+			make_key(sh->pf_keys[m], &reqs[i].resource, reqs[i].kinds[j].kind);
+			p = pend_find(sh, sh->pf_keys[m]);
+			if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED)
+				continue;
+			m++;
+		}
+	}
+	if (m > 1)
+		qsort(sh->pf_keys, m, KEY_LEN, key_cmp);
+	n = 0;
+	for (size_t i = 0; i < m; i++) {
+		if (n && memcmp(sh->pf_keys[n - 1], sh->pf_keys[i], KEY_LEN) == 0)
+			continue;
+		if (n != i)
+			memcpy(sh->pf_keys[n], sh->pf_keys[i], KEY_LEN);
+		n++;
+	}
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		sh->pf_ptrs[i] = (const char *)sh->pf_keys[i];
+		sh->pf_sizes[i] = KEY_LEN;
+		sh->pf_vals[i] = NULL;
+		sh->pf_errs[i] = NULL;
+	}
+	rocksdb_batched_multi_get_cf(sh->db->rdb, sh->db->ropts, sh->cf, n, sh->pf_ptrs,
+	                             sh->pf_sizes, sh->pf_vals, sh->pf_errs, true);
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *data = NULL;
+		size_t len = 0;
+		if (sh->pf_errs[i]) {
+			/* Leave the key to st_store()'s own read, which reports the error. */
+			if (!rc)
+				vp_log_warn("storage", "prefetch_error", "err=\"%s\"", sh->pf_errs[i]);
+			rc = VP_EDB;
+			free(sh->pf_errs[i]);
+			continue;
+		}
+		if (sh->pf_vals[i])
+			data = (const uint8_t *)rocksdb_pinnableslice_value(sh->pf_vals[i], &len);
+		/* A key left out stays correct: st_store() then reads it itself. */
+		if (pend_reserve(sh, len) == 0)
+			pend_set(sh, sh->pf_keys[i], data, len, data ? PEND_READ : PEND_ABSENT);
+		else
+			rc = VP_ENOMEM;
+		if (sh->pf_vals[i])
+			rocksdb_pinnableslice_destroy(sh->pf_vals[i]);
+	}
+	return rc;
 }
 
 /* ---- store ------------------------------------------------------------------ */
@@ -863,7 +987,7 @@ static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_ou
 		if (req->kinds[i].n_values && !req->kinds[i].values)
 			return VP_EINVAL;
 	}
-	rc = st_rate_take(&sh->rate, &req->signers[0], ST_RATE_STORE, now);
+	rc = st_rate_take(&sh->rate, &req->signers[0], ST_RATE_STORE, rate_now_ms(sh));
 	if (rc)
 		return rc;
 	if (!sh->in_batch) {
@@ -965,7 +1089,7 @@ static int do_fetch(st_shard_t *sh, const vp_id_t *resource, const st_specifier_
 		if ((rc = check_spec(k, &specs[i])))
 			return rc;
 	}
-	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, now))) {
+	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, rate_now_ms(sh)))) {
 		count_refusal(sh, rc);
 		return rc;
 	}
@@ -1190,7 +1314,7 @@ static int drop_record(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec)
 			return rc;
 	if ((rc = pend_reserve(sh, 0)))
 		return rc;
-	pend_set(sh, key, NULL, 0, true);
+	pend_set(sh, key, NULL, 0, PEND_DEL);
 	return 0;
 }
 
@@ -1383,7 +1507,7 @@ int st_find(st_shard_t *sh, const vp_id_t *resource, uint32_t kind, const vp_id_
 		return VP_EINVAL;
 	if (!st_db_kind(sh->db, kind))
 		return VP_EUNKNOWN_KIND;
-	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, c.now)))
+	if (signer && (rc = st_rate_take(&sh->rate, signer, ST_RATE_FETCH, rate_now_ms(sh))))
 		return rc;
 	/* [resource, max] then [0, resource): clockwise from the requested id. */
 	r = vp_id_to_u128(resource);
@@ -1486,7 +1610,8 @@ static int shard_init(st_db_t *db, st_shard_t *sh, unsigned idx)
 	sh->pend_seed = (uint64_t)(uintptr_t)sh * 0x9e3779b97f4a7c15ull ^ idx;
 	if ((rc = st_quota_init(&sh->quota)))
 		return rc;
-	return st_rate_init(&sh->rate, db->cfg.rate);
+	/* The configured rates are per node: each shard polices its share. */
+	return st_rate_init(&sh->rate, db->cfg.rate, db->n_shards);
 }
 
 static void shard_free(st_shard_t *sh)
@@ -1497,6 +1622,11 @@ static void shard_free(st_shard_t *sh)
 	free(sh->arena);
 	free(sh->pundo);
 	free(sh->order);
+	free(sh->pf_keys);
+	free(sh->pf_ptrs);
+	free(sh->pf_sizes);
+	free(sh->pf_vals);
+	free(sh->pf_errs);
 	st_quota_free(&sh->quota);
 	st_rate_free(&sh->rate);
 	st_rec_free(&sh->old);
@@ -1564,6 +1694,29 @@ static int setup_options(st_db_t *db)
 		c->write_buffer_bytes ? c->write_buffer_bytes : DEFAULT_WRITE_BUFFER);
 	rocksdb_options_set_max_write_buffer_number(db->opts, 3);
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(db->opts, 1);
+	/* Load (every store a new number) is bound by compaction on a small machine.  More
+	 * L0 files per L0->L1 compaction and a base level to match cut the write
+	 * amplification; the read-before-write pays one bloom probe per extra L0 file. */
+	rocksdb_options_set_level0_file_num_compaction_trigger(db->opts, 8);
+	rocksdb_options_set_level0_slowdown_writes_trigger(db->opts, 24);
+	rocksdb_options_set_level0_stop_writes_trigger(db->opts, 40);
+	rocksdb_options_set_max_bytes_for_level_base(db->opts, 512u << 20);
+	rocksdb_options_compaction_readahead_size(db->opts, 2u << 20);
+	rocksdb_options_set_bytes_per_sync(db->opts, 1u << 20);
+	/* Records are mostly a signature (random bytes): compressing the short-lived upper
+	 * levels costs CPU for little; only the levels below the base level (where nearly
+	 * all the data ends up) are compressed, with LZ4 (cheaper than Snappy on
+	 * incompressible input), and the bottommost level always.  With dynamic level
+	 * bytes, entry 1 is the base level. */
+	{
+		static const int comp[7] = { rocksdb_no_compression, rocksdb_no_compression,
+			                     rocksdb_lz4_compression, rocksdb_lz4_compression,
+			                     rocksdb_lz4_compression, rocksdb_lz4_compression,
+			                     rocksdb_lz4_compression };
+		rocksdb_options_set_compression_per_level(db->opts, comp, 7);
+		/* While the data fits the base level, that level is also the last one. */
+		rocksdb_options_set_bottommost_compression(db->opts, rocksdb_lz4_compression);
+	}
 	rocksdb_options_set_block_based_table_factory(db->opts, db->bbto);
 	rocksdb_options_set_keep_log_file_num(db->opts, 3);
 	/* Most stores are of new numbers: a whole-key bloom filter in the memtable answers

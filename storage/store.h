@@ -96,12 +96,13 @@ typedef struct st_config {
 	size_t n_kinds;
 	double quota_slack;         /*!< S (default 2.0) */
 	uint32_t quota_const;       /*!< C (default 16) */
-	st_rate_limit_t rate[ST_RATE_NOPS]; /*!< per signer and shard; rate 0 = off */
+	st_rate_limit_t rate[ST_RATE_NOPS]; /*!< per signer and node (each of the n shards polices 1/n: storage/rate.h); rate 0 = off */
 	bool sync_wal;              /*!< fsync the WAL on every commit (default false: see above) */
 	size_t block_cache_bytes;   /*!< shared LRU block cache (default 256 MiB) */
 	size_t write_buffer_bytes;  /*!< memtable size per column family (default 64 MiB) */
 	int bloom_bits;             /*!< bloom filter bits per key (default 10; 0 = none) */
-	const vp_clock_t *clock;    /*!< wall clock for expiry and buckets (NULL = system); must outlive the db */
+	const vp_clock_t *clock;    /*!< wall clock for storage times and expiry (NULL = system); must outlive the db */
+	const vp_clock_t *rate_clock; /*!< monotonic ms for the rate buckets (NULL = the system monotonic clock; tests inject one) */
 } st_config_t;
 
 /*! \brief Fill \p cfg with the defaults (path NULL, 1 shard). */
@@ -286,6 +287,20 @@ int st_batch_begin(st_shard_t *sh);
  * the batch is stored and the counters are rolled back.  VP_ESTATE if no batch.
  */
 int st_batch_commit(st_shard_t *sh);
+
+/*!
+ * \brief Read, in one sorted RocksDB MultiGet, the records that st_store() of
+ * each of \p reqs (n_reqs requests, about to be stored into the open batch)
+ * will read before it writes, so that those stores find them in the batch
+ * instead of each doing its own point read.  Purely an optimisation: results
+ * are identical with or without it (the shard's thread is the only writer of
+ * its column family, and range operations are refused inside a batch).
+ * Unknown kinds and keys the batch already holds are skipped; requests are
+ * not validated here.  VP_ESTATE without an open batch, VP_EINVAL; on VP_EDB
+ * or VP_ENOMEM some keys were not prefetched (their stores read them
+ * themselves and report any error), and the batch is still usable.
+ */
+int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs);
 
 /*! \brief Discard the open batch and roll its counter changes back. */
 void st_batch_abort(st_shard_t *sh);

@@ -116,6 +116,22 @@ static int do_store(ctx_t *c, int r, int cl, bool exists, uint64_t st, uint32_t 
 	return st_store(c->sh, &reg.req, NULL, NULL);
 }
 
+/* Prefetch the records of resources rs[0..n) into the open batch (must not change any answer). */
+static void do_prefetch(ctx_t *c, const int *rs, int n)
+{
+	vreg_t reg[8];
+	st_store_req_t reqs[8];
+	vp_id_t who = node_id(0xC0);
+	for (int i = 0; i < n && i < 8; i++) {
+		vp_id_t rid = number_rid((unsigned long)rs[i]);
+		vreg_make(&reg[i], &rid, &who, &who, 1, 1, 120, 1);
+		reqs[i] = reg[i].req;
+		reqs[i].kinds = &reg[i].kd;
+		reqs[i].signers = &reg[i].signer;
+	}
+	assert_int_equal(st_batch_prefetch(c->sh, reqs, (size_t)(n < 8 ? n : 8)), 0);
+}
+
 static void check_fetch(ctx_t *c, int r)
 {
 	got_t g;
@@ -153,6 +169,7 @@ static void random_operations_match_the_model(void **state)
 {
 	ctx_t *c = calloc(1, sizeof(*c));
 	uint64_t base = T0_MS, n_ok = 0, n_old = 0, n_quota = 0, n_swept = 0, n_reopen = 0;
+	uint64_t n_prefetch = 0;
 	(void)state;
 	c->dir = make_tmpdir();
 	c->now = T0_MS;
@@ -204,11 +221,25 @@ static void random_operations_match_the_model(void **state)
 			bool commit = rnd(c, 3) != 0;
 			int k = 1 + (int)rnd(c, 8);
 			assert_int_equal(st_batch_begin(c->sh), 0);
+			if (rnd(c, 2)) {
+				/* Read some records ahead, as the server does for a batch's StoreReqs. */
+				int rs[8], np = 1 + (int)rnd(c, 8);
+				for (int i = 0; i < np; i++)
+					rs[i] = (int)rnd(c, R);
+				do_prefetch(c, rs, np);
+				n_prefetch++;
+			}
 			for (int i = 0; i < k; i++) {
 				int r = (int)rnd(c, R), cl = (int)rnd(c, C);
 				uint64_t st = base + rnd(c, 6);
 				uint8_t tag = (uint8_t)rnd(c, 256);
-				int want = m_store(c, r, cl, true, st, 120, tag);
+				int want;
+				if (rnd(c, 4) == 0) {
+					/* Also after stores of this batch: must not hide them. */
+					do_prefetch(c, &r, 1);
+					n_prefetch++;
+				}
+				want = m_store(c, r, cl, true, st, 120, tag);
 				assert_int_equal(do_store(c, r, cl, true, st, 120, tag), want);
 				base += rnd(c, 3);
 			}
@@ -230,11 +261,12 @@ static void random_operations_match_the_model(void **state)
 		check_fetch(c, r);
 	assert_int_equal(st_shard_verify(c->sh), 0);
 	/* The mix must really have exercised every rule. */
-	print_message("model: ok=%llu too_old=%llu quota=%llu swept=%llu reopen=%llu\n",
+	print_message("model: ok=%llu too_old=%llu quota=%llu swept=%llu reopen=%llu prefetch=%llu\n",
 	              (unsigned long long)n_ok, (unsigned long long)n_old,
 	              (unsigned long long)n_quota, (unsigned long long)n_swept,
-	              (unsigned long long)n_reopen);
+	              (unsigned long long)n_reopen, (unsigned long long)n_prefetch);
 	assert_true(n_ok > 500 && n_old > 50 && n_quota > 20 && n_swept > 50 && n_reopen > 10);
+	assert_true(n_prefetch > 50);
 	st_db_close(c->db);
 	rm_rf(c->dir);
 	free(c->dir);

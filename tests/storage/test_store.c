@@ -21,8 +21,8 @@
 
 typedef struct fx {
 	char *dir;
-	uint64_t now;
-	vp_clock_t clk;
+	uint64_t now, mono;
+	vp_clock_t clk, rate_clk;
 	st_config_t cfg;
 	st_kind_t kinds[3];
 	st_db_t *db;
@@ -35,6 +35,7 @@ static void fx_config(fx_t *f)
 	f->cfg.path = f->dir;
 	f->cfg.n_shards = 1;
 	f->cfg.clock = &f->clk;
+	f->cfg.rate_clock = &f->rate_clk;
 	f->cfg.rate[ST_RATE_STORE].rate = 0;
 	f->cfg.rate[ST_RATE_FETCH].rate = 0;
 	f->cfg.block_cache_bytes = 8u << 20;
@@ -72,6 +73,8 @@ static int setup(void **state)
 	assert_non_null(f->dir);
 	f->now = T0_MS;
 	f->clk = (vp_clock_t){ vp_clock_manual_now, &f->now };
+	f->mono = 5000;
+	f->rate_clk = (vp_clock_t){ vp_clock_manual_now, &f->mono };
 	fx_config(f);
 	fx_open(f);
 	*state = f;
@@ -676,24 +679,54 @@ static void store_and_fetch_rate_limits_per_signer(void **state)
 	assert_int_equal(store_vipr(f, 601, 0xA1, f->now, 3600), 0);
 	assert_int_equal(store_vipr(f, 602, 0xA1, f->now, 3600), VP_ERATELIMIT);
 	assert_int_equal(store_vipr(f, 602, 0xB2, f->now, 3600), 0); /* B has its own bucket */
-	f->now += 1000;
+	/* A wall-clock step mints nothing: the buckets run on the monotonic clock. */
+	f->now += 3600 * 1000;
+	assert_int_equal(store_vipr(f, 602, 0xA1, f->now, 3600), VP_ERATELIMIT);
+	f->mono += 1000;
 	assert_int_equal(store_vipr(f, 602, 0xA1, f->now, 3600), 0);
 	assert_int_equal(store_vipr(f, 603, 0xA1, f->now, 3600), VP_ERATELIMIT);
 	v = got_visitor(&g);
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &a, &v, NULL), 0);
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &a, &v, NULL), VP_ERATELIMIT);
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &b, &v, NULL), 0);
-	f->now += 500; /* 2/s: one token back */
+	f->mono += 500; /* 2/s: one token back */
 	assert_int_equal(st_fetch(f->sh, &rid, &s, 1, &a, &v, NULL), 0);
 	assert_int_equal(st_quota_used(f->sh, &a, VK), 3);
 	{
 		st_stats_t st;
 		st_shard_stats(f->sh, &st);
-		assert_true(st.stores_ok == 4 && st.stores_refused == 2);
-		assert_true(st.refused_rate == 3 && st.fetches == 3);
+		assert_true(st.stores_ok == 4 && st.stores_refused == 3);
+		assert_true(st.refused_rate == 4 && st.fetches == 3);
 		assert_true(st.refused_quota == 0 && st.refused_acl == 0);
 		assert_true(st.commits == 4 && st.commit_failures == 0);
 	}
+}
+
+static void rate_limits_are_per_node_across_shards(void **state)
+{
+	fx_t *f = *state;
+	vp_id_t a = node_id(0xA1);
+	st_shard_t *sh[2];
+	vreg_t r;
+	st_db_close(f->db);
+	/* Node-wide 2/s with a burst of 2 over two shards: 1/s and 1 at once per shard. */
+	f->cfg.n_shards = 2;
+	f->cfg.rate[ST_RATE_STORE] = (st_rate_limit_t){ 2, 2 };
+	fx_open(f);
+	sh[0] = st_db_shard(f->db, 0);
+	sh[1] = st_db_shard(f->db, 1);
+	for (int i = 0; i < 2; i++) {
+		vp_id_t rid = number_rid(620 + (unsigned long)i);
+		vreg_make(&r, &rid, &a, &a, 1, f->now, 3600, 1);
+		assert_int_equal(st_store(sh[i], &r.req, NULL, NULL), 0);
+		rid = number_rid(630 + (unsigned long)i);
+		vreg_make(&r, &rid, &a, &a, 1, f->now, 3600, 1);
+		assert_int_equal(st_store(sh[i], &r.req, NULL, NULL), VP_ERATELIMIT);
+	}
+	f->mono += 999;
+	assert_int_equal(st_store(sh[0], &r.req, NULL, NULL), VP_ERATELIMIT);
+	f->mono += 1;
+	assert_int_equal(st_store(sh[0], &r.req, NULL, NULL), 0);
 }
 
 /* ---- batches ------------------------------------------------------------------- */
@@ -725,6 +758,50 @@ static void batch_reads_its_own_writes_and_aborts_cleanly(void **state)
 	assert_int_equal(store_vipr(f, 701, 0xA1, f->now, 3600), 0);
 	assert_int_equal(st_batch_commit(f->sh), 0);
 	assert_int_equal(fetch_all(f, &rid, VK, &g), 1);
+	assert_int_equal(st_quota_used(f->sh, &a, VK), 2);
+	assert_int_equal(st_shard_verify(f->sh), 0);
+}
+
+static void prefetch_reads_ahead_without_changing_answers(void **state)
+{
+	fx_t *f = *state;
+	vp_id_t a = node_id(0xA1), rid1 = number_rid(710), rid2 = number_rid(711);
+	vreg_t r[3];
+	st_store_req_t reqs[3];
+	st_stats_t st0, st1;
+	got_t g;
+	assert_int_equal(st_batch_prefetch(f->sh, reqs, 0), VP_ESTATE);
+	assert_int_equal(store_vipr(f, 710, 0xA1, f->now, 3600), 0);
+	st_shard_stats(f->sh, &st0);
+
+	/* A batch that only prefetches writes nothing. */
+	vreg_make(&r[0], &rid1, &a, &a, 1, f->now, 3600, 1);
+	vreg_make(&r[1], &rid2, &a, &a, 1, f->now, 3600, 1);
+	reqs[0] = r[0].req;
+	reqs[1] = r[1].req;
+	assert_int_equal(st_batch_begin(f->sh), 0);
+	assert_int_equal(st_batch_prefetch(f->sh, reqs, 2), 0);
+	assert_int_equal(st_batch_commit(f->sh), 0);
+	st_shard_stats(f->sh, &st1);
+	assert_true(st1.commits == st0.commits);
+	assert_int_equal(fetch_all(f, &rid1, VK, &g), 1);
+	assert_int_equal(fetch_all(f, &rid2, VK, &g), 0);
+
+	/* Prefetched present record: the store sees it (equal storage_time is too old). */
+	assert_int_equal(st_batch_begin(f->sh), 0);
+	assert_int_equal(st_batch_prefetch(f->sh, reqs, 2), 0);
+	assert_int_equal(st_store(f->sh, &r[0].req, NULL, NULL), VP_EDATA_TOO_OLD);
+	/* Prefetched absent record: a store creates it; a later prefetch must not hide it. */
+	assert_int_equal(st_store(f->sh, &r[1].req, NULL, NULL), 0);
+	assert_int_equal(st_batch_prefetch(f->sh, reqs, 2), 0);
+	assert_int_equal(st_store(f->sh, &r[1].req, NULL, NULL), VP_EDATA_TOO_OLD);
+	vreg_make(&r[2], &rid1, &a, &a, 1, f->now + 5, 3600, 1);
+	assert_int_equal(st_store(f->sh, &r[2].req, NULL, NULL), 0);
+	assert_int_equal(st_batch_commit(f->sh), 0);
+	assert_int_equal(fetch_all(f, &rid1, VK, &g), 1);
+	assert_true(g.e[0].storage_time == f->now + 5);
+	assert_true(g.gen == 2);
+	assert_int_equal(fetch_all(f, &rid2, VK, &g), 1);
 	assert_int_equal(st_quota_used(f->sh, &a, VK), 2);
 	assert_int_equal(st_shard_verify(f->sh), 0);
 }
@@ -1044,7 +1121,9 @@ int main(void)
 		T(quota_refuses_above_limit_and_counts_replace_and_delete),
 		T(quota_counters_survive_restart),
 		T(store_and_fetch_rate_limits_per_signer),
+		T(rate_limits_are_per_node_across_shards),
 		T(batch_reads_its_own_writes_and_aborts_cleanly),
+		T(prefetch_reads_ahead_without_changing_answers),
 		T(multi_kind_store_is_all_or_nothing),
 		T(failed_multi_kind_store_keeps_earlier_batch_writes),
 		T(user_node_match_dictionary),

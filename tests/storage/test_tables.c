@@ -78,7 +78,7 @@ static void bucket_allows_burst_then_refills_at_rate(void **state)
 	vp_id_t a = id_of(1);
 	uint64_t now = 1000000;
 	(void)state;
-	assert_int_equal(st_rate_init(&t, lim), 0);
+	assert_int_equal(st_rate_init(&t, lim, 1), 0);
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(st_rate_take(&t, &a, ST_RATE_STORE, now), 0);
 	assert_int_equal(st_rate_take(&t, &a, ST_RATE_STORE, now), VP_ERATELIMIT);
@@ -98,13 +98,48 @@ static void bucket_allows_burst_then_refills_at_rate(void **state)
 	st_rate_free(&t);
 }
 
+static void bucket_share_polices_its_fraction_of_the_node_rate(void **state)
+{
+	st_rate_table_t t[3];
+	/* Node-wide 10/s, burst 6, over 3 shards: 10/3 per second and 2 at once per shard. */
+	st_rate_limit_t lim[ST_RATE_NOPS] = { { 10, 6 }, { 1, 1 } };
+	vp_id_t a = id_of(1);
+	uint64_t now = 1000000, granted = 0;
+	(void)state;
+	assert_int_equal(st_rate_init(&t[0], lim, 4097), VP_EINVAL);
+	for (int s = 0; s < 3; s++)
+		assert_int_equal(st_rate_init(&t[s], lim, 3), 0);
+	for (int s = 0; s < 3; s++) {
+		assert_int_equal(st_rate_take(&t[s], &a, ST_RATE_STORE, now), 0);
+		assert_int_equal(st_rate_take(&t[s], &a, ST_RATE_STORE, now), 0);
+		assert_int_equal(st_rate_take(&t[s], &a, ST_RATE_STORE, now), VP_ERATELIMIT);
+	}
+	/* One shard earns a token in 300 ms (10/3 per second), not in 299. */
+	assert_int_equal(st_rate_take(&t[0], &a, ST_RATE_STORE, now + 299), VP_ERATELIMIT);
+	assert_int_equal(st_rate_take(&t[0], &a, ST_RATE_STORE, now + 300), 0);
+	/* Requests spread on the shards: the node grants exactly 10/s.  Shards 1 and 2
+	 * were emptied at 0 ms and earn 60.3 s × 10/3 = 201 tokens by 60,300 ms; shard 0,
+	 * emptied again at 300 ms, earns 200. */
+	for (uint64_t ms = 301; ms <= 60300; ms++)
+		for (int s = 0; s < 3; s++)
+			granted += st_rate_take(&t[s], &a, ST_RATE_STORE, now + ms) == 0;
+	assert_true(granted == 602);
+	/* Burst 1 over 3 shards: each shard still holds one token. */
+	assert_int_equal(st_rate_take(&t[1], &a, ST_RATE_FETCH, now), 0);
+	assert_int_equal(st_rate_take(&t[1], &a, ST_RATE_FETCH, now), VP_ERATELIMIT);
+	assert_int_equal(st_rate_take(&t[1], &a, ST_RATE_FETCH, now + 2999), VP_ERATELIMIT);
+	assert_int_equal(st_rate_take(&t[1], &a, ST_RATE_FETCH, now + 3000), 0);
+	for (int s = 0; s < 3; s++)
+		st_rate_free(&t[s]);
+}
+
 static void idle_buckets_are_purged_instead_of_growing(void **state)
 {
 	st_rate_table_t t;
 	st_rate_limit_t lim[ST_RATE_NOPS] = { { 1000, 1 }, { 1000, 1 } };
 	uint64_t now = 5000;
 	(void)state;
-	assert_int_equal(st_rate_init(&t, lim), 0);
+	assert_int_equal(st_rate_init(&t, lim, 1), 0);
 	/* 10,000 signers, each active once, 10 ms apart: all but the newest are idle. */
 	for (unsigned i = 0; i < 10000; i++) {
 		vp_id_t id = id_of(i);
@@ -131,6 +166,7 @@ int main(void)
 		cmocka_unit_test(quota_table_matches_a_reference_count),
 		cmocka_unit_test(quota_table_refuses_underflow_and_erases_zeroes),
 		cmocka_unit_test(bucket_allows_burst_then_refills_at_rate),
+		cmocka_unit_test(bucket_share_polices_its_fraction_of_the_node_rate),
 		cmocka_unit_test(idle_buckets_are_purged_instead_of_growing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
