@@ -32,23 +32,32 @@ static char *pwd_cb(SSL *s, void *arg)
 	return OPENSSL_strdup(g_pass);
 }
 
-/* Handshake with the right credentials, send \p body (a ValRequest body), return the response. */
-static void exchange(h_claimant_t *c, const uint8_t *body, size_t len, bool fix_binding, pvp_valresp_t *resp)
+/* A TLS 1.2 SRP client context with the credentials of an originating record for NUM. */
+static SSL_CTX *client_ctx(long options)
 {
 	pvp_vcr_t r = h_orig(NUM, CALLER, T0_MS, T0_MS + 183000);
-	char user[PVP_USER_MAX];
-	uint8_t frame[2 + PVP_VALX_MAX], in[2 + PVP_VALX_MAX];
+	static char user[PVP_USER_MAX];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	SSL *ssl;
-	int fd, got = 0, n;
 
 	assert_int_equal(pvp_client_creds(&r, PVP_METHOD_A, 0, 0, user, g_pass), 0);
 	assert_non_null(ctx);
 	SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, options);
 	assert_int_equal(SSL_CTX_set_cipher_list(ctx, "SRP-AES-128-CBC-SHA:@SECLEVEL=0"), 1);
 	SSL_CTX_set_srp_username(ctx, user);
 	SSL_CTX_set_srp_client_pwd_callback(ctx, pwd_cb);
 	SSL_CTX_set_srp_strength(ctx, 2048);
+	return ctx;
+}
+
+/* Handshake with the right credentials, send \p body (a ValRequest body), return the response. */
+static void exchange(h_claimant_t *c, const uint8_t *body, size_t len, bool fix_binding, pvp_valresp_t *resp)
+{
+	uint8_t frame[2 + PVP_VALX_MAX], in[2 + PVP_VALX_MAX];
+	SSL_CTX *ctx = client_ctx(0);
+	SSL *ssl;
+	int fd, got = 0, n;
+
 	assert_int_equal(pvp_tcp_connect(&c->target, &fd), 0);
 	ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, fd);
@@ -136,24 +145,15 @@ static void other_number_refused(void **state)
 static void client_without_extended_master_secret_refused(void **state)
 {
 	h_claimant_t c;
-	pvp_vcr_t r = h_orig(NUM, CALLER, T0_MS, T0_MS + 183000);
-	char user[PVP_USER_MAX];
 	uint8_t frame[2 + PVP_VALX_MAX], in[64];
 	size_t len = request(NUM, frame + 2);
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *ctx;
 	SSL *ssl;
 	int fd;
 	(void)state;
 	h_claimant_start(&c, NULL, 0);
 	h_claimant_add(&c, NUM, CALLER, T0_MS, T0_MS + 183000);
-	assert_int_equal(pvp_client_creds(&r, PVP_METHOD_A, 0, 0, user, g_pass), 0);
-	assert_non_null(ctx);
-	SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
-	assert_int_equal(SSL_CTX_set_cipher_list(ctx, "SRP-AES-128-CBC-SHA:@SECLEVEL=0"), 1);
-	SSL_CTX_set_srp_username(ctx, user);
-	SSL_CTX_set_srp_client_pwd_callback(ctx, pwd_cb);
-	SSL_CTX_set_srp_strength(ctx, 2048);
+	ctx = client_ctx(SSL_OP_NO_EXTENDED_MASTER_SECRET);
 	assert_int_equal(pvp_tcp_connect(&c.target, &fd), 0);
 	ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, fd);
