@@ -29,6 +29,7 @@
 #include "common/errcode.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "common/rand.h"
 #include "storage/record.h"
 #include "storage/store.h"
 #include "storage/vipr_kind.h"
@@ -71,10 +72,7 @@ static uint64_t xs(uint64_t *s)
 
 static uint64_t splitmix(uint64_t x)
 {
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
+	return vp_splitmix64_next(&x);
 }
 
 /*

@@ -46,9 +46,7 @@
 
 static double thread_cpu_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)vp_time_thread_cpu_ns() / 1e9;
 }
 
 static double mono_s(void)

@@ -7,6 +7,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/rand.h"
 #include "dataplane/reload.h"
 
 /* A node serves as bootstrap peer once it has been a member this long. */
@@ -20,10 +21,7 @@ typedef struct rng {
 
 static uint64_t splitmix(uint64_t *x)
 {
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return vp_splitmix64_next(x);
 }
 
 static uint64_t rotl(uint64_t x, int k)
@@ -45,7 +43,7 @@ static uint64_t rng_next(rng_t *r)
 
 static double rng_unit(rng_t *r)
 {
-	return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+	return vp_rand_unit(rng_next(r));
 }
 
 static double rng_normal(rng_t *r)

@@ -52,6 +52,7 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/rand.h"
 #include "control/vap_client.h"
 #include "control/vipr_server.h"
 #include "control/vsrv_memdht.h"
@@ -113,15 +114,12 @@ static demo_t *g_demo; /* for the watchdog only */
 
 static uint64_t rnd(demo_t *d)
 {
-	d->rng ^= d->rng >> 12;
-	d->rng ^= d->rng << 25;
-	d->rng ^= d->rng >> 27;
-	return d->rng * 0x2545f4914f6cdd1dull;
+	return vp_xorshift64s_next(&d->rng);
 }
 
 static double unif(demo_t *d)
 {
-	return (double)(rnd(d) >> 11) / 9007199254740992.0;
+	return vp_rand_unit(rnd(d));
 }
 
 static double elapsed(const demo_t *d)

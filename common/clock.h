@@ -17,6 +17,9 @@ uint64_t vp_time_wall_ms(void);
 /*! \brief Monotonic clock in nanoseconds (arbitrary origin, never jumps). */
 uint64_t vp_time_mono_ns(void);
 
+/*! \brief CPU time consumed by the calling thread, in nanoseconds (benchmarks' per-core figures). */
+uint64_t vp_time_thread_cpu_ns(void);
+
 /*! \brief A wall clock that tests can replace. */
 typedef struct vp_clock {
 	uint64_t (*now_ms)(void *ctx); /*!< UTC ms since the epoch */

@@ -5,6 +5,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/rand.h"
 
 /*
  * Bounds.  A vnode keeps links to its table entries only (<= CHORD_MAX_ROUTE),
@@ -106,15 +107,6 @@ struct chord_node {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
 
 static uint64_t id_hash(const vp_id_t *id)
 {
@@ -123,12 +115,12 @@ static uint64_t id_hash(const vp_id_t *id)
 		a = a << 8 | id->b[i];
 		b = b << 8 | id->b[8 + i];
 	}
-	return mix64(a ^ mix64(b));
+	return vp_splitmix64_mix(a ^ vp_splitmix64_mix(b));
 }
 
 static uint64_t new_txid(chord_node_t *n)
 {
-	return mix64(n->txbase + ++n->txseq);
+	return vp_splitmix64_mix(n->txbase + ++n->txseq);
 }
 
 static bool is_answer_code(uint16_t code)
@@ -743,7 +735,7 @@ static void become_joined(chord_node_t *n)
 	n->next_ping = n->now + n->cfg.ping_interval_ms / 2 +
 	               id_hash(&n->self) % (n->cfg.ping_interval_ms / 2 + 1);
 	n->next_ring_check = n->now + n->cfg.ring_check_interval_ms / 2 +
-	                     mix64(id_hash(&n->self)) % (n->cfg.ring_check_interval_ms / 2 + 1);
+	                     vp_splitmix64_mix(id_hash(&n->self)) % (n->cfg.ring_check_interval_ms / 2 + 1);
 	rebuild(n);
 	update_neighbours(n);
 	fix_fingers(n);

@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "common/errcode.h"
+#include "common/rand.h"
 #include "pvp/ticket.h"
 
 #define PROBE 8 /* slots probed per key: collisions beyond this evict the stalest */
@@ -158,11 +159,7 @@ static uint64_t key_hash(const pvp_policy_t *p, pvp_rate_kind_t kind, const char
 		h *= 0x100000001b3ull;
 	}
 	h ^= p->seed[1];
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
+	h = vp_fmix64(h);
 	return h ? h : 1;
 }
 

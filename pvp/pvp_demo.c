@@ -29,6 +29,7 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/rand.h"
 #include "pvp/pvp.h"
 #include "pvp/scheduler.h"
 
@@ -60,15 +61,12 @@ typedef struct demo {
 
 static uint64_t rnd(demo_t *d)
 {
-	d->rng ^= d->rng >> 12;
-	d->rng ^= d->rng << 25;
-	d->rng ^= d->rng >> 27;
-	return d->rng * 0x2545f4914f6cdd1dull;
+	return vp_xorshift64s_next(&d->rng);
 }
 
 static double unif(demo_t *d)
 {
-	return (double)(rnd(d) >> 11) / 9007199254740992.0;
+	return vp_rand_unit(rnd(d));
 }
 
 static int routes_cb(void *arg, const char *number, char uris[][PVP_URI_MAX], size_t max, size_t *n)

@@ -11,6 +11,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/rand.h"
 
 typedef struct job {
 	uint64_t due_ms;
@@ -74,10 +75,7 @@ void pvp_sched_free(pvp_sched_t *s)
 /* xorshift64*: the delay only has to be unpredictable to claimants, not secret. */
 static uint64_t rnd(pvp_sched_t *s)
 {
-	s->rng ^= s->rng >> 12;
-	s->rng ^= s->rng << 25;
-	s->rng ^= s->rng >> 27;
-	return s->rng * 0x2545f4914f6cdd1dull;
+	return vp_xorshift64s_next(&s->rng);
 }
 
 static void sift_up(pvp_sched_t *s, size_t i)

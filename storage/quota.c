@@ -6,6 +6,7 @@
 #include <sys/random.h>
 
 #include "common/errcode.h"
+#include "common/rand.h"
 
 #define QUOTA_INITIAL_CAP 64 /* small nodes hold few signers; grows by doubling */
 
@@ -22,22 +23,13 @@ uint64_t st_quota_limit(uint32_t q, uint32_t fraction_ppb, double slack, uint32_
 	return (uint64_t)share + c;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
 
 static size_t slot_hash(const st_quota_table_t *t, const vp_id_t *owner, uint32_t kind)
 {
 	uint64_t a, b;
 	memcpy(&a, owner->b, 8);
 	memcpy(&b, owner->b + 8, 8);
-	return (size_t)mix64(mix64(a ^ t->seed) ^ b ^ ((uint64_t)kind << 32 | kind));
+	return (size_t)vp_fmix64(vp_fmix64(a ^ t->seed) ^ b ^ ((uint64_t)kind << 32 | kind));
 }
 
 static int table_alloc(st_quota_table_t *t, size_t cap)

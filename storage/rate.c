@@ -5,25 +5,17 @@
 #include <sys/random.h>
 
 #include "common/errcode.h"
+#include "common/rand.h"
 
 #define RATE_INITIAL_CAP 64
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
 
 static size_t slot_hash(const st_rate_table_t *t, const vp_id_t *id)
 {
 	uint64_t a, b;
 	memcpy(&a, id->b, 8);
 	memcpy(&b, id->b + 8, 8);
-	return (size_t)mix64(mix64(a ^ t->seed) ^ b);
+	return (size_t)vp_fmix64(vp_fmix64(a ^ t->seed) ^ b);
 }
 
 int st_rate_init(st_rate_table_t *t, const st_rate_limit_t limit[ST_RATE_NOPS], unsigned share)

@@ -81,6 +81,11 @@ static void clocks(void **state)
 	a = vp_time_mono_ns();
 	b = vp_time_mono_ns();
 	assert_true(b >= a);
+	/* Thread CPU time moves forward while this thread computes. */
+	a = vp_time_thread_cpu_ns();
+	for (volatile uint64_t spin = 0; vp_time_thread_cpu_ns() - a < 1000000u; spin++)
+		;
+	assert_true(vp_time_thread_cpu_ns() - a >= 1000000u);
 }
 
 int main(void)
