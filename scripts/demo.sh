@@ -2,7 +2,7 @@
 # The README's main command: the whole ViPR flow on one machine, in about 10 s.
 #
 # Installs what is missing (scripts/setup.sh), builds (meson + ninja, warnings
-# are errors), then runs build/bench/vipr-demo: an overlay, carriers A and B and a
+# are errors), then runs build/bench/demo/vipr-demo: an overlay, carriers A and B and a
 # thief T each running a ViPR server on loopback, their call agents as real
 # vipr-agent processes, a PSTN call simulator, validations over PVP, routes and
 # tickets, and A's/B's border element checking the tickets with vipr-ticket.
@@ -31,7 +31,7 @@ if ! ninja -C "$build" >/dev/null; then
   exit 1
 fi
 
-exec "$build/bench/vipr-demo" \
-  --agent "$build/control/vipr-agent" \
-  --ticket "$build/pvp/vipr-ticket" \
+exec "$build/bench/demo/vipr-demo" \
+  --agent "$build/control/tools/vipr-agent" \
+  --ticket "$build/pvp/tools/vipr-ticket" \
   "$@"

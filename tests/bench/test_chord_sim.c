@@ -18,7 +18,7 @@
 
 #include <urcu-qsbr.h>
 
-#include "bench/sim.h"
+#include "bench/sim/sim.h"
 
 enum { N = 500, JOIN_GAP_MS = 50 };
 

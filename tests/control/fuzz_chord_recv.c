@@ -27,7 +27,7 @@
 
 #include <urcu-qsbr.h>
 
-#include "control/chord.h"
+#include "control/chord/chord.h"
 #include "dataplane/reload.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

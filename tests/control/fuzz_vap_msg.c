@@ -2,7 +2,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "control/vap_msg.h"
+#include "control/vap/vap_msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "control/vap_memstore.h"
-#include "control/vap_server.h"
+#include "control/vap/vap_memstore.h"
+#include "control/vap/vap_server.h"
 #include "common/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

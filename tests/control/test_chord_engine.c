@@ -15,7 +15,7 @@
 #include <urcu-qsbr.h>
 
 #include "common/errcode.h"
-#include "control/chord.h"
+#include "control/chord/chord.h"
 #include "dataplane/reload.h"
 
 enum { MAXN = 6, QCAP = 4096, ACAP = 64 };

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "common/id.h"
-#include "control/chord_table.h"
+#include "dataplane/chord_table.h"
 
 enum { READERS = 2, WRITES = 3000, PEERS = 40 };
 

@@ -10,7 +10,7 @@
 
 #include "common/errcode.h"
 #include "common/id.h"
-#include "control/chord_table.h"
+#include "dataplane/chord_table.h"
 
 /* An id whose top byte is \p top and the rest zero (easy to reason about). */
 static vp_id_t T(uint8_t top)

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "control/vap_msg.h"
+#include "control/vap/vap_msg.h"
 #include "common/errcode.h"
 #include "common/hex.h"
 

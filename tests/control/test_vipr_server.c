@@ -18,9 +18,9 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
-#include "control/vap_client.h"
-#include "control/vipr_server.h"
-#include "control/vsrv_memdht.h"
+#include "control/vap/vap_client.h"
+#include "control/server/vipr_server.h"
+#include "control/server/vsrv_memdht.h"
 
 typedef struct carrier {
 	char dir[64];

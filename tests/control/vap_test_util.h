@@ -13,9 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "control/vap_client.h"
-#include "control/vap_memstore.h"
-#include "control/vap_server.h"
+#include "control/vap/vap_client.h"
+#include "control/vap/vap_memstore.h"
+#include "control/vap/vap_server.h"
 #include "common/clock.h"
 
 typedef struct harness {

@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #include "common/id.h"
-#include "control/chord_table.h"
+#include "dataplane/chord_table.h"
 #include "dataplane/reload.h"
 
 typedef struct chord_node chord_node_t;

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "common/id.h"
-#include "control/chord.h"
+#include "control/chord/chord.h"
 
 typedef struct sim sim_t;
 

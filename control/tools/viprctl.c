@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "control/viprctl.h"
+#include "control/tools/viprctl.h"
 
 typedef struct subcommand {
 	const char *name;

@@ -1,7 +1,7 @@
 /*
  * control/vsrv_memdht.c - in-process registration table for vipr_server (see header).
  */
-#include "control/vsrv_memdht.h"
+#include "control/server/vsrv_memdht.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/errcode.h"
-#include "control/vap_msg.h"
+#include "control/vap/vap_msg.h"
 
 #define MEMDHT_BUCKETS 4096u
 #define MEMDHT_NODES 64u

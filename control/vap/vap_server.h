@@ -35,7 +35,7 @@
 
 #include <openssl/ssl.h>
 
-#include "control/vap_msg.h"
+#include "control/vap/vap_msg.h"
 
 #define VAP_MAX_URIS 8        /* SIP-URI attributes per VService or Notify */
 #define VAP_MAX_LIST 64       /* BLACKLIST / WHITELIST entries per VService */

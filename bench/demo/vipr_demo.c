@@ -53,10 +53,10 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/rand.h"
-#include "control/vap_client.h"
-#include "control/vipr_server.h"
-#include "control/vsrv_memdht.h"
-#include "bench/sim_dht.h"
+#include "control/vap/vap_client.h"
+#include "control/server/vipr_server.h"
+#include "control/server/vsrv_memdht.h"
+#include "bench/sim/sim_dht.h"
 
 #define MAX_CALLS 200
 #define MAX_ROUTES 512

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "control/vipr_server.h"
+#include "control/server/vipr_server.h"
 
 typedef struct vsrv_memdht vsrv_memdht_t;
 

@@ -28,7 +28,7 @@
 
 #include <urcu-qsbr.h>
 
-#include "bench/sim.h"
+#include "bench/sim/sim.h"
 #include "common/errcode.h"
 #include "common/log.h"
 

@@ -1,4 +1,4 @@
-#include "control/chord_table.h"
+#include "dataplane/chord_table.h"
 
 #include <stdlib.h>
 #include <string.h>

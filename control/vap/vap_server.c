@@ -1,7 +1,7 @@
 /*
  * control/vap_server.c - epoll VAP server (see vap_server.h).
  */
-#include "control/vap_server.h"
+#include "control/vap/vap_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

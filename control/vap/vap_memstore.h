@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "control/vap_server.h"
+#include "control/vap/vap_server.h"
 
 typedef struct vap_memstore vap_memstore_t;
 

@@ -1,4 +1,4 @@
-#include "control/chord.h"
+#include "control/chord/chord.h"
 
 #include <stdlib.h>
 #include <string.h>

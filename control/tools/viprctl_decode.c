@@ -10,7 +10,7 @@
 
 #include "common/errcode.h"
 #include "common/hex.h"
-#include "control/viprctl.h"
+#include "control/tools/viprctl.h"
 #include "dataplane/reload.h"
 
 /* Largest input read: a full DATA frame, as hex with generous whitespace. */

@@ -27,7 +27,7 @@
 #include "common/e164.h"
 #include "common/errcode.h"
 #include "common/log.h"
-#include "control/vap_client.h"
+#include "control/vap/vap_client.h"
 
 #define LOAD_WINDOW 16          /* uploads outstanding per agent in load mode */
 

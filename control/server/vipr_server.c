@@ -1,7 +1,7 @@
 /*
  * control/vipr_server.c - one carrier's ViPR server composed in-process (see header).
  */
-#include "control/vipr_server.h"
+#include "control/server/vipr_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /*
  * control/vap_msg.c - VAP codec: RFC 5389 framing, attributes, integrity, fingerprint.
  */
-#include "control/vap_msg.h"
+#include "control/vap/vap_msg.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -41,7 +41,7 @@
 #include "common/clock.h"
 #include "common/conf.h"
 #include "common/id.h"
-#include "control/vap_server.h"
+#include "control/vap/vap_server.h"
 #include "pvp/pvp.h"
 #include "pvp/scheduler.h"
 

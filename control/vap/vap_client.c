@@ -1,7 +1,7 @@
 /*
  * control/vap_client.c - blocking VAP client (see vap_client.h).
  */
-#include "control/vap_client.h"
+#include "control/vap/vap_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

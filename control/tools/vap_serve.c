@@ -26,8 +26,8 @@
 #include "common/errcode.h"
 #include "common/hex.h"
 #include "common/log.h"
-#include "control/vap_memstore.h"
-#include "control/vap_server.h"
+#include "control/vap/vap_memstore.h"
+#include "control/vap/vap_server.h"
 
 static vap_server_t *g_srv;     /* main() wiring only: the signal handler needs it */
 

@@ -12,10 +12,10 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "bench/sim_dht.h"
+#include "bench/sim/sim_dht.h"
 #include "common/errcode.h"
 #include "common/log.h"
-#include "control/vap_msg.h"
+#include "control/vap/vap_msg.h"
 
 static sim_entry_t entry(uint8_t owner_byte, uint32_t vservice, uint8_t methods, bool withdrawn)
 {

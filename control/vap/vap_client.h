@@ -24,8 +24,8 @@
 
 #include <openssl/ssl.h>
 
-#include "control/vap_msg.h"
-#include "control/vap_server.h"
+#include "control/vap/vap_msg.h"
+#include "control/vap/vap_server.h"
 
 typedef struct vap_client vap_client_t;
 

@@ -1,4 +1,4 @@
-#include "bench/sim.h"
+#include "bench/sim/sim.h"
 
 #include <math.h>
 #include <stdio.h>

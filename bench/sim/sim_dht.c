@@ -1,7 +1,7 @@
 /*
  * bench/sim_dht.c - vsrv_dht_t on the Chord overlay simulator (see header).
  */
-#include "bench/sim_dht.h"
+#include "bench/sim/sim_dht.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -13,12 +13,12 @@
 
 #include <urcu-qsbr.h>
 
-#include "bench/sim.h"
+#include "bench/sim/sim.h"
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
-#include "control/vap_msg.h"
-#include "control/vsrv_memdht.h"
+#include "control/vap/vap_msg.h"
+#include "control/server/vsrv_memdht.h"
 
 #define LOGMOD "simdht"
 #define FORM_LIMIT_MS (600u * 1000)     /* simulated time allowed to form the overlay */

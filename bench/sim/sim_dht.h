@@ -43,8 +43,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bench/sim.h"
-#include "control/vipr_server.h"
+#include "bench/sim/sim.h"
+#include "control/server/vipr_server.h"
 
 #define SIM_DHT_MAX_CARRIERS 8
 #define SIM_DHT_COPIES 3       /* the responsible node and its 2 replicas */
