@@ -169,3 +169,38 @@ int pk_node_write(const pk_node_t *nd, const char *dir, const char *name)
 	fclose(f);
 	return ok == 1 ? 0 : -1;
 }
+
+size_t pk_sign_msg(uint8_t *buf, size_t cap, const pk_node_t *signer, const pk_node_t *carry,
+                   const vp_id_t *via, size_t nvia, const vp_id_t *dest, const rl_body_t *body,
+                   uint64_t txid)
+{
+	uint8_t sig[RL_MAX_SIG_LEN];
+	rl_dest_t d = rl_dest_node(dest), v[8];
+	rl_message_t m;
+	vp_wr_t wr;
+
+	if (nvia > 8)
+		abort();
+	memset(&m, 0, sizeof(m));
+	m.hdr.overlay = rl_overlay_id("vipr.example", 12);
+	m.hdr.version = RL_VERSION;
+	m.hdr.ttl = RL_DEFAULT_TTL;
+	m.hdr.fragment = RL_FRAG_UNFRAGMENTED;
+	m.hdr.txid = txid;
+	m.hdr.dest.items = &d;
+	m.hdr.dest.n_items = 1;
+	for (size_t i = 0; i < nvia; i++)
+		v[i] = rl_dest_node(&via[i]);
+	m.hdr.via.items = v;
+	m.hdr.via.n_items = (uint32_t)nvia;
+	m.contents.code = body->code;
+	m.contents.body_st = body;
+	if (carry) {
+		m.sec.certs.items = &carry->rlcert;
+		m.sec.certs.n_items = 1;
+	}
+	vp_wr_init(&wr, buf, cap);
+	if (rl_msg_encode_signed(&wr, &m, signer->key, &signer->signer, sig, sizeof(sig)))
+		abort();
+	return vp_wr_len(&wr);
+}

@@ -54,6 +54,15 @@ void pk_node_free(pk_node_t *nd);
 int pk_node_write(const pk_node_t *nd, const char *dir, const char *name);
 int pk_ca_write(const pk_ca_t *ca, const char *path);
 
+/*
+ * Build and sign a request (or answer) with `body` to node `dest`, signed by
+ * `signer`, carrying `carry`'s certificate (may be NULL) and via[0..nvia).
+ * Returns the message length in buf, or aborts.
+ */
+size_t pk_sign_msg(uint8_t *buf, size_t cap, const pk_node_t *signer, const pk_node_t *carry,
+                   const vp_id_t *via, size_t nvia, const vp_id_t *dest, const rl_body_t *body,
+                   uint64_t txid);
+
 /* A Node-ID whose 16 bytes are all `b`. */
 vp_id_t pk_id(uint8_t b);
 
