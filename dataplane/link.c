@@ -786,6 +786,8 @@ static void do_write(dp_link_t *l)
 		l->tx_off = l->tx_len = 0;
 }
 
+static void do_drain(dp_link_t *l, uint64_t now);
+
 int dp_link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, void *arg)
 {
 	if (l->state == DP_LINK_CONNECTING) {
@@ -805,6 +807,8 @@ int dp_link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, void *arg)
 		do_read(l, fn, arg);
 		do_write(l);
 	}
+	if (l->state == DP_LINK_CLOSING)
+		do_drain(l, now_ms);
 	return l->state == DP_LINK_CLOSED ? VP_ECLOSED : 0;
 }
 
@@ -850,8 +854,37 @@ int dp_link_send(dp_link_t *l, const uint8_t *msg, size_t len)
 
 void dp_link_close(dp_link_t *l)
 {
-	if (l->state == DP_LINK_UP)
-		do_write(l);
+	if (l->state == DP_LINK_CLOSING || l->state == DP_LINK_CLOSED)
+		return;
+	if (l->state != DP_LINK_UP) {
+		link_end(l, "local_close", false, NULL);
+		return;
+	}
+	do_write(l);
+	ERR_clear_error();
+	SSL_shutdown(l->ssl);
+	shutdown(l->fd, SHUT_WR);
+	l->state = DP_LINK_CLOSING;
+	l->deadline = vp_time_mono_ns() / 1000000u + l->ctx->conf.handshake_timeout_ms;
+}
+
+/* Closing: read and drop until the peer's close_notify or EOF (or the deadline). */
+static void do_drain(dp_link_t *l, uint64_t now)
+{
+	uint8_t junk[4096];
+	for (int k = 0; k < 64; k++) {
+		int n;
+		ERR_clear_error();
+		n = SSL_read(l->ssl, junk, sizeof(junk));
+		if (n > 0)
+			continue;
+		if (SSL_get_error(l->ssl, n) == SSL_ERROR_WANT_READ && now < l->deadline)
+			return;
+		break;
+	}
+	ERR_clear_error();
+	l->state = DP_LINK_UP; /* let link_end log and close; close_notify was already sent */
+	SSL_set_quiet_shutdown(l->ssl, 1);
 	link_end(l, "local_close", false, NULL);
 }
 
@@ -859,8 +892,9 @@ void dp_link_free(dp_link_t *l)
 {
 	if (!l)
 		return;
-	if (l->state != DP_LINK_CLOSED)
-		dp_link_close(l);
+	if (l->state == DP_LINK_UP)
+		do_write(l);
+	link_end(l, "local_close", false, NULL); /* no-op when already closed */
 	SSL_free(l->ssl);
 	free(l->rx);
 	free(l->tx);
@@ -885,6 +919,8 @@ short dp_link_events(const dp_link_t *l)
 	case DP_LINK_HANDSHAKE:
 	case DP_LINK_UP:
 		return (short)(POLLIN | (l->want_write || l->tx_off < l->tx_len ? POLLOUT : 0));
+	case DP_LINK_CLOSING:
+		return POLLIN;
 	default:
 		return 0;
 	}
@@ -892,7 +928,9 @@ short dp_link_events(const dp_link_t *l)
 
 uint64_t dp_link_deadline(const dp_link_t *l)
 {
-	return l->state == DP_LINK_CONNECTING || l->state == DP_LINK_HANDSHAKE ? l->deadline : UINT64_MAX;
+	return l->state == DP_LINK_CONNECTING || l->state == DP_LINK_HANDSHAKE || l->state == DP_LINK_CLOSING
+	               ? l->deadline
+	               : UINT64_MAX;
 }
 
 bool dp_link_has_pending(const dp_link_t *l)

@@ -100,7 +100,8 @@ typedef enum dp_link_state {
 	DP_LINK_CONNECTING = 0, /*!< TCP connect in progress */
 	DP_LINK_HANDSHAKE = 1,  /*!< TLS handshake in progress */
 	DP_LINK_UP = 2,         /*!< authenticated: frames flow */
-	DP_LINK_CLOSED = 3,     /*!< closed; dp_link_close_reason() says why */
+	DP_LINK_CLOSING = 3,    /*!< close_notify sent; waiting (bounded) for the peer's */
+	DP_LINK_CLOSED = 4,     /*!< closed; dp_link_close_reason() says why */
 } dp_link_state_t;
 
 /*!
@@ -141,7 +142,11 @@ int dp_link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, void *arg);
  */
 int dp_link_send(dp_link_t *l, const uint8_t *msg, size_t len);
 
-/*! \brief Graceful close: flush what can be written now, send close_notify, close the socket. */
+/*!
+ * \brief Graceful close: flush what can be written now, send close_notify and
+ * wait (in dp_link_io, at most the handshake timeout) for the peer's before
+ * closing the socket, so no unread data turns the close into a reset.
+ */
 void dp_link_close(dp_link_t *l);
 
 /*! \brief Free (closing first if needed). */

@@ -100,6 +100,13 @@ static void on_msg(void *arg, dp_link_t *l, const uint8_t *msg, size_t len)
 void lt_node_init(lt_node_t *n, const char *name, const pk_ca_t *root, const pk_node_t *id,
                   const dp_link_conf_t *conf, bool listen)
 {
+	lt_node_init_port(n, name, root, id, conf, listen ? 0 : UINT16_MAX);
+}
+
+void lt_node_init_port(lt_node_t *n, const char *name, const pk_ca_t *root, const pk_node_t *id,
+                       const dp_link_conf_t *conf, uint16_t port)
+{
+	char addr[32];
 	dp_cert_store_cfg_t cc = { LT_OVERLAY, 0, NULL };
 	dp_link_ident_t ident = { id->cert, id->key, NULL };
 	dp_link_set_cb_t cb = { n, on_up, on_msg, on_down };
@@ -116,7 +123,8 @@ void lt_node_init(lt_node_t *n, const char *name, const pk_ca_t *root, const pk_
 	if (dp_cert_store_new(&cc, &n->certs) || dp_cert_store_add_root(n->certs, root->cert) ||
 	    dp_link_ctx_new(conf, n->certs, &ident, &n->ctx))
 		abort();
-	if (listen && dp_link_listen("127.0.0.1:0", 128, &fd, &n->port))
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+	if (port != UINT16_MAX && dp_link_listen(addr, 128, &fd, &n->port))
 		abort();
 	if (dp_link_set_new(n->ctx, fd, &cb, &n->set))
 		abort();

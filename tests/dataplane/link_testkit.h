@@ -38,6 +38,9 @@ typedef struct lt_node {
 /* A node with identity `id` trusting `root`; conf may be NULL (defaults). listen: open a listener. */
 void lt_node_init(lt_node_t *n, const char *name, const pk_ca_t *root, const pk_node_t *id,
                   const dp_link_conf_t *conf, bool listen);
+/* As lt_node_init with a listener on 127.0.0.1:port (0 = any). */
+void lt_node_init_port(lt_node_t *n, const char *name, const pk_ca_t *root, const pk_node_t *id,
+                       const dp_link_conf_t *conf, uint16_t port);
 void lt_node_fini(lt_node_t *n);
 void lt_node_clear_msgs(lt_node_t *n);
 
