@@ -79,6 +79,7 @@ typedef struct item {
 	vp_id_t res;
 	vp_id_t owner; /* dictionary key */
 	uint64_t storage_time;
+	uint64_t written_at; /* local: when this node last received it (kept by a CHORD_STORE_DROP) */
 	uint8_t value[16];
 } item_t;
 
@@ -524,13 +525,18 @@ static item_t *item_find(snode_t *n, const vp_id_t *res, const vp_id_t *owner)
 }
 
 /* Store unless what is held is as new; true if something changed. */
-static bool item_put(snode_t *n, const item_t *it)
+/* Store \p it as a real store would; true if it was new or newer.  An equal copy (a re-replication) only
+ * refreshes the local write time. */
+static bool item_put(snode_t *n, const item_t *it, uint64_t now)
 {
 	item_t *cur = item_find(n, &it->res, &it->owner);
 	if (cur) {
+		if (cur->storage_time == it->storage_time)
+			cur->written_at = now;
 		if (cur->storage_time >= it->storage_time)
 			return false; /* Error_Data_Too_Old */
 		*cur = *it;
+		cur->written_at = now;
 		return true;
 	}
 	if (n->nitems == n->cap_items) {
@@ -541,7 +547,8 @@ static bool item_put(snode_t *n, const item_t *it)
 		n->items = p;
 		n->cap_items = cap;
 	}
-	n->items[n->nitems++] = *it;
+	n->items[n->nitems] = *it;
+	n->items[n->nitems++].written_at = now;
 	return true;
 }
 
@@ -593,10 +600,12 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 	n = &s->nodes[idx];
 	if (a->op == CHORD_STORE_DROP) {
 		/* Like a real store: drop what the node is neither responsible for nor a replica of any more
-		 * (handed over by then), so that survival figures count the protocol's 3 copies only. */
+		 * (handed over by then), so that survival figures count the protocol's 3 copies only; but not
+		 * what a peer sent within the grace period (it believes us a replica: our view may be stale). */
 		uint32_t k = 0;
 		for (uint32_t i = 0; i < n->nitems; i++)
-			if (vp_id_in_oc(&n->items[i].res, &a->lo, &a->hi))
+			if (vp_id_in_oc(&n->items[i].res, &a->lo, &a->hi) ||
+			    n->items[i].written_at + a->grace_ms > s->now)
 				n->items[k++] = n->items[i];
 		if (k != n->nitems && vp_log_enabled(VP_LOG_DEBUG)) {
 			char l[VP_ID_HEX_LEN + 1];
@@ -671,7 +680,7 @@ static void serve_store(sim_t *s, snode_t *n, const chord_delivery_t *d, const r
 			memcpy(it.value, sd.value.p, sizeof(it.value));
 			it.storage_time = sd.storage_time;
 			/* The responsible peer copies a new original store to its replicas. */
-			if (item_put(n, &it) && original && chord_table_responsible(t, &it.res)) {
+			if (item_put(n, &it, s->now) && original && chord_table_responsible(t, &it.res)) {
 				nr = chord_table_replicas(t, reps, CHORD_REPLICAS);
 				for (size_t r = 0; r < nr; r++)
 					send_store_direct(s, n, &reps[r], &it, (uint8_t)(r + 1));
@@ -957,7 +966,7 @@ static void op_send(sim_t *s, uint32_t i)
 			const chord_table_t *t = chord_node_table(n->cn);
 			vp_id_t reps[CHORD_REPLICAS];
 			size_t nr = chord_table_replicas(t, reps, CHORD_REPLICAS);
-			item_put(n, &it);
+			item_put(n, &it, s->now);
 			for (size_t k = 0; k < nr; k++)
 				send_store_direct(s, n, &reps[k], &it, (uint8_t)(k + 1));
 			ok = true;
@@ -1413,6 +1422,18 @@ void sim_refresh_regs(sim_t *s)
 			store_reg(s, r);
 }
 
+/* A protocol copy: live node \p n holds the registration and, by its own table, owns or replicates it.  An
+ * out-of-range leftover waiting for its CHORD_STORE_DROP is no copy: nothing would ever serve or repair it. */
+static bool holds_copy(sim_t *s, uint32_t n, const reg_t *rg)
+{
+	const item_t *it;
+	if (!s->nodes[n].alive || !s->nodes[n].joined)
+		return false;
+	it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
+	return it && it->storage_time == rg->storage_time &&
+	       chord_table_replica_rank(chord_node_table(s->nodes[n].cn), &rg->res) >= 0;
+}
+
 sim_survival_t sim_check_regs(sim_t *s)
 {
 	sim_survival_t sv = { .total = s->nregs };
@@ -1433,13 +1454,8 @@ sim_survival_t sim_check_regs(sim_t *s)
 			sv.ok++;
 			continue;
 		}
-		for (uint32_t n = 0; n < s->nnodes && !holder; n++) {
-			item_t *it;
-			if (!s->nodes[n].alive)
-				continue;
-			it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
-			holder = it && it->storage_time == rg->storage_time;
-		}
+		for (uint32_t n = 0; n < s->nnodes && !holder; n++)
+			holder = holds_copy(s, n, rg);
 		if (holder && vp_log_enabled(VP_LOG_DEBUG)) {
 			int64_t own = true_owner(s, &rg->res);
 			uint32_t pos = ring_succ_pos(s, &rg->res);
@@ -1471,13 +1487,8 @@ void sim_copies(sim_t *s, uint32_t hist[5])
 	for (uint32_t r = 0; r < s->nregs; r++) {
 		const reg_t *rg = &s->regs[r];
 		uint32_t c = 0;
-		for (uint32_t n = 0; n < s->nnodes; n++) {
-			item_t *it;
-			if (!s->nodes[n].alive)
-				continue;
-			it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
-			c += it && it->storage_time == rg->storage_time;
-		}
+		for (uint32_t n = 0; n < s->nnodes; n++)
+			c += holds_copy(s, n, rg);
 		hist[c > 4 ? 4 : c]++;
 	}
 }

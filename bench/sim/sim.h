@@ -60,7 +60,7 @@ typedef struct sim_survival {
 	uint32_t total;            /*!< registrations stored */
 	uint32_t ok;               /*!< fetched from the overlay with the stored value */
 	uint32_t lost_no_holder;   /*!< not fetchable and no live node holds a copy: all replicas died */
-	uint32_t lost_with_holder; /*!< not fetchable although a live node holds a copy (silent loss) */
+	uint32_t lost_with_holder; /*!< not fetchable although a live node owns or replicates a copy (silent loss) */
 	uint32_t owner_dead;       /*!< of the failures, registrations whose owner is dead too */
 } sim_survival_t;
 
@@ -122,7 +122,10 @@ void sim_refresh_regs(sim_t *s);
  */
 sim_survival_t sim_check_regs(sim_t *s);
 
-/*! \brief How many live nodes hold each registration: hist[c] counts those with c copies (4 = 4 or more). */
+/*!
+ * \brief How many live nodes hold a protocol copy of each registration (one they own or replicate by their own
+ * table; leftovers awaiting CHORD_STORE_DROP do not count): hist[c] counts those with c copies (4 = 4 or more).
+ */
 void sim_copies(sim_t *s, uint32_t hist[5]);
 
 /*!

@@ -1507,8 +1507,11 @@ void chord_node_tick(chord_node_t *n, uint64_t now_ms)
 	}
 	if (n->drop_due && now_ms >= n->drop_due) {
 		n->drop_due = 0;
-		if (n->tab->npred > CHORD_REPLICAS)
-			emit_store(n, CHORD_STORE_DROP, &n->self, &n->tab->pred[CHORD_REPLICAS], &n->self, 0);
+		if (n->tab->npred > CHORD_REPLICAS && n->io.store) {
+			chord_store_action_t a = { .op = CHORD_STORE_DROP, .to = n->self, .lo = n->tab->pred[CHORD_REPLICAS],
+			                           .hi = n->self, .grace_ms = drop_grace(&n->cfg) };
+			n->io.store(n->io.ctx, n, &a);
+		}
 	}
 	if (now_ms >= n->next_update) {
 		update_neighbours(n);
