@@ -254,6 +254,27 @@ static void later_document_from_a_non_signer_is_refused(void **state)
 	assert_non_null(strstr(why, "configuration-signer of the current"));
 	assert_int_equal(od_trust_current(t)->sequence, 1);
 	free(signed_xml);
+	/* a forged signer: the real signer's Node-ID in a certificate from the attacker's own CA */
+	{
+		ca_t *evil = NULL;
+		EVP_PKEY *fkey = NULL;
+		X509 *fcert = NULL;
+		free(xml);
+		assert_int_equal(ca_create(OVERLAY, CA_KEY_EC_P256, 86400, &evil), 0);
+		assert_int_equal(ca_key_generate(CA_KEY_EC_P256, &fkey), 0);
+		ca_issue_params_t fp = { .user = "config-signer@" OVERLAY, .ids = &w->signer_id, .n_ids = 1,
+		                         .lifetime_s = 3600 };
+		assert_int_equal(ca_issue_key(evil, fkey, &fp, &fcert), 0);
+		xml = build_doc(w, w->ca, &w->signer_id, 1, 2, &len);
+		signed_xml = sign(xml, len, fkey, fcert, &slen);
+		assert_int_equal(od_trust_accept(t, signed_xml, slen, 0, why), VP_EPERM);
+		assert_non_null(strstr(why, "does not chain to the current roots"));
+		assert_int_equal(od_trust_current(t)->sequence, 1);
+		free(signed_xml);
+		X509_free(fcert);
+		EVP_PKEY_free(fkey);
+		ca_free(evil);
+	}
 	/* the real signer's sequence 2 goes through */
 	free(xml);
 	xml = build_doc(w, w->ca, &w->signer_id, 1, 2, &len);
@@ -343,6 +364,19 @@ static void revoked_node_id_is_refused_by_a_node(void **state)
 	assert_int_equal(od_trust_check_peer(t, c1, 0, ids, 8, &n, why), VP_EPERM);
 	assert_non_null(strstr(why, "bad-node"));
 	assert_int_equal(od_trust_check_peer(t, c2, 0, ids, 8, &n, why), 0);
+	/* a certificate for a fresh Node-ID from another CA is no way around it */
+	{
+		ca_t *evil = NULL;
+		EVP_PKEY *k3 = NULL;
+		X509 *c3 = NULL;
+		vp_id_t id3;
+		assert_int_equal(ca_create(OVERLAY, CA_KEY_EC_P256, 86400, &evil), 0);
+		make_signer(evil, &k3, &c3, &id3);
+		assert_int_equal(od_trust_check_peer(t, c3, 0, ids, 8, &n, why), VP_EAUTH);
+		X509_free(c3);
+		EVP_PKEY_free(k3);
+		ca_free(evil);
+	}
 	/* the revocation cannot be undone by replaying the first document */
 	assert_int_equal(od_trust_accept(t, w->doc, w->len, 0, why), VP_EDATA_TOO_OLD);
 	assert_int_equal(od_trust_check_peer(t, c1, 0, ids, 8, &n, why), VP_EPERM);
