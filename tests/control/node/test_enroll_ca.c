@@ -15,6 +15,7 @@
 #include "common/hex.h"
 #include "control/node/ca.h"
 #include "control/node/enroll.h"
+#include "dataplane/cert.h"
 
 #define OVERLAY "vipr.test"
 
@@ -304,6 +305,36 @@ static void certificate_from_another_ca_does_not_chain(void **state)
 	ca_free(evil);
 }
 
+/* The two sides of the profile agree: the link verifier (dp_cert_) accepts what the CA issues, finds the
+ * same Node-IDs, and refuses it once a Node-ID is on the bad-node list. */
+static void link_verifier_accepts_issued_certificates(void **state)
+{
+	ca_t *ca = NULL;
+	EVP_PKEY *key = keygen("EC", "P-256", 0);
+	X509 *x = NULL;
+	vp_id_t ids[2];
+	dp_cert_store_t *st = NULL;
+	dp_cert_store_cfg_t cfg = { .overlay = OVERLAY };
+	const dp_cert_ident_t *ident = NULL;
+	dp_cert_reason_t why;
+	(void)state;
+	assert_int_equal(ca_create(OVERLAY, CA_KEY_EC_P256, 86400, &ca), 0);
+	ca_random_node_ids(ids, 2);
+	ca_issue_params_t p = { .user = "dave@d.example", .ids = ids, .n_ids = 2, .lifetime_s = 3600 };
+	assert_int_equal(ca_issue_key(ca, key, &p, &x), 0);
+	assert_int_equal(dp_cert_store_new(&cfg, &st), 0);
+	assert_int_equal(dp_cert_store_add_root(st, ca_cert(ca)), 0);
+	assert_int_equal(dp_cert_verify_x509(st, x, NULL, &ident, &why), 0);
+	assert_int_equal(ident->n_node_ids, 2);
+	assert_memory_equal(ident->node_ids, ids, sizeof(ids));
+	assert_int_equal(dp_cert_store_set_bad_nodes(st, &ids[1], 1), 0);
+	assert_int_equal(dp_cert_verify_x509(st, x, NULL, &ident, &why), VP_EAUTH);
+	dp_cert_store_free(st);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	ca_free(ca);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -315,6 +346,7 @@ int main(void)
 		cmocka_unit_test(too_many_node_ids_and_bad_users_are_refused),
 		cmocka_unit_test(node_ids_are_read_with_and_without_trailing_slash),
 		cmocka_unit_test(certificate_from_another_ca_does_not_chain),
+		cmocka_unit_test(link_verifier_accepts_issued_certificates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
