@@ -34,6 +34,7 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "pvp/pvp.h"
 
 #define NUM "+14085551234"
@@ -95,14 +96,12 @@ static char *pass_cb(SSL *s, void *arg)
 /* One client handshake with user/pass; returns the wall time in seconds (the handshake must fail). */
 static double handshake(SSL_CTX *ctx, unsigned short port, const char *user, char *pass, int *completed)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
 	SSL *ssl;
 	uint64_t t0;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), r;
+	int fd, r;
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-		perror("connect");
+	if (vp_net_connect_tcp("127.0.0.1", port, 5000, VP_NET_NUMERIC, &fd)) {
+		fprintf(stderr, "pvp-timing: cannot connect to port %u\n", port);
 		exit(1);
 	}
 	SSL_CTX_set_srp_username(ctx, (char *)user);

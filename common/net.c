@@ -20,10 +20,10 @@
 
 #define DEFAULT_CONNECT_MS 5000u
 
-static int parse_port(const char *s, uint16_t *port)
+int vp_net_parse_port(const char *s, uint16_t *port)
 {
 	unsigned long v = 0;
-	if (!*s)
+	if (!s || !*s)
 		return VP_EINVAL;
 	for (const char *p = s; *p; p++) {
 		if (*p < '0' || *p > '9')
@@ -69,7 +69,7 @@ int vp_net_split_hostport(const char *s, bool need_port, char *host, size_t cap,
 	if (hl == 0)
 		return VP_EINVAL;
 	if (colon) {
-		if (parse_port(colon + 1, port))
+		if (vp_net_parse_port(colon + 1, port))
 			return VP_EINVAL;
 	} else if (need_port) {
 		return VP_EINVAL;

@@ -35,6 +35,9 @@ typedef struct vp_net_addr {
  */
 int vp_net_split_hostport(const char *s, bool need_port, char *host, size_t cap, uint16_t *port);
 
+/*! \brief A decimal port 0..65535 (digits only, nothing else); VP_EINVAL otherwise. */
+int vp_net_parse_port(const char *s, uint16_t *port);
+
 /*! \brief A numeric IPv4 or IPv6 address and a port into \p out; VP_EINVAL when \p host is not numeric. */
 int vp_net_addr_numeric(const char *host, uint16_t port, vp_net_addr_t *out);
 

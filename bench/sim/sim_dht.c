@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "control/vap/vap_msg.h"
 #include "control/server/vsrv_memdht.h"
 
@@ -352,13 +353,8 @@ static void *overlay_thread(void *arg)
 		incoming = d->queue;
 		d->queue = d->queue_tail = NULL;
 		if (!incoming && (!active || d->conf.pace == SIM_DHT_PACE_REAL) && !stopping(d)) {
-			struct timespec dl;
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_nsec += (active ? 2 : 10) * 1000000L;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
+			vp_deadline_t wake = vp_deadline_in_ms(active ? 2 : 10);
+			struct timespec dl = vp_deadline_abstime(&wake, 0);
 			pthread_cond_timedwait(&d->cv, &d->mu, &dl);
 			incoming = d->queue;
 			d->queue = d->queue_tail = NULL;

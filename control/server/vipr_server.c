@@ -21,6 +21,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 
 #define VSRV_MAX_WORKERS 16
 #define VSRV_MAX_VSERVICES 64
@@ -683,7 +684,7 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 	vsrv_t *s = arg;
 	fetch_wait_t *w = calloc(1, sizeof(*w));
 	char incident[sizeof(w->incident)] = "";
-	struct timespec dl;
+	vp_deadline_t dl;
 	int rc;
 	*n = 0;
 	if (!w)
@@ -696,28 +697,11 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 		fetch_unref(w);
 		return rc;
 	}
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += s->conf.fetch_timeout_ms / 1000;
-	dl.tv_nsec += (long)(s->conf.fetch_timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	dl = vp_deadline_in_ms(s->conf.fetch_timeout_ms);
 	pthread_mutex_lock(&w->mu);
-	while (!w->done && !stopping(s)) {
+	while (!w->done && !stopping(s) && !vp_deadline_expired(&dl)) {
 		/* Slices of 100 ms so that vsrv_stop() is not held up by a slow overlay. */
-		struct timespec now, slice;
-		clock_gettime(CLOCK_REALTIME, &now);
-		if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec))
-			break;
-		slice = now;
-		slice.tv_nsec += 100000000L;
-		if (slice.tv_nsec >= 1000000000L) {
-			slice.tv_sec++;
-			slice.tv_nsec -= 1000000000L;
-		}
-		if (slice.tv_sec > dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec > dl.tv_nsec))
-			slice = dl;
+		struct timespec slice = vp_deadline_abstime(&dl, 100);
 		pthread_cond_timedwait(&w->cv, &w->mu, &slice);
 	}
 	rc = w->done ? w->status : VP_ETIMEOUT;
@@ -927,12 +911,8 @@ static void *validation_thread(void *arg)
 		/* Wake at the next due job, on new records, or every 100 ms (injected clocks move on their own). */
 		wait_ms = due <= now ? 0 : (due - now > 100 ? 100 : (long)(due - now));
 		if (wait_ms > 0 && !s->queue.n && !stopping(s)) {
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_nsec += wait_ms * 1000000L;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
+			vp_deadline_t wake = vp_deadline_in_ms((uint64_t)wait_ms);
+			dl = vp_deadline_abstime(&wake, 0);
 			pthread_cond_timedwait(&s->cv, &s->mu, &dl);
 		}
 		pthread_mutex_unlock(&s->mu);
@@ -949,37 +929,6 @@ static void *vap_thread(void *arg)
 }
 
 /* ---- lifecycle ----------------------------------------------------------------- */
-
-static int listen_tcp(const char *bind_addr, uint16_t port, int *fd_out, uint16_t *port_out)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd, one = 1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, bind_addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons(port);
-		len = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, bind_addr, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-		len = sizeof(struct sockaddr_in6);
-	} else {
-		return VP_ECONFIG;
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return VP_EIO;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 128) || getsockname(fd, (struct sockaddr *)&ss, &len)) {
-		close(fd);
-		return VP_EIO;
-	}
-	*port_out = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-	                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	*fd_out = fd;
-	return 0;
-}
 
 static int provision_agents(vsrv_t *s, const char *list)
 {
@@ -1090,8 +1039,11 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	sc.clock = clock;
 	if ((rc = pvp_sched_new(&sc, &s->sched)))
 		goto fail;
-	if ((rc = listen_tcp(conf->pvp_bind, conf->pvp_port, &s->pvp_lfd, &s->pvp_port)))
+	/* A bind address that is not numeric is a configuration error. */
+	if ((rc = vp_net_listen_tcp(conf->pvp_bind, conf->pvp_port, 128, VP_NET_NONBLOCK, &s->pvp_lfd, &s->pvp_port))) {
+		rc = rc == VP_EINVAL ? VP_ECONFIG : rc;
 		goto fail;
+	}
 
 	vap_server_conf_default(&vc);
 	vc.bind_addr = s->conf.vap_bind;

@@ -26,6 +26,7 @@
 #include "common/errcode.h"
 #include "common/hex.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "control/vap/vap_memstore.h"
 #include "control/vap/vap_server.h"
 
@@ -177,7 +178,6 @@ int main(int argc, char **argv)
 	unsigned gen = 0;
 	bool async = false, routes = false;
 	char host[128];
-	const char *colon;
 	pthread_t th;
 	int ch, rc, ret = 1;
 
@@ -207,16 +207,12 @@ int main(int argc, char **argv)
 		default: usage(stderr); free(agents); return 2;
 		}
 	}
-	colon = strrchr(listen_at, ':');
-	if (!colon || (size_t)(colon - listen_at) >= sizeof(host)) {
-		fprintf(stderr, "vipr-vap-server: bad --listen '%s'\n", listen_at);
+	if (vp_net_split_hostport(listen_at, true, host, sizeof(host), &conf.port)) {
+		fprintf(stderr, "vipr-vap-server: bad --listen '%s' (ADDR:PORT or [V6]:PORT)\n", listen_at);
 		free(agents);
 		return 2;
 	}
-	memcpy(host, listen_at, (size_t)(colon - listen_at));
-	host[colon - listen_at] = '\0';
-	conf.bind_addr = host[0] == '[' ? (host[strlen(host) - 1] = '\0', host + 1) : host;
-	conf.port = (uint16_t)strtoul(colon + 1, NULL, 10);
+	conf.bind_addr = host;
 	if ((cert != NULL) != (key != NULL)) {
 		fprintf(stderr, "vipr-vap-server: --tls-cert and --tls-key go together\n");
 		free(agents);

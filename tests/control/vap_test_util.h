@@ -17,6 +17,7 @@
 #include "control/vap/vap_memstore.h"
 #include "control/vap/vap_server.h"
 #include "common/clock.h"
+#include "common/net.h"
 
 typedef struct harness {
 	vap_server_t *srv;
@@ -125,18 +126,13 @@ static inline void client_conf(vap_client_conf_t *cc, const harness_t *h, unsign
 
 static inline int raw_connect(uint16_t port)
 {
-	struct sockaddr_in sa = { 0 };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct timeval tv = { 5, 0 };
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		if (fd >= 0)
-			close(fd);
+	int fd;
+	if (vp_net_connect_tcp("127.0.0.1", port, 5000, VP_NET_NUMERIC, &fd))
+		return -1;
+	if (vp_net_set_timeouts(fd, 5000)) {
+		close(fd);
 		return -1;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
 
