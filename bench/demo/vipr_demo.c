@@ -55,8 +55,8 @@
 #include "common/rand.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
-#include "control/server/vsrv_memdht.h"
-#include "bench/sim/sim_dht.h"
+#include "bench/support/vsrv_memdht.h"
+#include "bench/support/sim_dht.h"
 
 #define MAX_CALLS 200
 #define MAX_ROUTES 512

@@ -21,8 +21,8 @@
  * The overlay is reached only through vsrv_dht_t, a small set of callbacks
  * shaped like RELOAD operations (Store, Fetch with completion callbacks,
  * AppAttach), so the daemon can plug in real RELOAD links where tests and the
- * demo use an in-process table (control/vsrv_memdht.h) or the overlay
- * simulator (bench/).
+ * demo use an in-process table (bench/support/vsrv_memdht.h) or the overlay
+ * simulator (bench/support/sim_dht.h).
  *
  * Threads (started by vsrv_start, joined by vsrv_stop): one VAP thread (the VAP
  * server's epoll loop; every VAP hook runs there), `pvp_workers` PVP threads

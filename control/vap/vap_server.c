@@ -1331,6 +1331,11 @@ int vap_server_run(vap_server_t *srv)
 	return 0;
 }
 
+bool vap_server_stopping(const vap_server_t *srv)
+{
+	return __atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
 void vap_server_stop(vap_server_t *srv)
 {
 	uint64_t one = 1;

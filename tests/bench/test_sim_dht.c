@@ -1,5 +1,5 @@
 /*
- * The vipr_server DHT on the Chord overlay simulator (bench/sim/sim_dht): the
+ * The vipr_server DHT on the Chord overlay simulator (bench/support/sim_dht): the
  * entries it stores (storage/vipr_kind.h bytes), and stores/fetches/withdrawals
  * through a real simulated overlay, with the product's majority vote
  * (control/server/lookup.h, tested on its own in tests/control/test_lookup.c).
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "bench/sim/sim_dht.h"
+#include "bench/support/sim_dht.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "control/vap/vap_msg.h"

@@ -20,7 +20,7 @@
 
 #include "common/log.h"
 #include "common/net.h"
-#include "control/vap/vap_memstore.h"
+#include "bench/support/vap_memstore.h"
 #include "control/vap/vap_server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -20,7 +20,7 @@
 #include "common/log.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
-#include "control/server/vsrv_memdht.h"
+#include "bench/support/vsrv_memdht.h"
 
 typedef struct carrier {
 	char dir[64];

@@ -1,7 +1,7 @@
 /*
- * bench/sim/sim_dht.c - vsrv_dht_t on the Chord overlay simulator (see header).
+ * bench/support/sim_dht.c - vsrv_dht_t on the Chord overlay simulator (see header).
  */
-#include "bench/sim/sim_dht.h"
+#include "bench/support/sim_dht.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,7 +20,7 @@
 #include "common/net.h"
 #include "control/vap/vap_msg.h"
 #include "control/server/lookup.h"
-#include "control/server/vsrv_memdht.h"
+#include "bench/support/vsrv_memdht.h"
 #include "storage/vipr_kind.h"
 
 #define LOGMOD "simdht"
@@ -438,7 +438,7 @@ static int h_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int 
 	pthread_mutex_unlock(&d->mu);
 	if (!port)
 		return VP_ENOROUTE;
-	return vsrv_tcp_connect(host, port, timeout_ms, fd);
+	return vsrv_memdht_connect(host, port, timeout_ms, fd);
 }
 
 /* ---- public ------------------------------------------------------------------------ */

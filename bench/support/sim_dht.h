@@ -1,5 +1,5 @@
 /*
- * bench/sim/sim_dht.h - the vipr_server DHT interface (vsrv_dht_t) on the Chord
+ * bench/support/sim_dht.h - the vipr_server DHT interface (vsrv_dht_t) on the Chord
  * overlay simulator (bench/sim/sim.h): real Chord engines and the real RELOAD codec
  * over a simulated network, in this process.
  *
@@ -38,8 +38,8 @@
  * results are voted on by the product's vsrv_lookup_vote()
  * (control/server/lookup.h).
  */
-#ifndef VP_BENCH_SIM_DHT_H
-#define VP_BENCH_SIM_DHT_H
+#ifndef VP_BENCH_SUPPORT_SIM_DHT_H
+#define VP_BENCH_SUPPORT_SIM_DHT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,9 @@
-/* Shared helpers for the VAP server tests: a server on a thread, raw sockets. */
-#ifndef VP_TESTS_VAP_TEST_UTIL_H
-#define VP_TESTS_VAP_TEST_UTIL_H
+/*
+ * bench/support/vap_harness.h - scaffolding shared by the VAP server tests and
+ * bench_vap: a server on a thread over vap_memstore, raw framed sockets.
+ */
+#ifndef VP_BENCH_SUPPORT_VAP_HARNESS_H
+#define VP_BENCH_SUPPORT_VAP_HARNESS_H
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,7 +17,7 @@
 #include <unistd.h>
 
 #include "control/vap/vap_client.h"
-#include "control/vap/vap_memstore.h"
+#include "bench/support/vap_memstore.h"
 #include "control/vap/vap_server.h"
 #include "common/clock.h"
 #include "common/net.h"
