@@ -1512,15 +1512,14 @@ void sim_placement(sim_t *s, uint32_t right[4], uint32_t extra[5])
 		return;
 	for (uint32_t r = 0; r < s->nregs; r++) {
 		const reg_t *rg = &s->regs[r];
-		const vp_id_t *owner = &s->nodes[rg->owner].id;
 		uint32_t pos = ring_succ_pos(s, &rg->res), c = 0, all = 0;
 		for (uint32_t k = 0; k < 3 && k < s->nring; k++) {
-			item_t *it = item_find(&s->nodes[s->ring_idx[(pos + k) % s->nring]], &rg->res, owner);
-			c += it && it->storage_time == rg->storage_time;
+			item_t *it = item_find(&s->nodes[s->ring_idx[(pos + k) % s->nring]], &rg->res, rg->e.key);
+			c += it && it->e.storage_time == rg->e.storage_time;
 		}
 		for (uint32_t k = 0; k < s->nring; k++) {
-			item_t *it = item_find(&s->nodes[s->ring_idx[k]], &rg->res, owner);
-			all += it && it->storage_time == rg->storage_time;
+			item_t *it = item_find(&s->nodes[s->ring_idx[k]], &rg->res, rg->e.key);
+			all += it && it->e.storage_time == rg->e.storage_time;
 		}
 		right[c]++;
 		extra[all - c > 4 ? 4 : all - c]++;
@@ -1531,10 +1530,10 @@ void sim_placement(sim_t *s, uint32_t right[4], uint32_t extra[5])
 				fprintf(stderr, "under-replicated reg=%u res=%.8s:", r, vp_id_to_hex(&rg->res, a));
 				for (uint32_t k = 0; k < 4; k++) {
 					uint32_t ni = s->ring_idx[(pos + k) % s->nring];
-					item_t *it = item_find(&s->nodes[ni], &rg->res, owner);
+					item_t *it = item_find(&s->nodes[ni], &rg->res, rg->e.key);
 					const chord_table_t *t = chord_node_table(s->nodes[ni].cn);
 					fprintf(stderr, " [+%u node=%u has=%d rank=%d joined_at=%llus npred=%u]", k, ni,
-					        it && it->storage_time == rg->storage_time, chord_table_replica_rank(t, &rg->res),
+					        it && it->e.storage_time == rg->e.storage_time, chord_table_replica_rank(t, &rg->res),
 					        (unsigned long long)(s->nodes[ni].joined_at / 1000), t->npred);
 				}
 				fprintf(stderr, " now=%llus\n", (unsigned long long)(s->now / 1000));
