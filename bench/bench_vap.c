@@ -52,6 +52,7 @@
 #include "bench/support/vap_harness.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "control/vap/vap_ststore.h"
 #include "storage/store.h"
 #include "storage/vipr_kind.h"
@@ -144,17 +145,11 @@ static void *echo_run(void *arg)
 
 static int echo_start(echo_t *e, size_t answer_len)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sa);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	memset(e, 0, sizeof(*e));
 	e->answer_len = answer_len;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	e->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (e->lfd < 0 || bind(e->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(e->lfd, 1024) ||
-	    getsockname(e->lfd, (struct sockaddr *)&sa, &sl))
+	if (vp_net_listen_tcp("127.0.0.1", 0, 1024, 0, &e->lfd, &e->port))
 		return -1;
-	e->port = ntohs(sa.sin_port);
 	e->epfd = epoll_create1(0);
 	epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->lfd, &ev);
 	return pthread_create(&e->th, NULL, echo_run, e);
