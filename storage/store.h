@@ -49,14 +49,15 @@
 
 #include "common/clock.h"
 #include "common/id.h"
+#include "common/reload_codes.h"
 #include "storage/rate.h"
 
 /* ---- kinds ------------------------------------------------------------ */
 
 typedef enum st_model {
-	ST_MODEL_SINGLE = 1, /* RFC 6940 data-model code points */
-	ST_MODEL_ARRAY = 2,
-	ST_MODEL_DICTIONARY = 3,
+	ST_MODEL_SINGLE = VP_RELOAD_MODEL_SINGLE, /* RFC 6940 data-model code points */
+	ST_MODEL_ARRAY = VP_RELOAD_MODEL_ARRAY,
+	ST_MODEL_DICTIONARY = VP_RELOAD_MODEL_DICTIONARY,
 } st_model_t;
 
 typedef enum st_acl {

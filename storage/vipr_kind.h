@@ -17,9 +17,10 @@
 #include <stdint.h>
 
 #include "common/id.h"
+#include "common/reload_codes.h"
 
 /* Private-use Kind-ID range of RFC 6940 (IANA: 0xf0000001-0xfffffffe); configurable. */
-#define ST_VIPR_KIND_ID_DEFAULT 0xF0000100u
+#define ST_VIPR_KIND_ID_DEFAULT VP_VIPR_KIND_ID
 #define ST_VIPR_KIND_NAME "VIPR-REGISTRATION"
 
 #define ST_VIPR_KEY_LEN 20         /* NodeId (16) ‖ uint32 vservice_id */

@@ -55,8 +55,8 @@
 #include "common/rand.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
-#include "control/server/vsrv_memdht.h"
-#include "bench/sim/sim_dht.h"
+#include "bench/support/vsrv_memdht.h"
+#include "bench/support/sim_dht.h"
 
 #define MAX_CALLS 200
 #define MAX_ROUTES 512
@@ -612,6 +612,7 @@ static void usage(FILE *f)
 	        "  --agent PATH    vipr-agent binary (default: next to this program, ../control/vipr-agent)\n"
 	        "  --ticket PATH   vipr-ticket binary (default: ../pvp/vipr-ticket)\n"
 	        "  --timeout S     hard limit for the whole run (default 100)\n"
+	        "  --help-config[=markdown]  the ViPR servers' configuration options (A.conf, ...) and exit\n"
 	        "  -v              debug logs in the run directory\n",
 	        MAX_CALLS);
 }
@@ -634,7 +635,8 @@ int main(int argc, char **argv)
 		{ "ticket", required_argument, NULL, 't' }, { "timeout", required_argument, NULL, 'T' },
 		{ "nodes", required_argument, NULL, 'o' },  { "dht", required_argument, NULL, 'd' },
 		{ "fast", no_argument, NULL, 'F' },         { "no-rogue", no_argument, NULL, 'R' },
-		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },          { "help-config", optional_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 },
 	};
 	demo_t *d = calloc(1, sizeof(*d));
 	char csv[NCAR][2][600], logpath[600];
@@ -684,6 +686,19 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'h': usage(stdout); return 0;
+		case 'H': {
+			size_t nopts;
+			const vp_conf_opt_t *opts = vsrv_conf_schema(&nopts);
+			if (optarg && strcmp(optarg, "markdown")) {
+				usage(stderr);
+				return 2;
+			}
+			if (optarg)
+				vp_conf_schema_markdown(stdout, opts, nopts);
+			else
+				vp_conf_schema_help(stdout, opts, nopts);
+			return 0;
+		}
 		default: usage(stderr); return 2;
 		}
 	}

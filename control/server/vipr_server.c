@@ -21,6 +21,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 
 #define VSRV_MAX_WORKERS 16
 #define VSRV_MAX_VSERVICES 64
@@ -31,168 +32,103 @@
 
 /* ---- configuration -------------------------------------------------------------- */
 
-const char vsrv_default_conf[] =
-	"# viprd server defaults (control/vipr_server.c)\n"
-	"[server]\n"
-	"name = viprd\n"
-	"domain = carrier.example\n"
-	"# node_id = <32 hex digits>      (default: SHA-1(domain), first 16 bytes)\n"
-	"[vap]\n"
-	"bind = 127.0.0.1\n"
-	"port = 5349\n"
-	"realm = vipr\n"
-	"# agents = name:password, name:password\n"
-	"[pvp]\n"
-	"bind = 127.0.0.1\n"
-	"port = 0\n"
-	"workers = 2\n"
-	"group_bits = 2048\n"
-	"ticket_lifetime = 30d\n"
-	"io_timeout = 10s\n"
-	"min_entropy_cbits = 1600\n"
-	"list_mode = black\n"
-	"peer_fail_limit = 30\n"
-	"number_fail_limit = 10\n"
-	"vcr_dir = ./vcr\n"
-	"# ticket_keys = /etc/viprd/ticket.keys   (default: a random key per start)\n"
-	"[scheduler]\n"
-	"delay_min = 5m\n"
-	"delay_max = 2h\n"
-	"backoff = 60s\n"
-	"max_attempts = 4\n"
-	"attach_timeout = 5s\n"
-	"fetch_timeout = 10s\n"
-	"seed = 0\n";
+static const char *const list_modes[] = { "black", "white", NULL };
 
-static int conf_strcpy(const vp_conf_t *vc, const char *sec, const char *key, char *dst, size_t cap,
-                       vp_conf_err_t *e)
+/* Every option of the server, once: parsing, ranges, defaults, --help-config and the README come from here. */
+static const vp_conf_opt_t vsrv_opts[] = {
+	{ .section = "server", .key = "name", .type = VP_CONF_STR, .def = "viprd",
+	  .doc = "short label of this server in logs", VP_CONF_AT(vsrv_conf_t, name) },
+	{ .section = "server", .key = "domain", .type = VP_CONF_STR, .def = "carrier.example",
+	  .doc = "our domain: sent in ValExchange, bound into tickets (normalised to lower case)",
+	  VP_CONF_AT(vsrv_conf_t, domain) },
+	{ .section = "server", .key = "node_id", .type = VP_CONF_ID,
+	  .doc = "our Node-ID; unset: SHA-1(domain), first 16 bytes", VP_CONF_AT(vsrv_conf_t, node_id) },
+	{ .section = "vap", .key = "bind", .type = VP_CONF_STR, .def = "127.0.0.1",
+	  .doc = "numeric address the call agents' VAP server listens on", VP_CONF_AT(vsrv_conf_t, vap_bind) },
+	{ .section = "vap", .key = "port", .type = VP_CONF_U32, .min = 0, .max = 65535, .def = "5349",
+	  .doc = "VAP port (VAP has no assigned port; 0 = any free port)", VP_CONF_AT(vsrv_conf_t, vap_port) },
+	{ .section = "vap", .key = "realm", .type = VP_CONF_STR, .def = "vipr",
+	  .doc = "realm of the agents' long-term credentials", VP_CONF_AT(vsrv_conf_t, realm) },
+	{ .section = "vap", .key = "agents", .type = VP_CONF_STR, .flags = VP_CONF_F_SECRET,
+	  .doc = "agents provisioned at start: name:password, name:password", VP_CONF_AT(vsrv_conf_t, agents) },
+	{ .section = "pvp", .key = "bind", .type = VP_CONF_STR, .def = "127.0.0.1",
+	  .doc = "numeric address our PVP server listens on", VP_CONF_AT(vsrv_conf_t, pvp_bind) },
+	{ .section = "pvp", .key = "port", .type = VP_CONF_U32, .min = 0, .max = 65535, .def = "0",
+	  .doc = "PVP port (0 = any free port)", VP_CONF_AT(vsrv_conf_t, pvp_port) },
+	{ .section = "pvp", .key = "workers", .type = VP_CONF_U32, .min = 1, .max = VSRV_MAX_WORKERS, .def = "2",
+	  .unit = "threads", .doc = "PVP server threads (each handshake costs ~1.3 ms of modexp)",
+	  VP_CONF_AT(vsrv_conf_t, pvp_workers) },
+	{ .section = "pvp", .key = "group_bits", .type = VP_CONF_U32, .min = PVP_GROUP_MIN, .max = 8192,
+	  .def = "2048", .unit = "bits", .doc = "SRP group; smaller groups are refused",
+	  VP_CONF_AT(vsrv_conf_t, group_bits) },
+	{ .section = "pvp", .key = "ticket_lifetime", .type = VP_CONF_DUR_S, .min = 60000,
+	  .max = 365ull * 86400 * 1000, .def = "30d", .doc = "validity of the tickets we issue",
+	  VP_CONF_AT(vsrv_conf_t, ticket_lifetime_s) },
+	{ .section = "pvp", .key = "io_timeout", .type = VP_CONF_DUR_MS, .min = 100, .max = 600000, .def = "10s",
+	  .doc = "whole-connection deadline of one PVP exchange", VP_CONF_AT(vsrv_conf_t, io_timeout_ms) },
+	{ .section = "pvp", .key = "min_entropy_cbits", .type = VP_CONF_U32, .min = 1, .max = 65535,
+	  .def = "1600", .unit = "centibits", .doc = "equivalent entropy required before routes are given or accepted",
+	  VP_CONF_AT(vsrv_conf_t, min_entropy_cbits) },
+	{ .section = "pvp", .key = "list_mode", .type = VP_CONF_ENUM, .def = "black", .choices = list_modes,
+	  .doc = "black: refuse listed domains; white: refuse unlisted ones", VP_CONF_AT(vsrv_conf_t, list_mode) },
+	{ .section = "pvp", .key = "peer_fail_limit", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "30",
+	  .unit = "per hour", .doc = "failed handshakes allowed per peer", VP_CONF_AT(vsrv_conf_t, peer_fail_limit) },
+	{ .section = "pvp", .key = "number_fail_limit", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "10",
+	  .unit = "per hour", .doc = "failed handshakes allowed per number (each is an online guess)",
+	  VP_CONF_AT(vsrv_conf_t, number_fail_limit) },
+	{ .section = "pvp", .key = "vcr_dir", .type = VP_CONF_STR, .def = "./vcr",
+	  .doc = "call-record store (RocksDB directory)", VP_CONF_AT(vsrv_conf_t, vcr_dir) },
+	{ .section = "pvp", .key = "ticket_keys", .type = VP_CONF_STR,
+	  .doc = "ticket key file (vipr-ticket genkey); unset: a random key per start",
+	  VP_CONF_AT(vsrv_conf_t, ticket_keys) },
+	{ .section = "scheduler", .key = "delay_min", .type = VP_CONF_DUR_S, .min = 0, .max = 7ull * 86400 * 1000,
+	  .def = "5m", .doc = "shortest delay between a call and its validation", VP_CONF_AT(vsrv_conf_t, delay_min_s) },
+	{ .section = "scheduler", .key = "delay_max", .type = VP_CONF_DUR_S, .min = 0, .max = 7ull * 86400 * 1000,
+	  .def = "2h", .doc = "longest delay (at least delay_min)", VP_CONF_AT(vsrv_conf_t, delay_max_s) },
+	{ .section = "scheduler", .key = "backoff", .type = VP_CONF_DUR_S, .min = 1000, .max = 86400000,
+	  .def = "60s", .doc = "wait before retrying a validation that failed in transit",
+	  VP_CONF_AT(vsrv_conf_t, backoff_s) },
+	{ .section = "scheduler", .key = "max_attempts", .type = VP_CONF_U32, .min = 1, .max = 100, .def = "4",
+	  .doc = "attempts per validation", VP_CONF_AT(vsrv_conf_t, max_attempts) },
+	{ .section = "scheduler", .key = "attach_timeout", .type = VP_CONF_DUR_MS, .min = 10, .max = 600000,
+	  .def = "5s", .doc = "AppAttach to a claimant", VP_CONF_AT(vsrv_conf_t, attach_timeout_ms) },
+	{ .section = "scheduler", .key = "fetch_timeout", .type = VP_CONF_DUR_MS, .min = 10, .max = 600000,
+	  .def = "10s", .doc = "the 3-copy lookup of a number", VP_CONF_AT(vsrv_conf_t, fetch_timeout_ms) },
+	{ .section = "scheduler", .key = "seed", .type = VP_CONF_U64, .def = "0",
+	  .doc = "validation delays' random seed; 0 = from the OS", VP_CONF_AT(vsrv_conf_t, rng_seed) },
+};
+
+const vp_conf_opt_t *vsrv_conf_schema(size_t *n)
 {
-	const char *v = vp_conf_get(vc, sec, key);
-	if (!v)
-		return 0;
-	if (strlen(v) >= cap) {
+	*n = VP_CONF_NOPTS(vsrv_opts);
+	return vsrv_opts;
+}
+
+/* What the rows cannot say: the domain is a DNS name (normalised), the Node-ID follows it unless set, and
+ * delay_max >= delay_min.  \p vc: the file applied (NULL for the defaults). */
+static int conf_finish(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
+{
+	char dom[PVP_DOMAIN_MAX + 1];
+	if (pvp_domain_normalize(c->domain, dom)) {
 		e->line = 0;
-		snprintf(e->msg, sizeof(e->msg), "[%s] %s: value too long (at most %zu bytes)", sec, key, cap - 1);
+		snprintf(e->msg, sizeof(e->msg), "[server] domain: '%s' is not a DNS name", c->domain);
 		return VP_ECONFIG;
 	}
-	memcpy(dst, v, strlen(v) + 1);
-	return 0;
-}
-
-static int conf_u32(const vp_conf_t *vc, const char *sec, const char *key, uint64_t min, uint64_t max,
-                    uint32_t *v, vp_conf_err_t *e)
-{
-	uint64_t x;
-	int rc = vp_conf_u64(vc, sec, key, *v, min, max, &x, e);
-	if (!rc)
-		*v = (uint32_t)x;
-	return rc;
-}
-
-static int conf_dur_s(const vp_conf_t *vc, const char *sec, const char *key, uint64_t min_s, uint64_t max_s,
-                      uint32_t *v, vp_conf_err_t *e)
-{
-	uint64_t ms;
-	int rc = vp_conf_duration_ms(vc, sec, key, (uint64_t)*v * 1000, min_s * 1000, max_s * 1000, &ms, e);
-	if (!rc)
-		*v = (uint32_t)(ms / 1000);
-	return rc;
-}
-
-static int conf_dur_ms(const vp_conf_t *vc, const char *sec, const char *key, uint64_t min_ms, uint64_t max_ms,
-                       unsigned *v, vp_conf_err_t *e)
-{
-	uint64_t ms;
-	int rc = vp_conf_duration_ms(vc, sec, key, *v, min_ms, max_ms, &ms, e);
-	if (!rc)
-		*v = (unsigned)ms;
-	return rc;
-}
-
-static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
-{
-	static const char *const sections[] = { "server", "vap", "pvp", "scheduler", NULL };
-	static const char *const k_server[] = { "name", "domain", "node_id", NULL };
-	static const char *const k_vap[] = { "bind", "port", "realm", "agents", NULL };
-	static const char *const k_pvp[] = { "bind", "port", "workers", "group_bits", "ticket_lifetime",
-		                             "io_timeout", "min_entropy_cbits", "list_mode", "vcr_dir",
-		                             "peer_fail_limit", "number_fail_limit",
-		                             "ticket_keys", NULL };
-	static const char *const k_sched[] = { "delay_min", "delay_max", "backoff", "max_attempts",
-		                               "attach_timeout", "fetch_timeout", "seed", NULL };
-	uint32_t port, u;
-	const char *v;
-	int rc;
-
-	if ((rc = vp_conf_check_keys(vc, NULL, sections, e)) || (rc = vp_conf_check_keys(vc, "server", k_server, e)) ||
-	    (rc = vp_conf_check_keys(vc, "vap", k_vap, e)) || (rc = vp_conf_check_keys(vc, "pvp", k_pvp, e)) ||
-	    (rc = vp_conf_check_keys(vc, "scheduler", k_sched, e)))
-		return rc;
-	if ((rc = conf_strcpy(vc, "server", "name", c->name, sizeof(c->name), e)))
-		return rc;
-	if ((v = vp_conf_get(vc, "server", "domain"))) {
-		if (pvp_domain_normalize(v, c->domain)) {
-			e->line = 0;
-			snprintf(e->msg, sizeof(e->msg), "[server] domain: '%s' is not a DNS name", v);
-			return VP_ECONFIG;
-		}
+	memcpy(c->domain, dom, sizeof(dom));
+	if (!vc || (vp_conf_get(vc, "server", "domain") && !vp_conf_get(vc, "server", "node_id")))
 		c->node_id = vp_id_from_name(c->domain, strlen(c->domain));
-	}
-	if ((v = vp_conf_get(vc, "server", "node_id")) && vp_id_from_hex(v, &c->node_id)) {
-		e->line = 0;
-		snprintf(e->msg, sizeof(e->msg), "[server] node_id: expected %d hex digits", VP_ID_HEX_LEN);
-		return VP_ECONFIG;
-	}
-	port = c->vap_port;
-	if ((rc = conf_strcpy(vc, "vap", "bind", c->vap_bind, sizeof(c->vap_bind), e)) ||
-	    (rc = conf_u32(vc, "vap", "port", 0, 65535, &port, e)) ||
-	    (rc = conf_strcpy(vc, "vap", "realm", c->realm, sizeof(c->realm), e)) ||
-	    (rc = conf_strcpy(vc, "vap", "agents", c->agents, sizeof(c->agents), e)))
-		return rc;
-	c->vap_port = (uint16_t)port;
-	port = c->pvp_port;
-	if ((rc = conf_strcpy(vc, "pvp", "bind", c->pvp_bind, sizeof(c->pvp_bind), e)) ||
-	    (rc = conf_u32(vc, "pvp", "port", 0, 65535, &port, e)))
-		return rc;
-	c->pvp_port = (uint16_t)port;
-	u = c->pvp_workers;
-	if ((rc = conf_u32(vc, "pvp", "workers", 1, VSRV_MAX_WORKERS, &u, e)))
-		return rc;
-	c->pvp_workers = u;
-	u = c->group_bits;
-	if ((rc = conf_u32(vc, "pvp", "group_bits", PVP_GROUP_MIN, 8192, &u, e)))
-		return rc;
-	c->group_bits = u;
-	if ((rc = conf_dur_s(vc, "pvp", "ticket_lifetime", 60, 365 * 86400, &c->ticket_lifetime_s, e)) ||
-	    (rc = conf_dur_ms(vc, "pvp", "io_timeout", 100, 600000, &c->io_timeout_ms, e)) ||
-	    (rc = conf_u32(vc, "pvp", "min_entropy_cbits", 1, 65535, &c->min_entropy_cbits, e)) ||
-	    (rc = conf_u32(vc, "pvp", "peer_fail_limit", 1, 1000000, &c->peer_fail_limit, e)) ||
-	    (rc = conf_u32(vc, "pvp", "number_fail_limit", 1, 1000000, &c->number_fail_limit, e)) ||
-	    (rc = conf_strcpy(vc, "pvp", "vcr_dir", c->vcr_dir, sizeof(c->vcr_dir), e)) ||
-	    (rc = conf_strcpy(vc, "pvp", "ticket_keys", c->ticket_keys, sizeof(c->ticket_keys), e)))
-		return rc;
-	if ((v = vp_conf_get(vc, "pvp", "list_mode"))) {
-		if (strcmp(v, "black") && strcmp(v, "white")) {
-			e->line = 0;
-			snprintf(e->msg, sizeof(e->msg), "[pvp] list_mode: 'black' or 'white', not '%s'", v);
-			return VP_ECONFIG;
-		}
-		c->whitelist_mode = !strcmp(v, "white");
-	}
-	if ((rc = conf_dur_s(vc, "scheduler", "delay_min", 0, 7 * 86400, &c->delay_min_s, e)) ||
-	    (rc = conf_dur_s(vc, "scheduler", "delay_max", 0, 7 * 86400, &c->delay_max_s, e)) ||
-	    (rc = conf_dur_s(vc, "scheduler", "backoff", 1, 86400, &c->backoff_s, e)) ||
-	    (rc = conf_u32(vc, "scheduler", "max_attempts", 1, 100, &c->max_attempts, e)) ||
-	    (rc = conf_dur_ms(vc, "scheduler", "attach_timeout", 10, 600000, &c->attach_timeout_ms, e)) ||
-	    (rc = conf_dur_ms(vc, "scheduler", "fetch_timeout", 10, 600000, &c->fetch_timeout_ms, e)) ||
-	    (rc = vp_conf_u64(vc, "scheduler", "seed", c->rng_seed, 0, UINT64_MAX, &c->rng_seed, e)))
-		return rc;
 	if (c->delay_max_s < c->delay_min_s) {
 		e->line = 0;
 		snprintf(e->msg, sizeof(e->msg), "[scheduler] delay_max is below delay_min");
 		return VP_ECONFIG;
 	}
 	return 0;
+}
+
+static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
+{
+	int rc = vp_conf_schema_apply(vsrv_opts, VP_CONF_NOPTS(vsrv_opts), vc, c, e);
+	return rc ? rc : conf_finish(c, vc, e);
 }
 
 int vsrv_conf_parse(vsrv_conf_t *c, const char *text, size_t len, vp_conf_err_t *e)
@@ -221,9 +157,9 @@ void vsrv_conf_default(vsrv_conf_t *c)
 {
 	vp_conf_err_t e;
 	memset(c, 0, sizeof(*c));
-	/* The defaults are the embedded text itself, so documentation and code agree. */
-	if (vsrv_conf_parse(c, vsrv_default_conf, strlen(vsrv_default_conf), &e))
-		vp_log_error(LOGMOD, "default_conf", "line=%d msg=\"%s\"", e.line, e.msg);
+	/* A failure here is a table bug, which test_conf_schema_rows catches. */
+	if (vp_conf_schema_defaults(vsrv_opts, VP_CONF_NOPTS(vsrv_opts), c, &e) || conf_finish(c, NULL, &e))
+		vp_log_error(LOGMOD, "default_conf", "msg=\"%s\"", e.msg);
 }
 
 /* ---- small string-keyed map (under the server mutex) ----------------------------- */
@@ -683,7 +619,7 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 	vsrv_t *s = arg;
 	fetch_wait_t *w = calloc(1, sizeof(*w));
 	char incident[sizeof(w->incident)] = "";
-	struct timespec dl;
+	vp_deadline_t dl;
 	int rc;
 	*n = 0;
 	if (!w)
@@ -696,28 +632,11 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 		fetch_unref(w);
 		return rc;
 	}
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += s->conf.fetch_timeout_ms / 1000;
-	dl.tv_nsec += (long)(s->conf.fetch_timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	dl = vp_deadline_in_ms(s->conf.fetch_timeout_ms);
 	pthread_mutex_lock(&w->mu);
-	while (!w->done && !stopping(s)) {
+	while (!w->done && !stopping(s) && !vp_deadline_expired(&dl)) {
 		/* Slices of 100 ms so that vsrv_stop() is not held up by a slow overlay. */
-		struct timespec now, slice;
-		clock_gettime(CLOCK_REALTIME, &now);
-		if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec))
-			break;
-		slice = now;
-		slice.tv_nsec += 100000000L;
-		if (slice.tv_nsec >= 1000000000L) {
-			slice.tv_sec++;
-			slice.tv_nsec -= 1000000000L;
-		}
-		if (slice.tv_sec > dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec > dl.tv_nsec))
-			slice = dl;
+		struct timespec slice = vp_deadline_abstime(&dl, 100);
 		pthread_cond_timedwait(&w->cv, &w->mu, &slice);
 	}
 	rc = w->done ? w->status : VP_ETIMEOUT;
@@ -754,7 +673,7 @@ typedef struct attach_ctx {
 static int attach_connect(void *arg, int *fd)
 {
 	attach_ctx_t *a = arg;
-	return a->s->dht.app_attach(a->s->dht.ctx, &a->contact, a->s->conf.attach_timeout_ms, fd);
+	return a->s->dht.app_attach(a->s->dht.ctx, &a->contact, (unsigned)a->s->conf.attach_timeout_ms, fd);
 }
 
 static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, const uint8_t *prev,
@@ -927,12 +846,8 @@ static void *validation_thread(void *arg)
 		/* Wake at the next due job, on new records, or every 100 ms (injected clocks move on their own). */
 		wait_ms = due <= now ? 0 : (due - now > 100 ? 100 : (long)(due - now));
 		if (wait_ms > 0 && !s->queue.n && !stopping(s)) {
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_nsec += wait_ms * 1000000L;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
+			vp_deadline_t wake = vp_deadline_in_ms((uint64_t)wait_ms);
+			dl = vp_deadline_abstime(&wake, 0);
 			pthread_cond_timedwait(&s->cv, &s->mu, &dl);
 		}
 		pthread_mutex_unlock(&s->mu);
@@ -949,37 +864,6 @@ static void *vap_thread(void *arg)
 }
 
 /* ---- lifecycle ----------------------------------------------------------------- */
-
-static int listen_tcp(const char *bind_addr, uint16_t port, int *fd_out, uint16_t *port_out)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd, one = 1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, bind_addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons(port);
-		len = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, bind_addr, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-		len = sizeof(struct sockaddr_in6);
-	} else {
-		return VP_ECONFIG;
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return VP_EIO;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 128) || getsockname(fd, (struct sockaddr *)&ss, &len)) {
-		close(fd);
-		return VP_EIO;
-	}
-	*port_out = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-	                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	*fd_out = fd;
-	return 0;
-}
 
 static int provision_agents(vsrv_t *s, const char *list)
 {
@@ -1048,7 +932,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	if ((rc = pvp_vcr_store_open(&stc, &s->store)))
 		goto fail;
 	memset(&pc, 0, sizeof(pc));
-	pc.mode = conf->whitelist_mode ? PVP_LIST_WHITE : PVP_LIST_BLACK;
+	pc.mode = conf->list_mode == VSRV_LIST_WHITE ? PVP_LIST_WHITE : PVP_LIST_BLACK;
 	pc.min_entropy_cbits = conf->min_entropy_cbits;
 	pc.peer_fail_limit = conf->peer_fail_limit;
 	pc.number_fail_limit = conf->number_fail_limit;
@@ -1062,13 +946,13 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	psc.routes_arg = s;
 	psc.group_bits = conf->group_bits;
 	psc.ticket_lifetime_s = conf->ticket_lifetime_s;
-	psc.io_timeout_ms = conf->io_timeout_ms;
+	psc.io_timeout_ms = (unsigned)conf->io_timeout_ms;
 	psc.clock = clock;
 	if ((rc = pvp_server_new(&psc, &s->pvp)))
 		goto fail;
 	memset(&cc, 0, sizeof(cc));
 	cc.domain = s->conf.domain;
-	cc.io_timeout_ms = conf->io_timeout_ms;
+	cc.io_timeout_ms = (unsigned)conf->io_timeout_ms;
 	cc.clock = clock;
 	if ((rc = pvp_client_new(&cc, &s->cli)))
 		goto fail;
@@ -1090,12 +974,15 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	sc.clock = clock;
 	if ((rc = pvp_sched_new(&sc, &s->sched)))
 		goto fail;
-	if ((rc = listen_tcp(conf->pvp_bind, conf->pvp_port, &s->pvp_lfd, &s->pvp_port)))
+	/* A bind address that is not numeric is a configuration error. */
+	if ((rc = vp_net_listen_tcp(conf->pvp_bind, (uint16_t)conf->pvp_port, 128, VP_NET_NONBLOCK, &s->pvp_lfd, &s->pvp_port))) {
+		rc = rc == VP_EINVAL ? VP_ECONFIG : rc;
 		goto fail;
+	}
 
 	vap_server_conf_default(&vc);
 	vc.bind_addr = s->conf.vap_bind;
-	vc.port = conf->vap_port;
+	vc.port = (uint16_t)conf->vap_port;
 	vc.realm = s->conf.realm;
 	hooks.ctx = s;
 	hooks.store = hook_store;

@@ -23,6 +23,7 @@
 #include "common/errcode.h"
 #include "common/hex.h"
 #include "common/log.h"
+#include "common/net.h"
 
 #define MOD "vap"
 #define AGENT_BUCKETS 1024      /* hash buckets for the agent table; agents per server are O(1000) */
@@ -1330,6 +1331,11 @@ int vap_server_run(vap_server_t *srv)
 	return 0;
 }
 
+bool vap_server_stopping(const vap_server_t *srv)
+{
+	return __atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
 void vap_server_stop(vap_server_t *srv)
 {
 	uint64_t one = 1;
@@ -1446,37 +1452,6 @@ int vap_server_add_agent(vap_server_t *srv, const char *username, const char *pa
 	return 0;
 }
 
-static int listen_on(vap_server_t *srv)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int one = 1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, srv->conf.bind_addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons(srv->conf.port);
-		sl = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, srv->conf.bind_addr, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(srv->conf.port);
-		sl = sizeof(struct sockaddr_in6);
-	} else {
-		return VP_EINVAL;
-	}
-	srv->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (srv->lfd < 0)
-		return VP_EIO;
-	setsockopt(srv->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(srv->lfd, (struct sockaddr *)&ss, sl) || listen(srv->lfd, 1024))
-		return VP_EIO;
-	sl = sizeof(ss);
-	if (getsockname(srv->lfd, (struct sockaddr *)&ss, &sl))
-		return VP_EIO;
-	srv->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-	                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	return 0;
-}
-
 int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, vap_server_t **out)
 {
 	vap_server_t *srv;
@@ -1502,7 +1477,8 @@ int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, v
 	pthread_mutex_init(&srv->post_lock, NULL);
 	srv->store_last_ns = vp_time_mono_ns();
 	srv->store_tokens = 1;
-	if ((rc = listen_on(srv)))
+	if ((rc = vp_net_listen_tcp(srv->conf.bind_addr, srv->conf.port, 1024, VP_NET_NONBLOCK, &srv->lfd,
+	                            &srv->port)))
 		goto fail;
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	srv->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -140,6 +140,9 @@ int vap_server_fd(const vap_server_t *srv);
 /*! \brief Milliseconds until run_once is needed even without I/O (pacing, idle sweep); -1: never. */
 int vap_server_timeout_ms(const vap_server_t *srv);
 
+/*! \brief Has vap_server_stop() been called? (for callers running their own loop around run_once) */
+bool vap_server_stopping(const vap_server_t *srv);
+
 /*! \brief Loop until vap_server_stop(). */
 int vap_server_run(vap_server_t *srv);
 

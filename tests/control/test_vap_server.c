@@ -11,7 +11,7 @@
 #include <sys/resource.h>
 #include <cmocka.h>
 
-#include "vap_test_util.h"
+#include "bench/support/vap_harness.h"
 #include "common/errcode.h"
 #include "common/log.h"
 

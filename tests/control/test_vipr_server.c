@@ -20,7 +20,7 @@
 #include "common/log.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
-#include "control/server/vsrv_memdht.h"
+#include "bench/support/vsrv_memdht.h"
 
 typedef struct carrier {
 	char dir[64];
@@ -114,13 +114,27 @@ static void test_conf_defaults_and_errors(void **state)
 	assert_true(vp_id_eq(&c.node_id, &want));
 	assert_int_equal(vsrv_conf_parse(&c, bad, strlen(bad), &e), VP_ECONFIG);
 	assert_non_null(strstr(e.msg, "vcr_retension"));
+	assert_int_equal(e.line, 2);
+	{
+		/* Every row of the schema is consistent (types, sizes, defaults in range), and a value out of
+		 * range names its line. */
+		const char range[] = "# comment\n[pvp]\nworkers = 2\ngroup_bits = 1024\n";
+		size_t nopts;
+		const vp_conf_opt_t *opts = vsrv_conf_schema(&nopts);
+		vsrv_conf_t d;
+		assert_true(nopts >= 25);
+		assert_int_equal(vp_conf_schema_defaults(opts, nopts, &d, &e), 0);
+		assert_int_equal(vsrv_conf_parse(&c, range, strlen(range), &e), VP_ECONFIG);
+		assert_int_equal(e.line, 4);
+		assert_non_null(strstr(e.msg, "group_bits"));
+	}
 	assert_int_equal(vsrv_conf_parse(&c, order, strlen(order), &e), VP_ECONFIG);
 	vsrv_conf_default(&c);
 	assert_int_equal(vsrv_conf_parse(&c, ok, strlen(ok), &e), 0);
 	assert_string_equal(c.domain, "carrier-a.example");
 	want = vp_id_from_name("carrier-a.example", strlen("carrier-a.example"));
 	assert_true(vp_id_eq(&c.node_id, &want));
-	assert_true(c.whitelist_mode);
+	assert_int_equal(c.list_mode, VSRV_LIST_WHITE);
 	assert_int_equal(c.pvp_workers, 3);
 }
 

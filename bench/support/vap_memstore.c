@@ -1,7 +1,7 @@
 /*
- * control/vap_memstore.c - in-memory VAP hooks (see vap_memstore.h).
+ * bench/support/vap_memstore.c - in-memory VAP hooks (see vap_memstore.h).
  */
-#include "control/vap/vap_memstore.h"
+#include "bench/support/vap_memstore.h"
 
 #include <pthread.h>
 #include <stdlib.h>
