@@ -28,6 +28,10 @@
 #define LOGMOD "vsrv"
 #define UPLOAD_KEEP_MS (48ull * 3600 * 1000)  /* originating records' retention (pvp/vcr.h default) */
 #define MAINT_EVERY_MS 60000ull               /* purge of records, uploads and expired tickets */
+/* A terminating record may start this far in the future (clock offsets between carriers;
+ * the call-record store's start tolerance, pvp/vcr.h).  Later ones would sort first among
+ * the candidates of their selector and push the real record out (docs/protocol.md §5.2). */
+#define TERM_FUTURE_TOLERANCE_MS 90000ull
 
 /* ---- configuration -------------------------------------------------------------- */
 
@@ -42,6 +46,8 @@ const char vsrv_default_conf[] =
 	"port = 5349\n"
 	"realm = vipr\n"
 	"# agents = name:password, name:password\n"
+	"# tenants = agent:tenant, agent:tenant   (default: each agent is its own tenant)\n"
+	"allow_plain_tcp = no\n"
 	"[pvp]\n"
 	"bind = 127.0.0.1\n"
 	"port = 0\n"
@@ -113,7 +119,7 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 {
 	static const char *const sections[] = { "server", "vap", "pvp", "scheduler", NULL };
 	static const char *const k_server[] = { "name", "domain", "node_id", NULL };
-	static const char *const k_vap[] = { "bind", "port", "realm", "agents", NULL };
+	static const char *const k_vap[] = { "bind", "port", "realm", "agents", "tenants", "allow_plain_tcp", NULL };
 	static const char *const k_pvp[] = { "bind", "port", "workers", "group_bits", "ticket_lifetime",
 		                             "io_timeout", "min_entropy_cbits", "list_mode", "vcr_dir",
 		                             "peer_fail_limit", "number_fail_limit",
@@ -147,8 +153,17 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 	if ((rc = conf_strcpy(vc, "vap", "bind", c->vap_bind, sizeof(c->vap_bind), e)) ||
 	    (rc = conf_u32(vc, "vap", "port", 0, 65535, &port, e)) ||
 	    (rc = conf_strcpy(vc, "vap", "realm", c->realm, sizeof(c->realm), e)) ||
-	    (rc = conf_strcpy(vc, "vap", "agents", c->agents, sizeof(c->agents), e)))
+	    (rc = conf_strcpy(vc, "vap", "agents", c->agents, sizeof(c->agents), e)) ||
+	    (rc = conf_strcpy(vc, "vap", "tenants", c->tenants, sizeof(c->tenants), e)))
 		return rc;
+	if ((v = vp_conf_get(vc, "vap", "allow_plain_tcp"))) {
+		if (strcmp(v, "yes") && strcmp(v, "no")) {
+			e->line = 0;
+			snprintf(e->msg, sizeof(e->msg), "[vap] allow_plain_tcp: 'yes' or 'no', not '%s'", v);
+			return VP_ECONFIG;
+		}
+		c->vap_allow_plain_tcp = !strcmp(v, "yes");
+	}
 	c->vap_port = (uint16_t)port;
 	port = c->pvp_port;
 	if ((rc = conf_strcpy(vc, "pvp", "bind", c->pvp_bind, sizeof(c->pvp_bind), e)) ||
@@ -360,8 +375,11 @@ struct vsrv {
 	pthread_cond_t cv;
 	vqueue_t queue;                 /* originating records for the validation thread */
 	smap_t published;               /* our numbers -> VService id */
-	smap_t uploads;                 /* called number of an originating record -> uploader's VService id */
+	smap_t rec_vs;                  /* originating record id (decimal) -> uploader's VService id */
 	smap_t agent_vs;                /* agent -> VService id it last published */
+	smap_t tenant_of;               /* agent -> tenant (blob, NUL-terminated); absent: the agent itself */
+	smap_t vs_owner;                /* VService id (decimal) -> owning tenant (blob) */
+	uint64_t cur_rec_id;            /* validation thread: the record being validated (validate_cb -> route_cb) */
 	smap_t tickets;                 /* number|claimant -> last ticket */
 	vservice_t vs[VSRV_MAX_VSERVICES];
 	vsrv_stats_t st;
@@ -383,6 +401,50 @@ static void stat_add(vsrv_t *s, uint64_t *field, uint64_t n)
 static bool stopping(vsrv_t *s)
 {
 	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* ---- tenants --------------------------------------------------------------------- */
+
+/* The tenant of \p agent (under s->mu): its [vap] tenants entry, else the agent itself. */
+static const char *tenant_locked(vsrv_t *s, const char *agent)
+{
+	ment_t *e = smap_get(&s->tenant_of, agent);
+	return e && e->blob ? (const char *)e->blob : agent;
+}
+
+/*
+ * May \p agent act on VService \p id?  The first tenant to use a VService (publish
+ * it, publish numbers under it, subscribe to it) owns it; every other tenant
+ * gets VP_EPERM (VAP 403).  VP_ENOMEM if the claim cannot be recorded.
+ */
+static int vs_access(vsrv_t *s, const char *agent, uint32_t id)
+{
+	char key[16];
+	const char *t;
+	ment_t *e;
+	int rc = 0;
+	snprintf(key, sizeof(key), "%u", id);
+	pthread_mutex_lock(&s->mu);
+	t = tenant_locked(s, agent);
+	if ((e = smap_get(&s->vs_owner, key))) {
+		if (strcmp((const char *)e->blob, t))
+			rc = VP_EPERM;
+	} else if (!(e = smap_put(&s->vs_owner, key)) || !(e->blob = (uint8_t *)strdup(t))) {
+		if (e)
+			smap_del(&s->vs_owner, key);
+		rc = VP_ENOMEM;
+	} else {
+		e->blob_len = strlen(t) + 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc == VP_EPERM)
+		vp_log_warn(LOGMOD, "vservice_refused", "srv=%s agent=%s vservice=%u", s->conf.name, agent, id);
+	return rc;
+}
+
+static int hook_vservice_access(void *ctx, const char *agent, uint32_t id)
+{
+	return vs_access(ctx, agent, id);
 }
 
 /* ---- VAP hooks (VAP thread) ------------------------------------------------------ */
@@ -477,6 +539,8 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	vsrv_event_t ev = { .kind = VSRV_EV_VCR };
 	pvp_vcr_t r;
 	int rc = pvp_vcr_make(&r, dir, v->called, v->caller, v->start_ms, v->stop_ms, NULL);
+	if (!rc && dir == PVP_DIR_TERM && v->start_ms > vp_clock_now_ms(s->clock) + TERM_FUTURE_TOLERANCE_MS)
+		rc = VP_EINVAL;
 	if (!rc)
 		rc = pvp_vcr_store_add(s->store, &r);
 	if (rc) {
@@ -487,11 +551,16 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	}
 	pthread_mutex_lock(&s->mu);
 	if (dir == PVP_DIR_ORIG) {
-		ment_t *a = smap_get(&s->agent_vs, agent), *u = smap_put(&s->uploads, r.called);
-		if (u)
-			u->u = a ? a->u : 1;
-		if (u) /* kept as long as the record could still be validated */
-			u->until_ms = r.stop_ms + UPLOAD_KEEP_MS;
+		/* The route this record yields goes to the uploader's VService only. */
+		char key[24];
+		ment_t *a = smap_get(&s->agent_vs, agent), *u;
+		snprintf(key, sizeof(key), "%llu", (unsigned long long)r.id);
+		if (!(u = smap_put(&s->rec_vs, key))) {
+			pthread_mutex_unlock(&s->mu);
+			return VP_ENOMEM;
+		}
+		u->u = a ? a->u : 1;
+		u->until_ms = r.stop_ms + UPLOAD_KEEP_MS; /* as long as the record could be validated */
 		if (s->queue.n == s->queue.cap) {
 			size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
 			pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
@@ -522,7 +591,9 @@ static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 {
 	vsrv_t *s = ctx;
 	vservice_t *slot = NULL;
-	int rc = 0;
+	int rc = vs_access(s, agent, vs->id);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++) {
 		if (s->vs[i].used && s->vs[i].id == vs->id) {
@@ -764,6 +835,7 @@ static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, c
 	attach_ctx_t a = { .s = s };
 	vsrv_event_t ev = { .kind = VSRV_EV_VALIDATION, .number = r->called, .claimant = c->id };
 	int rc = vp_id_from_hex(c->addr, &a.contact);
+	s->cur_rec_id = r->id; /* the scheduler reports this validation's route next (route_cb) */
 	if (!rc)
 		rc = pvp_client_validate(s->cli, r, c->methods, attach_connect, &a, prev, prev_len, out);
 	pthread_mutex_lock(&s->mu);
@@ -846,12 +918,15 @@ static void route_cb(void *arg, const pvp_route_t *r)
 		}
 	}
 	if (r->resp->status == PVP_ST_ROUTES) {
+		char rk[24];
+		ment_t *u;
+		snprintf(rk, sizeof(rk), "%llu", (unsigned long long)s->cur_rec_id);
 		s->st.routes++;
-		if ((o = calloc(1, sizeof(*o)))) {
-			ment_t *u = smap_get(&s->uploads, r->number);
+		/* Only the VService whose agent uploaded the validated record learns the route. */
+		if ((u = smap_get(&s->rec_vs, rk)) && (o = calloc(1, sizeof(*o)))) {
 			o->s = s;
 			snprintf(o->route.number, sizeof(o->route.number), "%s", r->number);
-			o->route.vservice_id = u ? u->u : 1;
+			o->route.vservice_id = u->u;
 			o->route.expires = r->resp->expires > now_s ? (uint32_t)(r->resp->expires - now_s) : 0;
 			for (size_t i = 0; i < r->resp->nuris && i < VAP_MAX_URIS; i++)
 				snprintf(o->route.uris[o->route.n_uris++], VAP_MAX_URI, "%s", r->resp->uris[i]);
@@ -879,7 +954,7 @@ void vsrv_maintenance(vsrv_t *s)
 	int rc = pvp_vcr_store_purge(s->store, &purged);
 	pthread_mutex_lock(&s->mu);
 	s->st.vcr_purged += purged;
-	uploads = smap_expire(&s->uploads, now);
+	uploads = smap_expire(&s->rec_vs, now);
 	tickets = smap_expire(&s->tickets, now);
 	pthread_mutex_unlock(&s->mu);
 	if (rc || purged || uploads || tickets)
@@ -1004,6 +1079,35 @@ static int provision_agents(vsrv_t *s, const char *list)
 	return rc;
 }
 
+/* [vap] tenants = "agent:tenant, ...": agents sharing a tenant share its VServices. */
+static int provision_tenants(vsrv_t *s, const char *list)
+{
+	char buf[sizeof(s->conf.tenants)], *save = NULL, *tok;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *colon;
+		ment_t *e;
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		for (char *end = tok + strlen(tok); end > tok && (end[-1] == ' ' || end[-1] == '\t');)
+			*--end = '\0';
+		if (!*tok)
+			continue;
+		if (!(colon = strchr(tok, ':')) || colon == tok || !colon[1]) {
+			vp_log_error(LOGMOD, "tenants", "srv=%s msg=\"[vap] tenants: expected agent:tenant\"", s->conf.name);
+			return VP_ECONFIG;
+		}
+		*colon = '\0';
+		if (!(e = smap_put(&s->tenant_of, tok)))
+			return VP_ENOMEM;
+		free(e->blob);
+		if (!(e->blob = (uint8_t *)strdup(colon + 1)))
+			return VP_ENOMEM;
+		e->blob_len = strlen(colon + 1) + 1;
+	}
+	return 0;
+}
+
 int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *clock, vsrv_event_fn ev,
              void *ev_arg, vsrv_t **out)
 {
@@ -1097,13 +1201,16 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	vc.bind_addr = s->conf.vap_bind;
 	vc.port = conf->vap_port;
 	vc.realm = s->conf.realm;
+	vc.allow_plain_tcp = conf->vap_allow_plain_tcp;
+	memset(&hooks, 0, sizeof(hooks));
 	hooks.ctx = s;
+	hooks.vservice_access = hook_vservice_access;
 	hooks.store = hook_store;
 	hooks.upload_vcr = hook_upload_vcr;
 	hooks.publish_vservice = hook_vservice;
 	if ((rc = vap_server_create(&vc, &hooks, &s->vap)))
 		goto fail;
-	if ((rc = provision_agents(s, conf->agents)))
+	if ((rc = provision_agents(s, conf->agents)) || (rc = provision_tenants(s, conf->tenants)))
 		goto fail;
 	vp_log_info(LOGMOD, "created", "srv=%s domain=%s vap_port=%u pvp_port=%u vcr_dir=%s", s->conf.name,
 	            s->conf.domain, vap_server_port(s->vap), s->pvp_port, s->conf.vcr_dir);
@@ -1179,8 +1286,10 @@ void vsrv_free(vsrv_t *s)
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);
 	smap_clear(&s->published);
-	smap_clear(&s->uploads);
+	smap_clear(&s->rec_vs);
 	smap_clear(&s->agent_vs);
+	smap_clear(&s->tenant_of);
+	smap_clear(&s->vs_owner);
 	smap_clear(&s->tickets);
 	free(s->queue.v);
 	pthread_cond_destroy(&s->cv);

@@ -148,6 +148,8 @@ typedef struct vsrv_conf {
 	unsigned fetch_timeout_ms;         /*!< [scheduler] fetch_timeout */
 	uint64_t rng_seed;                 /*!< [scheduler] seed; 0 = from the OS */
 	char agents[1024];                 /*!< [vap] agents: "name:password, ..." provisioned at start */
+	char tenants[1024];                /*!< [vap] tenants: "agent:tenant, ..."; an agent not listed is its own tenant */
+	bool vap_allow_plain_tcp;          /*!< [vap] allow_plain_tcp: VAP without TLS on a non-loopback bind */
 } vsrv_conf_t;
 
 /*! The embedded defaults, in configuration-file form (documentation and vsrv_conf_default). */

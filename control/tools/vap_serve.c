@@ -141,6 +141,8 @@ static void usage(FILE *f)
 	"      --async               complete stores on a later loop iteration, as a DHT would\n"
 	"      --req-rate N          requests per second per agent (default 5000)\n"
 	"      --tls-cert F --tls-key F   serve TLS\n"
+	"      --allow-plain-tcp     listen without TLS on a non-loopback address (exposes the\n"
+	"                            agents' passwords to offline guessing; refused otherwise)\n"
 	"      --routes              read routes from stdin and Notify subscribers\n"
 	"  -v, --verbose             debug logs\n");
 }
@@ -162,6 +164,7 @@ int main(int argc, char **argv)
 		{ "routes", no_argument, NULL, 10 },
 		{ "req-rate", required_argument, NULL, 11 },
 		{ "agents-file", required_argument, NULL, 12 },
+		{ "allow-plain-tcp", no_argument, NULL, 13 },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -202,6 +205,7 @@ int main(int argc, char **argv)
 		case 10: routes = true; break;
 		case 11: conf.req_rate = strtod(optarg, NULL); break;
 		case 12: agents_file = optarg; break;
+		case 13: conf.allow_plain_tcp = true; break;
 		case 'v': vp_log_setup(VP_LOG_DEBUG, NULL); break;
 		case 'h': usage(stdout); free(agents); return 0;
 		default: usage(stderr); free(agents); return 2;
