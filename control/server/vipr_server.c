@@ -68,7 +68,8 @@ const char vsrv_default_conf[] =
 	"max_attempts = 4\n"
 	"attach_timeout = 5s\n"
 	"fetch_timeout = 10s\n"
-	"seed = 0\n";
+	"seed = 0\n"
+	"max_jobs = 1000000\n";
 
 static int conf_strcpy(const vp_conf_t *vc, const char *sec, const char *key, char *dst, size_t cap,
                        vp_conf_err_t *e)
@@ -125,7 +126,7 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 		                             "peer_fail_limit", "number_fail_limit",
 		                             "ticket_keys", NULL };
 	static const char *const k_sched[] = { "delay_min", "delay_max", "backoff", "max_attempts",
-		                               "attach_timeout", "fetch_timeout", "seed", NULL };
+		                               "attach_timeout", "fetch_timeout", "seed", "max_jobs", NULL };
 	uint32_t port, u;
 	const char *v;
 	int rc;
@@ -200,7 +201,8 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 	    (rc = conf_u32(vc, "scheduler", "max_attempts", 1, 100, &c->max_attempts, e)) ||
 	    (rc = conf_dur_ms(vc, "scheduler", "attach_timeout", 10, 600000, &c->attach_timeout_ms, e)) ||
 	    (rc = conf_dur_ms(vc, "scheduler", "fetch_timeout", 10, 600000, &c->fetch_timeout_ms, e)) ||
-	    (rc = vp_conf_u64(vc, "scheduler", "seed", c->rng_seed, 0, UINT64_MAX, &c->rng_seed, e)))
+	    (rc = vp_conf_u64(vc, "scheduler", "seed", c->rng_seed, 0, UINT64_MAX, &c->rng_seed, e)) ||
+	    (rc = conf_u32(vc, "scheduler", "max_jobs", 1, 100000000, &c->max_jobs, e)))
 		return rc;
 	if (c->delay_max_s < c->delay_min_s) {
 		e->line = 0;
@@ -383,6 +385,8 @@ struct vsrv {
 	smap_t tickets;                 /* number|claimant -> last ticket */
 	vservice_t vs[VSRV_MAX_VSERVICES];
 	vsrv_stats_t st;
+	uint64_t admitted;              /* originating records queued or in the scheduler (upper bound) */
+	int up_fd;                      /* <vcr_dir>/viprd-uploads (RocksDB ignores foreign files): record id -> VService, appended before the ack */
 };
 
 static void emit(vsrv_t *s, const vsrv_event_t *ev)
@@ -532,6 +536,59 @@ static int hook_store(void *ctx, const vap_store_req_t *req)
 	return rc;
 }
 
+/* Remember which VService an originating record belongs to (under s->mu). */
+static int rec_vs_put(vsrv_t *s, uint64_t id, uint32_t vsid, uint64_t stop_ms)
+{
+	char key[24];
+	ment_t *u;
+	snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+	if (!(u = smap_put(&s->rec_vs, key)))
+		return VP_ENOMEM;
+	u->u = vsid;
+	u->until_ms = stop_ms + UPLOAD_KEEP_MS; /* as long as the record could be validated */
+	return 0;
+}
+
+/*
+ * Append (id, VService) to <vcr_dir>/viprd-uploads (under s->mu): 12 bytes, id and
+ * VService big-endian.  Written before the record is acknowledged, so a restart
+ * knows whose record it re-schedules.  The file is rewritten at start-up.
+ */
+static int upload_log_append(vsrv_t *s, uint64_t id, uint32_t vsid)
+{
+	uint8_t b[12];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(id >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		b[8 + i] = (uint8_t)(vsid >> (24 - 8 * i));
+	if (write(s->up_fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+		vp_log_error(LOGMOD, "upload_log", "srv=%s err=\"%s\"", s->conf.name, strerror(errno));
+		return VP_EIO;
+	}
+	return 0;
+}
+
+/* Room for one more originating record, or VP_EBUSY (the scheduler is full). */
+static int admit(vsrv_t *s)
+{
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	if (s->admitted >= s->conf.max_jobs) {
+		rc = VP_EBUSY;
+	} else if (s->queue.n == s->queue.cap) {
+		size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
+		pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
+		if (nv) {
+			s->queue.v = nv;
+			s->queue.cap = cap;
+		} else {
+			rc = VP_ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
 static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 {
 	vsrv_t *s = ctx;
@@ -541,6 +598,10 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	int rc = pvp_vcr_make(&r, dir, v->called, v->caller, v->start_ms, v->stop_ms, NULL);
 	if (!rc && dir == PVP_DIR_TERM && v->start_ms > vp_clock_now_ms(s->clock) + TERM_FUTURE_TOLERANCE_MS)
 		rc = VP_EINVAL;
+	/* An originating record the scheduler could not take is refused before it is
+	 * stored and acknowledged (VAP hooks run on one thread: nothing admits in between). */
+	if (!rc && dir == PVP_DIR_ORIG)
+		rc = admit(s);
 	if (!rc)
 		rc = pvp_vcr_store_add(s->store, &r);
 	if (rc) {
@@ -552,26 +613,16 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	pthread_mutex_lock(&s->mu);
 	if (dir == PVP_DIR_ORIG) {
 		/* The route this record yields goes to the uploader's VService only. */
-		char key[24];
-		ment_t *a = smap_get(&s->agent_vs, agent), *u;
-		snprintf(key, sizeof(key), "%llu", (unsigned long long)r.id);
-		if (!(u = smap_put(&s->rec_vs, key))) {
+		ment_t *a = smap_get(&s->agent_vs, agent);
+		uint32_t vsid = a ? a->u : 1;
+		if ((rc = rec_vs_put(s, r.id, vsid, r.stop_ms)) || (rc = upload_log_append(s, r.id, vsid))) {
 			pthread_mutex_unlock(&s->mu);
-			return VP_ENOMEM;
+			pvp_vcr_store_del(s->store, &r); /* not acknowledged: not kept either */
+			stat_add(s, &s->st.vcr_rejected, 1);
+			return rc;
 		}
-		u->u = a ? a->u : 1;
-		u->until_ms = r.stop_ms + UPLOAD_KEEP_MS; /* as long as the record could be validated */
-		if (s->queue.n == s->queue.cap) {
-			size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
-			pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
-			if (!nv) {
-				pthread_mutex_unlock(&s->mu);
-				return VP_ENOMEM;
-			}
-			s->queue.v = nv;
-			s->queue.cap = cap;
-		}
-		s->queue.v[s->queue.n++] = r;
+		s->queue.v[s->queue.n++] = r; /* room reserved by admit() */
+		s->admitted++;
 		s->st.vcr_orig++;
 		pthread_cond_signal(&s->cv);
 	} else {
@@ -994,6 +1045,8 @@ static void *validation_thread(void *arg)
 		pvp_sched_stats(s->sched, &ss);
 		pthread_mutex_lock(&s->mu);
 		s->st.sched_queued = pvp_sched_pending(s->sched);
+		/* Every record taken from the queue is in the scheduler now: the exact count. */
+		s->admitted = s->st.sched_queued + s->queue.n;
 		s->st.sched_scheduled = ss.scheduled;
 		s->st.sched_no_claimant = ss.no_claimant;
 		s->st.sched_dropped = ss.dropped;
@@ -1108,6 +1161,82 @@ static int provision_tenants(vsrv_t *s, const char *list)
 	return 0;
 }
 
+typedef struct resched {
+	vsrv_t *s;
+	smap_t logged;  /* record id -> VService, from <vcr_dir>/viprd-uploads */
+	int rc;
+	size_t n;
+} resched_t;
+
+static int resched_one(void *arg, const pvp_vcr_t *r)
+{
+	resched_t *x = arg;
+	vsrv_t *s = x->s;
+	char key[24];
+	ment_t *e;
+	snprintf(key, sizeof(key), "%llu", (unsigned long long)r->id);
+	if (!(e = smap_get(&x->logged, key)))
+		return 0; /* never acknowledged (the crash came between store and log) */
+	if ((x->rc = admit(s)) || (x->rc = rec_vs_put(s, r->id, e->u, r->stop_ms)) ||
+	    (x->rc = upload_log_append(s, r->id, e->u)))
+		return 1;
+	s->queue.v[s->queue.n++] = *r;
+	s->admitted++;
+	x->n++;
+	return 0;
+}
+
+/*
+ * Start-up: every acknowledged originating record still in the store goes back
+ * to the scheduler (at a fresh random delay from its stop time, so a record
+ * whose time has passed runs at once), with the VService it was uploaded for.
+ * The uploads log is then rewritten with exactly those records.
+ */
+static int reschedule_stored(vsrv_t *s)
+{
+	char path[VSRV_PATH_MAX + 16], tmp[VSRV_PATH_MAX + 24];
+	resched_t x = { .s = s };
+	uint8_t b[12];
+	int fd, rc = 0;
+	snprintf(path, sizeof(path), "%s/viprd-uploads", s->conf.vcr_dir);
+	snprintf(tmp, sizeof(tmp), "%s/viprd-uploads.new", s->conf.vcr_dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		ssize_t n;
+		while ((n = read(fd, b, sizeof(b))) == (ssize_t)sizeof(b)) {
+			uint64_t id = 0;
+			uint32_t vsid = 0;
+			char key[24];
+			ment_t *e;
+			for (int i = 0; i < 8; i++)
+				id = id << 8 | b[i];
+			for (int i = 0; i < 4; i++)
+				vsid = vsid << 8 | b[8 + i];
+			snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+			if (!(e = smap_put(&x.logged, key))) {
+				rc = VP_ENOMEM;
+				break;
+			}
+			e->u = vsid;
+		}
+		close(fd); /* a torn last entry (crash mid-write) was never acknowledged */
+	} else if (errno != ENOENT) {
+		rc = VP_EIO;
+	}
+	if (!rc && (s->up_fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) < 0)
+		rc = VP_EIO;
+	if (!rc) {
+		rc = pvp_vcr_store_scan(s->store, PVP_DIR_ORIG, resched_one, &x);
+		if (x.rc)
+			rc = x.rc;
+	}
+	if (!rc && rename(tmp, path))
+		rc = VP_EIO;
+	smap_clear(&x.logged);
+	if (!rc)
+		vp_log_info(LOGMOD, "rescheduled", "srv=%s records=%zu", s->conf.name, x.n);
+	return rc;
+}
+
 int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *clock, vsrv_event_fn ev,
              void *ev_arg, vsrv_t **out)
 {
@@ -1132,6 +1261,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	s->ev = ev;
 	s->ev_arg = ev_arg;
 	s->pvp_lfd = -1;
+	s->up_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 
@@ -1192,7 +1322,12 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	sc.route = route_cb;
 	sc.route_arg = s;
 	sc.clock = clock;
+	if (!s->conf.max_jobs)
+		s->conf.max_jobs = 1000000; /* the scheduler's own default */
+	sc.max_jobs = s->conf.max_jobs;
 	if ((rc = pvp_sched_new(&sc, &s->sched)))
+		goto fail;
+	if ((rc = reschedule_stored(s)))
 		goto fail;
 	if ((rc = listen_tcp(conf->pvp_bind, conf->pvp_port, &s->pvp_lfd, &s->pvp_port)))
 		goto fail;
@@ -1285,6 +1420,8 @@ void vsrv_free(vsrv_t *s)
 	pvp_server_free(s->pvp);
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);
+	if (s->up_fd >= 0)
+		close(s->up_fd);
 	smap_clear(&s->published);
 	smap_clear(&s->rec_vs);
 	smap_clear(&s->agent_vs);

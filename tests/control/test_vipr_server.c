@@ -362,6 +362,125 @@ static void test_tenants_are_isolated(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * An acknowledged originating record survives a crash: B acknowledges the
+ * record (its validation an hour away), dies, and the restarted B validates it
+ * at once and hands the route to the VService the record was uploaded for.
+ * Before, the record waited for validation in memory only and was lost.
+ * Call-record ids go on increasing across the restart.
+ */
+typedef struct ids {
+	pthread_mutex_t mu;
+	uint64_t last;
+	int n;
+} ids_t;
+
+static void on_vcr(void *arg, const char *server, const vsrv_event_t *ev)
+{
+	ids_t *x = arg;
+	(void)server;
+	if (ev->kind != VSRV_EV_VCR)
+		return;
+	pthread_mutex_lock(&x->mu);
+	assert_true(ev->vcr->id > x->last);
+	x->last = ev->vcr->id;
+	x->n++;
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void test_restart_validates_acknowledged_records(void **state)
+{
+	vsrv_memdht_t *dht = vsrv_memdht_new();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	ids_t ids = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b = { .dir = "" };
+	vap_client_t *ca, *cb, *sub;
+	vap_range_t range = { .prefix = "+1408555", .first = 300, .last = 300, .width = 4 };
+	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	vsrv_conf_t conf;
+	vsrv_dht_t iface;
+	vp_conf_err_t e;
+	char text[768];
+	uint64_t now = vp_time_wall_ms(), stored = 0;
+	vap_vcr_t orig, term;
+	vap_route_t route;
+	vsrv_stats_t sb;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
+	memset(&orig, 0, sizeof(orig));
+	snprintf(orig.called, sizeof(orig.called), "+14085550300");
+	orig.start_ms = now - 60000;
+	orig.stop_ms = now - 5000;
+	orig.direction = VAP_DIR_ORIGINATING;
+	term = orig;
+	term.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
+
+	/* B, with validations an hour after the call; max_jobs 1. */
+	for (int round = 0; round < 2; round++) {
+		if (!b.dir[0]) {
+			snprintf(b.dir, sizeof(b.dir), "/tmp/test-vsrv-XXXXXX");
+			assert_non_null(mkdtemp(b.dir));
+		}
+		vsrv_conf_default(&conf);
+		snprintf(text, sizeof(text),
+		         "[server]\nname = B\ndomain = carrier-b.example\n[vap]\nport = 0\nagents = agent-b:pb\n"
+		         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\n"
+		         "[scheduler]\ndelay_min = %s\ndelay_max = %s\nmax_jobs = 1\nfetch_timeout = 5s\n", b.dir,
+		         round ? "0" : "1h", round ? "1" : "2h");
+		assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
+		vsrv_memdht_iface(dht, &iface);
+		assert_int_equal(vsrv_new(&conf, &iface, NULL, on_vcr, &ids, &b.srv), 0);
+		assert_int_equal(vsrv_start(b.srv), 0);
+		cb = agent(&b, "agent-b", "pb");
+		sub = agent(&b, "agent-b", "pb");
+		assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+		if (round == 0) {
+			assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+			/* The scheduler is full: the next record is refused, not acknowledged and lost. */
+			orig.start_ms -= 1000;
+			assert_int_not_equal(vap_client_upload(cb, &orig, 1), 0);
+			orig.start_ms += 1000;
+			vsrv_get_stats(b.srv, &sb);
+			assert_int_equal(sb.vcr_orig, 1);
+			assert_int_equal(sb.vcr_rejected, 1);
+			/* Crash: the process state goes, the store stays. */
+			vap_client_close(cb);
+			vap_client_close(sub);
+			vsrv_free(b.srv);
+			continue;
+		}
+		assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+		assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
+		assert_string_equal(route.number, "+14085550300");
+		assert_int_equal(route.vservice_id, 5);
+		/* A new record after the restart gets a new id (on_vcr checks the order). */
+		orig.start_ms -= 2000;
+		orig.stop_ms -= 2000;
+		/* The job is done once the scheduler says so (max_jobs = 1 admits the next then). */
+		for (int i = 0; i < 250; i++) {
+			vsrv_get_stats(b.srv, &sb);
+			if (sb.sched_queued == 0 && sb.sched_scheduled == 1)
+				break;
+			usleep(20000);
+		}
+		assert_int_equal(sb.sched_queued, 0);
+		assert_int_equal(sb.routes, 1);
+	}
+	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+	pthread_mutex_lock(&ids.mu);
+	assert_int_equal(ids.n, 2);
+	pthread_mutex_unlock(&ids.mu);
+	vap_client_close(cb);
+	vap_client_close(sub);
+	vap_client_close(ca);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
 /* A number nobody claims: no validation, no route, nothing notified. */
 static void test_unclaimed_number(void **state)
 {
@@ -714,6 +833,7 @@ int main(void)
 		cmocka_unit_test(test_publish_reaches_dht),
 		cmocka_unit_test(test_upload_validate_notify),
 		cmocka_unit_test(test_tenants_are_isolated),
+		cmocka_unit_test(test_restart_validates_acknowledged_records),
 		cmocka_unit_test(test_unclaimed_number),
 		cmocka_unit_test(test_async_dht_and_incident),
 		cmocka_unit_test(test_fetch_timeout_retried),
