@@ -792,8 +792,16 @@ static void fetch_done(void *arg, int status, const vsrv_reg_t *regs, size_t n, 
 	if (incident)
 		snprintf(w->incident, sizeof(w->incident), "%s", incident);
 	w->n = 0;
-	for (size_t i = 0; !status && i < n && i < VSRV_REGS_MAX; i++)
-		w->regs[w->n++] = regs[i];
+	/* One slot per claimant and per contact, taken before truncating to the claimants
+	 * we validate: one party's many entries (VServices, Node-IDs of one certificate,
+	 * up to the per-certificate limit) must not push the others out (docs/protocol.md §2.5). */
+	for (size_t i = 0; !status && i < n && w->n < VSRV_REGS_MAX; i++) {
+		bool dup = false;
+		for (size_t k = 0; k < w->n && !dup; k++)
+			dup = vp_id_eq(&w->regs[k].node, &regs[i].node) || vp_id_eq(&w->regs[k].contact, &regs[i].contact);
+		if (!dup)
+			w->regs[w->n++] = regs[i];
+	}
 	w->done = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);

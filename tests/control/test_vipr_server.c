@@ -481,6 +481,109 @@ static void test_restart_validates_acknowledged_records(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * A claimant crowding a number's fetch: eight entries of one party (VServices
+ * 1..8 under one Node-ID) come before the owner's.  The validator keeps one
+ * slot per claimant and contact before truncating to the claimants it
+ * validates, so the owner is still validated and the route learned.
+ */
+typedef struct crowd_dht {
+	vsrv_dht_t inner;
+	vp_id_t thief;
+} crowd_dht_t;
+
+typedef struct crowd_fetch {
+	crowd_dht_t *c;
+	vsrv_fetch_fn done;
+	void *arg;
+} crowd_fetch_t;
+
+static void crowd_fetch_done(void *arg, int status, const vsrv_reg_t *regs, size_t n, const char *incident)
+{
+	crowd_fetch_t *f = arg;
+	vsrv_reg_t all[16];
+	size_t k = 0;
+	for (uint32_t vs = 1; vs <= 8; vs++)
+		all[k++] = (vsrv_reg_t){ .node = f->c->thief, .vservice_id = vs, .contact = f->c->thief, .methods = 3 };
+	for (size_t i = 0; i < n && k < 16; i++)
+		all[k++] = regs[i];
+	f->done(f->arg, status, status ? NULL : all, status ? 0 : k, incident);
+}
+
+static int crowd_store(void *ctx, const char *number, uint8_t op, const vsrv_reg_t *reg, vsrv_done_fn done, void *arg)
+{
+	crowd_dht_t *c = ctx;
+	return c->inner.store(c->inner.ctx, number, op, reg, done, arg);
+}
+
+static int crowd_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *arg)
+{
+	crowd_dht_t *c = ctx;
+	crowd_fetch_t f = { c, done, arg };
+	return c->inner.fetch(c->inner.ctx, number, crowd_fetch_done, &f); /* the memdht completes inside */
+}
+
+static int crowd_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
+{
+	crowd_dht_t *c = ctx;
+	return c->inner.app_attach(c->inner.ctx, contact, timeout_ms, fd);
+}
+
+static void test_crowded_fetch_still_validates_the_owner(void **state)
+{
+	vsrv_memdht_t *dht = vsrv_memdht_new();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	crowd_dht_t cd;
+	carrier_t a = { .dir = "" }, b = { .dir = "" };
+	vap_client_t *ca, *cb;
+	vap_range_t range = { .prefix = "+1408555", .first = 400, .last = 400, .width = 4 };
+	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	vsrv_conf_t conf;
+	vsrv_dht_t iface;
+	vp_conf_err_t e;
+	char text[512];
+	uint64_t now = vp_time_wall_ms(), stored = 0;
+	vap_vcr_t orig, term;
+	vap_route_t route;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
+	memset(&orig, 0, sizeof(orig));
+	snprintf(orig.called, sizeof(orig.called), "+14085550400");
+	orig.start_ms = now - 60000;
+	orig.stop_ms = now - 5000;
+	orig.direction = VAP_DIR_ORIGINATING;
+	term = orig;
+	term.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
+
+	vsrv_memdht_iface(dht, &cd.inner);
+	memset(cd.thief.b, 0x66, sizeof(cd.thief.b)); /* unreachable: no PVP endpoint */
+	iface = (vsrv_dht_t){ .ctx = &cd, .store = crowd_store, .fetch = crowd_fetch, .app_attach = crowd_attach };
+	snprintf(b.dir, sizeof(b.dir), "/tmp/test-vsrv-XXXXXX");
+	assert_non_null(mkdtemp(b.dir));
+	vsrv_conf_default(&conf);
+	snprintf(text, sizeof(text),
+	         "[server]\nname = B\ndomain = carrier-b.example\n[vap]\nport = 0\nagents = agent-b:pb\n"
+	         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\n"
+	         "[scheduler]\ndelay_min = 0\ndelay_max = 1\nfetch_timeout = 5s\nattach_timeout = 1s\n", b.dir);
+	assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_event, &seen, &b.srv), 0);
+	assert_int_equal(vsrv_start(b.srv), 0);
+	cb = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_subscribe(cb, 5, 600), 0);
+	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+	assert_int_equal(vap_client_wait_notify(cb, &route, 20000), 0);
+	assert_string_equal(route.number, "+14085550400");
+	vap_client_close(cb);
+	vap_client_close(ca);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
 /* A number nobody claims: no validation, no route, nothing notified. */
 static void test_unclaimed_number(void **state)
 {
@@ -834,6 +937,7 @@ int main(void)
 		cmocka_unit_test(test_upload_validate_notify),
 		cmocka_unit_test(test_tenants_are_isolated),
 		cmocka_unit_test(test_restart_validates_acknowledged_records),
+		cmocka_unit_test(test_crowded_fetch_still_validates_the_owner),
 		cmocka_unit_test(test_unclaimed_number),
 		cmocka_unit_test(test_async_dht_and_incident),
 		cmocka_unit_test(test_fetch_timeout_retried),
