@@ -568,25 +568,31 @@ static int upload_log_append(vsrv_t *s, uint64_t id, uint32_t vsid)
 	return 0;
 }
 
-/* Room for one more originating record, or VP_EBUSY (the scheduler is full). */
+/* Room in the scheduler for one more originating record, or VP_EBUSY. */
 static int admit(vsrv_t *s)
 {
 	int rc = 0;
 	pthread_mutex_lock(&s->mu);
-	if (s->admitted >= s->conf.max_jobs) {
+	if (s->admitted >= s->conf.max_jobs)
 		rc = VP_EBUSY;
-	} else if (s->queue.n == s->queue.cap) {
-		size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
-		pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
-		if (nv) {
-			s->queue.v = nv;
-			s->queue.cap = cap;
-		} else {
-			rc = VP_ENOMEM;
-		}
-	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+/* Queue \p r for the validation thread (under s->mu; the thread swaps the queue away). */
+static int queue_push(vsrv_t *s, const pvp_vcr_t *r)
+{
+	if (s->queue.n == s->queue.cap) {
+		size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
+		pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
+		if (!nv)
+			return VP_ENOMEM;
+		s->queue.v = nv;
+		s->queue.cap = cap;
+	}
+	s->queue.v[s->queue.n++] = *r;
+	s->admitted++;
+	return 0;
 }
 
 static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
@@ -615,14 +621,13 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 		/* The route this record yields goes to the uploader's VService only. */
 		ment_t *a = smap_get(&s->agent_vs, agent);
 		uint32_t vsid = a ? a->u : 1;
-		if ((rc = rec_vs_put(s, r.id, vsid, r.stop_ms)) || (rc = upload_log_append(s, r.id, vsid))) {
+		if ((rc = rec_vs_put(s, r.id, vsid, r.stop_ms)) || (rc = upload_log_append(s, r.id, vsid)) ||
+		    (rc = queue_push(s, &r))) {
 			pthread_mutex_unlock(&s->mu);
 			pvp_vcr_store_del(s->store, &r); /* not acknowledged: not kept either */
 			stat_add(s, &s->st.vcr_rejected, 1);
 			return rc;
 		}
-		s->queue.v[s->queue.n++] = r; /* room reserved by admit() */
-		s->admitted++;
 		s->st.vcr_orig++;
 		pthread_cond_signal(&s->cv);
 	} else {
@@ -1186,10 +1191,8 @@ static int resched_one(void *arg, const pvp_vcr_t *r)
 	if (!(e = smap_get(&x->logged, key)))
 		return 0; /* never acknowledged (the crash came between store and log) */
 	if ((x->rc = admit(s)) || (x->rc = rec_vs_put(s, r->id, e->u, r->stop_ms)) ||
-	    (x->rc = upload_log_append(s, r->id, e->u)))
+	    (x->rc = upload_log_append(s, r->id, e->u)) || (x->rc = queue_push(s, r)))
 		return 1;
-	s->queue.v[s->queue.n++] = *r;
-	s->admitted++;
 	x->n++;
 	return 0;
 }
