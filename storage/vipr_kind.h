@@ -34,6 +34,10 @@
 
 /* Defaults of the built-in kind (docs/protocol.md §2). */
 #define ST_VIPR_MAX_COUNT    64u     /* claimants per number */
+/* Entries one certificate may hold under one number (docs/protocol.md §2.5): a
+ * carrier needs one per VService answering for the number, and 4 keeps any one
+ * certificate from taking more than 1/16 of max-count. */
+#define ST_VIPR_MAX_PER_CERT 4u
 #define ST_VIPR_MAX_SIZE     ST_VIPR_VALUE_MAX_LEN
 #define ST_VIPR_MIN_LIFETIME 60u     /* s */
 #define ST_VIPR_MAX_LIFETIME 172800u /* s: twice the recommended 24 h refresh period */

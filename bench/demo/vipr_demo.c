@@ -382,13 +382,14 @@ static int carrier_start(demo_t *d, int c, uint32_t seed)
 	snprintf(text, sizeof(text),
 	         "# carrier %s of the demo (written by vipr-demo; defaults: control/vipr_server.c)\n"
 	         "[server]\nname = %s\ndomain = %s\n"
-	         "[vap]\nbind = 127.0.0.1\nport = 0\nagents = %s:%s, %s:%s\n"
+	         "[vap]\nbind = 127.0.0.1\nport = 0\nagents = %s:%s, %s:%s\ntenants = %s:%s\n"
 	         "[pvp]\nbind = 127.0.0.1\nport = 0\nworkers = 2\nvcr_dir = %s\n%s%s%s"
 	         "# generous handshake limits: the demo's thief is probed for every contested call\n"
 	         "peer_fail_limit = 10000\nnumber_fail_limit = 1000\n"
 	         "[scheduler]\ndelay_min = 1s\ndelay_max = %us\nbackoff = 2s\nmax_attempts = 3\n"
 	         "attach_timeout = 3s\nfetch_timeout = 5s\nseed = %u\n",
-	         k->name, k->name, k->domain, k->agent, k->password, k->watcher, k->password, k->vcr_dir,
+	         k->name, k->name, k->domain, k->agent, k->password, k->watcher, k->password, k->watcher, k->agent,
+	         k->vcr_dir,
 	         k->keys_path[0] ? "ticket_keys = " : "", k->keys_path[0] ? k->keys_path : "",
 	         k->keys_path[0] ? "\n" : "", d->delay_max, seed);
 	if (write_file(k->conf_path, text))

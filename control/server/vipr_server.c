@@ -29,6 +29,10 @@
 #define LOGMOD "vsrv"
 #define UPLOAD_KEEP_MS (48ull * 3600 * 1000)  /* originating records' retention (pvp/vcr.h default) */
 #define MAINT_EVERY_MS 60000ull               /* purge of records, uploads and expired tickets */
+/* A terminating record may start this far in the future (clock offsets between carriers;
+ * the call-record store's start tolerance, pvp/vcr.h).  Later ones would sort first among
+ * the candidates of their selector and push the real record out (docs/protocol.md §5.2). */
+#define TERM_FUTURE_TOLERANCE_MS 90000ull
 
 /* ---- configuration -------------------------------------------------------------- */
 
@@ -51,6 +55,12 @@ static const vp_conf_opt_t vsrv_opts[] = {
 	  .doc = "realm of the agents' long-term credentials", VP_CONF_AT(vsrv_conf_t, realm) },
 	{ .section = "vap", .key = "agents", .type = VP_CONF_STR, .flags = VP_CONF_F_SECRET,
 	  .doc = "agents provisioned at start: name:password, name:password", VP_CONF_AT(vsrv_conf_t, agents) },
+	{ .section = "vap", .key = "tenants", .type = VP_CONF_STR,
+	  .doc = "agent:tenant, agent:tenant; an agent not listed is its own tenant (VServices belong to tenants)",
+	  VP_CONF_AT(vsrv_conf_t, tenants) },
+	{ .section = "vap", .key = "allow_plain_tcp", .type = VP_CONF_BOOL, .def = "no",
+	  .doc = "VAP without TLS on a non-loopback address (exposes agent passwords to offline guessing)",
+	  VP_CONF_AT(vsrv_conf_t, vap_allow_plain_tcp) },
 	{ .section = "pvp", .key = "bind", .type = VP_CONF_STR, .def = "127.0.0.1",
 	  .doc = "numeric address our PVP server listens on", VP_CONF_AT(vsrv_conf_t, pvp_bind) },
 	{ .section = "pvp", .key = "port", .type = VP_CONF_U32, .min = 0, .max = 65535, .def = "0",
@@ -96,6 +106,9 @@ static const vp_conf_opt_t vsrv_opts[] = {
 	  .def = "10s", .doc = "the 3-copy lookup of a number", VP_CONF_AT(vsrv_conf_t, fetch_timeout_ms) },
 	{ .section = "scheduler", .key = "seed", .type = VP_CONF_U64, .def = "0",
 	  .doc = "validation delays' random seed; 0 = from the OS", VP_CONF_AT(vsrv_conf_t, rng_seed) },
+	{ .section = "scheduler", .key = "max_jobs", .type = VP_CONF_U32, .min = 1, .max = 100000000,
+	  .def = "1000000", .unit = "records", .doc = "originating records waiting for validation; an upload beyond is refused",
+	  VP_CONF_AT(vsrv_conf_t, max_jobs) },
 };
 
 const vp_conf_opt_t *vsrv_conf_schema(size_t *n)
@@ -296,11 +309,16 @@ struct vsrv {
 	pthread_cond_t cv;
 	vqueue_t queue;                 /* originating records for the validation thread */
 	smap_t published;               /* our numbers -> VService id */
-	smap_t uploads;                 /* called number of an originating record -> uploader's VService id */
+	smap_t rec_vs;                  /* originating record id (decimal) -> uploader's VService id */
 	smap_t agent_vs;                /* agent -> VService id it last published */
+	smap_t tenant_of;               /* agent -> tenant (blob, NUL-terminated); absent: the agent itself */
+	smap_t vs_owner;                /* VService id (decimal) -> owning tenant (blob) */
+	uint64_t cur_rec_id;            /* validation thread: the record being validated (validate_cb -> route_cb) */
 	smap_t tickets;                 /* number|claimant -> last ticket */
 	vservice_t vs[VSRV_MAX_VSERVICES];
 	vsrv_stats_t st;
+	uint64_t admitted;              /* originating records queued or in the scheduler (upper bound) */
+	int up_fd;                      /* <vcr_dir>/viprd-uploads (RocksDB ignores foreign files): record id -> VService, appended before the ack */
 };
 
 static void emit(vsrv_t *s, const vsrv_event_t *ev)
@@ -319,6 +337,50 @@ static void stat_add(vsrv_t *s, uint64_t *field, uint64_t n)
 static bool stopping(vsrv_t *s)
 {
 	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* ---- tenants --------------------------------------------------------------------- */
+
+/* The tenant of \p agent (under s->mu): its [vap] tenants entry, else the agent itself. */
+static const char *tenant_locked(vsrv_t *s, const char *agent)
+{
+	ment_t *e = smap_get(&s->tenant_of, agent);
+	return e && e->blob ? (const char *)e->blob : agent;
+}
+
+/*
+ * May \p agent act on VService \p id?  The first tenant to use a VService (publish
+ * it, publish numbers under it, subscribe to it) owns it; every other tenant
+ * gets VP_EPERM (VAP 403).  VP_ENOMEM if the claim cannot be recorded.
+ */
+static int vs_access(vsrv_t *s, const char *agent, uint32_t id)
+{
+	char key[16];
+	const char *t;
+	ment_t *e;
+	int rc = 0;
+	snprintf(key, sizeof(key), "%u", id);
+	pthread_mutex_lock(&s->mu);
+	t = tenant_locked(s, agent);
+	if ((e = smap_get(&s->vs_owner, key))) {
+		if (strcmp((const char *)e->blob, t))
+			rc = VP_EPERM;
+	} else if (!(e = smap_put(&s->vs_owner, key)) || !(e->blob = (uint8_t *)strdup(t))) {
+		if (e)
+			smap_del(&s->vs_owner, key);
+		rc = VP_ENOMEM;
+	} else {
+		e->blob_len = strlen(t) + 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc == VP_EPERM)
+		vp_log_warn(LOGMOD, "vservice_refused", "srv=%s agent=%s vservice=%u", s->conf.name, agent, id);
+	return rc;
+}
+
+static int hook_vservice_access(void *ctx, const char *agent, uint32_t id)
+{
+	return vs_access(ctx, agent, id);
 }
 
 /* ---- VAP hooks (VAP thread) ------------------------------------------------------ */
@@ -406,6 +468,65 @@ static int hook_store(void *ctx, const vap_store_req_t *req)
 	return rc;
 }
 
+/* Remember which VService an originating record belongs to (under s->mu). */
+static int rec_vs_put(vsrv_t *s, uint64_t id, uint32_t vsid, uint64_t stop_ms)
+{
+	char key[24];
+	ment_t *u;
+	snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+	if (!(u = smap_put(&s->rec_vs, key)))
+		return VP_ENOMEM;
+	u->u = vsid;
+	u->until_ms = stop_ms + UPLOAD_KEEP_MS; /* as long as the record could be validated */
+	return 0;
+}
+
+/*
+ * Append (id, VService) to <vcr_dir>/viprd-uploads (under s->mu): 12 bytes, id and
+ * VService big-endian.  Written before the record is acknowledged, so a restart
+ * knows whose record it re-schedules.  The file is rewritten at start-up.
+ */
+static int upload_log_append(vsrv_t *s, uint64_t id, uint32_t vsid)
+{
+	uint8_t b[12];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(id >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		b[8 + i] = (uint8_t)(vsid >> (24 - 8 * i));
+	if (write(s->up_fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+		vp_log_error(LOGMOD, "upload_log", "srv=%s err=\"%s\"", s->conf.name, strerror(errno));
+		return VP_EIO;
+	}
+	return 0;
+}
+
+/* Room in the scheduler for one more originating record, or VP_EBUSY. */
+static int admit(vsrv_t *s)
+{
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	if (s->admitted >= s->conf.max_jobs)
+		rc = VP_EBUSY;
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* Queue \p r for the validation thread (under s->mu; the thread swaps the queue away). */
+static int queue_push(vsrv_t *s, const pvp_vcr_t *r)
+{
+	if (s->queue.n == s->queue.cap) {
+		size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
+		pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
+		if (!nv)
+			return VP_ENOMEM;
+		s->queue.v = nv;
+		s->queue.cap = cap;
+	}
+	s->queue.v[s->queue.n++] = *r;
+	s->admitted++;
+	return 0;
+}
+
 static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 {
 	vsrv_t *s = ctx;
@@ -413,6 +534,12 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	vsrv_event_t ev = { .kind = VSRV_EV_VCR };
 	pvp_vcr_t r;
 	int rc = pvp_vcr_make(&r, dir, v->called, v->caller, v->start_ms, v->stop_ms, NULL);
+	if (!rc && dir == PVP_DIR_TERM && v->start_ms > vp_clock_now_ms(s->clock) + TERM_FUTURE_TOLERANCE_MS)
+		rc = VP_EINVAL;
+	/* An originating record the scheduler could not take is refused before it is
+	 * stored and acknowledged (VAP hooks run on one thread: nothing admits in between). */
+	if (!rc && dir == PVP_DIR_ORIG)
+		rc = admit(s);
 	if (!rc)
 		rc = pvp_vcr_store_add(s->store, &r);
 	if (rc) {
@@ -423,22 +550,16 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	}
 	pthread_mutex_lock(&s->mu);
 	if (dir == PVP_DIR_ORIG) {
-		ment_t *a = smap_get(&s->agent_vs, agent), *u = smap_put(&s->uploads, r.called);
-		if (u)
-			u->u = a ? a->u : 1;
-		if (u) /* kept as long as the record could still be validated */
-			u->until_ms = r.stop_ms + UPLOAD_KEEP_MS;
-		if (s->queue.n == s->queue.cap) {
-			size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
-			pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
-			if (!nv) {
-				pthread_mutex_unlock(&s->mu);
-				return VP_ENOMEM;
-			}
-			s->queue.v = nv;
-			s->queue.cap = cap;
+		/* The route this record yields goes to the uploader's VService only. */
+		ment_t *a = smap_get(&s->agent_vs, agent);
+		uint32_t vsid = a ? a->u : 1;
+		if ((rc = rec_vs_put(s, r.id, vsid, r.stop_ms)) || (rc = upload_log_append(s, r.id, vsid)) ||
+		    (rc = queue_push(s, &r))) {
+			pthread_mutex_unlock(&s->mu);
+			pvp_vcr_store_del(s->store, &r); /* not acknowledged: not kept either */
+			stat_add(s, &s->st.vcr_rejected, 1);
+			return rc;
 		}
-		s->queue.v[s->queue.n++] = r;
 		s->st.vcr_orig++;
 		pthread_cond_signal(&s->cv);
 	} else {
@@ -458,7 +579,9 @@ static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 {
 	vsrv_t *s = ctx;
 	vservice_t *slot = NULL;
-	int rc = 0;
+	int rc = vs_access(s, agent, vs->id);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++) {
 		if (s->vs[i].used && s->vs[i].id == vs->id) {
@@ -606,8 +729,16 @@ static void fetch_done(void *arg, int status, const vsrv_reg_t *regs, size_t n, 
 	if (incident)
 		snprintf(w->incident, sizeof(w->incident), "%s", incident);
 	w->n = 0;
-	for (size_t i = 0; !status && i < n && i < VSRV_REGS_MAX; i++)
-		w->regs[w->n++] = regs[i];
+	/* One slot per claimant and per contact, taken before truncating to the claimants
+	 * we validate: one party's many entries (VServices, Node-IDs of one certificate,
+	 * up to the per-certificate limit) must not push the others out (docs/protocol.md §2.5). */
+	for (size_t i = 0; !status && i < n && w->n < VSRV_REGS_MAX; i++) {
+		bool dup = false;
+		for (size_t k = 0; k < w->n && !dup; k++)
+			dup = vp_id_eq(&w->regs[k].node, &regs[i].node) || vp_id_eq(&w->regs[k].contact, &regs[i].contact);
+		if (!dup)
+			w->regs[w->n++] = regs[i];
+	}
 	w->done = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
@@ -683,6 +814,7 @@ static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, c
 	attach_ctx_t a = { .s = s };
 	vsrv_event_t ev = { .kind = VSRV_EV_VALIDATION, .number = r->called, .claimant = c->id };
 	int rc = vp_id_from_hex(c->addr, &a.contact);
+	s->cur_rec_id = r->id; /* the scheduler reports this validation's route next (route_cb) */
 	if (!rc)
 		rc = pvp_client_validate(s->cli, r, c->methods, attach_connect, &a, prev, prev_len, out);
 	pthread_mutex_lock(&s->mu);
@@ -765,12 +897,15 @@ static void route_cb(void *arg, const pvp_route_t *r)
 		}
 	}
 	if (r->resp->status == PVP_ST_ROUTES) {
+		char rk[24];
+		ment_t *u;
+		snprintf(rk, sizeof(rk), "%llu", (unsigned long long)s->cur_rec_id);
 		s->st.routes++;
-		if ((o = calloc(1, sizeof(*o)))) {
-			ment_t *u = smap_get(&s->uploads, r->number);
+		/* Only the VService whose agent uploaded the validated record learns the route. */
+		if ((u = smap_get(&s->rec_vs, rk)) && (o = calloc(1, sizeof(*o)))) {
 			o->s = s;
 			snprintf(o->route.number, sizeof(o->route.number), "%s", r->number);
-			o->route.vservice_id = u ? u->u : 1;
+			o->route.vservice_id = u->u;
 			o->route.expires = r->resp->expires > now_s ? (uint32_t)(r->resp->expires - now_s) : 0;
 			for (size_t i = 0; i < r->resp->nuris && i < VAP_MAX_URIS; i++)
 				snprintf(o->route.uris[o->route.n_uris++], VAP_MAX_URI, "%s", r->resp->uris[i]);
@@ -798,7 +933,7 @@ void vsrv_maintenance(vsrv_t *s)
 	int rc = pvp_vcr_store_purge(s->store, &purged);
 	pthread_mutex_lock(&s->mu);
 	s->st.vcr_purged += purged;
-	uploads = smap_expire(&s->uploads, now);
+	uploads = smap_expire(&s->rec_vs, now);
 	tickets = smap_expire(&s->tickets, now);
 	pthread_mutex_unlock(&s->mu);
 	if (rc || purged || uploads || tickets)
@@ -838,6 +973,8 @@ static void *validation_thread(void *arg)
 		pvp_sched_stats(s->sched, &ss);
 		pthread_mutex_lock(&s->mu);
 		s->st.sched_queued = pvp_sched_pending(s->sched);
+		/* Every record taken from the queue is in the scheduler now: the exact count. */
+		s->admitted = s->st.sched_queued + s->queue.n;
 		s->st.sched_scheduled = ss.scheduled;
 		s->st.sched_no_claimant = ss.no_claimant;
 		s->st.sched_dropped = ss.dropped;
@@ -888,6 +1025,109 @@ static int provision_agents(vsrv_t *s, const char *list)
 	return rc;
 }
 
+/* [vap] tenants = "agent:tenant, ...": agents sharing a tenant share its VServices. */
+static int provision_tenants(vsrv_t *s, const char *list)
+{
+	char buf[sizeof(s->conf.tenants)], *save = NULL, *tok;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *colon;
+		ment_t *e;
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		for (char *end = tok + strlen(tok); end > tok && (end[-1] == ' ' || end[-1] == '\t');)
+			*--end = '\0';
+		if (!*tok)
+			continue;
+		if (!(colon = strchr(tok, ':')) || colon == tok || !colon[1]) {
+			vp_log_error(LOGMOD, "tenants", "srv=%s msg=\"[vap] tenants: expected agent:tenant\"", s->conf.name);
+			return VP_ECONFIG;
+		}
+		*colon = '\0';
+		if (!(e = smap_put(&s->tenant_of, tok)))
+			return VP_ENOMEM;
+		free(e->blob);
+		if (!(e->blob = (uint8_t *)strdup(colon + 1)))
+			return VP_ENOMEM;
+		e->blob_len = strlen(colon + 1) + 1;
+	}
+	return 0;
+}
+
+typedef struct resched {
+	vsrv_t *s;
+	smap_t logged;  /* record id -> VService, from <vcr_dir>/viprd-uploads */
+	int rc;
+	size_t n;
+} resched_t;
+
+static int resched_one(void *arg, const pvp_vcr_t *r)
+{
+	resched_t *x = arg;
+	vsrv_t *s = x->s;
+	char key[24];
+	ment_t *e;
+	snprintf(key, sizeof(key), "%llu", (unsigned long long)r->id);
+	if (!(e = smap_get(&x->logged, key)))
+		return 0; /* never acknowledged (the crash came between store and log) */
+	if ((x->rc = admit(s)) || (x->rc = rec_vs_put(s, r->id, e->u, r->stop_ms)) ||
+	    (x->rc = upload_log_append(s, r->id, e->u)) || (x->rc = queue_push(s, r)))
+		return 1;
+	x->n++;
+	return 0;
+}
+
+/*
+ * Start-up: every acknowledged originating record still in the store goes back
+ * to the scheduler (at a fresh random delay from its stop time, so a record
+ * whose time has passed runs at once), with the VService it was uploaded for.
+ * The uploads log is then rewritten with exactly those records.
+ */
+static int reschedule_stored(vsrv_t *s)
+{
+	char path[VSRV_PATH_MAX + 16], tmp[VSRV_PATH_MAX + 24];
+	resched_t x = { .s = s };
+	uint8_t b[12];
+	int fd, rc = 0;
+	snprintf(path, sizeof(path), "%s/viprd-uploads", s->conf.vcr_dir);
+	snprintf(tmp, sizeof(tmp), "%s/viprd-uploads.new", s->conf.vcr_dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		ssize_t n;
+		while ((n = read(fd, b, sizeof(b))) == (ssize_t)sizeof(b)) {
+			uint64_t id = 0;
+			uint32_t vsid = 0;
+			char key[24];
+			ment_t *e;
+			for (int i = 0; i < 8; i++)
+				id = id << 8 | b[i];
+			for (int i = 0; i < 4; i++)
+				vsid = vsid << 8 | b[8 + i];
+			snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+			if (!(e = smap_put(&x.logged, key))) {
+				rc = VP_ENOMEM;
+				break;
+			}
+			e->u = vsid;
+		}
+		close(fd); /* a torn last entry (crash mid-write) was never acknowledged */
+	} else if (errno != ENOENT) {
+		rc = VP_EIO;
+	}
+	if (!rc && (s->up_fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) < 0)
+		rc = VP_EIO;
+	if (!rc) {
+		rc = pvp_vcr_store_scan(s->store, PVP_DIR_ORIG, resched_one, &x);
+		if (x.rc)
+			rc = x.rc;
+	}
+	if (!rc && rename(tmp, path))
+		rc = VP_EIO;
+	smap_clear(&x.logged);
+	if (!rc)
+		vp_log_info(LOGMOD, "rescheduled", "srv=%s records=%zu", s->conf.name, x.n);
+	return rc;
+}
+
 int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *clock, vsrv_event_fn ev,
              void *ev_arg, vsrv_t **out)
 {
@@ -912,6 +1152,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	s->ev = ev;
 	s->ev_arg = ev_arg;
 	s->pvp_lfd = -1;
+	s->up_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 
@@ -972,7 +1213,10 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	sc.route = route_cb;
 	sc.route_arg = s;
 	sc.clock = clock;
+	sc.max_jobs = s->conf.max_jobs;
 	if ((rc = pvp_sched_new(&sc, &s->sched)))
+		goto fail;
+	if ((rc = reschedule_stored(s)))
 		goto fail;
 	/* A bind address that is not numeric is a configuration error. */
 	if ((rc = vp_net_listen_tcp(conf->pvp_bind, (uint16_t)conf->pvp_port, 128, VP_NET_NONBLOCK, &s->pvp_lfd, &s->pvp_port))) {
@@ -984,13 +1228,16 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	vc.bind_addr = s->conf.vap_bind;
 	vc.port = (uint16_t)conf->vap_port;
 	vc.realm = s->conf.realm;
+	vc.allow_plain_tcp = conf->vap_allow_plain_tcp;
+	memset(&hooks, 0, sizeof(hooks));
 	hooks.ctx = s;
+	hooks.vservice_access = hook_vservice_access;
 	hooks.store = hook_store;
 	hooks.upload_vcr = hook_upload_vcr;
 	hooks.publish_vservice = hook_vservice;
 	if ((rc = vap_server_create(&vc, &hooks, &s->vap)))
 		goto fail;
-	if ((rc = provision_agents(s, conf->agents)))
+	if ((rc = provision_agents(s, conf->agents)) || (rc = provision_tenants(s, conf->tenants)))
 		goto fail;
 	vp_log_info(LOGMOD, "created", "srv=%s domain=%s vap_port=%u pvp_port=%u vcr_dir=%s", s->conf.name,
 	            s->conf.domain, vap_server_port(s->vap), s->pvp_port, s->conf.vcr_dir);
@@ -1065,9 +1312,13 @@ void vsrv_free(vsrv_t *s)
 	pvp_server_free(s->pvp);
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);
+	if (s->up_fd >= 0)
+		close(s->up_fd);
 	smap_clear(&s->published);
-	smap_clear(&s->uploads);
+	smap_clear(&s->rec_vs);
 	smap_clear(&s->agent_vs);
+	smap_clear(&s->tenant_of);
+	smap_clear(&s->vs_owner);
 	smap_clear(&s->tickets);
 	free(s->queue.v);
 	pthread_cond_destroy(&s->cv);

@@ -149,7 +149,10 @@ typedef struct vsrv_conf {
 	uint64_t attach_timeout_ms;        /*!< [scheduler] attach_timeout */
 	uint64_t fetch_timeout_ms;         /*!< [scheduler] fetch_timeout */
 	uint64_t rng_seed;                 /*!< [scheduler] seed; 0 = from the OS */
+	uint32_t max_jobs;                 /*!< [scheduler] max_jobs: originating records waiting; more are refused */
 	char agents[1024];                 /*!< [vap] agents: "name:password, ..." provisioned at start */
+	char tenants[1024];                /*!< [vap] tenants: "agent:tenant, ..."; an agent not listed is its own tenant */
+	bool vap_allow_plain_tcp;          /*!< [vap] allow_plain_tcp: VAP without TLS on a non-loopback bind */
 } vsrv_conf_t;
 
 /*!

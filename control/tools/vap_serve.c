@@ -187,6 +187,8 @@ static void usage(FILE *f)
 	"      --store-inflight N    stores in flight at once (default 256)\n"
 	"      --req-rate N          requests per second per agent (default 5000)\n"
 	"      --tls-cert F --tls-key F   serve TLS\n"
+	"      --allow-plain-tcp     listen without TLS on a non-loopback address (exposes the\n"
+	"                            agents' passwords to offline guessing; refused otherwise)\n"
 	"      --routes              read routes from stdin and Notify subscribers\n"
 	"  -v, --verbose             debug logs\n");
 }
@@ -210,12 +212,13 @@ int main(int argc, char **argv)
 		{ "routes", no_argument, NULL, 10 },
 		{ "req-rate", required_argument, NULL, 11 },
 		{ "agents-file", required_argument, NULL, 12 },
+		{ "allow-plain-tcp", no_argument, NULL, 14 },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	vap_server_conf_t conf;
-	vap_hooks_t hooks;
+	vap_hooks_t hooks = { 0 };
 	vap_ststore_t *sts = NULL;
 	serve_t sv;
 	vap_ststore_conf_t sc;
@@ -260,6 +263,7 @@ int main(int argc, char **argv)
 		case 10: routes = true; break;
 		case 11: conf.req_rate = strtod(optarg, NULL); break;
 		case 12: agents_file = optarg; break;
+		case 14: conf.allow_plain_tcp = true; break;
 		case 'v': vp_log_setup(VP_LOG_DEBUG, NULL); break;
 		case 'h': usage(stdout); free(agents); return 0;
 		default: usage(stderr); free(agents); return 2;
@@ -372,7 +376,7 @@ int main(int argc, char **argv)
 	vap_server_get_stats(g_srv, &st);
 	printf("stopped: conns=%" PRIu64 " requests=%" PRIu64 " ok=%" PRIu64 " errors=%" PRIu64
 	       " (400=%" PRIu64 " 401=%" PRIu64 " 420=%" PRIu64 " 429=%" PRIu64 " 503=%" PRIu64
-	       ") numbers_stored=%zu vcrs=%" PRIu64 " notifies=%" PRIu64 "\n",
+	       ") quota_used=%zu vcrs=%" PRIu64 " notifies=%" PRIu64 "\n",
 	       st.conns_total, st.requests, st.responses_ok, st.responses_err, st.err_400, st.err_401,
 	       st.err_420, st.err_429, st.err_503, (size_t)st_quota_used(st_db_shard(db, 0), &sc.node,
 	       ST_VIPR_KIND_ID_DEFAULT), st.vcrs, st.notifies);
