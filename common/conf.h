@@ -33,11 +33,14 @@ typedef struct vp_conf_err {
 	char msg[256];
 } vp_conf_err_t;
 
-/*! \brief Parse \p len bytes of text. NULL on error (VP_ECONFIG/VP_ENOMEM in *err and a reason in \p e). */
-vp_conf_t *vp_conf_parse(const char *text, size_t len, int *err, vp_conf_err_t *e);
+/*!
+ * \brief Parse \p len bytes of text into *\p out (the caller frees it with vp_conf_free()).
+ * 0, or VP_ECONFIG / VP_ENOMEM with a reason in \p e; *\p out is NULL on error.
+ */
+int vp_conf_parse(const char *text, size_t len, vp_conf_t **out, vp_conf_err_t *e);
 
-/*! \brief Read and parse a file (VP_EIO if it cannot be read). */
-vp_conf_t *vp_conf_load(const char *path, int *err, vp_conf_err_t *e);
+/*! \brief Read and parse a file into *\p out, as vp_conf_parse(); VP_EIO if it cannot be read. */
+int vp_conf_load(const char *path, vp_conf_t **out, vp_conf_err_t *e);
 
 void vp_conf_free(vp_conf_t *conf);
 

@@ -49,8 +49,7 @@ static inline int harness_start(harness_t *h, const vap_server_conf_t *conf, uns
 	else
 		vap_server_conf_default(&c);
 	c.port = 0;
-	h->ms = vap_memstore_new();
-	if (!h->ms)
+	if (vap_memstore_new(&h->ms))
 		return VP_ENOMEM;
 	vap_memstore_hooks(h->ms, &hooks);
 	if ((rc = vap_server_create(&c, &hooks, &h->srv)))

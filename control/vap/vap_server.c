@@ -1450,11 +1450,11 @@ int vap_server_add_agent(vap_server_t *srv, const char *username, const char *pa
 	if (!a)
 		return VP_ENOMEM;
 	strcpy(a->username, username);
-	a->mac = vap_mac_new(key, sizeof(key));
+	rc = vap_mac_new(key, sizeof(key), &a->mac);
 	OPENSSL_cleanse(key, sizeof(key));
-	if (!a->mac) {
+	if (rc) {
 		free(a);
-		return VP_ECRYPTO;
+		return rc;
 	}
 	a->tokens = srv->conf.req_burst;
 	a->last_ns = vp_time_mono_ns();

@@ -15,7 +15,10 @@
 
 static vp_conf_t *parse(const char *text, int *err, vp_conf_err_t *e)
 {
-	return vp_conf_parse(text, strlen(text), err, e);
+	vp_conf_t *c = (vp_conf_t *)1; /* must be reset to NULL on error */
+	*err = vp_conf_parse(text, strlen(text), &c, e);
+	assert_true(*err ? c == NULL : c != NULL);
+	return c;
 }
 
 static void sections_values_comments_quotes(void **state)
@@ -136,20 +139,20 @@ static void unknown_keys_and_sections(void **state)
 static void load_from_file(void **state)
 {
 	char path[] = "/tmp/vp_conf_testXXXXXX";
-	int fd = mkstemp(path), err = 0;
+	int fd = mkstemp(path);
 	vp_conf_err_t e;
 	vp_conf_t *c;
 	(void)state;
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "[a]\nb = c\n", 10), 10);
 	close(fd);
-	c = vp_conf_load(path, &err, &e);
+	assert_int_equal(vp_conf_load(path, &c, &e), 0);
 	assert_non_null(c);
 	assert_string_equal(vp_conf_get(c, "a", "b"), "c");
 	vp_conf_free(c);
 	unlink(path);
-	assert_null(vp_conf_load(path, &err, &e));
-	assert_int_equal(err, VP_EIO);
+	assert_int_equal(vp_conf_load(path, &c, &e), VP_EIO);
+	assert_null(c);
 	assert_non_null(strstr(e.msg, "cannot open"));
 }
 

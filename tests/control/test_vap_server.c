@@ -26,6 +26,14 @@ typedef struct raw {
 	uint8_t buf[70000];
 } raw_t;
 
+/* A fresh in-memory store (the test fails if it cannot be made). */
+static vap_memstore_t *memstore(void)
+{
+	vap_memstore_t *ms = NULL;
+	assert_int_equal(vap_memstore_new(&ms), 0);
+	return ms;
+}
+
 static void begin(raw_t *r, vap_enc_t *e, uint8_t *out, size_t cap, uint16_t method, uint8_t tid0)
 {
 	uint8_t tid[VAP_TID_LEN] = { tid0, 0xAB };
@@ -546,7 +554,7 @@ static void store_rate_limit_paces_stores(void **state)
 	vap_server_conf_t conf;
 	vap_hooks_t hooks;
 	vap_server_t *srv;
-	vap_memstore_t *ms = vap_memstore_new();
+	vap_memstore_t *ms = memstore();
 	timed_t *t = calloc(1, sizeof(*t));
 	vap_client_conf_t cc;
 	vap_client_t *c;
@@ -984,7 +992,7 @@ static void plain_tcp_is_refused_off_loopback(void **state)
 	vap_server_conf_t conf;
 	vap_hooks_t hooks;
 	vap_server_t *srv = NULL;
-	vap_memstore_t *ms = vap_memstore_new();
+	vap_memstore_t *ms = memstore();
 	(void)state;
 	vap_memstore_hooks(ms, &hooks);
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
