@@ -696,8 +696,12 @@ void vp_conf_schema_help(FILE *f, const vp_conf_opt_t *opts, size_t n)
 		         o->unit ? ", " : "", o->unit ? o->unit : "",
 		         (o->flags & VP_CONF_F_OVERLAY) ? ", overlay-wide" : "",
 		         (o->flags & VP_CONF_F_RELOAD) ? ", reloadable" : "");
-		fprintf(f, "# %s (%s)\n%s = %s\n", o->doc, what, o->key,
-		        (o->flags & VP_CONF_F_SECRET) || !o->def ? "" : o->def);
+		/* Without a value to show, the line is commented out: "key = " would set the option to nothing,
+		 * which is not the same as leaving it unset, so the output can be copied into a file as it is. */
+		if ((o->flags & VP_CONF_F_SECRET) || !o->def || !*o->def)
+			fprintf(f, "# %s (%s)\n# %s =\n", o->doc, what, o->key);
+		else
+			fprintf(f, "# %s (%s)\n%s = %s\n", o->doc, what, o->key, o->def);
 	}
 }
 

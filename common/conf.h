@@ -148,7 +148,10 @@ int vp_conf_schema_set(const vp_conf_opt_t *opts, size_t n, void *out, const cha
 const vp_conf_opt_t *vp_conf_schema_find(const vp_conf_opt_t *opts, size_t n, const char *section,
                                          const char *key);
 
-/*! \brief `--help-config`: every option as it would be written in a file, with its doc, type, range, flags. */
+/*!
+ * \brief `--help-config`: every option as it would be written in a file, with its doc, type, range, flags.
+ * An option with no default, or a secret, is printed commented out ("# key =") so the output parses as it is.
+ */
 void vp_conf_schema_help(FILE *f, const vp_conf_opt_t *opts, size_t n);
 
 /*! \brief The README's options table (Markdown), one row per option, grouped by section. */
