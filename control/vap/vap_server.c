@@ -1355,7 +1355,7 @@ int vap_server_timeout_ms(const vap_server_t *srv)
 
 int vap_server_run(vap_server_t *srv)
 {
-	while (!srv->stop) {
+	while (!vap_server_stopping(srv)) {
 		int rc = vap_server_run_once(srv, 1000);
 		if (rc)
 			return rc;
@@ -1371,7 +1371,7 @@ bool vap_server_stopping(const vap_server_t *srv)
 void vap_server_stop(vap_server_t *srv)
 {
 	uint64_t one = 1;
-	srv->stop = 1;
+	__atomic_store_n(&srv->stop, 1, __ATOMIC_RELEASE);
 	if (write(srv->wakefd, &one, sizeof(one)) < 0)
 		vp_log_warn(MOD, "wake_failed", "errno=%d", errno);
 }
