@@ -370,15 +370,8 @@ static void ring_remove(sim_t *s, uint32_t idx)
 /* Position in the ring of the first live joined node at or after id. */
 static uint32_t ring_succ_pos(const sim_t *s, const vp_id_t *id)
 {
-	uint32_t lo = 0, hi = s->nring;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (vp_id_cmp(&s->ring[mid], id) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo == s->nring ? 0 : lo;
+	uint32_t pos = ring_lower(s, id);
+	return pos == s->nring ? 0 : pos; /* past the largest Node-ID the ring wraps to the first */
 }
 
 static int64_t true_owner(sim_t *s, const vp_id_t *id)
