@@ -53,6 +53,8 @@ const char vsrv_default_conf[] =
 	"list_mode = black\n"
 	"peer_fail_limit = 30\n"
 	"number_fail_limit = 10\n"
+	"orig_min_entropy_cbits = 1600\n"
+	"guess_budget = 64\n"
 	"vcr_dir = ./vcr\n"
 	"# ticket_keys = /etc/viprd/ticket.keys   (default: a random key per start)\n"
 	"[scheduler]\n"
@@ -117,6 +119,7 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 	static const char *const k_pvp[] = { "bind", "port", "workers", "group_bits", "ticket_lifetime",
 		                             "io_timeout", "min_entropy_cbits", "list_mode", "vcr_dir",
 		                             "peer_fail_limit", "number_fail_limit",
+		                             "orig_min_entropy_cbits", "guess_budget",
 		                             "ticket_keys", NULL };
 	static const char *const k_sched[] = { "delay_min", "delay_max", "backoff", "max_attempts",
 		                               "attach_timeout", "fetch_timeout", "seed", NULL };
@@ -168,6 +171,8 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 	    (rc = conf_u32(vc, "pvp", "min_entropy_cbits", 1, 65535, &c->min_entropy_cbits, e)) ||
 	    (rc = conf_u32(vc, "pvp", "peer_fail_limit", 1, 1000000, &c->peer_fail_limit, e)) ||
 	    (rc = conf_u32(vc, "pvp", "number_fail_limit", 1, 1000000, &c->number_fail_limit, e)) ||
+	    (rc = conf_u32(vc, "pvp", "orig_min_entropy_cbits", 1, 65535, &c->orig_min_entropy_cbits, e)) ||
+	    (rc = conf_u32(vc, "pvp", "guess_budget", 1, 1000000, &c->guess_budget, e)) ||
 	    (rc = conf_strcpy(vc, "pvp", "vcr_dir", c->vcr_dir, sizeof(c->vcr_dir), e)) ||
 	    (rc = conf_strcpy(vc, "pvp", "ticket_keys", c->ticket_keys, sizeof(c->ticket_keys), e)))
 		return rc;
@@ -347,6 +352,7 @@ struct vsrv {
 	pvp_ticket_keys_t keys;
 	pvp_server_t *pvp;
 	pvp_client_t *cli;
+	pvp_ledger_t *ledger;           /* the originating side's guess ledger, in the call-record store */
 	pvp_sched_t *sched;
 	int pvp_lfd;
 	uint16_t pvp_port;
@@ -765,7 +771,7 @@ static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, c
 	vsrv_event_t ev = { .kind = VSRV_EV_VALIDATION, .number = r->called, .claimant = c->id };
 	int rc = vp_id_from_hex(c->addr, &a.contact);
 	if (!rc)
-		rc = pvp_client_validate(s->cli, r, c->methods, attach_connect, &a, prev, prev_len, out);
+		rc = pvp_client_validate(s->cli, c->id, r, c->methods, attach_connect, &a, prev, prev_len, out);
 	pthread_mutex_lock(&s->mu);
 	if (!rc)
 		s->st.validations_ok++;
@@ -1014,6 +1020,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	pvp_policy_conf_t pc;
 	pvp_server_conf_t psc;
 	pvp_client_conf_t cc;
+	pvp_ledger_conf_t lc;
 	pvp_sched_conf_t sc;
 	int rc;
 
@@ -1066,10 +1073,17 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	psc.clock = clock;
 	if ((rc = pvp_server_new(&psc, &s->pvp)))
 		goto fail;
+	memset(&lc, 0, sizeof(lc));
+	lc.store = s->store;
+	lc.budget = conf->guess_budget;
+	if ((rc = pvp_ledger_new(&lc, &s->ledger)))
+		goto fail;
 	memset(&cc, 0, sizeof(cc));
 	cc.domain = s->conf.domain;
 	cc.io_timeout_ms = conf->io_timeout_ms;
 	cc.clock = clock;
+	cc.ledger = s->ledger;
+	cc.min_entropy_cbits = conf->orig_min_entropy_cbits;
 	if ((rc = pvp_client_new(&cc, &s->cli)))
 		goto fail;
 	memset(&sc, 0, sizeof(sc));
@@ -1175,6 +1189,7 @@ void vsrv_free(vsrv_t *s)
 		close(s->pvp_lfd);
 	pvp_sched_free(s->sched);
 	pvp_client_free(s->cli);
+	pvp_ledger_free(s->ledger);
 	pvp_server_free(s->pvp);
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);

@@ -195,3 +195,33 @@ void h_claimant_wait(h_claimant_t *c, int n)
 	}
 	assert_true(__atomic_load_n(&c->nresults, __ATOMIC_SEQ_CST) >= n);
 }
+
+void h_orig_side_open(h_orig_side_t *o, const char *dir, const pvp_ledger_conf_t *lc)
+{
+	pvp_vcr_store_conf_t sc;
+	pvp_ledger_conf_t l;
+	memset(o, 0, sizeof(*o));
+	if (dir && dir[0])
+		snprintf(o->dir, sizeof(o->dir), "%s", dir);
+	else
+		h_tmpdir(o->dir, sizeof(o->dir));
+	memset(&sc, 0, sizeof(sc));
+	sc.path = o->dir;
+	assert_int_equal(pvp_vcr_store_open(&sc, &o->store), 0);
+	if (lc)
+		l = *lc;
+	else
+		memset(&l, 0, sizeof(l));
+	l.store = o->store;
+	assert_int_equal(pvp_ledger_new(&l, &o->ledger), 0);
+}
+
+void h_orig_side_close(h_orig_side_t *o, bool keep)
+{
+	pvp_ledger_free(o->ledger);
+	pvp_vcr_store_close(o->store);
+	o->ledger = NULL;
+	o->store = NULL;
+	if (!keep)
+		h_rmdir(o->dir);
+}

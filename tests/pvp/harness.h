@@ -73,4 +73,17 @@ pvp_vcr_t h_orig(const char *called, const char *caller, uint64_t start_ms, uint
 /*! \brief Wait (bounded, 5 s) until the claimant has served \p n connections. */
 void h_claimant_wait(h_claimant_t *c, int n);
 
+/*! \brief The originating side's durable state: a call-record store and the guess ledger in it. */
+typedef struct h_orig_side {
+	char dir[256];
+	pvp_vcr_store_t *store;
+	pvp_ledger_t *ledger;
+} h_orig_side_t;
+
+/*! \brief Open (\p dir "" = a new temporary directory) with ledger configuration \p lc (may be NULL). */
+void h_orig_side_open(h_orig_side_t *o, const char *dir, const pvp_ledger_conf_t *lc);
+
+/*! \brief Close; \p keep leaves the directory for a reopen (a restart). */
+void h_orig_side_close(h_orig_side_t *o, bool keep);
+
 #endif

@@ -24,6 +24,23 @@
 #define B_NUM "+33123456789"
 #define CALL_MS (183 * 1000ull) /* a 3-minute call */
 
+/* The validator's ledger, fresh for every test (setup/teardown). */
+static h_orig_side_t side;
+
+static int side_setup(void **state)
+{
+	(void)state;
+	h_orig_side_open(&side, NULL, NULL);
+	return 0;
+}
+
+static int side_teardown(void **state)
+{
+	(void)state;
+	h_orig_side_close(&side, false);
+	return 0;
+}
+
 static pvp_client_t *client_n(const char *domain, unsigned max_shift, unsigned max_candidates)
 {
 	pvp_client_conf_t cc;
@@ -33,6 +50,7 @@ static pvp_client_t *client_n(const char *domain, unsigned max_shift, unsigned m
 	cc.max_shift = max_shift;
 	cc.max_candidates = max_candidates;
 	cc.io_timeout_ms = 5000;
+	cc.ledger = side.ledger;
 	assert_int_equal(pvp_client_new(&cc, &cli), 0);
 	return cli;
 }
@@ -45,7 +63,7 @@ static pvp_client_t *client(const char *domain, unsigned max_shift)
 static int validate(h_claimant_t *c, pvp_client_t *cli, const pvp_vcr_t *r, unsigned methods,
                     const uint8_t *prev, size_t prev_len, pvp_validation_t *v)
 {
-	return pvp_client_validate(cli, r, methods, pvp_tcp_connect, &c->target, prev, prev_len, v);
+	return pvp_client_validate(cli, c->port, r, methods, pvp_tcp_connect, &c->target, prev, prev_len, v);
 }
 
 static void owner_validates_and_gets_routes_and_ticket(void **state)
@@ -136,7 +154,16 @@ static void clock_offset_inside_tolerance_succeeds(void **state)
 	/* 75 s early: (i0, -1) is the third try. */
 	assert_int_equal(offset_case(-75000, 1, &v), 0);
 	assert_int_equal(v.handshakes, 3);
-	assert_int_equal(v.resp.status, PVP_ST_ROUTES);
+	/*
+	 * The claimant granted routes, but three handshakes were three guesses:
+	 * our own credit is e - log2(3) = 16.86 - 1.58 bits, under 16, so the
+	 * routes wait for another call (§5.9).
+	 */
+	assert_true(v.withheld);
+	assert_int_equal(v.resp.status, PVP_ST_PENDING);
+	assert_int_equal(v.resp.nuris, 0);
+	assert_true(v.resp.ticket_len > 0);
+	assert_true(v.credit_cbits < 1600 && v.credit_cbits + 159 >= v.call_cbits && v.credit_cbits + 157 <= v.call_cbits);
 }
 
 static void clock_offset_outside_tolerance_fails(void **state)
@@ -224,7 +251,11 @@ static void two_claimants_that_both_received_the_call_both_validate(void **state
 	assert_int_equal(v2.resp.status, PVP_ST_ROUTES);
 	assert_string_equal(v1.resp.uris[0], "sips:" A_NUM "@pbx.enterprise.example");
 	assert_string_equal(v2.resp.uris[0], "sips:" A_NUM "@sbc.provider.example");
-	/* The record stays after success: a second originator can validate the same call. */
+	/* The record stays after success: a second originator (its own ledger) can validate the same call. */
+	pvp_client_free(cli);
+	h_orig_side_close(&side, false);
+	h_orig_side_open(&side, NULL, NULL);
+	cli = client("carrier-c.example", 0);
 	assert_int_equal(validate(&enterprise, cli, &r, PVP_METHODS_ALL, NULL, 0, &v1), 0);
 	assert_int_equal(v1.resp.status, PVP_ST_ROUTES);
 	h_claimant_stop(&enterprise);
@@ -389,7 +420,7 @@ typedef struct worker {
 static void *client_worker(void *arg)
 {
 	worker_t *w = arg;
-	pvp_client_conf_t cc = { .domain = "carrier-b.example", .io_timeout_ms = 5000 };
+	pvp_client_conf_t cc = { .domain = "carrier-b.example", .io_timeout_ms = 5000, .ledger = side.ledger };
 	pvp_client_t *cli;
 	if (pvp_client_new(&cc, &cli))
 		return NULL;
@@ -400,7 +431,7 @@ static void *client_worker(void *arg)
 		snprintf(num, sizeof(num), "+1408555%04d", w->base + i);
 		if (pvp_vcr_make(&r, PVP_DIR_ORIG, num, B_NUM, T0_MS, T0_MS + CALL_MS, NULL))
 			break;
-		if (pvp_client_validate(cli, &r, PVP_METHODS_ALL, pvp_tcp_connect, &w->c->target, NULL, 0, &v) == 0 &&
+		if (pvp_client_validate(cli, w->c->port, &r, PVP_METHODS_ALL, pvp_tcp_connect, &w->c->target, NULL, 0, &v) == 0 &&
 		    v.resp.status == PVP_ST_ROUTES && v.handshakes == 1)
 			w->ok++;
 	}
@@ -485,7 +516,7 @@ static void concurrent_handshakes_cannot_exceed_the_peer_limit(void **state)
 {
 	pvp_policy_conf_t pc = { .peer_fail_limit = 1 };
 	pvp_client_conf_t cc = { .domain = "carrier-b.example", .io_timeout_ms = 5000, .max_tries = 1,
-	                         .max_candidates = 1, .max_shift = PVP_NO_SHIFT };
+	                         .max_candidates = 1, .max_shift = PVP_NO_SHIFT, .ledger = side.ledger };
 	pvp_client_t *cli;
 	h_claimant_t c;
 	pvp_vcr_t thief = h_orig(A_NUM, B_NUM, T0_MS + 7 * 60 * 1000, T0_MS + 7 * 60 * 1000 + CALL_MS);
@@ -500,7 +531,7 @@ static void concurrent_handshakes_cannot_exceed_the_peer_limit(void **state)
 		assert_int_equal(pvp_tcp_connect(&c.target, &fd[i]), 0);
 	nanosleep(&ts, NULL); /* both workers have accepted (and checked the limit) */
 	for (int i = 0; i < 2; i++)
-		assert_true(pvp_client_validate(cli, &thief, PVP_MBIT(PVP_METHOD_B), given_fd, &fd[i], NULL, 0,
+		assert_true(pvp_client_validate(cli, "thief", &thief, PVP_MBIT(PVP_METHOD_B), given_fd, &fd[i], NULL, 0,
 		                                &v) != 0);
 	h_claimant_wait(&c, 2);
 	for (int i = 0; i < 2; i++) {
@@ -518,7 +549,7 @@ static void server_refuses_small_groups(void **state)
 	pvp_server_conf_t conf;
 	pvp_server_t *srv;
 	pvp_ticket_keys_t keys;
-	pvp_client_conf_t cc = { .domain = "x.example", .min_group_bits = 1024 };
+	pvp_client_conf_t cc = { .domain = "x.example", .min_group_bits = 1024, .ledger = side.ledger };
 	pvp_client_t *cli;
 	(void)state;
 	h_keys(&keys);
@@ -554,25 +585,25 @@ static void larger_group_validates(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(owner_validates_and_gets_routes_and_ticket),
-		cmocka_unit_test(thief_without_the_call_fails),
-		cmocka_unit_test(clock_offset_inside_tolerance_succeeds),
-		cmocka_unit_test(clock_offset_outside_tolerance_fails),
-		cmocka_unit_test(caller_id_missing_on_terminating_side_falls_back_to_b),
-		cmocka_unit_test(caller_id_missing_on_originating_side_uses_b),
-		cmocka_unit_test(call_exactly_on_the_hour),
-		cmocka_unit_test(two_claimants_that_both_received_the_call_both_validate),
-		cmocka_unit_test(blacklisted_domain_refused),
-		cmocka_unit_test(entropy_accumulates_through_the_ticket),
-		cmocka_unit_test(rate_limit_after_n_failed_handshakes),
-		cmocka_unit_test(number_rate_limit_gives_simulated_verifier),
-		cmocka_unit_test(two_calls_same_hour_candidate_index),
-		cmocka_unit_test(record_past_48h_retention_no_longer_validates),
-		cmocka_unit_test(concurrent_validations_on_shared_server),
-		cmocka_unit_test(trickling_peer_cut_off_at_the_connection_deadline),
-		cmocka_unit_test(concurrent_handshakes_cannot_exceed_the_peer_limit),
-		cmocka_unit_test(server_refuses_small_groups),
-		cmocka_unit_test(larger_group_validates),
+		cmocka_unit_test_setup_teardown(owner_validates_and_gets_routes_and_ticket, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(thief_without_the_call_fails, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(clock_offset_inside_tolerance_succeeds, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(clock_offset_outside_tolerance_fails, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(caller_id_missing_on_terminating_side_falls_back_to_b, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(caller_id_missing_on_originating_side_uses_b, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(call_exactly_on_the_hour, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(two_claimants_that_both_received_the_call_both_validate, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(blacklisted_domain_refused, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(entropy_accumulates_through_the_ticket, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(rate_limit_after_n_failed_handshakes, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(number_rate_limit_gives_simulated_verifier, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(two_calls_same_hour_candidate_index, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(record_past_48h_retention_no_longer_validates, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(concurrent_validations_on_shared_server, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(trickling_peer_cut_off_at_the_connection_deadline, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(concurrent_handshakes_cannot_exceed_the_peer_limit, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(server_refuses_small_groups, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(larger_group_validates, side_setup, side_teardown),
 	};
 	vp_log_setup(VP_LOG_WARN, NULL);
 	return cmocka_run_group_tests(tests, NULL, NULL);
