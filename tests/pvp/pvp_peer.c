@@ -6,9 +6,11 @@
  *   pvp-peer serve  DIR PORTFILE COUNT CALLED CALLER START_S STOP_S
  *        our server on 127.0.0.1 (ephemeral port written to PORTFILE) with one
  *        terminating record; serves COUNT connections, one "outcome=..." line each
- *   pvp-peer validate PORT CALLED CALLER START_S STOP_S LEDGER_DIR
- *        our client (method a, one handshake; its guess ledger in LEDGER_DIR);
- *        prints "result=VP_..." and "handshake=ok|failed"
+ *   pvp-peer validate PORT CALLED CALLER START_S STOP_S LEDGER_DIR [IO_TIMEOUT_MS]
+ *        our client (method a, one handshake; its guess ledger in LEDGER_DIR;
+ *        connection deadline IO_TIMEOUT_MS, default 1500: a GnuTLS server
+ *        never answers the ValExchange, so this is also how long an
+ *        authenticated run lasts); prints "result=VP_..." and "handshake=ok|failed"
  *
  * CALLER "-" means no caller-ID.  Times are UTC seconds.
  */
@@ -125,6 +127,8 @@ static int cmd_validate(char **av)
 	pvp_validation_t v;
 	pvp_vcr_t r;
 	int rc;
+	if (av[6])
+		cc.io_timeout_ms = (unsigned)strtoul(av[6], NULL, 10);
 	if (make_rec(&r, PVP_DIR_ORIG, av + 1) || pvp_vcr_store_open(&sc, &st))
 		return 2;
 	lc.store = st;
@@ -158,7 +162,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 9 && !strcmp(argv[1], "serve"))
 		return cmd_serve(argv + 2);
-	if (argc == 8 && !strcmp(argv[1], "validate"))
+	if ((argc == 8 || argc == 9) && !strcmp(argv[1], "validate"))
 		return cmd_validate(argv + 2);
 	fprintf(stderr, "usage: pvp-peer creds|serve|validate ... (see source)\n");
 	return 2;

@@ -338,7 +338,9 @@ static void rate_limit_after_n_failed_handshakes(void **state)
 	assert_int_equal(validate(&c, cli, &right, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), VP_ECLOSED);
 	h_claimant_wait(&c, 4);
 	assert_int_equal(c.results[3].outcome, PVP_OUT_RATE_LIMITED);
-	/* The next window starts afresh. */
+	/* The next window still counts this one's failures (§5.8); the one after starts afresh. */
+	c.clock_ms += 3600 * 1000;
+	assert_int_equal(validate(&c, cli, &right, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), VP_ECLOSED);
 	c.clock_ms += 3600 * 1000;
 	assert_int_equal(validate(&c, cli, &right, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), 0);
 	h_claimant_stop(&c);
@@ -362,7 +364,7 @@ static void number_rate_limit_gives_simulated_verifier(void **state)
 	assert_int_equal(validate(&c, cli, &right, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), VP_EAUTH);
 	h_claimant_wait(&c, 3);
 	assert_int_equal(c.results[2].outcome, PVP_OUT_HANDSHAKE_FAILED);
-	c.clock_ms += 3600 * 1000;
+	c.clock_ms += 2 * 3600 * 1000; /* two windows: the limit holds across one window edge */
 	assert_int_equal(validate(&c, cli, &right, PVP_MBIT(PVP_METHOD_A), NULL, 0, &v), 0);
 	h_claimant_stop(&c);
 	pvp_client_free(cli);
