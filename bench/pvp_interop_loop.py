@@ -52,12 +52,21 @@ def main():
     conf = os.path.join(work, "tpasswd.conf")
     subprocess.run(["srptool", "--create-conf", conf], check=True, capture_output=True)
     counts = {"ok": 0, "refused-salt": 0, "definite": 0, "transport": 0, "unexpected": 0}
+    done = [0]
     lock = threading.Lock()
     servers = []
     examples = []
     next_run = [0]
 
     def worker(k):
+        try:
+            run_worker(k)
+        except Exception as e:  # a broken run is an outcome too, never a silent stop
+            with lock:
+                counts["unexpected"] += 1
+                examples.append("worker %d: %r" % (k, e))
+
+    def run_worker(k):
         port = 31000 + k
         pfile = os.path.join(work, "tpasswd-%d" % k)
         srp_tpasswd.make(user, pw, os.urandom(16).hex(), conf, 3, pfile)
@@ -94,6 +103,8 @@ def main():
                         examples.append("salt=%s %s" % (salt.hex(), out.replace("\n", " ")))
                 if cls != "transport":
                     break
+            with lock:
+                done[0] += 1
 
     t0 = time.time()
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
@@ -110,10 +121,10 @@ def main():
     wall = time.time() - t0
     for k, v in counts.items():
         print("pvp_interop_loop_%s %d runs" % (k.replace("-", "_"), v))
-    print("pvp_interop_loop_total %d runs in %.0f s (%d workers)" % (runs, wall, workers))
+    print("pvp_interop_loop_total %d of %d runs completed in %.0f s (%d workers)" % (done[0], runs, wall, workers))
     for e in examples:
         print("  example: " + e)
-    return 1 if counts["definite"] or counts["unexpected"] else 0
+    return 1 if counts["definite"] or counts["unexpected"] or done[0] != runs else 0
 
 
 if __name__ == "__main__":

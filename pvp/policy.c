@@ -3,8 +3,6 @@
  */
 #include "pvp/policy.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "common/errcode.h"
+#include "pvp/gate.h"
 #include "pvp/ticket.h"
 
 #define ROWS 4 /* count-min rows: a key's estimate is the smallest of its 4 counters */
@@ -166,39 +165,15 @@ int pvp_policy_threshold(const pvp_policy_t *p, const char *domain, uint32_t *th
 	return t == PVP_THRESHOLD_NEVER ? VP_EREFUSED : 0;
 }
 
-/*
- * The key a peer is counted under: an IPv6 address counts as its /64 (one
- * subscriber's prefix: rotating addresses inside it is free, so each must not
- * be a new key), an IPv4-mapped IPv6 address as its IPv4 address; anything
- * else (a Node-ID, an IPv4 address) as itself.
- */
-static void peer_key(const char *key, char out[INET6_ADDRSTRLEN + 8])
-{
-	struct in6_addr a;
-	char buf[INET6_ADDRSTRLEN];
-	if (strchr(key, ':') && inet_pton(AF_INET6, key, &a) == 1) {
-		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-		if (!memcmp(a.s6_addr, mapped, sizeof(mapped))) {
-			inet_ntop(AF_INET, a.s6_addr + 12, out, INET6_ADDRSTRLEN + 8);
-			return;
-		}
-		memset(a.s6_addr + 8, 0, 8);
-		inet_ntop(AF_INET6, &a, buf, sizeof(buf));
-		snprintf(out, INET6_ADDRSTRLEN + 8, "%s/64", buf);
-		return;
-	}
-	snprintf(out, INET6_ADDRSTRLEN + 8, "%s", key);
-}
-
 /* Counter index of \p key in each row: SHA-256(seed | kind | key), 4 bytes per row. */
 static void key_slots(const pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint32_t idx[ROWS])
 {
-	char pk[INET6_ADDRSTRLEN + 8];
+	char pk[PVP_PEER_MAX];
 	uint8_t md[32], k = (uint8_t)kind;
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	const char *name = key;
 	if (kind == PVP_RATE_PEER) {
-		peer_key(key, pk);
+		pvp_peer_key(key, pk); /* an IPv6 peer is its /64 */
 		name = pk;
 	}
 	if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL) || !EVP_DigestUpdate(c, p->seed, sizeof(p->seed)) ||

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/clock.h"
+#include "pvp/gate.h"
 #include "pvp/ledger.h"
 #include "pvp/method.h"
 #include "pvp/policy.h"
@@ -48,6 +49,8 @@ typedef struct pvp_server_conf {
 	uint32_t ticket_lifetime_s;    /*!< 0 = 30 days */
 	uint32_t accum_window_s;       /*!< previous tickets count if issued within this; 0 = 30 days */
 	unsigned io_timeout_ms;        /*!< deadline for the whole connection (handshake + exchange); 0 = 10 s */
+	unsigned handshake_timeout_ms; /*!< deadline for the TLS handshake, inside io_timeout_ms; 0 = 3 s
+	                                    (a 2048-bit handshake is a few round trips and ~3 ms of CPU) */
 	unsigned max_candidates;       /*!< highest candidate index served + 1; 0 = 4 */
 	pvp_entropy_conf_t entropy;
 	const vp_clock_t *clock;       /*!< NULL = system */

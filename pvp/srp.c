@@ -38,6 +38,7 @@
 #define SALT_LEN 16
 #define DEFAULT_LIFETIME_S (30u * 86400)
 #define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 3000
 #define CANDIDATES_MAX 16
 
 static const char *const outcome_str[] = {
@@ -577,7 +578,17 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	}
 	io.ssl = ssl;
 	SSL_set_app_data(ssl, &c);
-	r = io_handshake(&io, true);
+	/* The handshake gets its own, shorter bound: a stalled peer frees the worker early. */
+	{
+		uint64_t conn_deadline = io.deadline_ns;
+		uint64_t hs = vp_time_mono_ns() +
+		              (uint64_t)(srv->conf.handshake_timeout_ms ? srv->conf.handshake_timeout_ms
+		                                                        : DEFAULT_HANDSHAKE_TIMEOUT_MS) * 1000000;
+		if (hs < io.deadline_ns)
+			io.deadline_ns = hs;
+		r = io_handshake(&io, true);
+		io.deadline_ns = conn_deadline;
+	}
 	if (r) {
 		res->outcome = PVP_OUT_HANDSHAKE_FAILED;
 		if (c.matched)

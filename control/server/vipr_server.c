@@ -355,6 +355,7 @@ struct vsrv {
 	pvp_ledger_t *ledger;           /* the originating side's guess ledger, in the call-record store */
 	pvp_sched_t *sched;
 	int pvp_lfd;
+	pvp_gate_t *gate;               /* new PVP connections wait here for their first bytes */
 	uint16_t pvp_port;
 
 	pthread_t vap_th, val_th, pvp_th[VSRV_MAX_WORKERS];
@@ -595,34 +596,25 @@ static int routes_cb(void *arg, const char *number, char uris[][PVP_URI_MAX], si
 	return rc;
 }
 
+/*
+ * PVP workers take connections from the gate (pvp/gate.h), which holds new
+ * connections until their first bytes and limits each peer, so idle or slow
+ * connections cannot occupy every worker.
+ */
 static void *pvp_worker(void *arg)
 {
 	vsrv_t *s = arg;
 	while (!stopping(s)) {
-		struct pollfd pfd = { .fd = s->pvp_lfd, .events = POLLIN };
-		struct sockaddr_storage peer;
-		socklen_t plen = sizeof(peer);
-		char name[INET6_ADDRSTRLEN + 8] = "?";
+		char name[PVP_PEER_MAX];
 		pvp_server_result_t res;
 		vsrv_event_t ev = { .kind = VSRV_EV_PVP_SERVED, .served = &res };
+		unsigned slot;
 		int fd, rc;
-		if (poll(&pfd, 1, 100) <= 0)
+		if (pvp_gate_next(s->gate, 100, &fd, name, &slot))
 			continue;
-		fd = accept(s->pvp_lfd, (struct sockaddr *)&peer, &plen);
-		if (fd < 0)
-			continue;
-		if (peer.ss_family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&peer;
-			char h[INET_ADDRSTRLEN];
-			inet_ntop(AF_INET, &a->sin_addr, h, sizeof(h));
-			snprintf(name, sizeof(name), "%s", h);
-		} else if (peer.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&peer;
-			inet_ntop(AF_INET6, &a->sin6_addr, name, sizeof(name));
-		}
 		memset(&res, 0, sizeof(res));
 		rc = pvp_server_handle(s->pvp, fd, name, &res);
-		close(fd);
+		pvp_gate_done(s->gate, slot);
 		if (rc) {
 			vp_log_warn(LOGMOD, "pvp_local_error", "srv=%s err=\"%s\"", s->conf.name, vp_strerror(rc));
 			continue;
@@ -1106,6 +1098,11 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 		goto fail;
 	if ((rc = listen_tcp(conf->pvp_bind, conf->pvp_port, &s->pvp_lfd, &s->pvp_port)))
 		goto fail;
+	{
+		pvp_gate_conf_t gc = { .lfd = s->pvp_lfd };
+		if ((rc = pvp_gate_new(&gc, &s->gate)))
+			goto fail;
+	}
 
 	vap_server_conf_default(&vc);
 	vc.bind_addr = s->conf.vap_bind;
@@ -1185,6 +1182,7 @@ void vsrv_free(vsrv_t *s)
 		return;
 	vsrv_stop(s);
 	vap_server_destroy(s->vap);
+	pvp_gate_free(s->gate);
 	if (s->pvp_lfd >= 0)
 		close(s->pvp_lfd);
 	pvp_sched_free(s->sched);

@@ -48,6 +48,7 @@ typedef struct h_claimant {
 	void *threads;
 	int nthreads;
 	int stop;
+	pvp_gate_t *gate;          /* NULL: workers accept() directly (the structure before the gate) */
 } h_claimant_t;
 
 /*! \brief Start a claimant; \p pconf and \p group_bits may be NULL/0 for defaults. */
@@ -59,6 +60,14 @@ void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigne
 /*! \brief Full form: \p io_timeout_ms is the server's whole-connection deadline (0 = 5000). */
 void h_claimant_start_ex(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
                          unsigned io_timeout_ms);
+
+/*!
+ * \brief Like h_claimant_start_ex(); \p gated: the server threads take
+ * connections through a pvp_gate_t (as the daemon's workers do) instead of
+ * accept(); the listen backlog is 128 either way.
+ */
+void h_claimant_start_gated(h_claimant_t *c, const pvp_policy_conf_t *pconf, int nthreads, unsigned io_timeout_ms,
+                            bool gated);
 
 /*! \brief Stop the server threads, free everything, remove the directory. */
 void h_claimant_stop(h_claimant_t *c);
