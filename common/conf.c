@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/errcode.h"
+#include "common/id.h"
 
 typedef struct conf_entry {
 	char *section;
@@ -322,61 +323,76 @@ int vp_conf_u64(const vp_conf_t *conf, const char *section, const char *key, uin
 	return 0;
 }
 
-int vp_conf_bool(const vp_conf_t *conf, const char *section, const char *key, bool def,
-                 bool *out, vp_conf_err_t *e)
+/* 1 true, 0 false, -1 not a boolean. */
+static int parse_bool(const char *v)
 {
 	static const char *const yes[] = { "true", "yes", "on", "1" };
 	static const char *const no[] = { "false", "no", "off", "0" };
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(v, yes[i]) == 0)
+			return 1;
+		if (strcmp(v, no[i]) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+int vp_conf_bool(const vp_conf_t *conf, const char *section, const char *key, bool def,
+                 bool *out, vp_conf_err_t *e)
+{
 	const char *v = vp_conf_get(conf, section, key);
+	int b;
 	*out = def;
 	if (!v)
 		return 0;
-	for (size_t i = 0; i < 4; i++) {
-		if (strcmp(v, yes[i]) == 0) {
-			*out = true;
-			return 0;
-		}
-		if (strcmp(v, no[i]) == 0) {
-			*out = false;
-			return 0;
-		}
+	if ((b = parse_bool(v)) >= 0) {
+		*out = b;
+		return 0;
 	}
 	return fail(e, entry_line(conf, section, key), "[%s] %s: '%s' is not a boolean (true/false)",
 	            section ? section : "", key, v);
 }
 
-int vp_conf_duration_ms(const vp_conf_t *conf, const char *section, const char *key, uint64_t def_ms,
-                        uint64_t min_ms, uint64_t max_ms, uint64_t *out, vp_conf_err_t *e)
+/* A duration with a unit (a bare number is seconds) into ms; -1 when malformed or overflowing. */
+static int parse_duration(const char *v, uint64_t *out_ms)
 {
 	static const struct { const char *unit; uint64_t ms; } units[] = {
 		{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
 	};
-	const char *v = vp_conf_get(conf, section, key), *end;
+	const char *end;
 	uint64_t x;
-	*out = def_ms;
-	if (!v)
-		return 0;
 	if (parse_u64(v, &x, &end))
-		goto bad;
+		return -1;
 	while (*end == ' ')
 		end++;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (strcmp(end, units[i].unit) == 0) {
 			if (x > UINT64_MAX / units[i].ms)
-				goto bad;
-			x *= units[i].ms;
-			if (x < min_ms || x > max_ms)
-				return fail(e, entry_line(conf, section, key),
-				            "[%s] %s: %s is outside %llums..%llums", section ? section : "",
-				            key, v, (unsigned long long)min_ms, (unsigned long long)max_ms);
-			*out = x;
+				return -1;
+			*out_ms = x * units[i].ms;
 			return 0;
 		}
 	}
-bad:
-	return fail(e, entry_line(conf, section, key),
-	            "[%s] %s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 48h, 2d)",
-	            section ? section : "", key, v);
+	return -1;
+}
+
+int vp_conf_duration_ms(const vp_conf_t *conf, const char *section, const char *key, uint64_t def_ms,
+                        uint64_t min_ms, uint64_t max_ms, uint64_t *out, vp_conf_err_t *e)
+{
+	const char *v = vp_conf_get(conf, section, key);
+	uint64_t x;
+	*out = def_ms;
+	if (!v)
+		return 0;
+	if (parse_duration(v, &x))
+		return fail(e, entry_line(conf, section, key),
+		            "[%s] %s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 48h, 2d)",
+		            section ? section : "", key, v);
+	if (x < min_ms || x > max_ms)
+		return fail(e, entry_line(conf, section, key), "[%s] %s: %s is outside %llums..%llums",
+		            section ? section : "", key, v, (unsigned long long)min_ms, (unsigned long long)max_ms);
+	*out = x;
+	return 0;
 }
 
 static int known(const char *name, const char *const *list)
@@ -402,4 +418,305 @@ int vp_conf_check_keys(const vp_conf_t *conf, const char *section, const char *c
 		}
 	}
 	return 0;
+}
+
+/* ---- the schema ------------------------------------------------------------------------------------------ */
+
+static size_t type_size(vp_conf_type_t t)
+{
+	switch (t) {
+	case VP_CONF_U32:
+	case VP_CONF_DUR_S:
+		return sizeof(uint32_t);
+	case VP_CONF_U64:
+	case VP_CONF_DUR_MS:
+		return sizeof(uint64_t);
+	case VP_CONF_BOOL:
+		return sizeof(bool);
+	case VP_CONF_ENUM:
+		return sizeof(unsigned);
+	case VP_CONF_ID:
+		return sizeof(vp_id_t);
+	case VP_CONF_STR:
+		return 0; /* any array size >= 1 */
+	}
+	return (size_t)-1;
+}
+
+static const char *type_name(vp_conf_type_t t)
+{
+	switch (t) {
+	case VP_CONF_STR: return "string";
+	case VP_CONF_U32:
+	case VP_CONF_U64: return "integer";
+	case VP_CONF_BOOL: return "boolean";
+	case VP_CONF_DUR_MS:
+	case VP_CONF_DUR_S: return "duration";
+	case VP_CONF_ENUM: return "one of";
+	case VP_CONF_ID: return "Node-ID (32 hex digits)";
+	}
+	return "?";
+}
+
+/* Parse \p v for row \p o and store it at out + o->off. \p line names the file line (0: default or flag). */
+static int opt_store(const vp_conf_opt_t *o, const char *v, void *out, int line, vp_conf_err_t *e)
+{
+	unsigned char *dst = (unsigned char *)out + o->off;
+	const char *end;
+	uint64_t x = 0;
+	int b;
+
+	if (o->type != VP_CONF_STR && o->size != type_size(o->type))
+	{
+		fail(e, line, "[%s] %s: schema row stores %zu bytes for a %s", o->section, o->key, o->size,
+		     type_name(o->type));
+		return VP_EINVAL;
+	}
+	if (!v)
+		v = "";
+	switch (o->type) {
+	case VP_CONF_STR:
+		if (o->size == 0 || strlen(v) >= o->size)
+			return fail(e, line, "[%s] %s: value is longer than %zu characters", o->section, o->key,
+			            o->size ? o->size - 1 : 0);
+		memcpy(dst, v, strlen(v) + 1);
+		return 0;
+	case VP_CONF_BOOL:
+		if (!*v) {
+			*(bool *)(void *)dst = false;
+			return 0;
+		}
+		if ((b = parse_bool(v)) < 0)
+			return fail(e, line, "[%s] %s: '%s' is not a boolean (true/false)", o->section, o->key, v);
+		*(bool *)(void *)dst = b;
+		return 0;
+	case VP_CONF_ENUM:
+		for (unsigned i = 0; o->choices && o->choices[i]; i++)
+			if (strcmp(v, o->choices[i]) == 0) {
+				memcpy(dst, &i, sizeof(i));
+				return 0;
+			}
+		return fail(e, line, "[%s] %s: '%s' is not one of the accepted words (see --help-config)",
+		            o->section, o->key, v);
+	case VP_CONF_ID: {
+		vp_id_t id;
+		if (!*v) {
+			memset(dst, 0, sizeof(id));
+			return 0;
+		}
+		if (vp_id_from_hex(v, &id))
+			return fail(e, line, "[%s] %s: '%s' is not 32 hex digits", o->section, o->key, v);
+		memcpy(dst, &id, sizeof(id));
+		return 0;
+	}
+	case VP_CONF_U32:
+	case VP_CONF_U64:
+		if (*v && (parse_u64(v, &x, &end) || *end))
+			return fail(e, line, "[%s] %s: '%s' is not a number", o->section, o->key, v);
+		break;
+	case VP_CONF_DUR_MS:
+	case VP_CONF_DUR_S:
+		if (*v && parse_duration(v, &x))
+			return fail(e, line, "[%s] %s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 48h, 2d)",
+			            o->section, o->key, v);
+		if (o->type == VP_CONF_DUR_S && x % 1000)
+			return fail(e, line, "[%s] %s: '%s' must be whole seconds", o->section, o->key, v);
+		break;
+	}
+	if ((o->min || o->max) && (x < o->min || x > o->max)) {
+		if (o->type == VP_CONF_DUR_MS || o->type == VP_CONF_DUR_S)
+			return fail(e, line, "[%s] %s: %s is outside %llums..%llums", o->section, o->key, v,
+			            (unsigned long long)o->min, (unsigned long long)o->max);
+		return fail(e, line, "[%s] %s: %llu is outside %llu..%llu", o->section, o->key,
+		            (unsigned long long)x, (unsigned long long)o->min, (unsigned long long)o->max);
+	}
+	switch (o->type) {
+	case VP_CONF_U32:
+		if (x > UINT32_MAX)
+			return fail(e, line, "[%s] %s: %llu does not fit 32 bits", o->section, o->key,
+			            (unsigned long long)x);
+		*(uint32_t *)(void *)dst = (uint32_t)x;
+		break;
+	case VP_CONF_DUR_S:
+		if (x / 1000 > UINT32_MAX)
+			return fail(e, line, "[%s] %s: %s is too long", o->section, o->key, v);
+		*(uint32_t *)(void *)dst = (uint32_t)(x / 1000);
+		break;
+	default:
+		*(uint64_t *)(void *)dst = x;
+		break;
+	}
+	return 0;
+}
+
+int vp_conf_schema_defaults(const vp_conf_opt_t *opts, size_t n, void *out, vp_conf_err_t *e)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc = opt_store(&opts[i], opts[i].def, out, 0, e);
+		if (rc) {
+			if (e) {
+				static const char pre[] = "schema default: ";
+				size_t keep = sizeof(e->msg) - sizeof(pre);
+				memmove(e->msg + sizeof(pre) - 1, e->msg, keep);
+				e->msg[sizeof(e->msg) - 1] = '\0';
+				memcpy(e->msg, pre, sizeof(pre) - 1);
+			}
+			return VP_EINVAL;
+		}
+	}
+	return 0;
+}
+
+const vp_conf_opt_t *vp_conf_schema_find(const vp_conf_opt_t *opts, size_t n, const char *section,
+                                         const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(opts[i].section, section) == 0 && strcmp(opts[i].key, key) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+static int section_known(const vp_conf_opt_t *opts, size_t n, const char *section)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(opts[i].section, section) == 0)
+			return 1;
+	return 0;
+}
+
+int vp_conf_schema_apply(const vp_conf_opt_t *opts, size_t n, const vp_conf_t *conf, void *out,
+                         vp_conf_err_t *e)
+{
+	if (!conf)
+		return 0;
+	for (size_t i = 0; i < conf->n; i++) {
+		const conf_entry_t *ent = &conf->v[i];
+		const vp_conf_opt_t *o = vp_conf_schema_find(opts, n, ent->section, ent->key);
+		int rc;
+		if (!o) {
+			if (!section_known(opts, n, ent->section))
+				return fail(e, ent->line, "[%s]: unknown section", ent->section);
+			return fail(e, ent->line, "[%s] %s: unknown key", ent->section, ent->key);
+		}
+		if ((rc = opt_store(o, ent->value, out, ent->line, e)))
+			return rc;
+	}
+	return 0;
+}
+
+int vp_conf_schema_parse(const vp_conf_opt_t *opts, size_t n, const char *text, size_t len, void *out,
+                         vp_conf_err_t *e)
+{
+	int rc = vp_conf_schema_defaults(opts, n, out, e);
+	vp_conf_t *vc;
+	if (rc)
+		return rc;
+	if (!(vc = vp_conf_parse(text, len, &rc, e)))
+		return rc;
+	rc = vp_conf_schema_apply(opts, n, vc, out, e);
+	vp_conf_free(vc);
+	return rc;
+}
+
+int vp_conf_schema_load(const vp_conf_opt_t *opts, size_t n, const char *path, void *out, vp_conf_err_t *e)
+{
+	int rc = vp_conf_schema_defaults(opts, n, out, e);
+	vp_conf_t *vc;
+	if (rc)
+		return rc;
+	if (!(vc = vp_conf_load(path, &rc, e)))
+		return rc;
+	rc = vp_conf_schema_apply(opts, n, vc, out, e);
+	vp_conf_free(vc);
+	return rc;
+}
+
+int vp_conf_schema_set(const vp_conf_opt_t *opts, size_t n, void *out, const char *section, const char *key,
+                       const char *value, bool allow_overlay, vp_conf_err_t *e)
+{
+	const vp_conf_opt_t *o = vp_conf_schema_find(opts, n, section, key);
+	if (!o) {
+		fail(e, 0, "[%s] %s: unknown option", section, key);
+		return VP_ENOTFOUND;
+	}
+	if ((o->flags & VP_CONF_F_OVERLAY) && !allow_overlay) {
+		fail(e, 0, "[%s] %s: overlay-wide, set by the overlay's configuration document only", section, key);
+		return VP_EPERM;
+	}
+	return opt_store(o, value, out, 0, e);
+}
+
+/* "1..64", "100ms..10m", or "" when unbounded. */
+static void range_text(const vp_conf_opt_t *o, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	if (!o->min && !o->max)
+		return;
+	if (o->type == VP_CONF_DUR_MS || o->type == VP_CONF_DUR_S) {
+		uint64_t v[2] = { o->min, o->max };
+		char part[2][32];
+		for (int i = 0; i < 2; i++) {
+			if (v[i] % 86400000 == 0 && v[i])
+				snprintf(part[i], sizeof(part[i]), "%llud", (unsigned long long)(v[i] / 86400000));
+			else if (v[i] % 3600000 == 0 && v[i])
+				snprintf(part[i], sizeof(part[i]), "%lluh", (unsigned long long)(v[i] / 3600000));
+			else if (v[i] % 60000 == 0 && v[i])
+				snprintf(part[i], sizeof(part[i]), "%llum", (unsigned long long)(v[i] / 60000));
+			else if (v[i] % 1000 == 0)
+				snprintf(part[i], sizeof(part[i]), "%llus", (unsigned long long)(v[i] / 1000));
+			else
+				snprintf(part[i], sizeof(part[i]), "%llums", (unsigned long long)v[i]);
+		}
+		snprintf(buf, cap, "%s..%s", part[0], part[1]);
+	} else {
+		snprintf(buf, cap, "%llu..%llu", (unsigned long long)o->min, (unsigned long long)o->max);
+	}
+}
+
+static void choices_text(const vp_conf_opt_t *o, char *buf, size_t cap)
+{
+	size_t len = 0;
+	buf[0] = '\0';
+	for (unsigned i = 0; o->choices && o->choices[i] && len < cap; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? "|" : "", o->choices[i]);
+}
+
+void vp_conf_schema_help(FILE *f, const vp_conf_opt_t *opts, size_t n)
+{
+	const char *section = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const vp_conf_opt_t *o = &opts[i];
+		char range[80], what[160];
+		if (!section || strcmp(section, o->section) != 0) {
+			fprintf(f, "%s[%s]\n", section ? "\n" : "", o->section);
+			section = o->section;
+		}
+		range_text(o, range, sizeof(range));
+		if (o->type == VP_CONF_ENUM)
+			choices_text(o, range, sizeof(range));
+		snprintf(what, sizeof(what), "%s%s%s%s%s%s%s", type_name(o->type), *range ? " " : "", range,
+		         o->unit ? ", " : "", o->unit ? o->unit : "",
+		         (o->flags & VP_CONF_F_OVERLAY) ? ", overlay-wide" : "",
+		         (o->flags & VP_CONF_F_RELOAD) ? ", reloadable" : "");
+		fprintf(f, "# %s (%s)\n%s = %s\n", o->doc, what, o->key,
+		        (o->flags & VP_CONF_F_SECRET) || !o->def ? "" : o->def);
+	}
+}
+
+void vp_conf_schema_markdown(FILE *f, const vp_conf_opt_t *opts, size_t n)
+{
+	fprintf(f, "| option | type | default | range | meaning |\n|---|---|---|---|---|\n");
+	for (size_t i = 0; i < n; i++) {
+		const vp_conf_opt_t *o = &opts[i];
+		char range[80];
+		range_text(o, range, sizeof(range));
+		if (o->type == VP_CONF_ENUM)
+			choices_text(o, range, sizeof(range));
+		fprintf(f, "| `[%s] %s` | %s%s%s | %s%s%s | %s | %s%s%s |\n", o->section, o->key, type_name(o->type),
+		        o->unit ? ", " : "", o->unit ? o->unit : "", o->def && *o->def ? "`" : "",
+		        (o->flags & VP_CONF_F_SECRET) || !o->def || !*o->def ? "" : o->def,
+		        o->def && *o->def ? "`" : "", range, o->doc,
+		        (o->flags & VP_CONF_F_OVERLAY) ? " (overlay-wide)" : "",
+		        (o->flags & VP_CONF_F_RELOAD) ? " (reloadable)" : "");
+	}
 }

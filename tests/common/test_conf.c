@@ -1,5 +1,6 @@
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "common/conf.h"
 #include "common/errcode.h"
+#include "common/id.h"
 
 static vp_conf_t *parse(const char *text, int *err, vp_conf_err_t *e)
 {
@@ -151,6 +153,151 @@ static void load_from_file(void **state)
 	assert_non_null(strstr(e.msg, "cannot open"));
 }
 
+/* ---- the schema ---- */
+
+typedef struct demo_conf {
+	char name[16];
+	uint32_t workers;
+	uint64_t big;
+	bool tls;
+	uint64_t timeout_ms;
+	uint32_t lifetime_s;
+	unsigned mode;
+	vp_id_t id;
+} demo_conf_t;
+
+static const char *const demo_modes[] = { "black", "white", NULL };
+
+static const vp_conf_opt_t demo_opts[] = {
+	{ .section = "server", .key = "name", .type = VP_CONF_STR, .def = "node", .doc = "a name",
+	  VP_CONF_AT(demo_conf_t, name) },
+	{ .section = "server", .key = "workers", .type = VP_CONF_U32, .min = 1, .max = 64, .def = "2",
+	  .doc = "worker threads", VP_CONF_AT(demo_conf_t, workers) },
+	{ .section = "server", .key = "big", .type = VP_CONF_U64, .def = "0x10", .doc = "big",
+	  VP_CONF_AT(demo_conf_t, big), .flags = VP_CONF_F_OVERLAY },
+	{ .section = "server", .key = "tls", .type = VP_CONF_BOOL, .def = "on", .doc = "tls",
+	  VP_CONF_AT(demo_conf_t, tls) },
+	{ .section = "pvp", .key = "timeout", .type = VP_CONF_DUR_MS, .min = 100, .max = 600000, .def = "5s",
+	  .doc = "timeout", VP_CONF_AT(demo_conf_t, timeout_ms) },
+	{ .section = "pvp", .key = "lifetime", .type = VP_CONF_DUR_S, .min = 60000, .max = 7 * 86400000ull,
+	  .def = "1h", .doc = "lifetime", VP_CONF_AT(demo_conf_t, lifetime_s) },
+	{ .section = "pvp", .key = "mode", .type = VP_CONF_ENUM, .def = "black", .choices = demo_modes,
+	  .doc = "list mode", VP_CONF_AT(demo_conf_t, mode) },
+	{ .section = "pvp", .key = "id", .type = VP_CONF_ID, .doc = "node id", VP_CONF_AT(demo_conf_t, id) },
+};
+
+static void schema_defaults_and_values(void **state)
+{
+	static const char text[] = "[server]\nname = \"alpha\"\nworkers = 8\n[pvp]\ntimeout = 250ms\n"
+	                           "lifetime = 2d\nmode = white\nid = 000102030405060708090a0b0c0d0e0f\n";
+	demo_conf_t c;
+	vp_conf_err_t e;
+	(void)state;
+	memset(&c, 0xa5, sizeof(c));
+	assert_int_equal(vp_conf_schema_defaults(demo_opts, VP_CONF_NOPTS(demo_opts), &c, &e), 0);
+	assert_string_equal(c.name, "node");
+	assert_int_equal(c.workers, 2);
+	assert_int_equal(c.big, 16);
+	assert_true(c.tls);
+	assert_int_equal(c.timeout_ms, 5000);
+	assert_int_equal(c.lifetime_s, 3600);
+	assert_int_equal(c.mode, 0);
+	assert_int_equal(c.id.b[15], 0);
+	assert_int_equal(vp_conf_schema_parse(demo_opts, VP_CONF_NOPTS(demo_opts), text, strlen(text), &c, &e), 0);
+	assert_string_equal(c.name, "alpha");
+	assert_int_equal(c.workers, 8);
+	assert_int_equal(c.timeout_ms, 250);
+	assert_int_equal(c.lifetime_s, 2 * 86400);
+	assert_int_equal(c.mode, 1);
+	assert_int_equal(c.id.b[15], 0x0f);
+}
+
+static void schema_errors_name_line_and_range(void **state)
+{
+	static const struct { const char *text; int line; const char *msg; } bad[] = {
+		{ "[server]\n\nworkers = 65\n", 3, "65 is outside 1..64" },
+		{ "[server]\nworkers = 0\n", 2, "0 is outside 1..64" },
+		{ "[server]\nname = seventeen-chars!!\n", 2, "longer than 15" },
+		{ "[pvp]\nlifetime = 1500ms\n", 2, "whole seconds" },
+		{ "[pvp]\nlifetime = 59s\n", 2, "outside 60000ms" },
+		{ "[pvp]\nmode = grey\n", 2, "'grey' is not one of" },
+		{ "[pvp]\nid = 0102\n", 2, "not 32 hex digits" },
+		{ "[pvp]\ntimeuot = 1s\n", 2, "[pvp] timeuot: unknown key" },
+		{ "[pvq]\ntimeout = 1s\n", 2, "[pvq]: unknown section" },
+		{ "[server]\ntls = maybe\n", 2, "not a boolean" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		demo_conf_t c;
+		vp_conf_err_t e = { 0 };
+		assert_int_equal(vp_conf_schema_parse(demo_opts, VP_CONF_NOPTS(demo_opts), bad[i].text,
+		                                      strlen(bad[i].text), &c, &e), VP_ECONFIG);
+		assert_int_equal(e.line, bad[i].line);
+		if (!strstr(e.msg, bad[i].msg))
+			fail_msg("case %zu: '%s' lacks '%s'", i, e.msg, bad[i].msg);
+	}
+}
+
+static void schema_set_refuses_overlay_options(void **state)
+{
+	demo_conf_t c;
+	vp_conf_err_t e;
+	(void)state;
+	assert_int_equal(vp_conf_schema_defaults(demo_opts, VP_CONF_NOPTS(demo_opts), &c, &e), 0);
+	assert_int_equal(vp_conf_schema_set(demo_opts, VP_CONF_NOPTS(demo_opts), &c, "server", "workers", "4", false,
+	                                    &e), 0);
+	assert_int_equal(c.workers, 4);
+	assert_int_equal(vp_conf_schema_set(demo_opts, VP_CONF_NOPTS(demo_opts), &c, "server", "big", "4", false, &e),
+	                 VP_EPERM);
+	assert_int_equal(c.big, 16);
+	assert_int_equal(vp_conf_schema_set(demo_opts, VP_CONF_NOPTS(demo_opts), &c, "server", "big", "4", true, &e), 0);
+	assert_int_equal(c.big, 4);
+	assert_int_equal(vp_conf_schema_set(demo_opts, VP_CONF_NOPTS(demo_opts), &c, "server", "nope", "4", true, &e),
+	                 VP_ENOTFOUND);
+}
+
+static void schema_row_type_mismatch_is_a_table_bug(void **state)
+{
+	static const vp_conf_opt_t bad[] = {
+		{ .section = "s", .key = "k", .type = VP_CONF_U64, .def = "1", .doc = "u64 in a u32",
+		  VP_CONF_AT(demo_conf_t, workers) },
+	};
+	static const vp_conf_opt_t bad_def[] = {
+		{ .section = "s", .key = "k", .type = VP_CONF_U32, .min = 1, .max = 4, .def = "9", .doc = "range",
+		  VP_CONF_AT(demo_conf_t, workers) },
+	};
+	demo_conf_t c;
+	vp_conf_err_t e;
+	(void)state;
+	assert_int_equal(vp_conf_schema_defaults(bad, 1, &c, &e), VP_EINVAL);
+	assert_int_equal(vp_conf_schema_defaults(bad_def, 1, &c, &e), VP_EINVAL);
+	assert_non_null(strstr(e.msg, "schema default"));
+}
+
+static void schema_help_and_markdown_list_every_option(void **state)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	(void)state;
+	vp_conf_schema_help(f, demo_opts, VP_CONF_NOPTS(demo_opts));
+	vp_conf_schema_markdown(f, demo_opts, VP_CONF_NOPTS(demo_opts));
+	fclose(f);
+	for (size_t i = 0; i < VP_CONF_NOPTS(demo_opts); i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "\n%s = %s", demo_opts[i].key, demo_opts[i].def ? demo_opts[i].def : "");
+		if (!strstr(buf, want))
+			fail_msg("help lacks '%s'", want);
+		snprintf(want, sizeof(want), "| `[%s] %s` |", demo_opts[i].section, demo_opts[i].key);
+		if (!strstr(buf, want))
+			fail_msg("markdown lacks '%s'", want);
+	}
+	assert_non_null(strstr(buf, "1m..7d"));
+	assert_non_null(strstr(buf, "black|white"));
+	assert_non_null(strstr(buf, "overlay-wide"));
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +306,11 @@ int main(void)
 		cmocka_unit_test(typed_lookups),
 		cmocka_unit_test(unknown_keys_and_sections),
 		cmocka_unit_test(load_from_file),
+		cmocka_unit_test(schema_defaults_and_values),
+		cmocka_unit_test(schema_errors_name_line_and_range),
+		cmocka_unit_test(schema_set_refuses_overlay_options),
+		cmocka_unit_test(schema_row_type_mismatch_is_a_table_bug),
+		cmocka_unit_test(schema_help_and_markdown_list_every_option),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
