@@ -178,6 +178,22 @@ static void test_publish_reaches_dht(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * Start (UTC ms) of a test call that ended 10 s before \p now and lasted
+ * 183 s, moved off the top and half of the hour: the validator accepts
+ * routes only above its own 16-bit threshold on its own record (§5.9), which
+ * a call of a minute or one at :00 does not reach (method "a", 183 s, not at
+ * :00/:30: 16.8 bits).
+ */
+static uint64_t routable_call_start(uint64_t now)
+{
+	uint64_t start = now - 193000;
+	uint64_t off = start / 1000 % 1800;
+	if (off < 90 || off > 1800 - 90)
+		start -= 240000;
+	return start;
+}
+
 /* ---- the whole flow: owner validated, thief refused, Notify, ticket verified ------- */
 
 static void test_upload_validate_notify(void **state)
@@ -220,8 +236,8 @@ static void test_upload_validate_notify(void **state)
 	memset(term, 0, sizeof(term));
 	snprintf(orig[0].called, sizeof(orig[0].called), "+14085550101");
 	snprintf(orig[0].caller, sizeof(orig[0].caller), "+33123450007");
-	orig[0].start_ms = now - 70000;
-	orig[0].stop_ms = now - 10000;
+	orig[0].start_ms = routable_call_start(now);
+	orig[0].stop_ms = orig[0].start_ms + 183000;
 	orig[0].direction = VAP_DIR_ORIGINATING;
 	term[0] = orig[0];
 	term[0].start_ms += 7000;
@@ -487,8 +503,8 @@ static void upload_one_call(vap_client_t *owner, vap_client_t *caller, const cha
 	memset(&o, 0, sizeof(o));
 	snprintf(o.called, sizeof(o.called), "%s", called);
 	snprintf(o.caller, sizeof(o.caller), "+33123450001");
-	o.start_ms = now - 45000;
-	o.stop_ms = now - 3000;
+	o.start_ms = routable_call_start(now);
+	o.stop_ms = o.start_ms + 183000;
 	o.direction = VAP_DIR_ORIGINATING;
 	t = o;
 	t.direction = VAP_DIR_TERMINATING;
