@@ -619,6 +619,82 @@ static void idle_connections_from_one_address_do_not_block_validation(void **sta
 	       "accept-direct workers: failed after %.0f ms)\n", IDLE_CONNS, ms_gated, ms_quiet, ms_plain);
 }
 
+
+/*
+ * The thief of issue 10: it never saw the call, sets its own threshold to 1
+ * bit and holds a guess, "a 5-second call at the top of the hour from the
+ * carrier's main number".  The validator's call is exactly such a call, so a
+ * handshake succeeds and the thief grants routes; on our own record that is
+ * 1 + 0 + 4 = 5 bits, so the validator must not take them.  (Before the
+ * originating-side rule: status routes, URIs accepted.)
+ */
+static void guessing_thief_with_a_lucky_handshake_gets_no_routes(void **state)
+{
+	h_claimant_t c;
+	pvp_policy_conf_t thief_pc = { .min_entropy_cbits = 100 };
+	pvp_client_t *cli = client("carrier-b.example", 1);
+	pvp_validation_t v;
+	uint64_t hour = (T0_MS / 3600000 + 1) * 3600000;
+	pvp_vcr_t r = h_orig(A_NUM, B_NUM, hour + 9000, hour + 9000 + 6000);
+	(void)state;
+	h_claimant_start(&c, &thief_pc, 0);
+	c.clock_ms = hour + 3600 * 1000;
+	h_claimant_add(&c, A_NUM, B_NUM, hour, hour + 5000);
+	assert_int_equal(validate(&c, cli, &r, PVP_METHODS_ALL, NULL, 0, &v), 0);
+	h_claimant_wait(&c, (int)v.handshakes);
+	assert_int_equal(c.results[v.handshakes - 1].outcome, PVP_OUT_ROUTES); /* the thief did grant routes */
+	assert_true(v.withheld);
+	assert_int_equal(v.resp.status, PVP_ST_PENDING);
+	assert_int_equal(v.resp.nuris, 0);
+	assert_true(v.credit_cbits < 1600);
+	assert_int_equal(v.threshold_cbits, 1600);
+	/* Advertising only method b earns only b's entropy: still nothing. */
+	assert_int_equal(validate(&c, cli, &r, PVP_MBIT(PVP_METHOD_B), NULL, 0, &v), 0);
+	assert_int_equal(v.method, PVP_METHOD_B);
+	assert_true(v.withheld);
+	assert_int_equal(v.resp.status, PVP_ST_PENDING);
+	h_claimant_stop(&c);
+	pvp_client_free(cli);
+}
+
+/*
+ * The guess budget is durable: a thief that spent it cannot get more
+ * handshakes by waiting for the validator to restart.  Budget 3: the first
+ * validation stops after 3 failed handshakes; after closing and reopening the
+ * ledger's store the next validation makes none.
+ */
+static void guess_budget_survives_a_restart(void **state)
+{
+	pvp_ledger_conf_t lc = { .budget = 3 };
+	pvp_client_conf_t cc = { .domain = "carrier-b.example", .io_timeout_ms = 5000 };
+	pvp_client_t *cli;
+	pvp_validation_t v;
+	h_claimant_t c;
+	char dir[256];
+	pvp_vcr_t r = h_orig(A_NUM, B_NUM, T0_MS, T0_MS + CALL_MS);
+	(void)state;
+	h_orig_side_close(&side, false);
+	h_orig_side_open(&side, NULL, &lc);
+	snprintf(dir, sizeof(dir), "%s", side.dir);
+	h_claimant_start(&c, NULL, 0);
+	h_claimant_add(&c, A_NUM, B_NUM, T0_MS + 3600 * 1000, T0_MS + 3600 * 1000 + CALL_MS); /* another call */
+	cc.ledger = side.ledger;
+	assert_int_equal(pvp_client_new(&cc, &cli), 0);
+	assert_int_equal(validate(&c, cli, &r, PVP_METHODS_ALL, NULL, 0, &v), VP_ERATELIMIT);
+	assert_int_equal(v.handshakes, 3);
+	pvp_client_free(cli);
+	h_orig_side_close(&side, true); /* the validator restarts */
+	h_orig_side_open(&side, dir, &lc);
+	cc.ledger = side.ledger;
+	assert_int_equal(pvp_client_new(&cc, &cli), 0);
+	assert_int_equal(validate(&c, cli, &r, PVP_METHODS_ALL, NULL, 0, &v), VP_ERATELIMIT);
+	assert_int_equal(v.handshakes, 0);
+	h_claimant_wait(&c, 3);
+	assert_int_equal(__atomic_load_n(&c.nresults, __ATOMIC_SEQ_CST), 3);
+	h_claimant_stop(&c);
+	pvp_client_free(cli);
+}
+
 static void server_refuses_small_groups(void **state)
 {
 	pvp_server_conf_t conf;
@@ -678,6 +754,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(trickling_peer_cut_off_at_the_connection_deadline, side_setup, side_teardown),
 		cmocka_unit_test_setup_teardown(concurrent_handshakes_cannot_exceed_the_peer_limit, side_setup, side_teardown),
 		cmocka_unit_test_setup_teardown(idle_connections_from_one_address_do_not_block_validation, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(guessing_thief_with_a_lucky_handshake_gets_no_routes, side_setup, side_teardown),
+		cmocka_unit_test_setup_teardown(guess_budget_survives_a_restart, side_setup, side_teardown),
 		cmocka_unit_test_setup_teardown(server_refuses_small_groups, side_setup, side_teardown),
 		cmocka_unit_test_setup_teardown(larger_group_validates, side_setup, side_teardown),
 	};
