@@ -66,8 +66,10 @@ def main():
                 counts["unexpected"] += 1
                 examples.append("worker %d: %r" % (k, e))
 
+    base = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
+
     def run_worker(k):
-        port = 31000 + k
+        port = base + k
         pfile = os.path.join(work, "tpasswd-%d" % k)
         srp_tpasswd.make(user, pw, os.urandom(16).hex(), conf, 3, pfile)
         log = open(os.path.join(work, "serv-%d.out" % k), "w")
@@ -76,8 +78,11 @@ def main():
         with lock:
             servers.append(srv)
         deadline = time.time() + 10
-        while time.time() < deadline and "listening" not in open(log.name).read():
+        while time.time() < deadline and "port %d...done" % port not in open(log.name).read():
             time.sleep(0.05)
+        if "port %d...done" % port not in open(log.name).read():
+            # A server that did not bind would turn every run into "transport": stop loudly instead.
+            raise RuntimeError("gnutls-serv did not listen on port %d: %s" % (port, open(log.name).read()[-200:]))
         while True:
             with lock:
                 if next_run[0] >= runs:
