@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/rand.h"
 #include "dataplane/reload.h"
+#include "storage/vipr_kind.h"
 
 /* A node serves as bootstrap peer once it has been a member this long. */
 #define BOOTSTRAP_AGE_MS (60 * 1000)
@@ -75,11 +76,11 @@ typedef struct ev {
 
 /* ---- store and operations ------------------------------------------------- */
 
+/* One dictionary entry of the VIPR-REGISTRATION kind under resource res. */
 typedef struct item {
 	vp_id_t res;
-	vp_id_t owner; /* dictionary key */
-	uint64_t storage_time;
-	uint8_t value[16];
+	sim_entry_t e;
+	uint64_t written_at; /* local: when this node last received it (kept by a CHORD_STORE_DROP) */
 } item_t;
 
 typedef struct snode {
@@ -90,7 +91,6 @@ typedef struct snode {
 	uint64_t tick_at;
 	item_t *items;
 	uint32_t nitems, cap_items;
-	uint64_t pruned_version;
 	uint64_t joined_at;
 } snode_t;
 
@@ -113,8 +113,7 @@ typedef struct op {
 typedef struct reg {
 	vp_id_t res;
 	uint32_t owner;
-	uint64_t storage_time;
-	uint8_t value[16];
+	sim_entry_t e;  /* the registration as its owner stores it (storage_time set per store) */
 } reg_t;
 
 /* An operation started by an embedding application (sim_store_entry, sim_fetch_entries). */
@@ -369,17 +368,10 @@ static void ring_remove(sim_t *s, uint32_t idx)
 }
 
 /* Position in the ring of the first live joined node at or after id. */
-static uint32_t ring_succ_pos(sim_t *s, const vp_id_t *id)
+static uint32_t ring_succ_pos(const sim_t *s, const vp_id_t *id)
 {
-	uint32_t lo = 0, hi = s->nring;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (vp_id_cmp(&s->ring[mid], id) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo == s->nring ? 0 : lo;
+	uint32_t pos = ring_lower(s, id);
+	return pos == s->nring ? 0 : pos; /* past the largest Node-ID the ring wraps to the first */
 }
 
 static int64_t true_owner(sim_t *s, const vp_id_t *id)
@@ -516,22 +508,34 @@ static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const r
 
 /* ---- the in-memory store -------------------------------------------------------- */
 
-static item_t *item_find(snode_t *n, const vp_id_t *res, const vp_id_t *owner)
+static item_t *item_find(snode_t *n, const vp_id_t *res, const uint8_t key[SIM_KEY_LEN])
 {
 	for (uint32_t i = 0; i < n->nitems; i++)
-		if (vp_id_eq(&n->items[i].res, res) && vp_id_eq(&n->items[i].owner, owner))
+		if (vp_id_eq(&n->items[i].res, res) && !memcmp(n->items[i].e.key, key, SIM_KEY_LEN))
 			return &n->items[i];
 	return NULL;
 }
 
-/* Store unless what is held is as new; true if something changed. */
-static bool item_put(snode_t *n, const item_t *it)
+/* Same stored bytes (storage_time aside). */
+static bool entry_same(const sim_entry_t *a, const sim_entry_t *b)
 {
-	item_t *cur = item_find(n, &it->res, &it->owner);
+	return !memcmp(a->key, b->key, SIM_KEY_LEN) && a->exists == b->exists && a->value_len == b->value_len &&
+	       !memcmp(a->value, b->value, a->value_len);
+}
+
+/* Store unless what is held is as new; true if something changed. */
+/* Store \p it as a real store would; true if it was new or newer.  An equal copy (a re-replication) only
+ * refreshes the local write time. */
+static bool item_put(snode_t *n, const item_t *it, uint64_t now)
+{
+	item_t *cur = item_find(n, &it->res, it->e.key);
 	if (cur) {
-		if (cur->storage_time >= it->storage_time)
+		if (cur->e.storage_time == it->e.storage_time)
+			cur->written_at = now;
+		if (cur->e.storage_time >= it->e.storage_time)
 			return false; /* Error_Data_Too_Old */
 		*cur = *it;
+		cur->written_at = now;
 		return true;
 	}
 	if (n->nitems == n->cap_items) {
@@ -542,19 +546,35 @@ static bool item_put(snode_t *n, const item_t *it)
 		n->items = p;
 		n->cap_items = cap;
 	}
-	n->items[n->nitems++] = *it;
+	n->items[n->nitems] = *it;
+	n->items[n->nitems++].written_at = now;
+	return true;
+}
+
+/* A dictionary StoredData as an entry; false when it does not fit the simulator's entries. */
+static bool entry_from_sd(const rl_stored_data_t *sd, sim_entry_t *e)
+{
+	if (sd->key.len != SIM_KEY_LEN || sd->value.len > SIM_VALUE_MAX || (!sd->exists && sd->value.len))
+		return false;
+	memset(e, 0, sizeof(*e));
+	memcpy(e->key, sd->key.p, SIM_KEY_LEN);
+	e->storage_time = sd->storage_time;
+	e->exists = sd->exists;
+	e->value_len = (uint8_t)sd->value.len;
+	if (sd->value.len)
+		memcpy(e->value, sd->value.p, sd->value.len);
 	return true;
 }
 
 static void fill_sd(rl_stored_data_t *sd, const item_t *it)
 {
 	memset(sd, 0, sizeof(*sd));
-	sd->storage_time = it->storage_time;
+	sd->storage_time = it->e.storage_time;
 	sd->lifetime = 86400;
 	sd->model = RL_MODEL_DICTIONARY;
-	sd->key = (rl_bytes_t){ it->owner.b, VP_ID_LEN };
-	sd->exists = true;
-	sd->value = (rl_bytes_t){ it->value, sizeof(it->value) };
+	sd->key = (rl_bytes_t){ it->e.key, SIM_KEY_LEN };
+	sd->exists = it->e.exists;
+	sd->value = (rl_bytes_t){ it->e.value, it->e.exists ? it->e.value_len : 0 };
 	sd->sig.identity.type = RL_SIGNER_NONE;
 }
 
@@ -592,6 +612,23 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 	if (idx < 0)
 		return;
 	n = &s->nodes[idx];
+	if (a->op == CHORD_STORE_DROP) {
+		/* Like a real store: drop what the node is neither responsible for nor a replica of any more
+		 * (handed over by then), so that survival figures count the protocol's 3 copies only; but not
+		 * what a peer sent within the grace period (it believes us a replica: our view may be stale). */
+		uint32_t k = 0;
+		for (uint32_t i = 0; i < n->nitems; i++)
+			if (vp_id_in_oc(&n->items[i].res, &a->lo, &a->hi) ||
+			    n->items[i].written_at + a->grace_ms > s->now)
+				n->items[k++] = n->items[i];
+		if (k != n->nitems && vp_log_enabled(VP_LOG_DEBUG)) {
+			char l[VP_ID_HEX_LEN + 1];
+			vp_log_debug("sim", "dropped", "t=%llu node=%lld items=%u keep_lo=%.8s", (unsigned long long)s->now,
+			             (long long)idx, n->nitems - k, vp_id_to_hex(&a->lo, l));
+		}
+		n->nitems = k;
+		return;
+	}
 	{
 		uint32_t cnt = 0;
 		for (uint32_t i = 0; i < n->nitems; i++) {
@@ -628,27 +665,6 @@ static uint32_t io_num_resources(void *ctx, chord_node_t *cn)
 	return k;
 }
 
-/* Like a real store, drop what the node is neither responsible nor a replica
- * for any more (it has been handed over by then), so that survival figures
- * count the protocol's 3 copies only, not stale leftovers. */
-static void prune(snode_t *n)
-{
-	const chord_table_t *t = chord_node_table(n->cn);
-	uint32_t k = 0;
-	if (t->version == n->pruned_version || chord_node_state(n->cn) != CHORD_JOINED)
-		return;
-	n->pruned_version = t->version;
-	for (uint32_t i = 0; i < n->nitems; i++)
-		if (chord_table_replica_rank(t, &n->items[i].res) >= 0)
-			n->items[k++] = n->items[i];
-	if (k != n->nitems && vp_log_enabled(VP_LOG_DEBUG)) {
-		char a[VP_ID_HEX_LEN + 1], b[VP_ID_HEX_LEN + 1];
-		vp_log_debug("sim", "pruned", "node=%.8s items=%u pred0=%.8s npred=%u", vp_id_to_hex(&n->id, a),
-		             n->nitems - k, t->npred ? vp_id_to_hex(&t->pred[0], b) : "-", t->npred);
-	}
-	n->nitems = k;
-}
-
 static void serve_store(sim_t *s, snode_t *n, const chord_delivery_t *d, const rl_body_t *b)
 {
 	rl_iter_t ik, iv;
@@ -672,13 +688,10 @@ static void serve_store(sim_t *s, snode_t *n, const chord_delivery_t *d, const r
 			continue;
 		RL_ITER_INIT(&iv, &kd.values);
 		while (rl_stored_data_next(&iv, RL_MODEL_DICTIONARY, &sd) == 1) {
-			if (sd.key.len != VP_ID_LEN || sd.value.len != sizeof(it.value))
+			if (!entry_from_sd(&sd, &it.e))
 				continue;
-			memcpy(it.owner.b, sd.key.p, VP_ID_LEN);
-			memcpy(it.value, sd.value.p, sizeof(it.value));
-			it.storage_time = sd.storage_time;
 			/* The responsible peer copies a new original store to its replicas. */
-			if (item_put(n, &it) && original && chord_table_responsible(t, &it.res)) {
+			if (item_put(n, &it, s->now) && original && chord_table_responsible(t, &it.res)) {
 				nr = chord_table_replicas(t, reps, CHORD_REPLICAS);
 				for (size_t r = 0; r < nr; r++)
 					send_store_direct(s, n, &reps[r], &it, (uint8_t)(r + 1));
@@ -785,22 +798,16 @@ static void ext_fetch_done(sim_t *s, uint32_t i, const rl_body_t *b, const snode
 				continue;
 			RL_ITER_INIT(&iv, &kr.values);
 			while (rl_stored_data_next(&iv, RL_MODEL_DICTIONARY, &sd) == 1 && n < SIM_FETCH_MAX) {
-				if (!sd.exists || sd.key.len != VP_ID_LEN || sd.value.len != SIM_VALUE_LEN)
-					continue;
-				memcpy(e[n].owner.b, sd.key.p, VP_ID_LEN);
-				e[n].storage_time = sd.storage_time;
-				memcpy(e[n].value, sd.value.p, SIM_VALUE_LEN);
-				n++;
+				/* Deleted entries too: a reader's vote must see a withdrawal. */
+				if (entry_from_sd(&sd, &e[n]))
+					n++;
 			}
 		}
 	} else {
 		for (uint32_t k = 0; k < local->nitems && n < SIM_FETCH_MAX; k++) {
 			if (!vp_id_eq(&local->items[k].res, &x->res))
 				continue;
-			e[n].owner = local->items[k].owner;
-			e[n].storage_time = local->items[k].storage_time;
-			memcpy(e[n].value, local->items[k].value, SIM_VALUE_LEN);
-			n++;
+			e[n++] = local->items[k].e;
 		}
 	}
 	x->called = true;
@@ -810,7 +817,7 @@ static void ext_fetch_done(sim_t *s, uint32_t i, const rl_body_t *b, const snode
 static bool reg_matches(const sim_t *s, const op_t *o, const rl_body_t *b)
 {
 	const reg_t *r = &s->regs[o->reg];
-	const vp_id_t *owner = &s->nodes[r->owner].id;
+	sim_entry_t got;
 	rl_iter_t ik, iv;
 	rl_fetch_kind_resp_t kr;
 	rl_stored_data_t sd;
@@ -818,9 +825,7 @@ static bool reg_matches(const sim_t *s, const op_t *o, const rl_body_t *b)
 	while (rl_fetch_kind_resp_next(&ik, &kr) == 1) {
 		RL_ITER_INIT(&iv, &kr.values);
 		while (rl_stored_data_next(&iv, RL_MODEL_DICTIONARY, &sd) == 1)
-			if (sd.key.len == VP_ID_LEN && !memcmp(sd.key.p, owner->b, VP_ID_LEN) &&
-			    sd.value.len == sizeof(r->value) && !memcmp(sd.value.p, r->value, sizeof(r->value)) &&
-			    sd.storage_time == r->storage_time)
+			if (entry_from_sd(&sd, &got) && entry_same(&got, &r->e) && got.storage_time == r->e.storage_time)
 				return true;
 	}
 	return false;
@@ -937,9 +942,7 @@ static void op_send(sim_t *s, uint32_t i)
 		const reg_t *rg = &s->regs[o->reg];
 		memset(&it, 0, sizeof(it));
 		it.res = rg->res;
-		it.owner = s->nodes[rg->owner].id;
-		it.storage_time = rg->storage_time;
-		memcpy(it.value, rg->value, sizeof(it.value));
+		it.e = rg->e;
 		store_body(&b, &kd, &sd, &it, 0);
 	} else {
 		memset(&spec, 0, sizeof(spec));
@@ -964,7 +967,7 @@ static void op_send(sim_t *s, uint32_t i)
 			const chord_table_t *t = chord_node_table(n->cn);
 			vp_id_t reps[CHORD_REPLICAS];
 			size_t nr = chord_table_replicas(t, reps, CHORD_REPLICAS);
-			item_put(n, &it);
+			item_put(n, &it, s->now);
 			for (size_t k = 0; k < nr; k++)
 				send_store_direct(s, n, &reps[k], &it, (uint8_t)(k + 1));
 			ok = true;
@@ -973,9 +976,8 @@ static void op_send(sim_t *s, uint32_t i)
 			ok = true;
 		} else if (o->type == OP_FETCH_REG) {
 			const reg_t *rg = &s->regs[o->reg];
-			found = item_find(n, &rg->res, &s->nodes[rg->owner].id);
-			ok = found && found->storage_time == rg->storage_time &&
-			     !memcmp(found->value, rg->value, sizeof(rg->value));
+			found = item_find(n, &rg->res, rg->e.key);
+			ok = found && found->e.storage_time == rg->e.storage_time && entry_same(&found->e, &rg->e);
 		} else {
 			ok = o->origin == true_owner(s, &o->key);
 		}
@@ -1036,7 +1038,6 @@ static void node_after(sim_t *s, uint32_t idx)
 		n->joined_at = s->now;
 		ring_insert(s, idx);
 	}
-	prune(n);
 	schedule_tick(s, idx);
 }
 
@@ -1166,17 +1167,18 @@ sim_cfg_t sim_cfg_default(void)
 	};
 }
 
-sim_t *sim_new(const sim_cfg_t *cfg)
+int sim_new(const sim_cfg_t *cfg, sim_t **out)
 {
 	sim_t *s;
 	uint32_t msize = 1024;
 	uint64_t seed = cfg->seed;
+	*out = NULL;
 	if (!cfg->max_nodes || chord_cfg_check(&cfg->chord) || cfg->loss < 0 || cfg->loss >= 1 ||
 	    !cfg->lookup_attempts || !cfg->max_tx)
-		return NULL;
+		return VP_ECONFIG;
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return NULL;
+		return VP_ENOMEM;
 	s->cfg = *cfg;
 	s->trace_op = getenv("SIM_TRACE_OP") ? atoll(getenv("SIM_TRACE_OP")) : -1;
 	for (int i = 0; i < 4; i++)
@@ -1193,9 +1195,10 @@ sim_t *sim_new(const sim_cfg_t *cfg)
 	s->tx_vals = calloc(s->tx_mask + 1, sizeof(uint32_t));
 	if (!s->map || !s->nodes || !s->ring || !s->ring_idx || !s->tx_keys || !s->tx_vals) {
 		sim_free(s);
-		return NULL;
+		return VP_ENOMEM;
 	}
-	return s;
+	*out = s;
+	return 0;
 }
 
 void sim_free(sim_t *s)
@@ -1269,8 +1272,7 @@ int sim_spawn(sim_t *s)
 		}
 	} while (slot_of(s, &n->id) >= 0);
 	boot = random_bootstrap(s);
-	n->cn = chord_node_new(&s->cfg.chord, &n->id, &io, s->now, &err);
-	if (!n->cn)
+	if ((err = chord_node_new(&s->cfg.chord, &n->id, &io, s->now, &n->cn)))
 		return err;
 	s->nnodes++;
 	map_put(s, &n->id, idx);
@@ -1382,7 +1384,7 @@ void sim_lookup_random(sim_t *s)
 static void store_reg(sim_t *s, uint32_t r)
 {
 	reg_t *rg = &s->regs[r];
-	rg->storage_time = 1700000000000ull + s->now + (++s->reg_seq);
+	rg->e.storage_time = 1700000000000ull + s->now + (++s->reg_seq);
 	op_new(s, OP_STORE, rg->owner, &rg->res, r);
 }
 
@@ -1406,9 +1408,24 @@ void sim_store_regs(sim_t *s, uint32_t k)
 		snprintf(name, sizeof(name), "+1555%07u", s->nregs);
 		rg->res = vp_id_from_name(name, strlen(name));
 		rg->owner = owner;
-		for (int j = 0; j < 2; j++) {
-			uint64_t v = rng_next(&s->rng);
-			memcpy(rg->value + 8 * j, &v, 8);
+		/* A real registration (storage/vipr_kind.h): the owner claims the number for VService 1,
+		 * with 16 random reserved bytes so every registration's value is distinct. */
+		{
+			uint8_t rnd[16];
+			st_vipr_key_t key = { s->nodes[owner].id, 1 };
+			st_vipr_value_t v = { s->nodes[owner].id, 1, ST_VIPR_PVP_WITH_CALLER_ID | ST_VIPR_PVP_WITHOUT_CALLER_ID,
+			                      rnd, sizeof(rnd) };
+			size_t len = 0;
+			for (int j = 0; j < 2; j++) {
+				uint64_t x = rng_next(&s->rng);
+				memcpy(rnd + 8 * j, &x, 8);
+			}
+			memset(&rg->e, 0, sizeof(rg->e));
+			st_vipr_key_encode(&key, rg->e.key);
+			rg->e.exists = true;
+			if (st_vipr_value_encode(&v, rg->e.value, sizeof(rg->e.value), &len))
+				return; /* cannot happen: SIM_VALUE_MAX holds it */
+			rg->e.value_len = (uint8_t)len;
 		}
 		store_reg(s, s->nregs++);
 	}
@@ -1419,6 +1436,18 @@ void sim_refresh_regs(sim_t *s)
 	for (uint32_t r = 0; r < s->nregs; r++)
 		if (s->nodes[s->regs[r].owner].alive)
 			store_reg(s, r);
+}
+
+/* A protocol copy: live node \p n holds the registration and, by its own table, owns or replicates it.  An
+ * out-of-range leftover waiting for its CHORD_STORE_DROP is no copy: nothing would ever serve or repair it. */
+static bool holds_copy(sim_t *s, uint32_t n, const reg_t *rg)
+{
+	const item_t *it;
+	if (!s->nodes[n].alive || !s->nodes[n].joined)
+		return false;
+	it = item_find(&s->nodes[n], &rg->res, rg->e.key);
+	return it && it->e.storage_time == rg->e.storage_time &&
+	       chord_table_replica_rank(chord_node_table(s->nodes[n].cn), &rg->res) >= 0;
 }
 
 sim_survival_t sim_check_regs(sim_t *s)
@@ -1441,13 +1470,8 @@ sim_survival_t sim_check_regs(sim_t *s)
 			sv.ok++;
 			continue;
 		}
-		for (uint32_t n = 0; n < s->nnodes && !holder; n++) {
-			item_t *it;
-			if (!s->nodes[n].alive)
-				continue;
-			it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
-			holder = it && it->storage_time == rg->storage_time;
-		}
+		for (uint32_t n = 0; n < s->nnodes && !holder; n++)
+			holder = holds_copy(s, n, rg);
 		if (holder && vp_log_enabled(VP_LOG_DEBUG)) {
 			int64_t own = true_owner(s, &rg->res);
 			uint32_t pos = ring_succ_pos(s, &rg->res);
@@ -1457,10 +1481,10 @@ sim_survival_t sim_check_regs(sim_t *s)
 			             o->done);
 			for (uint32_t k = 0; k < 5 && k < s->nring; k++) {
 				uint32_t ni = s->ring_idx[(pos + k) % s->nring];
-				item_t *it = item_find(&s->nodes[ni], &rg->res, &s->nodes[rg->owner].id);
+				item_t *it = item_find(&s->nodes[ni], &rg->res, rg->e.key);
 				const chord_table_t *t = chord_node_table(s->nodes[ni].cn);
 				vp_log_debug("sim", "holder", "ring_pos=+%u node=%u has=%d rank=%d", k, ni,
-				             it && it->storage_time == rg->storage_time, chord_table_replica_rank(t, &rg->res));
+				             it && it->e.storage_time == rg->e.storage_time, chord_table_replica_rank(t, &rg->res));
 			}
 		}
 		if (holder)
@@ -1479,15 +1503,94 @@ void sim_copies(sim_t *s, uint32_t hist[5])
 	for (uint32_t r = 0; r < s->nregs; r++) {
 		const reg_t *rg = &s->regs[r];
 		uint32_t c = 0;
-		for (uint32_t n = 0; n < s->nnodes; n++) {
-			item_t *it;
-			if (!s->nodes[n].alive)
-				continue;
-			it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
-			c += it && it->storage_time == rg->storage_time;
-		}
+		for (uint32_t n = 0; n < s->nnodes; n++)
+			c += holds_copy(s, n, rg);
 		hist[c > 4 ? 4 : c]++;
 	}
+}
+
+void sim_placement(sim_t *s, uint32_t right[4], uint32_t extra[5])
+{
+	memset(right, 0, 4 * sizeof(uint32_t));
+	memset(extra, 0, 5 * sizeof(uint32_t));
+	if (!s->nring)
+		return;
+	for (uint32_t r = 0; r < s->nregs; r++) {
+		const reg_t *rg = &s->regs[r];
+		uint32_t pos = ring_succ_pos(s, &rg->res), c = 0, all = 0;
+		for (uint32_t k = 0; k < 3 && k < s->nring; k++) {
+			item_t *it = item_find(&s->nodes[s->ring_idx[(pos + k) % s->nring]], &rg->res, rg->e.key);
+			c += it && it->e.storage_time == rg->e.storage_time;
+		}
+		for (uint32_t k = 0; k < s->nring; k++) {
+			item_t *it = item_find(&s->nodes[s->ring_idx[k]], &rg->res, rg->e.key);
+			all += it && it->e.storage_time == rg->e.storage_time;
+		}
+		right[c]++;
+		extra[all - c > 4 ? 4 : all - c]++;
+	}
+}
+
+uint32_t sim_regs_without_copy(sim_t *s)
+{
+	uint32_t hist[5];
+	sim_copies(s, hist);
+	return hist[0];
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int sim_doomed_spread(const sim_t *s, uint32_t kills, uint32_t trials, uint64_t seed, double *mean_pct,
+                      double *p5_pct, double *p95_pct)
+{
+	uint64_t rng = seed ^ 0x6a09e667f3bcc909ull;
+	uint32_t n = s->nring, *perm = NULL, *pos = NULL, *doomed = NULL;
+	uint8_t *dead = NULL;
+	double sum = 0;
+	int rc = VP_ENOMEM;
+
+	*mean_pct = *p5_pct = *p95_pct = 0;
+	if (!n || !s->nregs || !trials || kills > n)
+		return VP_EINVAL;
+	perm = malloc(n * sizeof(*perm));
+	pos = malloc(s->nregs * sizeof(*pos));
+	doomed = malloc(trials * sizeof(*doomed));
+	dead = malloc(n);
+	if (!perm || !pos || !doomed || !dead)
+		goto finish;
+	for (uint32_t r = 0; r < s->nregs; r++)
+		pos[r] = ring_succ_pos(s, &s->regs[r].res);
+	for (uint32_t i = 0; i < n; i++)
+		perm[i] = i;
+	for (uint32_t t = 0; t < trials; t++) {
+		uint32_t c = 0;
+		memset(dead, 0, n);
+		for (uint32_t i = 0; i < kills; i++) { /* partial Fisher-Yates: the first kills entries */
+			uint32_t j = i + (uint32_t)(vp_splitmix64_next(&rng) % (n - i)), x = perm[i];
+			perm[i] = perm[j];
+			perm[j] = x;
+			dead[perm[i]] = 1;
+		}
+		for (uint32_t r = 0; r < s->nregs; r++)
+			c += dead[pos[r]] && dead[(pos[r] + 1) % n] && dead[(pos[r] + 2) % n];
+		doomed[t] = c;
+		sum += c;
+	}
+	qsort(doomed, trials, sizeof(*doomed), cmp_u32);
+	*mean_pct = 100.0 * sum / trials / s->nregs;
+	*p5_pct = 100.0 * doomed[trials / 20] / s->nregs;
+	*p95_pct = 100.0 * doomed[trials - 1 - trials / 20] / s->nregs;
+	rc = 0;
+finish:
+	free(perm);
+	free(pos);
+	free(doomed);
+	free(dead);
+	return rc;
 }
 
 uint32_t sim_pending_ops(const sim_t *s)
@@ -1553,9 +1656,7 @@ int sim_store_entry(sim_t *s, uint32_t from, const vp_id_t *res, const sim_entry
 		return rc;
 	s->ext[x].res = *res;
 	s->ext[x].item.res = *res;
-	s->ext[x].item.owner = e->owner;
-	s->ext[x].item.storage_time = e->storage_time;
-	memcpy(s->ext[x].item.value, e->value, SIM_VALUE_LEN);
+	s->ext[x].item.e = *e;
 	s->ext[x].scb = cb;
 	s->ext[x].arg = arg;
 	return op_new(s, OP_STORE_EXT, from, res, x);

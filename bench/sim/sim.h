@@ -7,8 +7,8 @@
  * that loses every try is reported down), partitions, crashes.  Every message
  * is encoded with the real RELOAD codec (dataplane/reload.h) on send and decoded
  * on delivery.  A small in-memory store per node serves Store/Fetch of ViPR
- * registrations (kind RL_KIND_VIPR_REGISTRATION, dictionary keyed by the
- * owner's Node-ID), follows the engine's handoff/replication actions and
+ * registrations (kind RL_KIND_VIPR_REGISTRATION: storage/vipr_kind.h's
+ * dictionary keys and values), follows the engine's handoff/replication actions and
  * replicates each original Store to the 2 successors.
  *
  * Everything is driven by one seeded PRNG: the same seed and calls give the
@@ -26,6 +26,7 @@
 
 #include "common/id.h"
 #include "control/chord/chord.h"
+#include "storage/vipr_kind.h"
 
 typedef struct sim sim_t;
 
@@ -60,15 +61,18 @@ typedef struct sim_survival {
 	uint32_t total;            /*!< registrations stored */
 	uint32_t ok;               /*!< fetched from the overlay with the stored value */
 	uint32_t lost_no_holder;   /*!< not fetchable and no live node holds a copy: all replicas died */
-	uint32_t lost_with_holder; /*!< not fetchable although a live node holds a copy (silent loss) */
+	uint32_t lost_with_holder; /*!< not fetchable although a live node owns or replicates a copy (silent loss) */
 	uint32_t owner_dead;       /*!< of the failures, registrations whose owner is dead too */
 } sim_survival_t;
 
 /*! \brief Defaults: 100 nodes, 20 ms + log-normal(15 ms) latency, no loss, RFC timers. */
 sim_cfg_t sim_cfg_default(void);
 
-/*! \brief NULL on a bad config or out of memory. */
-sim_t *sim_new(const sim_cfg_t *cfg);
+/*!
+ * \brief A new simulator in *\p out (free with sim_free()).
+ * 0, VP_ECONFIG (a value out of range) or VP_ENOMEM; *\p out is NULL on error.
+ */
+int sim_new(const sim_cfg_t *cfg, sim_t **out);
 void sim_free(sim_t *s);
 
 /*!
@@ -122,8 +126,31 @@ void sim_refresh_regs(sim_t *s);
  */
 sim_survival_t sim_check_regs(sim_t *s);
 
-/*! \brief How many live nodes hold each registration: hist[c] counts those with c copies (4 = 4 or more). */
+/*!
+ * \brief How many live nodes hold a protocol copy of each registration (one they own or replicate by their own
+ * table; leftovers awaiting CHORD_STORE_DROP do not count): hist[c] counts those with c copies (4 = 4 or more).
+ */
 void sim_copies(sim_t *s, uint32_t hist[5]);
+
+/*!
+ * \brief Where the copies are: \p right[c] counts the registrations held by c of the 3 nodes that should hold
+ * them (the responsible node and its 2 successors on the true ring of live joined nodes), \p extra[c] those
+ * also held by c other live nodes (4 = 4 or more).  A registration with right[<3] is one failure closer to loss
+ * than the replication model assumes.
+ */
+void sim_placement(sim_t *s, uint32_t right[4], uint32_t extra[5]);
+
+/*! \brief Registrations no live node holds a copy of (called right after a failure: those are doomed). */
+uint32_t sim_regs_without_copy(sim_t *s);
+
+/*!
+ * \brief The sampling spread of a mass failure on today's ring: \p trials random sets of \p kills live joined
+ * nodes, each counting the registrations whose 3 in-place holders (sim_placement) all fall in the set.  Gives
+ * the mean and the 5th/95th percentiles of the doomed fraction (in %).  Its own RNG from \p seed: the
+ * simulation is not perturbed.
+ */
+int sim_doomed_spread(const sim_t *s, uint32_t kills, uint32_t trials, uint64_t seed, double *mean_pct,
+                      double *p5_pct, double *p95_pct);
 
 /*! \brief Lookups and Stores still waiting for an answer. */
 uint32_t sim_pending_ops(const sim_t *s);
@@ -145,14 +172,24 @@ uint64_t sim_rand(sim_t *s);
 
 /* ---- operations for an embedding application (the demo's DHT) -------------------- */
 
-#define SIM_VALUE_LEN 16    /* the simulator stores 16-byte values */
-#define SIM_FETCH_MAX 64    /* entries handed to a fetch callback at most */
+#define SIM_KEY_LEN ST_VIPR_KEY_LEN /* dictionary key: claimant Node-ID || VService id */
+#define SIM_VALUE_MAX 48            /* a VIPR-REGISTRATION value with up to 25 reserved bytes */
+#define SIM_FETCH_MAX 64            /* entries handed to a fetch callback at most */
 
-/*! One dictionary entry of a VIPR-REGISTRATION resource, as the simulator stores it. */
+/*!
+ * One dictionary entry of a VIPR-REGISTRATION resource, as the simulator
+ * stores and carries it: the bytes of storage/vipr_kind.h's key and value
+ * (st_vipr_key_encode / st_vipr_value_encode), so what a simulated overlay
+ * holds is what a real node's store would hold.  A withdrawal is a deletion
+ * (exists false, no value), kept with its storage_time like RFC 6940's, so an
+ * older store cannot bring the entry back.
+ */
 typedef struct sim_entry {
-	vp_id_t owner;                  /*!< dictionary key: the claimant's Node-ID */
+	uint8_t key[SIM_KEY_LEN];
 	uint64_t storage_time;          /*!< a newer one replaces, an older one is refused */
-	uint8_t value[SIM_VALUE_LEN];
+	bool exists;
+	uint8_t value_len;
+	uint8_t value[SIM_VALUE_MAX];
 } sim_entry_t;
 
 /*! Completion of sim_store_entry(): stored by the responsible node (which then replicates it). */

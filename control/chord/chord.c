@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/rand.h"
@@ -97,11 +99,11 @@ struct chord_node {
 
 	uint64_t next_update, next_ping;
 	uint64_t reactive_due; /* 0 = no reactive Update pending */
+	uint64_t drop_due;     /* 0 = no CHORD_STORE_DROP pending */
 	/* Stale-view replies, rate-limited per peer: two peers whose views cannot
 	 * agree yet (a third node is unknown to one of them) must not ping-pong. */
 	struct { vp_id_t peer; uint64_t at; } stale_reply[8];
 	uint32_t stale_next;
-	uint64_t txseq, txbase;
 	chord_stats_t stats;
 };
 
@@ -118,9 +120,18 @@ static uint64_t id_hash(const vp_id_t *id)
 	return vp_splitmix64_mix(a ^ vp_splitmix64_mix(b));
 }
 
-static uint64_t new_txid(chord_node_t *n)
+/*
+ * A transaction id: 64 bits from the CSPRNG (RFC 6940 §6.3.2: "randomly
+ * generated").  An off-path peer that could predict it could forge the answer
+ * to an Attach or Join; a hash of our public Node-ID and a counter was
+ * predictable by anyone who saw one id.  VP_ECRYPTO if the generator fails.
+ */
+static int new_txid(chord_node_t *n, uint64_t *out)
 {
-	return vp_splitmix64_mix(n->txbase + ++n->txseq);
+	(void)n;
+	if (RAND_bytes((unsigned char *)out, sizeof(*out)) != 1)
+		return VP_ECRYPTO;
+	return 0;
 }
 
 static bool is_answer_code(uint16_t code)
@@ -149,7 +160,14 @@ chord_cfg_t chord_cfg_default(void)
 		.request_timeout_ms = 15 * 1000,
 		.join_attempts = 10,
 		.ring_check_interval_ms = 3600 * 1000,
+		.drop_grace_ms = 0,
 	};
+}
+
+/* The effective grace before out-of-range data is dropped (see chord_cfg_t). */
+static uint64_t drop_grace(const chord_cfg_t *c)
+{
+	return c->drop_grace_ms ? c->drop_grace_ms : 2 * c->update_interval_ms;
 }
 
 int chord_cfg_check(const chord_cfg_t *cfg)
@@ -336,8 +354,10 @@ static int route(chord_node_t *n, const vp_id_t *dest, vp_id_t *next)
 
 static int send_direct(chord_node_t *n, const vp_id_t *peer, const rl_body_t *body, txn_kind_t kind)
 {
-	uint64_t txid = new_txid(n);
-	int err = send_request_to(n, peer, peer, false, body, txid);
+	uint64_t txid;
+	int err = new_txid(n, &txid);
+	if (!err)
+		err = send_request_to(n, peer, peer, false, body, txid);
 	if (!err)
 		err = txn_add(n, txid, kind, peer, true);
 	return err;
@@ -512,6 +532,11 @@ static void check_replication(chord_node_t *n)
 			continue;
 		emit_store(n, CHORD_STORE_HANDOFF, &t->pred[r], &t->pred[r + 1], &t->pred[r], 0);
 	}
+	/* The replica range (pred[2], self] changed: drop what fell outside only once it has been stable for
+	 * the grace period, so a view that is briefly wrong (a dead predecessor not yet noticed) costs nothing. */
+	if (t->npred > CHORD_REPLICAS &&
+	    (n->rep_npred <= CHORD_REPLICAS || !vp_id_eq(&n->rep_preds[CHORD_REPLICAS], &t->pred[CHORD_REPLICAS])))
+		n->drop_due = n->now + drop_grace(&n->cfg);
 	n->rep_npred = t->npred < CHORD_REPLICAS + 1 ? t->npred : CHORD_REPLICAS + 1;
 	memcpy(n->rep_preds, t->pred, n->rep_npred * sizeof(vp_id_t));
 	n->rep_valid = true;
@@ -662,7 +687,8 @@ static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, co
 		n->io.attach_info(n->io.ctx, n, &b.u.attach);
 	b.u.attach.role = (rl_bytes_t){ (const uint8_t *)"passive", 7 };
 	b.u.attach.send_update = send_update_flag;
-	txid = new_txid(n);
+	if ((r = new_txid(n, &txid)))
+		return r;
 	msg_init(n, &m, txid, &b);
 	if (via)
 		d[0] = rl_dest_node(via);
@@ -1004,6 +1030,12 @@ static int on_leave_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *p
 	const vp_id_t *lp = &b->u.leave_req.leaving_peer;
 	int err, i;
 
+	/* Decode first: a malformed Leave is refused and changes nothing (the peer stays). */
+	err = rl_chord_leave_decode(b->u.leave_req.overlay_data.p, b->u.leave_req.overlay_data.len, &cl);
+	if (err) {
+		answer_error(n, m, prev, RL_ERR_INVALID_MESSAGE);
+		return err;
+	}
 	memset(&ans, 0, sizeof(ans));
 	ans.code = RL_LEAVE_ANS;
 	answer_to(n, m, prev, &ans);
@@ -1013,18 +1045,17 @@ static int on_leave_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *p
 		n->peers[i] = n->peers[--n->npeers];
 		rebuild(n);
 	}
-	err = rl_chord_leave_decode(b->u.leave_req.overlay_data.p, b->u.leave_req.overlay_data.len, &cl);
-	if (err)
-		return err;
 	return learn_list(n, &cl.nodes, NULL); /* the leaving peer is gone: route */
 }
 
 static int on_ping_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev)
 {
 	rl_body_t ans;
+	int err;
 	memset(&ans, 0, sizeof(ans));
 	ans.code = RL_PING_ANS;
-	ans.u.ping_ans.response_id = new_txid(n);
+	if ((err = new_txid(n, &ans.u.ping_ans.response_id)))
+		return err;
 	ans.u.ping_ans.time = n->now;
 	return answer_to(n, m, prev, &ans);
 }
@@ -1277,39 +1308,30 @@ int chord_node_recv(chord_node_t *n, const vp_id_t *from, const rl_message_t *m,
 
 /* ---- public entry points ------------------------------------------------ */
 
-chord_node_t *chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const chord_io_t *io,
-                             uint64_t now_ms, int *err)
+int chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const chord_io_t *io, uint64_t now_ms,
+                   chord_node_t **out)
 {
 	chord_node_t *n;
 	int e = chord_cfg_check(cfg);
+	*out = NULL;
 	if (!e && (!io || !io->send))
 		e = VP_EINVAL;
-	if (e) {
-		if (err)
-			*err = e;
-		return NULL;
-	}
+	if (e)
+		return e;
 	n = calloc(1, sizeof(*n));
-	if (!n) {
-		if (err)
-			*err = VP_ENOMEM;
-		return NULL;
-	}
+	if (!n)
+		return VP_ENOMEM;
 	n->cfg = *cfg;
 	n->io = *io;
 	n->self = *self;
 	n->now = n->start_ms = now_ms;
-	n->txbase = id_hash(self);
 	chord_rt_init(&n->rt, NULL);
 	if (rebuild(n)) {
 		free(n);
-		if (err)
-			*err = VP_ENOMEM;
-		return NULL;
+		return VP_ENOMEM;
 	}
-	if (err)
-		*err = 0;
-	return n;
+	*out = n;
+	return 0;
 }
 
 void chord_node_free(chord_node_t *n)
@@ -1492,6 +1514,14 @@ void chord_node_tick(chord_node_t *n, uint64_t now_ms)
 		n->reactive_due = 0;
 		update_neighbours(n);
 	}
+	if (n->drop_due && now_ms >= n->drop_due) {
+		n->drop_due = 0;
+		if (n->tab->npred > CHORD_REPLICAS && n->io.store) {
+			chord_store_action_t a = { .op = CHORD_STORE_DROP, .to = n->self, .lo = n->tab->pred[CHORD_REPLICAS],
+			                           .hi = n->self, .grace_ms = drop_grace(&n->cfg) };
+			n->io.store(n->io.ctx, n, &a);
+		}
+	}
 	if (now_ms >= n->next_update) {
 		update_neighbours(n);
 		n->next_update = now_ms + n->cfg.update_interval_ms;
@@ -1521,6 +1551,8 @@ uint64_t chord_node_next_wakeup(const chord_node_t *n)
 	if (n->state == CHORD_JOINED) {
 		if (n->reactive_due && n->reactive_due < w)
 			w = n->reactive_due;
+		if (n->drop_due && n->drop_due < w)
+			w = n->drop_due;
 		if (n->next_update < w)
 			w = n->next_update;
 		if (n->next_ping < w)
@@ -1542,7 +1574,8 @@ int chord_node_request(chord_node_t *n, const vp_id_t *dest, bool resource, cons
 	r = route(n, dest, &next);
 	if (r != 0)
 		return r;
-	*txid = new_txid(n);
+	if ((r = new_txid(n, txid)))
+		return r;
 	return send_request_to(n, &next, dest, resource, body, *txid);
 }
 
@@ -1551,12 +1584,14 @@ int chord_node_request_direct(chord_node_t *n, const vp_id_t *peer, const vp_id_
 {
 	rl_message_t m;
 	rl_dest_t d;
+	int err;
 	(void)resource; /* carried in the body (StoreReq.resource); the peer is the destination */
 	n->now = now_ms;
 	if (n->state != CHORD_JOINED && n->state != CHORD_LEFT)
 		return VP_ESTATE;
 	d = rl_dest_node(peer);
-	*txid = new_txid(n);
+	if ((err = new_txid(n, txid)))
+		return err;
 	msg_init(n, &m, *txid, body);
 	m.hdr.dest.items = &d;
 	m.hdr.dest.n_items = 1;

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "common/errcode.h"
 #include "common/hex.h"
 #include "common/log.h"
+#include "common/net.h"
 
 #define MOD "vap"
 #define AGENT_BUCKETS 1024      /* hash buckets for the agent table; agents per server are O(1000) */
@@ -95,6 +97,25 @@ struct job {
 	uint8_t buf[];              /* copy of the request */
 };
 
+/*
+ * The counters, owned by the server thread as unbound's worker owns its statistics: only that thread
+ * changes them (srv->st.x++ on the message path, no lock and no cache line shared with another writer);
+ * vap_server_get_stats() reads them from any thread without stopping or asking the loop.  Atomic so
+ * that read is not a data race; the list must name every field of vap_server_stats_t (checked below).
+ */
+#define VAP_COUNTERS(X)                                                                            \
+	X(conns_open) X(conns_total) X(conns_refused) X(requests) X(challenges) X(responses_ok)      \
+	X(responses_err) X(err_400) X(err_401) X(err_403) X(err_420) X(err_429) X(err_438) X(err_500) \
+	X(err_503) X(stores_started) X(stores_ok) X(stores_failed) X(stores_queued) X(vcrs) X(notifies)
+
+typedef struct counters {
+#define COUNTER_FIELD(name) _Atomic uint64_t name;
+	VAP_COUNTERS(COUNTER_FIELD)
+#undef COUNTER_FIELD
+} counters_t;
+
+_Static_assert(sizeof(counters_t) == sizeof(vap_server_stats_t), "VAP_COUNTERS lists every server counter");
+
 typedef struct post {
 	struct post *next;
 	void (*fn)(vap_server_t *, void *);
@@ -121,7 +142,7 @@ struct vap_server {
 	uint64_t last_sweep_ns;
 	pthread_mutex_t post_lock;
 	post_t *posts, *posts_tail;
-	vap_server_stats_t st;
+	counters_t st;              /* see VAP_COUNTERS */
 	uint8_t resp[RESP_CAP];
 	char lists[2][VAP_MAX_LIST][VAP_MAX_URI];   /* VService black/white list scratch */
 };
@@ -628,6 +649,10 @@ static void handle_publish_numbers(vap_server_t *srv, conn_t *c, const vap_msg_t
 		snprintf(reason, sizeof(reason), "VSERVICE-ID missing");
 		goto bad;
 	}
+	if (srv->hooks.vservice_access && srv->hooks.vservice_access(srv->hooks.ctx, a->username, vsid)) {
+		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_FORBIDDEN, "VService of another tenant", 0);
+		return;
+	}
 	if (total == 0) {
 		snprintf(reason, sizeof(reason), "no NUMBER or NUMBER-RANGE");
 		goto bad;
@@ -731,6 +756,10 @@ static void handle_publish_vservice(vap_server_t *srv, conn_t *c, const vap_msg_
 		return;
 	}
 	rc = srv->hooks.publish_vservice(srv->hooks.ctx, a->username, &vs);
+	if (rc == VP_EPERM) {
+		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_FORBIDDEN, "VService of another tenant", 0);
+		return;
+	}
 	if (rc) {
 		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_SERVER_ERROR, vp_strerror(rc), 0);
 		return;
@@ -794,6 +823,10 @@ static void handle_subscribe(vap_server_t *srv, conn_t *c, const vap_msg_t *m, a
 	}
 	if (vap_msg_find(m, VAP_ATTR_EXPIRES, &at) == 0 && vap_attr_u32(&at, &expires)) {
 		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_BAD_REQUEST, "bad EXPIRES", 0);
+		return;
+	}
+	if (expires && srv->hooks.vservice_access && srv->hooks.vservice_access(srv->hooks.ctx, a->username, id)) {
+		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_FORBIDDEN, "VService of another tenant", 0);
 		return;
 	}
 	for (i = 0; i < c->n_subs && c->subs[i] != id; i++)
@@ -1322,7 +1355,7 @@ int vap_server_timeout_ms(const vap_server_t *srv)
 
 int vap_server_run(vap_server_t *srv)
 {
-	while (!srv->stop) {
+	while (!vap_server_stopping(srv)) {
 		int rc = vap_server_run_once(srv, 1000);
 		if (rc)
 			return rc;
@@ -1330,10 +1363,15 @@ int vap_server_run(vap_server_t *srv)
 	return 0;
 }
 
+bool vap_server_stopping(const vap_server_t *srv)
+{
+	return __atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
 void vap_server_stop(vap_server_t *srv)
 {
 	uint64_t one = 1;
-	srv->stop = 1;
+	__atomic_store_n(&srv->stop, 1, __ATOMIC_RELEASE);
 	if (write(srv->wakefd, &one, sizeof(one)) < 0)
 		vp_log_warn(MOD, "wake_failed", "errno=%d", errno);
 }
@@ -1391,7 +1429,9 @@ int vap_server_notify(vap_server_t *srv, const vap_route_t *route)
 
 void vap_server_get_stats(const vap_server_t *srv, vap_server_stats_t *st)
 {
-	*st = srv->st;
+#define COUNTER_READ(name) st->name = atomic_load_explicit(&srv->st.name, memory_order_relaxed);
+	VAP_COUNTERS(COUNTER_READ)
+#undef COUNTER_READ
 }
 
 uint16_t vap_server_port(const vap_server_t *srv)
@@ -1432,11 +1472,11 @@ int vap_server_add_agent(vap_server_t *srv, const char *username, const char *pa
 	if (!a)
 		return VP_ENOMEM;
 	strcpy(a->username, username);
-	a->mac = vap_mac_new(key, sizeof(key));
+	rc = vap_mac_new(key, sizeof(key), &a->mac);
 	OPENSSL_cleanse(key, sizeof(key));
-	if (!a->mac) {
+	if (rc) {
 		free(a);
-		return VP_ECRYPTO;
+		return rc;
 	}
 	a->tokens = srv->conf.req_burst;
 	a->last_ns = vp_time_mono_ns();
@@ -1446,35 +1486,20 @@ int vap_server_add_agent(vap_server_t *srv, const char *username, const char *pa
 	return 0;
 }
 
-static int listen_on(vap_server_t *srv)
+/*
+ * A loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104): only processes
+ * of this host see its traffic.  Anything else, including the wildcard, may
+ * carry MESSAGE-INTEGRITY past an eavesdropper.
+ */
+static bool is_loopback(const char *addr)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int one = 1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, srv->conf.bind_addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons(srv->conf.port);
-		sl = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, srv->conf.bind_addr, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(srv->conf.port);
-		sl = sizeof(struct sockaddr_in6);
-	} else {
-		return VP_EINVAL;
-	}
-	srv->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (srv->lfd < 0)
-		return VP_EIO;
-	setsockopt(srv->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(srv->lfd, (struct sockaddr *)&ss, sl) || listen(srv->lfd, 1024))
-		return VP_EIO;
-	sl = sizeof(ss);
-	if (getsockname(srv->lfd, (struct sockaddr *)&ss, &sl))
-		return VP_EIO;
-	srv->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-	                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	return 0;
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return false;
 }
 
 int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, vap_server_t **out)
@@ -1489,6 +1514,11 @@ int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, v
 	    conf->max_msg > VAP_MAX_MSG - VAP_HDR_LEN || conf->req_rate <= 0 || conf->req_burst < 1 ||
 	    conf->max_pending < 1 || conf->store_inflight < 1 || !conf->bind_addr)
 		return VP_EINVAL;
+	if (!conf->tls && !conf->allow_plain_tcp && !is_loopback(conf->bind_addr)) {
+		vp_log_error(MOD, "plain_tcp_refused", "addr=%s msg=\"VAP without TLS only on loopback (allow_plain_tcp)\"",
+		             conf->bind_addr);
+		return VP_ECONFIG;
+	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return VP_ENOMEM;
@@ -1502,7 +1532,8 @@ int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, v
 	pthread_mutex_init(&srv->post_lock, NULL);
 	srv->store_last_ns = vp_time_mono_ns();
 	srv->store_tokens = 1;
-	if ((rc = listen_on(srv)))
+	if ((rc = vp_net_listen_tcp(srv->conf.bind_addr, srv->conf.port, 1024, VP_NET_NONBLOCK, &srv->lfd,
+	                            &srv->port)))
 		goto fail;
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	srv->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

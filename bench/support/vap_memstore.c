@@ -1,7 +1,7 @@
 /*
- * control/vap_memstore.c - in-memory VAP hooks (see vap_memstore.h).
+ * bench/support/vap_memstore.c - in-memory VAP hooks (see vap_memstore.h).
  */
-#include "control/vap/vap_memstore.h"
+#include "bench/support/vap_memstore.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -206,17 +206,19 @@ static int h_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 	return 0;
 }
 
-vap_memstore_t *vap_memstore_new(void)
+int vap_memstore_new(vap_memstore_t **out)
 {
 	vap_memstore_t *ms = calloc(1, sizeof(*ms));
+	*out = NULL;
 	if (!ms)
-		return NULL;
+		return VP_ENOMEM;
 	pthread_mutex_init(&ms->lock, NULL);
 	if (grow(ms)) {
 		vap_memstore_free(ms);
-		return NULL;
+		return VP_ENOMEM;
 	}
-	return ms;
+	*out = ms;
+	return 0;
 }
 
 void vap_memstore_free(vap_memstore_t *ms)
@@ -235,6 +237,7 @@ void vap_memstore_hooks(vap_memstore_t *ms, vap_hooks_t *hooks)
 	hooks->store = h_store;
 	hooks->upload_vcr = h_vcr;
 	hooks->publish_vservice = h_vservice;
+	hooks->vservice_access = NULL; /* a stand-in for one tenant: every agent may use every VService */
 }
 
 void vap_memstore_attach(vap_memstore_t *ms, vap_server_t *srv, bool async)
