@@ -109,6 +109,13 @@ void vb_proxy_free(vb_proxy_t *px);
 int vb_proxy_input(vb_proxy_t *px, uint64_t conn, const char *peer_domain, const char *msg, size_t len,
                    uint64_t now_ms, vb_verdict_t *v);
 
+/*!
+ * \brief Answer the request in \p msg with \p status without looking at it
+ * further (the diagnostic plain-TCP listener's "TLS required").  Nothing is
+ * sent for an ACK or a response.  VP_EMALFORMED if it does not parse.
+ */
+int vb_proxy_reject(vb_proxy_t *px, uint64_t conn, const char *msg, size_t len, int status);
+
 /*! \brief Forget the dialogs of an outside connection that closed (their in-dialog requests now have nowhere to go). */
 void vb_proxy_conn_closed(vb_proxy_t *px, uint64_t conn);
 

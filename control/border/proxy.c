@@ -737,3 +737,19 @@ finish:
 	osip_message_free(m);
 	return rc;
 }
+
+int vb_proxy_reject(vb_proxy_t *px, uint64_t conn, const char *msg, size_t len, int status)
+{
+	osip_message_t *m = NULL;
+	int rc = VP_EMALFORMED;
+	if (osip_message_init(&m) != 0)
+		return VP_ENOMEM;
+	if (osip_message_parse(m, msg, len) == 0 && m->call_id && m->from && m->to && m->cseq &&
+	    osip_list_size(&m->vias) > 0) {
+		if (MSG_IS_REQUEST(m) && m->sip_method)
+			respond(px, conn, m, status, phrase_of(status));
+		rc = 0;
+	}
+	osip_message_free(m);
+	return rc;
+}
