@@ -55,7 +55,7 @@ typedef struct vb_verdict {
 	bool admitted;              /* an out-of-dialog INVITE was admitted (a new dialog) */
 } vb_verdict_t;
 
-/*! \brief Short token for \p v ("no-ticket", "bad-mac", "no-srtp", ...); never NULL. */
+/*! \brief Short token for \p v ("no-ticket", "ticket-bad-mac", "no-srtp", ...); never NULL. */
 const char *vb_verdict_str(const vb_verdict_t *v);
 
 /*! \brief Token for a reason other than VB_R_TICKET (whose token is the ticket reason's). */

@@ -25,6 +25,7 @@
 #define TAG_MAX 128                /* longer tags are refused as malformed: we copy them */
 #define ENDING_MS 32000            /* RFC 3261 Timer J/H (64*T1): late ACKs and retransmissions still pass */
 #define MAX_FORWARDS_DEFAULT "70"
+#define OWN_TAG "vb-"               /* To tags of the responses we generate */
 #define SELF_CONN UINT64_MAX       /* branch owner of the ACK/BYE we send ourselves: responses are absorbed */
 
 typedef enum { D_EARLY, D_CONFIRMED, D_ENDING } dstate_t;
@@ -39,6 +40,7 @@ typedef struct dialog {
 	dstate_t state;
 	uint32_t invite_cseq;    /* the INVITE (initial or re-) waiting for its final response */
 	bool invite_offerless;   /* ...which carried no offer: the 2xx offer must then be SRTP */
+	uint32_t refused_cseq;   /* a re-INVITE we answered ourselves: its ACK ends here */
 	uint64_t expires_ms;
 } dialog_t;
 
@@ -74,10 +76,25 @@ const char *vb_reason_str(vb_reason_t r)
 	return (unsigned)r < VB_R_COUNT ? reason_str[r] : "unknown";
 }
 
+/* "ticket-" + pvp_ticket_reason_str(r): one token space for logs and metric labels (a unit test keeps them equal). */
+static const char *const ticket_str[] = {
+	[PVP_TR_OK] = "ticket-ok",
+	[PVP_TR_MALFORMED] = "ticket-malformed",
+	[PVP_TR_VERSION] = "ticket-version",
+	[PVP_TR_UNKNOWN_EPOCH] = "ticket-unknown-epoch",
+	[PVP_TR_RETIRED_KEY] = "ticket-retired-key",
+	[PVP_TR_BAD_MAC] = "ticket-bad-mac",
+	[PVP_TR_NOT_YET_VALID] = "ticket-not-yet-valid",
+	[PVP_TR_EXPIRED] = "ticket-expired",
+	[PVP_TR_WRONG_NUMBER] = "ticket-wrong-number",
+	[PVP_TR_WRONG_DOMAIN] = "ticket-wrong-domain",
+	[PVP_TR_NO_ROUTES] = "ticket-no-routes",
+};
+
 const char *vb_verdict_str(const vb_verdict_t *v)
 {
 	if (v->reason == VB_R_TICKET)
-		return pvp_ticket_reason_str(v->ticket);
+		return (unsigned)v->ticket < sizeof(ticket_str) / sizeof(ticket_str[0]) ? ticket_str[v->ticket] : "ticket";
 	return vb_reason_str(v->reason);
 }
 
@@ -279,7 +296,7 @@ static void respond(vb_proxy_t *px, uint64_t conn, osip_message_t *req, int stat
 	osip_cseq_clone(req->cseq, &r->cseq);
 	if (r->to && !tag_of(r->to)) {
 		char tag[32];
-		snprintf(tag, sizeof(tag), "vb%" PRIx64, ++px->serial);
+		snprintf(tag, sizeof(tag), OWN_TAG "%" PRIx64, ++px->serial);
 		osip_to_set_tag(r->to, osip_strdup(tag));
 	}
 	osip_message_set_content_length(r, "0");
@@ -553,6 +570,8 @@ static int outside_request(vb_proxy_t *px, uint64_t conn, const char *domain, os
 		return admit_invite(px, conn, domain, m, now_ms, v);
 	dialog_t *d = dialog_find(px, m->call_id->number);
 	bool mine = d && from_tag && strcmp(d->caller_tag, from_tag) == 0 && strcmp(d->domain, domain) == 0;
+	if (!d && MSG_IS_ACK(m) && to_tag && strncmp(to_tag, OWN_TAG, strlen(OWN_TAG)) == 0)
+		return 0; /* the ACK of a refusal we answered: ends here, and is not news */
 	if (!to_tag) {
 		/* Only a CANCEL of the INVITE we admitted may come without a To tag. */
 		if (!MSG_IS_CANCEL(m))
@@ -562,10 +581,14 @@ static int outside_request(vb_proxy_t *px, uint64_t conn, const char *domain, os
 	} else {
 		if (!mine || (d->state == D_CONFIRMED && strcmp(d->callee_tag, to_tag) != 0))
 			return refuse(px, conn, m, v, VB_R_NO_DIALOG, px->conf.refuse_status);
+		if (MSG_IS_ACK(m) && d->refused_cseq && cseq_num(m) == d->refused_cseq)
+			return 0; /* the ACK of our own refusal of a re-INVITE: the call agent never saw that INVITE */
 		if (MSG_IS_INVITE(m)) {
 			vb_sdp_t s = body_sdp(m);
-			if (px->conf.checks && (s == VB_SDP_PLAIN || s == VB_SDP_BAD))
+			if (px->conf.checks && (s == VB_SDP_PLAIN || s == VB_SDP_BAD)) {
+				d->refused_cseq = cseq_num(m);
 				return refuse(px, conn, m, v, VB_R_DOWNGRADE, px->conf.no_srtp_status);
+			}
 			d->invite_cseq = cseq_num(m);
 			d->invite_offerless = s == VB_SDP_NONE;
 		}
