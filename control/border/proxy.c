@@ -8,6 +8,7 @@
  * transaction table; what we remember is one record per admitted dialog.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,22 @@ finish:
 	return rc;
 }
 
+/* libosip2's own diagnostics ("Could not parse start line") become our debug lines: a peer sending garbage
+ * must not be able to fill the log (its refusal is already logged once, at info). */
+static void osip_trace_sink(const char *file, int line, osip_trace_level_t level, const char *fmt, va_list ap)
+{
+	(void)file;
+	(void)line;
+	if (!vp_log_enabled(VP_LOG_DEBUG))
+		return;
+	char msg[256];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	for (char *p = msg; *p; p++)
+		if (*p == '"' || *p == '\n' || *p == '\r')
+			*p = ' ';
+	vp_log_debug("border", "osip", "level=%d msg=\"%s\"", (int)level, msg);
+}
+
 int vb_proxy_new(const vb_proxy_conf_t *conf, const pvp_ticket_keys_t *keys, const vb_hooks_t *hooks,
                  vb_proxy_t **out)
 {
@@ -153,6 +170,7 @@ int vb_proxy_new(const vb_proxy_conf_t *conf, const pvp_ticket_keys_t *keys, con
 	if (conf->no_srtp_status != 0 && (conf->no_srtp_status < 400 || conf->no_srtp_status > 699))
 		return VP_EINVAL;
 	parser_init(); /* libosip2's header tables; idempotent */
+	osip_trace_initialize_func(END_TRACE_LEVEL, osip_trace_sink);
 	vb_proxy_t *px = calloc(1, sizeof(*px));
 	if (!px)
 		return VP_ENOMEM;
@@ -516,6 +534,8 @@ static int admit_invite(vb_proxy_t *px, uint64_t conn, const char *domain, osip_
 	} else {
 		offer = body_sdp(m) != VB_SDP_NONE;
 	}
+	if (!max_forwards(m))
+		return refuse(px, conn, m, v, VB_R_LOOP, 483);
 	if (px->hooks.inside_up && !px->hooks.inside_up(px->hooks.ctx))
 		return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
 	const char *cid = m->call_id->number;
@@ -712,6 +732,7 @@ static int response(vb_proxy_t *px, uint64_t conn, osip_message_t *m, uint64_t n
 			vb_sdp_t s = body_sdp(m);
 			if (px->conf.checks && d->invite_offerless && s != VB_SDP_SRTP) {
 				kill_call(px, m, d);
+				d->refused_cseq = d->invite_cseq; /* the caller ACKs our 488: the agent already got our ACK */
 				d->state = D_ENDING;
 				d->expires_ms = now_ms + ENDING_MS;
 				v->reason = VB_R_NO_SRTP;
