@@ -119,11 +119,22 @@ int vb_proxy_reject(vb_proxy_t *px, uint64_t conn, const char *msg, size_t len, 
 /*! \brief Forget the dialogs of an outside connection that closed (their in-dialog requests now have nowhere to go). */
 void vb_proxy_conn_closed(vb_proxy_t *px, uint64_t conn);
 
-/*! \brief Expire dialogs; call about once a second.  Returns how many were removed. */
+/*!
+ * \brief Expire dialogs: each call sweeps a tenth of the table, so call it ten times per second (the server
+ * does, every 100 ms); a dialog is then gone at most a second after it expires.  Returns how many were removed.
+ */
 unsigned vb_proxy_tick(vb_proxy_t *px, uint64_t now_ms);
 
 /*! \brief Dialogs tracked now (early and confirmed). */
 unsigned vb_proxy_dialogs(const vb_proxy_t *px);
+
+/*!
+ * \brief RFC 3261 §18.3 stream framing: the length of the first whole message in \p len bytes (headers up to
+ * the blank line, then exactly Content-Length bytes, mandatory on streams).  Returns 1 and *\p total, 0 when
+ * more bytes are needed, VP_ETOOBIG beyond \p max, VP_EMALFORMED for a missing, repeated or bad length.
+ * Only the length header is read; the message itself is libosip2's to parse.
+ */
+int vb_sip_frame(const char *buf, size_t len, size_t max, size_t *total);
 
 /*! \brief What an SDP body offers. */
 typedef enum vb_sdp {

@@ -56,6 +56,7 @@ struct vb_proxy {
 	size_t nbuckets;         /* power of two */
 	unsigned ndialogs;
 	uint64_t serial;         /* makes our own tags and branches unique */
+	size_t sweep;            /* next bucket vb_proxy_tick() looks at */
 };
 
 static const char *const reason_str[VB_R_COUNT] = {
@@ -184,8 +185,8 @@ int vb_proxy_new(const vb_proxy_conf_t *conf, const pvp_ticket_keys_t *keys, con
 		free(px);
 		return rc;
 	}
-	px->nbuckets = 64;
-	while (px->nbuckets < conf->max_dialogs && px->nbuckets < (1u << 24))
+	px->nbuckets = 64; /* chains of up to 4 when the table is full: the sweep stays cheap */
+	while (px->nbuckets * 4 < conf->max_dialogs && px->nbuckets < (1u << 22))
 		px->nbuckets <<= 1;
 	px->buckets = calloc(px->nbuckets, sizeof(*px->buckets));
 	if (!px->buckets) {
@@ -243,8 +244,11 @@ void vb_proxy_conn_closed(vb_proxy_t *px, uint64_t conn)
 
 unsigned vb_proxy_tick(vb_proxy_t *px, uint64_t now_ms)
 {
+	/* A cursor sweep: a tenth of the buckets per call, so no call stalls the loop however big the table. */
+	size_t slice = px->nbuckets / 10 + 1;
 	unsigned n = 0;
-	for (size_t b = 0; b < px->nbuckets; b++) {
+	for (size_t k = 0; k < slice; k++) {
+		size_t b = px->sweep++ & (px->nbuckets - 1);
 		dialog_t **pp = &px->buckets[b];
 		while (*pp) {
 			dialog_t *d = *pp;

@@ -311,7 +311,7 @@ static bool hook_inside_up(void *ctx)
  * and proxy.c refuses a message whose parsed Content-Length disagrees.  Returns 1 and *total for a
  * whole message, 0 for "need more", VP_ETOOBIG or VP_EMALFORMED.
  */
-static int frame(const char *b, size_t len, size_t max, size_t *total)
+int vb_sip_frame(const char *b, size_t len, size_t max, size_t *total)
 {
 	size_t scan = len < max ? len : max;
 	const char *end = memmem(b, scan, "\r\n\r\n", 4);
@@ -399,7 +399,7 @@ static bool conn_process(vb_server_t *s, uint32_t i, uint64_t now_ms, bool *more
 			return true;
 		}
 		size_t total = 0;
-		int fr = frame(c->rbuf, c->rlen, s->conf.max_message, &total);
+		int fr = vb_sip_frame(c->rbuf, c->rlen, s->conf.max_message, &total);
 		if (fr == 0) {
 			if (c->deadline_ms == 0 && c->kind != K_INSIDE)
 				c->deadline_ms = now_ms + s->conf.message_timeout_ms;

@@ -397,8 +397,13 @@ static void early_dialog_expires(void **state)
 	fixture_t *f = *state;
 	vb_verdict_t v;
 	invite(f, CONN_B, "carrier-b.example", "call-1", ticket_hdr(f, "X-ViPR-Ticket"), SRTP_SDP, &v);
-	assert_int_equal(vb_proxy_tick(f->px, NOW_S * 1000 + 179000), 0);
-	assert_int_equal(vb_proxy_tick(f->px, NOW_S * 1000 + 180000), 1);
+	unsigned n = 0;
+	for (int i = 0; i < 10; i++)
+		n += vb_proxy_tick(f->px, NOW_S * 1000 + 179000);
+	assert_int_equal(n, 0);
+	for (int i = 0; i < 10; i++)
+		n += vb_proxy_tick(f->px, NOW_S * 1000 + 180000);
+	assert_int_equal(n, 1);
 	assert_int_equal(vb_proxy_dialogs(f->px), 0);
 }
 
