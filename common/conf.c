@@ -673,12 +673,13 @@ static void range_text(const vp_conf_opt_t *o, char *buf, size_t cap)
 	}
 }
 
-static void choices_text(const vp_conf_opt_t *o, char *buf, size_t cap)
+/* The accepted words joined by \p sep ("|", or "\\|" inside a Markdown table). */
+static void choices_text(const vp_conf_opt_t *o, const char *sep, char *buf, size_t cap)
 {
 	size_t len = 0;
 	buf[0] = '\0';
 	for (unsigned i = 0; o->choices && o->choices[i] && len < cap; i++)
-		len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? "|" : "", o->choices[i]);
+		len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? sep : "", o->choices[i]);
 }
 
 void vp_conf_schema_help(FILE *f, const vp_conf_opt_t *opts, size_t n)
@@ -693,7 +694,7 @@ void vp_conf_schema_help(FILE *f, const vp_conf_opt_t *opts, size_t n)
 		}
 		range_text(o, range, sizeof(range));
 		if (o->type == VP_CONF_ENUM)
-			choices_text(o, range, sizeof(range));
+			choices_text(o, "|", range, sizeof(range));
 		snprintf(what, sizeof(what), "%s%s%s%s%s%s%s", type_name(o->type), *range ? " " : "", range,
 		         o->unit ? ", " : "", o->unit ? o->unit : "",
 		         (o->flags & VP_CONF_F_OVERLAY) ? ", overlay-wide" : "",
@@ -711,7 +712,7 @@ void vp_conf_schema_markdown(FILE *f, const vp_conf_opt_t *opts, size_t n)
 		char range[80];
 		range_text(o, range, sizeof(range));
 		if (o->type == VP_CONF_ENUM)
-			choices_text(o, range, sizeof(range));
+			choices_text(o, "\\|", range, sizeof(range));
 		fprintf(f, "| `[%s] %s` | %s%s%s | %s%s%s | %s | %s%s%s |\n", o->section, o->key, type_name(o->type),
 		        o->unit ? ", " : "", o->unit ? o->unit : "", o->def && *o->def ? "`" : "",
 		        (o->flags & VP_CONF_F_SECRET) || !o->def || !*o->def ? "" : o->def,

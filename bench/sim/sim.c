@@ -79,6 +79,7 @@ typedef struct item {
 	vp_id_t res;
 	vp_id_t owner; /* dictionary key */
 	uint64_t storage_time;
+	uint64_t written_at; /* local: when this node last received it (kept by a CHORD_STORE_DROP) */
 	uint8_t value[16];
 } item_t;
 
@@ -90,7 +91,6 @@ typedef struct snode {
 	uint64_t tick_at;
 	item_t *items;
 	uint32_t nitems, cap_items;
-	uint64_t pruned_version;
 	uint64_t joined_at;
 } snode_t;
 
@@ -369,7 +369,7 @@ static void ring_remove(sim_t *s, uint32_t idx)
 }
 
 /* Position in the ring of the first live joined node at or after id. */
-static uint32_t ring_succ_pos(sim_t *s, const vp_id_t *id)
+static uint32_t ring_succ_pos(const sim_t *s, const vp_id_t *id)
 {
 	uint32_t lo = 0, hi = s->nring;
 	while (lo < hi) {
@@ -525,13 +525,18 @@ static item_t *item_find(snode_t *n, const vp_id_t *res, const vp_id_t *owner)
 }
 
 /* Store unless what is held is as new; true if something changed. */
-static bool item_put(snode_t *n, const item_t *it)
+/* Store \p it as a real store would; true if it was new or newer.  An equal copy (a re-replication) only
+ * refreshes the local write time. */
+static bool item_put(snode_t *n, const item_t *it, uint64_t now)
 {
 	item_t *cur = item_find(n, &it->res, &it->owner);
 	if (cur) {
+		if (cur->storage_time == it->storage_time)
+			cur->written_at = now;
 		if (cur->storage_time >= it->storage_time)
 			return false; /* Error_Data_Too_Old */
 		*cur = *it;
+		cur->written_at = now;
 		return true;
 	}
 	if (n->nitems == n->cap_items) {
@@ -542,7 +547,8 @@ static bool item_put(snode_t *n, const item_t *it)
 		n->items = p;
 		n->cap_items = cap;
 	}
-	n->items[n->nitems++] = *it;
+	n->items[n->nitems] = *it;
+	n->items[n->nitems++].written_at = now;
 	return true;
 }
 
@@ -592,6 +598,23 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 	if (idx < 0)
 		return;
 	n = &s->nodes[idx];
+	if (a->op == CHORD_STORE_DROP) {
+		/* Like a real store: drop what the node is neither responsible for nor a replica of any more
+		 * (handed over by then), so that survival figures count the protocol's 3 copies only; but not
+		 * what a peer sent within the grace period (it believes us a replica: our view may be stale). */
+		uint32_t k = 0;
+		for (uint32_t i = 0; i < n->nitems; i++)
+			if (vp_id_in_oc(&n->items[i].res, &a->lo, &a->hi) ||
+			    n->items[i].written_at + a->grace_ms > s->now)
+				n->items[k++] = n->items[i];
+		if (k != n->nitems && vp_log_enabled(VP_LOG_DEBUG)) {
+			char l[VP_ID_HEX_LEN + 1];
+			vp_log_debug("sim", "dropped", "t=%llu node=%lld items=%u keep_lo=%.8s", (unsigned long long)s->now,
+			             (long long)idx, n->nitems - k, vp_id_to_hex(&a->lo, l));
+		}
+		n->nitems = k;
+		return;
+	}
 	{
 		uint32_t cnt = 0;
 		for (uint32_t i = 0; i < n->nitems; i++) {
@@ -628,27 +651,6 @@ static uint32_t io_num_resources(void *ctx, chord_node_t *cn)
 	return k;
 }
 
-/* Like a real store, drop what the node is neither responsible nor a replica
- * for any more (it has been handed over by then), so that survival figures
- * count the protocol's 3 copies only, not stale leftovers. */
-static void prune(snode_t *n)
-{
-	const chord_table_t *t = chord_node_table(n->cn);
-	uint32_t k = 0;
-	if (t->version == n->pruned_version || chord_node_state(n->cn) != CHORD_JOINED)
-		return;
-	n->pruned_version = t->version;
-	for (uint32_t i = 0; i < n->nitems; i++)
-		if (chord_table_replica_rank(t, &n->items[i].res) >= 0)
-			n->items[k++] = n->items[i];
-	if (k != n->nitems && vp_log_enabled(VP_LOG_DEBUG)) {
-		char a[VP_ID_HEX_LEN + 1], b[VP_ID_HEX_LEN + 1];
-		vp_log_debug("sim", "pruned", "node=%.8s items=%u pred0=%.8s npred=%u", vp_id_to_hex(&n->id, a),
-		             n->nitems - k, t->npred ? vp_id_to_hex(&t->pred[0], b) : "-", t->npred);
-	}
-	n->nitems = k;
-}
-
 static void serve_store(sim_t *s, snode_t *n, const chord_delivery_t *d, const rl_body_t *b)
 {
 	rl_iter_t ik, iv;
@@ -678,7 +680,7 @@ static void serve_store(sim_t *s, snode_t *n, const chord_delivery_t *d, const r
 			memcpy(it.value, sd.value.p, sizeof(it.value));
 			it.storage_time = sd.storage_time;
 			/* The responsible peer copies a new original store to its replicas. */
-			if (item_put(n, &it) && original && chord_table_responsible(t, &it.res)) {
+			if (item_put(n, &it, s->now) && original && chord_table_responsible(t, &it.res)) {
 				nr = chord_table_replicas(t, reps, CHORD_REPLICAS);
 				for (size_t r = 0; r < nr; r++)
 					send_store_direct(s, n, &reps[r], &it, (uint8_t)(r + 1));
@@ -964,7 +966,7 @@ static void op_send(sim_t *s, uint32_t i)
 			const chord_table_t *t = chord_node_table(n->cn);
 			vp_id_t reps[CHORD_REPLICAS];
 			size_t nr = chord_table_replicas(t, reps, CHORD_REPLICAS);
-			item_put(n, &it);
+			item_put(n, &it, s->now);
 			for (size_t k = 0; k < nr; k++)
 				send_store_direct(s, n, &reps[k], &it, (uint8_t)(k + 1));
 			ok = true;
@@ -1036,7 +1038,6 @@ static void node_after(sim_t *s, uint32_t idx)
 		n->joined_at = s->now;
 		ring_insert(s, idx);
 	}
-	prune(n);
 	schedule_tick(s, idx);
 }
 
@@ -1421,6 +1422,18 @@ void sim_refresh_regs(sim_t *s)
 			store_reg(s, r);
 }
 
+/* A protocol copy: live node \p n holds the registration and, by its own table, owns or replicates it.  An
+ * out-of-range leftover waiting for its CHORD_STORE_DROP is no copy: nothing would ever serve or repair it. */
+static bool holds_copy(sim_t *s, uint32_t n, const reg_t *rg)
+{
+	const item_t *it;
+	if (!s->nodes[n].alive || !s->nodes[n].joined)
+		return false;
+	it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
+	return it && it->storage_time == rg->storage_time &&
+	       chord_table_replica_rank(chord_node_table(s->nodes[n].cn), &rg->res) >= 0;
+}
+
 sim_survival_t sim_check_regs(sim_t *s)
 {
 	sim_survival_t sv = { .total = s->nregs };
@@ -1441,13 +1454,8 @@ sim_survival_t sim_check_regs(sim_t *s)
 			sv.ok++;
 			continue;
 		}
-		for (uint32_t n = 0; n < s->nnodes && !holder; n++) {
-			item_t *it;
-			if (!s->nodes[n].alive)
-				continue;
-			it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
-			holder = it && it->storage_time == rg->storage_time;
-		}
+		for (uint32_t n = 0; n < s->nnodes && !holder; n++)
+			holder = holds_copy(s, n, rg);
 		if (holder && vp_log_enabled(VP_LOG_DEBUG)) {
 			int64_t own = true_owner(s, &rg->res);
 			uint32_t pos = ring_succ_pos(s, &rg->res);
@@ -1479,15 +1487,111 @@ void sim_copies(sim_t *s, uint32_t hist[5])
 	for (uint32_t r = 0; r < s->nregs; r++) {
 		const reg_t *rg = &s->regs[r];
 		uint32_t c = 0;
-		for (uint32_t n = 0; n < s->nnodes; n++) {
-			item_t *it;
-			if (!s->nodes[n].alive)
-				continue;
-			it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
-			c += it && it->storage_time == rg->storage_time;
-		}
+		for (uint32_t n = 0; n < s->nnodes; n++)
+			c += holds_copy(s, n, rg);
 		hist[c > 4 ? 4 : c]++;
 	}
+}
+
+void sim_placement(sim_t *s, uint32_t right[4], uint32_t extra[5])
+{
+	memset(right, 0, 4 * sizeof(uint32_t));
+	memset(extra, 0, 5 * sizeof(uint32_t));
+	if (!s->nring)
+		return;
+	for (uint32_t r = 0; r < s->nregs; r++) {
+		const reg_t *rg = &s->regs[r];
+		const vp_id_t *owner = &s->nodes[rg->owner].id;
+		uint32_t pos = ring_succ_pos(s, &rg->res), c = 0, all = 0;
+		for (uint32_t k = 0; k < 3 && k < s->nring; k++) {
+			item_t *it = item_find(&s->nodes[s->ring_idx[(pos + k) % s->nring]], &rg->res, owner);
+			c += it && it->storage_time == rg->storage_time;
+		}
+		for (uint32_t k = 0; k < s->nring; k++) {
+			item_t *it = item_find(&s->nodes[s->ring_idx[k]], &rg->res, owner);
+			all += it && it->storage_time == rg->storage_time;
+		}
+		right[c]++;
+		extra[all - c > 4 ? 4 : all - c]++;
+		if (c < 3 && getenv("SIM_PLACEMENT_DEBUG")) {
+			static int shown;
+			if (shown++ < 30) {
+				char a[VP_ID_HEX_LEN + 1];
+				fprintf(stderr, "under-replicated reg=%u res=%.8s:", r, vp_id_to_hex(&rg->res, a));
+				for (uint32_t k = 0; k < 4; k++) {
+					uint32_t ni = s->ring_idx[(pos + k) % s->nring];
+					item_t *it = item_find(&s->nodes[ni], &rg->res, owner);
+					const chord_table_t *t = chord_node_table(s->nodes[ni].cn);
+					fprintf(stderr, " [+%u node=%u has=%d rank=%d joined_at=%llus npred=%u]", k, ni,
+					        it && it->storage_time == rg->storage_time, chord_table_replica_rank(t, &rg->res),
+					        (unsigned long long)(s->nodes[ni].joined_at / 1000), t->npred);
+				}
+				fprintf(stderr, " now=%llus\n", (unsigned long long)(s->now / 1000));
+			}
+		}
+	}
+}
+
+uint32_t sim_regs_without_copy(sim_t *s)
+{
+	uint32_t hist[5];
+	sim_copies(s, hist);
+	return hist[0];
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int sim_doomed_spread(const sim_t *s, uint32_t kills, uint32_t trials, uint64_t seed, double *mean_pct,
+                      double *p5_pct, double *p95_pct)
+{
+	uint64_t rng = seed ^ 0x6a09e667f3bcc909ull;
+	uint32_t n = s->nring, *perm = NULL, *pos = NULL, *doomed = NULL;
+	uint8_t *dead = NULL;
+	double sum = 0;
+	int rc = VP_ENOMEM;
+
+	*mean_pct = *p5_pct = *p95_pct = 0;
+	if (!n || !s->nregs || !trials || kills > n)
+		return VP_EINVAL;
+	perm = malloc(n * sizeof(*perm));
+	pos = malloc(s->nregs * sizeof(*pos));
+	doomed = malloc(trials * sizeof(*doomed));
+	dead = malloc(n);
+	if (!perm || !pos || !doomed || !dead)
+		goto finish;
+	for (uint32_t r = 0; r < s->nregs; r++)
+		pos[r] = ring_succ_pos(s, &s->regs[r].res);
+	for (uint32_t i = 0; i < n; i++)
+		perm[i] = i;
+	for (uint32_t t = 0; t < trials; t++) {
+		uint32_t c = 0;
+		memset(dead, 0, n);
+		for (uint32_t i = 0; i < kills; i++) { /* partial Fisher-Yates: the first kills entries */
+			uint32_t j = i + (uint32_t)(vp_splitmix64_next(&rng) % (n - i)), x = perm[i];
+			perm[i] = perm[j];
+			perm[j] = x;
+			dead[perm[i]] = 1;
+		}
+		for (uint32_t r = 0; r < s->nregs; r++)
+			c += dead[pos[r]] && dead[(pos[r] + 1) % n] && dead[(pos[r] + 2) % n];
+		doomed[t] = c;
+		sum += c;
+	}
+	qsort(doomed, trials, sizeof(*doomed), cmp_u32);
+	*mean_pct = 100.0 * sum / trials / s->nregs;
+	*p5_pct = 100.0 * doomed[trials / 20] / s->nregs;
+	*p95_pct = 100.0 * doomed[trials - 1 - trials / 20] / s->nregs;
+	rc = 0;
+finish:
+	free(perm);
+	free(pos);
+	free(doomed);
+	free(dead);
+	return rc;
 }
 
 uint32_t sim_pending_ops(const sim_t *s)

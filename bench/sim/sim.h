@@ -60,7 +60,7 @@ typedef struct sim_survival {
 	uint32_t total;            /*!< registrations stored */
 	uint32_t ok;               /*!< fetched from the overlay with the stored value */
 	uint32_t lost_no_holder;   /*!< not fetchable and no live node holds a copy: all replicas died */
-	uint32_t lost_with_holder; /*!< not fetchable although a live node holds a copy (silent loss) */
+	uint32_t lost_with_holder; /*!< not fetchable although a live node owns or replicates a copy (silent loss) */
 	uint32_t owner_dead;       /*!< of the failures, registrations whose owner is dead too */
 } sim_survival_t;
 
@@ -122,8 +122,31 @@ void sim_refresh_regs(sim_t *s);
  */
 sim_survival_t sim_check_regs(sim_t *s);
 
-/*! \brief How many live nodes hold each registration: hist[c] counts those with c copies (4 = 4 or more). */
+/*!
+ * \brief How many live nodes hold a protocol copy of each registration (one they own or replicate by their own
+ * table; leftovers awaiting CHORD_STORE_DROP do not count): hist[c] counts those with c copies (4 = 4 or more).
+ */
 void sim_copies(sim_t *s, uint32_t hist[5]);
+
+/*!
+ * \brief Where the copies are: \p right[c] counts the registrations held by c of the 3 nodes that should hold
+ * them (the responsible node and its 2 successors on the true ring of live joined nodes), \p extra[c] those
+ * also held by c other live nodes (4 = 4 or more).  A registration with right[<3] is one failure closer to loss
+ * than the replication model assumes.
+ */
+void sim_placement(sim_t *s, uint32_t right[4], uint32_t extra[5]);
+
+/*! \brief Registrations no live node holds a copy of (called right after a failure: those are doomed). */
+uint32_t sim_regs_without_copy(sim_t *s);
+
+/*!
+ * \brief The sampling spread of a mass failure on today's ring: \p trials random sets of \p kills live joined
+ * nodes, each counting the registrations whose 3 in-place holders (sim_placement) all fall in the set.  Gives
+ * the mean and the 5th/95th percentiles of the doomed fraction (in %).  Its own RNG from \p seed: the
+ * simulation is not perturbed.
+ */
+int sim_doomed_spread(const sim_t *s, uint32_t kills, uint32_t trials, uint64_t seed, double *mean_pct,
+                      double *p5_pct, double *p95_pct);
 
 /*! \brief Lookups and Stores still waiting for an answer. */
 uint32_t sim_pending_ops(const sim_t *s);

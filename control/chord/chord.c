@@ -97,6 +97,7 @@ struct chord_node {
 
 	uint64_t next_update, next_ping;
 	uint64_t reactive_due; /* 0 = no reactive Update pending */
+	uint64_t drop_due;     /* 0 = no CHORD_STORE_DROP pending */
 	/* Stale-view replies, rate-limited per peer: two peers whose views cannot
 	 * agree yet (a third node is unknown to one of them) must not ping-pong. */
 	struct { vp_id_t peer; uint64_t at; } stale_reply[8];
@@ -149,7 +150,14 @@ chord_cfg_t chord_cfg_default(void)
 		.request_timeout_ms = 15 * 1000,
 		.join_attempts = 10,
 		.ring_check_interval_ms = 3600 * 1000,
+		.drop_grace_ms = 0,
 	};
+}
+
+/* The effective grace before out-of-range data is dropped (see chord_cfg_t). */
+static uint64_t drop_grace(const chord_cfg_t *c)
+{
+	return c->drop_grace_ms ? c->drop_grace_ms : 2 * c->update_interval_ms;
 }
 
 int chord_cfg_check(const chord_cfg_t *cfg)
@@ -512,6 +520,11 @@ static void check_replication(chord_node_t *n)
 			continue;
 		emit_store(n, CHORD_STORE_HANDOFF, &t->pred[r], &t->pred[r + 1], &t->pred[r], 0);
 	}
+	/* The replica range (pred[2], self] changed: drop what fell outside only once it has been stable for
+	 * the grace period, so a view that is briefly wrong (a dead predecessor not yet noticed) costs nothing. */
+	if (t->npred > CHORD_REPLICAS &&
+	    (n->rep_npred <= CHORD_REPLICAS || !vp_id_eq(&n->rep_preds[CHORD_REPLICAS], &t->pred[CHORD_REPLICAS])))
+		n->drop_due = n->now + drop_grace(&n->cfg);
 	n->rep_npred = t->npred < CHORD_REPLICAS + 1 ? t->npred : CHORD_REPLICAS + 1;
 	memcpy(n->rep_preds, t->pred, n->rep_npred * sizeof(vp_id_t));
 	n->rep_valid = true;
@@ -1492,6 +1505,14 @@ void chord_node_tick(chord_node_t *n, uint64_t now_ms)
 		n->reactive_due = 0;
 		update_neighbours(n);
 	}
+	if (n->drop_due && now_ms >= n->drop_due) {
+		n->drop_due = 0;
+		if (n->tab->npred > CHORD_REPLICAS && n->io.store) {
+			chord_store_action_t a = { .op = CHORD_STORE_DROP, .to = n->self, .lo = n->tab->pred[CHORD_REPLICAS],
+			                           .hi = n->self, .grace_ms = drop_grace(&n->cfg) };
+			n->io.store(n->io.ctx, n, &a);
+		}
+	}
 	if (now_ms >= n->next_update) {
 		update_neighbours(n);
 		n->next_update = now_ms + n->cfg.update_interval_ms;
@@ -1521,6 +1542,8 @@ uint64_t chord_node_next_wakeup(const chord_node_t *n)
 	if (n->state == CHORD_JOINED) {
 		if (n->reactive_due && n->reactive_due < w)
 			w = n->reactive_due;
+		if (n->drop_due && n->drop_due < w)
+			w = n->drop_due;
 		if (n->next_update < w)
 			w = n->next_update;
 		if (n->next_ping < w)

@@ -53,6 +53,13 @@ typedef struct chord_cfg {
 	uint32_t join_attempts;       /*!< Attach-to-self attempts before join gives up: 10 */
 	/*! Ring check through the bootstrap peer (merges parallel rings): 3600 s; 0 = never */
 	uint64_t ring_check_interval_ms;
+	/*!
+	 * How long the replica range (pred[2], self] must stay unchanged before data outside it is dropped
+	 * (CHORD_STORE_DROP): 2 x update_interval by default (0 = that).  A range seen shrinking because of a
+	 * stale view comes back once the view is repaired, and the owner, whose view never changed, sends
+	 * nothing again: dropping at once lost the third copy (docs/protocol.md §4, "Dropping data").
+	 */
+	uint64_t drop_grace_ms;
 } chord_cfg_t;
 
 /* Data the storage layer must move because the topology changed. */
@@ -61,6 +68,12 @@ typedef enum chord_store_op {
 	CHORD_STORE_HANDOFF = 1,
 	/*! Copy every item in (lo, hi] (our range) to `to` with `replica_number` (1 or 2). */
 	CHORD_STORE_REPLICATE = 2,
+	/*!
+	 * Keep (lo, hi] = (pred[2], self], the ranges this vnode owns or replicates, and drop every other item
+	 * not written within the last `grace_ms` (a peer that sent it recently believes us a replica, and our own
+	 * view may be the stale one).  Emitted once the range has been stable for drop_grace_ms; `to` is self.
+	 */
+	CHORD_STORE_DROP = 3,
 } chord_store_op_t;
 
 typedef struct chord_store_action {
@@ -68,6 +81,7 @@ typedef struct chord_store_action {
 	vp_id_t to;
 	vp_id_t lo, hi;
 	uint8_t replica_number;
+	uint64_t grace_ms; /*!< CHORD_STORE_DROP: keep items written within this long */
 } chord_store_action_t;
 
 /* A message for the application (storage, PVP, ...), valid during the callback only. */

@@ -293,7 +293,8 @@ static void schema_help_and_markdown_list_every_option(void **state)
 			fail_msg("markdown lacks '%s'", want);
 	}
 	assert_non_null(strstr(buf, "1m..7d"));
-	assert_non_null(strstr(buf, "black|white"));
+	assert_non_null(strstr(buf, "one of black|white"));
+	assert_non_null(strstr(buf, "| black\\|white |")); /* escaped inside the Markdown table */
 	assert_non_null(strstr(buf, "overlay-wide"));
 	free(buf);
 }
