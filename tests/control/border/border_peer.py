@@ -4,7 +4,8 @@ a slow sender, plain TCP/UDP, and a flood.  Loopback only; every loop is bounded
 in count and time.  Prints one line 'result=<token>' and exits 0 when the border
 behaved as the mode expects, 1 otherwise.
 
-  border_peer.py MODE HOST PORT [--cert C --key K --ca CA] [--seconds S]
+  border_peer.py MODE HOST PORT [--cert C --key K --ca CA] [--seconds S] [--count N]
+  (flood-file only writes N INVITEs to stdout)
 """
 import argparse
 import socket
@@ -57,10 +58,18 @@ def main():
     ap.add_argument("--ca")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--expect-status", default="")
+    ap.add_argument("--count", type=int, default=1000)
     a = ap.parse_args()
     h, p = a.host, a.port
     ok = False
     tok = "?"
+    if a.mode == "flood-file":
+        # The flood as a byte stream on stdout, for a C sender (socat) that outruns the border.
+        out = sys.stdout.buffer
+        for n in range(a.count):
+            out.write(INVITE.format(h=h, p=p, n=n, extra="").encode())
+        out.flush()
+        return 0
     if a.mode == "plain-tcp":
         # Plain SIP on a TLS port (or on the diagnostic listener with --expect-status 403).
         s = socket.create_connection((h, p), timeout=5)
