@@ -148,6 +148,8 @@ finish:
 /* libosip2's own diagnostics ("Could not parse start line") become our debug lines: a peer sending garbage
  * must not be able to fill the log (its refusal is already logged once, at info). */
 static void osip_trace_sink(const char *file, int line, osip_trace_level_t level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+static void osip_trace_sink(const char *file, int line, osip_trace_level_t level, const char *fmt, va_list ap)
 {
 	(void)file;
 	(void)line;

@@ -10,6 +10,7 @@
 #include "control/border/border.h"
 
 #define VB_SDP_MAX 65536 /* larger bodies are not SDP we accept */
+#define SDP_PAD 16        /* NUL bytes after the text (see below) */
 
 /* Is attribute \p name present at media level \p m (or session level, m = -1)? */
 static bool has_attr(sdp_message_t *sdp, int m, const char *name)
@@ -29,11 +30,27 @@ vb_sdp_t vb_sdp_classify(const char *body, size_t len)
 		return VB_SDP_NONE;
 	if (len > VB_SDP_MAX || memchr(body, '\0', len))
 		return VB_SDP_BAD;
-	char *text = malloc(len + 1);
+	/*
+	 * libosip2 5.3's sdp_message_parse() reads past the end of the text when a line ends in a bare LF
+	 * (e.g. "m=audio 40 I*\n", found by fuzz_border_input under ASan).  So lines are handed over in
+	 * their RFC 4566 form: bare LFs become CRLF, a bare CR is refused, and the copy ends in NUL padding
+	 * so that an off-by-a-few read stops at a NUL inside our buffer.
+	 */
+	char *text = malloc(2 * len + SDP_PAD);
 	if (!text)
 		return VB_SDP_BAD;
-	memcpy(text, body, len);
-	text[len] = '\0';
+	size_t k = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = body[i];
+		if (c == '\r' && (i + 1 == len || body[i + 1] != '\n')) {
+			free(text);
+			return VB_SDP_BAD;
+		}
+		if (c == '\n' && (i == 0 || body[i - 1] != '\r'))
+			text[k++] = '\r';
+		text[k++] = c;
+	}
+	memset(text + k, 0, SDP_PAD);
 	sdp_message_t *sdp = NULL;
 	vb_sdp_t res = VB_SDP_BAD;
 	if (sdp_message_init(&sdp) != 0)

@@ -331,10 +331,15 @@ int vb_sip_frame(const char *b, size_t len, size_t max, size_t *total)
 				const char *v = colon + 1;
 				while (v < eol && (*v == ' ' || *v == '\t'))
 					v++;
-				char *e;
-				long n = strtol(v, &e, 10);
-				if (e == v || n < 0 || cl >= 0)
-					return VP_EMALFORMED; /* two lengths: smuggling, refuse */
+				/* Digits only, read within the line: the buffer is not NUL-terminated (strtol would run on). */
+				const char *e = v;
+				long n = 0;
+				while (e < eol && *e >= '0' && *e <= '9' && n <= (long)max)
+					n = n * 10 + (*e++ - '0');
+				if (e == v || cl >= 0)
+					return VP_EMALFORMED; /* none, or two lengths (request smuggling): refuse */
+				if (n > (long)max)
+					return VP_ETOOBIG;
 				while (e < eol && (*e == ' ' || *e == '\t'))
 					e++;
 				if (e != eol)

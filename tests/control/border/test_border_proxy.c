@@ -426,6 +426,36 @@ static void exhausted_max_forwards_gets_483(void **state)
 	assert_int_equal(f->sent[before].conn, CONN_B);
 }
 
+/* Framing reads only the bytes it is given: a heap copy without a NUL (ASan builds catch an overread). */
+static void frame_stays_inside_its_input(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int rc;
+		size_t total;
+	} cases[] = {
+		{"BYE x SIP/2.0\r\nContent-Length:  \r\n\r\n", VP_EMALFORMED, 0}, /* empty value: was strtol past the end */
+		{"BYE x SIP/2.0\r\nl: 3\r\n\r\nabc", 1, 26},
+		{"BYE x SIP/2.0\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", VP_EMALFORMED, 0},
+		{"BYE x SIP/2.0\r\nContent-Length: 99999999999999999999\r\n\r\n", VP_ETOOBIG, 0},
+		{"BYE x SIP/2.0\r\nContent-Length: 4\r\n\r\nabc", 0, 0},
+		{"BYE x SIP/2.0\r\nContent-Length: -1\r\n\r\n", VP_EMALFORMED, 0},
+		{"BYE x SIP/2.0\r\nContent-Length: 1x\r\n\r\nab", VP_EMALFORMED, 0},
+		{"BYE x SIP/2.0\r\nVia: y\r\n\r\n", VP_EMALFORMED, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = strlen(cases[i].text);
+		char *b = malloc(len);
+		memcpy(b, cases[i].text, len);
+		size_t total = 0;
+		assert_int_equal(vb_sip_frame(b, len, 16384, &total), cases[i].rc);
+		if (cases[i].rc == 1)
+			assert_int_equal(total, cases[i].total);
+		free(b);
+	}
+}
+
 static void sdp_classes(void **state)
 {
 	(void)state;
@@ -446,6 +476,16 @@ static void sdp_classes(void **state)
 	                       "m=video 0 RTP/AVP 96\r\n";
 	assert_int_equal(vb_sdp_classify(disabled, strlen(disabled)), VB_SDP_SRTP);
 	assert_int_equal(vb_sdp_classify("garbage", 7), VB_SDP_BAD);
+	/* bare LF line ends (libosip2 overreads on these: ASan builds check we never hand them over) */
+	const char *lf = "v=0\no=a 1 1 IN IP4 192.0\nt=0 0\nm=audio 40 I*\n";
+	char *heap = malloc(strlen(lf));
+	memcpy(heap, lf, strlen(lf));
+	assert_int_equal(vb_sdp_classify(heap, strlen(lf)), VB_SDP_PLAIN);
+	free(heap);
+	const char *lf_srtp = "v=0\no=a 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\n"
+	                      "m=audio 4000 RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\n";
+	assert_int_equal(vb_sdp_classify(lf_srtp, strlen(lf_srtp)), VB_SDP_SRTP);
+	assert_int_equal(vb_sdp_classify("v=0\rm=audio 1 RTP/AVP 0\r\n", 26), VB_SDP_BAD); /* bare CR */
 }
 
 int main(void)
@@ -465,6 +505,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(call_agent_down_gets_503, setup, teardown),
 		cmocka_unit_test_setup_teardown(early_dialog_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(exhausted_max_forwards_gets_483, setup, teardown),
+		cmocka_unit_test(frame_stays_inside_its_input),
 		cmocka_unit_test(sdp_classes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
