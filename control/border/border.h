@@ -7,7 +7,9 @@
  * calling domain (the one in the peer's TLS certificate) and an SRTP offer,
  * proxies admitted calls to the call agent (Via, Record-Route, ticket header
  * removed), relays responses, passes in-dialog requests only on dialogs it
- * admitted, and refuses everything else with the configured response.
+ * admitted, and refuses everything else with the configured response.  Calls
+ * from the inside (egress) leave only over TLS to the Request-URI's host and
+ * only with SRTP.
  *
  * This module is the logic only: it takes whole SIP messages (libosip2 parses
  * them) tagged with the connection they came from, and hands what it sends to
@@ -26,6 +28,7 @@
 #include "pvp/ticket.h"
 
 #define VB_CONN_INSIDE 0u          /* the call agent's connection, whatever socket carries it */
+#define VB_CONN_INSIDE_BIT (1ull << 63) /* set in the ids of other inside connections (call agents calling out) */
 #define VB_TICKET_HEADER "X-ViPR-Ticket"
 #define VB_TICKET_HEADER_ALT "X-Cisco-ViPR-Ticket" /* the overview draft's spelling, accepted too */
 #define VB_URI_MAX 256
@@ -67,6 +70,12 @@ typedef struct vb_hooks {
 	bool (*send)(void *ctx, uint64_t conn, const char *buf, size_t len);
 	/* Is the call agent connected?  Admission answers 503 when it is not. */
 	bool (*inside_up)(void *ctx);
+	/*
+	 * Egress: open a TLS connection to \p host (a name, checked against the peer's certificate, or an
+	 * address) port \p port and return its id at once (writes queue until the handshake is done).
+	 * 0 or a negative VP_E* code.  NULL: this border carries no calls out (inside INVITEs get 403).
+	 */
+	int (*connect)(void *ctx, const char *host, uint16_t port, uint64_t *conn);
 	void *ctx;
 } vb_hooks_t;
 
@@ -101,8 +110,8 @@ void vb_proxy_free(vb_proxy_t *px);
 
 /*!
  * \brief Handle one whole SIP message of \p len bytes that arrived on \p conn
- * (VB_CONN_INSIDE or an outside connection whose TLS peer is \p peer_domain,
- * normalised).  Sends whatever follows through the hooks and fills \p v.
+ * (VB_CONN_INSIDE, an inside id with VB_CONN_INSIDE_BIT, or an outside
+ * connection whose TLS peer is \p peer_domain, normalised).  Sends whatever follows through the hooks and fills \p v.
  * Returns 0, or VP_EMALFORMED when the bytes are not one SIP message (the
  * server then closes the connection: its framing can no longer be trusted).
  */

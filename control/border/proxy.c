@@ -38,6 +38,8 @@ typedef struct dialog {
 	char callee_tag[TAG_MAX + 1];
 	char domain[PVP_DOMAIN_MAX + 1];
 	uint64_t conn;           /* outside connection (0 when it closed) */
+	uint64_t in_conn;        /* inside connection: VB_CONN_INSIDE, or the call agent's connection that called out */
+	bool egress;             /* the call agent called out: it is the caller, the outside peer the callee */
 	dstate_t state;
 	uint32_t invite_cseq;    /* the INVITE (initial or re-) waiting for its final response */
 	bool invite_offerless;   /* ...which carried no offer: the 2xx offer must then be SRTP */
@@ -110,6 +112,11 @@ void vb_proxy_conf_defaults(vb_proxy_conf_t *c)
 	c->max_dialogs = 10000;
 	c->early_timeout_s = 180;
 	c->idle_timeout_s = 4 * 3600;
+}
+
+static bool is_inside(uint64_t conn)
+{
+	return conn == VB_CONN_INSIDE || (conn & VB_CONN_INSIDE_BIT);
 }
 
 static uint64_t fnv1a(uint64_t h, const char *s)
@@ -567,6 +574,7 @@ static int admit_invite(vb_proxy_t *px, uint64_t conn, const char *domain, osip_
 		v->admitted = true;
 	}
 	d->conn = conn;
+	d->in_conn = VB_CONN_INSIDE;
 	d->invite_cseq = cseq_num(m);
 	d->invite_offerless = !offer;
 	d->expires_ms = now_ms + (uint64_t)px->conf.early_timeout_s * 1000;
@@ -595,17 +603,22 @@ static int outside_request(vb_proxy_t *px, uint64_t conn, const char *domain, os
 	if (!to_tag && MSG_IS_INVITE(m))
 		return admit_invite(px, conn, domain, m, now_ms, v);
 	dialog_t *d = dialog_find(px, m->call_id->number);
-	bool mine = d && from_tag && strcmp(d->caller_tag, from_tag) == 0 && strcmp(d->domain, domain) == 0;
+	/* Ingress: the peer is the caller (From = caller tag), identified by its TLS domain (it may reconnect).
+	 * Egress: the peer is the callee we connected to (From = callee tag, To = caller tag), on that connection. */
+	bool mine = d && from_tag &&
+	            (d->egress ? d->conn == conn && to_tag && strcmp(d->caller_tag, to_tag) == 0 &&
+	                             strcmp(d->callee_tag, from_tag) == 0
+	                       : strcmp(d->caller_tag, from_tag) == 0 && strcmp(d->domain, domain) == 0);
 	if (!d && MSG_IS_ACK(m) && to_tag && strncmp(to_tag, OWN_TAG, strlen(OWN_TAG)) == 0)
 		return 0; /* the ACK of a refusal we answered: ends here, and is not news */
 	if (!to_tag) {
 		/* Only a CANCEL of the INVITE we admitted may come without a To tag. */
 		if (!MSG_IS_CANCEL(m))
 			return refuse(px, conn, m, v, VB_R_METHOD, px->conf.refuse_status);
-		if (!mine || d->state != D_EARLY || cseq_num(m) != d->invite_cseq)
+		if (!mine || d->egress || d->state != D_EARLY || cseq_num(m) != d->invite_cseq)
 			return refuse(px, conn, m, v, VB_R_NO_DIALOG, px->conf.refuse_status);
 	} else {
-		if (!mine || (d->state == D_CONFIRMED && strcmp(d->callee_tag, to_tag) != 0))
+		if (!mine || (!d->egress && d->state == D_CONFIRMED && strcmp(d->callee_tag, to_tag) != 0))
 			return refuse(px, conn, m, v, VB_R_NO_DIALOG, px->conf.refuse_status);
 		if (MSG_IS_ACK(m) && d->refused_cseq && cseq_num(m) == d->refused_cseq)
 			return 0; /* the ACK of our own refusal of a re-INVITE: the call agent never saw that INVITE */
@@ -628,7 +641,7 @@ static int outside_request(vb_proxy_t *px, uint64_t conn, const char *domain, os
 		return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
 	remove_headers(m, VB_TICKET_HEADER);
 	remove_headers(m, VB_TICKET_HEADER_ALT);
-	if (add_via(px, m, true, conn) != 0 || !send_msg(px, VB_CONN_INSIDE, m))
+	if (add_via(px, m, true, conn) != 0 || !send_msg(px, d->in_conn, m))
 		return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
 	v->forwarded = true;
 	return 0;
@@ -636,34 +649,113 @@ static int outside_request(vb_proxy_t *px, uint64_t conn, const char *domain, os
 
 /* ---- requests from the inside -------------------------------------------------------------------------------- */
 
-static int inside_request(vb_proxy_t *px, osip_message_t *m, uint64_t now_ms, vb_verdict_t *v)
+/* A call agent calls out (overview §6.3): only over TLS (the connect hook opens a verified TLS connection to the
+ * Request-URI's host) and only with SRTP (an offer now, or in the 2xx of an offerless INVITE). */
+static int egress_invite(vb_proxy_t *px, uint64_t conn, osip_message_t *m, uint64_t now_ms, vb_verdict_t *v)
+{
+	const char *from_tag = tag_of(m->from);
+	if (!from_tag || strlen(from_tag) > TAG_MAX)
+		return refuse(px, conn, m, v, VB_R_MALFORMED, 403);
+	if (!px->hooks.connect)
+		return refuse(px, conn, m, v, VB_R_METHOD, 403); /* this border does not carry calls out */
+	vb_sdp_t s = body_sdp(m);
+	if (px->conf.checks && (s == VB_SDP_PLAIN || s == VB_SDP_BAD))
+		return refuse(px, conn, m, v, VB_R_NO_SRTP, 488);
+	osip_uri_t *u = m->req_uri;
+	int port = u->port ? atoi(u->port) : 5061;
+	if (!u->host || !u->host[0] || port <= 0 || port > 65535)
+		return refuse(px, conn, m, v, VB_R_MALFORMED, 403);
+	if (!max_forwards(m))
+		return refuse(px, conn, m, v, VB_R_LOOP, 483);
+	const char *cid = m->call_id->number;
+	dialog_t *d = dialog_find(px, cid);
+	if (d) {
+		if (!d->egress || d->state != D_EARLY || strcmp(d->caller_tag, from_tag) != 0 || d->in_conn != conn)
+			return refuse(px, conn, m, v, VB_R_NO_DIALOG, 403);
+	} else {
+		if (px->ndialogs >= px->conf.max_dialogs)
+			return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
+		uint64_t out = 0;
+		char host[VB_URI_MAX];
+		/* "[v6]" hosts come bracketed from the URI; the connect hook wants the address alone */
+		size_t hl = strlen(u->host);
+		if (hl >= sizeof(host))
+			return refuse(px, conn, m, v, VB_R_MALFORMED, 403);
+		if (u->host[0] == '[' && hl > 2 && u->host[hl - 1] == ']')
+			snprintf(host, sizeof(host), "%.*s", (int)(hl - 2), u->host + 1);
+		else
+			snprintf(host, sizeof(host), "%s", u->host);
+		if (px->hooks.connect(px->hooks.ctx, host, (uint16_t)port, &out) != 0)
+			return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
+		d = calloc(1, sizeof(*d));
+		if (!d || !(d->call_id = strdup(cid))) {
+			free(d);
+			return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
+		}
+		snprintf(d->caller_tag, sizeof(d->caller_tag), "%s", from_tag);
+		snprintf(d->domain, sizeof(d->domain), "%.*s", PVP_DOMAIN_MAX, host);
+		d->egress = true;
+		d->state = D_EARLY;
+		d->conn = out;
+		*dialog_slot(px, cid) = d;
+		px->ndialogs++;
+		v->admitted = true;
+	}
+	d->in_conn = conn;
+	d->invite_cseq = cseq_num(m);
+	d->invite_offerless = s == VB_SDP_NONE;
+	d->expires_ms = now_ms + (uint64_t)px->conf.early_timeout_s * 1000;
+	/* callee's route set in order: our outside URI first, then the inside one */
+	if (add_record_route(m, px->conf.inside_uri) != 0 || add_record_route(m, px->conf.outside_uri) != 0 ||
+	    add_via(px, m, false, conn) != 0 || !send_msg(px, d->conn, m))
+		return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
+	v->forwarded = true;
+	return 0;
+}
+
+static int inside_request(vb_proxy_t *px, uint64_t conn, osip_message_t *m, uint64_t now_ms, vb_verdict_t *v)
 {
 	const char *to_tag = tag_of(m->to);
 	const char *from_tag = tag_of(m->from);
 	strip_own_routes(px, m);
 	if (!to_tag && MSG_IS_OPTIONS(m)) {
-		respond(px, VB_CONN_INSIDE, m, 200, "OK");
+		respond(px, conn, m, 200, "OK");
 		v->status = 200;
 		return 0;
 	}
+	if (!to_tag && MSG_IS_INVITE(m))
+		return egress_invite(px, conn, m, now_ms, v);
 	dialog_t *d = dialog_find(px, m->call_id->number);
-	/* In a dialog we admitted, the call agent speaks as the callee: From = callee tag, To = caller tag. */
-	bool mine = d && to_tag && from_tag && strcmp(d->caller_tag, to_tag) == 0 &&
-	            (d->callee_tag[0] == '\0' || strcmp(d->callee_tag, from_tag) == 0);
+	/* Ingress dialogs: the call agent is the callee (From = callee tag, To = caller tag).
+	 * Egress dialogs: it is the caller (From = caller tag; To = callee tag once answered). */
+	bool mine;
+	if (d && d->egress)
+		mine = from_tag && strcmp(d->caller_tag, from_tag) == 0 &&
+		       (to_tag ? d->callee_tag[0] == '\0' || strcmp(d->callee_tag, to_tag) == 0
+		               : MSG_IS_CANCEL(m) && d->state == D_EARLY && cseq_num(m) == d->invite_cseq);
+	else
+		mine = d && to_tag && from_tag && strcmp(d->caller_tag, to_tag) == 0 &&
+		       (d->callee_tag[0] == '\0' || strcmp(d->callee_tag, from_tag) == 0);
 	if (!mine)
-		return refuse(px, VB_CONN_INSIDE, m, v, VB_R_NO_DIALOG, 481);
+		return refuse(px, conn, m, v, VB_R_NO_DIALOG, 481);
+	if (MSG_IS_ACK(m) && d->refused_cseq && cseq_num(m) == d->refused_cseq)
+		return 0; /* the ACK of our own 488 */
 	if (MSG_IS_INVITE(m)) {
 		vb_sdp_t s = body_sdp(m);
-		if (px->conf.checks && (s == VB_SDP_PLAIN || s == VB_SDP_BAD))
-			return refuse(px, VB_CONN_INSIDE, m, v, VB_R_DOWNGRADE, 488);
+		if (px->conf.checks && (s == VB_SDP_PLAIN || s == VB_SDP_BAD)) {
+			d->refused_cseq = cseq_num(m);
+			return refuse(px, conn, m, v, VB_R_DOWNGRADE, 488);
+		}
+		d->invite_cseq = cseq_num(m);
+		d->invite_offerless = s == VB_SDP_NONE;
 	}
 	if (d->conn == 0)
-		return refuse(px, VB_CONN_INSIDE, m, v, VB_R_UNAVAILABLE, 503);
+		return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
 	if (!max_forwards(m))
-		return refuse(px, VB_CONN_INSIDE, m, v, VB_R_LOOP, 483);
+		return refuse(px, conn, m, v, VB_R_LOOP, 483);
 	d->expires_ms = now_ms + (uint64_t)px->conf.idle_timeout_s * 1000;
-	if (add_via(px, m, false, VB_CONN_INSIDE) != 0 || !send_msg(px, d->conn, m))
-		return refuse(px, VB_CONN_INSIDE, m, v, VB_R_UNAVAILABLE, 503);
+	if (add_via(px, m, false, conn) != 0 || !send_msg(px, d->conn, m))
+		return refuse(px, conn, m, v, VB_R_UNAVAILABLE, 503);
 	v->forwarded = true;
 	return 0;
 }
@@ -673,6 +765,11 @@ static int inside_request(vb_proxy_t *px, osip_message_t *m, uint64_t now_ms, vb
 /* A 2xx to an offerless INVITE offered plain RTP: refuse it to the caller, ACK and BYE the call agent. */
 static void kill_call(vb_proxy_t *px, osip_message_t *resp, dialog_t *d)
 {
+	/* The answering side gets our ACK and BYE: the call agent (ingress) or the outside peer (egress). */
+	uint64_t toward = d->egress ? d->conn : d->in_conn;
+	const char *tr = d->egress ? px->out_transport : px->in_transport;
+	const char *host = d->egress ? px->out_host : px->in_host;
+	int port = d->egress ? px->out_port : px->in_port;
 	osip_contact_t *ct = osip_list_get(&resp->contacts, 0);
 	char *target = NULL, *from = NULL, *to = NULL;
 	if (ct && ct->url)
@@ -687,10 +784,10 @@ static void kill_call(vb_proxy_t *px, osip_message_t *resp, dialog_t *d)
 			                 "%s %s SIP/2.0\r\nVia: SIP/2.0/%s %s:%d;branch=" BRANCH_MAGIC "%016" PRIx64
 			                 ".%016" PRIx64 "\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\n"
 			                 "CSeq: %" PRIu32 " %s\r\nContent-Length: 0\r\n\r\n",
-			                 methods[i], target, px->in_transport, px->in_host, px->in_port, (uint64_t)SELF_CONN,
+			                 methods[i], target, tr, host, port, (uint64_t)SELF_CONN,
 			                 ++px->serial, from, to, d->call_id, d->invite_cseq + (uint32_t)i, methods[i]);
 			if (n > 0 && (size_t)n < sizeof(buf))
-				px->hooks.send(px->hooks.ctx, VB_CONN_INSIDE, buf, (size_t)n);
+				px->hooks.send(px->hooks.ctx, toward, buf, (size_t)n);
 		}
 	}
 	osip_free(target);
@@ -722,15 +819,21 @@ static int response(vb_proxy_t *px, uint64_t conn, osip_message_t *m, uint64_t n
 	dialog_t *d = dialog_find(px, m->call_id->number);
 	const char *method = m->cseq && m->cseq->method ? m->cseq->method : "";
 	int st = m->status_code;
-	if (conn != VB_CONN_INSIDE) {
-		/* A response from outside answers a request of the call agent in a dialog with this peer. */
-		if (dest != VB_CONN_INSIDE || !d || d->conn != conn) {
+	if (dest == SELF_CONN)
+		return 0; /* the answer to our own ACK/BYE of a refused call */
+	if (!is_inside(conn)) {
+		/* From outside: an answer to a request of the call agent, in a dialog with this very peer. */
+		if (!is_inside(dest) || !d || d->conn != conn) {
 			v->reason = VB_R_BAD_RESPONSE;
 			return 0;
 		}
-	} else if (dest == SELF_CONN) {
-		return 0; /* the answer to our own ACK/BYE of a refused call */
-	} else if (d && strcmp(method, "INVITE") == 0 && cseq_num(m) == d->invite_cseq && st >= 200) {
+	} else if (is_inside(dest)) {
+		v->reason = VB_R_BAD_RESPONSE; /* inside to inside: not through us */
+		return 0;
+	}
+	/* The final answer to the INVITE in progress, from whichever side was called. */
+	bool from_callee = d && (d->egress ? !is_inside(conn) : is_inside(conn));
+	if (from_callee && strcmp(method, "INVITE") == 0 && cseq_num(m) == d->invite_cseq && st >= 200) {
 		const char *to_tag = tag_of(m->to);
 		if (to_tag && strlen(to_tag) <= TAG_MAX && d->state == D_EARLY)
 			snprintf(d->callee_tag, sizeof(d->callee_tag), "%s", to_tag);
@@ -738,7 +841,7 @@ static int response(vb_proxy_t *px, uint64_t conn, osip_message_t *m, uint64_t n
 			vb_sdp_t s = body_sdp(m);
 			if (px->conf.checks && d->invite_offerless && s != VB_SDP_SRTP) {
 				kill_call(px, m, d);
-				d->refused_cseq = d->invite_cseq; /* the caller ACKs our 488: the agent already got our ACK */
+				d->refused_cseq = d->invite_cseq; /* the caller ACKs our 488: the callee already got our ACK */
 				d->state = D_ENDING;
 				d->expires_ms = now_ms + ENDING_MS;
 				v->reason = VB_R_NO_SRTP;
@@ -779,8 +882,8 @@ int vb_proxy_input(vb_proxy_t *px, uint64_t conn, const char *peer_domain, const
 	}
 	if (MSG_IS_RESPONSE(m))
 		rc = response(px, conn, m, now_ms, v);
-	else if (conn == VB_CONN_INSIDE)
-		rc = inside_request(px, m, now_ms, v);
+	else if (is_inside(conn))
+		rc = inside_request(px, conn, m, now_ms, v);
 	else
 		rc = outside_request(px, conn, peer_domain ? peer_domain : "", m, now_ms, v);
 finish:

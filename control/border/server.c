@@ -38,7 +38,9 @@
 #define RECONNECT_MS 1000
 #define TICK_MS 100
 
-typedef enum { K_FREE = 0, K_TLS, K_PLAIN, K_INSIDE } kind_t;
+/* K_TLS: a peer that connected to us; K_TLS_OUT: a peer we called out to; K_PLAIN: the diagnostic listener's;
+ * K_INSIDE: our connection to the call agent; K_AGENT: a call agent that connected to us to call out. */
+typedef enum { K_FREE = 0, K_TLS, K_TLS_OUT, K_PLAIN, K_INSIDE, K_AGENT } kind_t;
 
 typedef struct conn {
 	kind_t kind;
@@ -65,8 +67,8 @@ struct vb_server {
 	vb_proxy_t *px;
 	pvp_ticket_keys_t keys;
 	struct timespec keys_mtime;
-	SSL_CTX *ctx;
-	int ep, lfd, pfd, evfd;
+	SSL_CTX *ctx, *cctx;     /* server side; client side (egress) */
+	int ep, lfd, pfd, afd, evfd;
 	uint16_t port;
 	conn_t *conns;           /* [0] is the inside connection */
 	uint32_t nconns;
@@ -181,6 +183,7 @@ static uint64_t conn_id(const vb_server_t *s, uint32_t i)
 
 static conn_t *conn_by_id(vb_server_t *s, uint64_t id, uint32_t *idx)
 {
+	id &= ~VB_CONN_INSIDE_BIT;
 	uint32_t i = (uint32_t)id;
 	if (i >= s->nconns || s->conns[i].kind == K_FREE || s->conns[i].gen != (uint32_t)(id >> 32))
 		return NULL;
@@ -225,6 +228,8 @@ static void conn_close(vb_server_t *s, uint32_t i, const char *why)
 static bool conn_flush(vb_server_t *s, uint32_t i)
 {
 	conn_t *c = &s->conns[i];
+	if (c->connecting || (c->ssl && !c->handshaken))
+		return true; /* queued until the connection (and its TLS handshake) is up */
 	while (c->woff < c->wlen) {
 		size_t n = c->wlen - c->woff;
 		ssize_t w;
@@ -294,10 +299,61 @@ static bool hook_send(void *ctx, uint64_t conn, const char *buf, size_t len)
 	if (conn == VB_CONN_INSIDE) {
 		if (!atomic_load(&s->inside_up))
 			return false;
-	} else if (!conn_by_id(s, conn, &i) || s->conns[i].kind == K_INSIDE) {
+	} else if (!conn_by_id(s, conn, &i) || s->conns[i].kind == K_INSIDE ||
+	           ((conn & VB_CONN_INSIDE_BIT) != 0) != (s->conns[i].kind == K_AGENT)) {
 		return false;
 	}
 	return conn_queue(s, i, buf, len);
+}
+
+static int slot_alloc(vb_server_t *s);
+
+/* Egress: a TLS client connection to host:port, verified against our CA and, for a name, against the name. */
+static int hook_connect(void *ctx, const char *host, uint16_t port, uint64_t *out)
+{
+	vb_server_t *s = ctx;
+	char text[VB_ADDR_MAX + 16];
+	snprintf(text, sizeof(text), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	if (parse_addr(text, &ss, &sl) != 0) {
+		vp_log_info(MOD, "egress_unresolved", "dest=%s", text);
+		return VP_ENOTFOUND;
+	}
+	int i = slot_alloc(s);
+	if (i < 0)
+		return VP_EBUSY;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0)
+		return VP_EIO;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) {
+		close(fd);
+		return VP_EIO;
+	}
+	conn_t *c = &s->conns[i];
+	c->kind = K_TLS_OUT;
+	c->fd = fd;
+	c->connecting = true;
+	snprintf(c->peer, sizeof(c->peer), "%.63s", text);
+	uint64_t now_ms = vp_time_mono_ns() / 1000000;
+	c->deadline_ms = now_ms + s->conf.handshake_timeout_ms;
+	c->idle_ms = now_ms + s->conf.idle_timeout_ms;
+	c->ssl = SSL_new(s->cctx);
+	struct in6_addr a6;
+	bool is_addr = inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+	if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1 ||
+	    (!is_addr && (SSL_set1_host(c->ssl, host) != 1 || SSL_set_tlsext_host_name(c->ssl, host) != 1))) {
+		conn_close(s, (uint32_t)i, "no_memory");
+		return VP_ENOMEM;
+	}
+	SSL_set_connect_state(c->ssl);
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
+	epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev);
+	count(s, s->ctr[C_CONNS]);
+	vp_log_info(MOD, "egress_connect", "dest=%s verify_name=%s", text, is_addr ? "-" : host);
+	*out = conn_id(s, (uint32_t)i);
+	return 0;
 }
 
 static bool hook_inside_up(void *ctx)
@@ -406,7 +462,7 @@ static bool conn_process(vb_server_t *s, uint32_t i, uint64_t now_ms, bool *more
 		size_t total = 0;
 		int fr = vb_sip_frame(c->rbuf, c->rlen, s->conf.max_message, &total);
 		if (fr == 0) {
-			if (c->deadline_ms == 0 && c->kind != K_INSIDE)
+			if (c->deadline_ms == 0 && c->kind != K_INSIDE && c->kind != K_AGENT)
 				c->deadline_ms = now_ms + s->conf.message_timeout_ms;
 			return true;
 		}
@@ -417,7 +473,9 @@ static bool conn_process(vb_server_t *s, uint32_t i, uint64_t now_ms, bool *more
 			conn_close(s, i, fr == VP_ETOOBIG ? "too_big" : "framing");
 			return false;
 		}
-		uint64_t id = c->kind == K_INSIDE ? VB_CONN_INSIDE : conn_id(s, i);
+		uint64_t id = c->kind == K_INSIDE  ? VB_CONN_INSIDE
+		            : c->kind == K_AGENT ? conn_id(s, i) | VB_CONN_INSIDE_BIT
+		                                 : conn_id(s, i);
 		uint32_t gen = c->gen;
 		uint64_t t0 = vp_time_mono_ns();
 		vb_verdict_t v;
@@ -510,7 +568,9 @@ static void conn_readable(vb_server_t *s, uint32_t i, uint64_t now_ms)
 		c->deadline_ms = 0;
 		c->want_write = false;
 		set_events(s, i);
-		vp_log_debug(MOD, "peer_connected", "peer=%s domain=%s", c->peer, c->domain);
+		vp_log_debug(MOD, "peer_connected", "peer=%s domain=%s out=%d", c->peer, c->domain, c->kind == K_TLS_OUT);
+		if (c->kind == K_TLS_OUT && !conn_flush(s, i))
+			return; /* what the engine queued while we connected */
 	}
 	bool more = false;
 	if (!conn_process(s, i, now_ms, &more))
@@ -578,6 +638,7 @@ static void conn_readable(vb_server_t *s, uint32_t i, uint64_t now_ms)
 
 static int slot_alloc(vb_server_t *s)
 {
+	/* slot 0 is the call agent connection */
 	for (uint32_t i = 1; i < s->nconns; i++)
 		if (s->conns[i].kind == K_FREE)
 			return (int)i;
@@ -669,8 +730,12 @@ static void on_event(vb_server_t *s, uint32_t i, uint32_t events, uint64_t now_m
 		if (!(events & EPOLLOUT))
 			return;
 		c->connecting = false;
-		atomic_store(&s->inside_up, true);
 		set_events(s, i);
+		if (c->kind == K_TLS_OUT) {
+			conn_readable(s, i, now_ms); /* start the TLS handshake */
+			return;
+		}
+		atomic_store(&s->inside_up, true);
 		vp_log_info(MOD, "call_agent_up", "addr=%s", s->conf.call_agent);
 		return;
 	}
@@ -721,6 +786,8 @@ int vb_server_run(vb_server_t *s)
 				accept_on(s, s->lfd, K_TLS, now_ms);
 			else if (tag == UINT32_MAX - 2)
 				accept_on(s, s->pfd, K_PLAIN, now_ms);
+			else if (tag == UINT32_MAX - 3)
+				accept_on(s, s->afd, K_AGENT, now_ms);
 			else if (tag == UINT32_MAX) {
 				uint64_t x;
 				if (read(s->evfd, &x, sizeof(x)) < 0) { /* nothing to do: the flags say why */
@@ -770,6 +837,17 @@ static int ssl_setup(vb_server_t *s)
 	SSL_CTX_set_verify_depth(s->ctx, 4);
 	SSL_CTX_set_session_cache_mode(s->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(s->ctx, 0);
+	/* Egress: the same certificate as a client (the callee's border checks our domain), the same CA. */
+	s->cctx = SSL_CTX_new(TLS_client_method());
+	if (!s->cctx)
+		return VP_ENOMEM;
+	SSL_CTX_set_min_proto_version(s->cctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(s->cctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (SSL_CTX_use_certificate_chain_file(s->cctx, s->conf.cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(s->cctx, s->conf.key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_load_verify_locations(s->cctx, s->conf.ca, NULL) != 1)
+		return VP_ECONFIG;
+	SSL_CTX_set_verify(s->cctx, SSL_VERIFY_PEER, NULL);
 	return 0;
 }
 
@@ -821,7 +899,7 @@ int vb_server_new(const vb_server_conf_t *conf, vm_registry_t *reg, vb_server_t 
 		return VP_ENOMEM;
 	int rc = VP_ECONFIG;
 	s->conf = *conf;
-	s->ep = s->lfd = s->pfd = s->evfd = -1;
+	s->ep = s->lfd = s->pfd = s->afd = s->evfd = -1;
 	s->reg = reg;
 	if (reg)
 		register_metrics(s);
@@ -842,6 +920,10 @@ int vb_server_new(const vb_server_conf_t *conf, vm_registry_t *reg, vb_server_t 
 		rc = s->pfd;
 		goto fail;
 	}
+	if (conf->agent_listen[0] && (s->afd = listen_on(conf->agent_listen, NULL)) < 0) {
+		rc = s->afd;
+		goto fail;
+	}
 	s->nconns = conf->max_conns + 1;
 	s->conns = calloc(s->nconns, sizeof(*s->conns));
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -859,6 +941,10 @@ int vb_server_new(const vb_server_conf_t *conf, vm_registry_t *reg, vb_server_t 
 		ev.data.u32 = UINT32_MAX - 2;
 		epoll_ctl(s->ep, EPOLL_CTL_ADD, s->pfd, &ev);
 	}
+	if (s->afd >= 0) {
+		ev.data.u32 = UINT32_MAX - 3;
+		epoll_ctl(s->ep, EPOLL_CTL_ADD, s->afd, &ev);
+	}
 	vb_proxy_conf_t pc = conf->proxy;
 	/* Derived from the listener when not configured: the address a peer connected to (port 0 resolved). */
 	int hl = (int)(strrchr(conf->listen, ':') - conf->listen);
@@ -866,7 +952,8 @@ int vb_server_new(const vb_server_conf_t *conf, vm_registry_t *reg, vb_server_t 
 		snprintf(pc.outside_uri, sizeof(pc.outside_uri), "sip:%.*s:%u;transport=tls", hl, conf->listen, s->port);
 	if (!pc.inside_uri[0])
 		snprintf(pc.inside_uri, sizeof(pc.inside_uri), "sip:%.*s:%u;transport=tcp", hl, conf->listen, s->port);
-	vb_hooks_t hooks = {.send = hook_send, .inside_up = hook_inside_up, .ctx = s};
+	vb_hooks_t hooks = {.send = hook_send, .inside_up = hook_inside_up, .ctx = s,
+	                    .connect = conf->agent_listen[0] ? hook_connect : NULL};
 	if ((rc = vb_proxy_new(&pc, &s->keys, &hooks, &s->px)) != 0) {
 		vp_log_error(MOD, "bad_uri", "outside=%s inside=%s", pc.outside_uri, pc.inside_uri);
 		goto fail;
@@ -913,6 +1000,9 @@ void vb_server_free(vb_server_t *s)
 	free(s->conns);
 	vb_proxy_free(s->px);
 	SSL_CTX_free(s->ctx);
+	SSL_CTX_free(s->cctx);
+	if (s->afd >= 0)
+		close(s->afd);
 	if (s->lfd >= 0)
 		close(s->lfd);
 	if (s->pfd >= 0)

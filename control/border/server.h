@@ -7,7 +7,9 @@
  * checked against.  Plain SIP gets nothing: no UDP socket, no plain TCP socket
  * unless a diagnostic listener is configured, which answers every request with
  * 403 and closes.  Inside: one TCP connection to the call agent, reconnected
- * every second while down.
+ * every second while down.  Egress: call agents connect to the agent
+ * listener (TCP); an INVITE from them leaves over a new TLS connection to the
+ * Request-URI's host, verified against the CA (and the name, for a name).
  *
  * Messages are framed by Content-Length (RFC 3261 §18.3; mandatory on streams)
  * and bounded by max_message; a connection that does not finish its TLS
@@ -34,6 +36,7 @@ typedef struct vb_server_conf {
 	char listen[VB_ADDR_MAX];        /*!< TLS listener "host:port" ("[::1]:5061" for IPv6); port 0 = ephemeral */
 	char plain_listen[VB_ADDR_MAX];  /*!< diagnostic plain-TCP listener answering 403, "" = none */
 	char call_agent[VB_ADDR_MAX];    /*!< the call agent, "host:port" (TCP) */
+	char agent_listen[VB_ADDR_MAX];  /*!< TCP listener for call agents calling out (egress), "" = no egress */
 	char cert[VB_PATH_MAX], key[VB_PATH_MAX], ca[VB_PATH_MAX]; /*!< PEM files */
 	char ticket_keys[VB_PATH_MAX];   /*!< key file shared with the ViPR server (docs/protocol.md §7) */
 	uint32_t max_conns;              /*!< outside connections at once */

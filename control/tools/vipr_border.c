@@ -22,6 +22,7 @@
 
 typedef struct bconf {
 	char listen[VB_ADDR_MAX], plain_listen[VB_ADDR_MAX], call_agent[VB_ADDR_MAX], metrics[VB_ADDR_MAX];
+	char agent_listen[VB_ADDR_MAX];
 	char cert[VB_PATH_MAX], key[VB_PATH_MAX], ca[VB_PATH_MAX], ticket_keys[VB_PATH_MAX];
 	char outside_uri[VB_URI_MAX], inside_uri[VB_URI_MAX];
 	char country_code[4];
@@ -69,6 +70,9 @@ static const vp_conf_opt_t opts[] = {
 	 VP_CONF_AT(bconf_t, burst)},
 	{.section = "call_agent", .key = "address", .type = VP_CONF_STR,
 	 .doc = "the call agent admitted calls go to (host:port, TCP)", VP_CONF_AT(bconf_t, call_agent)},
+	{.section = "call_agent", .key = "listen", .type = VP_CONF_STR, .def = "",
+	 .doc = "TCP listener for call agents calling out (egress: over TLS to the Request-URI host, SRTP only); "
+	        "empty = no calls out", VP_CONF_AT(bconf_t, agent_listen)},
 	{.section = "tickets", .key = "key_file", .type = VP_CONF_STR,
 	 .doc = "ticket key file shared with the ViPR server (docs/protocol.md §7); re-read when it changes",
 	 VP_CONF_AT(bconf_t, ticket_keys)},
@@ -226,6 +230,7 @@ int main(int argc, char **argv)
 	snprintf(sc.listen, sizeof(sc.listen), "%s", c.listen);
 	snprintf(sc.plain_listen, sizeof(sc.plain_listen), "%s", c.plain_listen);
 	snprintf(sc.call_agent, sizeof(sc.call_agent), "%s", c.call_agent);
+	snprintf(sc.agent_listen, sizeof(sc.agent_listen), "%s", c.agent_listen);
 	snprintf(sc.cert, sizeof(sc.cert), "%s", c.cert);
 	snprintf(sc.key, sizeof(sc.key), "%s", c.key);
 	snprintf(sc.ca, sizeof(sc.ca), "%s", c.ca);

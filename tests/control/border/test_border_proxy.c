@@ -33,7 +33,23 @@ typedef struct fixture {
 	int nsent;
 	bool inside_up;
 	char ticket[PVP_TICKET_B64_MAX];
+	int nconnect;
+	char connect_host[64];
+	uint16_t connect_port;
 } fixture_t;
+
+#define CONN_OUT 0x100000009ull /* the connection the engine asks for when calling out */
+#define CONN_AGENT (VB_CONN_INSIDE_BIT | 0x100000005ull)
+
+static int cap_connect(void *ctx, const char *host, uint16_t port, uint64_t *conn)
+{
+	fixture_t *f = ctx;
+	f->nconnect++;
+	snprintf(f->connect_host, sizeof(f->connect_host), "%s", host);
+	f->connect_port = port;
+	*conn = CONN_OUT;
+	return 0;
+}
 
 static bool cap_send(void *ctx, uint64_t conn, const char *buf, size_t len)
 {
@@ -78,7 +94,7 @@ static int setup_with(void **state, int refuse_status)
 	c.refuse_status = refuse_status;
 	snprintf(c.outside_uri, sizeof(c.outside_uri), "sip:border.example:5061;transport=tls");
 	snprintf(c.inside_uri, sizeof(c.inside_uri), "sip:10.0.0.2:5070;transport=tcp");
-	vb_hooks_t h = {.send = cap_send, .inside_up = cap_up, .ctx = f};
+	vb_hooks_t h = {.send = cap_send, .inside_up = cap_up, .ctx = f, .connect = cap_connect};
 	assert_int_equal(vb_proxy_new(&c, &f->keys, &h, &f->px), 0);
 	make_ticket(f, "+14085551234", "carrier-b.example", PVP_TICKET_F_ROUTES, f->ticket);
 	*state = f;
@@ -456,6 +472,90 @@ static void frame_stays_inside_its_input(void **state)
 	}
 }
 
+static int egress_invite(fixture_t *f, const char *sdp, vb_verdict_t *v)
+{
+	char msg[4096];
+	int n = snprintf(msg, sizeof(msg),
+	                 "INVITE sip:+14085550100@192.0.2.50:5071 SIP/2.0\r\n"
+	                 "Via: SIP/2.0/TCP 10.0.0.9:5060;branch=z9hG4bK-e1\r\n"
+	                 "From: <sip:agent@carrier-b.example>;tag=ag1\r\nTo: <sip:+14085550100@carrier-a.example>\r\n"
+	                 "Call-ID: out-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:agent@10.0.0.9:5060>\r\n"
+	                 "%sContent-Length: %zu\r\n\r\n%s",
+	                 sdp[0] ? "Content-Type: application/sdp\r\n" : "", strlen(sdp), sdp);
+	return vb_proxy_input(f->px, CONN_AGENT, NULL, msg, (size_t)n, NOW_S * 1000, v);
+}
+
+static int egress_answer(fixture_t *f, uint64_t conn, int status, const char *sdp, vb_verdict_t *v)
+{
+	const char *via = strstr(f->sent[0].text, "Via: SIP/2.0/TLS border.example:5061;branch=");
+	assert_non_null(via);
+	char ourvia[200];
+	sscanf(via, "Via: %199[^\r]", ourvia);
+	char msg[4096];
+	int n = snprintf(msg, sizeof(msg),
+	                 "SIP/2.0 %d X\r\nVia: %s\r\nVia: SIP/2.0/TCP 10.0.0.9:5060;branch=z9hG4bK-e1\r\n"
+	                 "From: <sip:agent@carrier-b.example>;tag=ag1\r\nTo: <sip:+14085550100@carrier-a.example>;tag=ca1\r\n"
+	                 "Call-ID: out-1\r\nCSeq: 1 INVITE\r\nContact: <sip:pbx@192.0.2.50:5071;transport=tls>\r\n"
+	                 "%sContent-Length: %zu\r\n\r\n%s",
+	                 status, ourvia, sdp[0] ? "Content-Type: application/sdp\r\n" : "", strlen(sdp), sdp);
+	return vb_proxy_input(f->px, conn, "carrier-a.example", msg, (size_t)n, NOW_S * 1000, v);
+}
+
+static void egress_leaves_over_the_connect_hook(void **state)
+{
+	fixture_t *f = *state;
+	vb_verdict_t v;
+	assert_int_equal(egress_invite(f, SRTP_SDP, &v), 0);
+	assert_true(v.admitted && v.forwarded);
+	assert_int_equal(f->nconnect, 1);
+	assert_string_equal(f->connect_host, "192.0.2.50");
+	assert_int_equal(f->connect_port, 5071);
+	assert_int_equal(f->sent[0].conn, CONN_OUT);
+	const char *t = f->sent[0].text;
+	const char *rr_out = strstr(t, "<sip:border.example:5061;transport=tls;lr>");
+	const char *rr_in = strstr(t, "<sip:10.0.0.2:5070;transport=tcp;lr>");
+	assert_non_null(rr_out);
+	assert_non_null(rr_in);
+	assert_true(rr_out < rr_in); /* the callee's first hop back is our outside address */
+	/* the 200 comes back to the very agent connection that called */
+	egress_answer(f, CONN_OUT, 200, SRTP_SDP, &v);
+	assert_true(v.forwarded);
+	assert_int_equal(f->sent[1].conn, CONN_AGENT);
+	/* the callee's BYE passes, on its connection only */
+	const char *bye = "BYE sip:agent@10.0.0.9:5060 SIP/2.0\r\nVia: SIP/2.0/TLS 192.0.2.50:5071;branch=z9hG4bK-cb\r\n"
+	                  "From: <sip:+14085550100@carrier-a.example>;tag=ca1\r\nTo: <sip:agent@carrier-b.example>;tag=ag1\r\n"
+	                  "Call-ID: out-1\r\nCSeq: 9 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+	vb_proxy_input(f->px, CONN_B, "carrier-a.example", bye, strlen(bye), NOW_S * 1000, &v);
+	assert_int_equal(v.reason, VB_R_NO_DIALOG); /* another connection, even with the right domain */
+	vb_proxy_input(f->px, CONN_OUT, "carrier-a.example", bye, strlen(bye), NOW_S * 1000, &v);
+	assert_true(v.forwarded);
+	assert_int_equal(f->sent[f->nsent - 1].conn, CONN_AGENT);
+}
+
+static void egress_without_srtp_never_leaves(void **state)
+{
+	fixture_t *f = *state;
+	vb_verdict_t v;
+	egress_invite(f, PLAIN_SDP, &v);
+	assert_int_equal(v.reason, VB_R_NO_SRTP);
+	assert_int_equal(v.status, 488);
+	assert_int_equal(f->nconnect, 0);
+	assert_int_equal(f->nsent, 1);
+	assert_int_equal(f->sent[0].conn, CONN_AGENT);
+	/* offerless: the callee's plain offer in its 200 is refused to the agent, the callee gets ACK + BYE */
+	f->nsent = 0;
+	egress_invite(f, "", &v);
+	assert_true(v.forwarded);
+	egress_answer(f, CONN_OUT, 200, PLAIN_SDP, &v);
+	assert_int_equal(v.reason, VB_R_NO_SRTP);
+	assert_int_equal(f->nsent, 4);
+	assert_int_equal(f->sent[1].conn, CONN_OUT);
+	assert_true(strncmp(f->sent[1].text, "ACK sip:pbx@192.0.2.50:5071;transport=tls SIP/2.0", 48) == 0);
+	assert_int_equal(f->sent[2].conn, CONN_OUT);
+	assert_int_equal(f->sent[3].conn, CONN_AGENT);
+	assert_non_null(strstr(f->sent[3].text, "SIP/2.0 488"));
+}
+
 static void sdp_classes(void **state)
 {
 	(void)state;
@@ -506,6 +606,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(early_dialog_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(exhausted_max_forwards_gets_483, setup, teardown),
 		cmocka_unit_test(frame_stays_inside_its_input),
+		cmocka_unit_test_setup_teardown(egress_leaves_over_the_connect_hook, setup, teardown),
+		cmocka_unit_test_setup_teardown(egress_without_srtp_never_leaves, setup, teardown),
 		cmocka_unit_test(sdp_classes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

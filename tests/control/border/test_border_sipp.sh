@@ -42,7 +42,7 @@ ss = []
 for _ in range(int(sys.argv[1])):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"; }
-read -r BPORT PLAIN CAPORT MPORT PA PB PO PR MP1 <<<"$(free_ports 9)"
+read -r BPORT PLAIN CAPORT MPORT PA PB PO PR MP1 AGENT EPORT UAS2 MP2 <<<"$(free_ports 13)"
 
 # ---- certificates -------------------------------------------------------------------------------------
 mkca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.pem" \
@@ -91,6 +91,7 @@ handshake_timeout = 2s
 message_timeout = 1s
 [call_agent]
 address = 127.0.0.1:$CAPORT
+listen = 127.0.0.1:$AGENT
 [tickets]
 key_file = $work/keys
 [metrics]
@@ -126,7 +127,7 @@ uac() { # port scenario calls rate -- extra sipp args (bounded: -timeout and -re
   local rc=0
   sipp "127.0.0.1:$port" -sf "$scen" -t t1 -i 127.0.0.1 -mp "$mp" -m "$m" -r "$rate" -nostdin \
     -timeout 30s -timeout_error -recv_timeout 5000 -key called "$NUM" -key from_domain test.invalid \
-    -key proto "${PROTO:-RTP/SAVP}" -key crypto "${CRYPTO:-$SDES}" "$@" >/dev/null 2>>"$work/sipp.err" &
+    -key proto "${PROTO:-RTP/SAVP}" -key crypto "${CRYPTO:-$SDES}" -key ruri_host "${RURI:-127.0.0.1:$BPORT}" "$@" >/dev/null 2>>"$work/sipp.err" &
   local p=$!
   pids+=($p)
   wait "$p" || rc=$?
@@ -256,4 +257,24 @@ done
 uac "$PB" "$HERE/uac_call.xml" 1 10 -- -key ticket "$T_NEW" || fail "ticket under the new epoch refused"
 uac "$PB" "$HERE/uac_call.xml" 1 10 -- -key ticket "$T_GOOD" || fail "ticket under the previous epoch (in grace) refused"
 ok "rotation: new epoch $epoch admitted, epoch 3 still admitted in its grace"
+# ---- egress: the call agent calls carrier-a.example; only TLS, only SRTP -----------------------------
+# carrier-a's side: a TLS server (socat, carrier-a.example's certificate, requiring a client certificate
+# from the test CA) in front of a second sipp UAS.
+sipp -sf "$HERE/uas.xml" -t t1 -i 127.0.0.1 -p "$UAS2" -mp "$MP2" -nostdin -trace_msg \
+  -message_file "$work/uas2_msgs.log" >/dev/null 2>"$work/uas2.err" &
+pids+=($!)
+setsid socat "OPENSSL-LISTEN:$EPORT,bind=127.0.0.1,reuseaddr,fork,cert=$work/carrier-a.example.pem,key=$work/carrier-a.example.key,cafile=$work/test-ca.pem,verify=1" \
+  "TCP:127.0.0.1:$UAS2" 2>>"$work/socat.log" &
+pids+=($!)
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$UAS2") 2>/dev/null && break; sleep 0.1; done
+RURI="127.0.0.1:$EPORT" uac "$AGENT" "$HERE/uac_call.xml" 2 10 -- -key ticket "$T_A" || fail "egress calls failed"
+n2=$(grep -c '^INVITE sip:' "$work/uas2_msgs.log" || true)
+[ "$n2" = 2 ] || fail "carrier-a's call agent saw $n2 INVITEs, want 2"
+grep -q '^Record-Route: <sip:127.0.0.1:'"$BPORT"';transport=tls;lr>' "$work/uas2_msgs.log" || fail "egress: no outside Record-Route"
+grep -q 'event=egress_connect dest=127.0.0.1:'"$EPORT" "$work/border.log" || fail "egress: no TLS connection logged"
+ok "egress: 2 calls from the call agent left over TLS (verified against the CA) to carrier-a.example, dialogs completed"
+PROTO=RTP/AVP CRYPTO=a=sendrecv RURI="127.0.0.1:$EPORT" uac "$AGENT" "$S488" 1 10 -- -key ticket_header "X-Nothing: 1" \
+  || fail "egress without SRTP: not refused with 488"
+[ "$(grep -c '^INVITE sip:' "$work/uas2_msgs.log" || true)" = 2 ] || fail "egress without SRTP reached carrier-a"
+ok "egress with plain RTP: 488 to the call agent, nothing sent out"
 echo "PASS"
