@@ -27,6 +27,14 @@ static bool up(void *ctx)
 	return true;
 }
 
+static int dial(void *ctx, const char *host, uint16_t port, uint64_t *conn)
+{
+	(void)ctx;
+	(void)host;
+	*conn = 0x100000040ull + (port & 3); /* one of the outside ids the first byte can name */
+	return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static vb_proxy_t *px;
@@ -40,13 +48,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		c.max_dialogs = 64;
 		strcpy(c.outside_uri, "sip:border.example:5061;transport=tls");
 		strcpy(c.inside_uri, "sip:10.0.0.2:5070;transport=tcp");
-		vb_hooks_t h = {.send = sink, .inside_up = up};
+		vb_hooks_t h = {.send = sink, .inside_up = up, .connect = dial};
 		if (vb_proxy_new(&c, &keys, &h, &px) != 0)
 			return 0;
 	}
 	if (size < 1)
 		return 0;
-	uint64_t conn = data[0] & 1 ? VB_CONN_INSIDE : 0x100000001ull + (data[0] >> 6);
+	/* bit 0: inside (bit 1: an agent connection that may call out); else an outside peer, some of them the
+	 * connections dial() hands out */
+	uint64_t conn = data[0] & 1 ? (data[0] & 2 ? VB_CONN_INSIDE_BIT | 7 : VB_CONN_INSIDE)
+	                            : (data[0] & 2 ? 0x100000040ull : 0x100000001ull) + (data[0] >> 6);
 	const char *msg = (const char *)data + 1;
 	size_t len = size - 1;
 	size_t total;
