@@ -49,9 +49,11 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
-#include "../tests/control/vap_test_util.h"
+#include "bench/support/vap_harness.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
+#include "control/vap/vap_ststore.h"
 #include "storage/store.h"
 #include "storage/vipr_kind.h"
 
@@ -143,17 +145,11 @@ static void *echo_run(void *arg)
 
 static int echo_start(echo_t *e, size_t answer_len)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sa);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	memset(e, 0, sizeof(*e));
 	e->answer_len = answer_len;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	e->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (e->lfd < 0 || bind(e->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(e->lfd, 1024) ||
-	    getsockname(e->lfd, (struct sockaddr *)&sa, &sl))
+	if (vp_net_listen_tcp("127.0.0.1", 0, 1024, 0, &e->lfd, &e->port))
 		return -1;
-	e->port = ntohs(sa.sin_port);
 	e->epfd = epoll_create1(0);
 	epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->lfd, &ev);
 	return pthread_create(&e->th, NULL, echo_run, e);
@@ -501,139 +497,31 @@ static void bench_publish(size_t total)
 #define SELF_VSERVICE 1u
 #define SELF_METHODS (ST_VIPR_PVP_WITH_CALLER_ID | ST_VIPR_PVP_WITHOUT_CALLER_ID)
 
-/* The node's local store behind the VAP server's store hook. */
-typedef struct selfstore {
-	st_db_t *db;
-	st_shard_t *sh;             /* used by the server thread only while it runs */
+/* The server thread: vap_ststore's loop (one batch per loop iteration). */
+typedef struct selfrun {
+	vap_ststore_t *st;
 	vap_server_t *srv;
-	vp_id_t node;               /* our Node-ID: claimant, contact and signer */
-	uint8_t methods;
-	uint64_t last_time;         /* storage_time of the last store (strictly increasing) */
-	void **tokens;              /* stores of the open batch, completed after its commit */
-	size_t n_tokens, cap;
-	bool open;
-	int stop;                   /* set on the server thread (vap_server_post) */
-	int loop_rc;
-	uint64_t batches, committed, commit_errors;
+	int rc;
 	pthread_t th;
-} selfstore_t;
+} selfrun_t;
 
-static vp_id_t number_resource(const char *number)
+static void *self_run(void *arg)
 {
-	uint8_t md[SHA_DIGEST_LENGTH];
-	vp_id_t rid;
-	SHA1((const unsigned char *)number, strlen(number), md);
-	memcpy(rid.b, md, VP_ID_LEN);
-	return rid;
-}
-
-/*
- * Store (or, for a withdrawal, delete) our registration of one number into the
- * shard's open batch, opening it if this is the iteration's first store.
- */
-static int self_store_one(st_shard_t *sh, const vp_id_t *node, uint8_t methods, uint64_t storage_time,
-                          const char *number, uint32_t vservice_id, uint8_t op)
-{
-	uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN];
-	size_t vlen = 0;
-	st_vipr_key_t k = { *node, vservice_id };
-	st_vipr_value_t v = { *node, vservice_id, methods, NULL, 0 };
-	st_entry_t e;
-	st_kind_data_t kd;
-	st_store_req_t req;
-	int rc;
-
-	st_vipr_key_encode(&k, key);
-	if (op == VAP_OP_ADD && (rc = st_vipr_value_encode(&v, val, sizeof(val), &vlen)))
-		return rc;
-	memset(&e, 0, sizeof(e));
-	e.key = key;
-	e.key_len = ST_VIPR_KEY_LEN;
-	e.storage_time = storage_time;
-	e.lifetime = SELF_LIFETIME;
-	e.exists = op == VAP_OP_ADD;
-	e.value = e.exists ? val : NULL;
-	e.value_len = e.exists ? (uint32_t)vlen : 0;
-	kd = (st_kind_data_t){ .kind = ST_VIPR_KIND_ID_DEFAULT, .values = &e, .n_values = 1 };
-	req = (st_store_req_t){ .resource = number_resource(number), .kinds = &kd, .n_kinds = 1,
-	                        .signers = node, .n_signers = 1 };
-	return st_store(sh, &req, NULL, NULL);
-}
-
-/* vap_hooks_t.store: into the open batch; completed by self_run() after the commit. */
-static int self_store(void *ctx, const vap_store_req_t *r)
-{
-	selfstore_t *s = ctx;
-	uint64_t now = vp_time_wall_ms();
-	int rc;
-	if (s->n_tokens == s->cap)
-		return VP_ESPACE;    /* cannot happen: cap = the server's store_inflight */
-	if (!s->open) {
-		if ((rc = st_batch_begin(s->sh)))
-			return rc;
-		s->open = true;
-	}
-	s->last_time = now > s->last_time ? now : s->last_time + 1;
-	if ((rc = self_store_one(s->sh, &s->node, s->methods, s->last_time, r->number, r->vservice_id, r->op)))
-		return rc;   /* this store only: the others of the batch stand */
-	s->tokens[s->n_tokens++] = r->token;
-	return 0;
+	selfrun_t *r = arg;
+	r->rc = vap_ststore_run(r->st, r->srv);
+	return NULL;
 }
 
 static int self_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *vcr)
 {
 	(void)ctx; (void)agent; (void)vcr;
-	return VP_EUNSUPPORTED;  /* this node keeps no call records */
+	return VP_EUNSUPPORTED;  /* this benchmark publishes numbers only */
 }
 
 static int self_publish_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 {
 	(void)ctx; (void)agent; (void)vs;
 	return VP_EUNSUPPORTED;
-}
-
-/* Commit the iteration's batch, then complete its stores with the commit's status. */
-static size_t self_commit(selfstore_t *s)
-{
-	size_t n = s->n_tokens;
-	int rc;
-	if (!s->open)
-		return 0;
-	rc = st_batch_commit(s->sh);
-	s->open = false;
-	s->batches++;
-	if (rc)
-		s->commit_errors++;
-	else
-		s->committed += n;
-	s->n_tokens = 0;
-	for (size_t i = 0; i < n; i++)
-		vap_server_store_done(s->srv, s->tokens[i], rc);
-	return n;
-}
-
-/* The server thread: one loop iteration, one batch. */
-static void *self_run(void *arg)
-{
-	selfstore_t *s = arg;
-	size_t done = 0;
-	while (!s->stop) {
-		/* Completions free in-flight slots: the next iteration issues stores at once. */
-		if ((s->loop_rc = vap_server_run_once(s->srv, done ? 0 : 100)))
-			break;
-		done = self_commit(s);
-	}
-	if (s->open) {
-		st_batch_abort(s->sh);   /* the server is stopping: nothing of it was acknowledged */
-		s->open = false;
-	}
-	return NULL;
-}
-
-static void self_stop(vap_server_t *srv, void *arg)
-{
-	(void)srv;
-	((selfstore_t *)arg)->stop = 1;
 }
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -711,7 +599,7 @@ static size_t self_verify(st_shard_t *sh, const vp_id_t *node, uint8_t methods, 
 	size_t failures = 0;
 	st_vipr_key_encode(&k, key);
 	for (size_t i = 0; i < total; i++) {
-		vp_id_t rid = number_resource(nums[i]);
+		vp_id_t rid = vp_id_from_name(nums[i], strlen(nums[i]));
 		int rc;
 		c.found = c.bad = 0;
 		rc = st_fetch(sh, &rid, &spec, 1, NULL, &vis, NULL);
@@ -728,10 +616,13 @@ static void bench_publish_rocksdb(size_t total)
 {
 	const char *tmp = getenv("TMPDIR");
 	char *dir = g_scratch, sub[600];
-	selfstore_t s;
+	selfrun_t s;
+	vap_ststore_conf_t sc;
+	vap_ststore_stats_t sst_vap;
+	st_db_t *db;
+	st_shard_t *sh;
 	vap_server_conf_t conf;
-	vap_hooks_t hooks = { .store = self_store, .upload_vcr = self_upload_vcr,
-	                      .publish_vservice = self_publish_vservice };
+	vap_hooks_t hooks = { .upload_vcr = self_upload_vcr, .publish_vservice = self_publish_vservice };
 	vap_client_conf_t cc;
 	vap_client_t *c;
 	char (*nums)[VP_E164_BUFLEN] = malloc(total * sizeof(*nums));
@@ -759,17 +650,21 @@ static void bench_publish_rocksdb(size_t total)
 	}
 
 	memset(&s, 0, sizeof(s));
+	memset(&sc, 0, sizeof(sc));
 	for (int i = 0; i < VP_ID_LEN; i++)
-		s.node.b[i] = (uint8_t)(0xA0 + i);
-	s.methods = SELF_METHODS;
+		sc.node.b[i] = (uint8_t)(0xA0 + i);
+	sc.methods = SELF_METHODS;
+	sc.lifetime_s = SELF_LIFETIME;
 	snprintf(sub, sizeof(sub), "%s/vap", dir);
-	s.db = self_db_open(sub, total);
-	s.sh = st_db_shard(s.db, 0);
+	db = self_db_open(sub, total);
+	sh = st_db_shard(db, 0);
 	vap_server_conf_default(&conf);
-	s.cap = conf.store_inflight;
-	s.tokens = calloc(s.cap, sizeof(*s.tokens));
-	hooks.ctx = &s;
-	if (!s.tokens || (rc = vap_server_create(&conf, &hooks, &s.srv)) ||
+	if ((rc = vap_ststore_new(sh, &sc, conf.store_inflight, &s.st))) {
+		fprintf(stderr, "bench_vap: vap_ststore_new: %s\n", vp_strerror(rc));
+		exit(1);
+	}
+	vap_ststore_hooks(s.st, &hooks);
+	if ((rc = vap_server_create(&conf, &hooks, &s.srv)) ||
 	    (rc = vap_server_add_agent(s.srv, "agent0", "pw-agent0"))) {
 		fprintf(stderr, "bench_vap: server start failed\n");
 		exit(1);
@@ -791,29 +686,30 @@ static void bench_publish_rocksdb(size_t total)
 	rc = vap_client_publish(c, SELF_VSERVICE, VAP_OP_ADD, ptrs, total, NULL, 0, &stored);
 	vap_s = now_s() - t0;
 	vap_client_close(c);
-	if (vap_server_post(s.srv, self_stop, &s))
-		exit(1);
+	vap_server_stop(s.srv);
 	pthread_join(s.th, NULL);
 	vap_server_destroy(s.srv);
+	vap_ststore_get_stats(s.st, &sst_vap);
+	vap_ststore_free(s.st);
 	/* The server thread is gone: the shard is this thread's now. */
-	if (rc || stored != total || s.committed != total || s.commit_errors || s.loop_rc) {
+	if (rc || stored != total || sst_vap.committed != total || sst_vap.commit_errors || s.rc) {
 		fprintf(stderr, "bench_vap: rocksdb publish: %s, %llu acknowledged, %llu committed, %llu commit errors\n",
-		        vp_strerror(rc), (unsigned long long)stored, (unsigned long long)s.committed,
-		        (unsigned long long)s.commit_errors);
+		        vp_strerror(rc), (unsigned long long)stored, (unsigned long long)sst_vap.committed,
+		        (unsigned long long)sst_vap.commit_errors);
 		exit(1);
 	}
 	t0 = now_s();
-	failures = self_verify(s.sh, &s.node, s.methods, nums, total);
+	failures = self_verify(sh, &sc.node, sc.methods, nums, total);
 	verify_s = now_s() - t0;
-	used = st_quota_used(s.sh, &s.node, ST_VIPR_KIND_ID_DEFAULT);
-	st_shard_stats(s.sh, &sst);
+	used = st_quota_used(sh, &sc.node, ST_VIPR_KIND_ID_DEFAULT);
+	st_shard_stats(sh, &sst);
 	if (failures || used != total || sst.stores_ok != total) {
 		fprintf(stderr, "bench_vap: rocksdb check: %zu of %zu numbers not fetchable with the right value, "
 		        "quota used %llu, stores_ok %llu\n", failures, total, (unsigned long long)used,
 		        (unsigned long long)sst.stores_ok);
 		exit(1);
 	}
-	st_db_close(s.db);
+	st_db_close(db);
 
 	/* Baseline: the same numbers straight into a fresh store, batches of store_inflight. */
 	snprintf(sub, sizeof(sub), "%s/direct", dir);
@@ -821,12 +717,11 @@ static void bench_publish_rocksdb(size_t total)
 	bsh = st_db_shard(bdb, 0);
 	t0 = now_s();
 	for (size_t i = 0; i < total; i++) {
-		if (i % s.cap == 0 && (rc = st_batch_begin(bsh)))
+		if (i % conf.store_inflight == 0 && (rc = st_batch_begin(bsh)))
 			break;
-		if ((rc = self_store_one(bsh, &s.node, s.methods, vp_time_wall_ms(), nums[i], SELF_VSERVICE,
-		                         VAP_OP_ADD)))
+		if ((rc = vap_ststore_put(bsh, &sc, vp_time_wall_ms(), nums[i], SELF_VSERVICE, VAP_OP_ADD)))
 			break;
-		if (((i + 1) % s.cap == 0 || i + 1 == total) && (rc = st_batch_commit(bsh)))
+		if (((i + 1) % conf.store_inflight == 0 || i + 1 == total) && (rc = st_batch_commit(bsh)))
 			break;
 	}
 	base_s = now_s() - t0;
@@ -841,8 +736,8 @@ static void bench_publish_rocksdb(size_t total)
 	printf("vap_publish_%zu_numbers_rocksdb %.3f s (baseline direct st_store of the same numbers in batches "
 	       "%.3f s, ratio %.2f x)\n", total, vap_s, base_s, vap_s / base_s);
 	printf("# %llu batches (%.1f stores each; direct: %u), every number fetched back and checked in %.2f s\n",
-	       (unsigned long long)s.batches, (double)total / (double)s.batches, conf.store_inflight, verify_s);
-	free(s.tokens);
+	       (unsigned long long)sst_vap.batches, (double)total / (double)sst_vap.batches, conf.store_inflight,
+	       verify_s);
 	free(nums);
 	free(ptrs);
 }

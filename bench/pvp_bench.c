@@ -39,6 +39,7 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "pvp/pvp.h"
 
 #define NUM "+14085551234"
@@ -96,16 +97,11 @@ static int routes(void *arg, const char *number, char uris[][PVP_URI_MAX], size_
 
 static int listen_lo(char port[8])
 {
-	struct sockaddr_in a;
-	socklen_t alen = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 64) ||
-	    getsockname(fd, (struct sockaddr *)&a, &alen))
+	uint16_t p;
+	int fd;
+	if (vp_net_listen_tcp("127.0.0.1", 0, 64, 0, &fd, &p))
 		return -1;
-	snprintf(port, 8, "%u", ntohs(a.sin_port));
+	snprintf(port, 8, "%u", p);
 	return fd;
 }
 

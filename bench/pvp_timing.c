@@ -34,6 +34,7 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "pvp/pvp.h"
 
 #define NUM "+14085551234"
@@ -95,14 +96,12 @@ static char *pass_cb(SSL *s, void *arg)
 /* One client handshake with user/pass; returns the wall time in seconds (the handshake must fail). */
 static double handshake(SSL_CTX *ctx, unsigned short port, const char *user, char *pass, int *completed)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
 	SSL *ssl;
 	uint64_t t0;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), r;
+	int fd, r;
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-		perror("connect");
+	if (vp_net_connect_tcp("127.0.0.1", port, 5000, VP_NET_NUMERIC, &fd)) {
+		fprintf(stderr, "pvp-timing: cannot connect to port %u\n", port);
 		exit(1);
 	}
 	SSL_CTX_set_srp_username(ctx, (char *)user);
@@ -157,8 +156,7 @@ int main(int argc, char **argv)
 	pvp_policy_t *policy;
 	pvp_vcr_t rec, orig, other;
 	srv_thread_t st = { 0 };
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof(a);
+	uint16_t lport = 0;
 	pthread_t th;
 	SSL_CTX *ctx;
 	double *wall[C_N], *cpu[C_N], base_wall = 0, base_cpu = 0;
@@ -212,10 +210,7 @@ int main(int argc, char **argv)
 	conf.clock = &clk;
 	if (pvp_server_new(&conf, &st.srv))
 		return 1;
-	st.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (st.lfd < 0 || bind(st.lfd, (struct sockaddr *)&a, sizeof(a)) || listen(st.lfd, 16) ||
-	    getsockname(st.lfd, (struct sockaddr *)&a, &alen))
+	if (vp_net_listen_tcp("127.0.0.1", 0, 16, 0, &st.lfd, &lport))
 		return 1;
 	st.count = total;
 	st.cpu_s = calloc((size_t)total, sizeof(double));
@@ -233,10 +228,10 @@ int main(int argc, char **argv)
 	SSL_CTX_set_srp_strength(ctx, (int)bits);
 	SSL_CTX_set_srp_client_pwd_callback(ctx, pass_cb);
 
-	handshake(ctx, ntohs(a.sin_port), user[0], pass[0], &completed); /* warm-up */
+	handshake(ctx, lport, user[0], pass[0], &completed); /* warm-up */
 	for (int i = 0; i < n * C_N; i++) {
 		int c = i % C_N;
-		wall[c][nc[c]++] = handshake(ctx, ntohs(a.sin_port), user[c], pass[c], &completed);
+		wall[c][nc[c]++] = handshake(ctx, lport, user[c], pass[c], &completed);
 		if (completed) {
 			fprintf(stderr, "pvp-timing: case %s completed a handshake\n", case_name[c]);
 			return 1;

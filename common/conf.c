@@ -673,7 +673,7 @@ static void range_text(const vp_conf_opt_t *o, char *buf, size_t cap)
 	}
 }
 
-/* The accepted words joined by \p sep ("|", or "\\|" inside a Markdown table). */
+/* \p sep: "|" in help text, ", " in Markdown (where "|" would end the table cell). */
 static void choices_text(const vp_conf_opt_t *o, const char *sep, char *buf, size_t cap)
 {
 	size_t len = 0;
@@ -712,7 +712,7 @@ void vp_conf_schema_markdown(FILE *f, const vp_conf_opt_t *opts, size_t n)
 		char range[80];
 		range_text(o, range, sizeof(range));
 		if (o->type == VP_CONF_ENUM)
-			choices_text(o, "\\|", range, sizeof(range));
+			choices_text(o, ", ", range, sizeof(range));
 		fprintf(f, "| `[%s] %s` | %s%s%s | %s%s%s | %s | %s%s%s |\n", o->section, o->key, type_name(o->type),
 		        o->unit ? ", " : "", o->unit ? o->unit : "", o->def && *o->def ? "`" : "",
 		        (o->flags & VP_CONF_F_SECRET) || !o->def || !*o->def ? "" : o->def,

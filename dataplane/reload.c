@@ -418,11 +418,17 @@ static int dec_ext(vp_rd_t *rd, const void *arg, void *out)
 	(void)arg;
 	vp_rd_u16(rd, &x->type);
 	rl_rd_bool(rd, &x->critical);
-	return rl_rd_opaque(rd, 4, &x->contents);
+	rl_rd_opaque(rd, 4, &x->contents);
+	/* MessageExtensionType 0 is reserved (RFC 6940 §6.3.3): no sender may use it. */
+	if (!rd->err && x->type == 0)
+		return rl_fail(rd, VP_EBADTYPE);
+	return rd->err;
 }
 
 static int enc_ext(vp_wr_t *wr, const rl_ext_t *x)
 {
+	if (x->type == 0)
+		return vp_wr_fail(wr, VP_EBADTYPE);
 	vp_wr_u16(wr, x->type);
 	vp_wr_u8(wr, x->critical ? 1 : 0);
 	return rl_wr_opaque(wr, 4, &x->contents);

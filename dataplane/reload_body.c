@@ -743,12 +743,38 @@ static int enc_ice_candidate_item(vp_wr_t *wr, const rl_ice_candidate_t *c)
 	return rl_ice_candidate_encode(wr, c);
 }
 
+/*
+ * The error_info of codes RFC 6940 gives a structure (§6.4.1.2): Unknown_Kind
+ * carries `KindId unknown_kinds<0..2^8-1>`, Generation_Counter_Too_Low the
+ * StoreAns shape `StoreKindResponse kind_responses<0..2^16-1>`.  When present
+ * (empty info is allowed: the sender said nothing) it must be exactly that, so
+ * no reader (Wireshark decodes it as a structure) runs past it.  Other codes'
+ * error_info is free text or opaque.
+ */
+static int check_error_info(uint16_t code, const rl_bytes_t *info)
+{
+	vp_rd_t rd;
+	rl_raw_list_t r;
+	rl_store_kind_resp_t scratch;
+	if (!info->len)
+		return 0;
+	vp_rd_init(&rd, info->p, info->len);
+	if (code == RL_ERR_UNKNOWN_KIND)
+		rd_fixed_list(&rd, 1, sizeof(uint32_t), &r);
+	else if (code == RL_ERR_GENERATION_COUNTER_TOO_LOW)
+		rl_list_decode(&rd, 2, dec_store_kind_resp, NULL, &scratch, &r);
+	else
+		return 0;
+	return vp_rd_done(&rd);
+}
+
 int rl_body_decode(uint16_t code, const uint8_t *p, size_t len, rl_model_fn fn, void *ctx,
                    rl_body_t *out)
 {
 	vp_rd_t rd;
 	rl_raw_list_t r;
 	model_res_t mr = { fn, ctx };
+	int e;
 
 	memset(out, 0, sizeof(*out));
 	out->code = code;
@@ -898,7 +924,9 @@ int rl_body_decode(uint16_t code, const uint8_t *p, size_t len, rl_model_fn fn, 
 		break; /* empty bodies */
 	case RL_ERROR:
 		vp_rd_u16(&rd, &out->u.error.code);
-		rl_rd_opaque(&rd, 2, &out->u.error.info);
+		if (rl_rd_opaque(&rd, 2, &out->u.error.info) == 0 &&
+		    (e = check_error_info(out->u.error.code, &out->u.error.info)))
+			vp_rd_fail(&rd, e);
 		break;
 	default:
 		return VP_EBADTYPE;
@@ -908,6 +936,7 @@ int rl_body_decode(uint16_t code, const uint8_t *p, size_t len, rl_model_fn fn, 
 
 int rl_body_encode(vp_wr_t *wr, const rl_body_t *b)
 {
+	int e;
 	switch (b->code) {
 	case RL_PROBE_REQ:
 		RL_LIST_ENCODE(wr, 1, &b->u.probe_req.requested, enc_u8);
@@ -1029,6 +1058,8 @@ int rl_body_encode(vp_wr_t *wr, const rl_body_t *b)
 	case RL_CONFIG_UPDATE_ANS:
 		break;
 	case RL_ERROR:
+		if ((e = check_error_info(b->u.error.code, &b->u.error.info)))
+			return vp_wr_fail(wr, e);
 		vp_wr_u16(wr, b->u.error.code);
 		rl_wr_opaque(wr, 2, &b->u.error.info);
 		break;

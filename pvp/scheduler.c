@@ -4,6 +4,7 @@
 #include "pvp/scheduler.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/rand.h"
 
 typedef struct job {
@@ -281,22 +283,14 @@ void pvp_sched_stats(const pvp_sched_t *s, pvp_sched_stats_t *out)
 int pvp_sched_tcp_validate(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r,
                            const uint8_t *prev_ticket, size_t prev_len, pvp_validation_t *out)
 {
-	char host[PVP_CLAIMANT_ID_MAX];
-	const char *colon = strrchr(c->addr, ':');
+	char host[PVP_CLAIMANT_ID_MAX], port[8];
 	pvp_tcp_target_t t;
-	size_t hl;
-	if (!colon || colon == c->addr)
+	uint16_t p;
+	if (vp_net_split_hostport(c->addr, true, host, sizeof(host), &p))
 		return VP_EINVAL;
-	hl = (size_t)(colon - c->addr);
-	if (c->addr[0] == '[' && hl >= 2 && c->addr[hl - 1] == ']') {
-		memcpy(host, c->addr + 1, hl - 2);
-		host[hl - 2] = '\0';
-	} else {
-		memcpy(host, c->addr, hl);
-		host[hl] = '\0';
-	}
+	snprintf(port, sizeof(port), "%u", (unsigned)p);
 	t.host = host;
-	t.port = colon + 1;
+	t.port = port;
 	t.timeout_ms = 5000;
 	return pvp_client_validate(arg, r, c->methods, pvp_tcp_connect, &t, prev_ticket, prev_len, out);
 }

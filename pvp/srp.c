@@ -32,6 +32,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 
 /* TLS_SRP_SHA_WITH_AES_256_CBC_SHA (0xC020), then _128_ (0xC01D); no certificate suites. */
 #define PVP_CIPHERS "SRP-AES-256-CBC-SHA:SRP-AES-128-CBC-SHA:@SECLEVEL=0"
@@ -58,12 +59,6 @@ const char *pvp_outcome_str(pvp_outcome_t o)
 
 /* ---- shared helpers ---------------------------------------------------- */
 
-static void set_timeouts(int fd, unsigned ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
 
 static const SRP_gN *group_for_bits(unsigned bits)
 {
@@ -855,27 +850,20 @@ int pvp_client_validate(pvp_client_t *cli, const pvp_vcr_t *r, unsigned methods,
 int pvp_tcp_connect(void *arg, int *fd_out)
 {
 	const pvp_tcp_target_t *t = arg;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-	struct addrinfo *ai = NULL;
-	int fd = -1, rc = VP_EIO;
+	unsigned ms = t->timeout_ms ? t->timeout_ms : DEFAULT_TIMEOUT_MS;
+	uint16_t port;
+	int rc;
 
 	*fd_out = -1;
-	if (getaddrinfo(t->host, t->port, &hints, &ai) != 0 || !ai)
+	/* A claimant's address comes from the overlay: numeric only, never a DNS lookup. */
+	if (vp_net_parse_port(t->port, &port))
 		return VP_EINVAL;
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto out;
-	set_timeouts(fd, t->timeout_ms ? t->timeout_ms : DEFAULT_TIMEOUT_MS);
-	/* SO_SNDTIMEO bounds connect() on Linux. */
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-		rc = errno == EINPROGRESS || errno == EAGAIN ? VP_ETIMEOUT : VP_EIO;
-		close(fd);
-		fd = -1;
-		goto out;
+	if ((rc = vp_net_connect_tcp(t->host, port, ms, VP_NET_NUMERIC, fd_out)))
+		return rc;
+	if (vp_net_set_timeouts(*fd_out, ms)) {
+		close(*fd_out);
+		*fd_out = -1;
+		return VP_EIO;
 	}
-	*fd_out = fd;
-	rc = 0;
-out:
-	freeaddrinfo(ai);
-	return rc;
+	return 0;
 }

@@ -1,17 +1,7 @@
 #include "common/errcode.h"
+#include "common/reload_codes.h"
 #include "storage/store.h"
 
-/* RFC 6940 §6.3.3.1 error codes (PROTOCOL-FACTS §1.5). */
-enum {
-	RELOAD_FORBIDDEN = 2,
-	RELOAD_NOT_FOUND = 3,
-	RELOAD_REQUEST_TIMEOUT = 4,
-	RELOAD_GEN_TOO_LOW = 5,
-	RELOAD_DATA_TOO_LARGE = 8,
-	RELOAD_DATA_TOO_OLD = 9,
-	RELOAD_UNKNOWN_KIND = 12,
-	RELOAD_INVALID_MESSAGE = 20,
-};
 
 uint16_t st_reload_error(int err)
 {
@@ -19,20 +9,20 @@ uint16_t st_reload_error(int err)
 	case VP_OK:
 		return 0;
 	case VP_EDATA_TOO_OLD:
-		return RELOAD_DATA_TOO_OLD;
+		return VP_RELOAD_ERR_DATA_TOO_OLD;
 	case VP_EGEN_TOO_LOW:
-		return RELOAD_GEN_TOO_LOW;
+		return VP_RELOAD_ERR_GENERATION_COUNTER_TOO_LOW;
 	case VP_EDATA_TOO_LARGE:
-		return RELOAD_DATA_TOO_LARGE;
+		return VP_RELOAD_ERR_DATA_TOO_LARGE;
 	case VP_EUNKNOWN_KIND:
-		return RELOAD_UNKNOWN_KIND;
+		return VP_RELOAD_ERR_UNKNOWN_KIND;
 	case VP_EFORBIDDEN:
 	case VP_EQUOTA:     /* overview draft §7.1.1: the responsible node refuses the store */
 	case VP_ERATELIMIT: /* RFC 6940 has no "try later"; Forbidden + error_info "rate-limited" */
 	case VP_EPERM:
-		return RELOAD_FORBIDDEN;
+		return VP_RELOAD_ERR_FORBIDDEN;
 	case VP_ENOTFOUND:
-		return RELOAD_NOT_FOUND;
+		return VP_RELOAD_ERR_NOT_FOUND;
 	case VP_EINVAL:
 	case VP_EMALFORMED:
 	case VP_ETRUNC:
@@ -40,11 +30,11 @@ uint16_t st_reload_error(int err)
 	case VP_EBADLEN:
 	case VP_EBADTYPE:
 	case VP_EUNSUPPORTED:
-		return RELOAD_INVALID_MESSAGE;
+		return VP_RELOAD_ERR_INVALID_MESSAGE;
 	default:
 		/* VP_EDB, VP_ENOMEM, VP_EIO...: nothing the requester did wrong; it retries as it
 		 * would after a timeout. */
-		return RELOAD_REQUEST_TIMEOUT;
+		return VP_RELOAD_ERR_REQUEST_TIMEOUT;
 	}
 }
 

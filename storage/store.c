@@ -135,6 +135,7 @@ st_kind_t st_kind_vipr(uint32_t id)
 	k.min_lifetime = ST_VIPR_MIN_LIFETIME;
 	k.max_lifetime = ST_VIPR_MAX_LIFETIME;
 	k.quota = ST_VIPR_QUOTA;
+	k.max_per_cert = ST_VIPR_MAX_PER_CERT;
 	return k;
 }
 
@@ -144,6 +145,7 @@ void st_config_default(st_config_t *cfg)
 	cfg->n_shards = 1;
 	cfg->vipr_kind_id = ST_VIPR_KIND_ID_DEFAULT;
 	cfg->vipr_quota = ST_VIPR_QUOTA;
+	cfg->vipr_max_per_cert = ST_VIPR_MAX_PER_CERT;
 	cfg->quota_slack = ST_QUOTA_SLACK_DEFAULT;
 	cfg->quota_const = ST_QUOTA_CONST_DEFAULT;
 	/* A carrier refreshes ~10M numbers a day spread over the whole ring, i.e. well under
@@ -691,64 +693,113 @@ int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs)
 
 /* ---- store ------------------------------------------------------------------ */
 
-static bool signer_has(const st_store_req_t *req, const uint8_t *node)
+static bool signer_has(const st_signer_t *sg, const uint8_t *node)
 {
-	for (size_t i = 0; i < req->n_signers; i++)
-		if (memcmp(req->signers[i].b, node, VP_ID_LEN) == 0)
+	for (size_t i = 0; i < sg->n_node_ids; i++)
+		if (memcmp(sg->node_ids[i].b, node, VP_ID_LEN) == 0)
 			return true;
 	return false;
 }
 
-/* Access control for one value; *owner = the Node-ID the quota charges. */
-static int check_acl(const st_kind_t *k, const st_store_req_t *req, const st_entry_t *v,
-                     vp_id_t *owner)
+/* Access control for one value against its own signer; *owner = the Node-ID the quota charges. */
+static int check_acl(const st_kind_t *k, const vp_id_t *resource, const st_signer_t *sg,
+                     const st_entry_t *v, vp_id_t *owner)
 {
 	vp_id_t h;
 	st_vipr_key_t vk;
 	st_vipr_value_t vv;
 	int rc;
-	*owner = req->signers[0];
+	*owner = sg->node_ids[0];
 	switch (k->acl) {
 	case ST_ACL_VIPR:
 		rc = st_vipr_key_decode(v->key, v->key_len, &vk);
 		if (rc)
 			return VP_EMALFORMED;
-		if (!signer_has(req, vk.node.b))
+		if (!signer_has(sg, vk.node.b))
 			return VP_EFORBIDDEN;
 		if (v->exists) {
 			rc = st_vipr_value_decode(v->value, v->value_len, &vv);
 			if (rc)
 				return VP_EMALFORMED;
 			/* Overview draft §7.1.1: the Node-ID in both key and value must be the signer's. */
-			if (!signer_has(req, vv.contact.b))
+			if (!signer_has(sg, vv.contact.b))
 				return VP_EFORBIDDEN;
 		}
 		*owner = vk.node;
 		return 0;
 	case ST_ACL_NODE_MATCH:
-		for (size_t i = 0; i < req->n_signers; i++) {
-			h = vp_id_from_name(req->signers[i].b, VP_ID_LEN);
-			if (vp_id_eq(&h, &req->resource)) {
-				*owner = req->signers[i];
+		for (size_t i = 0; i < sg->n_node_ids; i++) {
+			h = vp_id_from_name(sg->node_ids[i].b, VP_ID_LEN);
+			if (vp_id_eq(&h, resource)) {
+				*owner = sg->node_ids[i];
 				return 0;
 			}
 		}
 		return VP_EFORBIDDEN;
 	case ST_ACL_USER_MATCH:
 	case ST_ACL_USER_NODE_MATCH:
-		if (!req->signer_user || !req->signer_user_len)
+		if (!sg->user || !sg->user_len)
 			return VP_EFORBIDDEN;
-		h = vp_id_from_name(req->signer_user, req->signer_user_len);
-		if (!vp_id_eq(&h, &req->resource))
+		h = vp_id_from_name(sg->user, sg->user_len);
+		if (!vp_id_eq(&h, resource))
 			return VP_EFORBIDDEN;
 		if (k->acl == ST_ACL_USER_MATCH)
 			return 0;
-		if (v->key_len != VP_ID_LEN || !signer_has(req, v->key))
+		if (v->key_len != VP_ID_LEN || !signer_has(sg, v->key))
 			return VP_EFORBIDDEN;
 		memcpy(owner->b, v->key, VP_ID_LEN);
 		return 0;
 	}
 	return VP_EFORBIDDEN;
+}
+
+/* The signer a value is checked against: its own, or the request's. */
+static const st_signer_t *value_signer(const st_entry_t *v, const st_signer_t *req_signer)
+{
+	return v->signer ? v->signer : req_signer;
+}
+
+/* Entries of \p w held at \p now (tombstones included) whose owner is a Node-ID of \p sg. */
+static uint32_t cert_count(const st_rec_t *w, const st_signer_t *sg, uint64_t now)
+{
+	uint32_t n = 0;
+	for (size_t i = 0; i < w->n; i++)
+		if (w->e[i].expires_ms > now && signer_has(sg, w->e[i].owner.b))
+			n++;
+	return n;
+}
+
+/*
+ * The certificate limit: after the store, no signer of it may own more than
+ * k->max_per_cert entries at the resource, unless it already did before (a
+ * lowered limit: refreshes and deletions still pass, only additions are refused).
+ */
+static int check_cert_limit(const st_kind_t *k, const st_kind_data_t *kd, const st_signer_t *rs,
+                            const st_rec_t *old, const st_rec_t *w, uint64_t now)
+{
+	if (!k->max_per_cert)
+		return 0;
+	for (size_t i = 0; i < kd->n_values; i++) {
+		const st_signer_t *sg = value_signer(&kd->values[i], rs);
+		uint32_t after;
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = value_signer(&kd->values[j], rs) == sg;
+		if (seen)
+			continue;
+		after = cert_count(w, sg, now);
+		if (after > k->max_per_cert && after > cert_count(old, sg, now))
+			return VP_EQUOTA;
+	}
+	return 0;
+}
+
+/* Same StoredData as held (a re-replication or a resent store): a no-op, not Data_Too_Old. */
+static bool same_data(const st_entry_t *held, const st_entry_t *e)
+{
+	return held->storage_time == e->storage_time && held->exists == e->exists &&
+	       held->value_len == e->value_len &&
+	       (!e->value_len || memcmp(held->value, e->value, e->value_len) == 0);
 }
 
 /* Position of \p probe in the sorted work list; *found tells whether it is there. */
@@ -775,6 +826,8 @@ static int validate_values(const st_kind_t *k, const st_kind_data_t *kd)
 {
 	for (size_t i = 0; i < kd->n_values; i++) {
 		const st_entry_t *v = &kd->values[i];
+		if (v->signer && (!v->signer->node_ids || !v->signer->n_node_ids))
+			return VP_EINVAL;
 		if (v->value_len > k->max_size)
 			return VP_EDATA_TOO_LARGE;
 		if (v->lifetime == 0 || v->lifetime < k->min_lifetime)
@@ -799,13 +852,14 @@ static int validate_values(const st_kind_t *k, const st_kind_data_t *kd)
 	return 0;
 }
 
-static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t *k,
-                      const st_kind_data_t *kd, uint64_t now, uint64_t *gen_out)
+static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_signer_t *rs,
+                      const st_kind_t *k, const st_kind_data_t *kd, uint64_t now, uint64_t *gen_out)
 {
 	uint8_t key[KEY_LEN];
 	blob_t b;
 	st_rec_t *old = &sh->old, *w = &sh->work;
 	uint64_t gen = 0;
+	bool changed = false;
 	int rc, found;
 
 	rc = validate_values(k, kd);
@@ -845,8 +899,9 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t
 		goto out;
 	for (size_t i = 0; i < old->n; i++) {
 		if (old->e[i].expires_ms <= now) {
-			if (old->e[i].exists && (rc = delta_add(sh, &old->e[i].owner, -1)))
+			if ((rc = delta_add(sh, &old->e[i].owner, -1)))
 				goto out;
+			changed = true;
 			continue;
 		}
 		w->e[w->n++] = old->e[i];
@@ -858,7 +913,7 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t
 		size_t pos;
 		uint32_t lifetime = e.lifetime > k->max_lifetime ? k->max_lifetime : e.lifetime;
 
-		rc = check_acl(k, req, &e, &e.owner);
+		rc = check_acl(k, &req->resource, value_signer(&e, rs), &e, &e.owner);
 		if (rc)
 			goto out;
 		if (k->model == ST_MODEL_SINGLE) {
@@ -889,11 +944,14 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t
 		pos = find_pos(w, &e, &hit);
 		if (hit) {
 			st_entry_t *cur = &w->e[pos];
+			if (same_data(cur, &e))
+				continue; /* held already: lifetime and generation stay */
 			if (e.storage_time <= cur->storage_time) {
 				rc = VP_EDATA_TOO_OLD;
 				goto out;
 			}
-			if (cur->exists && (rc = delta_add(sh, &cur->owner, -1)))
+			/* Tombstones are held data: every entry held counts, live or not. */
+			if ((rc = delta_add(sh, &cur->owner, -1)))
 				goto out;
 			*cur = e;
 		} else {
@@ -901,13 +959,21 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_kind_t
 			w->e[pos] = e;
 			w->n++;
 		}
-		if (e.exists && (rc = delta_add(sh, &e.owner, +1)))
+		changed = true;
+		if ((rc = delta_add(sh, &e.owner, +1)))
 			goto out;
+	}
+	if (!changed) {
+		*gen_out = gen;
+		rc = 0;
+		goto out;
 	}
 	if (w->n > k->max_count) {
 		rc = VP_EDATA_TOO_LARGE;
 		goto out;
 	}
+	if ((rc = check_cert_limit(k, kd, rs, old, w, now)))
+		goto out;
 	if (k->quota) {
 		uint64_t limit = st_quota_limit(k->quota, sh->fraction_ppb, sh->db->cfg.quota_slack,
 		                                sh->db->cfg.quota_const);
@@ -974,10 +1040,12 @@ static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_ou
 	uint64_t now = now_ms(sh), g;
 	bool own_batch = false;
 	size_t undo_mark, pundo_mark;
+	st_signer_t rs;
 	int rc = 0;
 
 	if (!req || !req->signers || req->n_signers == 0 || (req->n_kinds && !req->kinds))
 		return VP_EINVAL;
+	rs = (st_signer_t){ req->signers, req->n_signers, req->signer_user, req->signer_user_len };
 	for (size_t i = 0; i < req->n_kinds; i++) {
 		if (!st_db_kind(sh->db, req->kinds[i].kind)) {
 			if (bad_kind)
@@ -1001,7 +1069,7 @@ static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_ou
 	sh->pundo_on = req->n_kinds > 1;
 	for (size_t i = 0; i < req->n_kinds; i++) {
 		const st_kind_data_t *kd = &req->kinds[i];
-		rc = store_kind(sh, req, st_db_kind(sh->db, kd->kind), kd, now, &g);
+		rc = store_kind(sh, req, &rs, st_db_kind(sh->db, kd->kind), kd, now, &g);
 		if (rc) {
 			if (bad_kind)
 				*bad_kind = kd->kind;
@@ -1310,7 +1378,7 @@ static int drop_record(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec)
 	uint32_t kind = key_kind(key);
 	int rc;
 	for (size_t i = 0; i < rec->n; i++)
-		if (rec->e[i].exists && (rc = charge(sh, &rec->e[i].owner, kind, -1)))
+		if ((rc = charge(sh, &rec->e[i].owner, kind, -1)))
 			return rc;
 	if ((rc = pend_reserve(sh, 0)))
 		return rc;
@@ -1378,7 +1446,7 @@ static int expire_record(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec
 			w->e[w->n++] = rec->e[i];
 			continue;
 		}
-		if (rec->e[i].exists && (rc = charge(sh, &rec->e[i].owner, kind, -1)))
+		if ((rc = charge(sh, &rec->e[i].owner, kind, -1)))
 			return rc;
 		(*n_entries)++;
 	}
@@ -1531,7 +1599,7 @@ static int count_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, 
 	int rc;
 	(void)sh;
 	for (size_t i = 0; i < rec->n; i++)
-		if (rec->e[i].exists && (rc = st_quota_add(t, &rec->e[i].owner, kind, 1)))
+		if ((rc = st_quota_add(t, &rec->e[i].owner, kind, 1)))
 			return rc;
 	return 0;
 }
@@ -1768,6 +1836,8 @@ int st_db_open(const st_config_t *cfg, st_db_t **out)
 
 	vk = st_kind_vipr(cfg->vipr_kind_id);
 	vk.quota = cfg->vipr_quota;
+	if (cfg->vipr_max_per_cert)
+		vk.max_per_cert = cfg->vipr_max_per_cert;
 	if ((rc = add_kind(db, &vk)))
 		goto fail;
 	for (size_t i = 0; i < cfg->n_kinds; i++)

@@ -49,14 +49,15 @@
 
 #include "common/clock.h"
 #include "common/id.h"
+#include "common/reload_codes.h"
 #include "storage/rate.h"
 
 /* ---- kinds ------------------------------------------------------------ */
 
 typedef enum st_model {
-	ST_MODEL_SINGLE = 1, /* RFC 6940 data-model code points */
-	ST_MODEL_ARRAY = 2,
-	ST_MODEL_DICTIONARY = 3,
+	ST_MODEL_SINGLE = VP_RELOAD_MODEL_SINGLE, /* RFC 6940 data-model code points */
+	ST_MODEL_ARRAY = VP_RELOAD_MODEL_ARRAY,
+	ST_MODEL_DICTIONARY = VP_RELOAD_MODEL_DICTIONARY,
 } st_model_t;
 
 typedef enum st_acl {
@@ -80,6 +81,7 @@ typedef struct st_kind {
 	uint32_t min_lifetime; /*!< s; shorter lifetimes are refused (VP_EINVAL) */
 	uint32_t max_lifetime; /*!< s; longer lifetimes are clamped to this */
 	uint32_t quota;        /*!< Q: entries per storing Node-ID over the ring; 0 = none */
+	uint32_t max_per_cert; /*!< entries per resource whose owner is a Node-ID of one certificate; 0 = no limit */
 } st_kind_t;
 
 /*! \brief The built-in VIPR-REGISTRATION kind with Kind-ID \p id (0 = ST_VIPR_KIND_ID_DEFAULT). */
@@ -92,6 +94,7 @@ typedef struct st_config {
 	unsigned n_shards;          /*!< column families s0..s(n-1); existing extra ones stay usable */
 	uint32_t vipr_kind_id;      /*!< 0 = ST_VIPR_KIND_ID_DEFAULT */
 	uint32_t vipr_quota;        /*!< Q of the ViPR kind (default 10,000; 0 = no quota) */
+	uint32_t vipr_max_per_cert; /*!< entries per number from one certificate (default and 0: ST_VIPR_MAX_PER_CERT) */
 	const st_kind_t *kinds;     /*!< extra kinds (copied) */
 	size_t n_kinds;
 	double quota_slack;         /*!< S (default 2.0) */
@@ -139,6 +142,22 @@ void st_shard_set_fraction(st_shard_t *sh, uint32_t ppb);
 
 /* ---- values ----------------------------------------------------------- */
 
+/*!
+ * The verified identity that signed one StoredData (RFC 6940 §7): the Node-IDs
+ * and user name of the certificate its Signature's SignerIdentity names, which
+ * the caller has checked (chain to the overlay root, validity, signature over
+ * the entry).  The store trusts it as given; it never parses certificates.
+ * A certificate's entries at a resource are recognised by their owner Node-ID
+ * being one of node_ids (the enrollment CA issues each Node-ID in one
+ * certificate), so no certificate identity is stored with the entry.
+ */
+typedef struct st_signer {
+	const vp_id_t *node_ids; /*!< the certificate's Node-IDs (>= 1) */
+	size_t n_node_ids;
+	const char *user;        /*!< user name in the certificate (USER-MATCH kinds), may be NULL */
+	size_t user_len;
+} st_signer_t;
+
 /*! \brief One StoredData as the store sees it (all pointers are borrowed). */
 typedef struct st_entry {
 	uint32_t index;          /*!< array index (ST_ARRAY_APPEND to append on store) */
@@ -151,6 +170,9 @@ typedef struct st_entry {
 	uint32_t value_len;
 	const uint8_t *sig;      /*!< RELOAD Signature, opaque to the store */
 	uint32_t sig_len;
+	/*! Input: the verified signer of this StoredData, against which its access control
+	 *  and certificate limit are checked; NULL = the request's signer (st_store_req_t). */
+	const st_signer_t *signer;
 	/* Filled in by the store on output; ignored on input. */
 	uint64_t expires_ms;     /*!< absolute expiry at this node */
 	uint8_t replica_number;  /*!< of the StoreReq that wrote it */
@@ -177,7 +199,9 @@ typedef struct st_store_req {
 	uint8_t replica_number;    /*!< 0 = original store, 1.. = replica */
 	const st_kind_data_t *kinds;
 	size_t n_kinds;
-	const vp_id_t *signers;    /*!< Node-IDs of the verified signer's certificate (>= 1) */
+	/* The verified signer of the request (the peer that sent it): it is rate-policed
+	 * (signers[0]) and is the signer of every entry whose own st_entry_t.signer is NULL. */
+	const vp_id_t *signers;    /*!< Node-IDs of the request signer's certificate (>= 1) */
 	size_t n_signers;
 	const char *signer_user;   /*!< user name in the certificate (USER-MATCH kinds), may be NULL */
 	size_t signer_user_len;
@@ -188,10 +212,18 @@ typedef struct st_store_req {
  * its own committed before returning if none is open.  All kinds of \p req
  * are applied or none.  On success gen_out[i] (if not NULL; n_kinds
  * elements) is the new generation counter of kinds[i].
+ * Each entry is checked against its own signer (st_entry_t.signer, else the
+ * request's), so a replica or hand-off carrying several claimants' entries is
+ * checked entry by entry (RFC 6940 §7).  An entry identical to the held one
+ * (same key, storage_time, exists flag and value) is a no-op, so a
+ * re-replication of held data passes; if nothing changes the generation stays.
+ * Tombstones are held data: they count towards max-count, the certificate
+ * limit (st_kind_t.max_per_cert) and the quota until they expire.
  * Errors: VP_EUNKNOWN_KIND, VP_EFORBIDDEN (access control), VP_EDATA_TOO_OLD,
- * VP_EGEN_TOO_LOW, VP_EDATA_TOO_LARGE (max-size, max-count), VP_EQUOTA,
+ * VP_EGEN_TOO_LOW, VP_EDATA_TOO_LARGE (max-size, max-count), VP_EQUOTA (the proportional quota,
+ * or a store adding entries for a certificate that holds max_per_cert at the resource),
  * VP_ERATELIMIT, VP_EINVAL (wrong model field, lifetime below the kind's minimum,
- * duplicate key in one request), VP_EMALFORMED (a ViPR key/value that does not decode), VP_EDB.
+ * duplicate key in one request, an entry signer without Node-IDs), VP_EMALFORMED (a ViPR key/value that does not decode), VP_EDB.
  * *bad_kind (if not NULL) gets the Kind-ID that failed (for Unknown_Kind's error_info).
  */
 int st_store(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_out, uint32_t *bad_kind);
@@ -330,7 +362,7 @@ int st_range_delete(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint
  */
 int st_expire(st_shard_t *sh, uint64_t max_records, uint64_t *n_entries);
 
-/*! \brief Live entries of \p kind currently charged to \p owner in this shard. */
+/*! \brief Entries of \p kind (tombstones included) currently charged to \p owner in this shard. */
 uint32_t st_quota_used(const st_shard_t *sh, const vp_id_t *owner, uint32_t kind);
 
 /*! \brief The quota limit L for \p kind in this shard (UINT64_MAX without quota). */

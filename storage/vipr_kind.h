@@ -17,9 +17,10 @@
 #include <stdint.h>
 
 #include "common/id.h"
+#include "common/reload_codes.h"
 
 /* Private-use Kind-ID range of RFC 6940 (IANA: 0xf0000001-0xfffffffe); configurable. */
-#define ST_VIPR_KIND_ID_DEFAULT 0xF0000100u
+#define ST_VIPR_KIND_ID_DEFAULT VP_VIPR_KIND_ID
 #define ST_VIPR_KIND_NAME "VIPR-REGISTRATION"
 
 #define ST_VIPR_KEY_LEN 20         /* NodeId (16) ‖ uint32 vservice_id */
@@ -33,6 +34,10 @@
 
 /* Defaults of the built-in kind (docs/protocol.md §2). */
 #define ST_VIPR_MAX_COUNT    64u     /* claimants per number */
+/* Entries one certificate may hold under one number (docs/protocol.md §2.5): a
+ * carrier needs one per VService answering for the number, and 4 keeps any one
+ * certificate from taking more than 1/16 of max-count. */
+#define ST_VIPR_MAX_PER_CERT 4u
 #define ST_VIPR_MAX_SIZE     ST_VIPR_VALUE_MAX_LEN
 #define ST_VIPR_MIN_LIFETIME 60u     /* s */
 #define ST_VIPR_MAX_LIFETIME 172800u /* s: twice the recommended 24 h refresh period */

@@ -55,8 +55,8 @@
 #include "common/rand.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
-#include "control/server/vsrv_memdht.h"
-#include "bench/sim/sim_dht.h"
+#include "bench/support/vsrv_memdht.h"
+#include "bench/support/sim_dht.h"
 
 #define MAX_CALLS 200
 #define MAX_ROUTES 512
@@ -382,13 +382,14 @@ static int carrier_start(demo_t *d, int c, uint32_t seed)
 	snprintf(text, sizeof(text),
 	         "# carrier %s of the demo (written by vipr-demo; defaults: control/vipr_server.c)\n"
 	         "[server]\nname = %s\ndomain = %s\n"
-	         "[vap]\nbind = 127.0.0.1\nport = 0\nagents = %s:%s, %s:%s\n"
+	         "[vap]\nbind = 127.0.0.1\nport = 0\nagents = %s:%s, %s:%s\ntenants = %s:%s\n"
 	         "[pvp]\nbind = 127.0.0.1\nport = 0\nworkers = 2\nvcr_dir = %s\n%s%s%s"
 	         "# generous handshake limits: the demo's thief is probed for every contested call\n"
 	         "peer_fail_limit = 10000\nnumber_fail_limit = 1000\n"
 	         "[scheduler]\ndelay_min = 1s\ndelay_max = %us\nbackoff = 2s\nmax_attempts = 3\n"
 	         "attach_timeout = 3s\nfetch_timeout = 5s\nseed = %u\n",
-	         k->name, k->name, k->domain, k->agent, k->password, k->watcher, k->password, k->vcr_dir,
+	         k->name, k->name, k->domain, k->agent, k->password, k->watcher, k->password, k->watcher, k->agent,
+	         k->vcr_dir,
 	         k->keys_path[0] ? "ticket_keys = " : "", k->keys_path[0] ? k->keys_path : "",
 	         k->keys_path[0] ? "\n" : "", d->delay_max, seed);
 	if (write_file(k->conf_path, text))
@@ -612,6 +613,7 @@ static void usage(FILE *f)
 	        "  --agent PATH    vipr-agent binary (default: next to this program, ../control/vipr-agent)\n"
 	        "  --ticket PATH   vipr-ticket binary (default: ../pvp/vipr-ticket)\n"
 	        "  --timeout S     hard limit for the whole run (default 100)\n"
+	        "  --help-config[=markdown]  the ViPR servers' configuration options (A.conf, ...) and exit\n"
 	        "  -v              debug logs in the run directory\n",
 	        MAX_CALLS);
 }
@@ -634,7 +636,8 @@ int main(int argc, char **argv)
 		{ "ticket", required_argument, NULL, 't' }, { "timeout", required_argument, NULL, 'T' },
 		{ "nodes", required_argument, NULL, 'o' },  { "dht", required_argument, NULL, 'd' },
 		{ "fast", no_argument, NULL, 'F' },         { "no-rogue", no_argument, NULL, 'R' },
-		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },          { "help-config", optional_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 },
 	};
 	demo_t *d = calloc(1, sizeof(*d));
 	char csv[NCAR][2][600], logpath[600];
@@ -684,6 +687,19 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'h': usage(stdout); return 0;
+		case 'H': {
+			size_t nopts;
+			const vp_conf_opt_t *opts = vsrv_conf_schema(&nopts);
+			if (optarg && strcmp(optarg, "markdown")) {
+				usage(stderr);
+				return 2;
+			}
+			if (optarg)
+				vp_conf_schema_markdown(stdout, opts, nopts);
+			else
+				vp_conf_schema_help(stdout, opts, nopts);
+			return 0;
+		}
 		default: usage(stderr); return 2;
 		}
 	}

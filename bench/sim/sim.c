@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/rand.h"
 #include "dataplane/reload.h"
+#include "storage/vipr_kind.h"
 
 /* A node serves as bootstrap peer once it has been a member this long. */
 #define BOOTSTRAP_AGE_MS (60 * 1000)
@@ -75,12 +76,11 @@ typedef struct ev {
 
 /* ---- store and operations ------------------------------------------------- */
 
+/* One dictionary entry of the VIPR-REGISTRATION kind under resource res. */
 typedef struct item {
 	vp_id_t res;
-	vp_id_t owner; /* dictionary key */
-	uint64_t storage_time;
+	sim_entry_t e;
 	uint64_t written_at; /* local: when this node last received it (kept by a CHORD_STORE_DROP) */
-	uint8_t value[16];
 } item_t;
 
 typedef struct snode {
@@ -113,8 +113,7 @@ typedef struct op {
 typedef struct reg {
 	vp_id_t res;
 	uint32_t owner;
-	uint64_t storage_time;
-	uint8_t value[16];
+	sim_entry_t e;  /* the registration as its owner stores it (storage_time set per store) */
 } reg_t;
 
 /* An operation started by an embedding application (sim_store_entry, sim_fetch_entries). */
@@ -516,12 +515,19 @@ static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const r
 
 /* ---- the in-memory store -------------------------------------------------------- */
 
-static item_t *item_find(snode_t *n, const vp_id_t *res, const vp_id_t *owner)
+static item_t *item_find(snode_t *n, const vp_id_t *res, const uint8_t key[SIM_KEY_LEN])
 {
 	for (uint32_t i = 0; i < n->nitems; i++)
-		if (vp_id_eq(&n->items[i].res, res) && vp_id_eq(&n->items[i].owner, owner))
+		if (vp_id_eq(&n->items[i].res, res) && !memcmp(n->items[i].e.key, key, SIM_KEY_LEN))
 			return &n->items[i];
 	return NULL;
+}
+
+/* Same stored bytes (storage_time aside). */
+static bool entry_same(const sim_entry_t *a, const sim_entry_t *b)
+{
+	return !memcmp(a->key, b->key, SIM_KEY_LEN) && a->exists == b->exists && a->value_len == b->value_len &&
+	       !memcmp(a->value, b->value, a->value_len);
 }
 
 /* Store unless what is held is as new; true if something changed. */
@@ -529,11 +535,11 @@ static item_t *item_find(snode_t *n, const vp_id_t *res, const vp_id_t *owner)
  * refreshes the local write time. */
 static bool item_put(snode_t *n, const item_t *it, uint64_t now)
 {
-	item_t *cur = item_find(n, &it->res, &it->owner);
+	item_t *cur = item_find(n, &it->res, it->e.key);
 	if (cur) {
-		if (cur->storage_time == it->storage_time)
+		if (cur->e.storage_time == it->e.storage_time)
 			cur->written_at = now;
-		if (cur->storage_time >= it->storage_time)
+		if (cur->e.storage_time >= it->e.storage_time)
 			return false; /* Error_Data_Too_Old */
 		*cur = *it;
 		cur->written_at = now;
@@ -552,15 +558,30 @@ static bool item_put(snode_t *n, const item_t *it, uint64_t now)
 	return true;
 }
 
+/* A dictionary StoredData as an entry; false when it does not fit the simulator's entries. */
+static bool entry_from_sd(const rl_stored_data_t *sd, sim_entry_t *e)
+{
+	if (sd->key.len != SIM_KEY_LEN || sd->value.len > SIM_VALUE_MAX || (!sd->exists && sd->value.len))
+		return false;
+	memset(e, 0, sizeof(*e));
+	memcpy(e->key, sd->key.p, SIM_KEY_LEN);
+	e->storage_time = sd->storage_time;
+	e->exists = sd->exists;
+	e->value_len = (uint8_t)sd->value.len;
+	if (sd->value.len)
+		memcpy(e->value, sd->value.p, sd->value.len);
+	return true;
+}
+
 static void fill_sd(rl_stored_data_t *sd, const item_t *it)
 {
 	memset(sd, 0, sizeof(*sd));
-	sd->storage_time = it->storage_time;
+	sd->storage_time = it->e.storage_time;
 	sd->lifetime = 86400;
 	sd->model = RL_MODEL_DICTIONARY;
-	sd->key = (rl_bytes_t){ it->owner.b, VP_ID_LEN };
-	sd->exists = true;
-	sd->value = (rl_bytes_t){ it->value, sizeof(it->value) };
+	sd->key = (rl_bytes_t){ it->e.key, SIM_KEY_LEN };
+	sd->exists = it->e.exists;
+	sd->value = (rl_bytes_t){ it->e.value, it->e.exists ? it->e.value_len : 0 };
 	sd->sig.identity.type = RL_SIGNER_NONE;
 }
 
@@ -674,11 +695,8 @@ static void serve_store(sim_t *s, snode_t *n, const chord_delivery_t *d, const r
 			continue;
 		RL_ITER_INIT(&iv, &kd.values);
 		while (rl_stored_data_next(&iv, RL_MODEL_DICTIONARY, &sd) == 1) {
-			if (sd.key.len != VP_ID_LEN || sd.value.len != sizeof(it.value))
+			if (!entry_from_sd(&sd, &it.e))
 				continue;
-			memcpy(it.owner.b, sd.key.p, VP_ID_LEN);
-			memcpy(it.value, sd.value.p, sizeof(it.value));
-			it.storage_time = sd.storage_time;
 			/* The responsible peer copies a new original store to its replicas. */
 			if (item_put(n, &it, s->now) && original && chord_table_responsible(t, &it.res)) {
 				nr = chord_table_replicas(t, reps, CHORD_REPLICAS);
@@ -787,22 +805,16 @@ static void ext_fetch_done(sim_t *s, uint32_t i, const rl_body_t *b, const snode
 				continue;
 			RL_ITER_INIT(&iv, &kr.values);
 			while (rl_stored_data_next(&iv, RL_MODEL_DICTIONARY, &sd) == 1 && n < SIM_FETCH_MAX) {
-				if (!sd.exists || sd.key.len != VP_ID_LEN || sd.value.len != SIM_VALUE_LEN)
-					continue;
-				memcpy(e[n].owner.b, sd.key.p, VP_ID_LEN);
-				e[n].storage_time = sd.storage_time;
-				memcpy(e[n].value, sd.value.p, SIM_VALUE_LEN);
-				n++;
+				/* Deleted entries too: a reader's vote must see a withdrawal. */
+				if (entry_from_sd(&sd, &e[n]))
+					n++;
 			}
 		}
 	} else {
 		for (uint32_t k = 0; k < local->nitems && n < SIM_FETCH_MAX; k++) {
 			if (!vp_id_eq(&local->items[k].res, &x->res))
 				continue;
-			e[n].owner = local->items[k].owner;
-			e[n].storage_time = local->items[k].storage_time;
-			memcpy(e[n].value, local->items[k].value, SIM_VALUE_LEN);
-			n++;
+			e[n++] = local->items[k].e;
 		}
 	}
 	x->called = true;
@@ -812,7 +824,7 @@ static void ext_fetch_done(sim_t *s, uint32_t i, const rl_body_t *b, const snode
 static bool reg_matches(const sim_t *s, const op_t *o, const rl_body_t *b)
 {
 	const reg_t *r = &s->regs[o->reg];
-	const vp_id_t *owner = &s->nodes[r->owner].id;
+	sim_entry_t got;
 	rl_iter_t ik, iv;
 	rl_fetch_kind_resp_t kr;
 	rl_stored_data_t sd;
@@ -820,9 +832,7 @@ static bool reg_matches(const sim_t *s, const op_t *o, const rl_body_t *b)
 	while (rl_fetch_kind_resp_next(&ik, &kr) == 1) {
 		RL_ITER_INIT(&iv, &kr.values);
 		while (rl_stored_data_next(&iv, RL_MODEL_DICTIONARY, &sd) == 1)
-			if (sd.key.len == VP_ID_LEN && !memcmp(sd.key.p, owner->b, VP_ID_LEN) &&
-			    sd.value.len == sizeof(r->value) && !memcmp(sd.value.p, r->value, sizeof(r->value)) &&
-			    sd.storage_time == r->storage_time)
+			if (entry_from_sd(&sd, &got) && entry_same(&got, &r->e) && got.storage_time == r->e.storage_time)
 				return true;
 	}
 	return false;
@@ -939,9 +949,7 @@ static void op_send(sim_t *s, uint32_t i)
 		const reg_t *rg = &s->regs[o->reg];
 		memset(&it, 0, sizeof(it));
 		it.res = rg->res;
-		it.owner = s->nodes[rg->owner].id;
-		it.storage_time = rg->storage_time;
-		memcpy(it.value, rg->value, sizeof(it.value));
+		it.e = rg->e;
 		store_body(&b, &kd, &sd, &it, 0);
 	} else {
 		memset(&spec, 0, sizeof(spec));
@@ -975,9 +983,8 @@ static void op_send(sim_t *s, uint32_t i)
 			ok = true;
 		} else if (o->type == OP_FETCH_REG) {
 			const reg_t *rg = &s->regs[o->reg];
-			found = item_find(n, &rg->res, &s->nodes[rg->owner].id);
-			ok = found && found->storage_time == rg->storage_time &&
-			     !memcmp(found->value, rg->value, sizeof(rg->value));
+			found = item_find(n, &rg->res, rg->e.key);
+			ok = found && found->e.storage_time == rg->e.storage_time && entry_same(&found->e, &rg->e);
 		} else {
 			ok = o->origin == true_owner(s, &o->key);
 		}
@@ -1383,7 +1390,7 @@ void sim_lookup_random(sim_t *s)
 static void store_reg(sim_t *s, uint32_t r)
 {
 	reg_t *rg = &s->regs[r];
-	rg->storage_time = 1700000000000ull + s->now + (++s->reg_seq);
+	rg->e.storage_time = 1700000000000ull + s->now + (++s->reg_seq);
 	op_new(s, OP_STORE, rg->owner, &rg->res, r);
 }
 
@@ -1407,9 +1414,24 @@ void sim_store_regs(sim_t *s, uint32_t k)
 		snprintf(name, sizeof(name), "+1555%07u", s->nregs);
 		rg->res = vp_id_from_name(name, strlen(name));
 		rg->owner = owner;
-		for (int j = 0; j < 2; j++) {
-			uint64_t v = rng_next(&s->rng);
-			memcpy(rg->value + 8 * j, &v, 8);
+		/* A real registration (storage/vipr_kind.h): the owner claims the number for VService 1,
+		 * with 16 random reserved bytes so every registration's value is distinct. */
+		{
+			uint8_t rnd[16];
+			st_vipr_key_t key = { s->nodes[owner].id, 1 };
+			st_vipr_value_t v = { s->nodes[owner].id, 1, ST_VIPR_PVP_WITH_CALLER_ID | ST_VIPR_PVP_WITHOUT_CALLER_ID,
+			                      rnd, sizeof(rnd) };
+			size_t len = 0;
+			for (int j = 0; j < 2; j++) {
+				uint64_t x = rng_next(&s->rng);
+				memcpy(rnd + 8 * j, &x, 8);
+			}
+			memset(&rg->e, 0, sizeof(rg->e));
+			st_vipr_key_encode(&key, rg->e.key);
+			rg->e.exists = true;
+			if (st_vipr_value_encode(&v, rg->e.value, sizeof(rg->e.value), &len))
+				return; /* cannot happen: SIM_VALUE_MAX holds it */
+			rg->e.value_len = (uint8_t)len;
 		}
 		store_reg(s, s->nregs++);
 	}
@@ -1429,8 +1451,8 @@ static bool holds_copy(sim_t *s, uint32_t n, const reg_t *rg)
 	const item_t *it;
 	if (!s->nodes[n].alive || !s->nodes[n].joined)
 		return false;
-	it = item_find(&s->nodes[n], &rg->res, &s->nodes[rg->owner].id);
-	return it && it->storage_time == rg->storage_time &&
+	it = item_find(&s->nodes[n], &rg->res, rg->e.key);
+	return it && it->e.storage_time == rg->e.storage_time &&
 	       chord_table_replica_rank(chord_node_table(s->nodes[n].cn), &rg->res) >= 0;
 }
 
@@ -1465,10 +1487,10 @@ sim_survival_t sim_check_regs(sim_t *s)
 			             o->done);
 			for (uint32_t k = 0; k < 5 && k < s->nring; k++) {
 				uint32_t ni = s->ring_idx[(pos + k) % s->nring];
-				item_t *it = item_find(&s->nodes[ni], &rg->res, &s->nodes[rg->owner].id);
+				item_t *it = item_find(&s->nodes[ni], &rg->res, rg->e.key);
 				const chord_table_t *t = chord_node_table(s->nodes[ni].cn);
 				vp_log_debug("sim", "holder", "ring_pos=+%u node=%u has=%d rank=%d", k, ni,
-				             it && it->storage_time == rg->storage_time, chord_table_replica_rank(t, &rg->res));
+				             it && it->e.storage_time == rg->e.storage_time, chord_table_replica_rank(t, &rg->res));
 			}
 		}
 		if (holder)
@@ -1501,34 +1523,17 @@ void sim_placement(sim_t *s, uint32_t right[4], uint32_t extra[5])
 		return;
 	for (uint32_t r = 0; r < s->nregs; r++) {
 		const reg_t *rg = &s->regs[r];
-		const vp_id_t *owner = &s->nodes[rg->owner].id;
 		uint32_t pos = ring_succ_pos(s, &rg->res), c = 0, all = 0;
 		for (uint32_t k = 0; k < 3 && k < s->nring; k++) {
-			item_t *it = item_find(&s->nodes[s->ring_idx[(pos + k) % s->nring]], &rg->res, owner);
-			c += it && it->storage_time == rg->storage_time;
+			item_t *it = item_find(&s->nodes[s->ring_idx[(pos + k) % s->nring]], &rg->res, rg->e.key);
+			c += it && it->e.storage_time == rg->e.storage_time;
 		}
 		for (uint32_t k = 0; k < s->nring; k++) {
-			item_t *it = item_find(&s->nodes[s->ring_idx[k]], &rg->res, owner);
-			all += it && it->storage_time == rg->storage_time;
+			item_t *it = item_find(&s->nodes[s->ring_idx[k]], &rg->res, rg->e.key);
+			all += it && it->e.storage_time == rg->e.storage_time;
 		}
 		right[c]++;
 		extra[all - c > 4 ? 4 : all - c]++;
-		if (c < 3 && getenv("SIM_PLACEMENT_DEBUG")) {
-			static int shown;
-			if (shown++ < 30) {
-				char a[VP_ID_HEX_LEN + 1];
-				fprintf(stderr, "under-replicated reg=%u res=%.8s:", r, vp_id_to_hex(&rg->res, a));
-				for (uint32_t k = 0; k < 4; k++) {
-					uint32_t ni = s->ring_idx[(pos + k) % s->nring];
-					item_t *it = item_find(&s->nodes[ni], &rg->res, owner);
-					const chord_table_t *t = chord_node_table(s->nodes[ni].cn);
-					fprintf(stderr, " [+%u node=%u has=%d rank=%d joined_at=%llus npred=%u]", k, ni,
-					        it && it->storage_time == rg->storage_time, chord_table_replica_rank(t, &rg->res),
-					        (unsigned long long)(s->nodes[ni].joined_at / 1000), t->npred);
-				}
-				fprintf(stderr, " now=%llus\n", (unsigned long long)(s->now / 1000));
-			}
-		}
 	}
 }
 
@@ -1657,9 +1662,7 @@ int sim_store_entry(sim_t *s, uint32_t from, const vp_id_t *res, const sim_entry
 		return rc;
 	s->ext[x].res = *res;
 	s->ext[x].item.res = *res;
-	s->ext[x].item.owner = e->owner;
-	s->ext[x].item.storage_time = e->storage_time;
-	memcpy(s->ext[x].item.value, e->value, SIM_VALUE_LEN);
+	s->ext[x].item.e = *e;
 	s->ext[x].scb = cb;
 	s->ext[x].arg = arg;
 	return op_new(s, OP_STORE_EXT, from, res, x);

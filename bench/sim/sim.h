@@ -7,8 +7,8 @@
  * that loses every try is reported down), partitions, crashes.  Every message
  * is encoded with the real RELOAD codec (dataplane/reload.h) on send and decoded
  * on delivery.  A small in-memory store per node serves Store/Fetch of ViPR
- * registrations (kind RL_KIND_VIPR_REGISTRATION, dictionary keyed by the
- * owner's Node-ID), follows the engine's handoff/replication actions and
+ * registrations (kind RL_KIND_VIPR_REGISTRATION: storage/vipr_kind.h's
+ * dictionary keys and values), follows the engine's handoff/replication actions and
  * replicates each original Store to the 2 successors.
  *
  * Everything is driven by one seeded PRNG: the same seed and calls give the
@@ -26,6 +26,7 @@
 
 #include "common/id.h"
 #include "control/chord/chord.h"
+#include "storage/vipr_kind.h"
 
 typedef struct sim sim_t;
 
@@ -168,14 +169,24 @@ uint64_t sim_rand(sim_t *s);
 
 /* ---- operations for an embedding application (the demo's DHT) -------------------- */
 
-#define SIM_VALUE_LEN 16    /* the simulator stores 16-byte values */
-#define SIM_FETCH_MAX 64    /* entries handed to a fetch callback at most */
+#define SIM_KEY_LEN ST_VIPR_KEY_LEN /* dictionary key: claimant Node-ID || VService id */
+#define SIM_VALUE_MAX 48            /* a VIPR-REGISTRATION value with up to 25 reserved bytes */
+#define SIM_FETCH_MAX 64            /* entries handed to a fetch callback at most */
 
-/*! One dictionary entry of a VIPR-REGISTRATION resource, as the simulator stores it. */
+/*!
+ * One dictionary entry of a VIPR-REGISTRATION resource, as the simulator
+ * stores and carries it: the bytes of storage/vipr_kind.h's key and value
+ * (st_vipr_key_encode / st_vipr_value_encode), so what a simulated overlay
+ * holds is what a real node's store would hold.  A withdrawal is a deletion
+ * (exists false, no value), kept with its storage_time like RFC 6940's, so an
+ * older store cannot bring the entry back.
+ */
 typedef struct sim_entry {
-	vp_id_t owner;                  /*!< dictionary key: the claimant's Node-ID */
+	uint8_t key[SIM_KEY_LEN];
 	uint64_t storage_time;          /*!< a newer one replaces, an older one is refused */
-	uint8_t value[SIM_VALUE_LEN];
+	bool exists;
+	uint8_t value_len;
+	uint8_t value[SIM_VALUE_MAX];
 } sim_entry_t;
 
 /*! Completion of sim_store_entry(): stored by the responsible node (which then replicates it). */

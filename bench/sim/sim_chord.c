@@ -29,6 +29,7 @@
 #include <urcu-qsbr.h>
 
 #include "bench/sim/sim.h"
+#include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
 
@@ -44,9 +45,7 @@ typedef struct opts {
 
 static double wall_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)vp_time_mono_ns() / 1e9;
 }
 
 /* Copies per registration at the 3 places that should hold it, and elsewhere. */

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/rand.h"
@@ -102,7 +104,6 @@ struct chord_node {
 	 * agree yet (a third node is unknown to one of them) must not ping-pong. */
 	struct { vp_id_t peer; uint64_t at; } stale_reply[8];
 	uint32_t stale_next;
-	uint64_t txseq, txbase;
 	chord_stats_t stats;
 };
 
@@ -119,9 +120,18 @@ static uint64_t id_hash(const vp_id_t *id)
 	return vp_splitmix64_mix(a ^ vp_splitmix64_mix(b));
 }
 
-static uint64_t new_txid(chord_node_t *n)
+/*
+ * A transaction id: 64 bits from the CSPRNG (RFC 6940 §6.3.2: "randomly
+ * generated").  An off-path peer that could predict it could forge the answer
+ * to an Attach or Join; a hash of our public Node-ID and a counter was
+ * predictable by anyone who saw one id.  VP_ECRYPTO if the generator fails.
+ */
+static int new_txid(chord_node_t *n, uint64_t *out)
 {
-	return vp_splitmix64_mix(n->txbase + ++n->txseq);
+	(void)n;
+	if (RAND_bytes((unsigned char *)out, sizeof(*out)) != 1)
+		return VP_ECRYPTO;
+	return 0;
 }
 
 static bool is_answer_code(uint16_t code)
@@ -344,8 +354,10 @@ static int route(chord_node_t *n, const vp_id_t *dest, vp_id_t *next)
 
 static int send_direct(chord_node_t *n, const vp_id_t *peer, const rl_body_t *body, txn_kind_t kind)
 {
-	uint64_t txid = new_txid(n);
-	int err = send_request_to(n, peer, peer, false, body, txid);
+	uint64_t txid;
+	int err = new_txid(n, &txid);
+	if (!err)
+		err = send_request_to(n, peer, peer, false, body, txid);
 	if (!err)
 		err = txn_add(n, txid, kind, peer, true);
 	return err;
@@ -675,7 +687,8 @@ static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, co
 		n->io.attach_info(n->io.ctx, n, &b.u.attach);
 	b.u.attach.role = (rl_bytes_t){ (const uint8_t *)"passive", 7 };
 	b.u.attach.send_update = send_update_flag;
-	txid = new_txid(n);
+	if ((r = new_txid(n, &txid)))
+		return r;
 	msg_init(n, &m, txid, &b);
 	if (via)
 		d[0] = rl_dest_node(via);
@@ -1017,6 +1030,12 @@ static int on_leave_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *p
 	const vp_id_t *lp = &b->u.leave_req.leaving_peer;
 	int err, i;
 
+	/* Decode first: a malformed Leave is refused and changes nothing (the peer stays). */
+	err = rl_chord_leave_decode(b->u.leave_req.overlay_data.p, b->u.leave_req.overlay_data.len, &cl);
+	if (err) {
+		answer_error(n, m, prev, RL_ERR_INVALID_MESSAGE);
+		return err;
+	}
 	memset(&ans, 0, sizeof(ans));
 	ans.code = RL_LEAVE_ANS;
 	answer_to(n, m, prev, &ans);
@@ -1026,18 +1045,17 @@ static int on_leave_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *p
 		n->peers[i] = n->peers[--n->npeers];
 		rebuild(n);
 	}
-	err = rl_chord_leave_decode(b->u.leave_req.overlay_data.p, b->u.leave_req.overlay_data.len, &cl);
-	if (err)
-		return err;
 	return learn_list(n, &cl.nodes, NULL); /* the leaving peer is gone: route */
 }
 
 static int on_ping_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev)
 {
 	rl_body_t ans;
+	int err;
 	memset(&ans, 0, sizeof(ans));
 	ans.code = RL_PING_ANS;
-	ans.u.ping_ans.response_id = new_txid(n);
+	if ((err = new_txid(n, &ans.u.ping_ans.response_id)))
+		return err;
 	ans.u.ping_ans.time = n->now;
 	return answer_to(n, m, prev, &ans);
 }
@@ -1312,7 +1330,6 @@ chord_node_t *chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const 
 	n->io = *io;
 	n->self = *self;
 	n->now = n->start_ms = now_ms;
-	n->txbase = id_hash(self);
 	chord_rt_init(&n->rt, NULL);
 	if (rebuild(n)) {
 		free(n);
@@ -1565,7 +1582,8 @@ int chord_node_request(chord_node_t *n, const vp_id_t *dest, bool resource, cons
 	r = route(n, dest, &next);
 	if (r != 0)
 		return r;
-	*txid = new_txid(n);
+	if ((r = new_txid(n, txid)))
+		return r;
 	return send_request_to(n, &next, dest, resource, body, *txid);
 }
 
@@ -1574,12 +1592,14 @@ int chord_node_request_direct(chord_node_t *n, const vp_id_t *peer, const vp_id_
 {
 	rl_message_t m;
 	rl_dest_t d;
+	int err;
 	(void)resource; /* carried in the body (StoreReq.resource); the peer is the destination */
 	n->now = now_ms;
 	if (n->state != CHORD_JOINED && n->state != CHORD_LEFT)
 		return VP_ESTATE;
 	d = rl_dest_node(peer);
-	*txid = new_txid(n);
+	if ((err = new_txid(n, txid)))
+		return err;
 	msg_init(n, &m, *txid, body);
 	m.hdr.dest.items = &d;
 	m.hdr.dest.n_items = 1;

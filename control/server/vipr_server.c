@@ -21,6 +21,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 
 #define VSRV_MAX_WORKERS 16
 #define VSRV_MAX_VSERVICES 64
@@ -28,171 +29,119 @@
 #define LOGMOD "vsrv"
 #define UPLOAD_KEEP_MS (48ull * 3600 * 1000)  /* originating records' retention (pvp/vcr.h default) */
 #define MAINT_EVERY_MS 60000ull               /* purge of records, uploads and expired tickets */
+/* A terminating record may start this far in the future (clock offsets between carriers;
+ * the call-record store's start tolerance, pvp/vcr.h).  Later ones would sort first among
+ * the candidates of their selector and push the real record out (docs/protocol.md §5.2). */
+#define TERM_FUTURE_TOLERANCE_MS 90000ull
 
 /* ---- configuration -------------------------------------------------------------- */
 
-const char vsrv_default_conf[] =
-	"# viprd server defaults (control/vipr_server.c)\n"
-	"[server]\n"
-	"name = viprd\n"
-	"domain = carrier.example\n"
-	"# node_id = <32 hex digits>      (default: SHA-1(domain), first 16 bytes)\n"
-	"[vap]\n"
-	"bind = 127.0.0.1\n"
-	"port = 5349\n"
-	"realm = vipr\n"
-	"# agents = name:password, name:password\n"
-	"[pvp]\n"
-	"bind = 127.0.0.1\n"
-	"port = 0\n"
-	"workers = 2\n"
-	"group_bits = 2048\n"
-	"ticket_lifetime = 30d\n"
-	"io_timeout = 10s\n"
-	"min_entropy_cbits = 1600\n"
-	"list_mode = black\n"
-	"peer_fail_limit = 30\n"
-	"number_fail_limit = 10\n"
-	"vcr_dir = ./vcr\n"
-	"# ticket_keys = /etc/viprd/ticket.keys   (default: a random key per start)\n"
-	"[scheduler]\n"
-	"delay_min = 5m\n"
-	"delay_max = 2h\n"
-	"backoff = 60s\n"
-	"max_attempts = 4\n"
-	"attach_timeout = 5s\n"
-	"fetch_timeout = 10s\n"
-	"seed = 0\n";
+static const char *const list_modes[] = { "black", "white", NULL };
 
-static int conf_strcpy(const vp_conf_t *vc, const char *sec, const char *key, char *dst, size_t cap,
-                       vp_conf_err_t *e)
+/* Every option of the server, once: parsing, ranges, defaults, --help-config and the README come from here. */
+static const vp_conf_opt_t vsrv_opts[] = {
+	{ .section = "server", .key = "name", .type = VP_CONF_STR, .def = "viprd",
+	  .doc = "short label of this server in logs", VP_CONF_AT(vsrv_conf_t, name) },
+	{ .section = "server", .key = "domain", .type = VP_CONF_STR, .def = "carrier.example",
+	  .doc = "our domain: sent in ValExchange, bound into tickets (normalised to lower case)",
+	  VP_CONF_AT(vsrv_conf_t, domain) },
+	{ .section = "server", .key = "node_id", .type = VP_CONF_ID,
+	  .doc = "our Node-ID; unset: SHA-1(domain), first 16 bytes", VP_CONF_AT(vsrv_conf_t, node_id) },
+	{ .section = "vap", .key = "bind", .type = VP_CONF_STR, .def = "127.0.0.1",
+	  .doc = "numeric address the call agents' VAP server listens on", VP_CONF_AT(vsrv_conf_t, vap_bind) },
+	{ .section = "vap", .key = "port", .type = VP_CONF_U32, .min = 0, .max = 65535, .def = "5349",
+	  .doc = "VAP port (VAP has no assigned port; 0 = any free port)", VP_CONF_AT(vsrv_conf_t, vap_port) },
+	{ .section = "vap", .key = "realm", .type = VP_CONF_STR, .def = "vipr",
+	  .doc = "realm of the agents' long-term credentials", VP_CONF_AT(vsrv_conf_t, realm) },
+	{ .section = "vap", .key = "agents", .type = VP_CONF_STR, .flags = VP_CONF_F_SECRET,
+	  .doc = "agents provisioned at start: name:password, name:password", VP_CONF_AT(vsrv_conf_t, agents) },
+	{ .section = "vap", .key = "tenants", .type = VP_CONF_STR,
+	  .doc = "agent:tenant, agent:tenant; an agent not listed is its own tenant (VServices belong to tenants)",
+	  VP_CONF_AT(vsrv_conf_t, tenants) },
+	{ .section = "vap", .key = "allow_plain_tcp", .type = VP_CONF_BOOL, .def = "no",
+	  .doc = "VAP without TLS on a non-loopback address (exposes agent passwords to offline guessing)",
+	  VP_CONF_AT(vsrv_conf_t, vap_allow_plain_tcp) },
+	{ .section = "pvp", .key = "bind", .type = VP_CONF_STR, .def = "127.0.0.1",
+	  .doc = "numeric address our PVP server listens on", VP_CONF_AT(vsrv_conf_t, pvp_bind) },
+	{ .section = "pvp", .key = "port", .type = VP_CONF_U32, .min = 0, .max = 65535, .def = "0",
+	  .doc = "PVP port (0 = any free port)", VP_CONF_AT(vsrv_conf_t, pvp_port) },
+	{ .section = "pvp", .key = "workers", .type = VP_CONF_U32, .min = 1, .max = VSRV_MAX_WORKERS, .def = "2",
+	  .unit = "threads", .doc = "PVP server threads (each handshake costs ~1.3 ms of modexp)",
+	  VP_CONF_AT(vsrv_conf_t, pvp_workers) },
+	{ .section = "pvp", .key = "group_bits", .type = VP_CONF_U32, .min = PVP_GROUP_MIN, .max = 8192,
+	  .def = "2048", .unit = "bits", .doc = "SRP group; smaller groups are refused",
+	  VP_CONF_AT(vsrv_conf_t, group_bits) },
+	{ .section = "pvp", .key = "ticket_lifetime", .type = VP_CONF_DUR_S, .min = 60000,
+	  .max = 365ull * 86400 * 1000, .def = "30d", .doc = "validity of the tickets we issue",
+	  VP_CONF_AT(vsrv_conf_t, ticket_lifetime_s) },
+	{ .section = "pvp", .key = "io_timeout", .type = VP_CONF_DUR_MS, .min = 100, .max = 600000, .def = "10s",
+	  .doc = "whole-connection deadline of one PVP exchange", VP_CONF_AT(vsrv_conf_t, io_timeout_ms) },
+	{ .section = "pvp", .key = "min_entropy_cbits", .type = VP_CONF_U32, .min = 1, .max = 65535,
+	  .def = "1600", .unit = "centibits", .doc = "equivalent entropy required before routes are given or accepted",
+	  VP_CONF_AT(vsrv_conf_t, min_entropy_cbits) },
+	{ .section = "pvp", .key = "list_mode", .type = VP_CONF_ENUM, .def = "black", .choices = list_modes,
+	  .doc = "black: refuse listed domains; white: refuse unlisted ones", VP_CONF_AT(vsrv_conf_t, list_mode) },
+	{ .section = "pvp", .key = "peer_fail_limit", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "30",
+	  .unit = "per hour", .doc = "failed handshakes allowed per peer", VP_CONF_AT(vsrv_conf_t, peer_fail_limit) },
+	{ .section = "pvp", .key = "number_fail_limit", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "10",
+	  .unit = "per hour", .doc = "failed handshakes allowed per number (each is an online guess)",
+	  VP_CONF_AT(vsrv_conf_t, number_fail_limit) },
+	{ .section = "pvp", .key = "vcr_dir", .type = VP_CONF_STR, .def = "./vcr",
+	  .doc = "call-record store (RocksDB directory)", VP_CONF_AT(vsrv_conf_t, vcr_dir) },
+	{ .section = "pvp", .key = "ticket_keys", .type = VP_CONF_STR,
+	  .doc = "ticket key file (vipr-ticket genkey); unset: a random key per start",
+	  VP_CONF_AT(vsrv_conf_t, ticket_keys) },
+	{ .section = "scheduler", .key = "delay_min", .type = VP_CONF_DUR_S, .min = 0, .max = 7ull * 86400 * 1000,
+	  .def = "5m", .doc = "shortest delay between a call and its validation", VP_CONF_AT(vsrv_conf_t, delay_min_s) },
+	{ .section = "scheduler", .key = "delay_max", .type = VP_CONF_DUR_S, .min = 0, .max = 7ull * 86400 * 1000,
+	  .def = "2h", .doc = "longest delay (at least delay_min)", VP_CONF_AT(vsrv_conf_t, delay_max_s) },
+	{ .section = "scheduler", .key = "backoff", .type = VP_CONF_DUR_S, .min = 1000, .max = 86400000,
+	  .def = "60s", .doc = "wait before retrying a validation that failed in transit",
+	  VP_CONF_AT(vsrv_conf_t, backoff_s) },
+	{ .section = "scheduler", .key = "max_attempts", .type = VP_CONF_U32, .min = 1, .max = 100, .def = "4",
+	  .doc = "attempts per validation", VP_CONF_AT(vsrv_conf_t, max_attempts) },
+	{ .section = "scheduler", .key = "attach_timeout", .type = VP_CONF_DUR_MS, .min = 10, .max = 600000,
+	  .def = "5s", .doc = "AppAttach to a claimant", VP_CONF_AT(vsrv_conf_t, attach_timeout_ms) },
+	{ .section = "scheduler", .key = "fetch_timeout", .type = VP_CONF_DUR_MS, .min = 10, .max = 600000,
+	  .def = "10s", .doc = "the 3-copy lookup of a number", VP_CONF_AT(vsrv_conf_t, fetch_timeout_ms) },
+	{ .section = "scheduler", .key = "seed", .type = VP_CONF_U64, .def = "0",
+	  .doc = "validation delays' random seed; 0 = from the OS", VP_CONF_AT(vsrv_conf_t, rng_seed) },
+	{ .section = "scheduler", .key = "max_jobs", .type = VP_CONF_U32, .min = 1, .max = 100000000,
+	  .def = "1000000", .unit = "records", .doc = "originating records waiting for validation; an upload beyond is refused",
+	  VP_CONF_AT(vsrv_conf_t, max_jobs) },
+};
+
+const vp_conf_opt_t *vsrv_conf_schema(size_t *n)
 {
-	const char *v = vp_conf_get(vc, sec, key);
-	if (!v)
-		return 0;
-	if (strlen(v) >= cap) {
+	*n = VP_CONF_NOPTS(vsrv_opts);
+	return vsrv_opts;
+}
+
+/* What the rows cannot say: the domain is a DNS name (normalised), the Node-ID follows it unless set, and
+ * delay_max >= delay_min.  \p vc: the file applied (NULL for the defaults). */
+static int conf_finish(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
+{
+	char dom[PVP_DOMAIN_MAX + 1];
+	if (pvp_domain_normalize(c->domain, dom)) {
 		e->line = 0;
-		snprintf(e->msg, sizeof(e->msg), "[%s] %s: value too long (at most %zu bytes)", sec, key, cap - 1);
+		snprintf(e->msg, sizeof(e->msg), "[server] domain: '%s' is not a DNS name", c->domain);
 		return VP_ECONFIG;
 	}
-	memcpy(dst, v, strlen(v) + 1);
-	return 0;
-}
-
-static int conf_u32(const vp_conf_t *vc, const char *sec, const char *key, uint64_t min, uint64_t max,
-                    uint32_t *v, vp_conf_err_t *e)
-{
-	uint64_t x;
-	int rc = vp_conf_u64(vc, sec, key, *v, min, max, &x, e);
-	if (!rc)
-		*v = (uint32_t)x;
-	return rc;
-}
-
-static int conf_dur_s(const vp_conf_t *vc, const char *sec, const char *key, uint64_t min_s, uint64_t max_s,
-                      uint32_t *v, vp_conf_err_t *e)
-{
-	uint64_t ms;
-	int rc = vp_conf_duration_ms(vc, sec, key, (uint64_t)*v * 1000, min_s * 1000, max_s * 1000, &ms, e);
-	if (!rc)
-		*v = (uint32_t)(ms / 1000);
-	return rc;
-}
-
-static int conf_dur_ms(const vp_conf_t *vc, const char *sec, const char *key, uint64_t min_ms, uint64_t max_ms,
-                       unsigned *v, vp_conf_err_t *e)
-{
-	uint64_t ms;
-	int rc = vp_conf_duration_ms(vc, sec, key, *v, min_ms, max_ms, &ms, e);
-	if (!rc)
-		*v = (unsigned)ms;
-	return rc;
-}
-
-static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
-{
-	static const char *const sections[] = { "server", "vap", "pvp", "scheduler", NULL };
-	static const char *const k_server[] = { "name", "domain", "node_id", NULL };
-	static const char *const k_vap[] = { "bind", "port", "realm", "agents", NULL };
-	static const char *const k_pvp[] = { "bind", "port", "workers", "group_bits", "ticket_lifetime",
-		                             "io_timeout", "min_entropy_cbits", "list_mode", "vcr_dir",
-		                             "peer_fail_limit", "number_fail_limit",
-		                             "ticket_keys", NULL };
-	static const char *const k_sched[] = { "delay_min", "delay_max", "backoff", "max_attempts",
-		                               "attach_timeout", "fetch_timeout", "seed", NULL };
-	uint32_t port, u;
-	const char *v;
-	int rc;
-
-	if ((rc = vp_conf_check_keys(vc, NULL, sections, e)) || (rc = vp_conf_check_keys(vc, "server", k_server, e)) ||
-	    (rc = vp_conf_check_keys(vc, "vap", k_vap, e)) || (rc = vp_conf_check_keys(vc, "pvp", k_pvp, e)) ||
-	    (rc = vp_conf_check_keys(vc, "scheduler", k_sched, e)))
-		return rc;
-	if ((rc = conf_strcpy(vc, "server", "name", c->name, sizeof(c->name), e)))
-		return rc;
-	if ((v = vp_conf_get(vc, "server", "domain"))) {
-		if (pvp_domain_normalize(v, c->domain)) {
-			e->line = 0;
-			snprintf(e->msg, sizeof(e->msg), "[server] domain: '%s' is not a DNS name", v);
-			return VP_ECONFIG;
-		}
+	memcpy(c->domain, dom, sizeof(dom));
+	if (!vc || (vp_conf_get(vc, "server", "domain") && !vp_conf_get(vc, "server", "node_id")))
 		c->node_id = vp_id_from_name(c->domain, strlen(c->domain));
-	}
-	if ((v = vp_conf_get(vc, "server", "node_id")) && vp_id_from_hex(v, &c->node_id)) {
-		e->line = 0;
-		snprintf(e->msg, sizeof(e->msg), "[server] node_id: expected %d hex digits", VP_ID_HEX_LEN);
-		return VP_ECONFIG;
-	}
-	port = c->vap_port;
-	if ((rc = conf_strcpy(vc, "vap", "bind", c->vap_bind, sizeof(c->vap_bind), e)) ||
-	    (rc = conf_u32(vc, "vap", "port", 0, 65535, &port, e)) ||
-	    (rc = conf_strcpy(vc, "vap", "realm", c->realm, sizeof(c->realm), e)) ||
-	    (rc = conf_strcpy(vc, "vap", "agents", c->agents, sizeof(c->agents), e)))
-		return rc;
-	c->vap_port = (uint16_t)port;
-	port = c->pvp_port;
-	if ((rc = conf_strcpy(vc, "pvp", "bind", c->pvp_bind, sizeof(c->pvp_bind), e)) ||
-	    (rc = conf_u32(vc, "pvp", "port", 0, 65535, &port, e)))
-		return rc;
-	c->pvp_port = (uint16_t)port;
-	u = c->pvp_workers;
-	if ((rc = conf_u32(vc, "pvp", "workers", 1, VSRV_MAX_WORKERS, &u, e)))
-		return rc;
-	c->pvp_workers = u;
-	u = c->group_bits;
-	if ((rc = conf_u32(vc, "pvp", "group_bits", PVP_GROUP_MIN, 8192, &u, e)))
-		return rc;
-	c->group_bits = u;
-	if ((rc = conf_dur_s(vc, "pvp", "ticket_lifetime", 60, 365 * 86400, &c->ticket_lifetime_s, e)) ||
-	    (rc = conf_dur_ms(vc, "pvp", "io_timeout", 100, 600000, &c->io_timeout_ms, e)) ||
-	    (rc = conf_u32(vc, "pvp", "min_entropy_cbits", 1, 65535, &c->min_entropy_cbits, e)) ||
-	    (rc = conf_u32(vc, "pvp", "peer_fail_limit", 1, 1000000, &c->peer_fail_limit, e)) ||
-	    (rc = conf_u32(vc, "pvp", "number_fail_limit", 1, 1000000, &c->number_fail_limit, e)) ||
-	    (rc = conf_strcpy(vc, "pvp", "vcr_dir", c->vcr_dir, sizeof(c->vcr_dir), e)) ||
-	    (rc = conf_strcpy(vc, "pvp", "ticket_keys", c->ticket_keys, sizeof(c->ticket_keys), e)))
-		return rc;
-	if ((v = vp_conf_get(vc, "pvp", "list_mode"))) {
-		if (strcmp(v, "black") && strcmp(v, "white")) {
-			e->line = 0;
-			snprintf(e->msg, sizeof(e->msg), "[pvp] list_mode: 'black' or 'white', not '%s'", v);
-			return VP_ECONFIG;
-		}
-		c->whitelist_mode = !strcmp(v, "white");
-	}
-	if ((rc = conf_dur_s(vc, "scheduler", "delay_min", 0, 7 * 86400, &c->delay_min_s, e)) ||
-	    (rc = conf_dur_s(vc, "scheduler", "delay_max", 0, 7 * 86400, &c->delay_max_s, e)) ||
-	    (rc = conf_dur_s(vc, "scheduler", "backoff", 1, 86400, &c->backoff_s, e)) ||
-	    (rc = conf_u32(vc, "scheduler", "max_attempts", 1, 100, &c->max_attempts, e)) ||
-	    (rc = conf_dur_ms(vc, "scheduler", "attach_timeout", 10, 600000, &c->attach_timeout_ms, e)) ||
-	    (rc = conf_dur_ms(vc, "scheduler", "fetch_timeout", 10, 600000, &c->fetch_timeout_ms, e)) ||
-	    (rc = vp_conf_u64(vc, "scheduler", "seed", c->rng_seed, 0, UINT64_MAX, &c->rng_seed, e)))
-		return rc;
 	if (c->delay_max_s < c->delay_min_s) {
 		e->line = 0;
 		snprintf(e->msg, sizeof(e->msg), "[scheduler] delay_max is below delay_min");
 		return VP_ECONFIG;
 	}
 	return 0;
+}
+
+static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
+{
+	int rc = vp_conf_schema_apply(vsrv_opts, VP_CONF_NOPTS(vsrv_opts), vc, c, e);
+	return rc ? rc : conf_finish(c, vc, e);
 }
 
 int vsrv_conf_parse(vsrv_conf_t *c, const char *text, size_t len, vp_conf_err_t *e)
@@ -221,9 +170,9 @@ void vsrv_conf_default(vsrv_conf_t *c)
 {
 	vp_conf_err_t e;
 	memset(c, 0, sizeof(*c));
-	/* The defaults are the embedded text itself, so documentation and code agree. */
-	if (vsrv_conf_parse(c, vsrv_default_conf, strlen(vsrv_default_conf), &e))
-		vp_log_error(LOGMOD, "default_conf", "line=%d msg=\"%s\"", e.line, e.msg);
+	/* A failure here is a table bug, which test_conf_schema_rows catches. */
+	if (vp_conf_schema_defaults(vsrv_opts, VP_CONF_NOPTS(vsrv_opts), c, &e) || conf_finish(c, NULL, &e))
+		vp_log_error(LOGMOD, "default_conf", "msg=\"%s\"", e.msg);
 }
 
 /* ---- small string-keyed map (under the server mutex) ----------------------------- */
@@ -360,11 +309,16 @@ struct vsrv {
 	pthread_cond_t cv;
 	vqueue_t queue;                 /* originating records for the validation thread */
 	smap_t published;               /* our numbers -> VService id */
-	smap_t uploads;                 /* called number of an originating record -> uploader's VService id */
+	smap_t rec_vs;                  /* originating record id (decimal) -> uploader's VService id */
 	smap_t agent_vs;                /* agent -> VService id it last published */
+	smap_t tenant_of;               /* agent -> tenant (blob, NUL-terminated); absent: the agent itself */
+	smap_t vs_owner;                /* VService id (decimal) -> owning tenant (blob) */
+	uint64_t cur_rec_id;            /* validation thread: the record being validated (validate_cb -> route_cb) */
 	smap_t tickets;                 /* number|claimant -> last ticket */
 	vservice_t vs[VSRV_MAX_VSERVICES];
 	vsrv_stats_t st;
+	uint64_t admitted;              /* originating records queued or in the scheduler (upper bound) */
+	int up_fd;                      /* <vcr_dir>/viprd-uploads (RocksDB ignores foreign files): record id -> VService, appended before the ack */
 };
 
 static void emit(vsrv_t *s, const vsrv_event_t *ev)
@@ -383,6 +337,50 @@ static void stat_add(vsrv_t *s, uint64_t *field, uint64_t n)
 static bool stopping(vsrv_t *s)
 {
 	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* ---- tenants --------------------------------------------------------------------- */
+
+/* The tenant of \p agent (under s->mu): its [vap] tenants entry, else the agent itself. */
+static const char *tenant_locked(vsrv_t *s, const char *agent)
+{
+	ment_t *e = smap_get(&s->tenant_of, agent);
+	return e && e->blob ? (const char *)e->blob : agent;
+}
+
+/*
+ * May \p agent act on VService \p id?  The first tenant to use a VService (publish
+ * it, publish numbers under it, subscribe to it) owns it; every other tenant
+ * gets VP_EPERM (VAP 403).  VP_ENOMEM if the claim cannot be recorded.
+ */
+static int vs_access(vsrv_t *s, const char *agent, uint32_t id)
+{
+	char key[16];
+	const char *t;
+	ment_t *e;
+	int rc = 0;
+	snprintf(key, sizeof(key), "%u", id);
+	pthread_mutex_lock(&s->mu);
+	t = tenant_locked(s, agent);
+	if ((e = smap_get(&s->vs_owner, key))) {
+		if (strcmp((const char *)e->blob, t))
+			rc = VP_EPERM;
+	} else if (!(e = smap_put(&s->vs_owner, key)) || !(e->blob = (uint8_t *)strdup(t))) {
+		if (e)
+			smap_del(&s->vs_owner, key);
+		rc = VP_ENOMEM;
+	} else {
+		e->blob_len = strlen(t) + 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc == VP_EPERM)
+		vp_log_warn(LOGMOD, "vservice_refused", "srv=%s agent=%s vservice=%u", s->conf.name, agent, id);
+	return rc;
+}
+
+static int hook_vservice_access(void *ctx, const char *agent, uint32_t id)
+{
+	return vs_access(ctx, agent, id);
 }
 
 /* ---- VAP hooks (VAP thread) ------------------------------------------------------ */
@@ -470,6 +468,65 @@ static int hook_store(void *ctx, const vap_store_req_t *req)
 	return rc;
 }
 
+/* Remember which VService an originating record belongs to (under s->mu). */
+static int rec_vs_put(vsrv_t *s, uint64_t id, uint32_t vsid, uint64_t stop_ms)
+{
+	char key[24];
+	ment_t *u;
+	snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+	if (!(u = smap_put(&s->rec_vs, key)))
+		return VP_ENOMEM;
+	u->u = vsid;
+	u->until_ms = stop_ms + UPLOAD_KEEP_MS; /* as long as the record could be validated */
+	return 0;
+}
+
+/*
+ * Append (id, VService) to <vcr_dir>/viprd-uploads (under s->mu): 12 bytes, id and
+ * VService big-endian.  Written before the record is acknowledged, so a restart
+ * knows whose record it re-schedules.  The file is rewritten at start-up.
+ */
+static int upload_log_append(vsrv_t *s, uint64_t id, uint32_t vsid)
+{
+	uint8_t b[12];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(id >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		b[8 + i] = (uint8_t)(vsid >> (24 - 8 * i));
+	if (write(s->up_fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+		vp_log_error(LOGMOD, "upload_log", "srv=%s err=\"%s\"", s->conf.name, strerror(errno));
+		return VP_EIO;
+	}
+	return 0;
+}
+
+/* Room in the scheduler for one more originating record, or VP_EBUSY. */
+static int admit(vsrv_t *s)
+{
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	if (s->admitted >= s->conf.max_jobs)
+		rc = VP_EBUSY;
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* Queue \p r for the validation thread (under s->mu; the thread swaps the queue away). */
+static int queue_push(vsrv_t *s, const pvp_vcr_t *r)
+{
+	if (s->queue.n == s->queue.cap) {
+		size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
+		pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
+		if (!nv)
+			return VP_ENOMEM;
+		s->queue.v = nv;
+		s->queue.cap = cap;
+	}
+	s->queue.v[s->queue.n++] = *r;
+	s->admitted++;
+	return 0;
+}
+
 static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 {
 	vsrv_t *s = ctx;
@@ -477,6 +534,12 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	vsrv_event_t ev = { .kind = VSRV_EV_VCR };
 	pvp_vcr_t r;
 	int rc = pvp_vcr_make(&r, dir, v->called, v->caller, v->start_ms, v->stop_ms, NULL);
+	if (!rc && dir == PVP_DIR_TERM && v->start_ms > vp_clock_now_ms(s->clock) + TERM_FUTURE_TOLERANCE_MS)
+		rc = VP_EINVAL;
+	/* An originating record the scheduler could not take is refused before it is
+	 * stored and acknowledged (VAP hooks run on one thread: nothing admits in between). */
+	if (!rc && dir == PVP_DIR_ORIG)
+		rc = admit(s);
 	if (!rc)
 		rc = pvp_vcr_store_add(s->store, &r);
 	if (rc) {
@@ -487,22 +550,16 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	}
 	pthread_mutex_lock(&s->mu);
 	if (dir == PVP_DIR_ORIG) {
-		ment_t *a = smap_get(&s->agent_vs, agent), *u = smap_put(&s->uploads, r.called);
-		if (u)
-			u->u = a ? a->u : 1;
-		if (u) /* kept as long as the record could still be validated */
-			u->until_ms = r.stop_ms + UPLOAD_KEEP_MS;
-		if (s->queue.n == s->queue.cap) {
-			size_t cap = s->queue.cap ? 2 * s->queue.cap : 64;
-			pvp_vcr_t *nv = realloc(s->queue.v, cap * sizeof(*nv));
-			if (!nv) {
-				pthread_mutex_unlock(&s->mu);
-				return VP_ENOMEM;
-			}
-			s->queue.v = nv;
-			s->queue.cap = cap;
+		/* The route this record yields goes to the uploader's VService only. */
+		ment_t *a = smap_get(&s->agent_vs, agent);
+		uint32_t vsid = a ? a->u : 1;
+		if ((rc = rec_vs_put(s, r.id, vsid, r.stop_ms)) || (rc = upload_log_append(s, r.id, vsid)) ||
+		    (rc = queue_push(s, &r))) {
+			pthread_mutex_unlock(&s->mu);
+			pvp_vcr_store_del(s->store, &r); /* not acknowledged: not kept either */
+			stat_add(s, &s->st.vcr_rejected, 1);
+			return rc;
 		}
-		s->queue.v[s->queue.n++] = r;
 		s->st.vcr_orig++;
 		pthread_cond_signal(&s->cv);
 	} else {
@@ -522,7 +579,9 @@ static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 {
 	vsrv_t *s = ctx;
 	vservice_t *slot = NULL;
-	int rc = 0;
+	int rc = vs_access(s, agent, vs->id);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++) {
 		if (s->vs[i].used && s->vs[i].id == vs->id) {
@@ -670,8 +729,16 @@ static void fetch_done(void *arg, int status, const vsrv_reg_t *regs, size_t n, 
 	if (incident)
 		snprintf(w->incident, sizeof(w->incident), "%s", incident);
 	w->n = 0;
-	for (size_t i = 0; !status && i < n && i < VSRV_REGS_MAX; i++)
-		w->regs[w->n++] = regs[i];
+	/* One slot per claimant and per contact, taken before truncating to the claimants
+	 * we validate: one party's many entries (VServices, Node-IDs of one certificate,
+	 * up to the per-certificate limit) must not push the others out (docs/protocol.md §2.5). */
+	for (size_t i = 0; !status && i < n && w->n < VSRV_REGS_MAX; i++) {
+		bool dup = false;
+		for (size_t k = 0; k < w->n && !dup; k++)
+			dup = vp_id_eq(&w->regs[k].node, &regs[i].node) || vp_id_eq(&w->regs[k].contact, &regs[i].contact);
+		if (!dup)
+			w->regs[w->n++] = regs[i];
+	}
 	w->done = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
@@ -683,7 +750,7 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 	vsrv_t *s = arg;
 	fetch_wait_t *w = calloc(1, sizeof(*w));
 	char incident[sizeof(w->incident)] = "";
-	struct timespec dl;
+	vp_deadline_t dl;
 	int rc;
 	*n = 0;
 	if (!w)
@@ -696,28 +763,11 @@ static int lookup_cb(void *arg, const char *number, pvp_claimant_t *out, size_t 
 		fetch_unref(w);
 		return rc;
 	}
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += s->conf.fetch_timeout_ms / 1000;
-	dl.tv_nsec += (long)(s->conf.fetch_timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	dl = vp_deadline_in_ms(s->conf.fetch_timeout_ms);
 	pthread_mutex_lock(&w->mu);
-	while (!w->done && !stopping(s)) {
+	while (!w->done && !stopping(s) && !vp_deadline_expired(&dl)) {
 		/* Slices of 100 ms so that vsrv_stop() is not held up by a slow overlay. */
-		struct timespec now, slice;
-		clock_gettime(CLOCK_REALTIME, &now);
-		if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec))
-			break;
-		slice = now;
-		slice.tv_nsec += 100000000L;
-		if (slice.tv_nsec >= 1000000000L) {
-			slice.tv_sec++;
-			slice.tv_nsec -= 1000000000L;
-		}
-		if (slice.tv_sec > dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec > dl.tv_nsec))
-			slice = dl;
+		struct timespec slice = vp_deadline_abstime(&dl, 100);
 		pthread_cond_timedwait(&w->cv, &w->mu, &slice);
 	}
 	rc = w->done ? w->status : VP_ETIMEOUT;
@@ -754,7 +804,7 @@ typedef struct attach_ctx {
 static int attach_connect(void *arg, int *fd)
 {
 	attach_ctx_t *a = arg;
-	return a->s->dht.app_attach(a->s->dht.ctx, &a->contact, a->s->conf.attach_timeout_ms, fd);
+	return a->s->dht.app_attach(a->s->dht.ctx, &a->contact, (unsigned)a->s->conf.attach_timeout_ms, fd);
 }
 
 static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, const uint8_t *prev,
@@ -764,6 +814,7 @@ static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, c
 	attach_ctx_t a = { .s = s };
 	vsrv_event_t ev = { .kind = VSRV_EV_VALIDATION, .number = r->called, .claimant = c->id };
 	int rc = vp_id_from_hex(c->addr, &a.contact);
+	s->cur_rec_id = r->id; /* the scheduler reports this validation's route next (route_cb) */
 	if (!rc)
 		rc = pvp_client_validate(s->cli, r, c->methods, attach_connect, &a, prev, prev_len, out);
 	pthread_mutex_lock(&s->mu);
@@ -846,12 +897,15 @@ static void route_cb(void *arg, const pvp_route_t *r)
 		}
 	}
 	if (r->resp->status == PVP_ST_ROUTES) {
+		char rk[24];
+		ment_t *u;
+		snprintf(rk, sizeof(rk), "%llu", (unsigned long long)s->cur_rec_id);
 		s->st.routes++;
-		if ((o = calloc(1, sizeof(*o)))) {
-			ment_t *u = smap_get(&s->uploads, r->number);
+		/* Only the VService whose agent uploaded the validated record learns the route. */
+		if ((u = smap_get(&s->rec_vs, rk)) && (o = calloc(1, sizeof(*o)))) {
 			o->s = s;
 			snprintf(o->route.number, sizeof(o->route.number), "%s", r->number);
-			o->route.vservice_id = u ? u->u : 1;
+			o->route.vservice_id = u->u;
 			o->route.expires = r->resp->expires > now_s ? (uint32_t)(r->resp->expires - now_s) : 0;
 			for (size_t i = 0; i < r->resp->nuris && i < VAP_MAX_URIS; i++)
 				snprintf(o->route.uris[o->route.n_uris++], VAP_MAX_URI, "%s", r->resp->uris[i]);
@@ -879,7 +933,7 @@ void vsrv_maintenance(vsrv_t *s)
 	int rc = pvp_vcr_store_purge(s->store, &purged);
 	pthread_mutex_lock(&s->mu);
 	s->st.vcr_purged += purged;
-	uploads = smap_expire(&s->uploads, now);
+	uploads = smap_expire(&s->rec_vs, now);
 	tickets = smap_expire(&s->tickets, now);
 	pthread_mutex_unlock(&s->mu);
 	if (rc || purged || uploads || tickets)
@@ -919,6 +973,8 @@ static void *validation_thread(void *arg)
 		pvp_sched_stats(s->sched, &ss);
 		pthread_mutex_lock(&s->mu);
 		s->st.sched_queued = pvp_sched_pending(s->sched);
+		/* Every record taken from the queue is in the scheduler now: the exact count. */
+		s->admitted = s->st.sched_queued + s->queue.n;
 		s->st.sched_scheduled = ss.scheduled;
 		s->st.sched_no_claimant = ss.no_claimant;
 		s->st.sched_dropped = ss.dropped;
@@ -927,12 +983,8 @@ static void *validation_thread(void *arg)
 		/* Wake at the next due job, on new records, or every 100 ms (injected clocks move on their own). */
 		wait_ms = due <= now ? 0 : (due - now > 100 ? 100 : (long)(due - now));
 		if (wait_ms > 0 && !s->queue.n && !stopping(s)) {
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_nsec += wait_ms * 1000000L;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
+			vp_deadline_t wake = vp_deadline_in_ms((uint64_t)wait_ms);
+			dl = vp_deadline_abstime(&wake, 0);
 			pthread_cond_timedwait(&s->cv, &s->mu, &dl);
 		}
 		pthread_mutex_unlock(&s->mu);
@@ -949,37 +1001,6 @@ static void *vap_thread(void *arg)
 }
 
 /* ---- lifecycle ----------------------------------------------------------------- */
-
-static int listen_tcp(const char *bind_addr, uint16_t port, int *fd_out, uint16_t *port_out)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd, one = 1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, bind_addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons(port);
-		len = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, bind_addr, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-		len = sizeof(struct sockaddr_in6);
-	} else {
-		return VP_ECONFIG;
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return VP_EIO;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 128) || getsockname(fd, (struct sockaddr *)&ss, &len)) {
-		close(fd);
-		return VP_EIO;
-	}
-	*port_out = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-	                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	*fd_out = fd;
-	return 0;
-}
 
 static int provision_agents(vsrv_t *s, const char *list)
 {
@@ -1001,6 +1022,109 @@ static int provision_agents(vsrv_t *s, const char *list)
 		*colon = '\0';
 		rc = vap_server_add_agent(s->vap, tok, colon + 1);
 	}
+	return rc;
+}
+
+/* [vap] tenants = "agent:tenant, ...": agents sharing a tenant share its VServices. */
+static int provision_tenants(vsrv_t *s, const char *list)
+{
+	char buf[sizeof(s->conf.tenants)], *save = NULL, *tok;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *colon;
+		ment_t *e;
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		for (char *end = tok + strlen(tok); end > tok && (end[-1] == ' ' || end[-1] == '\t');)
+			*--end = '\0';
+		if (!*tok)
+			continue;
+		if (!(colon = strchr(tok, ':')) || colon == tok || !colon[1]) {
+			vp_log_error(LOGMOD, "tenants", "srv=%s msg=\"[vap] tenants: expected agent:tenant\"", s->conf.name);
+			return VP_ECONFIG;
+		}
+		*colon = '\0';
+		if (!(e = smap_put(&s->tenant_of, tok)))
+			return VP_ENOMEM;
+		free(e->blob);
+		if (!(e->blob = (uint8_t *)strdup(colon + 1)))
+			return VP_ENOMEM;
+		e->blob_len = strlen(colon + 1) + 1;
+	}
+	return 0;
+}
+
+typedef struct resched {
+	vsrv_t *s;
+	smap_t logged;  /* record id -> VService, from <vcr_dir>/viprd-uploads */
+	int rc;
+	size_t n;
+} resched_t;
+
+static int resched_one(void *arg, const pvp_vcr_t *r)
+{
+	resched_t *x = arg;
+	vsrv_t *s = x->s;
+	char key[24];
+	ment_t *e;
+	snprintf(key, sizeof(key), "%llu", (unsigned long long)r->id);
+	if (!(e = smap_get(&x->logged, key)))
+		return 0; /* never acknowledged (the crash came between store and log) */
+	if ((x->rc = admit(s)) || (x->rc = rec_vs_put(s, r->id, e->u, r->stop_ms)) ||
+	    (x->rc = upload_log_append(s, r->id, e->u)) || (x->rc = queue_push(s, r)))
+		return 1;
+	x->n++;
+	return 0;
+}
+
+/*
+ * Start-up: every acknowledged originating record still in the store goes back
+ * to the scheduler (at a fresh random delay from its stop time, so a record
+ * whose time has passed runs at once), with the VService it was uploaded for.
+ * The uploads log is then rewritten with exactly those records.
+ */
+static int reschedule_stored(vsrv_t *s)
+{
+	char path[VSRV_PATH_MAX + 16], tmp[VSRV_PATH_MAX + 24];
+	resched_t x = { .s = s };
+	uint8_t b[12];
+	int fd, rc = 0;
+	snprintf(path, sizeof(path), "%s/viprd-uploads", s->conf.vcr_dir);
+	snprintf(tmp, sizeof(tmp), "%s/viprd-uploads.new", s->conf.vcr_dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		ssize_t n;
+		while ((n = read(fd, b, sizeof(b))) == (ssize_t)sizeof(b)) {
+			uint64_t id = 0;
+			uint32_t vsid = 0;
+			char key[24];
+			ment_t *e;
+			for (int i = 0; i < 8; i++)
+				id = id << 8 | b[i];
+			for (int i = 0; i < 4; i++)
+				vsid = vsid << 8 | b[8 + i];
+			snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+			if (!(e = smap_put(&x.logged, key))) {
+				rc = VP_ENOMEM;
+				break;
+			}
+			e->u = vsid;
+		}
+		close(fd); /* a torn last entry (crash mid-write) was never acknowledged */
+	} else if (errno != ENOENT) {
+		rc = VP_EIO;
+	}
+	if (!rc && (s->up_fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) < 0)
+		rc = VP_EIO;
+	if (!rc) {
+		rc = pvp_vcr_store_scan(s->store, PVP_DIR_ORIG, resched_one, &x);
+		if (x.rc)
+			rc = x.rc;
+	}
+	if (!rc && rename(tmp, path))
+		rc = VP_EIO;
+	smap_clear(&x.logged);
+	if (!rc)
+		vp_log_info(LOGMOD, "rescheduled", "srv=%s records=%zu", s->conf.name, x.n);
 	return rc;
 }
 
@@ -1028,6 +1152,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	s->ev = ev;
 	s->ev_arg = ev_arg;
 	s->pvp_lfd = -1;
+	s->up_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 
@@ -1048,7 +1173,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	if ((rc = pvp_vcr_store_open(&stc, &s->store)))
 		goto fail;
 	memset(&pc, 0, sizeof(pc));
-	pc.mode = conf->whitelist_mode ? PVP_LIST_WHITE : PVP_LIST_BLACK;
+	pc.mode = conf->list_mode == VSRV_LIST_WHITE ? PVP_LIST_WHITE : PVP_LIST_BLACK;
 	pc.min_entropy_cbits = conf->min_entropy_cbits;
 	pc.peer_fail_limit = conf->peer_fail_limit;
 	pc.number_fail_limit = conf->number_fail_limit;
@@ -1062,13 +1187,13 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	psc.routes_arg = s;
 	psc.group_bits = conf->group_bits;
 	psc.ticket_lifetime_s = conf->ticket_lifetime_s;
-	psc.io_timeout_ms = conf->io_timeout_ms;
+	psc.io_timeout_ms = (unsigned)conf->io_timeout_ms;
 	psc.clock = clock;
 	if ((rc = pvp_server_new(&psc, &s->pvp)))
 		goto fail;
 	memset(&cc, 0, sizeof(cc));
 	cc.domain = s->conf.domain;
-	cc.io_timeout_ms = conf->io_timeout_ms;
+	cc.io_timeout_ms = (unsigned)conf->io_timeout_ms;
 	cc.clock = clock;
 	if ((rc = pvp_client_new(&cc, &s->cli)))
 		goto fail;
@@ -1088,22 +1213,31 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	sc.route = route_cb;
 	sc.route_arg = s;
 	sc.clock = clock;
+	sc.max_jobs = s->conf.max_jobs;
 	if ((rc = pvp_sched_new(&sc, &s->sched)))
 		goto fail;
-	if ((rc = listen_tcp(conf->pvp_bind, conf->pvp_port, &s->pvp_lfd, &s->pvp_port)))
+	if ((rc = reschedule_stored(s)))
 		goto fail;
+	/* A bind address that is not numeric is a configuration error. */
+	if ((rc = vp_net_listen_tcp(conf->pvp_bind, (uint16_t)conf->pvp_port, 128, VP_NET_NONBLOCK, &s->pvp_lfd, &s->pvp_port))) {
+		rc = rc == VP_EINVAL ? VP_ECONFIG : rc;
+		goto fail;
+	}
 
 	vap_server_conf_default(&vc);
 	vc.bind_addr = s->conf.vap_bind;
-	vc.port = conf->vap_port;
+	vc.port = (uint16_t)conf->vap_port;
 	vc.realm = s->conf.realm;
+	vc.allow_plain_tcp = conf->vap_allow_plain_tcp;
+	memset(&hooks, 0, sizeof(hooks));
 	hooks.ctx = s;
+	hooks.vservice_access = hook_vservice_access;
 	hooks.store = hook_store;
 	hooks.upload_vcr = hook_upload_vcr;
 	hooks.publish_vservice = hook_vservice;
 	if ((rc = vap_server_create(&vc, &hooks, &s->vap)))
 		goto fail;
-	if ((rc = provision_agents(s, conf->agents)))
+	if ((rc = provision_agents(s, conf->agents)) || (rc = provision_tenants(s, conf->tenants)))
 		goto fail;
 	vp_log_info(LOGMOD, "created", "srv=%s domain=%s vap_port=%u pvp_port=%u vcr_dir=%s", s->conf.name,
 	            s->conf.domain, vap_server_port(s->vap), s->pvp_port, s->conf.vcr_dir);
@@ -1178,9 +1312,13 @@ void vsrv_free(vsrv_t *s)
 	pvp_server_free(s->pvp);
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);
+	if (s->up_fd >= 0)
+		close(s->up_fd);
 	smap_clear(&s->published);
-	smap_clear(&s->uploads);
+	smap_clear(&s->rec_vs);
 	smap_clear(&s->agent_vs);
+	smap_clear(&s->tenant_of);
+	smap_clear(&s->vs_owner);
 	smap_clear(&s->tickets);
 	free(s->queue.v);
 	pthread_cond_destroy(&s->cv);

@@ -21,8 +21,8 @@
  * The overlay is reached only through vsrv_dht_t, a small set of callbacks
  * shaped like RELOAD operations (Store, Fetch with completion callbacks,
  * AppAttach), so the daemon can plug in real RELOAD links where tests and the
- * demo use an in-process table (control/vsrv_memdht.h) or the overlay
- * simulator (bench/).
+ * demo use an in-process table (bench/support/vsrv_memdht.h) or the overlay
+ * simulator (bench/support/sim_dht.h).
  *
  * Threads (started by vsrv_start, joined by vsrv_stop): one VAP thread (the VAP
  * server's epoll loop; every VAP hook runs there), `pvp_workers` PVP threads
@@ -121,22 +121,24 @@ typedef struct vsrv_event {
 
 typedef void (*vsrv_event_fn)(void *arg, const char *server, const vsrv_event_t *ev);
 
-/*! Settings (embedded defaults, then a configuration file; see vsrv_conf_parse). */
+enum { VSRV_LIST_BLACK = 0, VSRV_LIST_WHITE = 1 }; /* [pvp] list_mode */
+
+/*! Settings (the schema's defaults, then a configuration file; see vsrv_conf_schema and vsrv_conf_parse). */
 typedef struct vsrv_conf {
 	char name[VSRV_NAME_MAX];          /*!< [server] name: short label for logs ("A") */
 	char domain[PVP_DOMAIN_MAX + 1];   /*!< [server] domain: ours in ValExchange and tickets */
 	vp_id_t node_id;                   /*!< [server] node_id (hex); default SHA-1(domain)[0..15] */
 	char vap_bind[VSRV_ADDR_MAX];      /*!< [vap] bind */
-	uint16_t vap_port;                 /*!< [vap] port; 0 = ephemeral */
+	uint32_t vap_port;                 /*!< [vap] port; 0 = ephemeral */
 	char realm[VAP_MAX_REALM];         /*!< [vap] realm */
 	char pvp_bind[VSRV_ADDR_MAX];      /*!< [pvp] bind */
-	uint16_t pvp_port;                 /*!< [pvp] port; 0 = ephemeral */
-	unsigned pvp_workers;              /*!< [pvp] workers: PVP threads, 1..16 */
-	unsigned group_bits;               /*!< [pvp] group_bits: 2048..8192 */
+	uint32_t pvp_port;                 /*!< [pvp] port; 0 = ephemeral */
+	uint32_t pvp_workers;              /*!< [pvp] workers: PVP threads, 1..16 */
+	uint32_t group_bits;               /*!< [pvp] group_bits: 2048..8192 */
 	uint32_t ticket_lifetime_s;        /*!< [pvp] ticket_lifetime */
-	unsigned io_timeout_ms;            /*!< [pvp] io_timeout: per PVP connection */
+	uint64_t io_timeout_ms;            /*!< [pvp] io_timeout: per PVP connection */
 	uint32_t min_entropy_cbits;        /*!< [pvp] min_entropy_cbits: default threshold */
-	bool whitelist_mode;               /*!< [pvp] list_mode = white: refuse unlisted domains */
+	unsigned list_mode;                /*!< [pvp] list_mode: VSRV_LIST_BLACK or VSRV_LIST_WHITE (refuse unlisted domains) */
 	uint32_t peer_fail_limit;          /*!< [pvp] peer_fail_limit: failed handshakes per peer per hour */
 	uint32_t number_fail_limit;        /*!< [pvp] number_fail_limit: failed handshakes per number per hour */
 	char vcr_dir[VSRV_PATH_MAX];       /*!< [pvp] vcr_dir: call-record store (RocksDB directory) */
@@ -144,23 +146,29 @@ typedef struct vsrv_conf {
 	uint32_t delay_min_s, delay_max_s; /*!< [scheduler] delay_min, delay_max */
 	uint32_t backoff_s;                /*!< [scheduler] backoff */
 	uint32_t max_attempts;             /*!< [scheduler] max_attempts */
-	unsigned attach_timeout_ms;        /*!< [scheduler] attach_timeout */
-	unsigned fetch_timeout_ms;         /*!< [scheduler] fetch_timeout */
+	uint64_t attach_timeout_ms;        /*!< [scheduler] attach_timeout */
+	uint64_t fetch_timeout_ms;         /*!< [scheduler] fetch_timeout */
 	uint64_t rng_seed;                 /*!< [scheduler] seed; 0 = from the OS */
+	uint32_t max_jobs;                 /*!< [scheduler] max_jobs: originating records waiting; more are refused */
 	char agents[1024];                 /*!< [vap] agents: "name:password, ..." provisioned at start */
+	char tenants[1024];                /*!< [vap] tenants: "agent:tenant, ..."; an agent not listed is its own tenant */
+	bool vap_allow_plain_tcp;          /*!< [vap] allow_plain_tcp: VAP without TLS on a non-loopback bind */
 } vsrv_conf_t;
 
-/*! The embedded defaults, in configuration-file form (documentation and vsrv_conf_default). */
-extern const char vsrv_default_conf[];
+/*!
+ * \brief The server's configuration schema: one row per option (section, key, type, range, default, unit,
+ * doc, field of vsrv_conf_t); \p n gets the count.  `--help-config` and the README's table print it.
+ */
+const vp_conf_opt_t *vsrv_conf_schema(size_t *n);
 
-/*! \brief Fill \p c with the embedded defaults. */
+/*! \brief Fill \p c with the schema's defaults (Node-ID = SHA-1(default domain)). */
 void vsrv_conf_default(vsrv_conf_t *c);
 
 /*!
  * \brief Apply a configuration text over \p c: keys present replace the
- * values in \p c, unknown sections and keys are errors.  Setting [server]
- * domain without node_id derives the Node-ID from the domain.  VP_ECONFIG
- * with the line and reason in \p e.
+ * values in \p c, unknown sections and keys are errors (with the file line).
+ * Setting [server] domain without node_id derives the Node-ID from the domain.
+ * VP_ECONFIG with the line and reason in \p e.
  */
 int vsrv_conf_parse(vsrv_conf_t *c, const char *text, size_t len, vp_conf_err_t *e);
 

@@ -1,11 +1,13 @@
 /*
- * control/vap_serve.c - vipr-vap-server: the VAP server on its own, with an
- * in-memory store, so vipr-agent can be tried and load-tested before the full
- * daemon wires VAP to the DHT and the PVP call-record store.
+ * control/tools/vap_serve.c - vipr-vap-server: the VAP server on its own,
+ * storing what the call agents publish into the node's own stores: numbers
+ * into the RocksDB kind store (storage/, through control/vap/vap_ststore.h, one
+ * WriteBatch per loop iteration, answered once in the WAL) and call records
+ * into the PVP call-record store (pvp/vcr.h), both under --db DIR.
  *
- *   vipr-vap-server [--listen ADDR:PORT] [--realm R] [--agent USER:PASSWORD]... [--agents-file F]
- *                   [--agents N --agent-prefix P --password TEMPLATE]
- *                   [--store-rate N] [--store-inflight N] [--async]
+ *   vipr-vap-server --db DIR [--listen ADDR:PORT] [--realm R] [--agent USER:PASSWORD]... [--agents-file F]
+ *                   [--agents N --agent-prefix P --password TEMPLATE] [--node-id HEX] [--quota N]
+ *                   [--store-rate N] [--store-inflight N]
  *                   [--tls-cert FILE --tls-key FILE] [--routes]
  *
  * With --routes, lines "NUMBER VSERVICE URI [TICKET-HEX] [EXPIRES]" read from
@@ -20,14 +22,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/rand.h>
 
 #include <openssl/ssl.h>
 
 #include "common/errcode.h"
 #include "common/hex.h"
 #include "common/log.h"
-#include "control/vap/vap_memstore.h"
+#include "common/net.h"
+#include "common/id.h"
+#include "control/vap/vap_ststore.h"
 #include "control/vap/vap_server.h"
+#include "pvp/vcr.h"
+#include "storage/store.h"
+#include "storage/vipr_kind.h"
 
 static vap_server_t *g_srv;     /* main() wiring only: the signal handler needs it */
 
@@ -36,6 +46,39 @@ static void on_signal(int sig)
 	(void)sig;
 	if (g_srv)
 		vap_server_stop(g_srv);
+}
+
+/* The VAP hooks: numbers into the kind store, call records into the PVP store, VServices logged (no PVP
+ * server runs here to hand their URIs out). */
+typedef struct serve {
+	vap_ststore_t *sts;
+	pvp_vcr_store_t *vcrs;
+} serve_t;
+
+static int hook_store(void *ctx, const vap_store_req_t *req)
+{
+	return vap_ststore_store(((serve_t *)ctx)->sts, req);
+}
+
+static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
+{
+	pvp_vcr_store_t *vs = ((serve_t *)ctx)->vcrs;
+	pvp_vcr_t r;
+	int rc = pvp_vcr_make(&r, v->direction == VAP_DIR_ORIGINATING ? PVP_DIR_ORIG : PVP_DIR_TERM, v->called,
+	                      v->caller, v->start_ms, v->stop_ms, NULL);
+	if (!rc)
+		rc = pvp_vcr_store_add(vs, &r);
+	if (rc)
+		vp_log_warn("vap", "vcr_rejected", "agent=%s called=%s err=%s", agent, v->called, vp_errname(rc));
+	return rc;
+}
+
+static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
+{
+	(void)ctx;
+	vp_log_info("vap", "vservice_published", "agent=%s vservice=%u uris=%zu black=%zu white=%zu", agent,
+	            vs->id, vs->n_uris, vs->n_black, vs->n_white);
+	return 0;
 }
 
 static void do_notify(vap_server_t *srv, void *arg)
@@ -129,8 +172,12 @@ static SSL_CTX *make_tls(const char *cert, const char *key)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	"usage: vipr-vap-server [options]\n"
-	"  -l, --listen ADDR:PORT    listen address (default 127.0.0.1:5349; port 0 = any)\n"
+	"usage: vipr-vap-server --db DIR [options]\n"
+	"  -d, --db DIR              where numbers (DIR/kinds, RocksDB kind store) and call records\n"
+	"                            (DIR/vcr) are stored; created if missing\n"
+	"  -l, --listen ADDR:PORT    listen address (default 127.0.0.1:5349; [V6]:PORT; port 0 = any)\n"
+	"      --node-id HEX         our Node-ID: claimant, contact and signer of the numbers (default random)\n"
+	"      --quota N             ViPR quota Q of our Node-ID (we may hold 2Q+16 numbers; default 10000)\n"
 	"      --realm R             credential realm (default vipr)\n"
 	"  -a, --agent USER:PW       provision an agent (repeatable)\n"
 	"      --agents-file F       provision agents from F: 'USER PASSWORD' per line, '#' comments\n"
@@ -138,9 +185,10 @@ static void usage(FILE *f)
 	"                            --password TEMPLATE ('%%s' = username; default pw-%%s)\n"
 	"      --store-rate N        DHT stores per second (0 = unlimited)\n"
 	"      --store-inflight N    stores in flight at once (default 256)\n"
-	"      --async               complete stores on a later loop iteration, as a DHT would\n"
 	"      --req-rate N          requests per second per agent (default 5000)\n"
 	"      --tls-cert F --tls-key F   serve TLS\n"
+	"      --allow-plain-tcp     listen without TLS on a non-loopback address (exposes the\n"
+	"                            agents' passwords to offline guessing; refused otherwise)\n"
 	"      --routes              read routes from stdin and Notify subscribers\n"
 	"  -v, --verbose             debug logs\n");
 }
@@ -156,28 +204,39 @@ int main(int argc, char **argv)
 		{ "password", required_argument, NULL, 4 },
 		{ "store-rate", required_argument, NULL, 5 },
 		{ "store-inflight", required_argument, NULL, 6 },
-		{ "async", no_argument, NULL, 7 },
+		{ "db", required_argument, NULL, 'd' },
+		{ "node-id", required_argument, NULL, 7 },
+		{ "quota", required_argument, NULL, 13 },
 		{ "tls-cert", required_argument, NULL, 8 },
 		{ "tls-key", required_argument, NULL, 9 },
 		{ "routes", no_argument, NULL, 10 },
 		{ "req-rate", required_argument, NULL, 11 },
 		{ "agents-file", required_argument, NULL, 12 },
+		{ "allow-plain-tcp", no_argument, NULL, 14 },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	vap_server_conf_t conf;
-	vap_hooks_t hooks;
-	vap_memstore_t *ms = NULL;
+	vap_hooks_t hooks = { 0 };
+	vap_ststore_t *sts = NULL;
+	serve_t sv;
+	vap_ststore_conf_t sc;
+	st_config_t stc;
+	st_db_t *db = NULL;
+	pvp_vcr_store_conf_t vcf;
+	pvp_vcr_store_t *vcrs = NULL;
+	const char *dbdir = NULL, *node_hex = NULL;
+	char path[1024];
+	unsigned long quota = ST_VIPR_QUOTA;
 	vap_server_stats_t st;
 	const char *listen_at = "127.0.0.1:5349", *prefix = "agent", *pwt = "pw-%s";
 	const char *cert = NULL, *key = NULL, *agents_file = NULL;
 	char **agents = NULL;
 	size_t nagents = 0;
 	unsigned gen = 0;
-	bool async = false, routes = false;
+	bool routes = false;
 	char host[128];
-	const char *colon;
 	pthread_t th;
 	int ch, rc, ret = 1;
 
@@ -186,7 +245,7 @@ int main(int argc, char **argv)
 	agents = calloc((size_t)argc, sizeof(*agents));
 	if (!agents)
 		return 1;
-	while ((ch = getopt_long(argc, argv, "l:a:vh", lopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "d:l:a:vh", lopts, NULL)) != -1) {
 		switch (ch) {
 		case 'l': listen_at = optarg; break;
 		case 1: conf.realm = optarg; break;
@@ -196,42 +255,85 @@ int main(int argc, char **argv)
 		case 4: pwt = optarg; break;
 		case 5: conf.store_rate = strtod(optarg, NULL); break;
 		case 6: conf.store_inflight = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 7: async = true; break;
+		case 'd': dbdir = optarg; break;
+		case 7: node_hex = optarg; break;
+		case 13: quota = strtoul(optarg, NULL, 10); break;
 		case 8: cert = optarg; break;
 		case 9: key = optarg; break;
 		case 10: routes = true; break;
 		case 11: conf.req_rate = strtod(optarg, NULL); break;
 		case 12: agents_file = optarg; break;
+		case 14: conf.allow_plain_tcp = true; break;
 		case 'v': vp_log_setup(VP_LOG_DEBUG, NULL); break;
 		case 'h': usage(stdout); free(agents); return 0;
 		default: usage(stderr); free(agents); return 2;
 		}
 	}
-	colon = strrchr(listen_at, ':');
-	if (!colon || (size_t)(colon - listen_at) >= sizeof(host)) {
-		fprintf(stderr, "vipr-vap-server: bad --listen '%s'\n", listen_at);
+	if (vp_net_split_hostport(listen_at, true, host, sizeof(host), &conf.port)) {
+		fprintf(stderr, "vipr-vap-server: bad --listen '%s' (ADDR:PORT or [V6]:PORT)\n", listen_at);
 		free(agents);
 		return 2;
 	}
-	memcpy(host, listen_at, (size_t)(colon - listen_at));
-	host[colon - listen_at] = '\0';
-	conf.bind_addr = host[0] == '[' ? (host[strlen(host) - 1] = '\0', host + 1) : host;
-	conf.port = (uint16_t)strtoul(colon + 1, NULL, 10);
+	conf.bind_addr = host;
 	if ((cert != NULL) != (key != NULL)) {
 		fprintf(stderr, "vipr-vap-server: --tls-cert and --tls-key go together\n");
 		free(agents);
 		return 2;
 	}
+	if (!dbdir || strlen(dbdir) > sizeof(path) - 8) {
+		fprintf(stderr, "vipr-vap-server: --db DIR is required\n");
+		free(agents);
+		return 2;
+	}
+	memset(&sc, 0, sizeof(sc));
+	if (node_hex ? vp_id_from_hex(node_hex, &sc.node) : (RAND_bytes(sc.node.b, VP_ID_LEN) != 1 ? VP_ECRYPTO : 0)) {
+		fprintf(stderr, "vipr-vap-server: bad --node-id (32 hex digits)\n");
+		free(agents);
+		return 2;
+	}
+	if (quota == 0 || quota > UINT32_MAX / 4) {
+		fprintf(stderr, "vipr-vap-server: --quota must be 1..%u\n", UINT32_MAX / 4);
+		free(agents);
+		return 2;
+	}
+	sc.methods = ST_VIPR_PVP_WITH_CALLER_ID | ST_VIPR_PVP_WITHOUT_CALLER_ID;
 	if (cert && !(conf.tls = make_tls(cert, key)))
 		goto out;
-	if (!(ms = vap_memstore_new()))
+	if (mkdir(dbdir, 0700) && errno != EEXIST) {
+		fprintf(stderr, "vipr-vap-server: %s: %s\n", dbdir, strerror(errno));
 		goto out;
-	vap_memstore_hooks(ms, &hooks);
+	}
+	st_config_default(&stc);
+	snprintf(path, sizeof(path), "%s/kinds", dbdir);
+	stc.path = path;
+	stc.vipr_quota = (uint32_t)quota;
+	/* Our own claims: the VAP server polices and paces the agents, not the store's per-signer bucket. */
+	stc.rate[ST_RATE_STORE] = (st_rate_limit_t){ 0, 0 };
+	if ((rc = st_db_open(&stc, &db))) {
+		fprintf(stderr, "vipr-vap-server: %s: %s\n", path, vp_strerror(rc));
+		goto out;
+	}
+	memset(&vcf, 0, sizeof(vcf));
+	snprintf(path, sizeof(path), "%s/vcr", dbdir);
+	vcf.path = path;
+	if ((rc = pvp_vcr_store_open(&vcf, &vcrs))) {
+		fprintf(stderr, "vipr-vap-server: %s: %s\n", path, vp_strerror(rc));
+		goto out;
+	}
+	if ((rc = vap_ststore_new(st_db_shard(db, 0), &sc, conf.store_inflight, &sts))) {
+		fprintf(stderr, "vipr-vap-server: %s\n", vp_strerror(rc));
+		goto out;
+	}
+	sv.sts = sts;
+	sv.vcrs = vcrs;
+	hooks.ctx = &sv;
+	hooks.store = hook_store;
+	hooks.upload_vcr = hook_upload_vcr;
+	hooks.publish_vservice = hook_vservice;
 	if ((rc = vap_server_create(&conf, &hooks, &g_srv))) {
 		fprintf(stderr, "vipr-vap-server: cannot listen on %s: %s\n", listen_at, vp_strerror(rc));
 		goto out;
 	}
-	vap_memstore_attach(ms, g_srv, async);
 	for (size_t i = 0; i < nagents; i++) {
 		char *pw = strchr(agents[i], ':');
 		if (!pw) {
@@ -259,26 +361,32 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	printf("vipr-vap-server listening on %s port %u (%zu + %u agents, store: in memory)\n",
-	       host, vap_server_port(g_srv), nagents, gen);
+	{
+		char hex[VP_ID_HEX_LEN + 1];
+		printf("vipr-vap-server listening on %s port %u (%zu + %u agents, store: %s, node %s)\n", host,
+		       vap_server_port(g_srv), nagents, gen, dbdir, vp_id_to_hex(&sc.node, hex));
+	}
 	fflush(stdout);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	if (routes && pthread_create(&th, NULL, route_reader, g_srv) == 0)
 		pthread_detach(th);
-	rc = vap_server_run(g_srv);
+	rc = vap_ststore_run(sts, g_srv);
 	vap_server_get_stats(g_srv, &st);
 	printf("stopped: conns=%" PRIu64 " requests=%" PRIu64 " ok=%" PRIu64 " errors=%" PRIu64
 	       " (400=%" PRIu64 " 401=%" PRIu64 " 420=%" PRIu64 " 429=%" PRIu64 " 503=%" PRIu64
-	       ") numbers_stored=%zu vcrs=%" PRIu64 " notifies=%" PRIu64 "\n",
+	       ") quota_used=%zu vcrs=%" PRIu64 " notifies=%" PRIu64 "\n",
 	       st.conns_total, st.requests, st.responses_ok, st.responses_err, st.err_400, st.err_401,
-	       st.err_420, st.err_429, st.err_503, vap_memstore_count(ms), st.vcrs, st.notifies);
+	       st.err_420, st.err_429, st.err_503, (size_t)st_quota_used(st_db_shard(db, 0), &sc.node,
+	       ST_VIPR_KIND_ID_DEFAULT), st.vcrs, st.notifies);
 	ret = rc ? 1 : 0;
 out:
 	vap_server_destroy(g_srv);
 	g_srv = NULL;
-	vap_memstore_free(ms);
+	vap_ststore_free(sts);
+	pvp_vcr_store_close(vcrs);
+	st_db_close(db);
 	SSL_CTX_free(conf.tls);
 	free(agents);
 	return ret;

@@ -27,6 +27,7 @@
 #include "common/e164.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "control/vap/vap_client.h"
 
 #define LOAD_WINDOW 16          /* uploads outstanding per agent in load mode */
@@ -683,8 +684,6 @@ int main(int argc, char **argv)
 	SSL_CTX *tls = NULL;
 	const char *cmd, *server = "127.0.0.1:5349";
 	int ch, ret;
-	char *colon, *end;
-	unsigned long port;
 
 	memset(&o, 0, sizeof(o));
 	o.user = "agent";
@@ -740,28 +739,10 @@ int main(int argc, char **argv)
 	}
 	cmd = argv[optind++];
 	/* HOST:PORT, or [v6]:PORT. */
-	if (server[0] == '[') {
-		const char *rb = strchr(server, ']');
-		if (!rb || rb[1] != ':' || (size_t)(rb - server - 1) >= sizeof(o.host)) {
-			fprintf(stderr, "vipr-agent: bad --server '%s'\n", server);
-			return 2;
-		}
-		memcpy(o.host, server + 1, (size_t)(rb - server - 1));
-		colon = (char *)rb + 1;
-	} else {
-		colon = strrchr(server, ':');
-		if (!colon || (size_t)(colon - server) >= sizeof(o.host)) {
-			fprintf(stderr, "vipr-agent: bad --server '%s' (HOST:PORT)\n", server);
-			return 2;
-		}
-		memcpy(o.host, server, (size_t)(colon - server));
-	}
-	port = strtoul(colon + 1, &end, 10);
-	if (*end || port == 0 || port > 65535) {
-		fprintf(stderr, "vipr-agent: bad port in --server '%s'\n", server);
+	if (vp_net_split_hostport(server, true, o.host, sizeof(o.host), &o.port) || o.port == 0) {
+		fprintf(stderr, "vipr-agent: bad --server '%s' (HOST:PORT or [V6]:PORT, port 1-65535)\n", server);
 		return 2;
 	}
-	o.port = (uint16_t)port;
 	if (!o.password) {
 		fprintf(stderr, "vipr-agent: no password: use -p or VIPR_AGENT_PASSWORD\n");
 		return 2;

@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 
 #define NOTIFY_QUEUE 64         /* routes held between two wait_notify calls; more are dropped and counted */
 #define RBUF 16384              /* answers and Notifies are at most a few KiB */
@@ -53,20 +54,12 @@ struct vap_client {
 
 /* ---- transport ------------------------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-	return (int64_t)(vp_time_mono_ns() / 1000000u);
-}
-
-static int wait_fd(vap_client_t *c, short ev, int64_t deadline)
+static int wait_fd(vap_client_t *c, short ev, const vp_deadline_t *dl)
 {
 	struct pollfd p = { .fd = c->fd, .events = ev };
 	for (;;) {
-		int64_t left = deadline - now_ms();
-		int r;
-		if (left < 0)
-			return VP_ETIMEOUT;
-		r = poll(&p, 1, (int)(left > 1000000 ? 1000000 : left));
+		/* Once the deadline passed, poll() still reports readiness once (0 ms). */
+		int r = poll(&p, 1, vp_deadline_remaining_ms(dl));
 		if (r > 0)
 			return 0;
 		if (r == 0)
@@ -78,7 +71,7 @@ static int wait_fd(vap_client_t *c, short ev, int64_t deadline)
 
 static int send_all(vap_client_t *c, const uint8_t *p, size_t n)
 {
-	int64_t deadline = now_ms() + c->conf.timeout_ms;
+	vp_deadline_t deadline = vp_deadline_in_ms((uint64_t)c->conf.timeout_ms);
 	while (n) {
 		long w;
 		if (c->ssl) {
@@ -86,7 +79,7 @@ static int send_all(vap_client_t *c, const uint8_t *p, size_t n)
 			if (r <= 0) {
 				int e = SSL_get_error(c->ssl, r);
 				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-					int rc = wait_fd(c, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
+					int rc = wait_fd(c, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, &deadline);
 					if (rc)
 						return rc;
 					continue;
@@ -102,7 +95,7 @@ static int send_all(vap_client_t *c, const uint8_t *p, size_t n)
 				if (errno == EINTR)
 					continue;
 				if (errno == EAGAIN || errno == EWOULDBLOCK) {
-					int rc = wait_fd(c, POLLOUT, deadline);
+					int rc = wait_fd(c, POLLOUT, &deadline);
 					if (rc)
 						return rc;
 					continue;
@@ -119,7 +112,7 @@ static int send_all(vap_client_t *c, const uint8_t *p, size_t n)
 }
 
 /* Read more bytes into rbuf before \p deadline. */
-static int fill(vap_client_t *c, int64_t deadline)
+static int fill(vap_client_t *c, const vp_deadline_t *deadline)
 {
 	if (c->roff && c->roff == c->rlen)
 		c->roff = c->rlen = 0;
@@ -172,7 +165,7 @@ static int fill(vap_client_t *c, int64_t deadline)
 }
 
 /* Next whole message (valid until the next read). */
-static int read_msg(vap_client_t *c, int64_t deadline, vap_msg_t *m)
+static int read_msg(vap_client_t *c, const vp_deadline_t *deadline, vap_msg_t *m)
 {
 	for (;;) {
 		long fl = vap_frame_len(c->rbuf + c->roff, c->rlen - c->roff);
@@ -266,11 +259,11 @@ static int error_to_rc(int code)
 
 int vap_client_recv_answer(vap_client_t *c, uint8_t tid[VAP_TID_LEN], int timeout_ms)
 {
-	int64_t deadline = now_ms() + (timeout_ms < 0 ? c->conf.timeout_ms : timeout_ms);
+	vp_deadline_t deadline = vp_deadline_in_ms((uint64_t)(timeout_ms < 0 ? c->conf.timeout_ms : timeout_ms));
 	for (;;) {
 		vap_msg_t m;
 		vap_attr_t a;
-		int rc = read_msg(c, deadline, &m);
+		int rc = read_msg(c, &deadline, &m);
 		if (rc)
 			return rc;
 		if (m.cls == VAP_CLASS_INDICATION) {
@@ -366,13 +359,6 @@ static int wait_answer(vap_client_t *c, const uint8_t tid[VAP_TID_LEN])
 
 typedef int (*fill_fn)(vap_client_t *c, vap_enc_t *e, const void *arg);
 
-static void sleep_ms(uint32_t ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 /* One request/answer, retrying once on a stale nonce and on 429/503 as configured. */
 static int transact(vap_client_t *c, uint16_t method, fill_fn f, const void *arg)
 {
@@ -394,7 +380,7 @@ static int transact(vap_client_t *c, uint16_t method, fill_fn f, const void *arg
 		}
 		if ((rc == VP_ERATELIMIT || rc == VP_EBUSY) && busy < c->conf.busy_retries) {
 			busy++;
-			sleep_ms(c->err.retry_after_ms ? c->err.retry_after_ms : 100);
+			vp_sleep_ms(c->err.retry_after_ms ? c->err.retry_after_ms : 100);
 			continue;
 		}
 		return rc;
@@ -433,49 +419,10 @@ static int do_register(vap_client_t *c)
 	return transact(c, VAP_REGISTER, NULL, NULL);
 }
 
-static int tcp_connect(const char *host, uint16_t port, int timeout_ms, int *fdp)
-{
-	struct addrinfo hints = { 0 }, *res = NULL, *ai;
-	char ps[8];
-	int fd = -1, rc = VP_EIO;
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(ps, sizeof(ps), "%u", port);
-	if (getaddrinfo(host, ps, &hints, &res))
-		return VP_EIO;
-	for (ai = res; ai; ai = ai->ai_next) {
-		struct pollfd p;
-		int one = 1, soerr = 0;
-		socklen_t sl = sizeof(soerr);
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			goto ok;
-		if (errno != EINPROGRESS)
-			goto next;
-		p.fd = fd;
-		p.events = POLLOUT;
-		if (poll(&p, 1, timeout_ms) == 1 &&
-		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
-			goto ok;
-		rc = VP_ETIMEOUT;
-next:
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return rc;
-ok:
-	freeaddrinfo(res);
-	*fdp = fd;
-	return 0;
-}
-
 static int tls_connect(vap_client_t *c)
 {
 	const char *name = c->conf.tls_name ? c->conf.tls_name : c->conf.host;
-	int64_t deadline = now_ms() + c->conf.timeout_ms;
+	vp_deadline_t deadline = vp_deadline_in_ms((uint64_t)c->conf.timeout_ms);
 	c->ssl = SSL_new(c->conf.tls);
 	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
 		return VP_ETLS;
@@ -499,7 +446,7 @@ static int tls_connect(vap_client_t *c)
 			ERR_clear_error();
 			return VP_ETLS;
 		}
-		if ((rc = wait_fd(c, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)))
+		if ((rc = wait_fd(c, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, &deadline)))
 			return rc;
 	}
 }
@@ -535,7 +482,8 @@ int vap_client_connect(const vap_client_conf_t *conf, vap_client_t **out)
 	strcpy(c->password, conf->password);
 	c->conf.username = c->username;
 	c->conf.password = c->password;
-	if ((rc = tcp_connect(conf->host, conf->port, c->conf.timeout_ms, &c->fd)))
+	if ((rc = vp_net_connect_tcp(conf->host, conf->port, (unsigned)c->conf.timeout_ms,
+	                              VP_NET_NONBLOCK | VP_NET_NODELAY, &c->fd)))
 		goto fail;
 	if (conf->tls && (rc = tls_connect(c)))
 		goto fail;
@@ -674,10 +622,10 @@ int vap_client_send_upload(vap_client_t *c, const vap_vcr_t *vcrs, size_t n, uin
 
 int vap_client_wait_notify(vap_client_t *c, vap_route_t *route, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	vp_deadline_t deadline = vp_deadline_in_ms(timeout_ms < 0 ? 0 : (uint64_t)timeout_ms);
 	while (c->nq_len == 0) {
 		vap_msg_t m;
-		int rc = read_msg(c, deadline, &m);
+		int rc = read_msg(c, &deadline, &m);
 		if (rc)
 			return rc;
 		if (m.cls == VAP_CLASS_INDICATION && m.method == VAP_NOTIFY)
@@ -807,7 +755,7 @@ int vap_client_publish(vap_client_t *c, uint32_t vservice_id, uint8_t op,
 		           slots[k].tries < c->conf.busy_retries + 1) {
 			slots[k].tries++;
 			if (rc != VP_EVAP_REJECTED)
-				sleep_ms(c->err.retry_after_ms ? c->err.retry_after_ms : 100);
+				vp_sleep_ms(c->err.retry_after_ms ? c->err.retry_after_ms : 100);
 			if ((rc = send_publish(c, &p, &slots[k], true))) {
 				first_rc = rc;
 				break;

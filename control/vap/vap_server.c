@@ -23,6 +23,7 @@
 #include "common/errcode.h"
 #include "common/hex.h"
 #include "common/log.h"
+#include "common/net.h"
 
 #define MOD "vap"
 #define AGENT_BUCKETS 1024      /* hash buckets for the agent table; agents per server are O(1000) */
@@ -628,6 +629,10 @@ static void handle_publish_numbers(vap_server_t *srv, conn_t *c, const vap_msg_t
 		snprintf(reason, sizeof(reason), "VSERVICE-ID missing");
 		goto bad;
 	}
+	if (srv->hooks.vservice_access && srv->hooks.vservice_access(srv->hooks.ctx, a->username, vsid)) {
+		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_FORBIDDEN, "VService of another tenant", 0);
+		return;
+	}
 	if (total == 0) {
 		snprintf(reason, sizeof(reason), "no NUMBER or NUMBER-RANGE");
 		goto bad;
@@ -731,6 +736,10 @@ static void handle_publish_vservice(vap_server_t *srv, conn_t *c, const vap_msg_
 		return;
 	}
 	rc = srv->hooks.publish_vservice(srv->hooks.ctx, a->username, &vs);
+	if (rc == VP_EPERM) {
+		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_FORBIDDEN, "VService of another tenant", 0);
+		return;
+	}
 	if (rc) {
 		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_SERVER_ERROR, vp_strerror(rc), 0);
 		return;
@@ -794,6 +803,10 @@ static void handle_subscribe(vap_server_t *srv, conn_t *c, const vap_msg_t *m, a
 	}
 	if (vap_msg_find(m, VAP_ATTR_EXPIRES, &at) == 0 && vap_attr_u32(&at, &expires)) {
 		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_BAD_REQUEST, "bad EXPIRES", 0);
+		return;
+	}
+	if (expires && srv->hooks.vservice_access && srv->hooks.vservice_access(srv->hooks.ctx, a->username, id)) {
+		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_FORBIDDEN, "VService of another tenant", 0);
 		return;
 	}
 	for (i = 0; i < c->n_subs && c->subs[i] != id; i++)
@@ -1330,6 +1343,11 @@ int vap_server_run(vap_server_t *srv)
 	return 0;
 }
 
+bool vap_server_stopping(const vap_server_t *srv)
+{
+	return __atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
 void vap_server_stop(vap_server_t *srv)
 {
 	uint64_t one = 1;
@@ -1446,35 +1464,20 @@ int vap_server_add_agent(vap_server_t *srv, const char *username, const char *pa
 	return 0;
 }
 
-static int listen_on(vap_server_t *srv)
+/*
+ * A loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104): only processes
+ * of this host see its traffic.  Anything else, including the wildcard, may
+ * carry MESSAGE-INTEGRITY past an eavesdropper.
+ */
+static bool is_loopback(const char *addr)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int one = 1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, srv->conf.bind_addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons(srv->conf.port);
-		sl = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, srv->conf.bind_addr, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(srv->conf.port);
-		sl = sizeof(struct sockaddr_in6);
-	} else {
-		return VP_EINVAL;
-	}
-	srv->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (srv->lfd < 0)
-		return VP_EIO;
-	setsockopt(srv->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(srv->lfd, (struct sockaddr *)&ss, sl) || listen(srv->lfd, 1024))
-		return VP_EIO;
-	sl = sizeof(ss);
-	if (getsockname(srv->lfd, (struct sockaddr *)&ss, &sl))
-		return VP_EIO;
-	srv->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-	                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	return 0;
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return false;
 }
 
 int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, vap_server_t **out)
@@ -1489,6 +1492,11 @@ int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, v
 	    conf->max_msg > VAP_MAX_MSG - VAP_HDR_LEN || conf->req_rate <= 0 || conf->req_burst < 1 ||
 	    conf->max_pending < 1 || conf->store_inflight < 1 || !conf->bind_addr)
 		return VP_EINVAL;
+	if (!conf->tls && !conf->allow_plain_tcp && !is_loopback(conf->bind_addr)) {
+		vp_log_error(MOD, "plain_tcp_refused", "addr=%s msg=\"VAP without TLS only on loopback (allow_plain_tcp)\"",
+		             conf->bind_addr);
+		return VP_ECONFIG;
+	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return VP_ENOMEM;
@@ -1502,7 +1510,8 @@ int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, v
 	pthread_mutex_init(&srv->post_lock, NULL);
 	srv->store_last_ns = vp_time_mono_ns();
 	srv->store_tokens = 1;
-	if ((rc = listen_on(srv)))
+	if ((rc = vp_net_listen_tcp(srv->conf.bind_addr, srv->conf.port, 1024, VP_NET_NONBLOCK, &srv->lfd,
+	                            &srv->port)))
 		goto fail;
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	srv->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -73,7 +73,7 @@ typedef struct vap_route {
 	uint8_t ticket[VAP_MAX_TICKET];
 } vap_route_t;
 
-/*! What the server calls into the rest of the node. All are required. */
+/*! What the server calls into the rest of the node. All are required except vservice_access. */
 typedef struct vap_hooks {
 	void *ctx;
 	/*!
@@ -84,12 +84,22 @@ typedef struct vap_hooks {
 	int (*store)(void *ctx, const vap_store_req_t *req);
 	/*! Keep one call record; 0 or a VP_E* code (the agent gets 500). */
 	int (*upload_vcr)(void *ctx, const char *agent, const vap_vcr_t *vcr);
-	/*! Apply a VService publication; 0 or a VP_E* code. */
+	/*! Apply a VService publication; 0, VP_EPERM (the agent gets 403), or another VP_E* code (500). */
 	int (*publish_vservice)(void *ctx, const char *agent, const vap_vservice_t *vs);
+	/*!
+	 * Optional tenant check, before a Publish of numbers under \p vservice_id or a
+	 * Subscribe to it: 0 if \p agent may act on that VService, VP_EPERM if not
+	 * (403, nothing done).  NULL: every agent may act on every VService.
+	 */
+	int (*vservice_access)(void *ctx, const char *agent, uint32_t vservice_id);
 } vap_hooks_t;
 
 typedef struct vap_server_conf {
 	const char *bind_addr;      /*!< numeric IPv4/IPv6 address; default "127.0.0.1" */
+	/*! Without tls, a bind address other than loopback is refused (VP_ECONFIG) unless this
+	 *  is set: a captured MESSAGE-INTEGRITY lets anyone test password guesses offline
+	 *  (docs/protocol.md §8.1).  Default false. */
+	bool allow_plain_tcp;
 	uint16_t port;              /*!< 0: an ephemeral port (see vap_server_port) */
 	const char *realm;          /*!< REALM of the long-term credentials; default "vipr" */
 	SSL_CTX *tls;               /*!< non-NULL: every connection is TLS (caller keeps ownership) */
@@ -116,7 +126,10 @@ typedef struct vap_server_stats {
 /*! \brief Fill \p conf with the defaults above. */
 void vap_server_conf_default(vap_server_conf_t *conf);
 
-/*! \brief Bind and listen; *out on success. VP_EINVAL (bad conf/hooks), VP_EIO (socket), VP_ENOMEM. */
+/*!
+ * \brief Bind and listen; *out on success. VP_EINVAL (bad conf/hooks), VP_ECONFIG
+ * (plain TCP on a non-loopback address without allow_plain_tcp), VP_EIO (socket), VP_ENOMEM.
+ */
 int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, vap_server_t **out);
 
 /*! \brief Close every connection and free.  Pending stores must have completed or be abandoned by the node. */
@@ -139,6 +152,9 @@ int vap_server_fd(const vap_server_t *srv);
 
 /*! \brief Milliseconds until run_once is needed even without I/O (pacing, idle sweep); -1: never. */
 int vap_server_timeout_ms(const vap_server_t *srv);
+
+/*! \brief Has vap_server_stop() been called? (for callers running their own loop around run_once) */
+bool vap_server_stopping(const vap_server_t *srv);
 
 /*! \brief Loop until vap_server_stop(). */
 int vap_server_run(vap_server_t *srv);

@@ -30,6 +30,7 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/rand.h"
+#include "common/net.h"
 #include "pvp/pvp.h"
 #include "pvp/scheduler.h"
 
@@ -105,8 +106,7 @@ static int claimant_start(demo_t *d, claimant_t *c, const char *name, const char
 	pvp_vcr_store_conf_t sc = { .clock = &d->clock };
 	pvp_policy_conf_t pc = { .peer_fail_limit = 100000, .number_fail_limit = 100 };
 	pvp_server_conf_t conf;
-	struct sockaddr_in a;
-	socklen_t alen = sizeof(a);
+	uint16_t lport = 0;
 
 	c->name = name;
 	c->domain = domain;
@@ -128,14 +128,9 @@ static int claimant_start(demo_t *d, claimant_t *c, const char *name, const char
 	conf.clock = &d->clock;
 	if (pvp_server_new(&conf, &c->srv))
 		return -1;
-	c->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&a, sizeof(a)) || listen(c->lfd, 16) ||
-	    getsockname(c->lfd, (struct sockaddr *)&a, &alen))
+	if (vp_net_listen_tcp("127.0.0.1", 0, 16, 0, &c->lfd, &lport))
 		return -1;
-	snprintf(c->port, sizeof(c->port), "%u", ntohs(a.sin_port));
+	snprintf(c->port, sizeof(c->port), "%u", lport);
 	return pthread_create(&c->th, NULL, serve, c) ? -1 : 0;
 }
 

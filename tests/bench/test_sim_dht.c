@@ -1,7 +1,8 @@
 /*
- * The vipr_server DHT on the Chord overlay simulator (bench/sim_dht): the
- * registration value, the majority vote over 3 copies (seed 001 §B.4), and
- * stores/fetches/withdrawals through a real simulated overlay.
+ * The vipr_server DHT on the Chord overlay simulator (bench/support/sim_dht): the
+ * entries it stores (storage/vipr_kind.h bytes), and stores/fetches/withdrawals
+ * through a real simulated overlay, with the product's majority vote
+ * (control/server/lookup.h, tested on its own in tests/control/test_lookup.c).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -12,112 +13,41 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "bench/sim/sim_dht.h"
+#include "bench/support/sim_dht.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "control/vap/vap_msg.h"
+#include "storage/vipr_kind.h"
 
-static sim_entry_t entry(uint8_t owner_byte, uint32_t vservice, uint8_t methods, bool withdrawn)
+/* The simulator stores storage/vipr_kind.h's bytes: they decode with storage's functions. */
+static void test_entry_is_a_real_registration(void **state)
 {
+	vsrv_reg_t r;
 	sim_entry_t e;
-	vsrv_reg_t r;
-	memset(&e, 0, sizeof(e));
+	st_vipr_key_t k;
+	st_vipr_value_t v;
+	(void)state;
 	memset(&r, 0, sizeof(r));
-	memset(e.owner.b, owner_byte, VP_ID_LEN);
-	r.node = e.owner;
-	r.contact = e.owner;
-	r.vservice_id = vservice;
-	r.methods = methods;
-	sim_dht_value_encode(&r, withdrawn, e.value);
-	e.storage_time = 1000;
-	return e;
-}
-
-static void test_value_round_trip(void **state)
-{
-	sim_entry_t e = entry(0xab, 0x01020304, 3, false);
-	vsrv_reg_t r;
-	bool w = true;
-	(void)state;
-	assert_int_equal(e.value[0], 1);
-	assert_int_equal(sim_dht_value_decode(e.value, &e.owner, &r, &w), 0);
-	assert_false(w);
-	assert_int_equal(r.vservice_id, 0x01020304);
-	assert_int_equal(r.methods, 3);
-	assert_true(vp_id_eq(&r.node, &e.owner));
-	assert_true(vp_id_eq(&r.contact, &e.owner));
-	e = entry(0xab, 7, 3, true);
-	assert_int_equal(sim_dht_value_decode(e.value, &e.owner, &r, &w), 0);
-	assert_true(w);
-	e.value[0] = 9;
-	assert_int_equal(sim_dht_value_decode(e.value, &e.owner, &r, &w), VP_EMALFORMED);
-}
-
-static size_t vote(sim_entry_t c0[], size_t n0, sim_entry_t c1[], size_t n1, sim_entry_t c2[], size_t n2,
-                   bool a0, bool a1, bool a2, vsrv_reg_t *out, char *incident)
-{
-	const sim_entry_t *copies[3] = { c0, c1, c2 };
-	size_t n[3] = { n0, n1, n2 };
-	bool answered[3] = { a0, a1, a2 };
-	return sim_dht_vote(copies, n, answered, out, 8, incident, 200);
-}
-
-static void test_vote_all_equal(void **state)
-{
-	sim_entry_t a[2] = { entry(1, 1, 3, false), entry(2, 1, 3, false) };
-	vsrv_reg_t out[8];
-	char inc[200];
-	(void)state;
-	assert_int_equal(vote(a, 2, a, 2, a, 2, true, true, true, out, inc), 2);
-	assert_string_equal(inc, "");
-	assert_int_equal(out[0].node.b[0], 1);
-	assert_int_equal(out[1].node.b[0], 2);
-}
-
-/* A rogue replica adds a claim: one vote, dropped, incident logged. */
-static void test_vote_rogue_copy_outvoted(void **state)
-{
-	sim_entry_t good[1] = { entry(1, 1, 3, false) };
-	sim_entry_t rogue[2] = { entry(1, 1, 3, false), entry(0x66, 1, 3, false) };
-	vsrv_reg_t out[8];
-	char inc[200];
-	(void)state;
-	assert_int_equal(vote(good, 1, rogue, 2, good, 1, true, true, true, out, inc), 1);
-	assert_int_equal(out[0].node.b[0], 1);
-	assert_non_null(strstr(inc, "disagree"));
-	/* A rogue responsible node hiding the owner's claim does not hide it either. */
-	assert_int_equal(vote(rogue + 1, 1, good, 1, good, 1, true, true, true, out, inc), 1);
-	assert_int_equal(out[0].node.b[0], 1);
-	assert_non_null(strstr(inc, "disagree"));
-}
-
-/* A different value for the same owner counts as a different entry. */
-static void test_vote_value_mismatch(void **state)
-{
-	sim_entry_t v1[1] = { entry(1, 1, 3, false) }, v2[1] = { entry(1, 2, 3, false) };
-	vsrv_reg_t out[8];
-	char inc[200];
-	(void)state;
-	assert_int_equal(vote(v1, 1, v2, 1, v2, 1, true, true, true, out, inc), 1);
-	assert_int_equal(out[0].vservice_id, 2);
-	assert_int_equal(vote(v1, 1, v2, 1, v1, 0, true, true, true, out, inc), 0);
-	assert_non_null(strstr(inc, "disagree"));
-}
-
-static void test_vote_missing_copies_and_withdrawn(void **state)
-{
-	sim_entry_t a[1] = { entry(1, 1, 3, false) }, w[1] = { entry(1, 1, 3, true) };
-	vsrv_reg_t out[8];
-	char inc[200];
-	(void)state;
-	/* Only the responsible node answered: its copy is used, with an incident. */
-	assert_int_equal(vote(a, 1, NULL, 0, NULL, 0, true, false, false, out, inc), 1);
-	assert_non_null(strstr(inc, "only 1 of 3"));
-	/* Two answered and agree. */
-	assert_int_equal(vote(a, 1, a, 1, NULL, 0, true, true, false, out, inc), 1);
-	assert_non_null(strstr(inc, "only 2 of 3"));
-	/* A withdrawn claim held by the majority is not returned. */
-	assert_int_equal(vote(w, 1, w, 1, a, 1, true, true, true, out, inc), 0);
+	memset(r.node.b, 0xab, VP_ID_LEN);
+	memset(r.contact.b, 0xcd, VP_ID_LEN);
+	r.vservice_id = 0x01020304;
+	r.methods = 3;
+	assert_int_equal(sim_dht_entry_encode(&r, false, &e), 0);
+	assert_true(e.exists);
+	assert_int_equal(st_vipr_key_decode(e.key, SIM_KEY_LEN, &k), 0);
+	assert_true(vp_id_eq(&k.node, &r.node));
+	assert_int_equal(k.vservice_id, 0x01020304);
+	assert_int_equal(e.value_len, ST_VIPR_VALUE_MIN_LEN);
+	assert_int_equal(st_vipr_value_decode(e.value, e.value_len, &v), 0);
+	assert_true(vp_id_eq(&v.contact, &r.contact));
+	assert_int_equal(v.vservice_id, 0x01020304);
+	assert_int_equal(v.pvp_methods, 3);
+	/* A withdrawal is a deletion of the same key: no value. */
+	assert_int_equal(sim_dht_entry_encode(&r, true, &e), 0);
+	assert_false(e.exists);
+	assert_int_equal(e.value_len, 0);
+	assert_int_equal(st_vipr_key_decode(e.key, SIM_KEY_LEN, &k), 0);
+	assert_true(vp_id_eq(&k.node, &r.node));
 }
 
 /* ---- through the simulated overlay -------------------------------------------------- */
@@ -271,11 +201,7 @@ static void test_overlay_rogue_responsible_outvoted(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_value_round_trip),
-		cmocka_unit_test(test_vote_all_equal),
-		cmocka_unit_test(test_vote_rogue_copy_outvoted),
-		cmocka_unit_test(test_vote_value_mismatch),
-		cmocka_unit_test(test_vote_missing_copies_and_withdrawn),
+		cmocka_unit_test(test_entry_is_a_real_registration),
 		cmocka_unit_test(test_overlay_store_fetch_withdraw),
 		cmocka_unit_test(test_overlay_rogue_responsible_outvoted),
 	};

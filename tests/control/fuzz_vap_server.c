@@ -18,9 +18,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "control/vap/vap_memstore.h"
-#include "control/vap/vap_server.h"
 #include "common/log.h"
+#include "common/net.h"
+#include "bench/support/vap_memstore.h"
+#include "control/vap/vap_server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -93,7 +94,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint16_t methods[] = { VAP_REGISTER, VAP_PUBLISH, VAP_UPLOAD_VCR, VAP_SUBSCRIBE,
 	                                    VAP_NOTIFY, VAP_UNREGISTER, VAP_KEEPALIVE, 0x0FF };
-	struct sockaddr_in sa = { .sin_family = AF_INET };
 	uint8_t *in = malloc(65536), *out = malloc(8192);
 	size_t have = 0, off = 0;
 	char nonce[VAP_MAX_NONCE + 1] = "";
@@ -102,12 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vap_enc_t e;
 	long n;
 
-	sa.sin_port = htons(vap_server_port(srv));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+	if (vp_net_connect_tcp("127.0.0.1", vap_server_port(srv), 5000, VP_NET_NUMERIC | VP_NET_NONBLOCK, &fd))
 		abort();
-	fcntl(fd, F_SETFL, O_NONBLOCK);
 	/* The challenge, for this connection's nonce. */
 	vap_enc_begin(&e, out, 8192, vap_type(VAP_REGISTER, VAP_CLASS_REQUEST), (const uint8_t *)"fuzz-chall-0");
 	vap_enc_str(&e, VAP_ATTR_USERNAME, "fuzz");

@@ -324,6 +324,86 @@ static void leave_tells_both_sides_and_hands_off(void **state)
 	net_free(t);
 }
 
+/* The txid of the first message node \p tops[1] sends when it joins through tops[0]. */
+static uint64_t first_join_txid(void)
+{
+	uint8_t tops[] = { 0x80, 0x40 };
+	net_t *t = net_new(tops, 2);
+	rl_message_t m;
+	uint64_t txid;
+	assert_int_equal(chord_node_bootstrap(t->n[0], t->now), 0);
+	t->qhead = t->qtail = 0;
+	assert_int_equal(chord_node_join(t->n[1], &t->id[0], t->now), 0);
+	assert_true(t->qtail > t->qhead);
+	assert_int_equal(t->q[t->qhead % QCAP].from, 1);
+	assert_int_equal(rl_msg_decode(t->q[t->qhead % QCAP].buf, t->q[t->qhead % QCAP].len, &m), 0);
+	txid = m.hdr.txid;
+	net_free(t);
+	return txid;
+}
+
+/*
+ * Transaction ids come from the CSPRNG: the same node (same public Node-ID,
+ * same history) started twice sends different ids.  Derived from the Node-ID
+ * and a counter they were equal, so anybody could predict them and forge answers.
+ */
+static void transaction_ids_are_unpredictable(void **state)
+{
+	uint64_t a = first_join_txid(), b = first_join_txid(), c = first_join_txid();
+	(void)state;
+	assert_true(a != b && b != c && a != c);
+}
+
+/*
+ * A Leave whose ChordLeaveData does not decode is refused with Invalid_Message
+ * and the peer stays in the table: before, the answer was sent and the peer
+ * dropped before the body was looked at.
+ */
+static void malformed_leave_is_refused_and_changes_nothing(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x50, 0x90, 0xd0 };
+	net_t *t = net_new(tops, 4);
+	static const uint8_t bad[][4] = { { 9, 0, 0 }, { RL_LEAVE_FROM_SUCC, 0, 40 }, { 0 } };
+	static const size_t bad_len[] = { 3, 3, 0 };
+	(void)state;
+	join_all(t);
+	for (size_t k = 0; k < sizeof(bad_len) / sizeof(bad_len[0]); k++) {
+		uint8_t buf[512];
+		rl_message_t m, e;
+		rl_body_t b;
+		rl_dest_t d = rl_dest_node(&t->id[0]);
+		vp_wr_t wr;
+		memset(&b, 0, sizeof(b));
+		b.code = RL_LEAVE_REQ;
+		b.u.leave_req.leaving_peer = t->id[1];
+		b.u.leave_req.overlay_data = (rl_bytes_t){ bad[k], (uint32_t)bad_len[k] };
+		memset(&m, 0, sizeof(m));
+		m.hdr.version = RL_VERSION;
+		m.hdr.ttl = 10;
+		m.hdr.fragment = RL_FRAG_UNFRAGMENTED;
+		m.hdr.txid = 77 + k;
+		m.hdr.dest.items = &d;
+		m.hdr.dest.n_items = 1;
+		m.contents.code = RL_LEAVE_REQ;
+		m.contents.body_st = &b;
+		m.sec.sig.identity.type = RL_SIGNER_NONE;
+		vp_wr_init(&wr, buf, sizeof(buf));
+		assert_int_equal(rl_msg_encode(&wr, &m), 0);
+		assert_int_equal(rl_msg_decode(buf, vp_wr_len(&wr), &m), 0);
+		t->qhead = t->qtail = 0;
+		assert_true(chord_node_recv(t->n[0], &t->id[1], &m, t->now) < 0);
+		/* The answer is an error, and 0x50 is still 0x10's successor. */
+		assert_int_equal(t->qtail - t->qhead, 1);
+		assert_int_equal(rl_msg_decode(t->q[t->qhead % QCAP].buf, t->q[t->qhead % QCAP].len, &e), 0);
+		assert_int_equal(e.contents.code, RL_ERROR);
+		assert_int_equal(rl_body_decode(RL_ERROR, e.contents.body.p, e.contents.body.len, NULL, NULL, &b), 0);
+		assert_int_equal(b.u.error.code, RL_ERR_INVALID_MESSAGE);
+		assert_id(&chord_node_table(t->n[0])->succ[0], T(0x50));
+		assert_true(chord_table_contains(chord_node_table(t->n[0]), &t->id[1]));
+	}
+	net_free(t);
+}
+
 static void failed_peer_is_removed_and_range_rereplicated(void **state)
 {
 	uint8_t tops[] = { 0x10, 0x50, 0x90, 0xd0 };
@@ -596,6 +676,8 @@ int main(void)
 		cmocka_unit_test(second_node_joins_and_gets_the_data),
 		cmocka_unit_test(ring_of_five_has_true_neighbours_and_replicas),
 		cmocka_unit_test(leave_tells_both_sides_and_hands_off),
+		cmocka_unit_test(transaction_ids_are_unpredictable),
+		cmocka_unit_test(malformed_leave_is_refused_and_changes_nothing),
 		cmocka_unit_test(failed_peer_is_removed_and_range_rereplicated),
 		cmocka_unit_test(forwarding_appends_via_and_answer_retraces),
 		cmocka_unit_test(ttl_exhaustion_is_answered_with_an_error),

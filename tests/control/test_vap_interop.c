@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "vap_test_util.h"
+#include "bench/support/vap_harness.h"
 #include "common/errcode.h"
 #include "common/log.h"
 

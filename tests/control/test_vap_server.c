@@ -11,7 +11,7 @@
 #include <sys/resource.h>
 #include <cmocka.h>
 
-#include "vap_test_util.h"
+#include "bench/support/vap_harness.h"
 #include "common/errcode.h"
 #include "common/log.h"
 
@@ -972,10 +972,44 @@ static void connections_beyond_limit_refused(void **state)
 	harness_stop(&h);
 }
 
+/*
+ * Without TLS the server listens only on loopback unless told otherwise: a
+ * MESSAGE-INTEGRITY captured off the wire lets anyone test password guesses
+ * offline.  The refusal comes before any socket is opened.
+ */
+static void plain_tcp_is_refused_off_loopback(void **state)
+{
+	static const char *const refused[] = { "0.0.0.0", "192.0.2.1", "::", "2001:db8::1", "::ffff:192.0.2.1" };
+	static const char *const allowed[] = { "127.0.0.1", "127.1.2.3", "::1" };
+	vap_server_conf_t conf;
+	vap_hooks_t hooks;
+	vap_server_t *srv = NULL;
+	vap_memstore_t *ms = vap_memstore_new();
+	(void)state;
+	vap_memstore_hooks(ms, &hooks);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		vap_server_conf_default(&conf);
+		conf.port = 0;
+		conf.bind_addr = refused[i];
+		assert_int_equal(vap_server_create(&conf, &hooks, &srv), VP_ECONFIG);
+		assert_null(srv);
+	}
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+		vap_server_conf_default(&conf);
+		conf.port = 0;
+		conf.bind_addr = allowed[i];
+		assert_int_equal(vap_server_create(&conf, &hooks, &srv), 0);
+		vap_server_destroy(srv);
+		srv = NULL;
+	}
+	vap_memstore_free(ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(register_keepalive_unregister),
+		cmocka_unit_test(plain_tcp_is_refused_off_loopback),
 		cmocka_unit_test(wrong_password_is_401),
 		cmocka_unit_test(integrity_failure_is_401_and_connection_usable),
 		cmocka_unit_test(stale_nonce_is_438),

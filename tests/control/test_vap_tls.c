@@ -10,7 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
-#include "vap_test_util.h"
+#include "bench/support/vap_harness.h"
 #include "common/errcode.h"
 #include "common/log.h"
 

@@ -20,7 +20,7 @@
 #include "common/log.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
-#include "control/server/vsrv_memdht.h"
+#include "bench/support/vsrv_memdht.h"
 
 typedef struct carrier {
 	char dir[64];
@@ -53,26 +53,36 @@ static void on_event(void *arg, const char *server, const vsrv_event_t *ev)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static void carrier_up(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
-                       seen_t *seen)
+/* A carrier whose call records live in c->dir (made here unless c->dir is already set: a restart). */
+static void carrier_up_t(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
+                         const char *tenants, const char *delay_min, seen_t *seen)
 {
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
-	char text[512];
+	char text[768];
 	vp_conf_err_t e;
-	snprintf(c->dir, sizeof(c->dir), "/tmp/test-vsrv-XXXXXX");
-	assert_non_null(mkdtemp(c->dir));
+	if (!c->dir[0]) {
+		snprintf(c->dir, sizeof(c->dir), "/tmp/test-vsrv-XXXXXX");
+		assert_non_null(mkdtemp(c->dir));
+	}
 	vsrv_conf_default(&conf);
 	snprintf(text, sizeof(text),
-	         "[server]\nname = %s\ndomain = %s\n[vap]\nport = 0\nagents = %s\n"
+	         "[server]\nname = %s\ndomain = %s\n[vap]\nport = 0\nagents = %s\ntenants = %s\n"
 	         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\nworkers = 2\n"
-	         "[scheduler]\ndelay_min = 0\ndelay_max = 1\nfetch_timeout = 5s\nattach_timeout = 2s\n",
-	         name, domain, agents, c->dir);
+	         "[scheduler]\ndelay_min = %s\ndelay_max = %s\nfetch_timeout = 5s\nattach_timeout = 2s\n",
+	         name, domain, agents, tenants, c->dir, delay_min, strcmp(delay_min, "0") ? delay_min : "1");
 	assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
 	vsrv_memdht_iface(dht, &iface);
 	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_event, seen, &c->srv), 0);
 	assert_int_equal(vsrv_memdht_add_node(dht, vsrv_node_id(c->srv), "127.0.0.1", vsrv_pvp_port(c->srv)), 0);
 	assert_int_equal(vsrv_start(c->srv), 0);
+}
+
+static void carrier_up(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
+                       seen_t *seen)
+{
+	c->dir[0] = '\0';
+	carrier_up_t(c, dht, name, domain, agents, "", "0", seen);
 }
 
 static void carrier_down(carrier_t *c)
@@ -114,13 +124,27 @@ static void test_conf_defaults_and_errors(void **state)
 	assert_true(vp_id_eq(&c.node_id, &want));
 	assert_int_equal(vsrv_conf_parse(&c, bad, strlen(bad), &e), VP_ECONFIG);
 	assert_non_null(strstr(e.msg, "vcr_retension"));
+	assert_int_equal(e.line, 2);
+	{
+		/* Every row of the schema is consistent (types, sizes, defaults in range), and a value out of
+		 * range names its line. */
+		const char range[] = "# comment\n[pvp]\nworkers = 2\ngroup_bits = 1024\n";
+		size_t nopts;
+		const vp_conf_opt_t *opts = vsrv_conf_schema(&nopts);
+		vsrv_conf_t d;
+		assert_true(nopts >= 25);
+		assert_int_equal(vp_conf_schema_defaults(opts, nopts, &d, &e), 0);
+		assert_int_equal(vsrv_conf_parse(&c, range, strlen(range), &e), VP_ECONFIG);
+		assert_int_equal(e.line, 4);
+		assert_non_null(strstr(e.msg, "group_bits"));
+	}
 	assert_int_equal(vsrv_conf_parse(&c, order, strlen(order), &e), VP_ECONFIG);
 	vsrv_conf_default(&c);
 	assert_int_equal(vsrv_conf_parse(&c, ok, strlen(ok), &e), 0);
 	assert_string_equal(c.domain, "carrier-a.example");
 	want = vp_id_from_name("carrier-a.example", strlen("carrier-a.example"));
 	assert_true(vp_id_eq(&c.node_id, &want));
-	assert_true(c.whitelist_mode);
+	assert_int_equal(c.list_mode, VSRV_LIST_WHITE);
 	assert_int_equal(c.pvp_workers, 3);
 }
 
@@ -185,7 +209,8 @@ static void test_upload_validate_notify(void **state)
 	vsrv_memdht_t *dht = vsrv_memdht_new();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a, b, t;
-	vap_client_t *ca, *cb, *ct, *sub;
+	vap_client_t *ca, *cb, *ct, *sub, *cm, *msub;
+	vap_vservice_t vsm = { .id = 9, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:mallory@carrier-b.example" } };
 	vap_range_t range = { .prefix = "+1408555", .first = 100, .last = 103, .width = 4 };
 	vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
 	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
@@ -198,7 +223,9 @@ static void test_upload_validate_notify(void **state)
 	(void)state;
 
 	carrier_up(&a, dht, "A", "carrier-a.example", "agent-a:pa", &seen);
-	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb, watcher-b:pw", &seen);
+	b.dir[0] = '\0';
+	carrier_up_t(&b, dht, "B", "carrier-b.example", "agent-b:pb, watcher-b:pw, mallory:pm", "watcher-b:agent-b", "0",
+	             &seen);
 	carrier_up(&t, dht, "T", "thief.example", "agent-t:pt", &seen);
 	vp_id_to_hex(vsrv_node_id(a.srv), seen.owner_hex);
 	vp_id_to_hex(vsrv_node_id(t.srv), seen.thief_hex);
@@ -214,14 +241,20 @@ static void test_upload_validate_notify(void **state)
 	/* B's uploading agent works under VService 5; the watcher subscribes to it. */
 	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
 	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	/* Mallory, another tenant of B's server, has VService 9 and listens on it. */
+	cm = agent(&b, "mallory", "pm");
+	msub = agent(&b, "mallory", "pm");
+	assert_int_equal(vap_client_publish_vservice(cm, &vsm), 0);
+	assert_int_equal(vap_client_subscribe(msub, 9, 600), 0);
 
 	/* One call B -> A ten seconds ago; A's clock is 7 s ahead. */
 	memset(orig, 0, sizeof(orig));
 	memset(term, 0, sizeof(term));
 	snprintf(orig[0].called, sizeof(orig[0].called), "+14085550101");
 	snprintf(orig[0].caller, sizeof(orig[0].caller), "+33123450007");
-	orig[0].start_ms = now - 70000;
-	orig[0].stop_ms = now - 10000;
+	/* The call ends 3 s from now, so its validation runs after Mallory's upload below. */
+	orig[0].start_ms = now - 60000;
+	orig[0].stop_ms = now + 3000;
 	orig[0].direction = VAP_DIR_ORIGINATING;
 	term[0] = orig[0];
 	term[0].start_ms += 7000;
@@ -229,6 +262,12 @@ static void test_upload_validate_notify(void **state)
 	term[0].direction = VAP_DIR_TERMINATING;
 	assert_int_equal(vap_client_upload(ca, term, 1), 0);
 	assert_int_equal(vap_client_upload(cb, orig, 1), 0);
+	/* Mallory uploads a record of a call she never placed to the same number: her own
+	 * validation fails, and the route B's real record yields is not hers. */
+	orig[1] = orig[0];
+	orig[1].start_ms = now - 3600000;
+	orig[1].stop_ms = now - 3590000;
+	assert_int_equal(vap_client_upload(cm, &orig[1], 1), 0);
 
 	assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
 	assert_string_equal(route.number, "+14085550101");
@@ -243,20 +282,21 @@ static void test_upload_validate_notify(void **state)
 	assert_int_equal(pvp_ticket_verify(vsrv_ticket_keys(t.srv), route.ticket, route.ticket_len, now / 1000, &ex, NULL),
 	                 PVP_TR_BAD_MAC);
 
-	/* Both claimants were tried (wait for the scheduler to finish the round). */
-	for (int i = 0; i < 200; i++) {
+	/* Both claimants were tried for both records (wait for the scheduler to finish). */
+	for (int i = 0; i < 300; i++) {
 		vsrv_get_stats(b.srv, &sb);
-		if (sb.validations_ok + sb.validations_failed >= 2)
+		if (sb.validations_ok + sb.validations_failed >= 4)
 			break;
 		usleep(20000);
 	}
+	assert_int_equal(vap_client_wait_notify(msub, &route, 200), VP_ETIMEOUT);
 	vsrv_get_stats(a.srv, &sa);
 	vsrv_get_stats(b.srv, &sb);
 	vsrv_get_stats(t.srv, &stt);
-	assert_int_equal(sb.vcr_orig, 1);
+	assert_int_equal(sb.vcr_orig, 2);
 	assert_int_equal(sa.vcr_term, 1);
 	assert_int_equal(sb.validations_ok, 1);
-	assert_int_equal(sb.validations_failed, 1);
+	assert_int_equal(sb.validations_failed, 3);
 	assert_int_equal(sb.routes, 1);
 	assert_int_equal(sb.notified, 1);
 	assert_true(sa.pvp_authenticated >= 1);
@@ -265,9 +305,11 @@ static void test_upload_validate_notify(void **state)
 	pthread_mutex_lock(&seen.mu);
 	assert_int_equal(seen.routes_from_owner, 1);
 	assert_int_equal(seen.routes_from_thief, 0);
-	assert_int_equal(seen.validations_auth_failed, 1);
+	assert_int_equal(seen.validations_auth_failed, 3);
 	pthread_mutex_unlock(&seen.mu);
 
+	vap_client_close(cm);
+	vap_client_close(msub);
 	vap_client_close(ca);
 	vap_client_close(cb);
 	vap_client_close(ct);
@@ -275,6 +317,287 @@ static void test_upload_validate_notify(void **state)
 	carrier_down(&a);
 	carrier_down(&b);
 	carrier_down(&t);
+	vsrv_memdht_free(dht);
+}
+
+/*
+ * Tenants of one server: an agent acts only on the VServices its tenant owns
+ * (the first to use one), so Mallory can neither rewrite A's URIs, withdraw
+ * A's numbers, nor subscribe to A's VService; agents listed in [vap] tenants
+ * share their tenant's VServices.  A terminating record that starts in the
+ * future beyond the tolerance is refused.
+ */
+static void test_tenants_are_isolated(void **state)
+{
+	vsrv_memdht_t *dht = vsrv_memdht_new();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" };
+	vap_client_t *ca, *cw, *cm;
+	vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
+	vap_vservice_t evil = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:evil@mallory.example" } };
+	vap_vservice_t own = { .id = 2, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:m@mallory.example" } };
+	const char *num[] = { "+14085550200" };
+	uint64_t stored = 0, now = vp_time_wall_ms();
+	vap_vcr_t t;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa, watcher-a:pw, mallory:pm", "watcher-a:agent-a", "0",
+	             &seen);
+	ca = agent(&a, "agent-a", "pa");
+	cw = agent(&a, "watcher-a", "pw");
+	cm = agent(&a, "mallory", "pm");
+	assert_int_equal(vap_client_publish_vservice(ca, &vs), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	/* Mallory: no overwrite, no withdrawal, no numbers under it, no subscription. */
+	assert_int_not_equal(vap_client_publish_vservice(cm, &evil), 0);
+	evil.op = VAP_OP_WITHDRAW;
+	assert_int_not_equal(vap_client_publish_vservice(cm, &evil), 0);
+	assert_int_not_equal(vap_client_publish(cm, 1, VAP_OP_WITHDRAW, num, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vsrv_memdht_count(dht, num[0]), 1);
+	assert_int_not_equal(vap_client_subscribe(cm, 1, 600), 0);
+	/* Her own VService is hers; A's watcher shares A's tenant. */
+	assert_int_equal(vap_client_publish_vservice(cm, &own), 0);
+	assert_int_not_equal(vap_client_subscribe(ca, 2, 600), 0);
+	assert_int_equal(vap_client_subscribe(cw, 1, 600), 0);
+	assert_int_equal(vap_client_publish_vservice(cw, &vs), 0);
+	/* Terminating records: now is fine, an hour ahead is refused. */
+	memset(&t, 0, sizeof(t));
+	snprintf(t.called, sizeof(t.called), "+14085550200");
+	t.direction = VAP_DIR_TERMINATING;
+	t.start_ms = now - 60000;
+	t.stop_ms = now - 1000;
+	assert_int_equal(vap_client_upload(ca, &t, 1), 0);
+	t.start_ms = now + 3600000;
+	t.stop_ms = now + 3660000;
+	assert_int_not_equal(vap_client_upload(ca, &t, 1), 0);
+	vap_client_close(ca);
+	vap_client_close(cw);
+	vap_client_close(cm);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
+/*
+ * An acknowledged originating record survives a crash: B acknowledges the
+ * record (its validation an hour away), dies, and the restarted B validates it
+ * at once and hands the route to the VService the record was uploaded for.
+ * Before, the record waited for validation in memory only and was lost.
+ * Call-record ids go on increasing across the restart.
+ */
+typedef struct ids {
+	pthread_mutex_t mu;
+	uint64_t last;
+	int n;
+	bool out_of_order;  /* set on a server thread, asserted on the test's */
+} ids_t;
+
+static void on_vcr(void *arg, const char *server, const vsrv_event_t *ev)
+{
+	ids_t *x = arg;
+	(void)server;
+	if (ev->kind != VSRV_EV_VCR)
+		return;
+	pthread_mutex_lock(&x->mu);
+	if (ev->vcr->id <= x->last)
+		x->out_of_order = true;
+	x->last = ev->vcr->id;
+	x->n++;
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void test_restart_validates_acknowledged_records(void **state)
+{
+	vsrv_memdht_t *dht = vsrv_memdht_new();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	ids_t ids = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b = { .dir = "" };
+	vap_client_t *ca, *cb, *sub;
+	vap_range_t range = { .prefix = "+1408555", .first = 300, .last = 300, .width = 4 };
+	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	vsrv_conf_t conf;
+	vsrv_dht_t iface;
+	vp_conf_err_t e;
+	char text[768];
+	uint64_t now = vp_time_wall_ms(), stored = 0;
+	vap_vcr_t orig, term;
+	vap_route_t route;
+	vsrv_stats_t sb;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
+	memset(&orig, 0, sizeof(orig));
+	snprintf(orig.called, sizeof(orig.called), "+14085550300");
+	orig.start_ms = now - 60000;
+	orig.stop_ms = now - 5000;
+	orig.direction = VAP_DIR_ORIGINATING;
+	term = orig;
+	term.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
+
+	/* B, with validations an hour after the call; max_jobs 1. */
+	for (int round = 0; round < 2; round++) {
+		if (!b.dir[0]) {
+			snprintf(b.dir, sizeof(b.dir), "/tmp/test-vsrv-XXXXXX");
+			assert_non_null(mkdtemp(b.dir));
+		}
+		vsrv_conf_default(&conf);
+		snprintf(text, sizeof(text),
+		         "[server]\nname = B\ndomain = carrier-b.example\n[vap]\nport = 0\nagents = agent-b:pb\n"
+		         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\n"
+		         "[scheduler]\ndelay_min = %s\ndelay_max = %s\nmax_jobs = 1\nfetch_timeout = 5s\n", b.dir,
+		         round ? "0" : "1h", round ? "1" : "2h");
+		assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
+		vsrv_memdht_iface(dht, &iface);
+		assert_int_equal(vsrv_new(&conf, &iface, NULL, on_vcr, &ids, &b.srv), 0);
+		assert_int_equal(vsrv_start(b.srv), 0);
+		cb = agent(&b, "agent-b", "pb");
+		sub = agent(&b, "agent-b", "pb");
+		assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+		if (round == 0) {
+			assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+			/* The scheduler is full: the next record is refused, not acknowledged and lost. */
+			orig.start_ms -= 1000;
+			assert_int_not_equal(vap_client_upload(cb, &orig, 1), 0);
+			orig.start_ms += 1000;
+			vsrv_get_stats(b.srv, &sb);
+			assert_int_equal(sb.vcr_orig, 1);
+			assert_int_equal(sb.vcr_rejected, 1);
+			/* Crash: the process state goes, the store stays. */
+			vap_client_close(cb);
+			vap_client_close(sub);
+			vsrv_free(b.srv);
+			continue;
+		}
+		assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+		assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
+		assert_string_equal(route.number, "+14085550300");
+		assert_int_equal(route.vservice_id, 5);
+		/* A new record after the restart gets a new id (on_vcr checks the order). */
+		orig.start_ms -= 2000;
+		orig.stop_ms -= 2000;
+		/* The job is done once the scheduler says so (max_jobs = 1 admits the next then). */
+		for (int i = 0; i < 250; i++) {
+			vsrv_get_stats(b.srv, &sb);
+			if (sb.sched_queued == 0 && sb.sched_scheduled == 1)
+				break;
+			usleep(20000);
+		}
+		assert_int_equal(sb.sched_queued, 0);
+		assert_int_equal(sb.routes, 1);
+	}
+	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+	pthread_mutex_lock(&ids.mu);
+	assert_int_equal(ids.n, 2);
+	assert_false(ids.out_of_order);
+	pthread_mutex_unlock(&ids.mu);
+	vap_client_close(cb);
+	vap_client_close(sub);
+	vap_client_close(ca);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
+/*
+ * A claimant crowding a number's fetch: eight entries of one party (VServices
+ * 1..8 under one Node-ID) come before the owner's.  The validator keeps one
+ * slot per claimant and contact before truncating to the claimants it
+ * validates, so the owner is still validated and the route learned.
+ */
+typedef struct crowd_dht {
+	vsrv_dht_t inner;
+	vp_id_t thief;
+} crowd_dht_t;
+
+typedef struct crowd_fetch {
+	crowd_dht_t *c;
+	vsrv_fetch_fn done;
+	void *arg;
+} crowd_fetch_t;
+
+static void crowd_fetch_done(void *arg, int status, const vsrv_reg_t *regs, size_t n, const char *incident)
+{
+	crowd_fetch_t *f = arg;
+	vsrv_reg_t all[16];
+	size_t k = 0;
+	for (uint32_t vs = 1; vs <= 8; vs++)
+		all[k++] = (vsrv_reg_t){ .node = f->c->thief, .vservice_id = vs, .contact = f->c->thief, .methods = 3 };
+	for (size_t i = 0; i < n && k < 16; i++)
+		all[k++] = regs[i];
+	f->done(f->arg, status, status ? NULL : all, status ? 0 : k, incident);
+}
+
+static int crowd_store(void *ctx, const char *number, uint8_t op, const vsrv_reg_t *reg, vsrv_done_fn done, void *arg)
+{
+	crowd_dht_t *c = ctx;
+	return c->inner.store(c->inner.ctx, number, op, reg, done, arg);
+}
+
+static int crowd_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *arg)
+{
+	crowd_dht_t *c = ctx;
+	crowd_fetch_t f = { c, done, arg };
+	return c->inner.fetch(c->inner.ctx, number, crowd_fetch_done, &f); /* the memdht completes inside */
+}
+
+static int crowd_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
+{
+	crowd_dht_t *c = ctx;
+	return c->inner.app_attach(c->inner.ctx, contact, timeout_ms, fd);
+}
+
+static void test_crowded_fetch_still_validates_the_owner(void **state)
+{
+	vsrv_memdht_t *dht = vsrv_memdht_new();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	crowd_dht_t cd;
+	carrier_t a = { .dir = "" }, b = { .dir = "" };
+	vap_client_t *ca, *cb;
+	vap_range_t range = { .prefix = "+1408555", .first = 400, .last = 400, .width = 4 };
+	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	vsrv_conf_t conf;
+	vsrv_dht_t iface;
+	vp_conf_err_t e;
+	char text[512];
+	uint64_t now = vp_time_wall_ms(), stored = 0;
+	vap_vcr_t orig, term;
+	vap_route_t route;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
+	memset(&orig, 0, sizeof(orig));
+	snprintf(orig.called, sizeof(orig.called), "+14085550400");
+	orig.start_ms = now - 60000;
+	orig.stop_ms = now - 5000;
+	orig.direction = VAP_DIR_ORIGINATING;
+	term = orig;
+	term.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
+
+	vsrv_memdht_iface(dht, &cd.inner);
+	memset(cd.thief.b, 0x66, sizeof(cd.thief.b)); /* unreachable: no PVP endpoint */
+	iface = (vsrv_dht_t){ .ctx = &cd, .store = crowd_store, .fetch = crowd_fetch, .app_attach = crowd_attach };
+	snprintf(b.dir, sizeof(b.dir), "/tmp/test-vsrv-XXXXXX");
+	assert_non_null(mkdtemp(b.dir));
+	vsrv_conf_default(&conf);
+	snprintf(text, sizeof(text),
+	         "[server]\nname = B\ndomain = carrier-b.example\n[vap]\nport = 0\nagents = agent-b:pb\n"
+	         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\n"
+	         "[scheduler]\ndelay_min = 0\ndelay_max = 1\nfetch_timeout = 5s\nattach_timeout = 1s\n", b.dir);
+	assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_event, &seen, &b.srv), 0);
+	assert_int_equal(vsrv_start(b.srv), 0);
+	cb = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_subscribe(cb, 5, 600), 0);
+	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+	assert_int_equal(vap_client_wait_notify(cb, &route, 20000), 0);
+	assert_string_equal(route.number, "+14085550400");
+	vap_client_close(cb);
+	vap_client_close(ca);
+	carrier_down(&b);
+	carrier_down(&a);
 	vsrv_memdht_free(dht);
 }
 
@@ -629,6 +952,9 @@ int main(void)
 		cmocka_unit_test(test_bad_agents_list_refused),
 		cmocka_unit_test(test_publish_reaches_dht),
 		cmocka_unit_test(test_upload_validate_notify),
+		cmocka_unit_test(test_tenants_are_isolated),
+		cmocka_unit_test(test_restart_validates_acknowledged_records),
+		cmocka_unit_test(test_crowded_fetch_still_validates_the_owner),
 		cmocka_unit_test(test_unclaimed_number),
 		cmocka_unit_test(test_async_dht_and_incident),
 		cmocka_unit_test(test_fetch_timeout_retried),

@@ -630,6 +630,40 @@ static void error_and_unknown_code(void **state)
 }
 
 /*
+ * Unknown_Kind (12) and Generation_Counter_Too_Low (5) give error_info a
+ * structure (a Kind-ID list, the StoreAns shape): one whose inner lengths
+ * overrun error_info, or leave bytes over, is refused by the decoder (and so
+ * by `viprctl decode`, which prints through it) and by the encoder.  Empty
+ * info stays valid, and other codes keep free text.
+ */
+static void structured_error_info_must_fit(void **state)
+{
+	rl_body_t b;
+	uint8_t out[256];
+	vp_wr_t wr;
+	(void)state;
+	/* Unknown_Kind: one Kind-ID in a 1-byte-length list. */
+	assert_int_equal(body_of(RL_ERROR, "000c 0005 04 f0000100", &b), 0);
+	assert_int_equal(body_of(RL_ERROR, "000c 0000", &b), 0);
+	assert_int_equal(body_err(RL_ERROR, "000c 0005 08 f0000100"), VP_ETRUNC);    /* list overruns */
+	assert_int_equal(body_err(RL_ERROR, "000c 0005 03 f0000100"), VP_EBADLEN); /* not whole ids */
+	assert_int_equal(body_err(RL_ERROR, "000c 0006 04 f0000100 00"), VP_ETRAILING);
+	/* Generation_Counter_Too_Low: StoreKindResponse list (kind, generation, replicas). */
+	assert_int_equal(body_of(RL_ERROR, "0005 0010 000e f0000100 0000000000000007 0000", &b), 0);
+	assert_int_equal(body_err(RL_ERROR, "0005 0010 00ff f0000100 0000000000000007 0000"), VP_ETRUNC);
+	assert_int_equal(body_err(RL_ERROR, "0005 0010 000e f0000100 0000000000000007 0010"), VP_ETRUNC);
+	assert_int_equal(body_err(RL_ERROR, "0005 0003 4e6f20"), VP_ETRUNC); /* text where a structure belongs */
+	/* Free text for other codes. */
+	assert_int_equal(body_of(RL_ERROR, "0002 0003 4e6f20", &b), 0);
+	/* The encoder refuses to write a malformed one. */
+	b.code = RL_ERROR;
+	b.u.error.code = RL_ERR_UNKNOWN_KIND;
+	b.u.error.info = (rl_bytes_t){ (const uint8_t *)"\x08\xf0\x00\x01\x00", 5 };
+	vp_wr_init(&wr, out, sizeof(out));
+	assert_true(rl_body_encode(&wr, &b) < 0);
+}
+
+/*
  * Text fields carry arbitrary bytes: the JSON must escape every one of them
  * (quote, backslash, controls, bytes over 0x7e) so the output is plain
  * printable ASCII whatever the peer sent, and nothing can close the string.
@@ -711,6 +745,7 @@ int main(void)
 		cmocka_unit_test(ping),
 		cmocka_unit_test(config_update),
 		cmocka_unit_test(error_and_unknown_code),
+		cmocka_unit_test(structured_error_info_must_fit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -424,6 +424,22 @@ static void extension_and_bool_checks(void **state)
 	assert_int_equal(rl_contents_check_exts(&m.contents), 0);
 	buf[70] = 2; /* a Boolean must be 0 or 1 */
 	assert_int_equal(rl_msg_decode(buf, n, &m), VP_EMALFORMED);
+	buf[70] = 1;
+	/* MessageExtensionType 0 is reserved: refused on decode and on encode. */
+	buf[68] = buf[69] = 0;
+	assert_int_equal(rl_msg_decode(buf, n, &m), VP_EBADTYPE);
+	assert_int_equal(rl_json_message(stdout, buf, n, rl_model_builtin, NULL), VP_EBADTYPE);
+	buf[69] = 0x01;
+	assert_int_equal(rl_msg_decode(buf, n, &m), 0);
+	x.type = 0;
+	x.critical = false;
+	x.contents = (rl_bytes_t){ NULL, 0 };
+	m.contents.exts.raw = NULL;
+	m.contents.exts.raw_len = m.contents.exts.raw_count = 0;
+	m.contents.exts.items = &x;
+	m.contents.exts.n_items = 1;
+	vp_wr_init(&wr, out, sizeof(out));
+	assert_int_equal(rl_msg_encode(&wr, &m), VP_EBADTYPE);
 }
 
 static void signer_identity_types(void **state)

@@ -54,7 +54,7 @@ static uint32_t m_used(const model_t *m, int cl)
 {
 	uint32_t n = 0;
 	for (int r = 0; r < R; r++)
-		n += m->e[r][cl].present && m->e[r][cl].exists;
+		n += m->e[r][cl].present; /* tombstones are held data and count (docs/protocol.md §3.1) */
 	return n;
 }
 
@@ -71,13 +71,25 @@ static int m_store(ctx_t *c, int r, int cl, bool exists, uint64_t st, uint32_t l
 {
 	model_t *m = &c->m;
 	m_entry_t *e = &m->e[r][cl];
-	int32_t delta = 0;
+	int32_t delta = 1;
+	if (e->present && e->expires > c->now && st == e->st && exists == e->exists &&
+	    (!exists || tag == e->tag)) {
+		/* The held StoredData again: a no-op, except that expired entries go. */
+		bool dropped = false;
+		for (int k = 0; k < C; k++) {
+			if (m->e[r][k].present && m->e[r][k].expires <= c->now) {
+				m->e[r][k].present = false;
+				dropped = true;
+			}
+		}
+		if (dropped)
+			m->gen[r]++;
+		return 0;
+	}
 	if (e->present && e->expires > c->now && st <= e->st)
 		return VP_EDATA_TOO_OLD;
-	if (e->present && e->exists)
+	if (e->present)
 		delta--;            /* replaced, or dropped as expired */
-	if (exists)
-		delta++;
 	if (delta > 0 && m_used(m, cl) + (uint32_t)delta > LIMIT)
 		return VP_EQUOTA;
 	for (int k = 0; k < C; k++)

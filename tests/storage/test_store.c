@@ -213,7 +213,7 @@ static void vipr_malformed_key_or_value_is_refused(void **state)
 	assert_int_equal(st_store(f->sh, &r.req, NULL, NULL), VP_EMALFORMED);
 }
 
-static void tombstone_by_owner_deletes_and_frees_quota(void **state)
+static void tombstone_by_owner_deletes_and_is_charged_while_held(void **state)
 {
 	fx_t *f = *state;
 	vreg_t r;
@@ -228,7 +228,8 @@ static void tombstone_by_owner_deletes_and_frees_quota(void **state)
 	assert_int_equal(fetch_all(f, &rid, VK, &g), 1);
 	assert_false(g.e[0].exists);
 	assert_int_equal(g.e[0].val_len, 0);
-	assert_int_equal(st_quota_used(f->sh, &a, VK), 0);
+	/* The tombstone is held data: it keeps its place in the quota (docs/protocol.md §3.1). */
+	assert_int_equal(st_quota_used(f->sh, &a, VK), 1);
 	/* A newer store revives the entry. */
 	assert_int_equal(store_vipr(f, 6, 0xA1, f->now + 2, 3600), 0);
 	assert_int_equal(st_quota_used(f->sh, &a, VK), 1);
@@ -243,7 +244,14 @@ static void older_or_equal_storage_time_is_data_too_old(void **state)
 	vp_id_t rid = number_rid(7);
 	got_t g;
 	assert_int_equal(store_vipr(f, 7, 0xA1, f->now, 3600), 0);
-	assert_int_equal(store_vipr(f, 7, 0xA1, f->now, 3600), VP_EDATA_TOO_OLD);
+	/* The same StoredData again is a no-op (a re-replication); other bytes are too old. */
+	assert_int_equal(store_vipr(f, 7, 0xA1, f->now, 3600), 0);
+	{
+		vreg_t r;
+		vp_id_t a = node_id(0xA1);
+		vreg_make(&r, &rid, &a, &a, 1, f->now, 3600, ST_VIPR_PVP_WITHOUT_CALLER_ID);
+		assert_int_equal(st_store(f->sh, &r.req, NULL, NULL), VP_EDATA_TOO_OLD);
+	}
 	assert_int_equal(store_vipr(f, 7, 0xA1, f->now - 1, 3600), VP_EDATA_TOO_OLD);
 	assert_int_equal(store_vipr(f, 7, 0xA1, f->now + 1, 1800), 0);
 	assert_int_equal(fetch_all(f, &rid, VK, &g), 1);
@@ -615,15 +623,14 @@ static void quota_refuses_above_limit_and_counts_replace_and_delete(void **state
 	/* Refreshing an existing entry does not add. */
 	assert_int_equal(store_vipr(f, 300, 0xA1, f->now + 1, 3600), 0);
 	assert_int_equal(st_quota_used(f->sh, &a, VK), 36);
-	/* A tombstone frees one slot... */
+	/* A deletion always passes, but the tombstone keeps its slot while held... */
 	rid = number_rid(301);
 	vreg_make(&r, &rid, &a, &a, 1, f->now + 1, 3600, 1);
 	r.e.exists = false;
 	assert_int_equal(st_store(f->sh, &r.req, NULL, NULL), 0);
-	assert_int_equal(st_quota_used(f->sh, &a, VK), 35);
-	assert_int_equal(store_vipr(f, 400, 0xA1, f->now, 3600), 0);
-	assert_int_equal(store_vipr(f, 401, 0xA1, f->now, 3600), VP_EQUOTA);
-	/* ... and so does expiry, once swept. */
+	assert_int_equal(st_quota_used(f->sh, &a, VK), 36);
+	assert_int_equal(store_vipr(f, 400, 0xA1, f->now, 3600), VP_EQUOTA);
+	/* ... until expiry, once swept, gives every slot back. */
 	f->now += 3601 * 1000;
 	assert_int_equal(st_expire(f->sh, 0, NULL), 0);
 	assert_int_equal(st_quota_used(f->sh, &a, VK), 0);
@@ -633,8 +640,8 @@ static void quota_refuses_above_limit_and_counts_replace_and_delete(void **state
 		st_stats_t st;
 		st_shard_stats(f->sh, &st);
 		assert_true(st.refused_quota == 2);
-		/* 36 of A (one a tombstone) and, at number 400, B and A. */
-		assert_true(st.entries_expired == 38);
+		/* 36 of A (one a tombstone) and, at number 400, B's. */
+		assert_true(st.entries_expired == 37);
 	}
 }
 
@@ -652,7 +659,7 @@ static void quota_counters_survive_restart(void **state)
 	r.e.exists = false;
 	assert_int_equal(st_store(f->sh, &r.req, NULL, NULL), 0);
 	fx_reopen(f);
-	assert_int_equal(st_quota_used(f->sh, &a, VK), 19);
+	assert_int_equal(st_quota_used(f->sh, &a, VK), 20); /* 19 live, 1 tombstone */
 	assert_int_equal(st_quota_used(f->sh, &b, VK), 5);
 	assert_int_equal(st_shard_verify(f->sh), 0);
 	/* Data and generations survive as well. */
@@ -741,8 +748,9 @@ static void batch_reads_its_own_writes_and_aborts_cleanly(void **state)
 	assert_int_equal(st_batch_begin(f->sh), 0);
 	assert_int_equal(st_batch_begin(f->sh), VP_ESTATE);
 	assert_int_equal(store_vipr(f, 700, 0xA1, f->now, 3600), 0);
-	/* The second store of the same entry sees the first (still uncommitted). */
-	assert_int_equal(store_vipr(f, 700, 0xA1, f->now, 3600), VP_EDATA_TOO_OLD);
+	/* The second store of the key sees the first (still uncommitted). */
+	vreg_make(&r, &rid, &a, &a, 1, f->now, 3600, 1);
+	assert_int_equal(st_store(f->sh, &r.req, &gen, NULL), VP_EDATA_TOO_OLD);
 	vreg_make(&r, &rid, &a, &a, 1, f->now + 1, 3600, 1);
 	assert_int_equal(st_store(f->sh, &r.req, &gen, NULL), 0);
 	assert_true(gen == 2);
@@ -794,6 +802,7 @@ static void prefetch_reads_ahead_without_changing_answers(void **state)
 	/* Prefetched absent record: a store creates it; a later prefetch must not hide it. */
 	assert_int_equal(st_store(f->sh, &r[1].req, NULL, NULL), 0);
 	assert_int_equal(st_batch_prefetch(f->sh, reqs, 2), 0);
+	r[1].val[r[1].e.value_len - 2] = 3; /* other bytes, same storage_time */
 	assert_int_equal(st_store(f->sh, &r[1].req, NULL, NULL), VP_EDATA_TOO_OLD);
 	vreg_make(&r[2], &rid1, &a, &a, 1, f->now + 5, 3600, 1);
 	assert_int_equal(st_store(f->sh, &r[2].req, NULL, NULL), 0);
@@ -853,7 +862,7 @@ static void failed_multi_kind_store_keeps_earlier_batch_writes(void **state)
 	st_kind_data_t kds[2];
 	got_t g;
 	assert_int_equal(st_batch_begin(f->sh), 0);
-	vreg_make(&ra, &rid, &a, &a, 1, f->now, 3600, 1);
+	vreg_make(&ra, &rid, &a, &a, 1, f->now, 3600, 3);
 	assert_int_equal(st_store(f->sh, &ra.req, NULL, NULL), 0);
 	/* B's two-kind store touches the same record, then fails on its second kind. */
 	vreg_make(&rb, &rid, &b, &b, 1, f->now, 3600, 1);
@@ -1101,7 +1110,7 @@ int main(void)
 		T(vipr_key_of_another_node_is_forbidden),
 		T(vipr_contact_must_be_a_signer_node),
 		T(vipr_malformed_key_or_value_is_refused),
-		T(tombstone_by_owner_deletes_and_frees_quota),
+		T(tombstone_by_owner_deletes_and_is_charged_while_held),
 		T(older_or_equal_storage_time_is_data_too_old),
 		T(conditional_store_checks_generation),
 		T(max_size_and_max_count_give_data_too_large),

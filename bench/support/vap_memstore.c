@@ -1,7 +1,7 @@
 /*
- * control/vap_memstore.c - in-memory VAP hooks (see vap_memstore.h).
+ * bench/support/vap_memstore.c - in-memory VAP hooks (see vap_memstore.h).
  */
-#include "control/vap/vap_memstore.h"
+#include "bench/support/vap_memstore.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -235,6 +235,7 @@ void vap_memstore_hooks(vap_memstore_t *ms, vap_hooks_t *hooks)
 	hooks->store = h_store;
 	hooks->upload_vcr = h_vcr;
 	hooks->publish_vservice = h_vservice;
+	hooks->vservice_access = NULL; /* a stand-in for one tenant: every agent may use every VService */
 }
 
 void vap_memstore_attach(vap_memstore_t *ms, vap_server_t *srv, bool async)

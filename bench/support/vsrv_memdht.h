@@ -1,6 +1,8 @@
 /*
- * control/vsrv_memdht.h - an in-process "overlay" for vipr_server: one shared
- * table of VIPR-REGISTRATION entries and a directory of PVP endpoints.
+ * bench/support/vsrv_memdht.h - test and demo scaffolding: an in-process
+ * "overlay" for vipr_server, one shared table of VIPR-REGISTRATION entries and
+ * a directory of PVP endpoints.  Not product code: the overlay a carrier uses
+ * is RELOAD (the daemon) or, for large synthetic runs, bench/support/sim_dht.h.
  *
  * Every server of the process gets a vsrv_dht_t onto the same table, so
  * several carriers can publish, look each other up and validate over PVP on
@@ -10,8 +12,8 @@
  * The same dictionary semantics as the real kind: one entry per
  * (claimant Node-ID, VService id) under each number; a store replaces it.
  */
-#ifndef VP_CONTROL_VSRV_MEMDHT_H
-#define VP_CONTROL_VSRV_MEMDHT_H
+#ifndef VP_BENCH_SUPPORT_VSRV_MEMDHT_H
+#define VP_BENCH_SUPPORT_VSRV_MEMDHT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -36,7 +38,10 @@ size_t vsrv_memdht_count(vsrv_memdht_t *m, const char *number);
 /*! \brief Numbers with at least one registration. */
 size_t vsrv_memdht_numbers(vsrv_memdht_t *m);
 
-/*! \brief TCP connect to host:port within timeout_ms (shared with other DHT bindings). */
-int vsrv_tcp_connect(const char *host, uint16_t port, unsigned timeout_ms, int *fd);
+/*!
+ * \brief AppAttach's stand-in for the in-process DHTs (this one and the simulator's): TCP to the numeric
+ * \p host and \p port within \p timeout_ms, reads and writes bounded by the same time.
+ */
+int vsrv_memdht_connect(const char *host, uint16_t port, unsigned timeout_ms, int *fd);
 
 #endif

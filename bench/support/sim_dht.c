@@ -1,7 +1,7 @@
 /*
- * bench/sim_dht.c - vsrv_dht_t on the Chord overlay simulator (see header).
+ * bench/support/sim_dht.c - vsrv_dht_t on the Chord overlay simulator (see header).
  */
-#include "bench/sim/sim_dht.h"
+#include "bench/support/sim_dht.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,8 +17,11 @@
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "control/vap/vap_msg.h"
-#include "control/server/vsrv_memdht.h"
+#include "control/server/lookup.h"
+#include "bench/support/vsrv_memdht.h"
+#include "storage/vipr_kind.h"
 
 #define LOGMOD "simdht"
 #define FORM_LIMIT_MS (600u * 1000)     /* simulated time allowed to form the overlay */
@@ -75,29 +78,22 @@ struct sim_dht {
 	uint64_t last_storage_time;         /* overlay thread */
 };
 
-/* ---- value layout -------------------------------------------------------------- */
+/* ---- entries: storage/vipr_kind.h's key and value ---------------------------------- */
 
-void sim_dht_value_encode(const vsrv_reg_t *reg, bool withdrawn, uint8_t out[16])
+int sim_dht_entry_encode(const vsrv_reg_t *reg, bool withdrawn, sim_entry_t *e)
 {
-	memset(out, 0, 16);
-	out[0] = withdrawn ? 0 : 1;
-	out[1] = withdrawn ? 0 : reg->methods;
-	out[2] = (uint8_t)(reg->vservice_id >> 24);
-	out[3] = (uint8_t)(reg->vservice_id >> 16);
-	out[4] = (uint8_t)(reg->vservice_id >> 8);
-	out[5] = (uint8_t)reg->vservice_id;
-}
-
-int sim_dht_value_decode(const uint8_t in[16], const vp_id_t *owner, vsrv_reg_t *reg, bool *withdrawn)
-{
-	if (in[0] > 1)
-		return VP_EMALFORMED;
-	memset(reg, 0, sizeof(*reg));
-	reg->node = *owner;
-	reg->contact = *owner;
-	reg->methods = in[1];
-	reg->vservice_id = (uint32_t)in[2] << 24 | (uint32_t)in[3] << 16 | (uint32_t)in[4] << 8 | in[5];
-	*withdrawn = in[0] == 0;
+	st_vipr_key_t k = { reg->node, reg->vservice_id };
+	st_vipr_value_t v = { reg->contact, reg->vservice_id, reg->methods, NULL, 0 };
+	size_t len = 0;
+	int rc;
+	memset(e, 0, sizeof(*e));
+	st_vipr_key_encode(&k, e->key);
+	e->exists = !withdrawn;
+	if (withdrawn)
+		return 0; /* a deletion: no value */
+	if ((rc = st_vipr_value_encode(&v, e->value, sizeof(e->value), &len)))
+		return rc;
+	e->value_len = (uint8_t)len;
 	return 0;
 }
 
@@ -194,85 +190,35 @@ static void start_fetch_stage(sim_dht_t *d, sim_t *s, req_t *r)
 		on_fetch(r, false, UINT32_MAX, 0, NULL, 0);
 }
 
-static bool entry_eq(const sim_entry_t *a, const sim_entry_t *b)
-{
-	return vp_id_eq(&a->owner, &b->owner) && !memcmp(a->value, b->value, sizeof(a->value));
-}
-
-static bool copy_has(const sim_entry_t *copy, size_t n, const sim_entry_t *e)
-{
-	for (size_t i = 0; i < n && i < SIM_FETCH_MAX; i++)
-		if (entry_eq(&copy[i], e))
-			return true;
-	return false;
-}
-
-size_t sim_dht_vote(const sim_entry_t *const copies[SIM_DHT_COPIES], const size_t n[SIM_DHT_COPIES],
-                    const bool answered[SIM_DHT_COPIES], vsrv_reg_t *out, size_t max, char *incident, size_t cap)
-{
-	const sim_entry_t *seen[SIM_DHT_COPIES * SIM_FETCH_MAX];
-	size_t kept = 0, nseen = 0;
-	int nans = 0;
-	bool all_equal = true;
-	if (cap)
-		incident[0] = '\0';
-	for (int c = 0; c < SIM_DHT_COPIES; c++)
-		nans += answered[c];
-	for (int c = 0; c < SIM_DHT_COPIES; c++) {
-		for (size_t i = 0; answered[c] && i < n[c] && i < SIM_FETCH_MAX; i++) {
-			const sim_entry_t *e = &copies[c][i];
-			int votes = 0;
-			bool dup = false, withdrawn;
-			for (size_t k = 0; k < nseen && !dup; k++)
-				dup = entry_eq(seen[k], e);
-			if (dup)
-				continue;
-			seen[nseen++] = e;
-			for (int c2 = 0; c2 < SIM_DHT_COPIES; c2++)
-				votes += answered[c2] && copy_has(copies[c2], n[c2], e);
-			if (votes != nans)
-				all_equal = false;
-			/* Kept when at least two copies hold it (or the only copy that answered does). */
-			if ((votes >= 2 || nans == 1) && kept < max &&
-			    !sim_dht_value_decode(e->value, &e->owner, &out[kept], &withdrawn) && !withdrawn)
-				kept++;
-		}
-	}
-	if (nans > 0 && nans < SIM_DHT_COPIES)
-		snprintf(incident, cap, "only %d of %d copies answered the fetch", nans, SIM_DHT_COPIES);
-	else if (nans && !all_equal)
-		snprintf(incident, cap, "the %d copies disagree (%zu/%zu/%zu entries): kept what at least 2 hold",
-		         SIM_DHT_COPIES, n[0], n[1], n[2]);
-	return kept;
-}
-
 /* Complete a fetch request with the vote over its copies. */
 static void finish_fetch(sim_dht_t *d, req_t *r)
 {
 	vsrv_reg_t regs[VSRV_REGS_MAX];
-	const sim_entry_t *copies[SIM_DHT_COPIES];
-	bool answered[SIM_DHT_COPIES];
-	char incident[200];
-	size_t n;
-	int nans = 0;
+	vsrv_entry_t ents[SIM_DHT_COPIES][SIM_FETCH_MAX];
+	vsrv_copy_t copies[SIM_DHT_COPIES];
+	vsrv_vote_t vote;
+	size_t n = 0;
+	int rc;
 	for (int c = 0; c < SIM_DHT_COPIES; c++) {
-		copies[c] = r->copies[c];
-		answered[c] = r->copy_ok[c] != 0;
-		nans += answered[c];
+		copies[c] = (vsrv_copy_t){ .answered = r->copy_ok[c] != 0, .entries = ents[c], .n = r->copy_n[c] };
+		for (size_t i = 0; i < r->copy_n[c]; i++) {
+			const sim_entry_t *e = &r->copies[c][i];
+			ents[c][i] = (vsrv_entry_t){ .key = e->key, .key_len = SIM_KEY_LEN, .value = e->value,
+			                             .value_len = e->value_len, .exists = e->exists };
+		}
 	}
-	if (nans == 0) {
+	if ((rc = vsrv_lookup_vote(copies, regs, VSRV_REGS_MAX, &n, &vote))) {
 		stat_add(d, &d->st.fetches_failed, 1);
-		r->fdone(r->arg, VP_ETIMEOUT, NULL, 0, NULL);
+		r->fdone(r->arg, rc, NULL, 0, NULL);
 		return;
 	}
-	n = sim_dht_vote(copies, r->copy_n, answered, regs, VSRV_REGS_MAX, incident, sizeof(incident));
-	if (incident[0]) {
+	if (vote.incident[0]) {
 		stat_add(d, &d->st.incidents, 1);
-		vp_log_warn(LOGMOD, "incident", "number=%s text=\"%s\"", r->number, incident);
+		vp_log_warn(LOGMOD, "incident", "number=%s text=\"%s\"", r->number, vote.incident);
 	}
-	vp_log_debug(LOGMOD, "fetched", "number=%s claimants=%zu copies=%d nodes=%u,%u,%u", r->number, n, nans,
-	             r->copy_node[0], r->copy_node[1], r->copy_node[2]);
-	r->fdone(r->arg, 0, regs, n, incident[0] ? incident : NULL);
+	vp_log_debug(LOGMOD, "fetched", "number=%s claimants=%zu copies=%u nodes=%u,%u,%u", r->number, n,
+	             vote.answered, r->copy_node[0], r->copy_node[1], r->copy_node[2]);
+	r->fdone(r->arg, 0, regs, n, vote.incident[0] ? vote.incident : NULL);
 }
 
 /* Advance a request whose simulator operation finished; true when it is complete. */
@@ -352,13 +298,8 @@ static void *overlay_thread(void *arg)
 		incoming = d->queue;
 		d->queue = d->queue_tail = NULL;
 		if (!incoming && (!active || d->conf.pace == SIM_DHT_PACE_REAL) && !stopping(d)) {
-			struct timespec dl;
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_nsec += (active ? 2 : 10) * 1000000L;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
+			vp_deadline_t wake = vp_deadline_in_ms(active ? 2 : 10);
+			struct timespec dl = vp_deadline_abstime(&wake, 0);
 			pthread_cond_timedwait(&d->cv, &d->mu, &dl);
 			incoming = d->queue;
 			d->queue = d->queue_tail = NULL;
@@ -443,9 +384,10 @@ static int h_store(void *ctx, const char *number, uint8_t op, const vsrv_reg_t *
 {
 	handle_t *h = ctx;
 	req_t *r;
+	int rc;
 	if (!number || !reg || (op != VAP_OP_ADD && op != VAP_OP_WITHDRAW) || strlen(number) >= VP_E164_BUFLEN)
 		return VP_EINVAL;
-	/* The simulator keys entries by the owner's Node-ID: only our own vnode's claims. */
+	/* What the storing peer's access control allows (docs/protocol.md §2.4): only our own vnode's claims. */
 	if (!vp_id_eq(&reg->node, &h->d->carrier_id[h->k]) || !vp_id_eq(&reg->contact, &reg->node))
 		return VP_EFORBIDDEN;
 	if (!(r = calloc(1, sizeof(*r))))
@@ -454,8 +396,10 @@ static int h_store(void *ctx, const char *number, uint8_t op, const vsrv_reg_t *
 	r->carrier = h->k;
 	snprintf(r->number, sizeof(r->number), "%s", number);
 	r->res = vp_id_from_name(number, strlen(number));
-	r->entry.owner = reg->node;
-	sim_dht_value_encode(reg, op == VAP_OP_WITHDRAW, r->entry.value);
+	if ((rc = sim_dht_entry_encode(reg, op == VAP_OP_WITHDRAW, &r->entry))) {
+		free(r);
+		return rc;
+	}
 	r->done = done;
 	r->arg = arg;
 	return enqueue(h->d, r);
@@ -494,7 +438,7 @@ static int h_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int 
 	pthread_mutex_unlock(&d->mu);
 	if (!port)
 		return VP_ENOROUTE;
-	return vsrv_tcp_connect(host, port, timeout_ms, fd);
+	return vsrv_memdht_connect(host, port, timeout_ms, fd);
 }
 
 /* ---- public ------------------------------------------------------------------------ */

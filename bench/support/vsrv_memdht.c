@@ -1,14 +1,16 @@
 /*
- * control/vsrv_memdht.c - in-process registration table for vipr_server (see header).
+ * bench/support/vsrv_memdht.c - in-process registration table for vipr_server (see header).
  */
-#include "control/server/vsrv_memdht.h"
+#include "bench/support/vsrv_memdht.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/errcode.h"
+#include "common/net.h"
 #include "control/vap/vap_msg.h"
 
 #define MEMDHT_BUCKETS 4096u
@@ -118,12 +120,14 @@ static int md_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *arg
 	return 0;
 }
 
-int vsrv_tcp_connect(const char *host, uint16_t port, unsigned timeout_ms, int *fd)
+int vsrv_memdht_connect(const char *host, uint16_t port, unsigned timeout_ms, int *fd)
 {
-	char p[8];
-	pvp_tcp_target_t t = { .host = host, .port = p, .timeout_ms = timeout_ms };
-	snprintf(p, sizeof(p), "%u", (unsigned)port);
-	return pvp_tcp_connect(&t, fd);
+	int rc = vp_net_connect_tcp(host, port, timeout_ms, VP_NET_NUMERIC, fd);
+	if (!rc && (rc = vp_net_set_timeouts(*fd, timeout_ms ? timeout_ms : 5000))) {
+		close(*fd);
+		*fd = -1;
+	}
+	return rc;
 }
 
 static int md_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
@@ -141,7 +145,7 @@ static int md_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int
 	pthread_mutex_unlock(&m->mu);
 	if (!port)
 		return VP_ENOROUTE;
-	return vsrv_tcp_connect(host, port, timeout_ms, fd);
+	return vsrv_memdht_connect(host, port, timeout_ms, fd);
 }
 
 void vsrv_memdht_iface(vsrv_memdht_t *m, vsrv_dht_t *out)

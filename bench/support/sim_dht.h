@@ -1,6 +1,6 @@
 /*
- * bench/sim_dht.h - the vipr_server DHT interface (vsrv_dht_t) on the Chord
- * overlay simulator (bench/sim.h): real Chord engines and the real RELOAD codec
+ * bench/support/sim_dht.h - the vipr_server DHT interface (vsrv_dht_t) on the Chord
+ * overlay simulator (bench/sim/sim.h): real Chord engines and the real RELOAD codec
  * over a simulated network, in this process.
  *
  * One overlay thread owns the simulator.  It forms the overlay (N plain vnodes
@@ -32,22 +32,24 @@
  *                      their latency (tests, large runs).  Simulated time then
  *                      never lags real time and may run ahead of it.
  *
- * Registration value in the simulator (its store keeps 16-byte values under
- * the owner's Node-ID): version (1; 0 = withdrawn), PVP methods (1),
- * VService id (4, big-endian), 10 zero bytes.  The contact Node-ID is the
- * owner's (the key).
+ * The simulator stores real VIPR-REGISTRATION entries (storage/vipr_kind.h:
+ * key = claimant Node-ID || VService id, value = version, contact Node-ID,
+ * VService id, PVP methods); a withdrawal is stored as a deletion.  Fetch
+ * results are voted on by the product's vsrv_lookup_vote()
+ * (control/server/lookup.h).
  */
-#ifndef VP_BENCH_SIM_DHT_H
-#define VP_BENCH_SIM_DHT_H
+#ifndef VP_BENCH_SUPPORT_SIM_DHT_H
+#define VP_BENCH_SUPPORT_SIM_DHT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "bench/sim/sim.h"
+#include "control/server/lookup.h"
 #include "control/server/vipr_server.h"
 
 #define SIM_DHT_MAX_CARRIERS 8
-#define SIM_DHT_COPIES 3       /* the responsible node and its 2 replicas */
+#define SIM_DHT_COPIES VSRV_COPIES /* the responsible node and its 2 replicas */
 
 typedef struct sim_dht sim_dht_t;
 
@@ -108,20 +110,10 @@ void sim_dht_get_stats(sim_dht_t *d, sim_dht_stats_t *out);
 int sim_dht_forget(sim_dht_t *d, const char *number);
 
 /*!
- * \brief Encode/decode the simulator's 16-byte registration value (exposed for tests).
- * Decode returns VP_EMALFORMED for an unknown version byte; a withdrawn value decodes with methods 0.
+ * \brief The entry the simulator stores for \p reg: storage/vipr_kind.h's key and value
+ * (a withdrawal is a deletion: exists false, no value).  VP_ESPACE if the value does not fit.
+ * The copies a fetch returns are voted on by control/server/lookup.h's vsrv_lookup_vote().
  */
-void sim_dht_value_encode(const vsrv_reg_t *reg, bool withdrawn, uint8_t out[16]);
-int sim_dht_value_decode(const uint8_t in[16], const vp_id_t *owner, vsrv_reg_t *reg, bool *withdrawn);
-
-/*!
- * \brief The majority vote of seed 001 §B.4 over the copies of one resource
- * (exposed for tests): every live registration held by at least 2 of the
- * copies that answered (or by the only one that did) goes into \p out (at most
- * \p max).  \p incident gets a one-line description when the copies are not
- * all equal or some did not answer, "" otherwise.  Returns the count kept.
- */
-size_t sim_dht_vote(const sim_entry_t *const copies[SIM_DHT_COPIES], const size_t n[SIM_DHT_COPIES],
-                    const bool answered[SIM_DHT_COPIES], vsrv_reg_t *out, size_t max, char *incident, size_t cap);
+int sim_dht_entry_encode(const vsrv_reg_t *reg, bool withdrawn, sim_entry_t *e);
 
 #endif

@@ -1,6 +1,9 @@
-/* Shared helpers for the VAP server tests: a server on a thread, raw sockets. */
-#ifndef VP_TESTS_VAP_TEST_UTIL_H
-#define VP_TESTS_VAP_TEST_UTIL_H
+/*
+ * bench/support/vap_harness.h - scaffolding shared by the VAP server tests and
+ * bench_vap: a server on a thread over vap_memstore, raw framed sockets.
+ */
+#ifndef VP_BENCH_SUPPORT_VAP_HARNESS_H
+#define VP_BENCH_SUPPORT_VAP_HARNESS_H
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,9 +17,10 @@
 #include <unistd.h>
 
 #include "control/vap/vap_client.h"
-#include "control/vap/vap_memstore.h"
+#include "bench/support/vap_memstore.h"
 #include "control/vap/vap_server.h"
 #include "common/clock.h"
+#include "common/net.h"
 
 typedef struct harness {
 	vap_server_t *srv;
@@ -125,18 +129,13 @@ static inline void client_conf(vap_client_conf_t *cc, const harness_t *h, unsign
 
 static inline int raw_connect(uint16_t port)
 {
-	struct sockaddr_in sa = { 0 };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct timeval tv = { 5, 0 };
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		if (fd >= 0)
-			close(fd);
+	int fd;
+	if (vp_net_connect_tcp("127.0.0.1", port, 5000, VP_NET_NUMERIC, &fd))
+		return -1;
+	if (vp_net_set_timeouts(fd, 5000)) {
+		close(fd);
 		return -1;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
 

@@ -1,17 +1,20 @@
 /*
- * control/vap_memstore.h - an in-memory implementation of the VAP server hooks.
+ * bench/support/vap_memstore.h - test and benchmark scaffolding: an in-memory
+ * implementation of the VAP server hooks.
  *
- * Until the daemon wires VAP to the real DHT (storage/) and call-record store
- * (pvp/), this keeps published numbers, call records and VServices in memory so
- * the server can be tested, simulated and benchmarked on its own.  Stores can
+ * Not product code: a carrier's numbers go to the real store (vipr_server over
+ * the DHT, or control/vap/vap_ststore.h into storage/).  This keeps published
+ * numbers, call records and VServices in memory so the VAP server's own
+ * behaviour (pacing, back-pressure, held or failing completions) can be tested
+ * and benchmarked without a database in the way.  Stores can
  * complete synchronously, or asynchronously on a later loop iteration (through
  * vap_server_post) as a DHT store would; tests can hold completions back.
  *
  * The hooks run on the server thread; the query functions take a lock and may
  * be called from any thread.
  */
-#ifndef VP_CONTROL_VAP_MEMSTORE_H
-#define VP_CONTROL_VAP_MEMSTORE_H
+#ifndef VP_BENCH_SUPPORT_VAP_MEMSTORE_H
+#define VP_BENCH_SUPPORT_VAP_MEMSTORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
