@@ -60,7 +60,7 @@ typedef struct conn {
 
 /* Metric ids. */
 enum { C_ADMITTED, C_FORWARDED, C_CONNS, C_TLS_FAILED, C_CLOSED_TIMEOUT, C_CLOSED_TOO_BIG, C_CLOSED_MALFORMED,
-       C_PLAIN_REFUSED, C_KEY_RELOADS, C_NCOUNTERS };
+       C_PLAIN_REFUSED, C_KEY_RELOADS, C_PEER_LIMIT, C_NCOUNTERS };
 
 struct vb_server {
 	vb_server_conf_t conf;
@@ -441,7 +441,7 @@ static bool conn_process(vb_server_t *s, uint32_t i, uint64_t now_ms, bool *more
 	for (uint32_t n = 0;; n++) {
 		conn_t *c = &s->conns[i];
 		size_t skip = 0;
-		while (skip + 1 < c->rlen + 1 && skip < c->rlen && (c->rbuf[skip] == '\r' || c->rbuf[skip] == '\n'))
+		while (skip < c->rlen && (c->rbuf[skip] == '\r' || c->rbuf[skip] == '\n'))
 			skip++; /* RFC 5626 keep-alive CRLFs between messages */
 		if (skip) {
 			if (skip >= 4 && c->kind == K_TLS)
@@ -563,6 +563,19 @@ static void conn_readable(vb_server_t *s, uint32_t i, uint64_t now_ms)
 			vp_log_info(MOD, "tls_refused", "peer=%s err=\"no usable domain in the certificate\"", c->peer);
 			conn_close(s, i, "tls_domain");
 			return;
+		}
+		if (c->kind == K_TLS && s->conf.max_conns_per_peer) {
+			uint32_t same = 0;
+			for (uint32_t k = 1; k < s->nconns; k++)
+				if (k != i && s->conns[k].kind == K_TLS && s->conns[k].handshaken &&
+				    strcmp(s->conns[k].domain, c->domain) == 0)
+					same++;
+			if (same >= s->conf.max_conns_per_peer) {
+				count(s, s->ctr[C_PEER_LIMIT]);
+				vp_log_info(MOD, "refused", "reason=peer-conns peer=%s domain=%s conns=%u", c->peer, c->domain, same);
+				conn_close(s, i, "peer_limit");
+				return;
+			}
 		}
 		c->handshaken = true;
 		c->deadline_ms = 0;
@@ -863,6 +876,7 @@ static void register_metrics(vb_server_t *s)
 		{C_CLOSED_MALFORMED, "vipr_border_closed_total", "cause=\"malformed\"", NULL},
 		{C_PLAIN_REFUSED, "vipr_border_plain_refused_total", NULL, "requests on the diagnostic plain-TCP listener"},
 		{C_KEY_RELOADS, "vipr_border_ticket_key_reloads_total", NULL, "ticket key file changes picked up"},
+		{C_PEER_LIMIT, "vipr_border_closed_total", "cause=\"peer-conns\"", NULL},
 	};
 	bool ok = true;
 	for (size_t k = 0; k < sizeof(defs) / sizeof(defs[0]); k++)

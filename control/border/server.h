@@ -40,6 +40,7 @@ typedef struct vb_server_conf {
 	char cert[VB_PATH_MAX], key[VB_PATH_MAX], ca[VB_PATH_MAX]; /*!< PEM files */
 	char ticket_keys[VB_PATH_MAX];   /*!< key file shared with the ViPR server (docs/protocol.md §7) */
 	uint32_t max_conns;              /*!< outside connections at once */
+	uint32_t max_conns_per_peer;     /*!< connections of one calling domain at once (one carrier cannot take them all) */
 	uint32_t max_message;            /*!< bytes of one SIP message, headers and body */
 	uint32_t handshake_timeout_ms;   /*!< TLS handshake deadline */
 	uint32_t message_timeout_ms;     /*!< a started message must be complete within this */

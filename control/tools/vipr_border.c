@@ -26,7 +26,7 @@ typedef struct bconf {
 	char cert[VB_PATH_MAX], key[VB_PATH_MAX], ca[VB_PATH_MAX], ticket_keys[VB_PATH_MAX];
 	char outside_uri[VB_URI_MAX], inside_uri[VB_URI_MAX];
 	char country_code[4];
-	uint32_t max_conns, max_message, burst, max_dialogs;
+	uint32_t max_conns, max_conns_per_peer, max_message, burst, max_dialogs;
 	uint64_t handshake_timeout_ms, message_timeout_ms, idle_timeout_ms;
 	uint32_t early_timeout_s, dialog_idle_s;
 	unsigned refuse, no_srtp, log_level;
@@ -55,6 +55,9 @@ static const vp_conf_opt_t opts[] = {
 	{.section = "border", .key = "max_conns", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "4096",
 	 .unit = "connections", .doc = "outside connections at once; more are closed on accept",
 	 VP_CONF_AT(bconf_t, max_conns)},
+	{.section = "border", .key = "max_conns_per_peer", .type = VP_CONF_U32, .min = 0, .max = 1000000, .def = "256",
+	 .unit = "connections", .doc = "connections of one calling domain at once (0 = no limit): one carrier cannot take them all",
+	 VP_CONF_AT(bconf_t, max_conns_per_peer)},
 	{.section = "border", .key = "max_message", .type = VP_CONF_U32, .min = 1024, .max = 1 << 20, .def = "16384",
 	 .unit = "bytes", .doc = "largest SIP message (headers and body); a larger one closes the connection",
 	 VP_CONF_AT(bconf_t, max_message)},
@@ -236,6 +239,7 @@ int main(int argc, char **argv)
 	snprintf(sc.ca, sizeof(sc.ca), "%s", c.ca);
 	snprintf(sc.ticket_keys, sizeof(sc.ticket_keys), "%s", c.ticket_keys);
 	sc.max_conns = c.max_conns;
+	sc.max_conns_per_peer = c.max_conns_per_peer;
 	sc.max_message = c.max_message;
 	sc.handshake_timeout_ms = (uint32_t)c.handshake_timeout_ms;
 	sc.message_timeout_ms = (uint32_t)c.message_timeout_ms;

@@ -70,6 +70,35 @@ def main():
             out.write(INVITE.format(h=h, p=p, n=n, extra="").encode())
         out.flush()
         return 0
+    if a.mode == "conns":
+        # --count connections from one identity, each asking OPTIONS: how many are served?
+        served = 0
+        socks = []
+        for n in range(a.count):
+            try:
+                s = tls(a)
+                s.sendall(("OPTIONS sip:border SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bK-o%d\r\n"
+                           "From: <sip:x@x>;tag=o%d\r\nTo: <sip:border>\r\nCall-ID: o%d\r\nCSeq: 1 OPTIONS\r\n"
+                           "Content-Length: 0\r\n\r\n" % (n, n, n)).encode())
+                data, end = b"", time.monotonic() + 3
+                while b"\r\n\r\n" not in data and time.monotonic() < end:
+                    s.settimeout(max(0.05, end - time.monotonic()))
+                    try:
+                        chunk = s.recv(4096)
+                    except (socket.timeout, TimeoutError):
+                        break
+                    except (ConnectionError, ssl.SSLError, OSError):
+                        break
+                    if not chunk:
+                        break
+                    data += chunk
+                if data.startswith(b"SIP/2.0 200"):
+                    served += 1
+                socks.append(s)
+            except (ConnectionError, ssl.SSLError, OSError):
+                pass
+        print("result=served=%d" % served)
+        return 0 if served == int(a.expect_status or -1) else 1
     if a.mode == "plain-tcp":
         # Plain SIP on a TLS port (or on the diagnostic listener with --expect-status 403).
         s = socket.create_connection((h, p), timeout=5)

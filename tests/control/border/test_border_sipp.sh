@@ -89,6 +89,7 @@ key = $work/border.example.key
 ca = $work/test-ca.pem
 handshake_timeout = 2s
 message_timeout = 1s
+max_conns_per_peer = 6
 [call_agent]
 address = 127.0.0.1:$CAPORT
 listen = 127.0.0.1:$AGENT
@@ -221,6 +222,11 @@ ok "a 70 kB header: connection closed ($out)"
 out=$("${PEER[@]}" slow 127.0.0.1 "$BPORT" "${IDB[@]}" --seconds 4) || fail "slow sender: $out"
 [ "$(metric 'vipr_border_closed_total{cause="timeout"}')" -ge 1 ] || fail "slow sender: not counted"
 ok "slow sender: dropped at the 1 s message deadline ($out)"
+
+# ---- one carrier cannot take every connection -------------------------------------------------------
+out=$("${PEER[@]}" conns 127.0.0.1 "$BPORT" "${IDB[@]}" --count 9 --expect-status 6) || fail "per-peer connections: $out"
+[ "$(metric 'vipr_border_closed_total{cause="peer-conns"}')" -ge 3 ] || fail "per-peer limit not counted"
+ok "carrier-b.example: 6 connections served, the next 3 closed ($out)"
 
 # ---- a flood from carrier-a does not stop carrier-b's calls -----------------------------------------
 # 150,000 unticketed INVITEs (~50 MB) streamed by socat as fast as TLS carries them: far more than the
