@@ -34,6 +34,14 @@ typedef struct seen {
 	char owner_hex[VP_ID_HEX_LEN + 1], thief_hex[VP_ID_HEX_LEN + 1];
 } seen_t;
 
+/* A fresh in-memory DHT stand-in (the test fails if it cannot be made). */
+static vsrv_memdht_t *memdht(void)
+{
+	vsrv_memdht_t *m = NULL;
+	assert_int_equal(vsrv_memdht_new(&m), 0);
+	return m;
+}
+
 static void on_event(void *arg, const char *server, const vsrv_event_t *ev)
 {
 	seen_t *s = arg;
@@ -150,7 +158,7 @@ static void test_conf_defaults_and_errors(void **state)
 
 static void test_bad_agents_list_refused(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
 	vsrv_t *srv = NULL;
@@ -173,7 +181,7 @@ static void test_bad_agents_list_refused(void **state)
 
 static void test_publish_reaches_dht(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a;
 	vap_client_t *cl;
@@ -202,11 +210,27 @@ static void test_publish_reaches_dht(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * Start (UTC ms) of a test call ending at \p stop_ms: 183 s long, or 423 s
+ * when that would start near the top or half of the hour.  The validator
+ * accepts routes only above its own 16-bit threshold on its own record
+ * (protocol §5.9), which a one-minute call or one at :00 does not reach
+ * (method "a", 183 s, not at :00/:30: 16.8 bits).
+ */
+static uint64_t routable_call_start(uint64_t stop_ms)
+{
+	uint64_t start = stop_ms - 183000;
+	uint64_t off = start / 1000 % 1800;
+	if (off < 90 || off > 1800 - 90)
+		start -= 240000;
+	return start;
+}
+
 /* ---- the whole flow: owner validated, thief refused, Notify, ticket verified ------- */
 
 static void test_upload_validate_notify(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a, b, t;
 	vap_client_t *ca, *cb, *ct, *sub, *cm, *msub;
@@ -253,8 +277,8 @@ static void test_upload_validate_notify(void **state)
 	snprintf(orig[0].called, sizeof(orig[0].called), "+14085550101");
 	snprintf(orig[0].caller, sizeof(orig[0].caller), "+33123450007");
 	/* The call ends 3 s from now, so its validation runs after Mallory's upload below. */
-	orig[0].start_ms = now - 60000;
 	orig[0].stop_ms = now + 3000;
+	orig[0].start_ms = routable_call_start(orig[0].stop_ms);
 	orig[0].direction = VAP_DIR_ORIGINATING;
 	term[0] = orig[0];
 	term[0].start_ms += 7000;
@@ -329,7 +353,7 @@ static void test_upload_validate_notify(void **state)
  */
 static void test_tenants_are_isolated(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a = { .dir = "" };
 	vap_client_t *ca, *cw, *cm;
@@ -406,7 +430,7 @@ static void on_vcr(void *arg, const char *server, const vsrv_event_t *ev)
 
 static void test_restart_validates_acknowledged_records(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	ids_t ids = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a = { .dir = "" }, b = { .dir = "" };
@@ -427,8 +451,8 @@ static void test_restart_validates_acknowledged_records(void **state)
 	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
 	memset(&orig, 0, sizeof(orig));
 	snprintf(orig.called, sizeof(orig.called), "+14085550300");
-	orig.start_ms = now - 60000;
 	orig.stop_ms = now - 5000;
+	orig.start_ms = routable_call_start(orig.stop_ms); /* enough entropy for the validator's own rule */
 	orig.direction = VAP_DIR_ORIGINATING;
 	term = orig;
 	term.direction = VAP_DIR_TERMINATING;
@@ -443,7 +467,7 @@ static void test_restart_validates_acknowledged_records(void **state)
 		vsrv_conf_default(&conf);
 		snprintf(text, sizeof(text),
 		         "[server]\nname = B\ndomain = carrier-b.example\n[vap]\nport = 0\nagents = agent-b:pb\n"
-		         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\n"
+		         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\norig_min_entropy_cbits = 100\n"
 		         "[scheduler]\ndelay_min = %s\ndelay_max = %s\nmax_jobs = 1\nfetch_timeout = 5s\n", b.dir,
 		         round ? "0" : "1h", round ? "1" : "2h");
 		assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
@@ -548,7 +572,7 @@ static int crowd_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, 
 
 static void test_crowded_fetch_still_validates_the_owner(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	crowd_dht_t cd;
 	carrier_t a = { .dir = "" }, b = { .dir = "" };
@@ -568,8 +592,8 @@ static void test_crowded_fetch_still_validates_the_owner(void **state)
 	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
 	memset(&orig, 0, sizeof(orig));
 	snprintf(orig.called, sizeof(orig.called), "+14085550400");
-	orig.start_ms = now - 60000;
 	orig.stop_ms = now - 5000;
+	orig.start_ms = routable_call_start(orig.stop_ms); /* enough entropy for the validator's own rule */
 	orig.direction = VAP_DIR_ORIGINATING;
 	term = orig;
 	term.direction = VAP_DIR_TERMINATING;
@@ -583,7 +607,7 @@ static void test_crowded_fetch_still_validates_the_owner(void **state)
 	vsrv_conf_default(&conf);
 	snprintf(text, sizeof(text),
 	         "[server]\nname = B\ndomain = carrier-b.example\n[vap]\nport = 0\nagents = agent-b:pb\n"
-	         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\n"
+	         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\norig_min_entropy_cbits = 100\n"
 	         "[scheduler]\ndelay_min = 0\ndelay_max = 1\nfetch_timeout = 5s\nattach_timeout = 1s\n", b.dir);
 	assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
 	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_event, &seen, &b.srv), 0);
@@ -604,7 +628,7 @@ static void test_crowded_fetch_still_validates_the_owner(void **state)
 /* A number nobody claims: no validation, no route, nothing notified. */
 static void test_unclaimed_number(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t b;
 	vap_client_t *cb;
@@ -810,8 +834,8 @@ static void upload_one_call(vap_client_t *owner, vap_client_t *caller, const cha
 	memset(&o, 0, sizeof(o));
 	snprintf(o.called, sizeof(o.called), "%s", called);
 	snprintf(o.caller, sizeof(o.caller), "+33123450001");
-	o.start_ms = now - 45000;
 	o.stop_ms = now - 3000;
+	o.start_ms = routable_call_start(o.stop_ms);
 	o.direction = VAP_DIR_ORIGINATING;
 	t = o;
 	t.direction = VAP_DIR_TERMINATING;
@@ -824,7 +848,7 @@ static void upload_one_call(vap_client_t *owner, vap_client_t *caller, const cha
 static void test_async_dht_and_incident(void **state)
 {
 	slow_dht_t sd = { .mu = PTHREAD_MUTEX_INITIALIZER, .answer_fetch = true };
-	vsrv_memdht_t *mem = vsrv_memdht_new();
+	vsrv_memdht_t *mem = memdht();
 	incident_seen_t is = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a, b;
 	vap_client_t *ca, *cb, *sub;
@@ -869,7 +893,7 @@ static void test_async_dht_and_incident(void **state)
 static void test_fetch_timeout_retried(void **state)
 {
 	slow_dht_t sd = { .mu = PTHREAD_MUTEX_INITIALIZER, .answer_fetch = false };
-	vsrv_memdht_t *mem = vsrv_memdht_new();
+	vsrv_memdht_t *mem = memdht();
 	incident_seen_t is = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t b;
 	vap_client_t *cb;
@@ -902,7 +926,7 @@ static void test_fetch_timeout_retried(void **state)
 /* Housekeeping: records past retention are purged (injected clock 49 h later). */
 static void test_maintenance_purges(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
 	vsrv_t *srv = NULL;
