@@ -17,6 +17,9 @@ PKGS=(
   tshark gnutls-bin iproute2 xxd
   # benchmark baselines: RocksDB db_bench, OpenDHT dhtnode
   rocksdb-tools dhtnode
+  # border element: SIP parser, metrics over HTTP; sipp (Debian's has no TLS: tests bridge it with socat),
+  # curl for /metrics in tests; Kamailio with TLS as the benchmark baseline
+  libosip2-dev libmicrohttpd-dev sip-tester socat curl kamailio kamailio-tls-modules
 )
 if [ "${VIPRD_WITH_DPDK:-0}" = 1 ]; then
   PKGS+=(libdpdk-dev)
