@@ -32,6 +32,8 @@
 
 #include <jansson.h>
 
+#include "common/conf.h"
+
 #define ADM_PROTO_VERSION 1
 /* A request names a command and at most one short argument (an E.164 number, a Node-ID): 64 KiB is two
  * orders of magnitude above any valid request and small enough that a connection slot's buffer is cheap. */
@@ -185,6 +187,29 @@ void adm_req_reply(adm_req_t *req, json_t *data);
 
 /*! \brief Answer \p req with error \p code (negative VP_E*) and \p message (NULL: vp_strerror) and free it. */
 void adm_req_fail(adm_req_t *req, int code, const char *message);
+
+/* ---- configuration ([admin] rows for the daemon's schema table) ---------------------------------------- */
+
+#define ADM_SOCKET_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path), NUL included */
+
+/*! \brief The daemon's admin settings, filled by the rows of adm_conf_schema(). */
+typedef struct adm_conf {
+	char socket[ADM_SOCKET_PATH_MAX];         /*!< full-rights socket, mode 0600 */
+	char monitor_socket[ADM_SOCKET_PATH_MAX]; /*!< optional read-only socket, mode 0660 ("" = none) */
+	uint32_t max_conns;
+	uint64_t request_timeout_ms;
+	uint64_t idle_timeout_ms;
+} adm_conf_t;
+
+/*!
+ * \brief The [admin] schema rows into out[0..cap) (*n gets the count), each row's offset moved by \p base: the
+ * offset of the adm_conf_t inside the daemon's configuration struct, so the rows join its one table.
+ * VP_ESPACE when \p cap is too small.
+ */
+int adm_conf_schema(size_t base, vp_conf_opt_t *out, size_t cap, size_t *n);
+
+/*! \brief The server options for the full-rights socket (\p monitor false) or the monitoring one (true). */
+void adm_conf_server_opts(const adm_conf_t *c, bool monitor, adm_server_opts_t *out);
 
 /* ---- client -------------------------------------------------------------------------------------------- */
 

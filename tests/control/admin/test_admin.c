@@ -731,6 +731,65 @@ static void test_answer_after_client_or_server_gone(void **state)
 	env_free(e);
 }
 
+/* The [admin] rows join a daemon's table at the offset of its adm_conf_t member. */
+typedef struct daemon_conf {
+	uint32_t before;
+	adm_conf_t admin;
+} daemon_conf_t;
+
+static void test_conf_rows_and_monitor_socket(void **state)
+{
+	(void)state;
+	vp_conf_opt_t rows[8];
+	size_t n = 0;
+	vp_conf_err_t ce;
+	assert_int_equal(adm_conf_schema(offsetof(daemon_conf_t, admin), rows, 2, &n), VP_ESPACE);
+	assert_int_equal(adm_conf_schema(offsetof(daemon_conf_t, admin), rows, 8, &n), 0);
+	daemon_conf_t c;
+	memset(&c, 0xa5, sizeof(c));
+	c.before = 7;
+	assert_int_equal(vp_conf_schema_parse(rows, n, "", 0, &c, &ce), 0);
+	assert_int_equal(c.before, 7); /* rows wrote inside the member only */
+	assert_string_equal(c.admin.socket, "/run/viprd/admin.sock");
+	assert_string_equal(c.admin.monitor_socket, "");
+	assert_int_equal(c.admin.max_conns, 16);
+	assert_int_equal(c.admin.request_timeout_ms, 5000);
+	assert_int_equal(c.admin.idle_timeout_ms, 60000);
+	env_t *e = env_new(NULL); /* for its directory */
+	char text[512];
+	snprintf(text, sizeof(text), "[admin]\nsocket = %s/rw.sock\nmonitor_socket = %s/mon.sock\nmax_conns = 4\n"
+	         "request_timeout = 250ms\n", e->dir, e->dir);
+	assert_int_equal(vp_conf_schema_parse(rows, n, text, strlen(text), &c, &ce), 0);
+	assert_int_equal(c.admin.max_conns, 4);
+	assert_int_equal(c.admin.request_timeout_ms, 250);
+	const char *bad = "[admin]\nmax_conns = 0\n";
+	daemon_conf_t scratch;
+	assert_int_equal(vp_conf_schema_parse(rows, n, bad, strlen(bad), &scratch, &ce), VP_ECONFIG);
+	const char *typo = "[admin]\nsokcet = /x\n";
+	assert_int_equal(vp_conf_schema_parse(rows, n, typo, strlen(typo), &scratch, &ce), VP_ECONFIG);
+	/* the monitoring socket: mode 0660 and read-only */
+	adm_server_opts_t o;
+	adm_conf_server_opts(&c.admin, true, &o);
+	adm_server_t *mon;
+	assert_int_equal(adm_server_new(c.admin.monitor_socket, &handlers, &e->fake, &o, &mon), 0);
+	struct stat st;
+	assert_int_equal(lstat(c.admin.monitor_socket, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	adm_answer_t a;
+	assert_int_equal(call(c.admin.monitor_socket, ADM_CMD_STATUS, NULL, &a), 0);
+	assert_int_equal(a.code, 0);
+	adm_answer_clear(&a);
+	assert_int_equal(call(c.admin.monitor_socket, ADM_CMD_LEAVE, NULL, &a), 0);
+	assert_int_equal(a.code, VP_EPERM);
+	adm_server_free(mon);
+	adm_conf_server_opts(&c.admin, false, &o);
+	assert_int_equal(o.mode, 0600);
+	assert_false(o.read_only);
+	assert_int_equal(o.request_timeout_ms, 250);
+	assert_int_equal(o.max_conns, 4);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -750,6 +809,7 @@ int main(void)
 		cmocka_unit_test(test_socket_path_rules),
 		cmocka_unit_test(test_connection_limit_answers_busy),
 		cmocka_unit_test(test_answer_after_client_or_server_gone),
+		cmocka_unit_test(test_conf_rows_and_monitor_socket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
