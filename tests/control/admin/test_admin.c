@@ -85,6 +85,21 @@ static int h_probe(adm_req_t *req, void *ctx)
 	return VP_ENOROUTE;
 }
 
+/* stats: an 8 MiB answer, far more than a socket buffer holds, for the slow-reader test */
+static int h_stats_big(adm_req_t *req, void *ctx)
+{
+	(void)ctx;
+	size_t len = 8u << 20;
+	char *blob = malloc(len + 1);
+	if (!blob)
+		return VP_ENOMEM;
+	memset(blob, 'x', len);
+	blob[len] = '\0';
+	adm_req_reply(req, json_pack("{s:s}", "blob", blob));
+	free(blob);
+	return 0;
+}
+
 static adm_req_t *wait_held(fake_t *f)
 {
 	vp_deadline_t dl = vp_deadline_in_ms(WAIT_MS);
@@ -108,7 +123,7 @@ typedef struct env {
 
 static const adm_handlers_t handlers = { .fn = {
 	[ADM_CMD_STATUS] = h_status, [ADM_CMD_STORE] = h_store, [ADM_CMD_LEAVE] = h_leave,
-	[ADM_CMD_FETCH] = h_fetch, [ADM_CMD_PROBE] = h_probe,
+	[ADM_CMD_FETCH] = h_fetch, [ADM_CMD_PROBE] = h_probe, [ADM_CMD_STATS] = h_stats_big,
 	/* ALARMS and VALIDATION deliberately unserved */
 } };
 
@@ -731,6 +746,45 @@ static void test_answer_after_client_or_server_gone(void **state)
 	env_free(e);
 }
 
+static void test_slow_reader_and_idle_connections_are_cut(void **state)
+{
+	(void)state;
+	adm_server_opts_t o = { .request_timeout_ms = 400, .idle_timeout_ms = 600 };
+	env_t *e = env_new(&o);
+	/* a client asks for a big answer and never reads it */
+	int slow = raw_connect(e->path);
+	const char *stats = "{\"v\":1,\"cmd\":\"stats\"}";
+	raw_send_frame(slow, stats, strlen(stats));
+	int idle = raw_connect(e->path);
+	vp_sleep_ms(100);
+	/* others are served while the server's write to it is stuck */
+	for (int i = 0; i < 10; i++) {
+		adm_answer_t a;
+		assert_int_equal(call(e->path, ADM_CMD_STATUS, NULL, &a), 0);
+		assert_int_equal(a.code, 0);
+		adm_answer_clear(&a);
+	}
+	/* after its write deadline the slow reader is cut: it reads part of the answer, then EOF */
+	vp_sleep_ms(800);
+	size_t got = 0;
+	uint8_t buf[65536];
+	for (;;) {
+		struct pollfd p = { .fd = slow, .events = POLLIN };
+		assert_true(poll(&p, 1, WAIT_MS) == 1);
+		ssize_t n = read(slow, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		assert_true(got < (8u << 20)); /* never the whole answer */
+	}
+	assert_true(got > 0);
+	close(slow);
+	/* a connection that never sent anything is closed after the idle timeout */
+	expect_eof(idle);
+	close(idle);
+	env_free(e);
+}
+
 /* The [admin] rows join a daemon's table at the offset of its adm_conf_t member. */
 typedef struct daemon_conf {
 	uint32_t before;
@@ -810,6 +864,7 @@ int main(void)
 		cmocka_unit_test(test_connection_limit_answers_busy),
 		cmocka_unit_test(test_answer_after_client_or_server_gone),
 		cmocka_unit_test(test_conf_rows_and_monitor_socket),
+		cmocka_unit_test(test_slow_reader_and_idle_connections_are_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
