@@ -7,7 +7,8 @@
  *
  *   fake_viprd --config FILE
  *
- * FAKE_VIPRD_FAIL_LISTEN=ADDR:PORT makes the node listening there exit at once (the launcher's failure path).
+ * FAKE_VIPRD_FAIL_LISTEN=ADDR:PORT makes the node listening there exit at once (the launcher's failure path);
+ * FAKE_VIPRD_JOIN_MS=N makes status say "joining" for the first N ms (the launcher's join wait).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/conf.h"
 #include "common/errcode.h"
 #include "common/net.h"
@@ -23,12 +25,14 @@
 typedef struct fake {
 	const char *listen;
 	const char *socket;
+	uint64_t joined_at_ns;
 } fake_t;
 
 static int h_status(adm_req_t *req, void *ctx)
 {
 	fake_t *f = ctx;
-	adm_req_reply(req, json_pack("{s:s, s:s, s:i}", "state", "joined", "listen", f->listen, "pid", (int)getpid()));
+	const char *st = vp_time_mono_ns() >= f->joined_at_ns ? "joined" : "joining";
+	adm_req_reply(req, json_pack("{s:s, s:s, s:i}", "state", st, "listen", f->listen, "pid", (int)getpid()));
 	return 0;
 }
 
@@ -55,6 +59,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fake_viprd: failing on purpose listen=%s\n", f.listen);
 		return 1;
 	}
+	const char *join_ms = getenv("FAKE_VIPRD_JOIN_MS");
+	f.joined_at_ns = vp_time_mono_ns() + (join_ms ? strtoull(join_ms, NULL, 10) * 1000000ull : 0);
 	char host[VP_NET_HOST_MAX];
 	uint16_t port;
 	int lfd = -1;

@@ -177,6 +177,45 @@ def test_failed_up_undoes_everything(r, base_dir):
     check(not os.path.exists(os.path.join(d, "overlay.json")), "failed up left its state")
 
 
+def test_join_timeout_and_sigterm_undo(r, base_dir):
+    # nodes that never say "joined" in time: up gives up, names them, and undoes everything
+    d = os.path.join(base_dir, "slow")
+    base = free_base(2)
+    r.dirs.append(d)
+    res = r.ov(["up", "--nodes", "2", "--dir", d, "--viprd", r.fake, "--enroll", r.enroll, "--viprctl", r.viprctl,
+                "--join-timeout", "2", "--base-port", str(base)], env={"FAKE_VIPRD_JOIN_MS": "600000"})
+    check(res.returncode == 1 and "not joined within 2s" in res.stderr and "state=joining" in res.stderr,
+          "join timeout: %d %r" % (res.returncode, res.stderr))
+    check(procs_mentioning(d) == [], "join timeout left processes")
+    # a launcher stopped by SIGTERM while waiting undoes what it started
+    d = os.path.join(base_dir, "term")
+    r.dirs.append(d)
+    e = dict(os.environ, FAKE_VIPRD_JOIN_MS="600000")
+    p = subprocess.Popen([sys.executable, r.launcher, "up", "--nodes", "2", "--dir", d, "--viprd", r.fake,
+                          "--enroll", r.enroll, "--viprctl", r.viprctl, "--join-timeout", "60", "--base-port",
+                          str(base)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    try:
+        deadline = time.monotonic() + 30
+        started = False
+        while time.monotonic() < deadline and not started:
+            try:
+                st = json.load(open(os.path.join(d, "overlay.json")))
+                started = sum(1 for x in st["procs"] if x["name"].startswith("node")) == 2
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        check(started, "both nodes started before the SIGTERM")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        check(p.returncode == 1 and b"stopped by signal" in err, "sigterm up: %r %r" % (p.returncode, err))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    check(procs_mentioning(d) == [], "SIGTERM during up left processes: %r" % procs_mentioning(d))
+    check(not os.path.exists(os.path.join(d, "overlay.json")), "SIGTERM during up left its state")
+
+
 def test_netns(r, base_dir):
     d = os.path.join(base_dir, "ns")
     tag = tag_of(d)
@@ -225,6 +264,7 @@ def main():
     try:
         test_loopback(r, base_dir)
         test_failed_up_undoes_everything(r, base_dir)
+        test_join_timeout_and_sigterm_undo(r, base_dir)
         if os.geteuid() == 0:
             test_netns(r, base_dir)
         else:
