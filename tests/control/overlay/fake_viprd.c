@@ -42,10 +42,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: fake_viprd --config FILE\n");
 		return 2;
 	}
-	int err = 0;
 	vp_conf_err_t e;
-	vp_conf_t *conf = vp_conf_load(argv[2], &err, &e);
-	if (!conf) {
+	vp_conf_t *conf = NULL;
+	if (vp_conf_load(argv[2], &conf, &e) < 0) {
 		fprintf(stderr, "fake_viprd: %s line %d: %s\n", argv[2], e.line, e.msg);
 		return 1;
 	}
