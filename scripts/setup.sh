@@ -10,6 +10,8 @@ PKGS=(
   libssl-dev librocksdb-dev liburcu-dev libcmocka-dev
   # enrollment and the configuration document (control/node, vipr-enroll): XML, HTTPS client and server
   libxml2-dev libcurl4-openssl-dev libmicrohttpd-dev libgnutls28-dev curl openssl
+  # the admin protocol (control/admin): JSON
+  libjansson-dev
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
   # test oracles and tools: Wireshark's RELOAD/STUN dissectors, a real TLS-SRP peer,
