@@ -235,10 +235,12 @@ static unsigned record_buckets(const pvp_vcr_store_t *st, const pvp_vcr_t *r, ui
 	return b[0] == b[1] ? 1 : 2;
 }
 
-int pvp_vcr_prepare(const pvp_vcr_store_t *st, const pvp_vcr_t *r, pvp_vcr_prep_t *p)
+int pvp_vcr_prepare(const pvp_vcr_store_t *st, const pvp_vcr_t *rin, pvp_vcr_prep_t *p)
 {
+	pvp_vcr_t rec = *rin; /* rin may be &p->rec */
+	const pvp_vcr_t *r = &p->rec;
 	memset(p, 0, sizeof(*p));
-	p->rec = *r;
+	p->rec = rec;
 	if (r->dir > PVP_DIR_TERM || !vp_e164_is_canonical(r->called) || r->stop_ms <= r->start_ms ||
 	    (r->caller[0] && !vp_e164_is_canonical(r->caller)))
 		return p->rc = VP_EINVAL;

@@ -94,7 +94,7 @@ typedef struct pvp_vcr_prep {
 
 /*!
  * \brief Check \p r as pvp_vcr_store_add does and derive its selectors into
- * \p p (copies \p r).  Thread-safe; takes no lock.  Returns p->rc: VP_EINVAL,
+ * \p p (copies \p r, which may be &p->rec).  Thread-safe; takes no lock.  Returns p->rc: VP_EINVAL,
  * VP_EEXPIRED, or a selector error.
  */
 int pvp_vcr_prepare(const pvp_vcr_store_t *st, const pvp_vcr_t *r, pvp_vcr_prep_t *p);
