@@ -616,15 +616,20 @@ static void drain_ingest(vsrv_t *s)
 	vsrv_ingest_done_t d[64];
 	size_t n;
 	while ((n = vsrv_ingest_drain(s->ingest, d, 64)) > 0) {
-		uint64_t ok = 0, bad = 0;
+		uint64_t ok = 0;
+		for (size_t i = 0; i < n; i++)
+			ok += d[i].status == 0;
+		/* Counted before any answer goes out, so an agent that saw its answer sees the count. */
+		pthread_mutex_lock(&s->mu);
+		s->st.vcr_term += ok;
+		s->st.vcr_rejected += n - ok;
+		pthread_mutex_unlock(&s->mu);
 		for (size_t i = 0; i < n; i++) {
 			vsrv_event_t ev = { .kind = VSRV_EV_VCR };
 			if (d[i].status) {
-				bad++;
 				vp_log_warn(LOGMOD, "vcr_rejected", "srv=%s called=%s err=\"%s\"", s->conf.name,
 				            d[i].rec.called, vp_strerror(d[i].status));
 			} else {
-				ok++;
 				vp_log_debug(LOGMOD, "vcr", "srv=%s dir=term called=%s caller=%s start_ms=%llu id=%llu",
 				             s->conf.name, d[i].rec.called, d[i].rec.caller[0] ? d[i].rec.caller : "-",
 				             (unsigned long long)d[i].rec.start_ms, (unsigned long long)d[i].rec.id);
@@ -634,10 +639,6 @@ static void drain_ingest(vsrv_t *s)
 			}
 			vap_server_vcr_done(s->vap, d[i].cookie, d[i].status);
 		}
-		pthread_mutex_lock(&s->mu);
-		s->st.vcr_term += ok;
-		s->st.vcr_rejected += bad;
-		pthread_mutex_unlock(&s->mu);
 	}
 }
 
