@@ -485,7 +485,10 @@ static void bench_publish(size_t total)
 	harness_stop(&h);
 
 	/* Baseline: the same store, inserts straight in (no protocol, no server). */
-	ms = vap_memstore_new();
+	if (vap_memstore_new(&ms)) {
+		fprintf(stderr, "bench_vap: out of memory\n");
+		exit(1);
+	}
 	t0 = now_s();
 	for (size_t i = 0; i < total; i++)
 		vap_memstore_insert(ms, nums[i], 1, VAP_OP_ADD);
@@ -801,7 +804,7 @@ typedef struct real_fig {
 static real_fig_t bench_upload_real(pvp_dir_t dir, uint64_t total, unsigned window)
 {
 	char tmpl[] = "/tmp/bench-vap-real-XXXXXX", text[2048], agents[1024];
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = NULL;
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
 	vsrv_t *srv = NULL;
@@ -817,7 +820,7 @@ static real_fig_t bench_upload_real(pvp_dir_t dir, uint64_t total, unsigned wind
 	                .direction = dir == PVP_DIR_ORIG ? VAP_DIR_ORIGINATING : VAP_DIR_TERMINATING };
 	real_fig_t f;
 
-	if (!mkdtemp(tmpl) || !dht || !cs || !req) {
+	if (!mkdtemp(tmpl) || vsrv_memdht_new(&dht) || !cs || !req) {
 		fprintf(stderr, "bench_vap: setup failed\n");
 		exit(1);
 	}
