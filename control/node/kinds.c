@@ -87,7 +87,7 @@ struct nk {
 	size_t n_ranges_known;
 	/* fetch/stat walk state */
 	size_t n_sds, n_resp;
-	int walk_err;
+	char info[16]; /* error_info naming an unknown Kind-ID */
 };
 
 void nk_conf_default(nk_conf_t *conf)
@@ -472,7 +472,8 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 		}
 		if (!kind) {
 			vp_log_info("node", "store_refused", "kind=%u error=unknown-kind", (unsigned)kd.kind);
-			answer_error(k, req, ans, RL_ERR_UNKNOWN_KIND, "unknown-kind");
+			snprintf(k->info, sizeof(k->info), "%u", (unsigned)kd.kind);
+			answer_error(k, req, ans, RL_ERR_UNKNOWN_KIND, k->info);
 			return 0;
 		}
 		out = &k->kinds[n_kinds++];
@@ -546,7 +547,9 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 		k->batch_open = true;
 	}
 	rc = st_store(k->sh, &sreq, gens, &bad_kind);
-	if (rc == 0) {
+	if (rc == 0 && n_entries == 0 && first_err) {
+		rc = first_err; /* every entry of a neighbour store was refused */
+	} else if (rc == 0) {
 		stored = (uint32_t)n_entries;
 	} else if (neighbour && rc != VP_EUNKNOWN_KIND && rc != VP_EDB) {
 		/* One bad entry must not cost the good ones of a replica or handoff. */
@@ -844,6 +847,10 @@ static int handle_read(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 			if (rc == 0) {
 				const uint8_t *c = arena_copy(k, closest.b, VP_ID_LEN);
 				k->find[n].closest = (rl_bytes_t){ c, c ? VP_ID_LEN : 0 };
+			} else if (rc == VP_EUNKNOWN_KIND) {
+				snprintf(k->info, sizeof(k->info), "%u", (unsigned)kind);
+				answer_error(k, req, ans, RL_ERR_UNKNOWN_KIND, k->info);
+				return 0;
 			} else if (rc != VP_ENOTFOUND) {
 				answer_st_error(k, req, ans, rc);
 				return 0;
@@ -859,9 +866,10 @@ static int handle_read(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 		return 0;
 	}
 	if ((rc = load_specs(k, &b.u.fetch_req, &n_specs, &bad_kind))) {
-		if (rc == VP_EUNKNOWN_KIND)
-			answer_error(k, req, ans, RL_ERR_UNKNOWN_KIND, "unknown-kind");
-		else
+		if (rc == VP_EUNKNOWN_KIND) {
+			snprintf(k->info, sizeof(k->info), "%u", (unsigned)bad_kind);
+			answer_error(k, req, ans, RL_ERR_UNKNOWN_KIND, k->info);
+		} else
 			answer_error(k, req, ans, RL_ERR_INVALID_MESSAGE, "specifier");
 		return 0;
 	}

@@ -434,6 +434,7 @@ static void store_fetch_stat_find_answer_with_the_right_codes(void **state)
 		free(q);
 		assert_int_equal(a.code, RL_ERROR);
 		assert_int_equal(a.error_code, RL_ERR_UNKNOWN_KIND);
+		assert_string_equal(a.error_info, "4026532010"); /* 0xF00000AA */
 	}
 	/* The same StoredData with an older storage_time: Data_Too_Old (9). */
 	{
@@ -502,6 +503,15 @@ static void forged_entries_in_a_replica_are_refused_one_by_one(void **state)
 	assert_int_equal(st.neighbour_stores, 1);
 	/* A replica is not replicated further. */
 	assert_int_equal(s.sent, 0);
+	/* A replica holding only forged entries is answered with an error. */
+	memset(&s, 0, sizeof(s));
+	b = store_body(&rid, 1, &e[1], 2, &kd, sds);
+	q = req_new(&b, &nd_p1, carry, 3, &id_p1);
+	store_commit(q, &s);
+	free(q);
+	assert_int_equal(s.code, RL_ERROR);
+	assert_int_equal(s.error_code, RL_ERR_FORBIDDEN);
+	assert_int_equal(count_entries(&rid), 2);
 }
 
 /* replica_number 1 from a stranger, and from a successor, is refused; from pred[0] it is stored. */
