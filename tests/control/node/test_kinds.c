@@ -272,6 +272,8 @@ static void store_commit(req_t *q, sink_t *s)
 	assert_int_equal(nk_commit(nk, on_done, on_send, s), 0);
 }
 
+static uint32_t fetch_max_response; /* max_response_length of the next fetch_all (0 = none) */
+
 /* Fetch every ViPR entry at rid (as \p asker); the answer is copied into out. */
 static int fetch_all(const vp_id_t *rid, const pk_node_t *asker, const vp_id_t *asker_id, nk_answer_t *a)
 {
@@ -288,6 +290,7 @@ static int fetch_all(const vp_id_t *rid, const pk_node_t *asker, const vp_id_t *
 	b.u.fetch_req.specifiers.items = &sp;
 	b.u.fetch_req.specifiers.n_items = 1;
 	q = req_new(&b, asker, NULL, 0, asker_id);
+	q->m.hdr.max_response_length = fetch_max_response;
 	rc = nk_handle(nk, &q->r, a);
 	free(q);
 	return rc;
@@ -751,6 +754,37 @@ static void fetch_verify_catches_altered_and_over_age_entries(void **state)
 	}
 }
 
+/* A FetchAns that would not fit the request's max_response_length is Response_Too_Large; one that fits is sent. */
+static void fetch_answer_respects_max_response_length(void **state)
+{
+	vp_id_t rid = rid_at(0x38, 9);
+	const pk_node_t *carry[2] = { &nd_a, &nd_b };
+	ent_t e[2];
+	rl_store_kind_data_t kd;
+	rl_stored_data_t sds[2];
+	rl_body_t b;
+	sink_t s = { 0 };
+	nk_answer_t a;
+	req_t *q;
+	(void)state;
+	ent_make(&e[0], &rid, &id_a, 1, &nd_a, wall_now);
+	ent_make(&e[1], &rid, &id_b, 1, &nd_b, wall_now);
+	b = store_body(&rid, 0, e, 2, &kd, sds);
+	q = req_new(&b, &nd_a, carry, 2, &id_a);
+	store_commit(q, &s);
+	free(q);
+	assert_int_equal(s.code, RL_STORE_ANS);
+	fetch_max_response = 5000; /* the two certificates alone take more than the 4 KiB header room leaves */
+	assert_int_equal(fetch_all(&rid, &nd_a, &id_a, &a), 0);
+	assert_int_equal(a.code, RL_ERROR);
+	assert_int_equal(a.error_code, RL_ERR_RESPONSE_TOO_LARGE);
+	fetch_max_response = 16384;
+	assert_int_equal(fetch_all(&rid, &nd_a, &id_a, &a), 0);
+	fetch_max_response = 0;
+	assert_int_equal(a.code, RL_FETCH_ANS);
+	assert_int_equal(a.n_certs, 2);
+}
+
 /* The quota limit follows the vnode's (pred[2], self] fraction. */
 static void quota_fraction_is_set_from_the_table(void **state)
 {
@@ -853,6 +887,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(drop_keeps_recent_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(handoff_and_replicate_send_the_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(fetch_verify_catches_altered_and_over_age_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(fetch_answer_respects_max_response_length, setup, teardown),
 		cmocka_unit_test_setup_teardown(quota_fraction_is_set_from_the_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(own_certificate_is_stored_by_node, setup, teardown),
 	};
