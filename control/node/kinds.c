@@ -23,8 +23,8 @@
 #define NK_MAX_SIGNERS 64u
 #define NK_MAX_CERTS 64u
 #define NK_MAX_SPEC_ITEMS 1024u
-/* Room kept for the forwarding header and SecurityBlock besides the body of an answer. */
-#define NK_ANSWER_MARGIN 8192u
+/* Room kept for the forwarding header (via list) and the signature besides an answer's body and certificates. */
+#define NK_ANSWER_MARGIN 4096u
 #define NK_ARENA (2u * RL_MAX_MESSAGE_SIZE)
 #define NK_WHOLE_RING 1000000000u
 
@@ -70,6 +70,7 @@ struct nk {
 	st_array_range_t *ranges;
 	st_dict_key_t *keys;
 	rl_cert_t certs_out[NK_MAX_CERTS];
+	uint8_t certs_hash[NK_MAX_CERTS][DP_CERT_HASH_LEN]; /* the cert_hash of each, to carry each once */
 	size_t n_certs_out;
 	vp_id_t replicas[CHORD_REPLICAS];
 	rl_node_list_t nodes[NK_MAX_KINDS];
@@ -275,11 +276,26 @@ static void answer_st_error(nk_t *k, const nk_request_t *req, nk_answer_t *ans, 
 	answer_error(k, req, ans, st_reload_error(err), st_reload_error_info(err));
 }
 
+/*
+ * Encode answer body \p b.  The whole answer message (header, body, the certificates carried, the
+ * signature) must fit RL_MAX_MESSAGE_SIZE and the request's max_response_length (if set): else
+ * Response_Too_Large (RFC 6940 §6.3.2).
+ */
 static int encode_answer(nk_t *k, const nk_request_t *req, nk_answer_t *ans, const rl_body_t *b)
 {
+	size_t limit = RL_MAX_MESSAGE_SIZE, certs = 0;
+	uint32_t mrl = req->msg->hdr.max_response_length;
 	vp_wr_t wr;
 	int rc;
-	vp_wr_init(&wr, k->ans, RL_MAX_MESSAGE_SIZE - NK_ANSWER_MARGIN);
+	if (mrl && mrl < limit)
+		limit = mrl;
+	for (size_t i = 0; i < k->n_certs_out; i++)
+		certs += k->certs_out[i].der.len + 3u;
+	if (limit < NK_ANSWER_MARGIN + certs + 16) {
+		answer_error(k, req, ans, RL_ERR_RESPONSE_TOO_LARGE, "response-too-large");
+		return 0;
+	}
+	vp_wr_init(&wr, k->ans, limit - NK_ANSWER_MARGIN - certs);
 	if ((rc = rl_body_encode(&wr, b)) || wr.err) {
 		answer_error(k, req, ans, RL_ERR_RESPONSE_TOO_LARGE, "response-too-large");
 		return 0;
@@ -316,13 +332,9 @@ static void add_cert(nk_t *k, const rl_signer_identity_t *id)
 	int len;
 	if (id->hash.len != DP_CERT_HASH_LEN)
 		return;
-	for (size_t i = 0; i < k->n_certs_out; i++) {
-		uint8_t h[RL_MAX_HASH_LEN];
-		rl_signer_identity_t tmp;
-		if (!rl_signer_cert_hash(k->certs_out[i].der.p, k->certs_out[i].der.len, h, &tmp) &&
-		    !memcmp(h, id->hash.p, DP_CERT_HASH_LEN))
+	for (size_t i = 0; i < k->n_certs_out; i++)
+		if (!memcmp(k->certs_hash[i], id->hash.p, DP_CERT_HASH_LEN))
 			return;
-	}
 	if (k->n_certs_out >= NK_MAX_CERTS || !(ci = dp_cert_lookup(k->certs, id->hash.p)))
 		return;
 	len = i2d_X509(ci->x509, NULL);
@@ -336,6 +348,7 @@ static void add_cert(nk_t *k, const rl_signer_identity_t *id)
 	k->certs_out[k->n_certs_out].type = RL_CERT_X509;
 	k->certs_out[k->n_certs_out].der.p = der;
 	k->certs_out[k->n_certs_out].der.len = (uint32_t)len;
+	memcpy(k->certs_hash[k->n_certs_out], id->hash.p, DP_CERT_HASH_LEN);
 	k->n_certs_out++;
 }
 
