@@ -586,7 +586,9 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 	memset(p, 0, sizeof(*p));
 	p->tag = req->tag;
 	p->code = RL_STORE_ANS;
-	if (req->table)
+	/* Only the responsible vnode copies to its successors (a store that reached another vnode by a
+	 * routing disagreement is kept, not spread). */
+	if (req->table && chord_table_responsible(req->table, &rid))
 		p->n_succ = (uint8_t)chord_table_replicas(req->table, p->succ, CHORD_REPLICAS);
 	memset(&ab, 0, sizeof(ab));
 	ab.code = RL_STORE_ANS;

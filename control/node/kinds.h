@@ -161,8 +161,9 @@ typedef void (*nk_done_fn)(void *arg, const nk_answer_t *ans);
  * \brief Commit the shard's open batch (st_batch_commit: the WAL write) and
  * answer every Store queued since the last commit through \p done: its
  * StoreAns, or Request_Timeout if the commit failed.  Then each original
- * Store (replica_number 0, not a neighbour store) that changed data is copied
- * to the vnode's 2 successors with replica_number 1 and 2 through \p send
+ * Store (replica_number 0, not a neighbour store) accepted by the vnode
+ * responsible for its resource is copied to that vnode's 2 successors with
+ * replica_number 1 and 2 through \p send
  * (NULL = no replication).  Call once per shard loop iteration; no batch open
  * is a no-op.  Returns 0 or the commit's error (VP_EDB).
  */

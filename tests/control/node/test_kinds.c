@@ -632,6 +632,7 @@ static void drop_keeps_recent_writes(void **state)
 		store_commit(q, &s);
 		free(q);
 		assert_int_equal(s.code, RL_STORE_ANS);
+		assert_int_equal(s.sent, 0); /* V is not responsible for these: it keeps them, copies nothing */
 	}
 	wall_now += 60 * 1000;
 	memset(&act, 0, sizeof(act));
