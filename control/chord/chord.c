@@ -1200,14 +1200,12 @@ static int process_local(chord_node_t *n, const vp_id_t *from, const rl_message_
 	}
 }
 
-/* Forward with the previous hop appended to the via list, TTL decremented, and
- * the first destination removed if it named us. */
+/* Relay with the previous hop appended to the via list, TTL decremented, and the first destination removed
+ * if it named us: the transport edits the header of the bytes it received (chord_io_t.forward). */
 static int forward(chord_node_t *n, const vp_id_t *from, const rl_message_t *m, bool pop,
                    const rl_dest_t *first, const vp_id_t *next)
 {
-	rl_message_t f = *m;
-	rl_dest_t via = rl_dest_node(from);
-
+	(void)first;
 	if (m->hdr.ttl <= 1) {
 		n->stats.ttl_drops++;
 		if (!is_answer_code(m->contents.code))
@@ -1216,17 +1214,18 @@ static int forward(chord_node_t *n, const vp_id_t *from, const rl_message_t *m, 
 	}
 	if (RL_LIST_COUNT(&m->hdr.via) >= MAX_VIA)
 		return VP_ETOOBIG;
-	f.hdr.ttl--;
-	f.hdr.via.items = &via;
-	f.hdr.via.n_items = 1;
-	if (pop) {
-		size_t len = rl_dest_wire_len(first);
-		f.hdr.dest.raw += len;
-		f.hdr.dest.raw_len -= (uint32_t)len;
-		f.hdr.dest.raw_count--;
-	}
 	n->stats.forwarded++;
-	return n->io.send(n->io.ctx, n, next, &f);
+	return n->io.forward(n->io.ctx, n, next, from, pop, m);
+}
+
+int chord_fwd_encode(vp_wr_t *wr, const rl_message_t *m, const vp_id_t *prev_hop, bool pop_dest)
+{
+	rl_dest_t via = rl_dest_node(prev_hop);
+	const uint8_t *wire;
+	if (!m->contents.raw.p || m->hdr.hdr_len == 0 || m->hdr.length < m->hdr.hdr_len)
+		return VP_EINVAL; /* not a decoded message */
+	wire = m->contents.raw.p - m->hdr.hdr_len;
+	return rl_fwd_copy(wr, wire, m->hdr.length, &m->hdr, &via, pop_dest);
 }
 
 int chord_node_recv(chord_node_t *n, const vp_id_t *from, const rl_message_t *m, uint64_t now_ms)
@@ -1313,7 +1312,7 @@ chord_node_t *chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const 
 {
 	chord_node_t *n;
 	int e = chord_cfg_check(cfg);
-	if (!e && (!io || !io->send))
+	if (!e && (!io || !io->send || !io->forward))
 		e = VP_EINVAL;
 	if (e) {
 		if (err)
