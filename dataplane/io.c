@@ -89,6 +89,8 @@ static void on_up(void *arg, dp_link_t *l)
 {
 	dp_io_t *io = arg;
 	dp_io_ev_t *e;
+	if (map_find(io, l))
+		return; /* announced already: its first frames came with the handshake's last flight */
 	if (io->nmap == io->cap_map) {
 		size_t cap = io->cap_map ? io->cap_map * 2 : 16;
 		kio_link_t *m = realloc(io->map, cap * sizeof(*m));
@@ -120,6 +122,13 @@ static void on_msg(void *arg, dp_link_t *l, const uint8_t *msg, size_t len)
 	dp_io_t *io = arg;
 	dp_io_ev_t *e;
 	uint8_t *slot;
+	if (!map_find(io, l)) {
+		/* Frames read in the call that finished the handshake come before the set announces the link:
+		 * announce it here so the burst says UP before MSG. */
+		on_up(io, l);
+		if (!map_find(io, l))
+			return;
+	}
 	if (len > io->conf.max_message) {
 		vp_log_warn("io", "msg_refused", "reason=too_big len=%zu max=%u peer=%s", len, io->conf.max_message,
 		            dp_link_peer_addr(l));

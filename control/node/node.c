@@ -762,8 +762,11 @@ static void on_msg(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 	rl_message_t m;
 	int err;
 
-	if (!e || !ev->link)
+	if (!e || !ev->link) {
+		vp_log_debug("node", "msg_dropped", "shard=%u serial=%llu reason=link_gone", s->idx,
+		             (unsigned long long)ev->link_serial);
 		return; /* the link went down in this burst */
+	}
 	if (!flood_ok(s, e, now))
 		return;
 	err = rl_msg_decode(ev->pkt.buf + ev->pkt.off, ev->pkt.len, &m);
@@ -777,6 +780,9 @@ static void on_msg(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 		warn_refused(s, peer, "wrong_overlay", m.contents.code);
 		return;
 	}
+	if (vp_log_enabled(VP_LOG_DEBUG))
+		vp_log_debug("node", "msg_rx", "shard=%u peer=%s code=0x%x len=%zu txid=%llx", s->idx, peer,
+		             m.contents.code, ev->pkt.len, (unsigned long long)m.hdr.txid);
 	s->cur = ev;
 	s->cur_signer = NULL;
 	s->cur_prev = e->peer;
