@@ -7,6 +7,7 @@
  *   rl_peer CA CERT KEY OVERLAY ADDR:PORT ping NODE-ID
  *   rl_peer ... probe NODE-ID            Probe: responsible_set, num_resources, uptime
  *   rl_peer ... route_query RESOURCE-ID  RouteQuery towards a resource id
+ *   rl_peer ... store RESOURCE-ID        an empty Store towards a resource id (answered where it belongs)
  *   rl_peer ... badsig NODE-ID           a Ping whose signature does not verify (expects no answer)
  *   rl_peer ... forged_leave NODE-ID     a Leave for NODE-ID signed by this peer (not its Node-ID)
  *   rl_peer ... flood N NODE-ID          N Pings as fast as the link takes them; prints the answers counted
@@ -137,7 +138,7 @@ static int send_req(peer_t *p, const rl_dest_t *dest, const rl_body_t *body, boo
 	return dp_link_send(p->link, buf, vp_wr_len(&wr));
 }
 
-static int print_answer(peer_t *p)
+static int print_answer(peer_t *pp)
 {
 	rl_message_t m;
 	rl_body_t b;
@@ -145,16 +146,16 @@ static int print_answer(peer_t *p)
 	const dp_cert_ident_t *signer = NULL;
 	dp_cert_reason_t why = DP_CERT_OK;
 	uint32_t n = 0;
-	const vp_id_t *link_ids = dp_link_peer_ids(p->link, &n);
+	const vp_id_t *link_ids = dp_link_peer_ids(pp->link, &n);
 	char hex[VP_ID_HEX_LEN + 1];
 	int vr;
 
-	if (rl_msg_decode(p->last, p->last_len, &m) || dp_cert_originator(&m, &link_ids[0], &responder))
+	if (rl_msg_decode(pp->last, pp->last_len, &m) || dp_cert_originator(&m, &link_ids[0], &responder))
 		return 1;
-	vr = dp_cert_msg_verify(p->certs, &m, &link_ids[0], &signer, &why);
+	vr = dp_cert_msg_verify(pp->certs, &m, &link_ids[0], &signer, &why);
 	if (vr && why == DP_CERT_NOT_ORIGINATOR && n > 1)
 		for (uint32_t i = 1; i < n && vr; i++) /* a direct answer from another vnode of the same node */
-			if (!(vr = dp_cert_msg_verify(p->certs, &m, &link_ids[i], &signer, &why)))
+			if (!(vr = dp_cert_msg_verify(pp->certs, &m, &link_ids[i], &signer, &why)))
 				responder = link_ids[i];
 	printf("answer code=0x%x responder=%s verified=%s hops=%u", m.contents.code, vp_id_to_hex(&responder, hex),
 	       vr ? dp_cert_reason_name(why) : "yes", (unsigned)RL_LIST_COUNT(&m.hdr.via));
@@ -184,9 +185,10 @@ static int id_arg(const char *s, vp_id_t *id)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static peer_t p;
+
+static int run(int argc, char **argv)
 {
-	peer_t p;
 	dp_link_conf_t lc;
 	dp_cert_store_cfg_t cc;
 	struct sockaddr_storage ss;
@@ -287,6 +289,11 @@ int main(int argc, char **argv)
 		dest = rl_dest_resource(target.b, VP_ID_LEN);
 		body.code = RL_ROUTE_QUERY_REQ;
 		body.u.route_query_req.destination = dest;
+	} else if (!strcmp(cmd, "store")) {
+		/* A Store with no kind data: routed to the responsible vnode, answered there. */
+		dest = rl_dest_resource(target.b, VP_ID_LEN);
+		body.code = RL_STORE_REQ;
+		body.u.store_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
 	} else if (!strcmp(cmd, "forged_leave")) {
 		dest = rl_dest_node(&target);
 		body.code = RL_LEAVE_REQ;
@@ -302,4 +309,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	return print_answer(&p);
+}
+
+static bool closed(peer_t *pp)
+{
+	return dp_link_state(pp->link) == DP_LINK_CLOSED;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+	if (p.link) {
+		/* close_notify, so the node logs a clean close rather than a TLS error */
+		dp_link_close(p.link);
+		pump(&p, closed, 1000);
+	}
+	return rc;
 }
