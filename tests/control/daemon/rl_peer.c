@@ -255,6 +255,7 @@ static int run(int argc, char **argv)
 	if (!strcmp(cmd, "flood")) {
 		long n = strtol(argv[7], NULL, 10);
 		int sent = 0;
+		uint64_t t0 = now_ms(), t1;
 		if (argc < 9 || n <= 0 || (err = id_arg(argv[8], &target)))
 			return 2;
 		dest = rl_dest_node(&target);
@@ -270,8 +271,9 @@ static int run(int argc, char **argv)
 				pump(&p, NULL, 0);
 		}
 		pump(&p, tx_empty, WAIT_MS);
+		t1 = now_ms(); /* everything is written: on loopback the node has it too */
 		pump(&p, NULL, 2000);
-		printf("flood sent=%d answers=%d\n", sent, p.answers);
+		printf("flood sent=%d answers=%d send_ms=%llu\n", sent, p.answers, (unsigned long long)(t1 - t0));
 		return 0;
 	}
 	if ((err = id_arg(argv[7], &target)))
