@@ -54,8 +54,22 @@ typedef struct expect_ent {
 	uint64_t until;
 } expect_ent_t;
 
+/* A shard's identity: its own certificate, so a link names exactly one vnode (see node.h). */
+typedef struct node_ident {
+	EVP_PKEY *key;
+	X509 *cert;
+	uint8_t *der;
+	int der_len;
+	uint8_t hash[RL_MAX_HASH_LEN];
+	rl_signer_identity_t signer;
+	rl_cert_t rlcert;
+	vp_id_t ids[DP_CERT_MAX_NODE_IDS];
+	uint32_t nids;
+} node_ident_t;
+
 typedef struct node_shard {
 	node_t *node;
+	node_ident_t id;
 	unsigned idx;
 	dp_shard_t *sh;
 	dp_cert_store_t *certs;
@@ -99,15 +113,6 @@ struct node {
 	node_conf_t given; /* as configured (conf gets the resolved file paths) */
 	node_kinds_ops_t kinds;
 	bool have_kinds;
-	EVP_PKEY *key;
-	X509 *cert;
-	uint8_t *der;
-	int der_len;
-	uint8_t hash[RL_MAX_HASH_LEN];
-	rl_signer_identity_t signer;
-	rl_cert_t rlcert;
-	vp_id_t ids[DP_CERT_MAX_NODE_IDS];
-	uint32_t nids;
 	chord_cfg_t ccfg;
 	struct sockaddr_storage boot[16];
 	socklen_t boot_len[16];
@@ -130,13 +135,13 @@ static const char *const level_words[] = { "error", "warn", "info", "debug", NUL
 
 static const vp_conf_opt_t node_rows[] = {
 	{ .section = "node", .key = "data_dir", .type = VP_CONF_STR, .def = "/var/lib/viprd",
-	  .doc = "this node's directory: node.pem and node.key (its Node-IDs), and its data; kept across restarts",
+	  .doc = "this node's directory: node.pem and node.key (shard 0's Node-ID; node-i.pem for shard i), its data; kept across restarts",
 	  VP_CONF_AT(node_conf_t, data_dir) },
 	{ .section = "node", .key = "listen", .type = VP_CONF_STR, .def = "0.0.0.0:6084",
 	  .doc = "address:port of shard 0's overlay links; shard i listens on port + i (port 0: any free ports)",
 	  VP_CONF_AT(node_conf_t, listen) },
 	{ .section = "node", .key = "shards", .type = VP_CONF_U32, .min = 0, .max = NODE_MAX_SHARDS, .def = "0",
-	  .unit = "threads", .doc = "shard threads, one vnode (one Node-ID of the certificate) each; 0 = one per CPU",
+	  .unit = "threads", .doc = "shard threads, one vnode each: shard i uses data_dir/node-i.pem and node-i.key (shard 0 node.pem); 0 = one per CPU",
 	  VP_CONF_AT(node_conf_t, shards) },
 	{ .section = "node", .key = "pin", .type = VP_CONF_BOOL, .def = "no",
 	  .doc = "pin shard i to CPU i (a host that runs nothing else)", VP_CONF_AT(node_conf_t, pin) },
@@ -291,62 +296,68 @@ finish:
 
 /* ---- identity ------------------------------------------------------------ */
 
-static int load_identity(node_t *n)
+static int load_identity(node_t *n, unsigned shard, node_ident_t *id, dp_link_conf_t *lc)
 {
 	char cpath[512], kpath[512];
 	FILE *f;
-	const char *cp = n->conf.link.cert_file, *kp = n->conf.link.key_file;
+	const char *cp = shard ? "" : n->conf.link.cert_file, *kp = shard ? "" : n->conf.link.key_file;
 	int k;
 
 	if (!cp[0]) {
-		snprintf(cpath, sizeof(cpath), "%s/node.pem", n->conf.data_dir);
+		if (shard)
+			snprintf(cpath, sizeof(cpath), "%s/node-%u.pem", n->conf.data_dir, shard);
+		else
+			snprintf(cpath, sizeof(cpath), "%s/node.pem", n->conf.data_dir);
 		cp = cpath;
 	}
 	if (!kp[0]) {
-		snprintf(kpath, sizeof(kpath), "%s/node.key", n->conf.data_dir);
+		if (shard)
+			snprintf(kpath, sizeof(kpath), "%s/node-%u.key", n->conf.data_dir, shard);
+		else
+			snprintf(kpath, sizeof(kpath), "%s/node.key", n->conf.data_dir);
 		kp = kpath;
 	}
 	f = fopen(cp, "r");
-	if (!f || !(n->cert = PEM_read_X509(f, NULL, NULL, NULL))) {
-		vp_log_error("node", "config", "reason=\"no certificate in %s\"", cp);
+	if (!f || !(id->cert = PEM_read_X509(f, NULL, NULL, NULL))) {
+		vp_log_error("node", "config", "reason=\"shard %u: no certificate in %s\"", shard, cp);
 		if (f)
 			fclose(f);
 		return VP_ECONFIG;
 	}
 	fclose(f);
 	f = fopen(kp, "r");
-	if (!f || !(n->key = PEM_read_PrivateKey(f, NULL, NULL, NULL))) {
-		vp_log_error("node", "config", "reason=\"no private key in %s\"", kp);
+	if (!f || !(id->key = PEM_read_PrivateKey(f, NULL, NULL, NULL))) {
+		vp_log_error("node", "config", "reason=\"shard %u: no private key in %s\"", shard, kp);
 		if (f)
 			fclose(f);
 		return VP_ECONFIG;
 	}
 	fclose(f);
-	if (X509_check_private_key(n->cert, n->key) != 1) {
+	if (X509_check_private_key(id->cert, id->key) != 1) {
 		vp_log_error("node", "config", "reason=\"%s is not the key of %s\"", kp, cp);
 		return VP_ECONFIG;
 	}
-	n->der = NULL;
-	n->der_len = i2d_X509(n->cert, &n->der);
-	if (n->der_len <= 0)
+	id->der = NULL;
+	id->der_len = i2d_X509(id->cert, &id->der);
+	if (id->der_len <= 0)
 		return VP_ECRYPTO;
-	if (rl_signer_cert_hash(n->der, (size_t)n->der_len, n->hash, &n->signer))
+	if (rl_signer_cert_hash(id->der, (size_t)id->der_len, id->hash, &id->signer))
 		return VP_ECRYPTO;
-	n->rlcert.type = RL_CERT_X509;
-	n->rlcert.der = (rl_bytes_t){ n->der, (uint32_t)n->der_len };
-	k = dp_cert_node_ids(n->cert, n->conf.overlay, n->ids, DP_CERT_MAX_NODE_IDS);
+	id->rlcert.type = RL_CERT_X509;
+	id->rlcert.der = (rl_bytes_t){ id->der, (uint32_t)id->der_len };
+	k = dp_cert_node_ids(id->cert, n->conf.overlay, id->ids, DP_CERT_MAX_NODE_IDS);
 	if (k <= 0) {
 		vp_log_error("node", "config", "reason=\"%s carries no Node-ID of overlay %s\"", cp, n->conf.overlay);
 		return VP_ECONFIG;
 	}
-	n->nids = (uint32_t)k;
+	id->nids = (uint32_t)k;
 	/* The paths the link layer reads. */
-	if (strlen(cp) >= sizeof(n->conf.link.cert_file) || strlen(kp) >= sizeof(n->conf.link.key_file)) {
+	if (strlen(cp) >= sizeof(lc->cert_file) || strlen(kp) >= sizeof(lc->key_file)) {
 		vp_log_error("node", "config", "reason=\"data_dir path too long\"");
 		return VP_ECONFIG;
 	}
-	memmove(n->conf.link.cert_file, cp, strlen(cp) + 1);
-	memmove(n->conf.link.key_file, kp, strlen(kp) + 1);
+	memmove(lc->cert_file, cp, strlen(cp) + 1);
+	memmove(lc->key_file, kp, strlen(kp) + 1);
 	return 0;
 }
 
@@ -437,10 +448,10 @@ static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_me
 		return VP_ENOROUTE;
 	sm.sec.certs.raw = NULL;
 	sm.sec.certs.raw_len = sm.sec.certs.raw_count = 0;
-	sm.sec.certs.items = &n->rlcert;
+	sm.sec.certs.items = &s->id.rlcert;
 	sm.sec.certs.n_items = 1;
 	vp_wr_init(&wr, s->encbuf, n->conf.max_message_size);
-	err = rl_msg_encode_signed(&wr, &sm, n->key, &n->signer, s->sigbuf, sizeof(s->sigbuf));
+	err = rl_msg_encode_signed(&wr, &sm, s->id.key, &s->id.signer, s->sigbuf, sizeof(s->sigbuf));
 	if (err)
 		return err;
 	return dp_shard_send(s->sh, l, s->encbuf, vp_wr_len(&wr));
@@ -659,6 +670,14 @@ static void on_up(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 	plink_ent_t *e;
 	vp_id_t peer = ev->peer[0];
 	bool matched = false;
+
+	/* The link peer's vnode: the Node-ID we expect from an Attach, else its first that is not ours (a link
+	 * between two shards of this node carries our own certificate). */
+	for (uint32_t i = 0; i < ev->n_peer; i++)
+		if (!vp_id_eq(&ev->peer[i], &s->self)) {
+			peer = ev->peer[i];
+			break;
+		}
 
 	if (s->nlinks == s->cap_links) {
 		size_t cap = s->cap_links ? s->cap_links * 2 : 16;
@@ -952,7 +971,7 @@ static int shard_prepare(node_t *n, unsigned i)
 {
 	node_shard_t *s = &n->shards[i];
 	dp_cert_store_cfg_t ccfg = { .overlay = n->conf.overlay };
-	dp_link_ident_t ident = { .cert = n->cert, .key = n->key, .chain = NULL };
+	dp_link_ident_t ident;
 	char host[96], addr[128];
 	uint16_t port = 0, bound = 0;
 	int fd = -1, err;
@@ -964,8 +983,17 @@ static int shard_prepare(node_t *n, unsigned i)
 
 	s->node = n;
 	s->idx = i;
-	s->self = n->ids[i];
 	s->lconf = n->conf.link;
+	if ((err = load_identity(n, i, &s->id, &s->lconf)))
+		return err;
+	/* The vnode is the certificate's first Node-ID: what every peer takes a link to name. */
+	s->self = s->id.ids[0];
+	for (unsigned k = 0; k < i; k++)
+		if (vp_id_eq(&n->shards[k].self, &s->self)) {
+			vp_log_error("node", "config", "reason=\"shards %u and %u have the same Node-ID: each needs its own certificate\"", k, i);
+			return VP_ECONFIG;
+		}
+	ident = (dp_link_ident_t){ .cert = s->id.cert, .key = s->id.key, .chain = NULL };
 	if (vp_net_split_hostport(n->conf.listen, true, host, sizeof(host), &port)) {
 		vp_log_error("node", "config", "reason=\"[node] listen %s is not address:port\"", n->conf.listen);
 		return VP_ECONFIG;
@@ -1060,7 +1088,7 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 		err = VP_ECONFIG;
 		goto fail;
 	}
-	if ((err = load_identity(n)) || (err = parse_bootstrap(n)))
+	if ((err = parse_bootstrap(n)))
 		goto fail;
 	if (n->nboot == 0) {
 		vp_log_error("node", "config", "reason=\"the configuration document names no bootstrap peer\"");
@@ -1071,12 +1099,6 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 	n->nshards = n->conf.shards ? n->conf.shards : (unsigned)(cpus > 0 ? cpus : 1);
 	if (n->nshards > NODE_MAX_SHARDS)
 		n->nshards = NODE_MAX_SHARDS;
-	if (n->nshards > n->nids) {
-		vp_log_error("node", "config", "reason=\"%u shards need %u Node-IDs; the certificate carries %u\"",
-		             n->nshards, n->nshards, n->nids);
-		err = VP_ECONFIG;
-		goto fail;
-	}
 	n->ccfg = chord_cfg_default();
 	n->ccfg.overlay = rl_overlay_id(n->conf.overlay, strlen(n->conf.overlay));
 	n->ccfg.initial_ttl = (uint8_t)n->conf.initial_ttl;
@@ -1140,9 +1162,10 @@ void node_reload(node_t *n, const node_conf_t *fresh)
 {
 	char why[256];
 	node_conf_t c = *fresh;
+	/* Said at the old level, so a quieter new one still shows the reload happened. */
+	vp_log_info("node", "reloaded", "log_level=%s", level_words[fresh->log_level]);
 	vp_log_setup((vp_log_level_t)fresh->log_level, NULL);
 	n->conf.log_level = fresh->log_level;
-	vp_log_info("node", "reloaded", "log_level=%s", level_words[fresh->log_level]);
 	/* The document: its bad-node list applies at once; other overlay-wide values need a restart. */
 	if (node_conf_overlay(&c, why)) {
 		vp_log_warn("node", "reload_refused", "what=config_file reason=\"%s\"", why);
@@ -1210,11 +1233,11 @@ void node_free(node_t *n)
 		dp_replay_free(s->replay);
 		dp_cert_store_free(s->certs);
 		free(s->links);
+		OPENSSL_free(s->id.der);
+		X509_free(s->id.cert);
+		EVP_PKEY_free(s->id.key);
 	}
 	free(n->shards);
-	OPENSSL_free(n->der);
-	X509_free(n->cert);
-	EVP_PKEY_free(n->key);
 	if (n->lock_fd >= 0)
 		close(n->lock_fd);
 	free(n);

@@ -3,10 +3,15 @@
  * the storage service under the overlay (ARCHITECTURE.md §3).
  *
  * A node runs `shards` shard threads (dataplane/shard.h).  Shard i owns one
- * vnode: the i-th Node-ID of the node's certificate, its own Chord engine
- * (control/chord), its own link set on its own port (listen port + i) and its
- * own certificate store and replay window, so shards share nothing on the
- * message path.  The control thread (the caller of node_run) reaches them only
+ * vnode: the first Node-ID of its own certificate (data_dir/node.pem for shard
+ * 0, node-<i>.pem for shard i), its own Chord engine (control/chord), its own
+ * link set on its own port (listen port + i) and its own certificate store and
+ * replay window, so shards share nothing on the message path.  One
+ * certificate per shard because a link is bound to its peer's certificate:
+ * with several vnodes behind one certificate a direct message would not say
+ * which of them sent it (RFC 6940's cert_hash_node_id signer identity would,
+ * and the verifier does not read it yet); every peer takes a link to name the
+ * first Node-ID of its certificate.  The control thread (the caller of node_run) reaches them only
  * through their command rings.
  *
  * What a shard does with a message (docs/protocol.md §1.6, §4):
@@ -117,9 +122,10 @@ typedef struct node_kinds_ops {
 typedef struct node node_t;
 
 /*!
- * \brief Load the certificate and key (data_dir/node.pem, node.key unless [link] cert_file/key_file), the
- * overlay root, and prepare the shards (listening sockets bound).  \p kinds may be NULL.  VP_ECONFIG (logged
- * with the reason) for a certificate with fewer Node-IDs than shards, unreadable files, a busy port.
+ * \brief Load each shard's certificate and key (shard 0: data_dir/node.pem, node.key unless [link]
+ * cert_file/key_file; shard i: data_dir/node-<i>.pem, node-<i>.key), the overlay root, and prepare the shards
+ * (listening sockets bound).  \p kinds may be NULL.  VP_ECONFIG (logged with the reason) for a missing or
+ * unreadable certificate, two shards with the same Node-ID, a busy port, a data_dir in use.
  */
 int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **out);
 

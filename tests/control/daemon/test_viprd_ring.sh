@@ -33,12 +33,13 @@ BOOT=$(free_port)
 # ---- the overlay: CA, document, certificates -------------------------------------------------
 "$E" --dir ca --set overlay.name=$OV --set overlay.bootstrap="127.0.0.1:$BOOT" \
   --set overlay.chord_update_interval=2s --set overlay.chord_ping_interval=2s init > init.out || { cat init.out; exit 2; }
-enroll() {  # enroll DIR NODEIDS
+enroll() {  # enroll DIR NODEIDS [NAME]: DIR/NAME.pem and .key (NAME defaults to node); prints the first Node-ID
+  local name=${3:-node}
   mkdir -p "$1"
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1/node.key" \
-    -subj "/CN=$1" -out "$1.csr" 2>/dev/null || exit 2
-  "$E" --dir ca issue --csr "$1.csr" --user "$1@test.example" --nodeids "$2" --out "$1/node.pem" > "$1.issued" || exit 2
-  sed -n 's/.*node_ids=\([0-9a-f]*\).*/\1/p' "$1.issued"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1/$name.key" \
+    -subj "/CN=$1" -out "$1-$name.csr" 2>/dev/null || exit 2
+  "$E" --dir ca issue --csr "$1-$name.csr" --user "$1@test.example" --nodeids "$2" --out "$1/$name.pem" > "$1-$name.issued" || exit 2
+  sed -n 's/.*node_ids=\([0-9a-f]*\).*/\1/p' "$1-$name.issued"
 }
 declare -A ID PORT
 for i in 1 2 3 4; do
@@ -48,7 +49,7 @@ for i in 1 2 3 4; do
 [node]
 data_dir = n$i
 listen = 127.0.0.1:${PORT[$i]}
-shards = 1
+shards = $([ $i = 1 ] && echo 2 || echo 1)
 flood_rate = 200
 flood_burst = 100
 [overlay]
@@ -59,6 +60,8 @@ ca_file = ca/ca.pem
 handshake_timeout = 1s
 EOF
 done
+# Node 1 runs 2 shards: shard 1's vnode has its own certificate (node-1.pem) and listens on port + 1.
+ID1B=$(enroll n1 1 node-1)
 PEER_ID=$(enroll client 1)
 peer() { "$P" ca/ca.pem client/node.pem client/node.key $OV "127.0.0.1:${PORT[$1]}" "${@:2}"; }
 
@@ -81,14 +84,15 @@ start 1
 check "node 1 starts the overlay" wait_for 10 joined 1
 for i in 2 3 4; do start $i; check "node $i joins (Attach, Update, Join between processes)" wait_for 20 joined $i; done
 
-# Every node answers a Ping sent to every other node's id through it: the ring routes between processes.
+check "node 1's second shard joins with its own Node-ID" wait_for 20 bash -c "grep -q 'event=joined shard=1 node_id=$ID1B' n1.log"
+# Every node answers a Ping sent to every vnode's id through it: the ring routes between processes.
 ring_ok() {
-  for i in 1 2 3 4; do for j in 1 2 3 4; do
-    peer $i ping ${ID[$j]} > ping.out 2>&1
-    grep -q "answer code=0x18 responder=${ID[$j]} verified=yes" ping.out || { echo "  node $i -> node $j: $(cat ping.out)"; return 1; }
+  for i in 1 2 3 4; do for t in ${ID[1]} $ID1B ${ID[2]} ${ID[3]} ${ID[4]}; do
+    peer $i ping $t > ping.out 2>&1
+    grep -q "answer code=0x18 responder=$t verified=yes" ping.out || { echo "  node $i -> $t: $(cat ping.out)"; return 1; }
   done; done
 }
-check "Ping from every node to every node, answers signed by the target (16 pairs)" wait_for 30 ring_ok
+check "Ping through every node to every vnode, answers signed by the target (20 pairs)" wait_for 30 ring_ok
 out=$(peer 1 probe ${ID[3]})
 check "Probe through node 1 answered by node 3 (responsible_set, num_resources absent, uptime)" \
   bash -c "grep -q 'answer code=0x2 responder=${ID[3]} verified=yes' <<<'$out' && grep -q 'probe1=' <<<'$out' && grep -q 'probe3=' <<<'$out'"
@@ -137,6 +141,13 @@ for j in 1 3 4; do
   check "node 2 routes a Ping to node $j after the attacks" bash -c "'$P' ca/ca.pem client/node.pem client/node.key $OV 127.0.0.1:${PORT[2]} ping ${ID[$j]} | grep -q 'responder=${ID[$j]} verified=yes'"
 done
 check "node 2 is still running" kill -0 ${PID[2]}
+
+# ---- SIGHUP: reload what can change, say what cannot ----------------------------------------
+sed -i 's/^\[node\]$/[node]\nlog_level = warn\nio_burst = 32/' n1.conf
+kill -HUP ${PID[1]}
+check "SIGHUP: the new log level applies" wait_for 5 grep -q 'event=reloaded log_level=warn' n1.log
+check "SIGHUP: a change that needs a restart is logged" grep -q 'event=reload_needs_restart what=node_or_link_options' n1.log
+check "node 1 keeps running after SIGHUP" kill -0 ${PID[1]}
 
 # ---- SIGTERM: leave cleanly ----------------------------------------------------------------
 kill -TERM ${PID[4]}; wait ${PID[4]}; rc=$?; unset 'PID[4]'
