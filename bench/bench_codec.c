@@ -30,7 +30,7 @@ static const vp_id_t ORIGIN = { { 0x0c, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1
 static const vp_id_t HOP1 = { { 0x1a, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 2 } };
 static const vp_id_t ME = { { 0x2b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 3 } };
 
-static void die(const char *what)
+static _Noreturn void die(const char *what)
 {
 	fprintf(stderr, "bench_codec: %s\n", what);
 	exit(1);

@@ -42,7 +42,7 @@
 
 #define OVERLAY "vipr.example"
 
-static void die(const char *what)
+static _Noreturn void die(const char *what)
 {
 	fprintf(stderr, "bench_link: %s\n", what);
 	exit(1);

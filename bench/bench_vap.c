@@ -473,7 +473,10 @@ static void bench_publish(size_t total)
 	harness_stop(&h);
 
 	/* Baseline: the same store, inserts straight in (no protocol, no server). */
-	ms = vap_memstore_new();
+	if (vap_memstore_new(&ms)) {
+		fprintf(stderr, "bench_vap: out of memory\n");
+		exit(1);
+	}
 	t0 = now_s();
 	for (size_t i = 0; i < total; i++)
 		vap_memstore_insert(ms, nums[i], 1, VAP_OP_ADD);

@@ -120,7 +120,7 @@ static int parse_value(char *raw, int line, vp_conf_err_t *e)
 	return 0;
 }
 
-vp_conf_t *vp_conf_parse(const char *text, size_t len, int *err, vp_conf_err_t *e)
+int vp_conf_parse(const char *text, size_t len, vp_conf_t **out, vp_conf_err_t *e)
 {
 	vp_conf_t *conf = calloc(1, sizeof(*conf));
 	char section[VP_CONF_MAX_LINE] = "";
@@ -128,6 +128,7 @@ vp_conf_t *vp_conf_parse(const char *text, size_t len, int *err, vp_conf_err_t *
 	size_t pos = 0;
 	int line = 0, r = 0;
 
+	*out = NULL;
 	if (e) {
 		e->line = 0;
 		e->msg[0] = '\0';
@@ -202,29 +203,27 @@ vp_conf_t *vp_conf_parse(const char *text, size_t len, int *err, vp_conf_err_t *
 		}
 	}
 out:
-	if (err)
-		*err = r;
 	if (r) {
 		if (r == VP_ENOMEM)
 			fail(e, line, "out of memory");
 		vp_conf_free(conf);
-		return NULL;
+		return r;
 	}
-	return conf;
+	*out = conf;
+	return 0;
 }
 
-vp_conf_t *vp_conf_load(const char *path, int *err, vp_conf_err_t *e)
+int vp_conf_load(const char *path, vp_conf_t **out, vp_conf_err_t *e)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f;
 	char *text = NULL;
 	size_t len = 0, cap = 0;
-	vp_conf_t *conf = NULL;
+	int rc;
 
-	if (!f) {
+	*out = NULL;
+	if (!(f = fopen(path, "rb"))) {
 		fail(e, 0, "cannot open %s: %s", path, strerror(errno));
-		if (err)
-			*err = VP_EIO;
-		return NULL;
+		return VP_EIO;
 	}
 	for (;;) {
 		size_t got;
@@ -234,8 +233,7 @@ vp_conf_t *vp_conf_load(const char *path, int *err, vp_conf_err_t *e)
 			t = realloc(text, cap);
 			if (!t) {
 				fail(e, 0, "out of memory reading %s", path);
-				if (err)
-					*err = VP_ENOMEM;
+				rc = VP_ENOMEM;
 				goto out;
 			}
 			text = t;
@@ -247,15 +245,14 @@ vp_conf_t *vp_conf_load(const char *path, int *err, vp_conf_err_t *e)
 	}
 	if (ferror(f)) {
 		fail(e, 0, "cannot read %s", path);
-		if (err)
-			*err = VP_EIO;
+		rc = VP_EIO;
 		goto out;
 	}
-	conf = vp_conf_parse(text, len, err, e);
+	rc = vp_conf_parse(text, len, out, e);
 out:
 	free(text);
 	fclose(f);
-	return conf;
+	return rc;
 }
 
 void vp_conf_free(vp_conf_t *conf)
@@ -611,7 +608,7 @@ int vp_conf_schema_parse(const vp_conf_opt_t *opts, size_t n, const char *text, 
 	vp_conf_t *vc;
 	if (rc)
 		return rc;
-	if (!(vc = vp_conf_parse(text, len, &rc, e)))
+	if ((rc = vp_conf_parse(text, len, &vc, e)))
 		return rc;
 	rc = vp_conf_schema_apply(opts, n, vc, out, e);
 	vp_conf_free(vc);
@@ -624,7 +621,7 @@ int vp_conf_schema_load(const vp_conf_opt_t *opts, size_t n, const char *path, v
 	vp_conf_t *vc;
 	if (rc)
 		return rc;
-	if (!(vc = vp_conf_load(path, &rc, e)))
+	if ((rc = vp_conf_load(path, &vc, e)))
 		return rc;
 	rc = vp_conf_schema_apply(opts, n, vc, out, e);
 	vp_conf_free(vc);
@@ -699,8 +696,12 @@ void vp_conf_schema_help(FILE *f, const vp_conf_opt_t *opts, size_t n)
 		         o->unit ? ", " : "", o->unit ? o->unit : "",
 		         (o->flags & VP_CONF_F_OVERLAY) ? ", overlay-wide" : "",
 		         (o->flags & VP_CONF_F_RELOAD) ? ", reloadable" : "");
-		fprintf(f, "# %s (%s)\n%s = %s\n", o->doc, what, o->key,
-		        (o->flags & VP_CONF_F_SECRET) || !o->def ? "" : o->def);
+		/* Without a value to show, the line is commented out: "key = " would set the option to nothing,
+		 * which is not the same as leaving it unset, so the output can be copied into a file as it is. */
+		if ((o->flags & VP_CONF_F_SECRET) || !o->def || !*o->def)
+			fprintf(f, "# %s (%s)\n# %s =\n", o->doc, what, o->key);
+		else
+			fprintf(f, "# %s (%s)\n%s = %s\n", o->doc, what, o->key, o->def);
 	}
 }
 

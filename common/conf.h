@@ -33,11 +33,14 @@ typedef struct vp_conf_err {
 	char msg[256];
 } vp_conf_err_t;
 
-/*! \brief Parse \p len bytes of text. NULL on error (VP_ECONFIG/VP_ENOMEM in *err and a reason in \p e). */
-vp_conf_t *vp_conf_parse(const char *text, size_t len, int *err, vp_conf_err_t *e);
+/*!
+ * \brief Parse \p len bytes of text into *\p out (the caller frees it with vp_conf_free()).
+ * 0, or VP_ECONFIG / VP_ENOMEM with a reason in \p e; *\p out is NULL on error.
+ */
+int vp_conf_parse(const char *text, size_t len, vp_conf_t **out, vp_conf_err_t *e);
 
-/*! \brief Read and parse a file (VP_EIO if it cannot be read). */
-vp_conf_t *vp_conf_load(const char *path, int *err, vp_conf_err_t *e);
+/*! \brief Read and parse a file into *\p out, as vp_conf_parse(); VP_EIO if it cannot be read. */
+int vp_conf_load(const char *path, vp_conf_t **out, vp_conf_err_t *e);
 
 void vp_conf_free(vp_conf_t *conf);
 
@@ -145,7 +148,10 @@ int vp_conf_schema_set(const vp_conf_opt_t *opts, size_t n, void *out, const cha
 const vp_conf_opt_t *vp_conf_schema_find(const vp_conf_opt_t *opts, size_t n, const char *section,
                                          const char *key);
 
-/*! \brief `--help-config`: every option as it would be written in a file, with its doc, type, range, flags. */
+/*!
+ * \brief `--help-config`: every option as it would be written in a file, with its doc, type, range, flags.
+ * An option with no default, or a secret, is printed commented out ("# key =") so the output parses as it is.
+ */
 void vp_conf_schema_help(FILE *f, const vp_conf_opt_t *opts, size_t n);
 
 /*! \brief The README's options table (Markdown), one row per option, grouped by section. */

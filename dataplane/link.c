@@ -23,6 +23,7 @@
 #include "common/errcode.h"
 #include "common/hex.h"
 #include "common/log.h"
+#include "common/net.h"
 
 /* Decrypted bytes read per dp_link_io() call before yielding to other links (fairness). */
 #define READ_BUDGET (256u * 1024u)
@@ -269,51 +270,15 @@ void dp_link_ctx_free(dp_link_ctx_t *c)
 
 int dp_link_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len)
 {
-	char host[64];
-	const char *colon, *h = text;
-	size_t hl;
-	char *end;
-	unsigned long port;
+	char host[VP_NET_HOST_MAX];
+	uint16_t port;
+	vp_net_addr_t a;
 
-	if (!text)
-		return VP_EINVAL;
 	memset(ss, 0, sizeof(*ss));
-	if (text[0] == '[') {
-		const char *rb = strchr(text, ']');
-		if (!rb || rb[1] != ':')
-			return VP_EINVAL;
-		h = text + 1;
-		hl = (size_t)(rb - h);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (!colon)
-			return VP_EINVAL;
-		hl = (size_t)(colon - text);
-	}
-	if (hl == 0 || hl >= sizeof(host))
+	if (vp_net_split_hostport(text, true, host, sizeof(host), &port) || vp_net_addr_numeric(host, port, &a))
 		return VP_EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (errno || *end || end == colon + 1 || port > 65535)
-		return VP_EINVAL;
-	if (text[0] != '[') {
-		struct sockaddr_in *a = (struct sockaddr_in *)ss;
-		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-			return VP_EINVAL;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		*len = sizeof(*a);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
-			return VP_EINVAL;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*a);
-	}
+	*ss = a.ss;
+	*len = a.len;
 	return 0;
 }
 
@@ -378,27 +343,13 @@ int dp_link_candidate(const dp_link_conf_t *conf, const struct sockaddr *listen,
 
 int dp_link_listen(const char *addr, int backlog, int *fd, uint16_t *port)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int s, one = 1;
+	char host[VP_NET_HOST_MAX];
+	uint16_t want;
 
 	*fd = -1;
-	if (dp_link_addr_parse(addr, &ss, &sl))
+	if (vp_net_split_hostport(addr, true, host, sizeof(host), &want))
 		return VP_EINVAL;
-	s = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return VP_EIO;
-	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(s, (struct sockaddr *)&ss, sl) || listen(s, backlog) ||
-	    getsockname(s, (struct sockaddr *)&ss, &sl)) {
-		close(s);
-		return VP_EIO;
-	}
-	if (port)
-		*port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-		                                      : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	*fd = s;
-	return 0;
+	return vp_net_listen_tcp(host, want, backlog, VP_NET_NONBLOCK, fd, port);
 }
 
 /* ---- links ------------------------------------------------------------------ */

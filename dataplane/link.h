@@ -177,7 +177,7 @@ void dp_link_counts(const dp_link_t *l, uint64_t *data_rx, uint64_t *acks_rx);
 
 /* ---- addresses ----------------------------------------------------------- */
 
-/*! \brief Parse a numeric "a.b.c.d:port" or "[v6]:port". VP_EINVAL otherwise. */
+/*! \brief Parse a numeric "a.b.c.d:port" or "[v6]:port" (common/net.h's parser). VP_EINVAL otherwise. */
 int dp_link_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len);
 
 /*!
@@ -187,7 +187,10 @@ int dp_link_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t 
  */
 int dp_link_candidate(const dp_link_conf_t *conf, const struct sockaddr *listen, rl_ice_candidate_t *out);
 
-/*! \brief A non-blocking listening TCP socket on \p addr ("127.0.0.1:0" picks a port); *port gets the port. */
+/*!
+ * \brief A non-blocking listening TCP socket on numeric \p addr ("127.0.0.1:0" picks a port); *port gets the
+ * port.  vp_net_listen_tcp() on "host:port" text: VP_EINVAL for a bad address, VP_EIO when bind/listen fails.
+ */
 int dp_link_listen(const char *addr, int backlog, int *fd, uint16_t *port);
 
 /* ---- a set of links served by one thread --------------------------------- */

@@ -777,7 +777,7 @@ int main(int argc, char **argv)
 		    f.nodes, f.sim_ms / 1000.0, f.wall_s, f.messages);
 	} else {
 		say(d, "[overlay] DHT: in-process registration table shared by the carriers' servers (--dht memory)");
-		if (!(d->mem = vsrv_memdht_new()))
+		if (vsrv_memdht_new(&d->mem))
 			goto out;
 		say(d, "overlay formed: %d nodes", NCAR);
 	}

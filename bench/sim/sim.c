@@ -370,15 +370,8 @@ static void ring_remove(sim_t *s, uint32_t idx)
 /* Position in the ring of the first live joined node at or after id. */
 static uint32_t ring_succ_pos(const sim_t *s, const vp_id_t *id)
 {
-	uint32_t lo = 0, hi = s->nring;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (vp_id_cmp(&s->ring[mid], id) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo == s->nring ? 0 : lo;
+	uint32_t pos = ring_lower(s, id);
+	return pos == s->nring ? 0 : pos; /* past the largest Node-ID the ring wraps to the first */
 }
 
 static int64_t true_owner(sim_t *s, const vp_id_t *id)
@@ -1186,17 +1179,18 @@ sim_cfg_t sim_cfg_default(void)
 	};
 }
 
-sim_t *sim_new(const sim_cfg_t *cfg)
+int sim_new(const sim_cfg_t *cfg, sim_t **out)
 {
 	sim_t *s;
 	uint32_t msize = 1024;
 	uint64_t seed = cfg->seed;
+	*out = NULL;
 	if (!cfg->max_nodes || chord_cfg_check(&cfg->chord) || cfg->loss < 0 || cfg->loss >= 1 ||
 	    !cfg->lookup_attempts || !cfg->max_tx)
-		return NULL;
+		return VP_ECONFIG;
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return NULL;
+		return VP_ENOMEM;
 	s->cfg = *cfg;
 	s->trace_op = getenv("SIM_TRACE_OP") ? atoll(getenv("SIM_TRACE_OP")) : -1;
 	for (int i = 0; i < 4; i++)
@@ -1213,9 +1207,10 @@ sim_t *sim_new(const sim_cfg_t *cfg)
 	s->tx_vals = calloc(s->tx_mask + 1, sizeof(uint32_t));
 	if (!s->map || !s->nodes || !s->ring || !s->ring_idx || !s->tx_keys || !s->tx_vals) {
 		sim_free(s);
-		return NULL;
+		return VP_ENOMEM;
 	}
-	return s;
+	*out = s;
+	return 0;
 }
 
 void sim_free(sim_t *s)
@@ -1289,8 +1284,7 @@ int sim_spawn(sim_t *s)
 		}
 	} while (slot_of(s, &n->id) >= 0);
 	boot = random_bootstrap(s);
-	n->cn = chord_node_new(&s->cfg.chord, &n->id, &io, s->now, &err);
-	if (!n->cn)
+	if ((err = chord_node_new(&s->cfg.chord, &n->id, &io, s->now, &n->cn)))
 		return err;
 	s->nnodes++;
 	map_put(s, &n->id, idx);

@@ -68,8 +68,11 @@ typedef struct sim_survival {
 /*! \brief Defaults: 100 nodes, 20 ms + log-normal(15 ms) latency, no loss, RFC timers. */
 sim_cfg_t sim_cfg_default(void);
 
-/*! \brief NULL on a bad config or out of memory. */
-sim_t *sim_new(const sim_cfg_t *cfg);
+/*!
+ * \brief A new simulator in *\p out (free with sim_free()).
+ * 0, VP_ECONFIG (a value out of range) or VP_ENOMEM; *\p out is NULL on error.
+ */
+int sim_new(const sim_cfg_t *cfg, sim_t **out);
 void sim_free(sim_t *s);
 
 /*!

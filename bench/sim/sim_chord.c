@@ -121,7 +121,7 @@ int main(int argc, char **argv)
 	sim_cfg_t cfg = sim_cfg_default();
 	sim_t *s;
 	sim_counters_t c;
-	int opt;
+	int opt, rc;
 	double w0, wall_total;
 	int64_t conv;
 	uint32_t doomed = 0;
@@ -157,9 +157,8 @@ int main(int argc, char **argv)
 	/* Slots for the churn joins too. */
 	cfg.max_nodes = o.n + (uint32_t)(o.n * o.churn_pct / 100.0 * o.churn_min) + 16;
 	rcu_register_thread();
-	s = sim_new(&cfg);
-	if (!s) {
-		fprintf(stderr, "sim_new failed\n");
+	if ((rc = sim_new(&cfg, &s))) {
+		fprintf(stderr, "sim_new: %s\n", vp_strerror(rc));
 		return 1;
 	}
 	printf("# sim_chord n=%u seed=%llu k=%u churn=%.1f%%/min for %.0f min update=%us ping=%us "

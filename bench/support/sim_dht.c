@@ -282,8 +282,8 @@ static void *overlay_thread(void *arg)
 		cfg.lat_min_ms = d->conf.lat_min_ms;
 	if (d->conf.lat_median_ms > 0)
 		cfg.lat_median_ms = d->conf.lat_median_ms;
-	s = sim_new(&cfg);
-	rc = s ? form(d, s) : VP_ENOMEM;
+	if (!(rc = sim_new(&cfg, &s)))
+		rc = form(d, s);
 	pthread_mutex_lock(&d->mu);
 	d->formed_rc = rc;
 	d->formed_done = true;

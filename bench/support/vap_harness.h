@@ -49,8 +49,7 @@ static inline int harness_start(harness_t *h, const vap_server_conf_t *conf, uns
 	else
 		vap_server_conf_default(&c);
 	c.port = 0;
-	h->ms = vap_memstore_new();
-	if (!h->ms)
+	if (vap_memstore_new(&h->ms))
 		return VP_ENOMEM;
 	vap_memstore_hooks(h->ms, &hooks);
 	if ((rc = vap_server_create(&c, &hooks, &h->srv)))
@@ -79,39 +78,10 @@ static inline void harness_stop(harness_t *h)
 	memset(h, 0, sizeof(*h));
 }
 
-typedef struct stats_req {
-	vap_server_stats_t st;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-} stats_req_t;
-
-static inline void stats_on_server(vap_server_t *srv, void *arg)
-{
-	stats_req_t *r = arg;
-	vap_server_get_stats(srv, &r->st);
-	pthread_mutex_lock(&r->lock);
-	r->done = true;
-	pthread_cond_signal(&r->cond);
-	pthread_mutex_unlock(&r->lock);
-}
-
-/* The server's counters, read on its own thread (no data race). */
+/* The server's counters (vap_server_get_stats() may be called from any thread). */
 static inline void harness_stats(harness_t *h, vap_server_stats_t *st)
 {
-	stats_req_t r;
-	memset(&r, 0, sizeof(r));
-	pthread_mutex_init(&r.lock, NULL);
-	pthread_cond_init(&r.cond, NULL);
-	if (vap_server_post(h->srv, stats_on_server, &r) == 0) {
-		pthread_mutex_lock(&r.lock);
-		while (!r.done)
-			pthread_cond_wait(&r.cond, &r.lock);
-		pthread_mutex_unlock(&r.lock);
-	}
-	pthread_mutex_destroy(&r.lock);
-	pthread_cond_destroy(&r.cond);
-	*st = r.st;
+	vap_server_get_stats(h->srv, st);
 }
 
 static inline void client_conf(vap_client_conf_t *cc, const harness_t *h, unsigned agent)

@@ -206,17 +206,19 @@ static int h_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 	return 0;
 }
 
-vap_memstore_t *vap_memstore_new(void)
+int vap_memstore_new(vap_memstore_t **out)
 {
 	vap_memstore_t *ms = calloc(1, sizeof(*ms));
+	*out = NULL;
 	if (!ms)
-		return NULL;
+		return VP_ENOMEM;
 	pthread_mutex_init(&ms->lock, NULL);
 	if (grow(ms)) {
 		vap_memstore_free(ms);
-		return NULL;
+		return VP_ENOMEM;
 	}
-	return ms;
+	*out = ms;
+	return 0;
 }
 
 void vap_memstore_free(vap_memstore_t *ms)

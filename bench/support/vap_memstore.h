@@ -24,8 +24,8 @@
 
 typedef struct vap_memstore vap_memstore_t;
 
-/*! \brief New empty store; NULL on allocation failure. */
-vap_memstore_t *vap_memstore_new(void);
+/*! \brief New empty store in *\p out (free with vap_memstore_free()); 0 or VP_ENOMEM (then *\p out is NULL). */
+int vap_memstore_new(vap_memstore_t **out);
 void vap_memstore_free(vap_memstore_t *ms);
 
 /*! \brief Fill \p hooks with this store's callbacks. */

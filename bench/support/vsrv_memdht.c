@@ -43,12 +43,14 @@ static uint32_t hash_str(const char *s)
 	return h;
 }
 
-vsrv_memdht_t *vsrv_memdht_new(void)
+int vsrv_memdht_new(vsrv_memdht_t **out)
 {
 	vsrv_memdht_t *m = calloc(1, sizeof(*m));
-	if (m)
-		pthread_mutex_init(&m->mu, NULL);
-	return m;
+	*out = m;
+	if (!m)
+		return VP_ENOMEM;
+	pthread_mutex_init(&m->mu, NULL);
+	return 0;
 }
 
 void vsrv_memdht_free(vsrv_memdht_t *m)

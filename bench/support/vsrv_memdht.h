@@ -22,8 +22,8 @@
 
 typedef struct vsrv_memdht vsrv_memdht_t;
 
-/*! \brief New empty table; NULL on allocation failure. */
-vsrv_memdht_t *vsrv_memdht_new(void);
+/*! \brief New empty table in *\p out (free with vsrv_memdht_free()); 0 or VP_ENOMEM (then *\p out is NULL). */
+int vsrv_memdht_new(vsrv_memdht_t **out);
 void vsrv_memdht_free(vsrv_memdht_t *m);
 
 /*! \brief The vsrv_dht_t callbacks onto \p m. */

@@ -1307,24 +1307,19 @@ int chord_node_recv(chord_node_t *n, const vp_id_t *from, const rl_message_t *m,
 
 /* ---- public entry points ------------------------------------------------ */
 
-chord_node_t *chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const chord_io_t *io,
-                             uint64_t now_ms, int *err)
+int chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const chord_io_t *io, uint64_t now_ms,
+                   chord_node_t **out)
 {
 	chord_node_t *n;
 	int e = chord_cfg_check(cfg);
+	*out = NULL;
 	if (!e && (!io || !io->send || !io->forward))
 		e = VP_EINVAL;
-	if (e) {
-		if (err)
-			*err = e;
-		return NULL;
-	}
+	if (e)
+		return e;
 	n = calloc(1, sizeof(*n));
-	if (!n) {
-		if (err)
-			*err = VP_ENOMEM;
-		return NULL;
-	}
+	if (!n)
+		return VP_ENOMEM;
 	n->cfg = *cfg;
 	n->io = *io;
 	n->self = *self;
@@ -1332,13 +1327,10 @@ chord_node_t *chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const 
 	chord_rt_init(&n->rt, NULL);
 	if (rebuild(n)) {
 		free(n);
-		if (err)
-			*err = VP_ENOMEM;
-		return NULL;
+		return VP_ENOMEM;
 	}
-	if (err)
-		*err = 0;
-	return n;
+	*out = n;
+	return 0;
 }
 
 void chord_node_free(chord_node_t *n)

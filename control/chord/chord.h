@@ -155,11 +155,11 @@ chord_cfg_t chord_cfg_default(void);
 int chord_cfg_check(const chord_cfg_t *cfg);
 
 /*!
- * \brief Create the vnode \p self.  \p io is copied.  Returns NULL on a bad
- * config or out of memory (*err says which).  Free with chord_node_free().
+ * \brief Create the vnode \p self in *\p out.  \p io is copied.  Free with chord_node_free().
+ * 0, VP_ECONFIG (a value out of range), VP_EINVAL (no io->send) or VP_ENOMEM; *\p out is NULL on error.
  */
-chord_node_t *chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const chord_io_t *io,
-                             uint64_t now_ms, int *err);
+int chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const chord_io_t *io, uint64_t now_ms,
+                   chord_node_t **out);
 
 /*! \brief Free the node; its last table is freed after a grace period (synchronize_rcu). */
 void chord_node_free(chord_node_t *n);

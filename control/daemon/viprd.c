@@ -43,10 +43,9 @@ static void usage(FILE *f)
 /* Overlay-wide keys come from the signed document: a file that sets one is refused. */
 static int check_no_overlay_keys(const vp_conf_opt_t *rows, size_t n, const char *path, char *why, size_t cap)
 {
-	int err = 0;
 	vp_conf_err_t e = { 0 };
-	vp_conf_t *c = vp_conf_load(path, &err, &e);
-	if (!c)
+	vp_conf_t *c = NULL;
+	if (vp_conf_load(path, &c, &e))
 		return 0; /* the schema load reports it with its line */
 	for (size_t i = 0; i < n; i++)
 		if ((rows[i].flags & VP_CONF_F_OVERLAY) && vp_conf_get(c, rows[i].section, rows[i].key)) {

@@ -895,8 +895,8 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		chord_node_t *fresh;
 		chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
 		                  .connect = io_connect, .deliver = io_deliver, .store = io_store };
-		fresh = chord_node_new(&s->node->ccfg, &s->self, &io, now, &err);
-		if (fresh) {
+		err = chord_node_new(&s->node->ccfg, &s->self, &io, now, &fresh);
+		if (!err) {
 			chord_node_free(s->vn);
 			s->vn = fresh;
 			s->logged_state = CHORD_INIT;
@@ -1038,8 +1038,8 @@ static int shard_prepare(node_t *n, unsigned i)
 		vp_log_error("node", "config", "reason=\"shard %u: trust store or TLS context: %s\"", i, vp_strerror(err));
 		return err;
 	}
-	s->vn = chord_node_new(&n->ccfg, &s->self, &io, mono_ms(), &err);
-	if (!s->vn) {
+	err = chord_node_new(&n->ccfg, &s->self, &io, mono_ms(), &s->vn);
+	if (err) {
 		close(fd);
 		return err;
 	}

@@ -544,8 +544,8 @@ typedef struct growbuf {
 static int gb_write(void *ctx, const char *buf, int len)
 {
 	growbuf_t *g = ctx;
-	if (len < 0)
-		return -1;
+	if (len <= 0) /* a flush of nothing: no pointer arithmetic on an empty buffer */
+		return len < 0 ? -1 : 0;
 	if (g->len + (size_t)len > g->cap) {
 		size_t nc = g->cap ? g->cap * 2 : 4096;
 		uint8_t *p;

@@ -146,10 +146,10 @@ static int conf_apply(vsrv_conf_t *c, const vp_conf_t *vc, vp_conf_err_t *e)
 
 int vsrv_conf_parse(vsrv_conf_t *c, const char *text, size_t len, vp_conf_err_t *e)
 {
-	int rc = 0;
-	vp_conf_t *vc = vp_conf_parse(text, len, &rc, e);
-	if (!vc)
-		return rc ? rc : VP_ECONFIG;
+	vp_conf_t *vc;
+	int rc = vp_conf_parse(text, len, &vc, e);
+	if (rc)
+		return rc;
 	rc = conf_apply(c, vc, e);
 	vp_conf_free(vc);
 	return rc;
@@ -157,10 +157,10 @@ int vsrv_conf_parse(vsrv_conf_t *c, const char *text, size_t len, vp_conf_err_t 
 
 int vsrv_conf_load(vsrv_conf_t *c, const char *path, vp_conf_err_t *e)
 {
-	int rc = 0;
-	vp_conf_t *vc = vp_conf_load(path, &rc, e);
-	if (!vc)
-		return rc ? rc : VP_ECONFIG;
+	vp_conf_t *vc;
+	int rc = vp_conf_load(path, &vc, e);
+	if (rc)
+		return rc;
 	rc = conf_apply(c, vc, e);
 	vp_conf_free(vc);
 	return rc;

@@ -412,10 +412,10 @@ static int do_register(vap_client_t *c)
 	if ((rc = vap_key_derive(c->username, c->realm, c->password, key)))
 		return rc;
 	vap_mac_free(c->mac);
-	c->mac = vap_mac_new(key, sizeof(key));
+	rc = vap_mac_new(key, sizeof(key), &c->mac);
 	OPENSSL_cleanse(key, sizeof(key));
-	if (!c->mac)
-		return VP_ECRYPTO;
+	if (rc)
+		return rc;
 	return transact(c, VAP_REGISTER, NULL, NULL);
 }
 

@@ -129,12 +129,13 @@ struct vap_mac {
 	uint8_t ipad[64], opad[64];
 };
 
-vap_mac_t *vap_mac_new(const uint8_t *key, size_t keylen)
+int vap_mac_new(const uint8_t *key, size_t keylen, vap_mac_t **out)
 {
 	vap_mac_t *m = calloc(1, sizeof(*m));
 	uint8_t k[64] = { 0 };
+	*out = NULL;
 	if (!m)
-		return NULL;
+		return VP_ENOMEM;
 	m->md = EVP_MD_fetch(NULL, "SHA1", NULL);
 	m->ctx = EVP_MD_CTX_new();
 	if (!m->md || !m->ctx)
@@ -155,10 +156,12 @@ vap_mac_t *vap_mac_new(const uint8_t *key, size_t keylen)
 		m->opad[i] = k[i] ^ 0x5c;
 	}
 	OPENSSL_cleanse(k, sizeof(k));
-	return m;
+	*out = m;
+	return 0;
 fail:
+	OPENSSL_cleanse(k, sizeof(k));
 	vap_mac_free(m);
-	return NULL;
+	return VP_ECRYPTO;
 }
 
 void vap_mac_free(vap_mac_t *m)
@@ -383,9 +386,8 @@ int vap_msg_check_integrity(const vap_msg_t *msg, const uint8_t *key, size_t key
 	int rc;
 	if (!msg->mi_off)
 		return VP_EVAP_INTEGRITY;
-	mac = vap_mac_new(key, keylen);
-	if (!mac)
-		return VP_ECRYPTO;
+	if ((rc = vap_mac_new(key, keylen, &mac)))
+		return rc;
 	rc = vap_msg_check_integrity_mac(msg, mac);
 	vap_mac_free(mac);
 	return rc;
@@ -788,11 +790,8 @@ long vap_enc_finish(vap_enc_t *e, const uint8_t *key, size_t keylen, bool finger
 {
 	vap_mac_t *mac = NULL;
 	long rc;
-	if (key) {
-		mac = vap_mac_new(key, keylen);
-		if (!mac)
-			return VP_ECRYPTO;
-	}
+	if (key && (rc = vap_mac_new(key, keylen, &mac)))
+		return rc;
 	rc = vap_enc_finish_mac(e, mac, fingerprint);
 	vap_mac_free(mac);
 	return rc;

@@ -293,8 +293,11 @@ uint32_t vap_crc32(uint32_t crc, const uint8_t *p, size_t len);
  */
 typedef struct vap_mac vap_mac_t;
 
-/*! \brief New context for \p key; NULL on allocation or crypto failure. */
-vap_mac_t *vap_mac_new(const uint8_t *key, size_t keylen);
+/*!
+ * \brief New context for \p key in *\p out (free with vap_mac_free()).
+ * 0, VP_ENOMEM or VP_ECRYPTO (OpenSSL failed); *\p out is NULL on error.
+ */
+int vap_mac_new(const uint8_t *key, size_t keylen, vap_mac_t **out);
 void vap_mac_free(vap_mac_t *mac);
 
 /*! \brief HMAC-SHA1 of the concatenation of \p n (pointer, length) parts. */

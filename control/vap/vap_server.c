@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,25 @@ struct job {
 	uint8_t buf[];              /* copy of the request */
 };
 
+/*
+ * The counters, owned by the server thread as unbound's worker owns its statistics: only that thread
+ * changes them (srv->st.x++ on the message path, no lock and no cache line shared with another writer);
+ * vap_server_get_stats() reads them from any thread without stopping or asking the loop.  Atomic so
+ * that read is not a data race; the list must name every field of vap_server_stats_t (checked below).
+ */
+#define VAP_COUNTERS(X)                                                                            \
+	X(conns_open) X(conns_total) X(conns_refused) X(requests) X(challenges) X(responses_ok)      \
+	X(responses_err) X(err_400) X(err_401) X(err_403) X(err_420) X(err_429) X(err_438) X(err_500) \
+	X(err_503) X(stores_started) X(stores_ok) X(stores_failed) X(stores_queued) X(vcrs) X(notifies)
+
+typedef struct counters {
+#define COUNTER_FIELD(name) _Atomic uint64_t name;
+	VAP_COUNTERS(COUNTER_FIELD)
+#undef COUNTER_FIELD
+} counters_t;
+
+_Static_assert(sizeof(counters_t) == sizeof(vap_server_stats_t), "VAP_COUNTERS lists every server counter");
+
 typedef struct post {
 	struct post *next;
 	void (*fn)(vap_server_t *, void *);
@@ -122,7 +142,7 @@ struct vap_server {
 	uint64_t last_sweep_ns;
 	pthread_mutex_t post_lock;
 	post_t *posts, *posts_tail;
-	vap_server_stats_t st;
+	counters_t st;              /* see VAP_COUNTERS */
 	uint8_t resp[RESP_CAP];
 	char lists[2][VAP_MAX_LIST][VAP_MAX_URI];   /* VService black/white list scratch */
 };
@@ -1335,7 +1355,7 @@ int vap_server_timeout_ms(const vap_server_t *srv)
 
 int vap_server_run(vap_server_t *srv)
 {
-	while (!srv->stop) {
+	while (!vap_server_stopping(srv)) {
 		int rc = vap_server_run_once(srv, 1000);
 		if (rc)
 			return rc;
@@ -1351,7 +1371,7 @@ bool vap_server_stopping(const vap_server_t *srv)
 void vap_server_stop(vap_server_t *srv)
 {
 	uint64_t one = 1;
-	srv->stop = 1;
+	__atomic_store_n(&srv->stop, 1, __ATOMIC_RELEASE);
 	if (write(srv->wakefd, &one, sizeof(one)) < 0)
 		vp_log_warn(MOD, "wake_failed", "errno=%d", errno);
 }
@@ -1409,7 +1429,9 @@ int vap_server_notify(vap_server_t *srv, const vap_route_t *route)
 
 void vap_server_get_stats(const vap_server_t *srv, vap_server_stats_t *st)
 {
-	*st = srv->st;
+#define COUNTER_READ(name) st->name = atomic_load_explicit(&srv->st.name, memory_order_relaxed);
+	VAP_COUNTERS(COUNTER_READ)
+#undef COUNTER_READ
 }
 
 uint16_t vap_server_port(const vap_server_t *srv)
@@ -1450,11 +1472,11 @@ int vap_server_add_agent(vap_server_t *srv, const char *username, const char *pa
 	if (!a)
 		return VP_ENOMEM;
 	strcpy(a->username, username);
-	a->mac = vap_mac_new(key, sizeof(key));
+	rc = vap_mac_new(key, sizeof(key), &a->mac);
 	OPENSSL_cleanse(key, sizeof(key));
-	if (!a->mac) {
+	if (rc) {
 		free(a);
-		return VP_ECRYPTO;
+		return rc;
 	}
 	a->tokens = srv->conf.req_burst;
 	a->last_ns = vp_time_mono_ns();

@@ -23,7 +23,7 @@
  * the agent); a Publish that would overfill the global store queue gets 503.
  *
  * Threading: everything runs on the thread calling vap_server_run*(), except
- * vap_server_post() and vap_server_stop(), which any thread may call.
+ * vap_server_post(), vap_server_stop() and vap_server_get_stats(), which any thread may call.
  * The wire format is docs/protocol.md §8.
  */
 #ifndef VP_CONTROL_VAP_SERVER_H
@@ -171,7 +171,10 @@ void vap_server_store_done(vap_server_t *srv, void *token, int status);
 /*! \brief Send \p route to every connection subscribed to its VService; returns how many (server thread). */
 int vap_server_notify(vap_server_t *srv, const vap_route_t *route);
 
-/*! \brief Counters since creation. */
+/*!
+ * \brief Counters since creation (any thread; no lock, the server thread is not disturbed).  Each counter is
+ * exact as of its read; counters read while the server runs are not one instant's snapshot.
+ */
 void vap_server_get_stats(const vap_server_t *srv, vap_server_stats_t *st);
 
 #endif

@@ -46,7 +46,8 @@ static bool converge(sim_t *s, uint64_t limit_ms)
 
 static sim_t *bootstrap(const sim_cfg_t *cfg, uint32_t n)
 {
-	sim_t *s = sim_new(cfg);
+	sim_t *s = NULL;
+	assert_int_equal(sim_new(cfg, &s), 0);
 	assert_non_null(s);
 	for (uint32_t i = 0; i < n; i++) {
 		sim_run_until(s, sim_now(s) + JOIN_GAP_MS);

@@ -15,7 +15,10 @@
 
 static vp_conf_t *parse(const char *text, int *err, vp_conf_err_t *e)
 {
-	return vp_conf_parse(text, strlen(text), err, e);
+	vp_conf_t *c = (vp_conf_t *)1; /* must be reset to NULL on error */
+	*err = vp_conf_parse(text, strlen(text), &c, e);
+	assert_true(*err ? c == NULL : c != NULL);
+	return c;
 }
 
 static void sections_values_comments_quotes(void **state)
@@ -136,20 +139,20 @@ static void unknown_keys_and_sections(void **state)
 static void load_from_file(void **state)
 {
 	char path[] = "/tmp/vp_conf_testXXXXXX";
-	int fd = mkstemp(path), err = 0;
+	int fd = mkstemp(path);
 	vp_conf_err_t e;
 	vp_conf_t *c;
 	(void)state;
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "[a]\nb = c\n", 10), 10);
 	close(fd);
-	c = vp_conf_load(path, &err, &e);
+	assert_int_equal(vp_conf_load(path, &c, &e), 0);
 	assert_non_null(c);
 	assert_string_equal(vp_conf_get(c, "a", "b"), "c");
 	vp_conf_free(c);
 	unlink(path);
-	assert_null(vp_conf_load(path, &err, &e));
-	assert_int_equal(err, VP_EIO);
+	assert_int_equal(vp_conf_load(path, &c, &e), VP_EIO);
+	assert_null(c);
 	assert_non_null(strstr(e.msg, "cannot open"));
 }
 
@@ -164,6 +167,7 @@ typedef struct demo_conf {
 	uint32_t lifetime_s;
 	unsigned mode;
 	vp_id_t id;
+	char token[16];
 } demo_conf_t;
 
 static const char *const demo_modes[] = { "black", "white", NULL };
@@ -184,7 +188,15 @@ static const vp_conf_opt_t demo_opts[] = {
 	{ .section = "pvp", .key = "mode", .type = VP_CONF_ENUM, .def = "black", .choices = demo_modes,
 	  .doc = "list mode", VP_CONF_AT(demo_conf_t, mode) },
 	{ .section = "pvp", .key = "id", .type = VP_CONF_ID, .doc = "node id", VP_CONF_AT(demo_conf_t, id) },
+	{ .section = "pvp", .key = "token", .type = VP_CONF_STR, .def = "hidden", .flags = VP_CONF_F_SECRET,
+	  .doc = "a secret", VP_CONF_AT(demo_conf_t, token) },
 };
+
+/* What `--help-config` shows as the value: nothing for a secret or an option without a default. */
+static const char *shown_default(const vp_conf_opt_t *o)
+{
+	return (o->flags & VP_CONF_F_SECRET) || !o->def || !*o->def ? NULL : o->def;
+}
 
 static void schema_defaults_and_values(void **state)
 {
@@ -285,7 +297,10 @@ static void schema_help_and_markdown_list_every_option(void **state)
 	fclose(f);
 	for (size_t i = 0; i < VP_CONF_NOPTS(demo_opts); i++) {
 		char want[64];
-		snprintf(want, sizeof(want), "\n%s = %s", demo_opts[i].key, demo_opts[i].def ? demo_opts[i].def : "");
+		if (shown_default(&demo_opts[i]))
+			snprintf(want, sizeof(want), "\n%s = %s\n", demo_opts[i].key, demo_opts[i].def);
+		else
+			snprintf(want, sizeof(want), "\n# %s =\n", demo_opts[i].key);
 		if (!strstr(buf, want))
 			fail_msg("help lacks '%s'", want);
 		snprintf(want, sizeof(want), "| `[%s] %s` |", demo_opts[i].section, demo_opts[i].key);
@@ -296,6 +311,42 @@ static void schema_help_and_markdown_list_every_option(void **state)
 	assert_non_null(strstr(buf, "one of black|white"));
 	assert_non_null(strstr(buf, "| black, white |")); /* no "|" inside a Markdown cell */
 	assert_non_null(strstr(buf, "overlay-wide"));
+	assert_null(strstr(buf, "hidden"));
+	free(buf);
+}
+
+/*
+ * `--help-config` output is meant to be copied into a file: as it stands it must parse with the same schema, give
+ * the defaults, and leave unset what it shows without a value.  A line "id = " would *set* [pvp] id to nothing,
+ * which is not "unset" (vipr_server derives node_id from the domain only when node_id is absent), and "token = "
+ * would blank a secret's default; so such options are printed commented out.
+ */
+static void schema_help_output_parses_back_to_the_defaults(void **state)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	demo_conf_t want, got;
+	vp_conf_err_t e = { 0 };
+	vp_conf_t *vc = NULL;
+	int rc;
+	(void)state;
+	vp_conf_schema_help(f, demo_opts, VP_CONF_NOPTS(demo_opts));
+	fclose(f);
+	if ((rc = vp_conf_parse(buf, len, &vc, &e)))
+		fail_msg("help output does not parse: line %d: %s\n%s", e.line, e.msg, buf);
+	for (size_t i = 0; i < VP_CONF_NOPTS(demo_opts); i++) {
+		const vp_conf_opt_t *o = &demo_opts[i];
+		const char *v = vp_conf_get(vc, o->section, o->key);
+		if (shown_default(o) ? !v || strcmp(v, o->def) : v != NULL)
+			fail_msg("[%s] %s: help output sets '%s'", o->section, o->key, v ? v : "(unset)");
+	}
+	vp_conf_free(vc);
+	memset(&want, 0x5a, sizeof(want));
+	memset(&got, 0x5a, sizeof(got));
+	assert_int_equal(vp_conf_schema_defaults(demo_opts, VP_CONF_NOPTS(demo_opts), &want, &e), 0);
+	assert_int_equal(vp_conf_schema_parse(demo_opts, VP_CONF_NOPTS(demo_opts), buf, len, &got, &e), 0);
+	assert_memory_equal(&got, &want, sizeof(want));
 	free(buf);
 }
 
@@ -312,6 +363,7 @@ int main(void)
 		cmocka_unit_test(schema_set_refuses_overlay_options),
 		cmocka_unit_test(schema_row_type_mismatch_is_a_table_bug),
 		cmocka_unit_test(schema_help_and_markdown_list_every_option),
+		cmocka_unit_test(schema_help_output_parses_back_to_the_defaults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -217,10 +217,8 @@ static fnet_t *net_new(const char *dump_dir)
 	t->now = 1000;
 	io.ctx = t;
 	for (int i = 0; i < NN; i++) {
-		int err;
 		t->id[i].b[0] = (uint8_t)(0x40 * i);
-		t->n[i] = chord_node_new(&cfg, &t->id[i], &io, t->now, &err);
-		if (!t->n[i])
+		if (chord_node_new(&cfg, &t->id[i], &io, t->now, &t->n[i]))
 			abort();
 	}
 	if (chord_node_bootstrap(t->n[0], t->now))

@@ -42,9 +42,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	conf.req_burst = 50;
 	conf.req_rate = 1e6;
 	conf.store_queue_max = 100000;
-	ms = vap_memstore_new();
+	if (vap_memstore_new(&ms))
+		abort();
 	vap_memstore_hooks(ms, &hooks);
-	if (!ms || vap_server_create(&conf, &hooks, &srv) || vap_server_add_agent(srv, "fuzz", "pw") ||
+	if (vap_server_create(&conf, &hooks, &srv) || vap_server_add_agent(srv, "fuzz", "pw") ||
 	    vap_key_derive("fuzz", "vipr", "pw", key))
 		abort();
 	vap_memstore_attach(ms, srv, false);

@@ -161,12 +161,10 @@ static net_t *net_new(const uint8_t *tops, int count)
 	t->now = 1000;
 	t->delivered_to = -1;
 	for (int i = 0; i < count; i++) {
-		int err;
 		t->id[i] = T(tops[i]);
 		t->up[i] = true;
-		t->n[i] = chord_node_new(&cfg, &t->id[i], &io, t->now, &err);
+		assert_int_equal(chord_node_new(&cfg, &t->id[i], &io, t->now, &t->n[i]), 0);
 		assert_non_null(t->n[i]);
-		assert_int_equal(err, 0);
 	}
 	return t;
 }
@@ -648,24 +646,24 @@ static void config_is_checked(void **state)
 	chord_cfg_t cfg = chord_cfg_default();
 	chord_io_t io = { .send = io_send, .forward = io_forward };
 	vp_id_t id = T(1);
-	int err = 0;
+	chord_node_t *n = (chord_node_t *)1; /* must be reset to NULL on error */
 	(void)state;
 	assert_int_equal(cfg.update_interval_ms, 600000);
 	assert_int_equal(cfg.ping_interval_ms, 3600000);
 	assert_int_equal(cfg.ring_check_interval_ms, 3600000);
 	assert_true(cfg.reactive);
 	cfg.update_interval_ms = 0;
-	assert_null(chord_node_new(&cfg, &id, &io, 0, &err));
-	assert_int_equal(err, VP_ECONFIG);
+	assert_int_equal(chord_node_new(&cfg, &id, &io, 0, &n), VP_ECONFIG);
+	assert_null(n);
 	cfg = chord_cfg_default();
 	io.send = NULL;
-	assert_null(chord_node_new(&cfg, &id, &io, 0, &err));
-	assert_int_equal(err, VP_EINVAL);
+	assert_int_equal(chord_node_new(&cfg, &id, &io, 0, &n), VP_EINVAL);
+	assert_null(n);
 	/* Relaying is the transport's: an engine without it would have to re-encode. */
 	io.send = io_send;
 	io.forward = NULL;
-	assert_null(chord_node_new(&cfg, &id, &io, 0, &err));
-	assert_int_equal(err, VP_EINVAL);
+	assert_int_equal(chord_node_new(&cfg, &id, &io, 0, &n), VP_EINVAL);
+	assert_null(n);
 }
 
 static int setup(void **state)

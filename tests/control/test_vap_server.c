@@ -4,6 +4,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +26,14 @@ typedef struct raw {
 	char user[32];
 	uint8_t buf[70000];
 } raw_t;
+
+/* A fresh in-memory store (the test fails if it cannot be made). */
+static vap_memstore_t *memstore(void)
+{
+	vap_memstore_t *ms = NULL;
+	assert_int_equal(vap_memstore_new(&ms), 0);
+	return ms;
+}
 
 static void begin(raw_t *r, vap_enc_t *e, uint8_t *out, size_t cap, uint16_t method, uint8_t tid0)
 {
@@ -546,7 +555,7 @@ static void store_rate_limit_paces_stores(void **state)
 	vap_server_conf_t conf;
 	vap_hooks_t hooks;
 	vap_server_t *srv;
-	vap_memstore_t *ms = vap_memstore_new();
+	vap_memstore_t *ms = memstore();
 	timed_t *t = calloc(1, sizeof(*t));
 	vap_client_conf_t cc;
 	vap_client_t *c;
@@ -984,7 +993,7 @@ static void plain_tcp_is_refused_off_loopback(void **state)
 	vap_server_conf_t conf;
 	vap_hooks_t hooks;
 	vap_server_t *srv = NULL;
-	vap_memstore_t *ms = vap_memstore_new();
+	vap_memstore_t *ms = memstore();
 	(void)state;
 	vap_memstore_hooks(ms, &hooks);
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
@@ -1005,10 +1014,68 @@ static void plain_tcp_is_refused_off_loopback(void **state)
 	vap_memstore_free(ms);
 }
 
+/*
+ * vap_server_get_stats() from another thread while the server thread serves: every counter read only grows,
+ * and once the client holds its answers the reader sees each request counted.
+ */
+typedef struct stats_reader {
+	vap_server_t *srv;
+	atomic_bool stop;
+	unsigned long reads;
+	bool went_down;
+} stats_reader_t;
+
+static void *stats_reader_run(void *arg)
+{
+	stats_reader_t *r = arg;
+	vap_server_stats_t prev, st;
+	uint64_t deadline = vp_time_mono_ns() + 30ull * 1000000000ull; /* bounded even if the test hangs */
+	memset(&prev, 0, sizeof(prev));
+	while (!atomic_load(&r->stop) && vp_time_mono_ns() < deadline && r->reads < 100000000ul) {
+		vap_server_get_stats(r->srv, &st);
+		if (st.requests < prev.requests || st.responses_ok < prev.responses_ok ||
+		    st.conns_total < prev.conns_total)
+			r->went_down = true;
+		prev = st;
+		r->reads++;
+	}
+	return NULL;
+}
+
+static void stats_read_from_another_thread_while_serving(void **state)
+{
+	enum { KEEPALIVES = 300 };
+	harness_t h;
+	vap_client_conf_t cc;
+	vap_client_t *c;
+	vap_server_stats_t st;
+	stats_reader_t r = { 0 };
+	pthread_t th;
+	(void)state;
+	assert_int_equal(harness_start(&h, NULL, 1, false), 0);
+	r.srv = h.srv;
+	assert_int_equal(pthread_create(&th, NULL, stats_reader_run, &r), 0);
+	client_conf(&cc, &h, 0);
+	assert_int_equal(vap_client_connect(&cc, &c), 0);
+	for (int i = 0; i < KEEPALIVES; i++)
+		assert_int_equal(vap_client_keepalive(c), 0);
+	vap_server_get_stats(h.srv, &st);
+	atomic_store(&r.stop, true);
+	pthread_join(th, NULL);
+	assert_false(r.went_down);
+	assert_true(r.reads > 0);
+	assert_int_equal(st.requests, 2 + KEEPALIVES);     /* challenge, Register, the keepalives */
+	assert_int_equal(st.responses_ok, 1 + KEEPALIVES); /* the challenge is counted as a 401 */
+	assert_int_equal(st.conns_total, 1);
+	vap_client_close(c);
+	harness_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(register_keepalive_unregister),
+		cmocka_unit_test(stats_read_from_another_thread_while_serving),
 		cmocka_unit_test(plain_tcp_is_refused_off_loopback),
 		cmocka_unit_test(wrong_password_is_401),
 		cmocka_unit_test(integrity_failure_is_401_and_connection_usable),

@@ -34,6 +34,14 @@ typedef struct seen {
 	char owner_hex[VP_ID_HEX_LEN + 1], thief_hex[VP_ID_HEX_LEN + 1];
 } seen_t;
 
+/* A fresh in-memory DHT stand-in (the test fails if it cannot be made). */
+static vsrv_memdht_t *memdht(void)
+{
+	vsrv_memdht_t *m = NULL;
+	assert_int_equal(vsrv_memdht_new(&m), 0);
+	return m;
+}
+
 static void on_event(void *arg, const char *server, const vsrv_event_t *ev)
 {
 	seen_t *s = arg;
@@ -150,7 +158,7 @@ static void test_conf_defaults_and_errors(void **state)
 
 static void test_bad_agents_list_refused(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
 	vsrv_t *srv = NULL;
@@ -173,7 +181,7 @@ static void test_bad_agents_list_refused(void **state)
 
 static void test_publish_reaches_dht(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a;
 	vap_client_t *cl;
@@ -206,7 +214,7 @@ static void test_publish_reaches_dht(void **state)
 
 static void test_upload_validate_notify(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a, b, t;
 	vap_client_t *ca, *cb, *ct, *sub, *cm, *msub;
@@ -329,7 +337,7 @@ static void test_upload_validate_notify(void **state)
  */
 static void test_tenants_are_isolated(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a = { .dir = "" };
 	vap_client_t *ca, *cw, *cm;
@@ -406,7 +414,7 @@ static void on_vcr(void *arg, const char *server, const vsrv_event_t *ev)
 
 static void test_restart_validates_acknowledged_records(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	ids_t ids = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a = { .dir = "" }, b = { .dir = "" };
@@ -548,7 +556,7 @@ static int crowd_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, 
 
 static void test_crowded_fetch_still_validates_the_owner(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	crowd_dht_t cd;
 	carrier_t a = { .dir = "" }, b = { .dir = "" };
@@ -604,7 +612,7 @@ static void test_crowded_fetch_still_validates_the_owner(void **state)
 /* A number nobody claims: no validation, no route, nothing notified. */
 static void test_unclaimed_number(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t b;
 	vap_client_t *cb;
@@ -824,7 +832,7 @@ static void upload_one_call(vap_client_t *owner, vap_client_t *caller, const cha
 static void test_async_dht_and_incident(void **state)
 {
 	slow_dht_t sd = { .mu = PTHREAD_MUTEX_INITIALIZER, .answer_fetch = true };
-	vsrv_memdht_t *mem = vsrv_memdht_new();
+	vsrv_memdht_t *mem = memdht();
 	incident_seen_t is = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t a, b;
 	vap_client_t *ca, *cb, *sub;
@@ -869,7 +877,7 @@ static void test_async_dht_and_incident(void **state)
 static void test_fetch_timeout_retried(void **state)
 {
 	slow_dht_t sd = { .mu = PTHREAD_MUTEX_INITIALIZER, .answer_fetch = false };
-	vsrv_memdht_t *mem = vsrv_memdht_new();
+	vsrv_memdht_t *mem = memdht();
 	incident_seen_t is = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	carrier_t b;
 	vap_client_t *cb;
@@ -902,7 +910,7 @@ static void test_fetch_timeout_retried(void **state)
 /* Housekeeping: records past retention are purged (injected clock 49 h later). */
 static void test_maintenance_purges(void **state)
 {
-	vsrv_memdht_t *dht = vsrv_memdht_new();
+	vsrv_memdht_t *dht = memdht();
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
 	vsrv_t *srv = NULL;

@@ -91,7 +91,7 @@ static void b_on_msg(lt_node_t *n, dp_link_t *l, const uint8_t *msg, size_t len)
 static bool dest_verify(lt_node_t *n, dp_link_t *l, const uint8_t *msg, size_t len, rl_message_t *m)
 {
 	const dp_cert_ident_t *signer;
-	dp_cert_reason_t why;
+	dp_cert_reason_t why = DP_CERT_OK;
 	const vp_id_t *ids;
 	uint32_t nid;
 	vp_id_t orig;
