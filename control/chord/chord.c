@@ -927,8 +927,14 @@ static int on_update(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev
 		vp_log_debug("chord", "update_rx", "t=%llu node=%s from=%s type=%u", (unsigned long long)n->now,
 		             vp_id_to_hex(&n->self, a), vp_id_to_hex(&sender, c), b->u.update.type);
 	}
-	if (add_peer(n, &sender) == 1)
-		rebuild(n);
+	/* Only a sender on a link of ours enters the table: a routed Update names a peer we may not reach (or
+	 * that does not exist); it is attached to first, like any id an Update mentions. */
+	if (vp_id_eq(&sender, prev)) {
+		if (add_peer(n, &sender) == 1)
+			rebuild(n);
+	} else {
+		consider(n, &sender, prev);
+	}
 	if (b->u.update.type != RL_UPDATE_PEER_READY)
 		check_skipped_neighbour(n, &sender, &b->u.update);
 	learn_list(n, &b->u.update.predecessors, &sender);

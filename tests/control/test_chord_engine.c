@@ -641,6 +641,63 @@ static void ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer(void
 	net_free(t);
 }
 
+/* True if `id` is among n's predecessors, successors or fingers. */
+static bool in_table(const chord_node_t *n, const vp_id_t *id)
+{
+	const chord_table_t *tab = chord_node_table(n);
+	for (uint32_t i = 0; i < tab->npred; i++)
+		if (vp_id_eq(&tab->pred[i], id))
+			return true;
+	for (uint32_t i = 0; i < tab->nsucc; i++)
+		if (vp_id_eq(&tab->succ[i], id))
+			return true;
+	return false;
+}
+
+/*
+ * An Update routed to us (its sender is the first via entry, not the link it came on) names a peer we have
+ * no link to: it must not enter the routing table on the Update's word (we would route into a node we cannot
+ * reach, or one that does not exist); it is attached to first like any gossiped id.
+ */
+static void routed_update_does_not_admit_its_sender(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x90 };
+	net_t *t = net_new(tops, 2);
+	vp_id_t stranger = T(0x50);
+	rl_dest_t via = rl_dest_node(&stranger), dest = rl_dest_node(&t->id[1]);
+	rl_body_t b;
+	rl_message_t m, back;
+	uint8_t buf[2048];
+	vp_wr_t wr;
+	(void)state;
+	join_all(t);
+	memset(&b, 0, sizeof(b));
+	b.code = RL_UPDATE_REQ;
+	b.u.update.type = RL_UPDATE_NEIGHBORS;
+	memset(&m, 0, sizeof(m));
+	m.hdr.overlay = 0;
+	m.hdr.config_seq = 1;
+	m.hdr.version = RL_VERSION;
+	m.hdr.ttl = RL_DEFAULT_TTL;
+	m.hdr.fragment = RL_FRAG_UNFRAGMENTED;
+	m.hdr.txid = 0x1234;
+	m.hdr.via.items = &via;
+	m.hdr.via.n_items = 1;
+	m.hdr.dest.items = &dest;
+	m.hdr.dest.n_items = 1;
+	m.contents.code = b.code;
+	m.contents.body_st = &b;
+	m.sec.sig.identity.type = RL_SIGNER_NONE;
+	vp_wr_init(&wr, buf, sizeof(buf));
+	assert_int_equal(rl_msg_encode(&wr, &m), 0);
+	assert_int_equal(rl_msg_decode(buf, vp_wr_len(&wr), &back), 0);
+	chord_node_recv(t->n[1], &t->id[0], &back, t->now);
+	run(t);
+	assert_false(in_table(t->n[1], &stranger));
+	assert_true(in_table(t->n[1], &t->id[0]));
+	net_free(t);
+}
+
 static void config_is_checked(void **state)
 {
 	chord_cfg_t cfg = chord_cfg_default();
@@ -697,6 +754,7 @@ int main(void)
 		cmocka_unit_test(ttl_exhaustion_is_answered_with_an_error),
 		cmocka_unit_test(probe_reports_responsible_fraction_and_resources),
 		cmocka_unit_test(ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer),
+		cmocka_unit_test(routed_update_does_not_admit_its_sender),
 		cmocka_unit_test(config_is_checked),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
