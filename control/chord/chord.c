@@ -35,6 +35,7 @@ typedef struct txn {
 	uint64_t txid;
 	uint64_t deadline;
 	vp_id_t peer;   /* the direct peer, or the Attach target */
+	vp_id_t hop;    /* the link it went out on: its answer must come back on it */
 	uint8_t kind;
 	uint8_t direct; /* sent straight to `peer`: a timeout means it failed */
 } txn_t;
@@ -241,7 +242,8 @@ static void txn_remove(chord_node_t *n, txn_t *t)
 	*t = n->txn[--n->ntxn];
 }
 
-static int txn_add(chord_node_t *n, uint64_t txid, txn_kind_t kind, const vp_id_t *peer, bool direct)
+static int txn_add(chord_node_t *n, uint64_t txid, txn_kind_t kind, const vp_id_t *peer, const vp_id_t *hop,
+                   bool direct)
 {
 	if (n->ntxn == TXN_CAP)
 		return VP_EBUSY;
@@ -254,7 +256,7 @@ static int txn_add(chord_node_t *n, uint64_t txid, txn_kind_t kind, const vp_id_
 		n->cap_txn = cap > TXN_CAP ? TXN_CAP : cap;
 	}
 	n->txn[n->ntxn++] = (txn_t){ .txid = txid, .deadline = n->now + n->cfg.request_timeout_ms,
-	                             .peer = *peer, .kind = (uint8_t)kind, .direct = direct };
+	                             .peer = *peer, .hop = *hop, .kind = (uint8_t)kind, .direct = direct };
 	return 0;
 }
 
@@ -359,7 +361,7 @@ static int send_direct(chord_node_t *n, const vp_id_t *peer, const rl_body_t *bo
 	if (!err)
 		err = send_request_to(n, peer, peer, false, body, txid);
 	if (!err)
-		err = txn_add(n, txid, kind, peer, true);
+		err = txn_add(n, txid, kind, peer, peer, true);
 	return err;
 }
 
@@ -698,7 +700,7 @@ static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, co
 	r = io_send(n, &next, &m);
 	if (r)
 		return r;
-	return txn_add(n, txid, kind, target, false);
+	return txn_add(n, txid, kind, target, &next, false);
 }
 
 static void consider(chord_node_t *n, const vp_id_t *id, const vp_id_t *via)
@@ -1167,6 +1169,15 @@ static int process_local(chord_node_t *n, const vp_id_t *from, const rl_message_
 
 	if (is_answer_code(code)) {
 		txn_t *t = txn_find(n, m->hdr.txid);
+		if (t && !vp_id_eq(&t->hop, from)) {
+			/* Answers retrace the request's path: one on another link is forged or misrouted. */
+			if (vp_log_enabled(VP_LOG_DEBUG)) {
+				char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
+				vp_log_debug("chord", "answer_wrong_link", "t=%llu node=%s from=%s code=%u",
+				             (unsigned long long)n->now, vp_id_to_hex(&n->self, a), vp_id_to_hex(from, c), code);
+			}
+			return VP_EAUTH;
+		}
 		if (t) {
 			on_answer(n, t, m, from);
 			return 0;
@@ -1482,6 +1493,11 @@ int chord_node_resend(chord_node_t *n, const vp_id_t *failed, const rl_message_t
 	if (r != 0)
 		return r < 0 ? r : VP_ENOROUTE; /* now ours, but the previous hop is unknown here */
 	n->stats.rerouted++;
+	{
+		txn_t *t = txn_find(n, m->hdr.txid);
+		if (t)
+			t->hop = next; /* its answer now comes back on this link */
+	}
 	return n->io.send(n->io.ctx, n, &next, m);
 }
 

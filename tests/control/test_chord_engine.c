@@ -698,6 +698,59 @@ static void routed_update_does_not_admit_its_sender(void **state)
 	net_free(t);
 }
 
+/*
+ * The answer to a request must come back on the link the request went out on (RFC 6940 §6.2.2: answers
+ * retrace the via list).  A peer on another link that learnt (or guessed) the transaction id must not settle
+ * it: here every request n[1] sends to n[0] is "answered" from n[2]'s link and the real answers never come,
+ * so n[1] must time them out and drop n[0].  Accepting the forged answers kept the dead n[0] as a neighbour.
+ */
+static void answer_on_another_link_is_ignored(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x50, 0x90 };
+	net_t *t = net_new(tops, 3);
+	int forged = 0;
+	(void)state;
+	join_all(t);
+	run(t);
+	t->now += chord_cfg_default().update_interval_ms + 1000; /* every node's periodic Update is due */
+	chord_node_tick(t->n[1], t->now);
+	while (t->qhead != t->qtail) {
+		qmsg_t *q = &t->q[t->qhead++ % QCAP];
+		rl_message_t req, ans;
+		rl_body_t b;
+		rl_dest_t d;
+		uint8_t buf[2048];
+		vp_wr_t wr;
+		if (q->from != 1 || q->to != 0)
+			continue;
+		assert_int_equal(rl_msg_decode(q->buf, q->len, &req), 0);
+		if (req.contents.code == RL_ERROR || (req.contents.code & 1) == 0)
+			continue;
+		memset(&b, 0, sizeof(b));
+		b.code = (uint16_t)(req.contents.code + 1);
+		memset(&ans, 0, sizeof(ans));
+		d = rl_dest_node(&t->id[1]);
+		ans.hdr = req.hdr;
+		ans.hdr.via = (rl_dest_list_t){ 0 };
+		ans.hdr.dest = (rl_dest_list_t){ .items = &d, .n_items = 1 };
+		ans.hdr.options = (rl_fwd_option_list_t){ 0 };
+		ans.contents.code = b.code;
+		ans.contents.body_st = &b;
+		ans.sec.sig.identity.type = RL_SIGNER_NONE;
+		vp_wr_init(&wr, buf, sizeof(buf));
+		assert_int_equal(rl_msg_encode(&wr, &ans), 0);
+		assert_int_equal(rl_msg_decode(buf, vp_wr_len(&wr), &ans), 0);
+		chord_node_recv(t->n[1], &t->id[2], &ans, t->now); /* from n[2]'s link */
+		forged++;
+	}
+	assert_true(forged > 0);
+	t->up[0] = false; /* n[0] says nothing more */
+	t->now += chord_cfg_default().request_timeout_ms + 1000;
+	chord_node_tick(t->n[1], t->now);
+	assert_false(in_table(t->n[1], &t->id[0]));
+	net_free(t);
+}
+
 static void config_is_checked(void **state)
 {
 	chord_cfg_t cfg = chord_cfg_default();
@@ -755,6 +808,7 @@ int main(void)
 		cmocka_unit_test(probe_reports_responsible_fraction_and_resources),
 		cmocka_unit_test(ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer),
 		cmocka_unit_test(routed_update_does_not_admit_its_sender),
+		cmocka_unit_test(answer_on_another_link_is_ignored),
 		cmocka_unit_test(config_is_checked),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
