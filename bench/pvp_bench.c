@@ -116,6 +116,8 @@ static int bench_ours(int n, unsigned bits, uint64_t start_s, double *per_core, 
 	pvp_server_conf_t conf;
 	pvp_client_conf_t cc = { .domain = "carrier-b.example", .max_shift = PVP_NO_SHIFT, .max_candidates = 1 };
 	pvp_client_t *cli = NULL;
+	pvp_ledger_t *led = NULL;
+	pvp_ledger_conf_t lc = { 0 };
 	pvp_vcr_t term, orig;
 	srv_thread_t t;
 	pthread_t th;
@@ -133,7 +135,15 @@ static int bench_ours(int n, unsigned bits, uint64_t start_s, double *per_core, 
 	if (pvp_vcr_store_open(&sc, &st) || pvp_policy_new(&pc, &pol) ||
 	    pvp_vcr_make(&term, PVP_DIR_TERM, NUM, CALLER, (start_s + 1) * 1000, (start_s + 184) * 1000, NULL) ||
 	    pvp_vcr_make(&orig, PVP_DIR_ORIG, NUM, CALLER, start_s * 1000, (start_s + 183) * 1000, NULL) ||
-	    pvp_vcr_store_add(st, &term) || pvp_client_new(&cc, &cli))
+	    pvp_vcr_store_add(st, &term))
+		goto out;
+	/* The client's guess ledger shares the bench's store (two processes would each have their own). */
+	lc.store = st;
+	cc.ledger = NULL;
+	if (pvp_ledger_new(&lc, &led))
+		goto out;
+	cc.ledger = led;
+	if (pvp_client_new(&cc, &cli))
 		goto out;
 	memset(&conf, 0, sizeof(conf));
 	conf.store = st;
@@ -152,7 +162,14 @@ static int bench_ours(int n, unsigned bits, uint64_t start_s, double *per_core, 
 	w0 = mono_s();
 	for (int i = 0; i < n; i++) {
 		pvp_validation_t v;
-		if (pvp_client_validate(cli, &orig, PVP_METHODS_ALL, pvp_tcp_connect, &target, NULL, 0, &v) ||
+		char claimant[32];
+		/*
+		 * The same call validated again against one claimant would lower the
+		 * ledger's credit each time (one more guess, no new call): each
+		 * validation here stands for another claimant, as in a busy validator.
+		 */
+		snprintf(claimant, sizeof(claimant), "bench-%d", i);
+		if (pvp_client_validate(cli, claimant, &orig, PVP_METHODS_ALL, pvp_tcp_connect, &target, NULL, 0, &v) ||
 		    v.resp.status != PVP_ST_ROUTES) {
 			fprintf(stderr, "pvp-bench: validation %d failed\n", i);
 			break;
@@ -168,6 +185,7 @@ static int bench_ours(int n, unsigned bits, uint64_t start_s, double *per_core, 
 	}
 out:
 	pvp_client_free(cli);
+	pvp_ledger_free(led);
 	pvp_policy_free(pol);
 	pvp_vcr_store_close(st);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

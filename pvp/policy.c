@@ -7,33 +7,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "common/errcode.h"
-#include "common/rand.h"
+#include "pvp/gate.h"
 #include "pvp/ticket.h"
 
-#define PROBE 8 /* slots probed per key: collisions beyond this evict the stalest */
+#define ROWS 4 /* count-min rows: a key's estimate is the smallest of its 4 counters */
 
 typedef struct list_entry {
 	char domain[PVP_DOMAIN_MAX + 1];
 	uint32_t threshold;
 } list_entry_t;
 
-typedef struct rate_slot {
-	uint64_t hash;       /* 0 = empty */
-	uint64_t window;     /* window index the count belongs to */
-	uint32_t fails;
-} rate_slot_t;
+/*
+ * One kind's counters: a count-min sketch per window, for the current window
+ * and the one before it.  A counter is the sum of the counts of every key
+ * that hashes to it, so a key's estimate (its smallest counter) is never
+ * below its true count: a flood raises estimates (over-counting), it can
+ * never lower one (no eviction, nothing is forgotten inside two windows).
+ */
+typedef struct rate_table {
+	uint64_t window;     /* index of cur */
+	uint32_t *cur;       /* ROWS * slots */
+	uint32_t *prev;
+} rate_table_t;
 
 struct pvp_policy {
 	pvp_policy_conf_t conf;
 	list_entry_t *list;
 	size_t nlist, caplist;
-	pthread_mutex_t lock;     /* the rate table */
+	pthread_mutex_t lock;     /* the rate tables */
 	pthread_rwlock_t list_lock; /* the domain list: looked up by workers, changed on reload */
-	uint64_t seed[2];    /* keyed hash: an attacker cannot aim collisions at a victim's slot */
-	rate_slot_t *slots;
+	uint8_t seed[32];    /* keyed hash: an attacker cannot aim collisions at a victim's counters */
+	rate_table_t tables[2]; /* [PVP_RATE_PEER], [PVP_RATE_NUMBER]: separate, so one cannot flood the other */
 };
 
 int pvp_policy_new(const pvp_policy_conf_t *conf, pvp_policy_t **out)
@@ -54,19 +62,21 @@ int pvp_policy_new(const pvp_policy_conf_t *conf, pvp_policy_t **out)
 	if (!p->conf.window_s)
 		p->conf.window_s = 3600;
 	slots = p->conf.table_slots ? p->conf.table_slots : 4096;
-	if (slots < PROBE || (slots & (slots - 1))) {
+	if (slots < 64 || (slots & (slots - 1))) {
 		free(p);
 		return VP_EINVAL;
 	}
 	p->conf.table_slots = slots;
-	p->slots = calloc(slots, sizeof(rate_slot_t));
-	if (!p->slots) {
-		free(p);
-		return VP_ENOMEM;
+	for (int k = 0; k < 2; k++) {
+		p->tables[k].cur = calloc((size_t)ROWS * slots, sizeof(uint32_t));
+		p->tables[k].prev = calloc((size_t)ROWS * slots, sizeof(uint32_t));
+		if (!p->tables[k].cur || !p->tables[k].prev) {
+			pvp_policy_free(p);
+			return VP_ENOMEM;
+		}
 	}
-	if (RAND_bytes((unsigned char *)p->seed, sizeof(p->seed)) != 1) {
-		free(p->slots);
-		free(p);
+	if (RAND_bytes(p->seed, sizeof(p->seed)) != 1) {
+		pvp_policy_free(p);
 		return VP_ECRYPTO;
 	}
 	pthread_mutex_init(&p->lock, NULL);
@@ -79,10 +89,15 @@ void pvp_policy_free(pvp_policy_t *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_destroy(&p->lock);
-	pthread_rwlock_destroy(&p->list_lock);
+	if (p->tables[0].cur) { /* fully created: the locks exist */
+		pthread_mutex_destroy(&p->lock);
+		pthread_rwlock_destroy(&p->list_lock);
+	}
 	free(p->list);
-	free(p->slots);
+	for (int k = 0; k < 2; k++) {
+		free(p->tables[k].cur);
+		free(p->tables[k].prev);
+	}
 	free(p);
 }
 
@@ -150,56 +165,53 @@ int pvp_policy_threshold(const pvp_policy_t *p, const char *domain, uint32_t *th
 	return t == PVP_THRESHOLD_NEVER ? VP_EREFUSED : 0;
 }
 
-/* SipHash would do; a keyed FNV-1a variant with a final mix is enough here. */
-static uint64_t key_hash(const pvp_policy_t *p, pvp_rate_kind_t kind, const char *key)
+/* Counter index of \p key in each row: SHA-256(seed | kind | key), 4 bytes per row. */
+static void key_slots(const pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint32_t idx[ROWS])
 {
-	uint64_t h = p->seed[0] ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ull);
-	for (const unsigned char *s = (const unsigned char *)key; *s; s++) {
-		h ^= *s;
-		h *= 0x100000001b3ull;
+	char pk[PVP_PEER_MAX];
+	uint8_t md[32], k = (uint8_t)kind;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	const char *name = key;
+	if (kind == PVP_RATE_PEER) {
+		pvp_peer_key(key, pk); /* an IPv6 peer is its /64 */
+		name = pk;
 	}
-	h ^= p->seed[1];
-	h = vp_fmix64(h);
-	return h ? h : 1;
+	if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL) || !EVP_DigestUpdate(c, p->seed, sizeof(p->seed)) ||
+	    !EVP_DigestUpdate(c, &k, 1) || !EVP_DigestUpdate(c, name, strlen(name)) ||
+	    !EVP_DigestFinal_ex(c, md, NULL))
+		memset(md, 0, sizeof(md)); /* every key on the same counters: over-counts, never forgets */
+	EVP_MD_CTX_free(c);
+	for (int r = 0; r < ROWS; r++)
+		idx[r] = (uint32_t)r * p->conf.table_slots +
+		         (((uint32_t)md[4 * r] << 24 | (uint32_t)md[4 * r + 1] << 16 | (uint32_t)md[4 * r + 2] << 8 |
+		           md[4 * r + 3]) & (p->conf.table_slots - 1));
 }
 
-/*
- * Find the slot of h, or the one it would take: an empty slot, else a stale
- * one, else the one with the fewest failures in this window.  *found says
- * which.  Caller holds the lock.
- */
-static rate_slot_t *find_slot(pvp_policy_t *p, uint64_t h, uint64_t window, bool *found)
+/* Bring table \p t to window \p w (caller holds the lock).  A clock that went back stays in cur. */
+static void advance(pvp_policy_t *p, rate_table_t *t, uint64_t w)
 {
-	uint32_t mask = p->conf.table_slots - 1;
-	rate_slot_t *victim = NULL;
-	uint64_t best = UINT64_MAX;
-	for (uint32_t i = 0; i < PROBE; i++) {
-		rate_slot_t *s = &p->slots[(h + i) & mask];
-		uint64_t score;
-		if (s->hash == h) {
-			*found = true;
-			return s;
-		}
-		score = s->hash == 0 ? 0 : s->window != window ? 1 : 2 + (uint64_t)s->fails;
-		if (score < best) {
-			best = score;
-			victim = s;
-		}
+	size_t bytes = (size_t)ROWS * p->conf.table_slots * sizeof(uint32_t);
+	if (w <= t->window)
+		return;
+	if (w == t->window + 1) {
+		uint32_t *x = t->prev;
+		t->prev = t->cur;
+		t->cur = x;
+		memset(t->cur, 0, bytes);
+	} else {
+		memset(t->cur, 0, bytes);
+		memset(t->prev, 0, bytes);
 	}
-	*found = false;
-	return victim;
+	t->window = w;
 }
 
-/*
- * Failures of h in this window.  A key that is not in the table counts as
- * many failures as the slot it would take: evicting a live entry hands its
- * count on instead of dropping it, so no key's count can shrink within a
- * window, however the table is flooded (the minimum over a neighbourhood
- * never decreases).  Over-counting is the safe side of a bounded table.
- */
-static uint32_t slot_fails(const rate_slot_t *s, uint64_t window)
+static uint32_t estimate(const uint32_t *cnt, const uint32_t idx[ROWS])
 {
-	return s->hash != 0 && s->window == window ? s->fails : 0;
+	uint32_t m = UINT32_MAX;
+	for (int r = 0; r < ROWS; r++)
+		if (cnt[idx[r]] < m)
+			m = cnt[idx[r]];
+	return m;
 }
 
 static uint32_t limit_of(const pvp_policy_t *p, pvp_rate_kind_t kind)
@@ -207,63 +219,87 @@ static uint32_t limit_of(const pvp_policy_t *p, pvp_rate_kind_t kind)
 	return kind == PVP_RATE_PEER ? p->conf.peer_fail_limit : p->conf.number_fail_limit;
 }
 
+/*
+ * The limit holds over any interval of one window length: such an interval
+ * lies inside two consecutive fixed windows, and a failure is admitted only
+ * while this window's count plus the previous window's stays under the limit.
+ */
+static bool under_limit(const pvp_policy_t *p, const rate_table_t *t, pvp_rate_kind_t kind,
+                        const uint32_t idx[ROWS])
+{
+	uint64_t sum = (uint64_t)estimate(t->cur, idx) + estimate(t->prev, idx);
+	return sum < limit_of(p, kind);
+}
+
+static void bump(uint32_t *cnt, const uint32_t idx[ROWS])
+{
+	for (int r = 0; r < ROWS; r++)
+		if (cnt[idx[r]] < UINT32_MAX)
+			cnt[idx[r]]++;
+}
+
+static rate_table_t *table_of(pvp_policy_t *p, pvp_rate_kind_t kind)
+{
+	return &p->tables[kind == PVP_RATE_PEER ? 0 : 1];
+}
+
 bool pvp_policy_rate_ok(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s)
 {
-	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
-	rate_slot_t *s;
-	bool ok, found;
+	rate_table_t *t = table_of(p, kind);
+	uint32_t idx[ROWS];
+	bool ok;
+	key_slots(p, kind, key, idx);
 	pthread_mutex_lock(&p->lock);
-	s = find_slot(p, h, window, &found);
-	ok = slot_fails(s, window) < limit_of(p, kind);
+	advance(p, t, now_s / p->conf.window_s);
+	ok = under_limit(p, t, kind, idx);
 	pthread_mutex_unlock(&p->lock);
 	return ok;
 }
 
 void pvp_policy_rate_fail(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s)
 {
-	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
-	rate_slot_t *s;
-	bool found;
+	rate_table_t *t = table_of(p, kind);
+	uint32_t idx[ROWS];
+	key_slots(p, kind, key, idx);
 	pthread_mutex_lock(&p->lock);
-	s = find_slot(p, h, window, &found);
-	if (!found || s->window != window) {
-		s->fails = slot_fails(s, window);
-		s->hash = h;
-		s->window = window;
-	}
-	if (s->fails < UINT32_MAX)
-		s->fails++;
+	advance(p, t, now_s / p->conf.window_s);
+	bump(t->cur, idx);
 	pthread_mutex_unlock(&p->lock);
 }
 
 bool pvp_policy_rate_take(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s)
 {
-	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
-	rate_slot_t *s;
-	uint32_t fails;
-	bool found, ok;
+	rate_table_t *t = table_of(p, kind);
+	uint32_t idx[ROWS];
+	bool ok;
+	key_slots(p, kind, key, idx);
 	pthread_mutex_lock(&p->lock);
-	s = find_slot(p, h, window, &found);
-	fails = slot_fails(s, window);
-	ok = fails < limit_of(p, kind);
-	if (ok) {
-		s->hash = h;
-		s->window = window;
-		s->fails = fails + 1;
-	}
+	advance(p, t, now_s / p->conf.window_s);
+	ok = under_limit(p, t, kind, idx);
+	if (ok)
+		bump(t->cur, idx);
 	pthread_mutex_unlock(&p->lock);
 	return ok;
 }
 
 void pvp_policy_rate_refund(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s)
 {
-	uint64_t h = key_hash(p, kind, key), window = now_s / p->conf.window_s;
-	rate_slot_t *s;
-	bool found;
+	rate_table_t *t = table_of(p, kind);
+	uint64_t w = now_s / p->conf.window_s;
+	uint32_t idx[ROWS], *cnt = NULL;
+	key_slots(p, kind, key, idx);
 	pthread_mutex_lock(&p->lock);
-	s = find_slot(p, h, window, &found);
-	/* Evicted or a new window since the take: nothing to give back (over-counting is the safe side). */
-	if (found && s->window == window && s->fails > 0)
-		s->fails--;
+	/*
+	 * Undo exactly one earlier count of this key in the window it was taken
+	 * in (now cur, or prev after one rotation): every counter of the key
+	 * holds at least that count, so no other key's estimate can drop.
+	 */
+	if (w == t->window)
+		cnt = t->cur;
+	else if (w + 1 == t->window)
+		cnt = t->prev;
+	if (cnt && estimate(cnt, idx) > 0)
+		for (int r = 0; r < ROWS; r++)
+			cnt[idx[r]]--;
 	pthread_mutex_unlock(&p->lock);
 }

@@ -7,14 +7,21 @@
  * default of "never" with a threshold for the listed ones.  A list entry
  * matches the domain itself and its subdomains; the longest match wins.
  *
- * Rate limits count *failed* handshakes (online password guesses) per key in
- * fixed windows, in a fixed-size table (no allocation after creation).  When
- * the table is full a new key takes over the entry with the fewest failures
- * *and its count*, so flooding cannot reset anyone's count; the price is that
- * more distinct failing keys per window than table_slots over-count (new keys
- * can start limited): size the table above the expected number.  All
- * functions are thread-safe; the table is under a mutex (handshakes cost
- * milliseconds, the lock microseconds).
+ * Rate limits count *failed* handshakes (online password guesses) per key,
+ * peers and numbers in separate tables (docs/protocol.md §5.8).  A failure is
+ * admitted only while the key's count in this window plus its count in the
+ * previous one stays under the limit, so the limit holds over any interval of
+ * one window length (a plain fixed window allows twice the limit across its
+ * edge); a key that hit its limit stays limited up to two windows.  Each table
+ * is a count-min sketch per window (4 rows of table_slots counters, keyed
+ * hash, fixed size, no allocation after creation): a key's count is the
+ * smallest of its counters, which is never below its true count, so a flood
+ * of other keys can only over-count (new keys may start limited when far
+ * more than table_slots failures arrive per window), never make a key
+ * forget.  An IPv6 peer is counted as its /64 (addresses inside a prefix are
+ * free to rotate), an IPv4-mapped address as its IPv4 address.  All
+ * functions are thread-safe (one mutex; handshakes cost milliseconds, the
+ * lock microseconds).
  */
 #ifndef VP_PVP_POLICY_H
 #define VP_PVP_POLICY_H
@@ -41,7 +48,7 @@ typedef struct pvp_policy_conf {
 	uint32_t peer_fail_limit;    /*!< failed handshakes per peer per window; 0 = 30 */
 	uint32_t number_fail_limit;  /*!< failed handshakes per number per window; 0 = 10 */
 	uint32_t window_s;           /*!< 0 = 3600 */
-	uint32_t table_slots;        /*!< rate-limit entries (power of two); 0 = 4096 */
+	uint32_t table_slots;        /*!< counters per sketch row (power of two, >= 64); 0 = 4096 */
 } pvp_policy_conf_t;
 
 typedef struct pvp_policy pvp_policy_t;
@@ -79,7 +86,12 @@ void pvp_policy_rate_fail(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key
  */
 bool pvp_policy_rate_take(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s);
 
-/*! \brief Give back one count taken by pvp_policy_rate_take() (same window; never below zero). */
+/*!
+ * \brief Give back one count taken by pvp_policy_rate_take() at \p now_s (the
+ * take's time: counted in that window, or nothing if two windows have
+ * passed).  Only for a take that succeeded: a sketch cannot tell whose count
+ * it removes, and an unmatched refund would lower other keys' counts.
+ */
 void pvp_policy_rate_refund(pvp_policy_t *p, pvp_rate_kind_t kind, const char *key, uint64_t now_s);
 
 #endif

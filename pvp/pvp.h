@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #include "common/clock.h"
+#include "pvp/gate.h"
+#include "pvp/ledger.h"
 #include "pvp/method.h"
 #include "pvp/policy.h"
 #include "pvp/ticket.h"
@@ -47,6 +49,8 @@ typedef struct pvp_server_conf {
 	uint32_t ticket_lifetime_s;    /*!< 0 = 30 days */
 	uint32_t accum_window_s;       /*!< previous tickets count if issued within this; 0 = 30 days */
 	unsigned io_timeout_ms;        /*!< deadline for the whole connection (handshake + exchange); 0 = 10 s */
+	unsigned handshake_timeout_ms; /*!< deadline for the TLS handshake, inside io_timeout_ms; 0 = 3 s
+	                                    (a 2048-bit handshake is a few round trips and ~3 ms of CPU) */
 	unsigned max_candidates;       /*!< highest candidate index served + 1; 0 = 4 */
 	pvp_entropy_conf_t entropy;
 	const vp_clock_t *clock;       /*!< NULL = system */
@@ -101,6 +105,9 @@ typedef struct pvp_client_conf {
 	unsigned max_tries;            /*!< handshakes per method; 0 = 4 */
 	unsigned io_timeout_ms;        /*!< deadline per handshake attempt (connection); 0 = 10 s */
 	const vp_clock_t *clock;
+	pvp_ledger_t *ledger;          /*!< guess ledger (required, shared, not owned): §5.9 */
+	uint32_t min_entropy_cbits;    /*!< our own threshold for accepting routes; 0 = 1600 (16 bits) */
+	pvp_entropy_conf_t entropy;    /*!< the estimator's parameters, as the server's */
 } pvp_client_conf_t;
 
 #define PVP_NO_SHIFT 0xffffffffu   /* pvp_client_conf_t.max_shift: try only the exact bucket */
@@ -114,6 +121,12 @@ typedef struct pvp_validation {
 	unsigned handshakes;          /*!< handshakes attempted (each an online guess) */
 	unsigned failed_handshakes;
 	bool authenticated;           /*!< a handshake completed (even if ValExchange then failed) */
+	/* The originating-side rule (§5.9), filled when a ValExchange completed: */
+	uint32_t call_cbits;          /*!< our estimate of our own record for the method used */
+	uint32_t credit_cbits;        /*!< the chain's credit: sum(e) - log2 C(G, S), 1/100 bit */
+	uint32_t threshold_cbits;     /*!< our threshold */
+	bool withheld;                /*!< the claimant granted routes below our threshold: status
+	                                   turned into pending, URIs dropped, ticket kept for accumulation */
 } pvp_validation_t;
 
 int pvp_client_new(const pvp_client_conf_t *conf, pvp_client_t **out);
@@ -121,16 +134,26 @@ int pvp_client_new(const pvp_client_conf_t *conf, pvp_client_t **out);
 void pvp_client_free(pvp_client_t *cli);
 
 /*!
- * \brief Validate originating record \p r against one claimant reached via
- * \p connect.  \p methods is the claimant's advertised method set
- * (PVP_MBIT bits); methods are tried by priority.  \p prev_ticket (may be
- * NULL) is sent for entropy accumulation.
+ * \brief Validate originating record \p r against \p claimant (a stable
+ * name: its Node-ID hex; the guess ledger is kept per number and claimant)
+ * reached via \p connect.  \p methods is the claimant's advertised method
+ * set (PVP_MBIT bits); methods are tried by priority.  \p prev_ticket (may
+ * be NULL) is sent for entropy accumulation.
+ *
+ * Every handshake is reserved in the ledger before it starts.  Routes are
+ * accepted only if the chain's credit on *our* record reaches our own
+ * threshold (§5.9); otherwise a `routes` answer is turned into `pending`
+ * (out->withheld, URIs dropped, the ticket kept only for accumulation).
+ *
  * Returns 0 when a ValExchange completed (out->resp.status says how),
- * VP_EAUTH if every handshake failed (definite: the claimant does not know
- * the call), VP_EPERM if no advertised method applies to the record, or a
- * transport error (VP_EIO, VP_ETIMEOUT, VP_ECLOSED, VP_ETLS: retry later).
+ * VP_EAUTH if every handshake failed at the proof (definite: the claimant
+ * does not know the call), VP_EPERM if no advertised method applies to the
+ * record, VP_ERATELIMIT if the guess budget for (number, claimant) is spent
+ * (definite until the window moves), VP_ETLS for a protocol failure
+ * (a group under our minimum, a non-conforming salt: definite), or a
+ * transport error (VP_EIO, VP_ETIMEOUT, VP_ECLOSED: retry later), or VP_EDB.
  */
-int pvp_client_validate(pvp_client_t *cli, const pvp_vcr_t *r, unsigned methods,
+int pvp_client_validate(pvp_client_t *cli, const char *claimant, const pvp_vcr_t *r, unsigned methods,
                         pvp_connect_fn connect_fn, void *connect_arg, const uint8_t *prev_ticket,
                         size_t prev_len, pvp_validation_t *out);
 

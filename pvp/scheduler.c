@@ -218,7 +218,7 @@ static bool run_job(pvp_sched_t *s, job_t *j)
 			s->stats.refused++;
 			vp_log_info("pvp", "validation_refused", "number=%s claimant=%s reason=%s", j->rec.called,
 			            cl[i].id, pvp_refusal_str(v->resp.reason));
-		} else if (rc == VP_EAUTH || rc == VP_EPERM || rc == VP_ETLS || rc == VP_EMALFORMED) {
+		} else if (rc == VP_EAUTH || rc == VP_EPERM || rc == VP_ETLS || rc == VP_EMALFORMED || rc == VP_ERATELIMIT) {
 			s->stats.failed++;
 			vp_log_info("pvp", "claimant_failed", "number=%s claimant=%s err=%s", j->rec.called,
 			            cl[i].id, vp_errname(rc));
@@ -292,5 +292,5 @@ int pvp_sched_tcp_validate(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *
 	t.host = host;
 	t.port = port;
 	t.timeout_ms = 5000;
-	return pvp_client_validate(arg, r, c->methods, pvp_tcp_connect, &t, prev_ticket, prev_len, out);
+	return pvp_client_validate(arg, c->id, r, c->methods, pvp_tcp_connect, &t, prev_ticket, prev_len, out);
 }

@@ -39,6 +39,7 @@
 #define SALT_LEN 16
 #define DEFAULT_LIFETIME_S (30u * 86400)
 #define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 3000
 #define CANDIDATES_MAX 16
 
 static const char *const outcome_str[] = {
@@ -341,6 +342,13 @@ static int srp_user_cb(SSL *s, int *ad, void *arg)
 	*ad = SSL_AD_INTERNAL_ERROR;
 	if (!c || !user || hmac_seed(srv, "salt", user, saltb))
 		return SSL3_AL_FATAL;
+	/*
+	 * The top bit is set so the salt is exactly SALT_LEN bytes on the wire.
+	 * OpenSSL keeps salts as BIGNUMs and drops a leading zero byte when it
+	 * hashes x = SHA1(salt | ...), GnuTLS hashes the bytes it was given: with
+	 * a zero first byte the two compute different x (§5.1, 1 salt in 256).
+	 */
+	saltb[0] |= 0x80;
 	salt = BN_bin2bn(saltb, SALT_LEN, NULL);
 	if (!salt)
 		goto out;
@@ -565,7 +573,17 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 	}
 	io.ssl = ssl;
 	SSL_set_app_data(ssl, &c);
-	r = io_handshake(&io, true);
+	/* The handshake gets its own, shorter bound: a stalled peer frees the worker early. */
+	{
+		uint64_t conn_deadline = io.deadline_ns;
+		uint64_t hs = vp_time_mono_ns() +
+		              (uint64_t)(srv->conf.handshake_timeout_ms ? srv->conf.handshake_timeout_ms
+		                                                        : DEFAULT_HANDSHAKE_TIMEOUT_MS) * 1000000;
+		if (hs < io.deadline_ns)
+			io.deadline_ns = hs;
+		r = io_handshake(&io, true);
+		io.deadline_ns = conn_deadline;
+	}
 	if (r) {
 		res->outcome = PVP_OUT_HANDSHAKE_FAILED;
 		if (c.matched)
@@ -652,12 +670,81 @@ static char *client_pwd_cb(SSL *s, void *arg)
 	return OPENSSL_strdup(cli->pass);
 }
 
+/* What one client handshake got to, from the handshake messages seen (msg callback). */
+typedef struct cli_stage {
+	bool salt_bad;   /* ServerKeyExchange salt empty or with a leading zero byte */
+	bool cke_sent;   /* our ClientKeyExchange went out: the key exchange is complete */
+	bool alert_rcvd; /* the server sent an alert */
+} cli_stage_t;
+
+/*
+ * Watch the handshake.  The only field read from a message is the SRP salt of
+ * ServerKeyExchange (RFC 5054 §2.5.3: N<1..2^16-1>, g<1..2^16-1>, s<1..2^8-1>,
+ * B...), which OpenSSL parses but keeps as a BIGNUM, so its leading zero bytes
+ * are gone by the time anything else could look: the bytes are checked here,
+ * bounds-checked against the message length.
+ */
+static void client_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                          void *arg)
+{
+	const uint8_t *b = buf;
+	cli_stage_t *st = arg;
+	size_t off, n;
+	(void)version;
+	(void)ssl;
+	if (content_type == SSL3_RT_ALERT && !write_p) {
+		st->alert_rcvd = true;
+		return;
+	}
+	if (content_type != SSL3_RT_HANDSHAKE || len < 4)
+		return;
+	if (write_p && b[0] == SSL3_MT_CLIENT_KEY_EXCHANGE) {
+		st->cke_sent = true;
+		return;
+	}
+	if (write_p || b[0] != SSL3_MT_SERVER_KEY_EXCHANGE)
+		return;
+	off = 4;
+	for (int i = 0; i < 2; i++) { /* N, g */
+		if (off + 2 > len)
+			goto bad;
+		n = (size_t)b[off] << 8 | b[off + 1];
+		off += 2 + n;
+	}
+	if (off + 1 > len)
+		goto bad;
+	n = b[off];
+	if (n == 0 || off + 1 + n > len || b[off + 1] == 0)
+		goto bad;
+	return;
+bad:
+	st->salt_bad = true;
+}
+
+/*
+ * SRP parameter check (client).  Setting this callback replaces OpenSSL's own
+ * known-group check, so it is done here too; a salt with a leading zero byte
+ * is refused before our proof is sent: OpenSSL would hash it without that
+ * byte, so even the right password would fail at Finished and look like a
+ * wrong one (§5.1).
+ */
+static int client_param_cb(SSL *s, void *arg)
+{
+	cli_stage_t *st = SSL_get_app_data(s);
+	(void)arg;
+	if (!st || st->salt_bad) {
+		vp_log_warn("pvp", "server_salt_refused", "reason=leading_zero_byte");
+		return 0;
+	}
+	return SRP_check_known_gN_param(SSL_get_srp_g(s), SSL_get_srp_N(s)) != NULL ? 1 : 0;
+}
+
 int pvp_client_new(const pvp_client_conf_t *conf, pvp_client_t **out)
 {
 	pvp_client_t *cli;
 	unsigned bits;
 	*out = NULL;
-	if (!conf || !conf->domain)
+	if (!conf || !conf->domain || !conf->ledger)
 		return VP_ECONFIG;
 	bits = conf->min_group_bits ? conf->min_group_bits : PVP_GROUP_MIN;
 	if (bits < PVP_GROUP_MIN)
@@ -667,6 +754,8 @@ int pvp_client_new(const pvp_client_conf_t *conf, pvp_client_t **out)
 		return VP_ENOMEM;
 	cli->conf = *conf;
 	cli->conf.min_group_bits = bits;
+	if (!cli->conf.min_entropy_cbits)
+		cli->conf.min_entropy_cbits = 1600;
 	if (pvp_domain_normalize(conf->domain, cli->domain)) {
 		free(cli);
 		return VP_ECONFIG;
@@ -674,6 +763,7 @@ int pvp_client_new(const pvp_client_conf_t *conf, pvp_client_t **out)
 	cli->ctx = make_ctx(TLS_client_method());
 	if (!cli->ctx || !SSL_CTX_set_srp_strength(cli->ctx, (int)bits) ||
 	    !SSL_CTX_set_srp_client_pwd_callback(cli->ctx, client_pwd_cb) ||
+	    !SSL_CTX_set_srp_verify_param_callback(cli->ctx, client_param_cb) ||
 	    !SSL_CTX_set_srp_cb_arg(cli->ctx, cli)) {
 		log_ssl_errors("client_init");
 		pvp_client_free(cli);
@@ -699,8 +789,9 @@ void pvp_client_free(pvp_client_t *cli)
  */
 static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
                       pvp_connect_fn connect_fn, void *connect_arg, const uint8_t *prev_ticket,
-                      size_t prev_len, pvp_valresp_t *resp, bool *authenticated)
+                      size_t prev_len, pvp_valresp_t *resp, bool *authenticated, bool *guessed)
 {
+	cli_stage_t stage = { 0 };
 	pvp_valreq_t *q = NULL;
 	uint8_t buf[2 + PVP_VALX_MAX], binding[PVP_BINDING_LEN];
 	io_ctx_t io;
@@ -721,25 +812,35 @@ static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
 		goto out;
 	}
 	io.ssl = ssl;
+	SSL_set_app_data(ssl, &stage);
+	SSL_set_msg_callback(ssl, client_msg_cb);
+	SSL_set_msg_callback_arg(ssl, &stage);
 	ret = io_handshake(&io, false);
-	if (ret == VP_ETIMEOUT) {
-		rc = ret;
-		log_ssl_errors("client_handshake");
-		goto out;
-	}
 	if (ret) {
 		unsigned long e = ERR_peek_error();
 		int reason = ERR_GET_REASON(e);
-		if (reason == SSL_R_BAD_SRP_PARAMETERS || reason == SSL_R_INSUFFICIENT_SECURITY ||
-		    reason == SSL_R_NO_SHARED_CIPHER || reason == SSL_R_WRONG_VERSION_NUMBER)
+		/*
+		 * Outcome classes (§5.9): our own refusal of the server's parameters
+		 * is a protocol failure (VP_ETLS, definite); a failure after the key
+		 * exchange completed with an alert or a failed Finished/record check
+		 * is the proof failing (VP_EAUTH, definite); anything else (connect,
+		 * reset, timeout, an alert before the key exchange, a silent close
+		 * after it) is transport (retried).
+		 */
+		if (stage.salt_bad || reason == SSL_R_BAD_SRP_PARAMETERS || reason == SSL_R_INSUFFICIENT_SECURITY ||
+		    reason == SSL_R_NO_SHARED_CIPHER || reason == SSL_R_WRONG_VERSION_NUMBER ||
+		    reason == SSL_R_CALLBACK_FAILED)
 			rc = VP_ETLS;
-		else if (BIO_number_read(SSL_get_rbio(ssl)) == 0)
-			rc = VP_ECLOSED; /* nothing came back: refused or unreachable, not a guess */
-		else
+		else if (stage.cke_sent && (stage.alert_rcvd || ret == VP_ETLS))
 			rc = VP_EAUTH;
+		else
+			rc = ret == VP_ETIMEOUT ? VP_ETIMEOUT : VP_ECLOSED;
+		if (stage.cke_sent)
+			*guessed = true;
 		log_ssl_errors("client_handshake");
 		goto out;
 	}
+	*guessed = true;
 	*authenticated = true;
 	q = calloc(1, sizeof(*q));
 	if (!q) {
@@ -784,7 +885,37 @@ out:
 	return rc;
 }
 
-int pvp_client_validate(pvp_client_t *cli, const pvp_vcr_t *r, unsigned methods,
+/*
+ * The originating-side rule (§5.9), after a completed ValExchange with
+ * method \p m: count our call in the ledger and accept routes only if the
+ * chain's credit reaches our threshold.
+ */
+static int apply_own_threshold(pvp_client_t *cli, const char *claimant, const pvp_vcr_t *r, pvp_method_t m,
+                               uint64_t now_s, pvp_validation_t *out)
+{
+	uint32_t e = pvp_entropy_cbits(r, m, &cli->conf.entropy), credit = 0;
+	int rc;
+	out->call_cbits = e;
+	out->threshold_cbits = cli->conf.min_entropy_cbits;
+	if (out->resp.status == PVP_ST_REFUSED)
+		return 0; /* nothing granted, nothing counted */
+	rc = pvp_ledger_credit(cli->conf.ledger, r->called, claimant, (uint32_t)(r->start_ms / 1000), e, now_s,
+	                       &credit, NULL);
+	out->credit_cbits = credit;
+	if (rc)
+		return rc;
+	if (out->resp.status == PVP_ST_ROUTES && credit < cli->conf.min_entropy_cbits) {
+		out->withheld = true;
+		out->resp.status = PVP_ST_PENDING;
+		out->resp.nuris = 0;
+		memset(out->resp.uris, 0, sizeof(out->resp.uris));
+		vp_log_warn("pvp", "routes_withheld", "number=%s claimant=%s call_cbits=%u credit_cbits=%u threshold_cbits=%u",
+		            r->called, claimant, e, credit, cli->conf.min_entropy_cbits);
+	}
+	return 0;
+}
+
+int pvp_client_validate(pvp_client_t *cli, const char *claimant, const pvp_vcr_t *r, unsigned methods,
                         pvp_connect_fn connect_fn, void *connect_arg, const uint8_t *prev_ticket,
                         size_t prev_len, pvp_validation_t *out)
 {
@@ -796,6 +927,8 @@ int pvp_client_validate(pvp_client_t *cli, const pvp_vcr_t *r, unsigned methods,
 	char user[PVP_USER_MAX];
 
 	memset(out, 0, sizeof(*out));
+	if (!claimant || !claimant[0])
+		return VP_EINVAL;
 	for (size_t mi = 0; mi < sizeof(by_priority) / sizeof(by_priority[0]); mi++) {
 		pvp_method_t m = by_priority[mi];
 		unsigned tries = 0;
@@ -810,26 +943,45 @@ int pvp_client_validate(pvp_client_t *cli, const pvp_vcr_t *r, unsigned methods,
 		for (unsigned level = 0; level < max_cand + max_shift && tries < max_tries; level++) {
 			for (unsigned k = 0; k < 2 * max_cand && tries < max_tries; k++) {
 				unsigned idx = max_cand - 1 - k / 2, mag;
-				int shift;
+				uint64_t now_s = vp_clock_now_ms(cli->conf.clock) / 1000;
+				bool guessed = false;
+				int shift, rc, lrc;
 				if (idx > level || level - idx > max_shift)
 					continue;
 				mag = level - idx;
 				if (mag == 0 && k % 2)
 					continue; /* shift 0 has one sign */
 				shift = k % 2 ? (int)mag : -(int)mag;
-				int rc = pvp_client_creds(r, m, idx, shift, user, cli->pass);
+				rc = pvp_client_creds(r, m, idx, shift, user, cli->pass);
 				if (rc)
 					return rc;
+				/* The guess is on the books before the claimant can test it. */
+				rc = pvp_ledger_take(cli->conf.ledger, r->called, claimant, now_s);
+				if (rc) {
+					OPENSSL_cleanse(cli->pass, sizeof(cli->pass));
+					vp_log_warn("pvp", "validation_stopped", "number=%s claimant=%s err=%s handshakes=%u",
+					            r->called, claimant, vp_errname(rc), out->handshakes);
+					return rc;
+				}
 				tries++;
 				out->handshakes++;
 				rc = client_try(cli, r, user, connect_fn, connect_arg, prev_ticket, prev_len,
-				                &out->resp, &out->authenticated);
+				                &out->resp, &out->authenticated, &guessed);
 				OPENSSL_cleanse(cli->pass, sizeof(cli->pass));
+				lrc = pvp_ledger_settle(cli->conf.ledger, r->called, claimant, now_s,
+				                        out->authenticated ? PVP_LEDGER_SUCCEEDED
+				                        : guessed     ? PVP_LEDGER_FAILED
+				                                      : PVP_LEDGER_NO_GUESS);
+				if (lrc)
+					return lrc;
 				if (rc == 0) {
 					out->method = m;
-					vp_log_info("pvp", "validated", "number=%s method=%c status=%u handshakes=%u",
-					            r->called, pvp_method_letter(m), out->resp.status,
-					            out->handshakes);
+					if ((rc = apply_own_threshold(cli, claimant, r, m, now_s, out)))
+						return rc;
+					vp_log_info("pvp", "validated",
+					            "number=%s claimant=%s method=%c status=%u handshakes=%u credit_cbits=%u",
+					            r->called, claimant, pvp_method_letter(m), out->resp.status,
+					            out->handshakes, out->credit_cbits);
 					return 0;
 				}
 				if (rc != VP_EAUTH) {

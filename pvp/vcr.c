@@ -480,3 +480,49 @@ int pvp_vcr_store_purge(pvp_vcr_store_t *st, size_t *removed)
 		vp_log_info("pvp", "vcr_purged", "records=%zu", total);
 	return 0;
 }
+
+static bool aux_key_ok(const void *key, size_t klen)
+{
+	return key && klen >= 2 && klen <= 512 && ((const char *)key)[0] == PVP_VCR_AUX_PREFIX;
+}
+
+int pvp_vcr_store_aux_get(pvp_vcr_store_t *st, const void *key, size_t klen, uint8_t *val, size_t cap,
+                          size_t *vlen)
+{
+	char *err = NULL, *v;
+	size_t n;
+	int rc;
+	if (!aux_key_ok(key, klen))
+		return VP_EINVAL;
+	v = rocksdb_get(st->db, st->ropts, key, klen, &n, &err);
+	if ((rc = db_err(err, "vcr_store_aux_get")))
+		return rc;
+	if (!v)
+		return VP_ENOTFOUND;
+	if (n > cap) {
+		rocksdb_free(v);
+		return VP_ESPACE;
+	}
+	memcpy(val, v, n);
+	*vlen = n;
+	rocksdb_free(v);
+	return 0;
+}
+
+int pvp_vcr_store_aux_put(pvp_vcr_store_t *st, const void *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	char *err = NULL;
+	if (!aux_key_ok(key, klen))
+		return VP_EINVAL;
+	rocksdb_put(st->db, st->wopts, key, klen, (const char *)val, vlen, &err);
+	return db_err(err, "vcr_store_aux_put");
+}
+
+int pvp_vcr_store_aux_del(pvp_vcr_store_t *st, const void *key, size_t klen)
+{
+	char *err = NULL;
+	if (!aux_key_ok(key, klen))
+		return VP_EINVAL;
+	rocksdb_delete(st->db, st->wopts, key, klen, &err);
+	return db_err(err, "vcr_store_aux_del");
+}

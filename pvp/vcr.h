@@ -12,6 +12,8 @@
  *   'R' dir(1) start_ms(8) id(8)            -> record   (time-ordered: purge is a prefix-range scan)
  *   'S' bucket(4) selector(16) start_ms(8) id(8) -> record   (selector index, terminating only)
  *   'M' "next_id"                            -> uint64 (record id counter)
+ *   'G' ...                                  -> auxiliary records: the originating
+ *                                               side's guess ledger (pvp/ledger.h)
  * All integers big-endian, so lexical order is numeric order.  The store is
  * thread-safe (RocksDB is; the id counter is under a mutex).
  */
@@ -99,5 +101,21 @@ int pvp_vcr_store_del(pvp_vcr_store_t *st, const pvp_vcr_t *r);
  * number of records deleted.
  */
 int pvp_vcr_store_purge(pvp_vcr_store_t *st, size_t *removed);
+
+/* First byte of every auxiliary key (pvp_vcr_store_aux_*). */
+#define PVP_VCR_AUX_PREFIX 'G'
+
+/*!
+ * \brief Auxiliary records in the same database, so state that must survive a
+ * restart (the guess ledger) lives with the records it is about.  \p key
+ * must start with PVP_VCR_AUX_PREFIX (2..512 bytes, VP_EINVAL otherwise).
+ * get: VP_ENOTFOUND if absent, VP_ESPACE if the value exceeds \p cap;
+ * put/del: VP_EDB on a database error.  Writes go to the WAL before they
+ * return, like the records' own.
+ */
+int pvp_vcr_store_aux_get(pvp_vcr_store_t *st, const void *key, size_t klen, uint8_t *val, size_t cap,
+                          size_t *vlen);
+int pvp_vcr_store_aux_put(pvp_vcr_store_t *st, const void *key, size_t klen, const uint8_t *val, size_t vlen);
+int pvp_vcr_store_aux_del(pvp_vcr_store_t *st, const void *key, size_t klen);
 
 #endif

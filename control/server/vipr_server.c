@@ -86,6 +86,13 @@ static const vp_conf_opt_t vsrv_opts[] = {
 	{ .section = "pvp", .key = "number_fail_limit", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "10",
 	  .unit = "per hour", .doc = "failed handshakes allowed per number (each is an online guess)",
 	  VP_CONF_AT(vsrv_conf_t, number_fail_limit) },
+	{ .section = "pvp", .key = "orig_min_entropy_cbits", .type = VP_CONF_U32, .min = 1, .max = 65535, .def = "1600",
+	  .unit = "centibits",
+	  .doc = "our own threshold, on our own call record, before routes a claimant grants are accepted (protocol §5.9)",
+	  VP_CONF_AT(vsrv_conf_t, orig_min_entropy_cbits) },
+	{ .section = "pvp", .key = "guess_budget", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "64",
+	  .unit = "per day", .doc = "failed handshakes we offer one claimant for one number (kept across restarts)",
+	  VP_CONF_AT(vsrv_conf_t, guess_budget) },
 	{ .section = "pvp", .key = "vcr_dir", .type = VP_CONF_STR, .def = "./vcr",
 	  .doc = "call-record store (RocksDB directory)", VP_CONF_AT(vsrv_conf_t, vcr_dir) },
 	{ .section = "pvp", .key = "ticket_keys", .type = VP_CONF_STR,
@@ -296,8 +303,10 @@ struct vsrv {
 	pvp_ticket_keys_t keys;
 	pvp_server_t *pvp;
 	pvp_client_t *cli;
+	pvp_ledger_t *ledger;           /* the originating side's guess ledger, in the call-record store */
 	pvp_sched_t *sched;
 	int pvp_lfd;
+	pvp_gate_t *gate;               /* new PVP connections wait here for their first bytes */
 	uint16_t pvp_port;
 
 	pthread_t vap_th, val_th, pvp_th[VSRV_MAX_WORKERS];
@@ -648,34 +657,25 @@ static int routes_cb(void *arg, const char *number, char uris[][PVP_URI_MAX], si
 	return rc;
 }
 
+/*
+ * PVP workers take connections from the gate (pvp/gate.h), which holds new
+ * connections until their first bytes and limits each peer, so idle or slow
+ * connections cannot occupy every worker.
+ */
 static void *pvp_worker(void *arg)
 {
 	vsrv_t *s = arg;
 	while (!stopping(s)) {
-		struct pollfd pfd = { .fd = s->pvp_lfd, .events = POLLIN };
-		struct sockaddr_storage peer;
-		socklen_t plen = sizeof(peer);
-		char name[INET6_ADDRSTRLEN + 8] = "?";
+		char name[PVP_PEER_MAX];
 		pvp_server_result_t res;
 		vsrv_event_t ev = { .kind = VSRV_EV_PVP_SERVED, .served = &res };
+		unsigned slot;
 		int fd, rc;
-		if (poll(&pfd, 1, 100) <= 0)
+		if (pvp_gate_next(s->gate, 100, &fd, name, &slot))
 			continue;
-		fd = accept(s->pvp_lfd, (struct sockaddr *)&peer, &plen);
-		if (fd < 0)
-			continue;
-		if (peer.ss_family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&peer;
-			char h[INET_ADDRSTRLEN];
-			inet_ntop(AF_INET, &a->sin_addr, h, sizeof(h));
-			snprintf(name, sizeof(name), "%s", h);
-		} else if (peer.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&peer;
-			inet_ntop(AF_INET6, &a->sin6_addr, name, sizeof(name));
-		}
 		memset(&res, 0, sizeof(res));
 		rc = pvp_server_handle(s->pvp, fd, name, &res);
-		close(fd);
+		pvp_gate_done(s->gate, slot);
 		if (rc) {
 			vp_log_warn(LOGMOD, "pvp_local_error", "srv=%s err=\"%s\"", s->conf.name, vp_strerror(rc));
 			continue;
@@ -814,9 +814,21 @@ static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, c
 	attach_ctx_t a = { .s = s };
 	vsrv_event_t ev = { .kind = VSRV_EV_VALIDATION, .number = r->called, .claimant = c->id };
 	int rc = vp_id_from_hex(c->addr, &a.contact);
+	char rk[24], lkey[PVP_CLAIMANT_ID_MAX + 16];
+	ment_t *u;
 	s->cur_rec_id = r->id; /* the scheduler reports this validation's route next (route_cb) */
+	/*
+	 * The guess ledger is kept per tenant (the uploader's VService): a route
+	 * reaches only that tenant, so only its own handshakes count against its
+	 * credit and budget, and another tenant's bogus records cannot spend them.
+	 */
+	snprintf(rk, sizeof(rk), "%llu", (unsigned long long)r->id);
+	pthread_mutex_lock(&s->mu);
+	u = smap_get(&s->rec_vs, rk);
+	snprintf(lkey, sizeof(lkey), "%s/vs%u", c->id, u ? u->u : 0);
+	pthread_mutex_unlock(&s->mu);
 	if (!rc)
-		rc = pvp_client_validate(s->cli, r, c->methods, attach_connect, &a, prev, prev_len, out);
+		rc = pvp_client_validate(s->cli, lkey, r, c->methods, attach_connect, &a, prev, prev_len, out);
 	pthread_mutex_lock(&s->mu);
 	if (!rc)
 		s->st.validations_ok++;
@@ -1138,6 +1150,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	pvp_policy_conf_t pc;
 	pvp_server_conf_t psc;
 	pvp_client_conf_t cc;
+	pvp_ledger_conf_t lc;
 	pvp_sched_conf_t sc;
 	int rc;
 
@@ -1191,10 +1204,17 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	psc.clock = clock;
 	if ((rc = pvp_server_new(&psc, &s->pvp)))
 		goto fail;
+	memset(&lc, 0, sizeof(lc));
+	lc.store = s->store;
+	lc.budget = conf->guess_budget;
+	if ((rc = pvp_ledger_new(&lc, &s->ledger)))
+		goto fail;
 	memset(&cc, 0, sizeof(cc));
 	cc.domain = s->conf.domain;
 	cc.io_timeout_ms = (unsigned)conf->io_timeout_ms;
 	cc.clock = clock;
+	cc.ledger = s->ledger;
+	cc.min_entropy_cbits = conf->orig_min_entropy_cbits;
 	if ((rc = pvp_client_new(&cc, &s->cli)))
 		goto fail;
 	memset(&sc, 0, sizeof(sc));
@@ -1222,6 +1242,11 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	if ((rc = vp_net_listen_tcp(conf->pvp_bind, (uint16_t)conf->pvp_port, 128, VP_NET_NONBLOCK, &s->pvp_lfd, &s->pvp_port))) {
 		rc = rc == VP_EINVAL ? VP_ECONFIG : rc;
 		goto fail;
+	}
+	{
+		pvp_gate_conf_t gc = { .lfd = s->pvp_lfd };
+		if ((rc = pvp_gate_new(&gc, &s->gate)))
+			goto fail;
 	}
 
 	vap_server_conf_default(&vc);
@@ -1305,10 +1330,12 @@ void vsrv_free(vsrv_t *s)
 		return;
 	vsrv_stop(s);
 	vap_server_destroy(s->vap);
+	pvp_gate_free(s->gate);
 	if (s->pvp_lfd >= 0)
 		close(s->pvp_lfd);
 	pvp_sched_free(s->sched);
 	pvp_client_free(s->cli);
+	pvp_ledger_free(s->ledger);
 	pvp_server_free(s->pvp);
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);

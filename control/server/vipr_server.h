@@ -141,6 +141,8 @@ typedef struct vsrv_conf {
 	unsigned list_mode;                /*!< [pvp] list_mode: VSRV_LIST_BLACK or VSRV_LIST_WHITE (refuse unlisted domains) */
 	uint32_t peer_fail_limit;          /*!< [pvp] peer_fail_limit: failed handshakes per peer per hour */
 	uint32_t number_fail_limit;        /*!< [pvp] number_fail_limit: failed handshakes per number per hour */
+	uint32_t orig_min_entropy_cbits;   /*!< [pvp] orig_min_entropy_cbits: our own threshold for accepting routes */
+	uint32_t guess_budget;             /*!< [pvp] guess_budget: failed handshakes per (number, claimant) per day */
 	char vcr_dir[VSRV_PATH_MAX];       /*!< [pvp] vcr_dir: call-record store (RocksDB directory) */
 	char ticket_keys[VSRV_PATH_MAX];   /*!< [pvp] ticket_keys: key file; "" = a random key */
 	uint32_t delay_min_s, delay_max_s; /*!< [scheduler] delay_min, delay_max */

@@ -209,6 +209,11 @@ int main(int argc, char **argv)
 	demo_t *d = calloc(1, sizeof(*d));
 	pvp_client_conf_t cc = { .domain = "carrier-b.example", .io_timeout_ms = 5000 };
 	pvp_client_t *cli = NULL;
+	char vdir[] = "/tmp/vipr-pvp-demo-validator-XXXXXX", cmd[128];
+	pvp_vcr_store_conf_t vsc = { 0 };
+	pvp_vcr_store_t *vstore = NULL;
+	pvp_ledger_conf_t lc = { 0 };
+	pvp_ledger_t *ledger = NULL;
 	pvp_sched_conf_t sc;
 	pvp_sched_t *sched = NULL;
 	pvp_sched_stats_t st;
@@ -240,6 +245,13 @@ int main(int argc, char **argv)
 	d->clock.ctx = &d->now_ms;
 
 	printf("== PVP demo: %d PSTN calls from carrier B to carrier A; a thief claims A's numbers ==\n", n);
+	/* The validator's guess ledger lives in its own call-record store (§5.9). */
+	vsc.path = vdir;
+	if (!mkdtemp(vdir) || pvp_vcr_store_open(&vsc, &vstore) || ((lc.store = vstore), pvp_ledger_new(&lc, &ledger))) {
+		fprintf(stderr, "setup failed\n");
+		return 1;
+	}
+	cc.ledger = ledger;
 	if (claimant_start(d, &d->owner, "carrier-a", "carrier-a.example", 0xa1) ||
 	    claimant_start(d, &d->thief, "thief", "thief.example", 0x7e) || pvp_client_new(&cc, &cli)) {
 		fprintf(stderr, "setup failed\n");
@@ -323,6 +335,11 @@ int main(int argc, char **argv)
 	                                  : "UNEXPECTED: see above");
 	pvp_sched_free(sched);
 	pvp_client_free(cli);
+	pvp_ledger_free(ledger);
+	pvp_vcr_store_close(vstore);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", vdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", vdir);
 	free(d);
 	return rc;
 }

@@ -210,6 +210,22 @@ static void test_publish_reaches_dht(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * Start (UTC ms) of a test call ending at \p stop_ms: 183 s long, or 423 s
+ * when that would start near the top or half of the hour.  The validator
+ * accepts routes only above its own 16-bit threshold on its own record
+ * (protocol §5.9), which a one-minute call or one at :00 does not reach
+ * (method "a", 183 s, not at :00/:30: 16.8 bits).
+ */
+static uint64_t routable_call_start(uint64_t stop_ms)
+{
+	uint64_t start = stop_ms - 183000;
+	uint64_t off = start / 1000 % 1800;
+	if (off < 90 || off > 1800 - 90)
+		start -= 240000;
+	return start;
+}
+
 /* ---- the whole flow: owner validated, thief refused, Notify, ticket verified ------- */
 
 static void test_upload_validate_notify(void **state)
@@ -261,8 +277,8 @@ static void test_upload_validate_notify(void **state)
 	snprintf(orig[0].called, sizeof(orig[0].called), "+14085550101");
 	snprintf(orig[0].caller, sizeof(orig[0].caller), "+33123450007");
 	/* The call ends 3 s from now, so its validation runs after Mallory's upload below. */
-	orig[0].start_ms = now - 60000;
 	orig[0].stop_ms = now + 3000;
+	orig[0].start_ms = routable_call_start(orig[0].stop_ms);
 	orig[0].direction = VAP_DIR_ORIGINATING;
 	term[0] = orig[0];
 	term[0].start_ms += 7000;
@@ -435,8 +451,8 @@ static void test_restart_validates_acknowledged_records(void **state)
 	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
 	memset(&orig, 0, sizeof(orig));
 	snprintf(orig.called, sizeof(orig.called), "+14085550300");
-	orig.start_ms = now - 60000;
 	orig.stop_ms = now - 5000;
+	orig.start_ms = routable_call_start(orig.stop_ms); /* enough entropy for the validator's own rule */
 	orig.direction = VAP_DIR_ORIGINATING;
 	term = orig;
 	term.direction = VAP_DIR_TERMINATING;
@@ -451,7 +467,7 @@ static void test_restart_validates_acknowledged_records(void **state)
 		vsrv_conf_default(&conf);
 		snprintf(text, sizeof(text),
 		         "[server]\nname = B\ndomain = carrier-b.example\n[vap]\nport = 0\nagents = agent-b:pb\n"
-		         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\n"
+		         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\norig_min_entropy_cbits = 100\n"
 		         "[scheduler]\ndelay_min = %s\ndelay_max = %s\nmax_jobs = 1\nfetch_timeout = 5s\n", b.dir,
 		         round ? "0" : "1h", round ? "1" : "2h");
 		assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
@@ -576,8 +592,8 @@ static void test_crowded_fetch_still_validates_the_owner(void **state)
 	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
 	memset(&orig, 0, sizeof(orig));
 	snprintf(orig.called, sizeof(orig.called), "+14085550400");
-	orig.start_ms = now - 60000;
 	orig.stop_ms = now - 5000;
+	orig.start_ms = routable_call_start(orig.stop_ms); /* enough entropy for the validator's own rule */
 	orig.direction = VAP_DIR_ORIGINATING;
 	term = orig;
 	term.direction = VAP_DIR_TERMINATING;
@@ -591,7 +607,7 @@ static void test_crowded_fetch_still_validates_the_owner(void **state)
 	vsrv_conf_default(&conf);
 	snprintf(text, sizeof(text),
 	         "[server]\nname = B\ndomain = carrier-b.example\n[vap]\nport = 0\nagents = agent-b:pb\n"
-	         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\n"
+	         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\norig_min_entropy_cbits = 100\n"
 	         "[scheduler]\ndelay_min = 0\ndelay_max = 1\nfetch_timeout = 5s\nattach_timeout = 1s\n", b.dir);
 	assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
 	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_event, &seen, &b.srv), 0);
@@ -818,8 +834,8 @@ static void upload_one_call(vap_client_t *owner, vap_client_t *caller, const cha
 	memset(&o, 0, sizeof(o));
 	snprintf(o.called, sizeof(o.called), "%s", called);
 	snprintf(o.caller, sizeof(o.caller), "+33123450001");
-	o.start_ms = now - 45000;
 	o.stop_ms = now - 3000;
+	o.start_ms = routable_call_start(o.stop_ms);
 	o.direction = VAP_DIR_ORIGINATING;
 	t = o;
 	t.direction = VAP_DIR_TERMINATING;

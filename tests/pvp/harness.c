@@ -72,20 +72,32 @@ static void *serve(void *arg)
 		socklen_t plen = sizeof(peer);
 		char pbuf[64];
 		int fd, rc, slot;
-		if (poll(&pfd, 1, 50) <= 0)
-			continue;
-		/* Non-blocking accept: with several threads only one wins each connection. */
-		fd = accept4(c->lfd, (struct sockaddr *)&peer, &plen, 0);
-		if (fd < 0)
-			continue;
-		inet_ntop(AF_INET, &peer.sin_addr, pbuf, sizeof(pbuf));
+		unsigned gslot = 0;
+		if (c->gate) {
+			if (pvp_gate_next(c->gate, 50, &fd, pbuf, &gslot))
+				continue;
+		} else {
+			if (poll(&pfd, 1, 50) <= 0)
+				continue;
+			/* Non-blocking accept: with several threads only one wins each connection. */
+			fd = accept4(c->lfd, (struct sockaddr *)&peer, &plen, 0);
+			if (fd < 0)
+				continue;
+			inet_ntop(AF_INET, &peer.sin_addr, pbuf, sizeof(pbuf));
+		}
 		slot = __atomic_fetch_add(&c->slots, 1, __ATOMIC_SEQ_CST);
 		if (slot >= 64) {
-			close(fd);
+			if (c->gate)
+				pvp_gate_done(c->gate, gslot);
+			else
+				close(fd);
 			break;
 		}
 		rc = pvp_server_handle(c->srv, fd, pbuf, &c->results[slot]);
-		close(fd);
+		if (c->gate)
+			pvp_gate_done(c->gate, gslot);
+		else
+			close(fd);
 		__atomic_store_n(&c->rc_last, rc, __ATOMIC_SEQ_CST);
 		__atomic_add_fetch(&c->nresults, 1, __ATOMIC_SEQ_CST);
 	}
@@ -102,8 +114,23 @@ void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigne
 	h_claimant_start_ex(c, pconf, group_bits, nthreads, 0);
 }
 
+static void start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
+                  unsigned io_timeout_ms, bool gated);
+
 void h_claimant_start_ex(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
                          unsigned io_timeout_ms)
+{
+	start(c, pconf, group_bits, nthreads, io_timeout_ms, false);
+}
+
+void h_claimant_start_gated(h_claimant_t *c, const pvp_policy_conf_t *pconf, int nthreads, unsigned io_timeout_ms,
+                            bool gated)
+{
+	start(c, pconf, 0, nthreads, io_timeout_ms, gated);
+}
+
+static void start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
+                  unsigned io_timeout_ms, bool gated)
 {
 	pvp_vcr_store_conf_t sc;
 	pvp_server_conf_t conf;
@@ -143,12 +170,16 @@ void h_claimant_start_ex(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsign
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(bind(c->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(c->lfd, 16), 0);
+	assert_int_equal(listen(c->lfd, 128), 0);
 	assert_int_equal(getsockname(c->lfd, (struct sockaddr *)&a, &alen), 0);
 	snprintf(c->port, sizeof(c->port), "%u", ntohs(a.sin_port));
 	c->target.host = "127.0.0.1";
 	c->target.port = c->port;
 	c->target.timeout_ms = 5000;
+	if (gated) {
+		pvp_gate_conf_t gc = { .lfd = c->lfd };
+		assert_int_equal(pvp_gate_new(&gc, &c->gate), 0);
+	}
 	th = calloc((size_t)nthreads, sizeof(*th));
 	assert_non_null(th);
 	c->nthreads = nthreads;
@@ -164,6 +195,7 @@ void h_claimant_stop(h_claimant_t *c)
 	for (int i = 0; i < c->nthreads; i++)
 		pthread_join(th[i], NULL);
 	free(th);
+	pvp_gate_free(c->gate);
 	close(c->lfd);
 	pvp_server_free(c->srv);
 	pvp_policy_free(c->policy);
@@ -194,4 +226,34 @@ void h_claimant_wait(h_claimant_t *c, int n)
 		nanosleep(&ts, NULL);
 	}
 	assert_true(__atomic_load_n(&c->nresults, __ATOMIC_SEQ_CST) >= n);
+}
+
+void h_orig_side_open(h_orig_side_t *o, const char *dir, const pvp_ledger_conf_t *lc)
+{
+	pvp_vcr_store_conf_t sc;
+	pvp_ledger_conf_t l;
+	memset(o, 0, sizeof(*o));
+	if (dir && dir[0])
+		snprintf(o->dir, sizeof(o->dir), "%s", dir);
+	else
+		h_tmpdir(o->dir, sizeof(o->dir));
+	memset(&sc, 0, sizeof(sc));
+	sc.path = o->dir;
+	assert_int_equal(pvp_vcr_store_open(&sc, &o->store), 0);
+	if (lc)
+		l = *lc;
+	else
+		memset(&l, 0, sizeof(l));
+	l.store = o->store;
+	assert_int_equal(pvp_ledger_new(&l, &o->ledger), 0);
+}
+
+void h_orig_side_close(h_orig_side_t *o, bool keep)
+{
+	pvp_ledger_free(o->ledger);
+	pvp_vcr_store_close(o->store);
+	o->ledger = NULL;
+	o->store = NULL;
+	if (!keep)
+		h_rmdir(o->dir);
 }

@@ -48,6 +48,7 @@ typedef struct h_claimant {
 	void *threads;
 	int nthreads;
 	int stop;
+	pvp_gate_t *gate;          /* NULL: workers accept() directly (the structure before the gate) */
 } h_claimant_t;
 
 /*! \brief Start a claimant; \p pconf and \p group_bits may be NULL/0 for defaults. */
@@ -59,6 +60,14 @@ void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigne
 /*! \brief Full form: \p io_timeout_ms is the server's whole-connection deadline (0 = 5000). */
 void h_claimant_start_ex(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
                          unsigned io_timeout_ms);
+
+/*!
+ * \brief Like h_claimant_start_ex(); \p gated: the server threads take
+ * connections through a pvp_gate_t (as the daemon's workers do) instead of
+ * accept(); the listen backlog is 128 either way.
+ */
+void h_claimant_start_gated(h_claimant_t *c, const pvp_policy_conf_t *pconf, int nthreads, unsigned io_timeout_ms,
+                            bool gated);
 
 /*! \brief Stop the server threads, free everything, remove the directory. */
 void h_claimant_stop(h_claimant_t *c);
@@ -72,5 +81,18 @@ pvp_vcr_t h_orig(const char *called, const char *caller, uint64_t start_ms, uint
 
 /*! \brief Wait (bounded, 5 s) until the claimant has served \p n connections. */
 void h_claimant_wait(h_claimant_t *c, int n);
+
+/*! \brief The originating side's durable state: a call-record store and the guess ledger in it. */
+typedef struct h_orig_side {
+	char dir[256];
+	pvp_vcr_store_t *store;
+	pvp_ledger_t *ledger;
+} h_orig_side_t;
+
+/*! \brief Open (\p dir "" = a new temporary directory) with ledger configuration \p lc (may be NULL). */
+void h_orig_side_open(h_orig_side_t *o, const char *dir, const pvp_ledger_conf_t *lc);
+
+/*! \brief Close; \p keep leaves the directory for a reopen (a restart). */
+void h_orig_side_close(h_orig_side_t *o, bool keep);
 
 #endif

@@ -6,9 +6,11 @@
  *   pvp-peer serve  DIR PORTFILE COUNT CALLED CALLER START_S STOP_S
  *        our server on 127.0.0.1 (ephemeral port written to PORTFILE) with one
  *        terminating record; serves COUNT connections, one "outcome=..." line each
- *   pvp-peer validate PORT CALLED CALLER START_S STOP_S
- *        our client (method a, one handshake); prints "result=VP_..." and
- *        "handshake=ok|failed"
+ *   pvp-peer validate PORT CALLED CALLER START_S STOP_S LEDGER_DIR [IO_TIMEOUT_MS]
+ *        our client (method a, one handshake; its guess ledger in LEDGER_DIR;
+ *        connection deadline IO_TIMEOUT_MS, default 1500: a GnuTLS server
+ *        never answers the ValExchange, so this is also how long an
+ *        authenticated run lasts); prints "result=VP_..." and "handshake=ok|failed"
  *
  * CALLER "-" means no caller-ID.  Times are UTC seconds.
  */
@@ -117,14 +119,28 @@ static int cmd_validate(char **av)
 	pvp_client_conf_t cc = { .domain = "client.example", .max_shift = PVP_NO_SHIFT, .max_candidates = 1,
 	                         .io_timeout_ms = 1500 };
 	pvp_tcp_target_t t = { .host = "127.0.0.1", .port = av[0], .timeout_ms = 5000 };
-	pvp_client_t *cli;
+	pvp_client_t *cli = NULL;
+	pvp_vcr_store_conf_t sc = { .path = av[5] };
+	pvp_vcr_store_t *st = NULL;
+	pvp_ledger_conf_t lc = { 0 };
+	pvp_ledger_t *led = NULL;
 	pvp_validation_t v;
 	pvp_vcr_t r;
 	int rc;
-	if (make_rec(&r, PVP_DIR_ORIG, av + 1) || pvp_client_new(&cc, &cli))
+	if (av[6])
+		cc.io_timeout_ms = (unsigned)strtoul(av[6], NULL, 10);
+	if (make_rec(&r, PVP_DIR_ORIG, av + 1) || pvp_vcr_store_open(&sc, &st))
 		return 2;
-	rc = pvp_client_validate(cli, &r, PVP_MBIT(PVP_METHOD_A), pvp_tcp_connect, &t, NULL, 0, &v);
+	lc.store = st;
+	if (pvp_ledger_new(&lc, &led))
+		return 2;
+	cc.ledger = led;
+	if (pvp_client_new(&cc, &cli))
+		return 2;
+	rc = pvp_client_validate(cli, "gnutls-serv", &r, PVP_MBIT(PVP_METHOD_A), pvp_tcp_connect, &t, NULL, 0, &v);
 	pvp_client_free(cli);
+	pvp_ledger_free(led);
+	pvp_vcr_store_close(st);
 	printf("result=%s\n", vp_errname(rc));
 	/* A GnuTLS peer is not a PVP server: after a good handshake ValExchange cannot complete. */
 	printf("handshake=%s\n", v.authenticated ? "ok" : "failed");
@@ -146,7 +162,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 9 && !strcmp(argv[1], "serve"))
 		return cmd_serve(argv + 2);
-	if (argc == 7 && !strcmp(argv[1], "validate"))
+	if ((argc == 8 || argc == 9) && !strcmp(argv[1], "validate"))
 		return cmd_validate(argv + 2);
 	fprintf(stderr, "usage: pvp-peer creds|serve|validate ... (see source)\n");
 	return 2;

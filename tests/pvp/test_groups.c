@@ -121,15 +121,19 @@ static int run(const BIGNUM *N, const BIGNUM *g, pvp_validation_t *v, int *serve
 	pvp_client_t *cli;
 	pvp_tcp_target_t t = { "127.0.0.1", NULL, 5000 };
 	evil_t e;
+	h_orig_side_t side;
 	int rc;
 
 	evil_start(&e, N, g, &r);
 	t.port = e.port;
+	h_orig_side_open(&side, NULL, NULL);
+	cc.ledger = side.ledger;
 	assert_int_equal(pvp_client_new(&cc, &cli), 0);
-	rc = pvp_client_validate(cli, &r, PVP_MBIT(PVP_METHOD_A), pvp_tcp_connect, &t, NULL, 0, v);
+	rc = pvp_client_validate(cli, "evil", &r, PVP_MBIT(PVP_METHOD_A), pvp_tcp_connect, &t, NULL, 0, v);
 	pthread_join(e.th, NULL);
 	close(e.lfd);
 	pvp_client_free(cli);
+	h_orig_side_close(&side, false);
 	*server_ok = e.handshakes_ok;
 	return rc;
 }

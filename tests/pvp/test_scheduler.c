@@ -25,6 +25,7 @@ typedef struct world {
 	int lookups;
 	int validations;
 	pvp_client_t *cli;
+	h_orig_side_t side;          /* the validator's guess ledger */
 	/* learned */
 	int nroutes, npending;
 	char route_uris[4][PVP_URI_MAX];
@@ -89,6 +90,8 @@ static pvp_sched_t *make(world_t *w, uint32_t min_s, uint32_t max_s)
 	pvp_sched_t *s;
 	w->clock.now_ms = vp_clock_manual_now;
 	w->clock.ctx = &w->now;
+	h_orig_side_open(&w->side, NULL, NULL);
+	cc.ledger = w->side.ledger;
 	assert_int_equal(pvp_client_new(&cc, &w->cli), 0);
 	memset(&c, 0, sizeof(c));
 	c.delay_min_s = min_s;
@@ -157,6 +160,7 @@ static void delay_is_random_inside_the_window(void **state)
 	assert_int_equal(pvp_sched_add(s, &r), VP_EINVAL);
 	pvp_sched_free(s);
 	pvp_client_free(w.cli);
+	h_orig_side_close(&w.side, false);
 }
 
 static void validates_every_claimant_and_keeps_both_routes(void **state)
@@ -194,6 +198,7 @@ static void validates_every_claimant_and_keeps_both_routes(void **state)
 	assert_int_equal(pvp_sched_pending(s), 0);
 	pvp_sched_free(s);
 	pvp_client_free(w.cli);
+	h_orig_side_close(&w.side, false);
 	h_claimant_stop(&ent);
 	h_claimant_stop(&prov);
 	h_claimant_stop(&thief);
@@ -226,6 +231,7 @@ static void lookup_failure_retried_with_backoff(void **state)
 	assert_int_equal(pvp_sched_pending(s), 0);
 	pvp_sched_free(s);
 	pvp_client_free(w.cli);
+	h_orig_side_close(&w.side, false);
 	h_claimant_stop(&c);
 }
 
@@ -260,6 +266,7 @@ static void unreachable_claimant_retried_then_dropped_owner_not_revalidated(void
 	assert_int_equal(w.nroutes, 1);
 	pvp_sched_free(s);
 	pvp_client_free(w.cli);
+	h_orig_side_close(&w.side, false);
 	h_claimant_stop(&c);
 }
 
@@ -290,6 +297,7 @@ static void pending_ticket_fed_back_until_routes(void **state)
 	assert_int_equal(w.nroutes, 1);
 	pvp_sched_free(s);
 	pvp_client_free(w.cli);
+	h_orig_side_close(&w.side, false);
 	h_claimant_stop(&c);
 }
 
