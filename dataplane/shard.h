@@ -17,6 +17,10 @@
  * (the control thread is the producer), burst push and pop returning counts.
  * A command is picked up within max_wait_ms (the loop never sleeps longer).
  *
+ * A receive burst's events and their message slots stay valid until the
+ * iteration's commit has returned (the next receive reuses them), so an owner
+ * may defer an answer to its commit and still point into the request.
+ *
  * Nothing on the message path locks or allocates: the transmit queue is a
  * fixed arena (tx_bytes, tx_msgs); when it is full the iteration's commit runs
  * and the queue is flushed early, so a burst of answers costs one extra commit,
