@@ -53,7 +53,7 @@
 enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
 
 /*
- * End-to-end retransmission of a request (docs/protocol.md §1.7): the first retransmission after
+ * End-to-end retransmission of a request (docs/protocol.md §4.9): the first retransmission after
  * reliability_timer / RETX_DIV, each next one after twice the previous interval, so with RETX_DIV 8 a request
  * is sent at 0, 1/8, 3/8 and 7/8 of the timer and fails at the timer.
  */
@@ -1778,6 +1778,9 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 			err = VP_ECONFIG;
 			goto fail;
 		}
+		for (unsigned i = 0; i < n->nshards; i++)
+			vp_log_info("node", "store_opened", "shard=%u path=%s records=%llu", i, path,
+			            (unsigned long long)st_shard_estimate_records(st_db_shard(n->db, i)));
 	}
 	*out = n;
 	return 0;

@@ -9,6 +9,7 @@
  *     replica:RID          the entry as replica_number 1 (only RID's predecessors may send that)
  *     fetch:RID[@DEST]     Fetch RID's ViPR entries, addressed to Resource-ID DEST (default RID): each entry
  *                          is verified again here (nk_fetch_verify) and counted
+ *     fetchuntil:RID[@DEST]  fetch until an entry is there (every 200 ms, at most 15 s): a range arriving
  *     stat:RID  find:RID   Stat / Find of the ViPR kind at RID
  *     probe:NODE  ping:NODE  appattach:NODE   to a Node-ID
  *     after:NODE           prints node_after(NODE) (the Resource-ID routed to NODE's successor)
@@ -276,15 +277,23 @@ int main(int argc, char **argv)
 			b.u.store_req.kind_data.items = &kd;
 			b.u.store_req.kind_data.n_items = 1;
 			r = run(node, &w, &dest, true, &b, wait_ms, false);
-		} else if (!strcmp(verb, "fetch") || !strcmp(verb, "stat")) {
+		} else if (!strcmp(verb, "fetch") || !strcmp(verb, "stat") || !strcmp(verb, "fetchuntil")) {
+			bool until = !strcmp(verb, "fetchuntil");
 			memset(&spec, 0, sizeof(spec));
 			spec.kind = kind;
 			spec.model = RL_MODEL_DICTIONARY;
-			b.code = !strcmp(verb, "fetch") ? RL_FETCH_REQ : RL_STAT_REQ;
+			b.code = strcmp(verb, "stat") ? RL_FETCH_REQ : RL_STAT_REQ;
 			b.u.fetch_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
 			b.u.fetch_req.specifiers.items = &spec;
 			b.u.fetch_req.specifiers.n_items = 1;
-			r = run(node, &w, &dest, true, &b, wait_ms, false);
+			for (int k = 0; k < 75; k++) {
+				r = run(node, &w, &dest, true, &b, wait_ms, until);
+				if (!until || (r == 0 && !strstr(w.line, " entries=0 ")))
+					break;
+				usleep(200000);
+			}
+			if (until)
+				printf("%s\n", w.line);
 		} else if (!strcmp(verb, "find")) {
 			b.code = RL_FIND_REQ;
 			b.u.find_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };

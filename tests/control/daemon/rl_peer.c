@@ -8,6 +8,9 @@
  *   rl_peer ... probe NODE-ID            Probe: responsible_set, num_resources, uptime
  *   rl_peer ... route_query RESOURCE-ID  RouteQuery towards a resource id
  *   rl_peer ... store RESOURCE-ID        an empty Store towards a resource id (answered where it belongs)
+ *   rl_peer ... vstore RESOURCE-ID       a Store of one ViPR entry (claimant: this peer) signed by this peer
+ *   rl_peer ... replica RESOURCE-ID      the same entry as replica_number 1: only a ring neighbour may send it
+ *   rl_peer ... fetch RESOURCE-ID        Fetch the ViPR entries; each is verified here (nk_fetch_verify)
  *   rl_peer ... badsig NODE-ID           a Ping whose signature does not verify (expects no answer)
  *   rl_peer ... forged_leave NODE-ID     a Leave for NODE-ID signed by this peer (not its Node-ID)
  *   rl_peer ... flood N NODE-ID          N Pings as fast as the link takes them; prints the answers counted
@@ -30,6 +33,8 @@
 #include "dataplane/cert.h"
 #include "dataplane/link.h"
 #include "dataplane/reload.h"
+#include "control/node/kinds.h"
+#include "storage/vipr_kind.h"
 
 #define WAIT_MS 5000
 
@@ -50,6 +55,7 @@ typedef struct peer {
 	uint8_t last[RL_MAX_MESSAGE_SIZE];
 	size_t last_len;
 	bool got;
+	vp_id_t resource; /* of a fetch */
 } peer_t;
 
 static uint64_t now_ms(void)
@@ -162,6 +168,13 @@ static int print_answer(peer_t *pp)
 	if (rl_body_decode(m.contents.code, m.contents.body.p, m.contents.body.len, NULL, NULL, &b) == 0) {
 		if (m.contents.code == RL_ERROR)
 			printf(" error=%u info=\"%.*s\"", b.u.error.code, (int)b.u.error.info.len, b.u.error.info.p);
+		else if (m.contents.code == RL_FETCH_ANS) {
+			st_kind_t k = st_kind_vipr(0);
+			nk_fetch_result_t res = { 0 };
+			int fr = nk_fetch_verify(pp->certs, &k, 1, &pp->resource, &m, NULL, NULL, &res);
+			printf(" fetch_verify=%s entries=%u rejected=%u", vp_strerror(fr), res.accepted, res.rejected);
+		} else if (m.contents.code == RL_STORE_ANS)
+			printf(" kinds=%u", (unsigned)RL_LIST_COUNT(&b.u.store_ans.responses));
 		else if (m.contents.code == RL_ROUTE_QUERY_ANS)
 			printf(" next_peer=%s", vp_id_to_hex(&b.u.route_query_ans.next_peer, hex));
 		else if (m.contents.code == RL_PROBE_ANS) {
@@ -296,6 +309,45 @@ static int run(int argc, char **argv)
 		dest = rl_dest_resource(target.b, VP_ID_LEN);
 		body.code = RL_STORE_REQ;
 		body.u.store_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+	} else if (!strcmp(cmd, "vstore") || !strcmp(cmd, "replica")) {
+		/* One ViPR entry whose claimant is this peer's Node-ID, signed with its key. */
+		static uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
+		static rl_stored_data_t sd;
+		static rl_store_kind_data_t kd;
+		st_vipr_key_t k = { p.self, 1 };
+		st_vipr_value_t v = { p.self, 1, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
+		size_t vlen = 0;
+		st_vipr_key_encode(&k, key);
+		if (st_vipr_value_encode(&v, val, sizeof(val), &vlen))
+			return 2;
+		sd.storage_time = vp_time_wall_ms();
+		sd.lifetime = 3600;
+		sd.model = RL_MODEL_DICTIONARY;
+		sd.key = (rl_bytes_t){ key, ST_VIPR_KEY_LEN };
+		sd.exists = true;
+		sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
+		if (rl_stored_data_sign(p.key, target.b, VP_ID_LEN, ST_VIPR_KIND_ID_DEFAULT, &sd, &p.signer, sig,
+		                        sizeof(sig)))
+			return 2;
+		kd.kind = ST_VIPR_KIND_ID_DEFAULT;
+		kd.values.items = &sd;
+		kd.values.n_items = 1;
+		dest = rl_dest_resource(target.b, VP_ID_LEN);
+		body.code = RL_STORE_REQ;
+		body.u.store_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+		body.u.store_req.replica_number = !strcmp(cmd, "replica") ? 1 : 0;
+		body.u.store_req.kind_data.items = &kd;
+		body.u.store_req.kind_data.n_items = 1;
+	} else if (!strcmp(cmd, "fetch")) {
+		static rl_specifier_t spec;
+		spec.kind = ST_VIPR_KIND_ID_DEFAULT;
+		spec.model = RL_MODEL_DICTIONARY;
+		dest = rl_dest_resource(target.b, VP_ID_LEN);
+		body.code = RL_FETCH_REQ;
+		body.u.fetch_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+		body.u.fetch_req.specifiers.items = &spec;
+		body.u.fetch_req.specifiers.n_items = 1;
+		p.resource = target;
 	} else if (!strcmp(cmd, "forged_leave")) {
 		dest = rl_dest_node(&target);
 		body.code = RL_LEAVE_REQ;
