@@ -71,6 +71,8 @@ static void on_done(void *arg, const node_answer_t *a)
 	int k;
 
 	k = snprintf(p, cap, "req=%s err=%s", w->what, vp_strerror(a->err));
+	if (a->err)
+		k += snprintf(p + k, cap - (size_t)k, " attempts=%u", a->attempts);
 	if (!a->err) {
 		k += snprintf(p + k, cap - (size_t)k, " code=0x%x responder=%s signed=%s attempts=%u rtt_ms=%llu",
 		              a->code, hex(&a->responder, h), a->signer ? "yes" : "no", a->attempts,

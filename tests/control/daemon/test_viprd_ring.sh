@@ -166,6 +166,11 @@ check "... logged by node 2 with the reason" grep -q 'event=stored_data_refused 
 check "a replica Store from a ring member that is not R's predecessor: refused" \
   grep -q "req=replica err=success code=0xffff responder=$R2 .*error=2 info=\"not-a-replica-sender\"" <<<"$out"
 check "node_req exits 0 (every request answered)" test $rc = 0
+# A Node-ID nobody has, inside node 1's range: the request goes there, nobody answers; the originator
+# retransmits end to end (at 0, 1/8, 3/8, 7/8 of the 3 s reliability timer) and fails at the timer.
+GHOST=$(python3 -c "import sys;print('%032x'%((int(sys.argv[1],16)-1)%(1<<128)))" ${ID[1]})
+out=$(nreq ping:$GHOST); echo "  $out"
+check "node_request to a Node-ID nobody has: 4 transmissions, then timeout" grep -q "req=ping err=timed out attempts=4" <<<"$out"
 R3=$(after ${ID[4]})   # a resource the non-neighbour peer tries to plant as a replica
 out=$(peer 2 replica $R3); echo "  $out"
 check "neighbour-only: a replica Store from a peer outside the ring is refused (not-a-replica-sender)" \
@@ -228,7 +233,7 @@ check "node 2 is still running" kill -0 ${PID[2]}
 sed -i 's/^\[node\]$/[node]\nlog_level = warn\nio_burst = 32/' n1.conf
 kill -HUP ${PID[1]}
 check "SIGHUP: the new log level applies" wait_for 5 grep -q 'event=reloaded log_level=warn' n1.log
-check "SIGHUP: a change that needs a restart is logged" grep -q 'event=reload_needs_restart what=node_or_link_options' n1.log
+check "SIGHUP: a change that needs a restart is logged" wait_for 5 grep -q 'event=reload_needs_restart what=node_or_link_options' n1.log
 check "node 1 keeps running after SIGHUP" kill -0 ${PID[1]}
 
 # ---- SIGTERM: leave cleanly ----------------------------------------------------------------
