@@ -178,16 +178,18 @@ check "neighbour-only: a replica Store from a peer outside the ring is refused (
 out=$(peer 3 fetch $R3)
 check "... and nothing was stored (Fetch: 0 entries)" grep -q 'answer code=0xa .*fetch_verify=success entries=0' <<<"$out"
 check "... logged replica_refused" bash -c "grep -q 'event=replica_refused replica_number=1 reason=not-a-replica-sender' n*.log"
-# Join: an entry stored at node 5's id before it joins is handed to node 5 when it joins.
+# Join: 150 entries stored in node 5's range (its id and the 149 ids below) before it joins are handed to
+# node 5 when it joins: more than the receiving link's flood burst (100), so the handoff must be paced.
 R5=${ID[5]}
-out=$(peer 2 vstore $R5)
-check "a Store at node 5's id before node 5 exists (answered by its future successor)" grep -q 'answer code=0x8 .*kinds=1' <<<"$out"
+out=$(peer 2 vstoren 150 $R5); echo "  $out"
+check "150 Stores in node 5's range before node 5 exists (answered by its future successor)" grep -q 'stored=150 of=150' <<<"$out"
 mark5=$(wc -l < n5.log)
-out=$(nreq fetchuntil:$R5); echo "  $out"
+out=$(nreq fetchuntil:$R5 countn:$R5,150); echo "$out" | sed 's/^/  /'
 check "join: node 5 receives its range (it answers the Fetch of its own id itself, entry verified)" \
   grep -q "req=fetchuntil err=success code=0xa responder=$R5 .*verify=success entries=1 rejected=0" <<<"$out"
-check "leave: node 5 handed its data off when it left (logged, entries sent)" \
-  bash -c "tail -n +$mark5 n5.log | grep -q 'event=store_action .*op=handoff .*entries=[1-9]'"
+check "... all 150 entries of its range, each verified (handoff paced under the flood limit)" grep -q 'req=countn found=150 of=150' <<<"$out"
+sent=$(tail -n +$mark5 n5.log | sed -n 's/.*event=store_action .*op=handoff .*entries=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}')
+check "leave: node 5 handed its data off when it left (logged: $sent entries sent, at least 150)" test "$sent" -ge 150
 out=$(peer 1 fetch $R5)
 check "... and the entry is still fetched through node 1 after node 5 left" \
   grep -q 'answer code=0xa .*verified=yes .*fetch_verify=success entries=1' <<<"$out"
