@@ -1,5 +1,5 @@
 /*
- * pvp/clientcert.c - ViPR client certificates: profile, issue, check, exchange bodies (docs/protocol.md §6.4).
+ * pvp/clientcert.c - ViPR client certificates: profile, issue, check, exchange bodies (docs/protocol.md §6.1).
  */
 #include "pvp/clientcert.h"
 
@@ -20,7 +20,7 @@
 
 static const char *const refusal_str[] = {
 	[PVP_CCR_NONE] = "none", [PVP_CCR_MALFORMED] = "malformed", [PVP_CCR_DOMAIN] = "domain",
-	[PVP_CCR_KEY] = "key", [PVP_CCR_INTERNAL] = "internal",
+	[PVP_CCR_KEY] = "key", [PVP_CCR_INTERNAL] = "internal", [PVP_CCR_NUMBER] = "number",
 };
 
 const char *pvp_cc_refusal_str(unsigned r)
@@ -107,6 +107,50 @@ static void req_domain(X509_REQ *req, char out[PVP_DOMAIN_MAX + 1])
 		out[0] = '\0';
 }
 
+/*
+ * Names the request asks for beyond its CN: only DNS:<domain> and URI:tel:<number> may appear.  A request naming
+ * another number or domain is refused rather than silently narrowed, so a client that asks for more than it
+ * validated learns it at once (and the log says so).
+ */
+static bool req_names_ok(X509_REQ *req, const char *domain, const char *number, pvp_cc_refusal_t *why)
+{
+	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+	GENERAL_NAMES *sans = NULL;
+	bool ok = true;
+	int idx = exts ? X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1) : -1;
+
+	if (idx >= 0 && !(sans = X509V3_EXT_d2i(X509v3_get_ext(exts, idx))))
+		ok = false;
+	for (int k = 0; ok && sans && k < sk_GENERAL_NAME_num(sans); k++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, k);
+		const ASN1_STRING *s = g->type == GEN_DNS ? g->d.dNSName : g->type == GEN_URI ? g->d.uniformResourceIdentifier
+		                                                                               : NULL;
+		size_t sl = s ? (size_t)ASN1_STRING_length(s) : 0;
+		const char *sd = s ? (const char *)ASN1_STRING_get0_data(s) : "";
+		char raw[PVP_DOMAIN_MAX + 1], norm[PVP_DOMAIN_MAX + 1];
+		if (g->type == GEN_DNS) {
+			ok = sl > 0 && sl <= PVP_DOMAIN_MAX && !memchr(sd, '\0', sl);
+			if (ok) {
+				memcpy(raw, sd, sl);
+				raw[sl] = '\0';
+				ok = pvp_domain_normalize(raw, norm) == 0 && strcmp(norm, domain) == 0;
+			}
+			if (!ok)
+				*why = PVP_CCR_DOMAIN;
+		} else if (g->type == GEN_URI) {
+			ok = sl == 4 + strlen(number) && memcmp(sd, "tel:", 4) == 0 && memcmp(sd + 4, number, sl - 4) == 0;
+			if (!ok)
+				*why = PVP_CCR_NUMBER;
+		} else {
+			ok = false; /* an e-mail, IP or other name: nothing the profile grants */
+			*why = PVP_CCR_DOMAIN;
+		}
+	}
+	GENERAL_NAMES_free(sans);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	return ok;
+}
+
 int pvp_cc_issue(const pvp_cc_issuer_t *iss, const uint8_t *csr, size_t csr_len, const char *number,
                  const char *domain, uint64_t now_s, uint64_t not_after_s, uint8_t *out, size_t cap,
                  size_t *outlen, pvp_cc_refusal_t *why)
@@ -133,15 +177,15 @@ int pvp_cc_issue(const pvp_cc_issuer_t *iss, const uint8_t *csr, size_t csr_len,
 	if (pvp_domain_normalize(domain, want) != 0)
 		goto finish;
 	req_domain(req, got);
-	if (strcmp(got, want) != 0)
+	if (strcmp(got, want) != 0 || !req_names_ok(req, want, number, why))
 		goto finish;
 	*why = PVP_CCR_INTERNAL;
-	rc = VP_ECRYPTO;
 	end = now_s + iss->lifetime_s;
 	if (not_after_s < end)
 		end = not_after_s;
 	if (end <= now_s)
-		goto finish;
+		goto finish; /* the route is already over: nothing to certify (VP_EREFUSED) */
+	rc = VP_ECRYPTO;
 	if (!(x = X509_new()) || !X509_set_version(x, 2) || !(bn = BN_new()) ||
 	    !BN_rand(bn, 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) || /* 127 bits: a positive 16-byte serial */
 	    !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) ||
@@ -160,7 +204,8 @@ int pvp_cc_issue(const pvp_cc_issuer_t *iss, const uint8_t *csr, size_t csr_len,
 		    add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") ||
 		    add_ext(x, &ctx, NID_ext_key_usage, "clientAuth") ||
 		    add_ext(x, &ctx, NID_subject_key_identifier, "hash") ||
-		    add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") ||
+		    /* keyid when the issuer has one (a CA made without a subjectKeyIdentifier still issues) */
+		    (X509_get0_subject_key_id(iss->cert) && add_ext(x, &ctx, NID_authority_key_identifier, "keyid")) ||
 		    add_ext(x, &ctx, NID_subject_alt_name, san))
 			goto finish;
 	}

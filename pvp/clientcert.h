@@ -1,5 +1,5 @@
 /*
- * pvp/clientcert.h - client certificates instead of tickets (seed 001 §B.8; docs/protocol.md §6.4).
+ * pvp/clientcert.h - client certificates instead of tickets (seed 001 §B.8; docs/protocol.md §6.1).
  *
  * After a ValExchange that granted routes, the PVP client may send a PKCS#10
  * request for its domain over the same TLS-SRP connection; the PVP server
@@ -38,9 +38,10 @@ enum { PVP_CC_REQ = 3, PVP_CC_RESP = 4 }; /* message types after ValExchange's 1
 typedef enum pvp_cc_refusal {
 	PVP_CCR_NONE = 0,
 	PVP_CCR_MALFORMED = 1,   /*!< the body or the DER does not parse, or another version */
-	PVP_CCR_DOMAIN = 2,      /*!< the request's subject is not the domain of the ValExchange */
+	PVP_CCR_DOMAIN = 2,      /*!< the request's subject CN, or a DNS name it asks for, is not the ValExchange's domain */
 	PVP_CCR_KEY = 3,         /*!< the self-signature fails, or the key type/size is not accepted */
 	PVP_CCR_INTERNAL = 4,    /*!< the issuer failed */
+	PVP_CCR_NUMBER = 5,      /*!< the request names (subjectAltName tel:) another number than the validated one */
 } pvp_cc_refusal_t;
 
 /*! \brief Short token for a refusal ("domain"); never NULL. */

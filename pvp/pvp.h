@@ -56,7 +56,7 @@ typedef struct pvp_server_conf {
 	pvp_entropy_conf_t entropy;
 	const vp_clock_t *clock;       /*!< NULL = system */
 	const uint8_t *seed_key;       /*!< 32 bytes for simulated verifiers/salts; NULL = random */
-	const pvp_cc_issuer_t *cert_issuer; /*!< answer CertRequests after routes (§6.4); NULL = never */
+	const pvp_cc_issuer_t *cert_issuer; /*!< answer CertRequests after routes (§6.1); NULL = never */
 } pvp_server_conf_t;
 
 typedef struct pvp_server pvp_server_t;
@@ -110,7 +110,7 @@ typedef struct pvp_client_conf {
 	pvp_ledger_t *ledger;          /*!< guess ledger (required, shared, not owned): §5.9 */
 	uint32_t min_entropy_cbits;    /*!< our own threshold for accepting routes; 0 = 1600 (16 bits) */
 	pvp_entropy_conf_t entropy;    /*!< the estimator's parameters, as the server's */
-	EVP_PKEY *cert_key;            /*!< send a CertRequest for this key after routes (§6.4); NULL = never */
+	EVP_PKEY *cert_key;            /*!< send a CertRequest for this key after routes (§6.1); NULL = never */
 } pvp_client_conf_t;
 
 #define PVP_NO_SHIFT 0xffffffffu   /* pvp_client_conf_t.max_shift: try only the exact bucket */

@@ -641,7 +641,7 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 		res->outcome = PVP_OUT_IO;
 		goto out;
 	}
-	/* §6.4: a client may now ask for a certificate; one that wants none closes (read fails, nothing sent). */
+	/* §6.1: a client may now ask for a certificate; one that wants none closes (read fails, nothing sent). */
 	if (srv->conf.cert_issuer && resp->status == PVP_ST_ROUTES && read_frame(&io, buf, PVP_VALX_MAX, &len) == 0) {
 		pvp_cc_refusal_t why;
 		uint8_t *o = malloc(2 + PVP_VALX_MAX);
@@ -796,7 +796,7 @@ void pvp_client_free(pvp_client_t *cli)
  * server answered but the proof failed), VP_ETLS (TLS refused, e.g. a weak
  * group: retrying cannot help), or a transport error.
  */
-/* §6.4: after routes, ask for a client certificate; any failure leaves the validation as it was, without one. */
+/* §6.1: after routes, ask for a client certificate; any failure leaves the validation as it was, without one. */
 static void client_cert(pvp_client_t *cli, io_ctx_t *io, const char *number, uint8_t *buf, pvp_validation_t *out)
 {
 	pvp_cc_refusal_t why = PVP_CCR_NONE;
