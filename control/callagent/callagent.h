@@ -72,6 +72,15 @@ int vca_forget(vca_table_t *t, const char *number, const char *uri);
 /*! \brief Routes held for \p number (expired ones included until they are used or forgotten). */
 size_t vca_count(const vca_table_t *t, const char *number);
 
+/*! \brief When the last renewal call for \p number was planned (0 = never), to keep it across restarts. */
+uint64_t vca_renewal_sent(const vca_table_t *t, const char *number);
+
+/*! \brief Restore vca_renewal_sent() after a restart; VP_ENOTFOUND when no route of \p number is held. */
+int vca_set_renewal_sent(vca_table_t *t, const char *number, uint64_t s);
+
+/*! \brief Call \p fn for every route held (a snapshot for saving). */
+void vca_each(const vca_table_t *t, void (*fn)(void *arg, const vca_route_t *r), void *arg);
+
 /*! \brief What to do with one call. */
 typedef struct vca_plan {
 	bool pstn;                   /*!< place this call over the PSTN */
@@ -163,6 +172,9 @@ bool vca_call_fork_result(const vca_call_t *c, size_t fork, int *status, vca_cla
 
 /*! \brief Report every finished fork's class to \p t (vca_report) at \p now_s. */
 void vca_call_report(const vca_call_t *c, vca_table_t *t, uint64_t now_s);
+
+/*! \brief Hang up an answered call: BYE in the answering fork's dialog.  VP_ESTATE if not answered or already hung up. */
+int vca_call_hangup(vca_call_t *c);
 
 /*! \brief The call's Call-ID (for logs). */
 const char *vca_call_id(const vca_call_t *c);

@@ -234,3 +234,26 @@ void vca_report(vca_table_t *t, const char *number, const char *uri, vca_class_t
 		return;
 	}
 }
+
+uint64_t vca_renewal_sent(const vca_table_t *t, const char *number)
+{
+	entry_t *e = *slot(t, number);
+	return e ? e->renewal_sent_s : 0;
+}
+
+int vca_set_renewal_sent(vca_table_t *t, const char *number, uint64_t s)
+{
+	entry_t *e = *slot(t, number);
+	if (!e)
+		return VP_ENOTFOUND;
+	e->renewal_sent_s = s;
+	return 0;
+}
+
+void vca_each(const vca_table_t *t, void (*fn)(void *arg, const vca_route_t *r), void *arg)
+{
+	for (uint32_t b = 0; b < t->conf.buckets; b++)
+		for (const entry_t *e = t->buckets[b]; e; e = e->next)
+			for (size_t i = 0; i < e->n; i++)
+				fn(arg, &e->routes[i]);
+}

@@ -37,6 +37,8 @@ struct vca_call {
 	vca_outcome_t outcome;
 	size_t answered;
 	int final_status;
+	char *answer;            /* the 2xx that answered (for the BYE), or NULL */
+	bool hung_up;
 };
 
 /* libosip2's own diagnostics become debug lines: a peer sending garbage must not fill the log. */
@@ -86,6 +88,7 @@ void vca_call_free(vca_call_t *c)
 	free(c->via_host);
 	free(c->transport);
 	free(c->sdp);
+	free(c->answer);
 	free(c);
 }
 
@@ -260,30 +263,35 @@ static const char *param_tag(osip_from_t *h)
 	return p->gvalue;
 }
 
-/* ACK of a final response on fork \p i.  2xx: its own transaction, to the Contact, through the Record-Route set. */
-static void ack(vca_call_t *c, size_t i, osip_message_t *resp, bool ok)
+/*
+ * A request inside the dialog a 2xx on fork \p i created (ACK with CSeq 1, BYE with CSeq 2): to its
+ * Contact, through its Record-Route set reversed (RFC 3261 §12.1.2), with its To tag, on a new branch.
+ */
+static void in_dialog(vca_call_t *c, size_t i, osip_message_t *resp, const char *method)
 {
+	osip_contact_t *ct = osip_list_get(&resp->contacts, 0);
 	const char *tag = param_tag(resp->to);
-	char branch[sizeof(c->forks[0].branch)], *ruri = NULL;
+	char *ruri = NULL, branch[sizeof(c->forks[0].branch)];
 	osip_message_t *m;
+	memcpy(branch, "z9hG4bK", 7);
+	rand_hex(branch + 7, ID_HEX);
 	if (tag && strlen(tag) >= TAG_MAX)
 		tag = NULL;
-	if (ok) {
-		osip_contact_t *ct = osip_list_get(&resp->contacts, 0);
-		memcpy(branch, "z9hG4bK", 7);
-		rand_hex(branch + 7, ID_HEX);
-		if (ct && ct->url)
-			osip_uri_to_str(ct->url, &ruri);
-	} else {
-		memcpy(branch, c->forks[i].branch, sizeof(branch));
-	}
-	m = request(c, i, "ACK", ruri, branch, tag);
+	if (ct && ct->url)
+		osip_uri_to_str(ct->url, &ruri);
+	m = request(c, i, method, ruri, branch, tag);
 	if (ruri)
 		osip_free(ruri);
 	if (!m)
 		return;
-	/* the route set is the Record-Route list in reverse (RFC 3261 §12.1.2) */
-	for (int k = osip_list_size(&resp->record_routes) - 1; ok && k >= 0; k--) {
+	if (strcmp(method, "ACK") != 0) {
+		osip_cseq_free(m->cseq);
+		m->cseq = NULL;
+		char cseq[32];
+		snprintf(cseq, sizeof(cseq), "2 %s", method);
+		osip_message_set_cseq(m, cseq);
+	}
+	for (int k = osip_list_size(&resp->record_routes) - 1; k >= 0; k--) {
 		osip_record_route_t *rr = osip_list_get(&resp->record_routes, k);
 		char *s = NULL;
 		if (rr && osip_record_route_to_str(rr, &s) == 0) {
@@ -296,28 +304,44 @@ static void ack(vca_call_t *c, size_t i, osip_message_t *resp, bool ok)
 	osip_message_free(m);
 }
 
-/* A second 2xx after the call was answered elsewhere: ACK it and hang up that leg (RFC 3261 §13.2.2.4). */
-static void bye_extra(vca_call_t *c, size_t i, osip_message_t *resp)
+/* ACK of a final response on fork \p i: a 2xx in its dialog, anything else hop by hop on the INVITE's branch. */
+static void ack(vca_call_t *c, size_t i, osip_message_t *resp, bool ok)
 {
-	ack(c, i, resp, true);
-	osip_contact_t *ct = osip_list_get(&resp->contacts, 0);
-	char *ruri = NULL;
-	char branch[sizeof(c->forks[0].branch)];
-	memcpy(branch, "z9hG4bK", 7);
-	rand_hex(branch + 7, ID_HEX);
-	if (ct && ct->url)
-		osip_uri_to_str(ct->url, &ruri);
-	osip_message_t *m = request(c, i, "BYE", ruri, branch, param_tag(resp->to));
-	if (ruri)
-		osip_free(ruri);
+	if (ok) {
+		in_dialog(c, i, resp, "ACK");
+		return;
+	}
+	const char *tag = param_tag(resp->to);
+	osip_message_t *m = request(c, i, "ACK", NULL, c->forks[i].branch, tag && strlen(tag) < TAG_MAX ? tag : NULL);
 	if (!m)
 		return;
-	osip_cseq_free(m->cseq);
-	m->cseq = NULL;
-	osip_message_set_cseq(m, "2 BYE");
 	osip_message_set_content_length(m, "0");
 	(void)send_msg(c, i, m);
 	osip_message_free(m);
+}
+
+/* A second 2xx after the call was answered elsewhere: ACK it and hang up that leg (RFC 3261 §13.2.2.4). */
+static void bye_extra(vca_call_t *c, size_t i, osip_message_t *resp)
+{
+	in_dialog(c, i, resp, "ACK");
+	in_dialog(c, i, resp, "BYE");
+}
+
+int vca_call_hangup(vca_call_t *c)
+{
+	osip_message_t *m = NULL;
+	if (c->outcome != VCA_O_ANSWERED || !c->answer || c->hung_up)
+		return VP_ESTATE;
+	if (osip_message_init(&m) != 0)
+		return VP_ENOMEM;
+	if (osip_message_parse(m, c->answer, strlen(c->answer)) != 0) {
+		osip_message_free(m);
+		return VP_EMALFORMED;
+	}
+	in_dialog(c, c->answered, m, "BYE");
+	osip_message_free(m);
+	c->hung_up = true;
+	return 0;
 }
 
 int vca_call_input(vca_call_t *c, size_t i, const char *msg, size_t len)
@@ -353,6 +377,7 @@ int vca_call_input(vca_call_t *c, size_t i, const char *msg, size_t len)
 			goto finish;
 		}
 		ack(c, i, m, true);
+		c->answer = strndup(msg, len);
 		c->outcome = VCA_O_ANSWERED;
 		c->answered = i;
 		c->final_status = st;

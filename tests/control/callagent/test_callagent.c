@@ -273,6 +273,20 @@ static void fork_to_two_routes_one_answered(void **state)
 	assert_int_equal(feed(c, &w, 0, 487), 0);
 	assert_int_equal(vca_call_outcome(c, &af, NULL), VCA_O_ANSWERED);
 	assert_int_equal(af, 1);
+	/* hanging up: BYE in the answering fork's dialog (Contact, route set, callee's tag), CSeq 2 */
+	assert_int_equal(vca_call_hangup(c), 0);
+	assert_int_equal(vca_call_hangup(c), VP_ESTATE);
+	int bi = w_find(&w, 1, "BYE", 0);
+	assert_true(bi >= 0);
+	assert_int_equal(w_find(&w, 0, "BYE", 0), -1);
+	osip_message_t *bye = parse(w.msg[bi]);
+	assert_string_equal(bye->req_uri->username, "uas1");
+	assert_string_equal(bye->cseq->number, "2");
+	assert_non_null(osip_list_get(&bye->routes, 0));
+	osip_generic_param_t *tp = NULL;
+	assert_int_equal(osip_to_get_tag(bye->to, &tp), 0);
+	assert_string_equal(tp->gvalue, "callee-1");
+	osip_message_free(bye);
 	vca_call_report(c, t, T0 + DAY);
 	vca_plan(t, NUM, T0 + DAY + 1, &p);
 	assert_int_equal(p.n, 2);
