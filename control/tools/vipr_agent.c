@@ -371,11 +371,12 @@ static int cmd_subscribe(const opts_t *o, SSL_CTX *tls)
 		char t64[PVP_TICKET_B64_MAX];
 		if (pvp_b64url_encode(r.ticket, r.ticket_len, t64, sizeof(t64)) != 0)
 			t64[0] = '\0';
-		printf("route number=%s vservice=%u expires=%u learned=%" PRIu64 " ticket=%s%s ticket64=%s", r.number,
-		       r.vservice_id, r.expires, vp_time_wall_ms() / 1000, ticket, r.ticket_len > 32 ? "..." : "", t64);
+		printf("route number=%s vservice=%u expires=%u ticket=%s%s", r.number, r.vservice_id, r.expires, ticket,
+		       r.ticket_len > 32 ? "..." : "");
 		for (size_t i = 0; i < r.n_uris; i++)
 			printf(" uri=%s", r.uris[i]);
-		printf("\n");
+		/* what `vipr-agent call --routes` needs: the whole ticket and when we learned the route */
+		printf(" learned=%" PRIu64 " ticket64=%s\n", vp_time_wall_ms() / 1000, t64);
 		fflush(stdout);
 	}
 	ret = report("unregister", vap_client_unregister(c), c);
