@@ -102,6 +102,15 @@ static const vp_conf_opt_t vsrv_opts[] = {
 	{ .section = "pvp", .key = "ticket_keys", .type = VP_CONF_STR,
 	  .doc = "ticket key file (vipr-ticket genkey); unset: a random key per start",
 	  VP_CONF_AT(vsrv_conf_t, ticket_keys) },
+	{ .section = "pvp", .key = "cert_issuer", .type = VP_CONF_STR,
+	  .doc = "issuing CA certificate (PEM) for client certificates after validations (protocol §6.1); "
+	         "unset: none are issued. Give border elements this file only",
+	  VP_CONF_AT(vsrv_conf_t, cert_issuer) },
+	{ .section = "pvp", .key = "cert_issuer_key", .type = VP_CONF_STR,
+	  .doc = "the issuing CA's private key (PEM); required with cert_issuer", VP_CONF_AT(vsrv_conf_t, cert_issuer_key) },
+	{ .section = "pvp", .key = "cert_lifetime", .type = VP_CONF_DUR_S, .min = 60000, .max = 7ull * 86400 * 1000,
+	  .def = "1d", .doc = "client certificates' lifetime (never past the route's expiry): a certificate cannot be "
+	                      "revoked at the border", VP_CONF_AT(vsrv_conf_t, cert_lifetime_s) },
 	{ .section = "scheduler", .key = "delay_min", .type = VP_CONF_DUR_S, .min = 0, .max = 7ull * 86400 * 1000,
 	  .def = "5m", .doc = "shortest delay between a call and its validation", VP_CONF_AT(vsrv_conf_t, delay_min_s) },
 	{ .section = "scheduler", .key = "delay_max", .type = VP_CONF_DUR_S, .min = 0, .max = 7ull * 86400 * 1000,
@@ -306,6 +315,7 @@ struct vsrv {
 	vsrv_ingest_t *ingest;          /* terminating records: selectors on workers, group-committed (vsrv_start..stop) */
 	pvp_policy_t *policy;
 	pvp_ticket_keys_t keys;
+	pvp_cc_issuer_t *issuer;        /* [pvp] cert_issuer, or NULL */
 	pvp_server_t *pvp;
 	pvp_client_t *cli;
 	pvp_ledger_t *ledger;           /* the originating side's guess ledger, in the call-record store */
@@ -1283,6 +1293,16 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	psc.ticket_lifetime_s = conf->ticket_lifetime_s;
 	psc.io_timeout_ms = (unsigned)conf->io_timeout_ms;
 	psc.clock = clock;
+	if (conf->cert_issuer[0]) {
+		if (!conf->cert_issuer_key[0]) {
+			vp_log_error(LOGMOD, "config", "key=pvp.cert_issuer_key err=\"required with pvp.cert_issuer\"");
+			rc = VP_ECONFIG;
+			goto fail;
+		}
+		if ((rc = pvp_cc_issuer_load(conf->cert_issuer, conf->cert_issuer_key, conf->cert_lifetime_s, &s->issuer)))
+			goto fail;
+		psc.cert_issuer = s->issuer;
+	}
 	if ((rc = pvp_server_new(&psc, &s->pvp)))
 		goto fail;
 	memset(&lc, 0, sizeof(lc));
@@ -1430,6 +1450,7 @@ void vsrv_free(vsrv_t *s)
 	pvp_client_free(s->cli);
 	pvp_ledger_free(s->ledger);
 	pvp_server_free(s->pvp);
+	pvp_cc_issuer_free(s->issuer);
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);
 	if (s->up_fd >= 0)

@@ -158,6 +158,9 @@ typedef struct vsrv_conf {
 	char agents[1024];                 /*!< [vap] agents: "name:password, ..." provisioned at start */
 	char tenants[1024];                /*!< [vap] tenants: "agent:tenant, ..."; an agent not listed is its own tenant */
 	bool vap_allow_plain_tcp;          /*!< [vap] allow_plain_tcp: VAP without TLS on a non-loopback bind */
+	char cert_issuer[VSRV_PATH_MAX];   /*!< [pvp] cert_issuer: issuing CA certificate (PEM); "" = issue no client certificates */
+	char cert_issuer_key[VSRV_PATH_MAX]; /*!< [pvp] cert_issuer_key: its private key (PEM) */
+	uint32_t cert_lifetime_s;          /*!< [pvp] cert_lifetime: client certificates' lifetime cap */
 } vsrv_conf_t;
 
 /*!

@@ -181,6 +181,42 @@ static void test_bad_agents_list_refused(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* [pvp] cert_issuer: loaded at start (protocol §6.1); without its key, or not a CA, the server refuses to start. */
+static void test_cert_issuer_config(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	vsrv_conf_t conf;
+	vsrv_dht_t iface;
+	vsrv_t *srv = NULL;
+	char dir[64] = "/tmp/test-vsrv-XXXXXX", cmd[512];
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+	         "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem "
+	         "-days 2 -subj /CN=issuer 2>/dev/null && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	         "-nodes -keyout ee.key -out ee.pem -days 2 -subj /CN=ee -addext basicConstraints=critical,CA:FALSE 2>/dev/null",
+	         dir);
+	assert_int_equal(system(cmd), 0);
+	vsrv_memdht_iface(dht, &iface);
+	vsrv_conf_default(&conf);
+	conf.vap_port = 0;
+	assert_int_equal(conf.cert_lifetime_s, 86400);
+	snprintf(conf.vcr_dir, sizeof(conf.vcr_dir), "%s/vcr", dir);
+	snprintf(conf.cert_issuer, sizeof(conf.cert_issuer), "%s/ca.pem", dir);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv), VP_ECONFIG); /* no key */
+	snprintf(conf.cert_issuer_key, sizeof(conf.cert_issuer_key), "%s/ee.key", dir);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv), VP_ECONFIG); /* another key */
+	snprintf(conf.cert_issuer, sizeof(conf.cert_issuer), "%s/ee.pem", dir);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv), VP_ECONFIG); /* not a CA */
+	snprintf(conf.cert_issuer, sizeof(conf.cert_issuer), "%s/ca.pem", dir);
+	snprintf(conf.cert_issuer_key, sizeof(conf.cert_issuer_key), "%s/ca.key", dir);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv), 0);
+	vsrv_free(srv);
+	vsrv_memdht_free(dht);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* ---- publish reaches the DHT ---------------------------------------------------- */
 
 static void test_publish_reaches_dht(void **state)
@@ -1100,6 +1136,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_conf_defaults_and_errors),
 		cmocka_unit_test(test_bad_agents_list_refused),
+		cmocka_unit_test(test_cert_issuer_config),
 		cmocka_unit_test(test_publish_reaches_dht),
 		cmocka_unit_test(test_upload_validate_notify),
 		cmocka_unit_test(test_tenants_are_isolated),
