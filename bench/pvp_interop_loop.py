@@ -39,6 +39,9 @@ IO_TIMEOUT_MS = "400"
 
 
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     peer = sys.argv[1]

@@ -390,16 +390,32 @@ out:
 	return rc;
 }
 
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: pvp-thief [--trials N] [--owners N] [--real CALLS] [--seed S]\n"
+	           "\n"
+	           "A guessing thief against PVP's originating-side rule (docs/protocol.md 5.9):\n"
+	           "modelled false acceptance per call at thresholds 8, 16 and 24 bits with the\n"
+	           "validator's rule and without it, the calls the real owner needs, and optionally\n"
+	           "real loopback TLS-SRP handshakes of our client against our server as the thief.\n"
+	           "\n"
+	           "  --trials N    modelled thief calls (default 1000000; 0 skips)\n"
+	           "  --owners N    modelled real owners (default 100000; 0 skips)\n"
+	           "  --real CALLS  real-handshake run with CALLS calls (default 0: off)\n"
+	           "  --seed S      random seed (default 20261121)\n"
+	           "  -h, --help    this text\n");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "trials", required_argument, NULL, 't' }, { "owners", required_argument, NULL, 'o' },
 		{ "real", required_argument, NULL, 'r' },   { "seed", required_argument, NULL, 's' },
-		{ NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	uint64_t trials = 1000000, seed = 20261121;
 	int nowners = 100000, real = 0, c;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 't')
 			trials = strtoull(optarg, NULL, 10);
 		else if (c == 'o')
@@ -408,10 +424,17 @@ int main(int argc, char **argv)
 			real = atoi(optarg);
 		else if (c == 's')
 			seed = strtoull(optarg, NULL, 10);
-		else {
-			fprintf(stderr, "usage: pvp-thief [--trials N] [--owners N] [--real CALLS] [--seed S]\n");
+		else if (c == 'h') {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
 			return 2;
 		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	vp_log_setup(VP_LOG_ERROR, stderr);

@@ -284,7 +284,20 @@ int rl_fwd_header_decode(const uint8_t *p, size_t len, rl_fwd_header_t *h)
 	rl_fwd_option_t scratch_o;
 	rl_raw_list_t r;
 
-	memset(h, 0, sizeof(*h));
+	/* Field by field: memset of the whole struct compiled to `rep stos`, whose start-up cost
+	 * was ~40 % of this function's time (perf annotate, bench_codec).  Every field is zeroed. */
+	h->overlay = 0;
+	h->config_seq = 0;
+	h->version = 0;
+	h->ttl = 0;
+	h->fragment = 0;
+	h->length = 0;
+	h->txid = 0;
+	h->max_response_length = 0;
+	h->via = (rl_dest_list_t){ 0 };
+	h->dest = (rl_dest_list_t){ 0 };
+	h->options = (rl_fwd_option_list_t){ 0 };
+	h->hdr_len = 0;
 	vp_rd_init(&rd, p, len);
 	if (vp_rd_u32(&rd, &token))
 		return rd.err;

@@ -19,6 +19,8 @@
 #define DEFAULT_TOLERANCE_S 90                     /* (max_shift + 1/2) * G_s, §5.3 */
 #define REC_KEY_LEN (1 + 1 + 8 + 8)
 #define IDX_KEY_LEN (1 + 4 + PVP_SEL_LEN + 8 + 8)
+_Static_assert(PVP_SEL_LEN == sizeof(((pvp_vcr_prep_t *)0)->sel[0]), "selector length");
+
 #define FIND_SCAN_MAX 4096 /* records scanned per find: bounds the work one username can cause */
 
 struct pvp_vcr_store {
@@ -233,49 +235,82 @@ static unsigned record_buckets(const pvp_vcr_store_t *st, const pvp_vcr_t *r, ui
 	return b[0] == b[1] ? 1 : 2;
 }
 
-int pvp_vcr_store_add(pvp_vcr_store_t *st, pvp_vcr_t *r)
+int pvp_vcr_prepare(const pvp_vcr_store_t *st, const pvp_vcr_t *rin, pvp_vcr_prep_t *p)
 {
-	uint8_t key[REC_KEY_LEN], ikey[IDX_KEY_LEN], val[PVP_VCR_ENC_MAX], idb[8];
-	uint8_t sel[2][PVP_SEL_LEN];
-	uint32_t buckets[2];
-	unsigned nb = 0;
-	size_t vlen;
-	rocksdb_writebatch_t *wb;
-	char *err = NULL;
-	int rc;
-
+	pvp_vcr_t rec = *rin; /* rin may be &p->rec */
+	const pvp_vcr_t *r = &p->rec;
+	memset(p, 0, sizeof(*p));
+	p->rec = rec;
 	if (r->dir > PVP_DIR_TERM || !vp_e164_is_canonical(r->called) || r->stop_ms <= r->start_ms ||
 	    (r->caller[0] && !vp_e164_is_canonical(r->caller)))
-		return VP_EINVAL;
+		return p->rc = VP_EINVAL;
 	if (!is_live(st, r, now_ms(st)))
-		return VP_EEXPIRED;
-	/* The slow hashes run before taking the lock. */
+		return p->rc = VP_EEXPIRED;
 	if (r->dir == PVP_DIR_TERM) {
-		nb = record_buckets(st, r, buckets);
-		for (unsigned i = 0; i < nb; i++)
-			if ((rc = pvp_selector(r->called, buckets[i], sel[i])))
-				return rc;
+		p->nb = record_buckets(st, r, p->buckets);
+		for (unsigned i = 0; i < p->nb; i++)
+			if ((p->rc = pvp_selector(r->called, p->buckets[i], p->sel[i])))
+				return p->rc;
 	}
-	wb = rocksdb_writebatch_create();
+	return 0;
+}
+
+int pvp_vcr_store_add_prepared(pvp_vcr_store_t *st, pvp_vcr_prep_t *p, size_t n)
+{
+	uint8_t key[REC_KEY_LEN], ikey[IDX_KEY_LEN], val[PVP_VCR_ENC_MAX], idb[8];
+	size_t vlen, todo = 0;
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	char *err = NULL;
+	int rc = 0;
+
+	/* Ids are assigned and written under the lock, so the stored next_id never
+	 * goes backwards when several threads add at once. */
 	pthread_mutex_lock(&st->lock);
-	r->id = st->next_id++;
-	put_be64(idb, st->next_id);
-	rocksdb_writebatch_put(wb, next_id_key, sizeof(next_id_key) - 1, (const char *)idb, 8);
-	pthread_mutex_unlock(&st->lock);
-	rc = pvp_vcr_encode(r, val, sizeof(val), &vlen);
-	if (rc)
-		goto out;
-	rec_key(key, r->dir, r->start_ms, r->id);
-	rocksdb_writebatch_put(wb, (const char *)key, sizeof(key), (const char *)val, vlen);
-	for (unsigned i = 0; i < nb; i++) {
-		idx_key(ikey, buckets[i], sel[i], r->start_ms, r->id);
-		rocksdb_writebatch_put(wb, (const char *)ikey, sizeof(ikey), (const char *)val, vlen);
+	for (size_t i = 0; i < n; i++) {
+		pvp_vcr_t *r = &p[i].rec;
+		if (p[i].rc)
+			continue;
+		r->id = st->next_id + todo;
+		if ((p[i].rc = pvp_vcr_encode(r, val, sizeof(val), &vlen)))
+			continue;
+		todo++;
+		rec_key(key, r->dir, r->start_ms, r->id);
+		rocksdb_writebatch_put(wb, (const char *)key, sizeof(key), (const char *)val, vlen);
+		for (unsigned b = 0; b < p[i].nb; b++) {
+			idx_key(ikey, p[i].buckets[b], p[i].sel[b], r->start_ms, r->id);
+			rocksdb_writebatch_put(wb, (const char *)ikey, sizeof(ikey), (const char *)val, vlen);
+		}
 	}
-	rocksdb_write(st->db, st->wopts, wb, &err);
-	rc = db_err(err, "vcr_store_add");
-out:
+	if (todo) {
+		put_be64(idb, st->next_id + todo);
+		rocksdb_writebatch_put(wb, next_id_key, sizeof(next_id_key) - 1, (const char *)idb, 8);
+		rocksdb_write(st->db, st->wopts, wb, &err);
+		if (!(rc = db_err(err, "vcr_store_add"))) {
+			st->next_id += todo;
+		} else {
+			for (size_t i = 0; i < n; i++)
+				if (!p[i].rc)
+					p[i].rc = rc;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
 	rocksdb_writebatch_destroy(wb);
 	return rc;
+}
+
+int pvp_vcr_store_add(pvp_vcr_store_t *st, pvp_vcr_t *r)
+{
+	pvp_vcr_prep_t p;
+	int rc;
+	/* The slow hashes run before taking the lock. */
+	if ((rc = pvp_vcr_prepare(st, r, &p)))
+		return rc;
+	if ((rc = pvp_vcr_store_add_prepared(st, &p, 1)))
+		return rc;
+	if (p.rc)
+		return p.rc;
+	r->id = p.rec.id;
+	return 0;
 }
 
 static int cmp_recent_first(const void *pa, const void *pb)

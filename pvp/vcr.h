@@ -83,6 +83,35 @@ void pvp_vcr_store_close(pvp_vcr_store_t *st);
 int pvp_vcr_store_add(pvp_vcr_store_t *st, pvp_vcr_t *r);
 
 /*!
+ * \brief A record checked and, if terminating, with its selectors derived
+ * (pvp_vcr_prepare), ready for pvp_vcr_store_add_prepared.  Splitting the two
+ * lets the PBKDF2 runs (the slow part) go to any number of threads while the
+ * writes are grouped into one RocksDB write.
+ */
+typedef struct pvp_vcr_prep {
+	pvp_vcr_t rec;                /*!< the record; id written by add_prepared */
+	int rc;                       /*!< 0, or why the record is refused (then add_prepared skips it) */
+	unsigned nb;                  /*!< selector buckets (0 for originating, 1 or 2) */
+	uint32_t buckets[2];
+	uint8_t sel[2][16];
+} pvp_vcr_prep_t;
+
+/*!
+ * \brief Check \p r as pvp_vcr_store_add does and derive its selectors into
+ * \p p (copies \p r, which may be &p->rec).  Thread-safe; takes no lock.  Returns p->rc: VP_EINVAL,
+ * VP_EEXPIRED, or a selector error.
+ */
+int pvp_vcr_prepare(const pvp_vcr_store_t *st, const pvp_vcr_t *r, pvp_vcr_prep_t *p);
+
+/*!
+ * \brief Write every prepared record of \p p[0..n) whose rc is 0 in one
+ * RocksDB write (WAL, as pvp_vcr_store_add): ids are assigned in array order
+ * and written back to p[i].rec.id.  On a write error every such p[i].rc is set
+ * to that error and it is returned; nothing is then stored.
+ */
+int pvp_vcr_store_add_prepared(pvp_vcr_store_t *st, pvp_vcr_prep_t *p, size_t n);
+
+/*!
  * \brief Live terminating records indexed under (\p bucket, \p sel), most
  * recent start first (ties: later stop, then higher id).  Up to \p max into
  * \p out; *n gets how many were written (more may exist).

@@ -12,6 +12,7 @@ readme=${2:-$root/README.md}
 # NAME -> the program that prints that table with --help-config=markdown.
 declare -A gen=(
   [vipr_server]="$build/bench/demo/vipr-demo"
+  [viprd]="$build/control/daemon/viprd"
 )
 tmp=$(mktemp)
 trap 'rm -f "$tmp" "$tmp".*' EXIT

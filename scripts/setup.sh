@@ -10,6 +10,8 @@ PKGS=(
   libssl-dev librocksdb-dev liburcu-dev libcmocka-dev
   # enrollment and the configuration document (control/node, vipr-enroll): XML, HTTPS client and server
   libxml2-dev libcurl4-openssl-dev libmicrohttpd-dev libgnutls28-dev curl openssl
+  # the admin protocol (control/admin): JSON
+  libjansson-dev
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
   # test oracles and tools: Wireshark's RELOAD/STUN dissectors, a real TLS-SRP peer,
@@ -17,6 +19,9 @@ PKGS=(
   tshark gnutls-bin iproute2 xxd
   # benchmark baselines: RocksDB db_bench, OpenDHT dhtnode
   rocksdb-tools dhtnode
+  # border element: SIP parser, metrics over HTTP; sipp (Debian's has no TLS: tests bridge it with socat),
+  # curl for /metrics in tests; Kamailio with TLS as the benchmark baseline
+  libosip2-dev libmicrohttpd-dev sip-tester socat curl kamailio kamailio-tls-modules
 )
 if [ "${VIPRD_WITH_DPDK:-0}" = 1 ]; then
   PKGS+=(libdpdk-dev)

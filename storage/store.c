@@ -1055,8 +1055,8 @@ static int store_req(st_shard_t *sh, const st_store_req_t *req, uint64_t *gen_ou
 		if (req->kinds[i].n_values && !req->kinds[i].values)
 			return VP_EINVAL;
 	}
-	rc = st_rate_take(&sh->rate, &req->signers[0], ST_RATE_STORE, rate_now_ms(sh));
-	if (rc)
+	if (!req->unpoliced && (rc = st_rate_take(&sh->rate, &req->signers[0], ST_RATE_STORE,
+	                                          rate_now_ms(sh))))
 		return rc;
 	if (!sh->in_batch) {
 		st_batch_begin(sh);
@@ -1408,6 +1408,11 @@ static int del_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, vo
 	return chunk_commit(sh, &c->in_batch);
 }
 
+const st_kind_t *st_shard_kind(const st_shard_t *sh, uint32_t id)
+{
+	return st_db_kind(sh->db, id);
+}
+
 int st_range_delete(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint64_t *n_records)
 {
 	del_ctx_t c = { 0, 0 };
@@ -1427,6 +1432,74 @@ int st_range_delete(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint
 	if (!rc)
 		vp_log_info("storage", "range_deleted", "shard=%u records=%llu", sh->idx,
 		            (unsigned long long)c.n);
+	return rc;
+}
+
+typedef struct stale_ctx {
+	uint64_t before;
+	bool (*keep)(void *arg, const vp_id_t *resource);
+	void *arg;
+	uint64_t n;
+	size_t in_batch;
+} stale_ctx_t;
+
+/* Drop the entries of one record accepted before c->before, in the open batch. */
+static int stale_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
+{
+	stale_ctx_t *c = arg;
+	st_rec_t *w = &sh->work;
+	uint32_t kind = key_kind(key);
+	vp_id_t rid;
+	int rc;
+	memcpy(rid.b, key, VP_ID_LEN);
+	if (c->keep && c->keep(c->arg, &rid))
+		return 0;
+	w->model = rec->model;
+	w->n = 0;
+	if ((rc = st_rec_reserve(w, rec->n)))
+		return rc;
+	for (size_t i = 0; i < rec->n; i++) {
+		if (st_entry_written_ms(&rec->e[i]) >= c->before) {
+			w->e[w->n++] = rec->e[i];
+			continue;
+		}
+		if ((rc = charge(sh, &rec->e[i].owner, kind, -1)))
+			return rc;
+		c->n++;
+	}
+	if (w->n == rec->n)
+		return 0;
+	if (w->n == 0) {
+		if ((rc = pend_reserve(sh, 0)))
+			return rc;
+		pend_set(sh, key, NULL, 0, PEND_DEL);
+	} else {
+		w->generation = rec->generation + 1;
+		if ((rc = put_record(sh, key, w)))
+			return rc;
+	}
+	return chunk_commit(sh, &c->in_batch);
+}
+
+int st_range_drop_stale(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint64_t written_before_ms,
+                        bool (*keep)(void *arg, const vp_id_t *resource), void *arg, uint64_t *n_entries)
+{
+	stale_ctx_t c = { written_before_ms, keep, arg, 0, 0 };
+	int rc;
+	if (sh->in_batch)
+		return VP_ESTATE;
+	if (!from || !to)
+		return VP_EINVAL;
+	st_batch_begin(sh);
+	rc = scan_range(sh, from, to, stale_visit, &c);
+	if (rc)
+		st_batch_abort(sh);
+	else
+		rc = st_batch_commit(sh);
+	if (n_entries)
+		*n_entries = c.n;
+	if (!rc)
+		vp_log_info("storage", "range_dropped", "shard=%u entries=%llu", sh->idx, (unsigned long long)c.n);
 	return rc;
 }
 

@@ -133,6 +133,9 @@ st_shard_t *st_db_shard(st_db_t *db, unsigned i);
 /*! \brief The kind with Kind-ID \p id, or NULL (Unknown_Kind). */
 const st_kind_t *st_db_kind(const st_db_t *db, uint32_t id);
 
+/*! \brief The kind with Kind-ID \p id of the shard's database, or NULL. */
+const st_kind_t *st_shard_kind(const st_shard_t *sh, uint32_t id);
+
 /*!
  * \brief Set the fraction of the ring whose data this shard holds, in ppb (the
  * responsible ranges of its vnodes plus the ranges it replicates), which
@@ -185,6 +188,13 @@ static inline uint32_t st_entry_remaining(const st_entry_t *e, uint64_t now_ms)
 	return e->expires_ms <= now_ms ? 0 : (uint32_t)((e->expires_ms - now_ms + 999) / 1000);
 }
 
+/*! \brief When this node accepted the entry (ms): expires_ms less the lifetime as stored (clamped). */
+static inline uint64_t st_entry_written_ms(const st_entry_t *e)
+{
+	uint64_t l = (uint64_t)e->lifetime * 1000u;
+	return e->expires_ms > l ? e->expires_ms - l : 0;
+}
+
 /* ---- store ------------------------------------------------------------ */
 
 typedef struct st_kind_data {
@@ -205,6 +215,9 @@ typedef struct st_store_req {
 	size_t n_signers;
 	const char *signer_user;   /*!< user name in the certificate (USER-MATCH kinds), may be NULL */
 	size_t signer_user_len;
+	/*! A neighbour's handoff or replica store, checked by the caller against its routing table:
+	 *  not charged to the signer's store rate bucket (its entries are many claimants'). */
+	bool unpoliced;
 } st_store_req_t;
 
 /*!
@@ -353,6 +366,17 @@ int st_range_scan(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, const 
  * *n_records (if not NULL) gets the number deleted.  VP_ESTATE inside a batch.
  */
 int st_range_delete(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint64_t *n_records);
+
+/*!
+ * \brief Remove the entries in the ring interval (from, to] (from == to: the
+ * whole ring) that this node accepted before \p written_before_ms
+ * (st_entry_written_ms) and whose Resource-ID \p keep (may be NULL) does not
+ * claim, returning their quota; entries written later stay (CHORD_STORE_DROP's
+ * grace).  *n_entries (if not NULL) gets the number removed.  VP_ESTATE
+ * inside a batch, VP_EINVAL, VP_EDB.
+ */
+int st_range_drop_stale(st_shard_t *sh, const vp_id_t *from, const vp_id_t *to, uint64_t written_before_ms,
+                        bool (*keep)(void *arg, const vp_id_t *resource), void *arg, uint64_t *n_entries);
 
 /*!
  * \brief Sweep: visit up to \p max_records records from where the previous call

@@ -422,9 +422,10 @@ static bool is_maint(uint16_t code)
 	}
 }
 
-static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
+/* Originated messages are encoded; relayed ones are copied with only their header edited (prev != NULL). */
+static int sim_xmit(sim_t *s, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m, const vp_id_t *prev,
+                    bool pop)
 {
-	sim_t *s = ctx;
 	vp_wr_t wr;
 	int64_t from = slot_of(s, chord_node_id(cn)), to = slot_of(s, next);
 	uint8_t *p;
@@ -434,9 +435,9 @@ static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_me
 	if (from < 0)
 		return VP_EINVAL;
 	vp_wr_init(&wr, s->encbuf, sizeof(s->encbuf));
-	if (rl_msg_encode(&wr, m)) {
+	if (prev ? chord_fwd_encode(&wr, m, prev, pop) : rl_msg_encode(&wr, m)) {
 		s->c.codec_errors++;
-		return wr.err;
+		return wr.err ? wr.err : VP_EINVAL;
 	}
 	s->c.msgs++;
 	s->c.bytes += vp_wr_len(&wr);
@@ -464,6 +465,17 @@ static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_me
 	push(s, s->now + delay + latency(s), EV_DELIVER, (uint32_t)from, (uint32_t)to, p,
 	     (uint32_t)vp_wr_len(&wr));
 	return 0;
+}
+
+static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
+{
+	return sim_xmit(ctx, cn, next, m, NULL, false);
+}
+
+static int io_forward(void *ctx, chord_node_t *cn, const vp_id_t *next, const vp_id_t *prev, bool pop,
+                      const rl_message_t *m)
+{
+	return sim_xmit(ctx, cn, next, m, prev, pop);
 }
 
 static void io_attach_info(void *ctx, chord_node_t *cn, rl_attach_t *out)
@@ -1253,7 +1265,7 @@ static uint32_t random_bootstrap(sim_t *s)
 
 int sim_spawn(sim_t *s)
 {
-	chord_io_t io = { .ctx = s, .send = io_send, .attach_info = io_attach_info, .connect = io_connect,
+	chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info, .connect = io_connect,
 	                  .deliver = io_deliver, .store = io_store, .num_resources = io_num_resources };
 	snode_t *n;
 	uint32_t idx, boot;

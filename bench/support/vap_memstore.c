@@ -236,6 +236,7 @@ void vap_memstore_hooks(vap_memstore_t *ms, vap_hooks_t *hooks)
 	hooks->ctx = ms;
 	hooks->store = h_store;
 	hooks->upload_vcr = h_vcr;
+	hooks->upload_vcr_start = NULL; /* records are kept synchronously */
 	hooks->publish_vservice = h_vservice;
 	hooks->vservice_access = NULL; /* a stand-in for one tenant: every agent may use every VService */
 	hooks->subscribed = NULL;      /* nothing to replay */

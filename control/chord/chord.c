@@ -35,6 +35,7 @@ typedef struct txn {
 	uint64_t txid;
 	uint64_t deadline;
 	vp_id_t peer;   /* the direct peer, or the Attach target */
+	vp_id_t hop;    /* the link it went out on: its answer must come back on it */
 	uint8_t kind;
 	uint8_t direct; /* sent straight to `peer`: a timeout means it failed */
 } txn_t;
@@ -241,7 +242,8 @@ static void txn_remove(chord_node_t *n, txn_t *t)
 	*t = n->txn[--n->ntxn];
 }
 
-static int txn_add(chord_node_t *n, uint64_t txid, txn_kind_t kind, const vp_id_t *peer, bool direct)
+static int txn_add(chord_node_t *n, uint64_t txid, txn_kind_t kind, const vp_id_t *peer, const vp_id_t *hop,
+                   bool direct)
 {
 	if (n->ntxn == TXN_CAP)
 		return VP_EBUSY;
@@ -254,7 +256,7 @@ static int txn_add(chord_node_t *n, uint64_t txid, txn_kind_t kind, const vp_id_
 		n->cap_txn = cap > TXN_CAP ? TXN_CAP : cap;
 	}
 	n->txn[n->ntxn++] = (txn_t){ .txid = txid, .deadline = n->now + n->cfg.request_timeout_ms,
-	                             .peer = *peer, .kind = (uint8_t)kind, .direct = direct };
+	                             .peer = *peer, .hop = *hop, .kind = (uint8_t)kind, .direct = direct };
 	return 0;
 }
 
@@ -359,7 +361,7 @@ static int send_direct(chord_node_t *n, const vp_id_t *peer, const rl_body_t *bo
 	if (!err)
 		err = send_request_to(n, peer, peer, false, body, txid);
 	if (!err)
-		err = txn_add(n, txid, kind, peer, true);
+		err = txn_add(n, txid, kind, peer, peer, true);
 	return err;
 }
 
@@ -698,7 +700,7 @@ static int send_attach(chord_node_t *n, const vp_id_t *target, bool resource, co
 	r = io_send(n, &next, &m);
 	if (r)
 		return r;
-	return txn_add(n, txid, kind, target, false);
+	return txn_add(n, txid, kind, target, &next, false);
 }
 
 static void consider(chord_node_t *n, const vp_id_t *id, const vp_id_t *via)
@@ -927,8 +929,14 @@ static int on_update(chord_node_t *n, const rl_message_t *m, const vp_id_t *prev
 		vp_log_debug("chord", "update_rx", "t=%llu node=%s from=%s type=%u", (unsigned long long)n->now,
 		             vp_id_to_hex(&n->self, a), vp_id_to_hex(&sender, c), b->u.update.type);
 	}
-	if (add_peer(n, &sender) == 1)
-		rebuild(n);
+	/* Only a sender on a link of ours enters the table: a routed Update names a peer we may not reach (or
+	 * that does not exist); it is attached to first, like any id an Update mentions. */
+	if (vp_id_eq(&sender, prev)) {
+		if (add_peer(n, &sender) == 1)
+			rebuild(n);
+	} else {
+		consider(n, &sender, prev);
+	}
 	if (b->u.update.type != RL_UPDATE_PEER_READY)
 		check_skipped_neighbour(n, &sender, &b->u.update);
 	learn_list(n, &b->u.update.predecessors, &sender);
@@ -1161,6 +1169,15 @@ static int process_local(chord_node_t *n, const vp_id_t *from, const rl_message_
 
 	if (is_answer_code(code)) {
 		txn_t *t = txn_find(n, m->hdr.txid);
+		if (t && !vp_id_eq(&t->hop, from)) {
+			/* Answers retrace the request's path: one on another link is forged or misrouted. */
+			if (vp_log_enabled(VP_LOG_DEBUG)) {
+				char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
+				vp_log_debug("chord", "answer_wrong_link", "t=%llu node=%s from=%s code=%u",
+				             (unsigned long long)n->now, vp_id_to_hex(&n->self, a), vp_id_to_hex(from, c), code);
+			}
+			return VP_EAUTH;
+		}
 		if (t) {
 			on_answer(n, t, m, from);
 			return 0;
@@ -1200,14 +1217,12 @@ static int process_local(chord_node_t *n, const vp_id_t *from, const rl_message_
 	}
 }
 
-/* Forward with the previous hop appended to the via list, TTL decremented, and
- * the first destination removed if it named us. */
+/* Relay with the previous hop appended to the via list, TTL decremented, and the first destination removed
+ * if it named us: the transport edits the header of the bytes it received (chord_io_t.forward). */
 static int forward(chord_node_t *n, const vp_id_t *from, const rl_message_t *m, bool pop,
                    const rl_dest_t *first, const vp_id_t *next)
 {
-	rl_message_t f = *m;
-	rl_dest_t via = rl_dest_node(from);
-
+	(void)first;
 	if (m->hdr.ttl <= 1) {
 		n->stats.ttl_drops++;
 		if (!is_answer_code(m->contents.code))
@@ -1216,17 +1231,18 @@ static int forward(chord_node_t *n, const vp_id_t *from, const rl_message_t *m, 
 	}
 	if (RL_LIST_COUNT(&m->hdr.via) >= MAX_VIA)
 		return VP_ETOOBIG;
-	f.hdr.ttl--;
-	f.hdr.via.items = &via;
-	f.hdr.via.n_items = 1;
-	if (pop) {
-		size_t len = rl_dest_wire_len(first);
-		f.hdr.dest.raw += len;
-		f.hdr.dest.raw_len -= (uint32_t)len;
-		f.hdr.dest.raw_count--;
-	}
 	n->stats.forwarded++;
-	return n->io.send(n->io.ctx, n, next, &f);
+	return n->io.forward(n->io.ctx, n, next, from, pop, m);
+}
+
+int chord_fwd_encode(vp_wr_t *wr, const rl_message_t *m, const vp_id_t *prev_hop, bool pop_dest)
+{
+	rl_dest_t via = rl_dest_node(prev_hop);
+	const uint8_t *wire;
+	if (!m->contents.raw.p || m->hdr.hdr_len == 0 || m->hdr.length < m->hdr.hdr_len)
+		return VP_EINVAL; /* not a decoded message */
+	wire = m->contents.raw.p - m->hdr.hdr_len;
+	return rl_fwd_copy(wr, wire, m->hdr.length, &m->hdr, &via, pop_dest);
 }
 
 int chord_node_recv(chord_node_t *n, const vp_id_t *from, const rl_message_t *m, uint64_t now_ms)
@@ -1314,7 +1330,7 @@ int chord_node_new(const chord_cfg_t *cfg, const vp_id_t *self, const chord_io_t
 	chord_node_t *n;
 	int e = chord_cfg_check(cfg);
 	*out = NULL;
-	if (!e && (!io || !io->send))
+	if (!e && (!io || !io->send || !io->forward))
 		e = VP_EINVAL;
 	if (e)
 		return e;
@@ -1477,6 +1493,11 @@ int chord_node_resend(chord_node_t *n, const vp_id_t *failed, const rl_message_t
 	if (r != 0)
 		return r < 0 ? r : VP_ENOROUTE; /* now ours, but the previous hop is unknown here */
 	n->stats.rerouted++;
+	{
+		txn_t *t = txn_find(n, m->hdr.txid);
+		if (t)
+			t->hop = next; /* its answer now comes back on this link */
+	}
 	return n->io.send(n->io.ctx, n, &next, m);
 }
 

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/id.h"
 #include "dataplane/chord_table.h"
 #include "dataplane/reload.h"
@@ -100,6 +101,15 @@ typedef struct chord_io {
 	 * link is reported later with chord_node_link_down().
 	 */
 	int (*send)(void *ctx, chord_node_t *n, const vp_id_t *next_hop, const rl_message_t *m);
+	/*!
+	 * Relay \p m, a message the engine received from \p prev_hop (decoded by rl_msg_decode, so it still
+	 * points into the bytes it arrived in), to the directly connected \p next_hop: append \p prev_hop to
+	 * the via list, decrement the TTL and, if \p pop_dest, remove the first destination.  Relaying is the
+	 * transport's job and edits only the forwarding header (rl_fwd_* in place, or chord_fwd_encode()): the
+	 * rest, and the originator's signature, go on unchanged.  Required.
+	 */
+	int (*forward)(void *ctx, chord_node_t *n, const vp_id_t *next_hop, const vp_id_t *prev_hop, bool pop_dest,
+	               const rl_message_t *m);
 	/*! Fill our side of an Attach (ufrag, password, ICE candidates); pointers must stay valid until the next call. */
 	void (*attach_info)(void *ctx, chord_node_t *n, rl_attach_t *out);
 	/*! Open a link to \p peer from its Attach; report the outcome with chord_node_link_up/down(). */
@@ -130,6 +140,13 @@ typedef struct chord_stats {
 	uint64_t no_route;      /*!< messages dropped for lack of a route */
 	uint64_t rerouted;      /*!< requests sent again around a failed link */
 } chord_stats_t;
+
+/*!
+ * \brief The relayed form of \p m (see chord_io_t.forward) written to \p wr with rl_fwd_copy(): the
+ * forwarding header edited, contents and security block copied from the received bytes.  \p m must come
+ * from rl_msg_decode() on a buffer still alive.  0 or the writer's / codec's error.
+ */
+int chord_fwd_encode(vp_wr_t *wr, const rl_message_t *m, const vp_id_t *prev_hop, bool pop_dest);
 
 /*! \brief RFC defaults (see chord_cfg_t). */
 chord_cfg_t chord_cfg_default(void);

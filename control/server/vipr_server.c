@@ -2,6 +2,7 @@
  * control/vipr_server.c - one carrier's ViPR server composed in-process (see header).
  */
 #include "control/server/vipr_server.h"
+#include "control/server/vcr_ingest.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -80,6 +81,9 @@ static const vp_conf_opt_t vsrv_opts[] = {
 	{ .section = "pvp", .key = "workers", .type = VP_CONF_U32, .min = 1, .max = VSRV_MAX_WORKERS, .def = "2",
 	  .unit = "threads", .doc = "PVP server threads (each handshake costs ~1.3 ms of modexp)",
 	  VP_CONF_AT(vsrv_conf_t, pvp_workers) },
+	{ .section = "pvp", .key = "vcr_workers", .type = VP_CONF_U32, .min = 0, .max = 64, .def = "0",
+	  .unit = "threads", .doc = "threads deriving terminating call records' selectors (PBKDF2, ~1.5 ms each); 0 = one per core",
+	  VP_CONF_AT(vsrv_conf_t, vcr_workers) },
 	{ .section = "pvp", .key = "group_bits", .type = VP_CONF_U32, .min = PVP_GROUP_MIN, .max = 8192,
 	  .def = "2048", .unit = "bits", .doc = "SRP group; smaller groups are refused",
 	  VP_CONF_AT(vsrv_conf_t, group_bits) },
@@ -312,6 +316,7 @@ struct vsrv {
 
 	vap_server_t *vap;
 	pvp_vcr_store_t *store;
+	vsrv_ingest_t *ingest;          /* terminating records: selectors on workers, group-committed (vsrv_start..stop) */
 	pvp_policy_t *policy;
 	pvp_ticket_keys_t keys;
 	pvp_server_t *pvp;
@@ -891,6 +896,82 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	ev.number = r.called;
 	emit(s, &ev);
 	return 0;
+}
+
+/*
+ * Terminating records go to the ingest pool: their selectors (PBKDF2) are
+ * derived on its workers and the record is acknowledged (vap_server_vcr_done)
+ * only once drain_ingest sees it written.  Originating records cost no PBKDF2
+ * and are kept synchronously, as before.
+ */
+static int hook_upload_vcr_start(void *ctx, const char *agent, const vap_vcr_t *v, void *token)
+{
+	vsrv_t *s = ctx;
+	pvp_vcr_t r;
+	int rc;
+	if (v->direction == VAP_DIR_ORIGINATING) {
+		if ((rc = hook_upload_vcr(ctx, agent, v)))
+			return rc;
+		vap_server_vcr_done(s->vap, token, 0);
+		return 0;
+	}
+	rc = pvp_vcr_make(&r, PVP_DIR_TERM, v->called, v->caller, v->start_ms, v->stop_ms, NULL);
+	if (!rc && v->start_ms > vp_clock_now_ms(s->clock) + TERM_FUTURE_TOLERANCE_MS)
+		rc = VP_EINVAL;
+	if (!rc)
+		rc = vsrv_ingest_submit(s->ingest, &r, token);
+	if (rc) {
+		stat_add(s, &s->st.vcr_rejected, 1);
+		vp_log_warn(LOGMOD, "vcr_rejected", "srv=%s agent=%s called=%s err=\"%s\"", s->conf.name, agent,
+		            v->called, vp_strerror(rc));
+	}
+	return rc;
+}
+
+/* Acknowledge the terminating records the ingest pool has written (VAP thread). */
+static void drain_ingest(vsrv_t *s)
+{
+	vsrv_ingest_done_t d[64];
+	size_t n;
+	while ((n = vsrv_ingest_drain(s->ingest, d, 64)) > 0) {
+		uint64_t ok = 0;
+		for (size_t i = 0; i < n; i++)
+			ok += d[i].status == 0;
+		/* Counted before any answer goes out, so an agent that saw its answer sees the count. */
+		pthread_mutex_lock(&s->mu);
+		s->st.vcr_term += ok;
+		s->st.vcr_rejected += n - ok;
+		pthread_mutex_unlock(&s->mu);
+		for (size_t i = 0; i < n; i++) {
+			vsrv_event_t ev = { .kind = VSRV_EV_VCR };
+			if (d[i].status) {
+				vp_log_warn(LOGMOD, "vcr_rejected", "srv=%s called=%s err=\"%s\"", s->conf.name,
+				            d[i].rec.called, vp_strerror(d[i].status));
+			} else {
+				vp_log_debug(LOGMOD, "vcr", "srv=%s dir=term called=%s caller=%s start_ms=%llu id=%llu",
+				             s->conf.name, d[i].rec.called, d[i].rec.caller[0] ? d[i].rec.caller : "-",
+				             (unsigned long long)d[i].rec.start_ms, (unsigned long long)d[i].rec.id);
+				ev.vcr = &d[i].rec;
+				ev.number = d[i].rec.called;
+				emit(s, &ev);
+			}
+			vap_server_vcr_done(s->vap, d[i].cookie, d[i].status);
+		}
+	}
+}
+
+static void drain_ingest_post(vap_server_t *vap, void *arg)
+{
+	(void)vap;
+	drain_ingest(arg);
+}
+
+/* Ingest worker: records wait to be acknowledged; hand them to the VAP thread. */
+static void ingest_wake(void *arg)
+{
+	vsrv_t *s = arg;
+	if (vap_server_post(s->vap, drain_ingest_post, s))
+		vp_log_error(LOGMOD, "ingest_wake_failed", "srv=%s", s->conf.name);
 }
 
 /*
@@ -1668,7 +1749,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	hooks.ctx = s;
 	hooks.vservice_access = hook_vservice_access;
 	hooks.store = hook_store;
-	hooks.upload_vcr = hook_upload_vcr;
+	hooks.upload_vcr_start = hook_upload_vcr_start;
 	hooks.publish_vservice = hook_vservice;
 	hooks.subscribed = hook_subscribed;
 	if ((rc = vap_server_create(&vc, &hooks, &s->vap)))
@@ -1697,8 +1778,13 @@ int vsrv_start(vsrv_t *s)
 	if (s->vap_started)
 		return VP_ESTATE;
 	__atomic_store_n(&s->stop, 0, __ATOMIC_RELEASE);
-	if (pthread_create(&s->vap_th, NULL, vap_thread, s))
+	if (vsrv_ingest_new(s->store, s->conf.vcr_workers, ingest_wake, s, &s->ingest))
 		return VP_ENOMEM;
+	if (pthread_create(&s->vap_th, NULL, vap_thread, s)) {
+		vsrv_ingest_free(s->ingest);
+		s->ingest = NULL;
+		return VP_ENOMEM;
+	}
 	s->vap_started = true;
 	if (pthread_create(&s->val_th, NULL, validation_thread, s))
 		goto fail;
@@ -1733,6 +1819,13 @@ void vsrv_stop(vsrv_t *s)
 		vap_server_run_once(s->vap, 0);
 	}
 	s->vap_started = false;
+	if (s->ingest) {
+		/* Records not yet written are answered as failed (the VAP thread is gone: safe here). */
+		vsrv_ingest_stop(s->ingest);
+		drain_ingest(s);
+		vsrv_ingest_free(s->ingest);
+		s->ingest = NULL;
+	}
 }
 
 void vsrv_free(vsrv_t *s)

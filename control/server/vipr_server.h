@@ -27,7 +27,9 @@
  * Threads (started by vsrv_start, joined by vsrv_stop): one VAP thread (the VAP
  * server's epoll loop; every VAP hook runs there), `pvp_workers` PVP threads
  * sharing the listening socket, and one validation thread owning the
- * scheduler and the PVP client (lookups and handshakes block only it).
+ * scheduler and the PVP client (lookups and handshakes block only it), and
+ * `vcr_workers` threads deriving terminating records' selectors (vcr_ingest.h)
+ * so the VAP thread never runs a PBKDF2.
  * DHT completions may arrive on any thread: they are forwarded to the thread
  * that needs them.
  */
@@ -134,6 +136,7 @@ typedef struct vsrv_conf {
 	char pvp_bind[VSRV_ADDR_MAX];      /*!< [pvp] bind */
 	uint32_t pvp_port;                 /*!< [pvp] port; 0 = ephemeral */
 	uint32_t pvp_workers;              /*!< [pvp] workers: PVP threads, 1..16 */
+	uint32_t vcr_workers;              /*!< [pvp] vcr_workers: selector threads for terminating records; 0 = one per core */
 	uint32_t group_bits;               /*!< [pvp] group_bits: 2048..8192 */
 	uint32_t ticket_lifetime_s;        /*!< [pvp] ticket_lifetime */
 	uint64_t io_timeout_ms;            /*!< [pvp] io_timeout: per PVP connection */

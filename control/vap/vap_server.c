@@ -97,6 +97,18 @@ struct job {
 	uint8_t buf[];              /* copy of the request */
 };
 
+/* One UploadVCR answered when its records complete (hooks.upload_vcr_start). */
+typedef struct upjob {
+	struct upjob *prev, *next;  /* srv->upjobs: freed at destroy if never completed */
+	conn_t *owner;              /* kept allocated until pending reaches 0 */
+	agent_t *agent;
+	uint8_t tid[VAP_TID_LEN];
+	bool fingerprint;
+	bool issuing;               /* records still being started: no answer yet */
+	unsigned outstanding, ok, failed;
+	int first_error;
+} upjob_t;
+
 /*
  * The counters, owned by the server thread as unbound's worker owns its statistics: only that thread
  * changes them (srv->st.x++ on the message path, no lock and no cache line shared with another writer);
@@ -135,6 +147,7 @@ struct vap_server {
 	conn_t *dead;
 	unsigned nconns;
 	job_t *qhead, *qtail;
+	upjob_t *upjobs;            /* asynchronous UploadVCRs not yet answered */
 	size_t queued_numbers;      /* not yet issued, over all queued jobs */
 	unsigned inflight;
 	double store_tokens;
@@ -767,6 +780,96 @@ static void handle_publish_vservice(vap_server_t *srv, conn_t *c, const vap_msg_
 	send_ok(srv, c, m, a, fp, -1);
 }
 
+static void upjob_maybe_finish(vap_server_t *srv, upjob_t *j)
+{
+	conn_t *c = j->owner;
+	if (j->issuing || j->outstanding)
+		return;
+	srv->st.vcrs += j->ok;
+	if (!c->dead) {
+		reply_t r;
+		if (j->failed == 0) {
+			srv->st.responses_ok++;
+			reply_begin(srv, &r, VAP_UPLOAD_VCR, VAP_CLASS_SUCCESS, j->tid, j->agent->mac, j->fingerprint);
+		} else {
+			/* VP_EPERM: the agent's tenant may not upload such a record (403, as for a VService). */
+			uint16_t code = j->first_error == VP_EPERM ? VAP_ERR_FORBIDDEN : VAP_ERR_SERVER_ERROR;
+			char reason[96];
+			snprintf(reason, sizeof(reason), "%u of %u call records not stored: %s", j->failed,
+			         j->failed + j->ok, vp_strerror(j->first_error));
+			count_error(srv, code);
+			reply_begin(srv, &r, VAP_UPLOAD_VCR, VAP_CLASS_ERROR, j->tid, j->agent->mac, j->fingerprint);
+			vap_enc_error(&r.e, code, reason);
+		}
+		vap_enc_u32(&r.e, VAP_ATTR_NUMBER_COUNT, j->ok);
+		reply_end(srv, c, &r);
+	}
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		srv->upjobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	c->pending--;
+	free(j);
+	/* A dead owner is freed by reap() once pending is 0. */
+	if (!c->dead)
+		conn_check_reading(srv, c);
+}
+
+void vap_server_vcr_done(vap_server_t *srv, void *token, int status)
+{
+	upjob_t *j = token;
+	if (!j || j->outstanding == 0)
+		return;
+	j->outstanding--;
+	if (status == 0) {
+		j->ok++;
+	} else {
+		j->failed++;
+		if (!j->first_error)
+			j->first_error = status;
+	}
+	upjob_maybe_finish(srv, j);
+}
+
+/* Start every record of a validated UploadVCR through hooks.upload_vcr_start. */
+static void upload_async(vap_server_t *srv, conn_t *c, const vap_msg_t *m, agent_t *a, bool fp)
+{
+	vap_attr_iter_t it;
+	vap_attr_t at;
+	vap_vcr_t vcr;
+	upjob_t *j = calloc(1, sizeof(*j));
+	if (!j) {
+		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_SERVER_ERROR, vp_strerror(VP_ENOMEM), 0);
+		return;
+	}
+	j->owner = c;
+	j->agent = a;
+	memcpy(j->tid, m->tid, VAP_TID_LEN);
+	j->fingerprint = fp;
+	j->issuing = true;
+	j->next = srv->upjobs;
+	if (j->next)
+		j->next->prev = j;
+	srv->upjobs = j;
+	c->pending++;
+	vap_attr_iter_init(&it, m);
+	while (vap_attr_next(&it, &at)) {
+		int rc;
+		if (at.type != VAP_ATTR_CALL_RECORD)
+			continue;
+		vap_attr_vcr(&at, &vcr);
+		j->outstanding++;
+		if ((rc = srv->hooks.upload_vcr_start(srv->hooks.ctx, a->username, &vcr, j)) < 0)
+			vap_server_vcr_done(srv, j, rc);
+	}
+	j->issuing = false;
+	upjob_maybe_finish(srv, j);
+	if (!c->dead)
+		conn_check_reading(srv, c);
+}
+
 static void handle_upload(vap_server_t *srv, conn_t *c, const vap_msg_t *m, agent_t *a, bool fp)
 {
 	vap_attr_iter_t it;
@@ -789,6 +892,10 @@ static void handle_upload(vap_server_t *srv, conn_t *c, const vap_msg_t *m, agen
 	}
 	if (n == 0) {
 		send_error(srv, c, m->method, m->tid, a->mac, fp, VAP_ERR_BAD_REQUEST, "no CALL-RECORD", 0);
+		return;
+	}
+	if (srv->hooks.upload_vcr_start) {
+		upload_async(srv, c, m, a, fp);
 		return;
 	}
 	vap_attr_iter_init(&it, m);
@@ -1537,7 +1644,7 @@ int vap_server_create(const vap_server_conf_t *conf, const vap_hooks_t *hooks, v
 	struct epoll_event ev = { 0 };
 	int rc;
 	*out = NULL;
-	if (!conf || !hooks || !hooks->store || !hooks->upload_vcr || !hooks->publish_vservice)
+	if (!conf || !hooks || !hooks->store || (!hooks->upload_vcr && !hooks->upload_vcr_start) || !hooks->publish_vservice)
 		return VP_EINVAL;
 	if (!conf->realm || strlen(conf->realm) > VAP_MAX_REALM || conf->max_msg < 64 ||
 	    conf->max_msg > VAP_MAX_MSG - VAP_HDR_LEN || conf->req_rate <= 0 || conf->req_burst < 1 ||
@@ -1602,6 +1709,12 @@ void vap_server_destroy(vap_server_t *srv)
 	while ((j = q_pop(srv))) {
 		j->owner->pending--;
 		free(j);
+	}
+	while (srv->upjobs) {
+		upjob_t *u = srv->upjobs;
+		srv->upjobs = u->next;
+		u->owner->pending--;
+		free(u);
 	}
 	for (conn_t *c = srv->dead, *n; c; c = n) {
 		n = c->dead_next;

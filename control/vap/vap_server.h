@@ -14,7 +14,9 @@
  *                         (vap_server_store_done), so an agent can pace itself
  *                         and nothing acknowledged is ever lost;
  *   Publish (VService) -> hooks.publish_vservice(), synchronous;
- *   UploadVCR          -> hooks.upload_vcr() per record, synchronous;
+ *   UploadVCR          -> hooks.upload_vcr() per record, synchronous, or
+ *                         hooks.upload_vcr_start() per record, answered when
+ *                         every record completed (vap_server_vcr_done);
  *   Subscribe          -> remembered per connection; vap_server_notify() sends
  *                         a Notify indication to every subscriber of a VService.
  *
@@ -83,8 +85,18 @@ typedef struct vap_hooks {
 	 * negative VP_E* code for an immediate failure (then do not call store_done).
 	 */
 	int (*store)(void *ctx, const vap_store_req_t *req);
-	/*! Keep one call record; 0 or a VP_E* code (the agent gets 500). */
+	/*! Keep one call record; 0 or a VP_E* code (the agent gets 500).  Unused if upload_vcr_start is set. */
 	int (*upload_vcr)(void *ctx, const char *agent, const vap_vcr_t *vcr);
+	/*!
+	 * Optional asynchronous form of upload_vcr (set one of the two): start
+	 * keeping one call record, return 0 and later call vap_server_vcr_done(token,
+	 * status) on the server thread (possibly from inside this call) once the
+	 * record is kept, or return a negative VP_E* code for an immediate failure
+	 * (then do not call vcr_done).  Every record of a request is started; the
+	 * request is answered when all have completed (NUMBER-COUNT = how many were
+	 * kept), and counts as unanswered for max_pending until then.
+	 */
+	int (*upload_vcr_start)(void *ctx, const char *agent, const vap_vcr_t *vcr, void *token);
 	/*! Apply a VService publication; 0, VP_EPERM (the agent gets 403), or another VP_E* code (500). */
 	int (*publish_vservice)(void *ctx, const char *agent, const vap_vservice_t *vs);
 	/*!
@@ -115,7 +127,7 @@ typedef struct vap_server_conf {
 	size_t max_msg;             /*!< largest accepted message in bytes; default 16384 */
 	double req_rate;            /*!< requests per second per agent; default 5000 */
 	double req_burst;           /*!< bucket depth; default 1000 */
-	unsigned max_pending;       /*!< unanswered Publishes per connection before reads stop; default 8 */
+	unsigned max_pending;       /*!< unanswered Publishes (and asynchronous UploadVCRs) per connection before reads stop; default 8 */
 	size_t out_high;            /*!< unsent bytes per connection before reads stop; default 256 KiB */
 	double store_rate;          /*!< stores per second, all agents; 0 = unlimited; default 0 */
 	unsigned store_inflight;    /*!< stores started but not completed; default 256 */
@@ -175,6 +187,9 @@ int vap_server_post(vap_server_t *srv, void (*fn)(vap_server_t *srv, void *arg),
 
 /*! \brief Complete a store started by hooks.store (server thread only). */
 void vap_server_store_done(vap_server_t *srv, void *token, int status);
+
+/*! \brief Complete a record started by hooks.upload_vcr_start (server thread only). */
+void vap_server_vcr_done(vap_server_t *srv, void *token, int status);
 
 /*! \brief Send \p route to every connection subscribed to its VService; returns how many (server thread). */
 int vap_server_notify(vap_server_t *srv, const vap_route_t *route);

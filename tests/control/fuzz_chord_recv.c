@@ -60,9 +60,9 @@ static int idx_of(const fnet_t *t, const vp_id_t *id)
 	return -1;
 }
 
-static int f_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
+static int f_xmit(fnet_t *t, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m, const vp_id_t *prev,
+                  bool pop)
 {
-	fnet_t *t = ctx;
 	vp_wr_t wr;
 	fmsg_t *q;
 	rl_message_t back;
@@ -70,8 +70,8 @@ static int f_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_mes
 		return -1; /* a full queue is a lost message: the engine copes */
 	q = &t->q[t->qtail % QCAP];
 	vp_wr_init(&wr, q->buf, sizeof(q->buf));
-	if (rl_msg_encode(&wr, m))
-		return wr.err;
+	if (prev ? chord_fwd_encode(&wr, m, prev, pop) : rl_msg_encode(&wr, m))
+		return wr.err ? wr.err : -1;
 	q->len = vp_wr_len(&wr);
 	/* What the engine emits must decode again. */
 	if (rl_msg_decode(q->buf, q->len, &back))
@@ -80,6 +80,17 @@ static int f_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_mes
 	q->to = idx_of(t, next);
 	t->qtail++;
 	return 0;
+}
+
+static int f_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
+{
+	return f_xmit(ctx, cn, next, m, NULL, false);
+}
+
+static int f_forward(void *ctx, chord_node_t *cn, const vp_id_t *next, const vp_id_t *prev, bool pop,
+                     const rl_message_t *m)
+{
+	return f_xmit(ctx, cn, next, m, prev, pop);
 }
 
 static void f_attach_info(void *ctx, chord_node_t *cn, rl_attach_t *out)
@@ -194,7 +205,7 @@ static void pump(fnet_t *t)
 static fnet_t *net_new(const char *dump_dir)
 {
 	fnet_t *t = calloc(1, sizeof(*t));
-	chord_io_t io = { .send = f_send, .attach_info = f_attach_info, .connect = f_connect,
+	chord_io_t io = { .send = f_send, .forward = f_forward, .attach_info = f_attach_info, .connect = f_connect,
 	                  .deliver = f_deliver, .store = f_store, .num_resources = f_num_resources };
 	chord_cfg_t cfg = chord_cfg_default();
 	if (!t)

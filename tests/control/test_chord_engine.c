@@ -52,9 +52,9 @@ static int idx_of(net_t *t, const vp_id_t *id)
 	return -1;
 }
 
-static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
+static int xmit(net_t *t, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m, const vp_id_t *prev,
+                bool pop)
 {
-	net_t *t = ctx;
 	qmsg_t *q;
 	vp_wr_t wr;
 	assert_true(t->qtail - t->qhead < QCAP);
@@ -62,10 +62,21 @@ static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_me
 	q->from = idx_of(t, chord_node_id(cn));
 	q->to = idx_of(t, next);
 	vp_wr_init(&wr, q->buf, sizeof(q->buf));
-	assert_int_equal(rl_msg_encode(&wr, m), 0);
+	assert_int_equal(prev ? chord_fwd_encode(&wr, m, prev, pop) : rl_msg_encode(&wr, m), 0);
 	q->len = vp_wr_len(&wr);
 	t->qtail++;
 	return 0;
+}
+
+static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
+{
+	return xmit(ctx, cn, next, m, NULL, false);
+}
+
+static int io_forward(void *ctx, chord_node_t *cn, const vp_id_t *next, const vp_id_t *prev, bool pop,
+                      const rl_message_t *m)
+{
+	return xmit(ctx, cn, next, m, prev, pop);
 }
 
 static void io_attach_info(void *ctx, chord_node_t *cn, rl_attach_t *out)
@@ -139,7 +150,7 @@ static vp_id_t T(uint8_t top)
 static net_t *net_new(const uint8_t *tops, int count)
 {
 	net_t *t = calloc(1, sizeof(*t));
-	chord_io_t io = { .send = io_send, .attach_info = io_attach_info, .connect = io_connect,
+	chord_io_t io = { .send = io_send, .forward = io_forward, .attach_info = io_attach_info, .connect = io_connect,
 	                  .deliver = io_deliver, .store = io_store, .num_resources = io_num_resources };
 	chord_cfg_t cfg = chord_cfg_default();
 	assert_non_null(t);
@@ -630,10 +641,120 @@ static void ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer(void
 	net_free(t);
 }
 
+/* True if `id` is among n's predecessors, successors or fingers. */
+static bool in_table(const chord_node_t *n, const vp_id_t *id)
+{
+	const chord_table_t *tab = chord_node_table(n);
+	for (uint32_t i = 0; i < tab->npred; i++)
+		if (vp_id_eq(&tab->pred[i], id))
+			return true;
+	for (uint32_t i = 0; i < tab->nsucc; i++)
+		if (vp_id_eq(&tab->succ[i], id))
+			return true;
+	return false;
+}
+
+/*
+ * An Update routed to us (its sender is the first via entry, not the link it came on) names a peer we have
+ * no link to: it must not enter the routing table on the Update's word (we would route into a node we cannot
+ * reach, or one that does not exist); it is attached to first like any gossiped id.
+ */
+static void routed_update_does_not_admit_its_sender(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x90 };
+	net_t *t = net_new(tops, 2);
+	vp_id_t stranger = T(0x50);
+	rl_dest_t via = rl_dest_node(&stranger), dest = rl_dest_node(&t->id[1]);
+	rl_body_t b;
+	rl_message_t m, back;
+	uint8_t buf[2048];
+	vp_wr_t wr;
+	(void)state;
+	join_all(t);
+	memset(&b, 0, sizeof(b));
+	b.code = RL_UPDATE_REQ;
+	b.u.update.type = RL_UPDATE_NEIGHBORS;
+	memset(&m, 0, sizeof(m));
+	m.hdr.overlay = 0;
+	m.hdr.config_seq = 1;
+	m.hdr.version = RL_VERSION;
+	m.hdr.ttl = RL_DEFAULT_TTL;
+	m.hdr.fragment = RL_FRAG_UNFRAGMENTED;
+	m.hdr.txid = 0x1234;
+	m.hdr.via.items = &via;
+	m.hdr.via.n_items = 1;
+	m.hdr.dest.items = &dest;
+	m.hdr.dest.n_items = 1;
+	m.contents.code = b.code;
+	m.contents.body_st = &b;
+	m.sec.sig.identity.type = RL_SIGNER_NONE;
+	vp_wr_init(&wr, buf, sizeof(buf));
+	assert_int_equal(rl_msg_encode(&wr, &m), 0);
+	assert_int_equal(rl_msg_decode(buf, vp_wr_len(&wr), &back), 0);
+	chord_node_recv(t->n[1], &t->id[0], &back, t->now);
+	run(t);
+	assert_false(in_table(t->n[1], &stranger));
+	assert_true(in_table(t->n[1], &t->id[0]));
+	net_free(t);
+}
+
+/*
+ * The answer to a request must come back on the link the request went out on (RFC 6940 §6.2.2: answers
+ * retrace the via list).  A peer on another link that learnt (or guessed) the transaction id must not settle
+ * it: here every request n[1] sends to n[0] is "answered" from n[2]'s link and the real answers never come,
+ * so n[1] must time them out and drop n[0].  Accepting the forged answers kept the dead n[0] as a neighbour.
+ */
+static void answer_on_another_link_is_ignored(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x50, 0x90 };
+	net_t *t = net_new(tops, 3);
+	int forged = 0;
+	(void)state;
+	join_all(t);
+	run(t);
+	t->now += chord_cfg_default().update_interval_ms + 1000; /* every node's periodic Update is due */
+	chord_node_tick(t->n[1], t->now);
+	while (t->qhead != t->qtail) {
+		qmsg_t *q = &t->q[t->qhead++ % QCAP];
+		rl_message_t req, ans;
+		rl_body_t b;
+		rl_dest_t d;
+		uint8_t buf[2048];
+		vp_wr_t wr;
+		if (q->from != 1 || q->to != 0)
+			continue;
+		assert_int_equal(rl_msg_decode(q->buf, q->len, &req), 0);
+		if (req.contents.code == RL_ERROR || (req.contents.code & 1) == 0)
+			continue;
+		memset(&b, 0, sizeof(b));
+		b.code = (uint16_t)(req.contents.code + 1);
+		memset(&ans, 0, sizeof(ans));
+		d = rl_dest_node(&t->id[1]);
+		ans.hdr = req.hdr;
+		ans.hdr.via = (rl_dest_list_t){ 0 };
+		ans.hdr.dest = (rl_dest_list_t){ .items = &d, .n_items = 1 };
+		ans.hdr.options = (rl_fwd_option_list_t){ 0 };
+		ans.contents.code = b.code;
+		ans.contents.body_st = &b;
+		ans.sec.sig.identity.type = RL_SIGNER_NONE;
+		vp_wr_init(&wr, buf, sizeof(buf));
+		assert_int_equal(rl_msg_encode(&wr, &ans), 0);
+		assert_int_equal(rl_msg_decode(buf, vp_wr_len(&wr), &ans), 0);
+		chord_node_recv(t->n[1], &t->id[2], &ans, t->now); /* from n[2]'s link */
+		forged++;
+	}
+	assert_true(forged > 0);
+	t->up[0] = false; /* n[0] says nothing more */
+	t->now += chord_cfg_default().request_timeout_ms + 1000;
+	chord_node_tick(t->n[1], t->now);
+	assert_false(in_table(t->n[1], &t->id[0]));
+	net_free(t);
+}
+
 static void config_is_checked(void **state)
 {
 	chord_cfg_t cfg = chord_cfg_default();
-	chord_io_t io = { .send = io_send };
+	chord_io_t io = { .send = io_send, .forward = io_forward };
 	vp_id_t id = T(1);
 	chord_node_t *n = (chord_node_t *)1; /* must be reset to NULL on error */
 	(void)state;
@@ -646,6 +767,11 @@ static void config_is_checked(void **state)
 	assert_null(n);
 	cfg = chord_cfg_default();
 	io.send = NULL;
+	assert_int_equal(chord_node_new(&cfg, &id, &io, 0, &n), VP_EINVAL);
+	assert_null(n);
+	/* Relaying is the transport's: an engine without it would have to re-encode. */
+	io.send = io_send;
+	io.forward = NULL;
 	assert_int_equal(chord_node_new(&cfg, &id, &io, 0, &n), VP_EINVAL);
 	assert_null(n);
 }
@@ -681,6 +807,8 @@ int main(void)
 		cmocka_unit_test(ttl_exhaustion_is_answered_with_an_error),
 		cmocka_unit_test(probe_reports_responsible_fraction_and_resources),
 		cmocka_unit_test(ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer),
+		cmocka_unit_test(routed_update_does_not_admit_its_sender),
+		cmocka_unit_test(answer_on_another_link_is_ignored),
 		cmocka_unit_test(config_is_checked),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -20,6 +22,8 @@
 #include "common/log.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
+#include "pvp/method.h"
+#include "pvp/vcr.h"
 #include "bench/support/vsrv_memdht.h"
 
 typedef struct carrier {
@@ -1188,6 +1192,128 @@ static void test_vservice_owner_survives_restart(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/* ---- terminating records: derived on workers, acknowledged only once written, in order ---- */
+
+#define TERM_REQS 4
+#define TERM_PER_REQ 16
+
+/* The server in a child process, so the test can kill it (SIGKILL: no clean close) right after the acks. */
+static pid_t term_server_child(const char *dir, int *port)
+{
+	int fds[2];
+	pid_t pid;
+	uint16_t p = 0;
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		vsrv_memdht_t *dht = NULL;
+		vsrv_conf_t conf;
+		vsrv_dht_t iface;
+		vsrv_t *srv = NULL;
+		vp_conf_err_t e;
+		char text[512];
+		close(fds[0]);
+		vsrv_conf_default(&conf);
+		/* Four workers on any machine, so records finish deriving out of upload order. */
+		snprintf(text, sizeof(text),
+		         "[server]\nname = K\ndomain = carrier-k.example\n[vap]\nport = 0\nagents = agent-k:pk\n"
+		         "[pvp]\nvcr_dir = %s\nvcr_workers = 4\n", dir);
+		if (vsrv_memdht_new(&dht) == 0 && (vsrv_memdht_iface(dht, &iface), 1) &&
+		    vsrv_conf_parse(&conf, text, strlen(text), &e) == 0 &&
+		    vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv) == 0 && vsrv_start(srv) == 0)
+			p = vsrv_vap_port(srv);
+		if (write(fds[1], &p, sizeof(p)) != (ssize_t)sizeof(p))
+			_exit(1);
+		for (;;)
+			pause(); /* until the test kills us */
+	}
+	close(fds[1]);
+	if (read(fds[0], &p, sizeof(p)) != (ssize_t)sizeof(p))
+		p = 0;
+	close(fds[0]);
+	*port = p;
+	return pid;
+}
+
+/*
+ * Terminating records are derived on worker threads, so they finish in any
+ * order: records near the hour (start within 90 s of it) need two PBKDF2 runs,
+ * the others one, and they alternate.  Still (1) every record acknowledged is
+ * in the store even when the server is killed right after the last answer
+ * (written to the WAL before the answer), and (2) record ids follow upload
+ * order.  An ack sent on submission loses the last request's records; a
+ * writer taking records as they finish gives a near-hour record a later id
+ * than the record uploaded after it.
+ */
+static void test_term_records_acked_when_written_in_upload_order(void **state)
+{
+	char dir[64] = "/tmp/test-vsrv-XXXXXX", cmd[128];
+	vap_client_conf_t cc = { .host = "127.0.0.1", .username = "agent-k", .password = "pk", .timeout_ms = 20000 };
+	vap_client_t *cl = NULL;
+	vap_vcr_t v[TERM_REQS * TERM_PER_REQ];
+	uint64_t now = vp_time_wall_ms(), h0 = (now - 40ull * 3600 * 1000) / 3600000 * 3600000;
+	pvp_vcr_store_conf_t stc = { .path = dir };
+	pvp_vcr_store_t *st = NULL;
+	pvp_vcr_t found[4];
+	int port = 0, status, rc[TERM_REQS];
+	size_t n;
+	pid_t pid;
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	memset(v, 0, sizeof(v));
+	for (int i = 0; i < TERM_REQS * TERM_PER_REQ; i++) {
+		snprintf(v[i].called, sizeof(v[i].called), "+1408556%04d", i);
+		snprintf(v[i].caller, sizeof(v[i].caller), "+3312345%04d", i);
+		/* Start times increase in upload order; even ones 10 s past an hour (two selectors). */
+		v[i].start_ms = h0 + (uint64_t)(i / 2) * 3600000 + (i % 2 ? 1800000 : 10000);
+		v[i].stop_ms = v[i].start_ms + 60000;
+		v[i].direction = VAP_DIR_TERMINATING;
+	}
+	pid = term_server_child(dir, &port);
+	if (port) {
+		cc.port = (uint16_t)port;
+		if (vap_client_connect(&cc, &cl) == 0)
+			for (int r = 0; r < TERM_REQS; r++)
+				rc[r] = vap_client_upload(cl, v + r * TERM_PER_REQ, TERM_PER_REQ);
+	}
+	/* Killed right after the last answer, before any assertion can leave it running. */
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	vap_client_close(cl);
+	assert_true(port > 0);
+	assert_non_null(cl);
+	for (int r = 0; r < TERM_REQS; r++)
+		assert_int_equal(rc[r], 0);
+
+	assert_int_equal(pvp_vcr_store_open(&stc, &st), 0);
+	{
+		uint64_t prev_id = 0;
+		for (int i = 0; i < TERM_REQS * TERM_PER_REQ; i++) {
+			uint8_t sel[PVP_SEL_LEN];
+			uint32_t bucket = (uint32_t)((v[i].start_ms / 1000 - 90) / PVP_BUCKET_S);
+			assert_int_equal(pvp_selector(v[i].called, bucket, sel), 0);
+			assert_int_equal(pvp_vcr_store_find(st, bucket, sel, found, 4, &n), 0);
+			assert_int_equal(n, 1);
+			assert_string_equal(found[0].called, v[i].called);
+			assert_int_equal(found[0].start_ms, v[i].start_ms);
+			if (found[0].id <= prev_id)
+				fail_msg("record %d (start %llu) has id %llu, not after the previous record's %llu", i,
+				         (unsigned long long)v[i].start_ms, (unsigned long long)found[0].id,
+				         (unsigned long long)prev_id);
+			prev_id = found[0].id;
+			if (i % 2 == 0) { /* a near-hour record is indexed under its own hour too */
+				assert_int_equal(pvp_selector(v[i].called, bucket + 1, sel), 0);
+				assert_int_equal(pvp_vcr_store_find(st, bucket + 1, sel, found, 4, &n), 0);
+				assert_int_equal(n, 1);
+			}
+		}
+	}
+	pvp_vcr_store_close(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1205,6 +1331,7 @@ int main(void)
 		cmocka_unit_test(test_learned_state_survives_restart_per_tenant),
 		cmocka_unit_test(test_vservice_lists_are_per_vservice),
 		cmocka_unit_test(test_vservice_owner_survives_restart),
+		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
 	};
 	vp_log_setup(getenv("T_INFO") ? VP_LOG_INFO : VP_LOG_ERROR, stderr);
 	if (getenv("T_FILTER"))

@@ -1,0 +1,1244 @@
+#include "control/node/node.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "common/clock.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "control/node/overlay_doc.h"
+#include "dataplane/shard.h"
+
+/*
+ * Tunables.
+ * LEAVE_LINGER_MS: after Leave, how long a vnode keeps serving so its Leave and handoff Stores are written
+ * out and acknowledged at the link level before the links close.
+ * BOOT_RETRY_MS: a node that could not reach a bootstrap peer tries the next one this much later.
+ * EXPECT_MS: how long an Attach's expected peer waits for the link the peer opens to us.
+ */
+#define LEAVE_LINGER_MS 500u
+#define BOOT_RETRY_MS 2000u
+#define EXPECT_MS 30000u
+#define MAX_EXPECT 256u
+#define TX_ARENA (1u << 20)
+#define TX_MSGS 512u
+#define CMD_RING 64u
+#define MAX_WAIT_MS 50u
+
+enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2 };
+
+typedef struct plink_ent {
+	uint64_t serial;
+	vp_id_t peer;       /* the link peer's vnode (the Node-ID we attached to, or its first) */
+	dp_link_t *link;
+	double tokens;
+	uint64_t refill_ms;
+	uint64_t dropped, last_log_s;
+} plink_ent_t;
+
+typedef struct expect_ent {
+	vp_id_t peer;
+	uint64_t until;
+} expect_ent_t;
+
+/* A shard's identity: its own certificate, so a link names exactly one vnode (see node.h). */
+typedef struct node_ident {
+	EVP_PKEY *key;
+	X509 *cert;
+	uint8_t *der;
+	int der_len;
+	uint8_t hash[RL_MAX_HASH_LEN];
+	rl_signer_identity_t signer;
+	rl_cert_t rlcert;
+	vp_id_t ids[DP_CERT_MAX_NODE_IDS];
+	uint32_t nids;
+} node_ident_t;
+
+typedef struct node_shard {
+	node_t *node;
+	node_ident_t id;
+	unsigned idx;
+	dp_shard_t *sh;
+	dp_cert_store_t *certs;
+	dp_replay_t *replay;
+	dp_link_ctx_t *lctx;
+	dp_link_conf_t lconf;       /* per shard: its own advertised port */
+	chord_node_t *vn;
+	vp_id_t self;
+	struct sockaddr_storage listen_sa;
+	socklen_t listen_len;
+	rl_ice_candidate_t cand;
+	char addr_text[128];
+
+	plink_ent_t *links;
+	size_t nlinks, cap_links;
+	expect_ent_t expect[MAX_EXPECT];
+	uint32_t nexpect;
+
+	dp_io_ev_t *cur;            /* the event being handled: relays edit its bytes in place */
+	const dp_cert_ident_t *cur_signer;
+	vp_id_t cur_prev;
+
+	/* joining */
+	bool is_bootstrap;
+	uint32_t boot_next;         /* next bootstrap entry to try */
+	uint64_t boot_retry_at;
+	bool boot_link_pending;
+	chord_state_t logged_state;
+
+	/* leaving */
+	bool leaving, closing;
+	uint64_t leave_at, leave_deadline;
+
+	uint64_t refused_sig, refused_decode, refused_flood, refused_replay, refused_topology, relayed;
+	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
+	uint8_t sigbuf[RL_MAX_SIG_LEN];
+} node_shard_t;
+
+struct node {
+	node_conf_t conf;
+	node_conf_t given; /* as configured (conf gets the resolved file paths) */
+	node_kinds_ops_t kinds;
+	bool have_kinds;
+	chord_cfg_t ccfg;
+	struct sockaddr_storage boot[16];
+	socklen_t boot_len[16];
+	uint32_t nboot;
+	node_shard_t *shards;
+	unsigned nshards;
+	int lock_fd;
+	_Atomic int stopped; /* shards that left their loop */
+	bool started;
+};
+
+static uint64_t mono_ms(void)
+{
+	return vp_time_mono_ns() / 1000000u;
+}
+
+/* ---- configuration ------------------------------------------------------- */
+
+static const char *const level_words[] = { "error", "warn", "info", "debug", NULL };
+
+static const vp_conf_opt_t node_rows[] = {
+	{ .section = "node", .key = "data_dir", .type = VP_CONF_STR, .def = "/var/lib/viprd",
+	  .doc = "this node's directory: node.pem and node.key (shard 0's Node-ID; node-i.pem for shard i), its data; kept across restarts",
+	  VP_CONF_AT(node_conf_t, data_dir) },
+	{ .section = "node", .key = "listen", .type = VP_CONF_STR, .def = "0.0.0.0:6084",
+	  .doc = "address:port of shard 0's overlay links; shard i listens on port + i (port 0: any free ports)",
+	  VP_CONF_AT(node_conf_t, listen) },
+	{ .section = "node", .key = "shards", .type = VP_CONF_U32, .min = 0, .max = NODE_MAX_SHARDS, .def = "0",
+	  .unit = "threads", .doc = "shard threads, one vnode each: shard i uses data_dir/node-i.pem and node-i.key (shard 0 node.pem); 0 = one per CPU",
+	  VP_CONF_AT(node_conf_t, shards) },
+	{ .section = "node", .key = "pin", .type = VP_CONF_BOOL, .def = "no",
+	  .doc = "pin shard i to CPU i (a host that runs nothing else)", VP_CONF_AT(node_conf_t, pin) },
+	{ .section = "node", .key = "log_level", .type = VP_CONF_ENUM, .def = "info", .choices = level_words,
+	  .doc = "lowest level logged (SIGHUP applies a new value)", VP_CONF_AT(node_conf_t, log_level),
+	  .flags = VP_CONF_F_RELOAD },
+	{ .section = "node", .key = "io_burst", .type = VP_CONF_U32, .min = 8, .max = 4096, .def = "64",
+	  .unit = "messages", .doc = "link events taken per loop iteration (each slot holds one max-size message)",
+	  VP_CONF_AT(node_conf_t, io_burst) },
+	{ .section = "node", .key = "flood_rate", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "2000",
+	  .unit = "messages/s", .doc = "messages one link may send per second; the excess is dropped and logged",
+	  VP_CONF_AT(node_conf_t, flood_rate) },
+	{ .section = "node", .key = "flood_burst", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "4000",
+	  .unit = "messages", .doc = "messages one link may send at once before flood_rate applies",
+	  VP_CONF_AT(node_conf_t, flood_burst) },
+	{ .section = "overlay", .key = "name", .type = VP_CONF_STR, .def = "",
+	  .doc = "overlay instance name (required): the Node-IDs of certificates and the document must be of it",
+	  VP_CONF_AT(node_conf_t, overlay) },
+	{ .section = "overlay", .key = "config_file", .type = VP_CONF_STR, .def = "",
+	  .doc = "the overlay's signed configuration document (required), trusted only if signed under [link] ca_file",
+	  VP_CONF_AT(node_conf_t, config_file) },
+	{ .section = "overlay", .key = "max_message_size", .type = VP_CONF_U32, .min = 1024, .max = 65536,
+	  .def = "65536", .unit = "bytes", .doc = "max-message-size", VP_CONF_AT(node_conf_t, max_message_size),
+	  .flags = VP_CONF_F_OVERLAY },
+	{ .section = "overlay", .key = "initial_ttl", .type = VP_CONF_U32, .min = 1, .max = 255, .def = "100",
+	  .unit = "hops", .doc = "initial-ttl", VP_CONF_AT(node_conf_t, initial_ttl), .flags = VP_CONF_F_OVERLAY },
+	{ .section = "overlay", .key = "chord_update_interval", .type = VP_CONF_DUR_MS, .min = 1000,
+	  .max = 86400000, .def = "600s", .doc = "chord-update-interval", VP_CONF_AT(node_conf_t, update_interval_ms),
+	  .flags = VP_CONF_F_OVERLAY },
+	{ .section = "overlay", .key = "chord_ping_interval", .type = VP_CONF_DUR_MS, .min = 1000, .max = 86400000,
+	  .def = "3600s", .doc = "chord-ping-interval", VP_CONF_AT(node_conf_t, ping_interval_ms),
+	  .flags = VP_CONF_F_OVERLAY },
+	{ .section = "overlay", .key = "reliability_timer", .type = VP_CONF_DUR_MS, .min = 100, .max = 600000,
+	  .def = "15s", .doc = "overlay-reliability-timer: a request without an answer after this has failed",
+	  VP_CONF_AT(node_conf_t, reliability_ms), .flags = VP_CONF_F_OVERLAY },
+	{ .section = "overlay", .key = "chord_reactive", .type = VP_CONF_BOOL, .def = "true",
+	  .doc = "chord-reactive", VP_CONF_AT(node_conf_t, reactive), .flags = VP_CONF_F_OVERLAY },
+	{ .section = "overlay", .key = "bootstrap", .type = VP_CONF_STR, .def = "",
+	  .doc = "bootstrap peers \"addr:port, addr:port\"; a node listening on the only one starts the overlay",
+	  VP_CONF_AT(node_conf_t, bootstrap), .flags = VP_CONF_F_OVERLAY },
+};
+
+int node_conf_schema(vp_conf_opt_t *out, size_t cap, size_t *n)
+{
+	size_t k = 0, nn = VP_CONF_NOPTS(node_rows);
+	if (cap < nn + dp_link_conf_nopts)
+		return VP_ESPACE;
+	for (size_t i = 0; i < nn; i++)
+		out[k++] = node_rows[i];
+	for (size_t i = 0; i < dp_link_conf_nopts; i++) {
+		out[k] = dp_link_conf_opts[i];
+		out[k].off += offsetof(node_conf_t, link);
+		k++;
+	}
+	*n = k;
+	return 0;
+}
+
+static int read_file(const char *path, char **buf, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	long sz;
+	*buf = NULL;
+	if (!f)
+		return VP_EIO;
+	if (fseek(f, 0, SEEK_END) || (sz = ftell(f)) < 0 || sz > (4l << 20) || fseek(f, 0, SEEK_SET)) {
+		fclose(f);
+		return VP_EIO;
+	}
+	*buf = malloc((size_t)sz + 1);
+	if (!*buf || fread(*buf, 1, (size_t)sz, f) != (size_t)sz) {
+		fclose(f);
+		free(*buf);
+		*buf = NULL;
+		return VP_EIO;
+	}
+	(*buf)[sz] = 0;
+	*len = (size_t)sz;
+	fclose(f);
+	return 0;
+}
+
+int node_conf_overlay(node_conf_t *c, char *why)
+{
+	X509 *root = NULL;
+	FILE *f;
+	od_trust_t *t = NULL;
+	const od_doc_t *d;
+	char *xml = NULL;
+	size_t len = 0;
+	int err = VP_ECONFIG;
+
+	if (!c->overlay[0] || !c->config_file[0] || !c->link.ca_file[0]) {
+		snprintf(why, 256, "[overlay] name, [overlay] config_file and [link] ca_file are required");
+		return VP_ECONFIG;
+	}
+	f = fopen(c->link.ca_file, "r");
+	if (!f || !(root = PEM_read_X509(f, NULL, NULL, NULL))) {
+		snprintf(why, 256, "[link] ca_file %.200s: no certificate", c->link.ca_file);
+		goto finish;
+	}
+	if (read_file(c->config_file, &xml, &len)) {
+		snprintf(why, 256, "[overlay] config_file %.160s: %.60s", c->config_file, strerror(errno));
+		goto finish;
+	}
+	if (od_trust_new(c->overlay, root, NULL, &t)) {
+		snprintf(why, 256, "overlay %.120s: bad anchor", c->overlay);
+		goto finish;
+	}
+	{
+		char w[OD_WHY_MAX];
+		if (od_trust_accept(t, xml, len, 0, w)) {
+			snprintf(why, 256, "[overlay] config_file %.70s refused: %.150s", c->config_file, w);
+			goto finish;
+		}
+	}
+	d = od_trust_current(t);
+	if (d->max_message_size)
+		c->max_message_size = d->max_message_size < 1024 ? 1024 : d->max_message_size;
+	if (c->max_message_size > RL_MAX_MESSAGE_SIZE)
+		c->max_message_size = RL_MAX_MESSAGE_SIZE;
+	if (d->initial_ttl)
+		c->initial_ttl = d->initial_ttl > 255 ? 255 : d->initial_ttl;
+	if (d->chord_update_interval)
+		c->update_interval_ms = (uint64_t)d->chord_update_interval * 1000u;
+	if (d->chord_ping_interval)
+		c->ping_interval_ms = (uint64_t)d->chord_ping_interval * 1000u;
+	if (d->overlay_reliability_timer)
+		c->reliability_ms = d->overlay_reliability_timer;
+	c->reactive = d->chord_reactive;
+	c->bootstrap[0] = 0;
+	for (size_t i = 0; i < d->n_bootstrap; i++) {
+		char one[OD_TEXT_MAX + 16];
+		bool v6 = strchr(d->bootstrap[i].address, ':') != NULL;
+		snprintf(one, sizeof(one), "%s%s%s%s:%u", i ? ", " : "", v6 ? "[" : "", d->bootstrap[i].address,
+		         v6 ? "]" : "", d->bootstrap[i].port);
+		if (strlen(c->bootstrap) + strlen(one) + 1 > sizeof(c->bootstrap)) {
+			snprintf(why, 256, "too many bootstrap peers in the document");
+			goto finish;
+		}
+		strcat(c->bootstrap, one);
+	}
+	err = 0;
+finish:
+	if (f)
+		fclose(f);
+	X509_free(root);
+	od_trust_free(t);
+	free(xml);
+	return err;
+}
+
+/* ---- identity ------------------------------------------------------------ */
+
+static int load_identity(node_t *n, unsigned shard, node_ident_t *id, dp_link_conf_t *lc)
+{
+	char cpath[512], kpath[512];
+	FILE *f;
+	const char *cp = shard ? "" : n->conf.link.cert_file, *kp = shard ? "" : n->conf.link.key_file;
+	int k;
+
+	if (!cp[0]) {
+		if (shard)
+			snprintf(cpath, sizeof(cpath), "%s/node-%u.pem", n->conf.data_dir, shard);
+		else
+			snprintf(cpath, sizeof(cpath), "%s/node.pem", n->conf.data_dir);
+		cp = cpath;
+	}
+	if (!kp[0]) {
+		if (shard)
+			snprintf(kpath, sizeof(kpath), "%s/node-%u.key", n->conf.data_dir, shard);
+		else
+			snprintf(kpath, sizeof(kpath), "%s/node.key", n->conf.data_dir);
+		kp = kpath;
+	}
+	f = fopen(cp, "r");
+	if (!f || !(id->cert = PEM_read_X509(f, NULL, NULL, NULL))) {
+		vp_log_error("node", "config", "reason=\"shard %u: no certificate in %s\"", shard, cp);
+		if (f)
+			fclose(f);
+		return VP_ECONFIG;
+	}
+	fclose(f);
+	f = fopen(kp, "r");
+	if (!f || !(id->key = PEM_read_PrivateKey(f, NULL, NULL, NULL))) {
+		vp_log_error("node", "config", "reason=\"shard %u: no private key in %s\"", shard, kp);
+		if (f)
+			fclose(f);
+		return VP_ECONFIG;
+	}
+	fclose(f);
+	if (X509_check_private_key(id->cert, id->key) != 1) {
+		vp_log_error("node", "config", "reason=\"%s is not the key of %s\"", kp, cp);
+		return VP_ECONFIG;
+	}
+	id->der = NULL;
+	id->der_len = i2d_X509(id->cert, &id->der);
+	if (id->der_len <= 0)
+		return VP_ECRYPTO;
+	if (rl_signer_cert_hash(id->der, (size_t)id->der_len, id->hash, &id->signer))
+		return VP_ECRYPTO;
+	id->rlcert.type = RL_CERT_X509;
+	id->rlcert.der = (rl_bytes_t){ id->der, (uint32_t)id->der_len };
+	k = dp_cert_node_ids(id->cert, n->conf.overlay, id->ids, DP_CERT_MAX_NODE_IDS);
+	if (k <= 0) {
+		vp_log_error("node", "config", "reason=\"%s carries no Node-ID of overlay %s\"", cp, n->conf.overlay);
+		return VP_ECONFIG;
+	}
+	id->nids = (uint32_t)k;
+	/* The paths the link layer reads. */
+	if (strlen(cp) >= sizeof(lc->cert_file) || strlen(kp) >= sizeof(lc->key_file)) {
+		vp_log_error("node", "config", "reason=\"data_dir path too long\"");
+		return VP_ECONFIG;
+	}
+	memmove(lc->cert_file, cp, strlen(cp) + 1);
+	memmove(lc->key_file, kp, strlen(kp) + 1);
+	return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static plink_ent_t *link_by_serial(node_shard_t *s, uint64_t serial)
+{
+	for (size_t i = 0; i < s->nlinks; i++)
+		if (s->links[i].serial == serial)
+			return &s->links[i];
+	return NULL;
+}
+
+static bool expected(node_shard_t *s, const vp_id_t *id, uint64_t now, bool take)
+{
+	for (uint32_t i = 0; i < s->nexpect; i++) {
+		if (s->expect[i].until < now) {
+			s->expect[i--] = s->expect[--s->nexpect];
+			continue;
+		}
+		if (vp_id_eq(&s->expect[i].peer, id)) {
+			if (take)
+				s->expect[i] = s->expect[--s->nexpect];
+			return true;
+		}
+	}
+	return false;
+}
+
+static void warn_refused(node_shard_t *s, const char *peer, const char *reason, uint16_t code)
+{
+	vp_log_warn("node", "msg_refused", "shard=%u peer=%s reason=%s code=0x%x", s->idx, peer ? peer : "-", reason,
+	            code);
+}
+
+static int sa_from_cand(const rl_ice_candidate_t *c, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (c->addr.type == RL_ADDR_IPV4) {
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
+		a->sin_family = AF_INET;
+		memcpy(&a->sin_addr, c->addr.addr, 4);
+		a->sin_port = htons(c->addr.port);
+		*sl = sizeof(*a);
+		return 0;
+	}
+	if (c->addr.type == RL_ADDR_IPV6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+		a->sin6_family = AF_INET6;
+		memcpy(&a->sin6_addr, c->addr.addr, 16);
+		a->sin6_port = htons(c->addr.port);
+		*sl = sizeof(*a);
+		return 0;
+	}
+	return VP_EINVAL;
+}
+
+static bool sa_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+		return x->sin6_port == y->sin6_port && !memcmp(&x->sin6_addr, &y->sin6_addr, 16);
+	}
+	return false;
+}
+
+/* ---- chord_io_t --------------------------------------------------------- */
+
+/* Sign and queue a message this vnode originates. */
+static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
+{
+	node_shard_t *s = ctx;
+	node_t *n = s->node;
+	dp_io_t *io = dp_shard_io(s->sh);
+	dp_link_t *l = dp_shard_api(s->sh)->find(io, next);
+	rl_message_t sm = *m;
+	vp_wr_t wr;
+	int err;
+	(void)cn;
+
+	if (!l)
+		return VP_ENOROUTE;
+	sm.sec.certs.raw = NULL;
+	sm.sec.certs.raw_len = sm.sec.certs.raw_count = 0;
+	sm.sec.certs.items = &s->id.rlcert;
+	sm.sec.certs.n_items = 1;
+	vp_wr_init(&wr, s->encbuf, n->conf.max_message_size);
+	err = rl_msg_encode_signed(&wr, &sm, s->id.key, &s->id.signer, s->sigbuf, sizeof(s->sigbuf));
+	if (err)
+		return err;
+	return dp_shard_send(s->sh, l, s->encbuf, vp_wr_len(&wr));
+}
+
+/* Relay: edit the received bytes in place (rl_fwd_*); the body and signature go on untouched. */
+static int io_forward(void *ctx, chord_node_t *cn, const vp_id_t *next, const vp_id_t *prev, bool pop,
+                      const rl_message_t *m)
+{
+	node_shard_t *s = ctx;
+	dp_io_t *io = dp_shard_io(s->sh);
+	dp_link_t *l = dp_shard_api(s->sh)->find(io, next);
+	rl_dest_t via = rl_dest_node(prev);
+	rl_pkt_t *p;
+	int err;
+	(void)cn;
+
+	if (!l)
+		return VP_ENOROUTE;
+	s->relayed++;
+	if (s->cur && s->cur->type == DP_IO_MSG && m->contents.raw.p >= s->cur->pkt.buf &&
+	    m->contents.raw.p < s->cur->pkt.buf + s->cur->pkt.cap) {
+		p = &s->cur->pkt;
+		s->cur = NULL; /* the decoded view is stale from here on */
+		if ((err = rl_fwd_ttl_decrement(p)) || (pop && (err = rl_fwd_pop_dest(p))) ||
+		    (err = rl_fwd_append_via(p, &via)))
+			return err;
+		if (p->len > s->node->conf.max_message_size)
+			return VP_ETOOBIG;
+		return dp_shard_send(s->sh, l, p->buf + p->off, p->len);
+	} else {
+		vp_wr_t wr;
+		vp_wr_init(&wr, s->encbuf, s->node->conf.max_message_size);
+		if ((err = chord_fwd_encode(&wr, m, prev, pop)))
+			return err;
+		return dp_shard_send(s->sh, l, s->encbuf, vp_wr_len(&wr));
+	}
+}
+
+static void io_attach_info(void *ctx, chord_node_t *cn, rl_attach_t *out)
+{
+	node_shard_t *s = ctx;
+	(void)cn;
+	memset(out, 0, sizeof(*out));
+	out->ufrag = (rl_bytes_t){ (const uint8_t *)"-", 1 };
+	out->password = (rl_bytes_t){ (const uint8_t *)"-", 1 };
+	out->role = (rl_bytes_t){ (const uint8_t *)"passive", 7 };
+	out->candidates.items = &s->cand;
+	out->candidates.n_items = 1;
+}
+
+/*
+ * Both ends of an Attach open the link (RFC 6940 §6.5.1.3 with no ICE): to keep one link per pair, only the
+ * end with the lower Node-ID connects; the other waits (EXPECT_MS) for the link to come in.
+ */
+static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const rl_attach_t *theirs)
+{
+	node_shard_t *s = ctx;
+	const dp_io_api_t *api = dp_shard_api(s->sh);
+	dp_io_t *io = dp_shard_io(s->sh);
+	uint64_t now = mono_ms();
+	rl_iter_t it;
+	rl_ice_candidate_t c;
+	int r;
+
+	if (api->find(io, peer)) {
+		chord_node_link_up(cn, peer, now);
+		return;
+	}
+	if (!expected(s, peer, now, false)) {
+		if (s->nexpect == MAX_EXPECT) {
+			chord_node_link_down(cn, peer, now);
+			return;
+		}
+		s->expect[s->nexpect++] = (expect_ent_t){ *peer, now + EXPECT_MS };
+	}
+	if (memcmp(s->self.b, peer->b, VP_ID_LEN) > 0)
+		return; /* the peer connects */
+	RL_ITER_INIT(&it, &theirs->candidates);
+	while ((r = rl_ice_candidate_next(&it, &c)) == 1) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		if (c.overlay_link != RL_LINK_TLS_TCP_FH_NO_ICE || sa_from_cand(&c, &ss, &sl))
+			continue;
+		if (api->connect(io, (struct sockaddr *)&ss, sl, peer) == 0)
+			return;
+	}
+	expected(s, peer, now, true);
+	chord_node_link_down(cn, peer, now);
+}
+
+static int kinds_send(void *arg, const vp_id_t *to, const vp_id_t *resource, const rl_body_t *body)
+{
+	node_shard_t *s = arg;
+	uint64_t txid;
+	return chord_node_request_direct(s->vn, to, resource, body, &txid, mono_ms());
+}
+
+static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
+{
+	node_shard_t *s = ctx;
+	(void)cn;
+	if (s->node->have_kinds && s->node->kinds.action)
+		s->node->kinds.action(s->node->kinds.arg, s->idx, a, kinds_send, s);
+}
+
+static bool is_neighbour(const chord_table_t *t, const vp_id_t *id)
+{
+	for (uint32_t i = 0; i < t->npred; i++)
+		if (vp_id_eq(&t->pred[i], id))
+			return true;
+	for (uint32_t i = 0; i < t->nsucc; i++)
+		if (vp_id_eq(&t->succ[i], id))
+			return true;
+	return false;
+}
+
+static void io_deliver(void *ctx, chord_node_t *cn, const chord_delivery_t *d)
+{
+	node_shard_t *s = ctx;
+	node_t *n = s->node;
+	uint16_t code = d->msg->contents.code;
+	rl_body_t ans;
+
+	if (d->is_answer) {
+		vp_log_debug("node", "answer_unclaimed", "shard=%u code=0x%x", s->idx, code);
+		return;
+	}
+	memset(&ans, 0, sizeof(ans));
+	switch (code) {
+	case RL_STORE_REQ: case RL_FETCH_REQ: case RL_STAT_REQ: case RL_FIND_REQ:
+		if (n->have_kinds && n->kinds.handle && s->cur_signer) {
+			vp_id_t orig;
+			node_kinds_req_t req = { .msg = d->msg, .vnode = &s->self, .signer = s->cur_signer,
+			                         .link_peer = &s->cur_prev };
+			if (!dp_cert_originator(d->msg, &s->cur_prev, &orig))
+				req.from_neighbour = is_neighbour(chord_node_table(cn), &orig);
+			int err = n->kinds.handle(n->kinds.arg, s->idx, &req, &ans);
+			if (err) {
+				ans.code = RL_ERROR;
+				ans.u.error.code = err == VP_EFORBIDDEN || err == VP_EPERM ? RL_ERR_FORBIDDEN
+				                   : err == VP_EDATA_TOO_LARGE ? RL_ERR_DATA_TOO_LARGE
+				                   : err == VP_EDATA_TOO_OLD ? RL_ERR_DATA_TOO_OLD
+				                   : err == VP_EGEN_TOO_LOW ? RL_ERR_GENERATION_COUNTER_TOO_LOW
+				                   : err == VP_EUNKNOWN_KIND ? RL_ERR_UNKNOWN_KIND
+				                   : RL_ERR_INVALID_MESSAGE;
+			}
+		} else {
+			static const char info[] = "no storage service at this node";
+			ans.code = RL_ERROR;
+			ans.u.error.code = RL_ERR_FORBIDDEN;
+			ans.u.error.info = (rl_bytes_t){ (const uint8_t *)info, sizeof(info) - 1 };
+		}
+		break;
+	default: {
+		/* AppAttach (no application is served by the bare node), ConfigUpdate and unknown requests. */
+		static const char info[] = "not served by this node";
+		ans.code = RL_ERROR;
+		ans.u.error.code = code == RL_APP_ATTACH_REQ ? RL_ERR_NOT_FOUND : RL_ERR_FORBIDDEN;
+		ans.u.error.info = (rl_bytes_t){ (const uint8_t *)info, sizeof(info) - 1 };
+		break;
+	}
+	}
+	chord_node_answer(cn, d, &ans);
+}
+
+/* ---- shard callbacks ------------------------------------------------------ */
+
+static void boot_connect(node_shard_t *s, uint64_t now)
+{
+	node_t *n = s->node;
+	const dp_io_api_t *api = dp_shard_api(s->sh);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	s->boot_retry_at = now + BOOT_RETRY_MS;
+	if (s->idx > 0) {
+		/* Shards 1.. join through shard 0 of their own node when it started the overlay. */
+		node_shard_t *z = &n->shards[0];
+		if (!z->is_bootstrap && n->nboot) {
+			ss = n->boot[s->boot_next % n->nboot];
+			sl = n->boot_len[s->boot_next % n->nboot];
+		} else {
+			ss = z->listen_sa;
+			sl = z->listen_len;
+		}
+	} else {
+		uint32_t k = n->nboot;
+		do {
+			ss = n->boot[s->boot_next % n->nboot];
+			sl = n->boot_len[s->boot_next % n->nboot];
+			s->boot_next++;
+		} while (--k && sa_equal(&ss, &s->listen_sa));
+	}
+	s->boot_next++;
+	s->boot_link_pending = api->connect(dp_shard_io(s->sh), (struct sockaddr *)&ss, sl, NULL) == 0;
+}
+
+static int sh_start(void *arg, dp_shard_t *sh, uint64_t now)
+{
+	node_shard_t *s = arg;
+	s->sh = sh;
+	if (s->is_bootstrap) {
+		int err = chord_node_bootstrap(s->vn, now);
+		if (err)
+			return err;
+		vp_log_info("node", "overlay_started", "shard=%u node_id=%s listen=%s", s->idx,
+		            vp_id_to_hex(&s->self, (char[VP_ID_HEX_LEN + 1]){ 0 }), s->addr_text);
+	} else {
+		boot_connect(s, now);
+	}
+	return 0;
+}
+
+static void on_up(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
+{
+	plink_ent_t *e;
+	vp_id_t peer = ev->peer[0];
+	bool matched = false;
+
+	/* The link peer's vnode: the Node-ID we expect from an Attach, else its first that is not ours (a link
+	 * between two shards of this node carries our own certificate). */
+	for (uint32_t i = 0; i < ev->n_peer; i++)
+		if (!vp_id_eq(&ev->peer[i], &s->self)) {
+			peer = ev->peer[i];
+			break;
+		}
+
+	if (s->nlinks == s->cap_links) {
+		size_t cap = s->cap_links ? s->cap_links * 2 : 16;
+		plink_ent_t *p = realloc(s->links, cap * sizeof(*p));
+		if (!p) {
+			dp_link_close(ev->link);
+			return;
+		}
+		s->links = p;
+		s->cap_links = cap;
+	}
+	for (uint32_t i = 0; i < ev->n_peer; i++)
+		if (expected(s, &ev->peer[i], now, false)) {
+			if (!matched)
+				peer = ev->peer[i];
+			matched = true;
+		}
+	e = &s->links[s->nlinks++];
+	*e = (plink_ent_t){ .serial = ev->link_serial, .peer = peer, .link = ev->link,
+	                    .tokens = s->node->conf.flood_burst, .refill_ms = now };
+	vp_log_info("node", "link_up", "shard=%u peer=%s node_id=%s role=%s", s->idx, dp_link_peer_addr(ev->link),
+	            vp_id_to_hex(&peer, (char[VP_ID_HEX_LEN + 1]){ 0 }),
+	            dp_link_is_client(ev->link) ? "client" : "server");
+	for (uint32_t i = 0; i < ev->n_peer; i++)
+		if (expected(s, &ev->peer[i], now, true))
+			chord_node_link_up(s->vn, &ev->peer[i], now);
+	if (!matched && s->boot_link_pending && dp_link_is_client(ev->link) &&
+	    chord_node_state(s->vn) == CHORD_INIT) {
+		s->boot_link_pending = false;
+		int err = chord_node_join(s->vn, &peer, now);
+		vp_log_info("node", "joining", "shard=%u via=%s err=%s", s->idx, dp_link_peer_addr(ev->link),
+		            vp_strerror(err));
+	}
+}
+
+static void on_down(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
+{
+	plink_ent_t *e = link_by_serial(s, ev->link_serial);
+	const dp_io_api_t *api = dp_shard_api(s->sh);
+	if (!e) {
+		if (s->boot_link_pending && chord_node_state(s->vn) == CHORD_INIT)
+			s->boot_link_pending = false;
+		return;
+	}
+	vp_id_t peer = e->peer;
+	*e = s->links[--s->nlinks];
+	vp_log_info("node", "link_down", "shard=%u node_id=%s reason=%s", s->idx,
+	            vp_id_to_hex(&peer, (char[VP_ID_HEX_LEN + 1]){ 0 }), ev->reason);
+	for (uint32_t i = 0; i < ev->n_peer; i++)
+		if (!api->find(dp_shard_io(s->sh), &ev->peer[i]))
+			chord_node_link_down(s->vn, &ev->peer[i], now);
+}
+
+/* Token bucket per link: false when the message must be dropped. */
+static bool flood_ok(node_shard_t *s, plink_ent_t *e, uint64_t now)
+{
+	const node_conf_t *c = &s->node->conf;
+	e->tokens += (double)(now - e->refill_ms) * c->flood_rate / 1000.0;
+	if (e->tokens > c->flood_burst)
+		e->tokens = c->flood_burst;
+	e->refill_ms = now;
+	if (e->tokens >= 1.0) {
+		e->tokens -= 1.0;
+		return true;
+	}
+	e->dropped++;
+	s->refused_flood++;
+	if (now / 1000 != e->last_log_s) {
+		e->last_log_s = now / 1000;
+		vp_log_warn("node", "msg_refused", "shard=%u peer=%s reason=flood rate=%u dropped=%llu", s->idx,
+		            dp_link_peer_addr(e->link), c->flood_rate, (unsigned long long)e->dropped);
+	}
+	return false;
+}
+
+/* Is the vnode the destination of \p m (as chord_node_recv will decide)? */
+static bool for_us(node_shard_t *s, const rl_message_t *m)
+{
+	rl_iter_t it;
+	rl_dest_t d0;
+	vp_id_t id, next;
+	RL_ITER_INIT(&it, &m->hdr.dest);
+	if (rl_dest_next(&it, &d0) != 1 || d0.id.len != VP_ID_LEN)
+		return false;
+	memcpy(id.b, d0.id.p, VP_ID_LEN);
+	if (RL_LIST_COUNT(&m->hdr.dest) != 1)
+		return false;
+	if (d0.type == RL_DEST_NODE && vp_id_eq(&id, &s->self))
+		return true;
+	if (d0.type == RL_DEST_NODE && dp_shard_api(s->sh)->find(dp_shard_io(s->sh), &id))
+		return false;
+	if (chord_node_state(s->vn) != CHORD_JOINED)
+		return false;
+	return chord_table_next_hop(chord_node_table(s->vn), &id, &next) == CHORD_HOP_LOCAL;
+}
+
+static void on_msg(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
+{
+	plink_ent_t *e = link_by_serial(s, ev->link_serial);
+	const char *peer = ev->link ? dp_link_peer_addr(ev->link) : "-";
+	rl_message_t m;
+	int err;
+
+	if (!e || !ev->link) {
+		vp_log_debug("node", "msg_dropped", "shard=%u serial=%llu reason=link_gone", s->idx,
+		             (unsigned long long)ev->link_serial);
+		return; /* the link went down in this burst */
+	}
+	if (!flood_ok(s, e, now))
+		return;
+	err = rl_msg_decode(ev->pkt.buf + ev->pkt.off, ev->pkt.len, &m);
+	if (err) {
+		s->refused_decode++;
+		warn_refused(s, peer, vp_strerror(err), 0);
+		return;
+	}
+	if (m.hdr.overlay != s->node->ccfg.overlay) {
+		s->refused_decode++;
+		warn_refused(s, peer, "wrong_overlay", m.contents.code);
+		return;
+	}
+	if (vp_log_enabled(VP_LOG_DEBUG))
+		vp_log_debug("node", "msg_rx", "shard=%u peer=%s code=0x%x len=%zu txid=%llx", s->idx, peer,
+		             m.contents.code, ev->pkt.len, (unsigned long long)m.hdr.txid);
+	s->cur = ev;
+	s->cur_signer = NULL;
+	s->cur_prev = e->peer;
+	if (for_us(s, &m)) {
+		const dp_cert_ident_t *signer = NULL;
+		dp_cert_reason_t why = DP_CERT_OK;
+		vp_id_t orig;
+		err = dp_cert_msg_verify(s->certs, &m, &e->peer, &signer, &why);
+		if (err) {
+			s->refused_sig++;
+			warn_refused(s, peer, dp_cert_reason_name(why), m.contents.code);
+			goto finish;
+		}
+		if (dp_replay_check(s->replay, signer->hash, m.hdr.txid, now)) {
+			s->refused_replay++;
+			warn_refused(s, peer, "replayed", m.contents.code);
+			goto finish;
+		}
+		if (dp_cert_originator(&m, &e->peer, &orig) || dp_cert_topology_check(&m, &orig, signer, &why)) {
+			s->refused_topology++;
+			warn_refused(s, peer, dp_cert_reason_name(why), m.contents.code);
+			goto finish;
+		}
+		s->cur_signer = signer;
+	}
+	err = chord_node_recv(s->vn, &e->peer, &m, now);
+	if (err && vp_log_enabled(VP_LOG_DEBUG))
+		vp_log_debug("node", "recv", "shard=%u peer=%s code=0x%x err=%s", s->idx, peer, m.contents.code,
+		             vp_strerror(err));
+finish:
+	s->cur = NULL;
+	s->cur_signer = NULL;
+}
+
+static void sh_event(void *arg, dp_shard_t *sh, dp_io_ev_t *ev, uint64_t now)
+{
+	node_shard_t *s = arg;
+	(void)sh;
+	switch (ev->type) {
+	case DP_IO_UP: on_up(s, ev, now); break;
+	case DP_IO_DOWN: on_down(s, ev, now); break;
+	case DP_IO_MSG: on_msg(s, ev, now); break;
+	}
+}
+
+static void sh_command(void *arg, dp_shard_t *sh, const dp_shard_cmd_t *c, uint64_t now)
+{
+	node_shard_t *s = arg;
+	(void)sh;
+	if (c->op == CMD_LEAVE && !s->leaving) {
+		s->leaving = true;
+		s->leave_deadline = now + c->arg;
+		s->leave_at = now + LEAVE_LINGER_MS;
+		if (chord_node_state(s->vn) == CHORD_JOINED) {
+			int err = chord_node_leave(s->vn, now);
+			vp_log_info("node", "leaving", "shard=%u node_id=%s err=%s", s->idx,
+			            vp_id_to_hex(&s->self, (char[VP_ID_HEX_LEN + 1]){ 0 }), vp_strerror(err));
+		} else {
+			s->leave_at = now;
+		}
+	} else if (c->op == CMD_BAD_NODES) {
+		int err = dp_cert_store_set_bad_nodes(s->certs, c->ptr, (size_t)c->arg);
+		vp_log_info("node", "bad_nodes", "shard=%u count=%llu err=%s", s->idx, (unsigned long long)c->arg,
+		            vp_strerror(err));
+		free(c->ptr);
+	}
+}
+
+static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
+{
+	node_shard_t *s = arg;
+	chord_state_t st;
+	uint64_t next;
+
+	chord_node_tick(s->vn, now);
+	st = chord_node_state(s->vn);
+	if (st != s->logged_state) {
+		const chord_table_t *t = chord_node_table(s->vn);
+		s->logged_state = st;
+		if (st == CHORD_JOINED)
+			vp_log_info("node", "joined", "shard=%u node_id=%s pred=%s succ=%s", s->idx,
+			            vp_id_to_hex(&s->self, (char[VP_ID_HEX_LEN + 1]){ 0 }),
+			            t->npred ? vp_id_to_hex(&t->pred[0], (char[VP_ID_HEX_LEN + 1]){ 0 }) : "-",
+			            t->nsucc ? vp_id_to_hex(&t->succ[0], (char[VP_ID_HEX_LEN + 1]){ 0 }) : "-");
+		else if (st == CHORD_LEFT && !s->leaving)
+			vp_log_warn("node", "join_failed", "shard=%u", s->idx);
+	}
+	if (st == CHORD_LEFT && !s->leaving) {
+		/* Gave up joining: start over with the next bootstrap peer. */
+		int err = 0;
+		chord_node_t *fresh;
+		chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
+		                  .connect = io_connect, .deliver = io_deliver, .store = io_store };
+		err = chord_node_new(&s->node->ccfg, &s->self, &io, now, &fresh);
+		if (!err) {
+			chord_node_free(s->vn);
+			s->vn = fresh;
+			s->logged_state = CHORD_INIT;
+			s->boot_retry_at = now + BOOT_RETRY_MS;
+		}
+	}
+	if (!s->leaving && chord_node_state(s->vn) == CHORD_INIT && !s->boot_link_pending && !s->is_bootstrap &&
+	    now >= s->boot_retry_at)
+		boot_connect(s, now);
+	if (s->leaving) {
+		const dp_io_api_t *api = dp_shard_api(sh);
+		if (!s->closing && now >= s->leave_at) {
+			s->closing = true;
+			api->close_all(dp_shard_io(sh));
+		}
+		if ((s->closing && api->count(dp_shard_io(sh)) == 0) || now >= s->leave_deadline) {
+			dp_shard_exit(sh);
+			return now;
+		}
+		return now + 10;
+	}
+	next = chord_node_next_wakeup(s->vn);
+	if (chord_node_state(s->vn) == CHORD_INIT && s->boot_retry_at < next)
+		next = s->boot_retry_at;
+	return next;
+}
+
+static int sh_commit(void *arg, dp_shard_t *sh)
+{
+	node_shard_t *s = arg;
+	(void)sh;
+	if (s->node->have_kinds && s->node->kinds.commit)
+		return s->node->kinds.commit(s->node->kinds.arg, s->idx);
+	return 0;
+}
+
+static void sh_stop(void *arg, dp_shard_t *sh)
+{
+	node_shard_t *s = arg;
+	const dp_io_counters_t *c = dp_shard_api(sh)->counters(dp_shard_io(sh));
+	const chord_stats_t *cs = chord_node_stats(s->vn);
+	vp_log_info("node", "shard_stopped",
+	            "shard=%u rx_msgs=%llu tx_msgs=%llu relayed=%llu refused_sig=%llu refused_decode=%llu "
+	            "refused_flood=%llu refused_replay=%llu refused_topology=%llu peer_failures=%llu",
+	            s->idx, (unsigned long long)c->rx_msgs, (unsigned long long)c->tx_msgs,
+	            (unsigned long long)s->relayed, (unsigned long long)s->refused_sig,
+	            (unsigned long long)s->refused_decode, (unsigned long long)s->refused_flood,
+	            (unsigned long long)s->refused_replay, (unsigned long long)s->refused_topology,
+	            (unsigned long long)cs->peer_failures);
+	atomic_fetch_add(&s->node->stopped, 1);
+}
+
+/* ---- the node ------------------------------------------------------------- */
+
+static int parse_bootstrap(node_t *n)
+{
+	char buf[sizeof(n->conf.bootstrap)], *save = NULL, *tok;
+	snprintf(buf, sizeof(buf), "%s", n->conf.bootstrap);
+	for (tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		if (n->nboot == 16)
+			break;
+		if (dp_link_addr_parse(tok, &n->boot[n->nboot], &n->boot_len[n->nboot])) {
+			vp_log_error("node", "config", "reason=\"bootstrap peer %s is not a numeric address:port\"", tok);
+			return VP_ECONFIG;
+		}
+		n->nboot++;
+	}
+	return 0;
+}
+
+static int shard_prepare(node_t *n, unsigned i)
+{
+	node_shard_t *s = &n->shards[i];
+	dp_cert_store_cfg_t ccfg = { .overlay = n->conf.overlay };
+	dp_link_ident_t ident;
+	char host[96], addr[128];
+	uint16_t port = 0, bound = 0;
+	int fd = -1, err;
+	chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
+	                  .connect = io_connect, .deliver = io_deliver, .store = io_store };
+	dp_shard_conf_t sc;
+	dp_shard_ops_t ops = { .arg = s, .start = sh_start, .event = sh_event, .command = sh_command,
+	                       .tick = sh_tick, .commit = sh_commit, .stop = sh_stop };
+
+	s->node = n;
+	s->idx = i;
+	s->lconf = n->conf.link;
+	if ((err = load_identity(n, i, &s->id, &s->lconf)))
+		return err;
+	/* The vnode is the certificate's first Node-ID: what every peer takes a link to name. */
+	s->self = s->id.ids[0];
+	for (unsigned k = 0; k < i; k++)
+		if (vp_id_eq(&n->shards[k].self, &s->self)) {
+			vp_log_error("node", "config", "reason=\"shards %u and %u have the same Node-ID: each needs its own certificate\"", k, i);
+			return VP_ECONFIG;
+		}
+	ident = (dp_link_ident_t){ .cert = s->id.cert, .key = s->id.key, .chain = NULL };
+	if (vp_net_split_hostport(n->conf.listen, true, host, sizeof(host), &port)) {
+		vp_log_error("node", "config", "reason=\"[node] listen %s is not address:port\"", n->conf.listen);
+		return VP_ECONFIG;
+	}
+	snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port ? port + i : 0);
+	if ((err = dp_link_listen(addr, 128, &fd, &bound))) {
+		vp_log_error("node", "config", "reason=\"cannot listen on %s: %s\"", addr, vp_strerror(err));
+		return VP_ECONFIG;
+	}
+	snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, bound);
+	snprintf(s->addr_text, sizeof(s->addr_text), "%s", addr);
+	dp_link_addr_parse(addr, &s->listen_sa, &s->listen_len);
+	if (n->conf.link.advertise[0]) {
+		char ah[96];
+		uint16_t ap;
+		if (vp_net_split_hostport(n->conf.link.advertise, true, ah, sizeof(ah), &ap)) {
+			close(fd);
+			vp_log_error("node", "config", "reason=\"[link] advertise %s is not address:port\"",
+			             n->conf.link.advertise);
+			return VP_ECONFIG;
+		}
+		snprintf(s->lconf.advertise, sizeof(s->lconf.advertise), strchr(ah, ':') ? "[%s]:%u" : "%s:%u", ah,
+		         (unsigned)(ap + i));
+	}
+	if ((err = dp_link_candidate(&s->lconf, (struct sockaddr *)&s->listen_sa, &s->cand))) {
+		close(fd);
+		return err;
+	}
+	/* Is this shard the bootstrap peer that starts the overlay (the document names only us)? */
+	if (i == 0 && n->nboot == 1) {
+		struct sockaddr_storage adv;
+		socklen_t al;
+		s->is_bootstrap = sa_equal(&n->boot[0], &s->listen_sa) ||
+		                  (s->lconf.advertise[0] && !dp_link_addr_parse(s->lconf.advertise, &adv, &al) &&
+		                   sa_equal(&n->boot[0], &adv));
+	}
+	if ((err = dp_cert_store_new(&ccfg, &s->certs)) || (err = dp_cert_store_add_root_file(s->certs,
+	                                                                                      n->conf.link.ca_file)) ||
+	    (err = dp_replay_new(n->conf.reliability_ms * 2, 65536, &s->replay)) ||
+	    (err = dp_link_ctx_new(&s->lconf, s->certs, &ident, &s->lctx))) {
+		close(fd);
+		vp_log_error("node", "config", "reason=\"shard %u: trust store or TLS context: %s\"", i, vp_strerror(err));
+		return err;
+	}
+	err = chord_node_new(&n->ccfg, &s->self, &io, mono_ms(), &s->vn);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	sc = (dp_shard_conf_t){ .index = i, .cpu = n->conf.pin ? (int)i : -1, .api = &dp_io_kernel,
+	                        .io = { .links = s->lctx, .listen_fd = fd, .burst = n->conf.io_burst,
+	                                .max_message = n->conf.max_message_size },
+	                        .tx_bytes = TX_ARENA, .tx_msgs = TX_MSGS, .cmd_ring = CMD_RING,
+	                        .max_wait_ms = MAX_WAIT_MS };
+	err = dp_shard_new(&sc, &ops, &s->sh);
+	if (err)
+		return err;
+	vp_log_info("node", "vnode", "shard=%u node_id=%s listen=%s candidate_port=%u bootstrap=%s", i,
+	            vp_id_to_hex(&s->self, (char[VP_ID_HEX_LEN + 1]){ 0 }), addr, s->cand.addr.port,
+	            s->is_bootstrap ? "yes" : "no");
+	return 0;
+}
+
+int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **out)
+{
+	node_t *n;
+	int err;
+	char lockpath[512];
+	long cpus;
+
+	*out = NULL;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return VP_ENOMEM;
+	n->conf = *conf;
+	n->given = *conf;
+	n->lock_fd = -1;
+	if (kinds) {
+		n->kinds = *kinds;
+		n->have_kinds = true;
+	}
+	if (mkdir(n->conf.data_dir, 0700) && errno != EEXIST) {
+		vp_log_error("node", "config", "reason=\"cannot create data_dir %s: %s\"", n->conf.data_dir,
+		             strerror(errno));
+		err = VP_ECONFIG;
+		goto fail;
+	}
+	snprintf(lockpath, sizeof(lockpath), "%s/lock", n->conf.data_dir);
+	n->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (n->lock_fd < 0 || flock(n->lock_fd, LOCK_EX | LOCK_NB)) {
+		vp_log_error("node", "config", "reason=\"data_dir %s is in use by another viprd\"", n->conf.data_dir);
+		err = VP_ECONFIG;
+		goto fail;
+	}
+	if ((err = parse_bootstrap(n)))
+		goto fail;
+	if (n->nboot == 0) {
+		vp_log_error("node", "config", "reason=\"the configuration document names no bootstrap peer\"");
+		err = VP_ECONFIG;
+		goto fail;
+	}
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	n->nshards = n->conf.shards ? n->conf.shards : (unsigned)(cpus > 0 ? cpus : 1);
+	if (n->nshards > NODE_MAX_SHARDS)
+		n->nshards = NODE_MAX_SHARDS;
+	n->ccfg = chord_cfg_default();
+	n->ccfg.overlay = rl_overlay_id(n->conf.overlay, strlen(n->conf.overlay));
+	n->ccfg.initial_ttl = (uint8_t)n->conf.initial_ttl;
+	n->ccfg.reactive = n->conf.reactive;
+	n->ccfg.update_interval_ms = n->conf.update_interval_ms;
+	n->ccfg.ping_interval_ms = n->conf.ping_interval_ms;
+	n->ccfg.request_timeout_ms = n->conf.reliability_ms;
+	/* The ring check merges parallel rings through the bootstrap peer: as often as the updates. */
+	n->ccfg.ring_check_interval_ms = n->conf.update_interval_ms;
+	n->shards = calloc(n->nshards, sizeof(*n->shards));
+	if (!n->shards) {
+		err = VP_ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < n->nshards; i++)
+		if ((err = shard_prepare(n, i)))
+			goto fail;
+	*out = n;
+	return 0;
+fail:
+	node_free(n);
+	return err;
+}
+
+int node_start(node_t *n)
+{
+	for (unsigned i = 0; i < n->nshards; i++) {
+		int err = dp_shard_start(n->shards[i].sh);
+		if (err)
+			return err;
+	}
+	n->started = true;
+	return 0;
+}
+
+int node_leave(node_t *n, uint64_t timeout_ms)
+{
+	int result = 0;
+	if (!n->started)
+		return 0;
+	for (unsigned i = 0; i < n->nshards; i++) {
+		dp_shard_cmd_t c = { .op = CMD_LEAVE, .arg = timeout_ms };
+		if (dp_shard_cmd_push(n->shards[i].sh, &c, 1) != 1)
+			vp_log_error("node", "leave", "shard=%u reason=ring_full", i);
+	}
+	for (unsigned i = 0; i < n->nshards; i++) {
+		int err = dp_shard_join(n->shards[i].sh);
+		if (err && !result)
+			result = err;
+	}
+	n->started = false;
+	return result;
+}
+
+bool node_failed(const node_t *n)
+{
+	return n->started && atomic_load(&((node_t *)n)->stopped) > 0;
+}
+
+void node_reload(node_t *n, const node_conf_t *fresh)
+{
+	char why[256];
+	node_conf_t c = *fresh;
+	/* Said at the old level, so a quieter new one still shows the reload happened. */
+	vp_log_info("node", "reloaded", "log_level=%s", level_words[fresh->log_level]);
+	vp_log_setup((vp_log_level_t)fresh->log_level, NULL);
+	n->conf.log_level = fresh->log_level;
+	/* The document: its bad-node list applies at once; other overlay-wide values need a restart. */
+	if (node_conf_overlay(&c, why)) {
+		vp_log_warn("node", "reload_refused", "what=config_file reason=\"%s\"", why);
+		return;
+	}
+	{
+		FILE *f = fopen(c.link.ca_file, "r");
+		X509 *root = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+		char *xml = NULL;
+		size_t len = 0;
+		od_trust_t *t = NULL;
+		if (f)
+			fclose(f);
+		if (root && !read_file(c.config_file, &xml, &len) && !od_trust_new(c.overlay, root, NULL, &t) &&
+		    !od_trust_accept(t, xml, len, 0, why)) {
+			const od_doc_t *d = od_trust_current(t);
+			for (unsigned i = 0; i < n->nshards && n->started; i++) {
+				vp_id_t *ids = malloc((d->n_bad_nodes ? d->n_bad_nodes : 1) * sizeof(*ids));
+				dp_shard_cmd_t cmd = { .op = CMD_BAD_NODES, .arg = d->n_bad_nodes, .ptr = ids };
+				if (!ids)
+					break;
+				if (d->n_bad_nodes)
+					memcpy(ids, d->bad_nodes, d->n_bad_nodes * sizeof(*ids));
+				if (dp_shard_cmd_push(n->shards[i].sh, &cmd, 1) != 1)
+					free(ids);
+			}
+		}
+		X509_free(root);
+		od_trust_free(t);
+		free(xml);
+	}
+	if (c.initial_ttl != n->conf.initial_ttl || c.update_interval_ms != n->conf.update_interval_ms ||
+	    c.ping_interval_ms != n->conf.ping_interval_ms || c.reactive != n->conf.reactive ||
+	    c.max_message_size != n->conf.max_message_size || c.reliability_ms != n->conf.reliability_ms ||
+	    strcmp(c.bootstrap, n->conf.bootstrap))
+		vp_log_warn("node", "reload_needs_restart", "what=overlay_wide_values");
+	if (strcmp(c.listen, n->given.listen) || c.shards != n->given.shards || strcmp(c.data_dir, n->given.data_dir) ||
+	    c.pin != n->given.pin || c.io_burst != n->given.io_burst || c.flood_rate != n->given.flood_rate ||
+	    c.flood_burst != n->given.flood_burst || memcmp(&c.link, &n->given.link, sizeof(c.link)))
+		vp_log_warn("node", "reload_needs_restart", "what=node_or_link_options");
+}
+
+const vp_id_t *node_vnode_id(const node_t *n, unsigned i)
+{
+	return i < n->nshards ? &n->shards[i].self : NULL;
+}
+
+unsigned node_shards(const node_t *n)
+{
+	return n->nshards;
+}
+
+void node_free(node_t *n)
+{
+	if (!n)
+		return;
+	if (n->started)
+		node_leave(n, 1000);
+	for (unsigned i = 0; n->shards && i < n->nshards; i++) {
+		node_shard_t *s = &n->shards[i];
+		dp_shard_free(s->sh);
+		if (s->vn)
+			chord_node_free(s->vn);
+		dp_link_ctx_free(s->lctx);
+		dp_replay_free(s->replay);
+		dp_cert_store_free(s->certs);
+		free(s->links);
+		OPENSSL_free(s->id.der);
+		X509_free(s->id.cert);
+		EVP_PKEY_free(s->id.key);
+	}
+	free(n->shards);
+	if (n->lock_fd >= 0)
+		close(n->lock_fd);
+	free(n);
+}

@@ -1,0 +1,155 @@
+/*
+ * control/node/node.h - the overlay node: shards, their vnodes, links and
+ * the storage service under the overlay (ARCHITECTURE.md §3).
+ *
+ * A node runs `shards` shard threads (dataplane/shard.h).  Shard i owns one
+ * vnode: the first Node-ID of its own certificate (data_dir/node.pem for shard
+ * 0, node-<i>.pem for shard i), its own Chord engine (control/chord), its own
+ * link set on its own port (listen port + i) and its own certificate store and
+ * replay window, so shards share nothing on the message path.  One
+ * certificate per shard because a link is bound to its peer's certificate:
+ * with several vnodes behind one certificate a direct message would not say
+ * which of them sent it (RFC 6940's cert_hash_node_id signer identity would,
+ * and the verifier does not read it yet); every peer takes a link to name the
+ * first Node-ID of its certificate.  The control thread (the caller of node_run) reaches them only
+ * through their command rings.
+ *
+ * What a shard does with a message (docs/protocol.md §1.6, §4):
+ *   - every link is TLS with a certificate of the overlay (dataplane/link.h);
+ *   - a message the vnode relays is edited in place (TTL, via list, first
+ *     destination: rl_fwd_*) and goes on with the originator's signature;
+ *     the relay decodes no body and verifies nothing (RFC 6940 §6.3.2);
+ *   - a message for the vnode is verified first (dp_cert_msg_verify: signer
+ *     certificate, signature, signer = originator), checked against replays
+ *     (dp_replay_check) and, for Join/Leave/Update, against the signer's
+ *     Node-IDs (dp_cert_topology_check), and only then handed to the engine;
+ *   - every message the vnode originates is signed (rl_msg_encode_signed)
+ *     and carries the node's certificate;
+ *   - a link sending more than `flood_rate` messages per second (after a
+ *     burst of `flood_burst`) has the excess dropped and logged.
+ * Every refusal is one warn line: `mod=node event=msg_refused shard=0
+ * peer=127.0.0.1:40522 reason=bad_signature`.
+ *
+ * Store, Fetch, Stat and Find for the vnode go to the storage service
+ * (node_kinds_ops_t); without one, the node answers them Error_Forbidden
+ * ("no storage service at this node").
+ */
+#ifndef VP_CONTROL_NODE_NODE_H
+#define VP_CONTROL_NODE_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/conf.h"
+#include "common/id.h"
+#include "control/chord/chord.h"
+#include "dataplane/cert.h"
+#include "dataplane/link.h"
+#include "dataplane/reload.h"
+
+#define NODE_MAX_SHARDS 32u /* = DP_CERT_MAX_NODE_IDS: one Node-ID per shard */
+
+/*! The node's configuration: [node], [overlay] and [link] (link must stay the first member). */
+typedef struct node_conf {
+	dp_link_conf_t link;        /*!< [link]: the dp_link_conf_opts rows; cert/key default to data_dir */
+	/* [node]: this node's own keys */
+	char data_dir[256];         /*!< certificate, key and (with the storage service) the data */
+	char listen[128];           /*!< shard 0's address:port; shard i listens on port + i */
+	uint32_t shards;            /*!< shard threads (one vnode each); 0 = one per online CPU */
+	bool pin;                   /*!< pin shard i to CPU i */
+	unsigned log_level;         /*!< error, warn, info, debug */
+	uint32_t io_burst;          /*!< events per receive burst */
+	uint32_t flood_rate;        /*!< messages per second one link may send */
+	uint32_t flood_burst;       /*!< messages one link may send at once */
+	/* [overlay]: which overlay, and where its configuration document comes from */
+	char overlay[128];          /*!< instance name */
+	char config_file[256];      /*!< the signed configuration document (trusted through [link] ca_file) */
+	/* overlay-wide (VP_CONF_F_OVERLAY): filled from the document, never from the file or a flag */
+	uint32_t max_message_size;
+	uint32_t initial_ttl;
+	uint64_t update_interval_ms;
+	uint64_t ping_interval_ms;
+	uint64_t reliability_ms;    /*!< overlay-reliability-timer: the end-to-end request timeout */
+	bool reactive;
+	char bootstrap[512];        /*!< "addr:port, addr:port" */
+} node_conf_t;
+
+/*!
+ * \brief The schema rows of viprd ([node], [overlay], [link]) into out[0..cap); *n gets the count.
+ * VP_ESPACE if cap is too small.
+ */
+int node_conf_schema(vp_conf_opt_t *out, size_t cap, size_t *n);
+
+/*!
+ * \brief Fill the overlay-wide values of \p c from the configuration document ([overlay] config_file,
+ * accepted only if signed under [link] ca_file for [overlay] overlay).  VP_ECONFIG with the reason in \p why
+ * (256 bytes).
+ */
+int node_conf_overlay(node_conf_t *c, char *why);
+
+/* ---- the storage service seam ---------------------------------------------- */
+
+/*! A Store/Fetch/Stat/Find for a vnode, verified (signature, replay) before it gets here. */
+typedef struct node_kinds_req {
+	const rl_message_t *msg;         /*!< decoded header and contents (body raw) */
+	const vp_id_t *vnode;            /*!< the vnode that is the destination */
+	const dp_cert_ident_t *signer;   /*!< the message's verified signer */
+	const vp_id_t *link_peer;        /*!< the link the message arrived on (its peer's vnode) */
+	bool from_neighbour;             /*!< the originator is among the vnode's predecessors or successors */
+} node_kinds_req_t;
+
+/*! Send \p body as a request straight to the neighbour \p to (replication, handoff). */
+typedef int (*node_kinds_send_fn)(void *arg, const vp_id_t *to, const vp_id_t *resource, const rl_body_t *body);
+
+typedef struct node_kinds_ops {
+	void *arg;
+	/*!
+	 * Answer \p req (shard \p shard): fill \p ans (its pointers valid until the next call on this shard).
+	 * A write is durable only after commit(); the answer is sent after it.  0 or a VP_E* code (answered
+	 * with the matching RELOAD error).
+	 */
+	int (*handle)(void *arg, unsigned shard, const node_kinds_req_t *req, rl_body_t *ans);
+	/*! Move data after a topology change (chord_store_action_t), sending with \p send. */
+	int (*action)(void *arg, unsigned shard, const chord_store_action_t *a, node_kinds_send_fn send,
+	              void *send_arg);
+	/*! Commit the writes of this loop iteration (one batch); 0 or the answers are not sent. */
+	int (*commit)(void *arg, unsigned shard);
+} node_kinds_ops_t;
+
+/* ---- the node ------------------------------------------------------------- */
+
+typedef struct node node_t;
+
+/*!
+ * \brief Load each shard's certificate and key (shard 0: data_dir/node.pem, node.key unless [link]
+ * cert_file/key_file; shard i: data_dir/node-<i>.pem, node-<i>.key), the overlay root, and prepare the shards
+ * (listening sockets bound).  \p kinds may be NULL.  VP_ECONFIG (logged with the reason) for a missing or
+ * unreadable certificate, two shards with the same Node-ID, a busy port, a data_dir in use.
+ */
+int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **out);
+
+/*! \brief Start the shard threads: each bootstraps or joins.  VP_EIO if a thread cannot start. */
+int node_start(node_t *n);
+
+/*!
+ * \brief Graceful stop: every vnode sends Leave, hands its data off, closes its links and its shard exits
+ * (bounded by \p timeout_ms).  Returns once every shard thread is joined.
+ */
+int node_leave(node_t *n, uint64_t timeout_ms);
+
+/*! \brief A shard has stopped on its own (an I/O error): the daemon should exit. */
+bool node_failed(const node_t *n);
+
+/*! \brief Re-read what can change at run time: the log level and the document's bad-node list. */
+void node_reload(node_t *n, const node_conf_t *fresh);
+
+/*! \brief The vnode Node-ID of shard \p i. */
+const vp_id_t *node_vnode_id(const node_t *n, unsigned i);
+
+unsigned node_shards(const node_t *n);
+
+/*! \brief Free (after node_leave, or before node_start). */
+void node_free(node_t *n);
+
+#endif
