@@ -1192,6 +1192,79 @@ static void test_vservice_owner_survives_restart(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * An originating record goes only to a VService of its uploader's tenant, and
+ * to the one the agent last published numbers under, also after a restart.
+ * agent-b owns VServices 1 and 7 and publishes its numbers under 7; Mallory
+ * (another tenant) owns none.  Mallory's record is refused with 403 (before,
+ * it went to VService 1, so agent-b's watcher received the route of a call
+ * Mallory uploaded).  After B restarts, agent-b's record goes to VService 7
+ * (before, the agent's VService lived in memory: the record went to VService
+ * 1, the wrong one of its two).
+ */
+static void test_record_goes_to_its_tenants_vservice_across_restart(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a, b = { .dir = "" };
+	vap_client_t *ca, *cb, *cm, *sub1, *sub7;
+	vap_vservice_t vsa = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
+	vap_vservice_t vs1 = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc1@carrier-b.example" } };
+	vap_vservice_t vs7 = { .id = 7, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc7@carrier-b.example" } };
+	const char *num[] = { "+14085550700" }, *own[] = { "+33123450070" };
+	const char *agents = "agent-b:pb, watcher-b:pw, mallory:pm", *tenants = "watcher-b:agent-b";
+	uint64_t stored = 0;
+	pvp_ticket_t tk;
+	vap_route_t route;
+	vap_vcr_t o;
+	(void)state;
+	carrier_up(&a, dht, "A", "carrier-a.example", "agent-a:pa", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	carrier_up_t(&b, dht, "B", "carrier-b.example", agents, tenants, "0", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	cm = agent(&b, "mallory", "pm");
+	sub1 = agent(&b, "watcher-b", "pw");
+	assert_int_equal(vap_client_publish_vservice(cb, &vs1), 0);
+	assert_int_equal(vap_client_publish_vservice(cb, &vs7), 0);
+	assert_int_equal(vap_client_publish(cb, 7, VAP_OP_ADD, own, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_subscribe(sub1, 1, 600), 0);
+
+	/* Mallory's tenant owns no VService: her originating record is refused, nothing is validated. */
+	memset(&o, 0, sizeof(o));
+	snprintf(o.called, sizeof(o.called), "%s", num[0]);
+	o.stop_ms = vp_time_wall_ms() - 900000;
+	o.start_ms = routable_call_start(o.stop_ms);
+	o.direction = VAP_DIR_ORIGINATING;
+	assert_int_not_equal(vap_client_upload(cm, &o, 1), 0);
+	assert_int_equal(vap_client_last_error(cm)->code, 403);
+	assert_int_equal(vap_client_wait_notify(sub1, &route, 300), VP_ETIMEOUT);
+
+	/* B restarts; agent-b's next record goes to VService 7, where it publishes its numbers. */
+	vap_client_close(cb);
+	vap_client_close(cm);
+	vap_client_close(sub1);
+	vsrv_free(b.srv);
+	carrier_up_t(&b, dht, "B", "carrier-b.example", agents, tenants, "0", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub1 = agent(&b, "watcher-b", "pw");
+	sub7 = agent(&b, "watcher-b", "pw");
+	assert_int_equal(vap_client_subscribe(sub1, 1, 600), 0);
+	assert_int_equal(vap_client_subscribe(sub7, 7, 600), 0);
+	upload_call_ago(ca, cb, num[0], 600);
+	wait_route(sub7, num[0], vsrv_ticket_keys(a.srv), &tk);
+	assert_int_equal(vap_client_wait_notify(sub1, &route, 300), VP_ETIMEOUT);
+
+	vap_client_close(ca);
+	vap_client_close(cb);
+	vap_client_close(sub1);
+	vap_client_close(sub7);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
 /* ---- terminating records: derived on workers, acknowledged only once written, in order ---- */
 
 #define TERM_REQS 4
@@ -1331,6 +1404,7 @@ int main(void)
 		cmocka_unit_test(test_learned_state_survives_restart_per_tenant),
 		cmocka_unit_test(test_vservice_lists_are_per_vservice),
 		cmocka_unit_test(test_vservice_owner_survives_restart),
+		cmocka_unit_test(test_record_goes_to_its_tenants_vservice_across_restart),
 		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
 	};
 	vp_log_setup(getenv("T_INFO") ? VP_LOG_INFO : VP_LOG_ERROR, stderr);
