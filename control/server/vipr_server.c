@@ -39,6 +39,11 @@
 #define AUX_LEARNED 'r'   /* 'G' 'r' number|claimant|tenant -> learned route or pending ticket */
 #define AUX_OWNER 'o'     /* 'G' 'o' VService id (4, big-endian) -> owning tenant */
 #define AUX_AGENT_VS 'a'  /* 'G' 'a' agent -> VService id (4, big-endian) it last published numbers under */
+#define AUX_VSERVICE 'v'  /* 'G' 'v' VService id (4, big-endian) -> its publication (URIs, lists) */
+#define AUX_NUMBER 'n'    /* 'G' 'n' number -> VService id (4, big-endian) it is published under */
+#define VS_VERSION 1
+/* A publication: version, then URIs, blacklist, whitelist, each a count and 2-byte-length strings. */
+#define VS_ENC_MAX (1 + 3 + (VAP_MAX_URIS + 2 * VAP_MAX_LIST) * (2 + VAP_MAX_URI))
 /* Uploads-log entry flag: the record's validation is over (ids count from 1 and never reach 2^63). */
 #define UPLOAD_DONE (1ull << 63)
 #define LEARNED_VERSION 1
@@ -527,6 +532,100 @@ static int owner_load_one(void *arg, const uint8_t *key, size_t klen, const uint
 	return 0;
 }
 
+static int vs_apply(vsrv_t *s, const vap_vservice_t *vs, bool persist);
+
+/* A VService publication as kept in the store (docs/protocol.md §8.6). */
+static size_t vs_encode(const vap_vservice_t *vs, uint8_t *out, size_t cap)
+{
+	const size_t n[3] = { vs->n_uris, vs->n_black, vs->n_white };
+	const char *const *v[3] = { vs->uris, vs->black, vs->white };
+	vp_wr_t wr;
+	vp_wr_init(&wr, out, cap);
+	vp_wr_u8(&wr, VS_VERSION);
+	for (int k = 0; k < 3; k++) {
+		vp_wr_u8(&wr, (uint8_t)n[k]);
+		for (size_t i = 0; i < n[k]; i++)
+			vp_wr_vec_bytes(&wr, 2, v[k][i], strlen(v[k][i]));
+	}
+	return wr.err ? 0 : vp_wr_len(&wr);
+}
+
+/* Decode into \p vs (op add), its strings in \p pool (VAP_MAX_URIS + 2 VAP_MAX_LIST strings). */
+static int vs_decode(const uint8_t *in, size_t len, uint32_t id, char (*pool)[VAP_MAX_URI], vap_vservice_t *vs)
+{
+	const size_t max[3] = { VAP_MAX_URIS, VAP_MAX_LIST, VAP_MAX_LIST };
+	size_t *n[3] = { &vs->n_uris, &vs->n_black, &vs->n_white };
+	const char **v[3] = { vs->uris, vs->black, vs->white };
+	size_t used = 0;
+	uint8_t ver = 0, cnt;
+	vp_rd_t rd;
+	memset(vs, 0, sizeof(*vs));
+	vs->id = id;
+	vs->op = VAP_OP_ADD;
+	vp_rd_init(&rd, in, len);
+	if (vp_rd_u8(&rd, &ver) || ver != VS_VERSION)
+		return VP_EMALFORMED;
+	for (int k = 0; k < 3; k++) {
+		if (vp_rd_u8(&rd, &cnt) || cnt > max[k])
+			return VP_EMALFORMED;
+		for (uint8_t i = 0; i < cnt; i++) {
+			const uint8_t *p;
+			size_t pl;
+			if (vp_rd_vec_bytes(&rd, 2, &p, &pl) || pl == 0 || pl >= VAP_MAX_URI || memchr(p, 0, pl))
+				return VP_EMALFORMED;
+			memcpy(pool[used], p, pl);
+			pool[used][pl] = '\0';
+			v[k][i] = pool[used++];
+		}
+		*n[k] = cnt;
+	}
+	return rd.err || vp_rd_left(&rd) || vs->n_uris == 0 ? VP_EMALFORMED : 0;
+}
+
+typedef struct vs_load_ctx {
+	load_ctx_t x;
+	char (*pool)[VAP_MAX_URI];
+} vs_load_ctx_t;
+
+static int vs_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	vs_load_ctx_t *x = arg;
+	vap_vservice_t vs;
+	int rc;
+	if (klen != 6 || vs_decode(val, vlen, (uint32_t)key[2] << 24 | (uint32_t)key[3] << 16 |
+	                                       (uint32_t)key[4] << 8 | key[5], x->pool, &vs)) {
+		x->x.dropped++; /* unreadable: its agent publishes it again */
+		return 0;
+	}
+	if ((rc = vs_apply(x->x.s, &vs, false)) == VP_ENOMEM) {
+		x->x.rc = rc;
+		return 1;
+	}
+	if (rc)
+		x->x.dropped++;
+	else
+		x->x.n++;
+	return 0;
+}
+
+static int number_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	load_ctx_t *x = arg;
+	char number[VP_E164_BUFLEN];
+	ment_t *e;
+	if (klen < 3 || klen - 2 >= sizeof(number) || memchr(key + 2, 0, klen - 2) || vlen != 4)
+		return 0;
+	memcpy(number, key + 2, klen - 2);
+	number[klen - 2] = '\0';
+	if (!(e = smap_put(&x->s->published, number))) {
+		x->rc = VP_ENOMEM;
+		return 1;
+	}
+	e->u = (uint32_t)val[0] << 24 | (uint32_t)val[1] << 16 | (uint32_t)val[2] << 8 | val[3];
+	x->n++;
+	return 0;
+}
+
 static int agent_vs_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
 {
 	load_ctx_t *x = arg;
@@ -549,11 +648,22 @@ static int agent_vs_load_one(void *arg, const uint8_t *key, size_t klen, const u
 static int state_load(vsrv_t *s)
 {
 	const uint8_t po[2] = { PVP_VCR_AUX_PREFIX, AUX_OWNER }, pl[2] = { PVP_VCR_AUX_PREFIX, AUX_LEARNED };
-	const uint8_t pa[2] = { PVP_VCR_AUX_PREFIX, AUX_AGENT_VS };
-	load_ctx_t o = { .s = s }, l = { .s = s, .now_ms = vp_clock_now_ms(s->clock) }, a = { .s = s };
-	int rc = pvp_vcr_store_aux_scan(s->store, po, sizeof(po), owner_load_one, &o);
+	const uint8_t pa[2] = { PVP_VCR_AUX_PREFIX, AUX_AGENT_VS }, pv[2] = { PVP_VCR_AUX_PREFIX, AUX_VSERVICE };
+	const uint8_t pn[2] = { PVP_VCR_AUX_PREFIX, AUX_NUMBER };
+	load_ctx_t o = { .s = s }, l = { .s = s, .now_ms = vp_clock_now_ms(s->clock) }, a = { .s = s }, n = { .s = s };
+	vs_load_ctx_t v = { .x = { .s = s }, .pool = calloc(VAP_MAX_URIS + 2 * VAP_MAX_LIST, VAP_MAX_URI) };
+	int rc = v.pool ? pvp_vcr_store_aux_scan(s->store, po, sizeof(po), owner_load_one, &o) : VP_ENOMEM;
 	if (!rc)
 		rc = o.rc;
+	if (!rc)
+		rc = pvp_vcr_store_aux_scan(s->store, pv, sizeof(pv), vs_load_one, &v);
+	if (!rc)
+		rc = v.x.rc;
+	free(v.pool);
+	if (!rc)
+		rc = pvp_vcr_store_aux_scan(s->store, pn, sizeof(pn), number_load_one, &n);
+	if (!rc)
+		rc = n.rc;
 	if (!rc)
 		rc = pvp_vcr_store_aux_scan(s->store, pa, sizeof(pa), agent_vs_load_one, &a);
 	if (!rc)
@@ -563,8 +673,9 @@ static int state_load(vsrv_t *s)
 	if (!rc)
 		rc = l.rc;
 	vp_log_info(LOGMOD, "state_loaded",
-	            "srv=%s vservice_owners=%zu agent_vservices=%zu learned=%zu learned_expired=%zu rc=%d", s->conf.name,
-	            o.n, a.n, l.n, l.dropped, rc);
+	            "srv=%s vservice_owners=%zu vservices=%zu vservices_dropped=%zu numbers=%zu agent_vservices=%zu "
+	            "learned=%zu learned_expired=%zu rc=%d",
+	            s->conf.name, o.n, v.x.n, v.x.dropped, n.n, a.n, l.n, l.dropped, rc);
 	return rc;
 }
 
@@ -660,7 +771,18 @@ static void store_finish(vap_server_t *vap, void *arg)
 	store_op_t *o = arg;
 	vsrv_t *s = o->s;
 	vsrv_event_t ev = { .kind = VSRV_EV_STORED, .number = o->number, .status = o->status };
+	uint8_t key[2 + VP_E164_BUFLEN];
+	const uint8_t val[4] = { (uint8_t)(o->vservice_id >> 24), (uint8_t)(o->vservice_id >> 16),
+		                 (uint8_t)(o->vservice_id >> 8), (uint8_t)o->vservice_id };
+	size_t kl = aux_key(AUX_NUMBER, o->number, key, sizeof(key));
 	pthread_mutex_lock(&s->mu);
+	/* Kept in the store before the agent is answered, so a restart still answers validations of
+	 * the number under its VService (a failed write fails the store: the agent publishes again). */
+	if (!o->status && !kl)
+		o->status = VP_EINVAL;
+	else if (!o->status)
+		o->status = o->op == VAP_OP_WITHDRAW ? pvp_vcr_store_aux_del(s->store, key, kl)
+		                                     : pvp_vcr_store_aux_put(s->store, key, kl, val, sizeof(val));
 	if (o->status) {
 		s->st.stores_failed++;
 	} else {
@@ -995,16 +1117,31 @@ static int lists_new(vsrv_t *s, const vap_vservice_t *vs, pvp_policy_t **out)
 	return rc;
 }
 
-static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
+/*
+ * Apply a VService publication (add: replace; withdraw: drop).  With \p persist
+ * it is written to the store first (nothing changes if that fails), so a
+ * restart gives the VService back with its URIs and lists.
+ */
+static int vs_apply(vsrv_t *s, const vap_vservice_t *vs, bool persist)
 {
-	vsrv_t *s = ctx;
 	vservice_t *slot = NULL;
 	pvp_policy_t *lists = NULL, *old = NULL;
-	int rc = vs_access(s, agent, vs->id);
-	if (!rc && vs->op == VAP_OP_ADD)
-		rc = lists_new(s, vs, &lists);
-	if (rc)
+	const uint8_t key[6] = { PVP_VCR_AUX_PREFIX, AUX_VSERVICE, (uint8_t)(vs->id >> 24), (uint8_t)(vs->id >> 16),
+		                 (uint8_t)(vs->id >> 8), (uint8_t)vs->id };
+	uint8_t *enc = NULL;
+	size_t elen = 0;
+	int rc = 0;
+	if (vs->op == VAP_OP_ADD && !(rc = lists_new(s, vs, &lists)) && persist) {
+		if (!(enc = malloc(VS_ENC_MAX)))
+			rc = VP_ENOMEM;
+		else if (!(elen = vs_encode(vs, enc, VS_ENC_MAX)))
+			rc = VP_ESPACE;
+	}
+	if (rc) {
+		pvp_policy_free(lists);
+		free(enc);
 		return rc;
+	}
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++) {
 		if (s->vs[i].used && s->vs[i].id == vs->id) {
@@ -1014,7 +1151,12 @@ static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 		if (!s->vs[i].used && !slot)
 			slot = &s->vs[i];
 	}
-	if (vs->op == VAP_OP_WITHDRAW) {
+	if (persist && (vs->op == VAP_OP_WITHDRAW || slot))
+		rc = vs->op == VAP_OP_WITHDRAW ? pvp_vcr_store_aux_del(s->store, key, sizeof(key))
+		                               : pvp_vcr_store_aux_put(s->store, key, sizeof(key), enc, elen);
+	if (rc) {
+		old = lists;
+	} else if (vs->op == VAP_OP_WITHDRAW) {
 		/* The lists go with the VService (PVP workers read them under s->mu). */
 		if (slot && slot->used && slot->id == vs->id) {
 			old = slot->lists;
@@ -1036,7 +1178,17 @@ static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 	}
 	pthread_mutex_unlock(&s->mu);
 	pvp_policy_free(old);
+	free(enc);
+	return rc;
+}
+
+static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
+{
+	vsrv_t *s = ctx;
+	int rc = vs_access(s, agent, vs->id);
 	if (!rc)
+		rc = vs_apply(s, vs, true);
+	if (!rc && vs->op == VAP_OP_ADD)
 		remember_agent_vs(s, agent, vs->id);
 	vp_log_info(LOGMOD, "vservice", "srv=%s agent=%s id=%u op=%u uris=%zu black=%zu white=%zu rc=%d", s->conf.name,
 	            agent, vs->id, vs->op, vs->n_uris, vs->n_black, vs->n_white, rc);

@@ -1265,6 +1265,73 @@ static void test_record_goes_to_its_tenants_vservice_across_restart(void **state
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * A VService's publication (URIs, lists) and the numbers published under it
+ * survive a restart of the terminating server.  A publishes VService 1 with
+ * its URI and a blacklist naming thief.example, and a number under it, then
+ * restarts; nobody publishes again.  B's validation gets the route with A's
+ * URI (before, A forgot its numbers and VServices at the restart and refused
+ * every validation until its agent republished), and T, blacklisted, gets no
+ * route (the list came back with the VService, not only the URIs).
+ */
+static void test_publications_survive_restart(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b, t;
+	vap_client_t *ca, *cb, *ct, *sub;
+	vap_vservice_t vsa = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" },
+		               .n_black = 1, .black = { "thief.example" } };
+	vap_vservice_t vsb = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	vap_vservice_t vst = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:gw@thief.example" } };
+	const char *num[] = { "+14085550800" };
+	uint64_t stored = 0;
+	pvp_ticket_t tk;
+	vap_route_t route;
+	vsrv_stats_t st;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	vap_client_close(ca);
+	vsrv_free(a.srv);
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+
+	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb", &seen);
+	carrier_up(&t, dht, "T", "thief.example", "agent-t:pt", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub = agent(&b, "agent-b", "pb");
+	ct = agent(&t, "agent-t", "pt");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_publish_vservice(ct, &vst), 0);
+	assert_int_equal(vap_client_subscribe(sub, 1, 600), 0);
+	upload_call_ago(ca, cb, num[0], 900);
+	wait_route(sub, num[0], vsrv_ticket_keys(a.srv), &tk);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 1), VP_ETIMEOUT);
+	/* T's call to the same number (A holds its record too): validated, refused by the list. */
+	upload_call_ago(ca, ct, num[0], 600);
+	for (int i = 0; i < 300; i++) {
+		vsrv_get_stats(t.srv, &st);
+		if (st.validations_ok + st.validations_failed + st.validations_unreachable >= 1)
+			break;
+		usleep(20000);
+	}
+	assert_int_equal(st.validations_ok, 1);
+	assert_int_equal(st.routes, 0);
+	assert_int_equal(st.pending, 0);
+
+	vap_client_close(ca);
+	vap_client_close(cb);
+	vap_client_close(ct);
+	vap_client_close(sub);
+	carrier_down(&t);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
 /* ---- terminating records: derived on workers, acknowledged only once written, in order ---- */
 
 #define TERM_REQS 4
@@ -1405,6 +1472,7 @@ int main(void)
 		cmocka_unit_test(test_vservice_lists_are_per_vservice),
 		cmocka_unit_test(test_vservice_owner_survives_restart),
 		cmocka_unit_test(test_record_goes_to_its_tenants_vservice_across_restart),
+		cmocka_unit_test(test_publications_survive_restart),
 		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
 	};
 	vp_log_setup(getenv("T_INFO") ? VP_LOG_INFO : VP_LOG_ERROR, stderr);
