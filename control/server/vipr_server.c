@@ -49,6 +49,9 @@
 #define LEARNED_VERSION 1
 #define LEARNED_ENC_MAX (1 + 8 + 4 + 1 + 2 + VAP_MAX_TICKET + 1 + VAP_MAX_URIS * (2 + VAP_MAX_URI))
 #define LEARNED_KEY_MAX (VP_E164_BUFLEN + PVP_CLAIMANT_ID_MAX + 260)
+/* Routes replayed to one new subscription at most: ~300 bytes of Notify each, so at most ~20 MB queued
+ * for one connection; the rest reach the agent with their next validation (docs/protocol.md §8.6). */
+#define VSRV_REPLAY_MAX 65536u
 #define LISTS_SLOTS 64    /* a VService's lists policy: its rate sketches are unused (the server-wide one counts) */
 _Static_assert(PVP_TICKET_MAX <= VAP_MAX_TICKET, "a learned ticket fits a Notify");
 
@@ -1544,35 +1547,47 @@ static void hook_subscribed(void *ctx, const char *agent, uint32_t id, vap_sub_t
 	vsrv_t *s = ctx;
 	uint64_t now = vp_clock_now_ms(s->clock);
 	vap_route_t *v = NULL;
-	size_t n = 0, cap = 0, sent = 0;
-	pthread_mutex_lock(&s->mu);
+	size_t n, cap = 0, sent = 0, skipped = 0;
+	/* One hash bucket at a time: the copy stays small and the lock is held briefly. */
 	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+		n = 0;
+		pthread_mutex_lock(&s->mu);
 		for (ment_t *e = s->tickets.b[i]; e; e = e->next) {
 			const learned_t *l = (const learned_t *)e->blob;
 			if (!l || !l->routes || l->route.vservice_id != id || e->until_ms < now)
 				continue;
+			if (sent + n >= VSRV_REPLAY_MAX) {
+				skipped++;
+				continue;
+			}
 			if (n == cap) {
 				size_t nc = cap ? 2 * cap : 8;
 				vap_route_t *nv = realloc(v, nc * sizeof(*nv));
-				if (!nv)
-					break;
+				if (!nv) {
+					skipped++;
+					continue;
+				}
 				v = nv;
 				cap = nc;
 			}
 			v[n] = l->route;
 			v[n++].expires = (uint32_t)((e->until_ms - now) / 1000);
 		}
+		pthread_mutex_unlock(&s->mu);
+		for (size_t k = 0; k < n; k++)
+			if (!vap_server_notify_sub(s->vap, sub, &v[k]))
+				sent++;
 	}
-	pthread_mutex_unlock(&s->mu);
-	for (size_t i = 0; i < n; i++)
-		if (!vap_server_notify_sub(s->vap, sub, &v[i]))
-			sent++;
 	free(v);
 	if (sent) {
 		stat_add(s, &s->st.notified, sent);
 		stat_add(s, &s->st.replayed, sent);
 	}
-	vp_log_info(LOGMOD, "replay", "srv=%s agent=%s vservice=%u routes=%zu", s->conf.name, agent, id, sent);
+	if (skipped)
+		vp_log_warn(LOGMOD, "replay_truncated", "srv=%s agent=%s vservice=%u routes=%zu not_replayed=%zu",
+		            s->conf.name, agent, id, sent, skipped);
+	else
+		vp_log_info(LOGMOD, "replay", "srv=%s agent=%s vservice=%u routes=%zu", s->conf.name, agent, id, sent);
 }
 
 void vsrv_maintenance(vsrv_t *s)
