@@ -769,6 +769,18 @@ typedef struct store_op {
 	char number[VP_E164_BUFLEN];
 } store_op_t;
 
+/* Do VServices \p a and \p b have the same owner (under s->mu)? */
+static bool same_owner_locked(vsrv_t *s, uint32_t a, uint32_t b)
+{
+	char ka[16], kb[16];
+	ment_t *oa, *ob;
+	snprintf(ka, sizeof(ka), "%u", a);
+	snprintf(kb, sizeof(kb), "%u", b);
+	oa = smap_get(&s->vs_owner, ka);
+	ob = smap_get(&s->vs_owner, kb);
+	return oa && ob && oa->blob && ob->blob && !strcmp((const char *)oa->blob, (const char *)ob->blob);
+}
+
 static void store_finish(vap_server_t *vap, void *arg)
 {
 	store_op_t *o = arg;
@@ -778,11 +790,18 @@ static void store_finish(vap_server_t *vap, void *arg)
 	const uint8_t val[4] = { (uint8_t)(o->vservice_id >> 24), (uint8_t)(o->vservice_id >> 16),
 		                 (uint8_t)(o->vservice_id >> 8), (uint8_t)o->vservice_id };
 	size_t kl = aux_key(AUX_NUMBER, o->number, key, sizeof(key));
+	bool withdraw_other = false;
+	ment_t *e = NULL;
 	pthread_mutex_lock(&s->mu);
 	/* Kept in the store before the agent is answered, so a restart still answers validations of
 	 * the number under its VService (a failed write fails the store: the agent publishes again). */
 	if (!o->status && !kl)
 		o->status = VP_EINVAL;
+	else if (!o->status && (e = smap_get(&s->published, o->number)) && e->u != o->vservice_id &&
+	         o->op == VAP_OP_WITHDRAW)
+		withdraw_other = true; /* withdrawn under another VService: the local entry stays */
+	else if (!o->status && e && e->u != o->vservice_id && !same_owner_locked(s, e->u, o->vservice_id))
+		o->status = VP_EPERM; /* another tenant's publication of the number completed first */
 	else if (!o->status)
 		o->status = o->op == VAP_OP_WITHDRAW ? pvp_vcr_store_aux_del(s->store, key, kl)
 		                                     : pvp_vcr_store_aux_put(s->store, key, kl, val, sizeof(val));
@@ -791,11 +810,10 @@ static void store_finish(vap_server_t *vap, void *arg)
 	} else {
 		s->st.stores_ok++;
 		if (o->op == VAP_OP_WITHDRAW) {
-			smap_del(&s->published, o->number);
-		} else {
-			ment_t *e = smap_put(&s->published, o->number);
-			if (e)
-				e->u = o->vservice_id;
+			if (!withdraw_other)
+				smap_del(&s->published, o->number);
+		} else if ((e = smap_put(&s->published, o->number))) {
+			e->u = o->vservice_id;
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -873,13 +891,42 @@ static int upload_vs_locked(vsrv_t *s, const char *agent, uint32_t *vsid)
 	return found ? 0 : VP_EPERM;
 }
 
+/*
+ * Is \p number held here by a VService of another tenant than \p agent's (under
+ * s->mu)?  A number published on this server answers validations with the URIs
+ * of the VService it is published under, so the first tenant to publish it
+ * holds it until it withdraws it: another tenant could otherwise redirect the
+ * routes (publish it under its own VService), unpublish it (withdraw it), or
+ * upload terminating records of calls it invents for it.
+ */
+static bool number_foreign_locked(vsrv_t *s, const char *number, const char *agent)
+{
+	ment_t *e = smap_get(&s->published, number), *o;
+	char key[16];
+	if (!e)
+		return false;
+	snprintf(key, sizeof(key), "%u", e->u);
+	o = smap_get(&s->vs_owner, key);
+	return o && o->blob && strcmp((const char *)o->blob, tenant_locked(s, agent)) != 0;
+}
+
 static int hook_store(void *ctx, const vap_store_req_t *req)
 {
 	vsrv_t *s = ctx;
 	vsrv_reg_t reg;
-	store_op_t *o = calloc(1, sizeof(*o));
+	store_op_t *o;
+	bool foreign;
 	int rc;
-	if (!o)
+	pthread_mutex_lock(&s->mu);
+	foreign = number_foreign_locked(s, req->number, req->agent);
+	pthread_mutex_unlock(&s->mu);
+	if (foreign) {
+		vp_log_warn(LOGMOD, "number_refused", "srv=%s agent=%s number=%s vservice=%u op=%u", s->conf.name,
+		            req->agent, req->number, req->vservice_id, req->op);
+		stat_add(s, &s->st.stores_failed, 1);
+		return VP_EPERM;
+	}
+	if (!(o = calloc(1, sizeof(*o))))
 		return VP_ENOMEM;
 	o->s = s;
 	o->token = req->token;
@@ -1043,6 +1090,13 @@ static int hook_upload_vcr_start(void *ctx, const char *agent, const vap_vcr_t *
 	rc = pvp_vcr_make(&r, PVP_DIR_TERM, v->called, v->caller, v->start_ms, v->stop_ms, NULL);
 	if (!rc && v->start_ms > vp_clock_now_ms(s->clock) + TERM_FUTURE_TOLERANCE_MS)
 		rc = VP_EINVAL;
+	if (!rc) {
+		/* A call to a number another tenant holds here is not this agent's to record (403). */
+		pthread_mutex_lock(&s->mu);
+		if (number_foreign_locked(s, r.called, agent))
+			rc = VP_EPERM;
+		pthread_mutex_unlock(&s->mu);
+	}
 	if (!rc)
 		rc = vsrv_ingest_submit(s->ingest, &r, token);
 	if (rc) {

@@ -480,13 +480,15 @@ static void job_finish(vap_server_t *srv, job_t *j)
 			vap_enc_u32(&r.e, VAP_ATTR_NUMBER_COUNT, (uint32_t)j->ok);
 			reply_end(srv, c, &r);
 		} else {
+			/* VP_EPERM: a number held by another tenant's VService (403, nothing stored for it). */
+			uint16_t code = j->first_error == VP_EPERM ? VAP_ERR_FORBIDDEN : VAP_ERR_SERVER_ERROR;
 			char reason[96];
 			snprintf(reason, sizeof(reason), "%llu of %llu stores failed: %s",
 			         (unsigned long long)j->failed, (unsigned long long)j->total,
 			         vp_strerror(j->first_error));
-			count_error(srv, VAP_ERR_SERVER_ERROR);
+			count_error(srv, code);
 			reply_begin(srv, &r, VAP_PUBLISH, VAP_CLASS_ERROR, j->tid, j->agent->mac, j->fingerprint);
-			vap_enc_error(&r.e, VAP_ERR_SERVER_ERROR, reason);
+			vap_enc_error(&r.e, code, reason);
 			vap_enc_u32(&r.e, VAP_ATTR_NUMBER_COUNT, (uint32_t)j->ok);
 			reply_end(srv, c, &r);
 		}

@@ -1332,6 +1332,67 @@ static void test_publications_survive_restart(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * A number published here is held by its tenant: Mallory, another tenant of
+ * A with her own VService 2, can neither publish agent-a's number under it
+ * (before: the number then answered validations with her URI, so B's route
+ * led to her), nor withdraw it (before: A forgot the number and refused every
+ * validation), nor upload terminating records for it (before: accepted, so
+ * calls she invents could be validated).  Each gets 403.  B's validation of
+ * agent-a's call still returns agent-a's URI.
+ */
+static void test_number_held_by_its_tenant(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b;
+	vap_client_t *ca, *cm, *cb, *sub;
+	vap_vservice_t vsa = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
+	vap_vservice_t vsm = { .id = 2, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:evil@mallory.example" } };
+	vap_vservice_t vsb = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	const char *num[] = { "+14085550900" };
+	uint64_t stored = 0, now = vp_time_wall_ms();
+	vap_route_t route;
+	vap_vcr_t t;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa, mallory:pm", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	cm = agent(&a, "mallory", "pm");
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_publish_vservice(cm, &vsm), 0);
+	assert_int_not_equal(vap_client_publish(cm, 2, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_last_error(cm)->code, 403);
+	assert_int_not_equal(vap_client_publish(cm, 2, VAP_OP_WITHDRAW, num, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_last_error(cm)->code, 403);
+	memset(&t, 0, sizeof(t));
+	snprintf(t.called, sizeof(t.called), "%s", num[0]);
+	t.direction = VAP_DIR_TERMINATING;
+	t.start_ms = now - 60000;
+	t.stop_ms = now - 1000;
+	assert_int_not_equal(vap_client_upload(cm, &t, 1), 0);
+	assert_int_equal(vap_client_last_error(cm)->code, 403);
+
+	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_subscribe(sub, 1, 600), 0);
+	upload_call_ago(ca, cb, num[0], 900);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
+	assert_string_equal(route.number, num[0]);
+	assert_int_equal(route.n_uris, 1);
+	assert_string_equal(route.uris[0], "sips:pbx@carrier-a.example");
+
+	vap_client_close(ca);
+	vap_client_close(cm);
+	vap_client_close(cb);
+	vap_client_close(sub);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
 /* ---- terminating records: derived on workers, acknowledged only once written, in order ---- */
 
 #define TERM_REQS 4
@@ -1473,6 +1534,7 @@ int main(void)
 		cmocka_unit_test(test_vservice_owner_survives_restart),
 		cmocka_unit_test(test_record_goes_to_its_tenants_vservice_across_restart),
 		cmocka_unit_test(test_publications_survive_restart),
+		cmocka_unit_test(test_number_held_by_its_tenant),
 		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
 	};
 	vp_log_setup(getenv("T_INFO") ? VP_LOG_INFO : VP_LOG_ERROR, stderr);
