@@ -30,6 +30,9 @@
 #define MAP_BUCKETS 1024u
 #define LOGMOD "vsrv"
 #define UPLOAD_KEEP_MS (48ull * 3600 * 1000)  /* originating records' retention (pvp/vcr.h default) */
+/* The guess ledger is scanned whole (one entry per number and claimant validated in 30 days) and
+ * its entries live 30 days or more: hourly is often enough. */
+#define LEDGER_PURGE_EVERY_MS 3600000ull
 #define MAINT_EVERY_MS 60000ull               /* purge of records, uploads and expired tickets */
 /* A terminating record may start this far in the future (clock offsets between carriers;
  * the call-record store's start tolerance, pvp/vcr.h).  Later ones would sort first among
@@ -353,6 +356,7 @@ struct vsrv {
 	vservice_t vs[VSRV_MAX_VSERVICES];
 	vsrv_stats_t st;
 	uint64_t admitted;              /* originating records queued or in the scheduler (upper bound) */
+	uint64_t ledger_purge_ms;       /* next guess-ledger purge due (clock ms) */
 	int up_fd;                      /* <vcr_dir>/viprd-uploads (RocksDB ignores foreign files): record id -> VService, appended before the ack */
 };
 
@@ -1648,7 +1652,14 @@ void vsrv_maintenance(vsrv_t *s)
 {
 	uint64_t now = vp_clock_now_ms(s->clock);
 	size_t purged = 0, uploads, tickets, ledger = 0;
-	int rc = pvp_vcr_store_purge(s->store, &purged), lrc = pvp_ledger_purge(s->ledger, now / 1000, &ledger);
+	int rc = pvp_vcr_store_purge(s->store, &purged), lrc = 0;
+	bool ledger_due;
+	pthread_mutex_lock(&s->mu);
+	if ((ledger_due = now >= s->ledger_purge_ms))
+		s->ledger_purge_ms = now + LEDGER_PURGE_EVERY_MS;
+	pthread_mutex_unlock(&s->mu);
+	if (ledger_due)
+		lrc = pvp_ledger_purge(s->ledger, now / 1000, &ledger);
 	pthread_mutex_lock(&s->mu);
 	s->st.vcr_purged += purged;
 	s->st.ledger_purged += ledger;
