@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
+#include "pvp/ledger.h"
 #include "pvp/method.h"
 #include "pvp/vcr.h"
 #include "bench/support/vsrv_memdht.h"
@@ -938,7 +939,11 @@ static void test_fetch_timeout_retried(void **state)
 	vsrv_memdht_free(mem);
 }
 
-/* Housekeeping: records past retention are purged (injected clock 49 h later). */
+/*
+ * Housekeeping: records past retention are purged (injected clock 49 h later),
+ * and a guess-ledger entry once its chain lapsed (61 days later; before, the
+ * server never purged its ledger: one entry per number and claimant for ever).
+ */
 static void test_maintenance_purges(void **state)
 {
 	vsrv_memdht_t *dht = memdht();
@@ -952,8 +957,20 @@ static void test_maintenance_purges(void **state)
 	vap_client_conf_t cc = { .host = "127.0.0.1", .username = "agent", .password = "pw", .timeout_ms = 10000 };
 	vap_vcr_t t;
 	vsrv_stats_t st;
+	pvp_vcr_store_conf_t stc = { .path = dir, .clock = &clk };
+	pvp_vcr_store_t *vst = NULL;
+	pvp_ledger_conf_t lc = { .budget = 4 };
+	pvp_ledger_t *led = NULL;
 	(void)state;
 	assert_non_null(mkdtemp(dir));
+	/* A failed handshake in the ledger, written before the server opens the store. */
+	assert_int_equal(pvp_vcr_store_open(&stc, &vst), 0);
+	lc.store = vst;
+	assert_int_equal(pvp_ledger_new(&lc, &led), 0);
+	assert_int_equal(pvp_ledger_take(led, "+14085550199", "c1", now / 1000), 0);
+	assert_int_equal(pvp_ledger_settle(led, "+14085550199", "c1", now / 1000, PVP_LEDGER_FAILED), 0);
+	pvp_ledger_free(led);
+	pvp_vcr_store_close(vst);
 	vsrv_conf_default(&conf);
 	conf.vap_port = 0;
 	snprintf(conf.vcr_dir, sizeof(conf.vcr_dir), "%s", dir);
@@ -977,6 +994,11 @@ static void test_maintenance_purges(void **state)
 	vsrv_maintenance(srv);
 	vsrv_get_stats(srv, &st);
 	assert_int_equal(st.vcr_purged, 1);
+	assert_int_equal(st.ledger_purged, 0);
+	__atomic_store_n(&now, now + 61ull * 86400 * 1000, __ATOMIC_SEQ_CST);
+	vsrv_maintenance(srv);
+	vsrv_get_stats(srv, &st);
+	assert_int_equal(st.ledger_purged, 1);
 	vap_client_close(cl);
 	vsrv_free(srv);
 	vsrv_memdht_free(dht);
