@@ -1547,6 +1547,13 @@ static void route_cb(void *arg, const pvp_route_t *r)
 	pthread_mutex_lock(&s->mu);
 	learned_key_locked(s, s->cur_rec_id, r->number, r->claimant->id, key, sizeof(key), &vsid, &known);
 	pthread_mutex_unlock(&s->mu);
+	if (!known) {
+		/* The record's VService is forgotten (past retention): nobody to keep or send this for. */
+		vp_log_warn(LOGMOD, "route_unowned", "srv=%s number=%s claimant=%s", s->conf.name, r->number,
+		            r->claimant->id);
+		free(l);
+		l = NULL;
+	}
 	if (l) {
 		l->routes = r->resp->status == PVP_ST_ROUTES;
 		snprintf(l->route.number, sizeof(l->route.number), "%s", r->number);
