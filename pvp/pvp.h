@@ -46,6 +46,15 @@ typedef struct pvp_server_conf {
 	pvp_policy_t *policy;          /*!< lists, thresholds, rate limits (required) */
 	pvp_routes_fn routes;          /*!< required */
 	void *routes_arg;
+	/*!
+	 * Optional per-number domain lists: the threshold for \p domain asking for
+	 * \p number (the matched record's called number), e.g. from the lists of the
+	 * VService the number is published under.  0 with *threshold_cbits, or
+	 * VP_EREFUSED (any non-zero code) to refuse the domain.  NULL: the lists of
+	 * \p policy.  The rate limits always come from \p policy.  Worker thread.
+	 */
+	int (*lists)(void *arg, const char *number, const char *domain, uint32_t *threshold_cbits);
+	void *lists_arg;
 	unsigned group_bits;           /*!< 0 = 2048; 2048/3072/4096/6144/8192 */
 	uint32_t ticket_lifetime_s;    /*!< 0 = 30 days */
 	uint32_t accum_window_s;       /*!< previous tickets count if issued within this; 0 = 30 days */

@@ -467,7 +467,8 @@ static void decide(pvp_server_t *srv, const srv_conn_t *c, const pvp_valreq_t *q
 		goto refuse;
 	}
 	snprintf(res->domain, sizeof(res->domain), "%s", domain);
-	if (pvp_policy_threshold(srv->conf.policy, domain, &threshold)) {
+	if (srv->conf.lists ? srv->conf.lists(srv->conf.lists_arg, c->rec.called, domain, &threshold)
+	                    : pvp_policy_threshold(srv->conf.policy, domain, &threshold)) {
 		resp->reason = PVP_RF_DOMAIN;
 		goto refuse;
 	}

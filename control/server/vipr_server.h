@@ -227,6 +227,8 @@ typedef struct vsrv_stats {
 	uint64_t vcr_orig, vcr_term, vcr_rejected, vcr_purged;
 	uint64_t validations_ok, validations_failed, validations_unreachable;
 	uint64_t routes, pending, notified;
+	uint64_t replayed;       /*!< learned routes sent again to an agent that subscribed after them (in notified too) */
+	uint64_t ledger_purged;  /*!< guess-ledger entries forgotten by maintenance */
 	uint64_t incidents;      /*!< inconsistencies reported by the overlay */
 	uint64_t pvp_served, pvp_authenticated, pvp_handshake_failed;
 	uint64_t sched_queued;   /*!< records waiting in the scheduler */
