@@ -249,8 +249,8 @@ check "node 4 sent Leave (logged leaving)" grep -q 'event=leaving.*err=success' 
 check "node 4 handed its data off as it left (logged, entries sent)" grep -q 'event=store_action .*op=handoff .*entries=[1-9]' n4.log
 no_route_to_4() { for i in 1 2 3; do peer $i ping ${ID[4]} | grep -q "responder=${ID[4]}" && return 1; done; return 0; }
 check "the ring no longer answers for node 4" wait_for 10 no_route_to_4
-out=$(peer 2 fetch ${ID[4]})
-check "... and node 4's entry is fetched from its successor" grep -q 'answer code=0xa .*verified=yes .*entries=1' <<<"$out"
+fetch4() { out=$(peer 2 fetch ${ID[4]}); grep -q 'answer code=0xa .*verified=yes .*entries=1' <<<"$out" || { echo "  $out"; return 1; }; }
+check "... and node 4's entry is fetched from its successor" wait_for 10 fetch4
 ring3_ok() { for i in 1 2 3; do for j in 1 2 3; do
   peer $i ping ${ID[$j]} 2>/dev/null | grep -q "responder=${ID[$j]} verified=yes" || return 1; done; done; }
 check "the three left still reach each other" wait_for 20 ring3_ok
