@@ -150,6 +150,8 @@ echo "  replicas at $S1 $S2"
 R2=${ID[2]}
 out=$(nreq ping:${ID[1]} probe:${ID[3]} appattach:${ID[4]} store:$R2 fetch:$R2 stat:$R2 find:$R2 ping:${ID[5]} \
       badstore:$R2 replica:$R2 fetch:$R2 appconnect:${ID[5]}); rc=$?; echo "$out" | sed 's/^/  /'
+check "node_request refuses: before node_start (VP_ESTATE), a method it does not originate (Join: VP_EINVAL), a shard that does not exist (VP_EINVAL)" \
+  grep -q 'api before_start=VP_ESTATE join_method=VP_EINVAL no_shard=VP_EINVAL' <<<"$out"
 check "node_request: Ping answered by node 1, signed" grep -q "req=ping err=success code=0x18 responder=${ID[1]} signed=yes" <<<"$out"
 check "node_request: Probe answered by node 3" grep -q "req=probe err=success code=0x2 responder=${ID[3]} signed=yes .*probe_infos=2" <<<"$out"
 check "node_request: AppAttach answered by node 4 (no application there: Not_Found)" \
