@@ -168,6 +168,7 @@ typedef struct node_shard {
 	/* leaving */
 	bool leaving, closing;
 	uint64_t leave_at, leave_deadline;
+	uint64_t leave_grace;        /* node_leave's timeout: the longest a leaving vnode waits without handoff progress */
 
 	/* requests this vnode originated for node_request (NODE_MAX_REQUESTS slots) */
 	req_ent_t *reqs;
@@ -259,6 +260,12 @@ static const vp_conf_opt_t node_rows[] = {
 	{ .section = "node", .key = "flood_burst", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "4000",
 	  .unit = "messages", .doc = "messages one link may send at once before flood_rate applies",
 	  VP_CONF_AT(node_conf_t, flood_burst) },
+	{ .section = "node", .key = "neighbour_flood_rate", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "20000",
+	  .unit = "messages/s", .doc = "flood_rate of a link whose peer is one of the vnode's predecessors or successors: it carries the last hop of every request for the vnode's range and the replicas of every Store its predecessors take",
+	  VP_CONF_AT(node_conf_t, nb_flood_rate) },
+	{ .section = "node", .key = "neighbour_flood_burst", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "40000",
+	  .unit = "messages", .doc = "flood_burst of a ring neighbour's link",
+	  VP_CONF_AT(node_conf_t, nb_flood_burst) },
 	{ .section = "node", .key = "storage", .type = VP_CONF_BOOL, .def = "yes",
 	  .doc = "serve Store, Fetch, Stat and Find (RocksDB under data_dir/store, kept across restarts); no: answer them Error_Forbidden",
 	  VP_CONF_AT(node_conf_t, storage) },
@@ -1066,6 +1073,8 @@ static int store_send(void *arg, const nk_send_t *x)
 	if (!err && s->in_action) {
 		s->act_last = *x->resource;
 		s->act_sent = true;
+		if (s->leaving)
+			s->leave_deadline = mono_ms() + s->leave_grace; /* the deadline follows the handoff's progress */
 	}
 	return err == 1 ? 0 : err; /* 1: the resource is ours, nothing to send */
 }
@@ -1414,13 +1423,20 @@ static void on_down(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 			chord_node_link_down(s->vn, &ev->peer[i], now);
 }
 
-/* Token bucket per link: false when the message must be dropped. */
+/*
+ * Token bucket per link: false when the message must be dropped.  A link whose peer is one of this vnode's
+ * predecessors or successors now has the neighbour budget (docs/protocol.md §4.9): the replicas of every Store
+ * its predecessor takes come over that one link, so flood_rate there would cap the whole ring's Store rate
+ * into the predecessor's range.  Everybody else keeps flood_rate.
+ */
 static bool flood_ok(node_shard_t *s, plink_ent_t *e, uint64_t now)
 {
 	const node_conf_t *c = &s->node->conf;
-	e->tokens += (double)(now - e->refill_ms) * c->flood_rate / 1000.0;
-	if (e->tokens > c->flood_burst)
-		e->tokens = c->flood_burst;
+	bool nb = chord_node_state(s->vn) == CHORD_JOINED && is_neighbour(chord_node_table(s->vn), &e->peer);
+	uint32_t rate = nb ? c->nb_flood_rate : c->flood_rate, burst = nb ? c->nb_flood_burst : c->flood_burst;
+	e->tokens += (double)(now - e->refill_ms) * rate / 1000.0;
+	if (e->tokens > burst)
+		e->tokens = burst;
 	e->refill_ms = now;
 	if (e->tokens >= 1.0) {
 		e->tokens -= 1.0;
@@ -1430,8 +1446,8 @@ static bool flood_ok(node_shard_t *s, plink_ent_t *e, uint64_t now)
 	s->refused_flood++;
 	if (now / 1000 != e->last_log_s) {
 		e->last_log_s = now / 1000;
-		vp_log_warn("node", "msg_refused", "shard=%u peer=%s reason=flood rate=%u dropped=%llu", s->idx,
-		            dp_link_peer_addr(e->link), c->flood_rate, (unsigned long long)e->dropped);
+		vp_log_warn("node", "msg_refused", "shard=%u peer=%s reason=flood rate=%u neighbour=%s dropped=%llu",
+		            s->idx, dp_link_peer_addr(e->link), rate, nb ? "yes" : "no", (unsigned long long)e->dropped);
 	}
 	return false;
 }
@@ -1545,6 +1561,7 @@ static void sh_command(void *arg, dp_shard_t *sh, const dp_shard_cmd_t *c, uint6
 				s->acts[k++] = s->acts[i];
 		s->nacts = k;
 		s->leaving = true;
+		s->leave_grace = c->arg;
 		s->leave_deadline = now + c->arg;
 		s->leave_at = now + LEAVE_LINGER_MS;
 		if (chord_node_state(s->vn) == CHORD_JOINED) {
@@ -1971,7 +1988,8 @@ void node_reload(node_t *n, const node_conf_t *fresh)
 		vp_log_warn("node", "reload_needs_restart", "what=overlay_wide_values");
 	if (strcmp(c.listen, n->given.listen) || c.shards != n->given.shards || strcmp(c.data_dir, n->given.data_dir) ||
 	    c.pin != n->given.pin || c.io_burst != n->given.io_burst || c.flood_rate != n->given.flood_rate ||
-	    c.flood_burst != n->given.flood_burst || memcmp(&c.link, &n->given.link, sizeof(c.link)))
+	    c.flood_burst != n->given.flood_burst || c.nb_flood_rate != n->given.nb_flood_rate ||
+	    c.nb_flood_burst != n->given.nb_flood_burst || memcmp(&c.link, &n->given.link, sizeof(c.link)))
 		vp_log_warn("node", "reload_needs_restart", "what=node_or_link_options");
 }
 

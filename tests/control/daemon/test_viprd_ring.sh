@@ -188,12 +188,29 @@ R5=${ID[5]}
 out=$(peer 2 vstoren 150 $R5); echo "  $out"
 check "150 Stores in node 5's range before node 5 exists (answered by its future successor)" grep -q 'stored=150 of=150' <<<"$out"
 mark5=$(wc -l < n5.log)
-out=$(nreq fetchuntil:$R5 countn:$R5,150); echo "$out" | sed 's/^/  /'
+# Then node 5 takes 400 Stores at once in its range (below those 150): their replicas leave at once for its
+# two successors, twice flood_burst + the flood_rate of the test's links; each successor must hold all 400
+# (the link from a ring neighbour has neighbour_flood_rate).  Node 5 then leaves (node_leave with 3 s) with
+# 550 entries, more than its paced handoff (flood_rate / 2 = 100 a second) sends in 3 s.
+RB=$(python3 -c "import sys;print('%032x'%((int(sys.argv[1],16)-150)%(1<<128)))" $R5)
+read -r S1 S2 <<<"$(python3 -c "
+import sys
+me = int(sys.argv[1], 16); ids = sorted({int(x, 16) for x in sys.argv[2:]}, key=lambda x: (x - me) % (1 << 128))
+print('%032x %032x' % (ids[0], ids[1]))" $R5 ${ID[1]} $ID1B ${ID[2]} ${ID[3]} ${ID[4]})"
+out=$(nreq fetchuntil:$R5 countn:$R5,150 storen:$RB,400 countn:$RB,400@$(after $R5) countn:$RB,400@$(after $S1))
+echo "$out" | sed 's/^/  /'
 check "join: node 5 receives its range (it answers the Fetch of its own id itself, entry verified)" \
   grep -q "req=fetchuntil err=success code=0xa responder=$R5 .*verify=success entries=1 rejected=0" <<<"$out"
-check "... all 150 entries of its range, each verified (handoff paced under the flood limit)" grep -q 'req=countn found=150 of=150' <<<"$out"
+check "... all 150 entries of its range, each verified (handoff paced under the flood limit)" \
+  bash -c "grep 'req=countn' <<<'$out' | head -1 | grep -q 'found=150 of=150'"
+check "400 Stores at once into node 5, each acknowledged" grep -q 'req=storen stored=400 of=400' <<<"$out"
+check "... all 400 replicas at node 5's first successor $S1 (a burst 4x flood_burst over one link)" \
+  bash -c "grep 'req=countn' <<<'$out' | sed -n 2p | grep -q 'found=400 of=400'"
+check "... and all 400 at its second successor $S2" \
+  bash -c "grep 'req=countn' <<<'$out' | sed -n 3p | grep -q 'found=400 of=400'"
 sent=$(tail -n +$mark5 n5.log | sed -n 's/.*event=store_action .*op=handoff .*entries=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}')
-check "leave: node 5 handed its data off when it left (logged: $sent entries sent, at least 150)" test "$sent" -ge 150
+check "leave: node 5 handed all its data off when it left, past node_leave's 3 s (logged: $sent entries sent, at least 550)" \
+  test "$sent" -ge 550
 out=$(peer 1 fetch $R5)
 check "... and the entry is still fetched through node 1 after node 5 left" \
   grep -q 'answer code=0xa .*verified=yes .*fetch_verify=success entries=1' <<<"$out"
@@ -220,7 +237,8 @@ ms=$(sed -n 's/.*send_ms=\([0-9]*\).*/\1/p' <<<"$out")
 limit=$(( 100 + 200 * (${ms:-0} + 500) / 1000 ))
 check "a flood of 2000 Pings on one link: at most $limit answered (burst 100 + 200/s)" \
   test -n "$ans" -a "${ans:-99999}" -le "$limit"
-check "... the excess dropped and logged reason=flood" logged 'event=msg_refused.*reason=flood'
+check "... the excess dropped and logged reason=flood (not a ring neighbour: flood_rate)" \
+  logged 'event=msg_refused.*reason=flood rate=200 neighbour=no'
 # An oversize frame (length 2^24 - 1) through TLS with our certificate.
 printf '\x80\x00\x00\x00\x01\xff\xff\xff' | timeout 5 openssl s_client -quiet -connect 127.0.0.1:${PORT[2]} \
   -cert client/node.pem -key client/node.key -CAfile ca/ca.pem > /dev/null 2>&1
