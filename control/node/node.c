@@ -197,6 +197,7 @@ typedef struct node_shard {
 	rl_cert_t certv[1 + MAX_XCERTS];
 
 	uint64_t refused_sig, refused_decode, refused_flood, refused_replay, refused_topology, relayed;
+	char cfg_why[OD_WHY_MAX];    /* a refused ConfigUpdate's reason, carried in its Error answer */
 	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
 	uint8_t locbuf[RL_MAX_MESSAGE_SIZE]; /* a request the vnode serves itself */
 	uint8_t ansbuf[RL_MAX_MESSAGE_SIZE]; /* the answer to it */
@@ -222,6 +223,10 @@ struct node {
 	node_app_t apps[MAX_APPS];
 	uint32_t napps;
 	st_db_t *db; /* the storage service's RocksDB (one column family per shard) */
+	/* The overlay document in force (NULL without [overlay] config_file): kept for the node's life so a later
+	 * document (SIGHUP, ConfigUpdate) must come from a current configuration signer with a higher sequence. */
+	od_trust_t *trust;
+	pthread_mutex_t trust_mu;
 };
 
 static uint64_t mono_ms(void)
@@ -341,6 +346,8 @@ static int read_file(const char *path, char **buf, size_t *len)
 	return 0;
 }
 
+static int conf_from_doc(node_conf_t *c, const od_doc_t *d, char *why);
+
 int node_conf_overlay(node_conf_t *c, char *why)
 {
 	X509 *root = NULL;
@@ -376,6 +383,19 @@ int node_conf_overlay(node_conf_t *c, char *why)
 		}
 	}
 	d = od_trust_current(t);
+	err = conf_from_doc(c, d, why);
+finish:
+	if (f)
+		fclose(f);
+	X509_free(root);
+	od_trust_free(t);
+	free(xml);
+	return err;
+}
+
+/* The overlay-wide values of \p c from document \p d. */
+static int conf_from_doc(node_conf_t *c, const od_doc_t *d, char *why)
+{
 	if (d->max_message_size)
 		c->max_message_size = d->max_message_size < 1024 ? 1024 : d->max_message_size;
 	if (c->max_message_size > RL_MAX_MESSAGE_SIZE)
@@ -404,18 +424,11 @@ int node_conf_overlay(node_conf_t *c, char *why)
 		         v6 ? "]" : "", d->bootstrap[i].port);
 		if (strlen(c->bootstrap) + strlen(one) + 1 > sizeof(c->bootstrap)) {
 			snprintf(why, 256, "too many bootstrap peers in the document");
-			goto finish;
+			return VP_ECONFIG;
 		}
 		strcat(c->bootstrap, one);
 	}
-	err = 0;
-finish:
-	if (f)
-		fclose(f);
-	X509_free(root);
-	od_trust_free(t);
-	free(xml);
-	return err;
+	return 0;
 }
 
 /* ---- identity ------------------------------------------------------------ */
@@ -1006,6 +1019,154 @@ static void app_attach_answer(node_shard_t *s, const rl_message_t *m, rl_body_t 
 	ans->u.error.info = (rl_bytes_t){ (const uint8_t *)info, sizeof(info) - 1 };
 }
 
+/* ---- the overlay document in force (SIGHUP, ConfigUpdate) --------------------------------- */
+
+/* The document's bad-node list to every shard: directly before node_start, through its command ring after. */
+static bool cmd_push(node_t *n, unsigned i, const dp_shard_cmd_t *c);
+static void apply_bad_nodes(node_t *n, const od_doc_t *d)
+{
+	for (unsigned i = 0; i < n->nshards; i++) {
+		vp_id_t *ids;
+		dp_shard_cmd_t cmd;
+		if (!n->started) {
+			int err = dp_cert_store_set_bad_nodes(n->shards[i].certs, d->bad_nodes, d->n_bad_nodes);
+			if (err)
+				vp_log_error("node", "bad_nodes", "shard=%u err=%s", i, vp_strerror(err));
+			continue;
+		}
+		ids = malloc((d->n_bad_nodes ? d->n_bad_nodes : 1) * sizeof(*ids));
+		if (!ids) {
+			vp_log_error("node", "bad_nodes", "shard=%u err=%s", i, vp_strerror(VP_ENOMEM));
+			continue;
+		}
+		if (d->n_bad_nodes)
+			memcpy(ids, d->bad_nodes, d->n_bad_nodes * sizeof(*ids));
+		cmd = (dp_shard_cmd_t){ .op = CMD_BAD_NODES, .arg = d->n_bad_nodes, .ptr = ids };
+		if (!cmd_push(n, i, &cmd)) {
+			vp_log_error("node", "bad_nodes", "shard=%u reason=ring_full", i);
+			free(ids);
+		}
+	}
+}
+
+static bool overlay_values_differ(const node_conf_t *a, const node_conf_t *b)
+{
+	return a->initial_ttl != b->initial_ttl || a->update_interval_ms != b->update_interval_ms ||
+	       a->ping_interval_ms != b->ping_interval_ms || a->reactive != b->reactive ||
+	       a->max_message_size != b->max_message_size || a->reliability_ms != b->reliability_ms ||
+	       a->vipr_kind_id != b->vipr_kind_id || a->vipr_quota != b->vipr_quota || strcmp(a->bootstrap, b->bootstrap);
+}
+
+/*
+ * Offer a document (from \p via: "sighup" or "config_update") to the node's trust: only a current
+ * configuration signer's document with a higher sequence is accepted (od_trust_accept).  Accepted: its
+ * bad-node list applies at once; overlay-wide values it changes need a restart and are logged so.
+ * Returns od_trust_accept's code, the reason in \p why (OD_WHY_MAX), the offered sequence in *\p seq (0 if it
+ * does not parse) and the one in force before in *\p cur.
+ */
+static int doc_offer(node_t *n, const char *xml, size_t len, const char *via, uint64_t *seq, uint64_t *cur,
+                     char *why)
+{
+	int err;
+	*seq = 0;
+	pthread_mutex_lock(&n->trust_mu);
+	*cur = od_trust_current(n->trust)->sequence;
+	err = od_trust_accept(n->trust, xml, len, 0, why);
+	if (!err) {
+		const od_doc_t *d = od_trust_current(n->trust);
+		node_conf_t c = n->conf;
+		char w[256];
+		*seq = d->sequence;
+		apply_bad_nodes(n, d);
+		vp_log_info("node", "config_updated", "via=%s sequence=%llu previous=%llu bad_nodes=%zu", via,
+		            (unsigned long long)d->sequence, (unsigned long long)*cur, d->n_bad_nodes);
+		if (conf_from_doc(&c, d, w) || overlay_values_differ(&c, &n->conf))
+			vp_log_warn("node", "reload_needs_restart", "what=overlay_wide_values via=%s sequence=%llu", via,
+			            (unsigned long long)d->sequence);
+	} else {
+		od_doc_t *d = NULL;
+		char w[OD_WHY_MAX];
+		if (!od_parse(xml, len, n->conf.overlay, &d, w))
+			*seq = d->sequence;
+		od_doc_free(d);
+	}
+	pthread_mutex_unlock(&n->trust_mu);
+	return err;
+}
+
+/* The node's trust state from [overlay] config_file under [link] ca_file (node_new); none without them. */
+static int trust_open(node_t *n)
+{
+	X509 *root = NULL;
+	FILE *f;
+	char *xml = NULL, w[OD_WHY_MAX];
+	size_t len = 0;
+	int err = VP_ECONFIG;
+
+	if (!n->conf.config_file[0] || !n->conf.link.ca_file[0])
+		return 0;
+	f = fopen(n->conf.link.ca_file, "r");
+	if (!f || !(root = PEM_read_X509(f, NULL, NULL, NULL)))
+		snprintf(w, sizeof(w), "[link] ca_file %.200s: no certificate", n->conf.link.ca_file);
+	else if (read_file(n->conf.config_file, &xml, &len))
+		snprintf(w, sizeof(w), "[overlay] config_file %.200s: cannot read", n->conf.config_file);
+	else if (od_trust_new(n->conf.overlay, root, NULL, &n->trust))
+		snprintf(w, sizeof(w), "overlay %.200s: bad anchor", n->conf.overlay);
+	else if (!od_trust_accept(n->trust, xml, len, 0, w))
+		err = 0;
+	if (err)
+		vp_log_error("node", "config", "reason=\"%s\"", w);
+	else
+		apply_bad_nodes(n, od_trust_current(n->trust));
+	if (f)
+		fclose(f);
+	X509_free(root);
+	free(xml);
+	return err;
+}
+
+/*
+ * ConfigUpdate (RFC 6940 §6.5.4): a "config" update carries a whole signed configuration document, accepted
+ * only as doc_offer says; the answer is an empty ConfigUpdateAns, or Error_Config_Too_Old for a sequence not
+ * higher than ours, Error_Forbidden for a signer we do not trust (or an expired document),
+ * Error_Incompatible_with_Overlay for a document viprd cannot run, Error_Invalid_Message for one that does not
+ * parse.  A "kind" update (KindDescriptions alone) is refused Error_Forbidden: viprd takes kinds only from the
+ * signed document (docs/protocol.md §4.9).
+ */
+static void config_update_answer(node_shard_t *s, const rl_message_t *m, rl_body_t *ans)
+{
+	node_t *n = s->node;
+	rl_body_t b;
+	uint64_t seq = 0, cur = 0;
+	int err;
+	const char *info = s->cfg_why;
+
+	ans->code = RL_ERROR;
+	ans->u.error.code = RL_ERR_FORBIDDEN;
+	if (rl_body_decode(RL_CONFIG_UPDATE_REQ, m->contents.body.p, m->contents.body.len, NULL, NULL, &b)) {
+		ans->u.error.code = RL_ERR_INVALID_MESSAGE;
+		snprintf(s->cfg_why, sizeof(s->cfg_why), "ConfigUpdateReq does not decode");
+	} else if (b.u.config_update_req.type != RL_CONFIG_UPDATE_CONFIG) {
+		snprintf(s->cfg_why, sizeof(s->cfg_why), "kinds are taken only from the signed configuration document");
+	} else if (!n->trust) {
+		snprintf(s->cfg_why, sizeof(s->cfg_why), "no overlay configuration document at this node");
+	} else {
+		err = doc_offer(n, (const char *)b.u.config_update_req.config_data.p, b.u.config_update_req.config_data.len,
+		                "config_update", &seq, &cur, s->cfg_why);
+		if (!err) {
+			ans->code = RL_CONFIG_UPDATE_ANS;
+			return;
+		}
+		ans->u.error.code = err == VP_EDATA_TOO_OLD ? RL_ERR_CONFIG_TOO_OLD
+		                    : err == VP_EPERM || err == VP_EAUTH || err == VP_EEXPIRED ? RL_ERR_FORBIDDEN
+		                    : err == VP_EUNSUPPORTED ? RL_ERR_INCOMPATIBLE_WITH_OVERLAY
+		                    : RL_ERR_INVALID_MESSAGE;
+	}
+	vp_log_warn("node", "config_refused", "shard=%u via=config_update sequence=%llu current=%llu error=%u reason=\"%s\"",
+	            s->idx, (unsigned long long)seq, (unsigned long long)cur, ans->u.error.code, s->cfg_why);
+	ans->u.error.info = (rl_bytes_t){ (const uint8_t *)info, (uint32_t)strlen(info) };
+}
+
 /* ---- the node's storage service (kinds.c over the shard's column family) ------------------- */
 
 /* Answer request \p d with nk's answer \p a (its entry certificates in the SecurityBlock). */
@@ -1282,8 +1443,11 @@ static void io_deliver(void *ctx, chord_node_t *cn, const chord_delivery_t *d)
 	case RL_APP_ATTACH_REQ:
 		app_attach_answer(s, d->msg, &ans);
 		break;
+	case RL_CONFIG_UPDATE_REQ:
+		config_update_answer(s, d->msg, &ans);
+		break;
 	default: {
-		/* ConfigUpdate and unknown requests. */
+		/* Requests viprd does not serve. */
 		static const char info[] = "not served by this node";
 		ans.code = RL_ERROR;
 		ans.u.error.code = RL_ERR_FORBIDDEN;
@@ -1819,6 +1983,7 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 	n->given = *conf;
 	n->lock_fd = -1;
 	pthread_mutex_init(&n->push_mu, NULL);
+	pthread_mutex_init(&n->trust_mu, NULL);
 	if (kinds) {
 		n->kinds = *kinds;
 		n->have_kinds = true;
@@ -1864,6 +2029,8 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 	for (unsigned i = 0; i < n->nshards; i++)
 		if ((err = shard_prepare(n, i)))
 			goto fail;
+	if ((err = trust_open(n)))
+		goto fail;
 	if (!kinds && n->conf.storage) {
 		st_config_t sc;
 		st_kind_t certk = nk_kind_cert_by_node();
@@ -1944,48 +2111,32 @@ bool node_failed(const node_t *n)
 
 void node_reload(node_t *n, const node_conf_t *fresh)
 {
-	char why[256];
+	char why[OD_WHY_MAX];
 	node_conf_t c = *fresh;
 	/* Said at the old level, so a quieter new one still shows the reload happened. */
 	vp_log_info("node", "reloaded", "log_level=%s", level_words[fresh->log_level]);
 	vp_log_setup((vp_log_level_t)fresh->log_level, NULL);
 	n->conf.log_level = fresh->log_level;
-	/* The document: its bad-node list applies at once; other overlay-wide values need a restart. */
-	if (node_conf_overlay(&c, why)) {
-		vp_log_warn("node", "reload_refused", "what=config_file reason=\"%s\"", why);
-		return;
-	}
-	{
-		FILE *f = fopen(c.link.ca_file, "r");
-		X509 *root = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	/* The document, offered to the trust the node keeps (doc_offer): only a current configuration signer's
+	 * document with a higher sequence is taken, so a replayed older one is refused; its bad-node list applies
+	 * at once, other overlay-wide values need a restart. */
+	if (n->trust) {
 		char *xml = NULL;
 		size_t len = 0;
-		od_trust_t *t = NULL;
-		if (f)
-			fclose(f);
-		if (root && !read_file(c.config_file, &xml, &len) && !od_trust_new(c.overlay, root, NULL, &t) &&
-		    !od_trust_accept(t, xml, len, 0, why)) {
-			const od_doc_t *d = od_trust_current(t);
-			for (unsigned i = 0; i < n->nshards && n->started; i++) {
-				vp_id_t *ids = malloc((d->n_bad_nodes ? d->n_bad_nodes : 1) * sizeof(*ids));
-				dp_shard_cmd_t cmd = { .op = CMD_BAD_NODES, .arg = d->n_bad_nodes, .ptr = ids };
-				if (!ids)
-					break;
-				if (d->n_bad_nodes)
-					memcpy(ids, d->bad_nodes, d->n_bad_nodes * sizeof(*ids));
-				if (!cmd_push(n, i, &cmd))
-					free(ids);
-			}
+		uint64_t seq = 0, cur = 0;
+		int err;
+		if (read_file(c.config_file, &xml, &len)) {
+			vp_log_warn("node", "reload_refused", "what=config_file reason=\"cannot read %s\"", c.config_file);
+		} else {
+			err = doc_offer(n, xml, len, "sighup", &seq, &cur, why);
+			if (err == VP_EDATA_TOO_OLD && seq == cur)
+				vp_log_info("node", "config_unchanged", "sequence=%llu", (unsigned long long)cur);
+			else if (err)
+				vp_log_warn("node", "reload_refused", "what=config_file sequence=%llu current=%llu reason=\"%s\"",
+				            (unsigned long long)seq, (unsigned long long)cur, why);
 		}
-		X509_free(root);
-		od_trust_free(t);
 		free(xml);
 	}
-	if (c.initial_ttl != n->conf.initial_ttl || c.update_interval_ms != n->conf.update_interval_ms ||
-	    c.ping_interval_ms != n->conf.ping_interval_ms || c.reactive != n->conf.reactive ||
-	    c.max_message_size != n->conf.max_message_size || c.reliability_ms != n->conf.reliability_ms ||
-	    strcmp(c.bootstrap, n->conf.bootstrap))
-		vp_log_warn("node", "reload_needs_restart", "what=overlay_wide_values");
 	if (strcmp(c.listen, n->given.listen) || c.shards != n->given.shards || strcmp(c.data_dir, n->given.data_dir) ||
 	    c.pin != n->given.pin || c.io_burst != n->given.io_burst || c.flood_rate != n->given.flood_rate ||
 	    c.flood_burst != n->given.flood_burst || c.nb_flood_rate != n->given.nb_flood_rate ||
@@ -2005,7 +2156,7 @@ int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, 
 		return VP_EINVAL;
 	switch (body->code) {
 	case RL_STORE_REQ: case RL_FETCH_REQ: case RL_STAT_REQ: case RL_FIND_REQ: case RL_PROBE_REQ:
-	case RL_APP_ATTACH_REQ: case RL_PING_REQ:
+	case RL_APP_ATTACH_REQ: case RL_PING_REQ: case RL_CONFIG_UPDATE_REQ:
 		break;
 	default:
 		return VP_EINVAL;
@@ -2143,5 +2294,7 @@ void node_free(node_t *n)
 	if (n->lock_fd >= 0)
 		close(n->lock_fd);
 	pthread_mutex_destroy(&n->push_mu);
+	od_trust_free(n->trust);
+	pthread_mutex_destroy(&n->trust_mu);
 	free(n);
 }

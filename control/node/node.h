@@ -160,7 +160,12 @@ int node_leave(node_t *n, uint64_t timeout_ms);
 /*! \brief A shard has stopped on its own (an I/O error): the daemon should exit. */
 bool node_failed(const node_t *n);
 
-/*! \brief Re-read what can change at run time: the log level and the document's bad-node list. */
+/*!
+ * \brief Re-read what can change at run time: the log level and the document (its bad-node list applies at
+ * once).  The document is offered to the trust state the node keeps from node_new on (shared with
+ * ConfigUpdate): it must be signed by a configuration signer of the document in force and carry a higher
+ * sequence, so a replayed older document is refused (`event=reload_refused what=config_file`).
+ */
 void node_reload(node_t *n, const node_conf_t *fresh);
 
 /*! \brief The vnode Node-ID of shard \p i. */

@@ -20,6 +20,7 @@
  *                          listener of its own: on an AppAttachAns, node_app_connect() to its candidate and
  *                          the listener accepts (`connected=yes`)
  *     after:NODE           prints node_after(NODE) (the Resource-ID routed to NODE's successor)
+ *     cfgupd:NODE,FILE     ConfigUpdate (type config) to NODE carrying the configuration document in FILE
  *
  * Output: `req=fetch err=success code=0x8 responder=HEX attempts=1 rtt_ms=3 entries=1 rejected=0 ...`.
  * Exit status: 0 if every command was answered (an Error answer counts), 1 otherwise, 2 for a setup error.
@@ -521,6 +522,27 @@ int main(int argc, char **argv)
 					close(cfd);
 				close(w.app_fd);
 			}
+		} else if (!strcmp(verb, "cfgupd")) {
+			const char *file = strchr(argv[i], ',');
+			char *doc = NULL;
+			long dl = -1;
+			FILE *f = file ? fopen(file + 1, "rb") : NULL;
+			if (f && !fseek(f, 0, SEEK_END) && (dl = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+			    (doc = malloc((size_t)dl + 1)) && fread(doc, 1, (size_t)dl, f) != (size_t)dl)
+				dl = -1;
+			if (f)
+				fclose(f);
+			if (!doc || dl < 0) {
+				fprintf(stderr, "node_req: cfgupd: cannot read %s\n", file ? file + 1 : "(no file)");
+				free(doc);
+				rc = 2;
+				break;
+			}
+			b.code = RL_CONFIG_UPDATE_REQ;
+			b.u.config_update_req.type = RL_CONFIG_UPDATE_CONFIG;
+			b.u.config_update_req.config_data = (rl_bytes_t){ (const uint8_t *)doc, (uint32_t)dl };
+			r = run(node, &w, &target, false, &b, wait_ms, false);
+			free(doc);
 		} else if (!strcmp(verb, "after")) {
 			vp_id_t x = node_after(&target);
 			printf("after=%s\n", hex(&x, h));

@@ -253,6 +253,47 @@ for j in 1 3 4; do
 done
 check "node 2 is still running" kill -0 ${PID[2]}
 
+# ---- ConfigUpdate and the document in force ---------------------------------------------------
+# A peer enrolled as BAD is revoked by a sequence-2 document (vipr-enroll revoke); another CA's signer makes
+# a sequence-2 document of the same overlay (a forger); the sequence-1 document is kept for a replay.
+BAD_ID=$(enroll bad 1)
+badpeer() { "$P" ca/ca.pem bad/node.pem bad/node.key $OV "127.0.0.1:${PORT[$1]}" "${@:2}" 2>&1; }
+check "before its revocation a peer enrolled as $BAD_ID is served by node 2" \
+  grep -q "responder=${ID[2]} verified=yes" <<<"$(badpeer 2 ping ${ID[2]})"
+cp ca/config.xml doc1.xml
+"$E" --dir ca2 --set overlay.name=$OV --set overlay.bootstrap="127.0.0.1:$BOOT" init > ca2.out 2>&1 &&
+  "$E" --dir ca2 revoke ${ID[3]} > ca2-revoke.out 2>&1 || bad "a second CA (the forger) made its document"
+"$E" --dir ca revoke $BAD_ID > revoke.out 2>&1 || bad "vipr-enroll revoke"
+check "vipr-enroll revoke: sequence 2 with 1 bad node" grep -q 'sequence=2 bad_nodes=1' revoke.out
+out=$(nreq cfgupd:${ID[2]},ca2/config.xml cfgupd:${ID[2]},ca/config.xml cfgupd:${ID[2]},doc1.xml \
+      cfgupd:${ID[1]},ca/config.xml); echo "$out" | sed 's/^/  /'
+cu() { grep 'req=cfgupd' <<<"$out" | sed -n "$1p"; }
+check "ConfigUpdate with another CA's signer's document (sequence 2): Error_Forbidden from node 2" \
+  grep -q "code=0xffff responder=${ID[2]} .*error=2 " <<<"$(cu 1)"
+check "... logged config_refused with the reason" grep -q 'event=config_refused .*via=config_update sequence=2 current=1 error=2' n2.log
+check "ConfigUpdate with the configuration signer's sequence-2 document: ConfigUpdateAns from node 2" \
+  grep -q "code=0x22 responder=${ID[2]} signed=yes" <<<"$(cu 2)"
+check "... applied at once (config_updated sequence=2 previous=1 bad_nodes=1)" \
+  grep -q 'event=config_updated via=config_update sequence=2 previous=1 bad_nodes=1' n2.log
+check "... its bad-node list: node 2 now refuses the revoked peer" wait_for 5 bash -c \
+  "! '$P' ca/ca.pem bad/node.pem bad/node.key $OV 127.0.0.1:${PORT[2]} ping ${ID[2]} 2>&1 | grep -q verified=yes"
+check "the sequence-1 document replayed by ConfigUpdate: Error_Config_Too_Old (15)" \
+  grep -q "code=0xffff responder=${ID[2]} .*error=15 " <<<"$(cu 3)"
+check "node 1 takes the sequence-2 document by ConfigUpdate too" grep -q "code=0x22 responder=${ID[1]}" <<<"$(cu 4)"
+# SIGHUP offers the file to the same trust state: the replayed sequence-1 file is refused, a higher one taken.
+cp doc1.xml n1doc.xml
+sed -i 's|^config_file = .*|config_file = n1doc.xml|' n1.conf
+kill -HUP ${PID[1]}
+check "SIGHUP with the replayed sequence-1 document: refused (reload_refused sequence=1 current=2)" \
+  wait_for 5 grep -q 'event=reload_refused what=config_file sequence=1 current=2' n1.log
+check "... node 1 still refuses the revoked peer" bash -c \
+  "! '$P' ca/ca.pem bad/node.pem bad/node.key $OV 127.0.0.1:${PORT[1]} ping ${ID[1]} 2>&1 | grep -q verified=yes"
+"$E" --dir ca revoke $GHOST > revoke3.out 2>&1 || bad "vipr-enroll revoke (sequence 3)"
+cp ca/config.xml n1doc.xml
+kill -HUP ${PID[1]}
+check "SIGHUP with a sequence-3 document: taken (config_updated via=sighup sequence=3 bad_nodes=2)" \
+  wait_for 5 grep -q 'event=config_updated via=sighup sequence=3 previous=2 bad_nodes=2' n1.log
+
 # ---- SIGHUP: reload what can change, say what cannot ----------------------------------------
 sed -i 's/^\[node\]$/[node]\nlog_level = warn\nio_burst = 32/' n1.conf
 kill -HUP ${PID[1]}
