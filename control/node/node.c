@@ -58,6 +58,16 @@
 #define ACTION_PACE_DIV 2u
 #define ACTION_RETRY_MS 20u
 
+/*
+ * The answer cache (docs/protocol.md §4.9): each answer a vnode sends is kept (as sent, signed) in a per-shard
+ * byte ring of ANS_CACHE_BYTES with ANS_CACHE_SLOTS entries, for the reliability timer, so a retransmitted
+ * request that already had its answer gets the same answer again instead of being dropped as a replay.
+ * Why these sizes: the first retransmission comes at 1/8 of the timer (about 1.9 s by default); 4 MiB holds
+ * that long of answers at ~2,000 a second of ~1 KB, and 4096 slots that many answers; the oldest go first.
+ */
+#define ANS_CACHE_BYTES (4u << 20)
+#define ANS_CACHE_SLOTS 4096u
+
 enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
 
 /*
@@ -100,6 +110,14 @@ typedef struct pend_ent {
 	size_t off, len; /* len 0: no copy (not answered; the requester retransmits) */
 	vp_id_t prev;
 } pend_ent_t;
+
+typedef struct ans_ent {
+	uint64_t txid;
+	uint64_t route;   /* the answer's destination list (hash): the path back to its requester */
+	uint64_t apos;    /* absolute position of its bytes in the ring */
+	uint64_t until;   /* kept until then (the reliability timer) */
+	uint32_t len;     /* 0: free */
+} ans_ent_t;
 
 typedef struct node_app {
 	uint16_t application;
@@ -198,6 +216,11 @@ typedef struct node_shard {
 
 	uint64_t refused_sig, refused_decode, refused_flood, refused_replay, refused_topology, relayed;
 	char cfg_why[OD_WHY_MAX];    /* a refused ConfigUpdate's reason, carried in its Error answer */
+	ans_ent_t *ans;              /* the answer cache: ANS_CACHE_SLOTS entries, FIFO */
+	uint8_t *ans_ring;           /* ANS_CACHE_BYTES */
+	uint64_t ans_wpos;           /* absolute write position in ans_ring */
+	uint32_t ans_next;           /* the slot the next answer takes */
+	uint64_t answers_resent;
 	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
 	uint8_t locbuf[RL_MAX_MESSAGE_SIZE]; /* a request the vnode serves itself */
 	uint8_t ansbuf[RL_MAX_MESSAGE_SIZE]; /* the answer to it */
@@ -587,6 +610,84 @@ static void sign_certs(node_shard_t *s, rl_message_t *sm)
 }
 
 /* Sign and queue a message this vnode originates. */
+/* FNV-1a over the Node-IDs of a destination list: which path an answer takes back. */
+static uint64_t route_hash_add(uint64_t h, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+#define ROUTE_HASH_INIT 0xcbf29ce484222325ull
+
+static uint64_t answer_route(const rl_message_t *m)
+{
+	uint64_t h = ROUTE_HASH_INIT;
+	rl_iter_t it;
+	rl_dest_t d;
+	RL_ITER_INIT(&it, &m->hdr.dest);
+	while (rl_dest_next(&it, &d) == 1)
+		h = route_hash_add(h, d.id.p, d.id.len);
+	return h;
+}
+
+/* The destination list answer_to (chord.c) gives the answer to request \p m from \p prev: prev, then the
+ * via list reversed. */
+static uint64_t request_route(const rl_message_t *m, const vp_id_t *prev)
+{
+	rl_dest_t v[128]; /* chord.c MAX_VIA: longer via lists are dropped before an answer */
+	uint32_t nv = 0;
+	rl_iter_t it;
+	uint64_t h = route_hash_add(ROUTE_HASH_INIT, prev->b, VP_ID_LEN);
+	RL_ITER_INIT(&it, &m->hdr.via);
+	while (nv < 128 && rl_dest_next(&it, &v[nv]) == 1)
+		nv++;
+	while (nv--)
+		h = route_hash_add(h, v[nv].id.p, v[nv].id.len);
+	return h;
+}
+
+/* Keep an answer as sent (the oldest entry and bytes make room). */
+static void ans_cache_put(node_shard_t *s, const rl_message_t *m, const uint8_t *bytes, size_t len, uint64_t now)
+{
+	ans_ent_t *e;
+	uint64_t off;
+	if (!s->ans || len > ANS_CACHE_BYTES / 8)
+		return;
+	off = s->ans_wpos % ANS_CACHE_BYTES;
+	if (off + len > ANS_CACHE_BYTES)
+		s->ans_wpos += ANS_CACHE_BYTES - off; /* never split: start again at the ring's beginning */
+	e = &s->ans[s->ans_next];
+	s->ans_next = (s->ans_next + 1) % ANS_CACHE_SLOTS;
+	*e = (ans_ent_t){ .txid = m->hdr.txid, .route = answer_route(m), .apos = s->ans_wpos,
+	                  .until = now + s->node->conf.reliability_ms, .len = (uint32_t)len };
+	memcpy(s->ans_ring + s->ans_wpos % ANS_CACHE_BYTES, bytes, len);
+	s->ans_wpos += len;
+}
+
+/*
+ * A request refused as a replay: if this vnode answered it (same transaction id, same path back, within the
+ * reliability timer) the answer goes out again on \p l, as it was sent; true then.  RFC 6940 §6.2.1: a
+ * retransmission must get the answer its first copy got, not a second execution nor silence.
+ */
+static bool ans_cache_resend(node_shard_t *s, const rl_message_t *m, const vp_id_t *prev, dp_link_t *l, uint64_t now)
+{
+	uint64_t route;
+	if (!s->ans)
+		return false;
+	route = request_route(m, prev);
+	for (uint32_t i = 0; i < ANS_CACHE_SLOTS; i++) {
+		const ans_ent_t *e = &s->ans[i];
+		if (!e->len || e->txid != m->hdr.txid || e->route != route || now > e->until ||
+		    s->ans_wpos > e->apos + ANS_CACHE_BYTES)
+			continue; /* another answer, expired, or its bytes overwritten */
+		if (dp_shard_send(s->sh, l, s->ans_ring + e->apos % ANS_CACHE_BYTES, e->len))
+			return false;
+		s->answers_resent++;
+		return true;
+	}
+	return false;
+}
+
 static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
 {
 	node_shard_t *s = ctx;
@@ -607,7 +708,10 @@ static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_me
 	err = rl_msg_encode_signed(&wr, &sm, s->id.key, &s->id.signer, s->sigbuf, sizeof(s->sigbuf));
 	if (err)
 		return err;
-	return dp_shard_send(s->sh, l, s->encbuf, vp_wr_len(&wr));
+	err = dp_shard_send(s->sh, l, s->encbuf, vp_wr_len(&wr));
+	if (!err && (m->contents.code == RL_ERROR || !(m->contents.code & 1)))
+		ans_cache_put(s, m, s->encbuf, vp_wr_len(&wr), mono_ms()); /* an answer (even code, or Error) */
+	return err;
 }
 
 /* Relay: edit the received bytes in place (rl_fwd_*); the body and signature go on untouched. */
@@ -1679,6 +1783,11 @@ static void on_msg(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 			goto finish;
 		}
 		if (dp_replay_check(s->replay, signer->hash, m.hdr.txid, now)) {
+			if (ans_cache_resend(s, &m, &e->peer, e->link, now)) {
+				vp_log_info("node", "answer_resent", "shard=%u peer=%s code=0x%x txid=%llx", s->idx, peer,
+				            m.contents.code, (unsigned long long)m.hdr.txid);
+				goto finish;
+			}
 			s->refused_replay++;
 			warn_refused(s, peer, "replayed", m.contents.code);
 			goto finish;
@@ -1848,12 +1957,12 @@ static void sh_stop(void *arg, dp_shard_t *sh)
 	}
 	vp_log_info("node", "shard_stopped",
 	            "shard=%u rx_msgs=%llu tx_msgs=%llu relayed=%llu refused_sig=%llu refused_decode=%llu "
-	            "refused_flood=%llu refused_replay=%llu refused_topology=%llu peer_failures=%llu",
+	            "refused_flood=%llu refused_replay=%llu refused_topology=%llu answers_resent=%llu peer_failures=%llu",
 	            s->idx, (unsigned long long)c->rx_msgs, (unsigned long long)c->tx_msgs,
 	            (unsigned long long)s->relayed, (unsigned long long)s->refused_sig,
 	            (unsigned long long)s->refused_decode, (unsigned long long)s->refused_flood,
 	            (unsigned long long)s->refused_replay, (unsigned long long)s->refused_topology,
-	            (unsigned long long)cs->peer_failures);
+	            (unsigned long long)s->answers_resent, (unsigned long long)cs->peer_failures);
 	atomic_fetch_add(&s->node->stopped, 1);
 }
 
@@ -1944,6 +2053,8 @@ static int shard_prepare(node_t *n, unsigned i)
 	if ((err = dp_cert_store_new(&ccfg, &s->certs)) || (err = dp_cert_store_add_root_file(s->certs,
 	                                                                                      n->conf.link.ca_file)) ||
 	    (err = dp_replay_new(n->conf.reliability_ms * 2, 65536, &s->replay)) ||
+	    (!(s->ans = calloc(ANS_CACHE_SLOTS, sizeof(*s->ans))) && (err = VP_ENOMEM)) ||
+	    (!(s->ans_ring = malloc(ANS_CACHE_BYTES)) && (err = VP_ENOMEM)) ||
 	    (err = dp_link_ctx_new(&s->lconf, s->certs, &ident, &s->lctx))) {
 		close(fd);
 		vp_log_error("node", "config", "reason=\"shard %u: trust store or TLS context: %s\"", i, vp_strerror(err));
@@ -2278,6 +2389,8 @@ void node_free(node_t *n)
 			chord_node_free(s->vn);
 		dp_link_ctx_free(s->lctx);
 		dp_replay_free(s->replay);
+		free(s->ans);
+		free(s->ans_ring);
 		dp_cert_store_free(s->certs);
 		free(s->links);
 		free(s->reqs);

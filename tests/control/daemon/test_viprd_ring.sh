@@ -122,6 +122,12 @@ out=$(peer 4 route_query ${ID[2]}); echo "  $out"
 check "RouteQuery through node 4 is answered with a next peer" grep -q 'answer code=0x16 .*verified=yes.*next_peer=' <<<"$out"
 out=$(peer 2 ping ${ID[1]})
 check "a relayed answer carries the relays in its via list (hops >= 1 or direct)" grep -q 'hops=' <<<"$out"
+# A request whose answer is lost (rl_peer's link goes before it comes back), retransmitted with the same
+# transaction id: node 3 already answered it, so its replay window alone would drop the retransmission.
+out=$(peer 2 retx ${ID[3]}); echo "  $out"
+check "a retransmitted Ping whose first answer was lost is answered again by node 3 (answer cache, RFC 6940 §6.2)" \
+  grep -q "answer code=0x18 responder=${ID[3]} verified=yes" <<<"$out"
+check "... logged answer_resent by node 3" grep -q 'event=answer_resent .*code=0x17' n3.log
 out=$(peer 3 store ${ID[1]}); echo "  $out"
 check "an empty Store is answered (StoreAns, no kinds) by the responsible node, signed" \
   grep -q "answer code=0x8 responder=${ID[1]} verified=yes .*kinds=0" <<<"$out"
