@@ -1492,6 +1492,22 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 		s->node->kinds.action(s->node->kinds.arg, s->idx, a, kinds_send, s);
 }
 
+/*
+ * Probe num_resources: the (resource, kind) records the vnode's storage shard holds, RocksDB's estimate
+ * (st_shard_estimate_records: exact after a flush, approximate while overwrites sit in the memtable); 0 for
+ * a node without the storage service or with an external one.
+ */
+static uint32_t io_num_resources(void *ctx, chord_node_t *cn)
+{
+	node_shard_t *s = ctx;
+	uint64_t n;
+	(void)cn;
+	if (!s->st)
+		return 0;
+	n = st_shard_estimate_records(s->st);
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 static bool is_neighbour(const chord_table_t *t, const vp_id_t *id)
 {
 	for (uint32_t i = 0; i < t->npred; i++)
@@ -1878,7 +1894,8 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		int err = 0;
 		chord_node_t *fresh;
 		chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
-		                  .connect = io_connect, .deliver = io_deliver, .store = io_store };
+		                  .connect = io_connect, .deliver = io_deliver, .store = io_store,
+		                  .num_resources = io_num_resources };
 		err = chord_node_new(&s->node->ccfg, &s->self, &io, now, &fresh);
 		if (!err) {
 			chord_node_free(s->vn);
@@ -1993,7 +2010,8 @@ static int shard_prepare(node_t *n, unsigned i)
 	uint16_t port = 0, bound = 0;
 	int fd = -1, err;
 	chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
-	                  .connect = io_connect, .deliver = io_deliver, .store = io_store };
+	                  .connect = io_connect, .deliver = io_deliver, .store = io_store,
+	                  .num_resources = io_num_resources };
 	dp_shard_conf_t sc;
 	dp_shard_ops_t ops = { .arg = s, .start = sh_start, .event = sh_event, .command = sh_command,
 	                       .tick = sh_tick, .commit = sh_commit, .stop = sh_stop };

@@ -115,7 +115,7 @@ ring_ok() {
 }
 check "Ping through every node to every vnode, answers signed by the target (20 pairs)" wait_for 30 ring_ok
 out=$(peer 1 probe ${ID[3]})
-check "Probe through node 1 answered by node 3 (responsible_set, num_resources absent, uptime)" \
+check "Probe through node 1 answered by node 3 (responsible_set, num_resources, uptime)" \
   bash -c "grep -q 'answer code=0x2 responder=${ID[3]} verified=yes' <<<'$out' && grep -q 'probe1=' <<<'$out' && grep -q 'probe3=' <<<'$out'"
 # The resource id just above node 2's id belongs to node 2's successor; ask through node 4.
 out=$(peer 4 route_query ${ID[2]}); echo "  $out"
@@ -137,6 +137,9 @@ R=${ID[3]}   # node 3's own id: node 3 is responsible for it
 out=$(peer 1 vstore $R); echo "  $out"
 check "a ViPR Store through node 1 is answered by node 3 (after its WAL write), signed" \
   grep -q "answer code=0x8 responder=$R verified=yes .*kinds=1" <<<"$out"
+out=$(peer 1 probe $R)
+check "... and node 3's Probe now counts it (num_resources >= 1, from its store)" \
+  bash -c "grep -q 'answer code=0x2 responder=$R verified=yes' <<<'$out' && grep -Eq 'probe2=[1-9]' <<<'$out'"
 for i in 1 2 3 4; do
   out=$(peer $i fetch $R)
   check "... fetched through node $i from node 3, the entry's signature verified by the fetcher" \
