@@ -225,6 +225,7 @@ int main(int argc, char **argv)
 	if ((err = viprd_ops_start(&vc.ops, conf.data_dir, node, &ops)))
 		goto finish;
 	vp_log_info("viprd", "started", "config=%s shards=%u pid=%ld", path, node_shards(node), (long)getpid());
+	viprd_ops_tick(ops); /* the first health sample now, not a second from now */
 	for (;;) {
 		struct timespec ts = { .tv_sec = 1, .tv_nsec = 0 };
 		int sig = sigtimedwait(&sigs, NULL, &ts);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/errcode.h"
@@ -297,6 +298,8 @@ static json_t *status_json(viprd_ops_t *o, const node_status_t *st)
 		                                (json_int_t)h->live_pred, "live_successors", (json_int_t)h->live_succ));
 	}
 	json_object_set_new(d, "state", json_string(state));
+	json_object_set_new(d, "listen", json_string(st->nshards ? st->shard[0].listen : ""));
+	json_object_set_new(d, "pid", json_integer((json_int_t)getpid()));
 	json_object_set_new(d, "node_ids", ids);
 	json_object_set_new(d, "shards", shards);
 	json_object_set_new(d, "links", json_integer((json_int_t)links));
