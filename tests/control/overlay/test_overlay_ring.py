@@ -60,13 +60,13 @@ def wait_for(seconds, pred, step=0.2):
 
 
 def free_base(n):
-    for _ in range(50):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + n > 65000:
-            continue
+    """A base port with n free consecutive loopback ports (checked by binding each once), below the kernel's
+    ephemeral range: the nodes' own outgoing connections take ephemeral ports, which must not land on a port
+    a node is about to listen on."""
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, lo - n)
         ok = True
         for p in range(base, base + n):
             t = socket.socket()
@@ -75,6 +75,8 @@ def free_base(n):
             except OSError:
                 ok = False
             t.close()
+            if not ok:
+                break
         if ok:
             return base
     raise RuntimeError("no free port range")
@@ -161,6 +163,9 @@ def main():
             cmd += ["--overlay-set", kv]
         up = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if not check(up.returncode == 0, "up %d nodes: %s" % (a.nodes, up.stderr.strip()[-300:])):
+            for path in re.findall(r"see (\S+)\)", up.stderr):
+                with open(path, errors="replace") as f:
+                    print("---- %s\n%s" % (path, "".join(f.readlines()[-30:])))
             return 1
         print("join_all_s=%.1f" % (time.monotonic() - t0), flush=True)
         st = json.load(open(os.path.join(d, "overlay.json")))

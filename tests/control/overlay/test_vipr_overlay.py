@@ -13,6 +13,7 @@ import urllib.request
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -32,14 +33,13 @@ def check(cond, what):
 
 
 def free_base(n):
-    """A base port with n free consecutive loopback ports (checked by binding each once)."""
-    for _ in range(50):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + n > 65000:
-            continue
+    """A base port with n free consecutive loopback ports (checked by binding each once), below the kernel's
+    ephemeral range: the nodes' own outgoing connections take ephemeral ports, which must not land on a port
+    a node is about to listen on."""
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, lo - n)
         ok = True
         for p in range(base, base + n):
             t = socket.socket()
@@ -48,6 +48,8 @@ def free_base(n):
             except OSError:
                 ok = False
             t.close()
+            if not ok:
+                break
         if ok:
             return base
     raise RuntimeError("no free port range")
