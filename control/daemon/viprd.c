@@ -222,7 +222,7 @@ int main(int argc, char **argv)
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
 	}
-	if ((err = viprd_ops_start(&vc.ops, conf.data_dir, node, &ops)))
+	if ((err = viprd_ops_start(&vc.ops, &conf, node, &ops)))
 		goto finish;
 	vp_log_info("viprd", "started", "config=%s shards=%u pid=%ld", path, node_shards(node), (long)getpid());
 	viprd_ops_tick(ops); /* the first health sample now, not a second from now */

@@ -12,11 +12,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
+
 #include "common/clock.h"
+#include "common/e164.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "control/metrics/metrics.h"
+#include "control/node/kinds.h"
+#include "control/server/lookup.h"
+#include "storage/store.h"
+#include "storage/vipr_kind.h"
 
 /*
  * SAMPLE_STALE_MS: a health sample older than this means the shards stopped answering their command ring
@@ -25,6 +32,12 @@
  */
 #define SAMPLE_STALE_MS 5000u
 #define SCRAPE_WAIT_MS 1000u
+/*
+ * STORE_LIFETIME_S: a registration stored by hand lives a day, the refresh period the overview draft
+ * recommends (the kind allows up to 2 days).  FETCH_MAX_ENTRIES: entries kept per copy, the kind's max-count.
+ */
+#define STORE_LIFETIME_S 86400u
+#define FETCH_MAX_ENTRIES ST_VIPR_MAX_COUNT
 #define FAMILIES 16u
 
 static const vp_conf_opt_t metrics_rows[] = {
@@ -128,6 +141,14 @@ struct viprd_ops {
 	uint64_t start_ms;
 	atomic_bool leave;
 	atomic_bool sampling;
+
+	/* shard 0's identity: a Store by hand is a registration of this vnode, signed with its key */
+	EVP_PKEY *key;
+	uint8_t *der;
+	uint8_t hash[RL_MAX_HASH_LEN];
+	rl_signer_identity_t signer;
+	uint32_t vipr_kind;
+	uint64_t request_wait_ms;
 
 	pthread_mutex_t mu;   /* guards the sample below (written by a shard thread, read by admin/HTTP) */
 	node_status_t *sample;
@@ -409,6 +430,277 @@ static int h_leave(adm_req_t *req, void *ctx)
 	return 0;
 }
 
+/* ---- store, fetch, probe through the overlay (node_request) ----------------------------------------------- */
+
+static json_t *jerr_answer(const node_answer_t *a)
+{
+	if (a->err)
+		return json_pack("{s:s}", "error", vp_strerror(a->err));
+	if (a->code == RL_ERROR && a->body)
+		return json_pack("{s:i, s:s%}", "error_code", (int)a->error_code, "info",
+		                 (const char *)a->body->u.error.info.p, (size_t)a->body->u.error.info.len);
+	return NULL;
+}
+
+typedef struct op_req {
+	viprd_ops_t *o;
+	adm_req_t *req;
+	char number[VP_E164_BUFLEN];
+	vp_id_t rid;
+	unsigned copy;            /* fetch: the copy asked now (0 responsible node, 1-2 its replicas) */
+	struct op_copy {
+		bool answered;
+		vp_id_t responder;
+		uint32_t rejected;
+		uint64_t rtt_ms;
+		char error[64];
+		size_t n;
+		vsrv_entry_t e[FETCH_MAX_ENTRIES];
+		uint8_t key[FETCH_MAX_ENTRIES][ST_VIPR_KEY_LEN];
+		uint8_t val[FETCH_MAX_ENTRIES][ST_VIPR_VALUE_MAX_LEN];
+	} c[VSRV_COPIES];
+} op_req_t;
+
+static int number_arg(adm_req_t *req, op_req_t *r)
+{
+	const char *num = adm_req_arg(req);
+	if (!num || !vp_e164_is_canonical(num)) {
+		adm_req_fail(req, VP_EINVAL, "NUMBER must be E.164: + and 7 to 15 digits, the first not 0");
+		return VP_EINVAL;
+	}
+	snprintf(r->number, sizeof(r->number), "%s", num);
+	r->rid = vp_id_from_name(r->number, strlen(r->number));
+	return 0;
+}
+
+static void store_done(void *arg, const node_answer_t *a)
+{
+	op_req_t *r = arg;
+	json_t *e = jerr_answer(a);
+	char h[VP_ID_HEX_LEN + 1];
+	if (e || a->code != RL_STORE_ANS) {
+		vp_log_warn("viprd", "admin_store_failed", "number=%s err=%s code=0x%x", r->number, vp_strerror(a->err),
+		            a->code);
+		adm_req_fail(r->req, a->err ? a->err : VP_EREFUSED,
+		             a->err ? "no answer from the overlay" : "the responsible node refused the store");
+		json_decref(e);
+	} else
+		adm_req_reply(r->req, json_pack("{s:s, s:s, s:s, s:I, s:I}", "number", r->number, "resource_id",
+		                                vp_id_to_hex(&r->rid, (char[VP_ID_HEX_LEN + 1]){ 0 }), "responder",
+		                                vp_id_to_hex(&a->responder, h), "attempts", (json_int_t)a->attempts,
+		                                "rtt_ms", (json_int_t)a->rtt_ms));
+	free(r);
+}
+
+static int h_store(adm_req_t *req, void *ctx)
+{
+	viprd_ops_t *o = ctx;
+	op_req_t *r;
+	const vp_id_t *self = node_vnode_id(o->node, 0);
+	uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
+	st_vipr_key_t k;
+	st_vipr_value_t v;
+	rl_stored_data_t sd;
+	rl_store_kind_data_t kd;
+	rl_body_t b;
+	size_t vlen = 0;
+	int err;
+
+	if (!self)
+		return VP_ESTATE;
+	if (!(r = calloc(1, sizeof(*r))))
+		return VP_ENOMEM;
+	r->o = o;
+	r->req = req;
+	if (number_arg(req, r)) {
+		free(r);
+		return 0; /* answered */
+	}
+	/* This vnode claims the number (VService 1) and is its own contact: a registration as a ViPR server
+	 * makes it, signed with the vnode's key so that the storing nodes verify it like any other. */
+	k = (st_vipr_key_t){ *self, 1 };
+	v = (st_vipr_value_t){ *self, 1, ST_VIPR_PVP_WITH_CALLER_ID | ST_VIPR_PVP_WITHOUT_CALLER_ID, NULL, 0 };
+	st_vipr_key_encode(&k, key);
+	if ((err = st_vipr_value_encode(&v, val, sizeof(val), &vlen)))
+		goto fail;
+	memset(&sd, 0, sizeof(sd));
+	sd.storage_time = vp_time_wall_ms();
+	sd.lifetime = STORE_LIFETIME_S;
+	sd.model = RL_MODEL_DICTIONARY;
+	sd.key = (rl_bytes_t){ key, ST_VIPR_KEY_LEN };
+	sd.exists = true;
+	sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
+	if ((err = rl_stored_data_sign(o->key, r->rid.b, VP_ID_LEN, o->vipr_kind, &sd, &o->signer, sig, sizeof(sig))))
+		goto fail;
+	memset(&kd, 0, sizeof(kd));
+	kd.kind = o->vipr_kind;
+	kd.values.items = &sd;
+	kd.values.n_items = 1;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_STORE_REQ;
+	b.u.store_req.resource = (rl_bytes_t){ r->rid.b, VP_ID_LEN };
+	b.u.store_req.kind_data.items = &kd;
+	b.u.store_req.kind_data.n_items = 1;
+	if ((err = node_request(o->node, 0, &r->rid, true, &b, store_done, r)))
+		goto fail;
+	return 0;
+fail:
+	free(r);
+	return err;
+}
+
+static int fetch_entry(void *arg, uint32_t kind, const rl_stored_data_t *sd, const dp_cert_ident_t *signer)
+{
+	struct op_copy *c = arg;
+	vsrv_entry_t *e;
+	(void)signer;
+	(void)kind;
+	if (c->n == FETCH_MAX_ENTRIES || sd->key.len != ST_VIPR_KEY_LEN || sd->value.len > ST_VIPR_VALUE_MAX_LEN)
+		return 0;
+	e = &c->e[c->n];
+	memcpy(c->key[c->n], sd->key.p, ST_VIPR_KEY_LEN);
+	if (sd->value.len)
+		memcpy(c->val[c->n], sd->value.p, sd->value.len);
+	*e = (vsrv_entry_t){ c->key[c->n], ST_VIPR_KEY_LEN, c->val[c->n], sd->value.len, sd->exists };
+	c->n++;
+	return 0;
+}
+
+static int fetch_next(op_req_t *r, const vp_id_t *dest);
+
+static void fetch_finish(op_req_t *r)
+{
+	vsrv_copy_t copies[VSRV_COPIES];
+	vsrv_reg_t regs[FETCH_MAX_ENTRIES];
+	vsrv_vote_t vote;
+	size_t n = 0;
+	char h[VP_ID_HEX_LEN + 1];
+	json_t *cs = json_array(), *rs = json_array();
+	int err;
+
+	for (unsigned i = 0; i < VSRV_COPIES; i++) {
+		struct op_copy *c = &r->c[i];
+		copies[i] = (vsrv_copy_t){ c->answered, c->e, c->n };
+		json_array_append_new(cs, c->answered ? json_pack("{s:b, s:s, s:I, s:I, s:I}", "answered", 1, "responder",
+		                                                  vp_id_to_hex(&c->responder, h), "entries",
+		                                                  (json_int_t)c->n, "rejected", (json_int_t)c->rejected,
+		                                                  "rtt_ms", (json_int_t)c->rtt_ms)
+		                                      : json_pack("{s:b, s:s}", "answered", 0, "error",
+		                                                  c->error[0] ? c->error : "not asked"));
+	}
+	err = vsrv_lookup_vote(copies, regs, FETCH_MAX_ENTRIES, &n, &vote);
+	for (size_t i = 0; i < n; i++) {
+		char c2[VP_ID_HEX_LEN + 1];
+		json_array_append_new(rs, json_pack("{s:s, s:I, s:s, s:i}", "claimant", vp_id_to_hex(&regs[i].node, h),
+		                                    "vservice_id", (json_int_t)regs[i].vservice_id, "contact",
+		                                    vp_id_to_hex(&regs[i].contact, c2), "pvp_methods",
+		                                    (int)regs[i].methods));
+	}
+	if (err) {
+		json_decref(cs);
+		json_decref(rs);
+		adm_req_fail(r->req, err, "no copy of the number's resource answered");
+	} else
+		adm_req_reply(r->req, json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:s}", "number", r->number, "resource_id",
+		                                vp_id_to_hex(&r->rid, h), "copies", cs, "registrations", rs, "outvoted",
+		                                (int)vote.outvoted, "malformed", (int)vote.malformed, "incident",
+		                                vote.incident));
+	free(r);
+}
+
+/* On shard 0's thread: one copy answered; ask the next one (the successor of this one's responder). */
+static void fetch_done(void *arg, const node_answer_t *a)
+{
+	op_req_t *r = arg;
+	struct op_copy *c = &r->c[r->copy];
+	if (a->err || a->code != RL_FETCH_ANS) {
+		json_t *e = jerr_answer(a);
+		snprintf(c->error, sizeof(c->error), "%s", a->err ? vp_strerror(a->err) : "error answer");
+		json_decref(e);
+	} else {
+		st_kind_t kinds[2] = { st_kind_vipr(r->o->vipr_kind), nk_kind_cert_by_node() };
+		nk_fetch_result_t res = { 0 };
+		int err = nk_fetch_verify(a->certs, kinds, 2, &r->rid, a->msg, fetch_entry, c, &res);
+		if (err)
+			snprintf(c->error, sizeof(c->error), "answer: %s", vp_strerror(err));
+		else {
+			c->answered = true;
+			c->responder = a->responder;
+			c->rejected = res.rejected;
+			c->rtt_ms = a->rtt_ms;
+		}
+	}
+	/* The replicas are the responder's successors: without its answer there is no way to name them. */
+	if (c->answered && ++r->copy < VSRV_COPIES) {
+		vp_id_t next = node_after(&c->responder);
+		int err = fetch_next(r, &next);
+		if (!err)
+			return;
+		snprintf(r->c[r->copy].error, sizeof(r->c[r->copy].error), "%s", vp_strerror(err));
+	}
+	fetch_finish(r);
+}
+
+static int fetch_next(op_req_t *r, const vp_id_t *dest)
+{
+	rl_specifier_t spec;
+	rl_body_t b;
+	memset(&spec, 0, sizeof(spec));
+	spec.kind = r->o->vipr_kind;
+	spec.model = RL_MODEL_DICTIONARY;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_FETCH_REQ;
+	b.u.fetch_req.resource = (rl_bytes_t){ r->rid.b, VP_ID_LEN };
+	b.u.fetch_req.specifiers.items = &spec;
+	b.u.fetch_req.specifiers.n_items = 1;
+	return node_request(r->o->node, 0, dest, true, &b, fetch_done, r);
+}
+
+static int h_fetch(adm_req_t *req, void *ctx)
+{
+	op_req_t *r = calloc(1, sizeof(*r));
+	int err;
+	if (!r)
+		return VP_ENOMEM;
+	r->o = ctx;
+	r->req = req;
+	if (number_arg(req, r)) {
+		free(r);
+		return 0;
+	}
+	if ((err = fetch_next(r, &r->rid)))
+		free(r);
+	return err;
+}
+
+static void probe_done(void *arg, const node_answer_t *a)
+{
+	adm_req_t *req = arg;
+	char h[VP_ID_HEX_LEN + 1];
+	if (a->err)
+		adm_req_fail(req, a->err, a->err == VP_ENOTFOUND ? "no such Node-ID in this node's view of the ring"
+		                                                 : "no answer from the overlay");
+	else
+		adm_req_reply(req, json_pack("{s:s, s:s, s:I, s:I}", "responder", vp_id_to_hex(&a->responder, h),
+		                             "answer", a->code == RL_PING_ANS ? "ping" : "error", "attempts",
+		                             (json_int_t)a->attempts, "rtt_ms", (json_int_t)a->rtt_ms));
+}
+
+static int h_probe(adm_req_t *req, void *ctx)
+{
+	viprd_ops_t *o = ctx;
+	const char *arg = adm_req_arg(req);
+	vp_id_t id;
+	rl_body_t b;
+	if (!arg || vp_id_from_hex(arg, &id)) {
+		adm_req_fail(req, VP_EINVAL, "NODE must be a Node-ID: 32 hex digits");
+		return 0;
+	}
+	memset(&b, 0, sizeof(b));
+	b.code = RL_PING_REQ;
+	return node_request(o->node, 0, &id, false, &b, probe_done, req);
+}
+
 /* ---- metrics ---------------------------------------------------------------------------------------------- */
 
 typedef struct waiter {
@@ -541,8 +833,40 @@ static int metrics_register(viprd_ops_t *o)
 
 /* ---- lifetime --------------------------------------------------------------------------------------------- */
 
-int viprd_ops_start(const viprd_ops_conf_t *c, const char *data_dir, node_t *node, viprd_ops_t **out)
+/* Shard 0's certificate and key, as the node found them (node.c: [link] cert_file, else data_dir/node.pem). */
+static int load_ident(viprd_ops_t *o, const node_conf_t *nc)
 {
+	char cp[600], kp[600];
+	FILE *f;
+	X509 *x = NULL;
+	int len;
+
+	snprintf(cp, sizeof(cp), "%s", nc->link.cert_file);
+	snprintf(kp, sizeof(kp), "%s", nc->link.key_file);
+	if (!cp[0])
+		snprintf(cp, sizeof(cp), "%s/node.pem", nc->data_dir);
+	if (!kp[0])
+		snprintf(kp, sizeof(kp), "%s/node.key", nc->data_dir);
+	if ((f = fopen(cp, "r"))) {
+		x = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	if ((f = fopen(kp, "r"))) {
+		o->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	len = x ? i2d_X509(x, &o->der) : -1;
+	X509_free(x);
+	if (!o->key || len <= 0 || rl_signer_cert_hash(o->der, (size_t)len, o->hash, &o->signer)) {
+		vp_log_error("viprd", "config", "reason=\"cannot read shard 0's certificate %s and key %s\"", cp, kp);
+		return VP_ECONFIG;
+	}
+	return 0;
+}
+
+int viprd_ops_start(const viprd_ops_conf_t *c, const node_conf_t *nc, node_t *node, viprd_ops_t **out)
+{
+	const char *data_dir = nc->data_dir;
 	viprd_ops_t *o = calloc(1, sizeof(*o));
 	adm_handlers_t h = { 0 };
 	adm_server_opts_t so;
@@ -557,6 +881,9 @@ int viprd_ops_start(const viprd_ops_conf_t *c, const char *data_dir, node_t *nod
 	atomic_init(&o->leave, false);
 	atomic_init(&o->sampling, false);
 	pthread_mutex_init(&o->mu, NULL);
+	o->vipr_kind = nc->vipr_kind_id ? nc->vipr_kind_id : ST_VIPR_KIND_ID_DEFAULT;
+	if ((err = load_ident(o, nc)))
+		goto fail;
 	if (c->admin.socket[0])
 		snprintf(o->sock, sizeof(o->sock), "%s", c->admin.socket);
 	else if ((size_t)snprintf(o->sock, sizeof(o->sock), "%s/admin.sock", data_dir) >= sizeof(o->sock)) {
@@ -569,6 +896,9 @@ int viprd_ops_start(const viprd_ops_conf_t *c, const char *data_dir, node_t *nod
 	h.fn[ADM_CMD_STATS] = h_from_shards;
 	h.fn[ADM_CMD_ALARMS] = h_alarms;
 	h.fn[ADM_CMD_LEAVE] = h_leave;
+	h.fn[ADM_CMD_STORE] = h_store;
+	h.fn[ADM_CMD_FETCH] = h_fetch;
+	h.fn[ADM_CMD_PROBE] = h_probe;
 	adm_conf_server_opts(&c->admin, false, &so);
 	if ((err = adm_server_new(o->sock, &h, o, &so, &o->adm))) {
 		vp_log_error("viprd", "admin_failed", "socket=%s err=%s", o->sock, vp_strerror(err));
@@ -627,6 +957,8 @@ void viprd_ops_free(viprd_ops_t *o)
 	viprd_ops_stop(o);
 	vm_registry_free(o->reg);
 	free(o->sample);
+	EVP_PKEY_free(o->key);
+	OPENSSL_free(o->der);
 	pthread_mutex_destroy(&o->mu);
 	free(o);
 }

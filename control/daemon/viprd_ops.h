@@ -34,10 +34,11 @@ typedef struct viprd_ops viprd_ops_t;
 
 /*!
  * \brief Serve the admin socket ([admin] socket, or data_dir/admin.sock when empty) and, when configured,
- * /metrics and /health for the running \p node.  VP_EEXIST (another daemon answers on the socket), VP_EIO,
+ * /metrics and /health for the running \p node (configured with \p nc).  `store` signs its registration with
+ * shard 0's key (read again from \p nc's paths); `store`, `fetch` and `probe` go through node_request().  VP_EEXIST (another daemon answers on the socket), VP_EIO,
  * VP_ECONFIG (a bad [metrics] listen), VP_ENOMEM; the reason is logged.
  */
-int viprd_ops_start(const viprd_ops_conf_t *c, const char *data_dir, node_t *node, viprd_ops_t **out);
+int viprd_ops_start(const viprd_ops_conf_t *c, const node_conf_t *nc, node_t *node, viprd_ops_t **out);
 
 /*! \brief From the control thread about once a second: sample the node for /health and alarms. */
 void viprd_ops_tick(viprd_ops_t *o);
