@@ -580,13 +580,26 @@ static void fetch_finish(op_req_t *r)
 
 	for (unsigned i = 0; i < VSRV_COPIES; i++) {
 		struct op_copy *c = &r->c[i];
+		json_t *es = json_array();
 		copies[i] = (vsrv_copy_t){ c->answered, c->e, c->n };
-		json_array_append_new(cs, c->answered ? json_pack("{s:b, s:s, s:I, s:I, s:I}", "answered", 1, "responder",
-		                                                  vp_id_to_hex(&c->responder, h), "entries",
+		/* What this copy holds, decoded (a copy may differ from the vote: that is what it is for). */
+		for (size_t j = 0; j < c->n; j++) {
+			st_vipr_key_t k;
+			st_vipr_value_t v;
+			char c2[VP_ID_HEX_LEN + 1];
+			if (!c->e[j].exists || st_vipr_key_decode(c->e[j].key, c->e[j].key_len, &k) ||
+			    st_vipr_value_decode(c->e[j].value, c->e[j].value_len, &v))
+				continue;
+			json_array_append_new(es, json_pack("{s:s, s:I, s:s, s:i}", "claimant", vp_id_to_hex(&k.node, h),
+			                                    "vservice_id", (json_int_t)k.vservice_id, "contact",
+			                                    vp_id_to_hex(&v.contact, c2), "pvp_methods", (int)v.pvp_methods));
+		}
+		json_array_append_new(cs, c->answered ? json_pack("{s:b, s:s, s:I, s:I, s:I, s:o}", "answered", 1,
+		                                                  "responder", vp_id_to_hex(&c->responder, h), "entries",
 		                                                  (json_int_t)c->n, "rejected", (json_int_t)c->rejected,
-		                                                  "rtt_ms", (json_int_t)c->rtt_ms)
-		                                      : json_pack("{s:b, s:s}", "answered", 0, "error",
-		                                                  c->error[0] ? c->error : "not asked"));
+		                                                  "rtt_ms", (json_int_t)c->rtt_ms, "registrations", es)
+		                                      : json_pack("{s:b, s:s, s:o}", "answered", 0, "error",
+		                                                  c->error[0] ? c->error : "not asked", "registrations", es));
 	}
 	err = vsrv_lookup_vote(copies, regs, FETCH_MAX_ENTRIES, &n, &vote);
 	for (size_t i = 0; i < n; i++) {
