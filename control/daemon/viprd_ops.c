@@ -86,6 +86,8 @@ typedef struct sums {
 	uint64_t rx_msgs, rx_bytes, tx_msgs, tx_bytes, links_opened, links_closed;
 	uint64_t sent[FAMILIES], relayed, forwarded, drops[DROP__COUNT], peer_failures, table_versions, rerouted;
 	uint64_t links, joined;
+	uint64_t records, stores_ok, refused_quota, refused_rate, refused_acl, refused_other, fetches_served;
+	uint64_t neighbour_stores, bad_signatures, replica_refused, quota_used, quota_limit;
 } sums_t;
 
 static void sum_status(const node_status_t *st, sums_t *s)
@@ -119,6 +121,21 @@ static void sum_status(const node_status_t *st, sums_t *s)
 		s->rerouted += h->chord.rerouted;
 		s->links += h->nlinks;
 		s->joined += h->state == CHORD_JOINED;
+		s->records += h->records;
+		s->stores_ok += h->kinds.stores; /* originals only (st's count has the replicas too) */
+		s->refused_quota += h->store.refused_quota;
+		s->refused_rate += h->store.refused_rate;
+		s->refused_acl += h->store.refused_acl;
+		{ /* refused_rate also counts reads: what it leaves of the store refusals is "other" */
+			uint64_t named = h->store.refused_quota + h->store.refused_acl + h->store.refused_rate;
+			s->refused_other += h->store.stores_refused > named ? h->store.stores_refused - named : 0;
+		}
+		s->fetches_served += h->store.fetches;
+		s->neighbour_stores += h->kinds.neighbour_stores;
+		s->bad_signatures += h->kinds.bad_signatures;
+		s->replica_refused += h->kinds.replica_refused;
+		s->quota_used += h->quota_used;
+		s->quota_limit += h->quota_limit;
 	}
 }
 
@@ -127,7 +144,16 @@ static void sum_status(const node_status_t *st, sums_t *s)
 typedef struct mids {
 	unsigned rx, rx_bytes, tx, tx_bytes, sent[FAMILIES], relayed, forwarded, dropped[DROP__COUNT];
 	unsigned links, links_opened, links_closed, peer_failures, rerouted, vnodes, joined, healthy, uptime;
+	unsigned records, stores[5], fetches_served, neighbour_stores, bad_signatures, replica_refused, quota_used,
+	    quota_limit, latency[3];
 } mids_t;
+
+/* Requests this node originates through the admin socket, timed by node_request (rtt_ms). */
+enum { LAT_STORE, LAT_FETCH, LAT_PROBE };
+static const char *const lat_name[3] = { "store", "fetch", "probe" };
+/* Upper bounds in ms: loopback answers take 1-50 ms, the overlay-reliability-timer (15 s) ends the range. */
+static const uint64_t lat_bounds_ms[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 15000 };
+static const char *const store_result[5] = { "ok", "quota", "rate", "forbidden", "other" };
 
 struct viprd_ops {
 	node_t *node;
@@ -327,6 +353,14 @@ static json_t *status_json(viprd_ops_t *o, const node_status_t *st)
 	json_object_set_new(d, "predecessors", preds);
 	json_object_set_new(d, "successors", succs);
 	json_object_set_new(d, "fingers_in_use", json_integer((json_int_t)fingers));
+	{
+		sums_t s;
+		sum_status(st, &s);
+		json_object_set_new(d, "storage", json_pack("{s:I, s:I, s:I, s:I}", "records", (json_int_t)s.records,
+		                                            "stores_served", (json_int_t)s.stores_ok, "quota_used",
+		                                            (json_int_t)s.quota_used, "quota_limit",
+		                                            (json_int_t)s.quota_limit));
+	}
 	json_object_set_new(d, "uptime_s", json_integer((json_int_t)((now_ms() - o->start_ms) / 1000u)));
 	json_object_set_new(d, "metrics", json_string(o->metrics_addr));
 	return d;
@@ -354,20 +388,29 @@ static json_t *ring_json(const node_status_t *st)
 static json_t *stats_json(const node_status_t *st)
 {
 	sums_t s;
-	json_t *sent = json_object(), *drops = json_object();
+	json_t *sent = json_object(), *drops = json_object(), *d;
 	sum_status(st, &s);
 	for (unsigned f = 0; f < FAMILIES; f++)
 		if (s.sent[f])
 			json_object_set_new(sent, family_name[f], json_integer((json_int_t)s.sent[f]));
 	for (unsigned r = 0; r < DROP__COUNT; r++)
 		json_object_set_new(drops, drop_name[r], json_integer((json_int_t)s.drops[r]));
-	return json_pack("{s:i, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I}", "shards",
+	d = json_pack("{s:i, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I}", "shards",
 	                 (int)st->nshards, "messages_received", (json_int_t)s.rx_msgs, "bytes_received",
 	                 (json_int_t)s.rx_bytes, "messages_sent", (json_int_t)s.tx_msgs, "bytes_sent",
 	                 (json_int_t)s.tx_bytes, "originated_by_method", sent, "relayed", (json_int_t)s.relayed,
 	                 "forwarded", (json_int_t)s.forwarded, "dropped", drops, "links", (json_int_t)s.links,
 	                 "links_opened", (json_int_t)s.links_opened, "links_closed", (json_int_t)s.links_closed,
 	                 "peer_failures", (json_int_t)s.peer_failures, "rerouted", (json_int_t)s.rerouted);
+	json_object_set_new(d, "storage",
+	                    json_pack("{s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I}", "records",
+	                              (json_int_t)s.records, "stores_served", (json_int_t)s.stores_ok, "stores_refused",
+	                              "quota", (json_int_t)s.refused_quota, "rate", (json_int_t)s.refused_rate,
+	                              "forbidden", (json_int_t)s.refused_acl, "other", (json_int_t)s.refused_other,
+	                              "fetches_served", (json_int_t)s.fetches_served, "neighbour_stores",
+	                              (json_int_t)s.neighbour_stores, "bad_signatures", (json_int_t)s.bad_signatures,
+	                              "replica_refused", (json_int_t)s.replica_refused));
+	return d;
 }
 
 /* ---- admin handlers --------------------------------------------------------------------------------------- */
@@ -473,9 +516,17 @@ static int number_arg(adm_req_t *req, op_req_t *r)
 	return 0;
 }
 
+/* On shard 0's thread, writer slot 1 of the registry (slot 0 is the scrape's). */
+static void observe(viprd_ops_t *o, unsigned which, const node_answer_t *a)
+{
+	if (o->reg && !a->err)
+		vm_observe(o->reg, 1, o->m.latency[which], a->rtt_ms);
+}
+
 static void store_done(void *arg, const node_answer_t *a)
 {
 	op_req_t *r = arg;
+	observe(r->o, LAT_STORE, a);
 	json_t *e = jerr_answer(a);
 	char h[VP_ID_HEX_LEN + 1];
 	if (e || a->code != RL_STORE_ANS) {
@@ -626,6 +677,7 @@ static void fetch_done(void *arg, const node_answer_t *a)
 {
 	op_req_t *r = arg;
 	struct op_copy *c = &r->c[r->copy];
+	observe(r->o, LAT_FETCH, a);
 	if (a->err || a->code != RL_FETCH_ANS) {
 		json_t *e = jerr_answer(a);
 		snprintf(c->error, sizeof(c->error), "%s", a->err ? vp_strerror(a->err) : "error answer");
@@ -686,10 +738,18 @@ static int h_fetch(adm_req_t *req, void *ctx)
 	return err;
 }
 
+typedef struct probe_req {
+	viprd_ops_t *o;
+	adm_req_t *req;
+} probe_req_t;
+
 static void probe_done(void *arg, const node_answer_t *a)
 {
-	adm_req_t *req = arg;
+	probe_req_t *p = arg;
+	adm_req_t *req = p->req;
 	char h[VP_ID_HEX_LEN + 1];
+	observe(p->o, LAT_PROBE, a);
+	free(p);
 	if (a->err)
 		adm_req_fail(req, a->err, a->err == VP_ENOTFOUND ? "no such Node-ID in this node's view of the ring"
 		                                                 : "no answer from the overlay");
@@ -709,9 +769,16 @@ static int h_probe(adm_req_t *req, void *ctx)
 		adm_req_fail(req, VP_EINVAL, "NODE must be a Node-ID: 32 hex digits");
 		return 0;
 	}
+	probe_req_t *p = malloc(sizeof(*p));
+	int err;
+	if (!p)
+		return VP_ENOMEM;
+	*p = (probe_req_t){ o, req };
 	memset(&b, 0, sizeof(b));
 	b.code = RL_PING_REQ;
-	return node_request(o->node, 0, &id, false, &b, probe_done, req);
+	if ((err = node_request(o->node, 0, &id, false, &b, probe_done, p)))
+		free(p);
+	return err;
 }
 
 /* ---- metrics ---------------------------------------------------------------------------------------------- */
@@ -795,6 +862,18 @@ static void collect(void *ctx, vm_registry_t *reg)
 		vm_set(reg, 0, o->m.rerouted, s.rerouted);
 		vm_set(reg, 0, o->m.vnodes, w->st->nshards);
 		vm_set(reg, 0, o->m.joined, s.joined);
+		vm_set(reg, 0, o->m.records, s.records);
+		vm_set(reg, 0, o->m.stores[0], s.stores_ok);
+		vm_set(reg, 0, o->m.stores[1], s.refused_quota);
+		vm_set(reg, 0, o->m.stores[2], s.refused_rate);
+		vm_set(reg, 0, o->m.stores[3], s.refused_acl);
+		vm_set(reg, 0, o->m.stores[4], s.refused_other);
+		vm_set(reg, 0, o->m.fetches_served, s.fetches_served);
+		vm_set(reg, 0, o->m.neighbour_stores, s.neighbour_stores);
+		vm_set(reg, 0, o->m.bad_signatures, s.bad_signatures);
+		vm_set(reg, 0, o->m.replica_refused, s.replica_refused);
+		vm_set(reg, 0, o->m.quota_used, s.quota_used);
+		vm_set(reg, 0, o->m.quota_limit, s.quota_limit);
 	}
 	waiter_put(w);
 	vm_set(reg, 0, o->m.healthy, health_eval(o, why, sizeof(why), NULL));
@@ -839,6 +918,25 @@ static int metrics_register(viprd_ops_t *o)
 	G(joined, "viprd_vnodes_joined", "vnodes that are members of the ring");
 	G(healthy, "viprd_healthy", "1 when /health answers 200, 0 when the node is isolated");
 	G(uptime, "viprd_uptime_seconds", "seconds since the daemon started");
+	G(records, "viprd_store_records", "records (resource, kind) this node stores, RocksDB's estimate");
+	for (unsigned i = 0; i < 5; i++) {
+		snprintf(lab, sizeof(lab), "result=\"%s\"", store_result[i]);
+		C(stores[i], "viprd_stores_served_total", lab,
+		  "Stores this node served as the responsible node (ok: original Stores answered with success) and Stores it refused, by reason");
+	}
+	C(fetches_served, "viprd_fetches_served_total", NULL, "Fetch and Stat requests this node served");
+	C(neighbour_stores, "viprd_neighbour_stores_total", NULL, "replica and handoff Stores accepted");
+	C(bad_signatures, "viprd_entries_bad_signature_total", NULL, "stored entries refused: signature did not verify");
+	C(replica_refused, "viprd_replica_stores_refused_total", NULL, "replica Stores from a sender without the role");
+	G(quota_used, "viprd_quota_used_entries", "ViPR entries stored here signed by this node's own Node-IDs");
+	G(quota_limit, "viprd_quota_limit_entries", "the ViPR kind's per-signer limit here (from the ring fraction held)");
+	for (unsigned i = 0; i < 3 && !err; i++) {
+		snprintf(lab, sizeof(lab), "method=\"%s\"", lat_name[i]);
+		err = vm_histogram_add(r, "viprd_request_duration_seconds", lab,
+		                       "requests this node originated for the admin socket, first transmission to answer",
+		                       lat_bounds_ms, sizeof(lat_bounds_ms) / sizeof(lat_bounds_ms[0]), 1000.0,
+		                       &o->m.latency[i]);
+	}
 #undef C
 #undef G
 	return err;
@@ -932,7 +1030,7 @@ int viprd_ops_start(const viprd_ops_conf_t *c, const node_conf_t *nc, node_t *no
 			err = VP_ECONFIG;
 			goto fail;
 		}
-		if ((err = vm_registry_new(1, 128, &o->reg)) || (err = metrics_register(o)))
+		if ((err = vm_registry_new(2, 256, &o->reg)) || (err = metrics_register(o)))
 			goto fail;
 		vm_registry_set_collect(o->reg, collect, o);
 		if ((err = vm_http_start(o->reg, host, port, health_cb, o, &o->http)))

@@ -2052,6 +2052,7 @@ typedef struct status_req {
 	_Atomic unsigned remaining; /* shards still to answer, + 1 for the caller while it pushes */
 	node_status_fn cb;
 	void *ctx;
+	uint32_t vipr_kind; /* the ViPR Kind-ID whose quota is reported */
 	node_status_t st; /* flexible: nshards entries */
 } status_req_t;
 
@@ -2097,6 +2098,14 @@ static bool status_command(node_shard_t *s, const dp_shard_cmd_t *c, uint64_t no
 	o->refused_replay = s->refused_replay;
 	o->refused_topology = s->refused_topology;
 	o->taken_ms = now;
+	if (s->st && s->nk) {
+		o->storage = true;
+		o->records = st_shard_estimate_records(s->st);
+		st_shard_stats(s->st, &o->store);
+		nk_stats(s->nk, &o->kinds);
+		o->quota_used = st_quota_used(s->st, &s->self, r->vipr_kind);
+		o->quota_limit = st_quota_limit_of(s->st, r->vipr_kind);
+	}
 	status_done(r);
 	return true;
 }
@@ -2114,6 +2123,7 @@ int node_status_async(node_t *n, node_status_fn cb, void *ctx)
 		return VP_ENOMEM;
 	r->cb = cb;
 	r->ctx = ctx;
+	r->vipr_kind = n->conf.vipr_kind_id ? n->conf.vipr_kind_id : VP_VIPR_KIND_ID;
 	r->st.nshards = n->nshards;
 	atomic_init(&r->remaining, n->nshards + 1);
 	for (unsigned i = 0; i < n->nshards; i++) {

@@ -233,7 +233,9 @@ void node_free(node_t *n);
 
 /* ---- status and counters for the daemon's admin socket and metrics (viprd_ops.c) ------------------------ */
 
+#include "control/node/kinds.h"
 #include "dataplane/io.h"
+#include "storage/store.h"
 
 /*!
  * One shard's state and counters, copied on the shard's own thread (every counter stays owned by the thread
@@ -254,6 +256,13 @@ typedef struct node_shard_status {
 	uint64_t relayed;         /*!< messages relayed by the transport */
 	uint64_t refused_sig, refused_decode, refused_flood, refused_replay, refused_topology;
 	uint64_t taken_ms;        /*!< monotonic ms when copied */
+	/* the storage service (all zero without one) */
+	bool storage;             /*!< the shard serves Store/Fetch (node's own service) */
+	uint64_t records;         /*!< records (resource, kind) in the shard's column family, RocksDB's estimate */
+	st_stats_t store;         /*!< storage engine counters: stores, refusals by reason (quota, rate) */
+	nk_stats_t kinds;         /*!< service counters: replica and handoff stores, bad signatures, fetches */
+	uint32_t quota_used;      /*!< ViPR entries held here signed by this vnode's own Node-ID */
+	uint64_t quota_limit;     /*!< the ViPR kind's per-signer limit at this shard (its ring fraction) */
 } node_shard_status_t;
 
 /*! Every shard's status, in shard order. */
