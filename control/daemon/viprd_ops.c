@@ -56,6 +56,14 @@ int viprd_ops_conf_schema(size_t base, vp_conf_opt_t *out, size_t cap, size_t *n
 	int err = adm_conf_schema(base + offsetof(viprd_ops_conf_t, admin), out, cap, &k);
 	if (err)
 		return err;
+	/* viprd's own default: the socket lives in the node's data_dir, so that every node of a host (each has
+	 * its own data_dir) gets its own socket without a line of configuration, and none depends on /run. */
+	for (size_t i = 0; i < k; i++)
+		if (!strcmp(out[i].section, "admin") && !strcmp(out[i].key, "socket")) {
+			out[i].def = "";
+			out[i].doc = "admin socket (mode 0600): every viprctl command, including store and leave; empty: "
+			             "data_dir/admin.sock (viprctl -s PATH)";
+		}
 	if (cap - k < m)
 		return VP_ESPACE;
 	for (size_t i = 0; i < m; i++) {

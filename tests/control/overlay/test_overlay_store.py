@@ -11,6 +11,11 @@ and its 2 replicas, every entry's signature verified again by the fetching node)
 - the 3-copy vote (registrations held by at least 2 copies) is counted and printed; with --require-replicas
   it must hold every number.
 
+With --churn (the heavy suite), three rounds follow, each checked by fetching every number again through
+a random live node: 3 nodes killed one at a time with the repair interval between them; 4 graceful leaves
+(admin `leave`); 5 nodes killed at once.  A number is lost when no copy answers its registration while one
+of the nodes that held it (from the previous fetch) is still alive; every round must lose none.
+
 The admin protocol is spoken directly (docs/protocol.md §10: 4-byte big-endian length + one JSON object), one
 connection per worker thread and node.  Every process is stopped in the finally block (vipr-overlay down).
 
@@ -18,6 +23,7 @@ usage: test_overlay_store.py VIPR_OVERLAY VIPRD VIPR_ENROLL VIPRCTL [--nodes N] 
 """
 import argparse
 import bisect
+import signal
 import hashlib
 import json
 import os
@@ -141,6 +147,59 @@ def run_parallel(jobs, fn, nodes):
     return out, time.monotonic() - t0
 
 
+def holders_of(fetch_answer):
+    """Node-IDs of the copies that held a registration in one fetch answer."""
+    if not (fetch_answer and fetch_answer.get("ok")):
+        return set()
+    return {c["responder"] for c in fetch_answer["data"]["copies"] if c.get("answered") and c.get("registrations")}
+
+
+def churn(a, d, nodes, numbers, via_store, last, rng):
+    procs = {p["name"]: p for p in json.load(open(os.path.join(d, "overlay.json")))["procs"]}
+    alive = list(nodes)
+    holders = {num: holders_of(r) for num, r in zip(numbers, last)}
+
+    def refetch(what):
+        def fetch(conn_of, num):
+            return conn_of(rng.choice(alive)).call("fetch", "number", num)
+        res, secs = run_parallel(numbers, fetch, alive)
+        live = {n["node_id"] for n in alive}
+        lost = []
+        for num, r in zip(numbers, res):
+            h = holders_of(r)
+            if not h and holders[num] & live:
+                lost.append(num)
+            holders[num] = h or holders[num]
+        print("churn %s: fetched %d in %.1f s, lost %d (a holder survived, no copy answered)" %
+              (what, len(numbers), secs, len(lost)), flush=True)
+        check(not lost, "%s loses no registration while one of its copies survived: %d lost, first %r" %
+              (what, len(lost), lost[:3]))
+
+    def kill(n):
+        os.kill(procs[n["name"]]["pid"], signal.SIGKILL)
+        alive.remove(n)
+
+    for _ in range(3):
+        kill(rng.choice(alive[1:]))
+        time.sleep(6)  # three rounds of the 2 s update interval: the ring repairs and re-replicates
+    refetch("3 kills one at a time")
+    for _ in range(4):
+        n = rng.choice(alive[1:])
+        c = Admin(n["socket"])
+        c.call("leave")
+        c.close()
+        alive.remove(n)
+        deadline = time.monotonic() + 30
+        while os.path.exists("/proc/%d" % procs[n["name"]]["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)
+    refetch("4 graceful leaves")
+    for n in rng.sample(alive[1:], min(5, len(alive) - 2)):
+        kill(n)
+    time.sleep(6)
+    refetch("5 killed at once")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("launcher")
@@ -151,6 +210,7 @@ def main():
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--require-replicas", action="store_true")
+    ap.add_argument("--churn", action="store_true")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     print("seed=%d nodes=%d count=%d" % (a.seed, a.nodes, a.count), flush=True)
@@ -256,6 +316,8 @@ def main():
               flush=True)
         if a.require_replicas:
             check(majority == a.count, "the 3-copy vote finds every registration: %d/%d" % (majority, a.count))
+        if a.churn:
+            churn(a, d, nodes, numbers, via_store, res, rng)
     finally:
         subprocess.run([sys.executable, a.launcher, "down", "--dir", d], capture_output=True, timeout=120)
         shutil.rmtree(base_dir, ignore_errors=True)
