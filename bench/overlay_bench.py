@@ -14,6 +14,7 @@ Figures (one line each, `name value unit (baseline value unit, ratio x)`, ratios
   store_rate / fetch_rate   operations per second with CONC clients in flight (COUNT operations each)
   store_p50 / p99, fetch_p50 / p99   latency with one operation at a time (LAT operations each)
   cpu_per_store / cpu_per_fetch      server CPU (utime+stime of every node process, /proc) per operation
+  idle_rss / loaded_rss              mean resident memory per node before the run and after it
 The load generator is this Python process: its own CPU is not in the servers' figure (measured from the
 node processes only) and is the same kind of work on both sides (one request, one answer, over a local
 socket); it is printed for reference.
@@ -61,6 +62,18 @@ def free_base(n):
         if ok:
             return base
     raise RuntimeError("no free port range")
+
+
+def rss_mb(pids):
+    """Mean resident set of the processes, MB (VmRSS)."""
+    t = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                t += [int(l.split()[1]) for l in f if l.startswith("VmRSS:")]
+        except OSError:
+            pass
+    return sum(t) / len(t) / 1024 if t else float("nan")
 
 
 def cpu_s(pids):
@@ -166,7 +179,7 @@ def pct(xs, p):
 
 
 def measure(name, targets, make, pids, a, rng):
-    out = {}
+    out = {"idle_rss_mb": rss_mb(pids)}
     for cmd in ("store", "fetch"):
         nums = ["+1555%07d" % i for i in rng.sample(range(10 ** 7), a.count)]
         if cmd == "fetch":
@@ -181,7 +194,8 @@ def measure(name, targets, make, pids, a, rng):
     lat_nums = ["+1666%07d" % i for i in rng.sample(range(10 ** 7), a.lat)]
     _, ls = run(targets, make, "store", lat_nums, 1)
     _, lf = run(targets, make, "fetch", lat_nums, 1)
-    out.update(store_p50=pct(ls, .5), store_p99=pct(ls, .99), fetch_p50=pct(lf, .5), fetch_p99=pct(lf, .99))
+    out.update(store_p50=pct(ls, .5), store_p99=pct(ls, .99), fetch_p50=pct(lf, .5), fetch_p99=pct(lf, .99),
+               loaded_rss_mb=rss_mb(pids))
     return out
 
 
@@ -239,7 +253,8 @@ def main():
     for k, unit, rate in (("store_rate", "ops/s", True), ("fetch_rate", "ops/s", True),
                           ("store_p50", "ms", False), ("store_p99", "ms", False), ("fetch_p50", "ms", False),
                           ("fetch_p99", "ms", False), ("store_cpu_ms", "ms CPU/op", False),
-                          ("fetch_cpu_ms", "ms CPU/op", False)):
+                          ("fetch_cpu_ms", "ms CPU/op", False), ("idle_rss_mb", "MB/node", False),
+                          ("loaded_rss_mb", "MB/node", False)):
         o, b = ours[k], base_r[k]
         ratio = (o / b) if rate else (b / o)
         print("overlay%d_%s %.2f %s (dhtnode %.2f %s, ratio %.2fx)" % (n, k, o, unit, b, unit, ratio))
