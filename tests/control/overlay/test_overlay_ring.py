@@ -9,7 +9,8 @@
    among the survivors and the lookups succeed again is measured and printed (recovery_s=...), and must stay
    under RECOVERY_BOUND_S; the survivors count the failures (viprd_peer_failures_total).
 4. /health: the bootstrap node is cut off (every other node killed): it answers 503 within [metrics]
-   isolated_after plus one sample; the killed nodes restarted from their data directories rejoin with their
+   isolated_after plus one sample (isolated: no linked neighbour), and the alarm no_links comes on once
+   isolated_after has passed, not before; the killed nodes restarted from their data directories rejoin with their
    Node-IDs and the bootstrap node answers 200 again.
 
 Every process is stopped in the finally block (vipr-overlay down, then the restarted ones by PID).
@@ -254,6 +255,19 @@ def main():
               (ISOLATED_AFTER_S, 2 * SAMPLE_S))
         code, body = http(boot["metrics"], "/metrics")
         check("viprd_healthy 0" in body, "viprd_healthy 0 while cut off")
+        # the "no link for isolated_after" condition comes on its own clock: not before the configured time,
+        # and within one sample after it
+        def alarm_names():
+            return {x["alarm"] for x in (o.ctl(boot, "alarms") or {}).get("alarms", [])}
+        early = alarm_names()
+        elapsed = time.monotonic() - t0
+        if elapsed < ISOLATED_AFTER_S - 0.5:
+            check("no_links" not in early, "no_links not raised %.1f s after the cut (isolated_after %d s): %r" %
+                  (elapsed, ISOLATED_AFTER_S, early))
+        ok = wait_for(ISOLATED_AFTER_S + 2 * SAMPLE_S, lambda: "no_links" in alarm_names())
+        print("no_links_after_s=%.1f" % (time.monotonic() - t0), flush=True)
+        check(ok and time.monotonic() - t0 >= ISOLATED_AFTER_S - 0.5,
+              "no_links raised once isolated_after (%d s) has passed without a link" % ISOLATED_AFTER_S)
         # restart every killed node from its data directory (same certificate, same Node-ID)
         for n in rest + victims:
             p = procs[n["name"]]
