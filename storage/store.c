@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "storage/keyfilter.h"
 #include "storage/quota.h"
 #include "storage/record.h"
 #include "storage/vipr_kind.h"
@@ -69,6 +70,7 @@ struct st_shard {
 	uint32_t fraction_ppb;
 	st_quota_table_t quota;
 	st_rate_table_t rate;
+	st_keyfilter_t kf;  /* every key in cf was added (storage/keyfilter.h); n_layers 0: off */
 	rocksdb_writebatch_t *wb;
 	bool in_batch;
 	pend_slot_t *pend;
@@ -391,6 +393,11 @@ static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
 			return 1;
 		}
 	}
+	if (!st_kf_maybe(&sh->kf, key, KEY_LEN)) {
+		sh->stats.reads_skipped++;
+		return 0;
+	}
+	rocksdb_set_perf_level(rocksdb_disable);
 	b->pinned = rocksdb_get_pinned_cf(sh->db->rdb, sh->db->ropts, sh->cf, (const char *)key,
 	                                  KEY_LEN, &err);
 	if (err)
@@ -543,13 +550,22 @@ int st_batch_commit(st_shard_t *sh)
 	rocksdb_writebatch_clear(sh->wb);
 	for (size_t i = 0; i < n; i++) {
 		const pend_slot_t *p = &sh->pend[sh->order[i]];
-		if (p->deleted == PEND_DEL)
+		if (p->deleted == PEND_DEL) {
 			rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN);
-		else
-			rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN,
-			                          (const char *)sh->arena + p->off, p->len);
+			continue;
+		}
+		/* The key filter's invariant: a key is added before the database can hold it.
+		 * This is the shard's only Put; a write failing after it leaves an extra
+		 * "maybe", which costs a read, never an answer. */
+		if (sh->kf.n_layers && st_kf_add(&sh->kf, p->key, KEY_LEN)) {
+			vp_log_warn("storage", "key_filter_off", "shard=%u reason=ENOMEM", sh->idx);
+			st_kf_free(&sh->kf);
+		}
+		rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN,
+		                          (const char *)sh->arena + p->off, p->len);
 	}
 	if (n) {
+		rocksdb_set_perf_level(rocksdb_disable);
 		rocksdb_write(sh->db->rdb, sh->db->wopts, sh->wb, &err);
 		sh->stats.commits++;
 	}
@@ -644,6 +660,9 @@ int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs)
 			p = pend_find(sh, sh->pf_keys[m]);
 			if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED)
 				continue;
+			/* Never written to this shard: st_store()'s load() answers "absent" itself. */
+			if (!st_kf_maybe(&sh->kf, sh->pf_keys[m], KEY_LEN))
+				continue;
 			m++;
 		}
 	}
@@ -665,6 +684,7 @@ int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs)
 		sh->pf_vals[i] = NULL;
 		sh->pf_errs[i] = NULL;
 	}
+	rocksdb_set_perf_level(rocksdb_disable);
 	rocksdb_batched_multi_get_cf(sh->db->rdb, sh->db->ropts, sh->cf, n, sh->pf_ptrs,
 	                             sh->pf_sizes, sh->pf_vals, sh->pf_errs, true);
 	for (size_t i = 0; i < n; i++) {
@@ -1685,6 +1705,25 @@ static int recount(st_shard_t *sh, st_quota_table_t *t)
 	return scan_range(sh, &zero, &zero, count_visit, t);
 }
 
+/* Opening a shard: the quota counters and the key filter, from one scan of every record. */
+static int open_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
+{
+	(void)arg;
+	if (sh->kf.n_layers && st_kf_add(&sh->kf, key, KEY_LEN)) {
+		vp_log_warn("storage", "key_filter_off", "shard=%u reason=ENOMEM", sh->idx);
+		st_kf_free(&sh->kf);
+	}
+	return count_visit(sh, key, rec, &sh->quota);
+}
+
+static int open_scan(st_shard_t *sh)
+{
+	vp_id_t zero;
+	memset(&zero, 0, sizeof(zero));
+	st_quota_clear(&sh->quota);
+	return scan_range(sh, &zero, &zero, open_visit, NULL);
+}
+
 int st_shard_verify(st_shard_t *sh)
 {
 	st_quota_table_t fresh;
@@ -1770,6 +1809,7 @@ static void shard_free(st_shard_t *sh)
 	free(sh->pf_errs);
 	st_quota_free(&sh->quota);
 	st_rate_free(&sh->rate);
+	st_kf_free(&sh->kf);
 	st_rec_free(&sh->old);
 	st_rec_free(&sh->work);
 	free(sh->undo);
@@ -1969,14 +2009,19 @@ int st_db_open(const st_config_t *cfg, st_db_t **out)
 	db->n_shards = n_shards;
 	for (unsigned i = 0; i < n_shards; i++) {
 		st_shard_t *sh = &db->shards[i];
-		uint64_t t0 = vp_time_mono_ns();
+		uint64_t t0 = vp_time_mono_ns(), est;
 		if ((rc = shard_init(db, sh, i)))
 			goto fail;
 		sh->cf = db->cfh[1 + i];
-		if ((rc = recount(sh, &sh->quota)))
+		est = st_shard_estimate_records(sh);
+		if ((rc = st_kf_init(&sh->kf, est + est / 4)))
 			goto fail;
-		vp_log_info("storage", "shard_open", "shard=%u signers=%zu rebuild_ms=%llu", i,
-		            st_quota_pairs(&sh->quota),
+		if ((rc = open_scan(sh)))
+			goto fail;
+		vp_log_info("storage", "shard_open",
+		            "shard=%u signers=%zu key_filter_keys=%llu key_filter_kib=%zu rebuild_ms=%llu", i,
+		            st_quota_pairs(&sh->quota), (unsigned long long)sh->kf.added,
+		            st_kf_bytes(&sh->kf) / 1024,
 		            (unsigned long long)((vp_time_mono_ns() - t0) / 1000000u));
 	}
 	rc = 0;

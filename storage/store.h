@@ -413,6 +413,7 @@ typedef struct st_stats {
 	uint64_t entries_expired;  /*!< entries removed by the sweep */
 	uint64_t commits;          /*!< batches written */
 	uint64_t commit_failures;  /*!< batches that failed (VP_EDB) */
+	uint64_t reads_skipped;    /*!< record reads answered "absent" by the key filter, no DB read */
 } st_stats_t;
 
 /*! \brief A copy of the shard's counters. */

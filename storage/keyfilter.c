@@ -1,0 +1,127 @@
+#include "storage/keyfilter.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/errcode.h"
+#include "common/rand.h"
+
+#define BLOCK_WORDS 8       /* 512 bits: one cache line */
+#define BITS_PER_KEY 12     /* at a layer's capacity: ~0.5-1 % false positives */
+#define PROBES 6            /* bits set per key, 9 bits of the second hash each */
+
+static void hash2(const st_keyfilter_t *f, const uint8_t *key, size_t len, uint64_t *h1,
+                  uint64_t *h2)
+{
+	uint64_t h = f->seed ^ (uint64_t)len;
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, key, 8);
+		h = vp_fmix64(h ^ w);
+		key += 8;
+		len -= 8;
+	}
+	if (len) {
+		uint64_t w = 0;
+		memcpy(&w, key, len);
+		h = vp_fmix64(h ^ w ^ 0x8000000000000000ull);
+	}
+	*h1 = h;
+	*h2 = vp_splitmix64_mix(h ^ f->seed);
+}
+
+static int layer_add(st_keyfilter_t *f, size_t n_blocks)
+{
+	st_kf_layer_t *l;
+	if (f->n_layers == ST_KF_MAX_LAYERS)
+		return VP_ENOMEM;
+	l = &f->layer[f->n_layers];
+	l->blocks = calloc(n_blocks, BLOCK_WORDS * sizeof(uint64_t));
+	if (!l->blocks)
+		return VP_ENOMEM;
+	l->mask = n_blocks - 1;
+	l->cap = n_blocks * BLOCK_WORDS * 64 / BITS_PER_KEY;
+	l->n = 0;
+	f->n_layers++;
+	return 0;
+}
+
+int st_kf_init(st_keyfilter_t *f, uint64_t expect_keys)
+{
+	size_t want, n_blocks = 1;
+	memset(f, 0, sizeof(*f));
+	if (getrandom(&f->seed, sizeof(f->seed), 0) != (ssize_t)sizeof(f->seed))
+		f->seed = vp_splitmix64_mix((uint64_t)(uintptr_t)f);
+	if (expect_keys < ST_KF_MIN_KEYS)
+		expect_keys = ST_KF_MIN_KEYS;
+	if (expect_keys > ((uint64_t)1 << 40))
+		expect_keys = (uint64_t)1 << 40;
+	want = (size_t)((expect_keys * BITS_PER_KEY + BLOCK_WORDS * 64 - 1) / (BLOCK_WORDS * 64));
+	while (n_blocks < want)
+		n_blocks <<= 1;
+	return layer_add(f, n_blocks);
+}
+
+void st_kf_free(st_keyfilter_t *f)
+{
+	for (size_t i = 0; i < f->n_layers; i++)
+		free(f->layer[i].blocks);
+	memset(f, 0, sizeof(*f));
+}
+
+static bool layer_has(const st_kf_layer_t *l, uint64_t h1, uint64_t h2)
+{
+	const uint64_t *b = l->blocks + (h1 & l->mask) * BLOCK_WORDS;
+	for (int i = 0; i < PROBES; i++, h2 >>= 9)
+		if (!(b[(h2 >> 6) & 7] & (1ull << (h2 & 63))))
+			return false;
+	return true;
+}
+
+bool st_kf_maybe(const st_keyfilter_t *f, const uint8_t *key, size_t len)
+{
+	uint64_t h1, h2;
+	if (!f->n_layers)
+		return true; /* no filter: everything may be there */
+	hash2(f, key, len, &h1, &h2);
+	/* Newest first: recently written keys are the likeliest to be asked for again. */
+	for (size_t i = f->n_layers; i-- > 0;)
+		if (layer_has(&f->layer[i], h1, h2))
+			return true;
+	return false;
+}
+
+int st_kf_add(st_keyfilter_t *f, const uint8_t *key, size_t len)
+{
+	uint64_t h1, h2;
+	st_kf_layer_t *l;
+	uint64_t *b;
+	int rc;
+	if (!f->n_layers)
+		return VP_ENOMEM;
+	hash2(f, key, len, &h1, &h2);
+	for (size_t i = f->n_layers; i-- > 0;)
+		if (layer_has(&f->layer[i], h1, h2))
+			return 0;
+	l = &f->layer[f->n_layers - 1];
+	if (l->n >= l->cap) {
+		if ((rc = layer_add(f, (l->mask + 1) * 2)))
+			return rc;
+		l = &f->layer[f->n_layers - 1];
+	}
+	b = l->blocks + (h1 & l->mask) * BLOCK_WORDS;
+	for (int i = 0; i < PROBES; i++, h2 >>= 9)
+		b[(h2 >> 6) & 7] |= 1ull << (h2 & 63);
+	l->n++;
+	f->added++;
+	return 0;
+}
+
+size_t st_kf_bytes(const st_keyfilter_t *f)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < f->n_layers; i++)
+		n += (f->layer[i].mask + 1) * BLOCK_WORDS * sizeof(uint64_t);
+	return n;
+}
