@@ -92,12 +92,13 @@ bool st_kf_maybe(const st_keyfilter_t *f, const uint8_t *key, size_t len)
 	return false;
 }
 
-int st_kf_add(st_keyfilter_t *f, const uint8_t *key, size_t len)
+int st_kf_check_add(st_keyfilter_t *f, const uint8_t *key, size_t len, bool *maybe)
 {
 	uint64_t h1, h2;
 	st_kf_layer_t *l;
 	uint64_t *b;
 	int rc;
+	*maybe = true;
 	if (!f->n_layers)
 		return VP_ENOMEM;
 	hash2(f, key, len, &h1, &h2);
@@ -115,7 +116,14 @@ int st_kf_add(st_keyfilter_t *f, const uint8_t *key, size_t len)
 		b[(h2 >> 6) & 7] |= 1ull << (h2 & 63);
 	l->n++;
 	f->added++;
+	*maybe = false;
 	return 0;
+}
+
+int st_kf_add(st_keyfilter_t *f, const uint8_t *key, size_t len)
+{
+	bool maybe;
+	return st_kf_check_add(f, key, len, &maybe);
 }
 
 size_t st_kf_bytes(const st_keyfilter_t *f)

@@ -64,6 +64,16 @@ bool st_kf_maybe(const st_keyfilter_t *f, const uint8_t *key, size_t len);
  */
 int st_kf_add(st_keyfilter_t *f, const uint8_t *key, size_t len);
 
+/*!
+ * \brief st_kf_maybe() and st_kf_add() in one pass (one hash, one probe per
+ * layer): *\p maybe gets what st_kf_maybe() answered before the call, and the
+ * key is added if that was false.  The store calls it where it is about to
+ * write the key anyway, so the commit's own st_kf_add() finds it in the newest
+ * layer's cache line.  VP_ENOMEM as st_kf_add() (then *\p maybe is true: the
+ * caller reads the database).
+ */
+int st_kf_check_add(st_keyfilter_t *f, const uint8_t *key, size_t len, bool *maybe);
+
 /*! \brief Bytes of memory held. */
 size_t st_kf_bytes(const st_keyfilter_t *f);
 

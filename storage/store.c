@@ -378,8 +378,34 @@ static void blob_release(blob_t *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* Out of memory for a new layer: stop trusting the filter (every key "maybe"). */
+static void kf_off(st_shard_t *sh)
+{
+	vp_log_warn("storage", "key_filter_off", "shard=%u reason=ENOMEM", sh->idx);
+	st_kf_free(&sh->kf);
+}
+
+/*
+ * True when the key filter proves the shard never held key, so there is nothing
+ * to read.  On a store path (storing) the key is added in the same pass: it is
+ * about to be written, and a store refused later only leaves an extra "maybe"
+ * (a read, never an answer).  Fetches never add: unknown numbers asked for must
+ * not fill the filter.
+ */
+static bool kf_absent(st_shard_t *sh, const uint8_t key[KEY_LEN], bool storing)
+{
+	bool maybe;
+	if (!sh->kf.n_layers)
+		return false;
+	if (!storing)
+		return !st_kf_maybe(&sh->kf, key, KEY_LEN);
+	if (st_kf_check_add(&sh->kf, key, KEY_LEN, &maybe))
+		kf_off(sh);
+	return !maybe;
+}
+
 /* Read the record under key (seeing the open batch, if any).  1 found, 0 absent, <0 error. */
-static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
+static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b, bool storing)
 {
 	char *err = NULL;
 	memset(b, 0, sizeof(*b));
@@ -393,7 +419,7 @@ static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
 			return 1;
 		}
 	}
-	if (!st_kf_maybe(&sh->kf, key, KEY_LEN)) {
+	if (kf_absent(sh, key, storing)) {
 		sh->stats.reads_skipped++;
 		return 0;
 	}
@@ -556,11 +582,11 @@ int st_batch_commit(st_shard_t *sh)
 		}
 		/* The key filter's invariant: a key is added before the database can hold it.
 		 * This is the shard's only Put; a write failing after it leaves an extra
-		 * "maybe", which costs a read, never an answer. */
-		if (sh->kf.n_layers && st_kf_add(&sh->kf, p->key, KEY_LEN)) {
-			vp_log_warn("storage", "key_filter_off", "shard=%u reason=ENOMEM", sh->idx);
-			st_kf_free(&sh->kf);
-		}
+		 * "maybe", which costs a read, never an answer.  The store's read added the
+		 * key already (kf_absent), so this finds it in the newest layer; it is what
+		 * keeps the invariant whatever path filled the batch. */
+		if (sh->kf.n_layers && st_kf_add(&sh->kf, p->key, KEY_LEN))
+			kf_off(sh);
 		rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN,
 		                          (const char *)sh->arena + p->off, p->len);
 	}
@@ -660,9 +686,15 @@ int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs)
 			p = pend_find(sh, sh->pf_keys[m]);
 			if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED)
 				continue;
-			/* Never written to this shard: st_store()'s load() answers "absent" itself. */
-			if (!st_kf_maybe(&sh->kf, sh->pf_keys[m], KEY_LEN))
+			/* Never held by this shard: answered here, without a read, as an
+			 * "absent" slot (st_store() then skips the filter too).  Without room
+			 * for the slot, st_store()'s load() reads it (the key is now "maybe"). */
+			if (kf_absent(sh, sh->pf_keys[m], true)) {
+				sh->stats.reads_skipped++;
+				if (pend_reserve(sh, 0) == 0)
+					pend_set(sh, sh->pf_keys[m], NULL, 0, PEND_ABSENT);
 				continue;
+			}
 			m++;
 		}
 	}
@@ -886,7 +918,7 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_signer
 	if (rc)
 		return rc;
 	make_key(key, &req->resource, k->id);
-	found = load(sh, key, &b);
+	found = load(sh, key, &b, true);
 	if (found < 0)
 		return found;
 	old->n = 0;
@@ -1188,7 +1220,7 @@ static int do_fetch(st_shard_t *sh, const vp_id_t *resource, const st_specifier_
 		int found;
 		uint64_t gen = 0;
 		make_key(key, resource, specs[i].kind);
-		found = load(sh, key, &b);
+		found = load(sh, key, &b, false);
 		if (found < 0)
 			return found;
 		sh->old.n = 0;
@@ -1709,10 +1741,8 @@ static int recount(st_shard_t *sh, st_quota_table_t *t)
 static int open_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
 {
 	(void)arg;
-	if (sh->kf.n_layers && st_kf_add(&sh->kf, key, KEY_LEN)) {
-		vp_log_warn("storage", "key_filter_off", "shard=%u reason=ENOMEM", sh->idx);
-		st_kf_free(&sh->kf);
-	}
+	if (sh->kf.n_layers && st_kf_add(&sh->kf, key, KEY_LEN))
+		kf_off(sh);
 	return count_visit(sh, key, rec, &sh->quota);
 }
 

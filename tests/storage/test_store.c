@@ -866,6 +866,19 @@ static void key_filter_skips_new_keys_and_never_hides_a_stored_one(void **state)
 	assert_int_equal(st_quota_used(f->sh, &a, VK), N);
 	assert_int_equal(st_shard_verify(f->sh), 0);
 
+	/* Fetches of numbers never stored are answered without a read, and do not add
+	 * them to the filter (a second fetch is skipped again). */
+	for (int round = 0; round < 2; round++) {
+		for (unsigned i = 0; i < 100; i++) {
+			vp_id_t rid = number_rid(40000 + i);
+			got_t g;
+			assert_int_equal(fetch_all(f, &rid, VK, &g), 0);
+		}
+		st_shard_stats(f->sh, &st);
+		assert_true(st.reads_skipped >= 95u * (round + 1) && st.reads_skipped <= 100u * (round + 1));
+	}
+	fx_reopen(f);
+
 	/* A new key after the restart is skipped again, and held once committed. */
 	{
 		vreg_t n;
