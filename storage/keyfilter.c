@@ -92,6 +92,16 @@ bool st_kf_maybe(const st_keyfilter_t *f, const uint8_t *key, size_t len)
 	return false;
 }
 
+void st_kf_prefetch(const st_keyfilter_t *f, const uint8_t *key, size_t len)
+{
+	uint64_t h1, h2;
+	if (!f->n_layers)
+		return;
+	hash2(f, key, len, &h1, &h2);
+	for (size_t i = 0; i < f->n_layers; i++)
+		__builtin_prefetch(f->layer[i].blocks + (h1 & f->layer[i].mask) * BLOCK_WORDS, 1, 3);
+}
+
 int st_kf_check_add(st_keyfilter_t *f, const uint8_t *key, size_t len, bool *maybe)
 {
 	uint64_t h1, h2;

@@ -74,6 +74,13 @@ int st_kf_add(st_keyfilter_t *f, const uint8_t *key, size_t len);
  */
 int st_kf_check_add(st_keyfilter_t *f, const uint8_t *key, size_t len, bool *maybe);
 
+/*!
+ * \brief Start loading the cache lines a lookup of \p key will touch (one per
+ * layer).  A batch hints every key first, then looks them up, so the misses of
+ * a filter larger than the caches overlap instead of following one another.
+ */
+void st_kf_prefetch(const st_keyfilter_t *f, const uint8_t *key, size_t len);
+
 /*! \brief Bytes of memory held. */
 size_t st_kf_bytes(const st_keyfilter_t *f);
 

@@ -676,27 +676,36 @@ int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs)
 		return 0;
 	if ((rc = pf_reserve(sh, n)))
 		return rc;
-	/* Keys of known kinds that the overlay cannot answer yet, sorted, each once. */
+	/* The keys of known kinds, with the key filter's cache lines requested for each. */
 	for (size_t i = 0; i < n_reqs; i++) {
 		for (size_t j = 0; reqs[i].kinds && j < reqs[i].n_kinds; j++) {
-			const pend_slot_t *p;
 			if (!st_db_kind(sh->db, reqs[i].kinds[j].kind))
 				continue;
 			make_key(sh->pf_keys[m], &reqs[i].resource, reqs[i].kinds[j].kind);
-			p = pend_find(sh, sh->pf_keys[m]);
-			if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED)
-				continue;
-			/* Never held by this shard: answered here, without a read, as an
-			 * "absent" slot (st_store() then skips the filter too).  Without room
-			 * for the slot, st_store()'s load() reads it (the key is now "maybe"). */
-			if (kf_absent(sh, sh->pf_keys[m], true)) {
-				sh->stats.reads_skipped++;
-				if (pend_reserve(sh, 0) == 0)
-					pend_set(sh, sh->pf_keys[m], NULL, 0, PEND_ABSENT);
-				continue;
-			}
+			st_kf_prefetch(&sh->kf, sh->pf_keys[m], KEY_LEN);
 			m++;
 		}
+	}
+	/* Those the overlay cannot answer yet, sorted, each once (compacted in place). */
+	n = m;
+	m = 0;
+	for (size_t i = 0; i < n; i++) {
+		const pend_slot_t *p;
+		if (m != i)
+			memcpy(sh->pf_keys[m], sh->pf_keys[i], KEY_LEN);
+		p = pend_find(sh, sh->pf_keys[m]);
+		if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED)
+			continue;
+		/* Never held by this shard: answered here, without a read, as an "absent"
+		 * slot (st_store() then skips the filter too).  Without room for the slot,
+		 * st_store()'s load() reads it (the key is now "maybe"). */
+		if (kf_absent(sh, sh->pf_keys[m], true)) {
+			sh->stats.reads_skipped++;
+			if (pend_reserve(sh, 0) == 0)
+				pend_set(sh, sh->pf_keys[m], NULL, 0, PEND_ABSENT);
+			continue;
+		}
+		m++;
 	}
 	if (m > 1)
 		qsort(sh->pf_keys, m, KEY_LEN, key_cmp);
