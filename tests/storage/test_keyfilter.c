@@ -122,6 +122,35 @@ static void freed_filter_says_maybe(void **state)
 	assert_int_equal(st_kf_add(&f, k, KEY), VP_ENOMEM);
 }
 
+/* check_add answers as st_kf_maybe() did before it, and adds what was absent;
+ * st_kf_prefetch() is only a hint (answers unchanged). */
+static void check_add_answers_then_adds(void **state)
+{
+	st_keyfilter_t f;
+	uint8_t k[KEY];
+	uint64_t absent = 0;
+	bool maybe;
+	(void)state;
+	assert_int_equal(st_kf_init(&f, 0), 0);
+	for (uint64_t i = 0; i < 100000; i++) {
+		bool before;
+		key_of(i, k);
+		st_kf_prefetch(&f, k, KEY);
+		before = st_kf_maybe(&f, k, KEY);
+		assert_int_equal(st_kf_check_add(&f, k, KEY, &maybe), 0);
+		assert_true(maybe == before);
+		absent += !maybe;
+		assert_true(st_kf_maybe(&f, k, KEY));
+		assert_int_equal(st_kf_check_add(&f, k, KEY, &maybe), 0);
+		assert_true(maybe);
+	}
+	assert_int_equal(f.added, absent);
+	assert_true(absent > 99000);
+	st_kf_free(&f);
+	assert_int_equal(st_kf_check_add(&f, k, KEY, &maybe), VP_ENOMEM);
+	assert_true(maybe);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -129,6 +158,7 @@ int main(void)
 		cmocka_unit_test(unknown_keys_are_mostly_absent),
 		cmocka_unit_test(init_sizes_for_the_expected_keys),
 		cmocka_unit_test(freed_filter_says_maybe),
+		cmocka_unit_test(check_add_answers_then_adds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
