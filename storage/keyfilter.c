@@ -34,13 +34,13 @@ static void hash2(const st_keyfilter_t *f, const uint8_t *key, size_t len, uint6
 static int layer_add(st_keyfilter_t *f, size_t n_blocks)
 {
 	st_kf_layer_t *l;
-	if (f->n_layers == ST_KF_MAX_LAYERS)
+	if (f->n_layers == ST_KF_MAX_LAYERS || n_blocks > UINT32_MAX)
 		return VP_ENOMEM;
 	l = &f->layer[f->n_layers];
 	l->blocks = calloc(n_blocks, BLOCK_WORDS * sizeof(uint64_t));
 	if (!l->blocks)
 		return VP_ENOMEM;
-	l->mask = n_blocks - 1;
+	l->n_blocks = n_blocks;
 	l->cap = n_blocks * BLOCK_WORDS * 64 / BITS_PER_KEY;
 	l->n = 0;
 	f->n_layers++;
@@ -49,17 +49,15 @@ static int layer_add(st_keyfilter_t *f, size_t n_blocks)
 
 int st_kf_init(st_keyfilter_t *f, uint64_t expect_keys)
 {
-	size_t want, n_blocks = 1;
+	size_t n_blocks;
 	memset(f, 0, sizeof(*f));
 	if (getrandom(&f->seed, sizeof(f->seed), 0) != (ssize_t)sizeof(f->seed))
 		f->seed = vp_splitmix64_mix((uint64_t)(uintptr_t)f);
 	if (expect_keys < ST_KF_MIN_KEYS)
 		expect_keys = ST_KF_MIN_KEYS;
-	if (expect_keys > ((uint64_t)1 << 40))
-		expect_keys = (uint64_t)1 << 40;
-	want = (size_t)((expect_keys * BITS_PER_KEY + BLOCK_WORDS * 64 - 1) / (BLOCK_WORDS * 64));
-	while (n_blocks < want)
-		n_blocks <<= 1;
+	if (expect_keys > ((uint64_t)1 << 36)) /* 96 GiB: the block index must fit 32 bits */
+		expect_keys = (uint64_t)1 << 36;
+	n_blocks = (size_t)((expect_keys * BITS_PER_KEY + BLOCK_WORDS * 64 - 1) / (BLOCK_WORDS * 64));
 	return layer_add(f, n_blocks);
 }
 
@@ -70,9 +68,16 @@ void st_kf_free(st_keyfilter_t *f)
 	memset(f, 0, sizeof(*f));
 }
 
+/* The block of a key: the high half of h1 scaled to n_blocks (no power-of-two
+ * rounding, so a layer sized for N keys takes N x 12 bits, not up to twice that). */
+static uint64_t *block_of(const st_kf_layer_t *l, uint64_t h1)
+{
+	return l->blocks + (((h1 >> 32) * (uint64_t)l->n_blocks) >> 32) * BLOCK_WORDS;
+}
+
 static bool layer_has(const st_kf_layer_t *l, uint64_t h1, uint64_t h2)
 {
-	const uint64_t *b = l->blocks + (h1 & l->mask) * BLOCK_WORDS;
+	const uint64_t *b = block_of(l, h1);
 	for (int i = 0; i < PROBES; i++, h2 >>= 9)
 		if (!(b[(h2 >> 6) & 7] & (1ull << (h2 & 63))))
 			return false;
@@ -99,7 +104,7 @@ void st_kf_prefetch(const st_keyfilter_t *f, const uint8_t *key, size_t len)
 		return;
 	hash2(f, key, len, &h1, &h2);
 	for (size_t i = 0; i < f->n_layers; i++)
-		__builtin_prefetch(f->layer[i].blocks + (h1 & f->layer[i].mask) * BLOCK_WORDS, 1, 3);
+		__builtin_prefetch(block_of(&f->layer[i], h1), 1, 3);
 }
 
 int st_kf_check_add(st_keyfilter_t *f, const uint8_t *key, size_t len, bool *maybe)
@@ -117,11 +122,11 @@ int st_kf_check_add(st_keyfilter_t *f, const uint8_t *key, size_t len, bool *may
 			return 0;
 	l = &f->layer[f->n_layers - 1];
 	if (l->n >= l->cap) {
-		if ((rc = layer_add(f, (l->mask + 1) * 2)))
+		if ((rc = layer_add(f, l->n_blocks * 2)))
 			return rc;
 		l = &f->layer[f->n_layers - 1];
 	}
-	b = l->blocks + (h1 & l->mask) * BLOCK_WORDS;
+	b = block_of(l, h1);
 	for (int i = 0; i < PROBES; i++, h2 >>= 9)
 		b[(h2 >> 6) & 7] |= 1ull << (h2 & 63);
 	l->n++;
@@ -140,6 +145,6 @@ size_t st_kf_bytes(const st_keyfilter_t *f)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < f->n_layers; i++)
-		n += (f->layer[i].mask + 1) * BLOCK_WORDS * sizeof(uint64_t);
+		n += f->layer[i].n_blocks * BLOCK_WORDS * sizeof(uint64_t);
 	return n;
 }

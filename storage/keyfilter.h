@@ -29,11 +29,11 @@
 #include <stdint.h>
 
 #define ST_KF_MAX_LAYERS 40
-#define ST_KF_MIN_KEYS (1u << 20) /* the first layer holds at least this many keys (2 MiB) */
+#define ST_KF_MIN_KEYS (1u << 20) /* the first layer holds at least this many keys (1.5 MiB) */
 
 typedef struct st_kf_layer {
 	uint64_t *blocks; /* n_blocks blocks of 8 words (512 bits, one cache line) */
-	size_t mask;      /* n_blocks - 1; n_blocks is a power of two */
+	size_t n_blocks;  /* < 2^32 */
 	size_t cap, n;    /* keys the layer is sized for; keys added */
 } st_kf_layer_t;
 

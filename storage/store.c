@@ -2053,8 +2053,9 @@ int st_db_open(const st_config_t *cfg, st_db_t **out)
 			goto fail;
 		sh->cf = db->cfh[1 + i];
 		est = st_shard_estimate_records(sh);
-		if ((rc = st_kf_init(&sh->kf, est + est / 4)))
-			goto fail;
+		/* Without memory for the filter the shard still works: every read is done. */
+		if (st_kf_init(&sh->kf, est + est / 4))
+			vp_log_warn("storage", "key_filter_off", "shard=%u reason=ENOMEM", i);
 		if ((rc = open_scan(sh)))
 			goto fail;
 		vp_log_info("storage", "shard_open",
