@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include "common/errcode.h"
@@ -31,13 +32,38 @@ static void hash2(const st_keyfilter_t *f, const uint8_t *key, size_t len, uint6
 	*h2 = vp_splitmix64_mix(h ^ f->seed);
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/*
+ * Zeroed memory for a layer, in 2 MiB pages where the kernel allows: every
+ * lookup touches a random line of a filter of up to tens of MiB, so with 4 KiB
+ * pages nearly every one also missed the TLB.  The mapping is 2 MiB-aligned
+ * (over-mapped, then trimmed) and its length a multiple of 2 MiB.
+ */
+static uint64_t *layer_map(size_t bytes, size_t *len_out)
+{
+	size_t len = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	uint8_t *p, *a;
+	p = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (a + len < p + len + HUGE_PAGE)
+		munmap(a + len, (size_t)(p + len + HUGE_PAGE - (a + len)));
+	(void)madvise(a, len, MADV_HUGEPAGE); /* a hint: 4 KiB pages work too */
+	*len_out = len;
+	return (uint64_t *)(void *)a;
+}
+
 static int layer_add(st_keyfilter_t *f, size_t n_blocks)
 {
 	st_kf_layer_t *l;
 	if (f->n_layers == ST_KF_MAX_LAYERS || n_blocks > UINT32_MAX)
 		return VP_ENOMEM;
 	l = &f->layer[f->n_layers];
-	l->blocks = calloc(n_blocks, BLOCK_WORDS * sizeof(uint64_t));
+	l->blocks = layer_map(n_blocks * BLOCK_WORDS * sizeof(uint64_t), &l->map_len);
 	if (!l->blocks)
 		return VP_ENOMEM;
 	l->n_blocks = n_blocks;
@@ -64,7 +90,7 @@ int st_kf_init(st_keyfilter_t *f, uint64_t expect_keys)
 void st_kf_free(st_keyfilter_t *f)
 {
 	for (size_t i = 0; i < f->n_layers; i++)
-		free(f->layer[i].blocks);
+		munmap(f->layer[i].blocks, f->layer[i].map_len);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -145,6 +171,6 @@ size_t st_kf_bytes(const st_keyfilter_t *f)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < f->n_layers; i++)
-		n += f->layer[i].n_blocks * BLOCK_WORDS * sizeof(uint64_t);
+		n += f->layer[i].map_len;
 	return n;
 }

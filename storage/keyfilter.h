@@ -29,11 +29,12 @@
 #include <stdint.h>
 
 #define ST_KF_MAX_LAYERS 40
-#define ST_KF_MIN_KEYS (1u << 20) /* the first layer holds at least this many keys (1.5 MiB) */
+#define ST_KF_MIN_KEYS (1u << 20) /* the first layer holds at least this many keys (1.5 MiB, mapped as 2) */
 
 typedef struct st_kf_layer {
 	uint64_t *blocks; /* n_blocks blocks of 8 words (512 bits, one cache line) */
 	size_t n_blocks;  /* < 2^32 */
+	size_t map_len;   /* bytes mapped (a multiple of 2 MiB) */
 	size_t cap, n;    /* keys the layer is sized for; keys added */
 } st_kf_layer_t;
 
