@@ -20,9 +20,10 @@
 #include "common/conf.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "control/daemon/viprd_ops.h"
 #include "control/node/node.h"
 
-#define MAX_ROWS 64
+#define MAX_ROWS 96
 #define LEAVE_TIMEOUT_MS 5000u /* SIGTERM: how long a leaving vnode waits without handoff progress (node_leave) */
 
 static void usage(FILE *f)
@@ -142,15 +143,22 @@ int main(int argc, char **argv)
 	override_t ov[32];
 	const char *path = NULL, *log_file = NULL;
 	bool check = false;
-	node_conf_t conf;
+	/* The node's rows write into .node (the first member), [admin] and [metrics] into .ops. */
+	struct { node_conf_t node; viprd_ops_conf_t ops; } vc, fresh;
+	node_conf_t *const confp = &vc.node;
+#define conf (*confp)
+	viprd_ops_t *ops = NULL;
+	size_t nops = 0;
 	node_t *node = NULL;
 	FILE *logf = NULL;
 	sigset_t sigs;
 	int o, err, rc = 1;
 	char kv[600];
 
-	if (node_conf_schema(rows, MAX_ROWS, &nrows))
+	if (node_conf_schema(rows, MAX_ROWS, &nrows) ||
+	    viprd_ops_conf_schema(offsetof(__typeof__(vc), ops), rows + nrows, MAX_ROWS - nrows, &nops))
 		return 2;
+	nrows += nops;
 	while ((o = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
 		switch (o) {
 		case 'c': path = optarg; break;
@@ -214,31 +222,39 @@ int main(int argc, char **argv)
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
 	}
+	if ((err = viprd_ops_start(&vc.ops, &conf, node, &ops)))
+		goto finish;
 	vp_log_info("viprd", "started", "config=%s shards=%u pid=%ld", path, node_shards(node), (long)getpid());
+	viprd_ops_tick(ops); /* the first health sample now, not a second from now */
 	for (;;) {
 		struct timespec ts = { .tv_sec = 1, .tv_nsec = 0 };
 		int sig = sigtimedwait(&sigs, NULL, &ts);
-		if (sig == SIGTERM || sig == SIGINT) {
-			vp_log_info("viprd", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		viprd_ops_tick(ops);
+		if (sig == SIGTERM || sig == SIGINT || viprd_ops_leave_requested(ops)) {
+			vp_log_info("viprd", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : sig == SIGINT ? "INT" : "none");
+			viprd_ops_stop(ops);
 			err = node_leave(node, LEAVE_TIMEOUT_MS);
 			rc = err ? 1 : 0;
 			break;
 		}
 		if (sig == SIGHUP) {
-			node_conf_t fresh;
-			if (load(rows, nrows, path, ov, nov, &fresh))
+			if (load(rows, nrows, path, ov, nov, &fresh.node))
 				vp_log_warn("viprd", "reload_refused", "config=%s", path);
 			else
-				node_reload(node, &fresh);
+				node_reload(node, &fresh.node);
 		}
 		if (node_failed(node)) {
 			vp_log_error("viprd", "shard_failed", "action=exit");
+			viprd_ops_stop(ops);
 			node_leave(node, 1000);
 			break;
 		}
 	}
 	vp_log_info("viprd", "exit", "status=%d", rc);
 finish:
+	if (node)
+		node_leave(node, 1000); /* no shard may answer a status request into a freed ops */
+	viprd_ops_free(ops);
 	node_free(node);
 	if (logf)
 		fclose(logf);

@@ -240,7 +240,7 @@ static int load_ident(const char *dir, ident_t *id)
 
 int main(int argc, char **argv)
 {
-	vp_conf_opt_t rows[64];
+	vp_conf_opt_t rows[96];
 	size_t nrows;
 	vp_conf_err_t ce = { 0 };
 	node_conf_t conf;
@@ -259,7 +259,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	memset(&conf, 0, sizeof(conf));
-	if (node_conf_schema(rows, 64, &nrows) || vp_conf_schema_load(rows, nrows, argv[1], &conf, &ce) ||
+	if (node_conf_schema(rows, 96, &nrows) || vp_conf_schema_load(rows, nrows, argv[1], &conf, &ce) ||
 	    node_conf_overlay(&conf, why)) {
 		fprintf(stderr, "node_req: %s: %s\n", argv[1], ce.msg[0] ? ce.msg : why);
 		return 2;
