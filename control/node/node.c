@@ -55,6 +55,13 @@
  * with half of it left for everything else, and a link's transmit buffer is not overrun by a large range.
  * An action that runs out of tokens resumes after the last Resource-ID it sent (ACTION_RETRY_MS later).
  */
+/*
+ * The vnode's own certificate (CERTIFICATE_BY_NODE at Resource-ID = hash of its Node-ID, RFC 6940 §7.3.1) is
+ * stored at join with CERT_LIFETIME_S and again every CERT_REPUBLISH_MS: half the lifetime, so one failed
+ * publication still leaves a valid copy until the next one (the kind allows 60 s .. 48 h).
+ */
+#define CERT_LIFETIME_S 86400u
+#define CERT_REPUBLISH_MS (CERT_LIFETIME_S * 1000ull / 2)
 #define ACTION_PACE_DIV 2u
 #define ACTION_RETRY_MS 20u
 
@@ -221,6 +228,7 @@ typedef struct node_shard {
 	uint64_t ans_wpos;           /* absolute write position in ans_ring */
 	uint32_t ans_next;           /* the slot the next answer takes */
 	uint64_t answers_resent;
+	uint64_t cert_due;           /* next publication of the vnode's certificate (0: at join) */
 	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
 	uint8_t locbuf[RL_MAX_MESSAGE_SIZE]; /* a request the vnode serves itself */
 	uint8_t ansbuf[RL_MAX_MESSAGE_SIZE]; /* the answer to it */
@@ -1492,6 +1500,25 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 		s->node->kinds.action(s->node->kinds.arg, s->idx, a, kinds_send, s);
 }
 
+/* The vnode's own certificate Store: answered (or failed) after retransmissions, logged. */
+static void cert_published(void *arg, const node_answer_t *a)
+{
+	node_shard_t *s = arg;
+	if (!a->err && a->code == RL_STORE_ANS)
+		vp_log_info("node", "cert_published", "shard=%u responder=%s lifetime_s=%u", s->idx,
+		            vp_id_to_hex(&a->responder, (char[VP_ID_HEX_LEN + 1]){ 0 }), CERT_LIFETIME_S);
+	else
+		vp_log_warn("node", "cert_published", "shard=%u err=%s code=0x%x error=%u", s->idx, vp_strerror(a->err),
+		            a->code, a->error_code);
+}
+
+/* nk_store_own_cert's transport: a node_request (routed, retransmitted end to end, local if ours). */
+static int cert_send(void *arg, const nk_send_t *x)
+{
+	node_shard_t *s = arg;
+	return node_request(s->node, s->idx, x->resource, true, x->body, cert_published, s);
+}
+
 /*
  * Probe num_resources: the (resource, kind) records the vnode's storage shard holds, RocksDB's estimate
  * (st_shard_estimate_records: exact after a flush, approximate while overwrites sit in the memtable); 0 for
@@ -1924,6 +1951,12 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		}
 		return now + 10;
 	}
+	if (s->nk && chord_node_state(s->vn) == CHORD_JOINED && now >= s->cert_due) {
+		int err = nk_store_own_cert(s->nk, &s->self, CERT_LIFETIME_S, cert_send, s);
+		if (err)
+			vp_log_warn("node", "cert_published", "shard=%u err=%s", s->idx, vp_strerror(err));
+		s->cert_due = now + CERT_REPUBLISH_MS;
+	}
 	if (s->nk && chord_node_table(s->vn) != s->ranged) {
 		/* The quota follows the ring fraction this vnode holds, its replicas included (§3.1). */
 		const chord_table_t *t = chord_node_table(s->vn);
@@ -1933,6 +1966,8 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 			vp_log_debug("node", "store_range", "shard=%u fraction_ppb=%u npred=%u", s->idx, ppb, t->npred);
 	}
 	next = chord_node_next_wakeup(s->vn);
+	if (s->nk && chord_node_state(s->vn) == CHORD_JOINED && s->cert_due < next)
+		next = s->cert_due;
 	if (s->nacts && now + ACTION_RETRY_MS < next)
 		next = now + ACTION_RETRY_MS; /* a paced action resumes */
 	{

@@ -20,6 +20,8 @@
  *                          listener of its own: on an AppAttachAns, node_app_connect() to its candidate and
  *                          the listener accepts (`connected=yes`)
  *     after:NODE           prints node_after(NODE) (the Resource-ID routed to NODE's successor)
+ *     fetchcert:NODE       fetch NODE's CERTIFICATE_BY_NODE entries (at the hash of NODE, indices 0..3) until
+ *                          one is there (every 200 ms, at most 15 s), each verified (NODE-MATCH)
  *     cfgupd:NODE,FILE     ConfigUpdate (type config) to NODE carrying the configuration document in FILE
  *
  * Output: `req=fetch err=success code=0x8 responder=HEX attempts=1 rtt_ms=3 entries=1 rejected=0 ...`.
@@ -522,6 +524,25 @@ int main(int argc, char **argv)
 					close(cfd);
 				close(w.app_fd);
 			}
+		} else if (!strcmp(verb, "fetchcert")) {
+			static rl_array_range_t all = { 0, 3 };
+			w.resource = vp_id_from_name(target.b, VP_ID_LEN);
+			memset(&spec, 0, sizeof(spec));
+			spec.kind = RL_KIND_CERTIFICATE_BY_NODE;
+			spec.model = RL_MODEL_ARRAY;
+			spec.indices.items = &all;
+			spec.indices.n_items = 1;
+			b.code = RL_FETCH_REQ;
+			b.u.fetch_req.resource = (rl_bytes_t){ w.resource.b, VP_ID_LEN };
+			b.u.fetch_req.specifiers.items = &spec;
+			b.u.fetch_req.specifiers.n_items = 1;
+			for (int k = 0; k < 75; k++) {
+				r = run(node, &w, &w.resource, true, &b, wait_ms, true);
+				if (r == 0 && !strstr(w.line, " entries=0 "))
+					break;
+				usleep(200000);
+			}
+			printf("%s\n", w.line);
 		} else if (!strcmp(verb, "cfgupd")) {
 			const char *file = strchr(argv[i], ',');
 			char *doc = NULL;

@@ -158,7 +158,7 @@ echo "  replicas at $S1 $S2"
 # Every method through node_request, from node 5 (a ring member) to the other processes.
 R2=${ID[2]}
 out=$(nreq ping:${ID[1]} probe:${ID[3]} appattach:${ID[4]} store:$R2 fetch:$R2 stat:$R2 find:$R2 ping:${ID[5]} \
-      badstore:$R2 replica:$R2 fetch:$R2 appconnect:${ID[5]}); rc=$?; echo "$out" | sed 's/^/  /'
+      badstore:$R2 replica:$R2 fetch:$R2 appconnect:${ID[5]} fetchcert:${ID[3]}); rc=$?; echo "$out" | sed 's/^/  /'
 check "node_request refuses: before node_start (VP_ESTATE), a method it does not originate (Join: VP_EINVAL), a shard that does not exist (VP_EINVAL)" \
   grep -q 'api before_start=VP_ESTATE join_method=VP_EINVAL no_shard=VP_EINVAL' <<<"$out"
 check "node_request: Ping answered by node 1, signed" grep -q "req=ping err=success code=0x18 responder=${ID[1]} signed=yes" <<<"$out"
@@ -172,6 +172,9 @@ check "node_request: Stat from node 2 (one entry's metadata)" grep -q "req=stat 
 check "node_request: Find from node 2" grep -q "req=find err=success code=0xe responder=$R2 .*closest_len=16" <<<"$out"
 check "node_request: AppAttach for an application the node serves: its candidate, connected to" \
   bash -c "grep -q 'req=appconnect err=success code=0x1e responder=${ID[5]} .*application=5061 connect=success' <<<'$out' && grep -q 'req=appconnect connected=yes' <<<'$out'"
+check "node 3 published its own certificate at join (CERTIFICATE_BY_NODE, fetched and verified NODE-MATCH)" \
+  grep -q "req=fetchcert err=success code=0xa .*verify=success entries=1 rejected=0" <<<"$out"
+check "... logged cert_published by node 3" grep -q 'event=cert_published shard=0 responder=' n3.log
 check "node_request: a Ping to its own vnode is served locally" grep -q "req=ping err=success code=0x18 responder=${ID[5]} signed=yes" <<<"$out"
 check "a Store whose entry signature is broken: refused (Forbidden) by node 2" \
   grep -q "req=badstore err=success code=0xffff responder=$R2 .*error=2" <<<"$out"
