@@ -205,7 +205,7 @@ typedef void (*node_done_fn)(void *arg, const node_answer_t *a);
 
 /*!
  * \brief Originate a request from the vnode of shard \p shard to \p dest (a Resource-ID if \p resource, else a
- * Node-ID): \p body (Store, Fetch, Stat, Find, Probe, AppAttach or Ping) is encoded here, then handed to the
+ * Node-ID): \p body (Store, Fetch, Stat, Find, Probe, AppAttach, Ping or ConfigUpdate) is encoded here, then handed to the
  * shard through its command ring (pushes from threads other than the shards' are serialized by a node lock,
  * so any thread may call it; from a node_done_fn of the same shard it starts at once, without the ring).  The shard
  * signs it, routes it and retransmits it end to end with the same transaction id (docs/protocol.md §4.9)
