@@ -561,3 +561,29 @@ int pvp_vcr_store_aux_del(pvp_vcr_store_t *st, const void *key, size_t klen)
 	rocksdb_delete(st->db, st->wopts, key, klen, &err);
 	return db_err(err, "vcr_store_aux_del");
 }
+
+int pvp_vcr_store_aux_scan(pvp_vcr_store_t *st, const void *prefix, size_t plen,
+                           int (*cb)(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen),
+                           void *arg)
+{
+	rocksdb_iterator_t *it;
+	char *err = NULL;
+	int rc = 0;
+	if (!prefix || plen < 1 || plen > 512 || ((const char *)prefix)[0] != PVP_VCR_AUX_PREFIX || !cb)
+		return VP_EINVAL;
+	it = rocksdb_create_iterator(st->db, st->ropts);
+	for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v;
+		if (klen < plen || memcmp(k, prefix, plen) != 0)
+			break;
+		v = rocksdb_iter_value(it, &vlen);
+		if (cb(arg, (const uint8_t *)k, klen, (const uint8_t *)v, vlen))
+			break;
+	}
+	rocksdb_iter_get_error(it, &err);
+	rc = db_err(err, "vcr_store_aux_scan");
+	rocksdb_iter_destroy(it);
+	return rc;
+}

@@ -147,4 +147,14 @@ int pvp_vcr_store_aux_get(pvp_vcr_store_t *st, const void *key, size_t klen, uin
 int pvp_vcr_store_aux_put(pvp_vcr_store_t *st, const void *key, size_t klen, const uint8_t *val, size_t vlen);
 int pvp_vcr_store_aux_del(pvp_vcr_store_t *st, const void *key, size_t klen);
 
+/*!
+ * \brief Walk the auxiliary records whose key starts with \p prefix (1..512
+ * bytes, first byte PVP_VCR_AUX_PREFIX) in key order; \p cb returns non-zero
+ * to stop.  Key and value are valid during the call only (cb may put or
+ * delete auxiliary records).  VP_EINVAL, VP_EDB.
+ */
+int pvp_vcr_store_aux_scan(pvp_vcr_store_t *st, const void *prefix, size_t plen,
+                           int (*cb)(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen),
+                           void *arg);
+
 #endif

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/buf.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/net.h"
@@ -969,6 +970,151 @@ static void notify_post(vap_server_t *vap, void *arg)
 	free(o);
 }
 
+/*
+ * Learned routes, kept in the call-record store's auxiliary records so they
+ * survive a restart and are replayed to an agent that subscribes later
+ * (docs/protocol.md §8.6, Subscribe).  Key 'G' 'R' VService-ID(4, big endian)
+ * number: the guess ledger's keys are 'G' followed by a number, which starts
+ * with '+', so the two never meet.  Value: version 1, expiry (u64 seconds since
+ * the epoch: the ticket's), u8 URI count, each URI with a u16 length, the
+ * ticket with a u16 length.  A later route for the same (VService, number)
+ * replaces the earlier one; an expired one is never replayed and is removed by
+ * the maintenance pass.
+ */
+#define ROUTE_KEY_TAG 'R'
+#define ROUTE_VERSION 1
+#define ROUTE_KEY_MAX (6 + VP_E164_BUFLEN)
+#define ROUTE_VAL_MAX (1 + 8 + 1 + VAP_MAX_URIS * (2 + VAP_MAX_URI) + 2 + VAP_MAX_TICKET)
+
+static size_t route_key(uint8_t *key, uint32_t vservice_id, const char *number)
+{
+	size_t nl = strnlen(number, VP_E164_BUFLEN - 1);
+	key[0] = PVP_VCR_AUX_PREFIX;
+	key[1] = ROUTE_KEY_TAG;
+	key[2] = (uint8_t)(vservice_id >> 24);
+	key[3] = (uint8_t)(vservice_id >> 16);
+	key[4] = (uint8_t)(vservice_id >> 8);
+	key[5] = (uint8_t)vservice_id;
+	memcpy(key + 6, number, nl);
+	return 6 + nl;
+}
+
+static int route_save(vsrv_t *s, const vap_route_t *rt, uint64_t expires_s)
+{
+	uint8_t key[ROUTE_KEY_MAX], val[ROUTE_VAL_MAX];
+	vp_wr_t wr;
+	vp_wr_init(&wr, val, sizeof(val));
+	vp_wr_u8(&wr, ROUTE_VERSION);
+	vp_wr_u64(&wr, expires_s);
+	vp_wr_u8(&wr, (uint8_t)rt->n_uris);
+	for (size_t i = 0; i < rt->n_uris; i++)
+		vp_wr_vec_bytes(&wr, 2, rt->uris[i], strlen(rt->uris[i]));
+	vp_wr_vec_bytes(&wr, 2, rt->ticket, rt->ticket_len);
+	if (wr.err)
+		return wr.err;
+	return pvp_vcr_store_aux_put(s->store, key, route_key(key, rt->vservice_id, rt->number), val,
+	                             vp_wr_len(&wr));
+}
+
+/* A kept route back into \p rt (its EXPIRES still absolute in *expires_s); VP_EMALFORMED if damaged. */
+static int route_load(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen, vap_route_t *rt,
+                      uint64_t *expires_s)
+{
+	vp_rd_t rd;
+	uint8_t ver = 0, n = 0;
+	memset(rt, 0, sizeof(*rt));
+	if (klen < 7 || klen - 6 >= sizeof(rt->number))
+		return VP_EMALFORMED;
+	rt->vservice_id = (uint32_t)key[2] << 24 | (uint32_t)key[3] << 16 | (uint32_t)key[4] << 8 | key[5];
+	memcpy(rt->number, key + 6, klen - 6);
+	vp_rd_init(&rd, val, vlen);
+	vp_rd_u8(&rd, &ver);
+	vp_rd_u64(&rd, expires_s);
+	vp_rd_u8(&rd, &n);
+	if (rd.err || ver != ROUTE_VERSION || n > VAP_MAX_URIS)
+		return VP_EMALFORMED;
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t l = 0;
+		const uint8_t *p = NULL;
+		vp_rd_u16(&rd, &l);
+		if (vp_rd_bytes(&rd, l, &p) || l >= VAP_MAX_URI)
+			return VP_EMALFORMED;
+		memcpy(rt->uris[i], p, l);
+		rt->uris[i][l] = '\0';
+	}
+	rt->n_uris = n;
+	{
+		uint16_t l = 0;
+		const uint8_t *p = NULL;
+		vp_rd_u16(&rd, &l);
+		if (vp_rd_bytes(&rd, l, &p) || l > VAP_MAX_TICKET || vp_rd_left(&rd))
+			return VP_EMALFORMED;
+		memcpy(rt->ticket, p, l);
+		rt->ticket_len = l;
+	}
+	return 0;
+}
+
+typedef struct replay_walk {
+	vsrv_t *s;
+	uint64_t now_s;
+	void (*send)(void *sink, const vap_route_t *route);
+	void *sink;
+	unsigned sent;
+} replay_walk_t;
+
+static int replay_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	replay_walk_t *w = arg;
+	vap_route_t rt;
+	uint64_t exp = 0;
+	if (route_load(key, klen, val, vlen, &rt, &exp)) {
+		vp_log_warn(LOGMOD, "route_damaged", "srv=%s key_len=%zu val_len=%zu", w->s->conf.name, klen, vlen);
+		return 0;
+	}
+	if (exp <= w->now_s)
+		return 0; /* expired: never handed out again (maintenance removes it) */
+	rt.expires = exp - w->now_s > UINT32_MAX ? UINT32_MAX : (uint32_t)(exp - w->now_s);
+	w->send(w->sink, &rt);
+	w->sent++;
+	return 0;
+}
+
+/* VAP thread: an agent subscribed to \p id; replay the unexpired routes learned for that VService. */
+static void hook_subscribed(void *ctx, const char *agent, uint32_t id, void (*send)(void *sink, const vap_route_t *r),
+                            void *sink)
+{
+	vsrv_t *s = ctx;
+	uint8_t prefix[6];
+	replay_walk_t w = { .s = s, .now_s = vp_clock_now_ms(s->clock) / 1000, .send = send, .sink = sink };
+	int rc;
+	route_key(prefix, id, "");
+	rc = pvp_vcr_store_aux_scan(s->store, prefix, sizeof(prefix), replay_one, &w);
+	if (w.sent)
+		stat_add(s, &s->st.replayed, w.sent);
+	if (w.sent || rc)
+		vp_log_info(LOGMOD, "routes_replayed", "srv=%s agent=%s vservice=%u routes=%u rc=%d", s->conf.name, agent,
+		            id, w.sent, rc);
+}
+
+typedef struct route_sweep {
+	vsrv_t *s;
+	uint64_t now_s;
+	size_t removed;
+} route_sweep_t;
+
+static int sweep_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	route_sweep_t *w = arg;
+	vap_route_t rt;
+	uint64_t exp = 0;
+	if (route_load(key, klen, val, vlen, &rt, &exp) == 0 && exp > w->now_s)
+		return 0;
+	if (pvp_vcr_store_aux_del(w->s->store, key, klen) == 0)
+		w->removed++;
+	return 0;
+}
+
 static void route_cb(void *arg, const pvp_route_t *r)
 {
 	vsrv_t *s = arg;
@@ -1013,6 +1159,12 @@ static void route_cb(void *arg, const pvp_route_t *r)
 	            s->conf.name, r->number, r->claimant->id, r->resp->status == PVP_ST_ROUTES ? "routes" : "pending",
 	            r->resp->nuris ? r->resp->uris[0] : "-", r->resp->entropy_cbits, r->resp->threshold_cbits);
 	emit(s, &ev);
+	if (o) {
+		int rc = route_save(s, &o->route, r->resp->expires);
+		if (rc)
+			vp_log_error(LOGMOD, "route_not_kept", "srv=%s number=%s vservice=%u error=%s", s->conf.name,
+			             r->number, o->route.vservice_id, vp_strerror(rc));
+	}
 	if (o && vap_server_post(s->vap, notify_post, o)) {
 		vp_log_error(LOGMOD, "notify_lost", "srv=%s number=%s", s->conf.name, r->number);
 		free(o);
@@ -1024,14 +1176,21 @@ void vsrv_maintenance(vsrv_t *s)
 	uint64_t now = vp_clock_now_ms(s->clock);
 	size_t purged = 0, uploads, tickets;
 	int rc = pvp_vcr_store_purge(s->store, &purged);
+	uint8_t rprefix[2] = { PVP_VCR_AUX_PREFIX, ROUTE_KEY_TAG };
+	route_sweep_t rs = { .s = s, .now_s = now / 1000 };
+	int rrc = pvp_vcr_store_aux_scan(s->store, rprefix, sizeof(rprefix), sweep_one, &rs);
+	if (rrc)
+		vp_log_error(LOGMOD, "route_sweep_failed", "srv=%s error=%s", s->conf.name, vp_strerror(rrc));
 	pthread_mutex_lock(&s->mu);
 	s->st.vcr_purged += purged;
 	uploads = smap_expire(&s->rec_vs, now);
 	tickets = smap_expire(&s->tickets, now);
+	s->st.routes_expired += rs.removed;
 	pthread_mutex_unlock(&s->mu);
-	if (rc || purged || uploads || tickets)
-		vp_log_info(LOGMOD, "maintenance", "srv=%s vcrs_purged=%zu uploads_forgotten=%zu tickets_expired=%zu rc=%d",
-		            s->conf.name, purged, uploads, tickets, rc);
+	if (rc || purged || uploads || tickets || rs.removed)
+		vp_log_info(LOGMOD, "maintenance",
+		            "srv=%s vcrs_purged=%zu uploads_forgotten=%zu tickets_expired=%zu routes_expired=%zu rc=%d",
+		            s->conf.name, purged, uploads, tickets, rs.removed, rc);
 }
 
 static void *validation_thread(void *arg)
@@ -1338,6 +1497,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	memset(&hooks, 0, sizeof(hooks));
 	hooks.ctx = s;
 	hooks.vservice_access = hook_vservice_access;
+	hooks.subscribed = hook_subscribed;
 	hooks.store = hook_store;
 	hooks.upload_vcr_start = hook_upload_vcr_start;
 	hooks.publish_vservice = hook_vservice;

@@ -224,6 +224,8 @@ typedef struct vsrv_stats {
 	uint64_t vcr_orig, vcr_term, vcr_rejected, vcr_purged;
 	uint64_t validations_ok, validations_failed, validations_unreachable;
 	uint64_t routes, pending, notified;
+	uint64_t replayed;       /*!< kept routes sent again to an agent that subscribed */
+	uint64_t routes_expired; /*!< kept routes removed by maintenance (expired or damaged) */
 	uint64_t incidents;      /*!< inconsistencies reported by the overlay */
 	uint64_t pvp_served, pvp_authenticated, pvp_handshake_failed;
 	uint64_t sched_queued;   /*!< records waiting in the scheduler */

@@ -917,6 +917,23 @@ static void handle_upload(vap_server_t *srv, conn_t *c, const vap_msg_t *m, agen
 	send_ok(srv, c, m, a, fp, stored);
 }
 
+static int notify_conn(vap_server_t *srv, conn_t *c, const vap_route_t *route);
+
+typedef struct replay_sink {
+	vap_server_t *srv;
+	conn_t *c;
+	uint32_t vservice_id;
+} replay_sink_t;
+
+/* hooks.subscribed's send(): one Notify to the subscribing connection, for its VService only. */
+static void replay_send(void *arg, const vap_route_t *route)
+{
+	replay_sink_t *k = arg;
+	if (route->vservice_id != k->vservice_id || k->c->dead || !k->c->agent)
+		return;
+	(void)notify_conn(k->srv, k->c, route);
+}
+
 static void handle_subscribe(vap_server_t *srv, conn_t *c, const vap_msg_t *m, agent_t *a, bool fp)
 {
 	vap_attr_t at;
@@ -949,6 +966,10 @@ static void handle_subscribe(vap_server_t *srv, conn_t *c, const vap_msg_t *m, a
 		c->subs[c->n_subs++] = id;
 	}
 	send_ok(srv, c, m, a, fp, -1);
+	if (expires && srv->hooks.subscribed) {
+		replay_sink_t k = { .srv = srv, .c = c, .vservice_id = id };
+		srv->hooks.subscribed(srv->hooks.ctx, a->username, id, replay_send, &k);
+	}
 }
 
 /* A network-supplied string made safe for a key=value log line. */
@@ -1502,31 +1523,39 @@ int vap_server_post(vap_server_t *srv, void (*fn)(vap_server_t *, void *), void 
 	return 0;
 }
 
+/* One Notify indication of \p route to connection \p c. */
+static int notify_conn(vap_server_t *srv, conn_t *c, const vap_route_t *route)
+{
+	reply_t r;
+	uint8_t tid[VAP_TID_LEN];
+	if (RAND_bytes(tid, sizeof(tid)) != 1)
+		return VP_ECRYPTO;
+	reply_begin(srv, &r, VAP_NOTIFY, VAP_CLASS_INDICATION, tid, c->agent->mac, false);
+	vap_enc_str(&r.e, VAP_ATTR_USERNAME, c->agent->username);
+	vap_enc_str(&r.e, VAP_ATTR_NUMBER, route->number);
+	vap_enc_u32(&r.e, VAP_ATTR_VSERVICE_ID, route->vservice_id);
+	for (size_t i = 0; i < route->n_uris && i < VAP_MAX_URIS; i++)
+		vap_enc_str(&r.e, VAP_ATTR_SIP_URI, route->uris[i]);
+	vap_enc_attr(&r.e, VAP_ATTR_TICKET, route->ticket,
+	             route->ticket_len < VAP_MAX_TICKET ? route->ticket_len : VAP_MAX_TICKET);
+	vap_enc_u32(&r.e, VAP_ATTR_EXPIRES, route->expires);
+	reply_end(srv, c, &r);
+	srv->st.notifies++;
+	return 0;
+}
+
 int vap_server_notify(vap_server_t *srv, const vap_route_t *route)
 {
-	int sent = 0;
+	int sent = 0, rc;
 	for (conn_t *c = srv->conns, *n; c; c = n) {
-		reply_t r;
-		uint8_t tid[VAP_TID_LEN];
 		bool sub = false;
 		n = c->next;
 		for (unsigned i = 0; i < c->n_subs; i++)
 			sub |= c->subs[i] == route->vservice_id;
 		if (!sub || !c->agent || c->dead)
 			continue;
-		if (RAND_bytes(tid, sizeof(tid)) != 1)
-			return VP_ECRYPTO;
-		reply_begin(srv, &r, VAP_NOTIFY, VAP_CLASS_INDICATION, tid, c->agent->mac, false);
-		vap_enc_str(&r.e, VAP_ATTR_USERNAME, c->agent->username);
-		vap_enc_str(&r.e, VAP_ATTR_NUMBER, route->number);
-		vap_enc_u32(&r.e, VAP_ATTR_VSERVICE_ID, route->vservice_id);
-		for (size_t i = 0; i < route->n_uris && i < VAP_MAX_URIS; i++)
-			vap_enc_str(&r.e, VAP_ATTR_SIP_URI, route->uris[i]);
-		vap_enc_attr(&r.e, VAP_ATTR_TICKET, route->ticket,
-		             route->ticket_len < VAP_MAX_TICKET ? route->ticket_len : VAP_MAX_TICKET);
-		vap_enc_u32(&r.e, VAP_ATTR_EXPIRES, route->expires);
-		reply_end(srv, c, &r);
-		srv->st.notifies++;
+		if ((rc = notify_conn(srv, c, route)))
+			return rc;
 		sent++;
 	}
 	return sent;

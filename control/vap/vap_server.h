@@ -104,6 +104,15 @@ typedef struct vap_hooks {
 	 * (403, nothing done).  NULL: every agent may act on every VService.
 	 */
 	int (*vservice_access)(void *ctx, const char *agent, uint32_t vservice_id);
+	/*!
+	 * Optional: a Subscribe to \p vservice_id was just answered with success;
+	 * call send(sink, route) (during this call, server thread) for each route
+	 * the agent should have been notified of while it was not subscribed (a
+	 * Notify sent while it was away is not lost).  Each becomes one Notify to
+	 * this connection only.
+	 */
+	void (*subscribed)(void *ctx, const char *agent, uint32_t vservice_id,
+	                   void (*send)(void *sink, const vap_route_t *route), void *sink);
 } vap_hooks_t;
 
 typedef struct vap_server_conf {

@@ -66,8 +66,18 @@ static void on_event(void *arg, const char *server, const vsrv_event_t *ev)
 }
 
 /* A carrier whose call records live in c->dir (made here unless c->dir is already set: a restart). */
+static void carrier_up_clk(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
+                           const char *tenants, const char *delay_min, seen_t *seen, const vp_clock_t *clock);
+
 static void carrier_up_t(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
                          const char *tenants, const char *delay_min, seen_t *seen)
+{
+	carrier_up_clk(c, dht, name, domain, agents, tenants, delay_min, seen, NULL);
+}
+
+/* carrier_up_t with the server's clock (NULL: the system's). */
+static void carrier_up_clk(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
+                           const char *tenants, const char *delay_min, seen_t *seen, const vp_clock_t *clock)
 {
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
@@ -85,7 +95,7 @@ static void carrier_up_t(carrier_t *c, vsrv_memdht_t *dht, const char *name, con
 	         name, domain, agents, tenants, c->dir, delay_min, strcmp(delay_min, "0") ? delay_min : "1");
 	assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
 	vsrv_memdht_iface(dht, &iface);
-	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_event, seen, &c->srv), 0);
+	assert_int_equal(vsrv_new(&conf, &iface, clock, on_event, seen, &c->srv), 0);
 	assert_int_equal(vsrv_memdht_add_node(dht, vsrv_node_id(c->srv), "127.0.0.1", vsrv_pvp_port(c->srv)), 0);
 	assert_int_equal(vsrv_start(c->srv), 0);
 }
@@ -1095,6 +1105,135 @@ static void test_term_records_acked_when_written_in_upload_order(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* ---- learned routes: kept, replayed to a late subscriber, across a restart, until they expire ---- */
+
+/* The system clock moved by an offset the test sets (seconds). */
+static uint64_t offset_clock_now(void *ctx)
+{
+	return vp_time_wall_ms() + (uint64_t)__atomic_load_n((int64_t *)ctx, __ATOMIC_RELAXED) * 1000;
+}
+
+static void wait_routes(vsrv_t *srv, uint64_t routes)
+{
+	vsrv_stats_t st;
+	for (int i = 0; i < 1000; i++) {
+		vsrv_get_stats(srv, &st);
+		if (st.routes >= routes)
+			return;
+		usleep(20000);
+	}
+	fail_msg("no route learned in 20 s");
+}
+
+/*
+ * B learns A's route while no agent of B listens (the Notify reaches nobody).
+ * An agent that subscribes afterwards still receives it, with a ticket A's
+ * keys accept; so does one subscribing after B restarts.  Mallory, another
+ * tenant of B, receives nothing on her VService and cannot subscribe to B's.
+ * Once the ticket's lifetime has passed on B's clock, nothing is replayed and
+ * maintenance removes the kept route.
+ */
+static void test_routes_kept_replayed_and_expire(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b = { .dir = "" };
+	int64_t offset_s = 0;
+	vp_clock_t bclock = { .now_ms = offset_clock_now, .ctx = &offset_s };
+	vap_client_t *ca, *cb, *sub, *msub;
+	vap_range_t range = { .prefix = "+1408555", .first = 400, .last = 400, .width = 4 };
+	vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
+	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	vap_vservice_t vsm = { .id = 9, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:mallory@carrier-b.example" } };
+	pvp_ticket_expect_t ex = { .number = "+14085550400", .domain = "carrier-b.example", .need_routes = true };
+	uint64_t now = vp_time_wall_ms(), stored = 0;
+	vap_vcr_t orig, term;
+	vap_route_t route;
+	vsrv_stats_t sb;
+	(void)state;
+
+	carrier_up(&a, dht, "A", "carrier-a.example", "agent-a:pa", &seen);
+	carrier_up_clk(&b, dht, "B", "carrier-b.example", "agent-b:pb, mallory:pm", "", "0", &seen, &bclock);
+	ca = agent(&a, "agent-a", "pa");
+	cb = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_publish_vservice(ca, &vs), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	memset(&orig, 0, sizeof(orig));
+	snprintf(orig.called, sizeof(orig.called), "+14085550400");
+	snprintf(orig.caller, sizeof(orig.caller), "+33123450009"); /* a caller-ID: entropy for B's own rule */
+	orig.stop_ms = now - 2000;
+	orig.start_ms = routable_call_start(orig.stop_ms);
+	orig.direction = VAP_DIR_ORIGINATING;
+	term = orig;
+	term.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
+	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+	wait_routes(b.srv, 1);
+	vsrv_get_stats(b.srv, &sb);
+	assert_int_equal(sb.notified, 0); /* nobody was listening */
+
+	/* Mallory's VService gets nothing of VService 5's routes, and 5 is not hers to subscribe to. */
+	msub = agent(&b, "mallory", "pm");
+	assert_int_equal(vap_client_publish_vservice(msub, &vsm), 0);
+	assert_int_equal(vap_client_subscribe(msub, 9, 600), 0);
+	assert_int_not_equal(vap_client_subscribe(msub, 5, 600), 0);
+	assert_int_equal(vap_client_wait_notify(msub, &route, 300), VP_ETIMEOUT);
+	vap_client_close(msub);
+
+	/* A late subscriber receives the route it missed. */
+	sub = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 5000), 0);
+	assert_string_equal(route.number, "+14085550400");
+	assert_int_equal(route.vservice_id, 5);
+	assert_int_equal(route.n_uris, 1);
+	assert_string_equal(route.uris[0], "sips:pbx@carrier-a.example");
+	assert_true(route.expires > 86400);
+	assert_int_equal(pvp_ticket_verify(vsrv_ticket_keys(a.srv), route.ticket, route.ticket_len, now / 1000, &ex, NULL),
+	                 PVP_TR_OK);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 200), VP_ETIMEOUT); /* once per subscription */
+	vap_client_close(sub);
+	vsrv_get_stats(b.srv, &sb);
+	assert_int_equal(sb.replayed, 1);
+
+	/* B restarts (same call-record store): the route is still there for a new subscriber. */
+	vap_client_close(cb);
+	vsrv_free(b.srv);
+	carrier_up_clk(&b, dht, "B", "carrier-b.example", "agent-b:pb, mallory:pm", "", "0", &seen, &bclock);
+	sub = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	memset(&route, 0, sizeof(route));
+	assert_int_equal(vap_client_wait_notify(sub, &route, 5000), 0);
+	assert_string_equal(route.number, "+14085550400");
+	assert_string_equal(route.uris[0], "sips:pbx@carrier-a.example");
+	assert_int_equal(pvp_ticket_verify(vsrv_ticket_keys(a.srv), route.ticket, route.ticket_len, now / 1000, &ex, NULL),
+	                 PVP_TR_OK);
+	vap_client_close(sub);
+
+	/* 31 days later on B's clock (tickets last 30): nothing is replayed, maintenance drops it. */
+	__atomic_store_n(&offset_s, (int64_t)31 * 86400, __ATOMIC_RELAXED);
+	sub = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 500), VP_ETIMEOUT);
+	vap_client_close(sub);
+	vsrv_maintenance(b.srv);
+	vsrv_get_stats(b.srv, &sb);
+	assert_int_equal(sb.routes_expired, 1);
+	assert_int_equal(sb.replayed, 1); /* since the restart: the one above, not the expired one */
+	/* Back to today's clock: the removed route is really gone. */
+	__atomic_store_n(&offset_s, 0, __ATOMIC_RELAXED);
+	sub = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 500), VP_ETIMEOUT);
+	vap_client_close(sub);
+
+	vap_client_close(ca);
+	carrier_down(&a);
+	carrier_down(&b);
+	vsrv_memdht_free(dht);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1110,7 +1249,8 @@ int main(void)
 		cmocka_unit_test(test_fetch_timeout_retried),
 		cmocka_unit_test(test_maintenance_purges),
 		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
+		cmocka_unit_test(test_routes_kept_replayed_and_expire),
 	};
-	vp_log_setup(VP_LOG_ERROR, stderr);
+	vp_log_setup(getenv("TEST_LOG_DEBUG") ? VP_LOG_DEBUG : VP_LOG_ERROR, stderr);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
