@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include "common/clock.h"
@@ -35,10 +37,42 @@
 #define MAX_EXPECT 256u
 #define TX_ARENA (1u << 20)
 #define TX_MSGS 512u
-#define CMD_RING 64u
+#define CMD_RING 1024u /* node_request commands: a burst of lookups must fit */
+#define MAX_APPS 8u
 #define MAX_WAIT_MS 50u
 
-enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2 };
+enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
+
+/*
+ * End-to-end retransmission of a request (docs/protocol.md §1.7): the first retransmission after
+ * reliability_timer / RETX_DIV, each next one after twice the previous interval, so with RETX_DIV 8 a request
+ * is sent at 0, 1/8, 3/8 and 7/8 of the timer and fails at the timer.
+ */
+#define RETX_DIV 8u
+
+/* A request of node_request(): allocated by the caller's thread, owned by the shard from the command on. */
+typedef struct node_req {
+	node_done_fn done;
+	void *arg;
+	vp_id_t dest;
+	bool resource;
+	uint16_t code;
+	uint32_t body_len;
+	uint8_t body[];
+} node_req_t;
+
+typedef struct req_ent {
+	node_req_t *r;
+	uint64_t txid;
+	uint64_t first_ms, next_ms, deadline_ms, interval_ms;
+	uint32_t attempts;
+	bool local; /* served by this vnode: its answer to itself completes it (a Store: after the commit) */
+} req_ent_t;
+
+typedef struct node_app {
+	uint16_t application;
+	rl_ice_candidate_t cand;
+} node_app_t;
 
 typedef struct plink_ent {
 	uint64_t serial;
@@ -103,8 +137,14 @@ typedef struct node_shard {
 	bool leaving, closing;
 	uint64_t leave_at, leave_deadline;
 
+	/* requests this vnode originated for node_request (NODE_MAX_REQUESTS slots) */
+	req_ent_t *reqs;
+	uint32_t nreqs;
+
 	uint64_t refused_sig, refused_decode, refused_flood, refused_replay, refused_topology, relayed;
 	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
+	uint8_t locbuf[RL_MAX_MESSAGE_SIZE]; /* a request the vnode serves itself */
+	uint8_t ansbuf[RL_MAX_MESSAGE_SIZE]; /* the answer to it */
 	uint8_t sigbuf[RL_MAX_SIG_LEN];
 } node_shard_t;
 
@@ -121,13 +161,20 @@ struct node {
 	unsigned nshards;
 	int lock_fd;
 	_Atomic int stopped; /* shards that left their loop */
+	_Atomic bool running; /* node_request accepted: between node_start and node_leave */
+	pthread_mutex_t push_mu; /* the command rings have one producer: every thread but the shards' takes it */
 	bool started;
+	node_app_t apps[MAX_APPS];
+	uint32_t napps;
 };
 
 static uint64_t mono_ms(void)
 {
 	return vp_time_mono_ns() / 1000000u;
 }
+
+/* The shard whose thread this is (NULL on other threads): node_request from a completion skips the ring. */
+static _Thread_local struct node_shard *tl_shard;
 
 /* ---- configuration ------------------------------------------------------- */
 
@@ -432,6 +479,8 @@ static bool sa_equal(const struct sockaddr_storage *a, const struct sockaddr_sto
 
 /* ---- chord_io_t --------------------------------------------------------- */
 
+static int capture_answer(node_shard_t *s, const rl_message_t *m);
+
 /* Sign and queue a message this vnode originates. */
 static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
 {
@@ -444,6 +493,8 @@ static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_me
 	int err;
 	(void)cn;
 
+	if (vp_id_eq(next, &s->self))
+		return capture_answer(s, m);
 	if (!l)
 		return VP_ENOROUTE;
 	sm.sec.certs.raw = NULL;
@@ -543,6 +594,326 @@ static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const r
 	chord_node_link_down(cn, peer, now);
 }
 
+/* ---- requests of node_request ------------------------------------------------ */
+
+static void req_complete(node_shard_t *s, node_req_t *r, node_answer_t *a)
+{
+	a->certs = s->certs;
+	a->shard = s->idx;
+	r->done(r->arg, a);
+	free(r);
+}
+
+static void req_fail(node_shard_t *s, node_req_t *r, int err, uint32_t attempts)
+{
+	node_answer_t a = { .err = err, .attempts = attempts };
+	req_complete(s, r, &a);
+}
+
+/* Complete \p r with the answer message \p m (decoded) from \p responder. */
+static void req_answered(node_shard_t *s, node_req_t *r, const rl_message_t *m, const vp_id_t *responder,
+                         const dp_cert_ident_t *signer, uint32_t attempts, uint64_t first_ms)
+{
+	rl_body_t b;
+	node_answer_t a = { .code = m->contents.code, .msg = m, .responder = *responder, .signer = signer,
+	                    .attempts = attempts, .rtt_ms = mono_ms() - first_ms };
+	a.err = rl_body_decode(m->contents.code, m->contents.body.p, m->contents.body.len, NULL, NULL, &b);
+	if (!a.err) {
+		a.body = &b;
+		if (m->contents.code == RL_ERROR)
+			a.error_code = b.u.error.code;
+	}
+	req_complete(s, r, &a);
+}
+
+static void req_msg(node_shard_t *s, const node_req_t *r, uint64_t txid, rl_dest_t *d, rl_message_t *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->hdr.overlay = s->node->ccfg.overlay;
+	m->hdr.config_seq = s->node->ccfg.config_seq;
+	m->hdr.version = RL_VERSION;
+	m->hdr.ttl = s->node->ccfg.initial_ttl;
+	m->hdr.fragment = RL_FRAG_UNFRAGMENTED;
+	m->hdr.txid = txid;
+	*d = r->resource ? rl_dest_resource(r->dest.b, VP_ID_LEN) : rl_dest_node(&r->dest);
+	m->hdr.dest.items = d;
+	m->hdr.dest.n_items = 1;
+	m->contents.code = r->code;
+	m->contents.body = (rl_bytes_t){ r->body, r->body_len };
+	m->sec.sig.hash_alg = RL_HASH_NONE;
+	m->sec.sig.sig_alg = RL_SIG_ANONYMOUS;
+	m->sec.sig.identity.type = RL_SIGNER_NONE;
+}
+
+/* Next hop of a request: 0 (*next set), 1 (this vnode serves it) or VP_ENOTFOUND / a routing error. */
+static int req_route(node_shard_t *s, const node_req_t *r, vp_id_t *next)
+{
+	int h;
+	if (!r->resource && vp_id_eq(&r->dest, &s->self))
+		return 1;
+	if (!r->resource && dp_shard_api(s->sh)->find(dp_shard_io(s->sh), &r->dest)) {
+		*next = r->dest;
+		return 0;
+	}
+	h = chord_table_next_hop(chord_node_table(s->vn), &r->dest, next);
+	if (h < 0)
+		return h;
+	if (h == CHORD_HOP_LOCAL)
+		return r->resource ? 1 : VP_ENOTFOUND; /* a Node-ID nobody has, in our view */
+	return 0;
+}
+
+static req_ent_t *req_find(node_shard_t *s, uint64_t txid)
+{
+	for (uint32_t i = 0; i < s->nreqs; i++)
+		if (s->reqs[i].txid == txid)
+			return &s->reqs[i];
+	return NULL;
+}
+
+static void req_remove(node_shard_t *s, req_ent_t *e)
+{
+	*e = s->reqs[--s->nreqs];
+}
+
+/* Fail and drop the entry of \p txid (if still there). */
+static void req_fail_txid(node_shard_t *s, uint64_t txid, int err)
+{
+	req_ent_t *e = req_find(s, txid);
+	node_req_t *r;
+	uint32_t at;
+	if (!e)
+		return;
+	r = e->r;
+	at = e->attempts;
+	req_remove(s, e);
+	req_fail(s, r, err, at);
+}
+
+/* Sign \p m as this vnode, then decode and verify it as a peer would: \p out points into \p buf. */
+static int self_signed(node_shard_t *s, const rl_message_t *m, uint8_t *buf, rl_message_t *out,
+                       const dp_cert_ident_t **signer)
+{
+	rl_message_t sm = *m;
+	vp_wr_t wr;
+	dp_cert_reason_t why = DP_CERT_OK;
+	int err;
+
+	sm.sec.certs.raw = NULL;
+	sm.sec.certs.raw_len = sm.sec.certs.raw_count = 0;
+	sm.sec.certs.items = &s->id.rlcert;
+	sm.sec.certs.n_items = 1;
+	vp_wr_init(&wr, buf, s->node->conf.max_message_size);
+	err = rl_msg_encode_signed(&wr, &sm, s->id.key, &s->id.signer, s->sigbuf, sizeof(s->sigbuf));
+	if (!err)
+		err = rl_msg_decode(buf, vp_wr_len(&wr), out);
+	if (!err)
+		err = dp_cert_msg_verify(s->certs, out, &s->self, signer, &why);
+	return err;
+}
+
+/*
+ * Serve request \p txid of this vnode to itself: the path of a request from the wire (signed, decoded,
+ * verified, handed to the engine) with our own vnode as the previous hop.  The answer the vnode sends to
+ * itself (io_send to self: capture_answer) completes the entry, at once or, for a Store, after the commit.
+ */
+static void req_local(node_shard_t *s, req_ent_t *e, uint64_t now)
+{
+	rl_message_t m, vm;
+	rl_dest_t d;
+	const dp_cert_ident_t *signer = NULL;
+	uint64_t txid = e->txid;
+	int err;
+
+	e->local = true;
+	e->attempts++;
+	req_msg(s, e->r, txid, &d, &m);
+	err = self_signed(s, &m, s->locbuf, &vm, &signer);
+	if (err) {
+		req_fail_txid(s, txid, err);
+		return;
+	}
+	s->cur = NULL;
+	s->cur_signer = signer;
+	s->cur_prev = s->self;
+	err = chord_node_recv(s->vn, &s->self, &vm, now);
+	s->cur_signer = NULL;
+	if (err)
+		req_fail_txid(s, txid, err); /* e is gone if the answer came already */
+}
+
+/* The vnode's answer to a request it served itself (io_send to self). */
+static int capture_answer(node_shard_t *s, const rl_message_t *m)
+{
+	req_ent_t *e = req_find(s, m->hdr.txid);
+	const dp_cert_ident_t *signer = NULL;
+	rl_message_t am;
+	node_req_t *r;
+	uint32_t at;
+	uint64_t first;
+	int err;
+
+	if (!e || !e->local)
+		return VP_ENOROUTE;
+	r = e->r;
+	at = e->attempts;
+	first = e->first_ms;
+	req_remove(s, e);
+	err = self_signed(s, m, s->ansbuf, &am, &signer);
+	if (err)
+		req_fail(s, r, err, at);
+	else
+		req_answered(s, r, &am, &s->self, signer, at, first);
+	return 0;
+}
+
+/* (Re)transmit entry \p e: 0 sent, 1 this vnode serves it, else an error. */
+static int req_transmit(node_shard_t *s, req_ent_t *e)
+{
+	rl_message_t m;
+	rl_dest_t d;
+	vp_id_t next;
+	int r = req_route(s, e->r, &next);
+	if (r != 0)
+		return r;
+	req_msg(s, e->r, e->txid, &d, &m);
+	e->attempts++;
+	return io_send(s, s->vn, &next, &m);
+}
+
+static void req_start(node_shard_t *s, node_req_t *r, uint64_t now)
+{
+	req_ent_t *e;
+	uint64_t txid;
+	int err;
+
+	if (s->leaving || chord_node_state(s->vn) != CHORD_JOINED) {
+		req_fail(s, r, VP_ESTATE, 0);
+		return;
+	}
+	if (s->nreqs == NODE_MAX_REQUESTS) {
+		req_fail(s, r, VP_EBUSY, 0);
+		return;
+	}
+	do {
+		if (RAND_bytes((unsigned char *)&txid, sizeof(txid)) != 1) {
+			req_fail(s, r, VP_ECRYPTO, 0);
+			return;
+		}
+	} while (req_find(s, txid));
+	e = &s->reqs[s->nreqs++];
+	*e = (req_ent_t){ .r = r, .txid = txid, .first_ms = now, .deadline_ms = now + s->node->conf.reliability_ms,
+	                  .interval_ms = s->node->conf.reliability_ms / RETX_DIV };
+	if (e->interval_ms == 0)
+		e->interval_ms = 1;
+	e->next_ms = now + e->interval_ms;
+	err = req_transmit(s, e);
+	if (err == 1) {
+		req_local(s, e, now);
+	} else if (err && err != VP_ENOROUTE && err != VP_EBUSY && err != VP_ESPACE) {
+		/* Not worth retrying (no such node, cannot encode); a missing link may come back. */
+		req_fail_txid(s, txid, err);
+	}
+}
+
+/* Timers of the requests in flight; returns the next one due. */
+static uint64_t req_tick(node_shard_t *s, uint64_t now)
+{
+	uint64_t next = UINT64_MAX;
+	for (uint32_t i = 0; i < s->nreqs;) {
+		req_ent_t *e = &s->reqs[i];
+		if (now >= e->deadline_ms) {
+			node_req_t *r = e->r;
+			uint32_t at = e->attempts;
+			req_remove(s, e);
+			req_fail(s, r, VP_ETIMEOUT, at);
+			continue;
+		}
+		if (!e->local && now >= e->next_ms) {
+			int err;
+			e->interval_ms *= 2;
+			e->next_ms = now + e->interval_ms;
+			if (e->next_ms > e->deadline_ms)
+				e->next_ms = e->deadline_ms;
+			err = req_transmit(s, e);
+			if (err == 1) {
+				/* The range became ours (its owner left): serve it here; e may be gone. */
+				req_local(s, e, now);
+				i = 0;
+				continue;
+			}
+			if (vp_log_enabled(VP_LOG_DEBUG))
+				vp_log_debug("node", "retransmit", "shard=%u txid=%llx attempt=%u err=%s", s->idx,
+				             (unsigned long long)e->txid, e->attempts, vp_strerror(err));
+		}
+		if ((e->local ? e->deadline_ms : e->next_ms) < next)
+			next = e->local ? e->deadline_ms : e->next_ms;
+		i++;
+	}
+	return next;
+}
+
+/* An answer for this vnode: complete the request it answers (verified: s->cur_signer is set). */
+static void req_on_answer(node_shard_t *s, const chord_delivery_t *d)
+{
+	req_ent_t *e = req_find(s, d->msg->hdr.txid);
+	vp_id_t orig;
+	node_req_t *r;
+	uint32_t at;
+	uint64_t first;
+
+	if (!e || !s->cur_signer || dp_cert_originator(d->msg, &s->cur_prev, &orig)) {
+		vp_log_debug("node", "answer_unclaimed", "shard=%u code=0x%x", s->idx, d->msg->contents.code);
+		return;
+	}
+	if (!e->r->resource && !vp_id_eq(&orig, &e->r->dest)) {
+		/* Only the node addressed may answer a request to a Node-ID. */
+		vp_log_warn("node", "msg_refused", "shard=%u peer=%s reason=answer_from_other_node code=0x%x", s->idx,
+		            vp_id_to_hex(&orig, (char[VP_ID_HEX_LEN + 1]){ 0 }), d->msg->contents.code);
+		return;
+	}
+	r = e->r;
+	at = e->attempts;
+	first = e->first_ms;
+	req_remove(s, e);
+	req_answered(s, r, d->msg, &orig, s->cur_signer, at, first);
+}
+
+static void req_fail_all(node_shard_t *s)
+{
+	while (s->nreqs) {
+		node_req_t *r = s->reqs[s->nreqs - 1].r;
+		uint32_t at = s->reqs[s->nreqs - 1].attempts;
+		s->nreqs--;
+		req_fail(s, r, VP_ESTATE, at);
+	}
+}
+
+/* AppAttach for an application node_app_set() registered: our candidate for it. */
+static void app_attach_answer(node_shard_t *s, const rl_message_t *m, rl_body_t *ans)
+{
+	static const char info[] = "no such application at this node";
+	rl_body_t b;
+	node_t *n = s->node;
+	if (!rl_body_decode(RL_APP_ATTACH_REQ, m->contents.body.p, m->contents.body.len, NULL, NULL, &b))
+		for (uint32_t i = 0; i < n->napps; i++)
+			if (n->apps[i].application == b.u.app_attach.application) {
+				ans->code = RL_APP_ATTACH_ANS;
+				ans->u.app_attach = (rl_app_attach_t){
+					.ufrag = (rl_bytes_t){ (const uint8_t *)"-", 1 },
+					.password = (rl_bytes_t){ (const uint8_t *)"-", 1 },
+					.application = n->apps[i].application,
+					.role = (rl_bytes_t){ (const uint8_t *)"active", 6 },
+				};
+				ans->u.app_attach.candidates.items = &n->apps[i].cand;
+				ans->u.app_attach.candidates.n_items = 1;
+				return;
+			}
+	ans->code = RL_ERROR;
+	ans->u.error.code = RL_ERR_NOT_FOUND;
+	ans->u.error.info = (rl_bytes_t){ (const uint8_t *)info, sizeof(info) - 1 };
+}
+
 static int kinds_send(void *arg, const vp_id_t *to, const vp_id_t *resource, const rl_body_t *body)
 {
 	node_shard_t *s = arg;
@@ -577,7 +948,7 @@ static void io_deliver(void *ctx, chord_node_t *cn, const chord_delivery_t *d)
 	rl_body_t ans;
 
 	if (d->is_answer) {
-		vp_log_debug("node", "answer_unclaimed", "shard=%u code=0x%x", s->idx, code);
+		req_on_answer(s, d);
 		return;
 	}
 	memset(&ans, 0, sizeof(ans));
@@ -606,11 +977,14 @@ static void io_deliver(void *ctx, chord_node_t *cn, const chord_delivery_t *d)
 			ans.u.error.info = (rl_bytes_t){ (const uint8_t *)info, sizeof(info) - 1 };
 		}
 		break;
+	case RL_APP_ATTACH_REQ:
+		app_attach_answer(s, d->msg, &ans);
+		break;
 	default: {
-		/* AppAttach (no application is served by the bare node), ConfigUpdate and unknown requests. */
+		/* ConfigUpdate and unknown requests. */
 		static const char info[] = "not served by this node";
 		ans.code = RL_ERROR;
-		ans.u.error.code = code == RL_APP_ATTACH_REQ ? RL_ERR_NOT_FOUND : RL_ERR_FORBIDDEN;
+		ans.u.error.code = RL_ERR_FORBIDDEN;
 		ans.u.error.info = (rl_bytes_t){ (const uint8_t *)info, sizeof(info) - 1 };
 		break;
 	}
@@ -653,6 +1027,7 @@ static int sh_start(void *arg, dp_shard_t *sh, uint64_t now)
 {
 	node_shard_t *s = arg;
 	s->sh = sh;
+	tl_shard = s;
 	if (s->is_bootstrap) {
 		int err = chord_node_bootstrap(s->vn, now);
 		if (err)
@@ -867,6 +1242,8 @@ static void sh_command(void *arg, dp_shard_t *sh, const dp_shard_cmd_t *c, uint6
 		vp_log_info("node", "bad_nodes", "shard=%u count=%llu err=%s", s->idx, (unsigned long long)c->arg,
 		            vp_strerror(err));
 		free(c->ptr);
+	} else if (c->op == CMD_REQUEST) {
+		req_start(s, c->ptr, now);
 	}
 }
 
@@ -919,6 +1296,11 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		return now + 10;
 	}
 	next = chord_node_next_wakeup(s->vn);
+	{
+		uint64_t rn = req_tick(s, now);
+		if (rn < next)
+			next = rn;
+	}
 	if (chord_node_state(s->vn) == CHORD_INIT && s->boot_retry_at < next)
 		next = s->boot_retry_at;
 	return next;
@@ -938,6 +1320,7 @@ static void sh_stop(void *arg, dp_shard_t *sh)
 	node_shard_t *s = arg;
 	const dp_io_counters_t *c = dp_shard_api(sh)->counters(dp_shard_io(sh));
 	const chord_stats_t *cs = chord_node_stats(s->vn);
+	req_fail_all(s);
 	vp_log_info("node", "shard_stopped",
 	            "shard=%u rx_msgs=%llu tx_msgs=%llu relayed=%llu refused_sig=%llu refused_decode=%llu "
 	            "refused_flood=%llu refused_replay=%llu refused_topology=%llu peer_failures=%llu",
@@ -984,6 +1367,9 @@ static int shard_prepare(node_t *n, unsigned i)
 	s->node = n;
 	s->idx = i;
 	s->lconf = n->conf.link;
+	s->reqs = calloc(NODE_MAX_REQUESTS, sizeof(*s->reqs));
+	if (!s->reqs)
+		return VP_ENOMEM;
 	if ((err = load_identity(n, i, &s->id, &s->lconf)))
 		return err;
 	/* The vnode is the certificate's first Node-ID: what every peer takes a link to name. */
@@ -1071,6 +1457,7 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 	n->conf = *conf;
 	n->given = *conf;
 	n->lock_fd = -1;
+	pthread_mutex_init(&n->push_mu, NULL);
 	if (kinds) {
 		n->kinds = *kinds;
 		n->have_kinds = true;
@@ -1123,6 +1510,16 @@ fail:
 	return err;
 }
 
+/* Push one command for shard \p i from any thread but a shard's (the rings have one producer). */
+static bool cmd_push(node_t *n, unsigned i, const dp_shard_cmd_t *c)
+{
+	bool ok;
+	pthread_mutex_lock(&n->push_mu);
+	ok = dp_shard_cmd_push(n->shards[i].sh, c, 1) == 1;
+	pthread_mutex_unlock(&n->push_mu);
+	return ok;
+}
+
 int node_start(node_t *n)
 {
 	for (unsigned i = 0; i < n->nshards; i++) {
@@ -1131,6 +1528,7 @@ int node_start(node_t *n)
 			return err;
 	}
 	n->started = true;
+	atomic_store(&n->running, true);
 	return 0;
 }
 
@@ -1139,11 +1537,14 @@ int node_leave(node_t *n, uint64_t timeout_ms)
 	int result = 0;
 	if (!n->started)
 		return 0;
+	pthread_mutex_lock(&n->push_mu);
+	atomic_store(&n->running, false);
 	for (unsigned i = 0; i < n->nshards; i++) {
 		dp_shard_cmd_t c = { .op = CMD_LEAVE, .arg = timeout_ms };
 		if (dp_shard_cmd_push(n->shards[i].sh, &c, 1) != 1)
 			vp_log_error("node", "leave", "shard=%u reason=ring_full", i);
 	}
+	pthread_mutex_unlock(&n->push_mu);
 	for (unsigned i = 0; i < n->nshards; i++) {
 		int err = dp_shard_join(n->shards[i].sh);
 		if (err && !result)
@@ -1189,7 +1590,7 @@ void node_reload(node_t *n, const node_conf_t *fresh)
 					break;
 				if (d->n_bad_nodes)
 					memcpy(ids, d->bad_nodes, d->n_bad_nodes * sizeof(*ids));
-				if (dp_shard_cmd_push(n->shards[i].sh, &cmd, 1) != 1)
+				if (!cmd_push(n, i, &cmd))
 					free(ids);
 			}
 		}
@@ -1206,6 +1607,117 @@ void node_reload(node_t *n, const node_conf_t *fresh)
 	    c.pin != n->given.pin || c.io_burst != n->given.io_burst || c.flood_rate != n->given.flood_rate ||
 	    c.flood_burst != n->given.flood_burst || memcmp(&c.link, &n->given.link, sizeof(c.link)))
 		vp_log_warn("node", "reload_needs_restart", "what=node_or_link_options");
+}
+
+int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, const rl_body_t *body,
+                 node_done_fn done, void *arg)
+{
+	node_req_t *r;
+	uint8_t *tmp;
+	vp_wr_t wr;
+	int err;
+
+	if (!n || shard >= n->nshards || !dest || !body || !done)
+		return VP_EINVAL;
+	switch (body->code) {
+	case RL_STORE_REQ: case RL_FETCH_REQ: case RL_STAT_REQ: case RL_FIND_REQ: case RL_PROBE_REQ:
+	case RL_APP_ATTACH_REQ: case RL_PING_REQ:
+		break;
+	default:
+		return VP_EINVAL;
+	}
+	if (!atomic_load(&n->running))
+		return VP_ESTATE;
+	tmp = malloc(n->conf.max_message_size);
+	if (!tmp)
+		return VP_ENOMEM;
+	vp_wr_init(&wr, tmp, n->conf.max_message_size - 512u); /* room for the header and SecurityBlock */
+	err = rl_body_encode(&wr, body);
+	if (!err && wr.err)
+		err = wr.err;
+	if (err) {
+		free(tmp);
+		return err == VP_ESPACE ? VP_ETOOBIG : err;
+	}
+	r = malloc(sizeof(*r) + vp_wr_len(&wr));
+	if (!r) {
+		free(tmp);
+		return VP_ENOMEM;
+	}
+	*r = (node_req_t){ .done = done, .arg = arg, .dest = *dest, .resource = resource, .code = body->code,
+	                   .body_len = (uint32_t)vp_wr_len(&wr) };
+	memcpy(r->body, tmp, r->body_len);
+	free(tmp);
+	if (tl_shard == &n->shards[shard]) {
+		req_start(tl_shard, r, mono_ms());
+		return 0;
+	}
+	/* Checked and pushed under the lock: node_leave's CMD_LEAVE comes after every accepted request, so the
+	 * shard sees each one (and fails it at its stop if it has not answered). */
+	pthread_mutex_lock(&n->push_mu);
+	if (!atomic_load(&n->running))
+		err = VP_ESTATE;
+	else if (dp_shard_cmd_push(n->shards[shard].sh, &(dp_shard_cmd_t){ .op = CMD_REQUEST, .ptr = r }, 1) != 1)
+		err = VP_EBUSY;
+	pthread_mutex_unlock(&n->push_mu);
+	if (err)
+		free(r);
+	return err;
+}
+
+vp_id_t node_after(const vp_id_t *peer)
+{
+	vp_id_t x = *peer;
+	for (int i = VP_ID_LEN - 1; i >= 0; i--)
+		if (++x.b[i] != 0)
+			break;
+	return x;
+}
+
+int node_app_set(node_t *n, uint16_t application, const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	dp_link_conf_t lc = n->conf.link;
+	int err;
+
+	if (n->started)
+		return VP_ESTATE;
+	if (!addr || dp_link_addr_parse(addr, &ss, &sl))
+		return VP_EINVAL;
+	for (uint32_t i = 0; i < n->napps; i++)
+		if (n->apps[i].application == application) {
+			lc.advertise[0] = 0;
+			return dp_link_candidate(&lc, (struct sockaddr *)&ss, &n->apps[i].cand);
+		}
+	if (n->napps == MAX_APPS)
+		return VP_ESPACE;
+	lc.advertise[0] = 0;
+	if ((err = dp_link_candidate(&lc, (struct sockaddr *)&ss, &n->apps[n->napps].cand)))
+		return err;
+	n->apps[n->napps++].application = application;
+	return 0;
+}
+
+int node_app_connect(const rl_app_attach_t *ans, unsigned timeout_ms, int *fd)
+{
+	rl_iter_t it;
+	rl_ice_candidate_t c;
+	bool any = false;
+	int r;
+
+	*fd = -1;
+	RL_ITER_INIT(&it, &ans->candidates);
+	while ((r = rl_ice_candidate_next(&it, &c)) == 1) {
+		char host[INET6_ADDRSTRLEN];
+		if (c.overlay_link != RL_LINK_TLS_TCP_FH_NO_ICE ||
+		    !inet_ntop(c.addr.type == RL_ADDR_IPV4 ? AF_INET : AF_INET6, c.addr.addr, host, sizeof(host)))
+			continue;
+		any = true;
+		if (!vp_net_connect_tcp(host, c.addr.port, timeout_ms, VP_NET_NUMERIC, fd))
+			return 0;
+	}
+	return any ? VP_EIO : VP_ENOTFOUND;
 }
 
 const vp_id_t *node_vnode_id(const node_t *n, unsigned i)
@@ -1233,6 +1745,7 @@ void node_free(node_t *n)
 		dp_replay_free(s->replay);
 		dp_cert_store_free(s->certs);
 		free(s->links);
+		free(s->reqs);
 		OPENSSL_free(s->id.der);
 		X509_free(s->id.cert);
 		EVP_PKEY_free(s->id.key);
@@ -1240,5 +1753,6 @@ void node_free(node_t *n)
 	free(n->shards);
 	if (n->lock_fd >= 0)
 		close(n->lock_fd);
+	pthread_mutex_destroy(&n->push_mu);
 	free(n);
 }

@@ -149,6 +149,72 @@ const vp_id_t *node_vnode_id(const node_t *n, unsigned i);
 
 unsigned node_shards(const node_t *n);
 
+/* ---- requests of the node's users (the ViPR flow, the admin socket) ------------ */
+
+/*!
+ * The outcome of a node_request(), handed to its node_done_fn.  Every pointer is valid during the
+ * callback only.  err 0: an answer arrived (or the vnode answered itself): code is its message code
+ * (RL_ERROR: error_code/body carry the ErrorResponse).  Otherwise no answer: VP_ETIMEOUT (no answer within
+ * the overlay-reliability-timer, retransmissions included), VP_ENOTFOUND (a Node-ID destination that does
+ * not exist in the vnode's view), VP_ESTATE (the vnode is not in the ring or is leaving), VP_EBUSY (too many
+ * requests in flight on the shard), VP_ENOROUTE, VP_ECRYPTO, VP_ETOOBIG (the request did not encode).
+ */
+typedef struct node_answer {
+	int err;
+	uint16_t code;                   /*!< RL_*_ANS or RL_ERROR */
+	uint16_t error_code;             /*!< RL_ERROR only */
+	const rl_body_t *body;           /*!< the decoded body (rl_body_decode, no kind models) */
+	const rl_message_t *msg;         /*!< the whole answer: its SecurityBlock carries entry certificates */
+	vp_id_t responder;               /*!< the answer's originator, a Node-ID of its verified signer */
+	const dp_cert_ident_t *signer;   /*!< the answer's verified signer */
+	dp_cert_store_t *certs;          /*!< the shard's certificate store (for nk_fetch_verify) */
+	unsigned shard;
+	uint32_t attempts;               /*!< transmissions (1 + retransmissions) */
+	uint64_t rtt_ms;                 /*!< first transmission to answer */
+} node_answer_t;
+
+/*! Completion of a node_request(): runs exactly once, on the shard's thread (never on the caller's). */
+typedef void (*node_done_fn)(void *arg, const node_answer_t *a);
+
+/* Largest number of requests one shard keeps in flight (node_request beyond it: VP_EBUSY answer). */
+#define NODE_MAX_REQUESTS 4096u
+
+/*!
+ * \brief Originate a request from the vnode of shard \p shard to \p dest (a Resource-ID if \p resource, else a
+ * Node-ID): \p body (Store, Fetch, Stat, Find, Probe, AppAttach or Ping) is encoded here, then handed to the
+ * shard through its command ring (pushes from threads other than the shards' are serialized by a node lock,
+ * so any thread may call it; from a node_done_fn of the same shard it starts at once, without the ring).  The shard
+ * signs it, routes it and retransmits it end to end with the same transaction id (docs/protocol.md §1.7)
+ * until an answer or the overlay-reliability-timer; when the vnode is itself responsible it serves the
+ * request locally (storage, Probe, AppAttach) and \p done gets that answer.  0: \p done will be called;
+ * VP_EINVAL (no shard \p shard, an unknown code), VP_ENOMEM, VP_ETOOBIG (the body does not encode),
+ * VP_EBUSY (the ring is full), VP_ESTATE (the node is not running): \p done will not be called.
+ */
+int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, const rl_body_t *body,
+                 node_done_fn done, void *arg);
+
+/*!
+ * \brief The Resource-ID routed to the successor of \p peer: \p peer + 1 (mod 2^128).  The replica rule
+ * (docs/protocol.md §4.4): a Fetch for Resource-ID R addressed to node_after(P), P the answer's responder,
+ * reaches P's first successor (replica 1), which answers from its copy; again from there for replica 2.
+ */
+vp_id_t node_after(const vp_id_t *peer);
+
+/*!
+ * \brief Serve AppAttach for \p application at \p addr (numeric "address:port" of an application server of
+ * this host, e.g. the PVP listener): every vnode answers an AppAttachReq for it with one TLS-TCP-FH-NO-ICE
+ * candidate for \p addr (docs/protocol.md §1.8).  Call before node_start; up to 8 applications.
+ * VP_EINVAL for a bad address, VP_ESPACE, VP_ESTATE after node_start.
+ */
+int node_app_set(node_t *n, uint16_t application, const char *addr);
+
+/*!
+ * \brief The requester's side of AppAttach: a TCP connection to the first candidate of \p ans (an
+ * AppAttachAns) that accepts within \p timeout_ms, in *\p fd (blocking, caller closes).  VP_ENOTFOUND if no
+ * candidate is usable, VP_EIO if none connects.
+ */
+int node_app_connect(const rl_app_attach_t *ans, unsigned timeout_ms, int *fd);
+
 /*! \brief Free (after node_leave, or before node_start). */
 void node_free(node_t *n);
 
