@@ -10,6 +10,7 @@
  * document, applies what can change at run time and logs what needs a restart.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,9 +21,16 @@
 #include "common/conf.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "control/daemon/viprd_vipr.h"
 #include "control/node/node.h"
 
-#define MAX_ROWS 64
+#define MAX_ROWS 80
+
+/* The node's options, then the ViPR service's ([vipr]): one schema table over both. */
+typedef struct viprd_conf {
+	node_conf_t node;
+	viprd_vipr_conf_t vipr;
+} viprd_conf_t;
 #define LEAVE_TIMEOUT_MS 5000u /* SIGTERM: how long the vnodes may take to leave and hand off */
 
 static void usage(FILE *f)
@@ -64,7 +72,7 @@ typedef struct override {
 
 /* Load FILE, apply the overrides, then the document.  0, or 1 with the message printed. */
 static int load(const vp_conf_opt_t *rows, size_t nrows, const char *path, const override_t *ov, size_t nov,
-                node_conf_t *c)
+                viprd_conf_t *c)
 {
 	vp_conf_err_t e = { 0 };
 	char why[256];
@@ -93,7 +101,7 @@ static int load(const vp_conf_opt_t *rows, size_t nrows, const char *path, const
 			return 1;
 		}
 	}
-	err = node_conf_overlay(c, why);
+	err = node_conf_overlay(&c->node, why);
 	if (err) {
 		fprintf(stderr, "%s: %s\n", path, why);
 		return 1;
@@ -142,15 +150,19 @@ int main(int argc, char **argv)
 	override_t ov[32];
 	const char *path = NULL, *log_file = NULL;
 	bool check = false;
-	node_conf_t conf;
+	viprd_conf_t conf;
 	node_t *node = NULL;
+	viprd_vipr_t *vipr = NULL;
 	FILE *logf = NULL;
 	sigset_t sigs;
 	int o, err, rc = 1;
 	char kv[600];
 
-	if (node_conf_schema(rows, MAX_ROWS, &nrows))
+	size_t nv = 0;
+	if (node_conf_schema(rows, MAX_ROWS, &nrows) ||
+	    viprd_vipr_schema(rows + nrows, MAX_ROWS - nrows, offsetof(viprd_conf_t, vipr), &nv))
 		return 2;
+	nrows += nv;
 	while ((o = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
 		switch (o) {
 		case 'c': path = optarg; break;
@@ -186,7 +198,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (check) {
 		printf("config ok file=%s overlay=%s bootstrap=\"%s\" max_message_size=%u initial_ttl=%u\n", path,
-		       conf.overlay, conf.bootstrap, conf.max_message_size, conf.initial_ttl);
+		       conf.node.overlay, conf.node.bootstrap, conf.node.max_message_size, conf.node.initial_ttl);
 		return 0;
 	}
 	if (log_file && !(logf = fopen(log_file, "a"))) {
@@ -195,7 +207,7 @@ int main(int argc, char **argv)
 	}
 	if (logf)
 		setvbuf(logf, NULL, _IOLBF, 0);
-	vp_log_setup((vp_log_level_t)conf.log_level, logf ? logf : stderr);
+	vp_log_setup((vp_log_level_t)conf.node.log_level, logf ? logf : stderr);
 
 	/* Signals go to this (control) thread only: block them before any shard thread exists. */
 	sigemptyset(&sigs);
@@ -205,12 +217,14 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	err = node_new(&conf, NULL, &node);
+	err = node_new(&conf.node, NULL, &node);
 	if (err) {
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
 	}
-	if ((err = node_start(node))) {
+	if (conf.vipr.enabled && (err = viprd_vipr_new(&conf.vipr, &conf.node, node, &vipr)))
+		goto finish; /* logged with its reason */
+	if ((err = node_start(node)) || (vipr && (err = viprd_vipr_start(vipr)))) {
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
 	}
@@ -220,25 +234,30 @@ int main(int argc, char **argv)
 		int sig = sigtimedwait(&sigs, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT) {
 			vp_log_info("viprd", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+			viprd_vipr_free(vipr); /* its requests end before the vnodes leave */
+			vipr = NULL;
 			err = node_leave(node, LEAVE_TIMEOUT_MS);
 			rc = err ? 1 : 0;
 			break;
 		}
 		if (sig == SIGHUP) {
-			node_conf_t fresh;
+			viprd_conf_t fresh;
 			if (load(rows, nrows, path, ov, nov, &fresh))
 				vp_log_warn("viprd", "reload_refused", "config=%s", path);
 			else
-				node_reload(node, &fresh);
+				node_reload(node, &fresh.node);
 		}
 		if (node_failed(node)) {
 			vp_log_error("viprd", "shard_failed", "action=exit");
+			viprd_vipr_free(vipr);
+			vipr = NULL;
 			node_leave(node, 1000);
 			break;
 		}
 	}
 	vp_log_info("viprd", "exit", "status=%d", rc);
 finish:
+	viprd_vipr_free(vipr);
 	node_free(node);
 	if (logf)
 		fclose(logf);
