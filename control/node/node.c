@@ -21,6 +21,7 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "control/node/kinds.h"
 #include "control/node/overlay_doc.h"
 #include "dataplane/shard.h"
 
@@ -40,6 +41,14 @@
 #define CMD_RING 1024u /* node_request commands: a burst of lookups must fit */
 #define MAX_APPS 8u
 #define MAX_WAIT_MS 50u
+/*
+ * The storage service.  EXPIRE_BUDGET: records the expiry sweep visits per loop iteration (small, so one
+ * iteration's latency does not grow with the store).  MAX_XCERTS: entry certificates one message carries
+ * besides the vnode's own (a Fetch answer, a handoff Store); a receiver without one of the others in its
+ * cache refuses only that entry.
+ */
+#define EXPIRE_BUDGET 32u
+#define MAX_XCERTS 64u
 
 enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
 
@@ -68,6 +77,13 @@ typedef struct req_ent {
 	uint32_t attempts;
 	bool local; /* served by this vnode: its answer to itself completes it (a Store: after the commit) */
 } req_ent_t;
+
+/* A Store queued in the open batch: answered after the commit (its request kept to answer along its path). */
+typedef struct pend_ent {
+	uint8_t *msg;
+	size_t len;
+	vp_id_t prev;
+} pend_ent_t;
 
 typedef struct node_app {
 	uint16_t application;
@@ -141,6 +157,21 @@ typedef struct node_shard {
 	req_ent_t *reqs;
 	uint32_t nreqs;
 
+	/* the node's own storage service (node_conf.storage) */
+	nk_t *nk;
+	st_shard_t *st;
+	pend_ent_t *pend;
+	uint32_t npend, cap_pend;
+	chord_store_action_t *acts;  /* topology actions, run after the commit (nk_action needs no batch open) */
+	uint32_t nacts, cap_acts;
+	const chord_table_t *ranged; /* the table nk_set_range last saw */
+	bool in_commit;
+	const uint8_t *cur_raw;      /* the request being delivered, as received (kept for a queued Store) */
+	size_t cur_raw_len;
+	const rl_cert_t *xcerts;     /* entry certificates for the next message signed */
+	size_t n_xcerts;
+	rl_cert_t certv[1 + MAX_XCERTS];
+
 	uint64_t refused_sig, refused_decode, refused_flood, refused_replay, refused_topology, relayed;
 	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
 	uint8_t locbuf[RL_MAX_MESSAGE_SIZE]; /* a request the vnode serves itself */
@@ -166,6 +197,7 @@ struct node {
 	bool started;
 	node_app_t apps[MAX_APPS];
 	uint32_t napps;
+	st_db_t *db; /* the storage service's RocksDB (one column family per shard) */
 };
 
 static uint64_t mono_ms(void)
@@ -204,6 +236,9 @@ static const vp_conf_opt_t node_rows[] = {
 	{ .section = "node", .key = "flood_burst", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "4000",
 	  .unit = "messages", .doc = "messages one link may send at once before flood_rate applies",
 	  VP_CONF_AT(node_conf_t, flood_burst) },
+	{ .section = "node", .key = "storage", .type = VP_CONF_BOOL, .def = "yes",
+	  .doc = "serve Store, Fetch, Stat and Find (RocksDB under data_dir/store, kept across restarts); no: answer them Error_Forbidden",
+	  VP_CONF_AT(node_conf_t, storage) },
 	{ .section = "overlay", .key = "name", .type = VP_CONF_STR, .def = "",
 	  .doc = "overlay instance name (required): the Node-IDs of certificates and the document must be of it",
 	  VP_CONF_AT(node_conf_t, overlay) },
@@ -229,6 +264,11 @@ static const vp_conf_opt_t node_rows[] = {
 	{ .section = "overlay", .key = "bootstrap", .type = VP_CONF_STR, .def = "",
 	  .doc = "bootstrap peers \"addr:port, addr:port\"; a node listening on the only one starts the overlay",
 	  VP_CONF_AT(node_conf_t, bootstrap), .flags = VP_CONF_F_OVERLAY },
+	{ .section = "overlay", .key = "vipr_kind_id", .type = VP_CONF_U32, .def = "0",
+	  .doc = "the ViPR kind's Kind-ID (0: 0xF0000100)", VP_CONF_AT(node_conf_t, vipr_kind_id),
+	  .flags = VP_CONF_F_OVERLAY },
+	{ .section = "overlay", .key = "vipr_quota", .type = VP_CONF_U32, .def = "0", .unit = "entries",
+	  .doc = "the ViPR kind's quota Q (0: 10000)", VP_CONF_AT(node_conf_t, vipr_quota), .flags = VP_CONF_F_OVERLAY },
 };
 
 int node_conf_schema(vp_conf_opt_t *out, size_t cap, size_t *n)
@@ -319,6 +359,13 @@ int node_conf_overlay(node_conf_t *c, char *why)
 	if (d->overlay_reliability_timer)
 		c->reliability_ms = d->overlay_reliability_timer;
 	c->reactive = d->chord_reactive;
+	{
+		const od_kind_t *vk = od_vipr_kind(d);
+		if (vk && vk->id)
+			c->vipr_kind_id = vk->id;
+		if (vk && vk->vipr_quota)
+			c->vipr_quota = vk->vipr_quota;
+	}
 	c->bootstrap[0] = 0;
 	for (size_t i = 0; i < d->n_bootstrap; i++) {
 		char one[OD_TEXT_MAX + 16];
@@ -481,6 +528,21 @@ static bool sa_equal(const struct sockaddr_storage *a, const struct sockaddr_sto
 
 static int capture_answer(node_shard_t *s, const rl_message_t *m);
 
+/* The SecurityBlock's certificates of a message this vnode signs: its own, then any entry certificates. */
+static void sign_certs(node_shard_t *s, rl_message_t *sm)
+{
+	size_t k = 1;
+	s->certv[0] = s->id.rlcert;
+	for (size_t i = 0; i < s->n_xcerts && k < 1 + MAX_XCERTS; i++)
+		if (s->xcerts[i].der.len != s->id.rlcert.der.len ||
+		    memcmp(s->xcerts[i].der.p, s->id.rlcert.der.p, s->id.rlcert.der.len))
+			s->certv[k++] = s->xcerts[i];
+	sm->sec.certs.raw = NULL;
+	sm->sec.certs.raw_len = sm->sec.certs.raw_count = 0;
+	sm->sec.certs.items = s->certv;
+	sm->sec.certs.n_items = (uint32_t)k;
+}
+
 /* Sign and queue a message this vnode originates. */
 static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
 {
@@ -497,10 +559,7 @@ static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_me
 		return capture_answer(s, m);
 	if (!l)
 		return VP_ENOROUTE;
-	sm.sec.certs.raw = NULL;
-	sm.sec.certs.raw_len = sm.sec.certs.raw_count = 0;
-	sm.sec.certs.items = &s->id.rlcert;
-	sm.sec.certs.n_items = 1;
+	sign_certs(s, &sm);
 	vp_wr_init(&wr, s->encbuf, n->conf.max_message_size);
 	err = rl_msg_encode_signed(&wr, &sm, s->id.key, &s->id.signer, s->sigbuf, sizeof(s->sigbuf));
 	if (err)
@@ -692,19 +751,18 @@ static void req_fail_txid(node_shard_t *s, uint64_t txid, int err)
 
 /* Sign \p m as this vnode, then decode and verify it as a peer would: \p out points into \p buf. */
 static int self_signed(node_shard_t *s, const rl_message_t *m, uint8_t *buf, rl_message_t *out,
-                       const dp_cert_ident_t **signer)
+                       const dp_cert_ident_t **signer, size_t *len)
 {
 	rl_message_t sm = *m;
 	vp_wr_t wr;
 	dp_cert_reason_t why = DP_CERT_OK;
 	int err;
 
-	sm.sec.certs.raw = NULL;
-	sm.sec.certs.raw_len = sm.sec.certs.raw_count = 0;
-	sm.sec.certs.items = &s->id.rlcert;
-	sm.sec.certs.n_items = 1;
+	sign_certs(s, &sm);
 	vp_wr_init(&wr, buf, s->node->conf.max_message_size);
 	err = rl_msg_encode_signed(&wr, &sm, s->id.key, &s->id.signer, s->sigbuf, sizeof(s->sigbuf));
+	if (len)
+		*len = vp_wr_len(&wr);
 	if (!err)
 		err = rl_msg_decode(buf, vp_wr_len(&wr), out);
 	if (!err)
@@ -723,12 +781,13 @@ static void req_local(node_shard_t *s, req_ent_t *e, uint64_t now)
 	rl_dest_t d;
 	const dp_cert_ident_t *signer = NULL;
 	uint64_t txid = e->txid;
+	size_t len = 0;
 	int err;
 
 	e->local = true;
 	e->attempts++;
 	req_msg(s, e->r, txid, &d, &m);
-	err = self_signed(s, &m, s->locbuf, &vm, &signer);
+	err = self_signed(s, &m, s->locbuf, &vm, &signer, &len);
 	if (err) {
 		req_fail_txid(s, txid, err);
 		return;
@@ -736,8 +795,11 @@ static void req_local(node_shard_t *s, req_ent_t *e, uint64_t now)
 	s->cur = NULL;
 	s->cur_signer = signer;
 	s->cur_prev = s->self;
+	s->cur_raw = s->locbuf;
+	s->cur_raw_len = len;
 	err = chord_node_recv(s->vn, &s->self, &vm, now);
 	s->cur_signer = NULL;
+	s->cur_raw = NULL;
 	if (err)
 		req_fail_txid(s, txid, err); /* e is gone if the answer came already */
 }
@@ -759,7 +821,7 @@ static int capture_answer(node_shard_t *s, const rl_message_t *m)
 	at = e->attempts;
 	first = e->first_ms;
 	req_remove(s, e);
-	err = self_signed(s, m, s->ansbuf, &am, &signer);
+	err = self_signed(s, m, s->ansbuf, &am, &signer, NULL);
 	if (err)
 		req_fail(s, r, err, at);
 	else
@@ -914,6 +976,141 @@ static void app_attach_answer(node_shard_t *s, const rl_message_t *m, rl_body_t 
 	ans->u.error.info = (rl_bytes_t){ (const uint8_t *)info, sizeof(info) - 1 };
 }
 
+/* ---- the node's storage service (kinds.c over the shard's column family) ------------------- */
+
+/* Answer request \p d with nk's answer \p a (its entry certificates in the SecurityBlock). */
+static void store_answer(node_shard_t *s, chord_node_t *cn, const chord_delivery_t *d, const nk_answer_t *a)
+{
+	rl_body_t b;
+	int err = rl_body_decode(a->code, a->body.p, a->body.len, NULL, NULL, &b);
+	if (err) {
+		vp_log_error("node", "store_answer", "shard=%u code=0x%x err=%s", s->idx, a->code, vp_strerror(err));
+		return;
+	}
+	s->xcerts = a->certs;
+	s->n_xcerts = a->n_certs;
+	err = chord_node_answer(cn, d, &b);
+	s->xcerts = NULL;
+	s->n_xcerts = 0;
+	if (err && vp_log_enabled(VP_LOG_DEBUG))
+		vp_log_debug("node", "store_answer", "shard=%u code=0x%x err=%s", s->idx, a->code, vp_strerror(err));
+}
+
+/* nk_commit's answer hook: the Store queued as tag, now in the WAL (or failed), answered along its path. */
+static void store_done(void *arg, const nk_answer_t *a)
+{
+	node_shard_t *s = arg;
+	pend_ent_t *p;
+	rl_message_t m;
+	chord_delivery_t d;
+
+	if (a->tag >= s->npend || !s->pend[a->tag].msg)
+		return;
+	p = &s->pend[a->tag];
+	if (rl_msg_decode(p->msg, p->len, &m))
+		return;
+	d = (chord_delivery_t){ .msg = &m, .prev_hop = p->prev };
+	store_answer(s, s->vn, &d, a);
+}
+
+/* nk's transport: a replica or handoff Store straight to a neighbour, or a Store routed to its resource. */
+static int store_send(void *arg, const nk_send_t *x)
+{
+	node_shard_t *s = arg;
+	uint64_t txid;
+	int err;
+
+	s->xcerts = x->certs;
+	s->n_xcerts = x->n_certs;
+	if (x->peer)
+		err = chord_node_request_direct(s->vn, x->peer, x->resource, x->body, &txid, mono_ms());
+	else
+		err = chord_node_request(s->vn, x->resource, true, x->body, &txid, mono_ms());
+	s->xcerts = NULL;
+	s->n_xcerts = 0;
+	return err == 1 ? 0 : err; /* 1: the resource is ours, nothing to send */
+}
+
+/*
+ * The shard loop's commit: write the open batch (the WAL), answer the Stores queued in it, copy them to the
+ * successors, then run the topology actions that waited for a closed batch, and sweep a few expired records.
+ * Nested calls (a send that flushed the transmit queue) return at once.
+ */
+static int store_commit(node_shard_t *s)
+{
+	int err;
+	if (s->in_commit)
+		return 0;
+	s->in_commit = true;
+	err = nk_commit(s->nk, store_done, store_send, s);
+	for (uint32_t i = 0; i < s->npend; i++)
+		free(s->pend[i].msg);
+	s->npend = 0;
+	if (!err) {
+		for (uint32_t i = 0; i < s->nacts; i++) {
+			uint64_t n = 0;
+			const chord_store_action_t *a = &s->acts[i];
+			int e = nk_action(s->nk, a, store_send, s, &n);
+			if (n || e)
+				vp_log_info("node", "store_action", "shard=%u op=%s to=%s replica=%u entries=%llu err=%s",
+				            s->idx, a->op == CHORD_STORE_HANDOFF ? "handoff"
+				                    : a->op == CHORD_STORE_REPLICATE ? "replicate" : "drop",
+				            vp_id_to_hex(&a->to, (char[VP_ID_HEX_LEN + 1]){ 0 }), a->replica_number,
+				            (unsigned long long)n, vp_strerror(e));
+		}
+		s->nacts = 0;
+		st_expire(s->st, EXPIRE_BUDGET, NULL);
+	}
+	s->in_commit = false;
+	return err;
+}
+
+/* Store, Fetch, Stat or Find for this vnode (verified: s->cur_signer). */
+static void store_serve(node_shard_t *s, chord_node_t *cn, const chord_delivery_t *d)
+{
+	nk_request_t q;
+	nk_answer_t a;
+	vp_id_t orig;
+	int rc;
+
+	if (dp_cert_originator(d->msg, &s->cur_prev, &orig))
+		return;
+	if (s->npend == s->cap_pend) {
+		uint32_t cap = s->cap_pend ? s->cap_pend * 2 : 64;
+		pend_ent_t *p = realloc(s->pend, cap * sizeof(*p));
+		if (!p)
+			return; /* the requester retransmits */
+		s->pend = p;
+		s->cap_pend = cap;
+	}
+	q = (nk_request_t){ .msg = d->msg, .vnode = &s->self, .table = chord_node_table(cn), .signer = s->cur_signer,
+	                    .sender = &orig, .tag = s->npend };
+	rc = nk_handle(s->nk, &q, &a);
+	if (rc == VP_EBUSY) {
+		/* max_pending Stores wait for this iteration's commit: commit now, then this one. */
+		if (store_commit(s))
+			return;
+		q.tag = s->npend;
+		rc = nk_handle(s->nk, &q, &a);
+	}
+	if (rc == 1) {
+		pend_ent_t *p = &s->pend[s->npend];
+		p->msg = s->cur_raw ? malloc(s->cur_raw_len) : NULL;
+		if (p->msg)
+			memcpy(p->msg, s->cur_raw, s->cur_raw_len);
+		p->len = s->cur_raw_len;
+		p->prev = d->prev_hop;
+		s->npend++; /* without a copy the Store is written and not answered: the requester retransmits */
+		return;
+	}
+	if (rc < 0) {
+		vp_log_warn("node", "store_refused", "shard=%u code=0x%x err=%s", s->idx, d->msg->contents.code,
+		            vp_strerror(rc));
+		return;
+	}
+	store_answer(s, cn, d, &a);
+}
+
 static int kinds_send(void *arg, const vp_id_t *to, const vp_id_t *resource, const rl_body_t *body)
 {
 	node_shard_t *s = arg;
@@ -925,6 +1122,20 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 {
 	node_shard_t *s = ctx;
 	(void)cn;
+	if (s->nk) {
+		if (s->nacts == s->cap_acts) {
+			uint32_t cap = s->cap_acts ? s->cap_acts * 2 : 16;
+			chord_store_action_t *p = realloc(s->acts, cap * sizeof(*p));
+			if (!p) {
+				vp_log_error("node", "store_action", "shard=%u err=%s", s->idx, vp_strerror(VP_ENOMEM));
+				return;
+			}
+			s->acts = p;
+			s->cap_acts = cap;
+		}
+		s->acts[s->nacts++] = *a;
+		return;
+	}
 	if (s->node->have_kinds && s->node->kinds.action)
 		s->node->kinds.action(s->node->kinds.arg, s->idx, a, kinds_send, s);
 }
@@ -954,6 +1165,10 @@ static void io_deliver(void *ctx, chord_node_t *cn, const chord_delivery_t *d)
 	memset(&ans, 0, sizeof(ans));
 	switch (code) {
 	case RL_STORE_REQ: case RL_FETCH_REQ: case RL_STAT_REQ: case RL_FIND_REQ:
+		if (s->nk && s->cur_signer) {
+			store_serve(s, cn, d);
+			return;
+		}
 		if (n->have_kinds && n->kinds.handle && s->cur_signer) {
 			vp_id_t orig;
 			node_kinds_req_t req = { .msg = d->msg, .vnode = &s->self, .signer = s->cur_signer,
@@ -1028,6 +1243,21 @@ static int sh_start(void *arg, dp_shard_t *sh, uint64_t now)
 	node_shard_t *s = arg;
 	s->sh = sh;
 	tl_shard = s;
+	if (s->node->db) {
+		/* nk and its column family belong to this thread from here on. */
+		nk_conf_t nc;
+		int err;
+		nk_conf_default(&nc);
+		nc.key = s->id.key;
+		nc.cert_der = s->id.der;
+		nc.cert_len = (size_t)s->id.der_len;
+		s->st = st_db_shard(s->node->db, s->idx);
+		err = nk_new(&nc, s->st, s->certs, &s->nk);
+		if (err) {
+			vp_log_error("node", "storage", "shard=%u err=%s", s->idx, vp_strerror(err));
+			return err;
+		}
+	}
 	if (s->is_bootstrap) {
 		int err = chord_node_bootstrap(s->vn, now);
 		if (err)
@@ -1201,6 +1431,8 @@ static void on_msg(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 			goto finish;
 		}
 		s->cur_signer = signer;
+		s->cur_raw = ev->pkt.buf + ev->pkt.off;
+		s->cur_raw_len = ev->pkt.len;
 	}
 	err = chord_node_recv(s->vn, &e->peer, &m, now);
 	if (err && vp_log_enabled(VP_LOG_DEBUG))
@@ -1209,6 +1441,7 @@ static void on_msg(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 finish:
 	s->cur = NULL;
 	s->cur_signer = NULL;
+	s->cur_raw = NULL;
 }
 
 static void sh_event(void *arg, dp_shard_t *sh, dp_io_ev_t *ev, uint64_t now)
@@ -1295,6 +1528,14 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		}
 		return now + 10;
 	}
+	if (s->nk && chord_node_table(s->vn) != s->ranged) {
+		/* The quota follows the ring fraction this vnode holds, its replicas included (§3.1). */
+		const chord_table_t *t = chord_node_table(s->vn);
+		uint32_t ppb = nk_set_range(s->nk, &t, 1);
+		s->ranged = t;
+		if (vp_log_enabled(VP_LOG_DEBUG))
+			vp_log_debug("node", "store_range", "shard=%u fraction_ppb=%u npred=%u", s->idx, ppb, t->npred);
+	}
 	next = chord_node_next_wakeup(s->vn);
 	{
 		uint64_t rn = req_tick(s, now);
@@ -1310,6 +1551,8 @@ static int sh_commit(void *arg, dp_shard_t *sh)
 {
 	node_shard_t *s = arg;
 	(void)sh;
+	if (s->nk)
+		return store_commit(s);
 	if (s->node->have_kinds && s->node->kinds.commit)
 		return s->node->kinds.commit(s->node->kinds.arg, s->idx);
 	return 0;
@@ -1321,6 +1564,20 @@ static void sh_stop(void *arg, dp_shard_t *sh)
 	const dp_io_counters_t *c = dp_shard_api(sh)->counters(dp_shard_io(sh));
 	const chord_stats_t *cs = chord_node_stats(s->vn);
 	req_fail_all(s);
+	if (s->nk) {
+		nk_stats_t ks;
+		store_commit(s);
+		nk_stats(s->nk, &ks);
+		vp_log_info("node", "store_stopped",
+		            "shard=%u stores=%llu neighbour_stores=%llu entries_refused=%llu bad_signatures=%llu "
+		            "replica_refused=%llu fetches=%llu sent=%llu dropped=%llu",
+		            s->idx, (unsigned long long)ks.stores, (unsigned long long)ks.neighbour_stores,
+		            (unsigned long long)ks.entries_refused, (unsigned long long)ks.bad_signatures,
+		            (unsigned long long)ks.replica_refused, (unsigned long long)ks.fetches,
+		            (unsigned long long)ks.sent, (unsigned long long)ks.dropped);
+		nk_free(s->nk);
+		s->nk = NULL;
+	}
 	vp_log_info("node", "shard_stopped",
 	            "shard=%u rx_msgs=%llu tx_msgs=%llu relayed=%llu refused_sig=%llu refused_decode=%llu "
 	            "refused_flood=%llu refused_replay=%llu refused_topology=%llu peer_failures=%llu",
@@ -1503,6 +1760,25 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 	for (unsigned i = 0; i < n->nshards; i++)
 		if ((err = shard_prepare(n, i)))
 			goto fail;
+	if (!kinds && n->conf.storage) {
+		st_config_t sc;
+		st_kind_t certk = nk_kind_cert_by_node();
+		char path[512];
+		snprintf(path, sizeof(path), "%s/store", n->conf.data_dir);
+		st_config_default(&sc);
+		sc.path = path;
+		sc.n_shards = n->nshards;
+		sc.vipr_kind_id = n->conf.vipr_kind_id;
+		if (n->conf.vipr_quota)
+			sc.vipr_quota = n->conf.vipr_quota;
+		sc.kinds = &certk;
+		sc.n_kinds = 1;
+		if ((err = st_db_open(&sc, &n->db))) {
+			vp_log_error("node", "config", "reason=\"cannot open the store %s: %s\"", path, vp_strerror(err));
+			err = VP_ECONFIG;
+			goto fail;
+		}
+	}
 	*out = n;
 	return 0;
 fail:
@@ -1746,11 +2022,17 @@ void node_free(node_t *n)
 		dp_cert_store_free(s->certs);
 		free(s->links);
 		free(s->reqs);
+		for (uint32_t k = 0; k < s->npend; k++)
+			free(s->pend[k].msg);
+		free(s->pend);
+		free(s->acts);
+		nk_free(s->nk);
 		OPENSSL_free(s->id.der);
 		X509_free(s->id.cert);
 		EVP_PKEY_free(s->id.key);
 	}
 	free(n->shards);
+	st_db_close(n->db);
 	if (n->lock_fd >= 0)
 		close(n->lock_fd);
 	pthread_mutex_destroy(&n->push_mu);

@@ -30,9 +30,18 @@
  * Every refusal is one warn line: `mod=node event=msg_refused shard=0
  * peer=127.0.0.1:40522 reason=bad_signature`.
  *
- * Store, Fetch, Stat and Find for the vnode go to the storage service
- * (node_kinds_ops_t); without one, the node answers them Error_Forbidden
- * ("no storage service at this node").
+ * Store, Fetch, Stat and Find for the vnode go to the storage service: a
+ * node_kinds_ops_t given to node_new, else (with [node] storage, the
+ * default) the node's own: one RocksDB under data_dir/store with a column
+ * family per shard, served by kinds.c (nk_*) on the shard's thread.  Each
+ * entry's signature is verified before it is stored; a Store is answered
+ * only after its batch reached the WAL (the shard loop's commit); each
+ * original Store is copied to the vnode's 2 successors (replica 1 and 2);
+ * the engine's topology actions (handoff on join and leave, re-replication
+ * after a failure, drop) run after each commit; the quota fraction follows
+ * the vnode's (pred[2], self] range (docs/protocol.md §3.1, §4.4).  Without
+ * a storage service the node answers them Error_Forbidden ("no storage
+ * service at this node").
  */
 #ifndef VP_CONTROL_NODE_NODE_H
 #define VP_CONTROL_NODE_NODE_H
@@ -73,6 +82,10 @@ typedef struct node_conf {
 	uint64_t reliability_ms;    /*!< overlay-reliability-timer: the end-to-end request timeout */
 	bool reactive;
 	char bootstrap[512];        /*!< "addr:port, addr:port" */
+	/* the storage service */
+	bool storage;               /*!< [node] storage: serve Store/Fetch/Stat/Find from data_dir/store (RocksDB) */
+	uint32_t vipr_kind_id;      /*!< overlay-wide, from the document's ViPR kind (0: ST_VIPR_KIND_ID_DEFAULT) */
+	uint32_t vipr_quota;        /*!< overlay-wide, from the document's ViPR kind (0: the store's default) */
 } node_conf_t;
 
 /*!

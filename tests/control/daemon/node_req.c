@@ -1,0 +1,330 @@
+/*
+ * node_req - a ring member for the viprd process tests that drives node_request(): it runs a node (the same
+ * node_new/node_start as viprd, one shard, its own data_dir and certificate), waits until it has joined, then
+ * issues each command of its argument list through the API and prints the decoded answer, one line each:
+ *
+ *   node_req CONF CMD [CMD ...]
+ *     store:RID            a ViPR entry (claimant = this vnode, vservice 1) signed by this node, to RID
+ *     badstore:RID         the same entry with its signature broken (the owner must refuse it)
+ *     replica:RID          the entry as replica_number 1 (only RID's predecessors may send that)
+ *     fetch:RID[@DEST]     Fetch RID's ViPR entries, addressed to Resource-ID DEST (default RID): each entry
+ *                          is verified again here (nk_fetch_verify) and counted
+ *     stat:RID  find:RID   Stat / Find of the ViPR kind at RID
+ *     probe:NODE  ping:NODE  appattach:NODE   to a Node-ID
+ *     after:NODE           prints node_after(NODE) (the Resource-ID routed to NODE's successor)
+ *
+ * Output: `req=fetch err=success code=0x8 responder=HEX attempts=1 rtt_ms=3 entries=1 rejected=0 ...`.
+ * Exit status: 0 if every command was answered (an Error answer counts), 1 otherwise, 2 for a setup error.
+ * Every wait is bounded (the reliability timer plus 2 s per command, 30 s to join).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+
+#include "common/clock.h"
+#include "common/conf.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "control/node/kinds.h"
+#include "control/node/node.h"
+#include "storage/vipr_kind.h"
+
+#define JOIN_WAIT_MS 30000u
+
+typedef struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	char line[1024];
+	const char *what;
+	vp_id_t resource;
+	uint32_t vipr_kind;
+} waiter_t;
+
+static const char *hex(const vp_id_t *id, char *buf)
+{
+	return vp_id_to_hex(id, buf);
+}
+
+static int on_entry(void *arg, uint32_t kind, const rl_stored_data_t *sd, const dp_cert_ident_t *signer)
+{
+	size_t *n = arg;
+	(void)kind;
+	(void)sd;
+	(void)signer;
+	(*n)++;
+	return 0;
+}
+
+/* Runs on the shard thread: format the answer, wake the main thread. */
+static void on_done(void *arg, const node_answer_t *a)
+{
+	waiter_t *w = arg;
+	char h[VP_ID_HEX_LEN + 1], *p = w->line;
+	size_t cap = sizeof(w->line);
+	int k;
+
+	k = snprintf(p, cap, "req=%s err=%s", w->what, vp_strerror(a->err));
+	if (!a->err) {
+		k += snprintf(p + k, cap - (size_t)k, " code=0x%x responder=%s signed=%s attempts=%u rtt_ms=%llu",
+		              a->code, hex(&a->responder, h), a->signer ? "yes" : "no", a->attempts,
+		              (unsigned long long)a->rtt_ms);
+		if (a->code == RL_ERROR && a->body)
+			k += snprintf(p + k, cap - (size_t)k, " error=%u info=\"%.*s\"", a->error_code,
+			              (int)a->body->u.error.info.len, (const char *)a->body->u.error.info.p);
+		if (a->code == RL_FETCH_ANS) {
+			st_kind_t kinds[2] = { st_kind_vipr(w->vipr_kind), nk_kind_cert_by_node() };
+			nk_fetch_result_t res = { 0 };
+			size_t n = 0;
+			int err = nk_fetch_verify(a->certs, kinds, 2, &w->resource, a->msg, on_entry, &n, &res);
+			k += snprintf(p + k, cap - (size_t)k, " verify=%s entries=%zu rejected=%u", vp_strerror(err), n,
+			              res.rejected);
+		}
+		if (a->code == RL_STAT_ANS && a->body) {
+			rl_iter_t it;
+			rl_stat_kind_resp_t r;
+			size_t n = 0;
+			RL_ITER_INIT(&it, &a->body->u.stat_ans.responses);
+			while (rl_stat_kind_resp_next(&it, &r) == 1)
+				n += RL_LIST_COUNT(&r.values);
+			k += snprintf(p + k, cap - (size_t)k, " metas=%zu", n);
+		}
+		if (a->code == RL_FIND_ANS && a->body) {
+			rl_iter_t it;
+			rl_find_result_t r;
+			RL_ITER_INIT(&it, &a->body->u.find_ans.results);
+			while (rl_find_result_next(&it, &r) == 1)
+				k += snprintf(p + k, cap - (size_t)k, " closest_len=%u", r.closest.len);
+		}
+		if (a->code == RL_STORE_ANS && a->body)
+			k += snprintf(p + k, cap - (size_t)k, " kinds=%zu", RL_LIST_COUNT(&a->body->u.store_ans.responses));
+		if (a->code == RL_PROBE_ANS && a->body)
+			k += snprintf(p + k, cap - (size_t)k, " probe_infos=%zu", RL_LIST_COUNT(&a->body->u.probe_ans.info));
+	}
+	(void)k;
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* One request, waited for (bounded); 0 answered, 1 no answer, else the node_request error. */
+static int run(node_t *n, waiter_t *w, const vp_id_t *dest, bool resource, const rl_body_t *b, uint64_t wait_ms,
+               bool quiet)
+{
+	struct timespec ts;
+	int err;
+	w->done = false;
+	w->line[0] = 0;
+	err = node_request(n, 0, dest, resource, b, on_done, w);
+	if (err)
+		return err;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(wait_ms / 1000);
+	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (!w->done)
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts))
+			break;
+	pthread_mutex_unlock(&w->mu);
+	if (!w->done) {
+		/* The callback may still come: the waiter must stay valid, so never return before it. */
+		fprintf(stderr, "node_req: no completion within %llu ms\n", (unsigned long long)wait_ms);
+		_exit(1);
+	}
+	if (!quiet)
+		printf("%s\n", w->line);
+	return strstr(w->line, "err=success") ? 0 : 1;
+}
+
+typedef struct ident {
+	EVP_PKEY *key;
+	uint8_t *der;
+	int der_len;
+	uint8_t hash[RL_MAX_HASH_LEN];
+	rl_signer_identity_t signer;
+} ident_t;
+
+static int load_ident(const char *dir, ident_t *id)
+{
+	char path[600];
+	FILE *f;
+	X509 *x = NULL;
+	snprintf(path, sizeof(path), "%s/node.pem", dir);
+	if (!(f = fopen(path, "r")) || !(x = PEM_read_X509(f, NULL, NULL, NULL)))
+		return -1;
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/node.key", dir);
+	if (!(f = fopen(path, "r")) || !(id->key = PEM_read_PrivateKey(f, NULL, NULL, NULL)))
+		return -1;
+	fclose(f);
+	id->der = NULL;
+	id->der_len = i2d_X509(x, &id->der);
+	X509_free(x);
+	return id->der_len > 0 && !rl_signer_cert_hash(id->der, (size_t)id->der_len, id->hash, &id->signer) ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	vp_conf_opt_t rows[64];
+	size_t nrows;
+	vp_conf_err_t ce = { 0 };
+	node_conf_t conf;
+	node_t *node = NULL;
+	waiter_t w = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	ident_t id = { 0 };
+	char why[256], h[VP_ID_HEX_LEN + 1];
+	const vp_id_t *self;
+	uint64_t t0, wait_ms;
+	int rc = 0;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: node_req CONF CMD...\n");
+		return 2;
+	}
+	memset(&conf, 0, sizeof(conf));
+	if (node_conf_schema(rows, 64, &nrows) || vp_conf_schema_load(rows, nrows, argv[1], &conf, &ce) ||
+	    node_conf_overlay(&conf, why)) {
+		fprintf(stderr, "node_req: %s: %s\n", argv[1], ce.msg[0] ? ce.msg : why);
+		return 2;
+	}
+	conf.shards = 1;
+	vp_log_setup((vp_log_level_t)conf.log_level, stderr);
+	if (load_ident(conf.data_dir, &id) || node_new(&conf, NULL, &node) || node_start(node)) {
+		fprintf(stderr, "node_req: cannot start the node\n");
+		node_free(node);
+		return 2;
+	}
+	self = node_vnode_id(node, 0);
+	w.vipr_kind = conf.vipr_kind_id ? conf.vipr_kind_id : ST_VIPR_KIND_ID_DEFAULT;
+	wait_ms = conf.reliability_ms + 2000u;
+	/* Joined once a Ping to ourselves is served (VP_ESTATE before). */
+	t0 = vp_time_mono_ns() / 1000000u;
+	for (;;) {
+		rl_body_t b = { .code = RL_PING_REQ };
+		w.what = "self";
+		if (run(node, &w, self, false, &b, wait_ms, true) == 0)
+			break;
+		if (vp_time_mono_ns() / 1000000u - t0 > JOIN_WAIT_MS) {
+			fprintf(stderr, "node_req: not joined after %u ms (%s)\n", JOIN_WAIT_MS, w.line);
+			node_leave(node, 2000);
+			node_free(node);
+			return 2;
+		}
+		usleep(200000);
+	}
+	printf("joined node_id=%s\n", hex(self, h));
+	fflush(stdout);
+
+	for (int i = 2; i < argc; i++) {
+		char verb[32], arg1[64] = "", arg2[64] = "";
+		vp_id_t target, dest;
+		rl_body_t b;
+		uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
+		rl_stored_data_t sd;
+		rl_store_kind_data_t kd;
+		rl_specifier_t spec;
+		uint32_t kind = w.vipr_kind;
+		int r;
+
+		if (sscanf(argv[i], "%31[^:]:%63[^@]@%63s", verb, arg1, arg2) < 2 || vp_id_from_hex(arg1, &target) ||
+		    (arg2[0] && vp_id_from_hex(arg2, &dest))) {
+			fprintf(stderr, "node_req: bad command %s\n", argv[i]);
+			rc = 2;
+			break;
+		}
+		if (!arg2[0])
+			dest = target;
+		w.what = verb;
+		w.resource = target;
+		memset(&b, 0, sizeof(b));
+		if (!strcmp(verb, "store") || !strcmp(verb, "badstore") || !strcmp(verb, "replica")) {
+			st_vipr_key_t k = { *self, 1 };
+			st_vipr_value_t v = { *self, 1, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
+			size_t vlen = 0;
+			st_vipr_key_encode(&k, key);
+			st_vipr_value_encode(&v, val, sizeof(val), &vlen);
+			memset(&sd, 0, sizeof(sd));
+			sd.storage_time = vp_time_wall_ms();
+			sd.lifetime = 3600;
+			sd.model = RL_MODEL_DICTIONARY;
+			sd.key = (rl_bytes_t){ key, ST_VIPR_KEY_LEN };
+			sd.exists = true;
+			sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
+			if (rl_stored_data_sign(id.key, target.b, VP_ID_LEN, kind, &sd, &id.signer, sig, sizeof(sig))) {
+				rc = 2;
+				break;
+			}
+			if (!strcmp(verb, "badstore"))
+				sig[sd.sig.value.len / 2] ^= 0x01;
+			memset(&kd, 0, sizeof(kd));
+			kd.kind = kind;
+			kd.values.items = &sd;
+			kd.values.n_items = 1;
+			b.code = RL_STORE_REQ;
+			b.u.store_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+			b.u.store_req.replica_number = !strcmp(verb, "replica") ? 1 : 0;
+			b.u.store_req.kind_data.items = &kd;
+			b.u.store_req.kind_data.n_items = 1;
+			r = run(node, &w, &dest, true, &b, wait_ms, false);
+		} else if (!strcmp(verb, "fetch") || !strcmp(verb, "stat")) {
+			memset(&spec, 0, sizeof(spec));
+			spec.kind = kind;
+			spec.model = RL_MODEL_DICTIONARY;
+			b.code = !strcmp(verb, "fetch") ? RL_FETCH_REQ : RL_STAT_REQ;
+			b.u.fetch_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+			b.u.fetch_req.specifiers.items = &spec;
+			b.u.fetch_req.specifiers.n_items = 1;
+			r = run(node, &w, &dest, true, &b, wait_ms, false);
+		} else if (!strcmp(verb, "find")) {
+			b.code = RL_FIND_REQ;
+			b.u.find_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+			b.u.find_req.kinds.items = &kind;
+			b.u.find_req.kinds.n_items = 1;
+			r = run(node, &w, &dest, true, &b, wait_ms, false);
+		} else if (!strcmp(verb, "probe")) {
+			static const uint8_t types[] = { RL_PROBE_RESPONSIBLE_SET, RL_PROBE_UPTIME };
+			b.code = RL_PROBE_REQ;
+			b.u.probe_req.requested.items = types;
+			b.u.probe_req.requested.n_items = 2;
+			r = run(node, &w, &target, false, &b, wait_ms, false);
+		} else if (!strcmp(verb, "ping")) {
+			b.code = RL_PING_REQ;
+			r = run(node, &w, &target, false, &b, wait_ms, false);
+		} else if (!strcmp(verb, "appattach")) {
+			b.code = RL_APP_ATTACH_REQ;
+			b.u.app_attach.ufrag = (rl_bytes_t){ (const uint8_t *)"-", 1 };
+			b.u.app_attach.password = (rl_bytes_t){ (const uint8_t *)"-", 1 };
+			b.u.app_attach.application = 5060;
+			b.u.app_attach.role = (rl_bytes_t){ (const uint8_t *)"passive", 7 };
+			r = run(node, &w, &target, false, &b, wait_ms, false);
+		} else if (!strcmp(verb, "after")) {
+			vp_id_t x = node_after(&target);
+			printf("after=%s\n", hex(&x, h));
+			r = 0;
+		} else {
+			fprintf(stderr, "node_req: unknown command %s\n", verb);
+			rc = 2;
+			break;
+		}
+		if (r < 0)
+			printf("req=%s err=%s (not started)\n", verb, vp_strerror(r));
+		if (r)
+			rc = 1;
+		fflush(stdout);
+	}
+	node_leave(node, 3000);
+	node_free(node);
+	EVP_PKEY_free(id.key);
+	OPENSSL_free(id.der);
+	return rc;
+}
