@@ -259,6 +259,13 @@ int viprd_vipr_new(const viprd_vipr_conf_t *vc, const node_conf_t *nc, node_t *n
 	dc.store_rate = vc->store_rate;
 	dc.store_inflight = vc->store_inflight;
 	dc.lifetime_s = vc->lifetime_s;
+	if (nc->vipr_kind_id)
+		dc.kind_id = nc->vipr_kind_id;
+	if (nc->vipr_quota && nc->vipr_quota < dc.quota) {
+		/* The storing peers enforce the document's quota: claiming more per Node-ID would only be refused. */
+		vp_log_warn(LOGMOD, "quota_lowered", "configured=%u document=%u", dc.quota, nc->vipr_quota);
+		dc.quota = nc->vipr_quota;
+	}
 	if ((rc = dp_cert_store_new(&ccfg, &v->certs)) || (rc = dp_cert_store_add_root_file(v->certs, nc->link.ca_file)))
 		goto fail;
 	for (unsigned i = 0; i < v->n && i < DHR_MAX_SIGNERS; i++) {

@@ -342,7 +342,7 @@ static int cmd_subscribe(const opts_t *o, SSL_CTX *tls)
 	fprintf(stderr, "subscribed to vservice %u; waiting for routes\n", o->vservice);
 	while (o->count <= 0 || got < o->count) {
 		vap_route_t r;
-		char ticket[2 * 32 + 1];
+		char ticket[2 * VAP_MAX_TICKET + 1];
 		int wait = 15000, rc;
 		if (end) {
 			uint64_t now = vp_time_mono_ns();
@@ -360,11 +360,11 @@ static int cmd_subscribe(const opts_t *o, SSL_CTX *tls)
 		if ((ret = report("notify", rc, c)))
 			goto out;
 		got++;
-		for (size_t i = 0; i < r.ticket_len && i < 32; i++)
+		/* The whole ticket, so a border element (vipr-ticket verify) can be handed it as printed. */
+		for (size_t i = 0; i < r.ticket_len && i < VAP_MAX_TICKET; i++)
 			snprintf(ticket + 2 * i, 3, "%02x", r.ticket[i]);
-		ticket[2 * (r.ticket_len < 32 ? r.ticket_len : 32)] = '\0';
-		printf("route number=%s vservice=%u expires=%u ticket=%s%s", r.number, r.vservice_id,
-		       r.expires, ticket, r.ticket_len > 32 ? "..." : "");
+		ticket[2 * (r.ticket_len < VAP_MAX_TICKET ? r.ticket_len : VAP_MAX_TICKET)] = '\0';
+		printf("route number=%s vservice=%u expires=%u ticket=%s", r.number, r.vservice_id, r.expires, ticket);
 		for (size_t i = 0; i < r.n_uris; i++)
 			printf(" uri=%s", r.uris[i]);
 		printf("\n");
