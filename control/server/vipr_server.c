@@ -267,6 +267,15 @@ static size_t smap_expire(smap_t *m, uint64_t now_ms)
 	return n;
 }
 
+static size_t smap_count(const smap_t *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < MAP_BUCKETS; i++)
+		for (const ment_t *e = m->b[i]; e; e = e->next)
+			n++;
+	return n;
+}
+
 static void smap_clear(smap_t *m)
 {
 	for (size_t i = 0; i < MAP_BUCKETS; i++) {
@@ -409,6 +418,114 @@ typedef struct store_op {
 	char number[VP_E164_BUFLEN];
 } store_op_t;
 
+/*
+ * What the agents published survives a restart (docs/protocol.md §8.6): a call
+ * validated after the server came back must get the same URIs.  Auxiliary
+ * records of the call-record store: 'G' 'P' number -> VService id (u32), one
+ * per number whose store completed (removed on withdrawal); 'G' 'V' VService
+ * id (u32) -> version 1, URI count (u8), each URI (u16 length, bytes).
+ */
+#define PUB_KEY_TAG 'P'
+#define VS_KEY_TAG 'V'
+#define VS_VERSION 1
+
+static void pub_keep(vsrv_t *s, const char *number, uint8_t op, uint32_t vservice_id)
+{
+	uint8_t key[2 + VP_E164_BUFLEN], val[4] = { (uint8_t)(vservice_id >> 24), (uint8_t)(vservice_id >> 16),
+		                                        (uint8_t)(vservice_id >> 8), (uint8_t)vservice_id };
+	size_t nl = strnlen(number, VP_E164_BUFLEN - 1);
+	int rc;
+	key[0] = PVP_VCR_AUX_PREFIX;
+	key[1] = PUB_KEY_TAG;
+	memcpy(key + 2, number, nl);
+	rc = op == VAP_OP_WITHDRAW ? pvp_vcr_store_aux_del(s->store, key, 2 + nl)
+	                           : pvp_vcr_store_aux_put(s->store, key, 2 + nl, val, sizeof(val));
+	if (rc)
+		vp_log_error(LOGMOD, "published_not_kept", "srv=%s number=%s error=%s", s->conf.name, number,
+		             vp_strerror(rc));
+}
+
+static void vs_keep(vsrv_t *s, const vservice_t *v, bool withdraw)
+{
+	uint8_t key[6] = { PVP_VCR_AUX_PREFIX, VS_KEY_TAG, (uint8_t)(v->id >> 24), (uint8_t)(v->id >> 16),
+		           (uint8_t)(v->id >> 8), (uint8_t)v->id };
+	uint8_t val[2 + VAP_MAX_URIS * (2 + VAP_MAX_URI)];
+	vp_wr_t wr;
+	int rc;
+	vp_wr_init(&wr, val, sizeof(val));
+	vp_wr_u8(&wr, VS_VERSION);
+	vp_wr_u8(&wr, (uint8_t)v->n_uris);
+	for (size_t i = 0; i < v->n_uris; i++)
+		vp_wr_vec_bytes(&wr, 2, v->uris[i], strlen(v->uris[i]));
+	rc = withdraw ? pvp_vcr_store_aux_del(s->store, key, sizeof(key))
+	              : wr.err ? wr.err : pvp_vcr_store_aux_put(s->store, key, sizeof(key), val, vp_wr_len(&wr));
+	if (rc)
+		vp_log_error(LOGMOD, "vservice_not_kept", "srv=%s id=%u error=%s", s->conf.name, v->id, vp_strerror(rc));
+}
+
+static int pub_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	vsrv_t *s = arg;
+	char number[VP_E164_BUFLEN];
+	ment_t *e;
+	if (klen < 3 || klen - 2 >= sizeof(number) || vlen != 4)
+		return 0;
+	memcpy(number, key + 2, klen - 2);
+	number[klen - 2] = '\0';
+	if (!(e = smap_put(&s->published, number)))
+		return 1;
+	e->u = (uint32_t)val[0] << 24 | (uint32_t)val[1] << 16 | (uint32_t)val[2] << 8 | val[3];
+	return 0;
+}
+
+static int vs_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	vsrv_t *s = arg;
+	vservice_t v;
+	vp_rd_t rd;
+	uint8_t ver = 0, n = 0;
+	size_t i;
+	if (klen != 6)
+		return 0;
+	memset(&v, 0, sizeof(v));
+	v.used = true;
+	v.id = (uint32_t)key[2] << 24 | (uint32_t)key[3] << 16 | (uint32_t)key[4] << 8 | key[5];
+	vp_rd_init(&rd, val, vlen);
+	vp_rd_u8(&rd, &ver);
+	vp_rd_u8(&rd, &n);
+	if (rd.err || ver != VS_VERSION || n > VAP_MAX_URIS)
+		return 0;
+	for (i = 0; i < n; i++) {
+		uint16_t l = 0;
+		const uint8_t *p = NULL;
+		vp_rd_u16(&rd, &l);
+		if (vp_rd_bytes(&rd, l, &p) || l >= VAP_MAX_URI)
+			return 0;
+		memcpy(v.uris[i], p, l);
+	}
+	v.n_uris = n;
+	for (i = 0; i < VSRV_MAX_VSERVICES && s->vs[i].used; i++)
+		;
+	if (i < VSRV_MAX_VSERVICES)
+		s->vs[i] = v;
+	return 0;
+}
+
+/* Start-up: the VServices and the numbers published before the restart. */
+static int restore_published(vsrv_t *s)
+{
+	uint8_t pp[2] = { PVP_VCR_AUX_PREFIX, PUB_KEY_TAG }, vp[2] = { PVP_VCR_AUX_PREFIX, VS_KEY_TAG };
+	size_t nvs = 0;
+	int rc = pvp_vcr_store_aux_scan(s->store, vp, sizeof(vp), vs_load_one, s);
+	if (!rc)
+		rc = pvp_vcr_store_aux_scan(s->store, pp, sizeof(pp), pub_load_one, s);
+	for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++)
+		nvs += s->vs[i].used;
+	vp_log_info(LOGMOD, "restored", "srv=%s vservices=%zu numbers=%zu rc=%d", s->conf.name, nvs,
+	            smap_count(&s->published), rc);
+	return rc;
+}
+
 static void store_finish(vap_server_t *vap, void *arg)
 {
 	store_op_t *o = arg;
@@ -419,6 +536,7 @@ static void store_finish(vap_server_t *vap, void *arg)
 		s->st.stores_failed++;
 	} else {
 		s->st.stores_ok++;
+		pub_keep(s, o->number, o->op, o->vservice_id);
 		if (o->op == VAP_OP_WITHDRAW) {
 			smap_del(&s->published, o->number);
 		} else {
@@ -683,8 +801,10 @@ static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 			slot = &s->vs[i];
 	}
 	if (vs->op == VAP_OP_WITHDRAW) {
-		if (slot && slot->used && slot->id == vs->id)
+		if (slot && slot->used && slot->id == vs->id) {
 			slot->used = false;
+			vs_keep(s, slot, true);
+		}
 	} else if (!slot) {
 		rc = VP_ESPACE;
 	} else {
@@ -693,6 +813,7 @@ static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 		slot->id = vs->id;
 		for (size_t i = 0; i < vs->n_uris && i < VAP_MAX_URIS; i++)
 			snprintf(slot->uris[slot->n_uris++], VAP_MAX_URI, "%s", vs->uris[i]);
+		vs_keep(s, slot, false);
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (rc)
@@ -1140,12 +1261,14 @@ static void route_cb(void *arg, const pvp_route_t *r)
 		ment_t *u;
 		snprintf(rk, sizeof(rk), "%llu", (unsigned long long)s->cur_rec_id);
 		s->st.routes++;
-		/* Only the VService whose agent uploaded the validated record learns the route. */
-		if ((u = smap_get(&s->rec_vs, rk)) && (o = calloc(1, sizeof(*o)))) {
+		/* Only the VService whose agent uploaded the validated record learns the route; a route whose
+		 * ticket has already expired on our clock is of no use to anyone and is neither sent nor kept. */
+		if (r->resp->expires > now_s && (u = smap_get(&s->rec_vs, rk)) && (o = calloc(1, sizeof(*o)))) {
 			o->s = s;
 			snprintf(o->route.number, sizeof(o->route.number), "%s", r->number);
 			o->route.vservice_id = u->u;
-			o->route.expires = r->resp->expires > now_s ? (uint32_t)(r->resp->expires - now_s) : 0;
+			o->route.expires = r->resp->expires - now_s > UINT32_MAX ? UINT32_MAX
+			                                                         : (uint32_t)(r->resp->expires - now_s);
 			for (size_t i = 0; i < r->resp->nuris && i < VAP_MAX_URIS; i++)
 				snprintf(o->route.uris[o->route.n_uris++], VAP_MAX_URI, "%s", r->resp->uris[i]);
 			o->route.ticket_len = r->resp->ticket_len <= VAP_MAX_TICKET ? r->resp->ticket_len : 0;
@@ -1476,7 +1599,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	sc.max_jobs = s->conf.max_jobs;
 	if ((rc = pvp_sched_new(&sc, &s->sched)))
 		goto fail;
-	if ((rc = reschedule_stored(s)))
+	if ((rc = restore_published(s)) || (rc = reschedule_stored(s)))
 		goto fail;
 	/* A bind address that is not numeric is a configuration error. */
 	if ((rc = vp_net_listen_tcp(conf->pvp_bind, (uint16_t)conf->pvp_port, 128, VP_NET_NONBLOCK, &s->pvp_lfd, &s->pvp_port))) {

@@ -1210,6 +1210,15 @@ static void test_routes_kept_replayed_and_expire(void **state)
 	assert_int_equal(pvp_ticket_verify(vsrv_ticket_keys(a.srv), route.ticket, route.ticket_len, now / 1000, &ex, NULL),
 	                 PVP_TR_OK);
 	vap_client_close(sub);
+	/* The restarted B validates its acknowledged record once more (test_restart_validates_acknowledged_records):
+	 * let that finish on today's clock. */
+	for (int i = 0; i < 500; i++) {
+		vsrv_get_stats(b.srv, &sb);
+		if (sb.validations_ok + sb.validations_failed >= 1)
+			break;
+		usleep(20000);
+	}
+	assert_int_equal(sb.validations_ok + sb.validations_failed, 1);
 
 	/* 31 days later on B's clock (tickets last 30): nothing is replayed, maintenance drops it. */
 	__atomic_store_n(&offset_s, (int64_t)31 * 86400, __ATOMIC_RELAXED);
@@ -1234,6 +1243,65 @@ static void test_routes_kept_replayed_and_expire(void **state)
 	vsrv_memdht_free(dht);
 }
 
+/*
+ * A restarts between publishing and the validation of a call to one of its
+ * numbers: its VService URIs and its numbers come back from its store, so B
+ * still receives A's SIP URI (without them A answers server-error).
+ */
+static void test_publications_survive_restart(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b = { .dir = "" };
+	vap_client_t *ca, *cb, *sub;
+	vap_range_t range = { .prefix = "+1408555", .first = 500, .last = 509, .width = 4 };
+	vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 2,
+		              .uris = { "sips:pbx@carrier-a.example", "sip:backup@carrier-a.example" } };
+	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	uint64_t now = vp_time_wall_ms(), stored = 0;
+	vap_vcr_t orig, term;
+	vap_route_t route;
+	(void)state;
+
+	carrier_up(&a, dht, "A", "carrier-a.example", "agent-a:pa", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish_vservice(ca, &vs), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
+	/* one number withdrawn before the restart stays withdrawn */
+	range.first = range.last = 509;
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_WITHDRAW, NULL, 0, &range, 1, &stored), 0);
+	memset(&orig, 0, sizeof(orig));
+	snprintf(orig.called, sizeof(orig.called), "+14085550503");
+	snprintf(orig.caller, sizeof(orig.caller), "+33123450011");
+	orig.stop_ms = now - 2000;
+	orig.start_ms = routable_call_start(orig.stop_ms);
+	orig.direction = VAP_DIR_ORIGINATING;
+	term = orig;
+	term.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
+	vap_client_close(ca);
+	vsrv_free(a.srv); /* A goes down and comes back on the same store */
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+
+	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
+	assert_string_equal(route.number, "+14085550503");
+	assert_int_equal(route.n_uris, 2);
+	assert_string_equal(route.uris[0], "sips:pbx@carrier-a.example");
+	assert_string_equal(route.uris[1], "sip:backup@carrier-a.example");
+
+	vap_client_close(sub);
+	vap_client_close(cb);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1250,6 +1318,7 @@ int main(void)
 		cmocka_unit_test(test_maintenance_purges),
 		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
 		cmocka_unit_test(test_routes_kept_replayed_and_expire),
+		cmocka_unit_test(test_publications_survive_restart),
 	};
 	vp_log_setup(getenv("TEST_LOG_DEBUG") ? VP_LOG_DEBUG : VP_LOG_ERROR, stderr);
 	return cmocka_run_group_tests(tests, NULL, NULL);
