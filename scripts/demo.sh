@@ -42,11 +42,6 @@ options:
 EOF
 }
 
-for a in "$@"; do
-  if [ "$a" = sim ] || [ "$a" = memory ]; then
-    prev_dht=1
-  fi
-done
 mode=processes
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -147,9 +142,13 @@ for i in $(seq 1 "$NODES"); do
   mkdir -p n$i
   "$E" fetch --url "https://localhost:$EPORT/.well-known/reload-config" --overlay $OV --anchor ca/ca.pem \
     --cacert ca/ca.pem --out n$i/config.xml >> n$i.enroll 2>&1 || die "node $i could not fetch the document (see n$i.enroll)"
-  "$E" enroll --url "https://localhost:$EPORT/enroll" --cacert ca/ca.pem --overlay $OV --user "node$i@demo" \
-    --password-file n$i.password --nodeids $k --key n$i/node.key --out n$i/node.pem >> n$i.enroll 2>&1 \
-    || die "node $i could not enroll (see n$i.enroll)"
+  # One certificate per vnode (shard): shard s > 0 reads node-s.pem / node-s.key.
+  for sh in $(seq 0 $((k - 1))); do
+    f=node$([ $sh = 0 ] || echo "-$sh")
+    "$E" enroll --url "https://localhost:$EPORT/enroll" --cacert ca/ca.pem --overlay $OV --user "node$i@demo" \
+      --password-file n$i.password --nodeids 1 --key n$i/$f.key --out n$i/$f.pem >> n$i.enroll 2>&1 \
+      || die "node $i could not enroll (see n$i.enroll)"
+  done
   cat > n$i.conf <<EOF
 [node]
 data_dir = n$i
@@ -187,12 +186,6 @@ EOF
     printf '[vipr]\nenabled = yes\nserver_config = %s\nquota = %s\n' "$RUN/$r.server" $QUOTA >> n$i.conf
   fi
 done
-# Shard i > 0 of a carrier has its own key and certificate (node-i.pem): the enrolled certificate carries
-# all its Node-IDs, so each shard's vnode uses the same pair.
-for r in A B T; do
-  i=${NODE_OF[$r]}
-  for s in $(seq 1 $((SHARDS - 1))); do cp n$i/node.pem n$i/node-$s.pem; cp n$i/node.key n$i/node-$s.key; done
-done
 start() { "$V" -c n$1.conf --log-file n$1.log 2>>n$1.log & PID[$1]=$!; }
 joined() { grep -q 'mod=node event=joined' n$1.log 2>/dev/null; }
 start 1
@@ -225,16 +218,16 @@ block() {  # block PREFIX FIRST COUNT WIDTH: ranges of at most 10,000 numbers
     printf '%s[%0*d-%0*d]\n' "$p" "$w" "$s" "$w" "$e"
   done
 }
-block +1408555 100 "$NUMBERS" 7 > A.numbers
-block +3312345 0 "$NUMBERS" 7 > B.numbers
-block +1408555 100 $(( (NUMBERS + 1) / 2 )) 7 > T.numbers   # the thief claims half of A's block
+block +1408 5550100 "$NUMBERS" 7 > A.numbers                  # +1 408 555 0100 ..
+block +3312 3450000 "$NUMBERS" 7 > B.numbers                  # +33 1 23 45 00 00 ..
+block +1408 5550100 $(( (NUMBERS + 1) / 2 )) 7 > T.numbers    # the thief claims half of A's block
 agent A -V 1 vservice --uri sips:pbx@carrier-a.example > /dev/null || die "A's VService"
 agent B -V 5 vservice --uri sips:sbc@carrier-b.example > /dev/null || die "B's VService"
 for r in A B T; do
   t=$(date +%s.%N)
   agent $r -V $([ $r = B ] && echo 5 || echo 1) publish --file $r.numbers > $r.publish 2>&1 \
     || die "$r's publish (see $RUN/$r.publish)"
-  n=$(sed -n 's/.*stored=\([0-9]*\).*/\1/p' $r.publish | tail -1)
+  n=$(sed -n 's/^published \([0-9]*\) of.*/\1/p' $r.publish | tail -1)
   say "carrier $r published ${n:-?} numbers in $(python3 -c "print(f'{$(date +%s.%N) - $t:.1f}')") s (signed Stores, acknowledged by the responsible peers)"
 done
 
@@ -255,8 +248,8 @@ for c in range(calls):
         k = rng.randrange(numbers)
         if (to_a, k) not in used:
             used.add((to_a, k)); break
-    called = "+1408555%04d" % (100 + k) if to_a else "+3312345%04d" % k
-    caller = ("+3312345%04d" % rng.randrange(numbers)) if to_a else ("+1408555%04d" % (100 + rng.randrange(numbers)))
+    called = "+1408%07d" % (5550100 + k) if to_a else "+3312%07d" % (3450000 + k)
+    caller = ("+3312%07d" % (3450000 + rng.randrange(numbers))) if to_a else ("+1408%07d" % (5550100 + rng.randrange(numbers)))
     if rng.random() < 0.25:
         caller = ""                                     # no caller-ID on this call
     dur = rng.randrange(60, 900) * 1000
@@ -281,30 +274,44 @@ if [ "$nt" -gt 0 ]; then agent T -V 1 upload T.vcr > T.upload 2>&1 || die "T's u
 say "  thief T uploads $nt guessed records for the numbers it claims"
 
 # ---- validations, routes, tickets ----------------------------------------------------------------
-expect_routes() { [ "$(grep -c '^route ' A.routes)" -ge $(( CALLS / 2 )) ] && [ "$(grep -c '^route ' B.routes)" -ge $(( (CALLS + 1) / 2 )) ]; }
-wait_for 90 expect_routes || true
+declare -A NID
+for r in A B T; do NID[$r]=$(sed -n 's/.*event=joined shard=0 node_id=\([0-9a-f]*\).*/\1/p' n${NODE_OF[$r]}.log | head -1); done
+# outcome ORIG CALLED TERM: "route" (Notify received), "pending" (the owner validated, ticket pending:
+# the call's entropy is below the threshold), or nothing yet.
+outcome() {
+  if grep -q "^route number=$2 " $1.routes; then echo route; return; fi
+  if grep -q "event=validation srv=$1 number=$2 claimant=${NID[$3]} status=1 " n${NODE_OF[$1]}.log; then echo pending; fi
+}
+all_done() { local o t c x; while read -r o t c x; do [ -n "$(outcome $o $c $t)" ] || return 1; done < calls.txt; }
+wait_for 90 all_done || true
 b64() { python3 -c 'import sys,base64;print(base64.urlsafe_b64encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$1"; }
-fails=0 verified=0
+fails=0 verified=0 pending=0
 while read -r orig term called caller; do
-  line=$(grep "^route number=$called " $orig.routes | head -1 || true)
-  if [ -z "$line" ]; then
-    why=$(grep "event=validation srv=$orig number=$called " n${NODE_OF[$orig]}.log | sed -n 's/.*\(err="[^"]*"\).*/\1/p' | head -1)
-    say "  call $orig -> $called: NOT validated ${why:-(no validation yet)}"; fails=$((fails + 1)); continue
-  fi
-  tk=$(b64 "$(sed -n 's/.* ticket=\([0-9a-f]*\).*/\1/p' <<<"$line")"); uri=$(sed -n 's/.* uri=\([^ ]*\).*/\1/p' <<<"$line")
-  if "$TK" verify --key $term.keys --number "$called" --domain "${DOMAIN[$orig]}" "$tk" > /dev/null; then
-    verified=$((verified + 1))
-    say "  call $orig -> $called (caller ${caller}): validated, route $uri, ticket accepted by $term's border element"
-  else
-    say "  call $orig -> $called: ticket REFUSED by $term's border element"; fails=$((fails + 1))
-  fi
+  case "$(outcome $orig $called $term)" in
+  route)
+    line=$(grep "^route number=$called " $orig.routes | head -1)
+    tk=$(b64 "$(sed -n 's/.* ticket=\([0-9a-f]*\).*/\1/p' <<<"$line")"); uri=$(sed -n 's/.* uri=\([^ ]*\).*/\1/p' <<<"$line")
+    if "$TK" verify --key $term.keys --number "$called" --domain "${DOMAIN[$orig]}" "$tk" > /dev/null; then
+      verified=$((verified + 1))
+      say "  call $orig -> $called (caller $caller): validated against $term, Notify to $orig's agent: route $uri, ticket accepted by $term's border element"
+    else
+      say "  call $orig -> $called: ticket REFUSED by $term's border element"; fails=$((fails + 1))
+    fi ;;
+  pending)
+    pending=$((pending + 1))
+    e=$(grep "event=route srv=$orig number=$called claimant=${NID[$term]} status=pending" n${NODE_OF[$orig]}.log | head -1 | sed -n 's/.*entropy_cbits=\([0-9]*\) threshold_cbits=\([0-9]*\).*/\1 \2/p')
+    say "  call $orig -> $called (caller $caller): validated against $term, ticket pending: entropy ${e% *} below ${e#* } centibits (more calls will raise it)" ;;
+  *)
+    why=$(grep "event=validation srv=$orig number=$called claimant=${NID[$term]} " n${NODE_OF[$orig]}.log | sed -n 's/.*\(err="[^"]*"\).*/\1/p' | head -1)
+    say "  call $orig -> $called: NOT validated ${why:-(no validation within 90 s)}"; fails=$((fails + 1)) ;;
+  esac
 done < calls.txt
-thief_routes=$(cat n*.log | grep -c "event=route srv=[AB] .*claimant=$(sed -n 's/.*node_ids=\([0-9a-f]*\).*/\1/p' n4.enroll | head -1) status=routes" || true)
+thief_routes=$(cat n*.log | grep -c "event=route srv=[AB] .*claimant=${NID[T]} status=" || true)
 thief_tries=$(grep -h "event=pvp_served srv=T" n4.log | grep -c 'outcome=handshake-failed' || true)
 say "thief T: $thief_tries PVP handshakes attempted against it, all failed; routes learned from T: $thief_routes"
 [ "$thief_routes" = 0 ] || fails=$((fails + 1))
 incidents=$(cat n*.log | grep -c 'mod=vsrv event=incident' || true)
-say "summary: $verified/$CALLS calls validated and their tickets verified; thief never validated; $incidents lookup incident(s) logged"
+say "summary: $CALLS calls: $verified validated with a route and a ticket the border element accepted, $pending validated with a pending ticket; the thief never validated; $incidents lookup incident(s) logged"
 say "logs: $RUN/n*.log (viprd, key=value), call agents: $RUN/*.routes *.publish *.upload, enrollment: $RUN/enroll.log"
 [ $fails = 0 ] || die "$fails call(s) did not complete"
 say "the flow worked"

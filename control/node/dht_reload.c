@@ -111,6 +111,7 @@ typedef struct op {
 	/* store */
 	uint8_t vop;
 	unsigned signer;
+	unsigned attempts;     /* Stores sent for this op */
 	vsrv_reg_t reg;
 	vsrv_done_fn done;
 	void *arg;
@@ -253,10 +254,40 @@ static void store_finish(op_t *o, int status)
 	free(o);
 }
 
+/*
+ * A Store that got no answer (the overlay's end-to-end timeout, a full request table) goes back into the
+ * sweep, at most DHR_STORE_ATTEMPTS times in all: a storing peer that was busy or a ring that was still
+ * moving should not fail a publish.  A refusal is final.
+ */
+#define DHR_STORE_ATTEMPTS 3
+
+static bool store_retry(op_t *o, int status)
+{
+	dhr_t *d = o->d;
+	bool again;
+	if ((status != VP_ETIMEOUT && status != VP_EBUSY) || o->attempts >= DHR_STORE_ATTEMPTS)
+		return false;
+	pthread_mutex_lock(&d->mu);
+	again = !d->stop && !heap_push(d, id_cmp(&o->res, &d->cursor) > 0 ? d->cur : !d->cur, o);
+	if (again) {
+		d->inflight--;
+		d->st.queued++;
+		d->st.store_retries++;
+		pthread_cond_broadcast(&d->cv);
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (again)
+		vp_log_info(LOGMOD, "store_retry", "number=%s attempt=%u err=%s", o->number, o->attempts + 1,
+		            vp_strerror(status));
+	return again;
+}
+
 static void store_answer(void *arg, int status, const rl_message_t *ans, const vp_id_t *responder)
 {
 	op_t *o = arg;
 	(void)responder;
+	if (store_retry(o, status))
+		return;
 	if (!status && ans->contents.code == RL_ERROR) {
 		rl_body_t b;
 		unsigned code = 0;
@@ -358,7 +389,10 @@ static void *pacer(void *arg)
 		d->st.stores_sent++;
 		d->st.queued--;
 		pthread_mutex_unlock(&d->mu);
+		o->attempts++;
 		rc = store_send(d, o);
+		if (rc && store_retry(o, rc))
+			rc = 0;
 		if (rc) {
 			vp_log_warn(LOGMOD, "store_send_failed", "number=%s err=%s", o->number, vp_strerror(rc));
 			store_finish(o, rc);

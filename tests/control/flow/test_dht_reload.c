@@ -57,6 +57,8 @@ typedef struct fake {
 	rl_cert_t certs[4];
 	size_t n_certs;
 	int inflight, max_inflight;
+	int timeouts_left;   /* the next this many Stores get no answer (VP_ETIMEOUT, as the overlay's timer) */
+	size_t store_reqs;   /* Stores received, retries included */
 } fake_t;
 
 static pk_ca_t ca;
@@ -163,6 +165,12 @@ static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl
 	(void)shard;
 	pthread_mutex_lock(&fk.mu);
 	at = responsible(dest);
+	if (body->code == RL_STORE_REQ && (fk.store_reqs++, fk.timeouts_left > 0)) {
+		fk.timeouts_left--;
+		pthread_mutex_unlock(&fk.mu);
+		done(arg, VP_ETIMEOUT, NULL, NULL);
+		return 0;
+	}
 	if (body->code == RL_STORE_REQ) {
 		const rl_store_req_t *s = &body->u.store_req;
 		vp_id_t res;
@@ -573,10 +581,46 @@ static void test_forged_entry_caught(void **state)
 	dhr_free(d, 1000);
 }
 
+/* A Store the overlay did not answer (timeout) is sent again, up to 3 times in all; then it fails. */
+static void test_store_retried_after_timeout(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 4);
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	char num[VP_E164_BUFLEN];
+	(void)state;
+	dhr_iface(d, &dht);
+	pthread_mutex_lock(&fk.mu);
+	fk.timeouts_left = 2; /* the first two attempts of the one number get no answer */
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(fk.store_reqs, 3);
+	number(num, 0);
+	fetch(&dht, num);
+	assert_int_equal(w.n, 1);
+	/* Three attempts without an answer: the store fails (with the overlay's error), no fourth. */
+	pthread_mutex_lock(&fk.mu);
+	fk.timeouts_left = 3;
+	fk.store_reqs = 0;
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 1, 1, VAP_OP_ADD);
+	wait_done(3);
+	assert_int_equal(w.failed, 1);
+	assert_int_equal(w.last, VP_ETIMEOUT);
+	assert_int_equal(fk.store_reqs, 3);
+	dhr_get_stats(d, &st);
+	assert_int_equal(st.store_retries, 4);
+	assert_int_equal(st.stores_failed, 1);
+	dhr_free(d, 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_publish_then_lookup, setup),
+		cmocka_unit_test_setup(test_store_retried_after_timeout, setup),
 		cmocka_unit_test_setup(test_stores_ordered_by_resource, setup),
 		cmocka_unit_test_setup(test_store_rate, setup),
 		cmocka_unit_test_setup(test_quota_per_node_id, setup),
