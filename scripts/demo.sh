@@ -100,14 +100,15 @@ die() { say "FAILED: $*"; say "logs: $RUN"; exit 1; }
 declare -A PID
 EXTRA=()
 cleanup() {
-  local p
+  local rc=$? p
+  set +e
   for p in "${EXTRA[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PID[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${PID[@]}" "${EXTRA[@]}"; do
     for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
   done
-  return 0
+  exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -127,7 +128,8 @@ for i in $(seq 1 "$NODES"); do
   head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > n$i.password
   "$E" --dir ca passwd "node$i@demo" < n$i.password >> ca/credentials 2>>ca.out || die "vipr-enroll passwd"
 done
-"$E" --dir ca --set enroll.listen=127.0.0.1:$EPORT serve > enroll.log 2>&1 & EXTRA+=($!)
+# every node enrolls from 127.0.0.1 here: lift the per-address limit (60/min, burst 10) for the demo
+"$E" --dir ca --set enroll.listen=127.0.0.1:$EPORT --set enroll.rate=100000 --set enroll.burst=10000 serve > enroll.log 2>&1 & EXTRA+=($!)
 wait_for 10 grep -q '^listening' enroll.log || die "the enrollment server did not start (see $RUN/enroll.log)"
 say "enrollment and configuration server on https://localhost:$EPORT (CA made on the spot; overlay $OV)"
 
@@ -223,12 +225,18 @@ block +3312 3450000 "$NUMBERS" 7 > B.numbers                  # +33 1 23 45 00 0
 block +1408 5550100 $(( (NUMBERS + 1) / 2 )) 7 > T.numbers    # the thief claims half of A's block
 agent A -V 1 vservice --uri sips:pbx@carrier-a.example > /dev/null || die "A's VService"
 agent B -V 5 vservice --uri sips:sbc@carrier-b.example > /dev/null || die "B's VService"
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(date +%s.%N)"; }
 for r in A B T; do
-  t=$(date +%s.%N)
-  agent $r -V $([ $r = B ] && echo 5 || echo 1) publish --file $r.numbers > $r.publish 2>&1 \
-    || die "$r's publish (see $RUN/$r.publish)"
-  n=$(sed -n 's/^published \([0-9]*\) of.*/\1/p' $r.publish | tail -1)
-  say "carrier $r published ${n:-?} numbers in $(python3 -c "print(f'{$(date +%s.%N) - $t:.1f}')") s (signed Stores, acknowledged by the responsible peers)"
+  t=$(date +%s.%N) done_n=0 total=$(wc -l < $r.numbers)
+  : > $r.publish
+  # One Publish per range of 10,000 (the agent cuts messages further): progress after each.
+  while read -r range; do
+    agent $r -V $([ $r = B ] && echo 5 || echo 1) publish "$range" >> $r.publish 2>&1 \
+      || die "$r's publish of $range (see $RUN/$r.publish)"
+    n=$(sed -n 's/^published \([0-9]*\) of.*/\1/p' $r.publish | tail -1); done_n=$((done_n + ${n:-0}))
+    [ "$total" -le 1 ] || say "  carrier $r: $done_n numbers stored so far ($(elapsed $t) s)"
+  done < $r.numbers
+  say "carrier $r published $done_n numbers in $(elapsed $t) s (signed Stores in Resource-ID order, acknowledged by the responsible peers)"
 done
 
 # ---- subscribers, then the PSTN calls ---------------------------------------------------------------
@@ -309,7 +317,8 @@ done < calls.txt
 thief_routes=$(cat n*.log | grep -c "event=route srv=[AB] .*claimant=${NID[T]} status=" || true)
 thief_tries=$(grep -h "event=pvp_served srv=T" n4.log | grep -c 'outcome=handshake-failed' || true)
 say "thief T: $thief_tries PVP handshakes attempted against it, all failed; routes learned from T: $thief_routes"
-[ "$thief_routes" = 0 ] || fails=$((fails + 1))
+thief_auth=$(grep -h "event=pvp_served srv=T" n4.log | grep -c 'outcome=routes\|outcome=pending' || true)
+[ "$thief_routes" = 0 ] && [ "$thief_auth" = 0 ] || { say "  the thief validated $thief_auth time(s)!"; fails=$((fails + 1)); }
 incidents=$(cat n*.log | grep -c 'mod=vsrv event=incident' || true)
 say "summary: $CALLS calls: $verified validated with a route and a ticket the border element accepted, $pending validated with a pending ticket; the thief never validated; $incidents lookup incident(s) logged"
 say "logs: $RUN/n*.log (viprd, key=value), call agents: $RUN/*.routes *.publish *.upload, enrollment: $RUN/enroll.log"
