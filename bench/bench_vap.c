@@ -826,7 +826,7 @@ typedef struct real_fig {
 
 static real_fig_t bench_upload_real(pvp_dir_t dir, uint64_t total, unsigned window)
 {
-	char tmpl[] = "/tmp/bench-vap-real-XXXXXX", text[2048], agents[1024];
+	char tmpl[] = "/tmp/bench-vap-real-XXXXXX", text[3072], agents[1024], tenants[1024];
 	vsrv_memdht_t *dht = NULL;
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
@@ -849,15 +849,29 @@ static real_fig_t bench_upload_real(pvp_dir_t dir, uint64_t total, unsigned wind
 	}
 	for (unsigned i = 0; i < REAL_CONNS; i++)
 		off += (size_t)snprintf(agents + off, sizeof(agents) - off, "%sagent%u:pw-agent%u", i ? "," : "", i, i);
+	/* One tenant (agent0's): an originating record needs a VService of its uploader's tenant. */
+	for (unsigned i = 1, toff = 0; i < REAL_CONNS; i++)
+		toff += (unsigned)snprintf(tenants + toff, sizeof(tenants) - toff, "%sagent%u:agent0", i > 1 ? "," : "", i);
 	snprintf(text, sizeof(text),
-	         "[server]\nname = bench\ndomain = bench.example\n[vap]\nport = 0\nagents = %s\n"
-	         "[pvp]\nvcr_dir = %s\n[scheduler]\nmax_jobs = 100000000\n", agents, tmpl);
+	         "[server]\nname = bench\ndomain = bench.example\n[vap]\nport = 0\nagents = %s\ntenants = %s\n"
+	         "[pvp]\nvcr_dir = %s\n[scheduler]\nmax_jobs = 100000000\n", agents, tenants, tmpl);
 	vsrv_conf_default(&conf);
 	vsrv_memdht_iface(dht, &iface);
 	if (vsrv_conf_parse(&conf, text, strlen(text), &e) || vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv) ||
 	    vsrv_start(srv)) {
 		fprintf(stderr, "bench_vap: vipr_server start failed: %s\n", e.msg);
 		exit(1);
+	}
+	{
+		vap_client_conf_t cc = { .host = "127.0.0.1", .port = vsrv_vap_port(srv), .username = "agent0",
+			                 .password = "pw-agent0" };
+		vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@bench.example" } };
+		vap_client_t *vc = NULL;
+		if (vap_client_connect(&cc, &vc) || vap_client_publish_vservice(vc, &vs)) {
+			fprintf(stderr, "bench_vap: VService publication failed\n");
+			exit(1);
+		}
+		vap_client_close(vc);
 	}
 	for (unsigned i = 0; i < REAL_CONNS; i++) {
 		cs[i].req_len = vap_session(vsrv_vap_port(srv), i, &cs[i].fd, req[i], sizeof(req[i]), &answer_len, &v);

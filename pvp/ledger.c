@@ -244,3 +244,42 @@ int pvp_ledger_get(pvp_ledger_t *l, const char *number, const char *claimant, ui
 	pthread_mutex_unlock(&l->lock);
 	return rc;
 }
+
+typedef struct purge_ctx {
+	pvp_ledger_t *l;
+	uint64_t now_s;
+	size_t removed;
+	int rc;
+} purge_ctx_t;
+
+static int purge_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	purge_ctx_t *p = arg;
+	pvp_ledger_entry_t e;
+	memset(&e, 0, sizeof(e));
+	if (decode(val, vlen, &e))
+		return 0; /* a damaged entry counts as an exhausted budget (load): deleting it would refill it */
+	/* Forgotten only when forgetting changes nothing: the chain has lapsed (load() would zero it)
+	 * and both budget windows it counted in are over (load() would zero the failures). */
+	if (e.updated_s + p->l->conf.accum_window_s >= p->now_s ||
+	    p->now_s / p->l->conf.budget_window_s <= e.fail_window + 1)
+		return 0;
+	if ((p->rc = pvp_vcr_store_aux_del(p->l->conf.store, key, klen)))
+		return 1;
+	p->removed++;
+	return 0;
+}
+
+int pvp_ledger_purge(pvp_ledger_t *l, uint64_t now_s, size_t *removed)
+{
+	/* Ledger keys are 'G' then a canonical number, which starts with '+'. */
+	const uint8_t prefix[2] = { PVP_VCR_AUX_PREFIX, '+' };
+	purge_ctx_t p = { .l = l, .now_s = now_s };
+	int rc;
+	pthread_mutex_lock(&l->lock); /* no take or settle between an entry's read and its deletion */
+	rc = pvp_vcr_store_aux_scan(l->conf.store, prefix, sizeof(prefix), purge_one, &p);
+	pthread_mutex_unlock(&l->lock);
+	if (removed)
+		*removed = p.removed;
+	return rc ? rc : p.rc;
+}

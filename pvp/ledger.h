@@ -94,6 +94,17 @@ int pvp_ledger_credit(pvp_ledger_t *l, const char *number, const char *claimant,
 int pvp_ledger_get(pvp_ledger_t *l, const char *number, const char *claimant, uint64_t now_s,
                    pvp_ledger_entry_t *out);
 
+/*!
+ * \brief Delete the entries that no longer say anything at \p now_s: the
+ * chain lapsed (no change for accum_window_s) and both budget windows that
+ * held its failures are over, so reading the entry would give zeros anyway.
+ * Damaged entries are kept (they read as an exhausted budget).  *removed (may
+ * be NULL) gets the count.  VP_EDB on a database error.  Called by the
+ * owner's maintenance; without it every (number, claimant) ever validated
+ * stays in the store.
+ */
+int pvp_ledger_purge(pvp_ledger_t *l, uint64_t now_s, size_t *removed);
+
 /*! \brief The credit of a chain: sum(e) - 100 log2 C(G, S) in 1/100 bit, 0 if negative. */
 uint32_t pvp_ledger_credit_of(uint32_t acc_cbits, uint32_t handshakes, uint32_t calls);
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/clock.h"
+#include "pvp/clientcert.h"
 #include "pvp/gate.h"
 #include "pvp/ledger.h"
 #include "pvp/method.h"
@@ -45,6 +46,15 @@ typedef struct pvp_server_conf {
 	pvp_policy_t *policy;          /*!< lists, thresholds, rate limits (required) */
 	pvp_routes_fn routes;          /*!< required */
 	void *routes_arg;
+	/*!
+	 * Optional per-number domain lists: the threshold for \p domain asking for
+	 * \p number (the matched record's called number), e.g. from the lists of the
+	 * VService the number is published under.  0 with *threshold_cbits, or
+	 * VP_EREFUSED (any non-zero code) to refuse the domain.  NULL: the lists of
+	 * \p policy.  The rate limits always come from \p policy.  Worker thread.
+	 */
+	int (*lists)(void *arg, const char *number, const char *domain, uint32_t *threshold_cbits);
+	void *lists_arg;
 	unsigned group_bits;           /*!< 0 = 2048; 2048/3072/4096/6144/8192 */
 	uint32_t ticket_lifetime_s;    /*!< 0 = 30 days */
 	uint32_t accum_window_s;       /*!< previous tickets count if issued within this; 0 = 30 days */
@@ -55,6 +65,7 @@ typedef struct pvp_server_conf {
 	pvp_entropy_conf_t entropy;
 	const vp_clock_t *clock;       /*!< NULL = system */
 	const uint8_t *seed_key;       /*!< 32 bytes for simulated verifiers/salts; NULL = random */
+	const pvp_cc_issuer_t *cert_issuer; /*!< answer CertRequests after routes (§6.1); NULL = never */
 } pvp_server_conf_t;
 
 typedef struct pvp_server pvp_server_t;
@@ -108,6 +119,7 @@ typedef struct pvp_client_conf {
 	pvp_ledger_t *ledger;          /*!< guess ledger (required, shared, not owned): §5.9 */
 	uint32_t min_entropy_cbits;    /*!< our own threshold for accepting routes; 0 = 1600 (16 bits) */
 	pvp_entropy_conf_t entropy;    /*!< the estimator's parameters, as the server's */
+	EVP_PKEY *cert_key;            /*!< send a CertRequest for this key after routes (§6.1); NULL = never */
 } pvp_client_conf_t;
 
 #define PVP_NO_SHIFT 0xffffffffu   /* pvp_client_conf_t.max_shift: try only the exact bucket */
@@ -127,6 +139,8 @@ typedef struct pvp_validation {
 	uint32_t threshold_cbits;     /*!< our threshold */
 	bool withheld;                /*!< the claimant granted routes below our threshold: status
 	                                   turned into pending, URIs dropped, ticket kept for accumulation */
+	uint8_t cert[PVP_CC_DER_MAX]; /*!< client certificate (DER) when conf.cert_key and one was issued */
+	size_t cert_len;              /*!< 0 = none (not asked, refused, not offered, or routes withheld) */
 } pvp_validation_t;
 
 int pvp_client_new(const pvp_client_conf_t *conf, pvp_client_t **out);

@@ -467,7 +467,8 @@ static void decide(pvp_server_t *srv, const srv_conn_t *c, const pvp_valreq_t *q
 		goto refuse;
 	}
 	snprintf(res->domain, sizeof(res->domain), "%s", domain);
-	if (pvp_policy_threshold(srv->conf.policy, domain, &threshold)) {
+	if (srv->conf.lists ? srv->conf.lists(srv->conf.lists_arg, c->rec.called, domain, &threshold)
+	                    : pvp_policy_threshold(srv->conf.policy, domain, &threshold)) {
 		resp->reason = PVP_RF_DOMAIN;
 		goto refuse;
 	}
@@ -641,6 +642,15 @@ int pvp_server_handle(pvp_server_t *srv, int fd, const char *peer, pvp_server_re
 		res->outcome = PVP_OUT_IO;
 		goto out;
 	}
+	/* §6.1: a client may now ask for a certificate; one that wants none closes (read fails, nothing sent). */
+	if (srv->conf.cert_issuer && resp->status == PVP_ST_ROUTES && read_frame(&io, buf, PVP_VALX_MAX, &len) == 0) {
+		pvp_cc_refusal_t why;
+		uint8_t *o = malloc(2 + PVP_VALX_MAX);
+		if (o && pvp_cc_answer(srv->conf.cert_issuer, buf, len, res->number, res->domain, now_s, resp->expires,
+		                       o + 2, PVP_VALX_MAX, &len, &why) == 0)
+			(void)write_frame(&io, o, len);
+		free(o);
+	}
 	io_shutdown(&io);
 	vp_log_info("pvp", "validation", "peer=%s number=%s domain=%s method=%c outcome=%s reason=%s entropy_cbits=%u",
 	            peer, res->number, res->domain[0] ? res->domain : "-", pvp_method_letter(res->method),
@@ -787,10 +797,31 @@ void pvp_client_free(pvp_client_t *cli)
  * server answered but the proof failed), VP_ETLS (TLS refused, e.g. a weak
  * group: retrying cannot help), or a transport error.
  */
+/* §6.1: after routes, ask for a client certificate; any failure leaves the validation as it was, without one. */
+static void client_cert(pvp_client_t *cli, io_ctx_t *io, const char *number, uint8_t *buf, pvp_validation_t *out)
+{
+	pvp_cc_refusal_t why = PVP_CCR_NONE;
+	uint8_t *csr = malloc(PVP_CC_DER_MAX);
+	size_t len, csr_len;
+	int rc = VP_ENOMEM;
+	if (csr && !(rc = pvp_cc_csr_make(cli->conf.cert_key, cli->domain, csr, PVP_CC_DER_MAX, &csr_len)) &&
+	    !(rc = pvp_cc_req_encode(csr, csr_len, buf + 2, PVP_VALX_MAX, &len)) && !(rc = write_frame(io, buf, len)) &&
+	    !(rc = read_frame(io, buf, PVP_VALX_MAX, &len)))
+		rc = pvp_cc_accept(buf, len, cli->conf.cert_key, number, cli->domain, out->cert, sizeof(out->cert),
+		                   &out->cert_len, &why);
+	if (rc) {
+		out->cert_len = 0;
+		vp_log_warn("pvp", "client_cert_failed", "number=%s err=%s reason=%s", number, vp_errname(rc),
+		            pvp_cc_refusal_str(why));
+	}
+	free(csr);
+}
+
 static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
                       pvp_connect_fn connect_fn, void *connect_arg, const uint8_t *prev_ticket,
-                      size_t prev_len, pvp_valresp_t *resp, bool *authenticated, bool *guessed)
+                      size_t prev_len, pvp_validation_t *vout, bool *authenticated, bool *guessed)
 {
+	pvp_valresp_t *resp = &vout->resp;
 	cli_stage_t stage = { 0 };
 	pvp_valreq_t *q = NULL;
 	uint8_t buf[2 + PVP_VALX_MAX], binding[PVP_BINDING_LEN];
@@ -873,6 +904,8 @@ static int client_try(pvp_client_t *cli, const pvp_vcr_t *r, const char *user,
 		rc = VP_ETLS;
 		goto out;
 	}
+	if (cli->conf.cert_key && resp->status == PVP_ST_ROUTES)
+		client_cert(cli, &io, r->called, buf, vout);
 	io_shutdown(&io);
 	rc = 0;
 out:
@@ -909,6 +942,7 @@ static int apply_own_threshold(pvp_client_t *cli, const char *claimant, const pv
 		out->resp.status = PVP_ST_PENDING;
 		out->resp.nuris = 0;
 		memset(out->resp.uris, 0, sizeof(out->resp.uris));
+		out->cert_len = 0; /* a certificate admits calls as routes do */
 		vp_log_warn("pvp", "routes_withheld", "number=%s claimant=%s call_cbits=%u credit_cbits=%u threshold_cbits=%u",
 		            r->called, claimant, e, credit, cli->conf.min_entropy_cbits);
 	}
@@ -966,7 +1000,7 @@ int pvp_client_validate(pvp_client_t *cli, const char *claimant, const pvp_vcr_t
 				tries++;
 				out->handshakes++;
 				rc = client_try(cli, r, user, connect_fn, connect_arg, prev_ticket, prev_len,
-				                &out->resp, &out->authenticated, &guessed);
+				                out, &out->authenticated, &guessed);
 				OPENSSL_cleanse(cli->pass, sizeof(cli->pass));
 				lrc = pvp_ledger_settle(cli->conf.ledger, r->called, claimant, now_s,
 				                        out->authenticated ? PVP_LEDGER_SUCCEEDED

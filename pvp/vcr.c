@@ -568,7 +568,6 @@ int pvp_vcr_store_aux_scan(pvp_vcr_store_t *st, const void *prefix, size_t plen,
 {
 	rocksdb_iterator_t *it;
 	char *err = NULL;
-	int rc = 0;
 	if (!prefix || plen < 1 || plen > 512 || ((const char *)prefix)[0] != PVP_VCR_AUX_PREFIX || !cb)
 		return VP_EINVAL;
 	it = rocksdb_create_iterator(st->db, st->ropts);
@@ -583,7 +582,6 @@ int pvp_vcr_store_aux_scan(pvp_vcr_store_t *st, const void *prefix, size_t plen,
 			break;
 	}
 	rocksdb_iter_get_error(it, &err);
-	rc = db_err(err, "vcr_store_aux_scan");
 	rocksdb_iter_destroy(it);
-	return rc;
+	return db_err(err, "vcr_store_aux_scan");
 }

@@ -13,7 +13,9 @@
  *   'S' bucket(4) selector(16) start_ms(8) id(8) -> record   (selector index, terminating only)
  *   'M' "next_id"                            -> uint64 (record id counter)
  *   'G' ...                                  -> auxiliary records: the originating
- *                                               side's guess ledger (pvp/ledger.h)
+ *                                               side's guess ledger (pvp/ledger.h, 'G' '+' ...)
+ *                                               and the server's own (control/server:
+ *                                               learned routes 'G' 'r', VService owners 'G' 'o')
  * All integers big-endian, so lexical order is numeric order.  The store is
  * thread-safe (RocksDB is; the id counter is under a mutex).
  */
@@ -148,10 +150,11 @@ int pvp_vcr_store_aux_put(pvp_vcr_store_t *st, const void *key, size_t klen, con
 int pvp_vcr_store_aux_del(pvp_vcr_store_t *st, const void *key, size_t klen);
 
 /*!
- * \brief Walk the auxiliary records whose key starts with \p prefix (1..512
- * bytes, first byte PVP_VCR_AUX_PREFIX) in key order; \p cb returns non-zero
- * to stop.  Key and value are valid during the call only (cb may put or
- * delete auxiliary records).  VP_EINVAL, VP_EDB.
+ * \brief Every auxiliary record whose key starts with \p prefix (1..512 bytes,
+ * first byte PVP_VCR_AUX_PREFIX, else VP_EINVAL), in key order, through \p cb
+ * (non-zero return stops; key and value are valid during the call only).  The
+ * iteration reads a snapshot: \p cb may put or delete records.  VP_EDB on a
+ * database error.
  */
 int pvp_vcr_store_aux_scan(pvp_vcr_store_t *st, const void *prefix, size_t plen,
                            int (*cb)(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen),

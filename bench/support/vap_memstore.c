@@ -239,6 +239,7 @@ void vap_memstore_hooks(vap_memstore_t *ms, vap_hooks_t *hooks)
 	hooks->upload_vcr_start = NULL; /* records are kept synchronously */
 	hooks->publish_vservice = h_vservice;
 	hooks->vservice_access = NULL; /* a stand-in for one tenant: every agent may use every VService */
+	hooks->subscribed = NULL;      /* nothing to replay */
 }
 
 void vap_memstore_attach(vap_memstore_t *ms, vap_server_t *srv, bool async)

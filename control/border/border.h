@@ -4,7 +4,8 @@
  * A border element sits between the outside (other carriers, SIP over mutually
  * authenticated TLS) and the carrier's call agent (the inside).  It admits an
  * out-of-dialog INVITE only with a valid ticket for the called number and the
- * calling domain (the one in the peer's TLS certificate) and an SRTP offer,
+ * calling domain (the one in the peer's TLS certificate), or over TLS with a
+ * ViPR client certificate for that number and domain, and an SRTP offer,
  * proxies admitted calls to the call agent (Via, Record-Route, ticket header
  * removed), relays responses, passes in-dialog requests only on dialogs it
  * admitted, and refuses everything else with the configured response.  Calls
@@ -25,6 +26,7 @@
 #include <stdint.h>
 
 #include "common/e164.h"
+#include "pvp/clientcert.h"
 #include "pvp/ticket.h"
 
 #define VB_CONN_INSIDE 0u          /* the call agent's connection, whatever socket carries it */
@@ -46,6 +48,9 @@ typedef enum vb_reason {
 	VB_R_LOOP,          /* Max-Forwards exhausted */
 	VB_R_UNAVAILABLE,   /* the call agent is not connected, or the dialog table is full */
 	VB_R_BAD_RESPONSE,  /* a response not for us (top Via not ours, or from the wrong peer) */
+	VB_R_CERT_NUMBER,   /* no ticket; the ViPR client certificate names another number than the Request-URI's */
+	VB_R_CERT_DOMAIN,   /* no ticket; the From host is not the ViPR client certificate's domain */
+	VB_R_CERT_EXPIRED,  /* no ticket; the ViPR client certificate is expired (or not yet valid) now */
 	VB_R_COUNT
 } vb_reason_t;
 
@@ -117,6 +122,15 @@ void vb_proxy_free(vb_proxy_t *px);
  */
 int vb_proxy_input(vb_proxy_t *px, uint64_t conn, const char *peer_domain, const char *msg, size_t len,
                    uint64_t now_ms, vb_verdict_t *v);
+
+/*!
+ * \brief vb_proxy_input() for an outside connection whose TLS client certificate is a ViPR client certificate
+ * (docs/protocol.md §6.1), read by pvp_cc_identity() against the configured issuer: an out-of-dialog INVITE
+ * without a ticket header is then admitted when \p cc names its number, its From host is \p cc's domain (or a
+ * subdomain) and \p now_ms is within the certificate's validity.  \p cc NULL: tickets only.
+ */
+int vb_proxy_input_cc(vb_proxy_t *px, uint64_t conn, const char *peer_domain, const pvp_cc_identity_t *cc,
+                      const char *msg, size_t len, uint64_t now_ms, vb_verdict_t *v);
 
 /*!
  * \brief Answer the request in \p msg with \p status without looking at it

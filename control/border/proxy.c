@@ -59,6 +59,7 @@ struct vb_proxy {
 	unsigned ndialogs;
 	uint64_t serial;         /* makes our own tags and branches unique */
 	size_t sweep;            /* next bucket vb_proxy_tick() looks at */
+	const pvp_cc_identity_t *cc; /* the current message's ViPR client certificate (vb_proxy_input_cc), or NULL */
 };
 
 static const char *const reason_str[VB_R_COUNT] = {
@@ -73,6 +74,9 @@ static const char *const reason_str[VB_R_COUNT] = {
 	[VB_R_LOOP] = "loop",
 	[VB_R_UNAVAILABLE] = "unavailable",
 	[VB_R_BAD_RESPONSE] = "bad-response",
+	[VB_R_CERT_NUMBER] = "cert-wrong-number",
+	[VB_R_CERT_DOMAIN] = "cert-wrong-domain",
+	[VB_R_CERT_EXPIRED] = "cert-expired",
 };
 
 const char *vb_reason_str(vb_reason_t r)
@@ -507,6 +511,38 @@ static uint32_t cseq_num(osip_message_t *m)
 
 /* ---- requests from the outside ----------------------------------------------------------------------------- */
 
+/* The Request-URI user part as canonical E.164 ([tickets] country_code for national forms); false if none. */
+static bool ruri_number(vb_proxy_t *px, osip_message_t *m, char number[VP_E164_BUFLEN])
+{
+	const char *user = m->req_uri ? m->req_uri->username : NULL;
+	return user && vp_e164_normalize(user, &px->conf.e164, number) == 0;
+}
+
+/*
+ * §7.1 step 2 for a ViPR client certificate (no ticket header): the certificate's signature and profile were
+ * checked when the connection was made (pvp_cc_identity); here its grant must cover this INVITE.  The
+ * calling domain is the certificate's: the From host must claim it (or a host under it), so one carrier
+ * holding a certificate cannot present its calls as another carrier's.  Time is checked on every INVITE,
+ * without skew (notBefore is already backdated by the issuer): a TLS connection outlives its handshake.
+ */
+static vb_reason_t cert_check(vb_proxy_t *px, osip_message_t *m, uint64_t now_ms)
+{
+	const pvp_cc_identity_t *cc = px->cc;
+	char number[VP_E164_BUFLEN], host[PVP_DOMAIN_MAX + 1];
+	uint64_t now_s = now_ms / 1000;
+	if (now_s < cc->not_before_s || now_s > cc->not_after_s)
+		return VB_R_CERT_EXPIRED;
+	if (!ruri_number(px, m, number) || strcmp(number, cc->number) != 0)
+		return VB_R_CERT_NUMBER;
+	const char *fh = m->from && m->from->url ? m->from->url->host : NULL;
+	if (!fh || pvp_domain_normalize(fh, host) != 0)
+		return VB_R_CERT_DOMAIN;
+	size_t hl = strlen(host), dl = strlen(cc->domain);
+	if (!(hl == dl || (hl > dl && host[hl - dl - 1] == '.')) || strcmp(host + hl - dl, cc->domain) != 0)
+		return VB_R_CERT_DOMAIN;
+	return VB_R_OK;
+}
+
 static int admit_invite(vb_proxy_t *px, uint64_t conn, const char *domain, osip_message_t *m, uint64_t now_ms,
                         vb_verdict_t *v)
 {
@@ -518,27 +554,30 @@ static int admit_invite(vb_proxy_t *px, uint64_t conn, const char *domain, osip_
 		int n1, n2;
 		osip_header_t *h1 = find_header(m, VB_TICKET_HEADER, &n1);
 		osip_header_t *h2 = find_header(m, VB_TICKET_HEADER_ALT, &n2);
-		if (n1 + n2 == 0)
-			return refuse(px, conn, m, v, VB_R_NO_TICKET, px->conf.refuse_status);
-		if (n1 + n2 > 1) { /* two tickets: which one would the call agent believe? */
+		if (n1 + n2 == 0) {
+			vb_reason_t cr = px->cc ? cert_check(px, m, now_ms) : VB_R_NO_TICKET;
+			if (cr != VB_R_OK)
+				return refuse(px, conn, m, v, cr, px->conf.refuse_status);
+		} else if (n1 + n2 > 1) { /* two tickets: which one would the call agent believe? */
 			v->ticket = PVP_TR_MALFORMED;
 			return refuse(px, conn, m, v, VB_R_TICKET, px->conf.refuse_status);
 		}
-		osip_header_t *h = h1 ? h1 : h2;
-		char number[VP_E164_BUFLEN];
-		const char *user = m->req_uri ? m->req_uri->username : NULL;
-		pvp_ticket_expect_t exp = {
-			.number = number,
-			.domain = domain,
-			.need_routes = px->conf.require_routes,
-		};
-		if (!user || vp_e164_normalize(user, &px->conf.e164, number) != 0)
-			number[0] = '\0'; /* no number can match: the ticket check reports wrong-number after the MAC */
-		pvp_ticket_reason_t tr = pvp_ticket_verify_text(px->keys, h->hvalue ? h->hvalue : "", now_ms / 1000,
-		                                                &exp, NULL);
-		if (tr != PVP_TR_OK) {
-			v->ticket = tr;
-			return refuse(px, conn, m, v, VB_R_TICKET, px->conf.refuse_status);
+		if (n1 + n2 == 1) {
+			osip_header_t *h = h1 ? h1 : h2;
+			char number[VP_E164_BUFLEN];
+			pvp_ticket_expect_t exp = {
+				.number = number,
+				.domain = domain,
+				.need_routes = px->conf.require_routes,
+			};
+			if (!ruri_number(px, m, number))
+				number[0] = '\0'; /* no number can match: the ticket check reports wrong-number after the MAC */
+			pvp_ticket_reason_t tr = pvp_ticket_verify_text(px->keys, h->hvalue ? h->hvalue : "",
+			                                                now_ms / 1000, &exp, NULL);
+			if (tr != PVP_TR_OK) {
+				v->ticket = tr;
+				return refuse(px, conn, m, v, VB_R_TICKET, px->conf.refuse_status);
+			}
 		}
 		vb_sdp_t s = body_sdp(m);
 		if (s == VB_SDP_PLAIN || s == VB_SDP_BAD)
@@ -863,6 +902,15 @@ static int response(vb_proxy_t *px, uint64_t conn, osip_message_t *m, uint64_t n
 	if (send_msg(px, dest, m))
 		v->forwarded = true;
 	return 0;
+}
+
+int vb_proxy_input_cc(vb_proxy_t *px, uint64_t conn, const char *peer_domain, const pvp_cc_identity_t *cc,
+                      const char *msg, size_t len, uint64_t now_ms, vb_verdict_t *v)
+{
+	px->cc = is_inside(conn) ? NULL : cc;
+	int rc = vb_proxy_input(px, conn, peer_domain, msg, len, now_ms, v);
+	px->cc = NULL;
+	return rc;
 }
 
 int vb_proxy_input(vb_proxy_t *px, uint64_t conn, const char *peer_domain, const char *msg, size_t len,

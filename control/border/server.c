@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -49,6 +50,8 @@ typedef struct conn {
 	uint32_t gen;
 	bool handshaken, connecting, close_after_flush, ready, want_write;
 	char domain[PVP_DOMAIN_MAX + 1];
+	bool has_cc;             /* the peer's certificate is a ViPR client certificate from our issuer */
+	pvp_cc_identity_t cc;
 	char peer[64];
 	char *rbuf;
 	size_t rlen, rcap;
@@ -68,6 +71,7 @@ struct vb_server {
 	pvp_ticket_keys_t keys;
 	struct timespec keys_mtime;
 	SSL_CTX *ctx, *cctx;     /* server side; client side (egress) */
+	X509 *issuer;            /* the ViPR issuing CA (§6.1), or NULL */
 	int ep, lfd, pfd, afd, evfd;
 	uint16_t port;
 	conn_t *conns;           /* [0] is the inside connection */
@@ -486,7 +490,8 @@ static bool conn_process(vb_server_t *s, uint32_t i, uint64_t now_ms, bool *more
 			c->close_after_flush = true;
 			v = (vb_verdict_t){.reason = VB_R_OK};
 		} else {
-			rc = vb_proxy_input(s->px, id, c->domain, c->rbuf, total, vp_time_wall_ms(), &v);
+			rc = vb_proxy_input_cc(s->px, id, c->domain, c->has_cc ? &c->cc : NULL, c->rbuf, total, vp_time_wall_ms(),
+			                       &v);
 		}
 		if (s->conns[i].kind == K_FREE || s->conns[i].gen != gen)
 			return false; /* a send failure closed it */
@@ -564,6 +569,13 @@ static void conn_readable(vb_server_t *s, uint32_t i, uint64_t now_ms)
 			conn_close(s, i, "tls_domain");
 			return;
 		}
+		/* A ViPR client certificate (§6.1): the TLS handshake checked its chain and dates; the issuer's own
+		 * signature and the profile are checked here, once per connection. */
+		c->has_cc = c->kind == K_TLS && s->issuer &&
+		            pvp_cc_identity(SSL_get0_peer_certificate(c->ssl), s->issuer, &c->cc) == 0;
+		if (c->has_cc)
+			vp_log_debug(MOD, "peer_vipr_cert", "peer=%s domain=%s number=%s not_after=%" PRIu64, c->peer,
+			             c->cc.domain, c->cc.number, c->cc.not_after_s);
 		if (c->kind == K_TLS && s->conf.max_conns_per_peer) {
 			uint32_t same = 0;
 			for (uint32_t k = 1; k < s->nconns; k++)
@@ -843,6 +855,27 @@ static int ssl_setup(vb_server_t *s)
 		return VP_ECONFIG;
 	}
 	STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(s->conf.ca);
+	if (s->conf.cert_issuer[0]) {
+		/* Peers may present a certificate from the ViPR issuer instead of the CA (§6.1): trust it for TLS too,
+		 * and name it in the CertificateRequest so a client picks its ViPR certificate. */
+		FILE *f = fopen(s->conf.cert_issuer, "r");
+		s->issuer = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+		if (f)
+			fclose(f);
+		if (!s->issuer || X509_check_ca(s->issuer) == 0 ||
+		    X509_STORE_add_cert(SSL_CTX_get_cert_store(s->ctx), s->issuer) != 1) {
+			vp_log_error(MOD, "tls_config", "cert_issuer=%s err=\"not a readable CA certificate\"",
+			             s->conf.cert_issuer);
+			sk_X509_NAME_pop_free(names, X509_NAME_free);
+			return VP_ECONFIG;
+		}
+		if (!names)
+			names = sk_X509_NAME_new_null();
+		X509_NAME *in = names ? X509_NAME_dup(X509_get_subject_name(s->issuer)) : NULL;
+		if (in && !sk_X509_NAME_push(names, in))
+			X509_NAME_free(in);
+		vp_log_info(MOD, "cert_issuer_loaded", "path=%s", s->conf.cert_issuer);
+	}
 	if (names)
 		SSL_CTX_set_client_CA_list(s->ctx, names);
 	/* Mutual authentication: no certificate from our CA, no SIP. */
@@ -1015,6 +1048,7 @@ void vb_server_free(vb_server_t *s)
 	vb_proxy_free(s->px);
 	SSL_CTX_free(s->ctx);
 	SSL_CTX_free(s->cctx);
+	X509_free(s->issuer);
 	if (s->afd >= 0)
 		close(s->afd);
 	if (s->lfd >= 0)

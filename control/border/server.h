@@ -4,7 +4,9 @@
  * Outside: SIP over TLS (1.2 or 1.3) with mutual authentication: a peer must
  * present a certificate chaining to the configured CA, and its domain (first
  * DNS subjectAltName, else the subject CN) is the calling domain tickets are
- * checked against.  Plain SIP gets nothing: no UDP socket, no plain TCP socket
+ * checked against; with a cert_issuer, a peer may instead present a ViPR client
+ * certificate that issuer signed, which admits INVITEs to its number without
+ * a ticket (docs/protocol.md §6.1, §7.1).  Plain SIP gets nothing: no UDP socket, no plain TCP socket
  * unless a diagnostic listener is configured, which answers every request with
  * 403 and closes.  Inside: one TCP connection to the call agent, reconnected
  * every second while down.  Egress: call agents connect to the agent
@@ -39,6 +41,7 @@ typedef struct vb_server_conf {
 	char agent_listen[VB_ADDR_MAX];  /*!< TCP listener for call agents calling out (egress), "" = no egress */
 	char cert[VB_PATH_MAX], key[VB_PATH_MAX], ca[VB_PATH_MAX]; /*!< PEM files */
 	char ticket_keys[VB_PATH_MAX];   /*!< key file shared with the ViPR server (docs/protocol.md §7) */
+	char cert_issuer[VB_PATH_MAX];   /*!< the ViPR server's issuing CA certificate (PEM, §6.1); "" = tickets only */
 	uint32_t max_conns;              /*!< outside connections at once */
 	uint32_t max_conns_per_peer;     /*!< connections of one calling domain at once (one carrier cannot take them all) */
 	uint32_t max_message;            /*!< bytes of one SIP message, headers and body */

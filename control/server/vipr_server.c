@@ -30,11 +30,33 @@
 #define MAP_BUCKETS 1024u
 #define LOGMOD "vsrv"
 #define UPLOAD_KEEP_MS (48ull * 3600 * 1000)  /* originating records' retention (pvp/vcr.h default) */
+/* The guess ledger is scanned whole (one entry per number and claimant validated in 30 days) and
+ * its entries live 30 days or more: hourly is often enough. */
+#define LEDGER_PURGE_EVERY_MS 3600000ull
 #define MAINT_EVERY_MS 60000ull               /* purge of records, uploads and expired tickets */
 /* A terminating record may start this far in the future (clock offsets between carriers;
  * the call-record store's start tolerance, pvp/vcr.h).  Later ones would sort first among
  * the candidates of their selector and push the real record out (docs/protocol.md §5.2). */
 #define TERM_FUTURE_TOLERANCE_MS 90000ull
+/* Our own records in the call-record store (pvp/vcr.h 'G' keys; the guess ledger uses 'G' '+'). */
+#define AUX_LEARNED 'r'   /* 'G' 'r' number|claimant|tenant -> learned route or pending ticket */
+#define AUX_OWNER 'o'     /* 'G' 'o' VService id (4, big-endian) -> owning tenant */
+#define AUX_AGENT_VS 'a'  /* 'G' 'a' agent -> VService id (4, big-endian) it last published numbers under */
+#define AUX_VSERVICE 'v'  /* 'G' 'v' VService id (4, big-endian) -> its publication (URIs, lists) */
+#define AUX_NUMBER 'n'    /* 'G' 'n' number -> VService id (4, big-endian) it is published under */
+#define VS_VERSION 1
+/* A publication: version, then URIs, blacklist, whitelist, each a count and 2-byte-length strings. */
+#define VS_ENC_MAX (1 + 3 + (VAP_MAX_URIS + 2 * VAP_MAX_LIST) * (2 + VAP_MAX_URI))
+/* Uploads-log entry flag: the record's validation is over (ids count from 1 and never reach 2^63). */
+#define UPLOAD_DONE (1ull << 63)
+#define LEARNED_VERSION 1
+#define LEARNED_ENC_MAX (1 + 8 + 4 + 1 + 2 + VAP_MAX_TICKET + 1 + VAP_MAX_URIS * (2 + VAP_MAX_URI))
+#define LEARNED_KEY_MAX (VP_E164_BUFLEN + PVP_CLAIMANT_ID_MAX + 260)
+/* Routes replayed to one new subscription at most: ~300 bytes of Notify each, so at most ~20 MB queued
+ * for one connection; the rest reach the agent with their next validation (docs/protocol.md §8.6). */
+#define VSRV_REPLAY_MAX 65536u
+#define LISTS_SLOTS 64    /* a VService's lists policy: its rate sketches are unused (the server-wide one counts) */
+_Static_assert(PVP_TICKET_MAX <= VAP_MAX_TICKET, "a learned ticket fits a Notify");
 
 /* ---- configuration -------------------------------------------------------------- */
 
@@ -103,6 +125,15 @@ static const vp_conf_opt_t vsrv_opts[] = {
 	{ .section = "pvp", .key = "ticket_keys", .type = VP_CONF_STR,
 	  .doc = "ticket key file (vipr-ticket genkey); unset: a random key per start",
 	  VP_CONF_AT(vsrv_conf_t, ticket_keys) },
+	{ .section = "pvp", .key = "cert_issuer", .type = VP_CONF_STR,
+	  .doc = "issuing CA certificate (PEM) for client certificates after validations (protocol §6.1); "
+	         "unset: none are issued. Give border elements this file only",
+	  VP_CONF_AT(vsrv_conf_t, cert_issuer) },
+	{ .section = "pvp", .key = "cert_issuer_key", .type = VP_CONF_STR,
+	  .doc = "the issuing CA's private key (PEM); required with cert_issuer", VP_CONF_AT(vsrv_conf_t, cert_issuer_key) },
+	{ .section = "pvp", .key = "cert_lifetime", .type = VP_CONF_DUR_S, .min = 60000, .max = 7ull * 86400 * 1000,
+	  .def = "1d", .doc = "client certificates' lifetime (never past the route's expiry): a certificate cannot be "
+	                      "revoked at the border", VP_CONF_AT(vsrv_conf_t, cert_lifetime_s) },
 	{ .section = "scheduler", .key = "delay_min", .type = VP_CONF_DUR_S, .min = 0, .max = 7ull * 86400 * 1000,
 	  .def = "5m", .doc = "shortest delay between a call and its validation", VP_CONF_AT(vsrv_conf_t, delay_min_s) },
 	{ .section = "scheduler", .key = "delay_max", .type = VP_CONF_DUR_S, .min = 0, .max = 7ull * 86400 * 1000,
@@ -267,15 +298,6 @@ static size_t smap_expire(smap_t *m, uint64_t now_ms)
 	return n;
 }
 
-static size_t smap_count(const smap_t *m)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < MAP_BUCKETS; i++)
-		for (const ment_t *e = m->b[i]; e; e = e->next)
-			n++;
-	return n;
-}
-
 static void smap_clear(smap_t *m)
 {
 	for (size_t i = 0; i < MAP_BUCKETS; i++) {
@@ -295,6 +317,7 @@ static void smap_clear(smap_t *m)
 typedef struct vservice {
 	uint32_t id;
 	bool used;
+	pvp_policy_t *lists;    /* its black/white lists (docs/protocol.md §5.1); freed on withdrawal */
 	size_t n_uris;
 	char uris[VAP_MAX_URIS][VAP_MAX_URI];
 } vservice_t;
@@ -316,6 +339,7 @@ struct vsrv {
 	vsrv_ingest_t *ingest;          /* terminating records: selectors on workers, group-committed (vsrv_start..stop) */
 	pvp_policy_t *policy;
 	pvp_ticket_keys_t keys;
+	pvp_cc_issuer_t *issuer;        /* [pvp] cert_issuer, or NULL */
 	pvp_server_t *pvp;
 	pvp_client_t *cli;
 	pvp_ledger_t *ledger;           /* the originating side's guess ledger, in the call-record store */
@@ -338,10 +362,11 @@ struct vsrv {
 	smap_t tenant_of;               /* agent -> tenant (blob, NUL-terminated); absent: the agent itself */
 	smap_t vs_owner;                /* VService id (decimal) -> owning tenant (blob) */
 	uint64_t cur_rec_id;            /* validation thread: the record being validated (validate_cb -> route_cb) */
-	smap_t tickets;                 /* number|claimant -> last ticket */
+	smap_t tickets;                 /* number|claimant|tenant -> learned_t (blob), also in the store ('G' 'r') */
 	vservice_t vs[VSRV_MAX_VSERVICES];
 	vsrv_stats_t st;
 	uint64_t admitted;              /* originating records queued or in the scheduler (upper bound) */
+	uint64_t ledger_purge_ms;       /* next guess-ledger purge due (clock ms) */
 	int up_fd;                      /* <vcr_dir>/viprd-uploads (RocksDB ignores foreign files): record id -> VService, appended before the ack */
 };
 
@@ -363,6 +388,314 @@ static bool stopping(vsrv_t *s)
 	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE) != 0;
 }
 
+/* ---- learned routes and tickets ---------------------------------------------------- */
+
+/*
+ * What a validation taught us, per (number, claimant, tenant): the last ticket
+ * (sent again with the next validation, so entropy accumulates) and, when the
+ * claimant granted routes, the route handed to the VService's agents.  Kept in
+ * the call-record store before the agents are told, so a restart keeps both
+ * and a subscriber that connects later still receives the route.
+ */
+typedef struct learned {
+	bool routes;            /* routes granted (else a pending ticket only) */
+	vap_route_t route;      /* number, VService, URIs, ticket; expires is recomputed when sent */
+} learned_t;
+
+static size_t learned_encode(const learned_t *l, uint64_t until_ms, uint8_t *out, size_t cap)
+{
+	vp_wr_t wr;
+	vp_wr_init(&wr, out, cap);
+	vp_wr_u8(&wr, LEARNED_VERSION);
+	vp_wr_u64(&wr, until_ms);
+	vp_wr_u32(&wr, l->route.vservice_id);
+	vp_wr_u8(&wr, l->routes);
+	vp_wr_vec_bytes(&wr, 2, l->route.ticket, l->route.ticket_len);
+	vp_wr_u8(&wr, (uint8_t)l->route.n_uris);
+	for (size_t i = 0; i < l->route.n_uris; i++)
+		vp_wr_vec_bytes(&wr, 2, l->route.uris[i], strlen(l->route.uris[i]));
+	return wr.err ? 0 : vp_wr_len(&wr);
+}
+
+/* \p number is the key's first field (the value does not repeat it). */
+static int learned_decode(const uint8_t *in, size_t len, const char *number, learned_t *l, uint64_t *until_ms)
+{
+	vp_rd_t rd;
+	uint8_t ver = 0, routes = 0, n = 0;
+	const uint8_t *p;
+	size_t pl;
+	memset(l, 0, sizeof(*l));
+	vp_rd_init(&rd, in, len);
+	vp_rd_u8(&rd, &ver);
+	vp_rd_u64(&rd, until_ms);
+	vp_rd_u32(&rd, &l->route.vservice_id);
+	vp_rd_u8(&rd, &routes);
+	if (vp_rd_vec_bytes(&rd, 2, &p, &pl) || pl > VAP_MAX_TICKET || ver != LEARNED_VERSION)
+		return VP_EMALFORMED;
+	memcpy(l->route.ticket, p, pl);
+	l->route.ticket_len = pl;
+	if (vp_rd_u8(&rd, &n) || n > VAP_MAX_URIS)
+		return VP_EMALFORMED;
+	for (uint8_t i = 0; i < n; i++) {
+		if (vp_rd_vec_bytes(&rd, 2, &p, &pl) || pl >= VAP_MAX_URI)
+			return VP_EMALFORMED;
+		memcpy(l->route.uris[i], p, pl);
+		l->route.uris[i][pl] = '\0';
+	}
+	if (rd.err || vp_rd_left(&rd) || snprintf(l->route.number, sizeof(l->route.number), "%s", number) >=
+	                                     (int)sizeof(l->route.number))
+		return VP_EMALFORMED;
+	l->route.n_uris = n;
+	l->routes = routes != 0;
+	return 0;
+}
+
+static size_t aux_key(uint8_t kind, const char *name, uint8_t *key, size_t cap)
+{
+	size_t n = strlen(name);
+	if (n + 2 > cap)
+		return 0;
+	key[0] = PVP_VCR_AUX_PREFIX;
+	key[1] = kind;
+	memcpy(key + 2, name, n);
+	return n + 2;
+}
+
+/* Drop learned entries past their expiry, in memory and in the store (under s->mu). */
+static size_t learned_expire(vsrv_t *s, uint64_t now_ms)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+		for (ment_t **pp = &s->tickets.b[i]; *pp;) {
+			ment_t *e = *pp;
+			uint8_t key[VSRV_PATH_MAX];
+			size_t kl;
+			if (!e->until_ms || e->until_ms >= now_ms) {
+				pp = &e->next;
+				continue;
+			}
+			if ((kl = aux_key(AUX_LEARNED, e->key, key, sizeof(key))) &&
+			    pvp_vcr_store_aux_del(s->store, key, kl)) {
+				pp = &e->next; /* kept, so the next maintenance deletes it from the store too */
+				continue;
+			}
+			*pp = e->next;
+			free(e->blob);
+			free(e);
+			n++;
+		}
+	}
+	return n;
+}
+
+typedef struct load_ctx {
+	vsrv_t *s;
+	uint64_t now_ms;
+	size_t n, dropped;
+	int rc;
+} load_ctx_t;
+
+static int learned_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	load_ctx_t *x = arg;
+	char name[VSRV_PATH_MAX], number[VP_E164_BUFLEN];
+	const char *bar;
+	learned_t l, *b;
+	uint64_t until = 0;
+	ment_t *e;
+	if (klen - 2 >= sizeof(name))
+		return 0;
+	memcpy(name, key + 2, klen - 2);
+	name[klen - 2] = '\0';
+	if (!(bar = strchr(name, '|')) || (size_t)(bar - name) >= sizeof(number))
+		return 0;
+	memcpy(number, name, (size_t)(bar - name));
+	number[bar - name] = '\0';
+	if (learned_decode(val, vlen, number, &l, &until) || until < x->now_ms) {
+		/* Expired or unreadable: forget it (a damaged entry only costs one accumulation step). */
+		pvp_vcr_store_aux_del(x->s->store, key, klen);
+		x->dropped++;
+		return 0;
+	}
+	if (!(e = smap_put(&x->s->tickets, name)) || !(b = malloc(sizeof(*b)))) {
+		x->rc = VP_ENOMEM;
+		return 1;
+	}
+	*b = l;
+	free(e->blob);
+	e->blob = (uint8_t *)b;
+	e->blob_len = sizeof(*b);
+	e->until_ms = until;
+	x->n++;
+	return 0;
+}
+
+static int owner_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	load_ctx_t *x = arg;
+	char id[16];
+	ment_t *e;
+	if (klen != 6 || !vlen || vlen > 256 || memchr(val, 0, vlen))
+		return 0;
+	snprintf(id, sizeof(id), "%u", (unsigned)key[2] << 24 | (unsigned)key[3] << 16 | (unsigned)key[4] << 8 | key[5]);
+	if (!(e = smap_put(&x->s->vs_owner, id)) || !(e->blob = malloc(vlen + 1))) {
+		x->rc = VP_ENOMEM;
+		return 1;
+	}
+	memcpy(e->blob, val, vlen);
+	e->blob[vlen] = 0;
+	e->blob_len = vlen + 1;
+	x->n++;
+	return 0;
+}
+
+static int vs_apply(vsrv_t *s, const vap_vservice_t *vs, bool persist);
+
+/* A VService publication as kept in the store (docs/protocol.md §8.6). */
+static size_t vs_encode(const vap_vservice_t *vs, uint8_t *out, size_t cap)
+{
+	const size_t n[3] = { vs->n_uris, vs->n_black, vs->n_white };
+	const char *const *v[3] = { vs->uris, vs->black, vs->white };
+	vp_wr_t wr;
+	vp_wr_init(&wr, out, cap);
+	vp_wr_u8(&wr, VS_VERSION);
+	for (int k = 0; k < 3; k++) {
+		vp_wr_u8(&wr, (uint8_t)n[k]);
+		for (size_t i = 0; i < n[k]; i++)
+			vp_wr_vec_bytes(&wr, 2, v[k][i], strlen(v[k][i]));
+	}
+	return wr.err ? 0 : vp_wr_len(&wr);
+}
+
+/* Decode into \p vs (op add), its strings in \p pool (VAP_MAX_URIS + 2 VAP_MAX_LIST strings). */
+static int vs_decode(const uint8_t *in, size_t len, uint32_t id, char (*pool)[VAP_MAX_URI], vap_vservice_t *vs)
+{
+	const size_t max[3] = { VAP_MAX_URIS, VAP_MAX_LIST, VAP_MAX_LIST };
+	size_t *n[3] = { &vs->n_uris, &vs->n_black, &vs->n_white };
+	const char **v[3] = { vs->uris, vs->black, vs->white };
+	size_t used = 0;
+	uint8_t ver = 0, cnt;
+	vp_rd_t rd;
+	memset(vs, 0, sizeof(*vs));
+	vs->id = id;
+	vs->op = VAP_OP_ADD;
+	vp_rd_init(&rd, in, len);
+	if (vp_rd_u8(&rd, &ver) || ver != VS_VERSION)
+		return VP_EMALFORMED;
+	for (int k = 0; k < 3; k++) {
+		if (vp_rd_u8(&rd, &cnt) || cnt > max[k])
+			return VP_EMALFORMED;
+		for (uint8_t i = 0; i < cnt; i++) {
+			const uint8_t *p;
+			size_t pl;
+			if (vp_rd_vec_bytes(&rd, 2, &p, &pl) || pl == 0 || pl >= VAP_MAX_URI || memchr(p, 0, pl))
+				return VP_EMALFORMED;
+			memcpy(pool[used], p, pl);
+			pool[used][pl] = '\0';
+			v[k][i] = pool[used++];
+		}
+		*n[k] = cnt;
+	}
+	return rd.err || vp_rd_left(&rd) || vs->n_uris == 0 ? VP_EMALFORMED : 0;
+}
+
+typedef struct vs_load_ctx {
+	load_ctx_t x;
+	char (*pool)[VAP_MAX_URI];
+} vs_load_ctx_t;
+
+static int vs_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	vs_load_ctx_t *x = arg;
+	vap_vservice_t vs;
+	int rc;
+	if (klen != 6 || vs_decode(val, vlen, (uint32_t)key[2] << 24 | (uint32_t)key[3] << 16 |
+	                                       (uint32_t)key[4] << 8 | key[5], x->pool, &vs)) {
+		x->x.dropped++; /* unreadable: its agent publishes it again */
+		return 0;
+	}
+	if ((rc = vs_apply(x->x.s, &vs, false)) == VP_ENOMEM) {
+		x->x.rc = rc;
+		return 1;
+	}
+	if (rc)
+		x->x.dropped++;
+	else
+		x->x.n++;
+	return 0;
+}
+
+static int number_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	load_ctx_t *x = arg;
+	char number[VP_E164_BUFLEN];
+	ment_t *e;
+	if (klen < 3 || klen - 2 >= sizeof(number) || memchr(key + 2, 0, klen - 2) || vlen != 4)
+		return 0;
+	memcpy(number, key + 2, klen - 2);
+	number[klen - 2] = '\0';
+	if (!(e = smap_put(&x->s->published, number))) {
+		x->rc = VP_ENOMEM;
+		return 1;
+	}
+	e->u = (uint32_t)val[0] << 24 | (uint32_t)val[1] << 16 | (uint32_t)val[2] << 8 | val[3];
+	x->n++;
+	return 0;
+}
+
+static int agent_vs_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	load_ctx_t *x = arg;
+	char agent[VAP_MAX_USERNAME + 1];
+	ment_t *e;
+	if (klen < 3 || klen - 2 >= sizeof(agent) || memchr(key + 2, 0, klen - 2) || vlen != 4)
+		return 0;
+	memcpy(agent, key + 2, klen - 2);
+	agent[klen - 2] = '\0';
+	if (!(e = smap_put(&x->s->agent_vs, agent))) {
+		x->rc = VP_ENOMEM;
+		return 1;
+	}
+	e->u = (uint32_t)val[0] << 24 | (uint32_t)val[1] << 16 | (uint32_t)val[2] << 8 | val[3];
+	x->n++;
+	return 0;
+}
+
+/* Start-up: VService owners, agents' VServices, unexpired learned routes and tickets from the store. */
+static int state_load(vsrv_t *s)
+{
+	const uint8_t po[2] = { PVP_VCR_AUX_PREFIX, AUX_OWNER }, pl[2] = { PVP_VCR_AUX_PREFIX, AUX_LEARNED };
+	const uint8_t pa[2] = { PVP_VCR_AUX_PREFIX, AUX_AGENT_VS }, pv[2] = { PVP_VCR_AUX_PREFIX, AUX_VSERVICE };
+	const uint8_t pn[2] = { PVP_VCR_AUX_PREFIX, AUX_NUMBER };
+	load_ctx_t o = { .s = s }, l = { .s = s, .now_ms = vp_clock_now_ms(s->clock) }, a = { .s = s }, n = { .s = s };
+	vs_load_ctx_t v = { .x = { .s = s }, .pool = calloc(VAP_MAX_URIS + 2 * VAP_MAX_LIST, VAP_MAX_URI) };
+	int rc = v.pool ? pvp_vcr_store_aux_scan(s->store, po, sizeof(po), owner_load_one, &o) : VP_ENOMEM;
+	if (!rc)
+		rc = o.rc;
+	if (!rc)
+		rc = pvp_vcr_store_aux_scan(s->store, pv, sizeof(pv), vs_load_one, &v);
+	if (!rc)
+		rc = v.x.rc;
+	free(v.pool);
+	if (!rc)
+		rc = pvp_vcr_store_aux_scan(s->store, pn, sizeof(pn), number_load_one, &n);
+	if (!rc)
+		rc = n.rc;
+	if (!rc)
+		rc = pvp_vcr_store_aux_scan(s->store, pa, sizeof(pa), agent_vs_load_one, &a);
+	if (!rc)
+		rc = a.rc;
+	if (!rc)
+		rc = pvp_vcr_store_aux_scan(s->store, pl, sizeof(pl), learned_load_one, &l);
+	if (!rc)
+		rc = l.rc;
+	vp_log_info(LOGMOD, "state_loaded",
+	            "srv=%s vservice_owners=%zu vservices=%zu vservices_dropped=%zu numbers=%zu agent_vservices=%zu "
+	            "learned=%zu learned_expired=%zu rc=%d",
+	            s->conf.name, o.n, v.x.n, v.x.dropped, n.n, a.n, l.n, l.dropped, rc);
+	return rc;
+}
+
 /* ---- tenants --------------------------------------------------------------------- */
 
 /* The tenant of \p agent (under s->mu): its [vap] tenants entry, else the agent itself. */
@@ -370,6 +703,33 @@ static const char *tenant_locked(vsrv_t *s, const char *agent)
 {
 	ment_t *e = smap_get(&s->tenant_of, agent);
 	return e && e->blob ? (const char *)e->blob : agent;
+}
+
+/*
+ * The learned-state key of a validation of \p number against \p claimant for
+ * originating record \p rec_id (under s->mu): "number|claimant|tenant", the
+ * tenant owning the VService the record was uploaded for ("vs<id>" while
+ * nobody owns it).  *vsid and *known (may be NULL): that VService, and
+ * whether the record is still known.
+ */
+static void learned_key_locked(vsrv_t *s, uint64_t rec_id, const char *number, const char *claimant, char *key,
+                               size_t cap, uint32_t *vsid, bool *known)
+{
+	char rk[24], vk[16];
+	ment_t *u, *o;
+	uint32_t id;
+	snprintf(rk, sizeof(rk), "%llu", (unsigned long long)rec_id);
+	u = smap_get(&s->rec_vs, rk);
+	id = u ? u->u : 0;
+	snprintf(vk, sizeof(vk), "%u", id);
+	if ((o = smap_get(&s->vs_owner, vk)) && o->blob)
+		snprintf(key, cap, "%s|%s|%s", number, claimant, (const char *)o->blob);
+	else
+		snprintf(key, cap, "%s|%s|vs%u", number, claimant, id);
+	if (vsid)
+		*vsid = id;
+	if (known)
+		*known = u != NULL;
 }
 
 /*
@@ -394,7 +754,12 @@ static int vs_access(vsrv_t *s, const char *agent, uint32_t id)
 			smap_del(&s->vs_owner, key);
 		rc = VP_ENOMEM;
 	} else {
+		/* The claim is durable before it is used: after a restart nobody else can take the VService. */
+		const uint8_t k[6] = { PVP_VCR_AUX_PREFIX, AUX_OWNER, (uint8_t)(id >> 24), (uint8_t)(id >> 16),
+			               (uint8_t)(id >> 8), (uint8_t)id };
 		e->blob_len = strlen(t) + 1;
+		if ((rc = pvp_vcr_store_aux_put(s->store, k, sizeof(k), e->blob, e->blob_len - 1)))
+			smap_del(&s->vs_owner, key);
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (rc == VP_EPERM)
@@ -418,112 +783,16 @@ typedef struct store_op {
 	char number[VP_E164_BUFLEN];
 } store_op_t;
 
-/*
- * What the agents published survives a restart (docs/protocol.md §8.6): a call
- * validated after the server came back must get the same URIs.  Auxiliary
- * records of the call-record store: 'G' 'P' number -> VService id (u32), one
- * per number whose store completed (removed on withdrawal); 'G' 'V' VService
- * id (u32) -> version 1, URI count (u8), each URI (u16 length, bytes).
- */
-#define PUB_KEY_TAG 'P'
-#define VS_KEY_TAG 'V'
-#define VS_VERSION 1
-
-static void pub_keep(vsrv_t *s, const char *number, uint8_t op, uint32_t vservice_id)
+/* Do VServices \p a and \p b have the same owner (under s->mu)? */
+static bool same_owner_locked(vsrv_t *s, uint32_t a, uint32_t b)
 {
-	uint8_t key[2 + VP_E164_BUFLEN], val[4] = { (uint8_t)(vservice_id >> 24), (uint8_t)(vservice_id >> 16),
-		                                        (uint8_t)(vservice_id >> 8), (uint8_t)vservice_id };
-	size_t nl = strnlen(number, VP_E164_BUFLEN - 1);
-	int rc;
-	key[0] = PVP_VCR_AUX_PREFIX;
-	key[1] = PUB_KEY_TAG;
-	memcpy(key + 2, number, nl);
-	rc = op == VAP_OP_WITHDRAW ? pvp_vcr_store_aux_del(s->store, key, 2 + nl)
-	                           : pvp_vcr_store_aux_put(s->store, key, 2 + nl, val, sizeof(val));
-	if (rc)
-		vp_log_error(LOGMOD, "published_not_kept", "srv=%s number=%s error=%s", s->conf.name, number,
-		             vp_strerror(rc));
-}
-
-static void vs_keep(vsrv_t *s, const vservice_t *v, bool withdraw)
-{
-	uint8_t key[6] = { PVP_VCR_AUX_PREFIX, VS_KEY_TAG, (uint8_t)(v->id >> 24), (uint8_t)(v->id >> 16),
-		           (uint8_t)(v->id >> 8), (uint8_t)v->id };
-	uint8_t val[2 + VAP_MAX_URIS * (2 + VAP_MAX_URI)];
-	vp_wr_t wr;
-	int rc;
-	vp_wr_init(&wr, val, sizeof(val));
-	vp_wr_u8(&wr, VS_VERSION);
-	vp_wr_u8(&wr, (uint8_t)v->n_uris);
-	for (size_t i = 0; i < v->n_uris; i++)
-		vp_wr_vec_bytes(&wr, 2, v->uris[i], strlen(v->uris[i]));
-	rc = withdraw ? pvp_vcr_store_aux_del(s->store, key, sizeof(key))
-	              : wr.err ? wr.err : pvp_vcr_store_aux_put(s->store, key, sizeof(key), val, vp_wr_len(&wr));
-	if (rc)
-		vp_log_error(LOGMOD, "vservice_not_kept", "srv=%s id=%u error=%s", s->conf.name, v->id, vp_strerror(rc));
-}
-
-static int pub_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
-{
-	vsrv_t *s = arg;
-	char number[VP_E164_BUFLEN];
-	ment_t *e;
-	if (klen < 3 || klen - 2 >= sizeof(number) || vlen != 4)
-		return 0;
-	memcpy(number, key + 2, klen - 2);
-	number[klen - 2] = '\0';
-	if (!(e = smap_put(&s->published, number)))
-		return 1;
-	e->u = (uint32_t)val[0] << 24 | (uint32_t)val[1] << 16 | (uint32_t)val[2] << 8 | val[3];
-	return 0;
-}
-
-static int vs_load_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
-{
-	vsrv_t *s = arg;
-	vservice_t v;
-	vp_rd_t rd;
-	uint8_t ver = 0, n = 0;
-	size_t i;
-	if (klen != 6)
-		return 0;
-	memset(&v, 0, sizeof(v));
-	v.used = true;
-	v.id = (uint32_t)key[2] << 24 | (uint32_t)key[3] << 16 | (uint32_t)key[4] << 8 | key[5];
-	vp_rd_init(&rd, val, vlen);
-	vp_rd_u8(&rd, &ver);
-	vp_rd_u8(&rd, &n);
-	if (rd.err || ver != VS_VERSION || n > VAP_MAX_URIS)
-		return 0;
-	for (i = 0; i < n; i++) {
-		uint16_t l = 0;
-		const uint8_t *p = NULL;
-		vp_rd_u16(&rd, &l);
-		if (vp_rd_bytes(&rd, l, &p) || l >= VAP_MAX_URI)
-			return 0;
-		memcpy(v.uris[i], p, l);
-	}
-	v.n_uris = n;
-	for (i = 0; i < VSRV_MAX_VSERVICES && s->vs[i].used; i++)
-		;
-	if (i < VSRV_MAX_VSERVICES)
-		s->vs[i] = v;
-	return 0;
-}
-
-/* Start-up: the VServices and the numbers published before the restart. */
-static int restore_published(vsrv_t *s)
-{
-	uint8_t pp[2] = { PVP_VCR_AUX_PREFIX, PUB_KEY_TAG }, vp[2] = { PVP_VCR_AUX_PREFIX, VS_KEY_TAG };
-	size_t nvs = 0;
-	int rc = pvp_vcr_store_aux_scan(s->store, vp, sizeof(vp), vs_load_one, s);
-	if (!rc)
-		rc = pvp_vcr_store_aux_scan(s->store, pp, sizeof(pp), pub_load_one, s);
-	for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++)
-		nvs += s->vs[i].used;
-	vp_log_info(LOGMOD, "restored", "srv=%s vservices=%zu numbers=%zu rc=%d", s->conf.name, nvs,
-	            smap_count(&s->published), rc);
-	return rc;
+	char ka[16], kb[16];
+	ment_t *oa, *ob;
+	snprintf(ka, sizeof(ka), "%u", a);
+	snprintf(kb, sizeof(kb), "%u", b);
+	oa = smap_get(&s->vs_owner, ka);
+	ob = smap_get(&s->vs_owner, kb);
+	return oa && ob && oa->blob && ob->blob && !strcmp((const char *)oa->blob, (const char *)ob->blob);
 }
 
 static void store_finish(vap_server_t *vap, void *arg)
@@ -531,18 +800,34 @@ static void store_finish(vap_server_t *vap, void *arg)
 	store_op_t *o = arg;
 	vsrv_t *s = o->s;
 	vsrv_event_t ev = { .kind = VSRV_EV_STORED, .number = o->number, .status = o->status };
+	uint8_t key[2 + VP_E164_BUFLEN];
+	const uint8_t val[4] = { (uint8_t)(o->vservice_id >> 24), (uint8_t)(o->vservice_id >> 16),
+		                 (uint8_t)(o->vservice_id >> 8), (uint8_t)o->vservice_id };
+	size_t kl = aux_key(AUX_NUMBER, o->number, key, sizeof(key));
+	bool withdraw_other = false;
+	ment_t *e = NULL;
 	pthread_mutex_lock(&s->mu);
+	/* Kept in the store before the agent is answered, so a restart still answers validations of
+	 * the number under its VService (a failed write fails the store: the agent publishes again). */
+	if (!o->status && !kl)
+		o->status = VP_EINVAL;
+	else if (!o->status && (e = smap_get(&s->published, o->number)) && e->u != o->vservice_id &&
+	         o->op == VAP_OP_WITHDRAW)
+		withdraw_other = true; /* withdrawn under another VService: the local entry stays */
+	else if (!o->status && e && e->u != o->vservice_id && !same_owner_locked(s, e->u, o->vservice_id))
+		o->status = VP_EPERM; /* another tenant's publication of the number completed first */
+	else if (!o->status)
+		o->status = o->op == VAP_OP_WITHDRAW ? pvp_vcr_store_aux_del(s->store, key, kl)
+		                                     : pvp_vcr_store_aux_put(s->store, key, kl, val, sizeof(val));
 	if (o->status) {
 		s->st.stores_failed++;
 	} else {
 		s->st.stores_ok++;
-		pub_keep(s, o->number, o->op, o->vservice_id);
 		if (o->op == VAP_OP_WITHDRAW) {
-			smap_del(&s->published, o->number);
-		} else {
-			ment_t *e = smap_put(&s->published, o->number);
-			if (e)
-				e->u = o->vservice_id;
+			if (!withdraw_other)
+				smap_del(&s->published, o->number);
+		} else if ((e = smap_put(&s->published, o->number))) {
+			e->u = o->vservice_id;
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -565,22 +850,97 @@ static void store_done(void *arg, int status)
 	}
 }
 
+/*
+ * \p agent now works under VService \p vs (its tenant's: vs_access passed).  Kept in
+ * the store when it changes, so a record the agent uploads after a restart still
+ * goes to that VService (a lost write only falls back to upload_vs_locked's choice).
+ */
 static void remember_agent_vs(vsrv_t *s, const char *agent, uint32_t vs)
 {
+	uint8_t key[2 + VAP_MAX_USERNAME + 1];
+	const uint8_t val[4] = { (uint8_t)(vs >> 24), (uint8_t)(vs >> 16), (uint8_t)(vs >> 8), (uint8_t)vs };
+	size_t kl;
 	ment_t *e;
 	pthread_mutex_lock(&s->mu);
+	if ((e = smap_get(&s->agent_vs, agent)) && e->u == vs) {
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
 	if ((e = smap_put(&s->agent_vs, agent)))
 		e->u = vs;
+	if ((kl = aux_key(AUX_AGENT_VS, agent, key, sizeof(key))) && pvp_vcr_store_aux_put(s->store, key, kl, val, 4))
+		vp_log_warn(LOGMOD, "agent_vservice_not_stored", "srv=%s agent=%s vservice=%u", s->conf.name, agent, vs);
 	pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * The VService an originating record of \p agent is validated for (under s->mu):
+ * the one the agent last published numbers under, if its tenant owns it, else the
+ * lowest VService its tenant owns.  VP_EPERM when the tenant owns none: the route
+ * would have nobody to go to, and guessing a VService could hand it to another
+ * tenant (before, such records went to VService 1, whoever owned it).
+ */
+static int upload_vs_locked(vsrv_t *s, const char *agent, uint32_t *vsid)
+{
+	const char *t = tenant_locked(s, agent);
+	ment_t *a = smap_get(&s->agent_vs, agent), *o;
+	bool found = false;
+	char key[16];
+	if (a) {
+		snprintf(key, sizeof(key), "%u", a->u);
+		if ((o = smap_get(&s->vs_owner, key)) && o->blob && !strcmp((const char *)o->blob, t)) {
+			*vsid = a->u;
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+		for (o = s->vs_owner.b[i]; o; o = o->next) {
+			uint32_t id = (uint32_t)strtoul(o->key, NULL, 10);
+			if (o->blob && !strcmp((const char *)o->blob, t) && (!found || id < *vsid)) {
+				*vsid = id;
+				found = true;
+			}
+		}
+	}
+	return found ? 0 : VP_EPERM;
+}
+
+/*
+ * Is \p number held here by a VService of another tenant than \p agent's (under
+ * s->mu)?  A number published on this server answers validations with the URIs
+ * of the VService it is published under, so the first tenant to publish it
+ * holds it until it withdraws it: another tenant could otherwise redirect the
+ * routes (publish it under its own VService), unpublish it (withdraw it), or
+ * upload terminating records of calls it invents for it.
+ */
+static bool number_foreign_locked(vsrv_t *s, const char *number, const char *agent)
+{
+	ment_t *e = smap_get(&s->published, number), *o;
+	char key[16];
+	if (!e)
+		return false;
+	snprintf(key, sizeof(key), "%u", e->u);
+	o = smap_get(&s->vs_owner, key);
+	return o && o->blob && strcmp((const char *)o->blob, tenant_locked(s, agent)) != 0;
 }
 
 static int hook_store(void *ctx, const vap_store_req_t *req)
 {
 	vsrv_t *s = ctx;
 	vsrv_reg_t reg;
-	store_op_t *o = calloc(1, sizeof(*o));
+	store_op_t *o;
+	bool foreign;
 	int rc;
-	if (!o)
+	pthread_mutex_lock(&s->mu);
+	foreign = number_foreign_locked(s, req->number, req->agent);
+	pthread_mutex_unlock(&s->mu);
+	if (foreign) {
+		vp_log_warn(LOGMOD, "number_refused", "srv=%s agent=%s number=%s vservice=%u op=%u", s->conf.name,
+		            req->agent, req->number, req->vservice_id, req->op);
+		stat_add(s, &s->st.stores_failed, 1);
+		return VP_EPERM;
+	}
+	if (!(o = calloc(1, sizeof(*o))))
 		return VP_ENOMEM;
 	o->s = s;
 	o->token = req->token;
@@ -633,6 +993,18 @@ static int upload_log_append(vsrv_t *s, uint64_t id, uint32_t vsid)
 	return 0;
 }
 
+/*
+ * Record \p id gave its VService a route (under s->mu): appended as (id with
+ * UPLOAD_DONE set, 0), so a restart does not validate it again (a second
+ * handshake on the same call and a second Notify of the same route).  A lost
+ * mark only costs that repetition.
+ */
+static void upload_log_done(vsrv_t *s, uint64_t id)
+{
+	if (upload_log_append(s, id | UPLOAD_DONE, 0))
+		vp_log_warn(LOGMOD, "upload_done_not_logged", "srv=%s id=%llu", s->conf.name, (unsigned long long)id);
+}
+
 /* Room in the scheduler for one more originating record, or VP_EBUSY. */
 static int admit(vsrv_t *s)
 {
@@ -666,9 +1038,15 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	pvp_dir_t dir = v->direction == VAP_DIR_ORIGINATING ? PVP_DIR_ORIG : PVP_DIR_TERM;
 	vsrv_event_t ev = { .kind = VSRV_EV_VCR };
 	pvp_vcr_t r;
+	uint32_t vsid = 0;
 	int rc = pvp_vcr_make(&r, dir, v->called, v->caller, v->start_ms, v->stop_ms, NULL);
 	if (!rc && dir == PVP_DIR_TERM && v->start_ms > vp_clock_now_ms(s->clock) + TERM_FUTURE_TOLERANCE_MS)
 		rc = VP_EINVAL;
+	if (!rc && dir == PVP_DIR_ORIG) {
+		pthread_mutex_lock(&s->mu);
+		rc = upload_vs_locked(s, agent, &vsid);
+		pthread_mutex_unlock(&s->mu);
+	}
 	/* An originating record the scheduler could not take is refused before it is
 	 * stored and acknowledged (VAP hooks run on one thread: nothing admits in between). */
 	if (!rc && dir == PVP_DIR_ORIG)
@@ -684,8 +1062,6 @@ static int hook_upload_vcr(void *ctx, const char *agent, const vap_vcr_t *v)
 	pthread_mutex_lock(&s->mu);
 	if (dir == PVP_DIR_ORIG) {
 		/* The route this record yields goes to the uploader's VService only. */
-		ment_t *a = smap_get(&s->agent_vs, agent);
-		uint32_t vsid = a ? a->u : 1;
 		if ((rc = rec_vs_put(s, r.id, vsid, r.stop_ms)) || (rc = upload_log_append(s, r.id, vsid)) ||
 		    (rc = queue_push(s, &r))) {
 			pthread_mutex_unlock(&s->mu);
@@ -728,6 +1104,13 @@ static int hook_upload_vcr_start(void *ctx, const char *agent, const vap_vcr_t *
 	rc = pvp_vcr_make(&r, PVP_DIR_TERM, v->called, v->caller, v->start_ms, v->stop_ms, NULL);
 	if (!rc && v->start_ms > vp_clock_now_ms(s->clock) + TERM_FUTURE_TOLERANCE_MS)
 		rc = VP_EINVAL;
+	if (!rc) {
+		/* A call to a number another tenant holds here is not this agent's to record (403). */
+		pthread_mutex_lock(&s->mu);
+		if (number_foreign_locked(s, r.called, agent))
+			rc = VP_EPERM;
+		pthread_mutex_unlock(&s->mu);
+	}
 	if (!rc)
 		rc = vsrv_ingest_submit(s->ingest, &r, token);
 	if (rc) {
@@ -784,13 +1167,52 @@ static void ingest_wake(void *arg)
 		vp_log_error(LOGMOD, "ingest_wake_failed", "srv=%s", s->conf.name);
 }
 
-static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
+/*
+ * The black/white lists of one VService publication, as a policy of their own
+ * (seed 001 §B.7: black entries are "never", white entries get the default
+ * threshold).  Its rate sketches are unused: rate limits are server-wide.
+ */
+static int lists_new(vsrv_t *s, const vap_vservice_t *vs, pvp_policy_t **out)
 {
-	vsrv_t *s = ctx;
+	pvp_policy_conf_t pc = { .mode = s->conf.list_mode == VSRV_LIST_WHITE ? PVP_LIST_WHITE : PVP_LIST_BLACK,
+		                 .min_entropy_cbits = s->conf.min_entropy_cbits, .table_slots = LISTS_SLOTS };
+	int rc = pvp_policy_new(&pc, out);
+	for (size_t i = 0; i < vs->n_black && !rc; i++)
+		rc = pvp_policy_list(*out, vs->black[i], PVP_THRESHOLD_NEVER);
+	for (size_t i = 0; i < vs->n_white && !rc; i++)
+		rc = pvp_policy_list(*out, vs->white[i], s->conf.min_entropy_cbits);
+	if (rc) {
+		pvp_policy_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/*
+ * Apply a VService publication (add: replace; withdraw: drop).  With \p persist
+ * it is written to the store first (nothing changes if that fails), so a
+ * restart gives the VService back with its URIs and lists.
+ */
+static int vs_apply(vsrv_t *s, const vap_vservice_t *vs, bool persist)
+{
 	vservice_t *slot = NULL;
-	int rc = vs_access(s, agent, vs->id);
-	if (rc)
+	pvp_policy_t *lists = NULL, *old = NULL;
+	const uint8_t key[6] = { PVP_VCR_AUX_PREFIX, AUX_VSERVICE, (uint8_t)(vs->id >> 24), (uint8_t)(vs->id >> 16),
+		                 (uint8_t)(vs->id >> 8), (uint8_t)vs->id };
+	uint8_t *enc = NULL;
+	size_t elen = 0;
+	int rc = 0;
+	if (vs->op == VAP_OP_ADD && !(rc = lists_new(s, vs, &lists)) && persist) {
+		if (!(enc = malloc(VS_ENC_MAX)))
+			rc = VP_ENOMEM;
+		else if (!(elen = vs_encode(vs, enc, VS_ENC_MAX)))
+			rc = VP_ESPACE;
+	}
+	if (rc) {
+		pvp_policy_free(lists);
+		free(enc);
 		return rc;
+	}
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++) {
 		if (s->vs[i].used && s->vs[i].id == vs->id) {
@@ -800,30 +1222,44 @@ static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
 		if (!s->vs[i].used && !slot)
 			slot = &s->vs[i];
 	}
-	if (vs->op == VAP_OP_WITHDRAW) {
+	if (persist && (vs->op == VAP_OP_WITHDRAW || slot))
+		rc = vs->op == VAP_OP_WITHDRAW ? pvp_vcr_store_aux_del(s->store, key, sizeof(key))
+		                               : pvp_vcr_store_aux_put(s->store, key, sizeof(key), enc, elen);
+	if (rc) {
+		old = lists;
+	} else if (vs->op == VAP_OP_WITHDRAW) {
+		/* The lists go with the VService (PVP workers read them under s->mu). */
 		if (slot && slot->used && slot->id == vs->id) {
+			old = slot->lists;
+			slot->lists = NULL;
 			slot->used = false;
-			vs_keep(s, slot, true);
 		}
 	} else if (!slot) {
 		rc = VP_ESPACE;
+		old = lists;
 	} else {
+		/* A publication is the VService's whole state: URIs and lists are replaced. */
+		old = slot->lists;
 		memset(slot, 0, sizeof(*slot));
 		slot->used = true;
 		slot->id = vs->id;
+		slot->lists = lists;
 		for (size_t i = 0; i < vs->n_uris && i < VAP_MAX_URIS; i++)
 			snprintf(slot->uris[slot->n_uris++], VAP_MAX_URI, "%s", vs->uris[i]);
-		vs_keep(s, slot, false);
 	}
 	pthread_mutex_unlock(&s->mu);
-	if (rc)
-		return rc;
-	/* Seed 001 §B.7: black entries are "never", white entries get the default threshold. */
-	for (size_t i = 0; i < vs->n_black && !rc && vs->op == VAP_OP_ADD; i++)
-		rc = pvp_policy_list(s->policy, vs->black[i], PVP_THRESHOLD_NEVER);
-	for (size_t i = 0; i < vs->n_white && !rc && vs->op == VAP_OP_ADD; i++)
-		rc = pvp_policy_list(s->policy, vs->white[i], s->conf.min_entropy_cbits);
+	pvp_policy_free(old);
+	free(enc);
+	return rc;
+}
+
+static int hook_vservice(void *ctx, const char *agent, const vap_vservice_t *vs)
+{
+	vsrv_t *s = ctx;
+	int rc = vs_access(s, agent, vs->id);
 	if (!rc)
+		rc = vs_apply(s, vs, true);
+	if (!rc && vs->op == VAP_OP_ADD)
 		remember_agent_vs(s, agent, vs->id);
 	vp_log_info(LOGMOD, "vservice", "srv=%s agent=%s id=%u op=%u uris=%zu black=%zu white=%zu rc=%d", s->conf.name,
 	            agent, vs->id, vs->op, vs->n_uris, vs->n_black, vs->n_white, rc);
@@ -856,6 +1292,28 @@ static int routes_cb(void *arg, const char *number, char uris[][PVP_URI_MAX], si
 				rc = VP_ESPACE;
 		}
 	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/*
+ * Domain lists for a request on \p number: those of the VService the number
+ * is published under (tenant A's blacklist says nothing about tenant B's
+ * numbers); a number without a published VService gets the server-wide
+ * default (black mode: everybody at the default threshold; white: nobody).
+ */
+static int lists_cb(void *arg, const char *number, const char *domain, uint32_t *threshold_cbits)
+{
+	vsrv_t *s = arg;
+	const pvp_policy_t *p = s->policy;
+	ment_t *e;
+	int rc;
+	pthread_mutex_lock(&s->mu);
+	if ((e = smap_get(&s->published, number)))
+		for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++)
+			if (s->vs[i].used && s->vs[i].id == e->u && s->vs[i].lists)
+				p = s->vs[i].lists;
+	rc = pvp_policy_threshold(p, domain, threshold_cbits);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -1017,8 +1475,12 @@ static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, c
 	attach_ctx_t a = { .s = s };
 	vsrv_event_t ev = { .kind = VSRV_EV_VALIDATION, .number = r->called, .claimant = c->id };
 	int rc = vp_id_from_hex(c->addr, &a.contact);
-	char rk[24], lkey[PVP_CLAIMANT_ID_MAX + 16];
-	ment_t *u;
+	char rk[24], lkey[PVP_CLAIMANT_ID_MAX + 16], tkey[LEARNED_KEY_MAX];
+	uint8_t prev_t[VAP_MAX_TICKET];
+	size_t prev_t_len = 0;
+	ment_t *u, *t;
+	(void)prev;
+	(void)prev_len; /* the scheduler's prev_ticket hook is not used: the ticket is the tenant's (below) */
 	s->cur_rec_id = r->id; /* the scheduler reports this validation's route next (route_cb) */
 	/*
 	 * The guess ledger is kept per tenant (the uploader's VService): a route
@@ -1029,9 +1491,18 @@ static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, c
 	pthread_mutex_lock(&s->mu);
 	u = smap_get(&s->rec_vs, rk);
 	snprintf(lkey, sizeof(lkey), "%s/vs%u", c->id, u ? u->u : 0);
+	/* The previous ticket is the one this tenant learned: another tenant's validations of the
+	 * number neither add to nor borrow from its accumulated entropy. */
+	learned_key_locked(s, r->id, r->called, c->id, tkey, sizeof(tkey), NULL, NULL);
+	if ((t = smap_get(&s->tickets, tkey)) && t->blob) {
+		const learned_t *l = (const learned_t *)t->blob;
+		prev_t_len = l->route.ticket_len;
+		memcpy(prev_t, l->route.ticket, prev_t_len);
+	}
 	pthread_mutex_unlock(&s->mu);
 	if (!rc)
-		rc = pvp_client_validate(s->cli, lkey, r, c->methods, attach_connect, &a, prev, prev_len, out);
+		rc = pvp_client_validate(s->cli, lkey, r, c->methods, attach_connect, &a, prev_t_len ? prev_t : NULL,
+		                         prev_t_len, out);
 	pthread_mutex_lock(&s->mu);
 	if (!rc)
 		s->st.validations_ok++;
@@ -1052,27 +1523,6 @@ static int validate_cb(void *arg, const pvp_claimant_t *c, const pvp_vcr_t *r, c
 	return rc;
 }
 
-static void ticket_key(char *buf, size_t cap, const char *number, const char *claimant)
-{
-	snprintf(buf, cap, "%s|%s", number, claimant);
-}
-
-static size_t prev_ticket_cb(void *arg, const char *number, const char *claimant, uint8_t *buf, size_t cap)
-{
-	vsrv_t *s = arg;
-	char key[VP_E164_BUFLEN + PVP_CLAIMANT_ID_MAX + 2];
-	ment_t *e;
-	size_t n = 0;
-	ticket_key(key, sizeof(key), number, claimant);
-	pthread_mutex_lock(&s->mu);
-	if ((e = smap_get(&s->tickets, key)) && e->blob_len <= cap) {
-		memcpy(buf, e->blob, e->blob_len);
-		n = e->blob_len;
-	}
-	pthread_mutex_unlock(&s->mu);
-	return n;
-}
-
 typedef struct notify_op {
 	vsrv_t *s;
 	vap_route_t route;
@@ -1091,188 +1541,63 @@ static void notify_post(vap_server_t *vap, void *arg)
 	free(o);
 }
 
-/*
- * Learned routes, kept in the call-record store's auxiliary records so they
- * survive a restart and are replayed to an agent that subscribes later
- * (docs/protocol.md §8.6, Subscribe).  Key 'G' 'R' VService-ID(4, big endian)
- * number: the guess ledger's keys are 'G' followed by a number, which starts
- * with '+', so the two never meet.  Value: version 1, expiry (u64 seconds since
- * the epoch: the ticket's), u8 URI count, each URI with a u16 length, the
- * ticket with a u16 length.  A later route for the same (VService, number)
- * replaces the earlier one; an expired one is never replayed and is removed by
- * the maintenance pass.
- */
-#define ROUTE_KEY_TAG 'R'
-#define ROUTE_VERSION 1
-#define ROUTE_KEY_MAX (6 + VP_E164_BUFLEN)
-#define ROUTE_VAL_MAX (1 + 8 + 1 + VAP_MAX_URIS * (2 + VAP_MAX_URI) + 2 + VAP_MAX_TICKET)
-
-static size_t route_key(uint8_t *key, uint32_t vservice_id, const char *number)
-{
-	size_t nl = strnlen(number, VP_E164_BUFLEN - 1);
-	key[0] = PVP_VCR_AUX_PREFIX;
-	key[1] = ROUTE_KEY_TAG;
-	key[2] = (uint8_t)(vservice_id >> 24);
-	key[3] = (uint8_t)(vservice_id >> 16);
-	key[4] = (uint8_t)(vservice_id >> 8);
-	key[5] = (uint8_t)vservice_id;
-	memcpy(key + 6, number, nl);
-	return 6 + nl;
-}
-
-static int route_save(vsrv_t *s, const vap_route_t *rt, uint64_t expires_s)
-{
-	uint8_t key[ROUTE_KEY_MAX], val[ROUTE_VAL_MAX];
-	vp_wr_t wr;
-	vp_wr_init(&wr, val, sizeof(val));
-	vp_wr_u8(&wr, ROUTE_VERSION);
-	vp_wr_u64(&wr, expires_s);
-	vp_wr_u8(&wr, (uint8_t)rt->n_uris);
-	for (size_t i = 0; i < rt->n_uris; i++)
-		vp_wr_vec_bytes(&wr, 2, rt->uris[i], strlen(rt->uris[i]));
-	vp_wr_vec_bytes(&wr, 2, rt->ticket, rt->ticket_len);
-	if (wr.err)
-		return wr.err;
-	return pvp_vcr_store_aux_put(s->store, key, route_key(key, rt->vservice_id, rt->number), val,
-	                             vp_wr_len(&wr));
-}
-
-/* A kept route back into \p rt (its EXPIRES still absolute in *expires_s); VP_EMALFORMED if damaged. */
-static int route_load(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen, vap_route_t *rt,
-                      uint64_t *expires_s)
-{
-	vp_rd_t rd;
-	uint8_t ver = 0, n = 0;
-	memset(rt, 0, sizeof(*rt));
-	if (klen < 7 || klen - 6 >= sizeof(rt->number))
-		return VP_EMALFORMED;
-	rt->vservice_id = (uint32_t)key[2] << 24 | (uint32_t)key[3] << 16 | (uint32_t)key[4] << 8 | key[5];
-	memcpy(rt->number, key + 6, klen - 6);
-	vp_rd_init(&rd, val, vlen);
-	vp_rd_u8(&rd, &ver);
-	vp_rd_u64(&rd, expires_s);
-	vp_rd_u8(&rd, &n);
-	if (rd.err || ver != ROUTE_VERSION || n > VAP_MAX_URIS)
-		return VP_EMALFORMED;
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t l = 0;
-		const uint8_t *p = NULL;
-		vp_rd_u16(&rd, &l);
-		if (vp_rd_bytes(&rd, l, &p) || l >= VAP_MAX_URI)
-			return VP_EMALFORMED;
-		memcpy(rt->uris[i], p, l);
-		rt->uris[i][l] = '\0';
-	}
-	rt->n_uris = n;
-	{
-		uint16_t l = 0;
-		const uint8_t *p = NULL;
-		vp_rd_u16(&rd, &l);
-		if (vp_rd_bytes(&rd, l, &p) || l > VAP_MAX_TICKET || vp_rd_left(&rd))
-			return VP_EMALFORMED;
-		memcpy(rt->ticket, p, l);
-		rt->ticket_len = l;
-	}
-	return 0;
-}
-
-typedef struct replay_walk {
-	vsrv_t *s;
-	uint64_t now_s;
-	void (*send)(void *sink, const vap_route_t *route);
-	void *sink;
-	unsigned sent;
-} replay_walk_t;
-
-static int replay_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
-{
-	replay_walk_t *w = arg;
-	vap_route_t rt;
-	uint64_t exp = 0;
-	if (route_load(key, klen, val, vlen, &rt, &exp)) {
-		vp_log_warn(LOGMOD, "route_damaged", "srv=%s key_len=%zu val_len=%zu", w->s->conf.name, klen, vlen);
-		return 0;
-	}
-	if (exp <= w->now_s)
-		return 0; /* expired: never handed out again (maintenance removes it) */
-	rt.expires = exp - w->now_s > UINT32_MAX ? UINT32_MAX : (uint32_t)(exp - w->now_s);
-	w->send(w->sink, &rt);
-	w->sent++;
-	return 0;
-}
-
-/* VAP thread: an agent subscribed to \p id; replay the unexpired routes learned for that VService. */
-static void hook_subscribed(void *ctx, const char *agent, uint32_t id, void (*send)(void *sink, const vap_route_t *r),
-                            void *sink)
-{
-	vsrv_t *s = ctx;
-	uint8_t prefix[6];
-	replay_walk_t w = { .s = s, .now_s = vp_clock_now_ms(s->clock) / 1000, .send = send, .sink = sink };
-	int rc;
-	route_key(prefix, id, "");
-	rc = pvp_vcr_store_aux_scan(s->store, prefix, sizeof(prefix), replay_one, &w);
-	if (w.sent)
-		stat_add(s, &s->st.replayed, w.sent);
-	if (w.sent || rc)
-		vp_log_info(LOGMOD, "routes_replayed", "srv=%s agent=%s vservice=%u routes=%u rc=%d", s->conf.name, agent,
-		            id, w.sent, rc);
-}
-
-typedef struct route_sweep {
-	vsrv_t *s;
-	uint64_t now_s;
-	size_t removed;
-} route_sweep_t;
-
-static int sweep_one(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
-{
-	route_sweep_t *w = arg;
-	vap_route_t rt;
-	uint64_t exp = 0;
-	if (route_load(key, klen, val, vlen, &rt, &exp) == 0 && exp > w->now_s)
-		return 0;
-	if (pvp_vcr_store_aux_del(w->s->store, key, klen) == 0)
-		w->removed++;
-	return 0;
-}
-
 static void route_cb(void *arg, const pvp_route_t *r)
 {
 	vsrv_t *s = arg;
-	char key[VP_E164_BUFLEN + PVP_CLAIMANT_ID_MAX + 2];
+	char key[LEARNED_KEY_MAX];
+	uint8_t akey[LEARNED_KEY_MAX + 2], enc[LEARNED_ENC_MAX];
 	vsrv_event_t ev = { .kind = VSRV_EV_ROUTE, .number = r->number, .claimant = r->claimant->id, .route = r };
-	uint64_t now_s = vp_clock_now_ms(s->clock) / 1000;
+	uint64_t now_s = vp_clock_now_ms(s->clock) / 1000, until_ms = (uint64_t)r->resp->expires * 1000 + 1;
 	notify_op_t *o = NULL;
+	learned_t *l = calloc(1, sizeof(*l));
+	bool known = false;
+	size_t elen = 0, klen = 0;
+	uint32_t vsid = 0;
 	ment_t *e;
-	ticket_key(key, sizeof(key), r->number, r->claimant->id);
 	pthread_mutex_lock(&s->mu);
-	if ((e = smap_put(&s->tickets, key))) {
-		uint8_t *b = malloc(r->resp->ticket_len ? r->resp->ticket_len : 1);
-		if (b) {
-			memcpy(b, r->resp->ticket, r->resp->ticket_len);
-			free(e->blob);
-			e->blob = b;
-			e->blob_len = r->resp->ticket_len;
-			e->until_ms = (uint64_t)r->resp->expires * 1000 + 1;
-		}
+	learned_key_locked(s, s->cur_rec_id, r->number, r->claimant->id, key, sizeof(key), &vsid, &known);
+	pthread_mutex_unlock(&s->mu);
+	if (!known) {
+		/* The record's VService is forgotten (past retention): nobody to keep or send this for. */
+		vp_log_warn(LOGMOD, "route_unowned", "srv=%s number=%s claimant=%s", s->conf.name, r->number,
+		            r->claimant->id);
+		free(l);
+		l = NULL;
+	}
+	if (l) {
+		l->routes = r->resp->status == PVP_ST_ROUTES;
+		snprintf(l->route.number, sizeof(l->route.number), "%s", r->number);
+		l->route.vservice_id = vsid;
+		for (size_t i = 0; l->routes && i < r->resp->nuris && i < VAP_MAX_URIS; i++)
+			snprintf(l->route.uris[l->route.n_uris++], VAP_MAX_URI, "%s", r->resp->uris[i]);
+		l->route.ticket_len = r->resp->ticket_len <= VAP_MAX_TICKET ? r->resp->ticket_len : 0;
+		memcpy(l->route.ticket, r->resp->ticket, l->route.ticket_len);
+		/* Durable before anyone is told: a restart keeps the route, the ticket and the replay. */
+		elen = learned_encode(l, until_ms, enc, sizeof(enc));
+		klen = aux_key(AUX_LEARNED, key, akey, sizeof(akey));
+		if (!elen || !klen || pvp_vcr_store_aux_put(s->store, akey, klen, enc, elen))
+			vp_log_error(LOGMOD, "learned_not_stored", "srv=%s number=%s claimant=%s", s->conf.name, r->number,
+			             r->claimant->id);
+	}
+	pthread_mutex_lock(&s->mu);
+	if (l && (e = smap_put(&s->tickets, key))) {
+		free(e->blob);
+		e->blob = (uint8_t *)l;
+		e->blob_len = sizeof(*l);
+		e->until_ms = until_ms;
+	} else {
+		free(l);
+		l = NULL;
 	}
 	if (r->resp->status == PVP_ST_ROUTES) {
-		char rk[24];
-		ment_t *u;
-		snprintf(rk, sizeof(rk), "%llu", (unsigned long long)s->cur_rec_id);
 		s->st.routes++;
-		/* Only the VService whose agent uploaded the validated record learns the route; a route whose
-		 * ticket has already expired on our clock is of no use to anyone and is neither sent nor kept. */
-		if (r->resp->expires > now_s && (u = smap_get(&s->rec_vs, rk)) && (o = calloc(1, sizeof(*o)))) {
+		/* Only the VService whose agent uploaded the validated record learns the route. */
+		if (known)
+			upload_log_done(s, s->cur_rec_id);
+		if (known && l && (o = calloc(1, sizeof(*o)))) {
 			o->s = s;
-			snprintf(o->route.number, sizeof(o->route.number), "%s", r->number);
-			o->route.vservice_id = u->u;
-			o->route.expires = r->resp->expires - now_s > UINT32_MAX ? UINT32_MAX
-			                                                         : (uint32_t)(r->resp->expires - now_s);
-			for (size_t i = 0; i < r->resp->nuris && i < VAP_MAX_URIS; i++)
-				snprintf(o->route.uris[o->route.n_uris++], VAP_MAX_URI, "%s", r->resp->uris[i]);
-			o->route.ticket_len = r->resp->ticket_len <= VAP_MAX_TICKET ? r->resp->ticket_len : 0;
-			memcpy(o->route.ticket, r->resp->ticket, o->route.ticket_len);
+			o->route = l->route;
+			o->route.expires = r->resp->expires > now_s ? (uint32_t)(r->resp->expires - now_s) : 0;
 		}
 	} else {
 		s->st.pending++;
@@ -1282,38 +1607,86 @@ static void route_cb(void *arg, const pvp_route_t *r)
 	            s->conf.name, r->number, r->claimant->id, r->resp->status == PVP_ST_ROUTES ? "routes" : "pending",
 	            r->resp->nuris ? r->resp->uris[0] : "-", r->resp->entropy_cbits, r->resp->threshold_cbits);
 	emit(s, &ev);
-	if (o) {
-		int rc = route_save(s, &o->route, r->resp->expires);
-		if (rc)
-			vp_log_error(LOGMOD, "route_not_kept", "srv=%s number=%s vservice=%u error=%s", s->conf.name,
-			             r->number, o->route.vservice_id, vp_strerror(rc));
-	}
 	if (o && vap_server_post(s->vap, notify_post, o)) {
 		vp_log_error(LOGMOD, "notify_lost", "srv=%s number=%s", s->conf.name, r->number);
 		free(o);
 	}
 }
 
+/*
+ * An agent subscribed to VService \p id (VAP thread): replay every unexpired
+ * route learned for it, so a Notify sent while no agent listened is not lost.
+ */
+static void hook_subscribed(void *ctx, const char *agent, uint32_t id, vap_sub_t *sub)
+{
+	vsrv_t *s = ctx;
+	uint64_t now = vp_clock_now_ms(s->clock);
+	vap_route_t *v = NULL;
+	size_t n, cap = 0, sent = 0, skipped = 0;
+	/* One hash bucket at a time: the copy stays small and the lock is held briefly. */
+	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+		n = 0;
+		pthread_mutex_lock(&s->mu);
+		for (ment_t *e = s->tickets.b[i]; e; e = e->next) {
+			const learned_t *l = (const learned_t *)e->blob;
+			if (!l || !l->routes || l->route.vservice_id != id || e->until_ms < now)
+				continue;
+			if (sent + n >= VSRV_REPLAY_MAX) {
+				skipped++;
+				continue;
+			}
+			if (n == cap) {
+				size_t nc = cap ? 2 * cap : 8;
+				vap_route_t *nv = realloc(v, nc * sizeof(*nv));
+				if (!nv) {
+					skipped++;
+					continue;
+				}
+				v = nv;
+				cap = nc;
+			}
+			v[n] = l->route;
+			v[n++].expires = (uint32_t)((e->until_ms - now) / 1000);
+		}
+		pthread_mutex_unlock(&s->mu);
+		for (size_t k = 0; k < n; k++)
+			if (!vap_server_notify_sub(s->vap, sub, &v[k]))
+				sent++;
+	}
+	free(v);
+	if (sent) {
+		stat_add(s, &s->st.notified, sent);
+		stat_add(s, &s->st.replayed, sent);
+	}
+	if (skipped)
+		vp_log_warn(LOGMOD, "replay_truncated", "srv=%s agent=%s vservice=%u routes=%zu not_replayed=%zu",
+		            s->conf.name, agent, id, sent, skipped);
+	else
+		vp_log_info(LOGMOD, "replay", "srv=%s agent=%s vservice=%u routes=%zu", s->conf.name, agent, id, sent);
+}
+
 void vsrv_maintenance(vsrv_t *s)
 {
 	uint64_t now = vp_clock_now_ms(s->clock);
-	size_t purged = 0, uploads, tickets;
-	int rc = pvp_vcr_store_purge(s->store, &purged);
-	uint8_t rprefix[2] = { PVP_VCR_AUX_PREFIX, ROUTE_KEY_TAG };
-	route_sweep_t rs = { .s = s, .now_s = now / 1000 };
-	int rrc = pvp_vcr_store_aux_scan(s->store, rprefix, sizeof(rprefix), sweep_one, &rs);
-	if (rrc)
-		vp_log_error(LOGMOD, "route_sweep_failed", "srv=%s error=%s", s->conf.name, vp_strerror(rrc));
+	size_t purged = 0, uploads, tickets, ledger = 0;
+	int rc = pvp_vcr_store_purge(s->store, &purged), lrc = 0;
+	bool ledger_due;
+	pthread_mutex_lock(&s->mu);
+	if ((ledger_due = now >= s->ledger_purge_ms))
+		s->ledger_purge_ms = now + LEDGER_PURGE_EVERY_MS;
+	pthread_mutex_unlock(&s->mu);
+	if (ledger_due)
+		lrc = pvp_ledger_purge(s->ledger, now / 1000, &ledger);
 	pthread_mutex_lock(&s->mu);
 	s->st.vcr_purged += purged;
+	s->st.ledger_purged += ledger;
 	uploads = smap_expire(&s->rec_vs, now);
-	tickets = smap_expire(&s->tickets, now);
-	s->st.routes_expired += rs.removed;
+	tickets = learned_expire(s, now);
 	pthread_mutex_unlock(&s->mu);
-	if (rc || purged || uploads || tickets || rs.removed)
+	if (rc || lrc || purged || uploads || tickets || ledger)
 		vp_log_info(LOGMOD, "maintenance",
-		            "srv=%s vcrs_purged=%zu uploads_forgotten=%zu tickets_expired=%zu routes_expired=%zu rc=%d",
-		            s->conf.name, purged, uploads, tickets, rs.removed, rc);
+		            "srv=%s vcrs_purged=%zu uploads_forgotten=%zu tickets_expired=%zu ledger_purged=%zu rc=%d ledger_rc=%d",
+		            s->conf.name, purged, uploads, tickets, ledger, rc, lrc);
 }
 
 static void *validation_thread(void *arg)
@@ -1477,7 +1850,11 @@ static int reschedule_stored(vsrv_t *s)
 				id = id << 8 | b[i];
 			for (int i = 0; i < 4; i++)
 				vsid = vsid << 8 | b[8 + i];
-			snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+			snprintf(key, sizeof(key), "%llu", (unsigned long long)(id & ~UPLOAD_DONE));
+			if (id & UPLOAD_DONE) {
+				smap_del(&x.logged, key);
+				continue;
+			}
 			if (!(e = smap_put(&x.logged, key))) {
 				rc = VP_ENOMEM;
 				break;
@@ -1546,7 +1923,7 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	memset(&stc, 0, sizeof(stc));
 	stc.path = conf->vcr_dir;
 	stc.clock = clock;
-	if ((rc = pvp_vcr_store_open(&stc, &s->store)))
+	if ((rc = pvp_vcr_store_open(&stc, &s->store)) || (rc = state_load(s)))
 		goto fail;
 	memset(&pc, 0, sizeof(pc));
 	pc.mode = conf->list_mode == VSRV_LIST_WHITE ? PVP_LIST_WHITE : PVP_LIST_BLACK;
@@ -1561,10 +1938,22 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	psc.policy = s->policy;
 	psc.routes = routes_cb;
 	psc.routes_arg = s;
+	psc.lists = lists_cb;
+	psc.lists_arg = s;
 	psc.group_bits = conf->group_bits;
 	psc.ticket_lifetime_s = conf->ticket_lifetime_s;
 	psc.io_timeout_ms = (unsigned)conf->io_timeout_ms;
 	psc.clock = clock;
+	if (conf->cert_issuer[0]) {
+		if (!conf->cert_issuer_key[0]) {
+			vp_log_error(LOGMOD, "config", "key=pvp.cert_issuer_key err=\"required with pvp.cert_issuer\"");
+			rc = VP_ECONFIG;
+			goto fail;
+		}
+		if ((rc = pvp_cc_issuer_load(conf->cert_issuer, conf->cert_issuer_key, conf->cert_lifetime_s, &s->issuer)))
+			goto fail;
+		psc.cert_issuer = s->issuer;
+	}
 	if ((rc = pvp_server_new(&psc, &s->pvp)))
 		goto fail;
 	memset(&lc, 0, sizeof(lc));
@@ -1591,15 +1980,13 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	sc.lookup_arg = s;
 	sc.validate = validate_cb;
 	sc.validate_arg = s;
-	sc.prev_ticket = prev_ticket_cb;
-	sc.prev_ticket_arg = s;
 	sc.route = route_cb;
 	sc.route_arg = s;
 	sc.clock = clock;
 	sc.max_jobs = s->conf.max_jobs;
 	if ((rc = pvp_sched_new(&sc, &s->sched)))
 		goto fail;
-	if ((rc = restore_published(s)) || (rc = reschedule_stored(s)))
+	if ((rc = reschedule_stored(s)))
 		goto fail;
 	/* A bind address that is not numeric is a configuration error. */
 	if ((rc = vp_net_listen_tcp(conf->pvp_bind, (uint16_t)conf->pvp_port, 128, VP_NET_NONBLOCK, &s->pvp_lfd, &s->pvp_port))) {
@@ -1620,10 +2007,10 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	memset(&hooks, 0, sizeof(hooks));
 	hooks.ctx = s;
 	hooks.vservice_access = hook_vservice_access;
-	hooks.subscribed = hook_subscribed;
 	hooks.store = hook_store;
 	hooks.upload_vcr_start = hook_upload_vcr_start;
 	hooks.publish_vservice = hook_vservice;
+	hooks.subscribed = hook_subscribed;
 	if ((rc = vap_server_create(&vc, &hooks, &s->vap)))
 		goto fail;
 	if ((rc = provision_agents(s, conf->agents)) || (rc = provision_tenants(s, conf->tenants)))
@@ -1713,6 +2100,7 @@ void vsrv_free(vsrv_t *s)
 	pvp_client_free(s->cli);
 	pvp_ledger_free(s->ledger);
 	pvp_server_free(s->pvp);
+	pvp_cc_issuer_free(s->issuer);
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);
 	if (s->up_fd >= 0)
@@ -1723,6 +2111,8 @@ void vsrv_free(vsrv_t *s)
 	smap_clear(&s->tenant_of);
 	smap_clear(&s->vs_owner);
 	smap_clear(&s->tickets);
+	for (size_t i = 0; i < VSRV_MAX_VSERVICES; i++)
+		pvp_policy_free(s->vs[i].lists);
 	free(s->queue.v);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);

@@ -158,6 +158,9 @@ typedef struct vsrv_conf {
 	char agents[1024];                 /*!< [vap] agents: "name:password, ..." provisioned at start */
 	char tenants[1024];                /*!< [vap] tenants: "agent:tenant, ..."; an agent not listed is its own tenant */
 	bool vap_allow_plain_tcp;          /*!< [vap] allow_plain_tcp: VAP without TLS on a non-loopback bind */
+	char cert_issuer[VSRV_PATH_MAX];   /*!< [pvp] cert_issuer: issuing CA certificate (PEM); "" = issue no client certificates */
+	char cert_issuer_key[VSRV_PATH_MAX]; /*!< [pvp] cert_issuer_key: its private key (PEM) */
+	uint32_t cert_lifetime_s;          /*!< [pvp] cert_lifetime: client certificates' lifetime cap */
 } vsrv_conf_t;
 
 /*!
@@ -224,8 +227,8 @@ typedef struct vsrv_stats {
 	uint64_t vcr_orig, vcr_term, vcr_rejected, vcr_purged;
 	uint64_t validations_ok, validations_failed, validations_unreachable;
 	uint64_t routes, pending, notified;
-	uint64_t replayed;       /*!< kept routes sent again to an agent that subscribed */
-	uint64_t routes_expired; /*!< kept routes removed by maintenance (expired or damaged) */
+	uint64_t replayed;       /*!< learned routes sent again to an agent that subscribed after them (in notified too) */
+	uint64_t ledger_purged;  /*!< guess-ledger entries forgotten by maintenance */
 	uint64_t incidents;      /*!< inconsistencies reported by the overlay */
 	uint64_t pvp_served, pvp_authenticated, pvp_handshake_failed;
 	uint64_t sched_queued;   /*!< records waiting in the scheduler */

@@ -7,6 +7,7 @@
  *   vipr-agent [options] upload FILE.csv
  *   vipr-agent [options] subscribe [--count K] [--duration S]
  *   vipr-agent [options] load --agents N --rate R [--duration S]
+ *   vipr-agent call --routes FILE [--via HOST:PORT] [--from URI] NUMBER   (vipr_agent_call.c)
  *
  * Run with --help for the options.  Exit status: 0 success, 1 the server
  * refused or failed, 2 usage or input errors.
@@ -28,6 +29,8 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "control/tools/vipr_agent_call.h"
+#include "pvp/ticket.h"
 #include "control/vap/vap_client.h"
 
 #define LOAD_WINDOW 16          /* uploads outstanding per agent in load mode */
@@ -71,6 +74,8 @@ static void usage(FILE *f)
 	"  subscribe                print learned routes as they arrive (--count, --duration)\n"
 	"  load                     load generator: --agents N agents upload call records at\n"
 	"                           --rate R requests/s in total for --duration S seconds\n"
+	"  call --routes FILE NUMBER place a call over the routes in FILE (as subscribe prints them):\n"
+	"                           fork to all, fall back to the PSTN, renew (vipr-agent call --help)\n"
 	"\n"
 	"options:\n"
 	"  -s, --server HOST:PORT   ViPR server (default 127.0.0.1:5349)\n"
@@ -342,7 +347,7 @@ static int cmd_subscribe(const opts_t *o, SSL_CTX *tls)
 	fprintf(stderr, "subscribed to vservice %u; waiting for routes\n", o->vservice);
 	while (o->count <= 0 || got < o->count) {
 		vap_route_t r;
-		char ticket[2 * VAP_MAX_TICKET + 1];
+		char ticket[2 * 32 + 1];
 		int wait = 15000, rc;
 		if (end) {
 			uint64_t now = vp_time_mono_ns();
@@ -360,14 +365,18 @@ static int cmd_subscribe(const opts_t *o, SSL_CTX *tls)
 		if ((ret = report("notify", rc, c)))
 			goto out;
 		got++;
-		/* The whole ticket, so a border element (vipr-ticket verify) can be handed it as printed. */
-		for (size_t i = 0; i < r.ticket_len && i < VAP_MAX_TICKET; i++)
+		for (size_t i = 0; i < r.ticket_len && i < 32; i++)
 			snprintf(ticket + 2 * i, 3, "%02x", r.ticket[i]);
-		ticket[2 * (r.ticket_len < VAP_MAX_TICKET ? r.ticket_len : VAP_MAX_TICKET)] = '\0';
-		printf("route number=%s vservice=%u expires=%u ticket=%s", r.number, r.vservice_id, r.expires, ticket);
+		ticket[2 * (r.ticket_len < 32 ? r.ticket_len : 32)] = '\0';
+		char t64[PVP_TICKET_B64_MAX];
+		if (pvp_b64url_encode(r.ticket, r.ticket_len, t64, sizeof(t64)) != 0)
+			t64[0] = '\0';
+		printf("route number=%s vservice=%u expires=%u ticket=%s%s", r.number, r.vservice_id, r.expires, ticket,
+		       r.ticket_len > 32 ? "..." : "");
 		for (size_t i = 0; i < r.n_uris; i++)
 			printf(" uri=%s", r.uris[i]);
-		printf("\n");
+		/* what `vipr-agent call --routes` needs: the whole ticket and when we learned the route */
+		printf(" learned=%" PRIu64 " ticket64=%s\n", vp_time_wall_ms() / 1000, t64);
 		fflush(stdout);
 	}
 	ret = report("unregister", vap_client_unregister(c), c);
@@ -696,6 +705,8 @@ int main(int argc, char **argv)
 	o.window = 4;
 	o.retries = 5;
 	vp_log_setup(VP_LOG_WARN, NULL);
+	if (argc > 1 && !strcmp(argv[1], "call")) /* no VAP server involved: its own options */
+		return vipr_agent_call_main(argc - 1, argv + 1);
 	while ((ch = getopt_long(argc, argv, "s:u:p:c:V:f:vh", lopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': server = optarg; break;

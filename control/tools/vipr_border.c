@@ -23,7 +23,7 @@
 typedef struct bconf {
 	char listen[VB_ADDR_MAX], plain_listen[VB_ADDR_MAX], call_agent[VB_ADDR_MAX], metrics[VB_ADDR_MAX];
 	char agent_listen[VB_ADDR_MAX];
-	char cert[VB_PATH_MAX], key[VB_PATH_MAX], ca[VB_PATH_MAX], ticket_keys[VB_PATH_MAX];
+	char cert[VB_PATH_MAX], key[VB_PATH_MAX], ca[VB_PATH_MAX], ticket_keys[VB_PATH_MAX], cert_issuer[VB_PATH_MAX];
 	char outside_uri[VB_URI_MAX], inside_uri[VB_URI_MAX];
 	char country_code[4];
 	uint32_t max_conns, max_conns_per_peer, max_message, burst, max_dialogs;
@@ -79,6 +79,10 @@ static const vp_conf_opt_t opts[] = {
 	{.section = "tickets", .key = "key_file", .type = VP_CONF_STR,
 	 .doc = "ticket key file shared with the ViPR server (docs/protocol.md §7); re-read when it changes",
 	 VP_CONF_AT(bconf_t, ticket_keys)},
+	{.section = "tickets", .key = "cert_issuer", .type = VP_CONF_STR, .def = "",
+	 .doc = "the ViPR server's issuing CA certificate (PEM): its client certificates admit calls to their number "
+	        "without a ticket (docs/protocol.md §6.1); empty = tickets only",
+	 VP_CONF_AT(bconf_t, cert_issuer)},
 	{.section = "tickets", .key = "require_routes", .type = VP_CONF_BOOL, .def = "true",
 	 .doc = "refuse pending tickets (§7 step 7); false only for tests of accumulation",
 	 VP_CONF_AT(bconf_t, require_routes)},
@@ -238,6 +242,7 @@ int main(int argc, char **argv)
 	snprintf(sc.key, sizeof(sc.key), "%s", c.key);
 	snprintf(sc.ca, sizeof(sc.ca), "%s", c.ca);
 	snprintf(sc.ticket_keys, sizeof(sc.ticket_keys), "%s", c.ticket_keys);
+	snprintf(sc.cert_issuer, sizeof(sc.cert_issuer), "%s", c.cert_issuer);
 	sc.max_conns = c.max_conns;
 	sc.max_conns_per_peer = c.max_conns_per_peer;
 	sc.max_message = c.max_message;

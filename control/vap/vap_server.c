@@ -480,13 +480,15 @@ static void job_finish(vap_server_t *srv, job_t *j)
 			vap_enc_u32(&r.e, VAP_ATTR_NUMBER_COUNT, (uint32_t)j->ok);
 			reply_end(srv, c, &r);
 		} else {
+			/* VP_EPERM: a number held by another tenant's VService (403, nothing stored for it). */
+			uint16_t code = j->first_error == VP_EPERM ? VAP_ERR_FORBIDDEN : VAP_ERR_SERVER_ERROR;
 			char reason[96];
 			snprintf(reason, sizeof(reason), "%llu of %llu stores failed: %s",
 			         (unsigned long long)j->failed, (unsigned long long)j->total,
 			         vp_strerror(j->first_error));
-			count_error(srv, VAP_ERR_SERVER_ERROR);
+			count_error(srv, code);
 			reply_begin(srv, &r, VAP_PUBLISH, VAP_CLASS_ERROR, j->tid, j->agent->mac, j->fingerprint);
-			vap_enc_error(&r.e, VAP_ERR_SERVER_ERROR, reason);
+			vap_enc_error(&r.e, code, reason);
 			vap_enc_u32(&r.e, VAP_ATTR_NUMBER_COUNT, (uint32_t)j->ok);
 			reply_end(srv, c, &r);
 		}
@@ -792,12 +794,14 @@ static void upjob_maybe_finish(vap_server_t *srv, upjob_t *j)
 			srv->st.responses_ok++;
 			reply_begin(srv, &r, VAP_UPLOAD_VCR, VAP_CLASS_SUCCESS, j->tid, j->agent->mac, j->fingerprint);
 		} else {
+			/* VP_EPERM: the agent's tenant may not upload such a record (403, as for a VService). */
+			uint16_t code = j->first_error == VP_EPERM ? VAP_ERR_FORBIDDEN : VAP_ERR_SERVER_ERROR;
 			char reason[96];
 			snprintf(reason, sizeof(reason), "%u of %u call records not stored: %s", j->failed,
 			         j->failed + j->ok, vp_strerror(j->first_error));
-			count_error(srv, VAP_ERR_SERVER_ERROR);
+			count_error(srv, code);
 			reply_begin(srv, &r, VAP_UPLOAD_VCR, VAP_CLASS_ERROR, j->tid, j->agent->mac, j->fingerprint);
-			vap_enc_error(&r.e, VAP_ERR_SERVER_ERROR, reason);
+			vap_enc_error(&r.e, code, reason);
 		}
 		vap_enc_u32(&r.e, VAP_ATTR_NUMBER_COUNT, j->ok);
 		reply_end(srv, c, &r);
@@ -902,11 +906,14 @@ static void handle_upload(vap_server_t *srv, conn_t *c, const vap_msg_t *m, agen
 			continue;
 		vap_attr_vcr(&at, &vcr);
 		if ((rc = srv->hooks.upload_vcr(srv->hooks.ctx, a->username, &vcr))) {
+			/* VP_EPERM: the agent's tenant may not upload this record (403, as for a VService). */
+			uint16_t code = rc == VP_EPERM ? VAP_ERR_FORBIDDEN : VAP_ERR_SERVER_ERROR;
 			reply_t r;
-			snprintf(reason, sizeof(reason), "call record store failed: %s", vp_strerror(rc));
-			count_error(srv, VAP_ERR_SERVER_ERROR);
+			snprintf(reason, sizeof(reason), "call record %s: %s", rc == VP_EPERM ? "refused" : "store failed",
+			         vp_strerror(rc));
+			count_error(srv, code);
 			reply_begin(srv, &r, m->method, VAP_CLASS_ERROR, m->tid, a->mac, fp);
-			vap_enc_error(&r.e, VAP_ERR_SERVER_ERROR, reason);
+			vap_enc_error(&r.e, code, reason);
 			vap_enc_u32(&r.e, VAP_ATTR_NUMBER_COUNT, (uint32_t)stored);
 			reply_end(srv, c, &r);
 			return;
@@ -915,23 +922,6 @@ static void handle_upload(vap_server_t *srv, conn_t *c, const vap_msg_t *m, agen
 		srv->st.vcrs++;
 	}
 	send_ok(srv, c, m, a, fp, stored);
-}
-
-static int notify_conn(vap_server_t *srv, conn_t *c, const vap_route_t *route);
-
-typedef struct replay_sink {
-	vap_server_t *srv;
-	conn_t *c;
-	uint32_t vservice_id;
-} replay_sink_t;
-
-/* hooks.subscribed's send(): one Notify to the subscribing connection, for its VService only. */
-static void replay_send(void *arg, const vap_route_t *route)
-{
-	replay_sink_t *k = arg;
-	if (route->vservice_id != k->vservice_id || k->c->dead || !k->c->agent)
-		return;
-	(void)notify_conn(k->srv, k->c, route);
 }
 
 static void handle_subscribe(vap_server_t *srv, conn_t *c, const vap_msg_t *m, agent_t *a, bool fp)
@@ -964,12 +954,13 @@ static void handle_subscribe(vap_server_t *srv, conn_t *c, const vap_msg_t *m, a
 			return;
 		}
 		c->subs[c->n_subs++] = id;
+	} else {
+		i = VAP_MAX_SUBS; /* already subscribed: nothing to replay */
 	}
 	send_ok(srv, c, m, a, fp, -1);
-	if (expires && srv->hooks.subscribed) {
-		replay_sink_t k = { .srv = srv, .c = c, .vservice_id = id };
-		srv->hooks.subscribed(srv->hooks.ctx, a->username, id, replay_send, &k);
-	}
+	/* After the answer, so the agent sees its Subscribe succeed before the replayed Notifies. */
+	if (expires && i < VAP_MAX_SUBS && srv->hooks.subscribed)
+		srv->hooks.subscribed(srv->hooks.ctx, a->username, id, (vap_sub_t *)c);
 }
 
 /* A network-supplied string made safe for a key=value log line. */
@@ -1523,7 +1514,7 @@ int vap_server_post(vap_server_t *srv, void (*fn)(vap_server_t *, void *), void 
 	return 0;
 }
 
-/* One Notify indication of \p route to connection \p c. */
+/* One Notify of \p route to \p c (subscribed, authenticated, alive). */
 static int notify_conn(vap_server_t *srv, conn_t *c, const vap_route_t *route)
 {
 	reply_t r;
@@ -1559,6 +1550,19 @@ int vap_server_notify(vap_server_t *srv, const vap_route_t *route)
 		sent++;
 	}
 	return sent;
+}
+
+int vap_server_notify_sub(vap_server_t *srv, vap_sub_t *sub, const vap_route_t *route)
+{
+	conn_t *c = (conn_t *)sub;
+	bool subscribed = false;
+	for (unsigned i = 0; c && i < c->n_subs; i++)
+		subscribed |= c->subs[i] == route->vservice_id;
+	if (!subscribed || !c->agent)
+		return VP_EINVAL;
+	if (c->dead)
+		return 0;
+	return notify_conn(srv, c, route);
 }
 
 void vap_server_get_stats(const vap_server_t *srv, vap_server_stats_t *st)

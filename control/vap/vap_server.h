@@ -44,6 +44,7 @@
 #define VAP_MAX_SUBS 16       /* VServices one connection may subscribe to */
 
 typedef struct vap_server vap_server_t;
+typedef struct vap_sub vap_sub_t; /* one subscribed connection, valid during hooks.subscribed only */
 
 /*! One DHT store (or withdrawal) the server asks the node to perform. */
 typedef struct vap_store_req {
@@ -105,14 +106,12 @@ typedef struct vap_hooks {
 	 */
 	int (*vservice_access)(void *ctx, const char *agent, uint32_t vservice_id);
 	/*!
-	 * Optional: a Subscribe to \p vservice_id was just answered with success;
-	 * call send(sink, route) (during this call, server thread) for each route
-	 * the agent should have been notified of while it was not subscribed (a
-	 * Notify sent while it was away is not lost).  Each becomes one Notify to
-	 * this connection only.
+	 * Optional: \p agent has just subscribed to \p vservice_id on \p sub (its
+	 * answer already queued; not called for a repeated Subscribe).  The node may
+	 * replay the routes it holds for that VService with vap_server_notify_sub(),
+	 * so a Notify sent while the agent was away is not lost.  Server thread.
 	 */
-	void (*subscribed)(void *ctx, const char *agent, uint32_t vservice_id,
-	                   void (*send)(void *sink, const vap_route_t *route), void *sink);
+	void (*subscribed)(void *ctx, const char *agent, uint32_t vservice_id, vap_sub_t *sub);
 } vap_hooks_t;
 
 typedef struct vap_server_conf {
@@ -194,6 +193,14 @@ void vap_server_vcr_done(vap_server_t *srv, void *token, int status);
 
 /*! \brief Send \p route to every connection subscribed to its VService; returns how many (server thread). */
 int vap_server_notify(vap_server_t *srv, const vap_route_t *route);
+
+/*!
+ * \brief Send \p route to one subscriber, from inside hooks.subscribed only
+ * (server thread; \p sub is not valid after the hook returns).  0 (also when
+ * the connection is closing: nothing sent), VP_EINVAL if \p sub is not
+ * subscribed to route->vservice_id, VP_ECRYPTO.
+ */
+int vap_server_notify_sub(vap_server_t *srv, vap_sub_t *sub, const vap_route_t *route);
 
 /*!
  * \brief Counters since creation (any thread; no lock, the server thread is not disturbed).  Each counter is

@@ -7,6 +7,8 @@
  *   vipr-ticket issue  --key FILE --number N --domain D [--lifetime S] [--pending] [--now T]
  *   vipr-ticket verify --key FILE --number N --domain D [--now T] [--allow-pending] TICKET
  *   vipr-ticket show   TICKET                           decode without checking the MAC
+ *   vipr-ticket cert   --issuer-cert F --issuer-key F --csr F --number N --domain D [--lifetime S] [--now T]
+ *                      a ViPR client certificate (PEM on stdout) as the PVP server issues it (§6.1)
  *
  * Exit status: 0 ok / valid, 1 ticket refused (one line "refused reason=…"),
  * 2 usage or key-file error.
@@ -22,12 +24,14 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "common/clock.h"
 #include "common/e164.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "pvp/clientcert.h"
 #include "pvp/ticket.h"
 
 #define EXIT_REFUSED 1
@@ -40,12 +44,13 @@ static void usage(FILE *f)
 	      "       vipr-ticket rotate --key FILE [--grace SECONDS]\n"
 	      "       vipr-ticket issue --key FILE --number N --domain D [--lifetime S] [--pending] [--now T]\n"
 	      "       vipr-ticket verify --key FILE --number N --domain D [--now T] [--allow-pending] TICKET\n"
-	      "       vipr-ticket show TICKET\n",
+	      "       vipr-ticket show TICKET\n"
+	      "       vipr-ticket cert --issuer-cert F --issuer-key F --csr F --number N --domain D [--lifetime S] [--now T]\n",
 	      f);
 }
 
 typedef struct opts {
-	const char *key, *number, *domain;
+	const char *key, *number, *domain, *issuer_cert, *issuer_key, *csr;
 	unsigned long long now, lifetime, grace, epoch;
 	int pending, allow_pending;
 } opts_t;
@@ -226,6 +231,56 @@ static int cmd_show(const char *ticket)
 	return 0;
 }
 
+/* The PVP server's issuing step (pvp_cc_issue) from files: for operators' checks and the border's tests. */
+static int cmd_cert(const opts_t *o)
+{
+	pvp_cc_issuer_t *iss = NULL;
+	X509_REQ *req = NULL;
+	X509 *x = NULL;
+	FILE *f;
+	uint8_t csr[PVP_CC_DER_MAX], der[PVP_CC_DER_MAX], *cp = csr;
+	const unsigned char *dp = der;
+	char number[VP_E164_BUFLEN];
+	size_t dl;
+	pvp_cc_refusal_t why = PVP_CCR_NONE;
+	uint64_t now = o->now ? o->now : vp_time_wall_ms() / 1000;
+	uint32_t life = o->lifetime ? (uint32_t)o->lifetime : PVP_CC_LIFETIME_DEFAULT_S;
+	int rc = EXIT_USAGE, n;
+
+	if (!o->issuer_cert || !o->issuer_key || !o->csr || !o->number || !o->domain || o->lifetime > UINT32_MAX) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (vp_e164_normalize(o->number, NULL, number) || pvp_cc_issuer_load(o->issuer_cert, o->issuer_key, life, &iss)) {
+		fprintf(stderr, "vipr-ticket: bad number or issuer\n");
+		goto finish;
+	}
+	if (!(f = fopen(o->csr, "r"))) {
+		fprintf(stderr, "vipr-ticket: %s: %s\n", o->csr, strerror(errno));
+		goto finish;
+	}
+	req = PEM_read_X509_REQ(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!req || (n = i2d_X509_REQ(req, NULL)) <= 0 || n > (int)sizeof(csr)) {
+		fprintf(stderr, "vipr-ticket: %s: not a PEM certificate request\n", o->csr);
+		goto finish;
+	}
+	i2d_X509_REQ(req, &cp);
+	if (pvp_cc_issue(iss, csr, (size_t)n, number, o->domain, now, now + life, der, sizeof(der), &dl, &why)) {
+		printf("refused reason=%s\n", pvp_cc_refusal_str(why));
+		rc = EXIT_REFUSED;
+		goto finish;
+	}
+	if (!(x = d2i_X509(NULL, &dp, (long)dl)) || !PEM_write_X509(stdout, x))
+		goto finish;
+	rc = 0;
+finish:
+	X509_free(x);
+	X509_REQ_free(req);
+	pvp_cc_issuer_free(iss);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -238,6 +293,9 @@ int main(int argc, char **argv)
 		{ "epoch", required_argument, NULL, 'e' },
 		{ "pending", no_argument, NULL, 'p' },
 		{ "allow-pending", no_argument, NULL, 'a' },
+		{ "issuer-cert", required_argument, NULL, 'I' },
+		{ "issuer-key", required_argument, NULL, 'K' },
+		{ "csr", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -258,7 +316,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "k:n:d:t:l:g:e:pah", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:n:d:t:l:g:e:pahI:K:C:", lopts, NULL)) != -1) {
 		unsigned long long *dst = NULL;
 		switch (c) {
 		case 'k': o.key = optarg; break;
@@ -270,6 +328,9 @@ int main(int argc, char **argv)
 		case 'e': dst = &o.epoch; break;
 		case 'p': o.pending = 1; break;
 		case 'a': o.allow_pending = 1; break;
+		case 'I': o.issuer_cert = optarg; break;
+		case 'K': o.issuer_key = optarg; break;
+		case 'C': o.csr = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -287,6 +348,8 @@ int main(int argc, char **argv)
 		}
 		return cmd_show(argv[optind]);
 	}
+	if (!strcmp(cmd, "cert"))
+		return optind == argc ? cmd_cert(&o) : (usage(stderr), EXIT_USAGE);
 	if (strcmp(cmd, "rotate") && strcmp(cmd, "issue") && strcmp(cmd, "verify")) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "control/vap/vap_client.h"
 #include "control/server/vipr_server.h"
+#include "pvp/ledger.h"
 #include "pvp/method.h"
 #include "pvp/vcr.h"
 #include "bench/support/vsrv_memdht.h"
@@ -66,18 +67,8 @@ static void on_event(void *arg, const char *server, const vsrv_event_t *ev)
 }
 
 /* A carrier whose call records live in c->dir (made here unless c->dir is already set: a restart). */
-static void carrier_up_clk(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
-                           const char *tenants, const char *delay_min, seen_t *seen, const vp_clock_t *clock);
-
 static void carrier_up_t(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
                          const char *tenants, const char *delay_min, seen_t *seen)
-{
-	carrier_up_clk(c, dht, name, domain, agents, tenants, delay_min, seen, NULL);
-}
-
-/* carrier_up_t with the server's clock (NULL: the system's). */
-static void carrier_up_clk(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
-                           const char *tenants, const char *delay_min, seen_t *seen, const vp_clock_t *clock)
 {
 	vsrv_conf_t conf;
 	vsrv_dht_t iface;
@@ -95,7 +86,7 @@ static void carrier_up_clk(carrier_t *c, vsrv_memdht_t *dht, const char *name, c
 	         name, domain, agents, tenants, c->dir, delay_min, strcmp(delay_min, "0") ? delay_min : "1");
 	assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
 	vsrv_memdht_iface(dht, &iface);
-	assert_int_equal(vsrv_new(&conf, &iface, clock, on_event, seen, &c->srv), 0);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_event, seen, &c->srv), 0);
 	assert_int_equal(vsrv_memdht_add_node(dht, vsrv_node_id(c->srv), "127.0.0.1", vsrv_pvp_port(c->srv)), 0);
 	assert_int_equal(vsrv_start(c->srv), 0);
 }
@@ -191,6 +182,42 @@ static void test_bad_agents_list_refused(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* [pvp] cert_issuer: loaded at start (protocol §6.1); without its key, or not a CA, the server refuses to start. */
+static void test_cert_issuer_config(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	vsrv_conf_t conf;
+	vsrv_dht_t iface;
+	vsrv_t *srv = NULL;
+	char dir[64] = "/tmp/test-vsrv-XXXXXX", cmd[512];
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+	         "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem "
+	         "-days 2 -subj /CN=issuer 2>/dev/null && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	         "-nodes -keyout ee.key -out ee.pem -days 2 -subj /CN=ee -addext basicConstraints=critical,CA:FALSE 2>/dev/null",
+	         dir);
+	assert_int_equal(system(cmd), 0);
+	vsrv_memdht_iface(dht, &iface);
+	vsrv_conf_default(&conf);
+	conf.vap_port = 0;
+	assert_int_equal(conf.cert_lifetime_s, 86400);
+	snprintf(conf.vcr_dir, sizeof(conf.vcr_dir), "%s/vcr", dir);
+	snprintf(conf.cert_issuer, sizeof(conf.cert_issuer), "%s/ca.pem", dir);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv), VP_ECONFIG); /* no key */
+	snprintf(conf.cert_issuer_key, sizeof(conf.cert_issuer_key), "%s/ee.key", dir);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv), VP_ECONFIG); /* another key */
+	snprintf(conf.cert_issuer, sizeof(conf.cert_issuer), "%s/ee.pem", dir);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv), VP_ECONFIG); /* not a CA */
+	snprintf(conf.cert_issuer, sizeof(conf.cert_issuer), "%s/ca.pem", dir);
+	snprintf(conf.cert_issuer_key, sizeof(conf.cert_issuer_key), "%s/ca.key", dir);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &srv), 0);
+	vsrv_free(srv);
+	vsrv_memdht_free(dht);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* ---- publish reaches the DHT ---------------------------------------------------- */
 
 static void test_publish_reaches_dht(void **state)
@@ -231,6 +258,13 @@ static void test_publish_reaches_dht(void **state)
  * (protocol §5.9), which a one-minute call or one at :00 does not reach
  * (method "a", 183 s, not at :00/:30: 16.8 bits).
  */
+/* \p c's tenant takes VService \p id (an originating record needs a VService of its tenant). */
+static void own_vservice(vap_client_t *c, uint32_t id)
+{
+	vap_vservice_t vs = { .id = id, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	assert_int_equal(vap_client_publish_vservice(c, &vs), 0);
+}
+
 static uint64_t routable_call_start(uint64_t stop_ms)
 {
 	uint64_t start = stop_ms - 183000;
@@ -652,6 +686,7 @@ static void test_unclaimed_number(void **state)
 	(void)state;
 	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb", &seen);
 	cb = agent(&b, "agent-b", "pb");
+	own_vservice(cb, 1);
 	memset(&o, 0, sizeof(o));
 	snprintf(o.called, sizeof(o.called), "+14155550000");
 	o.start_ms = now - 60000;
@@ -817,7 +852,7 @@ static void on_incident(void *arg, const char *server, const vsrv_event_t *ev)
 }
 
 static void slow_carrier(carrier_t *c, slow_dht_t *sd, vsrv_memdht_t *mem, const char *name, const char *domain,
-                         const char *agents, unsigned fetch_timeout_ms, incident_seen_t *is)
+                         const char *agents, const char *tenants, unsigned fetch_timeout_ms, incident_seen_t *is)
 {
 	vsrv_conf_t conf;
 	vsrv_dht_t iface = { .ctx = sd, .store = slow_store, .fetch = slow_fetch, .app_attach = slow_attach };
@@ -836,6 +871,7 @@ static void slow_carrier(carrier_t *c, slow_dht_t *sd, vsrv_memdht_t *mem, const
 	conf.fetch_timeout_ms = fetch_timeout_ms;
 	snprintf(conf.vcr_dir, sizeof(conf.vcr_dir), "%s", c->dir);
 	snprintf(conf.agents, sizeof(conf.agents), "%s", agents);
+	snprintf(conf.tenants, sizeof(conf.tenants), "%s", tenants);
 	assert_int_equal(vsrv_new(&conf, &iface, NULL, on_incident, is, &c->srv), 0);
 	assert_int_equal(vsrv_memdht_add_node(mem, vsrv_node_id(c->srv), "127.0.0.1", vsrv_pvp_port(c->srv)), 0);
 	assert_int_equal(vsrv_start(c->srv), 0);
@@ -873,8 +909,9 @@ static void test_async_dht_and_incident(void **state)
 	(void)state;
 	vsrv_memdht_iface(mem, &sd.inner);
 	assert_int_equal(pthread_create(&sd.th, NULL, slow_thread, &sd), 0);
-	slow_carrier(&a, &sd, mem, "A", "carrier-a.example", "agent-a:pa", 5000, &is);
-	slow_carrier(&b, &sd, mem, "B", "carrier-b.example", "agent-b:pb, watcher-b:pw", 5000, &is);
+	slow_carrier(&a, &sd, mem, "A", "carrier-a.example", "agent-a:pa", "", 5000, &is);
+	/* watcher-b watches agent-b's VService: one tenant. */
+	slow_carrier(&b, &sd, mem, "B", "carrier-b.example", "agent-b:pb, watcher-b:pw", "watcher-b:agent-b", 5000, &is);
 	ca = agent(&a, "agent-a", "pa");
 	cb = agent(&b, "agent-b", "pb");
 	sub = agent(&b, "watcher-b", "pw");
@@ -916,8 +953,9 @@ static void test_fetch_timeout_retried(void **state)
 	vsrv_memdht_iface(mem, &sd.inner);
 	/* Fetches are answered (with a failure) after the 20 ms lookup deadline. */
 	assert_int_equal(pthread_create(&sd.th, NULL, slow_thread, &sd), 0);
-	slow_carrier(&b, &sd, mem, "B", "carrier-b.example", "agent-b:pb", 20, &is);
+	slow_carrier(&b, &sd, mem, "B", "carrier-b.example", "agent-b:pb", "", 20, &is);
 	cb = agent(&b, "agent-b", "pb");
+	own_vservice(cb, 1);
 	upload_one_call(NULL, cb, "+14085550001");
 	for (int i = 0; i < 300; i++) {
 		vsrv_get_stats(b.srv, &st);
@@ -937,7 +975,11 @@ static void test_fetch_timeout_retried(void **state)
 	vsrv_memdht_free(mem);
 }
 
-/* Housekeeping: records past retention are purged (injected clock 49 h later). */
+/*
+ * Housekeeping: records past retention are purged (injected clock 49 h later),
+ * and a guess-ledger entry once its chain lapsed (61 days later; before, the
+ * server never purged its ledger: one entry per number and claimant for ever).
+ */
 static void test_maintenance_purges(void **state)
 {
 	vsrv_memdht_t *dht = memdht();
@@ -951,8 +993,20 @@ static void test_maintenance_purges(void **state)
 	vap_client_conf_t cc = { .host = "127.0.0.1", .username = "agent", .password = "pw", .timeout_ms = 10000 };
 	vap_vcr_t t;
 	vsrv_stats_t st;
+	pvp_vcr_store_conf_t stc = { .path = dir, .clock = &clk };
+	pvp_vcr_store_t *vst = NULL;
+	pvp_ledger_conf_t lc = { .budget = 4 };
+	pvp_ledger_t *led = NULL;
 	(void)state;
 	assert_non_null(mkdtemp(dir));
+	/* A failed handshake in the ledger, written before the server opens the store. */
+	assert_int_equal(pvp_vcr_store_open(&stc, &vst), 0);
+	lc.store = vst;
+	assert_int_equal(pvp_ledger_new(&lc, &led), 0);
+	assert_int_equal(pvp_ledger_take(led, "+14085550199", "c1", now / 1000), 0);
+	assert_int_equal(pvp_ledger_settle(led, "+14085550199", "c1", now / 1000, PVP_LEDGER_FAILED), 0);
+	pvp_ledger_free(led);
+	pvp_vcr_store_close(vst);
 	vsrv_conf_default(&conf);
 	conf.vap_port = 0;
 	snprintf(conf.vcr_dir, sizeof(conf.vcr_dir), "%s", dir);
@@ -976,11 +1030,425 @@ static void test_maintenance_purges(void **state)
 	vsrv_maintenance(srv);
 	vsrv_get_stats(srv, &st);
 	assert_int_equal(st.vcr_purged, 1);
+	assert_int_equal(st.ledger_purged, 0);
+	__atomic_store_n(&now, now + 61ull * 86400 * 1000, __ATOMIC_SEQ_CST);
+	vsrv_maintenance(srv);
+	vsrv_get_stats(srv, &st);
+	assert_int_equal(st.ledger_purged, 1);
 	vap_client_close(cl);
 	vsrv_free(srv);
 	vsrv_memdht_free(dht);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);
+}
+
+/* ---- learned state, lists and owners (issue 11) --------------------------------- */
+
+/* One call to \p called that ended \p ago_s seconds ago: A keeps the terminating record, \p caller the originating. */
+static void upload_call_ago(vap_client_t *owner, vap_client_t *caller, const char *called, uint64_t ago_s)
+{
+	vap_vcr_t o, t;
+	memset(&o, 0, sizeof(o));
+	snprintf(o.called, sizeof(o.called), "%s", called);
+	snprintf(o.caller, sizeof(o.caller), "+33123450007");
+	o.stop_ms = vp_time_wall_ms() - ago_s * 1000;
+	o.start_ms = routable_call_start(o.stop_ms);
+	o.direction = VAP_DIR_ORIGINATING;
+	t = o;
+	t.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(owner, &t, 1), 0);
+	assert_int_equal(vap_client_upload(caller, &o, 1), 0);
+}
+
+/* The next Notify on \p sub: for \p number, its ticket verified under \p keys for carrier-b.example. */
+static void wait_route(vap_client_t *sub, const char *number, const pvp_ticket_keys_t *keys, pvp_ticket_t *tk)
+{
+	vap_route_t route;
+	pvp_ticket_expect_t ex = { .number = number, .domain = "carrier-b.example", .need_routes = true };
+	assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
+	assert_string_equal(route.number, number);
+	assert_int_equal(route.n_uris, 1);
+	assert_true(route.expires > 86400);
+	assert_int_equal(pvp_ticket_verify(keys, route.ticket, route.ticket_len, vp_time_wall_ms() / 1000, &ex, tk),
+	                 PVP_TR_OK);
+}
+
+/*
+ * What B learned survives its restart, per tenant.  B's tenant agent-b and
+ * Mallory (another tenant of B) each validate a call to the same number of A:
+ * Mallory's ticket counts only her own call (before, the ticket map was keyed
+ * by number and claimant, so her validation sent agent-b's ticket and came
+ * back with two calls counted).  B restarts: agent-b, subscribing again,
+ * receives the route learned before (replay; before, routes and tickets lived
+ * in memory and the Notify sent while nobody listened was lost), and its next
+ * validation sends the kept ticket, so A counts two calls (before: one).
+ */
+static void test_learned_state_survives_restart_per_tenant(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a, b = { .dir = "" };
+	vap_client_t *ca, *cb, *cm, *sub, *msub;
+	vap_vservice_t vsa = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
+	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	vap_vservice_t vsm = { .id = 9, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:m@carrier-b.example" } };
+	const char *num[] = { "+14085550400" };
+	uint64_t stored = 0;
+	pvp_ticket_t tk;
+	vap_route_t route;
+	vsrv_stats_t sb;
+	(void)state;
+	carrier_up(&a, dht, "A", "carrier-a.example", "agent-a:pa", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	carrier_up_t(&b, dht, "B", "carrier-b.example", "agent-b:pb, mallory:pm", "", "0", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	cm = agent(&b, "mallory", "pm");
+	sub = agent(&b, "agent-b", "pb");
+	msub = agent(&b, "mallory", "pm");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_publish_vservice(cm, &vsm), 0);
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	assert_int_equal(vap_client_subscribe(msub, 9, 600), 0);
+
+	/* agent-b's call, then Mallory's later call to the same number: one call counted each. */
+	upload_call_ago(ca, cb, num[0], 900);
+	wait_route(sub, num[0], vsrv_ticket_keys(a.srv), &tk);
+	assert_int_equal(tk.validations, 1);
+	upload_call_ago(ca, cm, num[0], 600);
+	wait_route(msub, num[0], vsrv_ticket_keys(a.srv), &tk);
+	assert_int_equal(tk.validations, 1);
+
+	/* B restarts (the store stays). */
+	vap_client_close(cb);
+	vap_client_close(cm);
+	vap_client_close(sub);
+	vap_client_close(msub);
+	vsrv_free(b.srv);
+	carrier_up_t(&b, dht, "B", "carrier-b.example", "agent-b:pb, mallory:pm", "", "0", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub = agent(&b, "agent-b", "pb");
+	/* Subscribing replays agent-b's route, and only it (Mallory's is hers). */
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	wait_route(sub, num[0], vsrv_ticket_keys(a.srv), &tk);
+	assert_int_equal(tk.validations, 1);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 200), VP_ETIMEOUT);
+	vsrv_get_stats(b.srv, &sb);
+	assert_int_equal(sb.replayed, 1);
+	/* The kept ticket goes with agent-b's next validation: two calls counted. */
+	upload_call_ago(ca, cb, num[0], 300);
+	wait_route(sub, num[0], vsrv_ticket_keys(a.srv), &tk);
+	assert_int_equal(tk.validations, 2);
+
+	vap_client_close(ca);
+	vap_client_close(cb);
+	vap_client_close(sub);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
+/*
+ * Black/white lists belong to the VService that published them (protocol
+ * §5.1).  A's tenant agent-a blacklists carrier-b.example on VService 1;
+ * agent-z's VService 2 has no lists.  B learns the route of agent-z's number
+ * but not agent-a's (before, the blacklist was server-wide and refused B for
+ * both).  agent-a publishes VService 1 again without the list, and the next
+ * call to its number gives B the route (before, list entries were never
+ * removed).
+ */
+static void test_vservice_lists_are_per_vservice(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b;
+	vap_client_t *ca, *cz, *cb, *sub;
+	vap_vservice_t vsa = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" },
+		               .n_black = 1, .black = { "carrier-b.example" } };
+	vap_vservice_t vsz = { .id = 2, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:z@carrier-a.example" } };
+	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	const char *na[] = { "+14085550500", "+14085550501" }, *nz[] = { "+14085550600" };
+	uint64_t stored = 0;
+	pvp_ticket_t tk;
+	vap_route_t route;
+	vsrv_stats_t sb;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa, agent-z:pz", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	cz = agent(&a, "agent-z", "pz");
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, na, 2, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_publish_vservice(cz, &vsz), 0);
+	assert_int_equal(vap_client_publish(cz, 2, VAP_OP_ADD, nz, 1, NULL, 0, &stored), 0);
+	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+
+	upload_call_ago(ca, cb, na[0], 900);
+	upload_call_ago(cz, cb, nz[0], 900);
+	wait_route(sub, nz[0], vsrv_ticket_keys(a.srv), &tk);
+	/* Both validations complete (A's refusal is an answer: validations_ok); one route. */
+	for (int i = 0; i < 300; i++) {
+		vsrv_get_stats(b.srv, &sb);
+		if (sb.validations_ok + sb.validations_failed >= 2)
+			break;
+		usleep(20000);
+	}
+	assert_int_equal(sb.validations_ok, 2);
+	assert_int_equal(sb.routes, 1);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 200), VP_ETIMEOUT);
+
+	/* The lists go with the publication: republished without them, B is served (on the
+	 * VService's other number: the refused handshake on na[0] is spent in B's guess ledger). */
+	vsa.n_black = 0;
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	upload_call_ago(ca, cb, na[1], 600);
+	wait_route(sub, na[1], vsrv_ticket_keys(a.srv), &tk);
+
+	vap_client_close(ca);
+	vap_client_close(cz);
+	vap_client_close(cb);
+	vap_client_close(sub);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
+/*
+ * A VService's owner is kept in the store: after a restart Mallory, another
+ * tenant, can neither take agent-a's VService 1 nor subscribe to it (before,
+ * ownership lived in memory and the first tenant to touch the VService after
+ * the restart became its owner).
+ */
+static void test_vservice_owner_survives_restart(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" };
+	vap_client_t *ca, *cm;
+	vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
+	vap_vservice_t evil = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:evil@mallory.example" } };
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa, mallory:pm", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish_vservice(ca, &vs), 0);
+	vap_client_close(ca);
+	vsrv_free(a.srv);
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa, mallory:pm", "", "0", &seen);
+	cm = agent(&a, "mallory", "pm");
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_not_equal(vap_client_publish_vservice(cm, &evil), 0);
+	assert_int_not_equal(vap_client_subscribe(cm, 1, 600), 0);
+	assert_int_equal(vap_client_publish_vservice(ca, &vs), 0);
+	assert_int_equal(vap_client_subscribe(ca, 1, 600), 0);
+	vap_client_close(ca);
+	vap_client_close(cm);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
+/*
+ * An originating record goes only to a VService of its uploader's tenant, and
+ * to the one the agent last published numbers under, also after a restart.
+ * agent-b owns VServices 1 and 7 and publishes its numbers under 7; Mallory
+ * (another tenant) owns none.  Mallory's record is refused with 403 (before,
+ * it went to VService 1, so agent-b's watcher received the route of a call
+ * Mallory uploaded).  After B restarts, agent-b's record goes to VService 7
+ * (before, the agent's VService lived in memory: the record went to VService
+ * 1, the wrong one of its two).
+ */
+static void test_record_goes_to_its_tenants_vservice_across_restart(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a, b = { .dir = "" };
+	vap_client_t *ca, *cb, *cm, *sub1, *sub7;
+	vap_vservice_t vsa = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
+	vap_vservice_t vs1 = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc1@carrier-b.example" } };
+	vap_vservice_t vs7 = { .id = 7, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc7@carrier-b.example" } };
+	const char *num[] = { "+14085550700" }, *own[] = { "+33123450070" };
+	const char *agents = "agent-b:pb, watcher-b:pw, mallory:pm", *tenants = "watcher-b:agent-b";
+	uint64_t stored = 0;
+	pvp_ticket_t tk;
+	vap_route_t route;
+	vap_vcr_t o;
+	(void)state;
+	carrier_up(&a, dht, "A", "carrier-a.example", "agent-a:pa", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	carrier_up_t(&b, dht, "B", "carrier-b.example", agents, tenants, "0", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	cm = agent(&b, "mallory", "pm");
+	sub1 = agent(&b, "watcher-b", "pw");
+	assert_int_equal(vap_client_publish_vservice(cb, &vs1), 0);
+	assert_int_equal(vap_client_publish_vservice(cb, &vs7), 0);
+	assert_int_equal(vap_client_publish(cb, 7, VAP_OP_ADD, own, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_subscribe(sub1, 1, 600), 0);
+
+	/* Mallory's tenant owns no VService: her originating record is refused, nothing is validated. */
+	memset(&o, 0, sizeof(o));
+	snprintf(o.called, sizeof(o.called), "%s", num[0]);
+	o.stop_ms = vp_time_wall_ms() - 900000;
+	o.start_ms = routable_call_start(o.stop_ms);
+	o.direction = VAP_DIR_ORIGINATING;
+	assert_int_not_equal(vap_client_upload(cm, &o, 1), 0);
+	assert_int_equal(vap_client_last_error(cm)->code, 403);
+	assert_int_equal(vap_client_wait_notify(sub1, &route, 300), VP_ETIMEOUT);
+
+	/* B restarts; agent-b's next record goes to VService 7, where it publishes its numbers. */
+	vap_client_close(cb);
+	vap_client_close(cm);
+	vap_client_close(sub1);
+	vsrv_free(b.srv);
+	carrier_up_t(&b, dht, "B", "carrier-b.example", agents, tenants, "0", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub1 = agent(&b, "watcher-b", "pw");
+	sub7 = agent(&b, "watcher-b", "pw");
+	assert_int_equal(vap_client_subscribe(sub1, 1, 600), 0);
+	assert_int_equal(vap_client_subscribe(sub7, 7, 600), 0);
+	upload_call_ago(ca, cb, num[0], 600);
+	wait_route(sub7, num[0], vsrv_ticket_keys(a.srv), &tk);
+	assert_int_equal(vap_client_wait_notify(sub1, &route, 300), VP_ETIMEOUT);
+
+	vap_client_close(ca);
+	vap_client_close(cb);
+	vap_client_close(sub1);
+	vap_client_close(sub7);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
+/*
+ * A VService's publication (URIs, lists) and the numbers published under it
+ * survive a restart of the terminating server.  A publishes VService 1 with
+ * its URI and a blacklist naming thief.example, and a number under it, then
+ * restarts; nobody publishes again.  B's validation gets the route with A's
+ * URI (before, A forgot its numbers and VServices at the restart and refused
+ * every validation until its agent republished), and T, blacklisted, gets no
+ * route (the list came back with the VService, not only the URIs).
+ */
+static void test_publications_survive_restart(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b, t;
+	vap_client_t *ca, *cb, *ct, *sub;
+	vap_vservice_t vsa = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" },
+		               .n_black = 1, .black = { "thief.example" } };
+	vap_vservice_t vsb = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	vap_vservice_t vst = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:gw@thief.example" } };
+	const char *num[] = { "+14085550800" };
+	uint64_t stored = 0;
+	pvp_ticket_t tk;
+	vap_route_t route;
+	vsrv_stats_t st;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	vap_client_close(ca);
+	vsrv_free(a.srv);
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+
+	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb", &seen);
+	carrier_up(&t, dht, "T", "thief.example", "agent-t:pt", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub = agent(&b, "agent-b", "pb");
+	ct = agent(&t, "agent-t", "pt");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_publish_vservice(ct, &vst), 0);
+	assert_int_equal(vap_client_subscribe(sub, 1, 600), 0);
+	upload_call_ago(ca, cb, num[0], 900);
+	wait_route(sub, num[0], vsrv_ticket_keys(a.srv), &tk);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 1), VP_ETIMEOUT);
+	/* T's call to the same number (A holds its record too): validated, refused by the list. */
+	upload_call_ago(ca, ct, num[0], 600);
+	for (int i = 0; i < 300; i++) {
+		vsrv_get_stats(t.srv, &st);
+		if (st.validations_ok + st.validations_failed + st.validations_unreachable >= 1)
+			break;
+		usleep(20000);
+	}
+	assert_int_equal(st.validations_ok, 1);
+	assert_int_equal(st.routes, 0);
+	assert_int_equal(st.pending, 0);
+
+	vap_client_close(ca);
+	vap_client_close(cb);
+	vap_client_close(ct);
+	vap_client_close(sub);
+	carrier_down(&t);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
+}
+
+/*
+ * A number published here is held by its tenant: Mallory, another tenant of
+ * A with her own VService 2, can neither publish agent-a's number under it
+ * (before: the number then answered validations with her URI, so B's route
+ * led to her), nor withdraw it (before: A forgot the number and refused every
+ * validation), nor upload terminating records for it (before: accepted, so
+ * calls she invents could be validated).  Each gets 403.  B's validation of
+ * agent-a's call still returns agent-a's URI.
+ */
+static void test_number_held_by_its_tenant(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	carrier_t a = { .dir = "" }, b;
+	vap_client_t *ca, *cm, *cb, *sub;
+	vap_vservice_t vsa = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
+	vap_vservice_t vsm = { .id = 2, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:evil@mallory.example" } };
+	vap_vservice_t vsb = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
+	const char *num[] = { "+14085550900" };
+	uint64_t stored = 0, now = vp_time_wall_ms();
+	vap_route_t route;
+	vap_vcr_t t;
+	(void)state;
+	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa, mallory:pm", "", "0", &seen);
+	ca = agent(&a, "agent-a", "pa");
+	cm = agent(&a, "mallory", "pm");
+	assert_int_equal(vap_client_publish_vservice(ca, &vsa), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_publish_vservice(cm, &vsm), 0);
+	assert_int_not_equal(vap_client_publish(cm, 2, VAP_OP_ADD, num, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_last_error(cm)->code, 403);
+	assert_int_not_equal(vap_client_publish(cm, 2, VAP_OP_WITHDRAW, num, 1, NULL, 0, &stored), 0);
+	assert_int_equal(vap_client_last_error(cm)->code, 403);
+	memset(&t, 0, sizeof(t));
+	snprintf(t.called, sizeof(t.called), "%s", num[0]);
+	t.direction = VAP_DIR_TERMINATING;
+	t.start_ms = now - 60000;
+	t.stop_ms = now - 1000;
+	assert_int_not_equal(vap_client_upload(cm, &t, 1), 0);
+	assert_int_equal(vap_client_last_error(cm)->code, 403);
+
+	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb", &seen);
+	cb = agent(&b, "agent-b", "pb");
+	sub = agent(&b, "agent-b", "pb");
+	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
+	assert_int_equal(vap_client_subscribe(sub, 1, 600), 0);
+	upload_call_ago(ca, cb, num[0], 900);
+	assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
+	assert_string_equal(route.number, num[0]);
+	assert_int_equal(route.n_uris, 1);
+	assert_string_equal(route.uris[0], "sips:pbx@carrier-a.example");
+
+	vap_client_close(ca);
+	vap_client_close(cm);
+	vap_client_close(cb);
+	vap_client_close(sub);
+	carrier_down(&b);
+	carrier_down(&a);
+	vsrv_memdht_free(dht);
 }
 
 /* ---- terminating records: derived on workers, acknowledged only once written, in order ---- */
@@ -1105,208 +1573,12 @@ static void test_term_records_acked_when_written_in_upload_order(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-/* ---- learned routes: kept, replayed to a late subscriber, across a restart, until they expire ---- */
-
-/* The system clock moved by an offset the test sets (seconds). */
-static uint64_t offset_clock_now(void *ctx)
-{
-	return vp_time_wall_ms() + (uint64_t)__atomic_load_n((int64_t *)ctx, __ATOMIC_RELAXED) * 1000;
-}
-
-static void wait_routes(vsrv_t *srv, uint64_t routes)
-{
-	vsrv_stats_t st;
-	for (int i = 0; i < 1000; i++) {
-		vsrv_get_stats(srv, &st);
-		if (st.routes >= routes)
-			return;
-		usleep(20000);
-	}
-	fail_msg("no route learned in 20 s");
-}
-
-/*
- * B learns A's route while no agent of B listens (the Notify reaches nobody).
- * An agent that subscribes afterwards still receives it, with a ticket A's
- * keys accept; so does one subscribing after B restarts.  Mallory, another
- * tenant of B, receives nothing on her VService and cannot subscribe to B's.
- * Once the ticket's lifetime has passed on B's clock, nothing is replayed and
- * maintenance removes the kept route.
- */
-static void test_routes_kept_replayed_and_expire(void **state)
-{
-	vsrv_memdht_t *dht = memdht();
-	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
-	carrier_t a = { .dir = "" }, b = { .dir = "" };
-	int64_t offset_s = 0;
-	vp_clock_t bclock = { .now_ms = offset_clock_now, .ctx = &offset_s };
-	vap_client_t *ca, *cb, *sub, *msub;
-	vap_range_t range = { .prefix = "+1408555", .first = 400, .last = 400, .width = 4 };
-	vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sips:pbx@carrier-a.example" } };
-	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
-	vap_vservice_t vsm = { .id = 9, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:mallory@carrier-b.example" } };
-	pvp_ticket_expect_t ex = { .number = "+14085550400", .domain = "carrier-b.example", .need_routes = true };
-	uint64_t now = vp_time_wall_ms(), stored = 0;
-	vap_vcr_t orig, term;
-	vap_route_t route;
-	vsrv_stats_t sb;
-	(void)state;
-
-	carrier_up(&a, dht, "A", "carrier-a.example", "agent-a:pa", &seen);
-	carrier_up_clk(&b, dht, "B", "carrier-b.example", "agent-b:pb, mallory:pm", "", "0", &seen, &bclock);
-	ca = agent(&a, "agent-a", "pa");
-	cb = agent(&b, "agent-b", "pb");
-	assert_int_equal(vap_client_publish_vservice(ca, &vs), 0);
-	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
-	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
-	memset(&orig, 0, sizeof(orig));
-	snprintf(orig.called, sizeof(orig.called), "+14085550400");
-	snprintf(orig.caller, sizeof(orig.caller), "+33123450009"); /* a caller-ID: entropy for B's own rule */
-	orig.stop_ms = now - 2000;
-	orig.start_ms = routable_call_start(orig.stop_ms);
-	orig.direction = VAP_DIR_ORIGINATING;
-	term = orig;
-	term.direction = VAP_DIR_TERMINATING;
-	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
-	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
-	wait_routes(b.srv, 1);
-	vsrv_get_stats(b.srv, &sb);
-	assert_int_equal(sb.notified, 0); /* nobody was listening */
-
-	/* Mallory's VService gets nothing of VService 5's routes, and 5 is not hers to subscribe to. */
-	msub = agent(&b, "mallory", "pm");
-	assert_int_equal(vap_client_publish_vservice(msub, &vsm), 0);
-	assert_int_equal(vap_client_subscribe(msub, 9, 600), 0);
-	assert_int_not_equal(vap_client_subscribe(msub, 5, 600), 0);
-	assert_int_equal(vap_client_wait_notify(msub, &route, 300), VP_ETIMEOUT);
-	vap_client_close(msub);
-
-	/* A late subscriber receives the route it missed. */
-	sub = agent(&b, "agent-b", "pb");
-	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
-	assert_int_equal(vap_client_wait_notify(sub, &route, 5000), 0);
-	assert_string_equal(route.number, "+14085550400");
-	assert_int_equal(route.vservice_id, 5);
-	assert_int_equal(route.n_uris, 1);
-	assert_string_equal(route.uris[0], "sips:pbx@carrier-a.example");
-	assert_true(route.expires > 86400);
-	assert_int_equal(pvp_ticket_verify(vsrv_ticket_keys(a.srv), route.ticket, route.ticket_len, now / 1000, &ex, NULL),
-	                 PVP_TR_OK);
-	assert_int_equal(vap_client_wait_notify(sub, &route, 200), VP_ETIMEOUT); /* once per subscription */
-	vap_client_close(sub);
-	vsrv_get_stats(b.srv, &sb);
-	assert_int_equal(sb.replayed, 1);
-
-	/* B restarts (same call-record store): the route is still there for a new subscriber. */
-	vap_client_close(cb);
-	vsrv_free(b.srv);
-	carrier_up_clk(&b, dht, "B", "carrier-b.example", "agent-b:pb, mallory:pm", "", "0", &seen, &bclock);
-	sub = agent(&b, "agent-b", "pb");
-	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
-	memset(&route, 0, sizeof(route));
-	assert_int_equal(vap_client_wait_notify(sub, &route, 5000), 0);
-	assert_string_equal(route.number, "+14085550400");
-	assert_string_equal(route.uris[0], "sips:pbx@carrier-a.example");
-	assert_int_equal(pvp_ticket_verify(vsrv_ticket_keys(a.srv), route.ticket, route.ticket_len, now / 1000, &ex, NULL),
-	                 PVP_TR_OK);
-	vap_client_close(sub);
-	/* The restarted B validates its acknowledged record once more (test_restart_validates_acknowledged_records):
-	 * let that finish on today's clock. */
-	for (int i = 0; i < 500; i++) {
-		vsrv_get_stats(b.srv, &sb);
-		if (sb.validations_ok + sb.validations_failed >= 1)
-			break;
-		usleep(20000);
-	}
-	assert_int_equal(sb.validations_ok + sb.validations_failed, 1);
-
-	/* 31 days later on B's clock (tickets last 30): nothing is replayed, maintenance drops it. */
-	__atomic_store_n(&offset_s, (int64_t)31 * 86400, __ATOMIC_RELAXED);
-	sub = agent(&b, "agent-b", "pb");
-	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
-	assert_int_equal(vap_client_wait_notify(sub, &route, 500), VP_ETIMEOUT);
-	vap_client_close(sub);
-	vsrv_maintenance(b.srv);
-	vsrv_get_stats(b.srv, &sb);
-	assert_int_equal(sb.routes_expired, 1);
-	assert_int_equal(sb.replayed, 1); /* since the restart: the one above, not the expired one */
-	/* Back to today's clock: the removed route is really gone. */
-	__atomic_store_n(&offset_s, 0, __ATOMIC_RELAXED);
-	sub = agent(&b, "agent-b", "pb");
-	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
-	assert_int_equal(vap_client_wait_notify(sub, &route, 500), VP_ETIMEOUT);
-	vap_client_close(sub);
-
-	vap_client_close(ca);
-	carrier_down(&a);
-	carrier_down(&b);
-	vsrv_memdht_free(dht);
-}
-
-/*
- * A restarts between publishing and the validation of a call to one of its
- * numbers: its VService URIs and its numbers come back from its store, so B
- * still receives A's SIP URI (without them A answers server-error).
- */
-static void test_publications_survive_restart(void **state)
-{
-	vsrv_memdht_t *dht = memdht();
-	seen_t seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
-	carrier_t a = { .dir = "" }, b = { .dir = "" };
-	vap_client_t *ca, *cb, *sub;
-	vap_range_t range = { .prefix = "+1408555", .first = 500, .last = 509, .width = 4 };
-	vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 2,
-		              .uris = { "sips:pbx@carrier-a.example", "sip:backup@carrier-a.example" } };
-	vap_vservice_t vsb = { .id = 5, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:sbc@carrier-b.example" } };
-	uint64_t now = vp_time_wall_ms(), stored = 0;
-	vap_vcr_t orig, term;
-	vap_route_t route;
-	(void)state;
-
-	carrier_up(&a, dht, "A", "carrier-a.example", "agent-a:pa", &seen);
-	ca = agent(&a, "agent-a", "pa");
-	assert_int_equal(vap_client_publish_vservice(ca, &vs), 0);
-	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
-	/* one number withdrawn before the restart stays withdrawn */
-	range.first = range.last = 509;
-	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_WITHDRAW, NULL, 0, &range, 1, &stored), 0);
-	memset(&orig, 0, sizeof(orig));
-	snprintf(orig.called, sizeof(orig.called), "+14085550503");
-	snprintf(orig.caller, sizeof(orig.caller), "+33123450011");
-	orig.stop_ms = now - 2000;
-	orig.start_ms = routable_call_start(orig.stop_ms);
-	orig.direction = VAP_DIR_ORIGINATING;
-	term = orig;
-	term.direction = VAP_DIR_TERMINATING;
-	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
-	vap_client_close(ca);
-	vsrv_free(a.srv); /* A goes down and comes back on the same store */
-	carrier_up_t(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", "0", &seen);
-
-	carrier_up(&b, dht, "B", "carrier-b.example", "agent-b:pb", &seen);
-	cb = agent(&b, "agent-b", "pb");
-	sub = agent(&b, "agent-b", "pb");
-	assert_int_equal(vap_client_publish_vservice(cb, &vsb), 0);
-	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
-	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
-	assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
-	assert_string_equal(route.number, "+14085550503");
-	assert_int_equal(route.n_uris, 2);
-	assert_string_equal(route.uris[0], "sips:pbx@carrier-a.example");
-	assert_string_equal(route.uris[1], "sip:backup@carrier-a.example");
-
-	vap_client_close(sub);
-	vap_client_close(cb);
-	carrier_down(&b);
-	carrier_down(&a);
-	vsrv_memdht_free(dht);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_conf_defaults_and_errors),
 		cmocka_unit_test(test_bad_agents_list_refused),
+		cmocka_unit_test(test_cert_issuer_config),
 		cmocka_unit_test(test_publish_reaches_dht),
 		cmocka_unit_test(test_upload_validate_notify),
 		cmocka_unit_test(test_tenants_are_isolated),
@@ -1316,10 +1588,16 @@ int main(void)
 		cmocka_unit_test(test_async_dht_and_incident),
 		cmocka_unit_test(test_fetch_timeout_retried),
 		cmocka_unit_test(test_maintenance_purges),
-		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
-		cmocka_unit_test(test_routes_kept_replayed_and_expire),
+		cmocka_unit_test(test_learned_state_survives_restart_per_tenant),
+		cmocka_unit_test(test_vservice_lists_are_per_vservice),
+		cmocka_unit_test(test_vservice_owner_survives_restart),
+		cmocka_unit_test(test_record_goes_to_its_tenants_vservice_across_restart),
 		cmocka_unit_test(test_publications_survive_restart),
+		cmocka_unit_test(test_number_held_by_its_tenant),
+		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
 	};
-	vp_log_setup(getenv("TEST_LOG_DEBUG") ? VP_LOG_DEBUG : VP_LOG_ERROR, stderr);
+	vp_log_setup(getenv("T_INFO") ? VP_LOG_INFO : VP_LOG_ERROR, stderr);
+	if (getenv("T_FILTER"))
+		cmocka_set_test_filter(getenv("T_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

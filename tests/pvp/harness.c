@@ -115,22 +115,27 @@ void h_claimant_start_n(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigne
 }
 
 static void start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
-                  unsigned io_timeout_ms, bool gated);
+                  unsigned io_timeout_ms, bool gated, const pvp_cc_issuer_t *iss);
 
 void h_claimant_start_ex(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
                          unsigned io_timeout_ms)
 {
-	start(c, pconf, group_bits, nthreads, io_timeout_ms, false);
+	start(c, pconf, group_bits, nthreads, io_timeout_ms, false, NULL);
 }
 
 void h_claimant_start_gated(h_claimant_t *c, const pvp_policy_conf_t *pconf, int nthreads, unsigned io_timeout_ms,
                             bool gated)
 {
-	start(c, pconf, 0, nthreads, io_timeout_ms, gated);
+	start(c, pconf, 0, nthreads, io_timeout_ms, gated, NULL);
+}
+
+void h_claimant_start_issuer(h_claimant_t *c, const pvp_policy_conf_t *pconf, const pvp_cc_issuer_t *iss)
+{
+	start(c, pconf, 0, 1, 0, false, iss);
 }
 
 static void start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned group_bits, int nthreads,
-                  unsigned io_timeout_ms, bool gated)
+                  unsigned io_timeout_ms, bool gated, const pvp_cc_issuer_t *iss)
 {
 	pvp_vcr_store_conf_t sc;
 	pvp_server_conf_t conf;
@@ -162,6 +167,7 @@ static void start(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsigned grou
 	conf.clock = &c->clock;
 	conf.io_timeout_ms = io_timeout_ms ? io_timeout_ms : 5000;
 	conf.seed_key = seed;
+	conf.cert_issuer = iss;
 	assert_int_equal(pvp_server_new(&conf, &c->srv), 0);
 
 	c->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);

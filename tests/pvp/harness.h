@@ -69,6 +69,9 @@ void h_claimant_start_ex(h_claimant_t *c, const pvp_policy_conf_t *pconf, unsign
 void h_claimant_start_gated(h_claimant_t *c, const pvp_policy_conf_t *pconf, int nthreads, unsigned io_timeout_ms,
                             bool gated);
 
+/*! \brief One server thread that answers CertRequests with \p iss (docs/protocol.md §6.4). */
+void h_claimant_start_issuer(h_claimant_t *c, const pvp_policy_conf_t *pconf, const pvp_cc_issuer_t *iss);
+
 /*! \brief Stop the server threads, free everything, remove the directory. */
 void h_claimant_stop(h_claimant_t *c);
 

@@ -13,6 +13,7 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "pvp/method.h"
+#include "pvp/ledger.h"
 #include "pvp/vcr.h"
 
 #define T0 1795256243000ull /* 10:17:23 */
@@ -217,6 +218,51 @@ static void record_codec_rejects_bad_bytes(void **state)
 	assert_int_equal(pvp_vcr_decode(buf, n, &d), VP_EMALFORMED);
 }
 
+/*
+ * The guess ledger forgets an entry only once forgetting changes nothing: an
+ * idle entry goes after its chain lapsed and its budget windows passed, a
+ * recently failed one stays (deleting it would give the claimant a fresh
+ * budget), and records of the store around it are untouched.  Before
+ * pvp_ledger_purge, entries stayed for ever (one per number and claimant).
+ */
+static void ledger_purge_forgets_only_dead_entries(void **state)
+{
+	fx_t *f = *state;
+	pvp_ledger_conf_t lc = { .store = f->st, .budget = 4, .budget_window_s = 86400, .accum_window_s = 30u * 86400 };
+	pvp_ledger_t *l = NULL;
+	pvp_ledger_entry_t e;
+	uint64_t t0 = 1700000000;
+	size_t removed = 99;
+	uint8_t v[8];
+	size_t vl = 0;
+	const uint8_t other[] = { PVP_VCR_AUX_PREFIX, 'o', 1 };
+	assert_int_equal(pvp_ledger_new(&lc, &l), 0);
+	assert_int_equal(pvp_vcr_store_aux_put(f->st, other, sizeof(other), (const uint8_t *)"x", 1), 0);
+	/* old: one failed handshake at t0; young: budget spent 29 days later. */
+	assert_int_equal(pvp_ledger_take(l, "+14085550101", "old", t0), 0);
+	assert_int_equal(pvp_ledger_settle(l, "+14085550101", "old", t0, PVP_LEDGER_FAILED), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pvp_ledger_take(l, "+14085550102", "young", t0 + 29 * 86400), 0);
+		assert_int_equal(pvp_ledger_settle(l, "+14085550102", "young", t0 + 29 * 86400, PVP_LEDGER_FAILED), 0);
+	}
+	/* Day 30: nothing lapsed yet. */
+	assert_int_equal(pvp_ledger_purge(l, t0 + 30 * 86400, &removed), 0);
+	assert_int_equal(removed, 0);
+	/* Day 31: old is dead and goes; young still holds a spent budget and stays. */
+	assert_int_equal(pvp_ledger_purge(l, t0 + 31 * 86400, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(pvp_ledger_take(l, "+14085550102", "young", t0 + 30 * 86400 - 1), VP_ERATELIMIT);
+	assert_int_equal(pvp_ledger_get(l, "+14085550102", "young", t0 + 29 * 86400 + 10, &e), 0);
+	assert_int_equal(e.fails_cur, 4);
+	assert_int_equal(pvp_vcr_store_aux_get(f->st, other, sizeof(other), v, sizeof(v), &vl), 0);
+	/* ... and once its own chain lapsed, young goes too. */
+	assert_int_equal(pvp_ledger_purge(l, t0 + 61 * 86400, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(pvp_ledger_purge(l, t0 + 61 * 86400, &removed), 0);
+	assert_int_equal(removed, 0);
+	pvp_ledger_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +273,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(retention_48h_then_purged, setup, teardown),
 		cmocka_unit_test_setup_teardown(scan_delete_and_reopen_keep_ids, setup, teardown),
 		cmocka_unit_test(record_codec_rejects_bad_bytes),
+		cmocka_unit_test_setup_teardown(ledger_purge_forgets_only_dead_entries, setup, teardown),
 	};
 	vp_log_setup(VP_LOG_WARN, NULL);
 	return cmocka_run_group_tests(tests, NULL, NULL);

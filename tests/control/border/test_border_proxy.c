@@ -255,6 +255,56 @@ static void refusals_per_ticket_check(void **state)
 	assert_int_equal(vb_proxy_dialogs(f->px), 0);
 }
 
+/* A ticketless INVITE with a ViPR client certificate's grant (§6.1, §7.1): validity to the second, number, From host. */
+static int cert_invite(fixture_t *f, const pvp_cc_identity_t *cc, const char *callid, uint64_t now_s, vb_verdict_t *v)
+{
+	char msg[8192];
+	int n = snprintf(msg, sizeof(msg),
+	                 "INVITE sip:+1-408-555-1234@border.example SIP/2.0\r\n"
+	                 "Via: SIP/2.0/TLS 198.51.100.7:5061;branch=z9hG4bK-%s\r\n"
+	                 "From: <sip:alice@carrier-b.example>;tag=caller1\r\n"
+	                 "To: <sip:+14085551234@border.example>\r\n"
+	                 "Call-ID: %s\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+	                 "Contact: <sip:alice@198.51.100.7:5061;transport=tls>\r\n"
+	                 "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",
+	                 callid, callid, strlen(SRTP_SDP), SRTP_SDP);
+	return vb_proxy_input_cc(f->px, CONN_B, "carrier-b.example", cc, msg, (size_t)n, now_s * 1000, v);
+}
+
+static void client_certificate_admission(void **state)
+{
+	fixture_t *f = *state;
+	vb_verdict_t v;
+	pvp_cc_identity_t cc = { .number = "+14085551234", .domain = "carrier-b.example",
+	                         .not_before_s = NOW_S - 60, .not_after_s = NOW_S + 600 };
+	assert_int_equal(cert_invite(f, &cc, "cc-ok", NOW_S, &v), 0);
+	assert_true(v.admitted);
+	assert_int_equal(cert_invite(f, &cc, "cc-last", NOW_S + 600, &v), 0); /* the last second */
+	assert_true(v.admitted);
+	assert_int_equal(cert_invite(f, &cc, "cc-late", NOW_S + 601, &v), 0);
+	assert_int_equal(v.reason, VB_R_CERT_EXPIRED);
+	assert_int_equal(cert_invite(f, &cc, "cc-early", NOW_S - 61, &v), 0);
+	assert_int_equal(v.reason, VB_R_CERT_EXPIRED);
+	pvp_cc_identity_t other = cc;
+	snprintf(other.number, sizeof(other.number), "+14085559999");
+	assert_int_equal(cert_invite(f, &other, "cc-num", NOW_S, &v), 0);
+	assert_int_equal(v.reason, VB_R_CERT_NUMBER);
+	snprintf(other.number, sizeof(other.number), "+14085551234");
+	snprintf(other.domain, sizeof(other.domain), "carrier-a.example");
+	assert_int_equal(cert_invite(f, &other, "cc-dom", NOW_S, &v), 0);
+	assert_int_equal(v.reason, VB_R_CERT_DOMAIN);
+	snprintf(other.domain, sizeof(other.domain), "b.example"); /* carrier-b.example is not under b.example */
+	assert_int_equal(cert_invite(f, &other, "cc-suffix", NOW_S, &v), 0);
+	assert_int_equal(v.reason, VB_R_CERT_DOMAIN);
+	/* without a certificate the same INVITE is no-ticket; the tokens are the metric labels */
+	assert_int_equal(cert_invite(f, NULL, "cc-none", NOW_S, &v), 0);
+	assert_int_equal(v.reason, VB_R_NO_TICKET);
+	assert_string_equal(vb_reason_str(VB_R_CERT_EXPIRED), "cert-expired");
+	assert_string_equal(vb_reason_str(VB_R_CERT_NUMBER), "cert-wrong-number");
+	assert_string_equal(vb_reason_str(VB_R_CERT_DOMAIN), "cert-wrong-domain");
+	assert_int_equal(vb_proxy_dialogs(f->px), 2);
+}
+
 static void verdict_tokens_match_ticket_reasons(void **state)
 {
 	(void)state;
@@ -594,6 +644,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(admitted_invite_is_rewritten_for_the_inside, setup, teardown),
 		cmocka_unit_test_setup_teardown(answer_goes_back_to_the_caller_without_our_via, setup, teardown),
 		cmocka_unit_test_setup_teardown(refusals_per_ticket_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(client_certificate_admission, setup, teardown),
 		cmocka_unit_test(verdict_tokens_match_ticket_reasons),
 		cmocka_unit_test_setup_teardown(plain_offer_gets_488, setup, teardown),
 		cmocka_unit_test_setup_teardown(offerless_invite_plain_answer_is_killed, setup, teardown),

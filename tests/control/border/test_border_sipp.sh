@@ -9,6 +9,9 @@
 # carrier-b.example, other.example, and a carrier-b.example from a CA the border does not
 # trust) are made here with openssl.
 #
+# ViPR client certificates (docs/protocol.md §6.1) are issued by `vipr-ticket cert` (the PVP
+# server's issuing code) under a ViPR issuer CA the border knows as `cert_issuer`.
+#
 # usage: test_border_sipp.sh VIPR_BORDER VIPR_TICKET
 set -euo pipefail
 VB=$1
@@ -43,6 +46,7 @@ for _ in range(int(sys.argv[1])):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"; }
 read -r BPORT PLAIN CAPORT MPORT PA PB PO PR MP1 AGENT EPORT UAS2 MP2 <<<"$(free_ports 13)"
+read -r PCG PCN PCI PCE PCX <<<"$(free_ports 5)"
 
 # ---- certificates -------------------------------------------------------------------------------------
 mkca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.pem" \
@@ -57,6 +61,36 @@ mkca test-ca
 mkca rogue-ca
 for n in border.example carrier-a.example carrier-b.example other.example; do mkcert "$n" test-ca; done
 mkdir rogue && (cd rogue && cp ../rogue-ca.* . && mkcert carrier-b.example rogue-ca)
+
+# ViPR client certificates for carrier-b.example, each in its own directory (the bridges take dir + name):
+# good (NUM, an hour), other-number, issuer (the profile, but signed by the TLS CA, not the ViPR issuer),
+# expired (an hour ago), expiring (4 s from now: expires on an open connection).
+mkca vipr-issuer
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout cc.key -out cc.csr \
+  -subj /CN=carrier-b.example 2>/dev/null
+ccert() { # dir issuer number [vipr-ticket cert args]
+  local d=$1 iss=$2 num=$3; shift 3
+  mkdir -p "$d"; cp cc.key "$d/carrier-b.example.key"
+  "$VT" cert --issuer-cert "$iss.pem" --issuer-key "$iss.key" --csr cc.csr --number "$num" \
+    --domain carrier-b.example "$@" >"$d/carrier-b.example.pem" || fail "vipr-ticket cert $d"
+}
+CNOW=$(date +%s)
+ccert cc-good vipr-issuer +14085551234 --lifetime 3600
+ccert cc-othernum vipr-issuer +14085550000 --lifetime 3600
+ccert cc-issuer test-ca +14085551234 --lifetime 3600
+ccert cc-expired vipr-issuer +14085551234 --lifetime 600 --now $((CNOW - 3600))
+openssl x509 -in cc-good/carrier-b.example.pem -noout -text >cc-good.txt
+grep -q 'DNS:carrier-b.example, URI:tel:+14085551234' cc-good.txt || fail "issued certificate: subjectAltName"
+grep -q 'TLS Web Client Authentication' cc-good.txt || fail "issued certificate: extendedKeyUsage"
+grep -q 'CA:FALSE' cc-good.txt || fail "issued certificate: basicConstraints"
+openssl verify -CAfile vipr-issuer.pem -purpose sslclient cc-good/carrier-b.example.pem >/dev/null \
+  || fail "issued certificate does not verify under the ViPR issuer for TLS clients"
+if openssl verify -CAfile vipr-issuer.pem -purpose sslserver cc-good/carrier-b.example.pem >/dev/null 2>&1; then
+  fail "issued certificate is usable as a TLS server certificate"
+fi
+out=$("$VT" cert --issuer-cert vipr-issuer.pem --issuer-key vipr-issuer.key --csr cc.csr --number +14085551234 \
+  --domain carrier-c.example) && fail "certificate issued for another domain than the request's"
+[ "$out" = "refused reason=domain" ] || fail "another domain: '$out'"
 
 # ---- tickets -----------------------------------------------------------------------------------------
 "$VT" genkey --epoch 3 >keys
@@ -95,6 +129,7 @@ address = 127.0.0.1:$CAPORT
 listen = 127.0.0.1:$AGENT
 [tickets]
 key_file = $work/keys
+cert_issuer = $work/vipr-issuer.pem
 [metrics]
 listen = 127.0.0.1:$MPORT
 CONF
@@ -118,7 +153,11 @@ bridge "$PA" "$work" carrier-a.example
 bridge "$PB" "$work" carrier-b.example
 bridge "$PO" "$work" other.example
 bridge "$PR" "$work/rogue" carrier-b.example
-for p in $PA $PB $PO $PR; do
+bridge "$PCG" "$work/cc-good" carrier-b.example
+bridge "$PCN" "$work/cc-othernum" carrier-b.example
+bridge "$PCI" "$work/cc-issuer" carrier-b.example
+bridge "$PCE" "$work/cc-expired" carrier-b.example
+for p in $PA $PB $PO $PR $PCG $PCN $PCI $PCE; do
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
 done
 
@@ -127,7 +166,7 @@ uac() { # port scenario calls rate -- extra sipp args (bounded: -timeout and -re
   local mp; mp=$(free_ports 1)
   local rc=0
   sipp "127.0.0.1:$port" -sf "$scen" -t t1 -i 127.0.0.1 -mp "$mp" -m "$m" -r "$rate" -nostdin \
-    -timeout 30s -timeout_error -recv_timeout 5000 -key called "$NUM" -key from_domain test.invalid \
+    -timeout 30s -timeout_error -recv_timeout 5000 -key called "${CALLED:-$NUM}" -key from_domain "${FROM:-test.invalid}" \
     -key proto "${PROTO:-RTP/SAVP}" -key crypto "${CRYPTO:-$SDES}" -key ruri_host "${RURI:-127.0.0.1:$BPORT}" "$@" >/dev/null 2>>"$work/sipp.err" &
   local p=$!
   pids+=($p)
@@ -190,6 +229,36 @@ if uac "$PR" "$HERE/uac_call.xml" 1 10 -- -key ticket "$T_GOOD" -recv_timeout 20
 fi
 [ "$(uas_invites)" = "$before" ] || fail "untrusted CA: INVITE reached the call agent"
 ok "certificate from an untrusted CA: handshake refused"
+
+# ---- ViPR client certificates instead of tickets (§6.1, §7.1) ------------------------------------------
+a0=$(metric vipr_border_admitted_total); before=$(uas_invites)
+FROM=carrier-b.example uac "$PCG" "$HERE/uac_cert_call.xml" 2 10 -- || fail "calls with a ViPR client certificate"
+[ "$(uas_invites)" = $((before + 2)) ] || fail "certificate calls: the call agent saw $(( $(uas_invites) - before )) INVITEs"
+[ "$(metric vipr_border_admitted_total)" = $((a0 + 2)) ] || fail "certificate calls not counted as admitted"
+ok "2 calls without a ticket header admitted on carrier-b.example's ViPR client certificate for $NUM"
+FROM=sip.carrier-b.example uac "$PCG" "$HERE/uac_cert_call.xml" 1 10 -- || fail "From a host under the certificate's domain"
+ok "From host under the certificate's domain admitted"
+FROM=carrier-b.example refuse_case "certificate for another number" "$PCN" 403 cert-wrong-number -- -key ticket_header "X-Nothing: 1"
+CALLED=+14085550000 FROM=carrier-b.example refuse_case "certificate for $NUM, calling +14085550000" "$PCG" 403 cert-wrong-number -- -key ticket_header "X-Nothing: 1"
+FROM=carrier-c.example refuse_case "certificate of carrier-b.example, From carrier-c.example" "$PCG" 403 cert-wrong-domain -- -key ticket_header "X-Nothing: 1"
+FROM=xcarrier-b.example refuse_case "From a look-alike domain" "$PCG" 403 cert-wrong-domain -- -key ticket_header "X-Nothing: 1"
+FROM=carrier-b.example refuse_case "the profile signed by another issuer (the TLS CA)" "$PCI" 403 no-ticket -- -key ticket_header "X-Nothing: 1"
+before=$(uas_invites); t0=$(metric vipr_border_tls_refused_total)
+if FROM=carrier-b.example uac "$PCE" "$HERE/uac_cert_call.xml" 1 10 -- -recv_timeout 2000; then
+  fail "an expired ViPR client certificate got a call through"
+fi
+[ "$(uas_invites)" = "$before" ] || fail "expired certificate: INVITE reached the call agent"
+[ "$(metric vipr_border_tls_refused_total)" -gt "$t0" ] || fail "expired certificate: handshake not refused"
+ok "expired ViPR client certificate: handshake refused"
+# A certificate that expires while its connection stays open: the first call passes, the INVITE after is refused.
+ccert cc-expiring vipr-issuer +14085551234 --lifetime 4
+bridge "$PCX" "$work/cc-expiring" carrier-b.example
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PCX") 2>/dev/null && break; sleep 0.1; done
+m0=$(metric 'vipr_border_refused_total{reason="cert-expired"}'); before=$(uas_invites)
+FROM=carrier-b.example uac "$PCX" "$HERE/uac_cert_expiry.xml" 1 10 -- || fail "expiring certificate scenario"
+[ "$(metric 'vipr_border_refused_total{reason="cert-expired"}')" = $((m0 + 1)) ] || fail "cert-expired not counted"
+[ "$(uas_invites)" = $((before + 1)) ] || fail "expiring certificate: the late INVITE reached the call agent"
+ok "certificate expired on an open connection: first call admitted, the INVITE 6 s later refused (cert-expired)"
 
 # ---- in-dialog rules ---------------------------------------------------------------------------------
 before=$(uas_invites)

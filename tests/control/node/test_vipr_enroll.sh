@@ -47,7 +47,8 @@ echo 'bob-password-22' | "$E" passwd bob@b.example >> ca/credentials
 echo 'alice-password-1' > pw.alice
 echo 'wrong-password-9' > pw.wrong
 
-PORT=$(start_server ca srv)
+# A burst the checks below stay within however fast they run; the limit itself is tested on srv2.
+PORT=$(start_server ca srv --set enroll.burst=1000)
 [ -n "$PORT" ] || { echo "server did not start"; cat srv.log; exit 1; }
 URL=https://127.0.0.1:$PORT
 CURL=(curl -sS --max-time 10 --cacert ca/ca.pem)
