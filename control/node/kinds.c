@@ -1095,7 +1095,10 @@ int nk_action(nk_t *k, const chord_store_action_t *a, nk_send_fn send, void *arg
 			rc = xfer_flush(&x);
 		if (n_entries)
 			*n_entries = x.sent_entries;
-		if (rc)
+		if (rc == VP_EBUSY) /* the caller paces: it resumes the transfer later */
+			vp_log_debug("node", "transfer_paused", "op=%d entries=%llu", (int)a->op,
+			             (unsigned long long)x.sent_entries);
+		else if (rc)
 			vp_log_warn("node", "transfer_failed", "op=%d entries=%llu error=%s", (int)a->op,
 			            (unsigned long long)x.sent_entries, vp_strerror(rc));
 		else

@@ -49,11 +49,19 @@
  */
 #define EXPIRE_BUDGET 32u
 #define MAX_XCERTS 64u
+/*
+ * Handoff and replication Stores (one per Resource-ID) are paced at flood_rate / ACTION_PACE_DIV a second with
+ * a burst of flood_burst / ACTION_PACE_DIV: a peer configured like us admits them within its own flood limit
+ * with half of it left for everything else, and a link's transmit buffer is not overrun by a large range.
+ * An action that runs out of tokens resumes after the last Resource-ID it sent (ACTION_RETRY_MS later).
+ */
+#define ACTION_PACE_DIV 2u
+#define ACTION_RETRY_MS 20u
 
 enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
 
 /*
- * End-to-end retransmission of a request (docs/protocol.md §1.7): the first retransmission after
+ * End-to-end retransmission of a request (docs/protocol.md §4.9): the first retransmission after
  * reliability_timer / RETX_DIV, each next one after twice the previous interval, so with RETX_DIV 8 a request
  * is sent at 0, 1/8, 3/8 and 7/8 of the timer and fails at the timer.
  */
@@ -77,6 +85,12 @@ typedef struct req_ent {
 	uint32_t attempts;
 	bool local; /* served by this vnode: its answer to itself completes it (a Store: after the commit) */
 } req_ent_t;
+
+/* A topology action of the engine, run (paced) after the commit; sent counts its entries so far. */
+typedef struct act_ent {
+	chord_store_action_t a;
+	uint64_t sent;
+} act_ent_t;
 
 /* A Store queued in the open batch: answered after the commit (its request kept to answer along its path). */
 typedef struct pend_ent {
@@ -162,10 +176,15 @@ typedef struct node_shard {
 	st_shard_t *st;
 	pend_ent_t *pend;
 	uint32_t npend, cap_pend;
-	chord_store_action_t *acts;  /* topology actions, run after the commit (nk_action needs no batch open) */
+	act_ent_t *acts;             /* topology actions, run after the commit (nk_action needs no batch open) */
 	uint32_t nacts, cap_acts;
 	const chord_table_t *ranged; /* the table nk_set_range last saw */
 	bool in_commit;
+	bool in_action;              /* nk_action is sending: paced */
+	double act_tokens;
+	uint64_t act_refill_ms;
+	vp_id_t act_last;            /* the last Resource-ID an action sent */
+	bool act_sent;
 	const uint8_t *cur_raw;      /* the request being delivered, as received (kept for a queued Store) */
 	size_t cur_raw_len;
 	const rl_cert_t *xcerts;     /* entry certificates for the next message signed */
@@ -1020,6 +1039,18 @@ static int store_send(void *arg, const nk_send_t *x)
 	uint64_t txid;
 	int err;
 
+	if (s->in_action) {
+		const node_conf_t *c = &s->node->conf;
+		double burst = (double)c->flood_burst / ACTION_PACE_DIV;
+		uint64_t now = mono_ms();
+		s->act_tokens += (double)(now - s->act_refill_ms) * c->flood_rate / ACTION_PACE_DIV / 1000.0;
+		if (s->act_tokens > burst)
+			s->act_tokens = burst;
+		s->act_refill_ms = now;
+		if (s->act_tokens < 1.0)
+			return VP_EBUSY; /* the action resumes after act_last */
+		s->act_tokens -= 1.0;
+	}
 	s->xcerts = x->certs;
 	s->n_xcerts = x->n_certs;
 	if (x->peer)
@@ -1028,6 +1059,10 @@ static int store_send(void *arg, const nk_send_t *x)
 		err = chord_node_request(s->vn, x->resource, true, x->body, &txid, mono_ms());
 	s->xcerts = NULL;
 	s->n_xcerts = 0;
+	if (!err && s->in_action) {
+		s->act_last = *x->resource;
+		s->act_sent = true;
+	}
 	return err == 1 ? 0 : err; /* 1: the resource is ours, nothing to send */
 }
 
@@ -1047,18 +1082,43 @@ static int store_commit(node_shard_t *s)
 		free(s->pend[i].msg);
 	s->npend = 0;
 	if (!err) {
+		/* In order; once one waits for tokens, every later one waits too (a DROP never overtakes the
+		 * handoff of what it would drop). */
+		uint32_t kept = 0;
 		for (uint32_t i = 0; i < s->nacts; i++) {
 			uint64_t n = 0;
-			const chord_store_action_t *a = &s->acts[i];
-			int e = nk_action(s->nk, a, store_send, s, &n);
-			if (n || e)
-				vp_log_info("node", "store_action", "shard=%u op=%s to=%s replica=%u entries=%llu err=%s",
-				            s->idx, a->op == CHORD_STORE_HANDOFF ? "handoff"
-				                    : a->op == CHORD_STORE_REPLICATE ? "replicate" : "drop",
+			act_ent_t *x = &s->acts[i];
+			chord_store_action_t *a = &x->a;
+			int e;
+			if (kept) {
+				s->acts[kept++] = *x;
+				continue;
+			}
+			s->in_action = true;
+			s->act_sent = false;
+			e = nk_action(s->nk, a, store_send, s, &n);
+			s->in_action = false;
+			x->sent += n;
+			if (e == VP_EBUSY) {
+				/* Out of tokens: resume after the last Resource-ID sent. */
+				if (s->act_sent)
+					a->lo = s->act_last;
+				s->acts[kept++] = *x;
+				continue;
+			}
+			if (x->sent || e)
+				vp_log_info("node", "store_action", "shard=%u op=%s to=%s replica=%u entries=%llu err=%s", s->idx,
+				            a->op == CHORD_STORE_HANDOFF ? "handoff" : a->op == CHORD_STORE_REPLICATE ? "replicate" : "drop",
 				            vp_id_to_hex(&a->to, (char[VP_ID_HEX_LEN + 1]){ 0 }), a->replica_number,
-				            (unsigned long long)n, vp_strerror(e));
+				            (unsigned long long)x->sent, vp_strerror(e));
 		}
-		s->nacts = 0;
+		if (s->leaving && s->nacts && !kept) {
+			/* A leaving vnode's last handoff Stores went out now: give the links time to write them. */
+			uint64_t t = mono_ms() + LEAVE_LINGER_MS / 5;
+			if (s->leave_at < t)
+				s->leave_at = t;
+		}
+		s->nacts = kept;
 		st_expire(s->st, EXPIRE_BUDGET, NULL);
 	}
 	s->in_commit = false;
@@ -1123,9 +1183,11 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 	node_shard_t *s = ctx;
 	(void)cn;
 	if (s->nk) {
+		if (s->leaving && a->op == CHORD_STORE_REPLICATE)
+			return; /* see CMD_LEAVE */
 		if (s->nacts == s->cap_acts) {
 			uint32_t cap = s->cap_acts ? s->cap_acts * 2 : 16;
-			chord_store_action_t *p = realloc(s->acts, cap * sizeof(*p));
+			act_ent_t *p = realloc(s->acts, cap * sizeof(*p));
 			if (!p) {
 				vp_log_error("node", "store_action", "shard=%u err=%s", s->idx, vp_strerror(VP_ENOMEM));
 				return;
@@ -1133,7 +1195,7 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 			s->acts = p;
 			s->cap_acts = cap;
 		}
-		s->acts[s->nacts++] = *a;
+		s->acts[s->nacts++] = (act_ent_t){ .a = *a };
 		return;
 	}
 	if (s->node->have_kinds && s->node->kinds.action)
@@ -1460,6 +1522,12 @@ static void sh_command(void *arg, dp_shard_t *sh, const dp_shard_cmd_t *c, uint6
 	node_shard_t *s = arg;
 	(void)sh;
 	if (c->op == CMD_LEAVE && !s->leaving) {
+		uint32_t k = 0;
+		/* A leaving vnode hands its range off; replicating it no longer helps (its successors take over). */
+		for (uint32_t i = 0; i < s->nacts; i++)
+			if (s->acts[i].a.op != CHORD_STORE_REPLICATE)
+				s->acts[k++] = s->acts[i];
+		s->nacts = k;
 		s->leaving = true;
 		s->leave_deadline = now + c->arg;
 		s->leave_at = now + LEAVE_LINGER_MS;
@@ -1518,7 +1586,8 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		boot_connect(s, now);
 	if (s->leaving) {
 		const dp_io_api_t *api = dp_shard_api(sh);
-		if (!s->closing && now >= s->leave_at) {
+		if (!s->closing && now >= s->leave_at && s->nacts == 0) {
+			/* Closed once the handoff is out (paced actions done), at the latest at the deadline. */
 			s->closing = true;
 			api->close_all(dp_shard_io(sh));
 		}
@@ -1537,6 +1606,8 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 			vp_log_debug("node", "store_range", "shard=%u fraction_ppb=%u npred=%u", s->idx, ppb, t->npred);
 	}
 	next = chord_node_next_wakeup(s->vn);
+	if (s->nacts && now + ACTION_RETRY_MS < next)
+		next = now + ACTION_RETRY_MS; /* a paced action resumes */
 	{
 		uint64_t rn = req_tick(s, now);
 		if (rn < next)
@@ -1778,6 +1849,9 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 			err = VP_ECONFIG;
 			goto fail;
 		}
+		for (unsigned i = 0; i < n->nshards; i++)
+			vp_log_info("node", "store_opened", "shard=%u path=%s records=%llu", i, path,
+			            (unsigned long long)st_shard_estimate_records(st_db_shard(n->db, i)));
 	}
 	*out = n;
 	return 0;

@@ -39,7 +39,7 @@
  * original Store is copied to the vnode's 2 successors (replica 1 and 2);
  * the engine's topology actions (handoff on join and leave, re-replication
  * after a failure, drop) run after each commit; the quota fraction follows
- * the vnode's (pred[2], self] range (docs/protocol.md §3.1, §4.4).  Without
+ * the vnode's (pred[2], self] range (docs/protocol.md §3.1, §4.9).  Without
  * a storage service the node answers them Error_Forbidden ("no storage
  * service at this node").
  */
@@ -197,7 +197,7 @@ typedef void (*node_done_fn)(void *arg, const node_answer_t *a);
  * Node-ID): \p body (Store, Fetch, Stat, Find, Probe, AppAttach or Ping) is encoded here, then handed to the
  * shard through its command ring (pushes from threads other than the shards' are serialized by a node lock,
  * so any thread may call it; from a node_done_fn of the same shard it starts at once, without the ring).  The shard
- * signs it, routes it and retransmits it end to end with the same transaction id (docs/protocol.md §1.7)
+ * signs it, routes it and retransmits it end to end with the same transaction id (docs/protocol.md §4.9)
  * until an answer or the overlay-reliability-timer; when the vnode is itself responsible it serves the
  * request locally (storage, Probe, AppAttach) and \p done gets that answer.  0: \p done will be called;
  * VP_EINVAL (no shard \p shard, an unknown code), VP_ENOMEM, VP_ETOOBIG (the body does not encode),
@@ -208,7 +208,7 @@ int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, 
 
 /*!
  * \brief The Resource-ID routed to the successor of \p peer: \p peer + 1 (mod 2^128).  The replica rule
- * (docs/protocol.md §4.4): a Fetch for Resource-ID R addressed to node_after(P), P the answer's responder,
+ * (docs/protocol.md §4.9): a Fetch for Resource-ID R addressed to node_after(P), P the answer's responder,
  * reaches P's first successor (replica 1), which answers from its copy; again from there for replica 2.
  */
 vp_id_t node_after(const vp_id_t *peer);
@@ -216,7 +216,7 @@ vp_id_t node_after(const vp_id_t *peer);
 /*!
  * \brief Serve AppAttach for \p application at \p addr (numeric "address:port" of an application server of
  * this host, e.g. the PVP listener): every vnode answers an AppAttachReq for it with one TLS-TCP-FH-NO-ICE
- * candidate for \p addr (docs/protocol.md §1.8).  Call before node_start; up to 8 applications.
+ * candidate for \p addr (docs/protocol.md §4.9).  Call before node_start; up to 8 applications.
  * VP_EINVAL for a bad address, VP_ESPACE, VP_ESTATE after node_start.
  */
 int node_app_set(node_t *n, uint16_t application, const char *addr);

@@ -9,6 +9,9 @@
  *     replica:RID          the entry as replica_number 1 (only RID's predecessors may send that)
  *     fetch:RID[@DEST]     Fetch RID's ViPR entries, addressed to Resource-ID DEST (default RID): each entry
  *                          is verified again here (nk_fetch_verify) and counted
+ *     fetchuntil:RID[@DEST]  fetch until an entry is there (every 200 ms, at most 15 s): a range arriving
+ *     countn:RID,N         fetch RID - i for i in [0, N) until every one has an entry (at most 20 s):
+ *                          prints `req=countn found=K of=N`
  *     stat:RID  find:RID   Stat / Find of the ViPR kind at RID
  *     probe:NODE  ping:NODE  appattach:NODE   to a Node-ID
  *     after:NODE           prints node_after(NODE) (the Resource-ID routed to NODE's successor)
@@ -70,6 +73,8 @@ static void on_done(void *arg, const node_answer_t *a)
 	int k;
 
 	k = snprintf(p, cap, "req=%s err=%s", w->what, vp_strerror(a->err));
+	if (a->err)
+		k += snprintf(p + k, cap - (size_t)k, " attempts=%u", a->attempts);
 	if (!a->err) {
 		k += snprintf(p + k, cap - (size_t)k, " code=0x%x responder=%s signed=%s attempts=%u rtt_ms=%llu",
 		              a->code, hex(&a->responder, h), a->signer ? "yes" : "no", a->attempts,
@@ -111,6 +116,33 @@ static void on_done(void *arg, const node_answer_t *a)
 	w->done = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
+}
+
+/* countn: one Fetch of a round; ok once an entry there verified. */
+typedef struct cnt {
+	vp_id_t res;
+	uint32_t kind;
+	rl_specifier_t spec;
+	int ok;
+} cnt_t;
+
+static pthread_mutex_t cnt_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cnt_cv = PTHREAD_COND_INITIALIZER;
+static int cnt_done;
+
+static void on_count(void *arg, const node_answer_t *a)
+{
+	cnt_t *c = arg;
+	if (!a->err && a->code == RL_FETCH_ANS) {
+		st_kind_t k = st_kind_vipr(c->kind);
+		nk_fetch_result_t res = { 0 };
+		if (!nk_fetch_verify(a->certs, &k, 1, &c->res, a->msg, NULL, NULL, &res) && res.accepted > 0)
+			c->ok = 1;
+	}
+	pthread_mutex_lock(&cnt_mu);
+	cnt_done++;
+	pthread_cond_signal(&cnt_cv);
+	pthread_mutex_unlock(&cnt_mu);
 }
 
 /* One request, waited for (bounded); 0 answered, 1 no answer, else the node_request error. */
@@ -236,7 +268,13 @@ int main(int argc, char **argv)
 		uint32_t kind = w.vipr_kind;
 		int r;
 
-		if (sscanf(argv[i], "%31[^:]:%63[^@]@%63s", verb, arg1, arg2) < 2 || vp_id_from_hex(arg1, &target) ||
+		long count = 0;
+		{
+			char *comma = strchr(argv[i], ',');
+			if (comma)
+				count = strtol(comma + 1, NULL, 10);
+		}
+		if (sscanf(argv[i], "%31[^:]:%63[^@,]@%63s", verb, arg1, arg2) < 2 || vp_id_from_hex(arg1, &target) ||
 		    (arg2[0] && vp_id_from_hex(arg2, &dest))) {
 			fprintf(stderr, "node_req: bad command %s\n", argv[i]);
 			rc = 2;
@@ -276,15 +314,78 @@ int main(int argc, char **argv)
 			b.u.store_req.kind_data.items = &kd;
 			b.u.store_req.kind_data.n_items = 1;
 			r = run(node, &w, &dest, true, &b, wait_ms, false);
-		} else if (!strcmp(verb, "fetch") || !strcmp(verb, "stat")) {
+		} else if (!strcmp(verb, "fetch") || !strcmp(verb, "stat") || !strcmp(verb, "fetchuntil")) {
+			bool until = !strcmp(verb, "fetchuntil");
 			memset(&spec, 0, sizeof(spec));
 			spec.kind = kind;
 			spec.model = RL_MODEL_DICTIONARY;
-			b.code = !strcmp(verb, "fetch") ? RL_FETCH_REQ : RL_STAT_REQ;
+			b.code = strcmp(verb, "stat") ? RL_FETCH_REQ : RL_STAT_REQ;
 			b.u.fetch_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
 			b.u.fetch_req.specifiers.items = &spec;
 			b.u.fetch_req.specifiers.n_items = 1;
-			r = run(node, &w, &dest, true, &b, wait_ms, false);
+			for (int k = 0; k < 75; k++) {
+				r = run(node, &w, &dest, true, &b, wait_ms, until);
+				if (!until || (r == 0 && !strstr(w.line, " entries=0 ")))
+					break;
+				usleep(200000);
+			}
+			if (until)
+				printf("%s\n", w.line);
+		} else if (!strcmp(verb, "countn")) {
+			/* Every RID - i must come to have an entry (a whole range arriving): rounds of parallel
+			 * Fetches of those still missing, every 200 ms, for at most 20 s. */
+			uint64_t t1 = vp_time_mono_ns() / 1000000u;
+			long found = 0;
+			cnt_t *c = count > 0 && count <= 100000 ? calloc((size_t)count, sizeof(*c)) : NULL;
+			if (!c) {
+				rc = 2;
+				break;
+			}
+			for (;;) {
+				int issued = 0;
+				cnt_done = 0;
+				for (long j = 0; j < count; j++) {
+					uint64_t sub = (uint64_t)j;
+					rl_specifier_t *sp = &c[j].spec;
+					if (c[j].ok)
+						continue;
+					c[j].res = target;
+					for (int q = VP_ID_LEN - 1; q >= 0 && sub; q--) {
+						unsigned cur = c[j].res.b[q], low = (unsigned)(sub & 0xff);
+						sub >>= 8;
+						if (cur < low) {
+							cur += 256;
+							sub++;
+						}
+						c[j].res.b[q] = (uint8_t)(cur - low);
+					}
+					c[j].kind = kind;
+					memset(sp, 0, sizeof(*sp));
+					sp->kind = kind;
+					sp->model = RL_MODEL_DICTIONARY;
+					memset(&b, 0, sizeof(b));
+					b.code = RL_FETCH_REQ;
+					b.u.fetch_req.resource = (rl_bytes_t){ c[j].res.b, VP_ID_LEN };
+					b.u.fetch_req.specifiers.items = sp;
+					b.u.fetch_req.specifiers.n_items = 1;
+					if (node_request(node, 0, &c[j].res, true, &b, on_count, &c[j]) == 0)
+						issued++;
+				}
+				pthread_mutex_lock(&cnt_mu);
+				while (cnt_done < issued)
+					pthread_cond_wait(&cnt_cv, &cnt_mu); /* each request completes (timeout at the timer) */
+				pthread_mutex_unlock(&cnt_mu);
+				found = 0;
+				for (long j = 0; j < count; j++)
+					found += c[j].ok;
+				if (found == count || vp_time_mono_ns() / 1000000u - t1 > 20000u)
+					break;
+				usleep(200000);
+			}
+			free(c);
+			printf("req=countn found=%ld of=%ld ms=%llu\n", found, count,
+			       (unsigned long long)(vp_time_mono_ns() / 1000000u - t1));
+			r = found == count ? 0 : 1;
 		} else if (!strcmp(verb, "find")) {
 			b.code = RL_FIND_REQ;
 			b.u.find_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };

@@ -8,6 +8,11 @@
  *   rl_peer ... probe NODE-ID            Probe: responsible_set, num_resources, uptime
  *   rl_peer ... route_query RESOURCE-ID  RouteQuery towards a resource id
  *   rl_peer ... store RESOURCE-ID        an empty Store towards a resource id (answered where it belongs)
+ *   rl_peer ... vstore RESOURCE-ID       a Store of one ViPR entry (claimant: this peer) signed by this peer
+ *   rl_peer ... replica RESOURCE-ID      the same entry as replica_number 1: only a ring neighbour may send it
+ *   rl_peer ... fetch RESOURCE-ID        Fetch the ViPR entries; each is verified here (nk_fetch_verify)
+ *   rl_peer ... vstoren N RESOURCE-ID    vstore at RESOURCE-ID - i for i in [0, N), one at a time, 100 a second
+ *                                        (under the test's flood limit); prints `stored=K of=N`
  *   rl_peer ... badsig NODE-ID           a Ping whose signature does not verify (expects no answer)
  *   rl_peer ... forged_leave NODE-ID     a Leave for NODE-ID signed by this peer (not its Node-ID)
  *   rl_peer ... flood N NODE-ID          N Pings as fast as the link takes them; prints the answers counted
@@ -30,6 +35,8 @@
 #include "dataplane/cert.h"
 #include "dataplane/link.h"
 #include "dataplane/reload.h"
+#include "control/node/kinds.h"
+#include "storage/vipr_kind.h"
 
 #define WAIT_MS 5000
 
@@ -50,6 +57,7 @@ typedef struct peer {
 	uint8_t last[RL_MAX_MESSAGE_SIZE];
 	size_t last_len;
 	bool got;
+	vp_id_t resource; /* of a fetch */
 } peer_t;
 
 static uint64_t now_ms(void)
@@ -162,6 +170,13 @@ static int print_answer(peer_t *pp)
 	if (rl_body_decode(m.contents.code, m.contents.body.p, m.contents.body.len, NULL, NULL, &b) == 0) {
 		if (m.contents.code == RL_ERROR)
 			printf(" error=%u info=\"%.*s\"", b.u.error.code, (int)b.u.error.info.len, b.u.error.info.p);
+		else if (m.contents.code == RL_FETCH_ANS) {
+			st_kind_t k = st_kind_vipr(0);
+			nk_fetch_result_t res = { 0 };
+			int fr = nk_fetch_verify(pp->certs, &k, 1, &pp->resource, &m, NULL, NULL, &res);
+			printf(" fetch_verify=%s entries=%u rejected=%u", vp_strerror(fr), res.accepted, res.rejected);
+		} else if (m.contents.code == RL_STORE_ANS)
+			printf(" kinds=%u", (unsigned)RL_LIST_COUNT(&b.u.store_ans.responses));
 		else if (m.contents.code == RL_ROUTE_QUERY_ANS)
 			printf(" next_peer=%s", vp_id_to_hex(&b.u.route_query_ans.next_peer, hex));
 		else if (m.contents.code == RL_PROBE_ANS) {
@@ -174,6 +189,39 @@ static int print_answer(peer_t *pp)
 	}
 	printf("\n");
 	return vr ? 1 : 0;
+}
+
+/* A Store of one ViPR entry at \p rid (claimant: this peer), signed by this peer; buffers are static. */
+static void vstore_body(peer_t *pp, const vp_id_t *rid, uint8_t replica, rl_body_t *body)
+{
+	static uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
+	static rl_stored_data_t sd;
+	static rl_store_kind_data_t kd;
+	static vp_id_t res;
+	st_vipr_key_t k = { pp->self, 1 };
+	st_vipr_value_t v = { pp->self, 1, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
+	size_t vlen = 0;
+	res = *rid;
+	st_vipr_key_encode(&k, key);
+	st_vipr_value_encode(&v, val, sizeof(val), &vlen);
+	memset(&sd, 0, sizeof(sd));
+	sd.storage_time = vp_time_wall_ms();
+	sd.lifetime = 3600;
+	sd.model = RL_MODEL_DICTIONARY;
+	sd.key = (rl_bytes_t){ key, ST_VIPR_KEY_LEN };
+	sd.exists = true;
+	sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
+	rl_stored_data_sign(pp->key, res.b, VP_ID_LEN, ST_VIPR_KIND_ID_DEFAULT, &sd, &pp->signer, sig, sizeof(sig));
+	memset(&kd, 0, sizeof(kd));
+	kd.kind = ST_VIPR_KIND_ID_DEFAULT;
+	kd.values.items = &sd;
+	kd.values.n_items = 1;
+	memset(body, 0, sizeof(*body));
+	body->code = RL_STORE_REQ;
+	body->u.store_req.resource = (rl_bytes_t){ res.b, VP_ID_LEN };
+	body->u.store_req.replica_number = replica;
+	body->u.store_req.kind_data.items = &kd;
+	body->u.store_req.kind_data.n_items = 1;
 }
 
 static int id_arg(const char *s, vp_id_t *id)
@@ -276,6 +324,38 @@ static int run(int argc, char **argv)
 		printf("flood sent=%d answers=%d send_ms=%llu\n", sent, p.answers, (unsigned long long)(t1 - t0));
 		return 0;
 	}
+	if (!strcmp(cmd, "vstoren")) {
+		long n = strtol(argv[7], NULL, 10);
+		int stored = 0;
+		if (argc < 9 || n <= 0 || n > 100000 || (err = id_arg(argv[8], &target)))
+			return 2;
+		for (long i = 0; i < n; i++) {
+			vp_id_t r = target;
+			uint64_t t0 = now_ms();
+			rl_message_t am;
+			uint64_t sub = (uint64_t)i; /* r = target - i (mod 2^128), big-endian */
+			for (int b = VP_ID_LEN - 1; b >= 0 && sub; b--) {
+				unsigned cur = r.b[b], low = (unsigned)(sub & 0xff);
+				sub >>= 8;
+				if (cur < low) {
+					cur += 256;
+					sub++;
+				}
+				r.b[b] = (uint8_t)(cur - low);
+			}
+			dest = rl_dest_resource(r.b, VP_ID_LEN);
+			vstore_body(&p, &r, 0, &body);
+			if (send_req(&p, &dest, &body, false, &txid))
+				return 2;
+			if (pump(&p, got_answer, WAIT_MS) && !rl_msg_decode(p.last, p.last_len, &am) &&
+			    am.contents.code == RL_STORE_ANS)
+				stored++;
+			while (now_ms() < t0 + 10) /* 100 a second */
+				pump(&p, NULL, t0 + 10 - now_ms());
+		}
+		printf("stored=%d of=%ld\n", stored, n);
+		return stored == n ? 0 : 1;
+	}
 	if ((err = id_arg(argv[7], &target)))
 		return err;
 	if (!strcmp(cmd, "ping") || !strcmp(cmd, "badsig")) {
@@ -296,6 +376,19 @@ static int run(int argc, char **argv)
 		dest = rl_dest_resource(target.b, VP_ID_LEN);
 		body.code = RL_STORE_REQ;
 		body.u.store_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+	} else if (!strcmp(cmd, "vstore") || !strcmp(cmd, "replica")) {
+		dest = rl_dest_resource(target.b, VP_ID_LEN);
+		vstore_body(&p, &target, !strcmp(cmd, "replica") ? 1 : 0, &body);
+	} else if (!strcmp(cmd, "fetch")) {
+		static rl_specifier_t spec;
+		spec.kind = ST_VIPR_KIND_ID_DEFAULT;
+		spec.model = RL_MODEL_DICTIONARY;
+		dest = rl_dest_resource(target.b, VP_ID_LEN);
+		body.code = RL_FETCH_REQ;
+		body.u.fetch_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+		body.u.fetch_req.specifiers.items = &spec;
+		body.u.fetch_req.specifiers.n_items = 1;
+		p.resource = target;
 	} else if (!strcmp(cmd, "forged_leave")) {
 		dest = rl_dest_node(&target);
 		body.code = RL_LEAVE_REQ;

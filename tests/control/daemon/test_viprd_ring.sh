@@ -7,9 +7,14 @@
 # connections) and checks every refusal is logged while the node keeps answering the others; SIGTERM
 # makes a node leave (Leave seen by its neighbours, exit 0); kill -9 and a restart keep the Node-ID.
 # Every process started here is killed by PID on exit, pass or fail.
-# Usage: test_viprd_ring.sh path/to/viprd path/to/vipr-enroll path/to/rl_peer
+# The storage service between processes: a ViPR entry stored through one node is fetched through every
+# other (each entry verified by the fetcher), its replicas answer from node 3's two successors, node_req
+# (a ring member driving node_request) exercises every method, a joining node receives its range, a
+# leaving one hands its data off, a non-neighbour's replica Store and a bad entry signature are refused,
+# kill -9 loses no acknowledged Store and the restarted node comes back with its data.
+# Usage: test_viprd_ring.sh path/to/viprd path/to/vipr-enroll path/to/rl_peer path/to/node_req
 set -u
-V=$(realpath "$1"); E=$(realpath "$2"); P=$(realpath "$3")
+V=$(realpath "$1"); E=$(realpath "$2"); P=$(realpath "$3"); NR=$(realpath "$4")
 T=$(mktemp -d /tmp/viprd-ring.XXXXXX)
 declare -A PID
 EXTRA=()
@@ -28,7 +33,16 @@ wait_for() { local n=$(( $1 * 10 )); shift; for _ in $(seq 1 $n); do "$@" && ret
 cd "$T" || exit 2
 OV=vipr.test
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-BOOT=$(free_port)
+# node 1 runs 2 shards on BOOT and BOOT + 1: both must be free
+BOOT=$(python3 -c '
+import socket
+for _ in range(200):
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    try:
+        b = socket.socket(); b.bind(("127.0.0.1", p + 1)); b.close(); a.close(); print(p); break
+    except OSError:
+        a.close()
+')
 
 # ---- the overlay: CA, document, certificates -------------------------------------------------
 "$E" --dir ca --set overlay.name=$OV --set overlay.bootstrap="127.0.0.1:$BOOT" \
@@ -63,6 +77,13 @@ done
 # Node 1 runs 2 shards: shard 1's vnode has its own certificate (node-1.pem) and listens on port + 1.
 ID1B=$(enroll n1 1 node-1)
 PEER_ID=$(enroll client 1)
+# node 5: node_req's node (joins and leaves while the test runs)
+ID[5]=$(enroll n5 1)
+sed -e "s/^data_dir = n1/data_dir = n5/" -e "s/^listen = .*/listen = 127.0.0.1:0/" -e "s/^shards = .*/shards = 1/" n1.conf > n5.conf
+nreq() { timeout 90 "$NR" n5.conf "$@" 2>> n5.log; }
+# after ID: the Resource-ID routed to ID's successor (ID + 1 mod 2^128; node_after in node.h)
+after() { python3 -c "import sys;print('%032x'%((int(sys.argv[1],16)+1)%(1<<128)))" "$1"; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | head -1; }
 peer() { "$P" ca/ca.pem client/node.pem client/node.key $OV "127.0.0.1:${PORT[$1]}" "${@:2}"; }
 
 # ---- configuration checks --------------------------------------------------------------------
@@ -102,8 +123,76 @@ check "RouteQuery through node 4 is answered with a next peer" grep -q 'answer c
 out=$(peer 2 ping ${ID[1]})
 check "a relayed answer carries the relays in its via list (hops >= 1 or direct)" grep -q 'hops=' <<<"$out"
 out=$(peer 3 store ${ID[1]}); echo "  $out"
-check "Store without the storage service: Error_Forbidden (2) from the responsible node, signed" \
-  grep -q 'answer code=0xffff .*verified=yes .*error=2 info="no storage service at this node"' <<<"$out"
+check "an empty Store is answered (StoreAns, no kinds) by the responsible node, signed" \
+  grep -q "answer code=0x8 responder=${ID[1]} verified=yes .*kinds=0" <<<"$out"
+
+# ---- the storage service between processes ---------------------------------------------------
+R=${ID[3]}   # node 3's own id: node 3 is responsible for it
+out=$(peer 1 vstore $R); echo "  $out"
+check "a ViPR Store through node 1 is answered by node 3 (after its WAL write), signed" \
+  grep -q "answer code=0x8 responder=$R verified=yes .*kinds=1" <<<"$out"
+for i in 1 2 3 4; do
+  out=$(peer $i fetch $R)
+  check "... fetched through node $i from node 3, the entry's signature verified by the fetcher" \
+    grep -q "answer code=0xa responder=$R verified=yes .*fetch_verify=success entries=1 rejected=0" <<<"$out"
+done
+# Replicas: a Fetch addressed to after(P) reaches P's successor, which answers from its copy.
+S1=; S2=
+has_replicas() {
+  out=$(nreq fetch:$R@$(after $R)); S1=$(field responder "$out")
+  grep -q 'code=0xa .*verify=success entries=1 rejected=0' <<<"$out" && [ -n "$S1" ] && [ "$S1" != "$R" ] || return 1
+  out=$(nreq fetch:$R@$(after $S1)); S2=$(field responder "$out")
+  grep -q 'code=0xa .*verify=success entries=1 rejected=0' <<<"$out" && [ -n "$S2" ] && [ "$S2" != "$R" ] && [ "$S2" != "$S1" ]
+}
+check "the entry has replicas at node 3's two successors (each answers from its copy, verified)" has_replicas
+echo "  replicas at $S1 $S2"
+# Every method through node_request, from node 5 (a ring member) to the other processes.
+R2=${ID[2]}
+out=$(nreq ping:${ID[1]} probe:${ID[3]} appattach:${ID[4]} store:$R2 fetch:$R2 stat:$R2 find:$R2 ping:${ID[5]} \
+      badstore:$R2 replica:$R2 fetch:$R2); rc=$?; echo "$out" | sed 's/^/  /'
+check "node_request: Ping answered by node 1, signed" grep -q "req=ping err=success code=0x18 responder=${ID[1]} signed=yes" <<<"$out"
+check "node_request: Probe answered by node 3" grep -q "req=probe err=success code=0x2 responder=${ID[3]} signed=yes .*probe_infos=2" <<<"$out"
+check "node_request: AppAttach answered by node 4 (no application there: Not_Found)" \
+  grep -q "req=appattach err=success code=0xffff responder=${ID[4]} .*error=3" <<<"$out"
+check "node_request: Store answered by node 2" grep -q "req=store err=success code=0x8 responder=$R2 signed=yes .*kinds=1" <<<"$out"
+check "node_request: Fetch from node 2, the entry verified" \
+  grep -q "req=fetch err=success code=0xa responder=$R2 signed=yes .*verify=success entries=1 rejected=0" <<<"$out"
+check "node_request: Stat from node 2 (one entry's metadata)" grep -q "req=stat err=success code=0x1a responder=$R2 .*metas=1" <<<"$out"
+check "node_request: Find from node 2" grep -q "req=find err=success code=0xe responder=$R2 .*closest_len=16" <<<"$out"
+check "node_request: a Ping to its own vnode is served locally" grep -q "req=ping err=success code=0x18 responder=${ID[5]} signed=yes" <<<"$out"
+check "a Store whose entry signature is broken: refused (Forbidden) by node 2" \
+  grep -q "req=badstore err=success code=0xffff responder=$R2 .*error=2" <<<"$out"
+check "... logged by node 2 with the reason" grep -q 'event=stored_data_refused .*reason=bad_signature' n2.log
+check "a replica Store from a ring member that is not R's predecessor: refused" \
+  grep -q "req=replica err=success code=0xffff responder=$R2 .*error=2 info=\"not-a-replica-sender\"" <<<"$out"
+check "node_req exits 0 (every request answered)" test $rc = 0
+# A Node-ID nobody has, inside node 1's range: the request goes there, nobody answers; the originator
+# retransmits end to end (at 0, 1/8, 3/8, 7/8 of the 3 s reliability timer) and fails at the timer.
+GHOST=$(python3 -c "import sys;print('%032x'%((int(sys.argv[1],16)-1)%(1<<128)))" ${ID[1]})
+out=$(nreq ping:$GHOST); echo "  $out"
+check "node_request to a Node-ID nobody has: 4 transmissions, then timeout" grep -q "req=ping err=timed out attempts=4" <<<"$out"
+R3=$(after ${ID[4]})   # a resource the non-neighbour peer tries to plant as a replica
+out=$(peer 2 replica $R3); echo "  $out"
+check "neighbour-only: a replica Store from a peer outside the ring is refused (not-a-replica-sender)" \
+  grep -q 'answer code=0xffff .*verified=yes .*error=2 info="not-a-replica-sender"' <<<"$out"
+out=$(peer 3 fetch $R3)
+check "... and nothing was stored (Fetch: 0 entries)" grep -q 'answer code=0xa .*fetch_verify=success entries=0' <<<"$out"
+check "... logged replica_refused" bash -c "grep -q 'event=replica_refused replica_number=1 reason=not-a-replica-sender' n*.log"
+# Join: 150 entries stored in node 5's range (its id and the 149 ids below) before it joins are handed to
+# node 5 when it joins: more than the receiving link's flood burst (100), so the handoff must be paced.
+R5=${ID[5]}
+out=$(peer 2 vstoren 150 $R5); echo "  $out"
+check "150 Stores in node 5's range before node 5 exists (answered by its future successor)" grep -q 'stored=150 of=150' <<<"$out"
+mark5=$(wc -l < n5.log)
+out=$(nreq fetchuntil:$R5 countn:$R5,150); echo "$out" | sed 's/^/  /'
+check "join: node 5 receives its range (it answers the Fetch of its own id itself, entry verified)" \
+  grep -q "req=fetchuntil err=success code=0xa responder=$R5 .*verify=success entries=1 rejected=0" <<<"$out"
+check "... all 150 entries of its range, each verified (handoff paced under the flood limit)" grep -q 'req=countn found=150 of=150' <<<"$out"
+sent=$(tail -n +$mark5 n5.log | sed -n 's/.*event=store_action .*op=handoff .*entries=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}')
+check "leave: node 5 handed its data off when it left (logged: $sent entries sent, at least 150)" test "$sent" -ge 150
+out=$(peer 1 fetch $R5)
+check "... and the entry is still fetched through node 1 after node 5 left" \
+  grep -q 'answer code=0xa .*verified=yes .*fetch_verify=success entries=1' <<<"$out"
 
 # ---- bad input against node 2; it keeps serving the others ---------------------------------
 mark=$(wc -l < n2.log); mark3=$(wc -l < n3.log)
@@ -146,21 +235,39 @@ check "node 2 is still running" kill -0 ${PID[2]}
 sed -i 's/^\[node\]$/[node]\nlog_level = warn\nio_burst = 32/' n1.conf
 kill -HUP ${PID[1]}
 check "SIGHUP: the new log level applies" wait_for 5 grep -q 'event=reloaded log_level=warn' n1.log
-check "SIGHUP: a change that needs a restart is logged" grep -q 'event=reload_needs_restart what=node_or_link_options' n1.log
+check "SIGHUP: a change that needs a restart is logged" wait_for 5 grep -q 'event=reload_needs_restart what=node_or_link_options' n1.log
 check "node 1 keeps running after SIGHUP" kill -0 ${PID[1]}
 
 # ---- SIGTERM: leave cleanly ----------------------------------------------------------------
+out=$(peer 1 vstore ${ID[4]})
+check "a Store at node 4's id before it leaves (answered by node 4)" grep -q "answer code=0x8 responder=${ID[4]} verified=yes" <<<"$out"
 kill -TERM ${PID[4]}; wait ${PID[4]}; rc=$?; unset 'PID[4]'
 check "SIGTERM: node 4 exits 0" test $rc = 0
 check "node 4 sent Leave (logged leaving)" grep -q 'event=leaving.*err=success' n4.log
+check "node 4 handed its data off as it left (logged, entries sent)" grep -q 'event=store_action .*op=handoff .*entries=[1-9]' n4.log
 no_route_to_4() { for i in 1 2 3; do peer $i ping ${ID[4]} | grep -q "responder=${ID[4]}" && return 1; done; return 0; }
 check "the ring no longer answers for node 4" wait_for 10 no_route_to_4
+out=$(peer 2 fetch ${ID[4]})
+check "... and node 4's entry is fetched from its successor" grep -q 'answer code=0xa .*verified=yes .*entries=1' <<<"$out"
 ring3_ok() { for i in 1 2 3; do for j in 1 2 3; do
   peer $i ping ${ID[$j]} 2>/dev/null | grep -q "responder=${ID[$j]} verified=yes" || return 1; done; done; }
 check "the three left still reach each other" wait_for 20 ring3_ok
 
 # ---- kill -9 and restart with the same Node-ID ---------------------------------------------
+# A resource node 3 owns that nothing was stored at before: only this last Store can put an entry there.
+RK=$(python3 -c "import sys;print('%032x'%((int(sys.argv[1],16)-1)%(1<<128)))" ${ID[3]})
+out=$(peer 1 fetch $RK)
+check "nothing at node 3's resource RK before the last Store" grep -q "answer code=0xa responder=${ID[3]} .*entries=0" <<<"$out"
+out=$(peer 1 vstore $RK)
+check "a Store acknowledged by node 3 just before it is killed" grep -q "answer code=0x8 responder=${ID[3]} verified=yes" <<<"$out"
+mark1=$(wc -l < n1.log); mark2=$(wc -l < n2.log)
 kill -9 ${PID[3]}; wait ${PID[3]} 2>/dev/null; unset 'PID[3]'
+fetched_elsewhere() { out=$(peer $1 fetch $RK); grep -q 'answer code=0xa .*verified=yes .*entries=1' <<<"$out" && ! grep -q "responder=${ID[3]}" <<<"$out"; }
+check "kill -9 loses no acknowledged Store: node 3's range is answered by its successor, entry verified" \
+  wait_for 20 fetched_elsewhere 1
+check "... through node 2 too" wait_for 10 fetched_elsewhere 2
+check "node 3's range is re-replicated by the survivors (replicate with entries logged)" wait_for 20 bash -c \
+  "tail -n +$mark1 n1.log | grep -q 'event=store_action .*op=replicate .*entries=[1-9]' || tail -n +$mark2 n2.log | grep -q 'event=store_action .*op=replicate .*entries=[1-9]'"
 ring2_ok() { for i in 1 2; do for j in 1 2; do
   peer $i ping ${ID[$j]} 2>/dev/null | grep -q "responder=${ID[$j]} verified=yes" || return 1; done; done; }
 check "after kill -9 of node 3 the others repair and reach each other" wait_for 20 ring2_ok
@@ -170,6 +277,10 @@ check "node 3 restarted from its data_dir rejoins with its Node-ID ${ID[3]}" \
   wait_for 20 bash -c "grep -q 'event=joined shard=0 node_id=${ID[3]}' n3.log"
 check "... and is reached through node 1" wait_for 20 bash -c \
   "'$P' ca/ca.pem client/node.pem client/node.key $OV 127.0.0.1:${PORT[1]} ping ${ID[3]} | grep -q 'responder=${ID[3]} verified=yes'"
+check "the restarted node 3 opened its store with its records (kept across kill -9)" \
+  grep -q 'event=store_opened shard=0 .*records=[1-9]' n3.log
+own_again() { peer 2 fetch $RK | grep -q "answer code=0xa responder=${ID[3]} verified=yes .*entries=1"; }
+check "... and answers for its range again, with the entry" wait_for 20 own_again
 
 echo "fails=$FAILS"
 [ $FAILS = 0 ]
