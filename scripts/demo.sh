@@ -292,13 +292,12 @@ outcome() {
 }
 all_done() { local o t c x; while read -r o t c x; do [ -n "$(outcome $o $c $t)" ] || return 1; done < calls.txt; }
 wait_for 90 all_done || true
-b64() { python3 -c 'import sys,base64;print(base64.urlsafe_b64encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$1"; }
 fails=0 verified=0 pending=0
 while read -r orig term called caller; do
   case "$(outcome $orig $called $term)" in
   route)
     line=$(grep "^route number=$called " $orig.routes | head -1)
-    tk=$(b64 "$(sed -n 's/.* ticket=\([0-9a-f]*\).*/\1/p' <<<"$line")"); uri=$(sed -n 's/.* uri=\([^ ]*\).*/\1/p' <<<"$line")
+    tk=$(sed -n 's/.* ticket64=\([A-Za-z0-9_-]*\).*/\1/p' <<<"$line"); uri=$(sed -n 's/.* uri=\([^ ]*\).*/\1/p' <<<"$line")
     if "$TK" verify --key $term.keys --number "$called" --domain "${DOMAIN[$orig]}" "$tk" > /dev/null; then
       verified=$((verified + 1))
       say "  call $orig -> $called (caller $caller): validated against $term, Notify to $orig's agent: route $uri, ticket accepted by $term's border element"

@@ -159,13 +159,12 @@ has_routes() {
     grep -q "^route number=+1408555$(printf %04d $((100 + k))) " "$1" 2>/dev/null || return 1
   done
 }
-# The ticket as a border element receives it (base64url in the SIP header) from vipr-agent's hex.
-b64() { python3 -c 'import sys,base64;print(base64.urlsafe_b64encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$1"; }
+
 # tickets_ok FILE: every route's ticket verifies under A's keys for B's domain, and none under T's.
 tickets_ok() {
   local n=0 num tk
   while read -r line; do
-    num=$(sed -n 's/.* number=\([^ ]*\).*/\1/p' <<<"$line"); tk=$(b64 "$(sed -n 's/.* ticket=\([0-9a-f]*\).*/\1/p' <<<"$line")")
+    num=$(sed -n 's/.* number=\([^ ]*\).*/\1/p' <<<"$line"); tk=$(sed -n 's/.* ticket64=\([A-Za-z0-9_-]*\).*/\1/p' <<<"$line")
     grep -q 'uri=sips:pbx@carrier-a.example' <<<"$line" || { echo "  not A's URI: $line"; return 1; }
     "$TK" verify --key A.keys --number "$num" --domain carrier-b.example "$tk" > /dev/null || { echo "  A refused $num"; return 1; }
     if "$TK" verify --key T.keys --number "$num" --domain carrier-b.example "$tk" > /dev/null 2>&1; then
