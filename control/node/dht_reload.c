@@ -111,7 +111,8 @@ typedef struct op {
 	/* store */
 	uint8_t vop;
 	unsigned signer;
-	unsigned attempts;     /* Stores sent for this op */
+	unsigned attempts;     /* Stores sent for this op (rate-limited ones not counted) */
+	unsigned rate_limited; /* rate-limited answers in a row */
 	vsrv_reg_t reg;
 	vsrv_done_fn done;
 	void *arg;
@@ -141,6 +142,7 @@ struct dhr {
 	int cur;                 /* which heap is this round */
 	vp_id_t cursor;
 	uint32_t inflight, fetching;
+	double rate;             /* the pacer's current rate: conf.store_rate, halved by each rate-limited answer */
 	double tokens;
 	uint64_t tok_ns;
 	uint64_t last_storage_time;
@@ -237,6 +239,19 @@ unsigned dhr_signer_of(const dhr_t *d, const char *number)
 	return (unsigned)(res_hash(&r) % d->conf.n_signers);
 }
 
+/* A Store that got no answer is tried again, DHR_STORE_ATTEMPTS in all (see store_retry). */
+#define DHR_STORE_ATTEMPTS 3
+/*
+ * A storing peer polices each signer's Stores (docs/protocol.md §3.4: 50/s after a burst of 2,000) and
+ * answers Error_Forbidden "rate-limited" beyond.  That answer is not final: the pacer halves its rate
+ * (down to DHR_MIN_RATE) and sends the Store again later; each success adds DHR_RATE_STEP back, up to
+ * [vipr] store_rate (additive increase, multiplicative decrease).  A Store is given up after
+ * DHR_RATE_ATTEMPTS rate-limited answers in a row.
+ */
+#define DHR_MIN_RATE 5.0
+#define DHR_RATE_STEP 1.0
+#define DHR_RATE_ATTEMPTS 50
+
 /* ---- store --------------------------------------------------------------------------------- */
 
 static void store_finish(op_t *o, int status)
@@ -244,10 +259,13 @@ static void store_finish(op_t *o, int status)
 	dhr_t *d = o->d;
 	pthread_mutex_lock(&d->mu);
 	d->inflight--;
-	if (status)
+	if (status) {
 		d->st.stores_failed++;
-	else
+	} else {
 		d->st.stores_ok++;
+		if (d->rate < d->conf.store_rate)
+			d->rate = d->rate + DHR_RATE_STEP < d->conf.store_rate ? d->rate + DHR_RATE_STEP : d->conf.store_rate;
+	}
 	pthread_cond_broadcast(&d->cv);
 	pthread_mutex_unlock(&d->mu);
 	o->done(o->arg, status);
@@ -259,24 +277,34 @@ static void store_finish(op_t *o, int status)
  * sweep, at most DHR_STORE_ATTEMPTS times in all: a storing peer that was busy or a ring that was still
  * moving should not fail a publish.  A refusal is final.
  */
-#define DHR_STORE_ATTEMPTS 3
 
 static bool store_retry(op_t *o, int status)
 {
 	dhr_t *d = o->d;
-	bool again;
-	if ((status != VP_ETIMEOUT && status != VP_EBUSY) || o->attempts >= DHR_STORE_ATTEMPTS)
+	bool again, limited = status == VP_ERATELIMIT;
+	if (limited ? ++o->rate_limited > DHR_RATE_ATTEMPTS
+	            : (status != VP_ETIMEOUT && status != VP_EBUSY) || o->attempts >= DHR_STORE_ATTEMPTS)
 		return false;
+	if (limited)
+		o->attempts--; /* not a failure of the overlay: the peer asked us to slow down */
 	pthread_mutex_lock(&d->mu);
 	again = !d->stop && !heap_push(d, id_cmp(&o->res, &d->cursor) > 0 ? d->cur : !d->cur, o);
 	if (again) {
 		d->inflight--;
 		d->st.queued++;
 		d->st.store_retries++;
+		if (limited) {
+			d->st.rate_limited++;
+			d->rate = d->rate / 2 > DHR_MIN_RATE ? d->rate / 2 : DHR_MIN_RATE;
+			if (d->tokens > 0)
+				d->tokens = 0; /* the halved rate starts now, not after the tokens already earned */
+		}
 		pthread_cond_broadcast(&d->cv);
 	}
 	pthread_mutex_unlock(&d->mu);
-	if (again)
+	if (again && limited && o->rate_limited == 1)
+		vp_log_info(LOGMOD, "store_rate_limited", "number=%s rate=%.0f", o->number, d->rate);
+	else if (again && !limited)
 		vp_log_info(LOGMOD, "store_retry", "number=%s attempt=%u err=%s", o->number, o->attempts + 1,
 		            vp_strerror(status));
 	return again;
@@ -291,11 +319,18 @@ static void store_answer(void *arg, int status, const rl_message_t *ans, const v
 	if (!status && ans->contents.code == RL_ERROR) {
 		rl_body_t b;
 		unsigned code = 0;
-		if (!rl_body_decode(RL_ERROR, ans->contents.body.p, ans->contents.body.len, NULL, NULL, &b))
+		bool limited = false;
+		if (!rl_body_decode(RL_ERROR, ans->contents.body.p, ans->contents.body.len, NULL, NULL, &b)) {
 			code = b.u.error.code;
-		vp_log_warn(LOGMOD, "store_refused", "number=%s reload_error=%u", o->number, code);
-		status = code == RL_ERR_FORBIDDEN ? VP_EFORBIDDEN : code == RL_ERR_DATA_TOO_LARGE ? VP_EQUOTA
-		                                                                                   : VP_EREFUSED;
+			limited = code == RL_ERR_FORBIDDEN && b.u.error.info.len == 12 &&
+			          !memcmp(b.u.error.info.p, "rate-limited", 12);
+		}
+		if (limited && store_retry(o, VP_ERATELIMIT))
+			return;
+		vp_log_warn(LOGMOD, "store_refused", "number=%s reload_error=%u info=%s", o->number, code,
+		            limited ? "rate-limited" : "-");
+		status = limited ? VP_ERATELIMIT : code == RL_ERR_FORBIDDEN ? VP_EFORBIDDEN
+		                                 : code == RL_ERR_DATA_TOO_LARGE ? VP_EQUOTA : VP_EREFUSED;
 	} else if (!status && ans->contents.code != RL_STORE_ANS) {
 		status = VP_EBADTYPE;
 	}
@@ -364,7 +399,7 @@ static void *pacer(void *arg)
 		double cap = d->conf.store_inflight > 1 ? d->conf.store_inflight : 1;
 		op_t *o;
 		int rc;
-		d->tokens += (double)(now - d->tok_ns) * d->conf.store_rate / 1e9;
+		d->tokens += (double)(now - d->tok_ns) * d->rate / 1e9;
 		if (d->tokens > cap)
 			d->tokens = cap; /* a burst of at most one window */
 		d->tok_ns = now;
@@ -372,8 +407,8 @@ static void *pacer(void *arg)
 		    !(d->heap_n[0] + d->heap_n[1])) {
 			struct timespec ts;
 			uint64_t wait_ns = 1000000; /* 1 ms: finer than any rate a node needs */
-			if (d->tokens < 1.0 && d->conf.store_rate)
-				wait_ns = (uint64_t)((1.0 - d->tokens) * 1e9 / d->conf.store_rate) + 1;
+			if (d->tokens < 1.0 && d->rate > 0)
+				wait_ns = (uint64_t)((1.0 - d->tokens) * 1e9 / d->rate) + 1;
 			if (!(d->heap_n[0] + d->heap_n[1]) || d->inflight >= d->conf.store_inflight)
 				wait_ns = 100000000; /* woken by a submit or a completion */
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -659,6 +694,7 @@ int dhr_new(const dhr_conf_t *conf, const dhr_transport_t *t, dhr_t **out)
 	if (!(d = calloc(1, sizeof(*d))))
 		return VP_ENOMEM;
 	d->conf = *conf;
+	d->rate = conf->store_rate;
 	d->t = *t;
 	d->kind = st_kind_vipr(conf->kind_id);
 	pthread_mutex_init(&d->mu, NULL);

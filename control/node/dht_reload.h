@@ -97,7 +97,8 @@ typedef struct dhr dhr_t;
 /*! Counters (any thread). */
 typedef struct dhr_stats {
 	uint64_t stores_sent, stores_ok, stores_failed, over_quota;
-	uint64_t store_retries;    /*!< Stores sent again after no answer (timeout, busy) */
+	uint64_t store_retries;    /*!< Stores sent again after no answer (timeout, busy) or a rate-limited answer */
+	uint64_t rate_limited;     /*!< rate-limited answers (the pacer halved its rate for each) */
 	uint64_t fetches, fetch_copies_failed, entries_rejected, incidents;
 	uint64_t numbers;          /*!< numbers currently claimed through this server */
 	uint64_t queued;           /*!< stores waiting for the pacer */

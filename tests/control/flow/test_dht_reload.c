@@ -59,6 +59,11 @@ typedef struct fake {
 	int inflight, max_inflight;
 	int timeouts_left;   /* the next this many Stores get no answer (VP_ETIMEOUT, as the overlay's timer) */
 	size_t store_reqs;   /* Stores received, retries included */
+	/* a storing peer's rate policing (docs/protocol.md §3.4): pol_burst Stores at once, pol_rate per second
+	 * after; beyond, Error_Forbidden "rate-limited".  pol_rate 0: no policing. */
+	double pol_rate, pol_burst, pol_tokens;
+	uint64_t pol_ns;
+	size_t pol_refused;
 } fake_t;
 
 static pk_ca_t ca;
@@ -157,6 +162,45 @@ static void answer_store(int at, dhr_answer_fn done, void *arg)
 	done(arg, 0, &m, &fk.p[at].id);
 }
 
+static void answer_rate_limited(int at, dhr_answer_fn done, void *arg)
+{
+	uint8_t body[64];
+	rl_body_t b;
+	rl_message_t m;
+	vp_wr_t wr;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_ERROR;
+	b.u.error.code = RL_ERR_FORBIDDEN;
+	b.u.error.info = (rl_bytes_t){ (const uint8_t *)"rate-limited", 12 };
+	vp_wr_init(&wr, body, sizeof(body));
+	assert_int_equal(rl_body_encode(&wr, &b), 0);
+	memset(&m, 0, sizeof(m));
+	m.contents.code = RL_ERROR;
+	m.contents.body = (rl_bytes_t){ body, (uint32_t)vp_wr_len(&wr) };
+	done(arg, 0, &m, &fk.p[at].id);
+}
+
+/* The policing bucket (under fk.mu): true if this Store is over the limit. */
+static bool policed(void)
+{
+	uint64_t now = vp_time_mono_ns();
+	if (fk.pol_rate <= 0)
+		return false;
+	if (!fk.pol_ns)
+		fk.pol_tokens = fk.pol_burst;
+	else
+		fk.pol_tokens += (double)(now - fk.pol_ns) * fk.pol_rate / 1e9;
+	if (fk.pol_tokens > fk.pol_burst)
+		fk.pol_tokens = fk.pol_burst;
+	fk.pol_ns = now;
+	if (fk.pol_tokens < 1.0) {
+		fk.pol_refused++;
+		return true;
+	}
+	fk.pol_tokens -= 1.0;
+	return false;
+}
+
 static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl_body_t *body, dhr_answer_fn done,
                         void *arg)
 {
@@ -169,6 +213,11 @@ static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl
 		fk.timeouts_left--;
 		pthread_mutex_unlock(&fk.mu);
 		done(arg, VP_ETIMEOUT, NULL, NULL);
+		return 0;
+	}
+	if (body->code == RL_STORE_REQ && policed()) {
+		pthread_mutex_unlock(&fk.mu);
+		answer_rate_limited(at, done, arg);
 		return 0;
 	}
 	if (body->code == RL_STORE_REQ) {
@@ -616,11 +665,39 @@ static void test_store_retried_after_timeout(void **state)
 	dhr_free(d, 1000);
 }
 
+
+/*
+ * A storing peer that polices our rate (20 at once, then 100/s) answers "rate-limited" to a pacer set at
+ * 5,000/s: the pacer halves its rate for each such answer and sends those Stores again, so all 200 numbers
+ * are stored; without the backoff about 180 would fail.
+ */
+static void test_rate_limited_stores_slow_down(void **state)
+{
+	dhr_t *d = mk(1, 1000, 5000, 8);
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	(void)state;
+	dhr_iface(d, &dht);
+	pthread_mutex_lock(&fk.mu);
+	fk.pol_rate = 100;
+	fk.pol_burst = 20;
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 0, 200, VAP_OP_ADD);
+	wait_done(200);
+	assert_int_equal(w.failed, 0);
+	dhr_get_stats(d, &st);
+	assert_true(st.rate_limited > 0);
+	assert_int_equal(st.stores_ok, 200);
+	assert_true(fk.pol_refused > 0);
+	dhr_free(d, 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_publish_then_lookup, setup),
 		cmocka_unit_test_setup(test_store_retried_after_timeout, setup),
+		cmocka_unit_test_setup(test_rate_limited_stores_slow_down, setup),
 		cmocka_unit_test_setup(test_stores_ordered_by_resource, setup),
 		cmocka_unit_test_setup(test_store_rate, setup),
 		cmocka_unit_test_setup(test_quota_per_node_id, setup),
