@@ -14,6 +14,9 @@
  *                          prints `req=countn found=K of=N`
  *     stat:RID  find:RID   Stat / Find of the ViPR kind at RID
  *     probe:NODE  ping:NODE  appattach:NODE   to a Node-ID
+ *     appconnect:NODE      AppAttach for application 5061, which this node serves (node_app_set) at a TCP
+ *                          listener of its own: on an AppAttachAns, node_app_connect() to its candidate and
+ *                          the listener accepts (`connected=yes`)
  *     after:NODE           prints node_after(NODE) (the Resource-ID routed to NODE's successor)
  *
  * Output: `req=fetch err=success code=0x8 responder=HEX attempts=1 rtt_ms=3 entries=1 rejected=0 ...`.
@@ -33,16 +36,20 @@
 #include "common/conf.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "control/node/kinds.h"
 #include "control/node/node.h"
 #include "storage/vipr_kind.h"
 
 #define JOIN_WAIT_MS 30000u
+#define APP_ID 5061u /* the application this node serves for appconnect */
 
 typedef struct waiter {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool done;
+	bool app_connect; /* appconnect: connect to the answer's candidate */
+	int app_fd;
 	char line[1024];
 	const char *what;
 	vp_id_t resource;
@@ -108,6 +115,11 @@ static void on_done(void *arg, const node_answer_t *a)
 		}
 		if (a->code == RL_STORE_ANS && a->body)
 			k += snprintf(p + k, cap - (size_t)k, " kinds=%zu", RL_LIST_COUNT(&a->body->u.store_ans.responses));
+		if (a->code == RL_APP_ATTACH_ANS && a->body && w->app_connect) {
+			int e = node_app_connect(&a->body->u.app_attach, 2000, &w->app_fd);
+			k += snprintf(p + k, cap - (size_t)k, " application=%u connect=%s", a->body->u.app_attach.application,
+			              vp_strerror(e));
+		}
 		if (a->code == RL_PROBE_ANS && a->body)
 			k += snprintf(p + k, cap - (size_t)k, " probe_infos=%zu", RL_LIST_COUNT(&a->body->u.probe_ans.info));
 	}
@@ -217,7 +229,9 @@ int main(int argc, char **argv)
 	char why[256], h[VP_ID_HEX_LEN + 1];
 	const vp_id_t *self;
 	uint64_t t0, wait_ms;
-	int rc = 0;
+	int rc = 0, app_lfd = -1;
+	uint16_t app_port = 0;
+	char app_addr[64];
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: node_req CONF CMD...\n");
@@ -231,7 +245,13 @@ int main(int argc, char **argv)
 	}
 	conf.shards = 1;
 	vp_log_setup((vp_log_level_t)conf.log_level, stderr);
-	if (load_ident(conf.data_dir, &id) || node_new(&conf, NULL, &node) || node_start(node)) {
+	if (vp_net_listen_tcp("127.0.0.1", 0, 4, 0, &app_lfd, &app_port)) {
+		fprintf(stderr, "node_req: no application listener\n");
+		return 2;
+	}
+	snprintf(app_addr, sizeof(app_addr), "127.0.0.1:%u", app_port);
+	if (load_ident(conf.data_dir, &id) || node_new(&conf, NULL, &node) || node_app_set(node, APP_ID, app_addr) ||
+	    node_start(node)) {
 		fprintf(stderr, "node_req: cannot start the node\n");
 		node_free(node);
 		return 2;
@@ -408,6 +428,24 @@ int main(int argc, char **argv)
 			b.u.app_attach.application = 5060;
 			b.u.app_attach.role = (rl_bytes_t){ (const uint8_t *)"passive", 7 };
 			r = run(node, &w, &target, false, &b, wait_ms, false);
+		} else if (!strcmp(verb, "appconnect")) {
+			b.code = RL_APP_ATTACH_REQ;
+			b.u.app_attach.ufrag = (rl_bytes_t){ (const uint8_t *)"-", 1 };
+			b.u.app_attach.password = (rl_bytes_t){ (const uint8_t *)"-", 1 };
+			b.u.app_attach.application = APP_ID;
+			b.u.app_attach.role = (rl_bytes_t){ (const uint8_t *)"passive", 7 };
+			w.app_connect = true;
+			w.app_fd = -1;
+			r = run(node, &w, &target, false, &b, wait_ms, false);
+			w.app_connect = false;
+			if (w.app_fd >= 0) {
+				/* The connection must reach our own listener. */
+				int cfd = accept(app_lfd, NULL, NULL);
+				printf("req=appconnect connected=%s\n", cfd >= 0 ? "yes" : "no");
+				if (cfd >= 0)
+					close(cfd);
+				close(w.app_fd);
+			}
 		} else if (!strcmp(verb, "after")) {
 			vp_id_t x = node_after(&target);
 			printf("after=%s\n", hex(&x, h));
@@ -425,6 +463,7 @@ int main(int argc, char **argv)
 	}
 	node_leave(node, 3000);
 	node_free(node);
+	close(app_lfd);
 	EVP_PKEY_free(id.key);
 	OPENSSL_free(id.der);
 	return rc;

@@ -149,7 +149,7 @@ echo "  replicas at $S1 $S2"
 # Every method through node_request, from node 5 (a ring member) to the other processes.
 R2=${ID[2]}
 out=$(nreq ping:${ID[1]} probe:${ID[3]} appattach:${ID[4]} store:$R2 fetch:$R2 stat:$R2 find:$R2 ping:${ID[5]} \
-      badstore:$R2 replica:$R2 fetch:$R2); rc=$?; echo "$out" | sed 's/^/  /'
+      badstore:$R2 replica:$R2 fetch:$R2 appconnect:${ID[5]}); rc=$?; echo "$out" | sed 's/^/  /'
 check "node_request: Ping answered by node 1, signed" grep -q "req=ping err=success code=0x18 responder=${ID[1]} signed=yes" <<<"$out"
 check "node_request: Probe answered by node 3" grep -q "req=probe err=success code=0x2 responder=${ID[3]} signed=yes .*probe_infos=2" <<<"$out"
 check "node_request: AppAttach answered by node 4 (no application there: Not_Found)" \
@@ -159,6 +159,8 @@ check "node_request: Fetch from node 2, the entry verified" \
   grep -q "req=fetch err=success code=0xa responder=$R2 signed=yes .*verify=success entries=1 rejected=0" <<<"$out"
 check "node_request: Stat from node 2 (one entry's metadata)" grep -q "req=stat err=success code=0x1a responder=$R2 .*metas=1" <<<"$out"
 check "node_request: Find from node 2" grep -q "req=find err=success code=0xe responder=$R2 .*closest_len=16" <<<"$out"
+check "node_request: AppAttach for an application the node serves: its candidate, connected to" \
+  bash -c "grep -q 'req=appconnect err=success code=0x1e responder=${ID[5]} .*application=5061 connect=success' <<<'$out' && grep -q 'req=appconnect connected=yes' <<<'$out'"
 check "node_request: a Ping to its own vnode is served locally" grep -q "req=ping err=success code=0x18 responder=${ID[5]} signed=yes" <<<"$out"
 check "a Store whose entry signature is broken: refused (Forbidden) by node 2" \
   grep -q "req=badstore err=success code=0xffff responder=$R2 .*error=2" <<<"$out"
