@@ -230,6 +230,7 @@ static int kio_open(const dp_io_conf_t *conf, dp_io_t **out)
 		kio_close(io);
 		return err;
 	}
+	dp_link_set_wake(io->set, conf->wake_fd);
 	*out = io;
 	return 0;
 }

@@ -65,6 +65,8 @@ typedef struct dp_io_conf {
 	int listen_fd;        /*!< accepted from (owned by the backend from open on, even on error); -1 = none */
 	uint32_t burst;       /*!< events per receive burst (and message slots): 1..4096 */
 	uint32_t max_message; /*!< largest message accepted (overlay max-message-size) */
+	int wake_fd;          /*!< readable when the owner has work (the shard's command eventfd): a receive wait
+	                           ends early and drains it; 0 = none (borrowed) */
 } dp_io_conf_t;
 
 typedef struct dp_io_counters {

@@ -936,7 +936,13 @@ struct dp_link_set {
 	size_t n, cap;
 	struct pollfd *pfd;
 	size_t pfd_cap;
+	int wake_fd; /* 0 = none */
 };
+
+void dp_link_set_wake(dp_link_set_t *s, int fd)
+{
+	s->wake_fd = fd > 0 ? fd : 0;
+}
 
 int dp_link_set_new(dp_link_ctx_t *c, int listen_fd, const dp_link_set_cb_t *cb, dp_link_set_t **out)
 {
@@ -1038,8 +1044,8 @@ int dp_link_set_run(dp_link_set_t *s, int timeout_ms)
 	size_t np = 0, base;
 	int served = 0, r;
 
-	if (s->pfd_cap < s->n + 1) {
-		size_t cap = (s->n + 1) * 2;
+	if (s->pfd_cap < s->n + 2) {
+		size_t cap = (s->n + 2) * 2;
 		struct pollfd *p = realloc(s->pfd, cap * sizeof(*p));
 		if (!p)
 			return VP_ENOMEM;
@@ -1048,6 +1054,8 @@ int dp_link_set_run(dp_link_set_t *s, int timeout_ms)
 	}
 	if (s->listen_fd >= 0)
 		s->pfd[np++] = (struct pollfd){ s->listen_fd, POLLIN, 0 };
+	if (s->wake_fd > 0)
+		s->pfd[np++] = (struct pollfd){ s->wake_fd, POLLIN, 0 };
 	base = np;
 	for (size_t i = 0; i < s->n; i++) {
 		dp_link_t *l = s->links[i];
@@ -1066,6 +1074,11 @@ int dp_link_set_run(dp_link_set_t *s, int timeout_ms)
 	r = poll(s->pfd, np, timeout_ms);
 	if (r < 0 && errno != EINTR)
 		return VP_EIO;
+	if (s->wake_fd > 0 && r > 0 && (s->pfd[base - 1].revents & POLLIN)) {
+		uint64_t v;
+		if (read(s->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			return VP_EIO;
+	}
 	now = vp_time_mono_ns() / 1000000u;
 	/* Links first (the listener may append to the array). */
 	for (size_t i = 0; i < s->n; i++) {

@@ -218,6 +218,12 @@ int dp_link_set_add(dp_link_set_t *s, dp_link_t *l);
 /*! \brief One iteration: wait up to \p timeout_ms (less if a deadline is due), then serve. Returns events served. */
 int dp_link_set_run(dp_link_set_t *s, int timeout_ms);
 
+/*!
+ * \brief Also wait on \p fd (an eventfd; 0 = none, borrowed): dp_link_set_run() returns as soon as it is
+ * readable and drains it, so another thread ends the wait by writing to it.
+ */
+void dp_link_set_wake(dp_link_set_t *s, int fd);
+
 /*! \brief Links in the set (any state). */
 size_t dp_link_set_count(const dp_link_set_t *s);
 

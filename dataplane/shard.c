@@ -5,6 +5,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <urcu-qsbr.h>
@@ -28,6 +30,7 @@ struct dp_shard {
 	uint32_t mask;
 	_Atomic uint64_t head; /* consumer */
 	_Atomic uint64_t tail; /* producer */
+	int wake_fd;           /* eventfd: the producer wakes the shard (0 = none) */
 
 	/* transmit queue: fixed arena, flushed after the commit */
 	uint8_t *arena;
@@ -69,6 +72,16 @@ int dp_shard_new(const dp_shard_conf_t *conf, const dp_shard_ops_t *ops, dp_shar
 	s->ops = *ops;
 	s->api = conf->api;
 	s->mask = conf->cmd_ring - 1;
+	/* A pushed command ends the shard's wait for I/O at once instead of after up to max_wait_ms. */
+	s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->wake_fd == 0) { /* 0 means "none" to the backend: move it (stdin was closed) */
+		int fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
+		close(0);
+		s->wake_fd = fd;
+	}
+	if (s->wake_fd < 0)
+		s->wake_fd = 0; /* no eventfd: commands wait for max_wait_ms, as before */
+	s->conf.io.wake_fd = s->wake_fd;
 	*out = s;
 	return 0;
 }
@@ -79,6 +92,8 @@ void dp_shard_free(dp_shard_t *s)
 		return;
 	if (!s->started && s->conf.io.listen_fd >= 0 && !s->io)
 		close(s->conf.io.listen_fd);
+	if (s->wake_fd > 0)
+		close(s->wake_fd);
 	free(s->ring);
 	free(s->arena);
 	free(s->txq);
@@ -94,6 +109,12 @@ unsigned dp_shard_cmd_push(dp_shard_t *s, const dp_shard_cmd_t *c, unsigned n)
 	for (unsigned i = 0; i < k; i++)
 		s->ring[(tail + i) & s->mask] = c[i];
 	atomic_store_explicit(&s->tail, tail + k, memory_order_release);
+	if (k && s->wake_fd > 0) {
+		uint64_t one = 1;
+		if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+			/* EAGAIN: the counter is full, the shard is awake anyway */
+		}
+	}
 	return k;
 }
 
@@ -188,8 +209,8 @@ static void *shard_main(void *arg)
 			break;
 		t = now_ms();
 		wait = (int)s->conf.max_wait_ms;
-		if (next <= t)
-			wait = 0;
+		if (next <= t || s->ntx)
+			wait = 0; /* timers due, or commands queued sends: flush them after this (non-blocking) receive */
 		else if (next - t < (uint64_t)wait)
 			wait = (int)(next - t);
 		rcu_thread_offline();

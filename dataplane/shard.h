@@ -83,7 +83,8 @@ int dp_shard_start(dp_shard_t *s);
 
 /*!
  * \brief Push \p n commands (one producer thread per shard); returns how many fit.  The consumer sees them
- * in order within max_wait_ms.
+ * in order, at once: the push writes the shard's eventfd, which ends its wait for I/O (within max_wait_ms
+ * if the eventfd could not be created).
  */
 unsigned dp_shard_cmd_push(dp_shard_t *s, const dp_shard_cmd_t *c, unsigned n);
 

@@ -92,10 +92,12 @@ typedef struct act_ent {
 	uint64_t sent;
 } act_ent_t;
 
-/* A Store queued in the open batch: answered after the commit (its request kept to answer along its path). */
+/*
+ * A Store queued in the open batch: answered after the commit, its request kept (at off in the shard's pending
+ * arena, reset at each commit, so the message path allocates only while the arena grows) to answer along its path.
+ */
 typedef struct pend_ent {
-	uint8_t *msg;
-	size_t len;
+	size_t off, len; /* len 0: no copy (not answered; the requester retransmits) */
 	vp_id_t prev;
 } pend_ent_t;
 
@@ -176,6 +178,8 @@ typedef struct node_shard {
 	st_shard_t *st;
 	pend_ent_t *pend;
 	uint32_t npend, cap_pend;
+	uint8_t *parena;             /* the pending Stores' requests */
+	size_t parena_len, parena_cap;
 	act_ent_t *acts;             /* topology actions, run after the commit (nk_action needs no batch open) */
 	uint32_t nacts, cap_acts;
 	const chord_table_t *ranged; /* the table nk_set_range last saw */
@@ -1023,10 +1027,10 @@ static void store_done(void *arg, const nk_answer_t *a)
 	rl_message_t m;
 	chord_delivery_t d;
 
-	if (a->tag >= s->npend || !s->pend[a->tag].msg)
+	if (a->tag >= s->npend || !s->pend[a->tag].len)
 		return;
 	p = &s->pend[a->tag];
-	if (rl_msg_decode(p->msg, p->len, &m))
+	if (rl_msg_decode(s->parena + p->off, p->len, &m))
 		return;
 	d = (chord_delivery_t){ .msg = &m, .prev_hop = p->prev };
 	store_answer(s, s->vn, &d, a);
@@ -1078,9 +1082,8 @@ static int store_commit(node_shard_t *s)
 		return 0;
 	s->in_commit = true;
 	err = nk_commit(s->nk, store_done, store_send, s);
-	for (uint32_t i = 0; i < s->npend; i++)
-		free(s->pend[i].msg);
 	s->npend = 0;
+	s->parena_len = 0;
 	if (!err) {
 		/* In order; once one waits for tokens, every later one waits too (a DROP never overtakes the
 		 * handoff of what it would drop). */
@@ -1155,11 +1158,24 @@ static void store_serve(node_shard_t *s, chord_node_t *cn, const chord_delivery_
 	}
 	if (rc == 1) {
 		pend_ent_t *p = &s->pend[s->npend];
-		p->msg = s->cur_raw ? malloc(s->cur_raw_len) : NULL;
-		if (p->msg)
-			memcpy(p->msg, s->cur_raw, s->cur_raw_len);
-		p->len = s->cur_raw_len;
+		p->len = 0;
 		p->prev = d->prev_hop;
+		if (s->cur_raw && s->parena_len + s->cur_raw_len > s->parena_cap) {
+			size_t cap = s->parena_cap ? s->parena_cap : 65536;
+			uint8_t *na;
+			while (cap < s->parena_len + s->cur_raw_len)
+				cap *= 2;
+			if ((na = realloc(s->parena, cap))) {
+				s->parena = na;
+				s->parena_cap = cap;
+			}
+		}
+		if (s->cur_raw && s->parena_len + s->cur_raw_len <= s->parena_cap) {
+			memcpy(s->parena + s->parena_len, s->cur_raw, s->cur_raw_len);
+			p->off = s->parena_len;
+			p->len = s->cur_raw_len;
+			s->parena_len += s->cur_raw_len;
+		}
 		s->npend++; /* without a copy the Store is written and not answered: the requester retransmits */
 		return;
 	}
@@ -2096,9 +2112,8 @@ void node_free(node_t *n)
 		dp_cert_store_free(s->certs);
 		free(s->links);
 		free(s->reqs);
-		for (uint32_t k = 0; k < s->npend; k++)
-			free(s->pend[k].msg);
 		free(s->pend);
+		free(s->parena);
 		free(s->acts);
 		nk_free(s->nk);
 		OPENSSL_free(s->id.der);

@@ -250,8 +250,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	snprintf(app_addr, sizeof(app_addr), "127.0.0.1:%u", app_port);
-	if (load_ident(conf.data_dir, &id) || node_new(&conf, NULL, &node) || node_app_set(node, APP_ID, app_addr) ||
-	    node_start(node)) {
+	if (load_ident(conf.data_dir, &id) || node_new(&conf, NULL, &node) || node_app_set(node, APP_ID, app_addr)) {
+		fprintf(stderr, "node_req: cannot start the node\n");
+		node_free(node);
+		return 2;
+	}
+	{
+		/* The API's refusals: before node_start, an unknown method, a shard that does not exist. */
+		rl_body_t b = { .code = RL_PING_REQ }, j = { .code = RL_JOIN_REQ };
+		vp_id_t any = *node_vnode_id(node, 0);
+		int e1 = node_request(node, 0, &any, false, &b, on_done, &w);
+		int e2 = node_request(node, 0, &any, false, &j, on_done, &w);
+		int e3 = node_request(node, 1, &any, false, &b, on_done, &w);
+		printf("api before_start=%s join_method=%s no_shard=%s\n", vp_errname(e1), vp_errname(e2), vp_errname(e3));
+	}
+	if (node_start(node)) {
 		fprintf(stderr, "node_req: cannot start the node\n");
 		node_free(node);
 		return 2;

@@ -150,6 +150,8 @@ echo "  replicas at $S1 $S2"
 R2=${ID[2]}
 out=$(nreq ping:${ID[1]} probe:${ID[3]} appattach:${ID[4]} store:$R2 fetch:$R2 stat:$R2 find:$R2 ping:${ID[5]} \
       badstore:$R2 replica:$R2 fetch:$R2 appconnect:${ID[5]}); rc=$?; echo "$out" | sed 's/^/  /'
+check "node_request refuses: before node_start (VP_ESTATE), a method it does not originate (Join: VP_EINVAL), a shard that does not exist (VP_EINVAL)" \
+  grep -q 'api before_start=VP_ESTATE join_method=VP_EINVAL no_shard=VP_EINVAL' <<<"$out"
 check "node_request: Ping answered by node 1, signed" grep -q "req=ping err=success code=0x18 responder=${ID[1]} signed=yes" <<<"$out"
 check "node_request: Probe answered by node 3" grep -q "req=probe err=success code=0x2 responder=${ID[3]} signed=yes .*probe_infos=2" <<<"$out"
 check "node_request: AppAttach answered by node 4 (no application there: Not_Found)" \
@@ -249,8 +251,8 @@ check "node 4 sent Leave (logged leaving)" grep -q 'event=leaving.*err=success' 
 check "node 4 handed its data off as it left (logged, entries sent)" grep -q 'event=store_action .*op=handoff .*entries=[1-9]' n4.log
 no_route_to_4() { for i in 1 2 3; do peer $i ping ${ID[4]} | grep -q "responder=${ID[4]}" && return 1; done; return 0; }
 check "the ring no longer answers for node 4" wait_for 10 no_route_to_4
-out=$(peer 2 fetch ${ID[4]})
-check "... and node 4's entry is fetched from its successor" grep -q 'answer code=0xa .*verified=yes .*entries=1' <<<"$out"
+fetch4() { out=$(peer 2 fetch ${ID[4]}); grep -q 'answer code=0xa .*verified=yes .*entries=1' <<<"$out" || { echo "  $out"; return 1; }; }
+check "... and node 4's entry is fetched from its successor" wait_for 10 fetch4
 ring3_ok() { for i in 1 2 3; do for j in 1 2 3; do
   peer $i ping ${ID[$j]} 2>/dev/null | grep -q "responder=${ID[$j]} verified=yes" || return 1; done; done; }
 check "the three left still reach each other" wait_for 20 ring3_ok
