@@ -208,7 +208,8 @@ static bool run_job(pvp_sched_t *s, job_t *j)
 		rc = s->conf.validate(s->conf.validate_arg, &cl[i], &j->rec, prev_len ? prev : NULL, prev_len, v);
 		if (rc == 0 && v->resp.status != PVP_ST_REFUSED) {
 			pvp_route_t route = { .number = j->rec.called, .claimant = &cl[i], .resp = &v->resp,
-			                      .method = v->method };
+			                      .method = v->method, .cert = v->cert_len ? v->cert : NULL,
+			                      .cert_len = v->cert_len };
 			if (v->resp.status == PVP_ST_ROUTES)
 				s->stats.routes++;
 			else

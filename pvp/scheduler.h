@@ -58,6 +58,8 @@ typedef struct pvp_route {
 	const pvp_claimant_t *claimant;
 	const pvp_valresp_t *resp;       /*!< status, URIs, ticket, expiry, entropy */
 	pvp_method_t method;
+	const uint8_t *cert;             /*!< client certificate (DER) issued with the routes (§6.1), or NULL */
+	size_t cert_len;
 } pvp_route_t;
 
 typedef void (*pvp_route_fn)(void *arg, const pvp_route_t *route);

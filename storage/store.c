@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "storage/keyfilter.h"
 #include "storage/quota.h"
 #include "storage/record.h"
 #include "storage/vipr_kind.h"
@@ -69,6 +70,7 @@ struct st_shard {
 	uint32_t fraction_ppb;
 	st_quota_table_t quota;
 	st_rate_table_t rate;
+	st_keyfilter_t kf;  /* every key in cf was added (storage/keyfilter.h); n_layers 0: off */
 	rocksdb_writebatch_t *wb;
 	bool in_batch;
 	pend_slot_t *pend;
@@ -376,8 +378,34 @@ static void blob_release(blob_t *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* Out of memory for a new layer: stop trusting the filter (every key "maybe"). */
+static void kf_off(st_shard_t *sh)
+{
+	vp_log_warn("storage", "key_filter_off", "shard=%u reason=ENOMEM", sh->idx);
+	st_kf_free(&sh->kf);
+}
+
+/*
+ * True when the key filter proves the shard never held key, so there is nothing
+ * to read.  On a store path (storing) the key is added in the same pass: it is
+ * about to be written, and a store refused later only leaves an extra "maybe"
+ * (a read, never an answer).  Fetches never add: unknown numbers asked for must
+ * not fill the filter.
+ */
+static bool kf_absent(st_shard_t *sh, const uint8_t key[KEY_LEN], bool storing)
+{
+	bool maybe;
+	if (!sh->kf.n_layers)
+		return false;
+	if (!storing)
+		return !st_kf_maybe(&sh->kf, key, KEY_LEN);
+	if (st_kf_check_add(&sh->kf, key, KEY_LEN, &maybe))
+		kf_off(sh);
+	return !maybe;
+}
+
 /* Read the record under key (seeing the open batch, if any).  1 found, 0 absent, <0 error. */
-static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
+static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b, bool storing)
 {
 	char *err = NULL;
 	memset(b, 0, sizeof(*b));
@@ -391,6 +419,11 @@ static int load(st_shard_t *sh, const uint8_t key[KEY_LEN], blob_t *b)
 			return 1;
 		}
 	}
+	if (kf_absent(sh, key, storing)) {
+		sh->stats.reads_skipped++;
+		return 0;
+	}
+	rocksdb_set_perf_level(rocksdb_disable);
 	b->pinned = rocksdb_get_pinned_cf(sh->db->rdb, sh->db->ropts, sh->cf, (const char *)key,
 	                                  KEY_LEN, &err);
 	if (err)
@@ -543,13 +576,22 @@ int st_batch_commit(st_shard_t *sh)
 	rocksdb_writebatch_clear(sh->wb);
 	for (size_t i = 0; i < n; i++) {
 		const pend_slot_t *p = &sh->pend[sh->order[i]];
-		if (p->deleted == PEND_DEL)
+		if (p->deleted == PEND_DEL) {
 			rocksdb_writebatch_delete_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN);
-		else
-			rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN,
-			                          (const char *)sh->arena + p->off, p->len);
+			continue;
+		}
+		/* The key filter's invariant: a key is added before the database can hold it.
+		 * This is the shard's only Put; a write failing after it leaves an extra
+		 * "maybe", which costs a read, never an answer.  The store's read added the
+		 * key already (kf_absent), so this finds it in the newest layer; it is what
+		 * keeps the invariant whatever path filled the batch. */
+		if (sh->kf.n_layers && st_kf_add(&sh->kf, p->key, KEY_LEN))
+			kf_off(sh);
+		rocksdb_writebatch_put_cf(sh->wb, sh->cf, (const char *)p->key, KEY_LEN,
+		                          (const char *)sh->arena + p->off, p->len);
 	}
 	if (n) {
+		rocksdb_set_perf_level(rocksdb_disable);
 		rocksdb_write(sh->db->rdb, sh->db->wopts, sh->wb, &err);
 		sh->stats.commits++;
 	}
@@ -634,18 +676,36 @@ int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs)
 		return 0;
 	if ((rc = pf_reserve(sh, n)))
 		return rc;
-	/* Keys of known kinds that the overlay cannot answer yet, sorted, each once. */
+	/* The keys of known kinds, with the key filter's cache lines requested for each. */
 	for (size_t i = 0; i < n_reqs; i++) {
 		for (size_t j = 0; reqs[i].kinds && j < reqs[i].n_kinds; j++) {
-			const pend_slot_t *p;
 			if (!st_db_kind(sh->db, reqs[i].kinds[j].kind))
 				continue;
 			make_key(sh->pf_keys[m], &reqs[i].resource, reqs[i].kinds[j].kind);
-			p = pend_find(sh, sh->pf_keys[m]);
-			if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED)
-				continue;
+			st_kf_prefetch(&sh->kf, sh->pf_keys[m], KEY_LEN);
 			m++;
 		}
+	}
+	/* Those the overlay cannot answer yet, sorted, each once (compacted in place). */
+	n = m;
+	m = 0;
+	for (size_t i = 0; i < n; i++) {
+		const pend_slot_t *p;
+		if (m != i)
+			memcpy(sh->pf_keys[m], sh->pf_keys[i], KEY_LEN);
+		p = pend_find(sh, sh->pf_keys[m]);
+		if (p->epoch == sh->epoch && p->deleted != PEND_UNCHANGED)
+			continue;
+		/* Never held by this shard: answered here, without a read, as an "absent"
+		 * slot (st_store() then skips the filter too).  Without room for the slot,
+		 * st_store()'s load() reads it (the key is now "maybe"). */
+		if (kf_absent(sh, sh->pf_keys[m], true)) {
+			sh->stats.reads_skipped++;
+			if (pend_reserve(sh, 0) == 0)
+				pend_set(sh, sh->pf_keys[m], NULL, 0, PEND_ABSENT);
+			continue;
+		}
+		m++;
 	}
 	if (m > 1)
 		qsort(sh->pf_keys, m, KEY_LEN, key_cmp);
@@ -665,6 +725,7 @@ int st_batch_prefetch(st_shard_t *sh, const st_store_req_t *reqs, size_t n_reqs)
 		sh->pf_vals[i] = NULL;
 		sh->pf_errs[i] = NULL;
 	}
+	rocksdb_set_perf_level(rocksdb_disable);
 	rocksdb_batched_multi_get_cf(sh->db->rdb, sh->db->ropts, sh->cf, n, sh->pf_ptrs,
 	                             sh->pf_sizes, sh->pf_vals, sh->pf_errs, true);
 	for (size_t i = 0; i < n; i++) {
@@ -866,7 +927,7 @@ static int store_kind(st_shard_t *sh, const st_store_req_t *req, const st_signer
 	if (rc)
 		return rc;
 	make_key(key, &req->resource, k->id);
-	found = load(sh, key, &b);
+	found = load(sh, key, &b, true);
 	if (found < 0)
 		return found;
 	old->n = 0;
@@ -1168,7 +1229,7 @@ static int do_fetch(st_shard_t *sh, const vp_id_t *resource, const st_specifier_
 		int found;
 		uint64_t gen = 0;
 		make_key(key, resource, specs[i].kind);
-		found = load(sh, key, &b);
+		found = load(sh, key, &b, false);
 		if (found < 0)
 			return found;
 		sh->old.n = 0;
@@ -1685,6 +1746,23 @@ static int recount(st_shard_t *sh, st_quota_table_t *t)
 	return scan_range(sh, &zero, &zero, count_visit, t);
 }
 
+/* Opening a shard: the quota counters and the key filter, from one scan of every record. */
+static int open_visit(st_shard_t *sh, const uint8_t *key, const st_rec_t *rec, void *arg)
+{
+	(void)arg;
+	if (sh->kf.n_layers && st_kf_add(&sh->kf, key, KEY_LEN))
+		kf_off(sh);
+	return count_visit(sh, key, rec, &sh->quota);
+}
+
+static int open_scan(st_shard_t *sh)
+{
+	vp_id_t zero;
+	memset(&zero, 0, sizeof(zero));
+	st_quota_clear(&sh->quota);
+	return scan_range(sh, &zero, &zero, open_visit, NULL);
+}
+
 int st_shard_verify(st_shard_t *sh)
 {
 	st_quota_table_t fresh;
@@ -1770,6 +1848,7 @@ static void shard_free(st_shard_t *sh)
 	free(sh->pf_errs);
 	st_quota_free(&sh->quota);
 	st_rate_free(&sh->rate);
+	st_kf_free(&sh->kf);
 	st_rec_free(&sh->old);
 	st_rec_free(&sh->work);
 	free(sh->undo);
@@ -1969,14 +2048,20 @@ int st_db_open(const st_config_t *cfg, st_db_t **out)
 	db->n_shards = n_shards;
 	for (unsigned i = 0; i < n_shards; i++) {
 		st_shard_t *sh = &db->shards[i];
-		uint64_t t0 = vp_time_mono_ns();
+		uint64_t t0 = vp_time_mono_ns(), est;
 		if ((rc = shard_init(db, sh, i)))
 			goto fail;
 		sh->cf = db->cfh[1 + i];
-		if ((rc = recount(sh, &sh->quota)))
+		est = st_shard_estimate_records(sh);
+		/* Without memory for the filter the shard still works: every read is done. */
+		if (st_kf_init(&sh->kf, est + est / 4))
+			vp_log_warn("storage", "key_filter_off", "shard=%u reason=ENOMEM", i);
+		if ((rc = open_scan(sh)))
 			goto fail;
-		vp_log_info("storage", "shard_open", "shard=%u signers=%zu rebuild_ms=%llu", i,
-		            st_quota_pairs(&sh->quota),
+		vp_log_info("storage", "shard_open",
+		            "shard=%u signers=%zu key_filter_keys=%llu key_filter_kib=%zu rebuild_ms=%llu", i,
+		            st_quota_pairs(&sh->quota), (unsigned long long)sh->kf.added,
+		            st_kf_bytes(&sh->kf) / 1024,
 		            (unsigned long long)((vp_time_mono_ns() - t0) / 1000000u));
 	}
 	rc = 0;

@@ -340,7 +340,9 @@ int st_batch_commit(st_shard_t *sh);
  * instead of each doing its own point read.  Purely an optimisation: results
  * are identical with or without it (the shard's thread is the only writer of
  * its column family, and range operations are refused inside a batch).
- * Unknown kinds and keys the batch already holds are skipped; requests are
+ * Unknown kinds, keys the batch already holds and keys the shard's key filter
+ * proves it never held (storage/keyfilter.h; st_store() answers those without
+ * a read) are skipped; requests are
  * not validated here.  VP_ESTATE without an open batch, VP_EINVAL; on VP_EDB
  * or VP_ENOMEM some keys were not prefetched (their stores read them
  * themselves and report any error), and the batch is still usable.
@@ -413,6 +415,7 @@ typedef struct st_stats {
 	uint64_t entries_expired;  /*!< entries removed by the sweep */
 	uint64_t commits;          /*!< batches written */
 	uint64_t commit_failures;  /*!< batches that failed (VP_EDB) */
+	uint64_t reads_skipped;    /*!< record reads answered "absent" by the key filter, no DB read */
 } st_stats_t;
 
 /*! \brief A copy of the shard's counters. */

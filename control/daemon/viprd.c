@@ -10,7 +10,6 @@
  * document, applies what can change at run time and logs what needs a restart.
  */
 #include <errno.h>
-#include <stddef.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,16 +20,11 @@
 #include "common/conf.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "control/daemon/viprd_ops.h"
 #include "control/daemon/viprd_vipr.h"
 #include "control/node/node.h"
 
-#define MAX_ROWS 80
-
-/* The node's options, then the ViPR service's ([vipr]): one schema table over both. */
-typedef struct viprd_conf {
-	node_conf_t node;
-	viprd_vipr_conf_t vipr;
-} viprd_conf_t;
+#define MAX_ROWS 112
 #define LEAVE_TIMEOUT_MS 5000u /* SIGTERM: how long the vnodes may take to leave and hand off */
 
 static void usage(FILE *f)
@@ -72,7 +66,7 @@ typedef struct override {
 
 /* Load FILE, apply the overrides, then the document.  0, or 1 with the message printed. */
 static int load(const vp_conf_opt_t *rows, size_t nrows, const char *path, const override_t *ov, size_t nov,
-                viprd_conf_t *c)
+                node_conf_t *c)
 {
 	vp_conf_err_t e = { 0 };
 	char why[256];
@@ -101,7 +95,7 @@ static int load(const vp_conf_opt_t *rows, size_t nrows, const char *path, const
 			return 1;
 		}
 	}
-	err = node_conf_overlay(&c->node, why);
+	err = node_conf_overlay(c, why);
 	if (err) {
 		fprintf(stderr, "%s: %s\n", path, why);
 		return 1;
@@ -150,19 +144,26 @@ int main(int argc, char **argv)
 	override_t ov[32];
 	const char *path = NULL, *log_file = NULL;
 	bool check = false;
-	viprd_conf_t conf;
-	node_t *node = NULL;
+	/* The node's rows write into .node (the first member), [admin] and [metrics] into .ops, [vipr] into .vipr. */
+	struct { node_conf_t node; viprd_ops_conf_t ops; viprd_vipr_conf_t vipr; } vc, fresh;
+	node_conf_t *const confp = &vc.node;
+#define conf (*confp)
+	viprd_ops_t *ops = NULL;
 	viprd_vipr_t *vipr = NULL;
+	size_t nops = 0, nvipr = 0;
+	node_t *node = NULL;
 	FILE *logf = NULL;
 	sigset_t sigs;
 	int o, err, rc = 1;
 	char kv[600];
 
-	size_t nv = 0;
 	if (node_conf_schema(rows, MAX_ROWS, &nrows) ||
-	    viprd_vipr_schema(rows + nrows, MAX_ROWS - nrows, offsetof(viprd_conf_t, vipr), &nv))
+	    viprd_ops_conf_schema(offsetof(__typeof__(vc), ops), rows + nrows, MAX_ROWS - nrows, &nops))
 		return 2;
-	nrows += nv;
+	nrows += nops;
+	if (viprd_vipr_schema(rows + nrows, MAX_ROWS - nrows, offsetof(__typeof__(vc), vipr), &nvipr))
+		return 2;
+	nrows += nvipr;
 	while ((o = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
 		switch (o) {
 		case 'c': path = optarg; break;
@@ -198,7 +199,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (check) {
 		printf("config ok file=%s overlay=%s bootstrap=\"%s\" max_message_size=%u initial_ttl=%u\n", path,
-		       conf.node.overlay, conf.node.bootstrap, conf.node.max_message_size, conf.node.initial_ttl);
+		       conf.overlay, conf.bootstrap, conf.max_message_size, conf.initial_ttl);
 		return 0;
 	}
 	if (log_file && !(logf = fopen(log_file, "a"))) {
@@ -207,7 +208,7 @@ int main(int argc, char **argv)
 	}
 	if (logf)
 		setvbuf(logf, NULL, _IOLBF, 0);
-	vp_log_setup((vp_log_level_t)conf.node.log_level, logf ? logf : stderr);
+	vp_log_setup((vp_log_level_t)conf.log_level, logf ? logf : stderr);
 
 	/* Signals go to this (control) thread only: block them before any shard thread exists. */
 	sigemptyset(&sigs);
@@ -217,23 +218,33 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	err = node_new(&conf.node, NULL, &node);
+	err = node_new(&conf, NULL, &node);
 	if (err) {
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
 	}
-	if (conf.vipr.enabled && (err = viprd_vipr_new(&conf.vipr, &conf.node, node, &vipr)))
+	/* The ViPR service registers its PVP listener for AppAttach before the node starts. */
+	if (vc.vipr.enabled && (err = viprd_vipr_new(&vc.vipr, &conf, node, &vipr)))
 		goto finish; /* logged with its reason */
-	if ((err = node_start(node)) || (vipr && (err = viprd_vipr_start(vipr)))) {
+	if ((err = node_start(node))) {
+		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
+		goto finish;
+	}
+	if ((err = viprd_ops_start(&vc.ops, &conf, node, &ops)))
+		goto finish;
+	if (vipr && (err = viprd_vipr_start(vipr))) {
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
 	}
 	vp_log_info("viprd", "started", "config=%s shards=%u pid=%ld", path, node_shards(node), (long)getpid());
+	viprd_ops_tick(ops); /* the first health sample now, not a second from now */
 	for (;;) {
 		struct timespec ts = { .tv_sec = 1, .tv_nsec = 0 };
 		int sig = sigtimedwait(&sigs, NULL, &ts);
-		if (sig == SIGTERM || sig == SIGINT) {
-			vp_log_info("viprd", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		viprd_ops_tick(ops);
+		if (sig == SIGTERM || sig == SIGINT || viprd_ops_leave_requested(ops)) {
+			vp_log_info("viprd", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : sig == SIGINT ? "INT" : "none");
+			viprd_ops_stop(ops);
 			viprd_vipr_free(vipr); /* its requests end before the vnodes leave */
 			vipr = NULL;
 			err = node_leave(node, LEAVE_TIMEOUT_MS);
@@ -241,14 +252,14 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (sig == SIGHUP) {
-			viprd_conf_t fresh;
-			if (load(rows, nrows, path, ov, nov, &fresh))
+			if (load(rows, nrows, path, ov, nov, &fresh.node))
 				vp_log_warn("viprd", "reload_refused", "config=%s", path);
 			else
 				node_reload(node, &fresh.node);
 		}
 		if (node_failed(node)) {
 			vp_log_error("viprd", "shard_failed", "action=exit");
+			viprd_ops_stop(ops);
 			viprd_vipr_free(vipr);
 			vipr = NULL;
 			node_leave(node, 1000);
@@ -258,6 +269,9 @@ int main(int argc, char **argv)
 	vp_log_info("viprd", "exit", "status=%d", rc);
 finish:
 	viprd_vipr_free(vipr);
+	if (node)
+		node_leave(node, 1000); /* no shard may answer a status request into a freed ops */
+	viprd_ops_free(ops);
 	node_free(node);
 	if (logf)
 		fclose(logf);

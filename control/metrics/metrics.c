@@ -20,7 +20,7 @@
 #define VM_LINE 64 /* a thread's row starts on its own cache line */
 #define VM_MAX_THREADS 256
 
-typedef enum { VM_COUNTER, VM_HISTOGRAM } vm_type_t;
+typedef enum { VM_COUNTER, VM_HISTOGRAM, VM_GAUGE } vm_type_t;
 
 typedef struct vm_series {
 	char name[VM_NAME_MAX];
@@ -38,6 +38,8 @@ struct vm_registry {
 	vm_series_t *series;
 	unsigned nseries;
 	_Atomic uint64_t *slots; /* nthreads * row */
+	vm_collect_fn collect;
+	void *collect_ctx;
 };
 
 struct vm_http {
@@ -142,6 +144,17 @@ int vm_counter_add(vm_registry_t *reg, const char *name, const char *labels, con
 	return add_series(reg, name, labels, help, VM_COUNTER, 1, id);
 }
 
+int vm_gauge_add(vm_registry_t *reg, const char *name, const char *labels, const char *help, unsigned *id)
+{
+	return add_series(reg, name, labels, help, VM_GAUGE, 1, id);
+}
+
+void vm_registry_set_collect(vm_registry_t *reg, vm_collect_fn fn, void *ctx)
+{
+	reg->collect = fn;
+	reg->collect_ctx = ctx;
+}
+
 int vm_histogram_add(vm_registry_t *reg, const char *name, const char *labels, const char *help,
                      const uint64_t *bounds, unsigned nb, double scale, unsigned *id)
 {
@@ -174,6 +187,11 @@ static inline void bump(_Atomic uint64_t *p, uint64_t n)
 void vm_inc(vm_registry_t *reg, unsigned thread, unsigned id, uint64_t n)
 {
 	bump(slot(reg, thread, reg->series[id].slot), n);
+}
+
+void vm_set(vm_registry_t *reg, unsigned thread, unsigned id, uint64_t v)
+{
+	atomic_store_explicit(slot(reg, thread, reg->series[id].slot), v, memory_order_relaxed);
 }
 
 void vm_observe(vm_registry_t *reg, unsigned thread, unsigned id, uint64_t v)
@@ -246,7 +264,7 @@ static void out_labels(out_t *o, const char *labels, const char *extra)
 
 static void render_series(out_t *o, const vm_registry_t *reg, const vm_series_t *s)
 {
-	if (s->type == VM_COUNTER) {
+	if (s->type == VM_COUNTER || s->type == VM_GAUGE) {
 		outf(o, "%s", s->name);
 		out_labels(o, s->labels, NULL);
 		outf(o, " %llu\n", (unsigned long long)sum_slot(reg, s->slot));
@@ -288,7 +306,7 @@ int vm_render(const vm_registry_t *reg, char **out, size_t *len)
 		if (seen)
 			continue; /* printed with the first series of its name */
 		outf(&o, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help ? s->help : s->name, s->name,
-		     s->type == VM_COUNTER ? "counter" : "histogram");
+		     s->type == VM_COUNTER ? "counter" : s->type == VM_GAUGE ? "gauge" : "histogram");
 		for (unsigned j = i; j < reg->nseries; j++)
 			if (strcmp(reg->series[j].name, s->name) == 0)
 				render_series(&o, reg, &reg->series[j]);
@@ -331,6 +349,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (strcmp(url, "/metrics") == 0) {
 		char *body;
 		size_t len;
+		if (h->reg->collect)
+			h->reg->collect(h->reg->collect_ctx, h->reg);
 		if (vm_render(h->reg, &body, &len) != 0)
 			return MHD_NO;
 		return reply(c, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4");

@@ -62,6 +62,25 @@ void vm_inc(vm_registry_t *reg, unsigned thread, unsigned id, uint64_t n);
 /*! \brief Record one observation \p v in histogram \p id, from writer thread \p thread only. */
 void vm_observe(vm_registry_t *reg, unsigned thread, unsigned id, uint64_t v);
 
+/*!
+ * \brief Register a gauge (a value that goes up and down: links up, entries stored).  Errors as
+ * vm_counter_add().  Set it with vm_set().
+ */
+int vm_gauge_add(vm_registry_t *reg, const char *name, const char *labels, const char *help, unsigned *id);
+
+/*!
+ * \brief Store \p v as thread \p thread's share of counter or gauge \p id (the series is the sum of the
+ * shares).  For a counter kept elsewhere by its owning thread and copied here as a running total (which
+ * only grows), and for gauges.  From that thread only, as vm_inc().
+ */
+void vm_set(vm_registry_t *reg, unsigned thread, unsigned id, uint64_t v);
+
+/*! \brief Called before every scrape (on the HTTP thread) to refresh the series set with vm_set(). */
+typedef void (*vm_collect_fn)(void *ctx, vm_registry_t *reg);
+
+/*! \brief Install \p fn (NULL: none) as the registry's collector; call before vm_http_start(). */
+void vm_registry_set_collect(vm_registry_t *reg, vm_collect_fn fn, void *ctx);
+
 /*! \brief The sum of counter \p id over all threads (any thread may call). */
 uint64_t vm_value(const vm_registry_t *reg, unsigned id);
 

@@ -444,7 +444,7 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 	uint32_t bad_kind = 0, stored = 0;
 	size_t n_kinds = 0, n_entries = 0;
 	unsigned role;
-	bool neighbour;
+	bool neighbour, own = true;
 	int rc, r, first_err = 0;
 	nk_pending_t *p;
 	rl_body_t ab;
@@ -516,6 +516,7 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 					first_err = VP_EFORBIDDEN;
 				continue;
 			}
+			own = own && !memcmp(id->hash, req->signer->hash, sizeof(id->hash));
 			e = &k->entries[n_entries];
 			memset(e, 0, sizeof(*e));
 			e->index = sd.index;
@@ -543,6 +544,11 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 		answer_error(k, req, ans, RL_ERR_INVALID_MESSAGE, "malformed-store");
 		return 0;
 	}
+	/* A neighbour storing only entries it signed itself is a client like any other (its own
+	 * registrations), not a handoff: policed per signer and copied to the successors.  Without this a
+	 * carrier's node that happens to be the responsible peer's neighbour would keep one copy. */
+	if (neighbour && b.u.store_req.replica_number == 0 && own && !first_err && n_entries)
+		neighbour = false;
 
 	memset(&sreq, 0, sizeof(sreq));
 	sreq.resource = rid;

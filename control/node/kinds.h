@@ -23,7 +23,9 @@
  * predecessor responsible for the resource in the receiver's own table; a
  * Store with replica_number 0 from a ring neighbour for a resource this vnode
  * holds (a join or leave handoff, or a replica offered back to its owner) is
- * a "neighbour store".  Neighbour stores are not charged to the per-signer
+ * a "neighbour store", unless every entry is signed by the message's own
+ * signer (then it is that node's own original store, replicated and policed
+ * like any other).  Neighbour stores are not charged to the per-signer
  * store rate (they carry many claimants' data; counted in nk_stats_t), their
  * entries are stored entry by entry (a bad entry is refused and logged, the
  * good ones stored), and the quota still applies.

@@ -1533,9 +1533,13 @@ static void sh_event(void *arg, dp_shard_t *sh, dp_io_ev_t *ev, uint64_t now)
 	}
 }
 
+static bool status_command(node_shard_t *s, const dp_shard_cmd_t *c, uint64_t now); /* at the end */
+
 static void sh_command(void *arg, dp_shard_t *sh, const dp_shard_cmd_t *c, uint64_t now)
 {
 	node_shard_t *s = arg;
+	if (status_command(s, c, now))
+		return;
 	(void)sh;
 	if (c->op == CMD_LEAVE && !s->leaving) {
 		uint32_t k = 0;
@@ -2126,4 +2130,97 @@ void node_free(node_t *n)
 		close(n->lock_fd);
 	pthread_mutex_destroy(&n->push_mu);
 	free(n);
+}
+
+/* ---- status for the admin socket and metrics ------------------------------------------------------------ */
+
+/* Far from the node's own command numbers. */
+#define CMD_STATUS 0x5354u
+
+typedef struct status_req {
+	_Atomic unsigned remaining; /* shards still to answer, + 1 for the caller while it pushes */
+	node_status_fn cb;
+	void *ctx;
+	uint32_t vipr_kind; /* the ViPR Kind-ID whose quota is reported */
+	node_status_t st; /* flexible: nshards entries */
+} status_req_t;
+
+static void status_done(status_req_t *r)
+{
+	if (atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel) != 1)
+		return;
+	r->cb(r->ctx, &r->st);
+	free(r);
+}
+
+/* On shard s's thread: copy what it owns. */
+static bool status_command(node_shard_t *s, const dp_shard_cmd_t *c, uint64_t now)
+{
+	status_req_t *r;
+	node_shard_status_t *o;
+	const dp_io_counters_t *ioc;
+
+	if (c->op != CMD_STATUS)
+		return false;
+	r = c->ptr;
+	o = &r->st.shard[s->idx];
+	o->valid = true;
+	o->shard = s->idx;
+	o->self = s->self;
+	o->state = chord_node_state(s->vn);
+	o->leaving = s->leaving;
+	snprintf(o->listen, sizeof(o->listen), "%s", s->addr_text);
+	o->nlinks = (uint32_t)s->nlinks;
+	memcpy(&o->table, chord_node_table(s->vn), sizeof(o->table));
+	for (uint32_t i = 0; i < o->table.npred; i++)
+		o->live_pred += dp_shard_api(s->sh)->find(dp_shard_io(s->sh), &o->table.pred[i]) != NULL;
+	for (uint32_t i = 0; i < o->table.nsucc; i++)
+		o->live_succ += dp_shard_api(s->sh)->find(dp_shard_io(s->sh), &o->table.succ[i]) != NULL;
+	ioc = dp_shard_api(s->sh)->counters(dp_shard_io(s->sh));
+	if (ioc)
+		o->io = *ioc;
+	o->chord = *chord_node_stats(s->vn);
+	o->relayed = s->relayed;
+	o->refused_sig = s->refused_sig;
+	o->refused_decode = s->refused_decode;
+	o->refused_flood = s->refused_flood;
+	o->refused_replay = s->refused_replay;
+	o->refused_topology = s->refused_topology;
+	o->taken_ms = now;
+	if (s->st && s->nk) {
+		o->storage = true;
+		o->records = st_shard_estimate_records(s->st);
+		st_shard_stats(s->st, &o->store);
+		nk_stats(s->nk, &o->kinds);
+		o->quota_used = st_quota_used(s->st, &s->self, r->vipr_kind);
+		o->quota_limit = st_quota_limit_of(s->st, r->vipr_kind);
+	}
+	status_done(r);
+	return true;
+}
+
+int node_status_async(node_t *n, node_status_fn cb, void *ctx)
+{
+	status_req_t *r;
+
+	if (!n || !cb)
+		return VP_EINVAL;
+	if (!n->started || node_failed(n))
+		return VP_ESTATE;
+	r = calloc(1, sizeof(*r) + n->nshards * sizeof(r->st.shard[0]));
+	if (!r)
+		return VP_ENOMEM;
+	r->cb = cb;
+	r->ctx = ctx;
+	r->vipr_kind = n->conf.vipr_kind_id ? n->conf.vipr_kind_id : VP_VIPR_KIND_ID;
+	r->st.nshards = n->nshards;
+	atomic_init(&r->remaining, n->nshards + 1);
+	for (unsigned i = 0; i < n->nshards; i++) {
+		dp_shard_cmd_t c = { .op = CMD_STATUS, .arg = i, .ptr = r };
+		r->st.shard[i].shard = i;
+		if (dp_shard_cmd_push(n->shards[i].sh, &c, 1) != 1)
+			status_done(r); /* ring full: this shard stays !valid */
+	}
+	status_done(r);
+	return 0;
 }

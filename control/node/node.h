@@ -231,4 +231,58 @@ int node_app_connect(const rl_app_attach_t *ans, unsigned timeout_ms, int *fd);
 /*! \brief Free (after node_leave, or before node_start). */
 void node_free(node_t *n);
 
+/* ---- status and counters for the daemon's admin socket and metrics (viprd_ops.c) ------------------------ */
+
+#include "control/node/kinds.h"
+#include "dataplane/io.h"
+#include "storage/store.h"
+
+/*!
+ * One shard's state and counters, copied on the shard's own thread (every counter stays owned by the thread
+ * that increments it; nobody else reads the live fields).
+ */
+typedef struct node_shard_status {
+	bool valid;               /*!< false: the shard did not answer (its command ring was full) */
+	unsigned shard;
+	vp_id_t self;
+	chord_state_t state;
+	bool leaving;
+	char listen[128];         /*!< the address its links are accepted on */
+	uint32_t nlinks;          /*!< links up */
+	chord_table_t table;      /*!< predecessors, successors, fingers (a copy of the published table) */
+	uint32_t live_pred, live_succ; /*!< predecessors and successors of the table with a link up */
+	dp_io_counters_t io;      /*!< link traffic */
+	chord_stats_t chord;      /*!< messages originated by method, relayed, dropped for TTL or route */
+	uint64_t relayed;         /*!< messages relayed by the transport */
+	uint64_t refused_sig, refused_decode, refused_flood, refused_replay, refused_topology;
+	uint64_t taken_ms;        /*!< monotonic ms when copied */
+	/* the storage service (all zero without one) */
+	bool storage;             /*!< the shard serves Store/Fetch (node's own service) */
+	uint64_t records;         /*!< records (resource, kind) in the shard's column family, RocksDB's estimate */
+	st_stats_t store;         /*!< storage engine counters: stores, refusals by reason (quota, rate) */
+	nk_stats_t kinds;         /*!< service counters: replica and handoff stores, bad signatures, fetches */
+	uint32_t quota_used;      /*!< ViPR entries held here signed by this vnode's own Node-ID */
+	uint64_t quota_limit;     /*!< the ViPR kind's per-signer limit at this shard (its ring fraction) */
+} node_shard_status_t;
+
+/*! Every shard's status, in shard order. */
+typedef struct node_status {
+	unsigned nshards;
+	node_shard_status_t shard[];
+} node_status_t;
+
+/*!
+ * Called once when every shard has copied its status, on the thread of the last one to do so (a shard thread,
+ * or the caller's): it must not block, and \p st is valid during the call only.
+ */
+typedef void (*node_status_fn)(void *ctx, const node_status_t *st);
+
+/*!
+ * \brief Ask every shard for its status through its command ring (no lock on the message path); \p cb gets it.
+ * VP_ESTATE when the node is not running (not started, stopped or failed: nobody would answer), VP_ENOMEM.
+ * A shard that stops before it answers drops the request: \p cb is then never called, so a caller that waits
+ * must bound its wait.
+ */
+int node_status_async(node_t *n, node_status_fn cb, void *ctx);
+
 #endif

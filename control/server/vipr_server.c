@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "common/buf.h"
@@ -49,8 +50,8 @@
 #define VS_ENC_MAX (1 + 3 + (VAP_MAX_URIS + 2 * VAP_MAX_LIST) * (2 + VAP_MAX_URI))
 /* Uploads-log entry flag: the record's validation is over (ids count from 1 and never reach 2^63). */
 #define UPLOAD_DONE (1ull << 63)
-#define LEARNED_VERSION 1
-#define LEARNED_ENC_MAX (1 + 8 + 4 + 1 + 2 + VAP_MAX_TICKET + 1 + VAP_MAX_URIS * (2 + VAP_MAX_URI))
+#define LEARNED_VERSION 2   /* 2 added the client certificate (§8.6); version 1 values are still read */
+#define LEARNED_ENC_MAX (1 + 8 + 4 + 1 + 2 + VAP_MAX_TICKET + 1 + VAP_MAX_URIS * (2 + VAP_MAX_URI) + 8 + 2 + VAP_MAX_CERT)
 #define LEARNED_KEY_MAX (VP_E164_BUFLEN + PVP_CLAIMANT_ID_MAX + 260)
 /* Routes replayed to one new subscription at most: ~300 bytes of Notify each, so at most ~20 MB queued
  * for one connection; the rest reach the agent with their next validation (docs/protocol.md §8.6). */
@@ -131,6 +132,11 @@ static const vp_conf_opt_t vsrv_opts[] = {
 	  VP_CONF_AT(vsrv_conf_t, cert_issuer) },
 	{ .section = "pvp", .key = "cert_issuer_key", .type = VP_CONF_STR,
 	  .doc = "the issuing CA's private key (PEM); required with cert_issuer", VP_CONF_AT(vsrv_conf_t, cert_issuer_key) },
+	{ .section = "pvp", .key = "client_cert_key", .type = VP_CONF_STR,
+	  .doc = "originating side: after each validation that granted routes, ask for a client certificate for this "
+	         "private key (PEM; the calling SIP element holds it too) and hand it to the agents with the route "
+	         "(protocol §6.1, §8.6); \"\" = ask for none, tickets only",
+	  VP_CONF_AT(vsrv_conf_t, client_cert_key) },
 	{ .section = "pvp", .key = "cert_lifetime", .type = VP_CONF_DUR_S, .min = 60000, .max = 7ull * 86400 * 1000,
 	  .def = "1d", .doc = "client certificates' lifetime (never past the route's expiry): a certificate cannot be "
 	                      "revoked at the border", VP_CONF_AT(vsrv_conf_t, cert_lifetime_s) },
@@ -369,6 +375,7 @@ struct vsrv {
 	pvp_policy_t *policy;
 	pvp_ticket_keys_t keys;
 	pvp_cc_issuer_t *issuer;        /* [pvp] cert_issuer, or NULL */
+	EVP_PKEY *cert_key;             /* [pvp] client_cert_key: ask for client certificates with it, or NULL */
 	pvp_server_t *pvp;
 	pvp_client_t *cli;
 	pvp_ledger_t *ledger;           /* the originating side's guess ledger, in the call-record store */
@@ -428,7 +435,8 @@ static bool stopping(vsrv_t *s)
  */
 typedef struct learned {
 	bool routes;            /* routes granted (else a pending ticket only) */
-	vap_route_t route;      /* number, VService, URIs, ticket; expires is recomputed when sent */
+	vap_route_t route;      /* number, VService, URIs, ticket, certificate; expires is recomputed when sent */
+	uint64_t cert_until_ms; /* the certificate's notAfter: an expired one is not replayed */
 } learned_t;
 
 static size_t learned_encode(const learned_t *l, uint64_t until_ms, uint8_t *out, size_t cap)
@@ -443,6 +451,8 @@ static size_t learned_encode(const learned_t *l, uint64_t until_ms, uint8_t *out
 	vp_wr_u8(&wr, (uint8_t)l->route.n_uris);
 	for (size_t i = 0; i < l->route.n_uris; i++)
 		vp_wr_vec_bytes(&wr, 2, l->route.uris[i], strlen(l->route.uris[i]));
+	vp_wr_u64(&wr, l->cert_until_ms);
+	vp_wr_vec_bytes(&wr, 2, l->route.cert, l->route.cert_len);
 	return wr.err ? 0 : vp_wr_len(&wr);
 }
 
@@ -459,7 +469,7 @@ static int learned_decode(const uint8_t *in, size_t len, const char *number, lea
 	vp_rd_u64(&rd, until_ms);
 	vp_rd_u32(&rd, &l->route.vservice_id);
 	vp_rd_u8(&rd, &routes);
-	if (vp_rd_vec_bytes(&rd, 2, &p, &pl) || pl > VAP_MAX_TICKET || ver != LEARNED_VERSION)
+	if (vp_rd_vec_bytes(&rd, 2, &p, &pl) || pl > VAP_MAX_TICKET || ver < 1 || ver > LEARNED_VERSION)
 		return VP_EMALFORMED;
 	memcpy(l->route.ticket, p, pl);
 	l->route.ticket_len = pl;
@@ -470,6 +480,13 @@ static int learned_decode(const uint8_t *in, size_t len, const char *number, lea
 			return VP_EMALFORMED;
 		memcpy(l->route.uris[i], p, pl);
 		l->route.uris[i][pl] = '\0';
+	}
+	if (ver >= 2) {
+		vp_rd_u64(&rd, &l->cert_until_ms);
+		if (vp_rd_vec_bytes(&rd, 2, &p, &pl) || pl > VAP_MAX_CERT)
+			return VP_EMALFORMED;
+		memcpy(l->route.cert, p, pl);
+		l->route.cert_len = pl;
 	}
 	if (rd.err || vp_rd_left(&rd) || snprintf(l->route.number, sizeof(l->route.number), "%s", number) >=
 	                                     (int)sizeof(l->route.number))
@@ -1571,6 +1588,26 @@ static void notify_post(vap_server_t *vap, void *arg)
 	free(o);
 }
 
+/* Keep the client certificate issued with the routes (§6.1), with its notAfter; one too big for a Notify is dropped. */
+static void learned_set_cert(vsrv_t *s, learned_t *l, const char *number, const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	X509 *x = len <= VAP_MAX_CERT ? d2i_X509(NULL, &p, (long)len) : NULL;
+	struct tm tm;
+	if (!x || p != der + len || !ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm)) {
+		vp_log_warn(LOGMOD, "client_cert_dropped", "srv=%s number=%s bytes=%zu err=\"%s\"", s->conf.name, number,
+		            len, len > VAP_MAX_CERT ? "larger than a Notify carries" : "unreadable");
+		X509_free(x);
+		return;
+	}
+	X509_free(x);
+	memcpy(l->route.cert, der, len);
+	l->route.cert_len = len;
+	l->cert_until_ms = (uint64_t)timegm(&tm) * 1000;
+	vp_log_info(LOGMOD, "client_cert", "srv=%s number=%s bytes=%zu until=%llu", s->conf.name, number, len,
+	            (unsigned long long)(l->cert_until_ms / 1000));
+}
+
 static void route_cb(void *arg, const pvp_route_t *r)
 {
 	vsrv_t *s = arg;
@@ -1602,6 +1639,8 @@ static void route_cb(void *arg, const pvp_route_t *r)
 			snprintf(l->route.uris[l->route.n_uris++], VAP_MAX_URI, "%s", r->resp->uris[i]);
 		l->route.ticket_len = r->resp->ticket_len <= VAP_MAX_TICKET ? r->resp->ticket_len : 0;
 		memcpy(l->route.ticket, r->resp->ticket, l->route.ticket_len);
+		if (l->routes && r->cert_len)
+			learned_set_cert(s, l, r->number, r->cert, r->cert_len);
 		/* Durable before anyone is told: a restart keeps the route, the ticket and the replay. */
 		elen = learned_encode(l, until_ms, enc, sizeof(enc));
 		klen = aux_key(AUX_LEARNED, key, akey, sizeof(akey));
@@ -1628,6 +1667,8 @@ static void route_cb(void *arg, const pvp_route_t *r)
 			o->s = s;
 			o->route = l->route;
 			o->route.expires = r->resp->expires > now_s ? (uint32_t)(r->resp->expires - now_s) : 0;
+			if (l->cert_until_ms <= now_s * 1000)
+				o->route.cert_len = 0;
 		}
 	} else {
 		s->st.pending++;
@@ -1682,6 +1723,8 @@ static void hook_subscribed(void *ctx, const char *agent, uint32_t id, vap_sub_t
 				cap = nc;
 			}
 			v[n] = l->route;
+			if (l->cert_until_ms <= now)
+				v[n].cert_len = 0; /* an expired certificate admits nothing: the route goes with its ticket */
 			v[n++].expires = (uint32_t)((e->until_ms - now) / 1000);
 		}
 		pthread_mutex_unlock(&s->mu);
@@ -2003,6 +2046,19 @@ int vsrv_new(const vsrv_conf_t *conf, const vsrv_dht_t *dht, const vp_clock_t *c
 	cc.clock = clock;
 	cc.ledger = s->ledger;
 	cc.min_entropy_cbits = conf->orig_min_entropy_cbits;
+	if (conf->client_cert_key[0]) {
+		FILE *kf = fopen(conf->client_cert_key, "r");
+		s->cert_key = kf ? PEM_read_PrivateKey(kf, NULL, NULL, NULL) : NULL;
+		if (kf)
+			fclose(kf);
+		if (!s->cert_key) {
+			vp_log_error(LOGMOD, "config", "key=pvp.client_cert_key path=%s err=\"not a readable PEM private key\"",
+			             conf->client_cert_key);
+			rc = VP_ECONFIG;
+			goto fail;
+		}
+		cc.cert_key = s->cert_key;
+	}
 	if ((rc = pvp_client_new(&cc, &s->cli)))
 		goto fail;
 	memset(&sc, 0, sizeof(sc));
@@ -2137,6 +2193,7 @@ void vsrv_free(vsrv_t *s)
 	pvp_ledger_free(s->ledger);
 	pvp_server_free(s->pvp);
 	pvp_cc_issuer_free(s->issuer);
+	EVP_PKEY_free(s->cert_key);
 	pvp_policy_free(s->policy);
 	pvp_vcr_store_close(s->store);
 	if (s->up_fd >= 0)

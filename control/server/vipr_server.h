@@ -161,6 +161,7 @@ typedef struct vsrv_conf {
 	char cert_issuer[VSRV_PATH_MAX];   /*!< [pvp] cert_issuer: issuing CA certificate (PEM); "" = issue no client certificates */
 	char cert_issuer_key[VSRV_PATH_MAX]; /*!< [pvp] cert_issuer_key: its private key (PEM) */
 	uint32_t cert_lifetime_s;          /*!< [pvp] cert_lifetime: client certificates' lifetime cap */
+	char client_cert_key[VSRV_PATH_MAX]; /*!< [pvp] client_cert_key: ask for client certificates for this key (PEM); "" = none */
 } vsrv_conf_t;
 
 /*!

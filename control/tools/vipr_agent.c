@@ -22,7 +22,14 @@
 #include <string.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "common/clock.h"
 #include "common/e164.h"
@@ -56,6 +63,7 @@ typedef struct opts {
 	double rate;
 	unsigned window;
 	unsigned retries;
+	const char *cert_dir, *cert_key; /* subscribe: where a route's client certificate goes, and its key */
 } opts_t;
 
 static void usage(FILE *f)
@@ -71,7 +79,10 @@ static void usage(FILE *f)
 	"  upload FILE.csv          upload call records; CSV columns:\n"
 	"                           direction,called,caller,start,stop  (direction orig|term;\n"
 	"                           caller may be empty; times UTC ms or YYYY-MM-DDTHH:MM:SS[.mmm]Z)\n"
-	"  subscribe                print learned routes as they arrive (--count, --duration)\n"
+	"  subscribe                print learned routes as they arrive (--count, --duration);\n"
+	"                           with --cert-dir DIR --cert-key KEY.pem a route that came with a\n"
+	"                           client certificate is written as DIR/<number>-<id>.pem (certificate\n"
+	"                           and KEY) and printed with cert=PATH instead of ticket64=\n"
 	"  load                     load generator: --agents N agents upload call records at\n"
 	"                           --rate R requests/s in total for --duration S seconds\n"
 	"  call --routes FILE NUMBER place a call over the routes in FILE (as subscribe prints them):\n"
@@ -334,6 +345,55 @@ static int cmd_register(const opts_t *o, SSL_CTX *tls)
 	return ret;
 }
 
+/*
+ * The client certificate of route \p r (docs/protocol.md §6.1, §8.6) as a PEM file the call can present: the
+ * certificate, then the key of --cert-key (the ViPR server's [pvp] client_cert_key), mode 0600.  Refused (0
+ * returned, the route keeps its ticket) when the certificate does not parse or is not for that key.  Returns
+ * the certificate's notAfter (UTC seconds) and the path in \p path.
+ */
+static uint64_t save_cert(const opts_t *o, const vap_route_t *r, char *path, size_t cap)
+{
+	const unsigned char *p = r->cert;
+	X509 *x = d2i_X509(NULL, &p, (long)r->cert_len);
+	EVP_PKEY *k = NULL;
+	FILE *f = NULL;
+	uint64_t until = 0;
+	unsigned char h[SHA256_DIGEST_LENGTH];
+	struct tm tm;
+	int fd;
+	if ((f = fopen(o->cert_key, "r"))) {
+		k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+		f = NULL;
+	}
+	if (!x || p != r->cert + r->cert_len || !k || X509_check_private_key(x, k) != 1 ||
+	    !ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm)) {
+		fprintf(stderr, "vipr-agent: route %s: client certificate %s; keeping the ticket\n", r->number,
+		        !x ? "unreadable" : !k ? "key unreadable (--cert-key)" : "not for --cert-key's key");
+		vp_log_warn("vipr-agent", "client_cert_refused", "number=%s key=%s", r->number, o->cert_key);
+		goto out;
+	}
+	SHA256(r->cert, r->cert_len, h);
+	snprintf(path, cap, "%s/%s-%02x%02x%02x%02x.pem", o->cert_dir, r->number + 1, h[0], h[1], h[2], h[3]);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0 || !(f = fdopen(fd, "w"))) {
+		if (fd >= 0)
+			close(fd);
+		fprintf(stderr, "vipr-agent: %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	if (PEM_write_X509(f, x) == 1 && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1 && fclose(f) == 0)
+		until = (uint64_t)timegm(&tm);
+	else
+		unlink(path);
+	f = NULL;
+out:
+	if (f)
+		fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return until;
+}
+
 static int cmd_subscribe(const opts_t *o, SSL_CTX *tls)
 {
 	vap_client_t *c = NULL;
@@ -375,8 +435,17 @@ static int cmd_subscribe(const opts_t *o, SSL_CTX *tls)
 		       r.ticket_len > 32 ? "..." : "");
 		for (size_t i = 0; i < r.n_uris; i++)
 			printf(" uri=%s", r.uris[i]);
-		/* what `vipr-agent call --routes` needs: the whole ticket and when we learned the route */
-		printf(" learned=%" PRIu64 " ticket64=%s\n", vp_time_wall_ms() / 1000, t64);
+		/* what `vipr-agent call --routes` needs: when we learned the route, when it ends (absolute), and the
+		 * whole ticket -- or the client certificate, which then stands in for the ticket until it expires */
+		uint64_t now = vp_time_wall_ms() / 1000, until = now + r.expires, cert_until = 0;
+		char cpath[1024];
+		if (r.cert_len && o->cert_dir && o->cert_key)
+			cert_until = save_cert(o, &r, cpath, sizeof(cpath));
+		if (cert_until)
+			printf(" learned=%" PRIu64 " until=%" PRIu64 " cert=%s\n", now, cert_until < until ? cert_until : until,
+			       cpath);
+		else
+			printf(" learned=%" PRIu64 " until=%" PRIu64 " ticket64=%s\n", now, until, t64);
 		fflush(stdout);
 	}
 	ret = report("unregister", vap_client_unregister(c), c);
@@ -684,6 +753,8 @@ int main(int argc, char **argv)
 		{ "window", required_argument, NULL, 13 },
 		{ "retries", required_argument, NULL, 14 },
 		{ "timeout", required_argument, NULL, 15 },
+		{ "cert-dir", required_argument, NULL, 16 },
+		{ "cert-key", required_argument, NULL, 17 },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -739,6 +810,8 @@ int main(int argc, char **argv)
 		case 13: o.window = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 14: o.retries = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 15: o.timeout_ms = (int)strtol(optarg, NULL, 10); break;
+		case 16: o.cert_dir = optarg; break;
+		case 17: o.cert_key = optarg; break;
 		case 'v': vp_log_setup(VP_LOG_DEBUG, NULL); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -768,6 +841,10 @@ int main(int argc, char **argv)
 	}
 	if (o.tls && !(tls = make_tls(&o)))
 		return 2;
+	if (!o.cert_dir != !o.cert_key) {
+		fprintf(stderr, "vipr-agent: --cert-dir and --cert-key go together\n");
+		return 2;
+	}
 	if (!strcmp(cmd, "register"))
 		ret = cmd_register(&o, tls);
 	else if (!strcmp(cmd, "publish"))

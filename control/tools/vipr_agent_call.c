@@ -6,11 +6,14 @@
  *
  * FILE holds one route per line, as `vipr-agent subscribe` prints them (key=value; unknown keys ignored):
  *   route number=+14085551234 expires=1797000000 learned=1794400000 ticket64=<base64url> uri=sip:... [uri=...]
+ * (`until=T`, when present, is the absolute expiry and wins over `expires=`, which subscribe prints relative)
  * or `cert=PATH` instead of ticket64 for a client-certificate route, plus the state this command keeps:
  * down_until=T (route down now) and renewal_sent=T.  The file is rewritten after the call (forgotten routes
  * gone, down ones marked).  Each fork goes over its own TCP connection: to --via (the border element's
  * agent listener, which carries it out over TLS), or without --via straight to the URI's host and port
- * (transport=tcp only: a test UAS).
+ * (transport=tcp only: a test UAS).  A client-certificate route's fork always goes straight to its URI over TLS
+ * (transport=tls), presenting the route's certificate and key (PATH: certificate then key, PEM) and checking the
+ * far end's certificate against --ca (name: --tls-name, default the URI's host): docs/protocol.md §11.1.
  *
  * Exit status: 0 answered, 1 the callee answered without 2xx (busy, declined), 2 usage or bad input,
  * 3 place the call over the PSTN (no usable route, the renewal call, or every route failed).
@@ -27,6 +30,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <osipparser2/osip_message.h>
 #include <osipparser2/osip_parser.h>
@@ -47,6 +54,7 @@ enum { EXIT_ANSWERED = 0, EXIT_CALLEE = 1, EXIT_USAGE = 2, EXIT_PSTN = 3 };
 
 typedef struct conn {
 	int fd;
+	SSL *ssl;                /* a client-certificate fork's TLS, or NULL (plain TCP) */
 	char buf[MAX_MSG + 1];
 	size_t len;
 } conn_t;
@@ -54,7 +62,8 @@ typedef struct conn {
 static void call_usage(FILE *f)
 {
 	fputs("usage: vipr-agent call --routes FILE [--via HOST:PORT] [--from URI] [--timeout S] [--hold MS]\n"
-	      "                       [--now UTC_SECONDS] NUMBER\n"
+	      "                       [--now UTC_SECONDS] [--ca FILE] [--tls-name NAME] NUMBER\n"
+	      "  --ca FILE        CA that signs the far border's certificate (required for cert= routes)\n"
 	      "exit: 0 answered, 1 callee's final answer, 2 usage, 3 place it over the PSTN\n",
 	      f);
 }
@@ -76,7 +85,7 @@ static int load_line(vca_table_t *t, char *line, uint64_t *renewal, char *renum,
 	vca_route_t r;
 	const char *uris[VCA_MAX_FORKS];
 	size_t nu = 0;
-	uint64_t down = 0;
+	uint64_t down = 0, until = 0;
 	char *save = NULL, *tok = strtok_r(line, " \t\r\n", &save);
 	memset(&r, 0, sizeof(r));
 	*renewal = 0;
@@ -102,6 +111,8 @@ static int load_line(vca_table_t *t, char *line, uint64_t *renewal, char *renum,
 			rc = parse_u64(v, &r.expires_s);
 		else if (!strcmp(k, "learned"))
 			rc = parse_u64(v, &r.learned_s);
+		else if (!strcmp(k, "until"))
+			rc = parse_u64(v, &until);
 		else if (!strcmp(k, "down_until"))
 			rc = parse_u64(v, &down);
 		else if (!strcmp(k, "renewal_sent"))
@@ -112,6 +123,8 @@ static int load_line(vca_table_t *t, char *line, uint64_t *renewal, char *renum,
 	*bad = "uri";
 	if (!nu)
 		return VP_EINVAL;
+	if (until)
+		r.expires_s = until;
 	if (!r.learned_s) /* a subscribe line from before learned=: assume the default 30-day life */
 		r.learned_s = r.expires_s > 2592000 ? r.expires_s - 2592000 : 0;
 	*bad = "route";
@@ -188,9 +201,13 @@ static int save_routes(const char *path, const vca_table_t *t)
 	return 0;
 }
 
-/* Where fork \p r goes without --via: the URI's host and port, TCP only (libosip2 reads the URI). */
+/*
+ * Where fork \p r goes without --via: the URI's host and port (libosip2 reads the URI); over TCP for a
+ * ticket route (a test UAS), over TLS (transport=tls, default port 5061) for a client-certificate route.
+ */
 static int direct_target(const vca_route_t *r, char *host, size_t cap, uint16_t *port)
 {
+	const char *want = r->cert[0] ? "tls" : "tcp";
 	osip_uri_t *u = NULL;
 	osip_uri_param_t *tp = NULL;
 	int rc = VP_EINVAL;
@@ -198,10 +215,10 @@ static int direct_target(const vca_route_t *r, char *host, size_t cap, uint16_t 
 		return VP_ENOMEM;
 	if (osip_uri_parse(u, r->uri) == 0 && u->host && strlen(u->host) < cap && u->scheme &&
 	    !osip_strcasecmp(u->scheme, "sip") &&
-	    (osip_uri_uparam_get_byname(u, "transport", &tp) != 0 || !tp || !tp->gvalue ||
-	     !osip_strcasecmp(tp->gvalue, "tcp"))) {
+	    (osip_uri_uparam_get_byname(u, "transport", &tp) == 0 && tp && tp->gvalue ?
+	         !osip_strcasecmp(tp->gvalue, want) : !r->cert[0])) {
 		snprintf(host, cap, "%s", u->host);
-		*port = 5060;
+		*port = r->cert[0] ? 5061 : 5060;
 		rc = u->port && vp_net_parse_port(u->port, port) ? VP_EINVAL : 0;
 	}
 	osip_uri_free(u);
@@ -212,7 +229,7 @@ static bool tx(void *ctx, size_t fork, const char *msg, size_t len)
 {
 	conn_t *c = &((conn_t *)ctx)[fork];
 	while (c->fd >= 0 && len) {
-		ssize_t n = send(c->fd, msg, len, MSG_NOSIGNAL);
+		ssize_t n = c->ssl ? SSL_write(c->ssl, msg, (int)len) : send(c->fd, msg, len, MSG_NOSIGNAL);
 		if (n <= 0)
 			return false;
 		msg += n;
@@ -224,10 +241,18 @@ static bool tx(void *ctx, size_t fork, const char *msg, size_t len)
 /* Read what fork \p i has; hand every whole message to the call.  false when the connection ended. */
 static bool rx(conn_t *c, size_t i, vca_call_t *call)
 {
-	ssize_t n = recv(c->fd, c->buf + c->len, MAX_MSG - c->len, 0);
+	ssize_t n = c->ssl ? SSL_read(c->ssl, c->buf + c->len, (int)(MAX_MSG - c->len))
+	                   : recv(c->fd, c->buf + c->len, MAX_MSG - c->len, 0);
 	if (n <= 0)
 		return false;
 	c->len += (size_t)n;
+	/* TLS may hold whole records already read from the socket: poll() would not wake for them. */
+	while (c->ssl && SSL_pending(c->ssl) > 0 && c->len < MAX_MSG) {
+		n = SSL_read(c->ssl, c->buf + c->len, (int)(MAX_MSG - c->len));
+		if (n <= 0)
+			break;
+		c->len += (size_t)n;
+	}
 	for (;;) {
 		size_t total = 0;
 		int f = vb_sip_frame(c->buf, c->len, MAX_MSG, &total);
@@ -266,12 +291,50 @@ static void pump(conn_t *conns, size_t n, vca_call_t *call, uint64_t until_ms, b
 			if (conns[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			if (!rx(&conns[i], i, call)) {
+				SSL_free(conns[i].ssl);
+				conns[i].ssl = NULL;
 				close(conns[i].fd);
 				conns[i].fd = -1;
 				vca_call_fork_failed(call, i); /* nothing if it already had its final response */
 			}
 		}
 	}
+}
+
+/*
+ * A client-certificate fork's TLS (§11.1): present the route's certificate and key (one PEM file), check the far
+ * border against \p ca for \p name.  Blocking, bounded by IO_TIMEOUT_S on the socket.  A failure (refused
+ * certificate, unknown server) leaves the fork without a connection: it fails in transport (route down now).
+ */
+#define IO_TIMEOUT_S 5
+static SSL *tls_open(int fd, const char *pem, const char *ca, const char *name)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = NULL;
+	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+	bool ok = ctx && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) &&
+	          SSL_CTX_use_certificate_file(ctx, pem, SSL_FILETYPE_PEM) == 1 &&
+	          SSL_CTX_use_PrivateKey_file(ctx, pem, SSL_FILETYPE_PEM) == 1 && SSL_CTX_check_private_key(ctx) == 1 &&
+	          SSL_CTX_load_verify_locations(ctx, ca, NULL) == 1;
+	if (ok) {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		ok = (ssl = SSL_new(ctx)) && SSL_set_fd(ssl, fd) == 1 && SSL_set1_host(ssl, name) == 1 &&
+		     SSL_connect(ssl) == 1;
+	}
+	if (!ok) {
+		unsigned long e = ERR_peek_last_error();
+		vp_log_warn("vipr-agent", "tls_failed", "cert=%s server=%s err=\"%s\"", pem, name,
+		            e ? ERR_reason_error_string(e) : "setup");
+		fprintf(stderr, "vipr-agent: TLS to %s with %s failed: %s\n", name, pem,
+		        e ? ERR_reason_error_string(e) : "cannot load the certificate, key or CA");
+		ERR_clear_error();
+		SSL_free(ssl);
+		ssl = NULL;
+	}
+	SSL_CTX_free(ctx); /* the SSL holds its own reference */
+	return ssl;
 }
 
 int vipr_agent_call_main(int argc, char **argv)
@@ -281,9 +344,10 @@ int vipr_agent_call_main(int argc, char **argv)
 		{ "from", required_argument, NULL, 'f' },   { "timeout", required_argument, NULL, 't' },
 		{ "hold", required_argument, NULL, 'H' },   { "now", required_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
+		{ "ca", required_argument, NULL, 'C' },     { "tls-name", required_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *routes = NULL, *via = NULL, *from = "sip:vipr-agent@invalid";
+	const char *routes = NULL, *via = NULL, *from = "sip:vipr-agent@invalid", *ca = NULL, *tls_name = NULL;
 	uint64_t timeout_s = 32, hold_ms = 0, now_s = 0;
 	char number[VP_E164_BUFLEN];
 	vca_table_t *t = NULL;
@@ -293,8 +357,10 @@ int vipr_agent_call_main(int argc, char **argv)
 	int ch, ret = EXIT_USAGE;
 
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "r:V:f:t:H:n:vh", lopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "r:V:f:t:H:n:C:N:vh", lopts, NULL)) != -1) {
 		switch (ch) {
+		case 'C': ca = optarg; break;
+		case 'N': tls_name = optarg; break;
 		case 'r': routes = optarg; break;
 		case 'V': via = optarg; break;
 		case 'f': from = optarg; break;
@@ -338,6 +404,22 @@ int vipr_agent_call_main(int argc, char **argv)
 		char host[256];
 		uint16_t port;
 		conns[i].fd = -1;
+		if (plan.routes[i].cert[0]) {
+			/* The certificate is this number's and this key's: only we can present it, so the fork goes
+			 * straight to the route's border over TLS, never through --via (§11.1). */
+			if (!ca || direct_target(&plan.routes[i], host, sizeof(host), &port)) {
+				fprintf(stderr, "vipr-agent: %s: a cert= route needs a transport=tls URI and --ca\n",
+				        plan.routes[i].uri);
+				vp_log_error("vipr-agent", "bad_cert_route", "uri=%s ca=%s", plan.routes[i].uri, ca ? ca : "-");
+				goto finish;
+			}
+			if (vp_net_connect_tcp(host, port, 5000, VP_NET_NODELAY, &conns[i].fd) == 0 &&
+			    !(conns[i].ssl = tls_open(conns[i].fd, plan.routes[i].cert, ca, tls_name ? tls_name : host))) {
+				close(conns[i].fd);
+				conns[i].fd = -1;
+			}
+			continue;
+		}
 		if (via) {
 			if (vp_net_connect_hostport(via, 5000, VP_NET_NODELAY, &conns[i].fd))
 				conns[i].fd = -1; /* the fork fails in transport: route down now */
@@ -365,12 +447,15 @@ int vipr_agent_call_main(int argc, char **argv)
 				break;
 			}
 		}
-		snprintf(contact, sizeof(contact), "sip:vipr-agent@%s;transport=tcp", via_host);
+		bool all_tls = plan.n > 0;
+		for (size_t i = 0; i < plan.n; i++)
+			all_tls &= plan.routes[i].cert[0] != '\0';
+		snprintf(contact, sizeof(contact), "sip:vipr-agent@%s;transport=%s", via_host, all_tls ? "tls" : "tcp");
 		vca_call_conf_t cc = {
 			.from_uri = from,
 			.contact_uri = contact,
 			.via_host = via_host,
-			.transport = "TCP",
+			.transport = all_tls ? "TLS" : "TCP",
 			.sdp = "v=0\r\no=vipr-agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
 			       "m=audio 40000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 			       "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
@@ -416,9 +501,13 @@ int vipr_agent_call_main(int argc, char **argv)
 		ret = o == VCA_O_ANSWERED ? EXIT_ANSWERED : o == VCA_O_CALLEE ? EXIT_CALLEE : EXIT_PSTN;
 	}
 finish:
-	for (size_t i = 0; conns && i < plan.n; i++)
+	for (size_t i = 0; conns && i < plan.n; i++) {
+		if (conns[i].ssl)
+			SSL_shutdown(conns[i].ssl);
+		SSL_free(conns[i].ssl);
 		if (conns[i].fd >= 0)
 			close(conns[i].fd);
+	}
 	free(conns);
 	vca_call_free(call);
 	vca_table_free(t);

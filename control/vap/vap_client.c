@@ -219,6 +219,12 @@ static int decode_route(const vap_msg_t *m, vap_route_t *r)
 			memcpy(r->ticket, a.value, a.len);
 			r->ticket_len = a.len;
 			break;
+		case VAP_ATTR_CLIENT_CERT:
+			if (a.len > VAP_MAX_CERT)
+				return VP_ETOOBIG;
+			memcpy(r->cert, a.value, a.len);
+			r->cert_len = a.len;
+			break;
 		default:
 			break;
 		}

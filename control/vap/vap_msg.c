@@ -24,6 +24,7 @@ bool vap_attr_known(uint16_t type)
 	case VAP_ATTR_VSERVICE_ID: case VAP_ATTR_CALL_RECORD: case VAP_ATTR_SIP_URI:
 	case VAP_ATTR_TICKET: case VAP_ATTR_EXPIRES: case VAP_ATTR_BLACKLIST:
 	case VAP_ATTR_WHITELIST: case VAP_ATTR_RETRY_AFTER: case VAP_ATTR_NUMBER_COUNT:
+	case VAP_ATTR_CLIENT_CERT:
 		return true;
 	default:
 		return false;

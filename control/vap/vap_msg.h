@@ -35,6 +35,7 @@
 #define VAP_MAX_NONCE 64
 #define VAP_MAX_URI 256
 #define VAP_MAX_TICKET 512
+#define VAP_MAX_CERT 2048                     /* CLIENT-CERT: an RSA-4096 key signed by an RSA-4096 issuer is ~1.4 kB */
 
 /* ---- message classes and methods (docs/protocol.md §8.2) ----------------
  * Methods sit in 0x0C1-0x0C7: RFC 8489 §18.1 limits STUN methods to
@@ -84,6 +85,7 @@ enum vap_attr_type {
 	/* VAP comprehension-optional */
 	VAP_ATTR_RETRY_AFTER = 0xC001,
 	VAP_ATTR_NUMBER_COUNT = 0xC002,
+	VAP_ATTR_CLIENT_CERT = 0xC003,  /* Notify: DER client certificate for the route (§6.1); optional so old agents skip it */
 };
 
 /* ---- error codes carried in ERROR-CODE (docs/protocol.md §8.5) ----------- */

@@ -1538,6 +1538,8 @@ static int notify_conn(vap_server_t *srv, conn_t *c, const vap_route_t *route)
 	vap_enc_attr(&r.e, VAP_ATTR_TICKET, route->ticket,
 	             route->ticket_len < VAP_MAX_TICKET ? route->ticket_len : VAP_MAX_TICKET);
 	vap_enc_u32(&r.e, VAP_ATTR_EXPIRES, route->expires);
+	if (route->cert_len && route->cert_len <= VAP_MAX_CERT)
+		vap_enc_attr(&r.e, VAP_ATTR_CLIENT_CERT, route->cert, route->cert_len);
 	reply_end(srv, c, &r);
 	srv->st.notifies++;
 	return 0;

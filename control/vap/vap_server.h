@@ -74,6 +74,8 @@ typedef struct vap_route {
 	char uris[VAP_MAX_URIS][VAP_MAX_URI];
 	size_t ticket_len;
 	uint8_t ticket[VAP_MAX_TICKET];
+	size_t cert_len;                    /*!< 0 = no client certificate with this route */
+	uint8_t cert[VAP_MAX_CERT];         /*!< DER client certificate for the route (CLIENT-CERT, §6.1) */
 } vap_route_t;
 
 /*! What the server calls into the rest of the node. All are required except vservice_access. */

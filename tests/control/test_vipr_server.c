@@ -17,6 +17,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "common/clock.h"
 #include "common/errcode.h"
 #include "common/log.h"
@@ -390,6 +393,154 @@ static void test_upload_validate_notify(void **state)
 	carrier_down(&b);
 	carrier_down(&t);
 	vsrv_memdht_free(dht);
+}
+
+/* ---- client certificates: asked for, delivered, kept (protocol §6.1, §8.6) ---------------- */
+
+/* A carrier with extra [pvp] settings \p pvp_extra (client certificates); its call records in c->dir. */
+static void carrier_up_cc(carrier_t *c, vsrv_memdht_t *dht, const char *name, const char *domain, const char *agents,
+                          const char *tenants, const char *pvp_extra)
+{
+	vsrv_conf_t conf;
+	vsrv_dht_t iface;
+	char text[1536];
+	vp_conf_err_t e;
+	if (!c->dir[0]) {
+		snprintf(c->dir, sizeof(c->dir), "/tmp/test-vsrv-XXXXXX");
+		assert_non_null(mkdtemp(c->dir));
+	}
+	vsrv_conf_default(&conf);
+	snprintf(text, sizeof(text),
+	         "[server]\nname = %s\ndomain = %s\n[vap]\nport = 0\nagents = %s\ntenants = %s\n"
+	         "[pvp]\nvcr_dir = %s\nmin_entropy_cbits = 100\norig_min_entropy_cbits = 100\nworkers = 2\n%s"
+	         "[scheduler]\ndelay_min = 0\ndelay_max = 1\nfetch_timeout = 5s\nattach_timeout = 2s\n",
+	         name, domain, agents, tenants, c->dir, pvp_extra);
+	assert_int_equal(vsrv_conf_parse(&conf, text, strlen(text), &e), 0);
+	vsrv_memdht_iface(dht, &iface);
+	assert_int_equal(vsrv_new(&conf, &iface, NULL, NULL, NULL, &c->srv), 0);
+	assert_int_equal(vsrv_memdht_add_node(dht, vsrv_node_id(c->srv), "127.0.0.1", vsrv_pvp_port(c->srv)), 0);
+	assert_int_equal(vsrv_start(c->srv), 0);
+}
+
+/* The certificate of \p r is for \p key's public key, issued by \p issuer for \p number and carrier-b.example. */
+static void check_route_cert(const vap_route_t *r, EVP_PKEY *key, X509 *issuer, const char *number)
+{
+	const unsigned char *p = r->cert;
+	X509 *x;
+	pvp_cc_identity_t id;
+	assert_true(r->cert_len > 0);
+	x = d2i_X509(NULL, &p, (long)r->cert_len);
+	assert_non_null(x);
+	assert_int_equal(X509_check_private_key(x, key), 1);
+	assert_int_equal(pvp_cc_identity(x, issuer, &id), 0);
+	assert_string_equal(id.number, number);
+	assert_string_equal(id.domain, "carrier-b.example");
+	X509_free(x);
+}
+
+/*
+ * B asks for client certificates ([pvp] client_cert_key), A issues them ([pvp] cert_issuer): after B validates
+ * A's number, B's subscribed agent receives the certificate with the route (VAP CLIENT-CERT); B restarts and a
+ * new subscriber gets the same certificate in the replay (kept in the learned record).  C asks for none: its
+ * agent's route comes with a ticket only, so a certificate exists only where both sides are configured.
+ */
+static void test_client_cert_delivered_and_kept(void **state)
+{
+	vsrv_memdht_t *dht = memdht();
+	carrier_t a = { .dir = "" }, b = { .dir = "" }, c = { .dir = "" };
+	char dir[64] = "/tmp/test-vsrv-cc-XXXXXX", cmd[768], extra_a[320], extra_b[200], path[128];
+	vap_client_t *ca, *cb, *sub, *cc, *csub;
+	vap_range_t range = { .prefix = "+1408555", .first = 300, .last = 301, .width = 4 };
+	vap_vservice_t vs = { .id = 1, .op = VAP_OP_ADD, .n_uris = 1, .uris = { "sip:pbx@carrier-a.example;transport=tls" } };
+	uint64_t now = vp_time_wall_ms(), stored = 0;
+	vap_vcr_t orig, term;
+	vap_route_t route, again;
+	EVP_PKEY *key;
+	X509 *issuer;
+	FILE *f;
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+	         "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem "
+	         "-days 2 -subj /CN=vipr-issuer 2>/dev/null && openssl genpkey -algorithm EC -pkeyopt "
+	         "ec_paramgen_curve:P-256 -out client.key 2>/dev/null", dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/client.key", dir);
+	assert_non_null(f = fopen(path, "r"));
+	assert_non_null(key = PEM_read_PrivateKey(f, NULL, NULL, NULL));
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/ca.pem", dir);
+	assert_non_null(f = fopen(path, "r"));
+	assert_non_null(issuer = PEM_read_X509(f, NULL, NULL, NULL));
+	fclose(f);
+	snprintf(extra_a, sizeof(extra_a), "cert_issuer = %s/ca.pem\ncert_issuer_key = %s/ca.key\n", dir, dir);
+	snprintf(extra_b, sizeof(extra_b), "client_cert_key = %s/client.key\n", dir);
+	carrier_up_cc(&a, dht, "A", "carrier-a.example", "agent-a:pa", "", extra_a);
+	carrier_up_cc(&b, dht, "B", "carrier-b.example", "agent-b:pb, watcher-b:pw", "watcher-b:agent-b", extra_b);
+	carrier_up_cc(&c, dht, "C", "carrier-c.example", "agent-c:pc", "", "");
+
+	ca = agent(&a, "agent-a", "pa");
+	assert_int_equal(vap_client_publish_vservice(ca, &vs), 0);
+	assert_int_equal(vap_client_publish(ca, 1, VAP_OP_ADD, NULL, 0, &range, 1, &stored), 0);
+	cb = agent(&b, "agent-b", "pb");
+	own_vservice(cb, 5);
+	sub = agent(&b, "watcher-b", "pw");
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	cc = agent(&c, "agent-c", "pc");
+	own_vservice(cc, 6);
+	csub = agent(&c, "agent-c", "pc");
+	assert_int_equal(vap_client_subscribe(csub, 6, 600), 0);
+
+	memset(&orig, 0, sizeof(orig));
+	snprintf(orig.called, sizeof(orig.called), "+14085550300");
+	snprintf(orig.caller, sizeof(orig.caller), "+33123450007");
+	orig.stop_ms = now - 2000;
+	orig.start_ms = routable_call_start(orig.stop_ms);
+	orig.direction = VAP_DIR_ORIGINATING;
+	term = orig;
+	term.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
+	assert_int_equal(vap_client_upload(cb, &orig, 1), 0);
+	/* C places a call to A's other number. */
+	snprintf(orig.called, sizeof(orig.called), "+14085550301");
+	term = orig;
+	term.direction = VAP_DIR_TERMINATING;
+	assert_int_equal(vap_client_upload(ca, &term, 1), 0);
+	assert_int_equal(vap_client_upload(cc, &orig, 1), 0);
+
+	assert_int_equal(vap_client_wait_notify(sub, &route, 20000), 0);
+	assert_string_equal(route.number, "+14085550300");
+	assert_true(route.ticket_len > 0); /* the ticket still comes: the fallback for old agents */
+	check_route_cert(&route, key, issuer, "+14085550300");
+	assert_int_equal(vap_client_wait_notify(csub, &again, 20000), 0);
+	assert_string_equal(again.number, "+14085550301");
+	assert_true(again.ticket_len > 0);
+	assert_int_equal(again.cert_len, 0);
+
+	/* Restart B: the replay to a new subscriber carries the same certificate. */
+	vap_client_close(sub);
+	vap_client_close(cb);
+	vsrv_free(b.srv);
+	carrier_up_cc(&b, dht, "B", "carrier-b.example", "agent-b:pb, watcher-b:pw", "watcher-b:agent-b", extra_b);
+	sub = agent(&b, "watcher-b", "pw");
+	assert_int_equal(vap_client_subscribe(sub, 5, 600), 0);
+	assert_int_equal(vap_client_wait_notify(sub, &again, 5000), 0);
+	assert_string_equal(again.number, "+14085550300");
+	assert_int_equal(again.cert_len, route.cert_len);
+	assert_memory_equal(again.cert, route.cert, route.cert_len);
+
+	vap_client_close(sub);
+	vap_client_close(ca);
+	vap_client_close(cc);
+	vap_client_close(csub);
+	EVP_PKEY_free(key);
+	X509_free(issuer);
+	carrier_down(&a);
+	carrier_down(&b);
+	carrier_down(&c);
+	vsrv_memdht_free(dht);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 /*
@@ -1595,6 +1746,7 @@ int main(void)
 		cmocka_unit_test(test_publications_survive_restart),
 		cmocka_unit_test(test_number_held_by_its_tenant),
 		cmocka_unit_test(test_term_records_acked_when_written_in_upload_order),
+		cmocka_unit_test(test_client_cert_delivered_and_kept),
 	};
 	vp_log_setup(getenv("T_INFO") ? VP_LOG_INFO : VP_LOG_ERROR, stderr);
 	if (getenv("T_FILTER"))

@@ -608,6 +608,47 @@ static void handoff_of_10000_entries_is_not_throttled(void **state)
 	assert_int_equal(send_many(2500, &nd_x, &id_x, 20000), 2000);
 }
 
+/* A neighbour storing its own registration is an original store: copied to both successors and policed
+ * per signer; a store of other claimants' entries from the same neighbour stays a handoff. */
+static void neighbours_own_store_is_replicated(void **state)
+{
+	vp_id_t rid = rid_at(0x3B, 1);
+	const pk_node_t *carry[2] = { &nd_s1, &nd_a };
+	ent_t e;
+	rl_store_kind_data_t kd;
+	rl_stored_data_t sds[1];
+	rl_body_t b;
+	nk_stats_t st;
+	sink_t s = { 0 }, h = { 0 };
+	req_t *q;
+	(void)state;
+
+	ent_make(&e, &rid, &id_s1, 1, &nd_s1, wall_now);
+	b = store_body(&rid, 0, &e, 1, &kd, sds);
+	q = req_new(&b, &nd_s1, carry, 1, &id_s1);
+	store_commit(q, &s);
+	free(q);
+	assert_int_equal(s.code, RL_STORE_ANS);
+	assert_int_equal(s.sent, 2);
+	assert_int_equal(s.replica[0], 1);
+	assert_int_equal(s.replica[1], 2);
+	nk_stats(nk, &st);
+	assert_int_equal(st.stores, 1);
+	assert_int_equal(st.neighbour_stores, 0);
+
+	/* A's entry carried by the same neighbour: a handoff, kept and not spread. */
+	rid = rid_at(0x3B, 2);
+	ent_make(&e, &rid, &id_a, 1, &nd_a, wall_now);
+	b = store_body(&rid, 0, &e, 1, &kd, sds);
+	q = req_new(&b, &nd_s1, carry, 2, &id_s1);
+	store_commit(q, &h);
+	free(q);
+	assert_int_equal(h.code, RL_STORE_ANS);
+	assert_int_equal(h.sent, 0);
+	nk_stats(nk, &st);
+	assert_int_equal(st.neighbour_stores, 1);
+}
+
 /* DROP removes what lies outside the keep range and was written before the grace, nothing else. */
 static void drop_keeps_recent_writes(void **state)
 {
@@ -884,6 +925,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(entry_signed_by_another_node_than_its_key_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(forged_entries_in_a_replica_are_refused_one_by_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(replica_from_a_non_neighbour_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(neighbours_own_store_is_replicated, setup, teardown),
 		cmocka_unit_test_setup_teardown(handoff_of_10000_entries_is_not_throttled, setup, teardown),
 		cmocka_unit_test_setup_teardown(drop_keeps_recent_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(handoff_and_replicate_send_the_range, setup, teardown),

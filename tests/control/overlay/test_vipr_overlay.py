@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""scripts/vipr-overlay end to end with fake_viprd (a TEMPORARY stand-in for viprd, see fake_viprd.c):
-directory layout, certificates issued by the overlay CA, every node's admin socket answering through
-viprctl, process supervision by PID, `status`, a refused second `up`, clean `down`; a node that fails at
-start makes `up` undo everything; with --netns (root only) the namespaces, veth pairs and bridge exist,
-nodes run in their namespace and reach each other across the bridge, and `down` (or a failed `up`) removes
-them.  The finally block stops every process recorded and deletes only the namespaces this test's
-directories name, even when a check failed.
+"""scripts/vipr-overlay end to end with the real viprd: directory layout, certificates issued by the overlay
+CA, every node joined and answering on its admin socket through viprctl (its own listen address), /health 200
+on every node, process supervision by PID, `status`, a refused second `up`, clean `down`; a node that fails at
+start (its port taken, a bad option) makes `up` undo everything, and so do a join timeout and a SIGTERM; with
+--netns (root only) the namespaces, veth pairs and bridge exist, nodes run in their namespace, join one ring
+across the bridge, and `down` (or a failed `up`) removes them.  The finally block stops every process
+recorded and deletes only the namespaces this test's directories name, even when a check failed.
 
-usage: test_vipr_overlay.py VIPR_OVERLAY FAKE_VIPRD VIPR_ENROLL VIPRCTL
+usage: test_vipr_overlay.py VIPR_OVERLAY VIPRD VIPR_ENROLL VIPRCTL
 """
+import urllib.request
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,14 +33,13 @@ def check(cond, what):
 
 
 def free_base(n):
-    """A base port with n free consecutive loopback ports (checked by binding each once)."""
-    for _ in range(50):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + n > 65000:
-            continue
+    """A base port with n free consecutive loopback ports (checked by binding each once), below the kernel's
+    ephemeral range: the nodes' own outgoing connections take ephemeral ports, which must not land on a port
+    a node is about to listen on."""
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, lo - n)
         ok = True
         for p in range(base, base + n):
             t = socket.socket()
@@ -47,6 +48,8 @@ def free_base(n):
             except OSError:
                 ok = False
             t.close()
+            if not ok:
+                break
         if ok:
             return base
     raise RuntimeError("no free port range")
@@ -80,8 +83,8 @@ def tag_of(d):
 
 
 class Runner:
-    def __init__(self, launcher, fake, enroll, viprctl):
-        self.launcher, self.fake, self.enroll, self.viprctl = launcher, fake, enroll, viprctl
+    def __init__(self, launcher, viprd, enroll, viprctl):
+        self.launcher, self.viprd, self.enroll, self.viprctl = launcher, viprd, enroll, viprctl
         self.dirs = []
 
     def ov(self, args, env=None, timeout=120):
@@ -92,7 +95,7 @@ class Runner:
 
     def up(self, d, n, extra=(), env=None):
         self.dirs.append(d)
-        return self.ov(["up", "--nodes", str(n), "--dir", d, "--viprd", self.fake, "--enroll", self.enroll,
+        return self.ov(["up", "--nodes", str(n), "--dir", d, "--viprd", self.viprd, "--enroll", self.enroll,
                         "--viprctl", self.viprctl, "--join-timeout", "30"] + list(extra), env)
 
     def cleanup(self):
@@ -138,6 +141,11 @@ def test_loopback(r, base_dir):
         if a.returncode == 0:
             j = json.loads(a.stdout)
             check(j["state"] == "joined" and j["listen"] == "127.0.0.1:%d" % (base + k), "node%d status %r" % (k, j))
+            check(j["pid"] == next(p["pid"] for p in st["procs"] if p["name"] == "node%d" % k),
+                  "node%d's socket is served by the process the launcher started" % k)
+            check(("metrics=%s" % j["metrics"]) in res.stdout, "up prints node%d's metrics address" % k)
+            # the daemon samples its shards once a second: 200 within 3 s of joining
+            check(wait_for(3, lambda: health(j["metrics"]) == 200), "node%d /health 200 in a 4-node ring" % k)
     check(os.path.isfile(os.path.join(d, "overlay", "config.xml")), "config.xml")
     pids = [p["pid"] for p in st["procs"]]
     check(len(pids) == 5, "enroll + 4 nodes recorded: %r" % pids)
@@ -168,43 +176,73 @@ def test_loopback(r, base_dir):
           "sockets removed")
 
 
+def wait_for(seconds, pred):
+    deadline = time.monotonic() + seconds
+    while True:
+        if pred():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def health(addr):
+    try:
+        with urllib.request.urlopen("http://%s/health" % addr, timeout=5) as f:
+            return f.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
 def test_failed_up_undoes_everything(r, base_dir):
     d = os.path.join(base_dir, "fail")
     base = free_base(3)
-    res = r.up(d, 3, ["--base-port", str(base)], env={"FAKE_VIPRD_FAIL_LISTEN": "127.0.0.1:%d" % (base + 2)})
-    check(res.returncode == 1 and "node2" in res.stderr, "failed up: exit %d %r" % (res.returncode, res.stderr))
+    taken = socket.socket()  # node2's port is taken: its viprd cannot listen and exits
+    taken.bind(("127.0.0.1", base + 2))
+    taken.listen(1)
+    try:
+        res = r.up(d, 3, ["--base-port", str(base)])
+    finally:
+        taken.close()
+    check(res.returncode == 1 and "node2 exited during start-up" in res.stderr,
+          "failed up: exit %d %r" % (res.returncode, res.stderr))
     check(procs_mentioning(d) == [], "failed up left processes: %r" % procs_mentioning(d))
     check(not os.path.exists(os.path.join(d, "overlay.json")), "failed up left its state")
+    check(not os.path.exists(os.path.join(d, "nodes", "node0", "admin.sock")), "failed up left a socket")
 
 
 def test_join_timeout_and_sigterm_undo(r, base_dir):
-    # nodes that never say "joined" in time: up gives up, names them, and undoes everything
+    # nodes that never say "joined" in time (the document names a bootstrap peer nobody serves): up gives up,
+    # names them, and undoes everything
     d = os.path.join(base_dir, "slow")
-    base = free_base(2)
+    base = free_base(3)
+    nobody = "127.0.0.1:%d" % (base + 2)
     r.dirs.append(d)
-    res = r.ov(["up", "--nodes", "2", "--dir", d, "--viprd", r.fake, "--enroll", r.enroll, "--viprctl", r.viprctl,
-                "--join-timeout", "2", "--base-port", str(base)], env={"FAKE_VIPRD_JOIN_MS": "600000"})
-    check(res.returncode == 1 and "not joined within 2s" in res.stderr and "state=joining" in res.stderr,
+    res = r.ov(["up", "--nodes", "2", "--dir", d, "--viprd", r.viprd, "--enroll", r.enroll, "--viprctl", r.viprctl,
+                "--join-timeout", "2", "--base-port", str(base), "--overlay-set", "bootstrap=" + nobody])
+    check(res.returncode == 1 and "not joined within 2s" in res.stderr and "node0 (state=starting)" in res.stderr,
           "join timeout: %d %r" % (res.returncode, res.stderr))
     check(procs_mentioning(d) == [], "join timeout left processes")
     # a launcher stopped by SIGTERM while waiting undoes what it started
     d = os.path.join(base_dir, "term")
     r.dirs.append(d)
-    e = dict(os.environ, FAKE_VIPRD_JOIN_MS="600000")
-    p = subprocess.Popen([sys.executable, r.launcher, "up", "--nodes", "2", "--dir", d, "--viprd", r.fake,
+    p = subprocess.Popen([sys.executable, r.launcher, "up", "--nodes", "2", "--dir", d, "--viprd", r.viprd,
                           "--enroll", r.enroll, "--viprctl", r.viprctl, "--join-timeout", "60", "--base-port",
-                          str(base)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+                          str(base), "--overlay-set", "bootstrap=" + nobody], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         started = False
         while time.monotonic() < deadline and not started:
             try:
                 st = json.load(open(os.path.join(d, "overlay.json")))
-                started = sum(1 for x in st["procs"] if x["name"].startswith("node")) == 2
+                started = any(x["name"] == "node0" for x in st["procs"])
             except (OSError, ValueError):
                 pass
             time.sleep(0.1)
-        check(started, "both nodes started before the SIGTERM")
+        check(started, "the bootstrap node started before the SIGTERM")
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
         check(p.returncode == 1 and b"stopped by signal" in err, "sigterm up: %r %r" % (p.returncode, err))
@@ -239,6 +277,16 @@ def test_netns(r, base_dir):
     c = subprocess.run(["ip", "netns", "exec", tag + "-0", sys.executable, "-c", probe], capture_output=True,
                        text=True, timeout=30)
     check(c.stdout.strip() == "connected", "cross-namespace TCP: %r %r" % (c.stdout, c.stderr))
+    # one ring across the namespaces: every node's successor is the next Node-ID in the ring
+    rings = {}
+    for node in st["nodes"]:
+        a = subprocess.run([r.viprctl, "-s", node["socket"], "ring", "--json"], capture_output=True, timeout=30)
+        if check(a.returncode == 0, "ring %s" % node["name"]):
+            v = json.loads(a.stdout)["vnodes"][0]
+            rings[v["node_id"]] = v["successors"][:1]
+    ids = sorted(rings)
+    check(len(ids) == 4 and all(rings[x] == [ids[(i + 1) % 4]] for i, x in enumerate(ids)),
+          "one ring over 2 namespaces: %r" % rings)
     # the host cannot reach it: nothing was added to our namespace
     h = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=30)
     check("10.77.0." not in h.stdout, "no overlay address in the host namespace")
@@ -250,8 +298,9 @@ def test_netns(r, base_dir):
 
     # a failed up with namespaces removes them too
     d2 = os.path.join(base_dir, "nsfail")
-    res = r.up(d2, 2, ["--netns", "2", "--base-port", "26084"], env={"FAKE_VIPRD_FAIL_LISTEN": "10.77.0.11:26084"})
-    check(res.returncode == 1, "failed netns up: exit %d" % res.returncode)
+    res = r.up(d2, 2, ["--netns", "2", "--base-port", "26084", "--node-set", "node.log_level=loud"])
+    check(res.returncode == 1 and "node0 exited during start-up" in res.stderr,
+          "failed netns up: exit %d %r" % (res.returncode, res.stderr))
     left = [ns for ns in netns_list() if ns.startswith(tag_of(d2) + "-")]
     check(left == [], "failed netns up left namespaces: %r" % left)
     check(procs_mentioning(d2) == [], "failed netns up left processes")

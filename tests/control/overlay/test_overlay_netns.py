@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""4 network namespaces x 4 real viprd processes (scripts/vipr-overlay --netns 4: veth pairs and a bridge the
+launcher creates and removes), root only (skips with 77 otherwise):
+
+1. the 16 nodes form one ring across the namespaces: every node's first successor and predecessor are the
+   true ones;
+2. a partition: namespace 3's veth is taken down on the bridge side, silently (no RST reaches anyone: only
+   TCP keepalive, 3 s here, and Chord's pings find out).  Within PARTITION_BOUND_S the 12 nodes of the other
+   namespaces form a true ring among themselves; /health answers 503 on any cut-off node left with no linked
+   neighbour and 200 on the majority's nodes;
+3. the link comes back: the two rings merge into one true ring within HEAL_BOUND_S (time printed as
+   partition_heal=...; 8-10 s here).  This check caught a regression: while node_request's commands waited
+   for the shard loop's 50 ms timer, the rings never merged.
+
+Every process and namespace is removed in the finally block (vipr-overlay down, then by name).
+
+usage: test_overlay_netns.py VIPR_OVERLAY VIPRD VIPR_ENROLL VIPRCTL
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+OVERLAY_SET = ["chord_update_interval=2s", "chord_ping_interval=2s"]
+NODE_SET = ["link.keepalive=3s"]
+H, N = 4, 16
+PARTITION_BOUND_S = 90
+HEAL_BOUND_S = 60
+failures = []
+
+
+def check(cond, what):
+    print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def wait_for(seconds, pred, step=0.5):
+    deadline = time.monotonic() + seconds
+    while True:
+        if pred():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("launcher")
+    ap.add_argument("viprd")
+    ap.add_argument("enroll")
+    ap.add_argument("viprctl")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("not root: network namespaces need it; skipping")
+        return 77
+    base_dir = tempfile.mkdtemp(prefix="vipr-netns-test-")
+    os.chmod(base_dir, 0o755)
+    d = os.path.join(base_dir, "ov")
+
+    def ctl(node, *args):
+        r = subprocess.run([a.viprctl, "-s", node["socket"], "-t", "3000"] + list(args) + ["--json"],
+                           capture_output=True, text=True, timeout=30)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def health(node):
+        r = subprocess.run(["ip", "netns", "exec", node["netns"], "curl", "-s", "-o", "/dev/null", "-w",
+                            "%{http_code}", "--max-time", "5", "http://%s/health" % node["metrics"]],
+                           capture_output=True, text=True, timeout=30)
+        return int(r.stdout or 0)
+
+    def ring_true(nodes, why):
+        ids = sorted(n["node_id"] for n in nodes)
+        wrong = []
+        for n in nodes:
+            v = (ctl(n, "ring") or {"vnodes": [None]})["vnodes"][0]
+            i = ids.index(n["node_id"])
+            if not v or v["successors"][:1] != [ids[(i + 1) % len(ids)]] or v["predecessors"][:1] != [ids[i - 1]]:
+                wrong.append(n["name"])
+        why[:] = wrong
+        return not wrong
+
+    try:
+        cmd = [sys.executable, a.launcher, "up", "--nodes", str(N), "--netns", str(H), "--dir", d, "--viprd",
+               a.viprd, "--enroll", a.enroll, "--viprctl", a.viprctl, "--join-timeout", "120"]
+        for kv in OVERLAY_SET:
+            cmd += ["--overlay-set", kv]
+        for kv in NODE_SET:
+            cmd += ["--node-set", kv]
+        up = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if not check(up.returncode == 0, "up %d nodes over %d namespaces: %s" % (N, H, up.stderr.strip()[-300:])):
+            return 1
+        st = json.load(open(os.path.join(d, "overlay.json")))
+        nodes = st["nodes"]
+        for n in nodes:
+            s = ctl(n, "status")
+            n["node_id"], n["metrics"] = s["node_ids"][0], s["metrics"]
+        why = []
+        check(len({n["netns"] for n in nodes}) == H, "the nodes run in %d namespaces" % H)
+        check(wait_for(60, lambda: ring_true(nodes, why)), "one true ring over the %d namespaces: wrong %r" % (H, why))
+
+        # ---- partition: namespace 3 cut off silently -------------------------------------------------
+        cut_ns = st["netns"]["nodes"][H - 1]
+        cut = [n for n in nodes if n["netns"] == cut_ns]
+        rest = [n for n in nodes if n["netns"] != cut_ns]
+        subprocess.run(["ip", "-n", st["netns"]["hub"], "link", "set", "h%d" % (H - 1), "down"], check=True,
+                       timeout=30)
+        t0 = time.monotonic()
+        ok = wait_for(PARTITION_BOUND_S, lambda: ring_true(rest, why))
+        print("partition_repair_s=%.1f (silent cut, keepalive 3 s)" % (time.monotonic() - t0), flush=True)
+        check(ok, "the %d nodes outside the cut namespace form a true ring within %d s: wrong %r" %
+              (len(rest), PARTITION_BOUND_S, why))
+        check(wait_for(10, lambda: all(health(n) == 200 for n in rest)), "/health 200 on the majority's nodes")
+        # a cut-off node that kept no linked neighbour must say so
+        lonely = [n for n in cut if not (ctl(n, "status") or {}).get("links")]
+        check(all(health(n) == 503 for n in lonely), "/health 503 on the cut-off nodes left without a link: %r" %
+              [n["name"] for n in lonely])
+        print("cut_off_without_links=%d of %d" % (len(lonely), len(cut)), flush=True)
+
+        # ---- heal -------------------------------------------------------------------------------------
+        subprocess.run(["ip", "-n", st["netns"]["hub"], "link", "set", "h%d" % (H - 1), "up"], check=True,
+                       timeout=30)
+        t0 = time.monotonic()
+        healed = wait_for(HEAL_BOUND_S, lambda: ring_true(nodes, why))
+        print("partition_heal=%s after_s=%.1f wrong=%r" % ("yes" if healed else "no", time.monotonic() - t0, why),
+              flush=True)
+        check(healed, "the partition heals into one true ring within %d s: wrong %r" % (HEAL_BOUND_S, why))
+    finally:
+        subprocess.run([sys.executable, a.launcher, "down", "--dir", d], capture_output=True, timeout=120)
+        try:
+            tag = json.load(open(os.path.join(d, "overlay.json")))["netns"]["created"]
+        except (OSError, ValueError, KeyError):
+            tag = []
+        for ns in tag:  # down failed: remove what is left of ours, by name
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        shutil.rmtree(base_dir, ignore_errors=True)
+    if failures:
+        print("fails=%d" % len(failures))
+        return 1
+    print("overlay netns: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
