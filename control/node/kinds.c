@@ -615,10 +615,7 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 		return 0;
 	}
 	p->ans_len = vp_wr_len(&wr);
-	/* Every Store that is not itself a replica is copied on, also one whose sender is a neighbour of ours
-	 * (an original Store from a carrier that happens to sit next to us, or a handoff that makes us
-	 * responsible): otherwise, in a small ring, most of a neighbour's numbers would have no replica. */
-	if (sreq.replica_number == 0 && p->n_succ &&
+	if (!neighbour && p->n_succ &&
 	    !pend_put(k, m->contents.body.p, m->contents.body.len, &p->body_off))
 		p->body_len = m->contents.body.len;
 	k->n_pend++;
