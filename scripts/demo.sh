@@ -248,7 +248,7 @@ import random, sys, time
 calls, numbers, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)
 now = int(time.time() * 1000)
-files = {n: open(n, "w") for n in ("A.vcr", "B.vcr", "T.vcr", "calls.txt")}
+files = {n: open(n, "w") for n in ("A.orig.vcr", "A.term.vcr", "B.orig.vcr", "B.term.vcr", "T.term.vcr", "calls.txt")}
 used = set()
 for c in range(calls):
     to_a = c % 2 == 0
@@ -267,18 +267,22 @@ for c in range(calls):
         start -= 120000                                 # away from the half-hour rounding edges
     skew = rng.randrange(-2000, 2000)                   # the called side's clock
     orig, term = ("B", "A") if to_a else ("A", "B")
-    files[orig + ".vcr"].write("orig,%s,%s,%d,%d\n" % (called, caller, start, stop))
-    files[term + ".vcr"].write("term,%s,%s,%d,%d\n" % (called, caller, start + skew, stop + skew + rng.randrange(0, 900)))
+    files[orig + ".orig.vcr"].write("orig,%s,%s,%d,%d\n" % (called, caller, start, stop))
+    files[term + ".term.vcr"].write("term,%s,%s,%d,%d\n" % (called, caller, start + skew, stop + skew + rng.randrange(0, 900)))
     if to_a and k < (numbers + 1) // 2:
         # The thief never saw the call: it guesses one ending on the minute, 3 minutes long, no caller-ID.
         g = stop // 60000 * 60000
-        files["T.vcr"].write("term,%s,,%d,%d\n" % (called, g - 180000, g))
+        files["T.term.vcr"].write("term,%s,,%d,%d\n" % (called, g - 180000, g))
     files["calls.txt"].write("%s %s %s %s\n" % (orig, term, called, caller or "-"))
 PY
 say "PSTN: $CALLS calls placed (B -> A and A -> B; some without caller-ID); both sides' agents upload their records"
-for r in A B; do agent $r -V $([ $r = B ] && echo 5 || echo 1) upload $r.vcr > $r.upload 2>&1 || die "$r's upload"; done
-nt=$(wc -l < T.vcr)
-if [ "$nt" -gt 0 ]; then agent T -V 1 upload T.vcr > T.upload 2>&1 || die "T's upload"; fi
+# The called side's switch reports at the end of the call, before the caller's server validates (a
+# validation is due 1-4 s after the call and these calls ended up to 20 s ago): terminating records first.
+: > A.upload; : > B.upload
+for r in A B; do agent $r -V $([ $r = B ] && echo 5 || echo 1) upload $r.term.vcr >> $r.upload 2>&1 || die "$r's upload"; done
+nt=$(wc -l < T.term.vcr)
+if [ "$nt" -gt 0 ]; then agent T -V 1 upload T.term.vcr > T.upload 2>&1 || die "T's upload"; fi
+for r in A B; do agent $r -V $([ $r = B ] && echo 5 || echo 1) upload $r.orig.vcr >> $r.upload 2>&1 || die "$r's upload"; done
 say "  thief T uploads $nt guessed records for the numbers it claims"
 
 # ---- validations, routes, tickets ----------------------------------------------------------------
