@@ -112,7 +112,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-wait_for() { local n=$(( $1 * 5 )); shift; for _ in $(seq 1 $n); do "$@" && return 0; sleep 0.2; done; "$@"; }
+wait_for() { local end=$(( SECONDS + $1 )); shift; while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done; "$@"; }
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 # ---- enrollment and configuration server -------------------------------------------------------

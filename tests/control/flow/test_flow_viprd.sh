@@ -29,8 +29,8 @@ FAILS=0
 ok()   { echo "ok   $*"; }
 bad()  { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-# wait_for SECONDS CMD...: poll (every 0.2 s) until CMD succeeds; bounded.
-wait_for() { local n=$(( $1 * 5 )); shift; for _ in $(seq 1 $n); do "$@" && return 0; sleep 0.2; done; "$@"; }
+# wait_for SECONDS CMD...: poll (every 0.2 s) until CMD succeeds; bounded by the clock, not a count.
+wait_for() { local end=$(( SECONDS + $1 )); shift; while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done; "$@"; }
 cd "$T" || exit 2
 OV=vipr.test
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
