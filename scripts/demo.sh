@@ -113,7 +113,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 wait_for() { local end=$(( SECONDS + $1 )); shift; while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done; "$@"; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# Listening ports below the ephemeral range (tests/support/free_ports.py says why).
+free_port() { python3 "$root/tests/support/free_ports.py" 1; }
 
 # ---- enrollment and configuration server -------------------------------------------------------
 OV=demo.vipr.example

@@ -13,6 +13,7 @@
 # Every process started here is killed by PID on exit, pass or fail; every wait is bounded.
 # Usage: test_flow_viprd.sh path/to/viprd path/to/vipr-enroll path/to/vipr-agent path/to/vipr-ticket
 set -u
+FP=$(cd "$(dirname "$0")/../../support" && pwd)/free_ports.py
 V=$(realpath "$1"); E=$(realpath "$2"); AG=$(realpath "$3"); TK=$(realpath "$4")
 T=$(mktemp -d /tmp/viprd-flow.XXXXXX)
 declare -A PID
@@ -33,7 +34,8 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; 
 wait_for() { local end=$(( SECONDS + $1 )); shift; while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done; "$@"; }
 cd "$T" || exit 2
 OV=vipr.test
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# Listening ports below the ephemeral range (tests/support/free_ports.py says why).
+free_port() { python3 "$FP" 1; }
 BOOT=$(free_port)
 NODES=8
 # Carriers: node 2 = A, 3 = B, 4 = T; the others only route and store.
