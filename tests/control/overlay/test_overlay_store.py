@@ -164,14 +164,20 @@ def churn(a, d, nodes, numbers, via_store, last, rng):
             return conn_of(rng.choice(alive)).call("fetch", "number", num)
         res, secs = run_parallel(numbers, fetch, alive)
         live = {n["node_id"] for n in alive}
-        lost = []
+        lost, failed, empty = [], 0, 0
         for num, r in zip(numbers, res):
             h = holders_of(r)
             if not h and holders[num] & live:
                 lost.append(num)
+                if r and r.get("ok"):
+                    empty += 1  # every copy answered without it
+                else:
+                    failed += 1  # the fetch itself failed (no copy reached)
+                    if failed <= 3:
+                        print("  fetch failed %s: %r" % (num, r), flush=True)
             holders[num] = h or holders[num]
-        print("churn %s: fetched %d in %.1f s, lost %d (a holder survived, no copy answered)" %
-              (what, len(numbers), secs, len(lost)), flush=True)
+        print("churn %s: fetched %d in %.1f s, lost %d (a holder survived, no copy answered: %d fetches failed, "
+              "%d answered without it)" % (what, len(numbers), secs, len(lost), failed, empty), flush=True)
         check(not lost, "%s loses no registration while one of its copies survived: %d lost, first %r" %
               (what, len(lost), lost[:3]))
 
