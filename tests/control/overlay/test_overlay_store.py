@@ -8,8 +8,9 @@ and its 2 replicas, every entry's signature verified again by the fetching node)
   computed here from all Node-IDs) and the first copy of the fetch came from that same node;
 - that copy holds exactly one registration, the one stored: claimant and contact = the storing node's
   Node-ID, VService 1, PVP methods 3; no entry of any copy was rejected (signature, signer, claimant);
-- the 3-copy vote (registrations held by at least 2 copies) is counted and printed; with --require-replicas
-  it must hold every number.
+- the 3-copy vote (registrations held by at least 2 copies) and the numbers all 3 copies hold exactly (the
+  responsible node and its 2 true successors, each its own answer) are counted and printed; with --require-replicas
+  every number must be on all 3 copies.
 
 With --churn (the heavy suite), three rounds follow, each checked by fetching every number again through
 a random live node: 3 nodes killed one at a time with the repair interval between them; 4 graceful leaves
@@ -296,7 +297,7 @@ def main():
         res, secs = run_parallel(numbers, fetch, nodes)
         print("fetches=%d seconds=%.1f rate=%.0f/s (3 copies each, every entry verified)" %
               (a.count, secs, a.count / secs), flush=True)
-        missing, badval, rejected, badresp, majority = [], [], 0, [], 0
+        missing, badval, rejected, badresp, majority, all3, short3 = [], [], 0, [], 0, 0, []
         for num, r in zip(numbers, res):
             if not (r and r.get("ok")):
                 missing.append((num, r))
@@ -312,6 +313,15 @@ def main():
                 badval.append((num, c0.get("registrations")))
             if r["data"]["registrations"] == want:
                 majority += 1
+            # the 3 copies: the true responsible node and its 2 true successors, each holding exactly the
+            # registration stored
+            i = ids.index(responsible(ids, rid_of(num)))
+            true3 = [ids[(i + k) % len(ids)] for k in range(3)]
+            if [c.get("responder") for c in cs] == true3 and \
+                    all(c.get("answered") and c.get("registrations") == want for c in cs):
+                all3 += 1
+            else:
+                short3.append(num)
         check(not missing, "%d fetches through other random nodes answered: %d failed, first %r" %
               (a.count, len(missing), missing[:3]))
         check(not badresp, "the first copy comes from the true responsible node: %d not" % len(badresp))
@@ -320,8 +330,12 @@ def main():
         check(rejected == 0, "no entry of any copy failed verification (signature, signer, claimant): %d" % rejected)
         print("majority=%d/%d (numbers whose registration at least 2 of the 3 copies hold)" % (majority, a.count),
               flush=True)
+        print("all3=%d/%d (numbers whose 3 copies each hold exactly the registration stored)" % (all3, a.count),
+              flush=True)
         if a.require_replicas:
             check(majority == a.count, "the 3-copy vote finds every registration: %d/%d" % (majority, a.count))
+            check(all3 == a.count, "every registration is on all 3 copies (responsible node and 2 replicas): "
+                  "%d/%d, first missing %r" % (all3, a.count, short3[:3]))
         if a.churn:
             churn(a, d, nodes, numbers, via_store, res, rng)
     finally:
