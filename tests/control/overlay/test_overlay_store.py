@@ -42,6 +42,7 @@ import urllib.request
 
 OVERLAY_SET = ["chord_update_interval=2s", "chord_ping_interval=2s"]
 WORKERS = 8
+REPLICA_SETTLE_S = 3.0  # a copy still missing at the fetch must be there this much later
 failures = []
 
 
@@ -294,6 +295,19 @@ def main():
 
         def fetch(conn_of, num):
             return conn_of(via_fetch[num]).call("fetch", "number", num)
+        def on_all3(num, r):
+            """The 3 copies are the true responsible node and its 2 true successors, each holding exactly the
+            registration stored."""
+            if not (r and r.get("ok")):
+                return False
+            me = via_store[num]["node_id"]
+            want = [{"claimant": me, "vservice_id": 1, "contact": me, "pvp_methods": 3}]
+            i = ids.index(responsible(ids, rid_of(num)))
+            true3 = [ids[(i + k) % len(ids)] for k in range(3)]
+            cs = r["data"]["copies"]
+            return [c.get("responder") for c in cs] == true3 and \
+                all(c.get("answered") and c.get("registrations") == want for c in cs)
+
         res, secs = run_parallel(numbers, fetch, nodes)
         print("fetches=%d seconds=%.1f rate=%.0f/s (3 copies each, every entry verified)" %
               (a.count, secs, a.count / secs), flush=True)
@@ -313,12 +327,7 @@ def main():
                 badval.append((num, c0.get("registrations")))
             if r["data"]["registrations"] == want:
                 majority += 1
-            # the 3 copies: the true responsible node and its 2 true successors, each holding exactly the
-            # registration stored
-            i = ids.index(responsible(ids, rid_of(num)))
-            true3 = [ids[(i + k) % len(ids)] for k in range(3)]
-            if [c.get("responder") for c in cs] == true3 and \
-                    all(c.get("answered") and c.get("registrations") == want for c in cs):
+            if on_all3(num, r):
                 all3 += 1
             else:
                 short3.append(num)
@@ -332,10 +341,19 @@ def main():
               flush=True)
         print("all3=%d/%d (numbers whose 3 copies each hold exactly the registration stored)" % (all3, a.count),
               flush=True)
+        if short3:
+            # replica Stores are paced behind the originals: a copy may still be on its way when the fetch
+            # that follows the last store arrives; it must be there REPLICA_SETTLE_S later
+            time.sleep(REPLICA_SETTLE_S)
+            again, _ = run_parallel(short3, fetch, nodes)
+            late = len(short3)
+            short3 = [num for num, r in zip(short3, again) if not on_all3(num, r)]
+            print("all3 %.0f s later: %d of the %d short ones complete" %
+                  (REPLICA_SETTLE_S, late - len(short3), late), flush=True)
         if a.require_replicas:
             check(majority == a.count, "the 3-copy vote finds every registration: %d/%d" % (majority, a.count))
-            check(all3 == a.count, "every registration is on all 3 copies (responsible node and 2 replicas): "
-                  "%d/%d, first missing %r" % (all3, a.count, short3[:3]))
+            check(not short3, "every registration is on all 3 copies (responsible node and its 2 successors) "
+                  "within %.0f s of the fetch: %d not, first %r" % (REPLICA_SETTLE_S, len(short3), short3[:3]))
         if a.churn:
             churn(a, d, nodes, numbers, via_store, res, rng)
     finally:
