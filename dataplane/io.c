@@ -150,6 +150,17 @@ static void on_msg(void *arg, dp_link_t *l, const uint8_t *msg, size_t len)
 	io->c.rx_bytes += len;
 }
 
+/*
+ * Back-pressure: a link stops handing messages once the burst is full (the rest wait in the link).  Two
+ * slots stay free for a link's UP (announced with its first frames) or DOWN in the same run.
+ */
+#define ROOM_RESERVE 2u
+static bool room(void *arg)
+{
+	dp_io_t *io = arg;
+	return io->nev + ROOM_RESERVE < io->conf.burst;
+}
+
 static void on_down(void *arg, dp_link_t *l, const char *reason)
 {
 	dp_io_t *io = arg;
@@ -218,7 +229,7 @@ static int kio_open(const dp_io_conf_t *conf, dp_io_t **out)
 	io->slot_size = DP_IO_HEADROOM + conf->max_message;
 	io->ev = calloc(conf->burst, sizeof(*io->ev));
 	io->slots = malloc((size_t)conf->burst * io->slot_size);
-	cb = (dp_link_set_cb_t){ .arg = io, .on_up = on_up, .on_msg = on_msg, .on_down = on_down };
+	cb = (dp_link_set_cb_t){ .arg = io, .on_up = on_up, .on_msg = on_msg, .on_down = on_down, .room = room };
 	if (!io->ev || !io->slots) {
 		if (conf->listen_fd >= 0)
 			close(conf->listen_fd);

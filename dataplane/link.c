@@ -94,6 +94,7 @@ struct dp_link {
 	SSL *ssl;
 	bool client;
 	bool announced; /* on_up called (link set) */
+	bool rx_held;   /* frames left unread because the consumer had no room: read again at the next run */
 	dp_link_state_t state;
 	uint64_t deadline;
 	uint64_t started; /* for the handshake limit: oldest first */
@@ -614,8 +615,15 @@ static void queue_ack(dp_link_t *l, uint32_t seq)
 		l->tx_len += vp_wr_len(&wr);
 }
 
+/*
+ * Has the consumer room for one more message?  A link set's consumer (the I/O backend) takes a bounded burst
+ * per run: a DATA frame it could not take stays in rx (not parsed, not acknowledged) for the next run, so
+ * a burst larger than the consumer's is delayed, never dropped.
+ */
+typedef bool (*link_room_fn)(void *arg);
+
 /* Parse complete frames from rx; false if the link was closed. */
-static bool parse_frames(dp_link_t *l, dp_link_msg_fn fn, void *arg)
+static bool parse_frames(dp_link_t *l, dp_link_msg_fn fn, link_room_fn room, void *arg)
 {
 	size_t off = 0;
 
@@ -646,6 +654,10 @@ static bool parse_frames(dp_link_t *l, dp_link_msg_fn fn, void *arg)
 			link_end(l, "frame_bad_type", true, "undecodable frame");
 			return false;
 		}
+		if (f.type == RL_FRAME_DATA && room && !room(arg)) {
+			l->rx_held = true;
+			break;
+		}
 		off += flen;
 		if (f.type == RL_FRAME_DATA) {
 			l->rx_hist = (f.sequence == l->rx_last + 1) ? (l->rx_hist << 1) | 1u : 1u;
@@ -665,18 +677,28 @@ static bool parse_frames(dp_link_t *l, dp_link_msg_fn fn, void *arg)
 	return l->state == DP_LINK_UP;
 }
 
-static void do_read(dp_link_t *l, dp_link_msg_fn fn, void *arg)
+static void do_read(dp_link_t *l, dp_link_msg_fn fn, link_room_fn room, void *arg)
 {
 	size_t budget = READ_BUDGET;
 
+	if (l->rx_held) {
+		/* Frames held at the last run first; read on only once they are all taken. */
+		l->rx_held = false;
+		if (!parse_frames(l, fn, room, arg) || l->rx_held)
+			return;
+	}
 	while (l->state == DP_LINK_UP && budget) {
 		int n, want = (int)(RX_CAP - l->rx_len);
+		if (room && !room(arg)) {
+			l->rx_held = true; /* more may wait in the TLS buffer, where poll() does not see it */
+			return;
+		}
 		ERR_clear_error();
 		n = SSL_read(l->ssl, l->rx + l->rx_len, want);
 		if (n > 0) {
 			l->rx_len += (size_t)n;
 			budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-			if (!parse_frames(l, fn, arg))
+			if (!parse_frames(l, fn, room, arg) || l->rx_held)
 				return;
 			continue;
 		}
@@ -739,7 +761,7 @@ static void do_write(dp_link_t *l)
 
 static void do_drain(dp_link_t *l, uint64_t now);
 
-int dp_link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, void *arg)
+static int link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, link_room_fn room, void *arg)
 {
 	if (l->state == DP_LINK_CONNECTING) {
 		finish_connect(l, now_ms);
@@ -755,12 +777,17 @@ int dp_link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, void *arg)
 		}
 	}
 	if (l->state == DP_LINK_UP) {
-		do_read(l, fn, arg);
+		do_read(l, fn, room, arg);
 		do_write(l);
 	}
 	if (l->state == DP_LINK_CLOSING)
 		do_drain(l, now_ms);
 	return l->state == DP_LINK_CLOSED ? VP_ECLOSED : 0;
+}
+
+int dp_link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, void *arg)
+{
+	return link_io(l, now_ms, fn, NULL, arg);
 }
 
 int dp_link_send(dp_link_t *l, const uint8_t *msg, size_t len)
@@ -886,7 +913,7 @@ uint64_t dp_link_deadline(const dp_link_t *l)
 
 bool dp_link_has_pending(const dp_link_t *l)
 {
-	return l->state == DP_LINK_UP && SSL_pending(l->ssl) > 0;
+	return l->state == DP_LINK_UP && (l->rx_held || SSL_pending(l->ssl) > 0);
 }
 
 const vp_id_t *dp_link_peer_ids(const dp_link_t *l, uint32_t *n)
@@ -937,6 +964,7 @@ struct dp_link_set {
 	struct pollfd *pfd;
 	size_t pfd_cap;
 	int wake_fd; /* 0 = none */
+	size_t rot;  /* the link served first at a run: rotates, so a full burst does not always favour the same links */
 };
 
 void dp_link_set_wake(dp_link_set_t *s, int fd)
@@ -1010,6 +1038,12 @@ static void set_msg(void *arg, dp_link_t *l, const uint8_t *msg, size_t len)
 		s->cb.on_msg(s->cb.arg, l, msg, len);
 }
 
+static bool set_room(void *arg)
+{
+	dp_link_set_t *s = arg;
+	return !s->cb.room || s->cb.room(s->cb.arg);
+}
+
 static void accept_some(dp_link_set_t *s, uint64_t now)
 {
 	for (int k = 0; k < 64; k++) {
@@ -1081,19 +1115,21 @@ int dp_link_set_run(dp_link_set_t *s, int timeout_ms)
 	}
 	now = vp_time_mono_ns() / 1000000u;
 	/* Links first (the listener may append to the array). */
-	for (size_t i = 0; i < s->n; i++) {
+	s->rot = s->n ? (s->rot + 1) % s->n : 0;
+	for (size_t k = 0, n0 = s->n; k < n0; k++) {
+		size_t i = (k + s->rot) % n0;
 		dp_link_t *l = s->links[i];
 		short rev = i + base < np ? s->pfd[i + base].revents : 0;
 		if (rev || dp_link_has_pending(l) || now >= dp_link_deadline(l) || l->state == DP_LINK_CLOSED) {
 			served++;
 			if (l->state != DP_LINK_CLOSED)
-				dp_link_io(l, now, set_msg, s);
+				link_io(l, now, set_msg, set_room, s);
 		}
 		if (l->state == DP_LINK_UP && !l->announced) {
 			l->announced = true;
 			if (s->cb.on_up)
 				s->cb.on_up(s->cb.arg, l);
-			dp_link_io(l, now, set_msg, s); /* frames that came with the handshake's last flight */
+			link_io(l, now, set_msg, set_room, s); /* frames that came with the handshake's last flight */
 		}
 	}
 	for (size_t i = 0; i < s->n;) {

@@ -202,6 +202,9 @@ typedef struct dp_link_set_cb {
 	void (*on_up)(void *arg, dp_link_t *l);                                  /*!< authenticated */
 	void (*on_msg)(void *arg, dp_link_t *l, const uint8_t *msg, size_t len); /*!< a DATA frame */
 	void (*on_down)(void *arg, dp_link_t *l, const char *reason);            /*!< then freed by the set */
+	/*! May be NULL.  false: no room for another message in this run; the link keeps its next DATA frames
+	 * (unparsed, unacknowledged) and the set serves it again at the next run without waiting for poll(). */
+	bool (*room)(void *arg);
 } dp_link_set_cb_t;
 
 /*!

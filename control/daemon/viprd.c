@@ -24,7 +24,7 @@
 #include "control/node/node.h"
 
 #define MAX_ROWS 96
-#define LEAVE_TIMEOUT_MS 5000u /* SIGTERM: how long the vnodes may take to leave and hand off */
+#define LEAVE_TIMEOUT_MS 5000u /* SIGTERM: how long a leaving vnode waits without handoff progress (node_leave) */
 
 static void usage(FILE *f)
 {

@@ -55,8 +55,25 @@
  * with half of it left for everything else, and a link's transmit buffer is not overrun by a large range.
  * An action that runs out of tokens resumes after the last Resource-ID it sent (ACTION_RETRY_MS later).
  */
+/*
+ * The vnode's own certificate (CERTIFICATE_BY_NODE at Resource-ID = hash of its Node-ID, RFC 6940 §7.3.1) is
+ * stored at join with CERT_LIFETIME_S and again every CERT_REPUBLISH_MS: half the lifetime, so one failed
+ * publication still leaves a valid copy until the next one (the kind allows 60 s .. 48 h).
+ */
+#define CERT_LIFETIME_S 86400u
+#define CERT_REPUBLISH_MS (CERT_LIFETIME_S * 1000ull / 2)
 #define ACTION_PACE_DIV 2u
 #define ACTION_RETRY_MS 20u
+
+/*
+ * The answer cache (docs/protocol.md §4.9): each answer a vnode sends is kept (as sent, signed) in a per-shard
+ * byte ring of ANS_CACHE_BYTES with ANS_CACHE_SLOTS entries, for the reliability timer, so a retransmitted
+ * request that already had its answer gets the same answer again instead of being dropped as a replay.
+ * Why these sizes: the first retransmission comes at 1/8 of the timer (about 1.9 s by default); 4 MiB holds
+ * that long of answers at ~2,000 a second of ~1 KB, and 4096 slots that many answers; the oldest go first.
+ */
+#define ANS_CACHE_BYTES (4u << 20)
+#define ANS_CACHE_SLOTS 4096u
 
 enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
 
@@ -100,6 +117,14 @@ typedef struct pend_ent {
 	size_t off, len; /* len 0: no copy (not answered; the requester retransmits) */
 	vp_id_t prev;
 } pend_ent_t;
+
+typedef struct ans_ent {
+	uint64_t txid;
+	uint64_t route;   /* the answer's destination list (hash): the path back to its requester */
+	uint64_t apos;    /* absolute position of its bytes in the ring */
+	uint64_t until;   /* kept until then (the reliability timer) */
+	uint32_t len;     /* 0: free */
+} ans_ent_t;
 
 typedef struct node_app {
 	uint16_t application;
@@ -168,6 +193,7 @@ typedef struct node_shard {
 	/* leaving */
 	bool leaving, closing;
 	uint64_t leave_at, leave_deadline;
+	uint64_t leave_grace;        /* node_leave's timeout: the longest a leaving vnode waits without handoff progress */
 
 	/* requests this vnode originated for node_request (NODE_MAX_REQUESTS slots) */
 	req_ent_t *reqs;
@@ -196,6 +222,13 @@ typedef struct node_shard {
 	rl_cert_t certv[1 + MAX_XCERTS];
 
 	uint64_t refused_sig, refused_decode, refused_flood, refused_replay, refused_topology, relayed;
+	char cfg_why[OD_WHY_MAX];    /* a refused ConfigUpdate's reason, carried in its Error answer */
+	ans_ent_t *ans;              /* the answer cache: ANS_CACHE_SLOTS entries, FIFO */
+	uint8_t *ans_ring;           /* ANS_CACHE_BYTES */
+	uint64_t ans_wpos;           /* absolute write position in ans_ring */
+	uint32_t ans_next;           /* the slot the next answer takes */
+	uint64_t answers_resent;
+	uint64_t cert_due;           /* next publication of the vnode's certificate (0: at join) */
 	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
 	uint8_t locbuf[RL_MAX_MESSAGE_SIZE]; /* a request the vnode serves itself */
 	uint8_t ansbuf[RL_MAX_MESSAGE_SIZE]; /* the answer to it */
@@ -221,6 +254,10 @@ struct node {
 	node_app_t apps[MAX_APPS];
 	uint32_t napps;
 	st_db_t *db; /* the storage service's RocksDB (one column family per shard) */
+	/* The overlay document in force (NULL without [overlay] config_file): kept for the node's life so a later
+	 * document (SIGHUP, ConfigUpdate) must come from a current configuration signer with a higher sequence. */
+	od_trust_t *trust;
+	pthread_mutex_t trust_mu;
 };
 
 static uint64_t mono_ms(void)
@@ -259,6 +296,12 @@ static const vp_conf_opt_t node_rows[] = {
 	{ .section = "node", .key = "flood_burst", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "4000",
 	  .unit = "messages", .doc = "messages one link may send at once before flood_rate applies",
 	  VP_CONF_AT(node_conf_t, flood_burst) },
+	{ .section = "node", .key = "neighbour_flood_rate", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "20000",
+	  .unit = "messages/s", .doc = "flood_rate of a link whose peer is one of the vnode's predecessors or successors: it carries the last hop of every request for the vnode's range and the replicas of every Store its predecessors take",
+	  VP_CONF_AT(node_conf_t, nb_flood_rate) },
+	{ .section = "node", .key = "neighbour_flood_burst", .type = VP_CONF_U32, .min = 1, .max = 10000000, .def = "40000",
+	  .unit = "messages", .doc = "flood_burst of a ring neighbour's link",
+	  VP_CONF_AT(node_conf_t, nb_flood_burst) },
 	{ .section = "node", .key = "storage", .type = VP_CONF_BOOL, .def = "yes",
 	  .doc = "serve Store, Fetch, Stat and Find (RocksDB under data_dir/store, kept across restarts); no: answer them Error_Forbidden",
 	  VP_CONF_AT(node_conf_t, storage) },
@@ -334,6 +377,8 @@ static int read_file(const char *path, char **buf, size_t *len)
 	return 0;
 }
 
+static int conf_from_doc(node_conf_t *c, const od_doc_t *d, char *why);
+
 int node_conf_overlay(node_conf_t *c, char *why)
 {
 	X509 *root = NULL;
@@ -369,6 +414,19 @@ int node_conf_overlay(node_conf_t *c, char *why)
 		}
 	}
 	d = od_trust_current(t);
+	err = conf_from_doc(c, d, why);
+finish:
+	if (f)
+		fclose(f);
+	X509_free(root);
+	od_trust_free(t);
+	free(xml);
+	return err;
+}
+
+/* The overlay-wide values of \p c from document \p d. */
+static int conf_from_doc(node_conf_t *c, const od_doc_t *d, char *why)
+{
 	if (d->max_message_size)
 		c->max_message_size = d->max_message_size < 1024 ? 1024 : d->max_message_size;
 	if (c->max_message_size > RL_MAX_MESSAGE_SIZE)
@@ -397,18 +455,11 @@ int node_conf_overlay(node_conf_t *c, char *why)
 		         v6 ? "]" : "", d->bootstrap[i].port);
 		if (strlen(c->bootstrap) + strlen(one) + 1 > sizeof(c->bootstrap)) {
 			snprintf(why, 256, "too many bootstrap peers in the document");
-			goto finish;
+			return VP_ECONFIG;
 		}
 		strcat(c->bootstrap, one);
 	}
-	err = 0;
-finish:
-	if (f)
-		fclose(f);
-	X509_free(root);
-	od_trust_free(t);
-	free(xml);
-	return err;
+	return 0;
 }
 
 /* ---- identity ------------------------------------------------------------ */
@@ -567,6 +618,84 @@ static void sign_certs(node_shard_t *s, rl_message_t *sm)
 }
 
 /* Sign and queue a message this vnode originates. */
+/* FNV-1a over the Node-IDs of a destination list: which path an answer takes back. */
+static uint64_t route_hash_add(uint64_t h, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+#define ROUTE_HASH_INIT 0xcbf29ce484222325ull
+
+static uint64_t answer_route(const rl_message_t *m)
+{
+	uint64_t h = ROUTE_HASH_INIT;
+	rl_iter_t it;
+	rl_dest_t d;
+	RL_ITER_INIT(&it, &m->hdr.dest);
+	while (rl_dest_next(&it, &d) == 1)
+		h = route_hash_add(h, d.id.p, d.id.len);
+	return h;
+}
+
+/* The destination list answer_to (chord.c) gives the answer to request \p m from \p prev: prev, then the
+ * via list reversed. */
+static uint64_t request_route(const rl_message_t *m, const vp_id_t *prev)
+{
+	rl_dest_t v[128]; /* chord.c MAX_VIA: longer via lists are dropped before an answer */
+	uint32_t nv = 0;
+	rl_iter_t it;
+	uint64_t h = route_hash_add(ROUTE_HASH_INIT, prev->b, VP_ID_LEN);
+	RL_ITER_INIT(&it, &m->hdr.via);
+	while (nv < 128 && rl_dest_next(&it, &v[nv]) == 1)
+		nv++;
+	while (nv--)
+		h = route_hash_add(h, v[nv].id.p, v[nv].id.len);
+	return h;
+}
+
+/* Keep an answer as sent (the oldest entry and bytes make room). */
+static void ans_cache_put(node_shard_t *s, const rl_message_t *m, const uint8_t *bytes, size_t len, uint64_t now)
+{
+	ans_ent_t *e;
+	uint64_t off;
+	if (!s->ans || len > ANS_CACHE_BYTES / 8)
+		return;
+	off = s->ans_wpos % ANS_CACHE_BYTES;
+	if (off + len > ANS_CACHE_BYTES)
+		s->ans_wpos += ANS_CACHE_BYTES - off; /* never split: start again at the ring's beginning */
+	e = &s->ans[s->ans_next];
+	s->ans_next = (s->ans_next + 1) % ANS_CACHE_SLOTS;
+	*e = (ans_ent_t){ .txid = m->hdr.txid, .route = answer_route(m), .apos = s->ans_wpos,
+	                  .until = now + s->node->conf.reliability_ms, .len = (uint32_t)len };
+	memcpy(s->ans_ring + s->ans_wpos % ANS_CACHE_BYTES, bytes, len);
+	s->ans_wpos += len;
+}
+
+/*
+ * A request refused as a replay: if this vnode answered it (same transaction id, same path back, within the
+ * reliability timer) the answer goes out again on \p l, as it was sent; true then.  RFC 6940 §6.2.1: a
+ * retransmission must get the answer its first copy got, not a second execution nor silence.
+ */
+static bool ans_cache_resend(node_shard_t *s, const rl_message_t *m, const vp_id_t *prev, dp_link_t *l, uint64_t now)
+{
+	uint64_t route;
+	if (!s->ans)
+		return false;
+	route = request_route(m, prev);
+	for (uint32_t i = 0; i < ANS_CACHE_SLOTS; i++) {
+		const ans_ent_t *e = &s->ans[i];
+		if (!e->len || e->txid != m->hdr.txid || e->route != route || now > e->until ||
+		    s->ans_wpos > e->apos + ANS_CACHE_BYTES)
+			continue; /* another answer, expired, or its bytes overwritten */
+		if (dp_shard_send(s->sh, l, s->ans_ring + e->apos % ANS_CACHE_BYTES, e->len))
+			return false;
+		s->answers_resent++;
+		return true;
+	}
+	return false;
+}
+
 static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_message_t *m)
 {
 	node_shard_t *s = ctx;
@@ -587,7 +716,10 @@ static int io_send(void *ctx, chord_node_t *cn, const vp_id_t *next, const rl_me
 	err = rl_msg_encode_signed(&wr, &sm, s->id.key, &s->id.signer, s->sigbuf, sizeof(s->sigbuf));
 	if (err)
 		return err;
-	return dp_shard_send(s->sh, l, s->encbuf, vp_wr_len(&wr));
+	err = dp_shard_send(s->sh, l, s->encbuf, vp_wr_len(&wr));
+	if (!err && (m->contents.code == RL_ERROR || !(m->contents.code & 1)))
+		ans_cache_put(s, m, s->encbuf, vp_wr_len(&wr), mono_ms()); /* an answer (even code, or Error) */
+	return err;
 }
 
 /* Relay: edit the received bytes in place (rl_fwd_*); the body and signature go on untouched. */
@@ -999,6 +1131,154 @@ static void app_attach_answer(node_shard_t *s, const rl_message_t *m, rl_body_t 
 	ans->u.error.info = (rl_bytes_t){ (const uint8_t *)info, sizeof(info) - 1 };
 }
 
+/* ---- the overlay document in force (SIGHUP, ConfigUpdate) --------------------------------- */
+
+/* The document's bad-node list to every shard: directly before node_start, through its command ring after. */
+static bool cmd_push(node_t *n, unsigned i, const dp_shard_cmd_t *c);
+static void apply_bad_nodes(node_t *n, const od_doc_t *d)
+{
+	for (unsigned i = 0; i < n->nshards; i++) {
+		vp_id_t *ids;
+		dp_shard_cmd_t cmd;
+		if (!n->started) {
+			int err = dp_cert_store_set_bad_nodes(n->shards[i].certs, d->bad_nodes, d->n_bad_nodes);
+			if (err)
+				vp_log_error("node", "bad_nodes", "shard=%u err=%s", i, vp_strerror(err));
+			continue;
+		}
+		ids = malloc((d->n_bad_nodes ? d->n_bad_nodes : 1) * sizeof(*ids));
+		if (!ids) {
+			vp_log_error("node", "bad_nodes", "shard=%u err=%s", i, vp_strerror(VP_ENOMEM));
+			continue;
+		}
+		if (d->n_bad_nodes)
+			memcpy(ids, d->bad_nodes, d->n_bad_nodes * sizeof(*ids));
+		cmd = (dp_shard_cmd_t){ .op = CMD_BAD_NODES, .arg = d->n_bad_nodes, .ptr = ids };
+		if (!cmd_push(n, i, &cmd)) {
+			vp_log_error("node", "bad_nodes", "shard=%u reason=ring_full", i);
+			free(ids);
+		}
+	}
+}
+
+static bool overlay_values_differ(const node_conf_t *a, const node_conf_t *b)
+{
+	return a->initial_ttl != b->initial_ttl || a->update_interval_ms != b->update_interval_ms ||
+	       a->ping_interval_ms != b->ping_interval_ms || a->reactive != b->reactive ||
+	       a->max_message_size != b->max_message_size || a->reliability_ms != b->reliability_ms ||
+	       a->vipr_kind_id != b->vipr_kind_id || a->vipr_quota != b->vipr_quota || strcmp(a->bootstrap, b->bootstrap);
+}
+
+/*
+ * Offer a document (from \p via: "sighup" or "config_update") to the node's trust: only a current
+ * configuration signer's document with a higher sequence is accepted (od_trust_accept).  Accepted: its
+ * bad-node list applies at once; overlay-wide values it changes need a restart and are logged so.
+ * Returns od_trust_accept's code, the reason in \p why (OD_WHY_MAX), the offered sequence in *\p seq (0 if it
+ * does not parse) and the one in force before in *\p cur.
+ */
+static int doc_offer(node_t *n, const char *xml, size_t len, const char *via, uint64_t *seq, uint64_t *cur,
+                     char *why)
+{
+	int err;
+	*seq = 0;
+	pthread_mutex_lock(&n->trust_mu);
+	*cur = od_trust_current(n->trust)->sequence;
+	err = od_trust_accept(n->trust, xml, len, 0, why);
+	if (!err) {
+		const od_doc_t *d = od_trust_current(n->trust);
+		node_conf_t c = n->conf;
+		char w[256];
+		*seq = d->sequence;
+		apply_bad_nodes(n, d);
+		vp_log_info("node", "config_updated", "via=%s sequence=%llu previous=%llu bad_nodes=%zu", via,
+		            (unsigned long long)d->sequence, (unsigned long long)*cur, d->n_bad_nodes);
+		if (conf_from_doc(&c, d, w) || overlay_values_differ(&c, &n->conf))
+			vp_log_warn("node", "reload_needs_restart", "what=overlay_wide_values via=%s sequence=%llu", via,
+			            (unsigned long long)d->sequence);
+	} else {
+		od_doc_t *d = NULL;
+		char w[OD_WHY_MAX];
+		if (!od_parse(xml, len, n->conf.overlay, &d, w))
+			*seq = d->sequence;
+		od_doc_free(d);
+	}
+	pthread_mutex_unlock(&n->trust_mu);
+	return err;
+}
+
+/* The node's trust state from [overlay] config_file under [link] ca_file (node_new); none without them. */
+static int trust_open(node_t *n)
+{
+	X509 *root = NULL;
+	FILE *f;
+	char *xml = NULL, w[OD_WHY_MAX];
+	size_t len = 0;
+	int err = VP_ECONFIG;
+
+	if (!n->conf.config_file[0] || !n->conf.link.ca_file[0])
+		return 0;
+	f = fopen(n->conf.link.ca_file, "r");
+	if (!f || !(root = PEM_read_X509(f, NULL, NULL, NULL)))
+		snprintf(w, sizeof(w), "[link] ca_file %.200s: no certificate", n->conf.link.ca_file);
+	else if (read_file(n->conf.config_file, &xml, &len))
+		snprintf(w, sizeof(w), "[overlay] config_file %.200s: cannot read", n->conf.config_file);
+	else if (od_trust_new(n->conf.overlay, root, NULL, &n->trust))
+		snprintf(w, sizeof(w), "overlay %.200s: bad anchor", n->conf.overlay);
+	else if (!od_trust_accept(n->trust, xml, len, 0, w))
+		err = 0;
+	if (err)
+		vp_log_error("node", "config", "reason=\"%s\"", w);
+	else
+		apply_bad_nodes(n, od_trust_current(n->trust));
+	if (f)
+		fclose(f);
+	X509_free(root);
+	free(xml);
+	return err;
+}
+
+/*
+ * ConfigUpdate (RFC 6940 §6.5.4): a "config" update carries a whole signed configuration document, accepted
+ * only as doc_offer says; the answer is an empty ConfigUpdateAns, or Error_Config_Too_Old for a sequence not
+ * higher than ours, Error_Forbidden for a signer we do not trust (or an expired document),
+ * Error_Incompatible_with_Overlay for a document viprd cannot run, Error_Invalid_Message for one that does not
+ * parse.  A "kind" update (KindDescriptions alone) is refused Error_Forbidden: viprd takes kinds only from the
+ * signed document (docs/protocol.md §4.9).
+ */
+static void config_update_answer(node_shard_t *s, const rl_message_t *m, rl_body_t *ans)
+{
+	node_t *n = s->node;
+	rl_body_t b;
+	uint64_t seq = 0, cur = 0;
+	int err;
+	const char *info = s->cfg_why;
+
+	ans->code = RL_ERROR;
+	ans->u.error.code = RL_ERR_FORBIDDEN;
+	if (rl_body_decode(RL_CONFIG_UPDATE_REQ, m->contents.body.p, m->contents.body.len, NULL, NULL, &b)) {
+		ans->u.error.code = RL_ERR_INVALID_MESSAGE;
+		snprintf(s->cfg_why, sizeof(s->cfg_why), "ConfigUpdateReq does not decode");
+	} else if (b.u.config_update_req.type != RL_CONFIG_UPDATE_CONFIG) {
+		snprintf(s->cfg_why, sizeof(s->cfg_why), "kinds are taken only from the signed configuration document");
+	} else if (!n->trust) {
+		snprintf(s->cfg_why, sizeof(s->cfg_why), "no overlay configuration document at this node");
+	} else {
+		err = doc_offer(n, (const char *)b.u.config_update_req.config_data.p, b.u.config_update_req.config_data.len,
+		                "config_update", &seq, &cur, s->cfg_why);
+		if (!err) {
+			ans->code = RL_CONFIG_UPDATE_ANS;
+			return;
+		}
+		ans->u.error.code = err == VP_EDATA_TOO_OLD ? RL_ERR_CONFIG_TOO_OLD
+		                    : err == VP_EPERM || err == VP_EAUTH || err == VP_EEXPIRED ? RL_ERR_FORBIDDEN
+		                    : err == VP_EUNSUPPORTED ? RL_ERR_INCOMPATIBLE_WITH_OVERLAY
+		                    : RL_ERR_INVALID_MESSAGE;
+	}
+	vp_log_warn("node", "config_refused", "shard=%u via=config_update sequence=%llu current=%llu error=%u reason=\"%s\"",
+	            s->idx, (unsigned long long)seq, (unsigned long long)cur, ans->u.error.code, s->cfg_why);
+	ans->u.error.info = (rl_bytes_t){ (const uint8_t *)info, (uint32_t)strlen(info) };
+}
+
 /* ---- the node's storage service (kinds.c over the shard's column family) ------------------- */
 
 /* Answer request \p d with nk's answer \p a (its entry certificates in the SecurityBlock). */
@@ -1066,6 +1346,8 @@ static int store_send(void *arg, const nk_send_t *x)
 	if (!err && s->in_action) {
 		s->act_last = *x->resource;
 		s->act_sent = true;
+		if (s->leaving)
+			s->leave_deadline = mono_ms() + s->leave_grace; /* the deadline follows the handoff's progress */
 	}
 	return err == 1 ? 0 : err; /* 1: the resource is ours, nothing to send */
 }
@@ -1218,6 +1500,41 @@ static void io_store(void *ctx, chord_node_t *cn, const chord_store_action_t *a)
 		s->node->kinds.action(s->node->kinds.arg, s->idx, a, kinds_send, s);
 }
 
+/* The vnode's own certificate Store: answered (or failed) after retransmissions, logged. */
+static void cert_published(void *arg, const node_answer_t *a)
+{
+	node_shard_t *s = arg;
+	if (!a->err && a->code == RL_STORE_ANS)
+		vp_log_info("node", "cert_published", "shard=%u responder=%s lifetime_s=%u", s->idx,
+		            vp_id_to_hex(&a->responder, (char[VP_ID_HEX_LEN + 1]){ 0 }), CERT_LIFETIME_S);
+	else
+		vp_log_warn("node", "cert_published", "shard=%u err=%s code=0x%x error=%u", s->idx, vp_strerror(a->err),
+		            a->code, a->error_code);
+}
+
+/* nk_store_own_cert's transport: a node_request (routed, retransmitted end to end, local if ours). */
+static int cert_send(void *arg, const nk_send_t *x)
+{
+	node_shard_t *s = arg;
+	return node_request(s->node, s->idx, x->resource, true, x->body, cert_published, s);
+}
+
+/*
+ * Probe num_resources: the (resource, kind) records the vnode's storage shard holds, RocksDB's estimate
+ * (st_shard_estimate_records: exact after a flush, approximate while overwrites sit in the memtable); 0 for
+ * a node without the storage service or with an external one.
+ */
+static uint32_t io_num_resources(void *ctx, chord_node_t *cn)
+{
+	node_shard_t *s = ctx;
+	uint64_t n;
+	(void)cn;
+	if (!s->st)
+		return 0;
+	n = st_shard_estimate_records(s->st);
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 static bool is_neighbour(const chord_table_t *t, const vp_id_t *id)
 {
 	for (uint32_t i = 0; i < t->npred; i++)
@@ -1273,8 +1590,11 @@ static void io_deliver(void *ctx, chord_node_t *cn, const chord_delivery_t *d)
 	case RL_APP_ATTACH_REQ:
 		app_attach_answer(s, d->msg, &ans);
 		break;
+	case RL_CONFIG_UPDATE_REQ:
+		config_update_answer(s, d->msg, &ans);
+		break;
 	default: {
-		/* ConfigUpdate and unknown requests. */
+		/* Requests viprd does not serve. */
 		static const char info[] = "not served by this node";
 		ans.code = RL_ERROR;
 		ans.u.error.code = RL_ERR_FORBIDDEN;
@@ -1414,13 +1734,20 @@ static void on_down(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 			chord_node_link_down(s->vn, &ev->peer[i], now);
 }
 
-/* Token bucket per link: false when the message must be dropped. */
+/*
+ * Token bucket per link: false when the message must be dropped.  A link whose peer is one of this vnode's
+ * predecessors or successors now has the neighbour budget (docs/protocol.md §4.9): the replicas of every Store
+ * its predecessor takes come over that one link, so flood_rate there would cap the whole ring's Store rate
+ * into the predecessor's range.  Everybody else keeps flood_rate.
+ */
 static bool flood_ok(node_shard_t *s, plink_ent_t *e, uint64_t now)
 {
 	const node_conf_t *c = &s->node->conf;
-	e->tokens += (double)(now - e->refill_ms) * c->flood_rate / 1000.0;
-	if (e->tokens > c->flood_burst)
-		e->tokens = c->flood_burst;
+	bool nb = chord_node_state(s->vn) == CHORD_JOINED && is_neighbour(chord_node_table(s->vn), &e->peer);
+	uint32_t rate = nb ? c->nb_flood_rate : c->flood_rate, burst = nb ? c->nb_flood_burst : c->flood_burst;
+	e->tokens += (double)(now - e->refill_ms) * rate / 1000.0;
+	if (e->tokens > burst)
+		e->tokens = burst;
 	e->refill_ms = now;
 	if (e->tokens >= 1.0) {
 		e->tokens -= 1.0;
@@ -1430,8 +1757,8 @@ static bool flood_ok(node_shard_t *s, plink_ent_t *e, uint64_t now)
 	s->refused_flood++;
 	if (now / 1000 != e->last_log_s) {
 		e->last_log_s = now / 1000;
-		vp_log_warn("node", "msg_refused", "shard=%u peer=%s reason=flood rate=%u dropped=%llu", s->idx,
-		            dp_link_peer_addr(e->link), c->flood_rate, (unsigned long long)e->dropped);
+		vp_log_warn("node", "msg_refused", "shard=%u peer=%s reason=flood rate=%u neighbour=%s dropped=%llu",
+		            s->idx, dp_link_peer_addr(e->link), rate, nb ? "yes" : "no", (unsigned long long)e->dropped);
 	}
 	return false;
 }
@@ -1499,6 +1826,11 @@ static void on_msg(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 			goto finish;
 		}
 		if (dp_replay_check(s->replay, signer->hash, m.hdr.txid, now)) {
+			if (ans_cache_resend(s, &m, &e->peer, e->link, now)) {
+				vp_log_info("node", "answer_resent", "shard=%u peer=%s code=0x%x txid=%llx", s->idx, peer,
+				            m.contents.code, (unsigned long long)m.hdr.txid);
+				goto finish;
+			}
 			s->refused_replay++;
 			warn_refused(s, peer, "replayed", m.contents.code);
 			goto finish;
@@ -1549,6 +1881,7 @@ static void sh_command(void *arg, dp_shard_t *sh, const dp_shard_cmd_t *c, uint6
 				s->acts[k++] = s->acts[i];
 		s->nacts = k;
 		s->leaving = true;
+		s->leave_grace = c->arg;
 		s->leave_deadline = now + c->arg;
 		s->leave_at = now + LEAVE_LINGER_MS;
 		if (chord_node_state(s->vn) == CHORD_JOINED) {
@@ -1592,7 +1925,8 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		int err = 0;
 		chord_node_t *fresh;
 		chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
-		                  .connect = io_connect, .deliver = io_deliver, .store = io_store };
+		                  .connect = io_connect, .deliver = io_deliver, .store = io_store,
+		                  .num_resources = io_num_resources };
 		err = chord_node_new(&s->node->ccfg, &s->self, &io, now, &fresh);
 		if (!err) {
 			chord_node_free(s->vn);
@@ -1617,6 +1951,12 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		}
 		return now + 10;
 	}
+	if (s->nk && chord_node_state(s->vn) == CHORD_JOINED && now >= s->cert_due) {
+		int err = nk_store_own_cert(s->nk, &s->self, CERT_LIFETIME_S, cert_send, s);
+		if (err)
+			vp_log_warn("node", "cert_published", "shard=%u err=%s", s->idx, vp_strerror(err));
+		s->cert_due = now + CERT_REPUBLISH_MS;
+	}
 	if (s->nk && chord_node_table(s->vn) != s->ranged) {
 		/* The quota follows the ring fraction this vnode holds, its replicas included (§3.1). */
 		const chord_table_t *t = chord_node_table(s->vn);
@@ -1626,6 +1966,8 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 			vp_log_debug("node", "store_range", "shard=%u fraction_ppb=%u npred=%u", s->idx, ppb, t->npred);
 	}
 	next = chord_node_next_wakeup(s->vn);
+	if (s->nk && chord_node_state(s->vn) == CHORD_JOINED && s->cert_due < next)
+		next = s->cert_due;
 	if (s->nacts && now + ACTION_RETRY_MS < next)
 		next = now + ACTION_RETRY_MS; /* a paced action resumes */
 	{
@@ -1671,12 +2013,12 @@ static void sh_stop(void *arg, dp_shard_t *sh)
 	}
 	vp_log_info("node", "shard_stopped",
 	            "shard=%u rx_msgs=%llu tx_msgs=%llu relayed=%llu refused_sig=%llu refused_decode=%llu "
-	            "refused_flood=%llu refused_replay=%llu refused_topology=%llu peer_failures=%llu",
+	            "refused_flood=%llu refused_replay=%llu refused_topology=%llu answers_resent=%llu peer_failures=%llu",
 	            s->idx, (unsigned long long)c->rx_msgs, (unsigned long long)c->tx_msgs,
 	            (unsigned long long)s->relayed, (unsigned long long)s->refused_sig,
 	            (unsigned long long)s->refused_decode, (unsigned long long)s->refused_flood,
 	            (unsigned long long)s->refused_replay, (unsigned long long)s->refused_topology,
-	            (unsigned long long)cs->peer_failures);
+	            (unsigned long long)s->answers_resent, (unsigned long long)cs->peer_failures);
 	atomic_fetch_add(&s->node->stopped, 1);
 }
 
@@ -1707,7 +2049,8 @@ static int shard_prepare(node_t *n, unsigned i)
 	uint16_t port = 0, bound = 0;
 	int fd = -1, err;
 	chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
-	                  .connect = io_connect, .deliver = io_deliver, .store = io_store };
+	                  .connect = io_connect, .deliver = io_deliver, .store = io_store,
+	                  .num_resources = io_num_resources };
 	dp_shard_conf_t sc;
 	dp_shard_ops_t ops = { .arg = s, .start = sh_start, .event = sh_event, .command = sh_command,
 	                       .tick = sh_tick, .commit = sh_commit, .stop = sh_stop };
@@ -1767,6 +2110,8 @@ static int shard_prepare(node_t *n, unsigned i)
 	if ((err = dp_cert_store_new(&ccfg, &s->certs)) || (err = dp_cert_store_add_root_file(s->certs,
 	                                                                                      n->conf.link.ca_file)) ||
 	    (err = dp_replay_new(n->conf.reliability_ms * 2, 65536, &s->replay)) ||
+	    (!(s->ans = calloc(ANS_CACHE_SLOTS, sizeof(*s->ans))) && (err = VP_ENOMEM)) ||
+	    (!(s->ans_ring = malloc(ANS_CACHE_BYTES)) && (err = VP_ENOMEM)) ||
 	    (err = dp_link_ctx_new(&s->lconf, s->certs, &ident, &s->lctx))) {
 		close(fd);
 		vp_log_error("node", "config", "reason=\"shard %u: trust store or TLS context: %s\"", i, vp_strerror(err));
@@ -1806,6 +2151,7 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 	n->given = *conf;
 	n->lock_fd = -1;
 	pthread_mutex_init(&n->push_mu, NULL);
+	pthread_mutex_init(&n->trust_mu, NULL);
 	if (kinds) {
 		n->kinds = *kinds;
 		n->have_kinds = true;
@@ -1851,6 +2197,8 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 	for (unsigned i = 0; i < n->nshards; i++)
 		if ((err = shard_prepare(n, i)))
 			goto fail;
+	if ((err = trust_open(n)))
+		goto fail;
 	if (!kinds && n->conf.storage) {
 		st_config_t sc;
 		st_kind_t certk = nk_kind_cert_by_node();
@@ -1931,51 +2279,36 @@ bool node_failed(const node_t *n)
 
 void node_reload(node_t *n, const node_conf_t *fresh)
 {
-	char why[256];
+	char why[OD_WHY_MAX];
 	node_conf_t c = *fresh;
 	/* Said at the old level, so a quieter new one still shows the reload happened. */
 	vp_log_info("node", "reloaded", "log_level=%s", level_words[fresh->log_level]);
 	vp_log_setup((vp_log_level_t)fresh->log_level, NULL);
 	n->conf.log_level = fresh->log_level;
-	/* The document: its bad-node list applies at once; other overlay-wide values need a restart. */
-	if (node_conf_overlay(&c, why)) {
-		vp_log_warn("node", "reload_refused", "what=config_file reason=\"%s\"", why);
-		return;
-	}
-	{
-		FILE *f = fopen(c.link.ca_file, "r");
-		X509 *root = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	/* The document, offered to the trust the node keeps (doc_offer): only a current configuration signer's
+	 * document with a higher sequence is taken, so a replayed older one is refused; its bad-node list applies
+	 * at once, other overlay-wide values need a restart. */
+	if (n->trust) {
 		char *xml = NULL;
 		size_t len = 0;
-		od_trust_t *t = NULL;
-		if (f)
-			fclose(f);
-		if (root && !read_file(c.config_file, &xml, &len) && !od_trust_new(c.overlay, root, NULL, &t) &&
-		    !od_trust_accept(t, xml, len, 0, why)) {
-			const od_doc_t *d = od_trust_current(t);
-			for (unsigned i = 0; i < n->nshards && n->started; i++) {
-				vp_id_t *ids = malloc((d->n_bad_nodes ? d->n_bad_nodes : 1) * sizeof(*ids));
-				dp_shard_cmd_t cmd = { .op = CMD_BAD_NODES, .arg = d->n_bad_nodes, .ptr = ids };
-				if (!ids)
-					break;
-				if (d->n_bad_nodes)
-					memcpy(ids, d->bad_nodes, d->n_bad_nodes * sizeof(*ids));
-				if (!cmd_push(n, i, &cmd))
-					free(ids);
-			}
+		uint64_t seq = 0, cur = 0;
+		int err;
+		if (read_file(c.config_file, &xml, &len)) {
+			vp_log_warn("node", "reload_refused", "what=config_file reason=\"cannot read %s\"", c.config_file);
+		} else {
+			err = doc_offer(n, xml, len, "sighup", &seq, &cur, why);
+			if (err == VP_EDATA_TOO_OLD && seq == cur)
+				vp_log_info("node", "config_unchanged", "sequence=%llu", (unsigned long long)cur);
+			else if (err)
+				vp_log_warn("node", "reload_refused", "what=config_file sequence=%llu current=%llu reason=\"%s\"",
+				            (unsigned long long)seq, (unsigned long long)cur, why);
 		}
-		X509_free(root);
-		od_trust_free(t);
 		free(xml);
 	}
-	if (c.initial_ttl != n->conf.initial_ttl || c.update_interval_ms != n->conf.update_interval_ms ||
-	    c.ping_interval_ms != n->conf.ping_interval_ms || c.reactive != n->conf.reactive ||
-	    c.max_message_size != n->conf.max_message_size || c.reliability_ms != n->conf.reliability_ms ||
-	    strcmp(c.bootstrap, n->conf.bootstrap))
-		vp_log_warn("node", "reload_needs_restart", "what=overlay_wide_values");
 	if (strcmp(c.listen, n->given.listen) || c.shards != n->given.shards || strcmp(c.data_dir, n->given.data_dir) ||
 	    c.pin != n->given.pin || c.io_burst != n->given.io_burst || c.flood_rate != n->given.flood_rate ||
-	    c.flood_burst != n->given.flood_burst || memcmp(&c.link, &n->given.link, sizeof(c.link)))
+	    c.flood_burst != n->given.flood_burst || c.nb_flood_rate != n->given.nb_flood_rate ||
+	    c.nb_flood_burst != n->given.nb_flood_burst || memcmp(&c.link, &n->given.link, sizeof(c.link)))
 		vp_log_warn("node", "reload_needs_restart", "what=node_or_link_options");
 }
 
@@ -1991,7 +2324,7 @@ int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, 
 		return VP_EINVAL;
 	switch (body->code) {
 	case RL_STORE_REQ: case RL_FETCH_REQ: case RL_STAT_REQ: case RL_FIND_REQ: case RL_PROBE_REQ:
-	case RL_APP_ATTACH_REQ: case RL_PING_REQ:
+	case RL_APP_ATTACH_REQ: case RL_PING_REQ: case RL_CONFIG_UPDATE_REQ:
 		break;
 	default:
 		return VP_EINVAL;
@@ -2113,6 +2446,8 @@ void node_free(node_t *n)
 			chord_node_free(s->vn);
 		dp_link_ctx_free(s->lctx);
 		dp_replay_free(s->replay);
+		free(s->ans);
+		free(s->ans_ring);
 		dp_cert_store_free(s->certs);
 		free(s->links);
 		free(s->reqs);
@@ -2129,6 +2464,8 @@ void node_free(node_t *n)
 	if (n->lock_fd >= 0)
 		close(n->lock_fd);
 	pthread_mutex_destroy(&n->push_mu);
+	od_trust_free(n->trust);
+	pthread_mutex_destroy(&n->trust_mu);
 	free(n);
 }
 

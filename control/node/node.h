@@ -26,7 +26,9 @@
  *   - every message the vnode originates is signed (rl_msg_encode_signed)
  *     and carries the node's certificate;
  *   - a link sending more than `flood_rate` messages per second (after a
- *     burst of `flood_burst`) has the excess dropped and logged.
+ *     burst of `flood_burst`) has the excess dropped and logged; a link
+ *     whose peer is one of the vnode's predecessors or successors has the
+ *     larger `neighbour_flood_rate` / `neighbour_flood_burst` (replicas).
  * Every refusal is one warn line: `mod=node event=msg_refused shard=0
  * peer=127.0.0.1:40522 reason=bad_signature`.
  *
@@ -71,6 +73,8 @@ typedef struct node_conf {
 	uint32_t io_burst;          /*!< events per receive burst */
 	uint32_t flood_rate;        /*!< messages per second one link may send */
 	uint32_t flood_burst;       /*!< messages one link may send at once */
+	uint32_t nb_flood_rate;     /*!< flood_rate of a link to a ring neighbour (predecessor or successor) */
+	uint32_t nb_flood_burst;    /*!< flood_burst of a link to a ring neighbour */
 	/* [overlay]: which overlay, and where its configuration document comes from */
 	char overlay[128];          /*!< instance name */
 	char config_file[256];      /*!< the signed configuration document (trusted through [link] ca_file) */
@@ -146,15 +150,22 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 int node_start(node_t *n);
 
 /*!
- * \brief Graceful stop: every vnode sends Leave, hands its data off, closes its links and its shard exits
- * (bounded by \p timeout_ms).  Returns once every shard thread is joined.
+ * \brief Graceful stop: every vnode sends Leave, hands its data off, closes its links and its shard exits.
+ * \p timeout_ms bounds the time without progress: each handoff Store sent moves the deadline to now +
+ * \p timeout_ms, so a range of any size is handed off whole (at the paced rate) while a vnode whose peers
+ * take nothing exits \p timeout_ms after its last send.  Returns once every shard thread is joined.
  */
 int node_leave(node_t *n, uint64_t timeout_ms);
 
 /*! \brief A shard has stopped on its own (an I/O error): the daemon should exit. */
 bool node_failed(const node_t *n);
 
-/*! \brief Re-read what can change at run time: the log level and the document's bad-node list. */
+/*!
+ * \brief Re-read what can change at run time: the log level and the document (its bad-node list applies at
+ * once).  The document is offered to the trust state the node keeps from node_new on (shared with
+ * ConfigUpdate): it must be signed by a configuration signer of the document in force and carry a higher
+ * sequence, so a replayed older document is refused (`event=reload_refused what=config_file`).
+ */
 void node_reload(node_t *n, const node_conf_t *fresh);
 
 /*! \brief The vnode Node-ID of shard \p i. */
@@ -194,7 +205,7 @@ typedef void (*node_done_fn)(void *arg, const node_answer_t *a);
 
 /*!
  * \brief Originate a request from the vnode of shard \p shard to \p dest (a Resource-ID if \p resource, else a
- * Node-ID): \p body (Store, Fetch, Stat, Find, Probe, AppAttach or Ping) is encoded here, then handed to the
+ * Node-ID): \p body (Store, Fetch, Stat, Find, Probe, AppAttach, Ping or ConfigUpdate) is encoded here, then handed to the
  * shard through its command ring (pushes from threads other than the shards' are serialized by a node lock,
  * so any thread may call it; from a node_done_fn of the same shard it starts at once, without the ring).  The shard
  * signs it, routes it and retransmits it end to end with the same transaction id (docs/protocol.md §4.9)

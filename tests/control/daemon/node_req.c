@@ -10,14 +10,19 @@
  *     fetch:RID[@DEST]     Fetch RID's ViPR entries, addressed to Resource-ID DEST (default RID): each entry
  *                          is verified again here (nk_fetch_verify) and counted
  *     fetchuntil:RID[@DEST]  fetch until an entry is there (every 200 ms, at most 15 s): a range arriving
- *     countn:RID,N         fetch RID - i for i in [0, N) until every one has an entry (at most 20 s):
- *                          prints `req=countn found=K of=N`
+ *     countn:RID,N[@DEST]  fetch RID - i for i in [0, N) until every one has an entry (at most 20 s),
+ *                          each addressed to Resource-ID DEST (default: itself): prints `req=countn found=K of=N`
+ *     storen:RID,N         store the entry at RID - i for i in [0, N), all N requests at once (as fast as
+ *                          node_request takes them): prints `req=storen stored=K of=N` (StoreAns counted)
  *     stat:RID  find:RID   Stat / Find of the ViPR kind at RID
  *     probe:NODE  ping:NODE  appattach:NODE   to a Node-ID
  *     appconnect:NODE      AppAttach for application 5061, which this node serves (node_app_set) at a TCP
  *                          listener of its own: on an AppAttachAns, node_app_connect() to its candidate and
  *                          the listener accepts (`connected=yes`)
  *     after:NODE           prints node_after(NODE) (the Resource-ID routed to NODE's successor)
+ *     fetchcert:NODE       fetch NODE's CERTIFICATE_BY_NODE entries (at the hash of NODE, indices 0..3) until
+ *                          one is there (every 200 ms, at most 15 s), each verified (NODE-MATCH)
+ *     cfgupd:NODE,FILE     ConfigUpdate (type config) to NODE carrying the configuration document in FILE
  *
  * Output: `req=fetch err=success code=0x8 responder=HEX attempts=1 rtt_ms=3 entries=1 rejected=0 ...`.
  * Exit status: 0 if every command was answered (an Error answer counts), 1 otherwise, 2 for a setup error.
@@ -142,10 +147,28 @@ static pthread_mutex_t cnt_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cnt_cv = PTHREAD_COND_INITIALIZER;
 static int cnt_done;
 
+/* RID - i (i < 2^64) */
+static vp_id_t id_minus(const vp_id_t *rid, uint64_t sub)
+{
+	vp_id_t r = *rid;
+	for (int q = VP_ID_LEN - 1; q >= 0 && sub; q--) {
+		unsigned cur = r.b[q], low = (unsigned)(sub & 0xff);
+		sub >>= 8;
+		if (cur < low) {
+			cur += 256;
+			sub++;
+		}
+		r.b[q] = (uint8_t)(cur - low);
+	}
+	return r;
+}
+
 static void on_count(void *arg, const node_answer_t *a)
 {
 	cnt_t *c = arg;
-	if (!a->err && a->code == RL_FETCH_ANS) {
+	if (!a->err && a->code == RL_STORE_ANS) {
+		c->ok = 1;
+	} else if (!a->err && a->code == RL_FETCH_ANS) {
 		st_kind_t k = st_kind_vipr(c->kind);
 		nk_fetch_result_t res = { 0 };
 		if (!nk_fetch_verify(a->certs, &k, 1, &c->res, a->msg, NULL, NULL, &res) && res.accepted > 0)
@@ -219,7 +242,7 @@ static int load_ident(const char *dir, ident_t *id)
 
 int main(int argc, char **argv)
 {
-	vp_conf_opt_t rows[64];
+	vp_conf_opt_t rows[96];
 	size_t nrows;
 	vp_conf_err_t ce = { 0 };
 	node_conf_t conf;
@@ -238,7 +261,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	memset(&conf, 0, sizeof(conf));
-	if (node_conf_schema(rows, 64, &nrows) || vp_conf_schema_load(rows, nrows, argv[1], &conf, &ce) ||
+	if (node_conf_schema(rows, 96, &nrows) || vp_conf_schema_load(rows, nrows, argv[1], &conf, &ce) ||
 	    node_conf_overlay(&conf, why)) {
 		fprintf(stderr, "node_req: %s: %s\n", argv[1], ce.msg[0] ? ce.msg : why);
 		return 2;
@@ -318,7 +341,20 @@ int main(int argc, char **argv)
 		w.what = verb;
 		w.resource = target;
 		memset(&b, 0, sizeof(b));
-		if (!strcmp(verb, "store") || !strcmp(verb, "badstore") || !strcmp(verb, "replica")) {
+		{
+			char *at = strchr(argv[i], '@');
+			if (at && !strcmp(verb, "countn") && vp_id_from_hex(at + 1, &dest)) {
+				fprintf(stderr, "node_req: bad command %s\n", argv[i]);
+				rc = 2;
+				break;
+			}
+			if (!at && !strcmp(verb, "countn"))
+				arg2[0] = 0;
+			else if (!strcmp(verb, "countn"))
+				arg2[0] = '@';
+		}
+		if (!strcmp(verb, "store") || !strcmp(verb, "badstore") || !strcmp(verb, "replica") ||
+		    !strcmp(verb, "storen")) {
 			st_vipr_key_t k = { *self, 1 };
 			st_vipr_value_t v = { *self, 1, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
 			size_t vlen = 0;
@@ -346,7 +382,45 @@ int main(int argc, char **argv)
 			b.u.store_req.replica_number = !strcmp(verb, "replica") ? 1 : 0;
 			b.u.store_req.kind_data.items = &kd;
 			b.u.store_req.kind_data.n_items = 1;
-			r = run(node, &w, &dest, true, &b, wait_ms, false);
+			if (strcmp(verb, "storen")) {
+				r = run(node, &w, &dest, true, &b, wait_ms, false);
+			} else {
+				/* N Stores at once: each signed for its own Resource-ID, all issued before any answer. */
+				long stored = 0;
+				int issued = 0;
+				cnt_t *c = count > 0 && count <= 100000 ? calloc((size_t)count, sizeof(*c)) : NULL;
+				if (!c) {
+					rc = 2;
+					break;
+				}
+				cnt_done = 0;
+				for (long j = 0; j < count; j++) {
+					c[j].res = id_minus(&target, (uint64_t)j);
+					if (rl_stored_data_sign(id.key, c[j].res.b, VP_ID_LEN, kind, &sd, &id.signer, sig,
+					                        sizeof(sig)))
+						break;
+					b.u.store_req.resource = (rl_bytes_t){ c[j].res.b, VP_ID_LEN };
+					for (int t = 0; t < 100; t++) {
+						int e = node_request(node, 0, &c[j].res, true, &b, on_count, &c[j]);
+						if (e == 0) {
+							issued++;
+							break;
+						}
+						if (e != VP_EBUSY)
+							break;
+						usleep(1000); /* the command ring is full: the shard takes them */
+					}
+				}
+				pthread_mutex_lock(&cnt_mu);
+				while (cnt_done < issued)
+					pthread_cond_wait(&cnt_cv, &cnt_mu);
+				pthread_mutex_unlock(&cnt_mu);
+				for (long j = 0; j < count; j++)
+					stored += c[j].ok;
+				free(c);
+				printf("req=storen stored=%ld of=%ld\n", stored, count);
+				r = stored == count ? 0 : 1;
+			}
 		} else if (!strcmp(verb, "fetch") || !strcmp(verb, "stat") || !strcmp(verb, "fetchuntil")) {
 			bool until = !strcmp(verb, "fetchuntil");
 			memset(&spec, 0, sizeof(spec));
@@ -382,16 +456,7 @@ int main(int argc, char **argv)
 					rl_specifier_t *sp = &c[j].spec;
 					if (c[j].ok)
 						continue;
-					c[j].res = target;
-					for (int q = VP_ID_LEN - 1; q >= 0 && sub; q--) {
-						unsigned cur = c[j].res.b[q], low = (unsigned)(sub & 0xff);
-						sub >>= 8;
-						if (cur < low) {
-							cur += 256;
-							sub++;
-						}
-						c[j].res.b[q] = (uint8_t)(cur - low);
-					}
+					c[j].res = id_minus(&target, sub);
 					c[j].kind = kind;
 					memset(sp, 0, sizeof(*sp));
 					sp->kind = kind;
@@ -401,7 +466,7 @@ int main(int argc, char **argv)
 					b.u.fetch_req.resource = (rl_bytes_t){ c[j].res.b, VP_ID_LEN };
 					b.u.fetch_req.specifiers.items = sp;
 					b.u.fetch_req.specifiers.n_items = 1;
-					if (node_request(node, 0, &c[j].res, true, &b, on_count, &c[j]) == 0)
+					if (node_request(node, 0, arg2[0] ? &dest : &c[j].res, true, &b, on_count, &c[j]) == 0)
 						issued++;
 				}
 				pthread_mutex_lock(&cnt_mu);
@@ -459,6 +524,46 @@ int main(int argc, char **argv)
 					close(cfd);
 				close(w.app_fd);
 			}
+		} else if (!strcmp(verb, "fetchcert")) {
+			static rl_array_range_t all = { 0, 3 };
+			w.resource = vp_id_from_name(target.b, VP_ID_LEN);
+			memset(&spec, 0, sizeof(spec));
+			spec.kind = RL_KIND_CERTIFICATE_BY_NODE;
+			spec.model = RL_MODEL_ARRAY;
+			spec.indices.items = &all;
+			spec.indices.n_items = 1;
+			b.code = RL_FETCH_REQ;
+			b.u.fetch_req.resource = (rl_bytes_t){ w.resource.b, VP_ID_LEN };
+			b.u.fetch_req.specifiers.items = &spec;
+			b.u.fetch_req.specifiers.n_items = 1;
+			for (int k = 0; k < 75; k++) {
+				r = run(node, &w, &w.resource, true, &b, wait_ms, true);
+				if (r == 0 && !strstr(w.line, " entries=0 "))
+					break;
+				usleep(200000);
+			}
+			printf("%s\n", w.line);
+		} else if (!strcmp(verb, "cfgupd")) {
+			const char *file = strchr(argv[i], ',');
+			char *doc = NULL;
+			long dl = -1;
+			FILE *f = file ? fopen(file + 1, "rb") : NULL;
+			if (f && !fseek(f, 0, SEEK_END) && (dl = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+			    (doc = malloc((size_t)dl + 1)) && fread(doc, 1, (size_t)dl, f) != (size_t)dl)
+				dl = -1;
+			if (f)
+				fclose(f);
+			if (!doc || dl < 0) {
+				fprintf(stderr, "node_req: cfgupd: cannot read %s\n", file ? file + 1 : "(no file)");
+				free(doc);
+				rc = 2;
+				break;
+			}
+			b.code = RL_CONFIG_UPDATE_REQ;
+			b.u.config_update_req.type = RL_CONFIG_UPDATE_CONFIG;
+			b.u.config_update_req.config_data = (rl_bytes_t){ (const uint8_t *)doc, (uint32_t)dl };
+			r = run(node, &w, &target, false, &b, wait_ms, false);
+			free(doc);
 		} else if (!strcmp(verb, "after")) {
 			vp_id_t x = node_after(&target);
 			printf("after=%s\n", hex(&x, h));

@@ -17,6 +17,9 @@
  *   rl_peer ... forged_leave NODE-ID     a Leave for NODE-ID signed by this peer (not its Node-ID)
  *   rl_peer ... flood N NODE-ID          N Pings as fast as the link takes them; prints the answers counted
  *   rl_peer ... junk                     a DATA frame that is not a RELOAD message
+ *   rl_peer ... retx NODE-ID             a Ping whose answer is lost (the link closes as soon as the request
+ *                                        is out, unread), then the same request (same bytes, same transaction
+ *                                        id) again on a new link: the answer to that retransmission is printed
  *
  * Output: one line `answer code=0x.. responder=HEX verified=yes ...`, `no_answer`, or `closed reason=..`.
  * Exit status: 0 when the expected outcome happened, 1 otherwise, 2 for a usage or setup error.
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -58,6 +62,8 @@ typedef struct peer {
 	size_t last_len;
 	bool got;
 	vp_id_t resource; /* of a fetch */
+	uint8_t sent[RL_MAX_MESSAGE_SIZE]; /* the last request, as sent */
+	size_t sent_len;
 } peer_t;
 
 static uint64_t now_ms(void)
@@ -143,6 +149,8 @@ static int send_req(peer_t *p, const rl_dest_t *dest, const rl_body_t *body, boo
 	*txid = m.hdr.txid;
 	p->want_txid = m.hdr.txid;
 	p->got = false;
+	memcpy(p->sent, buf, vp_wr_len(&wr));
+	p->sent_len = vp_wr_len(&wr);
 	return dp_link_send(p->link, buf, vp_wr_len(&wr));
 }
 
@@ -389,6 +397,9 @@ static int run(int argc, char **argv)
 		body.u.fetch_req.specifiers.items = &spec;
 		body.u.fetch_req.specifiers.n_items = 1;
 		p.resource = target;
+	} else if (!strcmp(cmd, "retx")) {
+		dest = rl_dest_node(&target);
+		body.code = RL_PING_REQ;
 	} else if (!strcmp(cmd, "forged_leave")) {
 		dest = rl_dest_node(&target);
 		body.code = RL_LEAVE_REQ;
@@ -399,6 +410,20 @@ static int run(int argc, char **argv)
 	}
 	if (send_req(&p, &dest, &body, !strcmp(cmd, "badsig"), &txid))
 		return 2;
+	if (!strcmp(cmd, "retx")) {
+		/* The first answer is lost: the link goes once the request is out, nothing read.  Then the same
+		 * bytes on a new link, as an end-to-end retransmission. */
+		pump(&p, tx_empty, WAIT_MS);
+		dp_link_free(p.link);
+		p.link = NULL;
+		usleep(500000);
+		if (dp_link_connect(p.ctx, (struct sockaddr *)&ss, sl, NULL, now_ms(), &p.link) || !pump(&p, is_up, WAIT_MS))
+			return 2;
+		p.got = false;
+		if (dp_link_send(p.link, p.sent, p.sent_len))
+			return 2;
+		printf("retransmitted txid=%llx\n", (unsigned long long)txid);
+	}
 	if (!pump(&p, got_answer, WAIT_MS)) {
 		printf("no_answer\n");
 		return 1;

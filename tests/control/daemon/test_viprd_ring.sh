@@ -115,13 +115,19 @@ ring_ok() {
 }
 check "Ping through every node to every vnode, answers signed by the target (20 pairs)" wait_for 30 ring_ok
 out=$(peer 1 probe ${ID[3]})
-check "Probe through node 1 answered by node 3 (responsible_set, num_resources absent, uptime)" \
+check "Probe through node 1 answered by node 3 (responsible_set, num_resources, uptime)" \
   bash -c "grep -q 'answer code=0x2 responder=${ID[3]} verified=yes' <<<'$out' && grep -q 'probe1=' <<<'$out' && grep -q 'probe3=' <<<'$out'"
 # The resource id just above node 2's id belongs to node 2's successor; ask through node 4.
 out=$(peer 4 route_query ${ID[2]}); echo "  $out"
 check "RouteQuery through node 4 is answered with a next peer" grep -q 'answer code=0x16 .*verified=yes.*next_peer=' <<<"$out"
 out=$(peer 2 ping ${ID[1]})
 check "a relayed answer carries the relays in its via list (hops >= 1 or direct)" grep -q 'hops=' <<<"$out"
+# A request whose answer is lost (rl_peer's link goes before it comes back), retransmitted with the same
+# transaction id: node 3 already answered it, so its replay window alone would drop the retransmission.
+out=$(peer 2 retx ${ID[3]}); echo "  $out"
+check "a retransmitted Ping whose first answer was lost is answered again by node 3 (answer cache, RFC 6940 §6.2)" \
+  grep -q "answer code=0x18 responder=${ID[3]} verified=yes" <<<"$out"
+check "... logged answer_resent by node 3" grep -q 'event=answer_resent .*code=0x17' n3.log
 out=$(peer 3 store ${ID[1]}); echo "  $out"
 check "an empty Store is answered (StoreAns, no kinds) by the responsible node, signed" \
   grep -q "answer code=0x8 responder=${ID[1]} verified=yes .*kinds=0" <<<"$out"
@@ -131,6 +137,9 @@ R=${ID[3]}   # node 3's own id: node 3 is responsible for it
 out=$(peer 1 vstore $R); echo "  $out"
 check "a ViPR Store through node 1 is answered by node 3 (after its WAL write), signed" \
   grep -q "answer code=0x8 responder=$R verified=yes .*kinds=1" <<<"$out"
+out=$(peer 1 probe $R)
+check "... and node 3's Probe now counts it (num_resources >= 1, from its store)" \
+  bash -c "grep -q 'answer code=0x2 responder=$R verified=yes' <<<'$out' && grep -Eq 'probe2=[1-9]' <<<'$out'"
 for i in 1 2 3 4; do
   out=$(peer $i fetch $R)
   check "... fetched through node $i from node 3, the entry's signature verified by the fetcher" \
@@ -149,7 +158,7 @@ echo "  replicas at $S1 $S2"
 # Every method through node_request, from node 5 (a ring member) to the other processes.
 R2=${ID[2]}
 out=$(nreq ping:${ID[1]} probe:${ID[3]} appattach:${ID[4]} store:$R2 fetch:$R2 stat:$R2 find:$R2 ping:${ID[5]} \
-      badstore:$R2 replica:$R2 fetch:$R2 appconnect:${ID[5]}); rc=$?; echo "$out" | sed 's/^/  /'
+      badstore:$R2 replica:$R2 fetch:$R2 appconnect:${ID[5]} fetchcert:${ID[3]}); rc=$?; echo "$out" | sed 's/^/  /'
 check "node_request refuses: before node_start (VP_ESTATE), a method it does not originate (Join: VP_EINVAL), a shard that does not exist (VP_EINVAL)" \
   grep -q 'api before_start=VP_ESTATE join_method=VP_EINVAL no_shard=VP_EINVAL' <<<"$out"
 check "node_request: Ping answered by node 1, signed" grep -q "req=ping err=success code=0x18 responder=${ID[1]} signed=yes" <<<"$out"
@@ -163,6 +172,9 @@ check "node_request: Stat from node 2 (one entry's metadata)" grep -q "req=stat 
 check "node_request: Find from node 2" grep -q "req=find err=success code=0xe responder=$R2 .*closest_len=16" <<<"$out"
 check "node_request: AppAttach for an application the node serves: its candidate, connected to" \
   bash -c "grep -q 'req=appconnect err=success code=0x1e responder=${ID[5]} .*application=5061 connect=success' <<<'$out' && grep -q 'req=appconnect connected=yes' <<<'$out'"
+check "node 3 published its own certificate at join (CERTIFICATE_BY_NODE, fetched and verified NODE-MATCH)" \
+  grep -q "req=fetchcert err=success code=0xa .*verify=success entries=1 rejected=0" <<<"$out"
+check "... logged cert_published by node 3" grep -q 'event=cert_published shard=0 responder=' n3.log
 check "node_request: a Ping to its own vnode is served locally" grep -q "req=ping err=success code=0x18 responder=${ID[5]} signed=yes" <<<"$out"
 check "a Store whose entry signature is broken: refused (Forbidden) by node 2" \
   grep -q "req=badstore err=success code=0xffff responder=$R2 .*error=2" <<<"$out"
@@ -188,12 +200,29 @@ R5=${ID[5]}
 out=$(peer 2 vstoren 150 $R5); echo "  $out"
 check "150 Stores in node 5's range before node 5 exists (answered by its future successor)" grep -q 'stored=150 of=150' <<<"$out"
 mark5=$(wc -l < n5.log)
-out=$(nreq fetchuntil:$R5 countn:$R5,150); echo "$out" | sed 's/^/  /'
+# Then node 5 takes 400 Stores at once in its range (below those 150): their replicas leave at once for its
+# two successors, twice flood_burst + the flood_rate of the test's links; each successor must hold all 400
+# (the link from a ring neighbour has neighbour_flood_rate).  Node 5 then leaves (node_leave with 3 s) with
+# 550 entries, more than its paced handoff (flood_rate / 2 = 100 a second) sends in 3 s.
+RB=$(python3 -c "import sys;print('%032x'%((int(sys.argv[1],16)-150)%(1<<128)))" $R5)
+read -r S1 S2 <<<"$(python3 -c "
+import sys
+me = int(sys.argv[1], 16); ids = sorted({int(x, 16) for x in sys.argv[2:]}, key=lambda x: (x - me) % (1 << 128))
+print('%032x %032x' % (ids[0], ids[1]))" $R5 ${ID[1]} $ID1B ${ID[2]} ${ID[3]} ${ID[4]})"
+out=$(nreq fetchuntil:$R5 countn:$R5,150 storen:$RB,400 countn:$RB,400@$(after $R5) countn:$RB,400@$(after $S1))
+echo "$out" | sed 's/^/  /'
 check "join: node 5 receives its range (it answers the Fetch of its own id itself, entry verified)" \
   grep -q "req=fetchuntil err=success code=0xa responder=$R5 .*verify=success entries=1 rejected=0" <<<"$out"
-check "... all 150 entries of its range, each verified (handoff paced under the flood limit)" grep -q 'req=countn found=150 of=150' <<<"$out"
+check "... all 150 entries of its range, each verified (handoff paced under the flood limit)" \
+  bash -c "grep 'req=countn' <<<'$out' | head -1 | grep -q 'found=150 of=150'"
+check "400 Stores at once into node 5, each acknowledged" grep -q 'req=storen stored=400 of=400' <<<"$out"
+check "... all 400 replicas at node 5's first successor $S1 (a burst 4x flood_burst over one link)" \
+  bash -c "grep 'req=countn' <<<'$out' | sed -n 2p | grep -q 'found=400 of=400'"
+check "... and all 400 at its second successor $S2" \
+  bash -c "grep 'req=countn' <<<'$out' | sed -n 3p | grep -q 'found=400 of=400'"
 sent=$(tail -n +$mark5 n5.log | sed -n 's/.*event=store_action .*op=handoff .*entries=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}')
-check "leave: node 5 handed its data off when it left (logged: $sent entries sent, at least 150)" test "$sent" -ge 150
+check "leave: node 5 handed all its data off when it left, past node_leave's 3 s (logged: $sent entries sent, at least 550)" \
+  test "$sent" -ge 550
 out=$(peer 1 fetch $R5)
 check "... and the entry is still fetched through node 1 after node 5 left" \
   grep -q 'answer code=0xa .*verified=yes .*fetch_verify=success entries=1' <<<"$out"
@@ -220,7 +249,8 @@ ms=$(sed -n 's/.*send_ms=\([0-9]*\).*/\1/p' <<<"$out")
 limit=$(( 100 + 200 * (${ms:-0} + 500) / 1000 ))
 check "a flood of 2000 Pings on one link: at most $limit answered (burst 100 + 200/s)" \
   test -n "$ans" -a "${ans:-99999}" -le "$limit"
-check "... the excess dropped and logged reason=flood" logged 'event=msg_refused.*reason=flood'
+check "... the excess dropped and logged reason=flood (not a ring neighbour: flood_rate)" \
+  logged 'event=msg_refused.*reason=flood rate=200 neighbour=no'
 # An oversize frame (length 2^24 - 1) through TLS with our certificate.
 printf '\x80\x00\x00\x00\x01\xff\xff\xff' | timeout 5 openssl s_client -quiet -connect 127.0.0.1:${PORT[2]} \
   -cert client/node.pem -key client/node.key -CAfile ca/ca.pem > /dev/null 2>&1
@@ -234,6 +264,47 @@ for j in 1 3 4; do
   check "node 2 routes a Ping to node $j after the attacks" bash -c "'$P' ca/ca.pem client/node.pem client/node.key $OV 127.0.0.1:${PORT[2]} ping ${ID[$j]} | grep -q 'responder=${ID[$j]} verified=yes'"
 done
 check "node 2 is still running" kill -0 ${PID[2]}
+
+# ---- ConfigUpdate and the document in force ---------------------------------------------------
+# A peer enrolled as BAD is revoked by a sequence-2 document (vipr-enroll revoke); another CA's signer makes
+# a sequence-2 document of the same overlay (a forger); the sequence-1 document is kept for a replay.
+BAD_ID=$(enroll bad 1)
+badpeer() { "$P" ca/ca.pem bad/node.pem bad/node.key $OV "127.0.0.1:${PORT[$1]}" "${@:2}" 2>&1; }
+check "before its revocation a peer enrolled as $BAD_ID is served by node 2" \
+  grep -q "responder=${ID[2]} verified=yes" <<<"$(badpeer 2 ping ${ID[2]})"
+cp ca/config.xml doc1.xml
+"$E" --dir ca2 --set overlay.name=$OV --set overlay.bootstrap="127.0.0.1:$BOOT" init > ca2.out 2>&1 &&
+  "$E" --dir ca2 revoke ${ID[3]} > ca2-revoke.out 2>&1 || bad "a second CA (the forger) made its document"
+"$E" --dir ca revoke $BAD_ID > revoke.out 2>&1 || bad "vipr-enroll revoke"
+check "vipr-enroll revoke: sequence 2 with 1 bad node" grep -q 'sequence=2 bad_nodes=1' revoke.out
+out=$(nreq cfgupd:${ID[2]},ca2/config.xml cfgupd:${ID[2]},ca/config.xml cfgupd:${ID[2]},doc1.xml \
+      cfgupd:${ID[1]},ca/config.xml); echo "$out" | sed 's/^/  /'
+cu() { grep 'req=cfgupd' <<<"$out" | sed -n "$1p"; }
+check "ConfigUpdate with another CA's signer's document (sequence 2): Error_Forbidden from node 2" \
+  grep -q "code=0xffff responder=${ID[2]} .*error=2 " <<<"$(cu 1)"
+check "... logged config_refused with the reason" grep -q 'event=config_refused .*via=config_update sequence=2 current=1 error=2' n2.log
+check "ConfigUpdate with the configuration signer's sequence-2 document: ConfigUpdateAns from node 2" \
+  grep -q "code=0x22 responder=${ID[2]} signed=yes" <<<"$(cu 2)"
+check "... applied at once (config_updated sequence=2 previous=1 bad_nodes=1)" \
+  grep -q 'event=config_updated via=config_update sequence=2 previous=1 bad_nodes=1' n2.log
+check "... its bad-node list: node 2 now refuses the revoked peer" wait_for 5 bash -c \
+  "! '$P' ca/ca.pem bad/node.pem bad/node.key $OV 127.0.0.1:${PORT[2]} ping ${ID[2]} 2>&1 | grep -q verified=yes"
+check "the sequence-1 document replayed by ConfigUpdate: Error_Config_Too_Old (15)" \
+  grep -q "code=0xffff responder=${ID[2]} .*error=15 " <<<"$(cu 3)"
+check "node 1 takes the sequence-2 document by ConfigUpdate too" grep -q "code=0x22 responder=${ID[1]}" <<<"$(cu 4)"
+# SIGHUP offers the file to the same trust state: the replayed sequence-1 file is refused, a higher one taken.
+cp doc1.xml n1doc.xml
+sed -i 's|^config_file = .*|config_file = n1doc.xml|' n1.conf
+kill -HUP ${PID[1]}
+check "SIGHUP with the replayed sequence-1 document: refused (reload_refused sequence=1 current=2)" \
+  wait_for 5 grep -q 'event=reload_refused what=config_file sequence=1 current=2' n1.log
+check "... node 1 still refuses the revoked peer" bash -c \
+  "! '$P' ca/ca.pem bad/node.pem bad/node.key $OV 127.0.0.1:${PORT[1]} ping ${ID[1]} 2>&1 | grep -q verified=yes"
+"$E" --dir ca revoke $GHOST > revoke3.out 2>&1 || bad "vipr-enroll revoke (sequence 3)"
+cp ca/config.xml n1doc.xml
+kill -HUP ${PID[1]}
+check "SIGHUP with a sequence-3 document: taken (config_updated via=sighup sequence=3 bad_nodes=2)" \
+  wait_for 5 grep -q 'event=config_updated via=sighup sequence=3 previous=2 bad_nodes=2' n1.log
 
 # ---- SIGHUP: reload what can change, say what cannot ----------------------------------------
 sed -i 's/^\[node\]$/[node]\nlog_level = warn\nio_burst = 32/' n1.conf
