@@ -12,10 +12,12 @@ and its 2 replicas, every entry's signature verified again by the fetching node)
   responsible node and its 2 true successors, each its own answer) are counted and printed; with --require-replicas
   every number must be on all 3 copies.
 
-With --churn (the heavy suite), three rounds follow, each checked by fetching every number again through
-a random live node: 3 nodes killed one at a time with the repair interval between them; 4 graceful leaves
-(admin `leave`); 5 nodes killed at once.  A number is lost when no copy answers its registration while one
-of the nodes that held it (from the previous fetch) is still alive; every round must lose none.
+With --churn (overlay_churn, and the heavy suite), three rounds follow, each checked by fetching every
+number again through a random live node: 3 nodes killed one at a time with the repair interval between
+them; 4 graceful leaves (admin `leave`); 5 nodes killed at once.  A number is lost when no copy answers its
+registration while one of the nodes that held it (from the previous fetch) is still alive; every round must
+lose none.  After the first two rounds every number must also be back on 3 copies (the live responsible
+node and its 2 live successors).
 
 The admin protocol is spoken directly (docs/protocol.md §10: 4-byte big-endian length + one JSON object), one
 connection per worker thread and node.  Every process is stopped in the finally block (vipr-overlay down).
@@ -161,10 +163,35 @@ def churn(a, d, nodes, numbers, via_store, last, rng):
     alive = list(nodes)
     holders = {num: holders_of(r) for num, r in zip(numbers, last)}
 
-    def refetch(what):
+    def on_all3(num, r):
+        """The 3 copies are the live responsible node and its 2 live successors, each holding the registration."""
+        if not (r and r.get("ok")):
+            return False
+        me = via_store[num]["node_id"]
+        want = [{"claimant": me, "vservice_id": 1, "contact": me, "pvp_methods": 3}]
+        ids = sorted(n["node_id"] for n in alive)
+        i = ids.index(responsible(ids, rid_of(num)))
+        cs = r["data"]["copies"]
+        return [c.get("responder") for c in cs] == [ids[(i + k) % len(ids)] for k in range(3)] and \
+            all(c.get("answered") and c.get("registrations") == want for c in cs)
+
+    def refetch(what, three=False):
         def fetch(conn_of, num):
             return conn_of(rng.choice(alive)).call("fetch", "number", num)
         res, secs = run_parallel(numbers, fetch, alive)
+        if three:
+            # the ring repaired, every registration is back on 3 copies (the owner's range copied to its new
+            # replicas); one still short is fetched again REPLICA_SETTLE_S later
+            short = [num for num, r in zip(numbers, res) if not on_all3(num, r)]
+            first = len(short)
+            if short:
+                time.sleep(REPLICA_SETTLE_S)
+                again, _ = run_parallel(short, fetch, alive)
+                short = [num for num, r in zip(short, again) if not on_all3(num, r)]
+            print("churn %s: %d not on 3 copies at the fetch, %d still not %.0f s later" %
+                  (what, first, len(short), REPLICA_SETTLE_S), flush=True)
+            check(not short, "%s: every registration back on 3 copies (live responsible node and its 2 "
+                  "successors): %d not, first %r" % (what, len(short), short[:3]))
         live = {n["node_id"] for n in alive}
         lost, failed, empty = [], 0, 0
         for num, r in zip(numbers, res):
@@ -190,7 +217,7 @@ def churn(a, d, nodes, numbers, via_store, last, rng):
     for _ in range(3):
         kill(rng.choice(alive[1:]))
         time.sleep(6)  # three rounds of the 2 s update interval: the ring repairs and re-replicates
-    refetch("3 kills one at a time")
+    refetch("3 kills one at a time", three=True)
     for _ in range(4):
         n = rng.choice(alive[1:])
         c = Admin(n["socket"])
@@ -201,7 +228,7 @@ def churn(a, d, nodes, numbers, via_store, last, rng):
         while os.path.exists("/proc/%d" % procs[n["name"]]["pid"]) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(2)
-    refetch("4 graceful leaves")
+    refetch("4 graceful leaves", three=True)
     for n in rng.sample(alive[1:], min(5, len(alive) - 2)):
         kill(n)
     time.sleep(6)
