@@ -41,6 +41,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,8 +226,12 @@ static void on_event(void *arg, const char *server, const vsrv_event_t *ev)
 
 static pid_t g_child = -1; /* the one child running, for the watchdog */
 
-/* Run argv with stdout+stderr appended to the agents log; wait up to timeout_s. Returns exit status or -1. */
-static int run_child(demo_t *d, char *const argv[], unsigned timeout_s, void (*tick)(demo_t *, void *), void *arg)
+/*
+ * Run argv with stdout+stderr appended to the agents log; wait up to timeout_s *without progress*: each time
+ * \p tick reports progress (a 1,000,000-number publish takes as long as the overlay needs, but one that
+ * stalls is stopped) the limit starts again, and so does the run's watchdog.  Returns exit status or -1.
+ */
+static int run_child(demo_t *d, char *const argv[], unsigned timeout_s, bool (*tick)(demo_t *, void *), void *arg)
 {
 	int fd = open(d->agents_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), status = 0;
 	uint64_t end = vp_time_mono_ns() + (uint64_t)timeout_s * 1000000000ull;
@@ -261,12 +266,14 @@ static int run_child(demo_t *d, char *const argv[], unsigned timeout_s, void (*t
 		if (vp_time_mono_ns() > end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			say(d, "  %s: no answer within %u s, killed", argv[0], timeout_s);
+			say(d, "  %s: no progress within %u s, killed", argv[0], timeout_s);
 			g_child = -1;
 			return -1;
 		}
-		if (tick)
-			tick(d, arg);
+		if (tick && tick(d, arg)) {
+			end = vp_time_mono_ns() + (uint64_t)timeout_s * 1000000000ull;
+			alarm(d->timeout_s); /* the watchdog too: the run is making progress */
+		}
 		usleep(20000);
 	}
 	g_child = -1;
@@ -274,10 +281,10 @@ static int run_child(demo_t *d, char *const argv[], unsigned timeout_s, void (*t
 }
 
 static int agent_cmd(demo_t *d, int c, const char *cmd, const char *a1, const char *a2, const char *a3,
-                     const char *a4, void (*tick)(demo_t *, void *), void *arg)
+                     const char *a4, bool (*tick)(demo_t *, void *), void *arg)
 {
 	char server[64];
-	char *argv[16];
+	char *argv[20];
 	int n = 0;
 	snprintf(server, sizeof(server), "127.0.0.1:%u", vsrv_vap_port(d->car[c].srv));
 	argv[n++] = d->agent_bin;
@@ -287,6 +294,10 @@ static int agent_cmd(demo_t *d, int c, const char *cmd, const char *a1, const ch
 	argv[n++] = (char *)d->car[c].agent;
 	argv[n++] = (char *)"-p";
 	argv[n++] = (char *)d->car[c].password;
+	/* The agent waits for each answer as long as it takes (a Publish of 65,536 numbers is answered when the
+	 * overlay stored them all); run_child stops it when nothing progresses. */
+	argv[n++] = (char *)"--timeout";
+	argv[n++] = (char *)"3600000";
 	argv[n++] = (char *)cmd;
 	if (a1)
 		argv[n++] = (char *)a1;
@@ -302,20 +313,25 @@ static int agent_cmd(demo_t *d, int c, const char *cmd, const char *a1, const ch
 
 typedef struct progress {
 	int c;
-	uint64_t total, last_shown;
+	uint64_t total, last_shown, last_seen;
 } progress_t;
 
-static void publish_tick(demo_t *d, void *arg)
+/* Progress of a publish: true when more stores completed since the last call. */
+static bool publish_tick(demo_t *d, void *arg)
 {
 	progress_t *p = arg;
 	vsrv_stats_t st;
+	bool moved;
 	vsrv_get_stats(d->car[p->c].srv, &st);
+	moved = st.stores_ok > p->last_seen;
+	p->last_seen = st.stores_ok;
 	/* Show every quarter as the server completes the DHT stores. */
 	if (st.stores_ok >= p->last_shown + (p->total + 3) / 4 && st.stores_ok < p->total) {
 		p->last_shown = st.stores_ok;
 		say(d, "    %s: %" PRIu64 "/%" PRIu64 " numbers stored in the DHT", d->car[p->c].name, st.stores_ok,
 		    p->total);
 	}
+	return moved;
 }
 
 /* ---- the subscribed agents (VAP client library, so the whole ticket is at hand) ---------- */
@@ -430,7 +446,7 @@ static int publish(demo_t *d, int c, unsigned first, unsigned last, const char *
 	int rc;
 	vsrv_get_stats(k->srv, &before);
 	p.total += before.stores_ok;
-	p.last_shown = before.stores_ok;
+	p.last_shown = p.last_seen = before.stores_ok;
 	snprintf(range, sizeof(range), "%s[%0*u-%0*u]", k->prefix, (int)k->width, first, (int)k->width, last);
 	say(d, "  %s (%s): vipr-agent publish %s  (%u numbers%s)", k->name, k->agent, range, last - first + 1, why);
 	rc = agent_cmd(d, c, "publish", range, NULL, NULL, NULL, publish_tick, &p);
@@ -606,13 +622,13 @@ static void usage(FILE *f)
 	        "  --fast          overlay operations run ahead of real time (no simulated latency waited)\n"
 	        "  --no-rogue      no rogue vnode (by default the node responsible for one called number\n"
 	        "                  drops its copy, and the 3-copy majority vote has to outvote it)\n"
-	        "  --numbers N     numbers per carrier (default 200, 10..1000)\n"
+	        "  --numbers N     numbers per carrier (default 200, 10..1000000)\n"
 	        "  --delay-max S   validation delay after a call: 1..S seconds (default 6)\n"
 	        "  --seed S        random seed (default: time)\n"
 	        "  --run-dir DIR   where logs, configs and call records go (default ./run/demo-<time>)\n"
 	        "  --agent PATH    vipr-agent binary (default: next to this program, ../control/vipr-agent)\n"
 	        "  --ticket PATH   vipr-ticket binary (default: ../pvp/vipr-ticket)\n"
-	        "  --timeout S     hard limit for the whole run (default 100)\n"
+	        "  --timeout S     longest time without progress (default 100; publishing and validating reset it)\n"
 	        "  --help-config[=markdown]  the ViPR servers' configuration options (A.conf, ...) and exit\n"
 	        "  -v              debug logs in the run directory\n",
 	        MAX_CALLS);
@@ -704,7 +720,7 @@ int main(int argc, char **argv)
 		}
 	}
 	d->rng = seed * 2 + 1;
-	if (d->calls < 2 || d->calls > MAX_CALLS || d->numbers < 10 || d->numbers > 1000 || d->delay_max < 1 ||
+	if (d->calls < 2 || d->calls > MAX_CALLS || d->numbers < 10 || d->numbers > 1000000 || d->delay_max < 1 ||
 	    d->delay_max > 60 || d->timeout_s < 10 || d->timeout_s > 600 || d->nodes > 2000) {
 		usage(stderr);
 		return 2;
@@ -745,14 +761,14 @@ int main(int argc, char **argv)
 	d->t0_mono = vp_time_mono_ns();
 
 	d->car[CA] = (carrier_t){ .name = "A", .domain = "carrier-a.example", .agent = "agent-a", .password = "pw-a",
-		                  .watcher = "watcher-a", .uri = "sips:pbx@carrier-a.example", .prefix = "+1408555",
-		                  .first = 100, .width = 4, .vservice = 1 };
+		                  .watcher = "watcher-a", .uri = "sips:pbx@carrier-a.example", .prefix = "+1408",
+		                  .first = 5550100, .width = 7, .vservice = 1 };
 	d->car[CB] = (carrier_t){ .name = "B", .domain = "carrier-b.example", .agent = "agent-b", .password = "pw-b",
-		                  .watcher = "watcher-b", .uri = "sip:sbc@carrier-b.example", .prefix = "+3312345",
-		                  .first = 0, .width = 4, .vservice = 1 };
+		                  .watcher = "watcher-b", .uri = "sip:sbc@carrier-b.example", .prefix = "+3312",
+		                  .first = 3450000, .width = 7, .vservice = 1 };
 	d->car[CT] = (carrier_t){ .name = "T", .domain = "thief.example", .agent = "agent-t", .password = "pw-t",
-		                  .watcher = "watcher-t", .uri = "sip:gw@thief.example", .prefix = "+1408555",
-		                  .first = 100, .width = 4, .vservice = 1 };
+		                  .watcher = "watcher-t", .uri = "sip:gw@thief.example", .prefix = "+1408",
+		                  .first = 5550100, .width = 7, .vservice = 1 };
 	d->car[CA].last = d->car[CA].first + d->numbers - 1;
 	d->car[CB].last = d->car[CB].first + d->numbers - 1;
 	d->car[CT].last = d->car[CT].first + d->numbers / 2 - 1; /* the thief claims half of A's block */
@@ -878,9 +894,11 @@ int main(int argc, char **argv)
 			goto out;
 		}
 
-	/* Wait until every originating record has been through the scheduler and every route notified. */
+	/* Wait until every originating record has been through the scheduler and every route notified; give up
+	 * only when nothing moved for the --timeout (less 10 s to report). */
+	uint64_t last_sum = 0, last_move = vp_time_mono_ns();
 	for (;;) {
-		uint64_t queued = 0, scheduled = 0;
+		uint64_t queued = 0, scheduled = 0, now = vp_time_mono_ns();
 		int learned, notified;
 		for (int c = 0; c < NCAR; c++) {
 			vsrv_get_stats(d->car[c].srv, &st[c]);
@@ -893,9 +911,14 @@ int main(int argc, char **argv)
 		pthread_mutex_unlock(&d->out_mu);
 		if (scheduled == (uint64_t)d->ncalls && queued == 0 && notified >= learned)
 			break;
-		if (elapsed(d) > d->timeout_s - 10) {
-			say(d, "  still waiting after %.0f s: %" PRIu64 " of %d records scheduled, %" PRIu64
-			       " queued, %d of %d routes notified -- giving up", elapsed(d), scheduled, d->ncalls, queued,
+		if (scheduled + (uint64_t)learned + (uint64_t)notified != last_sum) {
+			last_sum = scheduled + (uint64_t)learned + (uint64_t)notified;
+			last_move = now;
+			alarm(d->timeout_s);
+		}
+		if ((now - last_move) / 1000000000ull > d->timeout_s - 10) {
+			say(d, "  nothing moved for %u s (%.0f s in all): %" PRIu64 " of %d records scheduled, %" PRIu64
+			       " queued, %d of %d routes notified -- giving up", d->timeout_s - 10, elapsed(d), scheduled, d->ncalls, queued,
 			    notified, learned);
 			break;
 		}

@@ -21,9 +21,10 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "control/daemon/viprd_ops.h"
+#include "control/daemon/viprd_vipr.h"
 #include "control/node/node.h"
 
-#define MAX_ROWS 96
+#define MAX_ROWS 112
 #define LEAVE_TIMEOUT_MS 5000u /* SIGTERM: how long a leaving vnode waits without handoff progress (node_leave) */
 
 static void usage(FILE *f)
@@ -143,12 +144,13 @@ int main(int argc, char **argv)
 	override_t ov[32];
 	const char *path = NULL, *log_file = NULL;
 	bool check = false;
-	/* The node's rows write into .node (the first member), [admin] and [metrics] into .ops. */
-	struct { node_conf_t node; viprd_ops_conf_t ops; } vc, fresh;
+	/* The node's rows write into .node (the first member), [admin] and [metrics] into .ops, [vipr] into .vipr. */
+	struct { node_conf_t node; viprd_ops_conf_t ops; viprd_vipr_conf_t vipr; } vc, fresh;
 	node_conf_t *const confp = &vc.node;
 #define conf (*confp)
 	viprd_ops_t *ops = NULL;
-	size_t nops = 0;
+	viprd_vipr_t *vipr = NULL;
+	size_t nops = 0, nvipr = 0;
 	node_t *node = NULL;
 	FILE *logf = NULL;
 	sigset_t sigs;
@@ -159,6 +161,9 @@ int main(int argc, char **argv)
 	    viprd_ops_conf_schema(offsetof(__typeof__(vc), ops), rows + nrows, MAX_ROWS - nrows, &nops))
 		return 2;
 	nrows += nops;
+	if (viprd_vipr_schema(rows + nrows, MAX_ROWS - nrows, offsetof(__typeof__(vc), vipr), &nvipr))
+		return 2;
+	nrows += nvipr;
 	while ((o = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
 		switch (o) {
 		case 'c': path = optarg; break;
@@ -218,12 +223,19 @@ int main(int argc, char **argv)
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
 	}
+	/* The ViPR service registers its PVP listener for AppAttach before the node starts. */
+	if (vc.vipr.enabled && (err = viprd_vipr_new(&vc.vipr, &conf, node, &vipr)))
+		goto finish; /* logged with its reason */
 	if ((err = node_start(node))) {
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
 	}
 	if ((err = viprd_ops_start(&vc.ops, &conf, node, &ops)))
 		goto finish;
+	if (vipr && (err = viprd_vipr_start(vipr))) {
+		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
+		goto finish;
+	}
 	vp_log_info("viprd", "started", "config=%s shards=%u pid=%ld", path, node_shards(node), (long)getpid());
 	viprd_ops_tick(ops); /* the first health sample now, not a second from now */
 	for (;;) {
@@ -233,6 +245,8 @@ int main(int argc, char **argv)
 		if (sig == SIGTERM || sig == SIGINT || viprd_ops_leave_requested(ops)) {
 			vp_log_info("viprd", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : sig == SIGINT ? "INT" : "none");
 			viprd_ops_stop(ops);
+			viprd_vipr_free(vipr); /* its requests end before the vnodes leave */
+			vipr = NULL;
 			err = node_leave(node, LEAVE_TIMEOUT_MS);
 			rc = err ? 1 : 0;
 			break;
@@ -246,12 +260,15 @@ int main(int argc, char **argv)
 		if (node_failed(node)) {
 			vp_log_error("viprd", "shard_failed", "action=exit");
 			viprd_ops_stop(ops);
+			viprd_vipr_free(vipr);
+			vipr = NULL;
 			node_leave(node, 1000);
 			break;
 		}
 	}
 	vp_log_info("viprd", "exit", "status=%d", rc);
 finish:
+	viprd_vipr_free(vipr);
 	if (node)
 		node_leave(node, 1000); /* no shard may answer a status request into a freed ops */
 	viprd_ops_free(ops);

@@ -235,8 +235,11 @@ typedef struct ment {
 	char key[];
 } ment_t;
 
+/* A string map whose bucket array doubles when it holds more than 2 entries per bucket: the published
+ * numbers of a carrier run to millions, and fixed chains made a 1,000,000-number publish quadratic. */
 typedef struct smap {
-	ment_t *b[MAP_BUCKETS];
+	ment_t **b;             /* nb buckets; NULL while empty (a zeroed smap_t is a valid empty map) */
+	size_t nb, n;
 } smap_t;
 
 static uint32_t hash_str(const char *s)
@@ -249,7 +252,9 @@ static uint32_t hash_str(const char *s)
 
 static ment_t *smap_get(smap_t *m, const char *key)
 {
-	for (ment_t *e = m->b[hash_str(key) % MAP_BUCKETS]; e; e = e->next)
+	if (!m->nb)
+		return NULL;
+	for (ment_t *e = m->b[hash_str(key) % m->nb]; e; e = e->next)
 		if (!strcmp(e->key, key))
 			return e;
 	return NULL;
@@ -262,23 +267,44 @@ static ment_t *smap_put(smap_t *m, const char *key)
 	uint32_t h;
 	if (e)
 		return e;
+	if (!m->nb || m->n >= 2 * m->nb) {
+		size_t nb = m->nb ? 2 * m->nb : MAP_BUCKETS;
+		ment_t **b = calloc(nb, sizeof(*b));
+		if (!b)
+			return NULL;
+		for (size_t i = 0; i < m->nb; i++) {
+			for (ment_t *x = m->b[i], *nx; x; x = nx) {
+				nx = x->next;
+				h = hash_str(x->key) % nb;
+				x->next = b[h];
+				b[h] = x;
+			}
+		}
+		free(m->b);
+		m->b = b;
+		m->nb = nb;
+	}
 	if (!(e = calloc(1, sizeof(*e) + kl + 1)))
 		return NULL;
 	memcpy(e->key, key, kl + 1);
-	h = hash_str(key) % MAP_BUCKETS;
+	h = hash_str(key) % m->nb;
 	e->next = m->b[h];
 	m->b[h] = e;
+	m->n++;
 	return e;
 }
 
 static void smap_del(smap_t *m, const char *key)
 {
-	for (ment_t **pp = &m->b[hash_str(key) % MAP_BUCKETS]; *pp; pp = &(*pp)->next) {
+	if (!m->nb)
+		return;
+	for (ment_t **pp = &m->b[hash_str(key) % m->nb]; *pp; pp = &(*pp)->next) {
 		if (!strcmp((*pp)->key, key)) {
 			ment_t *e = *pp;
 			*pp = e->next;
 			free(e->blob);
 			free(e);
+			m->n--;
 			return;
 		}
 	}
@@ -288,13 +314,14 @@ static void smap_del(smap_t *m, const char *key)
 static size_t smap_expire(smap_t *m, uint64_t now_ms)
 {
 	size_t n = 0;
-	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+	for (size_t i = 0; i < m->nb; i++) {
 		for (ment_t **pp = &m->b[i]; *pp;) {
 			ment_t *e = *pp;
 			if (e->until_ms && e->until_ms < now_ms) {
 				*pp = e->next;
 				free(e->blob);
 				free(e);
+				m->n--;
 				n++;
 			} else {
 				pp = &e->next;
@@ -306,7 +333,7 @@ static size_t smap_expire(smap_t *m, uint64_t now_ms)
 
 static void smap_clear(smap_t *m)
 {
-	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+	for (size_t i = 0; i < m->nb; i++) {
 		ment_t *e = m->b[i];
 		while (e) {
 			ment_t *n = e->next;
@@ -314,8 +341,10 @@ static void smap_clear(smap_t *m)
 			free(e);
 			e = n;
 		}
-		m->b[i] = NULL;
 	}
+	free(m->b);
+	m->b = NULL;
+	m->nb = m->n = 0;
 }
 
 /* ---- the server ------------------------------------------------------------------ */
@@ -482,7 +511,7 @@ static size_t aux_key(uint8_t kind, const char *name, uint8_t *key, size_t cap)
 static size_t learned_expire(vsrv_t *s, uint64_t now_ms)
 {
 	size_t n = 0;
-	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+	for (size_t i = 0; i < s->tickets.nb; i++) {
 		for (ment_t **pp = &s->tickets.b[i]; *pp;) {
 			ment_t *e = *pp;
 			uint8_t key[VSRV_PATH_MAX];
@@ -499,6 +528,7 @@ static size_t learned_expire(vsrv_t *s, uint64_t now_ms)
 			*pp = e->next;
 			free(e->blob);
 			free(e);
+			s->tickets.n--;
 			n++;
 		}
 	}
@@ -910,7 +940,7 @@ static int upload_vs_locked(vsrv_t *s, const char *agent, uint32_t *vsid)
 			return 0;
 		}
 	}
-	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+	for (size_t i = 0; i < s->vs_owner.nb; i++) {
 		for (o = s->vs_owner.b[i]; o; o = o->next) {
 			uint32_t id = (uint32_t)strtoul(o->key, NULL, 10);
 			if (o->blob && !strcmp((const char *)o->blob, t) && (!found || id < *vsid)) {
@@ -1664,10 +1694,16 @@ static void hook_subscribed(void *ctx, const char *agent, uint32_t id, vap_sub_t
 	uint64_t now = vp_clock_now_ms(s->clock);
 	vap_route_t *v = NULL;
 	size_t n, cap = 0, sent = 0, skipped = 0;
-	/* One hash bucket at a time: the copy stays small and the lock is held briefly. */
-	for (size_t i = 0; i < MAP_BUCKETS; i++) {
+	/* One hash bucket at a time: the copy stays small and the lock is held briefly.  (A route learned
+	 * meanwhile that doubles the bucket array may be replayed twice or not at all: it is also notified
+	 * live to this subscription.) */
+	for (size_t i = 0;; i++) {
 		n = 0;
 		pthread_mutex_lock(&s->mu);
+		if (i >= s->tickets.nb) {
+			pthread_mutex_unlock(&s->mu);
+			break;
+		}
 		for (ment_t *e = s->tickets.b[i]; e; e = e->next) {
 			const learned_t *l = (const learned_t *)e->blob;
 			if (!l || !l->routes || l->route.vservice_id != id || e->until_ms < now)

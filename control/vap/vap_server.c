@@ -495,6 +495,8 @@ static void job_finish(vap_server_t *srv, job_t *j)
 	}
 	c->pending--;
 	free(j);
+	if (!c->pending)
+		c->last_rx_ns = vp_time_mono_ns(); /* idle from our last answer, not from the agent's request */
 	/* A dead owner is freed by reap() once pending is 0. */
 	if (!c->dead)
 		conn_check_reading(srv, c);
@@ -814,6 +816,8 @@ static void upjob_maybe_finish(vap_server_t *srv, upjob_t *j)
 		j->next->prev = j->prev;
 	c->pending--;
 	free(j);
+	if (!c->pending)
+		c->last_rx_ns = vp_time_mono_ns(); /* idle from our last answer, not from the agent's request */
 	/* A dead owner is freed by reap() once pending is 0. */
 	if (!c->dead)
 		conn_check_reading(srv, c);
@@ -1402,6 +1406,10 @@ static void sweep_idle(vap_server_t *srv, uint64_t now)
 	srv->last_sweep_ns = now;
 	for (c = srv->conns; c; c = n) {
 		n = c->next;
+		/* An agent waiting for our answers is not idle: a Publish of 65,536 numbers is answered only when
+		 * the overlay stored them all, which can take longer than the idle timeout. */
+		if (c->pending)
+			continue;
 		if (now - c->last_rx_ns > (uint64_t)srv->conf.idle_timeout_ms * 1000000ull)
 			conn_kill(srv, c, "idle_timeout");
 	}

@@ -952,6 +952,45 @@ static void idle_connection_closed(void **state)
 	harness_stop(&h);
 }
 
+static void *release_stores_later(void *arg)
+{
+	usleep(2500000);
+	vap_memstore_hold(arg, false);
+	return NULL;
+}
+
+/*
+ * An agent waiting for the answer to a Publish is not idle: the stores take 2.5 s (held), the idle
+ * timeout is 200 ms, and the Publish is still answered on the same connection with every number stored.
+ */
+static void publish_waiting_for_stores_is_not_idle(void **state)
+{
+	harness_t h;
+	vap_server_conf_t conf;
+	vap_client_conf_t cc;
+	vap_client_t *c;
+	vap_range_t a;
+	uint64_t stored = 0;
+	pthread_t th;
+	(void)state;
+	vap_server_conf_default(&conf);
+	conf.idle_timeout_ms = 200;
+	assert_int_equal(harness_start(&h, &conf, 1, true), 0);
+	vap_memstore_hold(h.ms, true);
+	client_conf(&cc, &h, 0);
+	assert_int_equal(vap_client_connect(&cc, &c), 0);
+	assert_int_equal(pthread_create(&th, NULL, release_stores_later, h.ms), 0);
+	assert_int_equal(vap_range_parse("+1408555[0000-0099]", NULL, &a), 0);
+	assert_int_equal(vap_client_publish(c, 1, VAP_OP_ADD, NULL, 0, &a, 1, &stored), 0);
+	assert_int_equal(stored, 100);
+	pthread_join(th, NULL);
+	/* Answered and silent again: now it is idle and closed. */
+	vap_route_t rt;
+	assert_int_equal(vap_client_wait_notify(c, &rt, 3000), VP_ECLOSED);
+	vap_client_close(c);
+	harness_stop(&h);
+}
+
 static void connections_beyond_limit_refused(void **state)
 {
 	harness_t h;
@@ -1102,6 +1141,7 @@ int main(void)
 		cmocka_unit_test(notify_reaches_every_subscriber),
 		cmocka_unit_test(slow_store_stops_reading_the_agent),
 		cmocka_unit_test(idle_connection_closed),
+		cmocka_unit_test(publish_waiting_for_stores_is_not_idle),
 		cmocka_unit_test(connections_beyond_limit_refused),
 	};
 	struct rlimit rl;

@@ -39,12 +39,8 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 cd "$work"
 
-free_ports() { python3 -c '
-import socket, sys
-ss = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"; }
+# Listening ports below the ephemeral range (tests/support/free_ports.py says why).
+free_ports() { python3 "$HERE/../../support/free_ports.py" "$1"; }
 read -r BPORT PLAIN CAPORT MPORT PA PB PO PR MP1 AGENT EPORT UAS2 MP2 <<<"$(free_ports 13)"
 read -r PCG PCN PCI PCE PCX <<<"$(free_ports 5)"
 

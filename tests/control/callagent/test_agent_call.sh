@@ -32,12 +32,8 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok: $* [$SECONDS s]"; }
 cd "$work"
-free_ports() { python3 -c '
-import socket, sys
-ss = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"; }
+# Listening ports below the ephemeral range (tests/support/free_ports.py says why).
+free_ports() { python3 "$HERE/../../support/free_ports.py" "$1"; }
 sed "s/@STATUS@/503/g" "$HERE/uas_status.xml.in" >uas_503.xml
 sed "s/@STATUS@/403/g" "$HERE/uas_status.xml.in" >uas_403.xml
 

@@ -14,6 +14,7 @@
 # kill -9 loses no acknowledged Store and the restarted node comes back with its data.
 # Usage: test_viprd_ring.sh path/to/viprd path/to/vipr-enroll path/to/rl_peer path/to/node_req
 set -u
+FP=$(cd "$(dirname "$0")/../../support" && pwd)/free_ports.py
 V=$(realpath "$1"); E=$(realpath "$2"); P=$(realpath "$3"); NR=$(realpath "$4")
 T=$(mktemp -d /tmp/viprd-ring.XXXXXX)
 declare -A PID
@@ -32,17 +33,10 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; 
 wait_for() { local n=$(( $1 * 10 )); shift; for _ in $(seq 1 $n); do "$@" && return 0; sleep 0.1; done; "$@"; }
 cd "$T" || exit 2
 OV=vipr.test
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# Listening ports below the ephemeral range (tests/support/free_ports.py says why).
+free_port() { python3 "$FP" 1; }
 # node 1 runs 2 shards on BOOT and BOOT + 1: both must be free
-BOOT=$(python3 -c '
-import socket
-for _ in range(200):
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
-    try:
-        b = socket.socket(); b.bind(("127.0.0.1", p + 1)); b.close(); a.close(); print(p); break
-    except OSError:
-        a.close()
-')
+BOOT=$(python3 "$FP" 2 --consecutive | cut -d' ' -f1)
 
 # ---- the overlay: CA, document, certificates -------------------------------------------------
 "$E" --dir ca --set overlay.name=$OV --set overlay.bootstrap="127.0.0.1:$BOOT" \

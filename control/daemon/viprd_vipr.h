@@ -1,0 +1,63 @@
+/*
+ * control/daemon/viprd_vipr.h - the ViPR service inside viprd (issue 16).
+ *
+ * Most nodes of an overlay only route and store.  A carrier's node also runs
+ * the ViPR server (control/server/vipr_server.h: VAP listener, PVP listener,
+ * call-record store under its vcr_dir, ticket keys, validation scheduler) when
+ * its configuration has `[vipr] enabled = true`; the server's own options stay
+ * in their file (`[vipr] server_config`, the vipr_server schema).
+ *
+ * The server reaches the overlay through control/node/dht_reload.h over the
+ * node's request API (node_request): its numbers are signed by the node's
+ * vnodes, one Node-ID per shard, each claiming at most `[vipr] quota` numbers
+ * (overview draft §7.1: the number of Node-IDs a server implements determines
+ * its quota), so a carrier sets `[node] shards` to ceil(numbers / quota) and
+ * gets an alarm line when a publish would exceed it.  Validation AppAttaches
+ * to the claimant's vnode for application VIPRD_APP_PVP, which every vnode of a
+ * ViPR node answers with its PVP listener (node_app_set).
+ */
+#ifndef VP_CONTROL_DAEMON_VIPRD_VIPR_H
+#define VP_CONTROL_DAEMON_VIPRD_VIPR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/conf.h"
+#include "control/node/node.h"
+
+/* AppAttach application of PVP (docs/protocol.md §2.9): a private-use value, as SIP's 5060 is RFC 6940's. */
+#define VIPRD_APP_PVP 5061u
+
+typedef struct viprd_vipr_conf {
+	bool enabled;                 /*!< [vipr] enabled */
+	char server_config[256];      /*!< [vipr] server_config: the ViPR server's file ([server], [vap], [pvp], [scheduler]) */
+	uint32_t quota;               /*!< [vipr] quota: numbers per Node-ID */
+	uint32_t store_rate;          /*!< [vipr] store_rate: Stores sent per second */
+	uint32_t store_inflight;      /*!< [vipr] store_inflight: Stores sent and not yet answered */
+	uint32_t lifetime_s;          /*!< [vipr] lifetime: of a stored registration */
+} viprd_vipr_conf_t;
+
+/*!
+ * \brief The [vipr] rows into out[0..cap), their offsets shifted by \p base (where the viprd_vipr_conf_t sits
+ * in the program's configuration struct); *n gets the count.  VP_ESPACE if cap is too small.
+ */
+int viprd_vipr_schema(vp_conf_opt_t *out, size_t cap, size_t base, size_t *n);
+
+typedef struct viprd_vipr viprd_vipr_t;
+
+/*!
+ * \brief Compose the service over \p node (after node_new, before node_start): load each shard's key and
+ * certificate, the server's file, start the overlay adapter, create the server (its sockets bound) with
+ * Node-ID = shard 0's vnode, and register its PVP listener for AppAttach.  VP_ECONFIG (logged with the
+ * reason), VP_EIO, VP_EDB, VP_ENOMEM.
+ */
+int viprd_vipr_new(const viprd_vipr_conf_t *vc, const node_conf_t *nc, node_t *node, viprd_vipr_t **out);
+
+/*! \brief Start the server's threads (after node_start). */
+int viprd_vipr_start(viprd_vipr_t *v);
+
+/*! \brief Stop the server and the adapter (before node_leave), then free.  NULL is fine. */
+void viprd_vipr_free(viprd_vipr_t *v);
+
+#endif

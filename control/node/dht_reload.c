@@ -1,0 +1,773 @@
+/*
+ * control/node/dht_reload.c - vsrv_dht_t over RELOAD (see the header).
+ */
+#include "control/node/dht_reload.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/e164.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "control/node/kinds.h"
+#include "control/server/lookup.h"
+#include "control/vap/vap_msg.h"
+#include "storage/store.h"
+#include "storage/vipr_kind.h"
+
+#define LOGMOD "dhr"
+#define DHR_FETCH_MAX 64u           /* entries kept per copy (= ST_VIPR_MAX_COUNT) */
+#define DHR_ALARM_EVERY 1000u       /* over-quota refusals per repeated alarm line */
+#define DHR_STORE_BUF 2048u         /* a StoreReq body of one entry: < 1 KiB plus the signature */
+
+/* ---- the numbers claimed (quota) ----------------------------------------------------- */
+
+/* Open-addressing set of Resource-IDs claimed through this server, with their signer. */
+typedef struct claim {
+	vp_id_t res;
+	uint8_t state;  /* 0 empty, 1 used, 2 deleted */
+	uint8_t signer;
+} claim_t;
+
+typedef struct claims {
+	claim_t *t;
+	size_t cap, used, tomb; /* cap: power of two */
+} claims_t;
+
+static uint64_t res_hash(const vp_id_t *r)
+{
+	uint64_t h;
+	memcpy(&h, r->b, sizeof(h)); /* a SHA-1 prefix: already uniform */
+	return h;
+}
+
+static claim_t *claims_find(claims_t *c, const vp_id_t *r, claim_t **free_slot)
+{
+	*free_slot = NULL;
+	if (!c->cap)
+		return NULL;
+	for (size_t i = res_hash(r) & (c->cap - 1), n = 0; n < c->cap; i = (i + 1) & (c->cap - 1), n++) {
+		claim_t *e = &c->t[i];
+		if (e->state == 0) {
+			if (!*free_slot)
+				*free_slot = e;
+			return NULL;
+		}
+		if (e->state == 2) {
+			if (!*free_slot)
+				*free_slot = e;
+			continue;
+		}
+		if (vp_id_eq(&e->res, r))
+			return e;
+	}
+	return NULL;
+}
+
+static int claims_grow(claims_t *c)
+{
+	size_t ncap = c->cap ? c->cap * 2 : 1024;
+	claim_t *old = c->t, *slot;
+	size_t ocap = c->cap;
+	if ((c->used + 1) * 2 < c->cap && (c->used + c->tomb + 1) * 4 < c->cap * 3)
+		return 0;
+	if ((c->used + 1) * 2 < c->cap)
+		ncap = c->cap; /* only tombstones: rehash in place size */
+	if (!(c->t = calloc(ncap, sizeof(*c->t)))) {
+		c->t = old;
+		return VP_ENOMEM;
+	}
+	c->cap = ncap;
+	c->tomb = 0;
+	for (size_t i = 0; i < ocap; i++)
+		if (old[i].state == 1) {
+			claims_find(c, &old[i].res, &slot);
+			*slot = old[i];
+		}
+	free(old);
+	return 0;
+}
+
+/* ---- operations ------------------------------------------------------------------------ */
+
+typedef struct dentry {
+	uint8_t key[ST_VIPR_KEY_LEN];
+	size_t key_len;
+	uint8_t value[ST_VIPR_VALUE_MAX_LEN];
+	size_t value_len;
+	bool exists;
+} dentry_t;
+
+typedef struct op {
+	struct dhr *d;
+	bool fetch;
+	char number[VP_E164_BUFLEN];
+	vp_id_t res;
+	/* store */
+	uint8_t vop;
+	unsigned signer;
+	unsigned attempts;     /* Stores sent for this op (rate-limited ones not counted) */
+	unsigned rate_limited; /* rate-limited answers in a row */
+	vsrv_reg_t reg;
+	vsrv_done_fn done;
+	void *arg;
+	/* fetch */
+	vsrv_fetch_fn fdone;
+	int stage;
+	vp_id_t responder[VSRV_COPIES];
+	bool answered[VSRV_COPIES];
+	size_t n[VSRV_COPIES];
+	dentry_t ent[VSRV_COPIES][DHR_FETCH_MAX];
+	unsigned rejected;
+	char why[96];
+} op_t;
+
+struct dhr {
+	dhr_conf_t conf;
+	dhr_transport_t t;
+	st_kind_t kind;
+	pthread_t th;
+	bool th_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	/* the pacer's sweep: two binary heaps by Resource-ID (this round: > cursor; next round: <= cursor) */
+	op_t **heap[2];
+	size_t heap_n[2], heap_cap[2];
+	int cur;                 /* which heap is this round */
+	vp_id_t cursor;
+	uint32_t inflight, fetching;
+	double rate;             /* the pacer's current rate: conf.store_rate, halved by each rate-limited answer */
+	double tokens;
+	uint64_t tok_ns;
+	uint64_t last_storage_time;
+	claims_t claims;
+	uint64_t per_signer[DHR_MAX_SIGNERS];
+	dhr_stats_t st;
+	pthread_mutex_t cert_mu; /* conf.certs is not thread-safe */
+};
+
+void dhr_conf_default(dhr_conf_t *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->quota = ST_VIPR_QUOTA;
+	c->store_rate = 2000;
+	c->store_inflight = 64;
+	c->lifetime_s = 86400;
+	c->kind_id = ST_VIPR_KIND_ID_DEFAULT;
+}
+
+static int id_cmp(const vp_id_t *a, const vp_id_t *b)
+{
+	return memcmp(a->b, b->b, VP_ID_LEN);
+}
+
+static int heap_push(dhr_t *d, int h, op_t *o)
+{
+	size_t i;
+	if (d->heap_n[h] == d->heap_cap[h]) {
+		size_t nc = d->heap_cap[h] ? d->heap_cap[h] * 2 : 256;
+		op_t **p = realloc(d->heap[h], nc * sizeof(*p));
+		if (!p)
+			return VP_ENOMEM;
+		d->heap[h] = p;
+		d->heap_cap[h] = nc;
+	}
+	i = d->heap_n[h]++;
+	while (i > 0) {
+		size_t up = (i - 1) / 2;
+		if (id_cmp(&d->heap[h][up]->res, &o->res) <= 0)
+			break;
+		d->heap[h][i] = d->heap[h][up];
+		i = up;
+	}
+	d->heap[h][i] = o;
+	return 0;
+}
+
+static op_t *heap_pop(dhr_t *d, int h)
+{
+	op_t **a = d->heap[h], *top, *last;
+	size_t n, i = 0;
+	if (!d->heap_n[h])
+		return NULL;
+	top = a[0];
+	n = --d->heap_n[h];
+	if (!n)
+		return top;
+	last = a[n];
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		const op_t *best = last;
+		if (l < n && id_cmp(&a[l]->res, &best->res) < 0) {
+			m = l;
+			best = a[l];
+		}
+		if (l + 1 < n && id_cmp(&a[l + 1]->res, &best->res) < 0)
+			m = l + 1;
+		if (m == i)
+			break;
+		a[i] = a[m];
+		i = m;
+	}
+	a[i] = last;
+	return top;
+}
+
+/* The next store of the sweep (under mu): the smallest Resource-ID above the cursor, else a new round. */
+static op_t *next_store(dhr_t *d)
+{
+	op_t *o;
+	if (!d->heap_n[d->cur]) {
+		if (!d->heap_n[!d->cur])
+			return NULL;
+		d->cur = !d->cur;
+	}
+	o = heap_pop(d, d->cur);
+	d->cursor = o->res;
+	return o;
+}
+
+unsigned dhr_signer_of(const dhr_t *d, const char *number)
+{
+	vp_id_t r = vp_id_from_name(number, strlen(number));
+	return (unsigned)(res_hash(&r) % d->conf.n_signers);
+}
+
+/* A Store that got no answer is tried again, DHR_STORE_ATTEMPTS in all (see store_retry). */
+#define DHR_STORE_ATTEMPTS 3
+/*
+ * A storing peer polices each signer's Stores (docs/protocol.md §3.4: 50/s after a burst of 2,000) and
+ * answers Error_Forbidden "rate-limited" beyond.  That answer is not final: the pacer halves its rate
+ * (down to DHR_MIN_RATE) and sends the Store again later; each success adds DHR_RATE_STEP back, up to
+ * [vipr] store_rate (additive increase, multiplicative decrease).  A Store is given up after
+ * DHR_RATE_ATTEMPTS rate-limited answers in a row.
+ */
+#define DHR_MIN_RATE 5.0
+#define DHR_RATE_STEP 1.0
+#define DHR_RATE_ATTEMPTS 50
+
+/* ---- store --------------------------------------------------------------------------------- */
+
+static void store_finish(op_t *o, int status)
+{
+	dhr_t *d = o->d;
+	pthread_mutex_lock(&d->mu);
+	d->inflight--;
+	if (status) {
+		d->st.stores_failed++;
+	} else {
+		d->st.stores_ok++;
+		if (d->rate < d->conf.store_rate)
+			d->rate = d->rate + DHR_RATE_STEP < d->conf.store_rate ? d->rate + DHR_RATE_STEP : d->conf.store_rate;
+	}
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	o->done(o->arg, status);
+	free(o);
+}
+
+/*
+ * A Store that got no answer (the overlay's end-to-end timeout, a full request table) goes back into the
+ * sweep, at most DHR_STORE_ATTEMPTS times in all: a storing peer that was busy or a ring that was still
+ * moving should not fail a publish.  A refusal is final.
+ */
+
+static bool store_retry(op_t *o, int status)
+{
+	dhr_t *d = o->d;
+	bool again, limited = status == VP_ERATELIMIT;
+	if (limited ? ++o->rate_limited > DHR_RATE_ATTEMPTS
+	            : (status != VP_ETIMEOUT && status != VP_EBUSY) || o->attempts >= DHR_STORE_ATTEMPTS)
+		return false;
+	if (limited)
+		o->attempts--; /* not a failure of the overlay: the peer asked us to slow down */
+	pthread_mutex_lock(&d->mu);
+	again = !d->stop && !heap_push(d, id_cmp(&o->res, &d->cursor) > 0 ? d->cur : !d->cur, o);
+	if (again) {
+		d->inflight--;
+		d->st.queued++;
+		d->st.store_retries++;
+		if (limited) {
+			d->st.rate_limited++;
+			d->rate = d->rate / 2 > DHR_MIN_RATE ? d->rate / 2 : DHR_MIN_RATE;
+			if (d->tokens > 0)
+				d->tokens = 0; /* the halved rate starts now, not after the tokens already earned */
+		}
+		pthread_cond_broadcast(&d->cv);
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (again && limited && o->rate_limited == 1)
+		vp_log_info(LOGMOD, "store_rate_limited", "number=%s rate=%.0f", o->number, d->rate);
+	else if (again && !limited)
+		vp_log_info(LOGMOD, "store_retry", "number=%s attempt=%u err=%s", o->number, o->attempts + 1,
+		            vp_strerror(status));
+	return again;
+}
+
+static void store_answer(void *arg, int status, const rl_message_t *ans, const vp_id_t *responder)
+{
+	op_t *o = arg;
+	(void)responder;
+	if (store_retry(o, status))
+		return;
+	if (!status && ans->contents.code == RL_ERROR) {
+		rl_body_t b;
+		unsigned code = 0;
+		bool limited = false;
+		if (!rl_body_decode(RL_ERROR, ans->contents.body.p, ans->contents.body.len, NULL, NULL, &b)) {
+			code = b.u.error.code;
+			limited = code == RL_ERR_FORBIDDEN && b.u.error.info.len == 12 &&
+			          !memcmp(b.u.error.info.p, "rate-limited", 12);
+		}
+		if (limited && store_retry(o, VP_ERATELIMIT))
+			return;
+		vp_log_warn(LOGMOD, "store_refused", "number=%s reload_error=%u info=%s", o->number, code,
+		            limited ? "rate-limited" : "-");
+		status = limited ? VP_ERATELIMIT : code == RL_ERR_FORBIDDEN ? VP_EFORBIDDEN
+		                                 : code == RL_ERR_DATA_TOO_LARGE ? VP_EQUOTA : VP_EREFUSED;
+	} else if (!status && ans->contents.code != RL_STORE_ANS) {
+		status = VP_EBADTYPE;
+	}
+	store_finish(o, status);
+}
+
+static uint64_t next_storage_time(dhr_t *d)
+{
+	uint64_t t = vp_time_wall_ms();
+	pthread_mutex_lock(&d->mu);
+	if (t <= d->last_storage_time)
+		t = d->last_storage_time + 1; /* a refresh must be newer than what it replaces */
+	d->last_storage_time = t;
+	pthread_mutex_unlock(&d->mu);
+	return t;
+}
+
+/* Build, sign and send the StoreReq of \p o (pacer thread). */
+static int store_send(dhr_t *d, op_t *o)
+{
+	const dhr_signer_t *sg = &d->conf.signers[o->signer];
+	uint8_t hash[RL_MAX_HASH_LEN], sigbuf[RL_MAX_SIG_LEN], key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN];
+	st_vipr_key_t k = { sg->node_id, o->reg.vservice_id };
+	st_vipr_value_t v = { sg->node_id, o->reg.vservice_id, o->reg.methods, NULL, 0 };
+	rl_signer_identity_t id;
+	rl_stored_data_t sd;
+	rl_store_kind_data_t kd;
+	rl_body_t b;
+	size_t vlen = 0;
+	int rc;
+	st_vipr_key_encode(&k, key);
+	if (o->vop != VAP_OP_WITHDRAW && (rc = st_vipr_value_encode(&v, val, sizeof(val), &vlen)))
+		return rc;
+	if ((rc = rl_signer_cert_hash(sg->cert_der, sg->cert_len, hash, &id)))
+		return rc;
+	memset(&sd, 0, sizeof(sd));
+	sd.storage_time = next_storage_time(d);
+	sd.lifetime = d->conf.lifetime_s;
+	sd.model = RL_MODEL_DICTIONARY;
+	sd.key = (rl_bytes_t){ key, ST_VIPR_KEY_LEN };
+	sd.exists = o->vop != VAP_OP_WITHDRAW;
+	if (sd.exists)
+		sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
+	if ((rc = rl_stored_data_sign(sg->key, o->res.b, VP_ID_LEN, d->conf.kind_id, &sd, &id, sigbuf,
+	                              sizeof(sigbuf))))
+		return rc;
+	memset(&kd, 0, sizeof(kd));
+	kd.kind = d->conf.kind_id;
+	kd.values.items = &sd;
+	kd.values.n_items = 1;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_STORE_REQ;
+	b.u.store_req.resource = (rl_bytes_t){ o->res.b, VP_ID_LEN };
+	b.u.store_req.kind_data.items = &kd;
+	b.u.store_req.kind_data.n_items = 1;
+	return d->t.request(d->t.ctx, sg->shard, &o->res, &b, store_answer, o);
+}
+
+static void *pacer(void *arg)
+{
+	dhr_t *d = arg;
+	pthread_mutex_lock(&d->mu);
+	d->tok_ns = vp_time_mono_ns();
+	while (!d->stop) {
+		uint64_t now = vp_time_mono_ns();
+		double cap = d->conf.store_inflight > 1 ? d->conf.store_inflight : 1;
+		op_t *o;
+		int rc;
+		d->tokens += (double)(now - d->tok_ns) * d->rate / 1e9;
+		if (d->tokens > cap)
+			d->tokens = cap; /* a burst of at most one window */
+		d->tok_ns = now;
+		if (d->inflight >= d->conf.store_inflight || d->tokens < 1.0 ||
+		    !(d->heap_n[0] + d->heap_n[1])) {
+			struct timespec ts;
+			uint64_t wait_ns = 1000000; /* 1 ms: finer than any rate a node needs */
+			if (d->tokens < 1.0 && d->rate > 0)
+				wait_ns = (uint64_t)((1.0 - d->tokens) * 1e9 / d->rate) + 1;
+			if (!(d->heap_n[0] + d->heap_n[1]) || d->inflight >= d->conf.store_inflight)
+				wait_ns = 100000000; /* woken by a submit or a completion */
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (long)(wait_ns % 1000000000);
+			ts.tv_sec += (time_t)(wait_ns / 1000000000) + ts.tv_nsec / 1000000000;
+			ts.tv_nsec %= 1000000000;
+			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			continue;
+		}
+		o = next_store(d);
+		d->tokens -= 1.0;
+		d->inflight++;
+		d->st.stores_sent++;
+		d->st.queued--;
+		pthread_mutex_unlock(&d->mu);
+		o->attempts++;
+		rc = store_send(d, o);
+		if (rc && store_retry(o, rc))
+			rc = 0;
+		if (rc) {
+			vp_log_warn(LOGMOD, "store_send_failed", "number=%s err=%s", o->number, vp_strerror(rc));
+			store_finish(o, rc);
+		}
+		pthread_mutex_lock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* Account the claim of \p o (under mu): VP_EQUOTA if its signer is full. */
+static int claim_account(dhr_t *d, op_t *o)
+{
+	claim_t *e, *slot;
+	int rc;
+	if ((rc = claims_grow(&d->claims)))
+		return rc;
+	e = claims_find(&d->claims, &o->res, &slot);
+	if (o->vop == VAP_OP_WITHDRAW) {
+		if (e) {
+			e->state = 2;
+			d->claims.used--;
+			d->claims.tomb++;
+			d->per_signer[e->signer]--;
+			d->st.numbers--;
+		}
+		return 0;
+	}
+	if (e)
+		return 0; /* a refresh */
+	if (d->per_signer[o->signer] >= d->conf.quota) {
+		if (d->st.over_quota++ % DHR_ALARM_EVERY == 0)
+			vp_log_warn(LOGMOD, "alarm",
+			            "alarm=over_quota number=%s node_ids=%u quota_per_node_id=%u numbers=%llu refused=%llu "
+			            "hint=\"add Node-IDs ([node] shards) to claim more numbers\"",
+			            o->number, d->conf.n_signers, d->conf.quota, (unsigned long long)d->st.numbers,
+			            (unsigned long long)d->st.over_quota);
+		return VP_EQUOTA;
+	}
+	if (slot->state == 2)
+		d->claims.tomb--;
+	slot->res = o->res;
+	slot->state = 1;
+	slot->signer = (uint8_t)o->signer;
+	d->claims.used++;
+	d->per_signer[o->signer]++;
+	d->st.numbers++;
+	return 0;
+}
+
+static int dhr_store(void *ctx, const char *number, uint8_t vop, const vsrv_reg_t *reg, vsrv_done_fn done,
+                     void *arg)
+{
+	dhr_t *d = ctx;
+	op_t *o;
+	int rc;
+	if (!number || !reg || !done)
+		return VP_EINVAL;
+	if (!(o = calloc(1, sizeof(*o))))
+		return VP_ENOMEM;
+	o->d = d;
+	snprintf(o->number, sizeof(o->number), "%s", number);
+	o->res = vp_id_from_name(number, strlen(number));
+	o->vop = vop;
+	o->reg = *reg;
+	o->signer = (unsigned)(res_hash(&o->res) % d->conf.n_signers);
+	o->done = done;
+	o->arg = arg;
+	pthread_mutex_lock(&d->mu);
+	if (d->stop)
+		rc = VP_ECLOSED;
+	else if (!(rc = claim_account(d, o)) &&
+	         !(rc = heap_push(d, id_cmp(&o->res, &d->cursor) > 0 ? d->cur : !d->cur, o))) {
+		d->st.queued++;
+		pthread_cond_broadcast(&d->cv);
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (rc)
+		free(o);
+	return rc;
+}
+
+/* ---- fetch: 3 copies, verified, voted ------------------------------------------------------ */
+
+static int fetch_stage(dhr_t *d, op_t *o);
+
+static int keep_entry(void *arg, uint32_t kind, const rl_stored_data_t *sd, const dp_cert_ident_t *signer)
+{
+	op_t *o = arg;
+	dentry_t *e;
+	(void)kind;
+	(void)signer;
+	if (o->n[o->stage] >= DHR_FETCH_MAX || sd->key.len > ST_VIPR_KEY_LEN || sd->value.len > ST_VIPR_VALUE_MAX_LEN)
+		return 0;
+	e = &o->ent[o->stage][o->n[o->stage]++];
+	memcpy(e->key, sd->key.p, sd->key.len);
+	e->key_len = sd->key.len;
+	e->exists = sd->exists;
+	e->value_len = sd->exists ? sd->value.len : 0;
+	if (e->value_len)
+		memcpy(e->value, sd->value.p, e->value_len);
+	return 0;
+}
+
+static void fetch_finish(op_t *o)
+{
+	dhr_t *d = o->d;
+	vsrv_entry_t ents[VSRV_COPIES][DHR_FETCH_MAX];
+	vsrv_copy_t copies[VSRV_COPIES];
+	vsrv_reg_t regs[VSRV_REGS_MAX];
+	vsrv_vote_t vote;
+	char incident[VSRV_INCIDENT_MAX + 96 + 64];
+	size_t n = 0;
+	int rc;
+	for (int c = 0; c < VSRV_COPIES; c++) {
+		for (size_t i = 0; i < o->n[c]; i++)
+			ents[c][i] = (vsrv_entry_t){ o->ent[c][i].key, o->ent[c][i].key_len,
+				                     o->ent[c][i].value_len ? o->ent[c][i].value : NULL,
+				                     o->ent[c][i].value_len, o->ent[c][i].exists };
+		copies[c] = (vsrv_copy_t){ o->answered[c], ents[c], o->n[c] };
+	}
+	rc = vsrv_lookup_vote(copies, regs, VSRV_REGS_MAX, &n, &vote);
+	incident[0] = '\0';
+	if (vote.incident[0] || o->rejected) {
+		char r0[VP_ID_HEX_LEN + 1] = "-", r1[VP_ID_HEX_LEN + 1] = "-", r2[VP_ID_HEX_LEN + 1] = "-";
+		if (o->answered[0])
+			vp_id_to_hex(&o->responder[0], r0);
+		if (o->answered[1])
+			vp_id_to_hex(&o->responder[1], r1);
+		if (o->answered[2])
+			vp_id_to_hex(&o->responder[2], r2);
+		snprintf(incident, sizeof(incident), "%s%s%s copies=%.8s,%.8s,%.8s",
+		         vote.incident[0] ? vote.incident : "", vote.incident[0] && o->rejected ? "; " : "",
+		         o->rejected ? o->why : "", r0, r1, r2);
+		vp_log_warn(LOGMOD, "incident", "number=%s answered=%u outvoted=%u rejected=%u text=\"%s\"", o->number,
+		            vote.answered, vote.outvoted, o->rejected, incident);
+	}
+	pthread_mutex_lock(&d->mu);
+	d->fetching--;
+	if (incident[0])
+		d->st.incidents++;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	o->fdone(o->arg, rc, rc ? NULL : regs, rc ? 0 : n, incident[0] ? incident : NULL);
+	free(o);
+}
+
+static void fetch_answer(void *arg, int status, const rl_message_t *ans, const vp_id_t *responder)
+{
+	op_t *o = arg;
+	dhr_t *d = o->d;
+	nk_fetch_result_t fr;
+	int rc = status;
+	if (!rc) {
+		pthread_mutex_lock(&d->cert_mu);
+		rc = nk_fetch_verify(d->conf.certs, &d->kind, 1, &o->res, ans, keep_entry, o, &fr);
+		pthread_mutex_unlock(&d->cert_mu);
+		if (!rc && fr.rejected) {
+			char hex[VP_ID_HEX_LEN + 1];
+			vp_id_to_hex(responder, hex);
+			o->rejected += fr.rejected;
+			snprintf(o->why, sizeof(o->why), "%u entries from %.8s failed verification (%s)", o->rejected, hex,
+			         dp_cert_reason_name(fr.last));
+			pthread_mutex_lock(&d->mu);
+			d->st.entries_rejected += fr.rejected;
+			pthread_mutex_unlock(&d->mu);
+		}
+	}
+	if (!rc) {
+		o->answered[o->stage] = true;
+		o->responder[o->stage] = *responder;
+	} else {
+		o->n[o->stage] = 0;
+		pthread_mutex_lock(&d->mu);
+		d->st.fetch_copies_failed++;
+		pthread_mutex_unlock(&d->mu);
+		vp_log_info(LOGMOD, "fetch_copy_failed", "number=%s copy=%d err=%s", o->number, o->stage,
+		            vp_strerror(rc));
+	}
+	/* The replicas: the successor of the previous answerer (after a failure, of the one before). */
+	while (++o->stage < VSRV_COPIES) {
+		if (!fetch_stage(d, o))
+			return;
+		o->n[o->stage] = 0;
+	}
+	fetch_finish(o);
+}
+
+/* Send the Fetch of copy o->stage.  0 (answer pending) or a VP_E* code. */
+static int fetch_stage(dhr_t *d, op_t *o)
+{
+	rl_specifier_t spec;
+	rl_body_t b;
+	vp_id_t dest = o->res;
+	if (o->stage > 0) {
+		vp_id_t one;
+		int prev = o->stage - 1;
+		while (prev >= 0 && !o->answered[prev])
+			prev--;
+		if (prev < 0)
+			return VP_ENOROUTE; /* nobody answered: no successor to name */
+		memset(&one, 0, sizeof(one));
+		one.b[VP_ID_LEN - 1] = 1;
+		dest = vp_id_add(&o->responder[prev], &one);
+		for (int c = prev + 1; c < o->stage; c++) /* skip the successor that failed */
+			dest = vp_id_add(&dest, &one);
+	}
+	memset(&spec, 0, sizeof(spec));
+	spec.kind = d->conf.kind_id;
+	spec.model = RL_MODEL_DICTIONARY;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_FETCH_REQ;
+	b.u.fetch_req.resource = (rl_bytes_t){ o->res.b, VP_ID_LEN };
+	b.u.fetch_req.specifiers.items = &spec;
+	b.u.fetch_req.specifiers.n_items = 1;
+	return d->t.request(d->t.ctx, d->conf.signers[0].shard, &dest, &b, fetch_answer, o);
+}
+
+static int dhr_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *arg)
+{
+	dhr_t *d = ctx;
+	op_t *o;
+	int rc;
+	if (!number || !done)
+		return VP_EINVAL;
+	if (!(o = calloc(1, sizeof(*o))))
+		return VP_ENOMEM;
+	o->d = d;
+	o->fetch = true;
+	snprintf(o->number, sizeof(o->number), "%s", number);
+	o->res = vp_id_from_name(number, strlen(number));
+	o->fdone = done;
+	o->arg = arg;
+	pthread_mutex_lock(&d->mu);
+	d->fetching++;
+	d->st.fetches++;
+	pthread_mutex_unlock(&d->mu);
+	if ((rc = fetch_stage(d, o))) {
+		pthread_mutex_lock(&d->mu);
+		d->fetching--;
+		pthread_mutex_unlock(&d->mu);
+		free(o);
+	}
+	return rc;
+}
+
+static int dhr_app_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
+{
+	dhr_t *d = ctx;
+	return d->t.app_attach(d->t.ctx, contact, timeout_ms, fd);
+}
+
+/* ---- life -------------------------------------------------------------------------------- */
+
+int dhr_new(const dhr_conf_t *conf, const dhr_transport_t *t, dhr_t **out)
+{
+	dhr_t *d;
+	if (!conf || !t || !out || !t->request || !t->app_attach || !conf->n_signers ||
+	    conf->n_signers > DHR_MAX_SIGNERS || !conf->certs || !conf->store_rate || !conf->store_inflight)
+		return VP_EINVAL;
+	for (unsigned i = 0; i < conf->n_signers; i++)
+		if (!conf->signers[i].key || !conf->signers[i].cert_der || !conf->signers[i].cert_len)
+			return VP_EINVAL;
+	if (!(d = calloc(1, sizeof(*d))))
+		return VP_ENOMEM;
+	d->conf = *conf;
+	d->rate = conf->store_rate;
+	d->t = *t;
+	d->kind = st_kind_vipr(conf->kind_id);
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_init(&d->cert_mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	if (pthread_create(&d->th, NULL, pacer, d)) {
+		dhr_free(d, 0);
+		return VP_EIO;
+	}
+	d->th_started = true;
+	vp_log_info(LOGMOD, "started", "node_ids=%u quota_per_node_id=%u capacity=%llu store_rate=%u store_inflight=%u",
+	            conf->n_signers, conf->quota, (unsigned long long)conf->quota * conf->n_signers, conf->store_rate,
+	            conf->store_inflight);
+	*out = d;
+	return 0;
+}
+
+void dhr_iface(dhr_t *d, vsrv_dht_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ctx = d;
+	out->store = dhr_store;
+	out->fetch = dhr_fetch;
+	out->app_attach = dhr_app_attach;
+}
+
+void dhr_free(dhr_t *d, uint64_t timeout_ms)
+{
+	op_t *o;
+	uint64_t until;
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->stop = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	if (d->th_started)
+		pthread_join(d->th, NULL);
+	/* Queued stores were never sent: they fail now. */
+	for (int h = 0; h < 2; h++)
+		while ((o = heap_pop(d, h))) {
+			o->done(o->arg, VP_ECLOSED);
+			free(o);
+		}
+	until = vp_time_mono_ns() + timeout_ms * 1000000ull;
+	pthread_mutex_lock(&d->mu);
+	while ((d->inflight || d->fetching) && vp_time_mono_ns() < until) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10000000;
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+	}
+	if (d->inflight || d->fetching) {
+		/* Answers still owed by the transport would touch freed memory: leak rather than crash. */
+		vp_log_warn(LOGMOD, "free_abandoned", "inflight=%u fetching=%u", d->inflight, d->fetching);
+		pthread_mutex_unlock(&d->mu);
+		return;
+	}
+	pthread_mutex_unlock(&d->mu);
+	free(d->heap[0]);
+	free(d->heap[1]);
+	free(d->claims.t);
+	pthread_cond_destroy(&d->cv);
+	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->cert_mu);
+	free(d);
+}
+
+void dhr_get_stats(dhr_t *d, dhr_stats_t *out)
+{
+	pthread_mutex_lock(&d->mu);
+	*out = d->st;
+	pthread_mutex_unlock(&d->mu);
+}

@@ -1,0 +1,710 @@
+/*
+ * tests/control/flow/test_dht_reload.c - the ViPR server's overlay over RELOAD
+ * (control/node/dht_reload.h) against a stand-in overlay of 6 peers that keeps
+ * the StoredData exactly as sent (and may be rogue): real certificates, real
+ * signatures, real vote.
+ *
+ * The stand-in routes like Chord (a destination goes to its successor among
+ * the peers), keeps a Store at the responsible peer and its 2 successors, and
+ * answers a Fetch from the peer the destination reaches, carrying every
+ * signer's certificate.  It verifies nothing itself, so only the fetcher's
+ * checks stand between a forged or altered entry and the server.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/errcode.h"
+#include "control/node/dht_reload.h"
+#include "control/vap/vap_msg.h"
+#include "storage/vipr_kind.h"
+#include "pki_testkit.h"
+
+#define OVERLAY "vipr.example"
+#define NPEERS 6
+#define PEER_MAX 512
+#define VK ST_VIPR_KIND_ID_DEFAULT
+
+typedef struct fent {
+	vp_id_t res;
+	uint8_t key[ST_VIPR_KEY_LEN];
+	uint8_t sd[1024];
+	size_t sd_len;
+} fent_t;
+
+enum { HONEST = 0, ROGUE_DROP, ROGUE_ALTER };
+
+typedef struct fpeer {
+	vp_id_t id;
+	fent_t e[PEER_MAX];
+	size_t n;
+	int mode;
+} fpeer_t;
+
+typedef struct fake {
+	pthread_mutex_t mu;
+	fpeer_t p[NPEERS];
+	vp_id_t order[4096]; /* Resource-IDs of the stores, in the order they were sent */
+	size_t n_order;
+	rl_cert_t certs[4];
+	size_t n_certs;
+	int inflight, max_inflight;
+	int timeouts_left;   /* the next this many Stores get no answer (VP_ETIMEOUT, as the overlay's timer) */
+	size_t store_reqs;   /* Stores received, retries included */
+	/* a storing peer's rate policing (docs/protocol.md §3.4): pol_burst Stores at once, pol_rate per second
+	 * after; beyond, Error_Forbidden "rate-limited".  pol_rate 0: no policing. */
+	double pol_rate, pol_burst, pol_tokens;
+	uint64_t pol_ns;
+	size_t pol_refused;
+} fake_t;
+
+static pk_ca_t ca;
+static pk_node_t nd_a, nd_a2, nd_t;
+static vp_id_t id_a, id_a2, id_thief;
+static dp_cert_store_t *cs;
+static fake_t fk;
+
+/* ---- the stand-in overlay ------------------------------------------------------------ */
+
+static int responsible(const vp_id_t *dest)
+{
+	int best = -1;
+	for (int i = 0; i < NPEERS; i++) /* peers are sorted: the first at or after dest */
+		if (memcmp(fk.p[i].id.b, dest->b, VP_ID_LEN) >= 0) {
+			best = i;
+			break;
+		}
+	return best < 0 ? 0 : best;
+}
+
+static void peer_put(fpeer_t *p, const vp_id_t *res, const rl_stored_data_t *sd)
+{
+	fent_t *e = NULL;
+	vp_wr_t wr;
+	for (size_t i = 0; i < p->n; i++)
+		if (vp_id_eq(&p->e[i].res, res) && !memcmp(p->e[i].key, sd->key.p, ST_VIPR_KEY_LEN))
+			e = &p->e[i];
+	if (!e) {
+		assert_true(p->n < PEER_MAX);
+		e = &p->e[p->n++];
+	}
+	e->res = *res;
+	memcpy(e->key, sd->key.p, ST_VIPR_KEY_LEN);
+	vp_wr_init(&wr, e->sd, sizeof(e->sd));
+	assert_int_equal(rl_stored_data_encode(&wr, sd), 0);
+	e->sd_len = vp_wr_len(&wr);
+}
+
+static void answer_fetch(int at, const vp_id_t *res, dhr_answer_fn done, void *arg)
+{
+	fpeer_t *p = &fk.p[at];
+	rl_stored_data_t items[64];
+	uint8_t alt[64][ST_VIPR_VALUE_MAX_LEN];
+	uint8_t body[65536];
+	size_t n = 0;
+	rl_fetch_kind_resp_t kr;
+	rl_body_t b;
+	rl_message_t m;
+	vp_wr_t wr;
+	for (size_t i = 0; i < p->n && n < 64; i++) {
+		vp_rd_t rd;
+		if (!vp_id_eq(&p->e[i].res, res) || p->mode == ROGUE_DROP)
+			continue;
+		vp_rd_init(&rd, p->e[i].sd, p->e[i].sd_len);
+		assert_int_equal(rl_stored_data_decode(&rd, RL_MODEL_DICTIONARY, &items[n]), 0);
+		if (p->mode == ROGUE_ALTER && items[n].exists) {
+			/* Point the claim at another contact: the signature no longer matches. */
+			memcpy(alt[n], items[n].value.p, items[n].value.len);
+			alt[n][1] ^= 0xFF;
+			items[n].value.p = alt[n];
+		}
+		n++;
+	}
+	memset(&kr, 0, sizeof(kr));
+	kr.kind = VK;
+	kr.values.items = items;
+	kr.values.n_items = (uint32_t)n;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_FETCH_ANS;
+	b.u.fetch_ans.responses.items = &kr;
+	b.u.fetch_ans.responses.n_items = 1;
+	vp_wr_init(&wr, body, sizeof(body));
+	assert_int_equal(rl_body_encode(&wr, &b), 0);
+	memset(&m, 0, sizeof(m));
+	m.contents.code = RL_FETCH_ANS;
+	m.contents.body = (rl_bytes_t){ body, (uint32_t)vp_wr_len(&wr) };
+	m.sec.certs.items = fk.certs;
+	m.sec.certs.n_items = (uint32_t)fk.n_certs;
+	done(arg, 0, &m, &p->id);
+}
+
+static void answer_store(int at, dhr_answer_fn done, void *arg)
+{
+	uint8_t body[64];
+	rl_body_t b;
+	rl_message_t m;
+	vp_wr_t wr;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_STORE_ANS;
+	vp_wr_init(&wr, body, sizeof(body));
+	assert_int_equal(rl_body_encode(&wr, &b), 0);
+	memset(&m, 0, sizeof(m));
+	m.contents.code = RL_STORE_ANS;
+	m.contents.body = (rl_bytes_t){ body, (uint32_t)vp_wr_len(&wr) };
+	done(arg, 0, &m, &fk.p[at].id);
+}
+
+static void answer_rate_limited(int at, dhr_answer_fn done, void *arg)
+{
+	uint8_t body[64];
+	rl_body_t b;
+	rl_message_t m;
+	vp_wr_t wr;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_ERROR;
+	b.u.error.code = RL_ERR_FORBIDDEN;
+	b.u.error.info = (rl_bytes_t){ (const uint8_t *)"rate-limited", 12 };
+	vp_wr_init(&wr, body, sizeof(body));
+	assert_int_equal(rl_body_encode(&wr, &b), 0);
+	memset(&m, 0, sizeof(m));
+	m.contents.code = RL_ERROR;
+	m.contents.body = (rl_bytes_t){ body, (uint32_t)vp_wr_len(&wr) };
+	done(arg, 0, &m, &fk.p[at].id);
+}
+
+/* The policing bucket (under fk.mu): true if this Store is over the limit. */
+static bool policed(void)
+{
+	uint64_t now = vp_time_mono_ns();
+	if (fk.pol_rate <= 0)
+		return false;
+	if (!fk.pol_ns)
+		fk.pol_tokens = fk.pol_burst;
+	else
+		fk.pol_tokens += (double)(now - fk.pol_ns) * fk.pol_rate / 1e9;
+	if (fk.pol_tokens > fk.pol_burst)
+		fk.pol_tokens = fk.pol_burst;
+	fk.pol_ns = now;
+	if (fk.pol_tokens < 1.0) {
+		fk.pol_refused++;
+		return true;
+	}
+	fk.pol_tokens -= 1.0;
+	return false;
+}
+
+static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl_body_t *body, dhr_answer_fn done,
+                        void *arg)
+{
+	int at;
+	(void)ctx;
+	(void)shard;
+	pthread_mutex_lock(&fk.mu);
+	at = responsible(dest);
+	if (body->code == RL_STORE_REQ && (fk.store_reqs++, fk.timeouts_left > 0)) {
+		fk.timeouts_left--;
+		pthread_mutex_unlock(&fk.mu);
+		done(arg, VP_ETIMEOUT, NULL, NULL);
+		return 0;
+	}
+	if (body->code == RL_STORE_REQ && policed()) {
+		pthread_mutex_unlock(&fk.mu);
+		answer_rate_limited(at, done, arg);
+		return 0;
+	}
+	if (body->code == RL_STORE_REQ) {
+		const rl_store_req_t *s = &body->u.store_req;
+		vp_id_t res;
+		assert_int_equal(s->kind_data.n_items, 1);
+		assert_int_equal(s->kind_data.items[0].kind, VK);
+		assert_int_equal(s->kind_data.items[0].values.n_items, 1);
+		memcpy(res.b, s->resource.p, VP_ID_LEN);
+		assert_true(vp_id_eq(&res, dest));
+		for (int r = 0; r < 3; r++) /* the responsible peer and its 2 replicas */
+			peer_put(&fk.p[(at + r) % NPEERS], &res, &s->kind_data.items[0].values.items[0]);
+		if (fk.n_order < 4096)
+			fk.order[fk.n_order++] = res;
+		if (++fk.inflight > fk.max_inflight)
+			fk.max_inflight = fk.inflight;
+		fk.inflight--;
+		pthread_mutex_unlock(&fk.mu);
+		answer_store(at, done, arg);
+		return 0;
+	}
+	if (body->code == RL_FETCH_REQ) {
+		vp_id_t res;
+		memcpy(res.b, body->u.fetch_req.resource.p, VP_ID_LEN);
+		pthread_mutex_unlock(&fk.mu);
+		answer_fetch(at, &res, done, arg);
+		return 0;
+	}
+	pthread_mutex_unlock(&fk.mu);
+	return VP_EINVAL;
+}
+
+static int fake_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
+{
+	(void)ctx;
+	(void)contact;
+	(void)timeout_ms;
+	(void)fd;
+	return VP_ENOROUTE;
+}
+
+/* ---- waiting for completions -------------------------------------------------------------- */
+
+typedef struct waiter {
+	pthread_mutex_t mu;
+	int done, failed, last;
+	vsrv_reg_t regs[VSRV_REGS_MAX];
+	size_t n;
+	char incident[512];
+} waiter_t;
+
+static waiter_t w;
+
+static void on_store(void *arg, int status)
+{
+	(void)arg;
+	pthread_mutex_lock(&w.mu);
+	w.done++;
+	if (status) {
+		w.failed++;
+		w.last = status;
+	}
+	pthread_mutex_unlock(&w.mu);
+}
+
+static void on_fetch(void *arg, int status, const vsrv_reg_t *regs, size_t n, const char *incident)
+{
+	(void)arg;
+	pthread_mutex_lock(&w.mu);
+	w.done++;
+	w.last = status;
+	w.n = n;
+	if (n)
+		memcpy(w.regs, regs, n * sizeof(*regs));
+	snprintf(w.incident, sizeof(w.incident), "%s", incident ? incident : "");
+	pthread_mutex_unlock(&w.mu);
+}
+
+static void wait_done(int n)
+{
+	for (int i = 0; i < 1000; i++) { /* 10 s at most */
+		pthread_mutex_lock(&w.mu);
+		int d = w.done;
+		pthread_mutex_unlock(&w.mu);
+		if (d >= n)
+			return;
+		usleep(10000);
+	}
+	fail_msg("only %d of %d completions", w.done, n);
+}
+
+/* ---- fixtures ------------------------------------------------------------------------------ */
+
+static int group_setup(void **state)
+{
+	pk_opts_t o = { OVERLAY, -3600, 7200, 0, 0, 0 };
+	dp_cert_store_cfg_t ccfg = { OVERLAY, 64, NULL };
+	(void)state;
+	id_a = pk_id(0xA1);
+	id_a2 = pk_id(0xA2);
+	id_thief = pk_id(0x77);
+	if (pk_ca_new(&ca, "root") || pk_node_new(&nd_a, &ca, &id_a, 1, &o) || pk_node_new(&nd_a2, &ca, &id_a2, 1, &o) ||
+	    pk_node_new(&nd_t, &ca, &id_thief, 1, &o))
+		return -1;
+	if (dp_cert_store_new(&ccfg, &cs) || dp_cert_store_add_root(cs, ca.cert))
+		return -1;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	dp_cert_store_free(cs);
+	pk_node_free(&nd_a);
+	pk_node_free(&nd_a2);
+	pk_node_free(&nd_t);
+	pk_ca_free(&ca);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	memset(&fk, 0, sizeof(fk));
+	pthread_mutex_init(&fk.mu, NULL);
+	for (int i = 0; i < NPEERS; i++)
+		fk.p[i].id = pk_id((uint8_t)(0x20 + 0x28 * i)); /* 0x20 .. 0xE8 */
+	fk.certs[0] = nd_a.rlcert;
+	fk.certs[1] = nd_a2.rlcert;
+	fk.certs[2] = nd_t.rlcert;
+	fk.n_certs = 3;
+	memset(&w, 0, sizeof(w));
+	pthread_mutex_init(&w.mu, NULL);
+	return 0;
+}
+
+static dhr_t *mk(unsigned signers, uint32_t quota, uint32_t rate, uint32_t inflight)
+{
+	dhr_conf_t c;
+	dhr_transport_t t = { NULL, fake_request, fake_attach };
+	dhr_t *d = NULL;
+	dhr_conf_default(&c);
+	c.signers[0] = (dhr_signer_t){ 0, id_a, nd_a.key, nd_a.der, nd_a.der_len };
+	c.signers[1] = (dhr_signer_t){ 1, id_a2, nd_a2.key, nd_a2.der, nd_a2.der_len };
+	c.n_signers = signers;
+	c.quota = quota;
+	c.store_rate = rate;
+	c.store_inflight = inflight;
+	c.certs = cs;
+	assert_int_equal(dhr_new(&c, &t, &d), 0);
+	return d;
+}
+
+static vsrv_reg_t reg_of(const vp_id_t *node)
+{
+	vsrv_reg_t r = { *node, 7, *node, ST_VIPR_PVP_WITH_CALLER_ID | ST_VIPR_PVP_WITHOUT_CALLER_ID };
+	return r;
+}
+
+static void number(char *out, unsigned i)
+{
+	snprintf(out, VP_E164_BUFLEN, "+1408555%04u", i);
+}
+
+static void publish(vsrv_dht_t *dht, unsigned first, unsigned n, uint8_t op)
+{
+	char num[VP_E164_BUFLEN];
+	vsrv_reg_t r = reg_of(&id_a);
+	for (unsigned i = first; i < first + n; i++) {
+		number(num, i);
+		assert_int_equal(dht->store(dht->ctx, num, op, &r, on_store, NULL), 0);
+	}
+}
+
+static void fetch(vsrv_dht_t *dht, const char *num)
+{
+	int before;
+	pthread_mutex_lock(&w.mu);
+	before = w.done;
+	pthread_mutex_unlock(&w.mu);
+	assert_int_equal(dht->fetch(dht->ctx, num, on_fetch, NULL), 0);
+	wait_done(before + 1);
+}
+
+/* Plant, at every copy, an entry claiming \p num under \p claim but signed by \p signer (storage was fooled). */
+static void plant(const char *num, const vp_id_t *claim, const pk_node_t *signer)
+{
+	uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
+	st_vipr_key_t k = { *claim, 9 };
+	st_vipr_value_t v = { *claim, 9, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
+	vp_id_t res = vp_id_from_name(num, strlen(num));
+	rl_stored_data_t sd;
+	size_t vlen;
+	int at = responsible(&res);
+	st_vipr_key_encode(&k, key);
+	assert_int_equal(st_vipr_value_encode(&v, val, sizeof(val), &vlen), 0);
+	memset(&sd, 0, sizeof(sd));
+	sd.storage_time = vp_time_wall_ms();
+	sd.lifetime = 3600;
+	sd.model = RL_MODEL_DICTIONARY;
+	sd.key = (rl_bytes_t){ key, sizeof(key) };
+	sd.exists = true;
+	sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
+	assert_int_equal(rl_stored_data_sign(signer->key, res.b, VP_ID_LEN, VK, &sd, &signer->signer, sig, sizeof(sig)),
+	                 0);
+	for (int r = 0; r < 3; r++)
+		peer_put(&fk.p[(at + r) % NPEERS], &res, &sd);
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+/* A published number is found by a lookup of its 3 copies, with the claimant and contact as signed. */
+static void test_publish_then_lookup(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 16);
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 20, VAP_OP_ADD);
+	wait_done(20);
+	assert_int_equal(w.failed, 0);
+	number(num, 5);
+	fetch(&dht, num);
+	assert_int_equal(w.last, 0);
+	assert_int_equal(w.n, 1);
+	assert_true(vp_id_eq(&w.regs[0].node, &id_a));
+	assert_true(vp_id_eq(&w.regs[0].contact, &id_a));
+	assert_int_equal(w.regs[0].vservice_id, 7);
+	assert_string_equal(w.incident, "");
+	/* Withdraw: a signed deletion; the next lookup finds nobody. */
+	publish(&dht, 5, 1, VAP_OP_WITHDRAW);
+	wait_done(22);
+	fetch(&dht, num);
+	assert_int_equal(w.last, 0);
+	assert_int_equal(w.n, 0);
+	dhr_free(d, 1000);
+}
+
+/* A large publish goes out in Resource-ID order (one sweep round the ring), never above store_inflight. */
+static void test_stores_ordered_by_resource(void **state)
+{
+	dhr_t *d = mk(1, 1000, 2000, 4);
+	vsrv_dht_t dht;
+	size_t descents = 0;
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 300, VAP_OP_ADD);
+	wait_done(300);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(fk.n_order, 300);
+	for (size_t i = 1; i < fk.n_order; i++)
+		if (memcmp(fk.order[i].b, fk.order[i - 1].b, VP_ID_LEN) < 0)
+			descents++;
+	/* Submission order is random on the ring (~150 descents); the sweep wraps at most twice
+	 * (the first stores may leave before the rest are queued). */
+	assert_true(descents <= 2);
+	dhr_free(d, 1000);
+}
+
+/* The pacer holds the rate: 60 stores at 200/s take about 0.3 s (burst = the in-flight window of 4). */
+static void test_store_rate(void **state)
+{
+	dhr_t *d = mk(1, 1000, 200, 4);
+	vsrv_dht_t dht;
+	uint64_t t0 = vp_time_mono_ns(), el;
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 60, VAP_OP_ADD);
+	wait_done(60);
+	el = (vp_time_mono_ns() - t0) / 1000000;
+	assert_true(el >= 250); /* (60 - 4) / 200 s = 280 ms; unpaced it is a few ms */
+	dhr_free(d, 1000);
+}
+
+/* Quota per Node-ID: with Q = 5 one Node-ID claims 5 numbers; the 6th is refused (and alarmed); a refresh is
+ * not a new number; two Node-IDs claim up to 10. */
+static void test_quota_per_node_id(void **state)
+{
+	dhr_t *d = mk(1, 5, 5000, 8);
+	vsrv_dht_t dht;
+	vsrv_reg_t r = reg_of(&id_a);
+	char num[VP_E164_BUFLEN];
+	dhr_stats_t st;
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 5, VAP_OP_ADD);
+	number(num, 5);
+	assert_int_equal(dht.store(dht.ctx, num, VAP_OP_ADD, &r, on_store, NULL), VP_EQUOTA);
+	publish(&dht, 0, 5, VAP_OP_ADD); /* refresh */
+	wait_done(10);
+	assert_int_equal(w.failed, 0);
+	publish(&dht, 2, 1, VAP_OP_WITHDRAW);
+	wait_done(11);
+	assert_int_equal(dht.store(dht.ctx, num, VAP_OP_ADD, &r, on_store, NULL), 0);
+	wait_done(12);
+	dhr_get_stats(d, &st);
+	assert_int_equal(st.numbers, 5);
+	assert_int_equal(st.over_quota, 1);
+	dhr_free(d, 1000);
+
+	d = mk(2, 5, 5000, 8);
+	dhr_iface(d, &dht);
+	{
+		int refused = 0;
+		for (unsigned i = 100; i < 140; i++) {
+			number(num, i);
+			if (dht.store(dht.ctx, num, VAP_OP_ADD, &r, on_store, NULL) == VP_EQUOTA)
+				refused++;
+		}
+		dhr_get_stats(d, &st);
+		assert_int_equal(st.numbers, 10); /* 5 per Node-ID, not 5 in all */
+		assert_int_equal(refused, 30);
+	}
+	wait_done(22);
+	dhr_free(d, 1000);
+}
+
+/* The two Node-IDs each sign their own numbers: the claimant found is the signer the number was given to. */
+static void test_signer_is_claimant(void **state)
+{
+	dhr_t *d = mk(2, 100, 5000, 8);
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	bool seen[2] = { false, false };
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 10, VAP_OP_ADD);
+	wait_done(10);
+	assert_int_equal(w.failed, 0);
+	for (unsigned i = 0; i < 10; i++) {
+		unsigned s;
+		number(num, i);
+		s = dhr_signer_of(d, num);
+		fetch(&dht, num);
+		assert_int_equal(w.n, 1);
+		assert_true(vp_id_eq(&w.regs[0].node, s ? &id_a2 : &id_a));
+		seen[s] = true;
+	}
+	assert_true(seen[0] && seen[1]);
+	dhr_free(d, 1000);
+}
+
+/* A responsible peer that drops a number's entries is outvoted by the 2 replicas, and an incident is reported. */
+static void test_rogue_drop_outvoted(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 8);
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	vp_id_t res;
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	number(num, 0);
+	res = vp_id_from_name(num, strlen(num));
+	fk.p[responsible(&res)].mode = ROGUE_DROP;
+	fetch(&dht, num);
+	assert_int_equal(w.last, 0);
+	assert_int_equal(w.n, 1);
+	assert_true(vp_id_eq(&w.regs[0].node, &id_a));
+	assert_true(strlen(w.incident) > 0);
+	dhr_free(d, 1000);
+}
+
+/* A replica that alters an entry: the fetcher's signature check rejects it, the vote keeps the true one. */
+static void test_rogue_alter_rejected(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 8);
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	dhr_stats_t st;
+	vp_id_t res;
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	number(num, 0);
+	res = vp_id_from_name(num, strlen(num));
+	fk.p[(responsible(&res) + 1) % NPEERS].mode = ROGUE_ALTER;
+	fetch(&dht, num);
+	assert_int_equal(w.n, 1);
+	assert_true(vp_id_eq(&w.regs[0].contact, &id_a));
+	assert_non_null(strstr(w.incident, "failed verification"));
+	dhr_get_stats(d, &st);
+	assert_int_equal(st.entries_rejected, 1);
+	dhr_free(d, 1000);
+}
+
+/* An entry claiming A's Node-ID but signed by the thief, held by all 3 copies (the storing peers were fooled or
+ * colluding), is caught by the fetcher's claimant check: the vote never sees it. */
+static void test_forged_entry_caught(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 8);
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	(void)state;
+	dhr_iface(d, &dht);
+	number(num, 42);
+	plant(num, &id_a, &nd_t);
+	fetch(&dht, num);
+	assert_int_equal(w.last, 0);
+	assert_int_equal(w.n, 0);
+	assert_non_null(strstr(w.incident, "failed verification"));
+	/* The thief's entry under its own Node-ID verifies: nothing in the DHT is trusted, PVP decides. */
+	plant(num, &id_thief, &nd_t);
+	fetch(&dht, num);
+	assert_int_equal(w.n, 1);
+	assert_true(vp_id_eq(&w.regs[0].node, &id_thief));
+	dhr_free(d, 1000);
+}
+
+/* A Store the overlay did not answer (timeout) is sent again, up to 3 times in all; then it fails. */
+static void test_store_retried_after_timeout(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 4);
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	char num[VP_E164_BUFLEN];
+	(void)state;
+	dhr_iface(d, &dht);
+	pthread_mutex_lock(&fk.mu);
+	fk.timeouts_left = 2; /* the first two attempts of the one number get no answer */
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(fk.store_reqs, 3);
+	number(num, 0);
+	fetch(&dht, num);
+	assert_int_equal(w.n, 1);
+	/* Three attempts without an answer: the store fails (with the overlay's error), no fourth. */
+	pthread_mutex_lock(&fk.mu);
+	fk.timeouts_left = 3;
+	fk.store_reqs = 0;
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 1, 1, VAP_OP_ADD);
+	wait_done(3);
+	assert_int_equal(w.failed, 1);
+	assert_int_equal(w.last, VP_ETIMEOUT);
+	assert_int_equal(fk.store_reqs, 3);
+	dhr_get_stats(d, &st);
+	assert_int_equal(st.store_retries, 4);
+	assert_int_equal(st.stores_failed, 1);
+	dhr_free(d, 1000);
+}
+
+
+/*
+ * A storing peer that polices our rate (20 at once, then 100/s) answers "rate-limited" to a pacer set at
+ * 5,000/s: the pacer halves its rate for each such answer and sends those Stores again, so all 200 numbers
+ * are stored; without the backoff about 180 would fail.
+ */
+static void test_rate_limited_stores_slow_down(void **state)
+{
+	dhr_t *d = mk(1, 1000, 5000, 8);
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	(void)state;
+	dhr_iface(d, &dht);
+	pthread_mutex_lock(&fk.mu);
+	fk.pol_rate = 100;
+	fk.pol_burst = 20;
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 0, 200, VAP_OP_ADD);
+	wait_done(200);
+	assert_int_equal(w.failed, 0);
+	dhr_get_stats(d, &st);
+	assert_true(st.rate_limited > 0);
+	assert_int_equal(st.stores_ok, 200);
+	assert_true(fk.pol_refused > 0);
+	dhr_free(d, 1000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_publish_then_lookup, setup),
+		cmocka_unit_test_setup(test_store_retried_after_timeout, setup),
+		cmocka_unit_test_setup(test_rate_limited_stores_slow_down, setup),
+		cmocka_unit_test_setup(test_stores_ordered_by_resource, setup),
+		cmocka_unit_test_setup(test_store_rate, setup),
+		cmocka_unit_test_setup(test_quota_per_node_id, setup),
+		cmocka_unit_test_setup(test_signer_is_claimant, setup),
+		cmocka_unit_test_setup(test_rogue_drop_outvoted, setup),
+		cmocka_unit_test_setup(test_rogue_alter_rejected, setup),
+		cmocka_unit_test_setup(test_forged_entry_caught, setup),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

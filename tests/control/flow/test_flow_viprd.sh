@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# The whole ViPR flow between real processes on 127.0.0.1 (issue 16, ARCHITECTURE.md §8):
+# a CA made with vipr-enroll, an overlay of 8 viprd processes, three of them carriers with the
+# [vipr] service (A owns a block of numbers, B calls them, T is a thief claiming A's block), their
+# call agents as vipr-agent processes.  A and T publish (signed Stores through the overlay); for
+# each call B uploads an originating record and A a terminating one (T none: it never received
+# the calls); B's server fetches each number's 3 copies, AppAttaches to every claimant and runs PVP;
+# B's subscribed agent receives a Notify per number, whose ticket A's border element (vipr-ticket
+# verify, A's keys) accepts for B's domain, and T's keys refuse.  T never validates.
+# Then kill -9 of a plain node during a second round of calls: every validation still completes
+# (lookups use the replicas).  Then kill -9 of carrier A between a call's upload and its
+# validation: after A restarts, B's retry validates it, nothing lost.
+# Every process started here is killed by PID on exit, pass or fail; every wait is bounded.
+# Usage: test_flow_viprd.sh path/to/viprd path/to/vipr-enroll path/to/vipr-agent path/to/vipr-ticket
+set -u
+FP=$(cd "$(dirname "$0")/../../support" && pwd)/free_ports.py
+V=$(realpath "$1"); E=$(realpath "$2"); AG=$(realpath "$3"); TK=$(realpath "$4")
+T=$(mktemp -d /tmp/viprd-flow.XXXXXX)
+declare -A PID
+EXTRA=()
+cleanup() {
+  for p in "${PID[@]}" "${EXTRA[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  if [ "${FAILS:-1}" != 0 ]; then
+    for f in "$T"/n*.log "$T"/*.sub; do [ -f "$f" ] && { echo "---- $f"; grep -v 'level=debug' "$f" | tail -40; }; done
+  fi
+  [ -n "${KEEP_FLOW_DIR:-}" ] && echo "kept $T" || rm -rf "$T"
+}
+trap cleanup EXIT
+FAILS=0
+ok()   { echo "ok   $*"; }
+bad()  { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+# wait_for SECONDS CMD...: poll (every 0.2 s) until CMD succeeds; bounded by the clock, not a count.
+wait_for() { local end=$(( SECONDS + $1 )); shift; while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done; "$@"; }
+cd "$T" || exit 2
+OV=vipr.test
+# Listening ports below the ephemeral range (tests/support/free_ports.py says why).
+free_port() { python3 "$FP" 1; }
+BOOT=$(free_port)
+NODES=8
+# Carriers: node 2 = A, 3 = B, 4 = T; the others only route and store.
+declare -A ROLE=([2]=A [3]=B [4]=T)
+declare -A DOMAIN=([A]=carrier-a.example [B]=carrier-b.example [T]=thief.example)
+
+"$E" --dir ca --set overlay.name=$OV --set overlay.bootstrap="127.0.0.1:$BOOT" \
+  --set overlay.chord_update_interval=2s --set overlay.chord_ping_interval=1s init > init.out || { cat init.out; exit 2; }
+enroll() {  # enroll DIR NODEIDS: DIR/node.pem and .key; prints the first Node-ID
+  mkdir -p "$1"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1/node.key" \
+    -subj "/CN=$1" -out "$1.csr" 2>/dev/null || exit 2
+  "$E" --dir ca issue --csr "$1.csr" --user "$1@test.example" --nodeids "$2" --out "$1/node.pem" > "$1.issued" || exit 2
+  sed -n 's/.*node_ids=\([0-9a-f]*\).*/\1/p' "$1.issued"
+}
+declare -A ID PORT VAP
+for i in $(seq 1 $NODES); do
+  ID[$i]=$(enroll n$i 1)
+  PORT[$i]=$([ $i = 1 ] && echo $BOOT || free_port)
+  cat > n$i.conf <<EOF
+[node]
+data_dir = n$i
+listen = 127.0.0.1:${PORT[$i]}
+shards = 1
+[overlay]
+name = $OV
+config_file = ca/config.xml
+[link]
+ca_file = ca/ca.pem
+handshake_timeout = 1s
+EOF
+  r=${ROLE[$i]:-}
+  if [ -n "$r" ]; then
+    VAP[$r]=$(free_port)
+    "$TK" genkey > $r.keys || exit 2
+    cat > $r.server <<EOF
+[server]
+name = $r
+domain = ${DOMAIN[$r]}
+[vap]
+port = ${VAP[$r]}
+agents = agent-$r:pw-$r
+[pvp]
+port = 0
+vcr_dir = $T/n$i/vcr
+ticket_keys = $T/$r.keys
+min_entropy_cbits = 100
+orig_min_entropy_cbits = 100
+# every carrier here shares 127.0.0.1: a per-address limit would count the thief's failures against B
+peer_fail_limit = 100000
+[scheduler]
+delay_min = 0
+delay_max = 1s
+backoff = 2s
+max_attempts = 10
+fetch_timeout = 10s
+attach_timeout = 5s
+EOF
+    printf '[vipr]\nenabled = yes\nserver_config = %s\nstore_rate = 500\n' "$T/$r.server" >> n$i.conf
+  fi
+done
+NODE_OF_A=2; NODE_OF_B=3; NODE_OF_T=4
+
+start() { "$V" -c n$1.conf >> n$1.log 2>&1 & PID[$1]=$!; }
+joined() { grep -q 'mod=node event=joined' n$1.log; }
+start 1
+check "node 1 starts the overlay" wait_for 10 joined 1
+for i in $(seq 2 $NODES); do start $i; done
+all_joined() { for i in $(seq 1 $NODES); do joined $i || return 1; done; }
+check "8 viprd processes joined (carriers A, B, T among them with the ViPR service)" wait_for 40 all_joined
+check "A's ViPR service is composed over its vnode" grep -q 'mod=vipr event=composed srv=A' n2.log
+# The ring has settled when no node learned a new peer for 4 s (bounded: 60 s).  Stores sent before
+# that would be replicated to successors that are not the final ones.
+settled() {
+  local last=-1 same=0 n
+  for _ in $(seq 1 60); do
+    n=$(cat n*.log | grep -c 'event=peer_added\|event=joined')
+    if [ "$n" = "$last" ]; then same=$((same + 1)); [ $same -ge 4 ] && return 0; else same=0; last=$n; fi
+    sleep 1
+  done
+  return 1
+}
+check "the ring settles (no new peer for 4 s)" settled
+
+agent() { local r=$1; shift; "$AG" -s 127.0.0.1:${VAP[$r]} -u agent-$r -p pw-$r --timeout 60000 "$@"; }
+BLOCK='+1408555[0100-0139]'
+check "A publishes its VService (its SIP URI)" agent A -V 1 vservice --uri sips:pbx@carrier-a.example
+check "A publishes 40 numbers: answered once every signed Store was acknowledged" agent A -V 1 publish "$BLOCK"
+check "T claims the same 40 numbers" agent T -V 1 publish "$BLOCK"
+check "B publishes its VService" agent B -V 5 vservice --uri sip:sbc@carrier-b.example
+if [ -n "${FLOW_STOP_AFTER_PUBLISH:-}" ]; then
+  sleep 2; for i in "${!PID[@]}"; do kill -TERM "${PID[$i]}"; done; sleep 4
+  grep -h "store_stopped" n*.log; exit 1
+fi
+stored() { grep -c "event=stored\|event=store_ok" "$1" ; }
+
+# B's call agent listens for routes (background, bounded by --duration).
+sub() { agent B -V 5 subscribe --count "$1" --duration "$2" > "$3" 2>"$3.err" & EXTRA+=($!); }
+
+# calls K...: one call to +1408555(0100 + K) each; one CSV per side; stop 2 s ago, 3 min long, away
+# from the hour's rounding edges.
+calls() {
+  python3 - "$@" <<'PY'
+import sys, time
+now = int(time.time() * 1000)
+o = open("orig.csv", "w"); t = open("term.csv", "w")
+for k in map(int, sys.argv[1:]):
+    stop = now - 2000
+    start = stop - 183000
+    off = start // 1000 % 1800
+    if off < 90 or off > 1800 - 90:
+        start -= 240000
+    called = "+1408555%04d" % (100 + k)
+    caller = "+3312345%04d" % k
+    o.write("orig,%s,%s,%d,%d\n" % (called, caller, start, stop))
+    t.write("term,%s,%s,%d,%d\n" % (called, caller, start + 700, stop + 900))  # A's clock is 0.7 s ahead
+PY
+}
+# has_routes FILE K...: a route for each of the calls' numbers arrived in FILE.
+has_routes() {
+  local f=$1 k; shift
+  for k in "$@"; do
+    grep -q "^route number=+1408555$(printf %04d $((100 + k))) " "$f" 2>/dev/null || return 1
+  done
+}
+
+# tickets_ok FILE: every route's ticket verifies under A's keys for B's domain, and none under T's.
+tickets_ok() {
+  local n=0 num tk
+  while read -r line; do
+    num=$(sed -n 's/.* number=\([^ ]*\).*/\1/p' <<<"$line"); tk=$(sed -n 's/.* ticket64=\([A-Za-z0-9_-]*\).*/\1/p' <<<"$line")
+    grep -q 'uri=sips:pbx@carrier-a.example' <<<"$line" || { echo "  not A's URI: $line"; return 1; }
+    "$TK" verify --key A.keys --number "$num" --domain carrier-b.example "$tk" > /dev/null || { echo "  A refused $num"; return 1; }
+    if "$TK" verify --key T.keys --number "$num" --domain carrier-b.example "$tk" > /dev/null 2>&1; then
+      echo "  T's keys accepted $num"; return 1
+    fi
+    n=$((n + 1))
+  done < <(grep '^route ' "$1")
+  [ $n -gt 0 ]
+}
+
+# ---- round 1: 6 calls --------------------------------------------------------------------------
+sub 6 90 r1.sub
+sleep 1
+calls 0 1 2 3 4 5
+check "A's agent uploads the 6 terminating records" agent A -V 1 upload term.csv
+check "B's agent uploads the 6 originating records" agent B -V 5 upload orig.csv
+check "B's agent is notified of a route for each of the 6 numbers (3-copy fetch, AppAttach, PVP, Notify)" \
+  wait_for 90 has_routes r1.sub 0 1 2 3 4 5
+check "every ticket verifies at A's border element for B, and never under T's keys" tickets_ok r1.sub
+check "B tried the thief and it failed (PVP handshake without the call's details)" \
+  grep -q "event=validation srv=B .*claimant=${ID[$NODE_OF_T]} err=" n3.log
+check "T never validates: no route from T's Node-ID" bash -c "! grep -q 'event=route srv=B .*claimant=${ID[$NODE_OF_T]} status=routes' n3.log"
+check "T's PVP server authenticated nobody" bash -c "! grep -q 'event=pvp_served srv=T .*outcome=routes' n4.log"
+
+# ---- round 2: kill -9 of a plain node during the flow ------------------------------------------
+# The victim is the plain node responsible for the most of the numbers 10..39 (the successor of
+# SHA-1(number)[0..15] on the ring), and round 2 calls up to 6 of exactly those numbers: every
+# lookup of the round must do without the responsible peer's copy.
+read -r victim R2 <<<"$(python3 - ${ID[*]} <<'PY'
+import hashlib, sys
+ids = [int(x, 16) for x in sys.argv[1:]]          # node i+1 has ids[i]
+ring = sorted(ids)
+def resp(k):
+    r = int.from_bytes(hashlib.sha1(("+1408555%04d" % (100 + k)).encode()).digest()[:16], "big")
+    for n in ring:
+        if n >= r:
+            return ids.index(n) + 1
+    return ids.index(ring[0]) + 1
+best = {}
+for k in range(10, 40):
+    best.setdefault(resp(k), []).append(k)
+plain = {n: ks for n, ks in best.items() if n >= 5}
+v = max(plain, key=lambda n: len(plain[n]))
+print(v, " ".join(map(str, plain[v][:6])))
+PY
+)"
+check "round 2 calls numbers whose responsible peer is node $victim (${R2})" test -n "$R2"
+calls $R2
+sub 20 120 r2.sub
+sleep 1
+check "A uploads round 2's terminating records" agent A -V 1 upload term.csv
+kill -9 "${PID[$victim]}"; wait "${PID[$victim]}" 2>/dev/null; unset "PID[$victim]"
+check "B uploads round 2's originating records (node $victim, their responsible peer, was just killed -9)" \
+  agent B -V 5 upload orig.csv
+check "every round-2 validation still completes (the replicas answer the lookups)" wait_for 120 has_routes r2.sub $R2
+check "round 2's tickets verify at A's border element" tickets_ok r2.sub
+
+# ---- round 3: kill -9 of carrier A between upload and validation, then restart -----------------
+calls 7   # not a number of round 1 or 2 (their routes are replayed to this subscriber)
+check "A uploads the terminating record" agent A -V 1 upload term.csv
+kill -9 "${PID[$NODE_OF_A]}"; wait "${PID[$NODE_OF_A]}" 2>/dev/null; unset "PID[$NODE_OF_A]"
+sub 20 120 r3.sub
+sleep 1
+check "B uploads the originating record while A is down" agent B -V 5 upload orig.csv
+check "B's first attempt fails while A is down" wait_for 30 bash -c "grep -q 'event=validation srv=B number=+14085550107 claimant=${ID[$NODE_OF_A]} err=' n3.log"
+start $NODE_OF_A
+check "A restarts with its Node-ID and call records" wait_for 40 bash -c "[ \$(grep -c 'mod=node event=joined' n2.log) -ge 2 ]"
+check "after A's restart B validates the call (nothing lost)" wait_for 100 has_routes r3.sub 7
+check "the route's ticket verifies at A's border element" tickets_ok r3.sub
+
+echo "$FAILS failed"
+[ "$FAILS" = 0 ]
