@@ -126,6 +126,7 @@ typedef struct op {
 	unsigned rejected;
 	char why[96];
 	int blame;             /* the copy whose entries failed verification, -1: none */
+	unsigned bad_copies;   /* copies with entries that failed verification */
 } op_t;
 
 struct dhr {
@@ -569,9 +570,10 @@ static void fetch_finish(op_t *o)
 	if (vote.incident[0] || o->rejected) {
 		char r0[VP_ID_HEX_LEN + 1] = "-", r1[VP_ID_HEX_LEN + 1] = "-", r2[VP_ID_HEX_LEN + 1] = "-";
 		char bl[VP_ID_HEX_LEN + 1];
-		int blame = o->blame;
-		/* Blame (first, so that no cut loses it): the forger, else the one copy the two others outvoted. */
-		for (int c = 0; blame < 0 && vote.outvoted && c < VSRV_COPIES; c++)
+		int blame = o->bad_copies == 1 ? o->blame : -1;
+		/* Blame (first, so that no cut loses it): the one copy that held entries failing verification, else
+		 * the one copy the two others agree against.  Every copy failing: the signer forged, not a peer. */
+		for (int c = 0; blame < 0 && !o->bad_copies && c < VSRV_COPIES; c++)
 			if (o->answered[0] && o->answered[1] && o->answered[2] && same_copy(o, (c + 1) % 3, (c + 2) % 3) &&
 			    !same_copy(o, c, (c + 1) % 3))
 				blame = c;
@@ -622,6 +624,7 @@ static void fetch_answer(void *arg, int status, const rl_message_t *ans, const v
 			vp_id_to_hex(responder, hex);
 			o->rejected += fr.rejected;
 			o->blame = o->stage;
+			o->bad_copies++;
 			snprintf(o->why, sizeof(o->why), "%u entries from %.8s failed verification (%s)", o->rejected, hex,
 			         dp_cert_reason_name(fr.last));
 			pthread_mutex_lock(&d->mu);

@@ -635,6 +635,7 @@ static void test_forged_entry_caught(void **state)
 	assert_int_equal(w.last, 0);
 	assert_int_equal(w.n, 0);
 	assert_non_null(strstr(w.incident, "failed verification"));
+	assert_null(strstr(w.incident, "blame=")); /* every copy held it: the signer forged, no storing peer to blame */
 	/* The thief's entry under its own Node-ID verifies: nothing in the DHT is trusted, PVP decides. */
 	plant(num, &id_thief, &nd_t);
 	fetch(&dht, num);
