@@ -66,8 +66,9 @@ static const vp_conf_opt_t vipr_rows[] = {
 	  .def = "14d", .doc = "alarm cert_expiring while a vnode's certificate or the ViPR client-certificate issuer "
 	  "([pvp] cert_issuer) ends within this", VP_CONF_AT(viprd_vipr_conf_t, alarm_cert_s) },
 	{ .section = "vipr", .key = "alarm_refused", .type = VP_CONF_U32, .min = 1, .max = 100000000, .def = "100",
-	  .unit = "handshakes/h", .doc = "alarm refused_credentials when the PVP server refused or failed this many "
-	  "handshakes (wrong secret, rate-limited) in the current or previous hour: someone guesses",
+	  .unit = "handshakes/h", .doc = "alarm refused_credentials when the PVP server failed this many handshakes "
+	  "(wrong secret, rate-limited), or the VAP listener refused this many agent logins, in the current or previous "
+	  "hour: someone guesses",
 	  VP_CONF_AT(viprd_vipr_conf_t, alarm_refused) },
 	{ .section = "vipr", .key = "alarm_peer_incidents", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "5",
 	  .unit = "incidents/h", .doc = "alarm peer_incidents when lookups blamed one peer (entries that failed "
@@ -140,8 +141,8 @@ struct viprd_vipr {
 	vsrv_dht_t inner;                   /* dhr's interface: fetch is wrapped to trace lookups */
 	pthread_mutex_t tr_mu;              /* the trace and the alarms' state */
 	tr_num_t *tr;                       /* VIPRD_TRACE_NUMBERS slots */
-	win_t refused, over_quota;
-	uint64_t over_quota_seen;
+	win_t refused, vap_refused, over_quota;
+	uint64_t over_quota_seen, vap_401_seen;
 	peer_count_t peers[PEERS_TRACKED];
 	time_t cert_end[NODE_MAX_SHARDS + 1]; /* vnodes' certificates, then the issuer's (0 = none) */
 	char keys_path[VSRV_PATH_MAX];
@@ -631,9 +632,15 @@ void viprd_vipr_alarms(viprd_vipr_t *v, json_t *list, uint8_t active[VIPRD_ALARM
 	time_t now_s = (time_t)(now / 1000u);
 	vsrv_stats_t st;
 	dhr_stats_t ds;
+	vap_server_stats_t vs;
 	vsrv_get_stats(v->srv, &st);
+	vsrv_get_vap_stats(v->srv, &vs);
 	dhr_get_stats(v->dhr, &ds);
 	pthread_mutex_lock(&v->tr_mu);
+	if (vs.err_401 > v->vap_401_seen) {
+		win_add(&v->vap_refused, now, vs.err_401 - v->vap_401_seen);
+		v->vap_401_seen = vs.err_401;
+	}
 	if (ds.over_quota > v->over_quota_seen) {
 		win_add(&v->over_quota, now, ds.over_quota - v->over_quota_seen);
 		v->over_quota_seen = ds.over_quota;
@@ -658,12 +665,13 @@ void viprd_vipr_alarms(viprd_vipr_t *v, json_t *list, uint8_t active[VIPRD_ALARM
 			break;
 		}
 	}
-	if (win_max(&v->refused, now) >= v->conf.alarm_refused) {
+	if (win_max(&v->refused, now) >= v->conf.alarm_refused || win_max(&v->vap_refused, now) >= v->conf.alarm_refused) {
 		on[VIPRD_ALARM_REFUSED_CREDENTIALS] = 1;
 		snprintf(detail[VIPRD_ALARM_REFUSED_CREDENTIALS], sizeof(detail[0]),
-		         "%llu PVP handshakes failed or were rate-limited this hour or the last (limit %u): a claimant "
-		         "or a guesser without the calls' records",
-		         (unsigned long long)win_max(&v->refused, now), v->conf.alarm_refused);
+		         "this hour or the last (limit %u each): %llu PVP handshakes failed or rate-limited (a claimant or "
+		         "a guesser without the calls' records), %llu VAP requests with wrong agent credentials",
+		         v->conf.alarm_refused, (unsigned long long)win_max(&v->refused, now),
+		         (unsigned long long)win_max(&v->vap_refused, now));
 	}
 	if (v->keys_known && now - v->keys_checked_ms >= KEYS_CHECK_MS) {
 		uint8_t h[32];
@@ -783,6 +791,7 @@ int viprd_vipr_new(const viprd_vipr_conf_t *vc, const node_conf_t *nc, node_t *n
 		v->keys_known = file_hash(v->keys_path, v->keys_hash);
 		v->keys_checked_ms = wall_ms();
 	}
+	v->refused.start_ms = v->vap_refused.start_ms = v->over_quota.start_ms = wall_ms();
 	if ((rc = vsrv_new(&sc, &dht, NULL, on_event, v, &v->srv)))
 		goto fail;
 	snprintf(addr, sizeof(addr), "%s:%u", strcmp(sc.pvp_bind, "0.0.0.0") ? sc.pvp_bind : "127.0.0.1",

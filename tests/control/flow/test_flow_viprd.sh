@@ -101,7 +101,8 @@ EOF
     printf '[vipr]\nenabled = yes\nserver_config = %s\nstore_rate = 500\nalarm_refused = 3\n' "$T/$r.server" >> n$i.conf
     # alarm cases: B alarms on any record waiting; T's certificate (a year) is "expiring" within 10 years
     [ $r = B ] && echo "alarm_pending = 0" >> n$i.conf
-    [ $r = T ] && echo "alarm_cert = 3650d" >> n$i.conf
+    # and T may claim exactly its 40 numbers with its one Node-ID
+    [ $r = T ] && printf 'alarm_cert = 3650d\nquota = 40\n' >> n$i.conf
   fi
 done
 NODE_OF_A=2; NODE_OF_B=3; NODE_OF_T=4
@@ -238,6 +239,14 @@ check "A: no refused_credentials (B's handshakes with A succeeded)" alarm_off 2 
 check "T: cert_expiring (alarm_cert = 3650d)" alarm_on 4 cert_expiring
 check "A: no cert_expiring (default 14d)" alarm_off 2 cert_expiring
 check "the raised alarm is a log line" grep -q "mod=vipr event=alarm alarm=refused_credentials state=raised" n4.log
+check "B: no refused_credentials before bad logins" alarm_off 3 refused_credentials
+for _ in 1 2 3; do
+  "$AG" -s 127.0.0.1:${VAP[B]} -u agent-B -p wrong-password --timeout 5000 -V 5 vservice --uri sip:x@y.example > /dev/null 2>&1
+done
+check "B: refused_credentials after 3 VAP logins with a wrong password" wait_for 5 alarm_on 3 refused_credentials
+check "T: no over_quota with its 40 numbers" alarm_off 4 over_quota
+"$AG" -s 127.0.0.1:${VAP[T]} -u agent-T -p pw-T --timeout 10000 -V 1 publish '+14085550200' > t41.out 2>&1
+check "T: over_quota once it claims a 41st number ([vipr] quota = 40, one Node-ID)" wait_for 5 alarm_on 4 over_quota
 "$TK" genkey > T.keys.new && mv T.keys.new T.keys
 check "T: ticket_key_changed once its key file was replaced" wait_for 15 alarm_on 4 ticket_key_changed
 check "A and B: no ticket_key_changed, no peer_incidents, no over_quota" none_of "2 3" "ticket_key_changed peer_incidents over_quota"
