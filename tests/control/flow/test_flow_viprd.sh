@@ -102,7 +102,7 @@ EOF
     # alarm cases: B alarms on any record waiting; T's certificate (a year) is "expiring" within 10 years
     [ $r = B ] && echo "alarm_pending = 0" >> n$i.conf
     # and T may claim exactly its 40 numbers with its one Node-ID
-    [ $r = T ] && printf 'alarm_cert = 3650d\nquota = 40\n' >> n$i.conf
+    [ $r = T ] && printf 'alarm_cert = 3650d\nquota = 40\n[metrics]\nlisten = 127.0.0.1:%s\n' "$(free_port)" >> n$i.conf
   fi
 done
 NODE_OF_A=2; NODE_OF_B=3; NODE_OF_T=4
@@ -247,6 +247,10 @@ check "B: refused_credentials after 3 VAP logins with a wrong password" wait_for
 check "T: no over_quota with its 40 numbers" alarm_off 4 over_quota
 "$AG" -s 127.0.0.1:${VAP[T]} -u agent-T -p pw-T --timeout 10000 -V 1 publish '+14085550200' > t41.out 2>&1
 check "T: over_quota once it claims a 41st number ([vipr] quota = 40, one Node-ID)" wait_for 5 alarm_on 4 over_quota
+metric() { python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://$(sed -n 's/^listen = //p' n4.conf | tail -1)/metrics', timeout=5).read().decode())"; }
+metric > t.metrics
+check "T's /metrics: viprd_alarm 1 for cert_expiring, 0 for peer_incidents" \
+  bash -c "grep -q '^viprd_alarm{alarm=\"cert_expiring\"} 1' t.metrics && grep -q '^viprd_alarm{alarm=\"peer_incidents\"} 0' t.metrics"
 "$TK" genkey > T.keys.new && mv T.keys.new T.keys
 check "T: ticket_key_changed once its key file was replaced" wait_for 15 alarm_on 4 ticket_key_changed
 check "A and B: no ticket_key_changed, no peer_incidents, no over_quota" none_of "2 3" "ticket_key_changed peer_incidents over_quota"
