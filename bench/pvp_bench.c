@@ -253,7 +253,7 @@ static int bench_gnutls(int n, unsigned bits, const char *user, const char *pass
 	snprintf(cmd, sizeof(cmd),
 	         "cd '%s' && srptool --create-conf tpasswd.conf >/dev/null 2>&1 && "
 	         "(printf '%%s\\n' '%s'; sleep 0.3; printf '%%s\\n' '%s') | "
-	         "script -qc \"srptool --passwd tpasswd --passwd-conf tpasswd.conf -u '%s' -i %d\" /dev/null >/dev/null",
+	         "timeout 30 script -qc \"srptool --passwd tpasswd --passwd-conf tpasswd.conf -u '%s' -i %d\" /dev/null >/dev/null",
 	         dir, pass, pass, user, idx);
 	if (system(cmd) != 0)
 		goto out;
@@ -275,7 +275,7 @@ static int bench_gnutls(int n, unsigned bits, const char *user, const char *pass
 	c0 = proc_cpu_s(pid);
 	for (int i = 0; i < n; i++) {
 		snprintf(cmd, sizeof(cmd),
-		         "gnutls-cli --srpusername='%s' --srppasswd='%s' --priority='NORMAL:-VERS-TLS1.3:+SRP' "
+		         "timeout 10 gnutls-cli --srpusername='%s' --srppasswd='%s' --priority='NORMAL:-VERS-TLS1.3:+SRP' "
 		         "--port=%s 127.0.0.1 </dev/null 2>&1 | grep -q 'Handshake was completed'",
 		         user, pass, port);
 		if (system(cmd) == 0)

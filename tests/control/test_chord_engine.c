@@ -438,6 +438,48 @@ static void failed_peer_is_removed_and_range_rereplicated(void **state)
 	net_free(t);
 }
 
+/* The new owner of a failed peer's range copies it again 1 s later: a replica that learned of the failure
+ * after the first copy arrived refused it (its table still named the failed peer), and takes the repeat. */
+static void range_is_replicated_again_once_the_views_settled(void **state)
+{
+	uint8_t tops[] = { 0x10, 0x50, 0x90, 0xd0 };
+	net_t *t = net_new(tops, 4);
+	int first = 0, again = 0;
+	uint64_t t0;
+	(void)state;
+	join_all(t);
+	for (int k = 0; k < 30; k++)
+		run(t); /* the 1 s repeats of the joins are done */
+	t->nact = 0;
+	t->up[1] = false; /* 0x50 crashes; 0x90 notices first */
+	chord_node_link_down(t->n[2], &t->id[1], t->now);
+	t0 = t->now;
+	run(t);
+	for (int k = 0; k < t->nact; k++)
+		if (t->act_from[k] == 2 && t->act[k].op == CHORD_STORE_REPLICATE && vp_id_eq(&t->act[k].lo, &t->id[0]))
+			first++;
+	assert_true(first >= 1);
+	t->nact = 0;
+	for (int i = 0; i < 4; i++)
+		if (i != 1)
+			chord_node_link_down(t->n[i], &t->id[1], t->now);
+	while (t->now < t0 + 1000)
+		run(t);
+	run(t);
+	for (int k = 0; k < t->nact; k++)
+		if (t->act_from[k] == 2 && t->act[k].op == CHORD_STORE_REPLICATE && vp_id_eq(&t->act[k].lo, &t->id[0]) &&
+		    vp_id_eq(&t->act[k].hi, &t->id[2]))
+			again++;
+	assert_true(again >= 1);
+	/* Once: nothing more is copied while the ring stays as it is. */
+	t->nact = 0;
+	for (int k = 0; k < 20; k++)
+		run(t);
+	for (int k = 0; k < t->nact; k++)
+		assert_false(t->act_from[k] == 2 && t->act[k].op == CHORD_STORE_REPLICATE);
+	net_free(t);
+}
+
 /* A request from 0x10 for a resource owned by 0xd0, received by 0x50. */
 static void make_fetch(net_t *t, uint8_t ttl, vp_id_t *res, uint8_t *buf, size_t cap, size_t *len)
 {
@@ -803,6 +845,7 @@ int main(void)
 		cmocka_unit_test(transaction_ids_are_unpredictable),
 		cmocka_unit_test(malformed_leave_is_refused_and_changes_nothing),
 		cmocka_unit_test(failed_peer_is_removed_and_range_rereplicated),
+		cmocka_unit_test(range_is_replicated_again_once_the_views_settled),
 		cmocka_unit_test(forwarding_appends_via_and_answer_retraces),
 		cmocka_unit_test(ttl_exhaustion_is_answered_with_an_error),
 		cmocka_unit_test(probe_reports_responsible_fraction_and_resources),

@@ -9,9 +9,14 @@
 set -u
 E=$(realpath "$1")
 T=$(mktemp -d /tmp/vipr-enroll-test.XXXXXX)
-PIDS=()
+# start_server runs in a command substitution (a subshell), so the PIDs go to a file, not a variable.
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  local p
+  for p in $(cat "$T/pids" 2>/dev/null); do kill "$p" 2>/dev/null; done
+  for p in $(cat "$T/pids" 2>/dev/null); do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+  done
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -23,11 +28,11 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; 
 cd "$T" || exit 2
 OV=vipr.test
 
-# start_server DIR LOGNAME [--set ...]: prints the port; the PID goes to PIDS.
+# start_server DIR LOGNAME [--set ...]: prints the port; the PID goes to $T/pids.
 start_server() {
   local dir=$1 name=$2; shift 2
   "$E" --dir "$dir" --set enroll.listen=127.0.0.1:0 "$@" serve > "$name.out" 2> "$name.log" &
-  PIDS+=($!)
+  echo $! >> "$T/pids"
   for _ in $(seq 1 100); do
     grep -q ' port=' "$name.out" 2>/dev/null && break
     sleep 0.05

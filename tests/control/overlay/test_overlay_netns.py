@@ -29,7 +29,10 @@ OVERLAY_SET = ["chord_update_interval=2s", "chord_ping_interval=2s"]
 NODE_SET = ["link.keepalive=3s"]
 H, N = 4, 16
 PARTITION_BOUND_S = 90
-HEAL_BOUND_S = 60
+# 8-10 s on a quiet machine; the simulator's worst case for two rings to merge is ~120 s
+# (chord_sim parallel_rings_merge_after_partition_heals), and one full-suite run on a loaded machine did not
+# merge within 60 s: the bound leaves that room, a ring that never merges still fails.
+HEAL_BOUND_S = 150
 failures = []
 
 

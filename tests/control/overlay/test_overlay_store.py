@@ -8,13 +8,16 @@ and its 2 replicas, every entry's signature verified again by the fetching node)
   computed here from all Node-IDs) and the first copy of the fetch came from that same node;
 - that copy holds exactly one registration, the one stored: claimant and contact = the storing node's
   Node-ID, VService 1, PVP methods 3; no entry of any copy was rejected (signature, signer, claimant);
-- the 3-copy vote (registrations held by at least 2 copies) is counted and printed; with --require-replicas
-  it must hold every number.
+- the 3-copy vote (registrations held by at least 2 copies) and the numbers all 3 copies hold exactly (the
+  responsible node and its 2 true successors, each its own answer) are counted and printed; with --require-replicas
+  every number must be on all 3 copies.
 
-With --churn (the heavy suite), three rounds follow, each checked by fetching every number again through
-a random live node: 3 nodes killed one at a time with the repair interval between them; 4 graceful leaves
-(admin `leave`); 5 nodes killed at once.  A number is lost when no copy answers its registration while one
-of the nodes that held it (from the previous fetch) is still alive; every round must lose none.
+With --churn (overlay_churn, and the heavy suite), three rounds follow, each checked by fetching every
+number again through a random live node: 3 nodes killed one at a time with the repair interval between
+them; 4 graceful leaves (admin `leave`); 5 nodes killed at once.  A number is lost when no copy answers its
+registration while one of the nodes that held it (from the previous fetch) is still alive; every round must
+lose none.  After the first two rounds every number must also be back on 3 copies (the live responsible
+node and its 2 live successors).
 
 The admin protocol is spoken directly (docs/protocol.md §10: 4-byte big-endian length + one JSON object), one
 connection per worker thread and node.  Every process is stopped in the finally block (vipr-overlay down).
@@ -41,6 +44,7 @@ import urllib.request
 
 OVERLAY_SET = ["chord_update_interval=2s", "chord_ping_interval=2s"]
 WORKERS = 8
+REPLICA_SETTLE_S = 3.0  # a copy still missing at the fetch must be there this much later
 failures = []
 
 
@@ -159,19 +163,50 @@ def churn(a, d, nodes, numbers, via_store, last, rng):
     alive = list(nodes)
     holders = {num: holders_of(r) for num, r in zip(numbers, last)}
 
-    def refetch(what):
+    def on_all3(num, r):
+        """The 3 copies are the live responsible node and its 2 live successors, each holding the registration."""
+        if not (r and r.get("ok")):
+            return False
+        me = via_store[num]["node_id"]
+        want = [{"claimant": me, "vservice_id": 1, "contact": me, "pvp_methods": 3}]
+        ids = sorted(n["node_id"] for n in alive)
+        i = ids.index(responsible(ids, rid_of(num)))
+        cs = r["data"]["copies"]
+        return [c.get("responder") for c in cs] == [ids[(i + k) % len(ids)] for k in range(3)] and \
+            all(c.get("answered") and c.get("registrations") == want for c in cs)
+
+    def refetch(what, three=False):
         def fetch(conn_of, num):
             return conn_of(rng.choice(alive)).call("fetch", "number", num)
         res, secs = run_parallel(numbers, fetch, alive)
+        if three:
+            # the ring repaired, every registration is back on 3 copies (the owner's range copied to its new
+            # replicas); one still short is fetched again REPLICA_SETTLE_S later
+            short = [num for num, r in zip(numbers, res) if not on_all3(num, r)]
+            first = len(short)
+            if short:
+                time.sleep(REPLICA_SETTLE_S)
+                again, _ = run_parallel(short, fetch, alive)
+                short = [num for num, r in zip(short, again) if not on_all3(num, r)]
+            print("churn %s: %d not on 3 copies at the fetch, %d still not %.0f s later" %
+                  (what, first, len(short), REPLICA_SETTLE_S), flush=True)
+            check(not short, "%s: every registration back on 3 copies (live responsible node and its 2 "
+                  "successors): %d not, first %r" % (what, len(short), short[:3]))
         live = {n["node_id"] for n in alive}
-        lost = []
+        lost, failed, empty = [], 0, 0
         for num, r in zip(numbers, res):
             h = holders_of(r)
             if not h and holders[num] & live:
                 lost.append(num)
+                if r and r.get("ok"):
+                    empty += 1  # every copy answered without it
+                else:
+                    failed += 1  # the fetch itself failed (no copy reached)
+                    if failed <= 3:
+                        print("  fetch failed %s: %r" % (num, r), flush=True)
             holders[num] = h or holders[num]
-        print("churn %s: fetched %d in %.1f s, lost %d (a holder survived, no copy answered)" %
-              (what, len(numbers), secs, len(lost)), flush=True)
+        print("churn %s: fetched %d in %.1f s, lost %d (a holder survived, no copy answered: %d fetches failed, "
+              "%d answered without it)" % (what, len(numbers), secs, len(lost), failed, empty), flush=True)
         check(not lost, "%s loses no registration while one of its copies survived: %d lost, first %r" %
               (what, len(lost), lost[:3]))
 
@@ -182,7 +217,7 @@ def churn(a, d, nodes, numbers, via_store, last, rng):
     for _ in range(3):
         kill(rng.choice(alive[1:]))
         time.sleep(6)  # three rounds of the 2 s update interval: the ring repairs and re-replicates
-    refetch("3 kills one at a time")
+    refetch("3 kills one at a time", three=True)
     for _ in range(4):
         n = rng.choice(alive[1:])
         c = Admin(n["socket"])
@@ -193,7 +228,7 @@ def churn(a, d, nodes, numbers, via_store, last, rng):
         while os.path.exists("/proc/%d" % procs[n["name"]]["pid"]) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(2)
-    refetch("4 graceful leaves")
+    refetch("4 graceful leaves", three=True)
     for n in rng.sample(alive[1:], min(5, len(alive) - 2)):
         kill(n)
     time.sleep(6)
@@ -287,10 +322,23 @@ def main():
 
         def fetch(conn_of, num):
             return conn_of(via_fetch[num]).call("fetch", "number", num)
+        def on_all3(num, r):
+            """The 3 copies are the true responsible node and its 2 true successors, each holding exactly the
+            registration stored."""
+            if not (r and r.get("ok")):
+                return False
+            me = via_store[num]["node_id"]
+            want = [{"claimant": me, "vservice_id": 1, "contact": me, "pvp_methods": 3}]
+            i = ids.index(responsible(ids, rid_of(num)))
+            true3 = [ids[(i + k) % len(ids)] for k in range(3)]
+            cs = r["data"]["copies"]
+            return [c.get("responder") for c in cs] == true3 and \
+                all(c.get("answered") and c.get("registrations") == want for c in cs)
+
         res, secs = run_parallel(numbers, fetch, nodes)
         print("fetches=%d seconds=%.1f rate=%.0f/s (3 copies each, every entry verified)" %
               (a.count, secs, a.count / secs), flush=True)
-        missing, badval, rejected, badresp, majority = [], [], 0, [], 0
+        missing, badval, rejected, badresp, majority, all3, short3 = [], [], 0, [], 0, 0, []
         for num, r in zip(numbers, res):
             if not (r and r.get("ok")):
                 missing.append((num, r))
@@ -306,6 +354,10 @@ def main():
                 badval.append((num, c0.get("registrations")))
             if r["data"]["registrations"] == want:
                 majority += 1
+            if on_all3(num, r):
+                all3 += 1
+            else:
+                short3.append(num)
         check(not missing, "%d fetches through other random nodes answered: %d failed, first %r" %
               (a.count, len(missing), missing[:3]))
         check(not badresp, "the first copy comes from the true responsible node: %d not" % len(badresp))
@@ -314,8 +366,21 @@ def main():
         check(rejected == 0, "no entry of any copy failed verification (signature, signer, claimant): %d" % rejected)
         print("majority=%d/%d (numbers whose registration at least 2 of the 3 copies hold)" % (majority, a.count),
               flush=True)
+        print("all3=%d/%d (numbers whose 3 copies each hold exactly the registration stored)" % (all3, a.count),
+              flush=True)
+        if short3:
+            # replica Stores are paced behind the originals: a copy may still be on its way when the fetch
+            # that follows the last store arrives; it must be there REPLICA_SETTLE_S later
+            time.sleep(REPLICA_SETTLE_S)
+            again, _ = run_parallel(short3, fetch, nodes)
+            late = len(short3)
+            short3 = [num for num, r in zip(short3, again) if not on_all3(num, r)]
+            print("all3 %.0f s later: %d of the %d short ones complete" %
+                  (REPLICA_SETTLE_S, late - len(short3), late), flush=True)
         if a.require_replicas:
             check(majority == a.count, "the 3-copy vote finds every registration: %d/%d" % (majority, a.count))
+            check(not short3, "every registration is on all 3 copies (responsible node and its 2 successors) "
+                  "within %.0f s of the fetch: %d not, first %r" % (REPLICA_SETTLE_S, len(short3), short3[:3]))
         if a.churn:
             churn(a, d, nodes, numbers, via_store, res, rng)
     finally:
