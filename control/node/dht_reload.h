@@ -22,10 +22,14 @@
  *
  * Quota (overview draft §7.1): storage allows Q numbers per Node-ID, so a
  * carrier runs as many Node-IDs as its block needs.  Each number is given to
- * one signer (by its Resource-ID, so a refresh or withdrawal uses the same
- * one); a store that would put more than `quota` numbers on a signer is
- * refused here with VP_EQUOTA and an alarm line (`event=alarm
- * alarm=over_quota`), before the overlay refuses it.
+ * one signer: the one its Resource-ID hashes to, or the next with room when
+ * that one holds `quota` numbers already, so n Node-IDs claim n x quota
+ * numbers exactly; a refresh or withdrawal uses the signer that claimed it
+ * (remembered in memory: after a restart a number is claimed again by the
+ * next publish or refresh, in Resource-ID order).  A store that would put
+ * more than `quota` numbers on every signer is refused here with VP_EQUOTA
+ * and an alarm line (`event=alarm alarm=over_quota`), before the overlay
+ * refuses it.
  *
  * The requests go through dhr_transport_t (node_request in viprd; a stand-in
  * in tests).  Answers may arrive on any thread.
@@ -123,7 +127,8 @@ void dhr_free(dhr_t *d, uint64_t timeout_ms);
 
 void dhr_get_stats(dhr_t *d, dhr_stats_t *out);
 
-/*! \brief The signer (index into conf.signers) that claims \p number. */
-unsigned dhr_signer_of(const dhr_t *d, const char *number);
+/*! \brief The signer (index into conf.signers) that claims \p number (the one its Resource-ID hashes to
+ *  when it is not claimed yet). */
+unsigned dhr_signer_of(dhr_t *d, const char *number);
 
 #endif

@@ -561,6 +561,70 @@ static void test_signer_is_claimant(void **state)
 	dhr_free(d, 1000);
 }
 
+/*
+ * n Node-IDs of quota Q claim n x Q numbers whatever their hashes: 6 numbers that hash to signer 0 and 4 to
+ * signer 1 (Q = 5) are all accepted, 5 on each (hashing alone refuses the 6th of signer 0 while signer 1 has
+ * room: the refusals a 20,000-number demo met on 2 Node-IDs of 10,000); the 11th is refused.  The number that
+ * moved keeps its signer: its refresh does not add a second claimant and its withdrawal removes it.
+ */
+static void test_quota_fills_every_node_id(void **state)
+{
+	dhr_t *d = mk(2, 5, 5000, 8);
+	vsrv_dht_t dht;
+	vsrv_reg_t r = reg_of(&id_a);
+	char nums[10][VP_E164_BUFLEN], num[VP_E164_BUFLEN], moved[VP_E164_BUFLEN] = "";
+	unsigned want[2] = { 6, 4 }, per[2] = { 0, 0 }, k = 0;
+	(void)state;
+	dhr_iface(d, &dht);
+	for (unsigned i = 0; k < 10 && i < 1000; i++) {
+		unsigned h;
+		number(num, i);
+		h = dhr_signer_of(d, num); /* not claimed yet: the hashed signer */
+		if (want[h]) {
+			want[h]--;
+			snprintf(nums[k++], sizeof(nums[0]), "%s", num);
+		}
+	}
+	assert_int_equal(k, 10);
+	for (k = 0; k < 10; k++)
+		assert_int_equal(dht.store(dht.ctx, nums[k], VAP_OP_ADD, &r, on_store, NULL), 0);
+	wait_done(10);
+	assert_int_equal(w.failed, 0);
+	number(num, 5000);
+	assert_int_equal(dht.store(dht.ctx, num, VAP_OP_ADD, &r, on_store, NULL), VP_EQUOTA);
+	for (k = 0; k < 10; k++) {
+		unsigned s = dhr_signer_of(d, nums[k]);
+		per[s]++;
+		fetch(&dht, nums[k]);
+		assert_int_equal(w.n, 1);
+		assert_true(vp_id_eq(&w.regs[0].node, s ? &id_a2 : &id_a));
+		if (s == 1 && !moved[0]) {
+			/* a number whose hash says signer 0 but that signer 1 claims */
+			vp_id_t res = vp_id_from_name(nums[k], strlen(nums[k]));
+			uint64_t h;
+			memcpy(&h, res.b, sizeof(h));
+			if (h % 2 == 0)
+				snprintf(moved, sizeof(moved), "%s", nums[k]);
+		}
+	}
+	assert_int_equal(per[0], 5);
+	assert_int_equal(per[1], 5);
+	assert_string_not_equal(moved, "");
+	for (k = 0; k < 10; k++) /* refresh */
+		assert_int_equal(dht.store(dht.ctx, nums[k], VAP_OP_ADD, &r, on_store, NULL), 0);
+	wait_done(30); /* 10 stores, 10 fetches, 10 refreshes */
+	assert_int_equal(w.failed, 0);
+	fetch(&dht, moved);
+	assert_int_equal(w.n, 1);
+	assert_true(vp_id_eq(&w.regs[0].node, &id_a2));
+	assert_int_equal(dht.store(dht.ctx, moved, VAP_OP_WITHDRAW, &r, on_store, NULL), 0);
+	wait_done(32);
+	assert_int_equal(w.failed, 0);
+	fetch(&dht, moved);
+	assert_int_equal(w.n, 0);
+	dhr_free(d, 1000);
+}
+
 /* A responsible peer that drops a number's entries is outvoted by the 2 replicas, and an incident is reported. */
 static void test_rogue_drop_outvoted(void **state)
 {
@@ -716,6 +780,7 @@ int main(void)
 		cmocka_unit_test_setup(test_store_rate, setup),
 		cmocka_unit_test_setup(test_quota_per_node_id, setup),
 		cmocka_unit_test_setup(test_signer_is_claimant, setup),
+		cmocka_unit_test_setup(test_quota_fills_every_node_id, setup),
 		cmocka_unit_test_setup(test_rogue_drop_outvoted, setup),
 		cmocka_unit_test_setup(test_rogue_alter_rejected, setup),
 		cmocka_unit_test_setup(test_forged_entry_caught, setup),
