@@ -232,6 +232,7 @@ int main(int argc, char **argv)
 	}
 	if ((err = viprd_ops_start(&vc.ops, &conf, node, &ops)))
 		goto finish;
+	viprd_ops_set_vipr(ops, vipr);
 	if (vipr && (err = viprd_vipr_start(vipr))) {
 		vp_log_error("viprd", "start_failed", "err=%s", vp_strerror(err));
 		goto finish;
@@ -245,6 +246,7 @@ int main(int argc, char **argv)
 		if (sig == SIGTERM || sig == SIGINT || viprd_ops_leave_requested(ops)) {
 			vp_log_info("viprd", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : sig == SIGINT ? "INT" : "none");
 			viprd_ops_stop(ops);
+			viprd_ops_set_vipr(ops, NULL);
 			viprd_vipr_free(vipr); /* its requests end before the vnodes leave */
 			vipr = NULL;
 			err = node_leave(node, LEAVE_TIMEOUT_MS);
@@ -260,6 +262,7 @@ int main(int argc, char **argv)
 		if (node_failed(node)) {
 			vp_log_error("viprd", "shard_failed", "action=exit");
 			viprd_ops_stop(ops);
+			viprd_ops_set_vipr(ops, NULL);
 			viprd_vipr_free(vipr);
 			vipr = NULL;
 			node_leave(node, 1000);
@@ -268,6 +271,7 @@ int main(int argc, char **argv)
 	}
 	vp_log_info("viprd", "exit", "status=%d", rc);
 finish:
+	viprd_ops_set_vipr(ops, NULL);
 	viprd_vipr_free(vipr);
 	if (node)
 		node_leave(node, 1000); /* no shard may answer a status request into a freed ops */

@@ -19,6 +19,7 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "control/daemon/viprd_vipr.h"
 #include "control/metrics/metrics.h"
 #include "control/node/kinds.h"
 #include "control/server/lookup.h"
@@ -153,7 +154,7 @@ typedef struct mids {
 	unsigned rx, rx_bytes, tx, tx_bytes, sent[FAMILIES], relayed, forwarded, dropped[DROP__COUNT];
 	unsigned links, links_opened, links_closed, peer_failures, rerouted, vnodes, joined, healthy, uptime;
 	unsigned records, stores[5], fetches_served, neighbour_stores, bad_signatures, replica_refused, quota_used,
-	    quota_limit, latency[3];
+	    quota_limit, latency[3], alarm[VIPRD_ALARM__COUNT + 1];
 } mids_t;
 
 /* Requests this node originates through the admin socket, timed by node_request (rtt_ms). */
@@ -188,6 +189,7 @@ struct viprd_ops {
 	node_status_t *sample;
 	uint64_t sample_ms;   /* when it arrived (0: none yet) */
 	uint64_t last_link_ms;
+	viprd_vipr_t *vipr;   /* the ViPR service (NULL: a plain node), under mu */
 };
 
 static uint64_t now_ms(void)
@@ -286,7 +288,13 @@ static void sample_cb(void *ctx, const node_status_t *st)
 
 void viprd_ops_tick(viprd_ops_t *o)
 {
-	if (!o || atomic_exchange(&o->sampling, true))
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->mu);
+	if (o->vipr)
+		viprd_vipr_alarms(o->vipr, NULL, NULL); /* the raised and cleared log lines, within a second */
+	pthread_mutex_unlock(&o->mu);
+	if (atomic_exchange(&o->sampling, true))
 		return; /* the previous sample is still on its way (or a shard stopped: the sample goes stale) */
 	if (node_status_async(o->node, sample_cb, o))
 		atomic_store(&o->sampling, false);
@@ -468,8 +476,45 @@ static int h_alarms(adm_req_t *req, void *ctx)
 	char why[200];
 	json_t *list = json_array();
 	health_eval(o, why, sizeof(why), list);
+	pthread_mutex_lock(&o->mu);
+	if (o->vipr)
+		viprd_vipr_alarms(o->vipr, list, NULL);
+	pthread_mutex_unlock(&o->mu);
 	adm_req_reply(req, json_pack("{s:o}", "alarms", list));
 	return 0;
+}
+
+/* `validation NUMBER`: the ViPR service's trace of that number (viprd_vipr.h). */
+static int h_validation(adm_req_t *req, void *ctx)
+{
+	viprd_ops_t *o = ctx;
+	const char *num = adm_req_arg(req);
+	json_t *d = NULL;
+	if (!num || !vp_e164_is_canonical(num)) {
+		adm_req_fail(req, VP_EINVAL, "NUMBER must be E.164: + and 7 to 15 digits, the first not 0");
+		return 0;
+	}
+	pthread_mutex_lock(&o->mu);
+	if (o->vipr)
+		d = viprd_vipr_validation_json(o->vipr, num);
+	pthread_mutex_unlock(&o->mu);
+	if (!d) {
+		if (o->vipr)
+			return VP_ENOMEM;
+		adm_req_fail(req, VP_EUNSUPPORTED, "this node runs no ViPR service ([vipr] enabled = no)");
+		return 0;
+	}
+	adm_req_reply(req, d);
+	return 0;
+}
+
+void viprd_ops_set_vipr(viprd_ops_t *o, viprd_vipr_t *v)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->mu);
+	o->vipr = v;
+	pthread_mutex_unlock(&o->mu);
 }
 
 static int h_leave(adm_req_t *req, void *ctx)
@@ -884,7 +929,18 @@ static void collect(void *ctx, vm_registry_t *reg)
 		vm_set(reg, 0, o->m.quota_limit, s.quota_limit);
 	}
 	waiter_put(w);
-	vm_set(reg, 0, o->m.healthy, health_eval(o, why, sizeof(why), NULL));
+	{
+		uint8_t on[VIPRD_ALARM__COUNT] = { 0 };
+		bool healthy = health_eval(o, why, sizeof(why), NULL);
+		vm_set(reg, 0, o->m.healthy, healthy);
+		pthread_mutex_lock(&o->mu);
+		if (o->vipr)
+			viprd_vipr_alarms(o->vipr, NULL, on);
+		pthread_mutex_unlock(&o->mu);
+		for (unsigned i = 0; i < VIPRD_ALARM__COUNT; i++)
+			vm_set(reg, 0, o->m.alarm[i], on[i]);
+		vm_set(reg, 0, o->m.alarm[VIPRD_ALARM__COUNT], !healthy);
+	}
 	vm_set(reg, 0, o->m.uptime, (now_ms() - o->start_ms) / 1000u);
 }
 
@@ -938,6 +994,11 @@ static int metrics_register(viprd_ops_t *o)
 	C(replica_refused, "viprd_replica_stores_refused_total", NULL, "replica Stores from a sender without the role");
 	G(quota_used, "viprd_quota_used_entries", "ViPR entries stored here signed by this node's own Node-IDs");
 	G(quota_limit, "viprd_quota_limit_entries", "the ViPR kind's per-signer limit here (from the ring fraction held)");
+	for (unsigned i = 0; i <= VIPRD_ALARM__COUNT && !err; i++) {
+		snprintf(lab, sizeof(lab), "alarm=\"%s\"", i < VIPRD_ALARM__COUNT ? viprd_vipr_alarm_name[i] : "isolated");
+		err = vm_gauge_add(r, "viprd_alarm", lab,
+		                   "1 while the alarm is raised (viprctl alarms; isolated: /health answers 503)", &o->m.alarm[i]);
+	}
 	for (unsigned i = 0; i < 3 && !err; i++) {
 		snprintf(lab, sizeof(lab), "method=\"%s\"", lat_name[i]);
 		err = vm_histogram_add(r, "viprd_request_duration_seconds", lab,
@@ -1014,6 +1075,7 @@ int viprd_ops_start(const viprd_ops_conf_t *c, const node_conf_t *nc, node_t *no
 	h.fn[ADM_CMD_RING] = h_from_shards;
 	h.fn[ADM_CMD_STATS] = h_from_shards;
 	h.fn[ADM_CMD_ALARMS] = h_alarms;
+	h.fn[ADM_CMD_VALIDATION] = h_validation;
 	h.fn[ADM_CMD_LEAVE] = h_leave;
 	h.fn[ADM_CMD_STORE] = h_store;
 	h.fn[ADM_CMD_FETCH] = h_fetch;

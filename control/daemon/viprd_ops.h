@@ -40,6 +40,14 @@ typedef struct viprd_ops viprd_ops_t;
  */
 int viprd_ops_start(const viprd_ops_conf_t *c, const node_conf_t *nc, node_t *node, viprd_ops_t **out);
 
+typedef struct viprd_vipr viprd_vipr_t;
+
+/*!
+ * \brief Serve \p v's `validation NUMBER` trace and add its alarms to `alarms` and /metrics (viprd_alarm);
+ * NULL detaches it (before viprd_vipr_free).  Without a service, `validation` answers ENOTSUP.
+ */
+void viprd_ops_set_vipr(viprd_ops_t *o, viprd_vipr_t *v);
+
 /*! \brief From the control thread about once a second: sample the node for /health and alarms. */
 void viprd_ops_tick(viprd_ops_t *o);
 

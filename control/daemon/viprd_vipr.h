@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/conf.h"
 #include "control/node/node.h"
 
@@ -36,6 +38,10 @@ typedef struct viprd_vipr_conf {
 	uint32_t store_rate;          /*!< [vipr] store_rate: Stores sent per second */
 	uint32_t store_inflight;      /*!< [vipr] store_inflight: Stores sent and not yet answered */
 	uint32_t lifetime_s;          /*!< [vipr] lifetime: of a stored registration */
+	uint32_t alarm_pending;       /*!< [vipr] alarm_pending: records waiting for validation beyond this: alarm */
+	uint32_t alarm_cert_s;        /*!< [vipr] alarm_cert: a certificate ending within this: alarm */
+	uint32_t alarm_refused;       /*!< [vipr] alarm_refused: refused PVP handshakes per hour beyond this: alarm */
+	uint32_t alarm_peer_incidents;/*!< [vipr] alarm_peer_incidents: lookup incidents naming one peer per hour */
 } viprd_vipr_conf_t;
 
 /*!
@@ -56,6 +62,41 @@ int viprd_vipr_new(const viprd_vipr_conf_t *vc, const node_conf_t *nc, node_t *n
 
 /*! \brief Start the server's threads (after node_start). */
 int viprd_vipr_start(viprd_vipr_t *v);
+
+/*
+ * Troubleshooting (overview §2.4): the service keeps, for the VIPRD_TRACE_NUMBERS numbers it handled
+ * last, their VIPRD_TRACE_EVENTS latest events (call records, lookups with their copies and incidents,
+ * each claimant's handshakes and outcome, routes learned, registrations stored).  A number not seen for the
+ * longest time gives its slot to a new one; a number's oldest event gives way to its newest.  Memory is
+ * fixed at start: VIPRD_TRACE_NUMBERS x VIPRD_TRACE_EVENTS x ~240 bytes, about 2 MB.
+ */
+#define VIPRD_TRACE_NUMBERS 256u
+#define VIPRD_TRACE_EVENTS 32u
+
+/*!
+ * \brief The trace of \p number (canonical E.164) as JSON: {"number", "known", "call_records", "lookups",
+ * "claimants", "routes", "events": [...]} (docs/protocol.md §10.3).  NULL on allocation failure.  Any thread.
+ */
+json_t *viprd_vipr_validation_json(viprd_vipr_t *v, const char *number);
+
+/* The service's alarms (README "Alarms"), in the order of viprd_vipr_alarm_name. */
+enum {
+	VIPRD_ALARM_OVER_QUOTA = 0,
+	VIPRD_ALARM_PENDING,
+	VIPRD_ALARM_CERT_EXPIRING,
+	VIPRD_ALARM_REFUSED_CREDENTIALS,
+	VIPRD_ALARM_TICKET_KEY_CHANGED,
+	VIPRD_ALARM_PEER_INCIDENTS,
+	VIPRD_ALARM__COUNT
+};
+extern const char *const viprd_vipr_alarm_name[VIPRD_ALARM__COUNT];
+
+/*!
+ * \brief Evaluate the service's alarms now: each active one is appended to \p list (when not NULL) as
+ * {"alarm": NAME, "shard": -1, "detail": TEXT} and logged (event=alarm, once when it starts and once when it
+ * clears); active[i] is set to 1 or 0 for each.  Any thread.
+ */
+void viprd_vipr_alarms(viprd_vipr_t *v, json_t *list, uint8_t active[VIPRD_ALARM__COUNT]);
 
 /*! \brief Stop the server and the adapter (before node_leave), then free.  NULL is fine. */
 void viprd_vipr_free(viprd_vipr_t *v);

@@ -125,6 +125,8 @@ typedef struct op {
 	dentry_t ent[VSRV_COPIES][DHR_FETCH_MAX];
 	unsigned rejected;
 	char why[96];
+	int blame;             /* the copy whose entries failed verification, -1: none */
+	unsigned bad_copies;   /* copies with entries that failed verification */
 } op_t;
 
 struct dhr {
@@ -532,6 +534,20 @@ static int keep_entry(void *arg, uint32_t kind, const rl_stored_data_t *sd, cons
 	return 0;
 }
 
+/* Copies a and b hold the same entries (each storing peer answers in its store's key order). */
+static bool same_copy(const op_t *o, int a, int b)
+{
+	if (o->n[a] != o->n[b])
+		return false;
+	for (size_t i = 0; i < o->n[a]; i++) {
+		const dentry_t *x = &o->ent[a][i], *y = &o->ent[b][i];
+		if (x->key_len != y->key_len || x->exists != y->exists || x->value_len != y->value_len ||
+		    memcmp(x->key, y->key, x->key_len) || memcmp(x->value, y->value, x->value_len))
+			return false;
+	}
+	return true;
+}
+
 static void fetch_finish(op_t *o)
 {
 	dhr_t *d = o->d;
@@ -539,7 +555,7 @@ static void fetch_finish(op_t *o)
 	vsrv_copy_t copies[VSRV_COPIES];
 	vsrv_reg_t regs[VSRV_REGS_MAX];
 	vsrv_vote_t vote;
-	char incident[VSRV_INCIDENT_MAX + 96 + 64];
+	char incident[VSRV_INCIDENT_MAX + 96 + 64 + 40];
 	size_t n = 0;
 	int rc;
 	for (int c = 0; c < VSRV_COPIES; c++) {
@@ -553,15 +569,33 @@ static void fetch_finish(op_t *o)
 	incident[0] = '\0';
 	if (vote.incident[0] || o->rejected) {
 		char r0[VP_ID_HEX_LEN + 1] = "-", r1[VP_ID_HEX_LEN + 1] = "-", r2[VP_ID_HEX_LEN + 1] = "-";
+		char bl[VP_ID_HEX_LEN + 1];
+		int blame = o->bad_copies == 1 ? o->blame : -1;
+		/* Blame (first, so that no cut loses it): the one copy that held entries failing verification, else
+		 * the one copy the two others agree against.  Every copy failing: the signer forged, not a peer. */
+		for (int c = 0; blame < 0 && !o->bad_copies && c < VSRV_COPIES; c++)
+			if (o->answered[0] && o->answered[1] && o->answered[2] && same_copy(o, (c + 1) % 3, (c + 2) % 3) &&
+			    !same_copy(o, c, (c + 1) % 3))
+				blame = c;
+		if (blame >= 0) {
+			size_t k = (size_t)snprintf(incident, sizeof(incident), "blame=%s ",
+			                            vp_id_to_hex(&o->responder[blame], bl));
+			snprintf(incident + k, sizeof(incident) - k, "%s%s%s", vote.incident[0] ? vote.incident : "",
+			         vote.incident[0] && o->rejected ? "; " : "", o->rejected ? o->why : "");
+		}
 		if (o->answered[0])
 			vp_id_to_hex(&o->responder[0], r0);
 		if (o->answered[1])
 			vp_id_to_hex(&o->responder[1], r1);
 		if (o->answered[2])
 			vp_id_to_hex(&o->responder[2], r2);
-		snprintf(incident, sizeof(incident), "%s%s%s copies=%.8s,%.8s,%.8s",
-		         vote.incident[0] ? vote.incident : "", vote.incident[0] && o->rejected ? "; " : "",
-		         o->rejected ? o->why : "", r0, r1, r2);
+		{
+			size_t k = strlen(incident);
+			snprintf(incident + k, sizeof(incident) - k, "%s%s%s copies=%.8s,%.8s,%.8s",
+			         blame >= 0 ? "" : vote.incident[0] ? vote.incident : "",
+			         blame < 0 && vote.incident[0] && o->rejected ? "; " : "", blame >= 0 || !o->rejected ? "" : o->why,
+			         r0, r1, r2);
+		}
 		vp_log_warn(LOGMOD, "incident", "number=%s answered=%u outvoted=%u rejected=%u text=\"%s\"", o->number,
 		            vote.answered, vote.outvoted, o->rejected, incident);
 	}
@@ -589,6 +623,8 @@ static void fetch_answer(void *arg, int status, const rl_message_t *ans, const v
 			char hex[VP_ID_HEX_LEN + 1];
 			vp_id_to_hex(responder, hex);
 			o->rejected += fr.rejected;
+			o->blame = o->stage;
+			o->bad_copies++;
 			snprintf(o->why, sizeof(o->why), "%u entries from %.8s failed verification (%s)", o->rejected, hex,
 			         dp_cert_reason_name(fr.last));
 			pthread_mutex_lock(&d->mu);
@@ -660,6 +696,7 @@ static int dhr_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *ar
 	snprintf(o->number, sizeof(o->number), "%s", number);
 	o->res = vp_id_from_name(number, strlen(number));
 	o->fdone = done;
+	o->blame = -1;
 	o->arg = arg;
 	pthread_mutex_lock(&d->mu);
 	d->fetching++;

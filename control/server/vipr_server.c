@@ -2249,3 +2249,8 @@ void vsrv_get_stats(vsrv_t *s, vsrv_stats_t *out)
 	*out = s->st;
 	pthread_mutex_unlock(&s->mu);
 }
+
+void vsrv_get_vap_stats(vsrv_t *s, vap_server_stats_t *out)
+{
+	vap_server_get_stats(s->vap, out);
+}

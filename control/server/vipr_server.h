@@ -238,4 +238,7 @@ typedef struct vsrv_stats {
 
 void vsrv_get_stats(vsrv_t *s, vsrv_stats_t *out);
 
+/*! \brief The VAP listener's counters (any thread): err_401 counts refused agent credentials. */
+void vsrv_get_vap_stats(vsrv_t *s, vap_server_stats_t *out);
+
 #endif

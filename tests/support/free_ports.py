@@ -9,19 +9,15 @@ the moment the daemon binds it (seen in viprd_ring under a full suite).
 Each port is checked by binding it; all are held until all are chosen.
 
 Usage: free_ports.py N [--consecutive]   (--consecutive: N ports in a row)
+Python tests import free_ports() and free_base() from it.
 """
 import random
 import socket
 import sys
 
 
-def main():
-    args = sys.argv[1:]
-    consecutive = "--consecutive" in args
-    args = [a for a in args if a != "--consecutive"]
-    if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= 200:
-        sys.exit("usage: free_ports.py N [--consecutive]   (1 <= N <= 200)")
-    n = int(args[0])
+def free_ports(n, consecutive=False):
+    """n free ports (n in a row if consecutive), each checked by binding it, all held until all are chosen."""
     lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     rng = random.Random()
     held, ports = [], []
@@ -49,7 +45,25 @@ def main():
     for s in held:
         s.close()
     if len(ports) != n:
-        sys.exit("free_ports.py: no %d free ports below %d" % (n, lo))
+        raise RuntimeError("no %d free ports below %d" % (n, lo))
+    return ports
+
+
+def free_base(n):
+    """The first of n free consecutive ports (a launcher's --base-port)."""
+    return free_ports(n, consecutive=True)[0]
+
+
+def main():
+    args = sys.argv[1:]
+    consecutive = "--consecutive" in args
+    args = [a for a in args if a != "--consecutive"]
+    if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= 200:
+        sys.exit("usage: free_ports.py N [--consecutive]   (1 <= N <= 200)")
+    try:
+        ports = free_ports(int(args[0]), consecutive)
+    except RuntimeError as e:
+        sys.exit("free_ports.py: %s" % e)
     print(" ".join(str(p) for p in ports))
 
 

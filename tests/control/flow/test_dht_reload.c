@@ -580,6 +580,14 @@ static void test_rogue_drop_outvoted(void **state)
 	assert_int_equal(w.n, 1);
 	assert_true(vp_id_eq(&w.regs[0].node, &id_a));
 	assert_true(strlen(w.incident) > 0);
+	/* The incident blames the outvoted copy's peer (viprd counts it for the peer_incidents alarm), not a replica. */
+	{
+		char hex[VP_ID_HEX_LEN + 1], want[VP_ID_HEX_LEN + 8];
+		snprintf(want, sizeof(want), "blame=%s ", vp_id_to_hex(&fk.p[responsible(&res)].id, hex));
+		assert_non_null(strstr(w.incident, want));
+		assert_int_equal(strstr(w.incident, "blame=") - w.incident, 0);
+		assert_null(strstr(w.incident + 1, "blame="));
+	}
 	dhr_free(d, 1000);
 }
 
@@ -602,6 +610,11 @@ static void test_rogue_alter_rejected(void **state)
 	assert_int_equal(w.n, 1);
 	assert_true(vp_id_eq(&w.regs[0].contact, &id_a));
 	assert_non_null(strstr(w.incident, "failed verification"));
+	{
+		char hex[VP_ID_HEX_LEN + 1], want[VP_ID_HEX_LEN + 8];
+		snprintf(want, sizeof(want), "blame=%s ", vp_id_to_hex(&fk.p[(responsible(&res) + 1) % NPEERS].id, hex));
+		assert_non_null(strstr(w.incident, want));
+	}
 	dhr_get_stats(d, &st);
 	assert_int_equal(st.entries_rejected, 1);
 	dhr_free(d, 1000);
@@ -622,6 +635,7 @@ static void test_forged_entry_caught(void **state)
 	assert_int_equal(w.last, 0);
 	assert_int_equal(w.n, 0);
 	assert_non_null(strstr(w.incident, "failed verification"));
+	assert_null(strstr(w.incident, "blame=")); /* every copy held it: the signer forged, no storing peer to blame */
 	/* The thief's entry under its own Node-ID verifies: nothing in the DHT is trusted, PVP decides. */
 	plant(num, &id_thief, &nd_t);
 	fetch(&dht, num);

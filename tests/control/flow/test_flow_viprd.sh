@@ -10,11 +10,15 @@
 # Then kill -9 of a plain node during a second round of calls: every validation still completes
 # (lookups use the replicas).  Then kill -9 of carrier A between a call's upload and its
 # validation: after A restarts, B's retry validates it, nothing lost.
+# The operator's view: `viprctl validation NUMBER` on B shows the call record, the lookup, T's failed
+# handshake and A's route; alarms fire where a case was built for them (T serves failed handshakes beyond
+# [vipr] alarm_refused, T's certificate within alarm_cert, T's ticket key file replaced, B's pending limit
+# 0 while A is down) and not elsewhere.
 # Every process started here is killed by PID on exit, pass or fail; every wait is bounded.
-# Usage: test_flow_viprd.sh path/to/viprd path/to/vipr-enroll path/to/vipr-agent path/to/vipr-ticket
+# Usage: test_flow_viprd.sh path/to/viprd path/to/vipr-enroll path/to/vipr-agent path/to/vipr-ticket path/to/viprctl
 set -u
 FP=$(cd "$(dirname "$0")/../../support" && pwd)/free_ports.py
-V=$(realpath "$1"); E=$(realpath "$2"); AG=$(realpath "$3"); TK=$(realpath "$4")
+V=$(realpath "$1"); E=$(realpath "$2"); AG=$(realpath "$3"); TK=$(realpath "$4"); CTL=$(realpath "$5")
 T=$(mktemp -d /tmp/viprd-flow.XXXXXX)
 declare -A PID
 EXTRA=()
@@ -94,7 +98,11 @@ max_attempts = 10
 fetch_timeout = 10s
 attach_timeout = 5s
 EOF
-    printf '[vipr]\nenabled = yes\nserver_config = %s\nstore_rate = 500\n' "$T/$r.server" >> n$i.conf
+    printf '[vipr]\nenabled = yes\nserver_config = %s\nstore_rate = 500\nalarm_refused = 3\n' "$T/$r.server" >> n$i.conf
+    # alarm cases: B alarms on any record waiting; T's certificate (a year) is "expiring" within 10 years
+    [ $r = B ] && echo "alarm_pending = 0" >> n$i.conf
+    # and T may claim exactly its 40 numbers with its one Node-ID
+    [ $r = T ] && printf 'alarm_cert = 3650d\nquota = 40\n[metrics]\nlisten = 127.0.0.1:%s\n' "$(free_port)" >> n$i.conf
   fi
 done
 NODE_OF_A=2; NODE_OF_B=3; NODE_OF_T=4
@@ -191,6 +199,62 @@ check "B tried the thief and it failed (PVP handshake without the call's details
 check "T never validates: no route from T's Node-ID" bash -c "! grep -q 'event=route srv=B .*claimant=${ID[$NODE_OF_T]} status=routes' n3.log"
 check "T's PVP server authenticated nobody" bash -c "! grep -q 'event=pvp_served srv=T .*outcome=routes' n4.log"
 
+# ---- the operator's view: viprctl validation and alarms ------------------------------------------
+ctl() { "$CTL" -s n$1/admin.sock "${@:2}"; }
+ctl 3 validation +14085550100 --json > val.json 2> val.err
+check "viprctl validation +14085550100 on B answers" test -s val.json
+vjq() { python3 - "$@" <<'PY'
+import json, sys
+d = json.load(open("val.json")); a, t = sys.argv[1], sys.argv[2]
+ev = d["events"]; kinds = [e["event"] for e in ev]
+c = d["claimants"]
+ok = {
+  "record": d["known"] and d["call_records"] >= 1 and "call_record" in kinds,
+  "lookup": d["lookups"] >= 1 and any(e["event"] == "lookup" and a[:8] in e["detail"] and t[:8] in e["detail"] for e in ev),
+  "thief": t in c and c[t]["failed"] >= 1 and c[t]["failed"] == c[t]["tried"] and "outcome=failed" in c[t]["last"],
+  "owner": a in c and "outcome=routes" in c[a]["last"] and any(r["claimant"] == a for r in d["routes"]) and d["route"] == "learned",
+  "no_thief_route": all(r["claimant"] != t for r in d["routes"]),
+}[sys.argv[3]]
+sys.exit(0 if ok else 1)
+PY
+}
+check "it shows B's originating call record" vjq ${ID[$NODE_OF_A]} ${ID[$NODE_OF_T]} record
+check "it shows the lookup and the two claimants it found (A and T)" vjq ${ID[$NODE_OF_A]} ${ID[$NODE_OF_T]} lookup
+check "it shows T's handshakes, every one failed, and why" vjq ${ID[$NODE_OF_A]} ${ID[$NODE_OF_T]} thief
+check "it shows A's handshake granting routes and the route learned" vjq ${ID[$NODE_OF_A]} ${ID[$NODE_OF_T]} owner
+check "no route from T" vjq ${ID[$NODE_OF_A]} ${ID[$NODE_OF_T]} no_thief_route
+ctl 3 validation +14085550100 > val.txt 2>&1
+check "the text view names the thief's failure" grep -q 'outcome=failed' val.txt
+ctl 3 validation +14085559999 --json > unseen.json 2>&1
+check "a number never seen: known false" grep -q '"known": false' unseen.json
+ctl 1 validation +14085550100 > plain.out 2> plain.err; rc=$?
+check "a plain node has no ViPR service: validation is refused with the reason" \
+  bash -c "[ $rc != 0 ] && grep -q 'no ViPR service' plain.err"
+alarm_on() { ctl $1 alarms --json | grep -q "\"alarm\": \"$2\""; }
+alarm_off() { ctl $1 alarms --json > /dev/null && ! alarm_on "$@"; }
+none_of() { local n a; for n in $1; do for a in $2; do alarm_off $n $a || { echo "  node $n: $a"; return 1; }; done; done; }
+check "T: refused_credentials (B's handshakes without records failed there, beyond alarm_refused = 3)" \
+  wait_for 5 alarm_on 4 refused_credentials
+check "A: no refused_credentials (B's handshakes with A succeeded)" alarm_off 2 refused_credentials
+check "T: cert_expiring (alarm_cert = 3650d)" alarm_on 4 cert_expiring
+check "A: no cert_expiring (default 14d)" alarm_off 2 cert_expiring
+check "the raised alarm is a log line" grep -q "mod=vipr event=alarm alarm=refused_credentials state=raised" n4.log
+check "B: no refused_credentials before bad logins" alarm_off 3 refused_credentials
+for _ in 1 2 3; do
+  "$AG" -s 127.0.0.1:${VAP[B]} -u agent-B -p wrong-password --timeout 5000 -V 5 vservice --uri sip:x@y.example > /dev/null 2>&1
+done
+check "B: refused_credentials after 3 VAP logins with a wrong password" wait_for 5 alarm_on 3 refused_credentials
+check "T: no over_quota with its 40 numbers" alarm_off 4 over_quota
+"$AG" -s 127.0.0.1:${VAP[T]} -u agent-T -p pw-T --timeout 10000 -V 1 publish '+14085550200' > t41.out 2>&1
+check "T: over_quota once it claims a 41st number ([vipr] quota = 40, one Node-ID)" wait_for 5 alarm_on 4 over_quota
+metric() { python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://$(sed -n 's/^listen = //p' n4.conf | tail -1)/metrics', timeout=5).read().decode())"; }
+metric > t.metrics
+check "T's /metrics: viprd_alarm 1 for cert_expiring, 0 for peer_incidents" \
+  bash -c "grep -q '^viprd_alarm{alarm=\"cert_expiring\"} 1' t.metrics && grep -q '^viprd_alarm{alarm=\"peer_incidents\"} 0' t.metrics"
+"$TK" genkey > T.keys.new && mv T.keys.new T.keys
+check "T: ticket_key_changed once its key file was replaced" wait_for 15 alarm_on 4 ticket_key_changed
+check "A and B: no ticket_key_changed, no peer_incidents, no over_quota" none_of "2 3" "ticket_key_changed peer_incidents over_quota"
+
 # ---- round 2: kill -9 of a plain node during the flow ------------------------------------------
 # The victim is the plain node responsible for the most of the numbers 10..39 (the successor of
 # SHA-1(number)[0..15] on the ring), and round 2 calls up to 6 of exactly those numbers: every
@@ -232,6 +296,8 @@ sub 20 120 r3.sub
 sleep 1
 check "B uploads the originating record while A is down" agent B -V 5 upload orig.csv
 check "B's first attempt fails while A is down" wait_for 30 bash -c "grep -q 'event=validation srv=B number=+14085550107 claimant=${ID[$NODE_OF_A]} err=' n3.log"
+check "B: validations_pending while its record waits (alarm_pending = 0)" wait_for 5 alarm_on 3 validations_pending
+check "T: no validations_pending (nothing waits there)" alarm_off 4 validations_pending
 start $NODE_OF_A
 check "A restarts with its Node-ID and call records" wait_for 40 bash -c "[ \$(grep -c 'mod=node event=joined' n2.log) -ge 2 ]"
 check "after A's restart B validates the call (nothing lost)" wait_for 100 has_routes r3.sub 7

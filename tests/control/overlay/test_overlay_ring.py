@@ -24,13 +24,14 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from free_ports import free_base  # noqa: E402  (ports below the ephemeral range; the file says why)
 
 # Chord maintenance every 2 s (update and ping) makes a failure visible within a few seconds; the bound below
 # is what a ring of this size must repair within on a loaded 2-core machine: a few rounds of both timers plus
@@ -58,29 +59,6 @@ def wait_for(seconds, pred, step=0.2):
         if time.monotonic() > deadline:
             return False
         time.sleep(step)
-
-
-def free_base(n):
-    """A base port with n free consecutive loopback ports (checked by binding each once), below the kernel's
-    ephemeral range: the nodes' own outgoing connections take ephemeral ports, which must not land on a port
-    a node is about to listen on."""
-    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10000, lo - n)
-        ok = True
-        for p in range(base, base + n):
-            t = socket.socket()
-            try:
-                t.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            t.close()
-            if not ok:
-                break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 def http(addr, path):

@@ -41,6 +41,8 @@ import re
 import threading
 import time
 import urllib.request
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from free_ports import free_base  # noqa: E402  (ports below the ephemeral range; the file says why)
 
 OVERLAY_SET = ["chord_update_interval=2s", "chord_ping_interval=2s"]
 WORKERS = 8
@@ -53,26 +55,6 @@ def check(cond, what):
     if not cond:
         failures.append(what)
     return cond
-
-
-def free_base(n):
-    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10000, lo - n)
-        ok = True
-        for p in range(base, base + n):
-            t = socket.socket()
-            try:
-                t.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            t.close()
-            if not ok:
-                break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 class Admin:

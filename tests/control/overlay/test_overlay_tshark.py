@@ -18,15 +18,15 @@ usage: test_overlay_tshark.py VIPR_OVERLAY VIPRD VIPR_ENROLL VIPRCTL LUA_SCRIPT 
 """
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from free_ports import free_base  # noqa: E402  (ports below the ephemeral range; the file says why)
 
 KIND_UAT = 'uat:reload_kindids:"4026532096","VIPR-REGISTRATION","DICTIONARY"'
 AGG = "\x1f"
@@ -34,26 +34,6 @@ NODES = 4
 # RELOAD message codes (RFC 6940 §14.8): requests odd, answers even.
 WANT_CODES = {"store": (0x07, 0x08), "fetch": (0x09, 0x0a), "join": (0x0f, 0x10), "update": (0x13, 0x14),
               "attach": (0x03, 0x04)}
-
-
-def free_base(n):
-    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10000, lo - n)
-        ok = True
-        for p in range(base, base + n):
-            t = socket.socket()
-            try:
-                t.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            t.close()
-            if not ok:
-                break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 def sent_total(addr):

@@ -13,7 +13,6 @@ import urllib.request
 import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -22,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from free_ports import free_base  # noqa: E402  (ports below the ephemeral range; the file says why)
 
 failures = []
 
@@ -30,29 +31,6 @@ def check(cond, what):
     if not cond:
         failures.append(what)
     return cond
-
-
-def free_base(n):
-    """A base port with n free consecutive loopback ports (checked by binding each once), below the kernel's
-    ephemeral range: the nodes' own outgoing connections take ephemeral ports, which must not land on a port
-    a node is about to listen on."""
-    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10000, lo - n)
-        ok = True
-        for p in range(base, base + n):
-            t = socket.socket()
-            try:
-                t.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            t.close()
-            if not ok:
-                break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 def procs_mentioning(text):
