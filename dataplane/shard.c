@@ -196,10 +196,12 @@ static void *shard_main(void *arg)
 		dp_io_ev_t *ev;
 		unsigned nc;
 		int n, wait;
+		bool ran = false;
 
 		rcu_quiescent_state();
 		s->c.iterations++;
 		while ((nc = cmd_pop(s, cmds, 16)) > 0) {
+			ran = true;
 			s->c.commands += nc;
 			for (unsigned i = 0; i < nc; i++)
 				if (s->ops.command)
@@ -209,8 +211,11 @@ static void *shard_main(void *arg)
 			break;
 		t = now_ms();
 		wait = (int)s->conf.max_wait_ms;
-		if (next <= t || s->ntx)
-			wait = 0; /* timers due, or commands queued sends: flush them after this (non-blocking) receive */
+		/* Timers due, or commands ran: their sends, and writes that wait for the commit without a send
+		 * queued (a Store this node serves itself), go out after this non-blocking receive, not after
+		 * max_wait_ms. */
+		if (next <= t || s->ntx || ran)
+			wait = 0;
 		else if (next - t < (uint64_t)wait)
 			wait = (int)(next - t);
 		rcu_thread_offline();

@@ -15,7 +15,9 @@
  * counters) is touched by its thread only.  Other threads reach it through the
  * command ring: a single-producer single-consumer lock-free ring per shard
  * (the control thread is the producer), burst push and pop returning counts.
- * A command is picked up within max_wait_ms (the loop never sleeps longer).
+ * A command is picked up within max_wait_ms (the loop never sleeps longer), and
+ * an iteration that ran commands commits without waiting for I/O, so what a
+ * command wrote (a Store a node serves itself) is answered at once.
  *
  * A receive burst's events and their message slots stay valid until the
  * iteration's commit has returned (the next receive reuses them), so an owner

@@ -1,7 +1,8 @@
 /*
  * tests/dataplane/test_shard.c - the shard loop (dataplane/shard.h) over a scripted backend:
  * answers leave only after the iteration's commit, a failed commit sends nothing, a full transmit arena
- * commits and flushes early, and the command ring takes bursts up to its size.
+ * commits and flushes early, the command ring takes bursts up to its size, and an iteration that ran a
+ * command commits without waiting for I/O.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,9 @@ static struct {
 	int ncommit, nsend_calls;
 	unsigned sent;
 	int commit_result;
+	bool cmd_ran;       /* a work command ran: the next receive records its wait */
+	int wait_after_cmd; /* that receive's timeout (-2: none seen yet) */
+	int cmd_seq, recv_after_cmd_seq;
 } fk;
 
 struct dp_io {
@@ -47,6 +51,11 @@ static int fk_recv(dp_io_t *io, dp_io_ev_t **ev, int timeout_ms)
 {
 	int n = fk.pending < 64 ? fk.pending : 64;
 	fk.pending -= n;
+	if (fk.cmd_ran) {
+		fk.cmd_ran = false;
+		fk.wait_after_cmd = timeout_ms;
+		fk.recv_after_cmd_seq = ++fk.seq;
+	}
 	for (int i = 0; i < n; i++)
 		io->ev[i] = (dp_io_ev_t){ .type = DP_IO_MSG, .link = (dp_link_t *)io,
 		                          .pkt = { .buf = io->slot[i], .cap = 64, .off = 0, .len = 8 } };
@@ -99,6 +108,10 @@ static void command(void *arg, dp_shard_t *s, const dp_shard_cmd_t *c, uint64_t 
 	(void)now;
 	if (c->op == 1)
 		dp_shard_exit(s);
+	if (c->op == 2) { /* work that waits for the commit and queues no send (a Store served locally) */
+		fk.cmd_seq = ++fk.seq;
+		fk.cmd_ran = true;
+	}
 }
 
 static dp_shard_t *run_shard(uint32_t tx_bytes, uint32_t tx_msgs)
@@ -170,6 +183,42 @@ static void full_arena_commits_and_flushes_early(void **state)
 	dp_shard_free(s);
 }
 
+/*
+ * A command that wrote something but queued no send: the receive after it must not wait (the shard would
+ * otherwise sleep up to max_wait_ms, here 10 s, before the commit answers it).  The fake receive sleeps at
+ * most 5 ms, so the recorded timeout, not the clock, is what is checked.
+ */
+static void command_work_commits_without_waiting(void **state)
+{
+	dp_shard_t *s;
+	dp_shard_conf_t conf = { .index = 0, .cpu = -1, .api = &fake,
+	                         .io = { .links = NULL, .listen_fd = -1, .burst = 64, .max_message = 1024 },
+	                         .tx_bytes = 4096, .tx_msgs = 8, .cmd_ring = 8, .max_wait_ms = 10000 };
+	dp_shard_ops_t ops = { .event = ev_answer, .commit = commit, .command = command };
+	dp_shard_cmd_t work = { .op = 2 }, stop = { .op = 1 };
+	int commit_after = 0;
+	(void)state;
+	reset(0, 100, 0);
+	fk.wait_after_cmd = -2;
+	assert_int_equal(dp_shard_new(&conf, &ops, &s), 0);
+	assert_int_equal(dp_shard_start(s), 0);
+	usleep(20000); /* the shard is idle in its receive */
+	assert_int_equal(dp_shard_cmd_push(s, &work, 1), 1);
+	for (int i = 0; i < 200 && fk.wait_after_cmd == -2; i++)
+		usleep(5000);
+	usleep(20000);
+	assert_int_equal(dp_shard_cmd_push(s, &stop, 1), 1);
+	assert_int_equal(dp_shard_join(s), 0);
+	assert_int_equal(fk.wait_after_cmd, 0);
+	/* and the commit followed that receive */
+	for (int i = 0; i < fk.ncommit && i < 64; i++)
+		if (fk.commit_seq[i] > fk.recv_after_cmd_seq)
+			commit_after = 1;
+	assert_true(fk.recv_after_cmd_seq > fk.cmd_seq);
+	assert_true(commit_after);
+	dp_shard_free(s);
+}
+
 static void command_ring_takes_bursts_up_to_its_size(void **state)
 {
 	dp_shard_t *s;
@@ -195,6 +244,7 @@ int main(void)
 		cmocka_unit_test(failed_commit_sends_nothing),
 		cmocka_unit_test(full_arena_commits_and_flushes_early),
 		cmocka_unit_test(command_ring_takes_bursts_up_to_its_size),
+		cmocka_unit_test(command_work_commits_without_waiting),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
