@@ -247,9 +247,13 @@ int main(int argc, char **argv)
 			vp_log_info("viprd", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : sig == SIGINT ? "INT" : "none");
 			viprd_ops_stop(ops);
 			viprd_ops_set_vipr(ops, NULL);
-			viprd_vipr_free(vipr); /* its requests end before the vnodes leave */
-			vipr = NULL;
+			/* No Store is sent from now on; node_leave calls back the ones in flight (each exactly once)
+			 * into the live service, which is freed only after (issue 16: freed first, a late answer
+			 * posted into the freed VAP server and corrupted the heap). */
+			viprd_vipr_quiesce(vipr);
 			err = node_leave(node, LEAVE_TIMEOUT_MS);
+			viprd_vipr_free(vipr);
+			vipr = NULL;
 			rc = err ? 1 : 0;
 			break;
 		}
@@ -263,18 +267,20 @@ int main(int argc, char **argv)
 			vp_log_error("viprd", "shard_failed", "action=exit");
 			viprd_ops_stop(ops);
 			viprd_ops_set_vipr(ops, NULL);
+			viprd_vipr_quiesce(vipr);
+			node_leave(node, 1000);
 			viprd_vipr_free(vipr);
 			vipr = NULL;
-			node_leave(node, 1000);
 			break;
 		}
 	}
 	vp_log_info("viprd", "exit", "status=%d", rc);
 finish:
 	viprd_ops_set_vipr(ops, NULL);
-	viprd_vipr_free(vipr);
+	viprd_vipr_quiesce(vipr);
 	if (node)
-		node_leave(node, 1000); /* no shard may answer a status request into a freed ops */
+		node_leave(node, 1000); /* no shard may answer a status request into a freed ops, nor a request into a freed vipr */
+	viprd_vipr_free(vipr);
 	viprd_ops_free(ops);
 	node_free(node);
 	if (logf)

@@ -816,6 +816,12 @@ int viprd_vipr_start(viprd_vipr_t *v)
 	return rc;
 }
 
+void viprd_vipr_quiesce(viprd_vipr_t *v)
+{
+	if (v)
+		dhr_stop(v->dhr);
+}
+
 void viprd_vipr_free(viprd_vipr_t *v)
 {
 	if (!v)

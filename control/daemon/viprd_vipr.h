@@ -98,7 +98,14 @@ extern const char *const viprd_vipr_alarm_name[VIPRD_ALARM__COUNT];
  */
 void viprd_vipr_alarms(viprd_vipr_t *v, json_t *list, uint8_t active[VIPRD_ALARM__COUNT]);
 
-/*! \brief Stop the server and the adapter (before node_leave), then free.  NULL is fine. */
+/*!
+ * \brief Stop sending Stores (the adapter's pacer; queued ones fail with VP_ECLOSED).  Call before
+ * node_leave: node_leave then calls back every request still in flight (VP_ESTATE) while the server and
+ * the adapter they complete into are alive.  NULL is fine.
+ */
+void viprd_vipr_quiesce(viprd_vipr_t *v);
+
+/*! \brief Free the server and the adapter: after node_leave (no node_request callback may follow).  NULL is fine. */
 void viprd_vipr_free(viprd_vipr_t *v);
 
 #endif

@@ -773,10 +773,9 @@ void dhr_iface(dhr_t *d, vsrv_dht_t *out)
 	out->app_attach = dhr_app_attach;
 }
 
-void dhr_free(dhr_t *d, uint64_t timeout_ms)
+void dhr_stop(dhr_t *d)
 {
 	op_t *o;
-	uint64_t until;
 	if (!d)
 		return;
 	pthread_mutex_lock(&d->mu);
@@ -785,12 +784,21 @@ void dhr_free(dhr_t *d, uint64_t timeout_ms)
 	pthread_mutex_unlock(&d->mu);
 	if (d->th_started)
 		pthread_join(d->th, NULL);
-	/* Queued stores were never sent: they fail now. */
+	d->th_started = false;
+	/* Queued stores were never sent: they fail now (a retry pushes none back once stop is set). */
 	for (int h = 0; h < 2; h++)
 		while ((o = heap_pop(d, h))) {
 			o->done(o->arg, VP_ECLOSED);
 			free(o);
 		}
+}
+
+void dhr_free(dhr_t *d, uint64_t timeout_ms)
+{
+	uint64_t until;
+	if (!d)
+		return;
+	dhr_stop(d);
 	until = vp_time_mono_ns() + timeout_ms * 1000000ull;
 	pthread_mutex_lock(&d->mu);
 	while ((d->inflight || d->fetching) && vp_time_mono_ns() < until) {

@@ -119,7 +119,14 @@ int dhr_new(const dhr_conf_t *conf, const dhr_transport_t *t, dhr_t **out);
 void dhr_iface(dhr_t *d, vsrv_dht_t *out);
 
 /*!
- * \brief Stop the pacer: queued stores complete with VP_ECLOSED; waits (up to
+ * \brief Stop the pacer (no Store is sent from now on): queued stores complete
+ * with VP_ECLOSED, dhr_store refuses (VP_ECLOSED); Stores in flight still end
+ * through the transport (its stop calls each back).  Idempotent; NULL is fine.
+ */
+void dhr_stop(dhr_t *d);
+
+/*!
+ * \brief Stop the pacer (dhr_stop): queued stores complete with VP_ECLOSED; waits (up to
  * \p timeout_ms) for requests in flight, then frees.  NULL is fine.  The
  * server using it must be stopped first; the transport must still run.
  */

@@ -249,7 +249,8 @@ struct node {
 	int lock_fd;
 	_Atomic int stopped; /* shards that left their loop */
 	_Atomic bool running; /* node_request accepted: between node_start and node_leave */
-	pthread_mutex_t push_mu; /* the command rings have one producer: every thread but the shards' takes it */
+	pthread_mutex_t push_mu; /* the command rings are single-producer: every push (cmd_push, node_request,
+	                          * node_leave) holds it, from any thread, a shard's included */
 	bool started;
 	node_app_t apps[MAX_APPS];
 	uint32_t napps;
@@ -2228,7 +2229,7 @@ fail:
 	return err;
 }
 
-/* Push one command for shard \p i from any thread but a shard's (the rings have one producer). */
+/* Push one command for shard \p i from any thread (the rings have one producer at a time: push_mu). */
 static bool cmd_push(node_t *n, unsigned i, const dp_shard_cmd_t *c)
 {
 	bool ok;
@@ -2555,7 +2556,10 @@ int node_status_async(node_t *n, node_status_fn cb, void *ctx)
 	for (unsigned i = 0; i < n->nshards; i++) {
 		dp_shard_cmd_t c = { .op = CMD_STATUS, .arg = i, .ptr = r };
 		r->st.shard[i].shard = i;
-		if (dp_shard_cmd_push(n->shards[i].sh, &c, 1) != 1)
+		/* Through cmd_push (push_mu): the ring has one producer at a time.  Pushed without the lock, a status
+		 * racing a node_request from another thread took the same slot, and one of the two commands was lost
+		 * (a request never called back: issue 16). */
+		if (!cmd_push(n, i, &c))
 			status_done(r); /* ring full: this shard stays !valid */
 	}
 	status_done(r);

@@ -29,6 +29,7 @@
  * Every wait is bounded (the reliability timer plus 2 s per command, 30 s to join).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,42 @@ typedef struct cnt {
 static pthread_mutex_t cnt_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cnt_cv = PTHREAD_COND_INITIALIZER;
 static int cnt_done;
+
+/*
+ * storen's second producer: node_status_async in a loop on its own thread while the Stores are issued (as
+ * viprd's health sample does every second while its ViPR service publishes).  The command ring has one
+ * producer at a time: a status pushed without the lock took a request's slot and that request was never
+ * called back (issue 16).  Every status and every Store must come back exactly once.
+ */
+typedef struct st_hammer {
+	node_t *node;
+	_Atomic bool stop;
+	int issued;
+} st_hammer_t;
+
+static int st_done;
+
+static void on_status(void *ctx, const node_status_t *st)
+{
+	(void)ctx;
+	(void)st;
+	pthread_mutex_lock(&cnt_mu);
+	st_done++;
+	pthread_cond_signal(&cnt_cv);
+	pthread_mutex_unlock(&cnt_mu);
+}
+
+static void *status_hammer(void *arg)
+{
+	st_hammer_t *h = arg;
+	for (int i = 0; i < 200000 && !atomic_load(&h->stop); i++) {
+		if (node_status_async(h->node, on_status, NULL) == 0)
+			h->issued++;
+		if (i % 64 == 63)
+			usleep(100); /* leave the shard room: the race needs both producers, not a full ring */
+	}
+	return NULL;
+}
 
 /* RID - i (i < 2^64) */
 static vp_id_t id_minus(const vp_id_t *rid, uint64_t sub)
@@ -393,7 +430,13 @@ int main(int argc, char **argv)
 					rc = 2;
 					break;
 				}
+				st_hammer_t ham = { .node = node };
+				pthread_t ham_th;
+				bool ham_on;
+				struct timespec until;
 				cnt_done = 0;
+				st_done = 0;
+				ham_on = pthread_create(&ham_th, NULL, status_hammer, &ham) == 0;
 				for (long j = 0; j < count; j++) {
 					c[j].res = id_minus(&target, (uint64_t)j);
 					if (rl_stored_data_sign(id.key, c[j].res.b, VP_ID_LEN, kind, &sd, &id.signer, sig,
@@ -411,15 +454,27 @@ int main(int argc, char **argv)
 						usleep(1000); /* the command ring is full: the shard takes them */
 					}
 				}
+				atomic_store(&ham.stop, true);
+				if (ham_on)
+					pthread_join(ham_th, NULL);
+				/* Bounded: every Store is called back by its timer at the latest. */
+				clock_gettime(CLOCK_REALTIME, &until);
+				until.tv_sec += (time_t)(wait_ms / 1000) + 5;
 				pthread_mutex_lock(&cnt_mu);
-				while (cnt_done < issued)
-					pthread_cond_wait(&cnt_cv, &cnt_mu);
+				while (cnt_done < issued || st_done < ham.issued)
+					if (pthread_cond_timedwait(&cnt_cv, &cnt_mu, &until))
+						break;
 				pthread_mutex_unlock(&cnt_mu);
 				for (long j = 0; j < count; j++)
 					stored += c[j].ok;
 				free(c);
-				printf("req=storen stored=%ld of=%ld\n", stored, count);
-				r = stored == count ? 0 : 1;
+				pthread_mutex_lock(&cnt_mu);
+				printf("req=storen stored=%ld of=%ld called_back=%d of=%d statuses=%d of=%d\n", stored, count,
+				       cnt_done, issued, st_done, ham.issued);
+				r = stored == count && cnt_done == issued && st_done == ham.issued && ham.issued > 0 ? 0 : 1;
+				pthread_mutex_unlock(&cnt_mu);
+				if (r)
+					exit(1); /* a callback may still come: leave without freeing what it would touch */
 			}
 		} else if (!strcmp(verb, "fetch") || !strcmp(verb, "stat") || !strcmp(verb, "fetchuntil")) {
 			bool until = !strcmp(verb, "fetchuntil");

@@ -209,7 +209,8 @@ check "join: node 5 receives its range (it answers the Fetch of its own id itsel
   grep -q "req=fetchuntil err=success code=0xa responder=$R5 .*verify=success entries=1 rejected=0" <<<"$out"
 check "... all 150 entries of its range, each verified (handoff paced under the flood limit)" \
   bash -c "grep 'req=countn' <<<'$out' | head -1 | grep -q 'found=150 of=150'"
-check "400 Stores at once into node 5, each acknowledged" grep -q 'req=storen stored=400 of=400' <<<"$out"
+check "400 Stores at once into node 5, each acknowledged and called back once, while another thread asks for the status: every status called back too (one ring producer at a time, issue 16)" \
+  grep -Eq 'req=storen stored=400 of=400 called_back=400 of=400 statuses=([1-9][0-9]*) of=\1$' <<<"$out"
 check "... all 400 replicas at node 5's first successor $S1 (a burst 4x flood_burst over one link)" \
   bash -c "grep 'req=countn' <<<'$out' | sed -n 2p | grep -q 'found=400 of=400'"
 check "... and all 400 at its second successor $S2" \
