@@ -596,32 +596,46 @@ int ca_write_cert(const char *path, X509 *cert)
 	return write_atomic(path, 0644, emit_cert, cert);
 }
 
-int ca_read_key(const char *path, EVP_PKEY **out)
+/* Read one PEM object from path with reader; VP_EIO if the file cannot be opened, VP_EMALFORMED if it holds none. */
+static void *read_pem(const char *path, void *(*reader)(FILE *), int *rc)
 {
 	FILE *f = fopen(path, "r");
-	EVP_PKEY *k;
-	if (!f)
-		return VP_EIO;
-	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	void *obj;
+	if (!f) {
+		*rc = VP_EIO;
+		return NULL;
+	}
+	obj = reader(f);
 	fclose(f);
 	ERR_clear_error();
-	if (!k)
-		return VP_EMALFORMED;
-	*out = k;
-	return 0;
+	*rc = obj ? 0 : VP_EMALFORMED;
+	return obj;
+}
+
+static void *pem_key(FILE *f)
+{
+	return PEM_read_PrivateKey(f, NULL, NULL, NULL);
+}
+
+static void *pem_cert(FILE *f)
+{
+	return PEM_read_X509(f, NULL, NULL, NULL);
+}
+
+int ca_read_key(const char *path, EVP_PKEY **out)
+{
+	int rc;
+	EVP_PKEY *k = read_pem(path, pem_key, &rc);
+	if (k)
+		*out = k;
+	return rc;
 }
 
 int ca_read_cert(const char *path, X509 **out)
 {
-	FILE *f = fopen(path, "r");
-	X509 *x;
-	if (!f)
-		return VP_EIO;
-	x = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
-	ERR_clear_error();
-	if (!x)
-		return VP_EMALFORMED;
-	*out = x;
-	return 0;
+	int rc;
+	X509 *x = read_pem(path, pem_cert, &rc);
+	if (x)
+		*out = x;
+	return rc;
 }
