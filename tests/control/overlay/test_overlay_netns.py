@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from checks import check, failures, wait_for  # noqa: E402
 
 OVERLAY_SET = ["chord_update_interval=2s", "chord_ping_interval=2s"]
 NODE_SET = ["link.keepalive=3s"]
@@ -36,26 +38,6 @@ PARTITION_BOUND_S = 90
 # (chord_sim parallel_rings_merge_after_partition_heals), and one full-suite run on a loaded machine did not
 # merge within 60 s: the bound leaves that room, a ring that never merges still fails.
 HEAL_BOUND_S = 150
-failures = []
-
-
-def check(cond, what):
-    print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
-
-
-def wait_for(seconds, pred, step=0.5):
-    deadline = time.monotonic() + seconds
-    while True:
-        if pred():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("launcher")

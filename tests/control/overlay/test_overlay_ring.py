@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from checks import check, failures, wait_for  # noqa: E402
 from free_ports import free_base  # noqa: E402  (ports below the ephemeral range; the file says why)
 
 # Chord maintenance every 2 s (update and ping) makes a failure visible within a few seconds; the bound below
@@ -40,26 +41,6 @@ OVERLAY_SET = ["chord_update_interval=2s", "chord_ping_interval=2s"]
 ISOLATED_AFTER_S = 3
 RECOVERY_BOUND_S = 60
 SAMPLE_S = 1  # viprd samples its shards for /health once a second
-
-failures = []
-
-
-def check(cond, what):
-    print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
-
-
-def wait_for(seconds, pred, step=0.2):
-    deadline = time.monotonic() + seconds
-    while True:
-        if pred():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
-
 
 def http(addr, path):
     try:

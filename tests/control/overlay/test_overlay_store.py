@@ -42,21 +42,12 @@ import threading
 import time
 import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from checks import check, failures  # noqa: E402
 from free_ports import free_base  # noqa: E402  (ports below the ephemeral range; the file says why)
 
 OVERLAY_SET = ["chord_update_interval=2s", "chord_ping_interval=2s"]
 WORKERS = 8
 REPLICA_SETTLE_S = 3.0  # a copy still missing at the fetch must be there this much later
-failures = []
-
-
-def check(cond, what):
-    print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
-
-
 class Admin:
     """One admin connection (docs/protocol.md §10.1): request and answer frames, one at a time."""
 
