@@ -84,6 +84,12 @@ struct nk {
 	nk_pending_t *pend;
 	size_t n_pend;
 	bool batch_open;
+	/* the batch nk_commit is answering, moved aside so that a Store served from inside its hooks (a callback
+	 * issued it to this vnode) queues into the next batch instead of this one's list */
+	uint8_t *cpend_buf;
+	size_t cpend_cap;
+	nk_pending_t *cpend;
+	bool committing;
 	nk_range_t ranges_known[NK_MAX_VNODES];
 	size_t n_ranges_known;
 	/* fetch/stat walk state */
@@ -136,8 +142,11 @@ int nk_new(const nk_conf_t *conf, st_shard_t *shard, dp_cert_store_t *certs, nk_
 	k->pend = calloc(conf->max_pending, sizeof(*k->pend));
 	k->pend_cap = RL_MAX_MESSAGE_SIZE;
 	k->pend_buf = malloc(k->pend_cap);
+	k->cpend = calloc(conf->max_pending, sizeof(*k->cpend));
+	k->cpend_cap = RL_MAX_MESSAGE_SIZE;
+	k->cpend_buf = malloc(k->cpend_cap);
 	if (!k->entries || !k->signers || !k->sds || !k->metas || !k->ranges || !k->keys || !k->arena ||
-	    !k->ans || !k->pend || !k->pend_buf) {
+	    !k->ans || !k->pend || !k->pend_buf || !k->cpend || !k->cpend_buf) {
 		nk_free(k);
 		return VP_ENOMEM;
 	}
@@ -161,6 +170,8 @@ void nk_free(nk_t *k)
 	free(k->ans);
 	free(k->pend);
 	free(k->pend_buf);
+	free(k->cpend);
+	free(k->cpend_buf);
 	free(k);
 }
 
@@ -643,12 +654,32 @@ static void certs_of_store(nk_t *k, const rl_store_req_t *sr)
 int nk_commit(nk_t *k, nk_done_fn done, nk_send_fn send, void *arg)
 {
 	int rc = 0;
-	if (!k->batch_open)
-		return 0;
+	size_t n;
+	if (!k->batch_open || k->committing)
+		return 0; /* a commit from inside this one's hooks: the next batch waits for the next call */
 	k->batch_open = false;
 	rc = st_batch_commit(k->sh);
-	for (size_t i = 0; i < k->n_pend; i++) {
-		nk_pending_t *p = &k->pend[i];
+	/* This batch's answers and copies move aside: \p done and \p send may issue a Store that this vnode
+	 * serves at once (nk_handle from inside them).  It opens the next batch, queues into an empty list of
+	 * its own and is answered by the next commit, after its own write; before, it joined this list and
+	 * was answered before its write, or refused (VP_EBUSY) and answered only by the requester's timer. */
+	{
+		nk_pending_t *tp = k->pend;
+		uint8_t *tb = k->pend_buf;
+		size_t tc = k->pend_cap;
+		k->pend = k->cpend;
+		k->pend_buf = k->cpend_buf;
+		k->pend_cap = k->cpend_cap;
+		k->cpend = tp;
+		k->cpend_buf = tb;
+		k->cpend_cap = tc;
+	}
+	n = k->n_pend;
+	k->n_pend = 0;
+	k->pend_len = 0;
+	k->committing = true;
+	for (size_t i = 0; i < n; i++) {
+		nk_pending_t *p = &k->cpend[i];
 		nk_answer_t ans;
 		if (rc) {
 			answer_st_error(k, NULL, &ans, rc);
@@ -657,20 +688,20 @@ int nk_commit(nk_t *k, nk_done_fn done, nk_send_fn send, void *arg)
 			memset(&ans, 0, sizeof(ans));
 			ans.tag = p->tag;
 			ans.code = p->code;
-			ans.body.p = k->pend_buf + p->ans_off;
+			ans.body.p = k->cpend_buf + p->ans_off;
 			ans.body.len = (uint32_t)p->ans_len;
 		}
 		if (done)
 			done(arg, &ans);
 	}
 	if (!rc && send) {
-		for (size_t i = 0; i < k->n_pend; i++) {
-			nk_pending_t *p = &k->pend[i];
+		for (size_t i = 0; i < n; i++) {
+			nk_pending_t *p = &k->cpend[i];
 			rl_body_t b;
 			vp_id_t rid;
 			if (!p->body_len)
 				continue;
-			if (rl_body_decode(RL_STORE_REQ, k->pend_buf + p->body_off, p->body_len, model_fn, k, &b) ||
+			if (rl_body_decode(RL_STORE_REQ, k->cpend_buf + p->body_off, p->body_len, model_fn, k, &b) ||
 			    rid_of(&b.u.store_req.resource, &rid))
 				continue;
 			k->arena_len = 0;
@@ -683,9 +714,13 @@ int nk_commit(nk_t *k, nk_done_fn done, nk_send_fn send, void *arg)
 			}
 		}
 	}
-	k->n_pend = 0;
-	k->pend_len = 0;
+	k->committing = false;
 	return rc;
+}
+
+bool nk_batch_pending(const nk_t *k)
+{
+	return k && k->batch_open;
 }
 
 /* ---- Fetch, Stat, Find --------------------------------------------------- */

@@ -167,9 +167,14 @@ typedef void (*nk_done_fn)(void *arg, const nk_answer_t *ans);
  * responsible for its resource is copied to that vnode's 2 successors with
  * replica_number 1 and 2 through \p send
  * (NULL = no replication).  Call once per shard loop iteration; no batch open
- * is a no-op.  Returns 0 or the commit's error (VP_EDB).
+ * is a no-op.  Returns 0 or the commit's error (VP_EDB).  A Store that \p done
+ * or \p send has served here (nk_handle from inside them) goes into the next
+ * batch, answered by the next call; nk_commit from inside them is a no-op.
  */
 int nk_commit(nk_t *k, nk_done_fn done, nk_send_fn send, void *arg);
+
+/*! \brief True while a batch is open (Stores written and not yet committed). */
+bool nk_batch_pending(const nk_t *k);
 
 /* ---- topology actions -------------------------------------------------- */
 

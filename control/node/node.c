@@ -83,6 +83,9 @@ enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
  * is sent at 0, 1/8, 3/8 and 7/8 of the timer and fails at the timer.
  */
 #define RETX_DIV 8u
+/* Commits one store_commit runs back to back while callbacks of the previous one issued Stores this vnode
+ * serves (a chain of them: each answer issues the next); the rest waits for the shard loop's next iteration. */
+#define COMMIT_ROUNDS 4u
 
 /* A request of node_request(): allocated by the caller's thread, owned by the shard from the command on. */
 typedef struct node_req {
@@ -206,6 +209,12 @@ typedef struct node_shard {
 	uint32_t npend, cap_pend;
 	uint8_t *parena;             /* the pending Stores' requests */
 	size_t parena_len, parena_cap;
+	pend_ent_t *cpend;           /* the batch being committed (moved aside: nested Stores queue into pend) */
+	uint32_t ncpend, cap_cpend;
+	uint8_t *cparena;
+	size_t cparena_cap;
+	unsigned loc_depth;          /* requests served to itself being handled (nested: one served from a callback) */
+	unsigned ans_depth;          /* answers to them being called back */
 	act_ent_t *acts;             /* topology actions, run after the commit (nk_action needs no batch open) */
 	uint32_t nacts, cap_acts;
 	const chord_table_t *ranged; /* the table nk_set_range last saw */
@@ -939,25 +948,45 @@ static void req_local(node_shard_t *s, req_ent_t *e, uint64_t now)
 	uint64_t txid = e->txid;
 	size_t len = 0;
 	int err;
+	/* The message being delivered when this one was issued from a callback (a commit answering a Store
+	 * inside the delivery of another): its bytes and context stay as they were for the rest of its handling. */
+	dp_io_ev_t *cur = s->cur;
+	const dp_cert_ident_t *cur_signer = s->cur_signer;
+	vp_id_t cur_prev = s->cur_prev;
+	const uint8_t *cur_raw = s->cur_raw;
+	size_t cur_raw_len = s->cur_raw_len;
+	uint8_t *buf = s->loc_depth ? malloc(sizeof(s->locbuf)) : s->locbuf;
 
+	if (!buf) {
+		req_fail_txid(s, txid, VP_ENOMEM);
+		return;
+	}
 	e->local = true;
 	e->attempts++;
 	req_msg(s, e->r, txid, &d, &m);
-	err = self_signed(s, &m, s->locbuf, &vm, &signer, &len);
+	err = self_signed(s, &m, buf, &vm, &signer, &len);
 	if (err) {
 		req_fail_txid(s, txid, err);
-		return;
+		goto finish;
 	}
+	s->loc_depth++;
 	s->cur = NULL;
 	s->cur_signer = signer;
 	s->cur_prev = s->self;
-	s->cur_raw = s->locbuf;
+	s->cur_raw = buf;
 	s->cur_raw_len = len;
 	err = chord_node_recv(s->vn, &s->self, &vm, now);
-	s->cur_signer = NULL;
-	s->cur_raw = NULL;
+	s->loc_depth--;
 	if (err)
 		req_fail_txid(s, txid, err); /* e is gone if the answer came already */
+finish:
+	s->cur = cur;
+	s->cur_signer = cur_signer;
+	s->cur_prev = cur_prev;
+	s->cur_raw = cur_raw;
+	s->cur_raw_len = cur_raw_len;
+	if (buf != s->locbuf)
+		free(buf);
 }
 
 /* The vnode's answer to a request it served itself (io_send to self). */
@@ -967,6 +996,7 @@ static int capture_answer(node_shard_t *s, const rl_message_t *m)
 	const dp_cert_ident_t *signer = NULL;
 	rl_message_t am;
 	node_req_t *r;
+	uint8_t *buf;
 	uint32_t at;
 	uint64_t first;
 	int err;
@@ -977,11 +1007,22 @@ static int capture_answer(node_shard_t *s, const rl_message_t *m)
 	at = e->attempts;
 	first = e->first_ms;
 	req_remove(s, e);
-	err = self_signed(s, m, s->ansbuf, &am, &signer, NULL);
+	/* The callback may issue a request served here whose answer comes back before it returns: that one
+	 * gets a buffer of its own, this one's stays valid for the whole callback. */
+	buf = s->ans_depth ? malloc(sizeof(s->ansbuf)) : s->ansbuf;
+	if (!buf) {
+		req_fail(s, r, VP_ENOMEM, at);
+		return 0;
+	}
+	s->ans_depth++;
+	err = self_signed(s, m, buf, &am, &signer, NULL);
 	if (err)
 		req_fail(s, r, err, at);
 	else
 		req_answered(s, r, &am, &s->self, signer, at, first);
+	s->ans_depth--;
+	if (buf != s->ansbuf)
+		free(buf);
 	return 0;
 }
 
@@ -1308,10 +1349,10 @@ static void store_done(void *arg, const nk_answer_t *a)
 	rl_message_t m;
 	chord_delivery_t d;
 
-	if (a->tag >= s->npend || !s->pend[a->tag].len)
+	if (a->tag >= s->ncpend || !s->cpend[a->tag].len)
 		return;
-	p = &s->pend[a->tag];
-	if (rl_msg_decode(s->parena + p->off, p->len, &m))
+	p = &s->cpend[a->tag];
+	if (rl_msg_decode(s->cparena + p->off, p->len, &m))
 		return;
 	d = (chord_delivery_t){ .msg = &m, .prev_hop = p->prev };
 	store_answer(s, s->vn, &d, a);
@@ -1360,14 +1401,33 @@ static int store_send(void *arg, const nk_send_t *x)
  */
 static int store_commit(node_shard_t *s)
 {
-	int err;
+	int err = 0;
 	if (s->in_commit)
 		return 0;
 	s->in_commit = true;
-	err = nk_commit(s->nk, store_done, store_send, s);
-	s->npend = 0;
-	s->parena_len = 0;
-	if (!err) {
+	/* A callback of this commit (a node_request's answer) may issue a Store this vnode serves: it opens the
+	 * next batch, committed by the next round (bounded: a callback chain may go on, the shard loop's next
+	 * iteration takes it over). */
+	for (unsigned round = 0; round < COMMIT_ROUNDS && !err && nk_batch_pending(s->nk); round++) {
+		pend_ent_t *tp = s->pend;
+		uint8_t *ta = s->parena;
+		uint32_t tc = s->cap_pend;
+		size_t tac = s->parena_cap;
+		s->pend = s->cpend;
+		s->cap_pend = s->cap_cpend;
+		s->parena = s->cparena;
+		s->parena_cap = s->cparena_cap;
+		s->cpend = tp;
+		s->cap_cpend = tc;
+		s->cparena = ta;
+		s->cparena_cap = tac;
+		s->ncpend = s->npend;
+		s->npend = 0;
+		s->parena_len = 0;
+		err = nk_commit(s->nk, store_done, store_send, s);
+		s->ncpend = 0;
+	}
+	if (!err && !nk_batch_pending(s->nk)) {
 		/* In order; once one waits for tokens, every later one waits too (a DROP never overtakes the
 		 * handoff of what it would drop). */
 		uint32_t kept = 0;
@@ -2454,6 +2514,8 @@ void node_free(node_t *n)
 		free(s->reqs);
 		free(s->pend);
 		free(s->parena);
+		free(s->cpend);
+		free(s->cparena);
 		free(s->acts);
 		nk_free(s->nk);
 		OPENSSL_free(s->id.der);

@@ -23,6 +23,14 @@
  *     fetchcert:NODE       fetch NODE's CERTIFICATE_BY_NODE entries (at the hash of NODE, indices 0..3) until
  *                          one is there (every 200 ms, at most 15 s), each verified (NODE-MATCH)
  *     cfgupd:NODE,FILE     ConfigUpdate (type config) to NODE carrying the configuration document in FILE
+ *     chain:RID,N          N Stores at once (RID - i, i < N), and from each one's callback (the shard thread,
+ *                          inside the commit that answers it) one more Store, to RID - N - i: for a node that
+ *                          serves them itself, the nested Stores are served during a commit, and beyond
+ *                          max_pending (256) the N first ones make a Store commit the batch from inside its
+ *                          own handling.  Then each of the 2N Resource-IDs is fetched and its entry verified.
+ *                          Prints `req=chain answered=K of=2N ok=K slowest_ms=T fetched=K of=2N`; every Store
+ *                          must be answered with a StoreAns well before the retransmission (1/8 of the
+ *                          reliability timer) and every entry must be where it was sent (issue 16)
  *
  * Output: `req=fetch err=success code=0x8 responder=HEX attempts=1 rtt_ms=3 entries=1 rejected=0 ...`.
  * Exit status: 0 if every command was answered (an Error answer counts), 1 otherwise, 2 for a setup error.
@@ -182,6 +190,100 @@ static void *status_hammer(void *arg)
 			usleep(100); /* leave the shard room: the race needs both producers, not a full ring */
 	}
 	return NULL;
+}
+
+/* chain: a Store issued from the callback of another (nested in the commit that answers the first). */
+typedef struct chain {
+	node_t *node;
+	EVP_PKEY *key;
+	const rl_signer_identity_t *signer;
+	const vp_id_t *self;
+	uint32_t kind;
+	long n;
+	vp_id_t *res;       /* 2n Resource-IDs */
+	uint64_t *t_issued; /* ms */
+	uint64_t slowest_ms;
+	int answered, ok, issued;
+} chain_t;
+
+typedef struct chain_arg {
+	chain_t *c;
+	long i;
+} chain_arg_t;
+
+static chain_arg_t *chain_args;
+
+static int chain_issue(chain_t *c, long i);
+
+static void on_chain(void *arg, const node_answer_t *a)
+{
+	chain_arg_t *ca = arg;
+	chain_t *c = ca->c;
+	uint64_t ms = vp_time_mono_ns() / 1000000u - c->t_issued[ca->i];
+	int nested_err = 0;
+	if (ca->i < c->n)
+		nested_err = chain_issue(c, c->n + ca->i); /* on the shard thread, inside the commit */
+	pthread_mutex_lock(&cnt_mu);
+	if (ms > c->slowest_ms)
+		c->slowest_ms = ms;
+	c->answered++;
+	if (!a->err && a->code == RL_STORE_ANS)
+		c->ok++;
+	else
+		fprintf(stderr, "node_req: chain store %ld err=%s code=0x%x after %llu ms\n", ca->i, vp_strerror(a->err),
+		        a->code, (unsigned long long)ms);
+	if (nested_err)
+		fprintf(stderr, "node_req: chain store %ld not issued: %s\n", c->n + ca->i, vp_strerror(nested_err));
+	cnt_done++;
+	pthread_cond_signal(&cnt_cv);
+	pthread_mutex_unlock(&cnt_mu);
+}
+
+/* Store the ViPR entry (claimant = this vnode) at c->res[i], signed for it. */
+static int chain_issue(chain_t *c, long i)
+{
+	uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
+	st_vipr_key_t k = { *c->self, 1 };
+	st_vipr_value_t v = { *c->self, 1, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
+	rl_stored_data_t sd;
+	rl_store_kind_data_t kd;
+	rl_body_t b;
+	size_t vlen = 0;
+	int err;
+	st_vipr_key_encode(&k, key);
+	st_vipr_value_encode(&v, val, sizeof(val), &vlen);
+	memset(&sd, 0, sizeof(sd));
+	sd.storage_time = vp_time_wall_ms();
+	sd.lifetime = 3600;
+	sd.model = RL_MODEL_DICTIONARY;
+	sd.key = (rl_bytes_t){ key, ST_VIPR_KEY_LEN };
+	sd.exists = true;
+	sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
+	if (rl_stored_data_sign(c->key, c->res[i].b, VP_ID_LEN, c->kind, &sd, c->signer, sig, sizeof(sig)))
+		return VP_EINVAL;
+	memset(&kd, 0, sizeof(kd));
+	kd.kind = c->kind;
+	kd.values.items = &sd;
+	kd.values.n_items = 1;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_STORE_REQ;
+	b.u.store_req.resource = (rl_bytes_t){ c->res[i].b, VP_ID_LEN };
+	b.u.store_req.kind_data.items = &kd;
+	b.u.store_req.kind_data.n_items = 1;
+	chain_args[i] = (chain_arg_t){ c, i };
+	c->t_issued[i] = vp_time_mono_ns() / 1000000u;
+	for (int t = 0; t < 100; t++) {
+		err = node_request(c->node, 0, &c->res[i], true, &b, on_chain, &chain_args[i]);
+		if (err != VP_EBUSY)
+			break;
+		usleep(1000); /* the command ring is full (main thread only): the shard takes them */
+	}
+	if (!err) {
+		pthread_mutex_lock(&cnt_mu);
+		c->issued++;
+		pthread_mutex_unlock(&cnt_mu);
+	}
+	return err;
 }
 
 /* RID - i (i < 2^64) */
@@ -476,6 +578,59 @@ int main(int argc, char **argv)
 				if (r)
 					exit(1); /* a callback may still come: leave without freeing what it would touch */
 			}
+		} else if (!strcmp(verb, "chain")) {
+			chain_t c = { .node = node, .key = id.key, .signer = &id.signer, .self = self, .kind = kind, .n = count };
+			struct timespec until;
+			int fetched = 0, want;
+			if (count <= 0 || count > 10000 || !(c.res = calloc((size_t)count * 2, sizeof(*c.res))) ||
+			    !(c.t_issued = calloc((size_t)count * 2, sizeof(*c.t_issued))) ||
+			    !(chain_args = calloc((size_t)count * 2, sizeof(*chain_args)))) {
+				rc = 2;
+				break;
+			}
+			for (long j = 0; j < 2 * count; j++)
+				c.res[j] = id_minus(&target, (uint64_t)j);
+			cnt_done = 0;
+			for (long j = 0; j < count; j++)
+				if (chain_issue(&c, j))
+					break;
+			/* Bounded: every Store is called back by its timer at the latest. */
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += (time_t)(wait_ms / 1000) + 5;
+			pthread_mutex_lock(&cnt_mu);
+			while (cnt_done < 2 * count)
+				if (pthread_cond_timedwait(&cnt_cv, &cnt_mu, &until))
+					break;
+			want = cnt_done == 2 * count;
+			pthread_mutex_unlock(&cnt_mu);
+			if (!want) {
+				printf("req=chain answered=%d of=%ld issued=%d (a callback is missing)\n", cnt_done, 2 * count, c.issued);
+				exit(1); /* a callback may still come: leave without freeing what it would touch */
+			}
+			/* Each entry where it was sent, its signature verified by this fetcher. */
+			for (long j = 0; j < 2 * count; j++) {
+				memset(&spec, 0, sizeof(spec));
+				spec.kind = kind;
+				spec.model = RL_MODEL_DICTIONARY;
+				memset(&b, 0, sizeof(b));
+				b.code = RL_FETCH_REQ;
+				b.u.fetch_req.resource = (rl_bytes_t){ c.res[j].b, VP_ID_LEN };
+				b.u.fetch_req.specifiers.items = &spec;
+				b.u.fetch_req.specifiers.n_items = 1;
+				w.resource = c.res[j];
+				if (run(node, &w, &c.res[j], true, &b, wait_ms, true) == 0 && strstr(w.line, " entries=1 ") &&
+				    strstr(w.line, " verify=success "))
+					fetched++;
+				else
+					fprintf(stderr, "node_req: chain fetch %ld: %s\n", j, w.line);
+			}
+			printf("req=chain answered=%d of=%ld ok=%d slowest_ms=%llu fetched=%d of=%ld\n", cnt_done, 2 * count,
+			       c.ok, (unsigned long long)c.slowest_ms, fetched, 2 * count);
+			r = c.ok == 2 * count && fetched == 2 * count ? 0 : 1;
+			free(c.res);
+			free(c.t_issued);
+			free(chain_args);
+			chain_args = NULL;
 		} else if (!strcmp(verb, "fetch") || !strcmp(verb, "stat") || !strcmp(verb, "fetchuntil")) {
 			bool until = !strcmp(verb, "fetchuntil");
 			memset(&spec, 0, sizeof(spec));

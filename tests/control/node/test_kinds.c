@@ -563,6 +563,87 @@ static void replica_from_a_non_neighbour_is_refused(void **state)
 	assert_int_equal(count_entries(&rid), 1);
 }
 
+/* A done hook that serves one more Store (as a node_request issued from a callback and served by this vnode
+ * does), once, when the answer tagged \p after arrives; records each answer's tag. */
+typedef struct nest {
+	sink_t sink;
+	req_t *inner;
+	uint64_t after;
+	int inner_rc;
+	bool inner_done;
+	uint64_t tags[NK_PENDING_DEFAULT + 4];
+	unsigned n_tags;
+} nest_t;
+
+static void on_done_nest(void *arg, const nk_answer_t *a)
+{
+	nest_t *n = arg;
+	nk_answer_t ia;
+	on_done(&n->sink, a);
+	if (n->n_tags < sizeof(n->tags) / sizeof(n->tags[0]))
+		n->tags[n->n_tags++] = a->tag;
+	if (a->tag == n->after && n->inner && !n->inner_done) {
+		n->inner_done = true;
+		n->inner_rc = nk_handle(nk, &n->inner->r, &ia);
+	}
+}
+
+/* A Store served from inside nk_commit's answer hook, while a full batch (max_pending) is being answered,
+ * goes into the next batch: this commit answers only its own max_pending Stores, the nested one is answered
+ * by the next commit, after its own write.  It was refused VP_EBUSY (the committing list still counted), or,
+ * below max_pending, joined the list being answered: answered before its write. */
+static void store_from_a_commit_hook_is_answered_by_the_next_commit(void **state)
+{
+	const pk_node_t *carry[1] = { &nd_a };
+	nest_t n;
+	vp_id_t rid_in = rid_at(0x3B, 9999);
+	ent_t e;
+	rl_store_kind_data_t kd;
+	rl_stored_data_t sds[1];
+	rl_body_t b;
+	nk_answer_t a;
+	(void)state;
+
+	memset(&n, 0, sizeof(n));
+	for (uint32_t i = 0; i < NK_PENDING_DEFAULT; i++) {
+		vp_id_t rid = rid_at(0x3B, i);
+		req_t *q;
+		ent_make(&e, &rid, &id_a, 1, &nd_a, wall_now);
+		b = store_body(&rid, 0, &e, 1, &kd, sds);
+		q = req_new(&b, &nd_a, carry, 1, &id_a);
+		q->r.tag = i;
+		assert_int_equal(nk_handle(nk, &q->r, &a), 1);
+		free(q);
+	}
+	ent_make(&e, &rid_in, &id_a, 1, &nd_a, wall_now);
+	b = store_body(&rid_in, 0, &e, 1, &kd, sds);
+	n.inner = req_new(&b, &nd_a, carry, 1, &id_a);
+	n.inner->r.tag = 0; /* the first of the next batch's list */
+	n.after = 3;
+	n.inner_rc = -1000;
+	assert_int_equal(nk_commit(nk, on_done_nest, on_send, &n), 0);
+	assert_true(n.inner_done);
+	assert_int_equal(n.inner_rc, 1); /* queued, not VP_EBUSY */
+	assert_int_equal(n.sink.answers, NK_PENDING_DEFAULT); /* this commit: its own Stores only */
+	for (unsigned i = 0; i < n.n_tags; i++)
+		assert_int_equal(n.tags[i], i);
+	assert_true(nk_batch_pending(nk)); /* the nested Store's batch waits for its commit */
+	/* the nested Store is answered by the next commit, and is there */
+	n.n_tags = 0;
+	assert_int_equal(nk_commit(nk, on_done_nest, on_send, &n), 0);
+	assert_int_equal(n.sink.answers, NK_PENDING_DEFAULT + 1);
+	assert_int_equal(n.n_tags, 1);
+	assert_int_equal(n.tags[0], 0);
+	assert_int_equal(n.sink.code, RL_STORE_ANS);
+	assert_false(nk_batch_pending(nk));
+	assert_int_equal(count_entries(&rid_in), 1);
+	{
+		vp_id_t last = rid_at(0x3B, NK_PENDING_DEFAULT - 1);
+		assert_int_equal(count_entries(&last), 1);
+	}
+	free(n.inner);
+}
+
 /* Send \p n one-entry Stores from \p sender for resources in V's range; returns how many succeeded. */
 static uint32_t send_many(uint32_t n, const pk_node_t *sender, const vp_id_t *sender_id, uint32_t base)
 {
@@ -926,6 +1007,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(forged_entries_in_a_replica_are_refused_one_by_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(replica_from_a_non_neighbour_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(neighbours_own_store_is_replicated, setup, teardown),
+		cmocka_unit_test_setup_teardown(store_from_a_commit_hook_is_answered_by_the_next_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(handoff_of_10000_entries_is_not_throttled, setup, teardown),
 		cmocka_unit_test_setup_teardown(drop_keeps_recent_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(handoff_and_replicate_send_the_range, setup, teardown),
