@@ -13,7 +13,9 @@
 # The operator's view: `viprctl validation NUMBER` on B shows the call record, the lookup, T's failed
 # handshake and A's route; alarms fire where a case was built for them (T serves failed handshakes beyond
 # [vipr] alarm_refused, T's certificate within alarm_cert, T's ticket key file replaced, B's pending limit
-# 0 while A is down) and not elsewhere.
+# 0 while A is down) and not elsewhere.  The thief then guesses as a validator: originating records for
+# A's numbers it never called; A's PVP server fails each handshake, A raises refused_credentials (absent
+# there before), and T learns no route.
 # Every process started here is killed by PID on exit, pass or fail; every wait is bounded.
 # Usage: test_flow_viprd.sh path/to/viprd path/to/vipr-enroll path/to/vipr-agent path/to/vipr-ticket path/to/viprctl
 set -u
@@ -254,6 +256,28 @@ check "T's /metrics: viprd_alarm 1 for cert_expiring, 0 for peer_incidents" \
 "$TK" genkey > T.keys.new && mv T.keys.new T.keys
 check "T: ticket_key_changed once its key file was replaced" wait_for 15 alarm_on 4 ticket_key_changed
 check "A and B: no ticket_key_changed, no peer_incidents, no over_quota" none_of "2 3" "ticket_key_changed peer_incidents over_quota"
+
+# ---- the thief as a validator: guessed originating records against A's PVP server ---------------------
+# T says it called 3 of A's numbers (6, 8, 9: no other round validates them, so A's per-number limit costs
+# B nothing).  T never saw those calls: it guesses each (ending on the minute, 3 minutes long, no
+# caller-ID), its server looks the number up, finds A's claim and runs PVP against A's server with the
+# guess.  Every handshake fails at A: the owner sees them (pvp_served outcome=handshake-failed,
+# refused_credentials beyond alarm_refused = 3, absent on A until now), and T learns no route.
+python3 - > tguess.csv <<'PY'
+import time
+g = int(time.time()) // 60 * 60000 - 60000
+for k in (6, 8, 9):
+    print("orig,+1408555%04d,,%d,%d" % (100 + k, g - 180000, g))
+PY
+check "T's agent uploads 3 guessed originating records for A's numbers" agent T -V 1 upload tguess.csv
+check "A: refused_credentials (T's guessed handshakes failed at A's PVP server)" wait_for 40 alarm_on 2 refused_credentials
+check "A's log names each failed handshake it served" \
+  bash -c "[ \$(grep -c 'event=pvp_served srv=A .*outcome=handshake-failed' n2.log) -ge 3 ]"
+# (A has no record matching a guess, so the handshake names no number: the owner sees the guesses in its
+# log and alarm, not in `viprctl validation NUMBER`.)
+check "T tried A for the guessed numbers and failed" \
+  grep -q "event=validation srv=T number=+1408555010[689] claimant=${ID[$NODE_OF_A]} err=" n4.log
+check "T never validates: no route at T" bash -c "! grep -q 'event=route srv=T .*status=routes' n4.log"
 
 # ---- round 2: kill -9 of a plain node during the flow ------------------------------------------
 # The victim is the plain node responsible for the most of the numbers 10..39 (the successor of
