@@ -7,6 +7,10 @@
 # the calls); B's server fetches each number's 3 copies, AppAttaches to every claimant and runs PVP;
 # B's subscribed agent receives a Notify per number, whose ticket A's border element (vipr-ticket
 # verify, A's keys) accepts for B's domain, and T's keys refuse.  T never validates.
+# A rogue storing node: the plain node responsible for 3 of A's numbers is killed -9, its RocksDB store
+# tampered with offline (a value altered keeping its signature, a forged signature, an entry removed) and
+# restarted; B's lookups reject the bad entries, outvote its copy, blame it (incident, peer_incidents) and
+# every call still validates.
 # Then kill -9 of a plain node during a second round of calls: every validation still completes
 # (lookups use the replicas).  Then kill -9 of carrier A between a call's upload and its
 # validation: after A restarts, B's retry validates it, nothing lost.
@@ -102,12 +106,15 @@ attach_timeout = 5s
 EOF
     printf '[vipr]\nenabled = yes\nserver_config = %s\nstore_rate = 500\nalarm_refused = 3\n' "$T/$r.server" >> n$i.conf
     # alarm cases: B alarms on any record waiting; T's certificate (a year) is "expiring" within 10 years
-    [ $r = B ] && echo "alarm_pending = 0" >> n$i.conf
+    [ $r = B ] && printf 'alarm_pending = 0\nalarm_peer_incidents = 2\n' >> n$i.conf
     # and T may claim exactly its 40 numbers with its one Node-ID
     [ $r = T ] && printf 'alarm_cert = 3650d\nquota = 40\n[metrics]\nlisten = 127.0.0.1:%s\n' "$(free_port)" >> n$i.conf
   fi
 done
 NODE_OF_A=2; NODE_OF_B=3; NODE_OF_T=4
+# The Node-IDs of nodes 1..NODES in that order (${ID[*]} of an associative array is in hash order: the
+# responsible-node computations below got the wrong node for a number before).
+ids_in_order() { local i; for i in $(seq 1 $NODES); do printf '%s ' "${ID[$i]}"; done; }
 
 start() { "$V" -c n$1.conf >> n$1.log 2>&1 & PID[$1]=$!; }
 joined() { grep -q 'mod=node event=joined' n$1.log; }
@@ -279,11 +286,129 @@ check "T tried A for the guessed numbers and failed" \
   grep -q "event=validation srv=T number=+1408555010[689] claimant=${ID[$NODE_OF_A]} err=" n4.log
 check "T never validates: no route at T" bash -c "! grep -q 'event=route srv=T .*status=routes' n4.log"
 
+# ---- a rogue storing node (real processes, offline tampering) --------------------------------------
+# A publishes a second block, +1408557[0100-0119].  The plain node responsible for the most of those
+# numbers is killed -9; its RocksDB store is tampered with offline (ldb, the record layout of
+# storage/record.h) for 3 of its numbers: A's entry's value altered keeping A's signature (X), A's entry's
+# signature altered (F, a forged signature), A's entry removed (D); then it restarts with its Node-ID.
+# B then validates a call to each: the lookup fetches the rogue's copy and the 2 replicas' copies.  For X and
+# F the rogue's entry fails the fetcher's signature check (rejected) and its copy, without A's entry, is
+# outvoted by the 2 others: B still finds A and validates, logs an incident naming the rogue, and raises
+# peer_incidents ([vipr] alarm_peer_incidents = 2 on B).  Without the signature check the altered entry would
+# count for nothing (rejected=0); without the vote the responsible peer's copy alone names no claimant and
+# nothing would validate.  Checked by mutation (2026-12-07): nk_fetch_verify accepting every entry fails the
+# incident and peer_incidents checks; fetch_finish voting over copy 0 alone fails the validations.  The
+# removed entry (D) drew no incident in those runs: the rejoining node got its range back from its
+# neighbours before the lookup (printed, not required).
+check "A publishes a second block of 20 numbers" agent A -V 1 publish '+1408557[0100-0119]'
+read -r rogue RX RF RD <<<"$(python3 - $(ids_in_order) <<'PY'
+import hashlib, sys
+ids = [int(x, 16) for x in sys.argv[1:]]
+ring = sorted(ids)
+def resp(n):
+    r = int.from_bytes(hashlib.sha1(n.encode()).digest()[:16], "big")
+    for x in ring:
+        if x >= r:
+            return ids.index(x) + 1
+    return ids.index(ring[0]) + 1
+by = {}
+for k in range(20):
+    by.setdefault(resp("+1408557%04d" % (100 + k)), []).append("+1408557%04d" % (100 + k))
+plain = {n: v for n, v in by.items() if n >= 5 and len(v) >= 3}
+v = max(plain, key=lambda n: len(plain[n])) if plain else 0
+print(v, " ".join(plain[v][:3]) if v else "")
+PY
+)"
+check "a plain node (node $rogue) is responsible for 3 of the block's numbers ($RX $RF $RD)" test -n "$RD"
+tamper() {  # tamper DB OP NUMBER OWNER: OP alter | forge | drop on OWNER's entry of NUMBER's record
+  python3 - "$@" <<'PY'
+import hashlib, struct, subprocess, sys
+db, op, number, owner = sys.argv[1], sys.argv[2], sys.argv[3], bytes.fromhex(sys.argv[4])
+key = hashlib.sha1(number.encode()).digest()[:16] + struct.pack(">I", 0xF0000100)
+ldb = ["ldb", "--db=" + db, "--column_family=s0", "--hex"]
+out = subprocess.run(ldb + ["get", "0x" + key.hex()], capture_output=True, text=True, timeout=30)
+if out.returncode != 0:
+    sys.exit("no record for %s: %s" % (number, out.stderr.strip()))
+rec = bytearray.fromhex(out.stdout.strip()[2:])
+count = struct.unpack(">I", rec[10:14])[0]
+at, hit = 14, None
+for _ in range(count):
+    start = at
+    at += 1 + 1 + 8 + 4 + 8
+    own = bytes(rec[at:at + 16]); at += 16
+    kl = struct.unpack(">H", rec[at:at + 2])[0]; at += 2 + kl
+    vl = struct.unpack(">I", rec[at:at + 4])[0]; vat = at + 4; at += 4 + vl
+    sl = struct.unpack(">I", rec[at:at + 4])[0]; sat = at + 4; at += 4 + sl
+    if own == owner:
+        hit = (start, at, vat, vl, sat, sl)
+if hit is None:
+    sys.exit("no entry of %s in %s's record" % (owner.hex(), number))
+start, end, vat, vl, sat, sl = hit
+if op == "alter":
+    rec[vat + 5] ^= 0x01              # a byte of the claimant Node-ID inside the value; signature kept
+elif op == "forge":
+    rec[sat + sl - 3] ^= 0x01         # a byte of the ECDSA signature value
+else:
+    del rec[start:end]
+    rec[10:14] = struct.pack(">I", count - 1)
+if op == "drop" and count == 1:
+    cmd = ldb + ["delete", "0x" + key.hex()]
+else:
+    cmd = ldb + ["put", "0x" + key.hex(), "0x" + rec.hex()]
+r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+sys.exit(0 if r.returncode == 0 else "ldb: " + r.stderr.strip())
+PY
+}
+kill -9 "${PID[$rogue]}"; wait "${PID[$rogue]}" 2>/dev/null; unset "PID[$rogue]"
+check "node $rogue's store: A's entry of $RX altered, signature kept" tamper n$rogue/store alter $RX ${ID[$NODE_OF_A]}
+check "node $rogue's store: A's entry of $RF given a forged signature" tamper n$rogue/store forge $RF ${ID[$NODE_OF_A]}
+check "node $rogue's store: A's entry of $RD removed" tamper n$rogue/store drop $RD ${ID[$NODE_OF_A]}
+start $rogue
+check "the rogue node $rogue restarts with its Node-ID" \
+  wait_for 40 bash -c "[ \$(grep -c 'mod=node event=joined' n$rogue.log) -ge 2 ]"
+check "the ring settles again" settled
+python3 - $RX $RF $RD <<'PY'
+import sys, time
+now = int(time.time() * 1000)
+o = open("orig.csv", "w"); t = open("term.csv", "w")
+for i, called in enumerate(sys.argv[1:]):
+    stop = now - 2000
+    start = stop - 183000
+    off = start // 1000 % 1800
+    if off < 90 or off > 1800 - 90:
+        start -= 240000
+    caller = "+3312346%04d" % i
+    o.write("orig,%s,%s,%d,%d\n" % (called, caller, start, stop))
+    t.write("term,%s,%s,%d,%d\n" % (called, caller, start + 700, stop + 900))
+PY
+sub 20 90 rr.sub
+sleep 1
+check "A uploads the 3 calls' terminating records" agent A -V 1 upload term.csv
+check "B uploads their originating records" agent B -V 5 upload orig.csv
+routes_for() { local f=$1 n; shift; for n in "$@"; do grep -q "^route number=$n " "$f" 2>/dev/null || return 1; done; }
+check "B validates all 3 numbers with A despite the rogue copies (outvoted)" wait_for 90 routes_for rr.sub $RX $RF $RD
+check "their tickets verify at A's border element" tickets_ok rr.sub
+rejected_blamed() {  # an incident for number $1 with an entry rejected by the signature check, naming the rogue
+  grep "event=incident number=$1 " n3.log | grep -q "rejected=[1-9].*blame=${ID[$rogue]}"
+}
+check "B's incident for $RX (value altered) names node $rogue and its rejected entry" rejected_blamed $RX
+check "B's incident for $RF (forged signature) names node $rogue and its rejected entry" rejected_blamed $RF
+if grep -q "event=incident number=$RD .*blame=${ID[$rogue]}" n3.log; then
+  echo "     ($RD, dropped: the rogue's copy was outvoted and blamed)"
+else
+  echo "     ($RD, dropped: no incident; the copy was restored before B's lookup)"
+fi
+check "B: peer_incidents (repeated incidents from node $rogue; alarm_peer_incidents = 2)" \
+  wait_for 10 alarm_on 3 peer_incidents
+names_rogue() { ctl 3 alarms --json | grep -q "peer ${ID[$rogue]} blamed"; }
+check "... its detail names node $rogue" names_rogue
+check "A: no peer_incidents (A looked nothing up)" alarm_off 2 peer_incidents
+
 # ---- round 2: kill -9 of a plain node during the flow ------------------------------------------
 # The victim is the plain node responsible for the most of the numbers 10..39 (the successor of
 # SHA-1(number)[0..15] on the ring), and round 2 calls up to 6 of exactly those numbers: every
 # lookup of the round must do without the responsible peer's copy.
-read -r victim R2 <<<"$(python3 - ${ID[*]} <<'PY'
+read -r victim R2 <<<"$(python3 - $(ids_in_order) <<'PY'
 import hashlib, sys
 ids = [int(x, 16) for x in sys.argv[1:]]          # node i+1 has ids[i]
 ring = sorted(ids)
