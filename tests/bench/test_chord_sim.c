@@ -353,7 +353,8 @@ static uint32_t group_ring_errors(sim_t *s, uint32_t n, uint32_t group)
  * Split a converged ring in two (odd nodes in partition 1) until each half has
  * formed its own correct ring, then heal the partition.  Stabilisation alone
  * cannot merge two rings (no node knows the other ring); the ring check (an
- * Attach to self+1 through the bootstrap peer a node joined through) must.
+ * Attach to self+1 through a remembered peer outside the table: the bootstrap
+ * peer a node joined through, or a peer it saw fail) must.
  * Returns whether one correct ring formed within `limit_ms` after the heal.
  */
 static bool split_then_heal(uint64_t ring_check_ms, uint64_t limit_ms)
