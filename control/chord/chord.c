@@ -353,6 +353,7 @@ static void mem_remember(chord_node_t *n, const vp_id_t *id, bool pinned)
 static void mem_missed(chord_node_t *n, const vp_id_t *id)
 {
 	int i = mem_find(n, id);
+	n->stats.ring_check_misses++;
 	if (i < 0)
 		return;
 	if (++n->mem[i].misses >= MERGE_MISSES && !n->mem[i].pinned)
@@ -964,7 +965,8 @@ static void probe_reached(chord_node_t *n, const vp_id_t *peer)
 	clear_dead(n, peer);
 	if (txn_pending_attach(n, &target))
 		return;
-	send_attach(n, &target, true, peer, TX_ATTACH_FINGER, true);
+	if (send_attach(n, &target, true, peer, TX_ATTACH_FINGER, true) == 0)
+		n->stats.ring_checks++;
 }
 
 /* ---- handlers ----------------------------------------------------------- */

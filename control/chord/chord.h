@@ -148,6 +148,8 @@ typedef struct chord_stats {
 	uint64_t ttl_drops;     /*!< messages dropped for TTL exhaustion */
 	uint64_t no_route;      /*!< messages dropped for lack of a route */
 	uint64_t rerouted;      /*!< requests sent again around a failed link */
+	uint64_t ring_checks;   /*!< ring-check Attaches sent through a remembered peer (merge probes) */
+	uint64_t ring_check_misses; /*!< ring-check links to a remembered peer that did not come up */
 } chord_stats_t;
 
 /*!

@@ -724,6 +724,7 @@ static void ring_check_probes_through_a_peer_seen_failing(void **state)
 	assert_int_equal(t->nreach, 1);
 	assert_int_equal(t->reach_to, 2);
 	assert_int_equal(ring_check_attaches(t, 1, 2), 1);
+	assert_int_equal(chord_node_stats(t->n[1])->ring_checks, 1);
 	/* Answered from 0x80's ring: 0x80 is responsible for 0x40..01 and becomes our successor. */
 	run(t);
 	assert_id(&chord_node_table(t->n[1])->succ[0], T(0x80));
@@ -753,6 +754,8 @@ static void ring_check_forgets_a_peer_it_cannot_reach(void **state)
 	}
 	assert_int_equal(t->nreach, 8);
 	assert_int_equal(t->reach_to, 2);
+	assert_int_equal(chord_node_stats(t->n[1])->ring_check_misses, 8);
+	assert_int_equal(chord_node_stats(t->n[1])->ring_checks, 0);
 	net_free(t);
 }
 

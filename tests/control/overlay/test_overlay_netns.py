@@ -66,6 +66,14 @@ def main():
                            capture_output=True, text=True, timeout=30)
         return int(r.stdout or 0)
 
+    def counter(node, name):
+        r = subprocess.run(["ip", "netns", "exec", node["netns"], "curl", "-s", "--max-time", "5",
+                            "http://%s/metrics" % node["metrics"]], capture_output=True, text=True, timeout=30)
+        for line in r.stdout.splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+        return 0
+
     def ring_true(nodes, why):
         ids = sorted(n["node_id"] for n in nodes)
         wrong = []
@@ -141,6 +149,9 @@ def main():
         print("partition_heal=%s after_s=%.1f wrong=%r" % ("yes" if healed else "no", time.monotonic() - t0, why),
               flush=True)
         check(healed, "the partition heals into one true ring within %d s: wrong %r" % (HEAL_BOUND_S, why))
+        print("ring_checks=%d ring_check_misses=%d (all nodes, whole run)" %
+              (sum(counter(n, "viprd_ring_checks_total") for n in nodes),
+               sum(counter(n, "viprd_ring_check_misses_total") for n in nodes)), flush=True)
     finally:
         subprocess.run([sys.executable, a.launcher, "down", "--dir", d], capture_output=True, timeout=120)
         try:
