@@ -62,7 +62,7 @@
 #define OVERLAY "relay.bench.example"
 /* Bounds: every wait of the program ends (setup, a slice, the shutdown). */
 #define JOIN_WAIT_MS 30000u
-#define SLICE_WAIT_MS 120000u
+#define SLICE_WAIT_MS 60000u
 #define STATUS_WAIT_MS 5000u
 #define NMSG 64u /* distinct messages (txid, Resource-ID) the sender cycles through */
 
@@ -161,6 +161,7 @@ typedef struct waiter {
 	bool done;
 	int err;
 	clockid_t clk;
+	pid_t tid;
 	node_shard_status_t st;
 } waiter_t;
 
@@ -207,6 +208,7 @@ static void on_self_ping(void *arg, const node_answer_t *a)
 	w->err = a->err;
 	if (!a->err && pthread_getcpuclockid(pthread_self(), &w->clk))
 		w->err = VP_EIO;
+	w->tid = gettid();
 	waiter_signal(w);
 }
 
@@ -385,14 +387,26 @@ static void ours_slice(bench_t *b, const msgset_t *ms, uint64_t n, tally_t *t)
 	atomic_store(&b->dp.rx, drx0);
 	c0 = cpu_of(b->r_clk);
 	while (got < n) {
-		if (mono_ms() - t0 > SLICE_WAIT_MS)
-			die("slice timeout", ms->name);
+		if (mono_ms() - t0 > SLICE_WAIT_MS) {
+			node_shard_status_t r = status_of(b->r), d = status_of(b->d);
+			char w[320];
+			snprintf(w, sizeof(w),
+			         "\"kind=%s sent=%llu received=%llu relayed=%llu relay_tx_refused=%llu relay_rx_overflow=%llu "
+			         "relay_flood=%llu receiver_rx_overflow=%llu\"",
+			         ms->name, (unsigned long long)sent, (unsigned long long)got,
+			         (unsigned long long)(r.relayed - r0.relayed),
+			         (unsigned long long)(r.io.tx_refused - r0.io.tx_refused),
+			         (unsigned long long)(r.io.rx_overflow - r0.io.rx_overflow),
+			         (unsigned long long)(r.refused_flood - r0.refused_flood),
+			         (unsigned long long)(d.io.rx_overflow - d0.io.rx_overflow));
+			die("slice timeout", w);
+		}
 		if (!atomic_load(&b->dp.pending)) {
 			atomic_store(&b->dp.pending, true);
 			if (node_status_async(b->d, on_d_status, &b->dp))
 				atomic_store(&b->dp.pending, false);
 		}
-		while (sent < n && sent - got < b->window) {
+		while (sent < n && sent < got + b->window) { /* got may exceed sent: D's own maintenance messages */
 			unsigned i = b->idx % NMSG;
 			if (dp_link_send(b->sl, ms->buf[i], ms->len[i]))
 				break; /* VP_EAGAIN: S's own buffer is full */
@@ -795,6 +809,7 @@ int main(int argc, char **argv)
 	printf("# one viprd shard (node_new, 1 shard, RocksDB storage service) relaying from a sender's link to the "
 	       "next hop of its table; %s, ECDSA P-256 overlay certificates, 127.0.0.1\n",
 	       dp_link_tls_version(b.sl));
+	printf("# relay shard thread: tid %d (for perf record -t)\n", (int)w.tid);
 	for (unsigned k = 0; k < nsets; k++)
 		printf("# %s: %zu bytes, destination [Resource-ID in the receiver's range, Node-ID], %llu per slice, "
 		       "%u slices, window %u\n",
