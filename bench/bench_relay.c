@@ -29,7 +29,7 @@
  *     like S, per CPU second of that thread: what TLS alone costs a relay.
  * Ratios are ours / baseline (above 1 better for us).
  *
- *   bench_relay [--messages N] [--slices K] [--window W] [--codec-cpu S] [--kind store|ping|both]
+ *   bench_relay [--messages N] [--slices K] [--window W] [--codec-cpu S] [--kind store|ping|both] [--records N]
  *   bench_relay --help
  */
 #include <errno.h>
@@ -54,10 +54,13 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "control/node/ca.h"
+#include "control/node/kinds.h"
 #include "control/node/node.h"
 #include "dataplane/cert.h"
 #include "dataplane/link.h"
 #include "dataplane/reload.h"
+#include "storage/store.h"
+#include "storage/vipr_kind.h"
 
 #define OVERLAY "relay.bench.example"
 /* Bounds: every wait of the program ends (setup, a slice, the shutdown). */
@@ -128,6 +131,67 @@ static void write_node_dir(const ident_t *o, const char *name, char *dir, size_t
 	snprintf(p, sizeof(p), "%s/node.key", dir);
 	if (ca_write_key(p, o->key))
 		die("write key", p);
+}
+
+/*
+ * --records N: N ViPR registrations (each its own Resource-ID and claimant) written into the relay's store
+ * before it starts, with the node's own storage configuration, so the figure shows what the storage
+ * service's per-iteration work costs a relaying shard whose store is not empty.
+ */
+static void preload(const char *data_dir, uint64_t n)
+{
+	st_config_t sc;
+	st_kind_t certk = nk_kind_cert_by_node();
+	st_db_t *db = NULL;
+	st_shard_t *sh;
+	char path[256];
+	uint64_t now = (uint64_t)time(NULL) * 1000u, seed = 0x9e3779b97f4a7c15ull;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "%s/store", data_dir);
+	st_config_default(&sc);
+	sc.path = path;
+	sc.n_shards = 1;
+	sc.kinds = &certk;
+	sc.n_kinds = 1;
+	sc.vipr_quota = 0; /* many claimants, one entry each: no quota or rate limit while loading */
+	for (int i = 0; i < ST_RATE_NOPS; i++)
+		sc.rate[i] = (st_rate_limit_t){ 0, 0 };
+	if (st_db_open(&sc, &db))
+		die("preload open", path);
+	sh = st_db_shard(db, 0);
+	for (uint64_t done = 0; done < n && !rc;) {
+		uint64_t nb = n - done < 1000 ? n - done : 1000;
+		rc = st_batch_begin(sh);
+		for (uint64_t j = 0; j < nb && !rc; j++, done++) {
+			vp_id_t who, rid;
+			uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[72];
+			size_t vlen;
+			for (int q = 0; q < VP_ID_LEN; q += 8) {
+				seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+				memcpy(who.b + q, &seed, 8);
+				seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+				memcpy(rid.b + q, &seed, 8);
+			}
+			memset(sig, 0x5a, sizeof(sig));
+			st_vipr_key_encode(&(st_vipr_key_t){ who, 3 }, key);
+			if (st_vipr_value_encode(&(st_vipr_value_t){ .contact = who, .vservice_id = 3, .pvp_methods = 1 }, val,
+			                         sizeof(val), &vlen))
+				die("preload value", NULL);
+			st_entry_t e = { .key = key, .key_len = sizeof(key), .storage_time = now, .lifetime = 86400,
+			                 .exists = true, .value = val, .value_len = (uint32_t)vlen, .sig = sig,
+			                 .sig_len = sizeof(sig) };
+			st_kind_data_t kd = { .kind = ST_VIPR_KIND_ID_DEFAULT, .values = &e, .n_values = 1 };
+			st_store_req_t rq = { .resource = rid, .kinds = &kd, .n_kinds = 1, .signers = &who, .n_signers = 1,
+			                      .unpoliced = true };
+			rc = st_store(sh, &rq, NULL, NULL);
+		}
+		if (!rc)
+			rc = st_batch_commit(sh);
+	}
+	if (rc)
+		die("preload store", vp_strerror(rc));
+	st_db_close(db);
 }
 
 /* ---- the two nodes ---------------------------------------------------------------------------------- */
@@ -285,7 +349,7 @@ static vp_id_t id_minus(const vp_id_t *id, unsigned k)
 static size_t build(const ident_t *s, const vp_id_t *r, bool store, uint64_t txid, uint8_t *out, size_t cap)
 {
 	static uint8_t sdsig[RL_MAX_SIG_LEN], sig[RL_MAX_SIG_LEN];
-	uint8_t value[23];
+	uint8_t value[23], vkey[ST_VIPR_KEY_LEN];
 	rl_stored_data_t sd = { 0 };
 	rl_store_kind_data_t kd = { 0 };
 	rl_dest_t dest[2] = { rl_dest_resource(r->b, VP_ID_LEN), rl_dest_node(&s->id) };
@@ -304,7 +368,8 @@ static size_t build(const ident_t *s, const vp_id_t *r, bool store, uint64_t txi
 		sd.storage_time = 1700000000000ull + txid;
 		sd.lifetime = 86400;
 		sd.model = RL_MODEL_DICTIONARY;
-		sd.key = (rl_bytes_t){ s->id.b, VP_ID_LEN };
+		st_vipr_key_encode(&(st_vipr_key_t){ s->id, 3 }, vkey); /* claimant = S, vservice 3 */
+		sd.key = (rl_bytes_t){ vkey, ST_VIPR_KEY_LEN };
 		sd.exists = true;
 		sd.value = (rl_bytes_t){ value, sizeof(value) };
 		if (rl_stored_data_sign(s->key, r->b, VP_ID_LEN, RL_KIND_VIPR_REGISTRATION, &sd, &s->signer, sdsig,
@@ -645,6 +710,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: bench_relay [--messages N] [--slices K] [--window W] [--codec-cpu S] [--kind store|ping|both]\n"
+	        "                   [--records N]\n"
 	        "\n"
 	        "Relay rate of one viprd shard (a real node, one shard, TLS links with overlay certificates) that\n"
 	        "forwards signed RELOAD messages from a sender's link to the next hop its routing table gives, per\n"
@@ -657,6 +723,7 @@ static void usage(FILE *f)
 	        "  --window W     messages the sender keeps beyond what the receiver got (default 192)\n"
 	        "  --codec-cpu S  CPU seconds of the codec baseline per slice and kind (default 0.1)\n"
 	        "  --kind K       store (ViPR registration Store), ping (small Ping) or both (default)\n"
+	        "  --records N    ViPR entries preloaded into the relay's store (default 0)\n"
 	        "  -h, --help     this text\n");
 }
 
@@ -672,6 +739,7 @@ int main(int argc, char **argv)
 	unsigned slices = 5;
 	uint32_t window = 192;
 	double codec_cpu = 0.1;
+	uint64_t records = 0;
 	bool do_store = true, do_ping = true;
 	ca_t *ca = NULL;
 	ident_t R = { 0 }, D = { 0 }, S = { 0 };
@@ -703,6 +771,8 @@ int main(int argc, char **argv)
 			slices = (unsigned)strtoul(v, NULL, 10);
 		else if (!strcmp(a, "--window"))
 			window = (uint32_t)strtoul(v, NULL, 10);
+		else if (!strcmp(a, "--records"))
+			records = strtoull(v, NULL, 10);
 		else if (!strcmp(a, "--codec-cpu"))
 			codec_cpu = atof(v);
 		else if (!strcmp(a, "--kind")) {
@@ -719,7 +789,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (nmsg == 0 || nmsg > 100000000ull || slices == 0 || slices > 1000 || window == 0 || window > 4096 ||
-	    codec_cpu <= 0 || codec_cpu > 60) {
+	    codec_cpu <= 0 || codec_cpu > 60 || records > 100000000ull) {
 		fprintf(stderr, "bench_relay: error=bad_argument messages=%llu slices=%u window=%u codec_cpu=%g\n",
 		        (unsigned long long)nmsg, slices, window, codec_cpu);
 		return 2;
@@ -743,6 +813,8 @@ int main(int argc, char **argv)
 		die("write ca", path);
 	write_node_dir(&R, "relay", rdir, sizeof(rdir));
 	write_node_dir(&D, "receiver", ddir, sizeof(ddir));
+	if (records)
+		preload(rdir, records);
 
 	/* R starts the overlay: its listen address is the document's only bootstrap peer. */
 	for (int attempt = 0;; attempt++) {
@@ -818,7 +890,8 @@ int main(int argc, char **argv)
 	printf("# one viprd shard (node_new, 1 shard, RocksDB storage service) relaying from a sender's link to the "
 	       "next hop of its table; %s, ECDSA P-256 overlay certificates, 127.0.0.1\n",
 	       dp_link_tls_version(b.sl));
-	printf("# relay shard thread: tid %d (for perf record -t)\n", (int)w.tid);
+	printf("# relay shard thread: tid %d (for perf record -t); %llu records in its store\n", (int)w.tid,
+	       (unsigned long long)records);
 	for (unsigned k = 0; k < nsets; k++)
 		printf("# %s: %zu bytes, destination [Resource-ID in the receiver's range, Node-ID], %llu per slice, "
 		       "%u slices, window %u\n",
