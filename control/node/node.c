@@ -56,6 +56,13 @@
  * cache refuses only that entry.
  */
 #define EXPIRE_BUDGET 32u
+/*
+ * EXPIRE_EVERY_MS: the sweep runs after a commit at most this often, so its rate follows time, not load.  Run
+ * after every loop iteration, a busy shard swept 32 records per iteration, tens of thousands of times a second:
+ * a relaying shard with 200,000 records spent a third of its CPU there (bench/RESULTS.md, relay).  5 ms is
+ * 6,400 records a second, still more than an idle shard's (whose iterations are MAX_WAIT_MS apart).
+ */
+#define EXPIRE_EVERY_MS 5u
 #define MAX_XCERTS 64u
 /*
  * Handoff and replication Stores (one per Resource-ID) are paced at flood_rate / ACTION_PACE_DIV a second with
@@ -256,6 +263,7 @@ typedef struct node_shard {
 	uint32_t ans_next;           /* the slot the next answer takes */
 	uint64_t answers_resent;
 	uint64_t cert_due;           /* next publication of the vnode's certificate (0: at join) */
+	uint64_t expire_at;          /* the expiry sweep's next run after a commit (EXPIRE_EVERY_MS) */
 	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
 	uint8_t locbuf[RL_MAX_MESSAGE_SIZE]; /* a request the vnode serves itself */
 	uint8_t ansbuf[RL_MAX_MESSAGE_SIZE]; /* the answer to it */
@@ -1553,7 +1561,11 @@ static int store_commit(node_shard_t *s)
 				s->leave_at = t;
 		}
 		s->nacts = kept;
-		st_expire(s->st, EXPIRE_BUDGET, NULL);
+		uint64_t now = mono_ms();
+		if (now >= s->expire_at) {
+			s->expire_at = now + EXPIRE_EVERY_MS;
+			st_expire(s->st, EXPIRE_BUDGET, NULL);
+		}
 	}
 	s->in_commit = false;
 	return err;
