@@ -549,6 +549,7 @@ typedef struct op_req {
 		vp_id_t responder;
 		uint32_t rejected;
 		uint64_t rtt_ms;
+		uint32_t hops;
 		char error[64];
 		size_t n;
 		vsrv_entry_t e[FETCH_MAX_ENTRIES];
@@ -589,10 +590,10 @@ static void store_done(void *arg, const node_answer_t *a)
 		             a->err ? "no answer from the overlay" : "the responsible node refused the store");
 		json_decref(e);
 	} else
-		adm_req_reply(r->req, json_pack("{s:s, s:s, s:s, s:I, s:I}", "number", r->number, "resource_id",
+		adm_req_reply(r->req, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "number", r->number, "resource_id",
 		                                vp_id_to_hex(&r->rid, (char[VP_ID_HEX_LEN + 1]){ 0 }), "responder",
 		                                vp_id_to_hex(&a->responder, h), "attempts", (json_int_t)a->attempts,
-		                                "rtt_ms", (json_int_t)a->rtt_ms));
+		                                "rtt_ms", (json_int_t)a->rtt_ms, "hops", (json_int_t)a->hops));
 	free(r);
 }
 
@@ -698,10 +699,11 @@ static void fetch_finish(op_req_t *r)
 			                                    "vservice_id", (json_int_t)k.vservice_id, "contact",
 			                                    vp_id_to_hex(&v.contact, c2), "pvp_methods", (int)v.pvp_methods));
 		}
-		json_array_append_new(cs, c->answered ? json_pack("{s:b, s:s, s:I, s:I, s:I, s:o}", "answered", 1,
+		json_array_append_new(cs, c->answered ? json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:o}", "answered", 1,
 		                                                  "responder", vp_id_to_hex(&c->responder, h), "entries",
 		                                                  (json_int_t)c->n, "rejected", (json_int_t)c->rejected,
-		                                                  "rtt_ms", (json_int_t)c->rtt_ms, "registrations", es)
+		                                                  "rtt_ms", (json_int_t)c->rtt_ms, "hops",
+		                                                  (json_int_t)c->hops, "registrations", es)
 		                                      : json_pack("{s:b, s:s, s:o}", "answered", 0, "error",
 		                                                  c->error[0] ? c->error : "not asked", "registrations", es));
 	}
@@ -746,6 +748,7 @@ static void fetch_done(void *arg, const node_answer_t *a)
 			c->responder = a->responder;
 			c->rejected = res.rejected;
 			c->rtt_ms = a->rtt_ms;
+			c->hops = a->hops;
 		}
 	}
 	/* The replicas are the responder's successors: without its answer there is no way to name them. */

@@ -47,7 +47,14 @@
  * besides the vnode's own (a Fetch answer, a handoff Store); a receiver without one of the others in its
  * cache refuses only that entry.
  */
-#define EXPIRE_BUDGET 32u
+#define EXPIRE_BUDGET 64u
+/*
+ * The sweep runs after the iteration's sends (dp_shard_ops_t.after) and at most every EXPIRE_INTERVAL_MS: it
+ * opens a RocksDB iterator and decodes EXPIRE_BUDGET records, which in every loop iteration took 17 % of a
+ * node's CPU in a 16-node fetch profile and sat between every message's arrival and its forward.  64 records
+ * every 10 ms sweep 6,400 records a second under load (a million in under 3 minutes) and one per idle wake-up.
+ */
+#define EXPIRE_INTERVAL_MS 10u
 #define MAX_XCERTS 64u
 /*
  * Handoff and replication Stores (one per Resource-ID) are paced at flood_rate / ACTION_PACE_DIV a second with
@@ -210,6 +217,7 @@ typedef struct node_shard {
 	uint32_t nacts, cap_acts;
 	const chord_table_t *ranged; /* the table nk_set_range last saw */
 	bool in_commit;
+	uint64_t expire_due;     /* the next expiry sweep (sh_after) */
 	bool in_action;              /* nk_action is sending: paced */
 	double act_tokens;
 	uint64_t act_refill_ms;
@@ -831,7 +839,8 @@ static void req_answered(node_shard_t *s, node_req_t *r, const rl_message_t *m, 
 {
 	rl_body_t b;
 	node_answer_t a = { .code = m->contents.code, .msg = m, .responder = *responder, .signer = signer,
-	                    .attempts = attempts, .rtt_ms = mono_ms() - first_ms };
+	                    .attempts = attempts, .rtt_ms = mono_ms() - first_ms,
+	                    .hops = vp_id_eq(responder, &s->self) ? 0 : (uint32_t)RL_LIST_COUNT(&m->hdr.via) + 1 };
 	a.err = rl_body_decode(m->contents.code, m->contents.body.p, m->contents.body.len, NULL, NULL, &b);
 	if (!a.err) {
 		a.body = &b;
@@ -1405,7 +1414,6 @@ static int store_commit(node_shard_t *s)
 				s->leave_at = t;
 		}
 		s->nacts = kept;
-		st_expire(s->st, EXPIRE_BUDGET, NULL);
 	}
 	s->in_commit = false;
 	return err;
@@ -1992,6 +2000,17 @@ static int sh_commit(void *arg, dp_shard_t *sh)
 	return 0;
 }
 
+/* After the iteration's sends: a few records of the expiry sweep, paced (EXPIRE_INTERVAL_MS). */
+static void sh_after(void *arg, dp_shard_t *sh, uint64_t now)
+{
+	node_shard_t *s = arg;
+	(void)sh;
+	if (!s->st || now < s->expire_due)
+		return;
+	s->expire_due = now + EXPIRE_INTERVAL_MS;
+	st_expire(s->st, EXPIRE_BUDGET, NULL);
+}
+
 static void sh_stop(void *arg, dp_shard_t *sh)
 {
 	node_shard_t *s = arg;
@@ -2054,7 +2073,8 @@ static int shard_prepare(node_t *n, unsigned i)
 	                  .num_resources = io_num_resources };
 	dp_shard_conf_t sc;
 	dp_shard_ops_t ops = { .arg = s, .start = sh_start, .event = sh_event, .command = sh_command,
-	                       .tick = sh_tick, .commit = sh_commit, .stop = sh_stop };
+	                       .tick = sh_tick, .commit = sh_commit, .after = sh_after,
+	                       .stop = sh_stop };
 
 	s->node = n;
 	s->idx = i;

@@ -195,6 +195,7 @@ typedef struct node_answer {
 	unsigned shard;
 	uint32_t attempts;               /*!< transmissions (1 + retransmissions) */
 	uint64_t rtt_ms;                 /*!< first transmission to answer */
+	uint32_t hops;                   /*!< links the answer crossed: its via entries + 1; 0 served locally */
 } node_answer_t;
 
 /*! Completion of a node_request(): runs exactly once, on the shard's thread (never on the caller's). */
