@@ -82,7 +82,7 @@
 #define ANS_CACHE_BYTES (4u << 20)
 #define ANS_CACHE_SLOTS 4096u
 
-enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
+enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3, CMD_CALL = 4 };
 
 /*
  * End-to-end retransmission of a request (docs/protocol.md §4.9): the first retransmission after
@@ -106,8 +106,11 @@ typedef struct req_ent {
 	node_req_t *r;
 	uint64_t txid;
 	uint64_t first_ms, next_ms, deadline_ms, interval_ms;
+	uint64_t first_us;  /* monotonic µs of the first transmission (node_answer_t.rtt_us) */
 	uint32_t attempts;
 	bool local; /* served by this vnode: its answer to itself completes it (a Store: after the commit) */
+	bool guessed;  /* this transmission went straight to the peer guessed responsible (req_transmit) */
+	bool no_guess; /* that peer had no way on (Error_Not_Found): route by the table only */
 } req_ent_t;
 
 /* A topology action of the engine, run (paced) after the commit; sent counts its entries so far. */
@@ -835,11 +838,12 @@ static void req_fail(node_shard_t *s, node_req_t *r, int err, uint32_t attempts)
 
 /* Complete \p r with the answer message \p m (decoded) from \p responder. */
 static void req_answered(node_shard_t *s, node_req_t *r, const rl_message_t *m, const vp_id_t *responder,
-                         const dp_cert_ident_t *signer, uint32_t attempts, uint64_t first_ms)
+                         const dp_cert_ident_t *signer, uint32_t attempts, uint64_t first_ms, uint64_t first_us)
 {
 	rl_body_t b;
 	node_answer_t a = { .code = m->contents.code, .msg = m, .responder = *responder, .signer = signer,
 	                    .attempts = attempts, .rtt_ms = mono_ms() - first_ms,
+	                    .rtt_us = vp_time_mono_ns() / 1000u - first_us,
 	                    .hops = vp_id_eq(responder, &s->self) ? 0 : (uint32_t)RL_LIST_COUNT(&m->hdr.via) + 1 };
 	a.err = rl_body_decode(m->contents.code, m->contents.body.p, m->contents.body.len, NULL, NULL, &b);
 	if (!a.err) {
@@ -869,10 +873,12 @@ static void req_msg(node_shard_t *s, const node_req_t *r, uint64_t txid, rl_dest
 	m->sec.sig.identity.type = RL_SIGNER_NONE;
 }
 
-/* Next hop of a request: 0 (*next set), 1 (this vnode serves it) or VP_ENOTFOUND / a routing error. */
-static int req_route(node_shard_t *s, const node_req_t *r, vp_id_t *next)
+/* Next hop of a request: 0 (*next set, *hop the table's CHORD_HOP_*), 1 (this vnode serves it) or
+ * VP_ENOTFOUND / a routing error. */
+static int req_route(node_shard_t *s, const node_req_t *r, vp_id_t *next, int *hop)
 {
 	int h;
+	*hop = CHORD_HOP_DIRECT;
 	if (!r->resource && vp_id_eq(&r->dest, &s->self))
 		return 1;
 	if (!r->resource && dp_shard_api(s->sh)->find(dp_shard_io(s->sh), &r->dest)) {
@@ -882,6 +888,7 @@ static int req_route(node_shard_t *s, const node_req_t *r, vp_id_t *next)
 	h = chord_table_next_hop(chord_node_table(s->vn), &r->dest, next);
 	if (h < 0)
 		return h;
+	*hop = h;
 	if (h == CHORD_HOP_LOCAL)
 		return r->resource ? 1 : VP_ENOTFOUND; /* a Node-ID nobody has, in our view */
 	return 0;
@@ -977,7 +984,7 @@ static int capture_answer(node_shard_t *s, const rl_message_t *m)
 	rl_message_t am;
 	node_req_t *r;
 	uint32_t at;
-	uint64_t first;
+	uint64_t first, first_us;
 	int err;
 
 	if (!e || !e->local)
@@ -985,13 +992,47 @@ static int capture_answer(node_shard_t *s, const rl_message_t *m)
 	r = e->r;
 	at = e->attempts;
 	first = e->first_ms;
+	first_us = e->first_us;
 	req_remove(s, e);
 	err = self_signed(s, m, s->ansbuf, &am, &signer, NULL);
 	if (err)
 		req_fail(s, r, err, at);
 	else
-		req_answered(s, r, &am, &s->self, signer, at, first);
+		req_answered(s, r, &am, &s->self, signer, at, first, first_us);
 	return 0;
+}
+
+static void guess_add(const vp_id_t *from, const vp_id_t *id, vp_id_t *best, size_t *n, size_t max);
+
+/* Up to max Node-IDs the vnode knows (itself, its table, its links' peers) at or after id, nearest first. */
+static size_t guess_holders(node_shard_t *s, const vp_id_t *id, vp_id_t *out, size_t max)
+{
+	const chord_table_t *t = chord_node_table(s->vn);
+	size_t k = 0;
+	guess_add(id, &s->self, out, &k, max);
+	for (uint32_t i = 0; t && i < t->nroute; i++)
+		guess_add(id, &t->route[i], out, &k, max);
+	for (size_t i = 0; i < s->nlinks; i++)
+		guess_add(id, &s->links[i].peer, out, &k, max);
+	return k;
+}
+
+/*
+ * The first hop of a request for a Resource-ID that the table would send to its closest preceding entry: the
+ * linked peer nearest at or after the Resource-ID, the one this vnode would guess responsible, when it is not
+ * that entry.  Right, it serves the request at once (1 hop where Chord takes ~log2 N); wrong, it is a peer
+ * past the responsible one, which reaches it through its predecessors (1 hop more) or routes on by Chord.
+ * Only a peer that would route the request straight back to us answers Error_Not_Found (chord.c never
+ * bounces a request): req_on_answer then sends it again by the table alone.  Relays never guess.
+ */
+static bool guess_first_hop(node_shard_t *s, const vp_id_t *dest, const vp_id_t *chord_next, vp_id_t *next)
+{
+	vp_id_t g;
+	if (guess_holders(s, dest, &g, 1) != 1 || vp_id_eq(&g, &s->self) || vp_id_eq(&g, chord_next) ||
+	    !dp_shard_api(s->sh)->find(dp_shard_io(s->sh), &g))
+		return false;
+	*next = g;
+	return true;
 }
 
 /* (Re)transmit entry \p e: 0 sent, 1 this vnode serves it, else an error. */
@@ -1000,9 +1041,13 @@ static int req_transmit(node_shard_t *s, req_ent_t *e)
 	rl_message_t m;
 	rl_dest_t d;
 	vp_id_t next;
-	int r = req_route(s, e->r, &next);
+	int hop;
+	int r = req_route(s, e->r, &next, &hop);
 	if (r != 0)
 		return r;
+	e->guessed = false;
+	if (e->r->resource && hop == CHORD_HOP_FORWARD && e->attempts == 0 && !e->no_guess)
+		e->guessed = guess_first_hop(s, &e->r->dest, &next, &next);
 	req_msg(s, e->r, e->txid, &d, &m);
 	e->attempts++;
 	return io_send(s, s->vn, &next, &m);
@@ -1029,7 +1074,7 @@ static void req_start(node_shard_t *s, node_req_t *r, uint64_t now)
 		}
 	} while (req_find(s, txid));
 	e = &s->reqs[s->nreqs++];
-	*e = (req_ent_t){ .r = r, .txid = txid, .first_ms = now, .deadline_ms = now + s->node->conf.reliability_ms,
+	*e = (req_ent_t){ .r = r, .txid = txid, .first_ms = now, .first_us = vp_time_mono_ns() / 1000u, .deadline_ms = now + s->node->conf.reliability_ms,
 	                  .interval_ms = s->node->conf.reliability_ms / RETX_DIV };
 	if (e->interval_ms == 0)
 		e->interval_ms = 1;
@@ -1087,7 +1132,7 @@ static void req_on_answer(node_shard_t *s, const chord_delivery_t *d)
 	vp_id_t orig;
 	node_req_t *r;
 	uint32_t at;
-	uint64_t first;
+	uint64_t first, first_us;
 
 	if (!e || !s->cur_signer || dp_cert_originator(d->msg, &s->cur_prev, &orig)) {
 		vp_log_debug("node", "answer_unclaimed", "shard=%u code=0x%x", s->idx, d->msg->contents.code);
@@ -1099,11 +1144,28 @@ static void req_on_answer(node_shard_t *s, const chord_delivery_t *d)
 		            vp_id_to_hex(&orig, (char[VP_ID_HEX_LEN + 1]){ 0 }), d->msg->contents.code);
 		return;
 	}
+	if (e->guessed && d->msg->contents.code == RL_ERROR) {
+		rl_body_t b;
+		if (!rl_body_decode(RL_ERROR, d->msg->contents.body.p, d->msg->contents.body.len, NULL, NULL, &b) &&
+		    b.u.error.code == RL_ERR_NOT_FOUND) {
+			/* The guessed peer had no way on but back to us: send it again, routed by the table alone. */
+			int err;
+			e->no_guess = true;
+			vp_log_debug("node", "guess_refused", "shard=%u txid=%llx", s->idx, (unsigned long long)e->txid);
+			err = req_transmit(s, e);
+			if (err == 1)
+				req_local(s, e, mono_ms());
+			else if (err && err != VP_ENOROUTE && err != VP_EBUSY && err != VP_ESPACE)
+				req_fail_txid(s, e->txid, err);
+			return; /* else the retransmission timer goes on */
+		}
+	}
 	r = e->r;
 	at = e->attempts;
 	first = e->first_ms;
+	first_us = e->first_us;
 	req_remove(s, e);
-	req_answered(s, r, d->msg, &orig, s->cur_signer, at, first);
+	req_answered(s, r, d->msg, &orig, s->cur_signer, at, first, first_us);
 }
 
 static void req_fail_all(node_shard_t *s)
@@ -1907,6 +1969,10 @@ static void sh_command(void *arg, dp_shard_t *sh, const dp_shard_cmd_t *c, uint6
 		free(c->ptr);
 	} else if (c->op == CMD_REQUEST) {
 		req_start(s, c->ptr, now);
+	} else if (c->op == CMD_CALL) {
+		node_call_t *k = c->ptr;
+		k->fn(k->arg, s->idx);
+		free(k);
 	}
 }
 
@@ -2387,6 +2453,59 @@ int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, 
 	if (err)
 		free(r);
 	return err;
+}
+
+int node_call(node_t *n, unsigned shard, node_call_fn fn, void *arg)
+{
+	node_call_t *k;
+	int err = 0;
+	if (!n || shard >= n->nshards || !fn)
+		return VP_EINVAL;
+	if (tl_shard == &n->shards[shard]) {
+		fn(arg, shard);
+		return 0;
+	}
+	if (!(k = malloc(sizeof(*k))))
+		return VP_ENOMEM;
+	*k = (node_call_t){ fn, arg };
+	pthread_mutex_lock(&n->push_mu);
+	if (!atomic_load(&n->running))
+		err = VP_ESTATE;
+	else if (dp_shard_cmd_push(n->shards[shard].sh, &(dp_shard_cmd_t){ .op = CMD_CALL, .ptr = k }, 1) != 1)
+		err = VP_EBUSY;
+	pthread_mutex_unlock(&n->push_mu);
+	if (err)
+		free(k);
+	return err;
+}
+
+/* Insert \p id into best[0..*n) (nearest first by clockwise distance from \p from, at most max, no duplicates). */
+static void guess_add(const vp_id_t *from, const vp_id_t *id, vp_id_t *best, size_t *n, size_t max)
+{
+	vp_u128_t d = vp_id_dist(from, id);
+	size_t i = *n;
+	for (size_t j = 0; j < *n; j++)
+		if (vp_id_eq(&best[j], id))
+			return;
+	while (i > 0 && vp_id_dist(from, &best[i - 1]) > d)
+		i--;
+	if (i >= max)
+		return;
+	if (*n < max)
+		(*n)++;
+	memmove(&best[i + 1], &best[i], (*n - 1 - i) * sizeof(*best));
+	best[i] = *id;
+}
+
+size_t node_guess_successors(node_t *n, unsigned shard, const vp_id_t *id, vp_id_t *out, size_t max)
+{
+	node_shard_t *s;
+	if (!n || shard >= n->nshards || !id || !out || !max || tl_shard != &n->shards[shard])
+		return 0;
+	s = tl_shard;
+	if (s->leaving || chord_node_state(s->vn) != CHORD_JOINED)
+		return 0;
+	return guess_holders(s, id, out, max);
 }
 
 vp_id_t node_after(const vp_id_t *peer)
