@@ -19,20 +19,23 @@
 #   node_rss       resident memory of every viprd after the run (MB), from scripts/demo.sh's summary.
 # Ratios (`name value unit (baseline value unit, ratio x)`) are above 1 when better for us.
 #
-# usage: bench/flow_bench.sh [--nodes N] [--numbers N] [--calls N] [--run-dir DIR]
+# usage: bench/flow_bench.sh [--nodes N] [--numbers N] [--others N] [--calls N] [--run-dir DIR]
 #   defaults: --nodes 16 --numbers 100000 --calls 200; run from the source tree after a build in build/.
+#   --others N: B publishes N numbers and T claims N/2 of A's (default: --numbers); the figures are A's, so
+#   `--numbers 1000000 --others 10000` measures one carrier's million without publishing three blocks.
 # The overlay settings are scripts/demo.sh's (quota, Node-IDs per carrier, store_rate and store_inflight at
 # viprd's defaults); the demo prints them and this program repeats them.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 build="${VIPRD_BUILD_DIR:-build}"
-NODES=16 NUMBERS=100000 CALLS=200 RUN=""
+NODES=16 NUMBERS=100000 OTHERS="" CALLS=200 RUN=""
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) NODES=$2; shift 2 ;;
     --numbers) NUMBERS=$2; shift 2 ;;
+    --others) OTHERS=$2; shift 2 ;;
     --calls) CALLS=$2; shift 2 ;;
     --run-dir) RUN=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -43,8 +46,9 @@ RUN=${RUN:-"$root/run/flow-bench-$(date -u +%Y%m%dT%H%M%SZ)"}
 mkdir -p "$RUN/store"
 out="$RUN/demo.out"
 
-echo "# flow_bench nodes=$NODES numbers=$NUMBERS calls=$CALLS run=$RUN"
-scripts/demo.sh --nodes "$NODES" --numbers "$NUMBERS" --calls "$CALLS" --refresh --run-dir "$RUN/demo" > "$out" 2>&1 \
+OTHERS=${OTHERS:-$NUMBERS}
+echo "# flow_bench nodes=$NODES numbers=$NUMBERS others=$OTHERS calls=$CALLS run=$RUN"
+scripts/demo.sh --nodes "$NODES" --numbers "$NUMBERS" --others "$OTHERS" --calls "$CALLS" --refresh --run-dir "$RUN/demo" > "$out" 2>&1 \
   || { tail -20 "$out" >&2; echo "flow_bench: the demo failed (see $out)" >&2; exit 1; }
 grep -E 'carrier A \(|carrier A published|refresh sweep|validations:|summary:|memory' "$out" | sed 's/^/# /'
 

@@ -35,6 +35,9 @@ usage() {
 options:
   --nodes N        viprd processes (8..64, default 8; 3 are carriers)
   --numbers N      numbers per carrier (1..1000000, default 100)
+  --others N       numbers B publishes and T claims (T: the first half of A's block up to N/2); default
+                   --numbers. With --numbers 1000000 --others 10000 a run measures one carrier's million
+                   without waiting for three (calls to B's numbers and the thief's guesses use the smaller block)
   --calls N        calls placed (2..500, default 12)
   --seed S         call simulator seed (default: from the clock)
   --run-dir DIR    where logs and state go
@@ -71,11 +74,12 @@ if [ "$mode" = inproc ]; then
     "$@"
 fi
 
-NODES=8 NUMBERS=100 CALLS=12 SEED=$(date +%s) RUN="" REFRESH=0
+NODES=8 NUMBERS=100 OTHERS="" CALLS=12 SEED=$(date +%s) RUN="" REFRESH=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) NODES=$2; shift 2 ;;
     --numbers) NUMBERS=$2; shift 2 ;;
+    --others) OTHERS=$2; shift 2 ;;
     --calls) CALLS=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --run-dir) RUN=$2; shift 2 ;;
@@ -88,9 +92,11 @@ done
 num_ok() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 num_ok "$NODES" 8 64 || { echo "demo: --nodes must be 8..64" >&2; exit 2; }
 num_ok "$NUMBERS" 1 1000000 || { echo "demo: --numbers must be 1..1000000" >&2; exit 2; }
+OTHERS=${OTHERS:-$NUMBERS}
+num_ok "$OTHERS" 1 "$NUMBERS" || { echo "demo: --others must be 1..--numbers ($NUMBERS)" >&2; exit 2; }
 num_ok "$CALLS" 2 500 || { echo "demo: --calls must be 2..500" >&2; exit 2; }
 num_ok "$SEED" 0 99999999999 || { echo "demo: --seed must be a number" >&2; exit 2; }
-[ "$CALLS" -le "$NUMBERS" ] || CALLS=$NUMBERS
+[ "$CALLS" -le "$OTHERS" ] || CALLS=$OTHERS
 
 V="$root/$build/control/daemon/viprd"; E="$root/$build/control/tools/vipr-enroll"
 AG="$root/$build/control/tools/vipr-agent"; TK="$root/$build/pvp/tools/vipr-ticket"
@@ -227,8 +233,8 @@ block() {  # block PREFIX FIRST COUNT WIDTH: ranges of at most 10,000 numbers
   done
 }
 block +1408 5550100 "$NUMBERS" 7 > A.numbers                  # +1 408 555 0100 ..
-block +3312 3450000 "$NUMBERS" 7 > B.numbers                  # +33 1 23 45 00 00 ..
-block +1408 5550100 $(( (NUMBERS + 1) / 2 )) 7 > T.numbers    # the thief claims half of A's block
+block +3312 3450000 "$OTHERS" 7 > B.numbers                   # +33 1 23 45 00 00 ..
+block +1408 5550100 $(( (OTHERS + 1) / 2 )) 7 > T.numbers     # the thief claims (the first) half of A's block
 agent A -V 1 vservice --uri sips:pbx@carrier-a.example > /dev/null || die "A's VService"
 agent B -V 5 vservice --uri sips:sbc@carrier-b.example > /dev/null || die "B's VService"
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(date +%s.%N)"; }
@@ -259,9 +265,9 @@ fi
 watch A -V 1 subscribe --duration 600 > A.routes 2> A.sub.err & EXTRA+=($!)
 watch B -V 5 subscribe --duration 600 > B.routes 2> B.sub.err & EXTRA+=($!)
 sleep 0.5
-python3 - "$CALLS" "$NUMBERS" "$SEED" <<'PY'
+python3 - "$CALLS" "$NUMBERS" "$SEED" "$OTHERS" <<'PY'
 import random, sys, time
-calls, numbers, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+calls, numbers, seed, others = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rng = random.Random(seed)
 now = int(time.time() * 1000)
 files = {n: open(n, "w") for n in ("A.orig.vcr", "A.term.vcr", "B.orig.vcr", "B.term.vcr", "T.term.vcr", "calls.txt")}
@@ -269,11 +275,11 @@ used = set()
 for c in range(calls):
     to_a = c % 2 == 0
     while True:
-        k = rng.randrange(numbers)
+        k = rng.randrange(numbers if to_a else others)
         if (to_a, k) not in used:
             used.add((to_a, k)); break
     called = "+1408%07d" % (5550100 + k) if to_a else "+3312%07d" % (3450000 + k)
-    caller = ("+3312%07d" % (3450000 + rng.randrange(numbers))) if to_a else ("+1408%07d" % (5550100 + rng.randrange(numbers)))
+    caller = ("+3312%07d" % (3450000 + rng.randrange(others))) if to_a else ("+1408%07d" % (5550100 + rng.randrange(numbers)))
     if rng.random() < 0.25:
         caller = ""                                     # no caller-ID on this call
     dur = rng.randrange(60, 900) * 1000
@@ -285,7 +291,7 @@ for c in range(calls):
     orig, term = ("B", "A") if to_a else ("A", "B")
     files[orig + ".orig.vcr"].write("orig,%s,%s,%d,%d\n" % (called, caller, start, stop))
     files[term + ".term.vcr"].write("term,%s,%s,%d,%d\n" % (called, caller, start + skew, stop + skew + rng.randrange(0, 900)))
-    if to_a and k < (numbers + 1) // 2:
+    if to_a and k < (others + 1) // 2:
         # The thief never saw the call: it guesses one ending on the minute, 3 minutes long, no caller-ID.
         g = stop // 60000 * 60000
         files["T.term.vcr"].write("term,%s,,%d,%d\n" % (called, g - 180000, g))

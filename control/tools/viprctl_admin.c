@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/errcode.h"
 #include "control/admin/admin.h"
@@ -78,6 +79,77 @@ static void print_value(FILE *f, const json_t *v, int indent)
 		fputc(' ', f);
 		print_scalar(f, v);
 		fputc('\n', f);
+	}
+}
+
+static const char *str_of(const json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+	return s ? s : "";
+}
+
+static long long int_of(const json_t *obj, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(obj, key));
+}
+
+/* Wall-clock milliseconds as "YYYY-MM-DD HH:MM:SS.mmm UTC" (the trace's times are the daemon's wall clock). */
+static void fmt_wall_ms(long long ms, char *out, size_t cap)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	if (!gmtime_r(&s, &tm) || !strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm)) {
+		snprintf(out, cap, "%lld ms", ms);
+		return;
+	}
+	size_t n = strlen(out);
+	snprintf(out + n, cap - n, ".%03lld", ms % 1000);
+}
+
+/*
+ * `viprctl validation NUMBER` for a person: what happened to the number, in order — a summary (call records,
+ * lookups and incidents, each claimant's handshakes, the routes) and then one line per event with its time
+ * relative to the first, so "why did this call not validate" reads top to bottom.  --json gives the same data.
+ */
+static void print_validation(FILE *f, const json_t *d)
+{
+	char when[48];
+	size_t i;
+	const char *key;
+	json_t *e, *v;
+	fprintf(f, "number %s\n", str_of(d, "number"));
+	if (!json_is_true(json_object_get(d, "known"))) {
+		fputs("  nothing recorded for this number (no call record, lookup or handshake in the trace; the trace\n"
+		      "  keeps the most recent numbers only)\n", f);
+		return;
+	}
+	long long t0 = int_of(d, "first_seen_ms");
+	fmt_wall_ms(t0, when, sizeof(when));
+	fprintf(f, "  first seen      %s UTC (%lld events, the last %zu kept)\n", when, int_of(d, "events_total"),
+	        json_array_size(json_object_get(d, "events")));
+	fprintf(f, "  call records    %lld\n", int_of(d, "call_records"));
+	fprintf(f, "  lookups         %lld (%lld with an incident: a copy missing, disagreeing or failing its signature)\n",
+	        int_of(d, "lookups"), int_of(d, "lookups_with_incident"));
+	fprintf(f, "  route           %s\n", str_of(d, "route"));
+	json_t *cl = json_object_get(d, "claimants");
+	if (json_object_size(cl)) {
+		fputs("claimants (handshakes tried / failed, last outcome)\n", f);
+		json_object_foreach(cl, key, v)
+			fprintf(f, "  %s  %lld / %lld  %s\n", key, int_of(v, "tried"), int_of(v, "failed"), str_of(v, "last"));
+	}
+	json_t *routes = json_object_get(d, "routes");
+	if (json_array_size(routes)) {
+		fputs("routes learned\n", f);
+		json_array_foreach(routes, i, e)
+			fprintf(f, "  %s  %s\n", str_of(e, "claimant"), str_of(e, "detail"));
+	}
+	fputs("events (seconds after first seen)\n", f);
+	json_array_foreach(json_object_get(d, "events"), i, e) {
+		long long dt = int_of(e, "at_ms") - t0;
+		fprintf(f, "  %+9.3f  %-12s %-10s", (double)dt / 1000.0, str_of(e, "event"), str_of(e, "status"));
+		if (json_object_get(e, "claimant"))
+			fprintf(f, " claimant=%s", str_of(e, "claimant"));
+		fprintf(f, " %s\n", str_of(e, "detail"));
 	}
 }
 
@@ -169,6 +241,8 @@ int viprctl_admin(const char *sock, unsigned timeout_ms, int argc, char **argv)
 	if (json) {
 		json_dumpf(ans.data, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
+	} else if (id == ADM_CMD_VALIDATION) {
+		print_validation(stdout, ans.data);
 	} else if (json_object_size(ans.data) == 0) {
 		printf("ok\n");
 	} else {

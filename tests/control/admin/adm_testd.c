@@ -8,7 +8,8 @@
  * Prints "ready" once the socket exists, serves until its standard input closes (the test holds the
  * other end, so the server ends with the test even when the test is killed), then exits 0.
  * fetch of +10000000000 is never answered (the client's timeout is tested with it); probe answers
- * VP_ENOROUTE; alarms and validation are not served.
+ * VP_ENOROUTE; validation answers a fixed trace of one number (events given out of their claimants' order, as
+ * the daemon's ring buffer may); alarms are not served.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,33 @@ static int h_ring(adm_req_t *req, void *ctx)
 	return 0;
 }
 
+static int h_validation(adm_req_t *req, void *ctx)
+{
+	(void)ctx;
+	if (strcmp(adm_req_arg(req), "+15551234567")) {
+		adm_req_reply(req, json_pack("{s:s, s:b}", "number", adm_req_arg(req), "known", 0));
+		return 0;
+	}
+	adm_req_reply(req, json_pack("{s:s, s:b, s:I, s:i, s:i, s:i, s:i, s:{s:{s:i, s:i, s:s}, s:{s:i, s:i, s:s}},"
+	                             " s:[{s:s, s:s}], s:s, s:[{s:I, s:s, s:s, s:s}, {s:I, s:s, s:s, s:s},"
+	                             " {s:I, s:s, s:s, s:s, s:s}, {s:I, s:s, s:s, s:s, s:s}]}",
+	                             "number", "+15551234567", "known", 1, "first_seen_ms", (json_int_t)1796688000000,
+	                             "events_total", 4, "call_records", 1, "lookups", 1, "lookups_with_incident", 0,
+	                             "claimants", "aa11", "tried", 1, "failed", 0, "last", "outcome=routes",
+	                             "bb22", "tried", 1, "failed", 1, "last", "outcome=failed reason=srp_mismatch",
+	                             "routes", "claimant", "aa11", "detail", "sip:+15551234567@a.example",
+	                             "route", "learned",
+	                             "events", "at_ms", (json_int_t)1796688000000, "event", "call_record", "status", "ok",
+	                             "detail", "originating",
+	                             "at_ms", (json_int_t)1796688002250, "event", "lookup", "status", "ok",
+	                             "detail", "3/3 answered and agreed",
+	                             "at_ms", (json_int_t)1796688002500, "event", "handshake", "status", "VP_EPERM",
+	                             "detail", "outcome=failed reason=srp_mismatch", "claimant", "bb22",
+	                             "at_ms", (json_int_t)1796688002750, "event", "handshake", "status", "ok",
+	                             "detail", "outcome=routes", "claimant", "aa11"));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	adm_server_opts_t o = { 0 };
@@ -92,6 +120,7 @@ int main(int argc, char **argv)
 	adm_handlers_t h = { .fn = {
 		[ADM_CMD_STATUS] = h_status, [ADM_CMD_STORE] = h_store, [ADM_CMD_FETCH] = h_fetch,
 		[ADM_CMD_PROBE] = h_probe, [ADM_CMD_LEAVE] = h_leave, [ADM_CMD_RING] = h_ring,
+		[ADM_CMD_VALIDATION] = h_validation,
 	} };
 	adm_server_t *srv;
 	int rc = adm_server_new(argv[1], &h, &t, &o, &srv);

@@ -84,6 +84,22 @@ def main():
         check(r.returncode == 0 and b"successors: 11, 22\n" in r.stdout, "ring: %r" % r.stdout)
         r = run(viprctl, ["-s", sock, "leave"])
         check(r.returncode == 0 and r.stdout == b"ok\n", "leave: %r" % r.stdout)
+        # validation: a summary, each claimant's handshakes, the route, then the events in order with their
+        # time after the first one (2026-12-08 00:00:00 UTC in the test server's fixed trace)
+        r = run(viprctl, ["-s", sock, "validation", "+15551234567"])
+        out = r.stdout.decode()
+        check(r.returncode == 0, "validation exit %d %r" % (r.returncode, r.stderr))
+        check("first seen      2026-12-08 00:00:00.000 UTC (4 events" in out, "validation first seen: %r" % out)
+        check("  bb22  1 / 1  outcome=failed reason=srp_mismatch\n" in out, "validation thief line: %r" % out)
+        check("routes learned\n  aa11  sip:+15551234567@a.example\n" in out, "validation routes: %r" % out)
+        lines = [l for l in out.splitlines() if l.startswith("   ") and ("+" in l[:12] or "-" in l[:12])]
+        check(len(lines) == 4 and lines[0].split()[:2] == ["+0.000", "call_record"]
+              and lines[2].split()[:4] == ["+2.500", "handshake", "VP_EPERM", "claimant=bb22"]
+              and lines[3].split()[:2] == ["+2.750", "handshake"], "validation events: %r" % lines)
+        r = run(viprctl, ["-s", sock, "validation", "+15550000000"])
+        check(r.returncode == 0 and b"nothing recorded for this number" in r.stdout, "unknown number: %r" % r.stdout)
+        r = run(viprctl, ["-s", sock, "validation", "+15551234567", "--json"])
+        check(r.returncode == 0 and json.loads(r.stdout)["claimants"]["bb22"]["failed"] == 1, "validation --json")
 
         # 1: the daemon refused, failed or does not serve the command
         r = run(viprctl, ["-s", sock, "probe", "00112233445566778899aabbccddeeff"])
