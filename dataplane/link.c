@@ -57,7 +57,7 @@ const vp_conf_opt_t dp_link_conf_opts[] = {
 	  .def = "5s", .doc = "TLS handshake deadline; a peer that stalls longer is dropped",
 	  VP_CONF_AT(dp_link_conf_t, handshake_timeout_ms) },
 	{ .section = "link", .key = "keepalive", .type = VP_CONF_DUR_S, .min = 1000, .max = 7200000,
-	  .def = "10s", .doc = "TCP keepalive idle time; a dead or silent peer is dropped after about twice this",
+	  .def = "30s", .doc = "TCP keepalive idle time; a dead, silent or non-reading peer is dropped after about twice this",
 	  VP_CONF_AT(dp_link_conf_t, keepalive_s) },
 	{ .section = "link", .key = "max_tx_buffer", .type = VP_CONF_U32, .min = 2 * RX_CAP,
 	  .max = 64u << 20, .def = "262144", .unit = "bytes",

@@ -502,11 +502,9 @@ static void io_attach_info(void *ctx, chord_node_t *cn, rl_attach_t *out)
 	out->candidates.n_items = 1;
 }
 
-static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const rl_attach_t *theirs)
+/* Open a link from node a to node b: up after a TLS handshake, or down once the sender gives up. */
+static void link_open(sim_t *s, int64_t a, int64_t b)
 {
-	sim_t *s = ctx;
-	int64_t a = slot_of(s, chord_node_id(cn)), b = slot_of(s, peer);
-	(void)theirs;
 	if (a < 0)
 		return;
 	if (b < 0 || !reachable(s, (uint32_t)a, (uint32_t)b)) {
@@ -516,6 +514,24 @@ static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const r
 	}
 	/* A TLS handshake: about two round trips. */
 	push(s, s->now + 2 * (latency(s) + latency(s)), EV_LINK_UP, (uint32_t)a, (uint32_t)b, NULL, 0);
+}
+
+static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const rl_attach_t *theirs)
+{
+	sim_t *s = ctx;
+	(void)theirs;
+	link_open(s, slot_of(s, chord_node_id(cn)), slot_of(s, peer));
+}
+
+/* A ring check's link to a remembered peer: every simulated node's address is known (its slot). */
+static int io_reach(void *ctx, chord_node_t *cn, const vp_id_t *peer)
+{
+	sim_t *s = ctx;
+	int64_t b = slot_of(s, peer);
+	if (b < 0)
+		return VP_ENOTFOUND;
+	link_open(s, slot_of(s, chord_node_id(cn)), b);
+	return 0;
 }
 
 /* ---- the in-memory store -------------------------------------------------------- */
@@ -1246,6 +1262,8 @@ void sim_free(sim_t *s)
  */
 static uint32_t random_bootstrap(sim_t *s)
 {
+	if (s->cfg.join_first && s->nnodes && s->nodes[0].alive && s->nodes[0].joined)
+		return 0;
 	for (int tries = 0; tries < 32 && s->nring; tries++) {
 		uint32_t i = s->ring_idx[rng_next(&s->rng) % s->nring];
 		if (s->nodes[i].joined_at + BOOTSTRAP_AGE_MS <= s->now)
@@ -1266,7 +1284,7 @@ static uint32_t random_bootstrap(sim_t *s)
 int sim_spawn(sim_t *s)
 {
 	chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info, .connect = io_connect,
-	                  .deliver = io_deliver, .store = io_store, .num_resources = io_num_resources };
+	                  .reach = io_reach, .deliver = io_deliver, .store = io_store, .num_resources = io_num_resources };
 	snode_t *n;
 	uint32_t idx, boot;
 	int err;

@@ -43,6 +43,7 @@ typedef struct sim_cfg {
 	uint32_t lookup_timeout_ms;/*!< per attempt */
 	uint32_t lookup_attempts;  /*!< end-to-end attempts of a Fetch before it counts as failed */
 	chord_cfg_t chord;         /*!< engine timers and sizes */
+	bool join_first;           /*!< join through node 0 while it lives (one configured bootstrap peer), else a random member */
 } sim_cfg_t;
 
 typedef struct sim_counters {

@@ -20,6 +20,16 @@
 #define MAX_VIA 128        /* longer via lists are dropped (TTL is 100 by default) */
 #define MAX_LIST 64        /* ids taken from one Update or Leave list */
 #define JOIN_BACKOFF_MS 1000 /* first retry after an error answer to a join step, doubling up to 64 s */
+/*
+ * Ring merging (ring_check).  MERGE_CAP peers are remembered outside the table: the bootstrap peer joined
+ * through and the latest peers seen failing.  After a partition the peers a node saw fail are exactly the
+ * ones on the other side, and a handful is enough (any one of them that answers merges the rings); 16 ids
+ * cost 16 * 33 bytes.  MERGE_MISSES: probes that could not reach a remembered peer before it is forgotten
+ * (a crashed peer), i.e. at least MERGE_MISSES ring-check intervals; the bootstrap peer is never forgotten
+ * this way.
+ */
+#define MERGE_CAP 16
+#define MERGE_MISSES 8
 
 typedef enum txn_kind {
 	TX_ATTACH_JOIN = 1, /* Attach to our own id while joining */
@@ -40,13 +50,23 @@ typedef struct txn {
 	uint8_t direct; /* sent straight to `peer`: a timeout means it failed */
 } txn_t;
 
-enum { PL_READY = 1, PL_SEND_UPDATE = 2, PL_AP = 4 };
+/* PL_PROBE: a link opened by io->reach for a ring check; when it is up the check's Attach goes through it. */
+enum { PL_READY = 1, PL_SEND_UPDATE = 2, PL_AP = 4, PL_PROBE = 8 };
 
 typedef struct plink {
 	vp_id_t peer;
 	uint64_t deadline;
 	uint8_t flags;
 } plink_t;
+
+/* A peer remembered for ring checks (see MERGE_CAP). */
+typedef struct mpeer {
+	vp_id_t id;
+	uint64_t added;  /* when it was remembered: the oldest unpinned entry makes room */
+	uint64_t probed; /* last probe through it (0: never): the least recently probed goes next */
+	uint8_t misses;  /* probes in a row that did not reach it */
+	uint8_t pinned;  /* the bootstrap peer: not forgotten for misses nor evicted */
+} mpeer_t;
 
 typedef struct dead {
 	vp_id_t peer;
@@ -84,9 +104,9 @@ struct chord_node {
 	uint32_t join_tries;
 	uint64_t join_deadline;
 
-	/* ring merge: the bootstrap peer we joined through, kept for ring checks */
-	vp_id_t anchor;
-	bool have_anchor;
+	/* ring merge: the bootstrap peer we joined through and peers seen failing, probed by ring checks */
+	mpeer_t mem[MERGE_CAP];
+	uint32_t nmem;
 	uint64_t next_ring_check;
 
 	/* replication state: what the replicas were last given */
@@ -288,6 +308,56 @@ static void plink_add(chord_node_t *n, const vp_id_t *peer, uint8_t flags)
 	}
 	n->plink[n->nplink++] = (plink_t){ .peer = *peer, .flags = flags,
 	                                   .deadline = n->now + n->cfg.request_timeout_ms };
+}
+
+/* ---- remembered peers (ring merging) ------------------------------------ */
+
+static int mem_find(const chord_node_t *n, const vp_id_t *id)
+{
+	for (uint32_t i = 0; i < n->nmem; i++)
+		if (vp_id_eq(&n->mem[i].id, id))
+			return (int)i;
+	return -1;
+}
+
+static void mem_forget(chord_node_t *n, uint32_t i)
+{
+	n->mem[i] = n->mem[--n->nmem];
+}
+
+/* Remember `id` for ring checks; a full set drops its oldest unpinned entry. */
+static void mem_remember(chord_node_t *n, const vp_id_t *id, bool pinned)
+{
+	int i = mem_find(n, id);
+	uint32_t slot = n->nmem;
+	if (vp_id_eq(id, &n->self))
+		return;
+	if (i >= 0) {
+		n->mem[i].pinned |= pinned;
+		return;
+	}
+	if (n->nmem == MERGE_CAP) {
+		slot = MERGE_CAP;
+		for (uint32_t k = 0; k < MERGE_CAP; k++)
+			if (!n->mem[k].pinned && (slot == MERGE_CAP || n->mem[k].added < n->mem[slot].added))
+				slot = k;
+		if (slot == MERGE_CAP)
+			return; /* all pinned (cannot happen with one bootstrap peer) */
+	} else {
+		n->nmem++;
+	}
+	n->mem[slot] = (mpeer_t){ .id = *id, .added = n->now, .pinned = pinned };
+}
+
+/* A probe did not reach `id` (connect failed or timed out). */
+static void mem_missed(chord_node_t *n, const vp_id_t *id)
+{
+	int i = mem_find(n, id);
+	n->stats.ring_check_misses++;
+	if (i < 0)
+		return;
+	if (++n->mem[i].misses >= MERGE_MISSES && !n->mem[i].pinned)
+		mem_forget(n, (uint32_t)i);
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -625,6 +695,12 @@ static int add_peer(chord_node_t *n, const vp_id_t *id)
 	}
 	n->peers[n->npeers++] = *id;
 	clear_dead(n, id);
+	{
+		/* Linked again: it is on our ring now, no use probing through it. */
+		int m = mem_find(n, id);
+		if (m >= 0 && !n->mem[m].pinned)
+			mem_forget(n, (uint32_t)m);
+	}
 	if (vp_log_enabled(VP_LOG_DEBUG)) {
 		char a[VP_ID_HEX_LEN + 1], b[VP_ID_HEX_LEN + 1];
 		vp_log_debug("chord", "peer_added", "t=%llu node=%s peer=%s", (unsigned long long)n->now, vp_id_to_hex(&n->self, a),
@@ -651,6 +727,10 @@ static void peer_failed(chord_node_t *n, const vp_id_t *id)
 	}
 	n->peers[i] = n->peers[--n->npeers];
 	n->stats.peer_failures++;
+	/* A peer of our table lost: crashed, or on the far side of a partition; the ring checks probe through
+	 * it until it answers (the rings merge) or has been missed MERGE_MISSES times. */
+	if (n->state == CHORD_JOINED)
+		mem_remember(n, id, false);
 	rebuild(n);
 }
 
@@ -820,21 +900,73 @@ static int start_join_attempt(chord_node_t *n)
 }
 
 /*
- * Ring check (merging parallel rings): Attach to the resource id self+1 with
- * the destination list [anchor, self+1], so that the bootstrap peer we joined
- * through routes it in *its* ring to the node responsible for self+1, our
- * true successor there.  On one ring that is succ[0] (nothing changes); on a
- * parallel ring (a partition healed, or a join through a peer that had not
- * settled) the answerer is a closer successor from the other ring: we link to
- * it, it sends us its neighbours (send_update), our reactive Updates tell our
- * neighbours, and the two rings zip together through ordinary stabilisation.
+ * Ring check (merging parallel rings).  Two rings that formed apart (a partition that healed, or a joiner
+ * admitted by a peer that had not settled) never learn of each other by stabilisation.  Each interval the
+ * vnode asks its transport to reach one remembered peer that is not in its table (the bootstrap peer it
+ * joined through, or a peer it saw fail: after a partition, a node of the other side), the least recently
+ * probed one first.  Once that link is up (probe_reached) it sends an Attach to the resource id self+1 with
+ * the destination list [peer, self+1]: the peer routes it in *its* ring to the node responsible for self+1,
+ * our true successor there.  On one ring that is succ[0] (nothing changes); on a parallel ring the answerer
+ * is a closer successor from the other ring: we link to it, it sends us its neighbours (send_update), our
+ * reactive Updates tell our neighbours, and the two rings zip together through ordinary stabilisation.
+ * One probe per interval; a peer the transport cannot reach at all is forgotten at once.
  */
 static void ring_check(chord_node_t *n)
 {
-	vp_id_t target = vp_id_add_pow2(&n->self, 0);
-	if (!n->have_anchor || is_dead(n, &n->anchor) || txn_pending_attach(n, &target))
+	if (!n->io.reach)
 		return;
-	send_attach(n, &target, true, &n->anchor, TX_ATTACH_FINGER, true);
+	for (uint32_t tries = 0; tries < MERGE_CAP && n->nmem; tries++) {
+		int best = -1;
+		vp_id_t id;
+		for (uint32_t i = 0; i < n->nmem; i++) {
+			const mpeer_t *e = &n->mem[i];
+			if (peer_index(n, &e->id) >= 0 || plink_find(n, &e->id))
+				continue; /* in our table (our ring), or a link to it is being opened */
+			if (best < 0 || e->probed < n->mem[best].probed)
+				best = (int)i;
+		}
+		if (best < 0)
+			return;
+		id = n->mem[best].id;
+		n->mem[best].probed = n->now ? n->now : 1;
+		if (vp_log_enabled(VP_LOG_DEBUG)) {
+			char a[VP_ID_HEX_LEN + 1], c[VP_ID_HEX_LEN + 1];
+			vp_log_debug("chord", "ring_check", "t=%llu node=%s through=%s pinned=%u misses=%u",
+			             (unsigned long long)n->now, vp_id_to_hex(&n->self, a), vp_id_to_hex(&id, c),
+			             n->mem[best].pinned, n->mem[best].misses);
+		}
+		/* Registered first: the transport may report the link up from inside reach (already linked). */
+		plink_add(n, &id, PL_PROBE);
+		if (n->io.reach(n->io.ctx, n, &id) == 0)
+			return;
+		{
+			/* No way to it (no address known): forget it and take the next one now. */
+			plink_t *p = plink_find(n, &id);
+			int m = mem_find(n, &id);
+			if (p && p->flags == PL_PROBE)
+				*p = n->plink[--n->nplink];
+			if (m >= 0)
+				mem_forget(n, (uint32_t)m);
+		}
+	}
+}
+
+/* The link a ring check asked for is up: Attach to self+1 through that peer (see ring_check). */
+static void probe_reached(chord_node_t *n, const vp_id_t *peer)
+{
+	vp_id_t target = vp_id_add_pow2(&n->self, 0);
+	int m = mem_find(n, peer);
+	if (m >= 0) {
+		n->mem[m].misses = 0;
+		if (!n->mem[m].pinned)
+			mem_forget(n, (uint32_t)m); /* served: it merged us or is on our ring */
+	}
+	/* It is alive and reachable: what it tells us about its ring must not be ignored as stale gossip. */
+	clear_dead(n, peer);
+	if (txn_pending_attach(n, &target))
+		return;
+	if (send_attach(n, &target, true, peer, TX_ATTACH_FINGER, true) == 0)
+		n->stats.ring_checks++;
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -1074,6 +1206,11 @@ static int on_leave_req(chord_node_t *n, const rl_message_t *m, const vp_id_t *p
 	answer_to(n, m, prev, &ans);
 	i = peer_index(n, lp);
 	mark_dead(n, lp, 2 * n->cfg.update_interval_ms);
+	{
+		int k = mem_find(n, lp);
+		if (k >= 0)
+			mem_forget(n, (uint32_t)k); /* gone for good: nothing to probe through */
+	}
 	if (i >= 0) {
 		n->peers[i] = n->peers[--n->npeers];
 		rebuild(n);
@@ -1402,8 +1539,7 @@ int chord_node_join(chord_node_t *n, const vp_id_t *bootstrap, uint64_t now_ms)
 		return VP_ESTATE;
 	n->state = CHORD_JOINING;
 	n->via_peer = *bootstrap;
-	n->anchor = *bootstrap;
-	n->have_anchor = true;
+	mem_remember(n, bootstrap, true);
 	n->join_tries = 0;
 	return start_join_attempt(n);
 }
@@ -1472,6 +1608,8 @@ void chord_node_link_up(chord_node_t *n, const vp_id_t *peer, uint64_t now_ms)
 		rebuild(n);
 	if ((flags & PL_SEND_UPDATE) && n->state == CHORD_JOINED)
 		send_update(n, peer, RL_UPDATE_FULL);
+	if ((flags & PL_PROBE) && n->state == CHORD_JOINED)
+		probe_reached(n, peer);
 }
 
 void chord_node_link_down(chord_node_t *n, const vp_id_t *peer, uint64_t now_ms)
@@ -1479,8 +1617,12 @@ void chord_node_link_down(chord_node_t *n, const vp_id_t *peer, uint64_t now_ms)
 	plink_t *p;
 	n->now = now_ms;
 	p = plink_find(n, peer);
-	if (p)
+	if (p) {
+		bool probe = p->flags & PL_PROBE;
 		*p = n->plink[--n->nplink];
+		if (probe)
+			mem_missed(n, peer);
+	}
 	if (n->state == CHORD_INIT || n->state == CHORD_LEFT)
 		return;
 	peer_failed(n, peer);
@@ -1545,10 +1687,15 @@ void chord_node_tick(chord_node_t *n, uint64_t now_ms)
 		}
 	}
 	for (uint32_t i = 0; i < n->nplink;) {
-		if (n->plink[i].deadline <= now_ms)
+		if (n->plink[i].deadline <= now_ms) {
+			vp_id_t peer = n->plink[i].peer;
+			bool probe = n->plink[i].flags & PL_PROBE;
 			n->plink[i] = n->plink[--n->nplink];
-		else
+			if (probe)
+				mem_missed(n, &peer);
+		} else {
 			i++;
+		}
 	}
 	if (n->state == CHORD_JOINING && now_ms >= n->join_deadline) {
 		start_join_attempt(n);
@@ -1584,7 +1731,7 @@ void chord_node_tick(chord_node_t *n, uint64_t now_ms)
 		fix_fingers(n);
 		n->next_ping = now_ms + n->cfg.ping_interval_ms;
 	}
-	if (n->cfg.ring_check_interval_ms && n->have_anchor && now_ms >= n->next_ring_check) {
+	if (n->cfg.ring_check_interval_ms && now_ms >= n->next_ring_check) {
 		ring_check(n);
 		n->next_ring_check = now_ms + n->cfg.ring_check_interval_ms;
 	}
@@ -1612,7 +1759,7 @@ uint64_t chord_node_next_wakeup(const chord_node_t *n)
 			w = n->next_update;
 		if (n->next_ping < w)
 			w = n->next_ping;
-		if (n->cfg.ring_check_interval_ms && n->have_anchor && n->next_ring_check < w)
+		if (n->cfg.ring_check_interval_ms && n->io.reach && n->next_ring_check < w)
 			w = n->next_ring_check;
 	}
 	return w;

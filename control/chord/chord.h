@@ -19,9 +19,10 @@
  * and re-replication whenever the replica set or the range changes,
  * RouteQuery, Probe(responsible_set, uptime, num_resources), forwarding with
  * symmetric response routing via the via list, and a periodic ring check that
- * merges parallel rings: an Attach to self+1 routed through the bootstrap peer
- * the node joined through (its "anchor"; the transport reaches it by its
- * configured address, as for the join), which answers from the anchor's ring.
+ * merges parallel rings: the node remembers a few peers outside its table (the
+ * bootstrap peer it joined through and the latest peers it saw fail), has the
+ * transport open a link to one of them (io->reach) each interval, and sends an
+ * Attach to self+1 through it, which is answered from that peer's ring.
  *
  * The routing table is published through chord_rt_t (liburcu QSBR): any
  * registered thread may call chord_node_rt() and read it lock-free.  All other
@@ -52,7 +53,7 @@ typedef struct chord_cfg {
 	uint64_t ping_interval_ms;    /*!< chord-ping-interval: finger Ping and refresh, 3600 s */
 	uint64_t request_timeout_ms;  /*!< a request without answer after this is failed: 15 s */
 	uint32_t join_attempts;       /*!< Attach-to-self attempts before join gives up: 10 */
-	/*! Ring check through the bootstrap peer (merges parallel rings): 3600 s; 0 = never */
+	/*! Ring check through a remembered peer (merges parallel rings, needs io->reach): 3600 s; 0 = never */
 	uint64_t ring_check_interval_ms;
 	/*!
 	 * How long the replica range (pred[2], self] must stay unchanged before data outside it is dropped
@@ -118,6 +119,14 @@ typedef struct chord_io {
 	void (*deliver)(void *ctx, chord_node_t *n, const chord_delivery_t *d);
 	/*! Move stored data (handoff or replication); see chord_store_op_t. */
 	void (*store)(void *ctx, chord_node_t *n, const chord_store_action_t *a);
+	/*!
+	 * Optional (ring checks need it; NULL = no ring checks): open a link to \p peer, a node that is not in the
+	 * table (the bootstrap peer joined through, or a peer seen failing), from an address the transport
+	 * remembers for it.  Report the outcome with chord_node_link_up/down() (from inside the call if a link is
+	 * up already); an attempt that reports nothing counts as failed after request_timeout_ms.  0 if an
+	 * attempt is under way, a negative VP_E* code if the peer cannot be reached at all (no address known).
+	 */
+	int (*reach)(void *ctx, chord_node_t *n, const vp_id_t *peer);
 	/*! Optional: resources this vnode stores (Probe num_resources); NULL = not answered. */
 	uint32_t (*num_resources)(void *ctx, chord_node_t *n);
 } chord_io_t;
@@ -139,6 +148,8 @@ typedef struct chord_stats {
 	uint64_t ttl_drops;     /*!< messages dropped for TTL exhaustion */
 	uint64_t no_route;      /*!< messages dropped for lack of a route */
 	uint64_t rerouted;      /*!< requests sent again around a failed link */
+	uint64_t ring_checks;   /*!< ring-check Attaches sent through a remembered peer (merge probes) */
+	uint64_t ring_check_misses; /*!< ring-check links to a remembered peer that did not come up */
 } chord_stats_t;
 
 /*!

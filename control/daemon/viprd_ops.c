@@ -94,6 +94,7 @@ static const char *const drop_name[DROP__COUNT] = {
 typedef struct sums {
 	uint64_t rx_msgs, rx_bytes, tx_msgs, tx_bytes, links_opened, links_closed;
 	uint64_t sent[FAMILIES], relayed, forwarded, drops[DROP__COUNT], peer_failures, table_versions, rerouted;
+	uint64_t ring_checks, ring_check_misses;
 	uint64_t links, joined;
 	uint64_t records, stores_ok, refused_quota, refused_rate, refused_acl, refused_other, fetches_served;
 	uint64_t neighbour_stores, bad_signatures, replica_refused, quota_used, quota_limit;
@@ -128,6 +129,8 @@ static void sum_status(const node_status_t *st, sums_t *s)
 		s->peer_failures += h->chord.peer_failures;
 		s->table_versions += h->chord.table_versions;
 		s->rerouted += h->chord.rerouted;
+		s->ring_checks += h->chord.ring_checks;
+		s->ring_check_misses += h->chord.ring_check_misses;
 		s->links += h->nlinks;
 		s->joined += h->state == CHORD_JOINED;
 		s->records += h->records;
@@ -152,7 +155,8 @@ static void sum_status(const node_status_t *st, sums_t *s)
 
 typedef struct mids {
 	unsigned rx, rx_bytes, tx, tx_bytes, sent[FAMILIES], relayed, forwarded, dropped[DROP__COUNT];
-	unsigned links, links_opened, links_closed, peer_failures, rerouted, vnodes, joined, healthy, uptime;
+	unsigned links, links_opened, links_closed, peer_failures, rerouted, ring_checks, ring_check_misses;
+	unsigned vnodes, joined, healthy, uptime;
 	unsigned records, stores[5], fetches_served, neighbour_stores, bad_signatures, replica_refused, quota_used,
 	    quota_limit, latency[3], alarm[VIPRD_ALARM__COUNT + 1];
 } mids_t;
@@ -1011,6 +1015,8 @@ static void collect(void *ctx, vm_registry_t *reg)
 		vm_set(reg, 0, o->m.links_closed, s.links_closed);
 		vm_set(reg, 0, o->m.peer_failures, s.peer_failures);
 		vm_set(reg, 0, o->m.rerouted, s.rerouted);
+		vm_set(reg, 0, o->m.ring_checks, s.ring_checks);
+		vm_set(reg, 0, o->m.ring_check_misses, s.ring_check_misses);
 		vm_set(reg, 0, o->m.vnodes, w->st->nshards);
 		vm_set(reg, 0, o->m.joined, s.joined);
 		vm_set(reg, 0, o->m.records, s.records);
@@ -1076,6 +1082,8 @@ static int metrics_register(viprd_ops_t *o)
 	C(links_closed, "viprd_links_closed_total", NULL, "overlay links that went down");
 	C(peer_failures, "viprd_peer_failures_total", NULL, "peers removed from a routing table after a failure");
 	C(rerouted, "viprd_requests_rerouted_total", NULL, "requests sent again around a failed link");
+	C(ring_checks, "viprd_ring_checks_total", NULL, "ring checks (Attach to self+1) sent through a remembered peer");
+	C(ring_check_misses, "viprd_ring_check_misses_total", NULL, "ring-check links to a remembered peer that failed");
 	G(vnodes, "viprd_vnodes", "vnodes (one per shard)");
 	G(joined, "viprd_vnodes_joined", "vnodes that are members of the ring");
 	G(healthy, "viprd_healthy", "1 when /health answers 200, 0 when the node is isolated");

@@ -36,6 +36,14 @@
 #define BOOT_RETRY_MS 2000u
 #define EXPECT_MS 30000u
 #define MAX_EXPECT 256u
+/*
+ * ADDR_BOOK: Node-ID -> listen address of the peers this vnode linked to (the bootstrap peer's configured
+ * address, every Attach's candidate), so a ring check can reach a peer that has left the table
+ * (chord_io_t.reach: after a partition the links across it are gone, and nothing else knows where the far
+ * side listens).  64 entries cover a vnode's table (3 + 3 + 32) and the MERGE_CAP peers the engine
+ * remembers; the oldest entry makes room.
+ */
+#define ADDR_BOOK 64u
 #define TX_ARENA (1u << 20)
 #define TX_MSGS 512u
 #define CMD_RING 1024u /* node_request commands: a burst of lookups must fit */
@@ -156,6 +164,12 @@ typedef struct expect_ent {
 	uint64_t until;
 } expect_ent_t;
 
+typedef struct addr_ent {
+	vp_id_t id;
+	struct sockaddr_storage sa;
+	socklen_t len;
+} addr_ent_t;
+
 /* A shard's identity: its own certificate, so a link names exactly one vnode (see node.h). */
 typedef struct node_ident {
 	EVP_PKEY *key;
@@ -189,6 +203,10 @@ typedef struct node_shard {
 	size_t nlinks, cap_links;
 	expect_ent_t expect[MAX_EXPECT];
 	uint32_t nexpect;
+	addr_ent_t addrs[ADDR_BOOK]; /* see ADDR_BOOK */
+	uint32_t naddrs, addr_next;
+	struct sockaddr_storage boot_sa; /* the bootstrap address last dialled */
+	socklen_t boot_len;
 
 	dp_io_ev_t *cur;            /* the event being handled: relays edit its bytes in place */
 	const dp_cert_ident_t *cur_signer;
@@ -596,6 +614,30 @@ static int sa_from_cand(const rl_ice_candidate_t *c, struct sockaddr_storage *ss
 	return VP_EINVAL;
 }
 
+static bool sa_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
+/* Remember where \p id listens (see ADDR_BOOK). */
+static void addr_put(node_shard_t *s, const vp_id_t *id, const struct sockaddr_storage *sa, socklen_t len)
+{
+	addr_ent_t *e = NULL;
+	for (uint32_t i = 0; i < s->naddrs && !e; i++)
+		if (vp_id_eq(&s->addrs[i].id, id))
+			e = &s->addrs[i];
+	if (!e) {
+		e = &s->addrs[s->naddrs < ADDR_BOOK ? s->naddrs++ : s->addr_next];
+		s->addr_next = (s->addr_next + 1) % ADDR_BOOK;
+	}
+	*e = (addr_ent_t){ .id = *id, .sa = *sa, .len = len };
+}
+
+static const addr_ent_t *addr_get(const node_shard_t *s, const vp_id_t *id)
+{
+	for (uint32_t i = 0; i < s->naddrs; i++)
+		if (vp_id_eq(&s->addrs[i].id, id))
+			return &s->addrs[i];
+	return NULL;
+}
+
 static bool sa_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
@@ -795,6 +837,16 @@ static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const r
 	rl_ice_candidate_t c;
 	int r;
 
+	/* Where it listens, for a later ring check (io_reach): its first usable candidate. */
+	RL_ITER_INIT(&it, &theirs->candidates);
+	while ((r = rl_ice_candidate_next(&it, &c)) == 1) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		if (c.overlay_link == RL_LINK_TLS_TCP_FH_NO_ICE && !sa_from_cand(&c, &ss, &sl)) {
+			addr_put(s, peer, &ss, sl);
+			break;
+		}
+	}
 	if (api->find(io, peer)) {
 		chord_node_link_up(cn, peer, now);
 		return;
@@ -819,6 +871,42 @@ static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const r
 	}
 	expected(s, peer, now, true);
 	chord_node_link_down(cn, peer, now);
+}
+
+/*
+ * A ring check's link to \p peer, a node no longer (or never) in the table: dialled at the address it was
+ * last seen listening on (ADDR_BOOK), the TLS handshake requiring its Node-ID.  Unlike io_connect, we dial
+ * whatever the Node-IDs' order: the peer is not attaching to us.
+ */
+static int io_reach(void *ctx, chord_node_t *cn, const vp_id_t *peer)
+{
+	node_shard_t *s = ctx;
+	const dp_io_api_t *api = dp_shard_api(s->sh);
+	dp_io_t *io = dp_shard_io(s->sh);
+	uint64_t now = mono_ms();
+	const addr_ent_t *a;
+	char hex[VP_ID_HEX_LEN + 1];
+
+	if (api->find(io, peer)) {
+		chord_node_link_up(cn, peer, now);
+		return 0;
+	}
+	a = addr_get(s, peer);
+	if (!a) {
+		vp_log_debug("node", "ring_check", "shard=%u peer=%s result=no_address", s->idx, vp_id_to_hex(peer, hex));
+		return VP_ENOTFOUND;
+	}
+	if (!expected(s, peer, now, false)) {
+		if (s->nexpect == MAX_EXPECT)
+			return VP_EBUSY;
+		s->expect[s->nexpect++] = (expect_ent_t){ *peer, now + EXPECT_MS };
+	}
+	if (api->connect(io, (const struct sockaddr *)&a->sa, a->len, peer)) {
+		expected(s, peer, now, true);
+		return VP_EIO;
+	}
+	vp_log_debug("node", "ring_check", "shard=%u peer=%s result=dialling", s->idx, vp_id_to_hex(peer, hex));
+	return 0;
 }
 
 /* ---- requests of node_request ------------------------------------------------ */
@@ -1705,6 +1793,8 @@ static void boot_connect(node_shard_t *s, uint64_t now)
 		} while (--k && sa_equal(&ss, &s->listen_sa));
 	}
 	s->boot_next++;
+	s->boot_sa = ss;
+	s->boot_len = sl;
 	s->boot_link_pending = api->connect(dp_shard_io(s->sh), (struct sockaddr *)&ss, sl, NULL) == 0;
 }
 
@@ -1782,6 +1872,7 @@ static void on_up(node_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 	if (!matched && s->boot_link_pending && dp_link_is_client(ev->link) &&
 	    chord_node_state(s->vn) == CHORD_INIT) {
 		s->boot_link_pending = false;
+		addr_put(s, &peer, &s->boot_sa, s->boot_len); /* the engine remembers its bootstrap peer */
 		int err = chord_node_join(s->vn, &peer, now);
 		vp_log_info("node", "joining", "shard=%u via=%s err=%s", s->idx, dp_link_peer_addr(ev->link),
 		            vp_strerror(err));
@@ -2001,7 +2092,7 @@ static uint64_t sh_tick(void *arg, dp_shard_t *sh, uint64_t now)
 		int err = 0;
 		chord_node_t *fresh;
 		chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
-		                  .connect = io_connect, .deliver = io_deliver, .store = io_store,
+		                  .connect = io_connect, .reach = io_reach, .deliver = io_deliver, .store = io_store,
 		                  .num_resources = io_num_resources };
 		err = chord_node_new(&s->node->ccfg, &s->self, &io, now, &fresh);
 		if (!err) {
@@ -2136,7 +2227,7 @@ static int shard_prepare(node_t *n, unsigned i)
 	uint16_t port = 0, bound = 0;
 	int fd = -1, err;
 	chord_io_t io = { .ctx = s, .send = io_send, .forward = io_forward, .attach_info = io_attach_info,
-	                  .connect = io_connect, .deliver = io_deliver, .store = io_store,
+	                  .connect = io_connect, .reach = io_reach, .deliver = io_deliver, .store = io_store,
 	                  .num_resources = io_num_resources };
 	dp_shard_conf_t sc;
 	dp_shard_ops_t ops = { .arg = s, .start = sh_start, .event = sh_event, .command = sh_command,

@@ -328,7 +328,7 @@ static uint32_t group_ring_errors(sim_t *s, uint32_t n, uint32_t group)
 	uint32_t k = 0, bad = 0;
 	assert_true(n <= 256);
 	for (uint32_t i = 0; i < n; i++)
-		if (i % 2 == group)
+		if (i % 2 == group && sim_alive(s, i))
 			ids[k++] = *chord_node_id(sim_node(s, i));
 	qsort(ids, k, sizeof(ids[0]), cmp_id);
 	for (uint32_t i = 0; i < n; i++) {
@@ -336,7 +336,7 @@ static uint32_t group_ring_errors(sim_t *s, uint32_t n, uint32_t group)
 		const vp_id_t *id = chord_node_id(sim_node(s, i));
 		vp_id_t *at;
 		uint32_t pos;
-		if (i % 2 != group)
+		if (i % 2 != group || !sim_alive(s, i))
 			continue;
 		at = bsearch(id, ids, k, sizeof(ids[0]), cmp_id);
 		assert_non_null(at);
@@ -353,7 +353,8 @@ static uint32_t group_ring_errors(sim_t *s, uint32_t n, uint32_t group)
  * Split a converged ring in two (odd nodes in partition 1) until each half has
  * formed its own correct ring, then heal the partition.  Stabilisation alone
  * cannot merge two rings (no node knows the other ring); the ring check (an
- * Attach to self+1 through the bootstrap peer a node joined through) must.
+ * Attach to self+1 through a remembered peer outside the table: the bootstrap
+ * peer a node joined through, or a peer it saw fail) must.
  * Returns whether one correct ring formed within `limit_ms` after the heal.
  */
 static bool split_then_heal(uint64_t ring_check_ms, uint64_t limit_ms)
@@ -403,6 +404,50 @@ static void without_ring_check_parallel_rings_stay_apart(void **state)
 	assert_false(split_then_heal(0, 1200 * 1000));
 }
 
+/*
+ * The partition heals although the bootstrap peer is gone: 64 nodes all join through node 0 (one configured
+ * bootstrap peer, as scripts/vipr-overlay does), node 0 leaves, the rest is split in two halves for 20 update
+ * intervals (each half forms its own correct ring well before), then the network heals.  Probing only the
+ * bootstrap peer cannot merge anything here (it left, and in the daemon its link is as dead as the cut
+ * peers'): the ring checks must go through the peers each node saw fail, the other half.  One correct ring
+ * within MERGE_BOUND ring-check intervals (= update intervals, as viprd sets them), and lookups reach the
+ * true owner again.
+ */
+static void partition_heals_through_peers_seen_failing(void **state)
+{
+	enum { NP = 64, MERGE_BOUND = 5 };
+	sim_cfg_t cfg = test_cfg(21, NP);
+	sim_t *s;
+	uint64_t t0, took;
+	bool merged;
+	(void)state;
+	cfg.join_first = true;
+	cfg.chord.ring_check_interval_ms = cfg.chord.update_interval_ms;
+	s = bootstrap(&cfg, NP);
+	assert_int_equal(sim_leave(s, 0), 0);
+	assert_true(converge(s, 600 * 1000));
+	for (uint32_t i = 1; i < NP; i += 2)
+		sim_set_group(s, i, 1);
+	sim_run_until(s, sim_now(s) + 20 * cfg.chord.update_interval_ms);
+	assert_int_equal(group_ring_errors(s, NP, 0), 0);
+	assert_int_equal(group_ring_errors(s, NP, 1), 0);
+	assert_true(sim_ring_errors(s) > NP / 2); /* two rings, not one */
+	for (uint32_t i = 0; i < NP; i++)
+		sim_set_group(s, i, 0);
+	t0 = sim_now(s);
+	merged = converge(s, MERGE_BOUND * cfg.chord.update_interval_ms);
+	took = sim_now(s) - t0;
+	print_message("64 nodes, bootstrap peer gone: %s after %llu s (bound %u update intervals of %llu s)\n",
+	              merged ? "one ring" : "still two rings", (unsigned long long)took / 1000, (unsigned)MERGE_BOUND,
+	              (unsigned long long)cfg.chord.update_interval_ms / 1000);
+	assert_true(merged);
+	sim_counters_reset(s);
+	lookups(s, &cfg, 300, 30 * 1000);
+	assert_int_equal(sim_counters(s)->lookup_ok, 300);
+	assert_int_equal(sim_counters(s)->codec_errors, 0);
+	sim_free(s);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -434,6 +479,7 @@ int main(void)
 		cmocka_unit_test(partitioned_node_is_dropped_by_every_peer),
 		cmocka_unit_test(parallel_rings_merge_after_partition_heals),
 		cmocka_unit_test(without_ring_check_parallel_rings_stay_apart),
+		cmocka_unit_test(partition_heals_through_peers_seen_failing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

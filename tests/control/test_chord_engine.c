@@ -42,6 +42,9 @@ typedef struct net {
 	bool answer_in_deliver;
 	uint64_t now;
 	rl_ice_candidate_t cand;
+	int nreach;   /* io_reach calls of the node watched (reach_from) */
+	int reach_from;
+	int reach_to; /* the last one's peer */
 } net_t;
 
 static int idx_of(net_t *t, const vp_id_t *id)
@@ -110,6 +113,24 @@ static void io_connect(void *ctx, chord_node_t *cn, const vp_id_t *peer, const r
 		chord_node_link_down(cn, peer, t->now);
 }
 
+/* Ring checks: every node's address is known here; the link is up at once if the peer is. */
+static int io_reach(void *ctx, chord_node_t *cn, const vp_id_t *peer)
+{
+	net_t *t = ctx;
+	int p = idx_of(t, peer);
+	if (idx_of(t, chord_node_id(cn)) == t->reach_from) {
+		t->nreach++;
+		t->reach_to = p;
+	}
+	if (p < 0)
+		return VP_ENOTFOUND;
+	if (t->up[p])
+		chord_node_link_up(cn, peer, t->now);
+	else
+		chord_node_link_down(cn, peer, t->now);
+	return 0;
+}
+
 static void io_deliver(void *ctx, chord_node_t *cn, const chord_delivery_t *d)
 {
 	net_t *t = ctx;
@@ -151,7 +172,7 @@ static net_t *net_new(const uint8_t *tops, int count)
 {
 	net_t *t = calloc(1, sizeof(*t));
 	chord_io_t io = { .send = io_send, .forward = io_forward, .attach_info = io_attach_info, .connect = io_connect,
-	                  .deliver = io_deliver, .store = io_store, .num_resources = io_num_resources };
+	                  .reach = io_reach, .deliver = io_deliver, .store = io_store, .num_resources = io_num_resources };
 	chord_cfg_t cfg = chord_cfg_default();
 	assert_non_null(t);
 	t->q = calloc(QCAP, sizeof(qmsg_t));
@@ -643,43 +664,98 @@ static void probe_reports_responsible_fraction_and_resources(void **state)
 	net_free(t);
 }
 
-static void ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer(void **state)
+/* The ring-check Attaches node `from` sent: each must be [via, resource self+1] sent to via. */
+static int ring_check_attaches(net_t *t, int from, int via)
 {
-	uint8_t tops[] = { 0x00, 0x40, 0x80 };
-	net_t *t = net_new(tops, 3);
-	vp_id_t next = T(0x40);
+	vp_id_t next = t->id[from];
 	int found = 0;
-	(void)state;
-	join_all(t);
-	next.b[15] = 1; /* 0x40...00 + 1 */
-	t->qhead = t->qtail = 0;
-	/* Past the first ring check of every node (at most one interval away). */
-	t->now += chord_cfg_default().ring_check_interval_ms;
-	chord_node_tick(t->n[1], t->now);
+	next.b[15] += 1; /* T(x) + 1 */
 	for (size_t i = t->qhead; i != t->qtail; i++) {
 		qmsg_t *q = &t->q[i % QCAP];
 		rl_message_t m;
 		rl_iter_t it;
 		rl_dest_t d0, d1;
 		assert_int_equal(rl_msg_decode(q->buf, q->len, &m), 0);
-		if (q->from != 1 || m.contents.code != RL_ATTACH_REQ || RL_LIST_COUNT(&m.hdr.dest) != 2)
+		if (q->from != from || m.contents.code != RL_ATTACH_REQ || RL_LIST_COUNT(&m.hdr.dest) != 2)
 			continue;
-		/* [bootstrap peer 0x00.., resource 0x40..01], sent to the bootstrap peer. */
 		RL_ITER_INIT(&it, &m.hdr.dest);
 		assert_int_equal(rl_dest_next(&it, &d0), 1);
 		assert_int_equal(rl_dest_next(&it, &d1), 1);
 		assert_int_equal(d0.type, RL_DEST_NODE);
-		assert_memory_equal(d0.id.p, t->id[0].b, VP_ID_LEN);
+		assert_memory_equal(d0.id.p, t->id[via].b, VP_ID_LEN);
 		assert_int_equal(d1.type, RL_DEST_RESOURCE);
 		assert_memory_equal(d1.id.p, next.b, VP_ID_LEN);
-		assert_int_equal(q->to, 0);
+		assert_int_equal(q->to, via);
 		found++;
 	}
-	assert_int_equal(found, 1);
-	/* On one ring it changes nothing: the answer comes from succ[0] (0x80). */
+	return found;
+}
+
+/*
+ * The ring check probes through a peer it saw fail, not through one of its table: node 0x40's bootstrap
+ * peer 0x00 is its predecessor (same ring: no probe), 0x80 is cut off and comes back unknown to it.  The
+ * check opens a link to 0x80 (io->reach) and sends the Attach [0x80, 0x40..01] over it; the answer makes
+ * 0x80 its successor again.
+ */
+static void ring_check_probes_through_a_peer_seen_failing(void **state)
+{
+	uint8_t tops[] = { 0x00, 0x40, 0x80 };
+	net_t *t = net_new(tops, 3);
+	uint64_t iv = chord_cfg_default().ring_check_interval_ms;
+	(void)state;
+	t->reach_from = 1;
+	join_all(t);
+	/* Past the first ring check (at most one interval away): the bootstrap peer is in the table. */
+	t->qhead = t->qtail = 0;
+	t->now += iv;
+	chord_node_tick(t->n[1], t->now);
+	assert_int_equal(t->nreach, 0);
+	assert_int_equal(ring_check_attaches(t, 1, 0), 0);
+	run(t); /* the periodic Updates it sent are answered */
+	/* 0x80 is cut off: 0x40 loses its link and forgets it as a neighbour. */
+	t->up[2] = false;
+	chord_node_link_down(t->n[1], &t->id[2], t->now);
+	assert_false(chord_table_contains(chord_node_table(t->n[1]), &t->id[2]));
+	/* It is back; the next ring check goes through it. */
+	t->up[2] = true;
+	t->qhead = t->qtail = 0;
+	t->now += iv;
+	chord_node_tick(t->n[1], t->now);
+	assert_int_equal(t->nreach, 1);
+	assert_int_equal(t->reach_to, 2);
+	assert_int_equal(ring_check_attaches(t, 1, 2), 1);
+	assert_int_equal(chord_node_stats(t->n[1])->ring_checks, 1);
+	/* Answered from 0x80's ring: 0x80 is responsible for 0x40..01 and becomes our successor. */
 	run(t);
 	assert_id(&chord_node_table(t->n[1])->succ[0], T(0x80));
 	assert_id(&chord_node_table(t->n[1])->pred[0], T(0x00));
+	net_free(t);
+}
+
+/* A remembered peer that stays unreachable is probed MERGE_MISSES (8) times, then forgotten: one probe per
+ * interval, and not forever. */
+static void ring_check_forgets_a_peer_it_cannot_reach(void **state)
+{
+	uint8_t tops[] = { 0x00, 0x40, 0x80 };
+	net_t *t = net_new(tops, 3);
+	uint64_t iv = chord_cfg_default().ring_check_interval_ms;
+	(void)state;
+	t->reach_from = 1;
+	join_all(t);
+	t->up[2] = false;
+	chord_node_link_down(t->n[1], &t->id[2], t->now);
+	t->nreach = 0;
+	for (int i = 0; i < 12; i++) {
+		int before = t->nreach;
+		t->now += iv;
+		chord_node_tick(t->n[1], t->now);
+		assert_true(t->nreach - before <= 1); /* one probe per interval */
+		run(t);
+	}
+	assert_int_equal(t->nreach, 8);
+	assert_int_equal(t->reach_to, 2);
+	assert_int_equal(chord_node_stats(t->n[1])->ring_check_misses, 8);
+	assert_int_equal(chord_node_stats(t->n[1])->ring_checks, 0);
 	net_free(t);
 }
 
@@ -849,7 +925,8 @@ int main(void)
 		cmocka_unit_test(forwarding_appends_via_and_answer_retraces),
 		cmocka_unit_test(ttl_exhaustion_is_answered_with_an_error),
 		cmocka_unit_test(probe_reports_responsible_fraction_and_resources),
-		cmocka_unit_test(ring_check_attaches_to_self_plus_one_through_the_bootstrap_peer),
+		cmocka_unit_test(ring_check_probes_through_a_peer_seen_failing),
+		cmocka_unit_test(ring_check_forgets_a_peer_it_cannot_reach),
 		cmocka_unit_test(routed_update_does_not_admit_its_sender),
 		cmocka_unit_test(answer_on_another_link_is_ignored),
 		cmocka_unit_test(config_is_checked),
