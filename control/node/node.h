@@ -239,7 +239,8 @@ int node_call(node_t *n, unsigned shard, node_call_fn fn, void *arg);
  * routing table, the peers of its links) at or after \p id clockwise, nearest first.  The first is its guess
  * of the peer responsible for \p id, the next ones of that peer's successors (the replicas): a guess only,
  * the answers to requests routed by Resource-ID say who holds what.  Returns the count written (0 off that
- * thread, or while the vnode is not joined).
+ * thread, while the vnode is not joined, or when it knows less than about half of the ring, estimated from
+ * the spacing of its neighbours: there most guesses would be wrong).
  */
 size_t node_guess_successors(node_t *n, unsigned shard, const vp_id_t *id, vp_id_t *out, size_t max);
 

@@ -347,9 +347,14 @@ def main():
         hops = [c["hops"] for r in ok_res for c in r["data"]["copies"] if c.get("answered")]
         print("parallel=%d/%d guess_missed=%d mean_hops_per_copy=%.2f" %
               (par, len(ok_res), missed, sum(hops) / max(1, len(hops))), flush=True)
-        check(par * 2 > len(ok_res), "most fetches ask their 3 copies at once: %d of %d" % (par, len(ok_res)))
-        check(missed > 0, "some replica guesses were wrong (what the copies' holders above were checked "
-              "against): %d" % missed)
+        if a.nodes <= 16:
+            check(par * 2 > len(ok_res), "most fetches ask their 3 copies at once: %d of %d" % (par, len(ok_res)))
+            check(missed > 0, "some replica guesses were wrong (what the copies' holders above were checked "
+                  "against): %d" % missed)
+        else:
+            # a node that knows less than about half of the ring does not guess (node_guess_successors)
+            check(par * 2 < len(ok_res), "on %d nodes most fetches ask one copy after the other: %d of %d at once"
+                  % (a.nodes, par, len(ok_res)))
         # A request's first hop is the linked peer the fetching node guesses responsible (node.c
         # guess_first_hop): with 13-15 of 15 peers known it is right most of the time, and 1 hop it takes.
         # Chord's closest preceding entry alone took 1.9 hops per copy on the same overlay.
