@@ -220,6 +220,10 @@ int dp_link_ctx_new(const dp_link_conf_t *conf, dp_cert_store_t *certs, const dp
 	SSL_CTX_set_options(c->ssl, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_num_tickets(c->ssl, 0);
 	SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Read-ahead: one read call takes every record that arrived (a relay's input is many small records), not
+	 * two calls (header, body) per record; dp_link_has_pending() then asks SSL_has_pending(), which also sees
+	 * records read but not yet decrypted, so no buffered record waits for poll(). */
+	SSL_CTX_set_read_ahead(c->ssl, 1);
 	SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_cert_verify_callback(c->ssl, verify_cb, c);
 	if (ident) {
@@ -792,6 +796,19 @@ int dp_link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, void *arg)
 
 int dp_link_send(dp_link_t *l, const uint8_t *msg, size_t len)
 {
+	int err = dp_link_queue(l, msg, len);
+	if (!err)
+		do_write(l);
+	return err;
+}
+
+void dp_link_flush(dp_link_t *l)
+{
+	do_write(l);
+}
+
+int dp_link_queue(dp_link_t *l, const uint8_t *msg, size_t len)
+{
 	size_t need = RL_FRAME_DATA_HDR_LEN + len;
 	vp_wr_t wr;
 
@@ -826,7 +843,6 @@ int dp_link_send(dp_link_t *l, const uint8_t *msg, size_t len)
 	if (rl_frame_encode_data(&wr, ++l->tx_seq, msg, len))
 		return wr.err;
 	l->tx_len += vp_wr_len(&wr);
-	do_write(l);
 	return 0;
 }
 
@@ -913,7 +929,7 @@ uint64_t dp_link_deadline(const dp_link_t *l)
 
 bool dp_link_has_pending(const dp_link_t *l)
 {
-	return l->state == DP_LINK_UP && (l->rx_held || SSL_pending(l->ssl) > 0);
+	return l->state == DP_LINK_UP && (l->rx_held || SSL_has_pending(l->ssl));
 }
 
 const vp_id_t *dp_link_peer_ids(const dp_link_t *l, uint32_t *n)

@@ -143,6 +143,16 @@ int dp_link_io(dp_link_t *l, uint64_t now_ms, dp_link_msg_fn fn, void *arg);
 int dp_link_send(dp_link_t *l, const uint8_t *msg, size_t len);
 
 /*!
+ * \brief dp_link_send() without the write: the frame is queued (same errors) and goes out at the next
+ * dp_link_flush() or dp_link_io().  A burst queued this way leaves in as few TLS records and write calls as
+ * its bytes need (WRITE_CHUNK each) instead of one record and one system call per message.
+ */
+int dp_link_queue(dp_link_t *l, const uint8_t *msg, size_t len);
+
+/*! \brief Write what is queued, as far as the socket takes it (the rest waits for POLLOUT in dp_link_io). */
+void dp_link_flush(dp_link_t *l);
+
+/*!
  * \brief Graceful close: flush what can be written now, send close_notify and
  * wait (in dp_link_io, at most the handshake timeout) for the peer's before
  * closing the socket, so no unread data turns the close into a reset.
@@ -158,7 +168,7 @@ int dp_link_fd(const dp_link_t *l);
 short dp_link_events(const dp_link_t *l);
 /*! \brief Monotonic ms by which dp_link_io() must run again (UINT64_MAX if none). */
 uint64_t dp_link_deadline(const dp_link_t *l);
-/*! \brief True when decrypted input is waiting: call dp_link_io() without waiting for poll(). */
+/*! \brief True when input waits inside TLS (decrypted, or read ahead): call dp_link_io() without poll(). */
 bool dp_link_has_pending(const dp_link_t *l);
 /*! \brief The peer's verified Node-IDs (valid while the link exists); *n = 0 until up. */
 const vp_id_t *dp_link_peer_ids(const dp_link_t *l, uint32_t *n);

@@ -567,7 +567,8 @@ int st_batch_commit(st_shard_t *sh)
 		sh->order = no;
 		sh->cap_order = sh->pend_cap;
 	}
-	for (size_t i = 0; i < sh->pend_cap; i++)
+	/* An empty batch (a loop iteration that stored nothing: a relay's) skips the scan of every slot. */
+	for (size_t i = 0; sh->pend_n && i < sh->pend_cap; i++)
 		if (sh->pend[i].epoch == sh->epoch &&
 		    (sh->pend[i].deleted == PEND_PUT || sh->pend[i].deleted == PEND_DEL))
 			sh->order[n++] = (uint32_t)i;

@@ -113,6 +113,7 @@ typedef struct op {
 	unsigned signer;
 	unsigned attempts;     /* Stores sent for this op (rate-limited ones not counted) */
 	unsigned rate_limited; /* rate-limited answers in a row */
+	uint64_t sent_ns;      /* when its last Store went out (a congestion signal counts once per window) */
 	vsrv_reg_t reg;
 	vsrv_done_fn done;
 	void *arg;
@@ -144,7 +145,9 @@ struct dhr {
 	int cur;                 /* which heap is this round */
 	vp_id_t cursor;
 	uint32_t inflight, fetching;
-	double rate;             /* the pacer's current rate: conf.store_rate, halved by each rate-limited answer */
+	double rate;             /* the pacer's current rate: up to conf.store_rate, halved by congestion (below) */
+	double window;           /* Stores it keeps unanswered: up to conf.store_inflight, halved by a timeout */
+	uint64_t cut_ns;         /* when rate or window was last cut */
 	double tokens;
 	uint64_t tok_ns;
 	uint64_t last_storage_time;
@@ -250,11 +253,18 @@ unsigned dhr_signer_of(dhr_t *d, const char *number)
 /* A Store that got no answer is tried again, DHR_STORE_ATTEMPTS in all (see store_retry). */
 #define DHR_STORE_ATTEMPTS 3
 /*
- * A storing peer polices each signer's Stores (docs/protocol.md §3.4: 50/s after a burst of 2,000) and
- * answers Error_Forbidden "rate-limited" beyond.  That answer is not final: the pacer halves its rate
- * (down to DHR_MIN_RATE) and sends the Store again later; each success adds DHR_RATE_STEP back, up to
- * [vipr] store_rate (additive increase, multiplicative decrease).  A Store is given up after
- * DHR_RATE_ATTEMPTS rate-limited answers in a row.
+ * Congestion control (additive increase, multiplicative decrease, as TCP's).  A storing peer polices each
+ * signer's Stores (docs/protocol.md §3.4: 50/s after a burst of 2,000) and answers Error_Forbidden
+ * "rate-limited" beyond: the pacer halves its rate (down to DHR_MIN_RATE) and sends the Store again later.
+ * A Store with no answer (the overlay's reliability timer) means a peer or a link on the way is overloaded:
+ * the pacer halves its rate and its window of unanswered Stores (down to 1), and sends it again.  Either
+ * cut happens once per window: only for a Store sent after the previous cut (the answers to a window sent
+ * at the old pace all arrive together and are one signal, not 64: halving for each took the rate from
+ * 1,000/s to 16/s within a millisecond).  Each success adds DHR_RATE_STEP to the rate and 1/window to the
+ * window, up to [vipr] store_rate and store_inflight.  Without the window cut an overloaded overlay
+ * collapsed: 64 Stores in flight, most of them timed out, their retries queued behind the stale ones, and
+ * a 1,000,000-number publish on 16 nodes stopped after ~300,000 (bench/RESULTS.md, flow).  A Store is given
+ * up after DHR_RATE_ATTEMPTS rate-limited answers in a row, or DHR_STORE_ATTEMPTS sends without answer.
  */
 #define DHR_MIN_RATE 5.0
 #define DHR_RATE_STEP 1.0
@@ -273,6 +283,11 @@ static void store_finish(op_t *o, int status)
 		d->st.stores_ok++;
 		if (d->rate < d->conf.store_rate)
 			d->rate = d->rate + DHR_RATE_STEP < d->conf.store_rate ? d->rate + DHR_RATE_STEP : d->conf.store_rate;
+		if (d->window < d->conf.store_inflight) {
+			d->window += 1.0 / d->window;
+			if (d->window > d->conf.store_inflight)
+				d->window = d->conf.store_inflight;
+		}
 	}
 	pthread_cond_broadcast(&d->cv);
 	pthread_mutex_unlock(&d->mu);
@@ -286,10 +301,34 @@ static void store_finish(op_t *o, int status)
  * moving should not fail a publish.  A refusal is final.
  */
 
+/* A congestion signal from the answer to \p o (under mu): cut the rate, and the window too after a timeout,
+ * unless \p o went out before the last cut (see above).  True if it cut. */
+static bool congestion(dhr_t *d, const op_t *o, bool limited)
+{
+	if (o->sent_ns <= d->cut_ns)
+		return false;
+	d->cut_ns = vp_time_mono_ns();
+	d->st.backoffs++;
+	d->rate = d->rate / 2 > DHR_MIN_RATE ? d->rate / 2 : DHR_MIN_RATE;
+	if (d->tokens > 0)
+		d->tokens = 0; /* the halved rate starts now, not after the tokens already earned */
+	if (!limited)
+		d->window = d->window / 2 > 1.0 ? d->window / 2 : 1.0;
+	return true;
+}
+
 static bool store_retry(op_t *o, int status)
 {
 	dhr_t *d = o->d;
-	bool again, limited = status == VP_ERATELIMIT;
+	bool again, cut = false, limited = status == VP_ERATELIMIT;
+	if (status == VP_ETIMEOUT || limited) {
+		pthread_mutex_lock(&d->mu);
+		cut = congestion(d, o, limited);
+		pthread_mutex_unlock(&d->mu);
+	}
+	if (cut)
+		vp_log_info(LOGMOD, "store_backoff", "cause=%s rate=%.0f window=%.1f number=%s",
+		            limited ? "rate-limited" : "timeout", d->rate, d->window, o->number);
 	if (limited ? ++o->rate_limited > DHR_RATE_ATTEMPTS
 	            : (status != VP_ETIMEOUT && status != VP_EBUSY) || o->attempts >= DHR_STORE_ATTEMPTS)
 		return false;
@@ -301,12 +340,8 @@ static bool store_retry(op_t *o, int status)
 		d->inflight--;
 		d->st.queued++;
 		d->st.store_retries++;
-		if (limited) {
+		if (limited)
 			d->st.rate_limited++;
-			d->rate = d->rate / 2 > DHR_MIN_RATE ? d->rate / 2 : DHR_MIN_RATE;
-			if (d->tokens > 0)
-				d->tokens = 0; /* the halved rate starts now, not after the tokens already earned */
-		}
 		pthread_cond_broadcast(&d->cv);
 	}
 	pthread_mutex_unlock(&d->mu);
@@ -411,13 +446,13 @@ static void *pacer(void *arg)
 		if (d->tokens > cap)
 			d->tokens = cap; /* a burst of at most one window */
 		d->tok_ns = now;
-		if (d->inflight >= d->conf.store_inflight || d->tokens < 1.0 ||
+		if (d->inflight >= (uint32_t)d->window || d->tokens < 1.0 ||
 		    !(d->heap_n[0] + d->heap_n[1])) {
 			struct timespec ts;
 			uint64_t wait_ns = 1000000; /* 1 ms: finer than any rate a node needs */
 			if (d->tokens < 1.0 && d->rate > 0)
 				wait_ns = (uint64_t)((1.0 - d->tokens) * 1e9 / d->rate) + 1;
-			if (!(d->heap_n[0] + d->heap_n[1]) || d->inflight >= d->conf.store_inflight)
+			if (!(d->heap_n[0] + d->heap_n[1]) || d->inflight >= (uint32_t)d->window)
 				wait_ns = 100000000; /* woken by a submit or a completion */
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += (long)(wait_ns % 1000000000);
@@ -427,6 +462,7 @@ static void *pacer(void *arg)
 			continue;
 		}
 		o = next_store(d);
+		o->sent_ns = now;
 		d->tokens -= 1.0;
 		d->inflight++;
 		d->st.stores_sent++;
@@ -747,6 +783,7 @@ int dhr_new(const dhr_conf_t *conf, const dhr_transport_t *t, dhr_t **out)
 		return VP_ENOMEM;
 	d->conf = *conf;
 	d->rate = conf->store_rate;
+	d->window = conf->store_inflight;
 	d->t = *t;
 	d->kind = st_kind_vipr(conf->kind_id);
 	pthread_mutex_init(&d->mu, NULL);

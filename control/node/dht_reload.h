@@ -8,7 +8,8 @@
  *               the server's Node-IDs (its "signers": one per vnode, each
  *               with its own certificate), a withdrawal as a signed deletion;
  *               paced: at most `store_rate` per second and `store_inflight`
- *               unanswered, sent in Resource-ID order (a sweep round the
+ *               unanswered, both cut in half by congestion (a timeout or a
+ *               rate-limited answer) and grown back by successes, sent in Resource-ID order (a sweep round the
  *               ring), so each responsible peer receives its share in runs;
  *   fetch    -> three Fetches of the number's resource: routed to the
  *               resource (the responsible peer R answers), then routed to
@@ -102,7 +103,8 @@ typedef struct dhr dhr_t;
 typedef struct dhr_stats {
 	uint64_t stores_sent, stores_ok, stores_failed, over_quota;
 	uint64_t store_retries;    /*!< Stores sent again after no answer (timeout, busy) or a rate-limited answer */
-	uint64_t rate_limited;     /*!< rate-limited answers (the pacer halved its rate for each) */
+	uint64_t rate_limited;     /*!< rate-limited answers */
+	uint64_t backoffs;         /*!< congestion cuts (rate halved; window too after a timeout), once per window */
 	uint64_t fetches, fetch_copies_failed, entries_rejected, incidents;
 	uint64_t numbers;          /*!< numbers currently claimed through this server */
 	uint64_t queued;           /*!< stores waiting for the pacer */

@@ -57,11 +57,13 @@
  */
 #define EXPIRE_BUDGET 128u
 /*
- * The sweep runs after the iteration's sends (dp_shard_ops_t.after) and at most every EXPIRE_INTERVAL_MS: it
- * opens a RocksDB iterator and decodes EXPIRE_BUDGET records, which in every loop iteration (32 records) took
- * 17 % of a node's CPU in a 16-node fetch profile and sat between every message's arrival and its forward;
- * every 10 ms (64 records) still 4 % under load.  128 records every 50 ms sweep 2,560 records a second (a
- * million in under 7 minutes; an expired entry is never served meanwhile, only its quota freed later).
+ * The sweep runs after the iteration's sends (dp_shard_ops_t.after) and at most every EXPIRE_INTERVAL_MS, so
+ * its rate follows time, not load, and no message waits for it.  It opens a RocksDB iterator and decodes
+ * EXPIRE_BUDGET records: run in every loop iteration's commit (32 records) it took 17 % of a node's CPU in a
+ * 16-node fetch profile and sat between every message's arrival and its forward, and a relaying shard with
+ * 200,000 records spent a third of its CPU there (bench/RESULTS.md, relay); every 10 ms (64 records) it was
+ * still 4 % under load.  128 records every 50 ms sweep 2,560 records a second (a million in under 7 minutes;
+ * an expired entry is never served meanwhile, only its quota freed later), an idle shard the same.
  */
 #define EXPIRE_INTERVAL_MS 50u
 #define MAX_XCERTS 64u

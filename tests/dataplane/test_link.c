@@ -23,6 +23,7 @@
 
 #include "common/clock.h"
 #include "dataplane/cert.h"
+#include "dataplane/io.h"
 #include "dataplane/link.h"
 #include "link_testkit.h"
 #include "pki_testkit.h"
@@ -525,6 +526,97 @@ static void slow_reader_gets_back_pressure(void **state)
 	lt_node_fini(&b);
 }
 
+/* TLS records of application data a raw peer received (record headers seen by OpenSSL's message callback). */
+static void count_records(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                          void *arg)
+{
+	(void)version;
+	(void)ssl;
+	if (!write_p && content_type == SSL3_RT_HEADER && len >= 1 && ((const uint8_t *)buf)[0] == SSL3_RT_APPLICATION_DATA)
+		(*(int *)arg)++;
+}
+
+/*
+ * The kernel backend writes a burst to one link in as few TLS records (and write calls) as its bytes need:
+ * a relay that wrote one record and one system call per message spent more CPU on them than on encryption
+ * (bench/RESULTS.md, bench_relay).  A raw TLS peer counts the records of a 32-message burst.
+ */
+static void kernel_backend_writes_a_burst_in_few_records(void **state)
+{
+	enum { N = 32, LEN = 900 };
+	static uint8_t msgs[N][LEN], got[N * (LEN + 16)];
+	lt_node_t b;
+	dp_io_conf_t conf;
+	dp_io_t *io = NULL;
+	dp_io_ev_t *ev;
+	dp_io_out_t out[N];
+	dp_link_t *l = NULL;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int lfd, fd, records = 0, fl;
+	uint16_t port;
+	size_t have = 0, want = (size_t)N * (RL_FRAME_DATA_HDR_LEN + LEN);
+	uint64_t end = vp_time_mono_ns() / 1000000u + 10000;
+	(void)state;
+
+	lt_node_init(&b, "b", &ca, &id_b, NULL, false);
+	assert_int_equal(dp_link_listen("127.0.0.1:0", 4, &lfd, &port), 0);
+	conf = (dp_io_conf_t){ .links = b.ctx, .listen_fd = lfd, .burst = 64, .max_message = 4096 };
+	assert_int_equal(dp_io_kernel.open(&conf, &io), 0);
+
+	ctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(ctx);
+	assert_int_equal(SSL_CTX_use_certificate(ctx, id_a.cert), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(ctx, id_a.key), 1);
+	fd = raw_connect(port);
+	fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	while (!l) {
+		int x = SSL_connect(ssl), n;
+		if (x != 1) {
+			x = SSL_get_error(ssl, x);
+			assert_true(x == SSL_ERROR_WANT_READ || x == SSL_ERROR_WANT_WRITE);
+		}
+		n = dp_io_kernel.recv(io, &ev, 5);
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == DP_IO_UP)
+				l = ev[i].link;
+		assert_true(vp_time_mono_ns() / 1000000u < end);
+	}
+	/* From here on, every record the peer reads is one the backend wrote for the burst. */
+	SSL_set_msg_callback(ssl, count_records);
+	SSL_set_msg_callback_arg(ssl, &records);
+	for (int i = 0; i < N; i++) {
+		memset(msgs[i], 'a' + i % 26, LEN);
+		out[i] = (dp_io_out_t){ .link = l, .msg = msgs[i], .len = LEN };
+	}
+	assert_int_equal(dp_io_kernel.send(io, out, N), N);
+	while (have < want) {
+		int n = SSL_read(ssl, got + have, (int)(sizeof(got) - have));
+		if (n > 0) {
+			have += (size_t)n;
+			continue;
+		}
+		assert_int_equal(SSL_get_error(ssl, n), SSL_ERROR_WANT_READ);
+		dp_io_kernel.recv(io, &ev, 1); /* the backend writes what the socket did not take yet */
+		assert_true(vp_time_mono_ns() / 1000000u < end);
+	}
+	assert_int_equal(have, want);
+	/* every message arrived, framed, in order */
+	for (int i = 0; i < N; i++)
+		assert_memory_equal(got + (size_t)i * (RL_FRAME_DATA_HDR_LEN + LEN) + RL_FRAME_DATA_HDR_LEN, msgs[i], LEN);
+	/* 32 x 908 bytes = 29,056: two 16 KiB records (one per message before: 32) */
+	assert_true(records >= 2);
+	assert_true(records <= 4);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	dp_io_kernel.close(io);
+	lt_node_fini(&b);
+}
+
 static void keepalive_and_candidates(void **state)
 {
 	lt_node_t a, b;
@@ -607,6 +699,7 @@ int main(void)
 		cmocka_unit_test(largest_frame_is_accepted),
 		cmocka_unit_test(stalled_handshakes_do_not_stop_service),
 		cmocka_unit_test(slow_reader_gets_back_pressure),
+		cmocka_unit_test(kernel_backend_writes_a_burst_in_few_records),
 		cmocka_unit_test(keepalive_and_candidates),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -64,6 +64,20 @@ typedef struct fake {
 	double pol_rate, pol_burst, pol_tokens;
 	uint64_t pol_ns;
 	size_t pol_refused;
+	/* An overloaded overlay (slow_us > 0): Stores are kept at once but answered by one server thread, in
+	 * order, slow_us of work each; a Store that waited longer than late_ms is answered VP_ETIMEOUT (the
+	 * requester's timer fired) and its work is wasted all the same, as on a real overloaded peer. */
+	unsigned slow_us, late_ms;
+	struct slowq {
+		dhr_answer_fn done;
+		void *arg;
+		int at;
+		uint64_t queued_ns;
+	} q[1024];
+	size_t q_head, q_n;
+	size_t late;
+	bool q_stop;
+	pthread_cond_t q_cv;
 } fake_t;
 
 static pk_ca_t ca;
@@ -232,6 +246,14 @@ static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl
 			peer_put(&fk.p[(at + r) % NPEERS], &res, &s->kind_data.items[0].values.items[0]);
 		if (fk.n_order < 4096)
 			fk.order[fk.n_order++] = res;
+		if (fk.slow_us) {
+			assert_true(fk.q_n < sizeof(fk.q) / sizeof(fk.q[0]));
+			fk.q[(fk.q_head + fk.q_n++) % (sizeof(fk.q) / sizeof(fk.q[0]))] =
+				(struct slowq){ done, arg, at, vp_time_mono_ns() };
+			pthread_cond_signal(&fk.q_cv);
+			pthread_mutex_unlock(&fk.mu);
+			return 0;
+		}
 		if (++fk.inflight > fk.max_inflight)
 			fk.max_inflight = fk.inflight;
 		fk.inflight--;
@@ -248,6 +270,36 @@ static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl
 	}
 	pthread_mutex_unlock(&fk.mu);
 	return VP_EINVAL;
+}
+
+/* The overloaded overlay's server thread (fk.slow_us): one queued Store at a time, in order. */
+static void *slow_server(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&fk.mu);
+	while (!fk.q_stop) {
+		if (!fk.q_n) {
+			pthread_cond_wait(&fk.q_cv, &fk.mu);
+			continue;
+		}
+		struct slowq e = fk.q[fk.q_head];
+		fk.q_head = (fk.q_head + 1) % (sizeof(fk.q) / sizeof(fk.q[0]));
+		fk.q_n--;
+		pthread_mutex_unlock(&fk.mu);
+		usleep(fk.slow_us);
+		bool late = vp_time_mono_ns() - e.queued_ns > (uint64_t)fk.late_ms * 1000000u;
+		if (late) {
+			pthread_mutex_lock(&fk.mu);
+			fk.late++;
+			pthread_mutex_unlock(&fk.mu);
+			e.done(e.arg, VP_ETIMEOUT, NULL, NULL);
+		} else {
+			answer_store(e.at, e.done, e.arg);
+		}
+		pthread_mutex_lock(&fk.mu);
+	}
+	pthread_mutex_unlock(&fk.mu);
+	return NULL;
 }
 
 static int fake_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
@@ -343,6 +395,7 @@ static int setup(void **state)
 	(void)state;
 	memset(&fk, 0, sizeof(fk));
 	pthread_mutex_init(&fk.mu, NULL);
+	pthread_cond_init(&fk.q_cv, NULL);
 	for (int i = 0; i < NPEERS; i++)
 		fk.p[i].id = pk_id((uint8_t)(0x20 + 0x28 * i)); /* 0x20 .. 0xE8 */
 	fk.certs[0] = nd_a.rlcert;
@@ -770,12 +823,56 @@ static void test_rate_limited_stores_slow_down(void **state)
 	dhr_free(d, 1000);
 }
 
+/*
+ * An overloaded overlay: one server thread does 4 ms of work per Store (250/s), and a Store that waited
+ * more than 100 ms is answered by the requester's timer (VP_ETIMEOUT) while its work is still done. A pacer
+ * that keeps 64 Stores in flight queues 256 ms of work: most of each window times out, the retries add to
+ * the queue and Stores fail after their 3 attempts (congestion collapse; 140-250 of 300 failed before the
+ * fix). Each timeout of a Store sent since the last cut halves the window (and the rate); successes open
+ * it again by one per window, so the queue stays under the timeout and all 300 are stored.
+ */
+static void test_overloaded_overlay_backs_off(void **state)
+{
+	dhr_t *d = mk(1, 1000, 5000, 64);
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	pthread_t th;
+	(void)state;
+	fk.slow_us = 4000;
+	fk.late_ms = 100;
+	assert_int_equal(pthread_create(&th, NULL, slow_server, NULL), 0);
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 300, VAP_OP_ADD);
+	for (int i = 0; i < 3000; i++) { /* 30 s at most: 300 Stores need 1.2 s of the server's work */
+		pthread_mutex_lock(&w.mu);
+		int done = w.done;
+		pthread_mutex_unlock(&w.mu);
+		if (done >= 300)
+			break;
+		usleep(10000);
+	}
+	dhr_get_stats(d, &st);
+	print_message("overloaded overlay: %d of 300 done, %d failed, %zu answered late, %llu retries\n", w.done,
+	              w.failed, fk.late, (unsigned long long)st.store_retries);
+	dhr_free(d, 1000);
+	pthread_mutex_lock(&fk.mu);
+	fk.q_stop = true;
+	pthread_cond_signal(&fk.q_cv);
+	pthread_mutex_unlock(&fk.mu);
+	pthread_join(th, NULL);
+	assert_int_equal(w.done, 300);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(st.stores_ok, 300);
+	assert_true(fk.late > 0); /* the overload was real: the first window did time out */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_publish_then_lookup, setup),
 		cmocka_unit_test_setup(test_store_retried_after_timeout, setup),
 		cmocka_unit_test_setup(test_rate_limited_stores_slow_down, setup),
+		cmocka_unit_test_setup(test_overloaded_overlay_backs_off, setup),
 		cmocka_unit_test_setup(test_stores_ordered_by_resource, setup),
 		cmocka_unit_test_setup(test_store_rate, setup),
 		cmocka_unit_test_setup(test_quota_per_node_id, setup),
