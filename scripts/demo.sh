@@ -309,12 +309,18 @@ say "  thief T uploads $nt guessed records for the numbers it claims"
 
 # ---- validations, routes, tickets ----------------------------------------------------------------
 declare -A NID
-for r in A B T; do NID[$r]=$(sed -n 's/.*event=joined shard=0 node_id=\([0-9a-f]*\).*/\1/p' n${NODE_OF[$r]}.log | head -1); done
+# A carrier's Node-IDs (one per shard) as an ERE alternation: a claimant is whichever of them signed the
+# number's entry (the quota spreads a block over all of them), so every check below matches any of them
+# (grep -E; the numbers' leading + is escaped there).
+for r in A B T; do
+  NID[$r]="($(sed -n 's/.*event=joined shard=[0-9]* node_id=\([0-9a-f]*\).*/\1/p' n${NODE_OF[$r]}.log | sort -u | paste -sd'|'))"
+  [ "${NID[$r]}" != "()" ] || die "no joined Node-ID in n${NODE_OF[$r]}.log"
+done
 # outcome ORIG CALLED TERM: "route" (Notify received), "pending" (the owner validated, ticket pending:
 # the call's entropy is below the threshold), or nothing yet.
 outcome() {
   if grep -q "^route number=$2 " $1.routes; then echo route; return; fi
-  if grep -q "event=validation srv=$1 number=$2 claimant=${NID[$3]} status=1 " validations.log; then echo pending; fi
+  if grep -Eq "event=validation srv=$1 number=\\$2 claimant=${NID[$3]} status=1 " validations.log; then echo pending; fi
 }
 # One pass over the carriers' logs per poll (they grow large with many numbers; a grep per call did not
 # finish 200 calls' polls within the wait), then the per-call checks read the small extract.
@@ -338,14 +344,14 @@ while read -r orig term called caller; do
     fi ;;
   pending)
     pending=$((pending + 1))
-    e=$(grep "event=route srv=$orig number=$called claimant=${NID[$term]} status=pending" validations.log | head -1 | sed -n 's/.*entropy_cbits=\([0-9]*\) threshold_cbits=\([0-9]*\).*/\1 \2/p' || true)
+    e=$(grep -E "event=route srv=$orig number=\\$called claimant=${NID[$term]} status=pending" validations.log | head -1 | sed -n 's/.*entropy_cbits=\([0-9]*\) threshold_cbits=\([0-9]*\).*/\1 \2/p' || true)
     say "  call $orig -> $called (caller $caller): validated against $term, ticket pending: entropy ${e% *} below ${e#* } centibits (more calls will raise it)" ;;
   *)
-    why=$(grep "event=validation srv=$orig number=$called claimant=${NID[$term]} " validations.log | sed -n 's/.*\(err="[^"]*"\).*/\1/p' | head -1 || true)
+    why=$(grep -E "event=validation srv=$orig number=\\$called claimant=${NID[$term]} " validations.log | sed -n 's/.*\(err="[^"]*"\).*/\1/p' | head -1 || true)
     say "  call $orig -> $called: NOT validated ${why:-(no validation within 90 s)}"; fails=$((fails + 1)) ;;
   esac
 done < calls.txt
-thief_routes=$(cat n*.log | grep -c "event=route srv=[AB] .*claimant=${NID[T]} status=" || true)
+thief_routes=$(cat n*.log | grep -Ec "event=route srv=[AB] .*claimant=${NID[T]} status=" || true)
 thief_tries=$(grep -h "event=pvp_served srv=T" n4.log | grep -c 'outcome=handshake-failed' || true)
 say "thief T: $thief_tries PVP handshakes attempted against it, all failed; routes learned from T: $thief_routes"
 thief_auth=$(grep -h "event=pvp_served srv=T" n4.log | grep -c 'outcome=routes\|outcome=pending' || true)
