@@ -5,7 +5,7 @@ at the same N, measured in the same run on loopback.
 ours:     scripts/vipr-overlay up --nodes N; each operation is one admin request (docs/protocol.md §10) to a
           random node: `store NUMBER` (a ViPR registration signed by that node, routed over TLS links, every
           hop's message signed, written to the responsible node's WAL) and `fetch NUMBER` (the responsible
-          node and its 2 replicas, every entry's signature verified again: 3 round trips).
+          node and its 2 replicas, every entry verified: the 3 asked at once, docs/protocol.md §2.7).
 baseline: N `dhtnode -s` processes (OpenDHT, UDP, unsigned values), each with its HTTP proxy
           (--proxyserver); each operation is one HTTP request to a random node's proxy: POST /KEY (put) and
           GET /KEY (get), KEY = SHA-1 of the same number, value = the same 23 bytes as our registration.

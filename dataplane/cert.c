@@ -64,6 +64,9 @@ struct dp_cert_store {
 	uint32_t hand;      /* next slot to (re)use: FIFO replacement */
 	int32_t *buckets;
 	uint32_t bmask;
+	/* Signatures of StoredData verified here: SHA-256 of what was checked ‖ signer certificate hash. */
+	uint8_t (*memo)[2 * DP_CERT_HASH_LEN];
+	uint64_t memo_hits;
 };
 
 static uint64_t now_ms(const dp_cert_store_t *s)
@@ -100,8 +103,9 @@ int dp_cert_store_new(const dp_cert_store_cfg_t *cfg, dp_cert_store_t **out)
 	s->bmask = nb - 1;
 	s->ents = calloc(cap, sizeof(*s->ents));
 	s->buckets = malloc(nb * sizeof(*s->buckets));
+	s->memo = calloc(DP_CERT_SIG_MEMO, sizeof(*s->memo));
 	s->roots = X509_STORE_new();
-	if (!s->ents || !s->buckets || !s->roots) {
+	if (!s->ents || !s->buckets || !s->memo || !s->roots) {
 		dp_cert_store_free(s);
 		return VP_ENOMEM;
 	}
@@ -127,6 +131,7 @@ void dp_cert_store_free(dp_cert_store_t *s)
 			entry_clear(&s->ents[i]);
 	free(s->ents);
 	free(s->buckets);
+	free(s->memo);
 	free(s->bad);
 	X509_STORE_free(s->roots);
 	free(s);
@@ -597,13 +602,31 @@ int dp_cert_stored_data_verify(dp_cert_store_t *s, const uint8_t *rid, size_t ri
 	const dp_cert_ident_t *id;
 	int e;
 
+	uint8_t dg[DP_CERT_HASH_LEN], *slot = NULL;
+
 	*signer = NULL;
 	if ((e = signer_ident(s, &sd->sig, certs, &id, why)))
 		return e;
-	e = rl_stored_data_verify(id->pub, rid, rid_len, kind, sd);
-	if (e) {
-		*why = sig_reason(e);
-		return VP_EAUTH;
+	/* The same entry verified before under the same certificate (its other copies in a 3-copy fetch, a
+	 * number fetched again): the memo answers for the signature; the certificate, claimant and age checks
+	 * still run every time.  Only a verified signature enters the memo. */
+	if (!rl_stored_data_verify_digest(rid, rid_len, kind, sd, dg)) {
+		uint32_t i;
+		memcpy(&i, dg, sizeof(i));
+		slot = s->memo[i & (DP_CERT_SIG_MEMO - 1)];
+	}
+	if (slot && !memcmp(slot, dg, DP_CERT_HASH_LEN) && !memcmp(slot + DP_CERT_HASH_LEN, id->hash, DP_CERT_HASH_LEN)) {
+		s->memo_hits++;
+	} else {
+		e = rl_stored_data_verify(id->pub, rid, rid_len, kind, sd);
+		if (e) {
+			*why = sig_reason(e);
+			return VP_EAUTH;
+		}
+		if (slot) {
+			memcpy(slot, dg, DP_CERT_HASH_LEN);
+			memcpy(slot + DP_CERT_HASH_LEN, id->hash, DP_CERT_HASH_LEN);
+		}
 	}
 	if (claimant && !dp_cert_ident_has(id, claimant)) {
 		*why = DP_CERT_NOT_CLAIMANT;
@@ -616,6 +639,11 @@ int dp_cert_stored_data_verify(dp_cert_store_t *s, const uint8_t *rid, size_t ri
 	*why = DP_CERT_OK;
 	*signer = id;
 	return 0;
+}
+
+uint64_t dp_cert_sig_memo_hits(const dp_cert_store_t *s)
+{
+	return s->memo_hits;
 }
 
 int dp_cert_topology_check(const rl_message_t *m, const vp_id_t *originator, const dp_cert_ident_t *signer,

@@ -40,6 +40,12 @@
 #define DP_CERT_MAX_NODE_IDS 32u
 /*! Default cache size: every peer of a large shard plus the signers of its stored data. */
 #define DP_CERT_CACHE_DEFAULT 4096u
+/*
+ * Slots of the memo of verified StoredData signatures (direct-mapped, 64 bytes each: 64 KiB per store).  A
+ * 3-copy fetch verifies the same entry 3 times, and a reader fetches the numbers of its recent calls again;
+ * 1024 covers the entries of hundreds of recent lookups, and a miss costs only the verification it saves.
+ */
+#define DP_CERT_SIG_MEMO 1024u
 #define DP_CERT_HASH_LEN 32u /* SHA-256 */
 
 /*! Why a certificate (or a message, or a stored value) was refused; one word each for the logs. */
@@ -168,6 +174,9 @@ int dp_cert_stored_data_verify(dp_cert_store_t *s, const uint8_t *rid, size_t ri
                                const rl_stored_data_t *sd, const rl_cert_list_t *certs,
                                const vp_id_t *claimant, uint32_t max_lifetime_s,
                                const dp_cert_ident_t **signer, dp_cert_reason_t *why);
+
+/*! \brief Signature verifications dp_cert_stored_data_verify() skipped: the same entry and certificate verified before. */
+uint64_t dp_cert_sig_memo_hits(const dp_cert_store_t *s);
 
 /*!
  * \brief Topology check at the destination, after dp_cert_msg_verify(): a

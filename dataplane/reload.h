@@ -872,6 +872,15 @@ int rl_stored_data_sign(EVP_PKEY *key, const uint8_t *rid, size_t rid_len, uint3
 int rl_stored_data_verify(EVP_PKEY *pub, const uint8_t *rid, size_t rid_len, uint32_t kind,
                           const rl_stored_data_t *sd);
 
+/*!
+ * \brief SHA-256 of everything rl_stored_data_verify() checks for \p sd at (\p rid, \p kind): the signed
+ * bytes (SignerIdentity included), the hash and signature algorithms and the signature value, into \p out.
+ * Two StoredData with the same digest verify alike under the same key (cert.c's memo of verified
+ * signatures).  VP_EINVAL (unknown model), VP_ERANGE, VP_ECRYPTO.
+ */
+int rl_stored_data_verify_digest(const uint8_t *rid, size_t rid_len, uint32_t kind, const rl_stored_data_t *sd,
+                                 uint8_t out[32]);
+
 /* ---- diagnostics ------------------------------------------------------- */
 
 /*!

@@ -329,3 +329,38 @@ int rl_stored_data_verify(EVP_PKEY *pub, const uint8_t *rid, size_t rid_len, uin
 		return n;
 	return verify_pieces(pub, pc, (size_t)n, &sd->sig);
 }
+
+int rl_stored_data_verify_digest(const uint8_t *rid, size_t rid_len, uint32_t kind, const rl_stored_data_t *sd,
+                                 uint8_t out[32])
+{
+	uint8_t head[12], vhead[16], idbuf[SMALL_BUF], algs[6];
+	piece_t pc[7];
+	EVP_MD_CTX *ctx;
+	unsigned olen = 0;
+	int n, ret = VP_ECRYPTO;
+	vp_wr_t wr;
+
+	n = sd_pieces(rid, rid_len, kind, sd, &sd->sig.identity, head, vhead, sizeof(vhead), idbuf,
+	              sizeof(idbuf), pc);
+	if (n < 0)
+		return n;
+	vp_wr_init(&wr, algs, sizeof(algs));
+	vp_wr_u8(&wr, sd->sig.hash_alg);
+	vp_wr_u8(&wr, sd->sig.sig_alg);
+	vp_wr_u32(&wr, sd->sig.value.len);
+	if (!(ctx = EVP_MD_CTX_new()))
+		return VP_ENOMEM;
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		goto out;
+	for (int i = 0; i < n; i++)
+		if (pc[i].len && EVP_DigestUpdate(ctx, pc[i].p, pc[i].len) != 1)
+			goto out;
+	if (EVP_DigestUpdate(ctx, algs, sizeof(algs)) != 1 ||
+	    (sd->sig.value.len && EVP_DigestUpdate(ctx, sd->sig.value.p, sd->sig.value.len) != 1) ||
+	    EVP_DigestFinal_ex(ctx, out, &olen) != 1 || olen != 32)
+		goto out;
+	ret = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	return ret;
+}

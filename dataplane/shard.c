@@ -232,6 +232,8 @@ static void *shard_main(void *arg)
 			s->ops.event(s->ops.arg, s, &ev[i], t);
 		next = s->ops.tick ? s->ops.tick(s->ops.arg, s, now_ms()) : UINT64_MAX;
 		commit_and_flush(s);
+		if (s->ops.after)
+			s->ops.after(s->ops.arg, s, now_ms());
 	}
 finish:
 	if (s->io) {

@@ -58,6 +58,11 @@ typedef struct dp_shard_ops {
 	uint64_t (*tick)(void *arg, dp_shard_t *s, uint64_t now_ms);
 	/*! The iteration's storage writes, durable on return (may be NULL): 0, or the queued sends are dropped. */
 	int (*commit)(void *arg, dp_shard_t *s);
+	/*!
+	 * Housekeeping after the iteration's sends went out (may be NULL): work no message waits for (the expiry
+	 * sweep) runs here, so it never sits between a message's arrival and its forward or answer.
+	 */
+	void (*after)(void *arg, dp_shard_t *s, uint64_t now_ms);
 	/*! Last thing on the thread, before the backend closes (may be NULL). */
 	void (*stop)(void *arg, dp_shard_t *s);
 } dp_shard_ops_t;

@@ -542,17 +542,25 @@ static json_t *jerr_answer(const node_answer_t *a)
 	return NULL;
 }
 
+typedef struct op_req op_req_t;
+
 typedef struct op_req {
 	viprd_ops_t *o;
 	adm_req_t *req;
 	char number[VP_E164_BUFLEN];
 	vp_id_t rid;
-	unsigned copy;            /* fetch: the copy asked now (0 responsible node, 1-2 its replicas) */
+	unsigned pending;         /* fetch, copies asked at once: answers still due (+1 while they are being sent) */
+	bool parallel;            /* the copies were asked at once, replicas named by the vnode's guess */
+	unsigned missed;          /* copies asked of a wrong guess: dropped, asked again of the answer's successor */
 	struct op_copy {
+		op_req_t *r;
+		unsigned k;           /* which copy */
+		vp_id_t dest;         /* the Resource-ID it was asked at: r->rid, or node_after(the previous copy's holder) */
 		bool answered;
 		vp_id_t responder;
 		uint32_t rejected;
-		uint64_t rtt_ms;
+		uint64_t rtt_ms, rtt_us;
+		uint32_t hops;
 		char error[64];
 		size_t n;
 		vsrv_entry_t e[FETCH_MAX_ENTRIES];
@@ -593,10 +601,10 @@ static void store_done(void *arg, const node_answer_t *a)
 		             a->err ? "no answer from the overlay" : "the responsible node refused the store");
 		json_decref(e);
 	} else
-		adm_req_reply(r->req, json_pack("{s:s, s:s, s:s, s:I, s:I}", "number", r->number, "resource_id",
+		adm_req_reply(r->req, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "number", r->number, "resource_id",
 		                                vp_id_to_hex(&r->rid, (char[VP_ID_HEX_LEN + 1]){ 0 }), "responder",
 		                                vp_id_to_hex(&a->responder, h), "attempts", (json_int_t)a->attempts,
-		                                "rtt_ms", (json_int_t)a->rtt_ms));
+		                                "rtt_ms", (json_int_t)a->rtt_ms, "hops", (json_int_t)a->hops));
 	free(r);
 }
 
@@ -674,8 +682,6 @@ static int fetch_entry(void *arg, uint32_t kind, const rl_stored_data_t *sd, con
 	return 0;
 }
 
-static int fetch_next(op_req_t *r, const vp_id_t *dest);
-
 static void fetch_finish(op_req_t *r)
 {
 	vsrv_copy_t copies[VSRV_COPIES];
@@ -702,10 +708,12 @@ static void fetch_finish(op_req_t *r)
 			                                    "vservice_id", (json_int_t)k.vservice_id, "contact",
 			                                    vp_id_to_hex(&v.contact, c2), "pvp_methods", (int)v.pvp_methods));
 		}
-		json_array_append_new(cs, c->answered ? json_pack("{s:b, s:s, s:I, s:I, s:I, s:o}", "answered", 1,
-		                                                  "responder", vp_id_to_hex(&c->responder, h), "entries",
+		json_array_append_new(cs, c->answered ? json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "answered",
+		                                                  1, "responder", vp_id_to_hex(&c->responder, h), "entries",
 		                                                  (json_int_t)c->n, "rejected", (json_int_t)c->rejected,
-		                                                  "rtt_ms", (json_int_t)c->rtt_ms, "registrations", es)
+		                                                  "rtt_ms", (json_int_t)c->rtt_ms, "rtt_us",
+		                                                  (json_int_t)c->rtt_us, "hops", (json_int_t)c->hops,
+		                                                  "registrations", es)
 		                                      : json_pack("{s:b, s:s, s:o}", "answered", 0, "error",
 		                                                  c->error[0] ? c->error : "not asked", "registrations", es));
 	}
@@ -722,19 +730,21 @@ static void fetch_finish(op_req_t *r)
 		json_decref(rs);
 		adm_req_fail(r->req, err, "no copy of the number's resource answered");
 	} else
-		adm_req_reply(r->req, json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:s}", "number", r->number, "resource_id",
-		                                vp_id_to_hex(&r->rid, h), "copies", cs, "registrations", rs, "outvoted",
-		                                (int)vote.outvoted, "malformed", (int)vote.malformed, "incident",
-		                                vote.incident));
+		adm_req_reply(r->req, json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:s, s:b, s:i}", "number", r->number,
+		                                "resource_id", vp_id_to_hex(&r->rid, h), "copies", cs, "registrations", rs,
+		                                "outvoted", (int)vote.outvoted, "malformed", (int)vote.malformed,
+		                                "incident", vote.incident, "parallel", (int)r->parallel, "guess_missed",
+		                                (int)r->missed));
 	free(r);
 }
 
-/* On shard 0's thread: one copy answered; ask the next one (the successor of this one's responder). */
-static void fetch_done(void *arg, const node_answer_t *a)
+static int fetch_ask(op_req_t *r, unsigned k, const vp_id_t *dest);
+static void fetch_settle(op_req_t *r);
+
+/* Copy k's answer (or failure) into r->c[k]. */
+static void fetch_record(struct op_copy *c, const node_answer_t *a)
 {
-	op_req_t *r = arg;
-	struct op_copy *c = &r->c[r->copy];
-	observe(r->o, LAT_FETCH, a);
+	op_req_t *r = c->r;
 	if (a->err || a->code != RL_FETCH_ANS) {
 		json_t *e = jerr_answer(a);
 		snprintf(c->error, sizeof(c->error), "%s", a->err ? vp_strerror(a->err) : "error answer");
@@ -750,23 +760,74 @@ static void fetch_done(void *arg, const node_answer_t *a)
 			c->responder = a->responder;
 			c->rejected = res.rejected;
 			c->rtt_ms = a->rtt_ms;
+			c->rtt_us = a->rtt_us;
+			c->hops = a->hops;
 		}
 	}
+}
+
+/* One copy after the other from copy k on: ask the next one (the successor of k's responder), or finish. */
+static void fetch_continue(op_req_t *r, unsigned k)
+{
+	struct op_copy *c = &r->c[k];
 	/* The replicas are the responder's successors: without its answer there is no way to name them. */
-	if (c->answered && ++r->copy < VSRV_COPIES) {
+	if (c->answered && k + 1 < VSRV_COPIES) {
 		vp_id_t next = node_after(&c->responder);
-		int err = fetch_next(r, &next);
-		if (!err)
+		int err;
+		if (!(err = fetch_ask(r, k + 1, &next)))
 			return;
-		snprintf(r->c[r->copy].error, sizeof(r->c[r->copy].error), "%s", vp_strerror(err));
+		snprintf(r->c[k + 1].error, sizeof(r->c[k + 1].error), "%s", vp_strerror(err));
 	}
 	fetch_finish(r);
 }
 
-static int fetch_next(op_req_t *r, const vp_id_t *dest)
+/* On shard 0's thread: one copy answered (or failed). */
+static void fetch_done(void *arg, const node_answer_t *a)
 {
+	struct op_copy *c = arg;
+	op_req_t *r = c->r;
+	observe(r->o, LAT_FETCH, a);
+	fetch_record(c, a);
+	if (r->pending) {
+		if (--r->pending == 0)
+			fetch_settle(r);
+		return;
+	}
+	fetch_continue(r, c->k);
+}
+
+/*
+ * Every copy asked at once has answered: keep copy k only if it was asked at the successor of the peer that
+ * really answered copy k-1 — then the overlay routed it to that peer's successor, exactly as asking one
+ * after the other would have.  From the first copy asked of a wrong guess on, drop the answers and go on
+ * one copy after the other from the last good one.
+ */
+static void fetch_settle(op_req_t *r)
+{
+	for (unsigned k = 1; k < VSRV_COPIES; k++) {
+		vp_id_t want;
+		if (r->c[k - 1].answered) {
+			want = node_after(&r->c[k - 1].responder);
+			if (vp_id_eq(&want, &r->c[k].dest))
+				continue;
+			r->missed++;
+		}
+		for (unsigned j = k; j < VSRV_COPIES; j++)
+			memset(&r->c[j], 0, sizeof(r->c[j]));
+		fetch_continue(r, k - 1);
+		return;
+	}
+	fetch_finish(r);
+}
+
+static int fetch_ask(op_req_t *r, unsigned k, const vp_id_t *dest)
+{
+	struct op_copy *c = &r->c[k];
 	rl_specifier_t spec;
 	rl_body_t b;
+	c->r = r;
+	c->k = k;
+	c->dest = *dest;
 	memset(&spec, 0, sizeof(spec));
 	spec.kind = r->o->vipr_kind;
 	spec.model = RL_MODEL_DICTIONARY;
@@ -775,22 +836,59 @@ static int fetch_next(op_req_t *r, const vp_id_t *dest)
 	b.u.fetch_req.resource = (rl_bytes_t){ r->rid.b, VP_ID_LEN };
 	b.u.fetch_req.specifiers.items = &spec;
 	b.u.fetch_req.specifiers.n_items = 1;
-	return node_request(r->o->node, 0, dest, true, &b, fetch_done, r);
+	return node_request(r->o->node, 0, dest, true, &b, fetch_done, c);
+}
+
+/*
+ * On shard 0's thread: ask the 3 copies at once when the vnode can name the replicas (its guess of the peer
+ * responsible for the number's Resource-ID and of that peer's successor, from its table and links): copy 0
+ * at the Resource-ID, copy 1 at node_after(guess 0), copy 2 at node_after(guess 1), each routed by the overlay
+ * like any request.  fetch_settle keeps what a one-after-the-other fetch would have got.
+ */
+static void fetch_start(void *arg, unsigned shard)
+{
+	op_req_t *r = arg;
+	vp_id_t g[VSRV_COPIES - 1], dest[VSRV_COPIES];
+	size_t n = node_guess_successors(r->o->node, shard, &r->rid, g, VSRV_COPIES - 1);
+	int err;
+
+	if (n < VSRV_COPIES - 1) {
+		if ((err = fetch_ask(r, 0, &r->rid))) {
+			adm_req_fail(r->req, err, "the request did not start");
+			free(r);
+		}
+		return;
+	}
+	r->parallel = true;
+	dest[0] = r->rid;
+	for (unsigned k = 1; k < VSRV_COPIES; k++)
+		dest[k] = node_after(&g[k - 1]);
+	r->pending = 1; /* ours, until every copy was asked: an answer served here comes before node_request returns */
+	for (unsigned k = 0; k < VSRV_COPIES; k++) {
+		r->pending++;
+		if ((err = fetch_ask(r, k, &dest[k]))) {
+			r->pending--;
+			snprintf(r->c[k].error, sizeof(r->c[k].error), "%s", vp_strerror(err));
+		}
+	}
+	if (--r->pending == 0)
+		fetch_settle(r);
 }
 
 static int h_fetch(adm_req_t *req, void *ctx)
 {
 	op_req_t *r = calloc(1, sizeof(*r));
+	viprd_ops_t *o = ctx;
 	int err;
 	if (!r)
 		return VP_ENOMEM;
-	r->o = ctx;
+	r->o = o;
 	r->req = req;
 	if (number_arg(req, r)) {
 		free(r);
 		return 0;
 	}
-	if ((err = fetch_next(r, &r->rid)))
+	if ((err = node_call(o->node, 0, fetch_start, r)))
 		free(r);
 	return err;
 }

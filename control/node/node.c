@@ -55,14 +55,17 @@
  * besides the vnode's own (a Fetch answer, a handoff Store); a receiver without one of the others in its
  * cache refuses only that entry.
  */
-#define EXPIRE_BUDGET 32u
+#define EXPIRE_BUDGET 128u
 /*
- * EXPIRE_EVERY_MS: the sweep runs after a commit at most this often, so its rate follows time, not load.  Run
- * after every loop iteration, a busy shard swept 32 records per iteration, tens of thousands of times a second:
- * a relaying shard with 200,000 records spent a third of its CPU there (bench/RESULTS.md, relay).  5 ms is
- * 6,400 records a second, still more than an idle shard's (whose iterations are MAX_WAIT_MS apart).
+ * The sweep runs after the iteration's sends (dp_shard_ops_t.after) and at most every EXPIRE_INTERVAL_MS, so
+ * its rate follows time, not load, and no message waits for it.  It opens a RocksDB iterator and decodes
+ * EXPIRE_BUDGET records: run in every loop iteration's commit (32 records) it took 17 % of a node's CPU in a
+ * 16-node fetch profile and sat between every message's arrival and its forward, and a relaying shard with
+ * 200,000 records spent a third of its CPU there (bench/RESULTS.md, relay); every 10 ms (64 records) it was
+ * still 4 % under load.  128 records every 50 ms sweep 2,560 records a second (a million in under 7 minutes;
+ * an expired entry is never served meanwhile, only its quota freed later), an idle shard the same.
  */
-#define EXPIRE_EVERY_MS 5u
+#define EXPIRE_INTERVAL_MS 50u
 #define MAX_XCERTS 64u
 /*
  * Handoff and replication Stores (one per Resource-ID) are paced at flood_rate / ACTION_PACE_DIV a second with
@@ -90,7 +93,7 @@
 #define ANS_CACHE_BYTES (4u << 20)
 #define ANS_CACHE_SLOTS 4096u
 
-enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3 };
+enum { CMD_LEAVE = 1, CMD_BAD_NODES = 2, CMD_REQUEST = 3, CMD_CALL = 4 };
 
 /*
  * End-to-end retransmission of a request (docs/protocol.md §4.9): the first retransmission after
@@ -117,8 +120,11 @@ typedef struct req_ent {
 	node_req_t *r;
 	uint64_t txid;
 	uint64_t first_ms, next_ms, deadline_ms, interval_ms;
+	uint64_t first_us;  /* monotonic µs of the first transmission (node_answer_t.rtt_us) */
 	uint32_t attempts;
 	bool local; /* served by this vnode: its answer to itself completes it (a Store: after the commit) */
+	bool guessed;  /* this transmission went straight to the peer guessed responsible (req_transmit) */
+	bool no_guess; /* that peer had no way on (Error_Not_Found): route by the table only */
 } req_ent_t;
 
 /* A topology action of the engine, run (paced) after the commit; sent counts its entries so far. */
@@ -244,6 +250,7 @@ typedef struct node_shard {
 	uint32_t nacts, cap_acts;
 	const chord_table_t *ranged; /* the table nk_set_range last saw */
 	bool in_commit;
+	uint64_t expire_due;     /* the next expiry sweep (sh_after) */
 	bool in_action;              /* nk_action is sending: paced */
 	double act_tokens;
 	uint64_t act_refill_ms;
@@ -263,7 +270,6 @@ typedef struct node_shard {
 	uint32_t ans_next;           /* the slot the next answer takes */
 	uint64_t answers_resent;
 	uint64_t cert_due;           /* next publication of the vnode's certificate (0: at join) */
-	uint64_t expire_at;          /* the expiry sweep's next run after a commit (EXPIRE_EVERY_MS) */
 	uint8_t encbuf[RL_MAX_MESSAGE_SIZE];
 	uint8_t locbuf[RL_MAX_MESSAGE_SIZE]; /* a request the vnode serves itself */
 	uint8_t ansbuf[RL_MAX_MESSAGE_SIZE]; /* the answer to it */
@@ -932,11 +938,13 @@ static void req_fail(node_shard_t *s, node_req_t *r, int err, uint32_t attempts)
 
 /* Complete \p r with the answer message \p m (decoded) from \p responder. */
 static void req_answered(node_shard_t *s, node_req_t *r, const rl_message_t *m, const vp_id_t *responder,
-                         const dp_cert_ident_t *signer, uint32_t attempts, uint64_t first_ms)
+                         const dp_cert_ident_t *signer, uint32_t attempts, uint64_t first_ms, uint64_t first_us)
 {
 	rl_body_t b;
 	node_answer_t a = { .code = m->contents.code, .msg = m, .responder = *responder, .signer = signer,
-	                    .attempts = attempts, .rtt_ms = mono_ms() - first_ms };
+	                    .attempts = attempts, .rtt_ms = mono_ms() - first_ms,
+	                    .rtt_us = vp_time_mono_ns() / 1000u - first_us,
+	                    .hops = vp_id_eq(responder, &s->self) ? 0 : (uint32_t)RL_LIST_COUNT(&m->hdr.via) + 1 };
 	a.err = rl_body_decode(m->contents.code, m->contents.body.p, m->contents.body.len, NULL, NULL, &b);
 	if (!a.err) {
 		a.body = &b;
@@ -965,10 +973,12 @@ static void req_msg(node_shard_t *s, const node_req_t *r, uint64_t txid, rl_dest
 	m->sec.sig.identity.type = RL_SIGNER_NONE;
 }
 
-/* Next hop of a request: 0 (*next set), 1 (this vnode serves it) or VP_ENOTFOUND / a routing error. */
-static int req_route(node_shard_t *s, const node_req_t *r, vp_id_t *next)
+/* Next hop of a request: 0 (*next set, *hop the table's CHORD_HOP_*), 1 (this vnode serves it) or
+ * VP_ENOTFOUND / a routing error. */
+static int req_route(node_shard_t *s, const node_req_t *r, vp_id_t *next, int *hop)
 {
 	int h;
+	*hop = CHORD_HOP_DIRECT;
 	if (!r->resource && vp_id_eq(&r->dest, &s->self))
 		return 1;
 	if (!r->resource && dp_shard_api(s->sh)->find(dp_shard_io(s->sh), &r->dest)) {
@@ -978,6 +988,7 @@ static int req_route(node_shard_t *s, const node_req_t *r, vp_id_t *next)
 	h = chord_table_next_hop(chord_node_table(s->vn), &r->dest, next);
 	if (h < 0)
 		return h;
+	*hop = h;
 	if (h == CHORD_HOP_LOCAL)
 		return r->resource ? 1 : VP_ENOTFOUND; /* a Node-ID nobody has, in our view */
 	return 0;
@@ -1094,7 +1105,7 @@ static int capture_answer(node_shard_t *s, const rl_message_t *m)
 	node_req_t *r;
 	uint8_t *buf;
 	uint32_t at;
-	uint64_t first;
+	uint64_t first, first_us;
 	int err;
 
 	if (!e || !e->local)
@@ -1102,6 +1113,7 @@ static int capture_answer(node_shard_t *s, const rl_message_t *m)
 	r = e->r;
 	at = e->attempts;
 	first = e->first_ms;
+	first_us = e->first_us;
 	req_remove(s, e);
 	/* The callback may issue a request served here whose answer comes back before it returns: that one
 	 * gets a buffer of its own, this one's stays valid for the whole callback. */
@@ -1115,11 +1127,44 @@ static int capture_answer(node_shard_t *s, const rl_message_t *m)
 	if (err)
 		req_fail(s, r, err, at);
 	else
-		req_answered(s, r, &am, &s->self, signer, at, first);
+		req_answered(s, r, &am, &s->self, signer, at, first, first_us);
 	s->ans_depth--;
 	if (buf != s->ansbuf)
 		free(buf);
 	return 0;
+}
+
+static void guess_add(const vp_id_t *from, const vp_id_t *id, vp_id_t *best, size_t *n, size_t max);
+
+/* Up to max Node-IDs the vnode knows (itself, its table, its links' peers) at or after id, nearest first. */
+static size_t guess_holders(node_shard_t *s, const vp_id_t *id, vp_id_t *out, size_t max)
+{
+	const chord_table_t *t = chord_node_table(s->vn);
+	size_t k = 0;
+	guess_add(id, &s->self, out, &k, max);
+	for (uint32_t i = 0; t && i < t->nroute; i++)
+		guess_add(id, &t->route[i], out, &k, max);
+	for (size_t i = 0; i < s->nlinks; i++)
+		guess_add(id, &s->links[i].peer, out, &k, max);
+	return k;
+}
+
+/*
+ * The first hop of a request for a Resource-ID that the table would send to its closest preceding entry: the
+ * linked peer nearest at or after the Resource-ID, the one this vnode would guess responsible, when it is not
+ * that entry.  Right, it serves the request at once (1 hop where Chord takes ~log2 N); wrong, it is a peer
+ * past the responsible one, which reaches it through its predecessors (1 hop more) or routes on by Chord.
+ * Only a peer that would route the request straight back to us answers Error_Not_Found (chord.c never
+ * bounces a request): req_on_answer then sends it again by the table alone.  Relays never guess.
+ */
+static bool guess_first_hop(node_shard_t *s, const vp_id_t *dest, const vp_id_t *chord_next, vp_id_t *next)
+{
+	vp_id_t g;
+	if (guess_holders(s, dest, &g, 1) != 1 || vp_id_eq(&g, &s->self) || vp_id_eq(&g, chord_next) ||
+	    !dp_shard_api(s->sh)->find(dp_shard_io(s->sh), &g))
+		return false;
+	*next = g;
+	return true;
 }
 
 /* (Re)transmit entry \p e: 0 sent, 1 this vnode serves it, else an error. */
@@ -1128,9 +1173,13 @@ static int req_transmit(node_shard_t *s, req_ent_t *e)
 	rl_message_t m;
 	rl_dest_t d;
 	vp_id_t next;
-	int r = req_route(s, e->r, &next);
+	int hop;
+	int r = req_route(s, e->r, &next, &hop);
 	if (r != 0)
 		return r;
+	e->guessed = false;
+	if (e->r->resource && hop == CHORD_HOP_FORWARD && e->attempts == 0 && !e->no_guess)
+		e->guessed = guess_first_hop(s, &e->r->dest, &next, &next);
 	req_msg(s, e->r, e->txid, &d, &m);
 	e->attempts++;
 	return io_send(s, s->vn, &next, &m);
@@ -1157,7 +1206,7 @@ static void req_start(node_shard_t *s, node_req_t *r, uint64_t now)
 		}
 	} while (req_find(s, txid));
 	e = &s->reqs[s->nreqs++];
-	*e = (req_ent_t){ .r = r, .txid = txid, .first_ms = now, .deadline_ms = now + s->node->conf.reliability_ms,
+	*e = (req_ent_t){ .r = r, .txid = txid, .first_ms = now, .first_us = vp_time_mono_ns() / 1000u, .deadline_ms = now + s->node->conf.reliability_ms,
 	                  .interval_ms = s->node->conf.reliability_ms / RETX_DIV };
 	if (e->interval_ms == 0)
 		e->interval_ms = 1;
@@ -1215,7 +1264,7 @@ static void req_on_answer(node_shard_t *s, const chord_delivery_t *d)
 	vp_id_t orig;
 	node_req_t *r;
 	uint32_t at;
-	uint64_t first;
+	uint64_t first, first_us;
 
 	if (!e || !s->cur_signer || dp_cert_originator(d->msg, &s->cur_prev, &orig)) {
 		vp_log_debug("node", "answer_unclaimed", "shard=%u code=0x%x", s->idx, d->msg->contents.code);
@@ -1227,11 +1276,28 @@ static void req_on_answer(node_shard_t *s, const chord_delivery_t *d)
 		            vp_id_to_hex(&orig, (char[VP_ID_HEX_LEN + 1]){ 0 }), d->msg->contents.code);
 		return;
 	}
+	if (e->guessed && d->msg->contents.code == RL_ERROR) {
+		rl_body_t b;
+		if (!rl_body_decode(RL_ERROR, d->msg->contents.body.p, d->msg->contents.body.len, NULL, NULL, &b) &&
+		    b.u.error.code == RL_ERR_NOT_FOUND) {
+			/* The guessed peer had no way on but back to us: send it again, routed by the table alone. */
+			int err;
+			e->no_guess = true;
+			vp_log_debug("node", "guess_refused", "shard=%u txid=%llx", s->idx, (unsigned long long)e->txid);
+			err = req_transmit(s, e);
+			if (err == 1)
+				req_local(s, e, mono_ms());
+			else if (err && err != VP_ENOROUTE && err != VP_EBUSY && err != VP_ESPACE)
+				req_fail_txid(s, e->txid, err);
+			return; /* else the retransmission timer goes on */
+		}
+	}
 	r = e->r;
 	at = e->attempts;
 	first = e->first_ms;
+	first_us = e->first_us;
 	req_remove(s, e);
-	req_answered(s, r, d->msg, &orig, s->cur_signer, at, first);
+	req_answered(s, r, d->msg, &orig, s->cur_signer, at, first, first_us);
 }
 
 static void req_fail_all(node_shard_t *s)
@@ -1561,11 +1627,6 @@ static int store_commit(node_shard_t *s)
 				s->leave_at = t;
 		}
 		s->nacts = kept;
-		uint64_t now = mono_ms();
-		if (now >= s->expire_at) {
-			s->expire_at = now + EXPIRE_EVERY_MS;
-			st_expire(s->st, EXPIRE_BUDGET, NULL);
-		}
 	}
 	s->in_commit = false;
 	return err;
@@ -2062,6 +2123,10 @@ static void sh_command(void *arg, dp_shard_t *sh, const dp_shard_cmd_t *c, uint6
 		free(c->ptr);
 	} else if (c->op == CMD_REQUEST) {
 		req_start(s, c->ptr, now);
+	} else if (c->op == CMD_CALL) {
+		node_call_t *k = c->ptr;
+		k->fn(k->arg, s->idx);
+		free(k);
 	}
 }
 
@@ -2155,6 +2220,17 @@ static int sh_commit(void *arg, dp_shard_t *sh)
 	return 0;
 }
 
+/* After the iteration's sends: a few records of the expiry sweep, paced (EXPIRE_INTERVAL_MS). */
+static void sh_after(void *arg, dp_shard_t *sh, uint64_t now)
+{
+	node_shard_t *s = arg;
+	(void)sh;
+	if (!s->st || now < s->expire_due)
+		return;
+	s->expire_due = now + EXPIRE_INTERVAL_MS;
+	st_expire(s->st, EXPIRE_BUDGET, NULL);
+}
+
 static void sh_stop(void *arg, dp_shard_t *sh)
 {
 	node_shard_t *s = arg;
@@ -2217,7 +2293,8 @@ static int shard_prepare(node_t *n, unsigned i)
 	                  .num_resources = io_num_resources };
 	dp_shard_conf_t sc;
 	dp_shard_ops_t ops = { .arg = s, .start = sh_start, .event = sh_event, .command = sh_command,
-	                       .tick = sh_tick, .commit = sh_commit, .stop = sh_stop };
+	                       .tick = sh_tick, .commit = sh_commit, .after = sh_after,
+	                       .stop = sh_stop };
 
 	s->node = n;
 	s->idx = i;
@@ -2530,6 +2607,87 @@ int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, 
 	if (err)
 		free(r);
 	return err;
+}
+
+int node_call(node_t *n, unsigned shard, node_call_fn fn, void *arg)
+{
+	node_call_t *k;
+	int err = 0;
+	if (!n || shard >= n->nshards || !fn)
+		return VP_EINVAL;
+	if (tl_shard == &n->shards[shard]) {
+		fn(arg, shard);
+		return 0;
+	}
+	if (!(k = malloc(sizeof(*k))))
+		return VP_ENOMEM;
+	*k = (node_call_t){ fn, arg };
+	pthread_mutex_lock(&n->push_mu);
+	if (!atomic_load(&n->running))
+		err = VP_ESTATE;
+	else if (dp_shard_cmd_push(n->shards[shard].sh, &(dp_shard_cmd_t){ .op = CMD_CALL, .ptr = k }, 1) != 1)
+		err = VP_EBUSY;
+	pthread_mutex_unlock(&n->push_mu);
+	if (err)
+		free(k);
+	return err;
+}
+
+/* Insert \p id into best[0..*n) (nearest first by clockwise distance from \p from, at most max, no duplicates). */
+static void guess_add(const vp_id_t *from, const vp_id_t *id, vp_id_t *best, size_t *n, size_t max)
+{
+	vp_u128_t d = vp_id_dist(from, id);
+	size_t i = *n;
+	for (size_t j = 0; j < *n; j++)
+		if (vp_id_eq(&best[j], id))
+			return;
+	while (i > 0 && vp_id_dist(from, &best[i - 1]) > d)
+		i--;
+	if (i >= max)
+		return;
+	if (*n < max)
+		(*n)++;
+	memmove(&best[i + 1], &best[i], (*n - 1 - i) * sizeof(*best));
+	best[i] = *id;
+}
+
+/*
+ * Does the vnode know at least half of the ring?  Its neighbours span npred + nsucc gaps around it, so the
+ * ring holds about (npred + nsucc) * 2^128 / span vnodes.  A guess of the replicas is right only where the
+ * vnode knows the peers around the Resource-ID: on 16 processes each node knows 13-15 of the 15 others and
+ * 9 fetches in 10 guessed right; on 64 processes a third, 2 in 3 guessed wrong and each wrong guess cost a
+ * Fetch answered for nothing.  (Neighbour sets that meet: the vnode knows the whole ring.)
+ */
+static bool knows_most_of_ring(const node_shard_t *s)
+{
+	const chord_table_t *t = chord_node_table(s->vn);
+	uint64_t known = 1, gaps;
+	vp_u128_t span;
+	if (!t || t->whole_ring || !t->npred || !t->nsucc)
+		return true;
+	for (uint32_t i = 0; i < t->npred; i++)
+		for (uint32_t j = 0; j < t->nsucc; j++)
+			if (vp_id_eq(&t->pred[i], &t->succ[j]))
+				return true;
+	gaps = t->npred + t->nsucc;
+	span = vp_id_dist(&t->pred[t->npred - 1], &t->succ[t->nsucc - 1]);
+	known += t->nroute;
+	for (size_t i = 0; i < s->nlinks; i++)
+		if (!vp_id_eq(&s->links[i].peer, &s->self) && !chord_table_contains(t, &s->links[i].peer))
+			known++;
+	/* known >= (gaps * 2^128 / span) / 2, both sides scaled by 2^-16 to stay within 128 bits */
+	return (span >> 16) * (vp_u128_t)known >= (vp_u128_t)gaps << 111;
+}
+
+size_t node_guess_successors(node_t *n, unsigned shard, const vp_id_t *id, vp_id_t *out, size_t max)
+{
+	node_shard_t *s;
+	if (!n || shard >= n->nshards || !id || !out || !max || tl_shard != &n->shards[shard])
+		return 0;
+	s = tl_shard;
+	if (s->leaving || chord_node_state(s->vn) != CHORD_JOINED || !knows_most_of_ring(s))
+		return 0;
+	return guess_holders(s, id, out, max);
 }
 
 vp_id_t node_after(const vp_id_t *peer)

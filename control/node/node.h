@@ -195,6 +195,8 @@ typedef struct node_answer {
 	unsigned shard;
 	uint32_t attempts;               /*!< transmissions (1 + retransmissions) */
 	uint64_t rtt_ms;                 /*!< first transmission to answer */
+	uint64_t rtt_us;                 /*!< the same in microseconds */
+	uint32_t hops;                   /*!< links the answer crossed: its via entries + 1; 0 served locally */
 } node_answer_t;
 
 /*! Completion of a node_request(): runs exactly once, on the shard's thread (never on the caller's). */
@@ -216,6 +218,31 @@ typedef void (*node_done_fn)(void *arg, const node_answer_t *a);
  */
 int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, const rl_body_t *body,
                  node_done_fn done, void *arg);
+
+/*! A function node_call() runs on a shard's thread. */
+typedef void (*node_call_fn)(void *arg, unsigned shard);
+typedef struct node_call {
+	node_call_fn fn;
+	void *arg;
+} node_call_t;
+
+/*!
+ * \brief Run \p fn(\p arg, \p shard) on shard \p shard's thread: through its command ring (serialized like
+ * node_request's pushes), or at once when called on that thread.  There \p fn may call node_request (it starts
+ * at once) and node_guess_successors.  0: \p fn will run; VP_EINVAL, VP_ENOMEM, VP_EBUSY (the ring is full),
+ * VP_ESTATE (the node is not running): it will not.
+ */
+int node_call(node_t *n, unsigned shard, node_call_fn fn, void *arg);
+
+/*!
+ * \brief On shard \p shard's own thread only: up to \p max distinct Node-IDs this vnode knows (itself, its
+ * routing table, the peers of its links) at or after \p id clockwise, nearest first.  The first is its guess
+ * of the peer responsible for \p id, the next ones of that peer's successors (the replicas): a guess only,
+ * the answers to requests routed by Resource-ID say who holds what.  Returns the count written (0 off that
+ * thread, while the vnode is not joined, or when it knows less than about half of the ring, estimated from
+ * the spacing of its neighbours: there most guesses would be wrong).
+ */
+size_t node_guess_successors(node_t *n, unsigned shard, const vp_id_t *id, vp_id_t *out, size_t max);
 
 /*!
  * \brief The Resource-ID routed to the successor of \p peer: \p peer + 1 (mod 2^128).  The replica rule

@@ -526,6 +526,82 @@ static void entry_altered_by_storing_peer_is_refused(void **state)
 	dp_cert_store_free(s);
 }
 
+/* The second copy of an entry is answered by the memo of verified signatures; a copy that differs in any
+ * signed byte, in its signature or in its signer's certificate is verified afresh and refused. */
+static void verified_entry_is_remembered_altered_copy_is_not(void **state)
+{
+	dp_cert_store_t *s = store_new();
+	vp_id_t a1 = pk_id(0xA1), b1 = pk_id(0xB1);
+	sd_built_t o, other;
+	(void)state;
+	build_sd(&o, &node_a, &a1, clock_now);
+	assert_int_equal(sd_check(s, &o, &node_a, 172800), DP_CERT_OK);
+	assert_int_equal(dp_cert_sig_memo_hits(s), 0);
+	assert_int_equal(sd_check(s, &o, &node_a, 172800), DP_CERT_OK); /* copy 2: remembered */
+	assert_int_equal(dp_cert_sig_memo_hits(s), 1);
+	/* the same signature over a redirected contact */
+	memcpy(o.value + 1, b1.b, 16);
+	assert_int_equal(sd_check(s, &o, &node_a, 172800), DP_CERT_BAD_SIGNATURE);
+	memcpy(o.value + 1, a1.b, 16);
+	/* a re-dated copy, an exists flag turned off */
+	o.sd.storage_time += 1;
+	assert_int_equal(sd_check(s, &o, &node_a, 172800), DP_CERT_BAD_SIGNATURE);
+	o.sd.storage_time -= 1;
+	o.sd.exists = false;
+	assert_int_equal(sd_check(s, &o, &node_a, 172800), DP_CERT_BAD_SIGNATURE);
+	o.sd.exists = true;
+	/* another resource or kind for the same bytes */
+	{
+		rl_cert_list_t certs = { .items = &node_a.rlcert, .n_items = 1 };
+		const dp_cert_ident_t *signer;
+		dp_cert_reason_t why;
+		uint8_t rid2[16];
+		memcpy(rid2, RID, 16);
+		rid2[15] ^= 1;
+		assert_int_equal(dp_cert_stored_data_verify(s, rid2, 16, RL_KIND_VIPR_REGISTRATION, &o.sd, &certs, NULL,
+		                                            0, &signer, &why), VP_EAUTH);
+		assert_int_equal(why, DP_CERT_BAD_SIGNATURE);
+		assert_int_equal(dp_cert_stored_data_verify(s, RID, 16, RL_KIND_VIPR_REGISTRATION + 1, &o.sd, &certs,
+		                                            NULL, 0, &signer, &why), VP_EAUTH);
+	}
+	/* a re-dated copy chosen to land in the remembered entry's memo slot */
+	{
+		uint8_t d0[32], d1[32];
+		uint32_t i0, i1;
+		sd_built_t x = o;
+		bool found = false;
+		x.sd.key = (rl_bytes_t){ x.key, 20 };
+		x.sd.value = (rl_bytes_t){ x.value, sizeof(x.value) };
+		x.sd.sig.value.p = x.sig;
+		assert_int_equal(rl_stored_data_verify_digest(RID, 16, RL_KIND_VIPR_REGISTRATION, &o.sd, d0), 0);
+		memcpy(&i0, d0, 4);
+		for (uint32_t k = 1; k < 200000 && !found; k++) {
+			x.sd.storage_time = o.sd.storage_time - k;
+			assert_int_equal(rl_stored_data_verify_digest(RID, 16, RL_KIND_VIPR_REGISTRATION, &x.sd, d1), 0);
+			memcpy(&i1, d1, 4);
+			found = ((i0 ^ i1) & (DP_CERT_SIG_MEMO - 1)) == 0;
+		}
+		assert_true(found);
+		assert_int_equal(sd_check(s, &x, &node_a, 172800), DP_CERT_BAD_SIGNATURE);
+	}
+	/* b signs a1's entry: its own valid signature, a different signer; still not the claimant */
+	build_sd(&other, &node_b, &a1, clock_now);
+	assert_int_equal(sd_check(s, &other, &node_b, 172800), DP_CERT_NOT_CLAIMANT);
+	assert_int_equal(dp_cert_sig_memo_hits(s), 1);
+	/* the original is still remembered, and the claimant check still runs on a remembered entry */
+	assert_int_equal(sd_check(s, &o, &node_a, 172800), DP_CERT_OK);
+	assert_int_equal(dp_cert_sig_memo_hits(s), 2);
+	{
+		rl_cert_list_t certs = { .items = &node_a.rlcert, .n_items = 1 };
+		const dp_cert_ident_t *signer;
+		dp_cert_reason_t why;
+		assert_int_equal(dp_cert_stored_data_verify(s, RID, 16, RL_KIND_VIPR_REGISTRATION, &o.sd, &certs, &b1, 0,
+		                                            &signer, &why), VP_EAUTH);
+		assert_int_equal(why, DP_CERT_NOT_CLAIMANT);
+	}
+	dp_cert_store_free(s);
+}
+
 static void reason_names_are_log_words(void **state)
 {
 	(void)state;
@@ -558,6 +634,7 @@ int main(void)
 		cmocka_unit_test(stored_value_signed_by_its_claimant_verifies),
 		cmocka_unit_test(stored_value_signed_by_another_node_is_refused),
 		cmocka_unit_test(entry_altered_by_storing_peer_is_refused),
+		cmocka_unit_test(verified_entry_is_remembered_altered_copy_is_not),
 		cmocka_unit_test(reason_names_are_log_words),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

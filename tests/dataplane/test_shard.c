@@ -25,8 +25,9 @@ static struct {
 	int pending;        /* messages the next receive returns */
 	uint32_t msg_len;
 	int seq;            /* order of commit and send calls */
-	int commit_seq[64], send_seq[64];
-	int ncommit, nsend_calls;
+	int commit_seq[64], send_seq[64], after_seq[64];
+	int ncommit, nsend_calls, nafter;
+	int first_event_seq;  /* the first message handled (ev_answer) */
 	unsigned sent;
 	int commit_result;
 	bool cmd_ran;       /* a work command ran: the next receive records its wait */
@@ -90,6 +91,8 @@ static void ev_answer(void *arg, dp_shard_t *s, dp_io_ev_t *ev, uint64_t now)
 	static uint8_t answer[4096];
 	(void)arg;
 	(void)now;
+	if (!fk.first_event_seq)
+		fk.first_event_seq = ++fk.seq;
 	assert_int_equal(dp_shard_send(s, ev->link, answer, fk.msg_len), 0);
 }
 
@@ -114,13 +117,22 @@ static void command(void *arg, dp_shard_t *s, const dp_shard_cmd_t *c, uint64_t 
 	}
 }
 
+static void after(void *arg, dp_shard_t *s, uint64_t now)
+{
+	(void)arg;
+	(void)s;
+	(void)now;
+	if (fk.nafter < 64)
+		fk.after_seq[fk.nafter++] = ++fk.seq;
+}
+
 static dp_shard_t *run_shard(uint32_t tx_bytes, uint32_t tx_msgs)
 {
 	dp_shard_t *s;
 	dp_shard_conf_t c = { .index = 0, .cpu = -1, .api = &fake,
 	                      .io = { .links = NULL, .listen_fd = -1, .burst = 64, .max_message = 1024 },
 	                      .tx_bytes = tx_bytes, .tx_msgs = tx_msgs, .cmd_ring = 8, .max_wait_ms = 5 };
-	dp_shard_ops_t ops = { .event = ev_answer, .commit = commit, .command = command };
+	dp_shard_ops_t ops = { .event = ev_answer, .commit = commit, .command = command, .after = after };
 	dp_shard_cmd_t stop = { .op = 1 };
 	assert_int_equal(dp_shard_new(&c, &ops, &s), 0);
 	assert_int_equal(dp_shard_start(s), 0);
@@ -153,6 +165,26 @@ static void answers_leave_after_the_commit(void **state)
 	/* The first send came after the first commit, in one burst of 10. */
 	assert_true(fk.send_seq[0] > fk.commit_seq[0]);
 	assert_int_equal(dp_shard_counters(s)->tx_queued, 10);
+	dp_shard_free(s);
+}
+
+/* Housekeeping (the node's expiry sweep) runs after the iteration's answers were sent, never between a
+ * message's arrival and its answer: with it before the send, every hop of every message would wait for it. */
+static void housekeeping_runs_after_the_sends(void **state)
+{
+	dp_shard_t *s;
+	bool after_send = false;
+	(void)state;
+	reset(10, 100, 0);
+	s = run_shard(1u << 16, 64);
+	assert_int_equal(fk.sent, 10);
+	assert_true(fk.nafter >= 1 && fk.first_event_seq > 0);
+	for (int i = 0; i < fk.nafter && i < 64; i++) {
+		/* nothing between the burst's first message and its answers' send */
+		assert_false(fk.after_seq[i] > fk.first_event_seq && fk.after_seq[i] < fk.send_seq[0]);
+		after_send |= fk.after_seq[i] > fk.send_seq[0];
+	}
+	assert_true(after_send);
 	dp_shard_free(s);
 }
 
@@ -241,6 +273,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(answers_leave_after_the_commit),
+		cmocka_unit_test(housekeeping_runs_after_the_sends),
 		cmocka_unit_test(failed_commit_sends_nothing),
 		cmocka_unit_test(full_arena_commits_and_flushes_early),
 		cmocka_unit_test(command_ring_takes_bursts_up_to_its_size),
