@@ -287,7 +287,7 @@ check "T tried A for the guessed numbers and failed" \
 check "T never validates: no route at T" bash -c "! grep -q 'event=route srv=T .*status=routes' n4.log"
 
 # ---- a rogue storing node (real processes, offline tampering) --------------------------------------
-# A publishes a second block, +1408557[0100-0119].  The plain node responsible for the most of those
+# A publishes a second block, +1408557[0100-0199].  The plain node responsible for the most of those
 # numbers is killed -9; its RocksDB store is tampered with offline (ldb, the record layout of
 # storage/record.h) for 3 of its numbers: A's entry's value altered keeping A's signature (X), A's entry's
 # signature altered (F, a forged signature), A's entry removed (D); then it restarts with its Node-ID.
@@ -300,7 +300,8 @@ check "T never validates: no route at T" bash -c "! grep -q 'event=route srv=T .
 # incident and peer_incidents checks; fetch_finish voting over copy 0 alone fails the validations.  The
 # removed entry (D) drew no incident in those runs: the rejoining node got its range back from its
 # neighbours before the lookup (printed, not required).
-check "A publishes a second block of 20 numbers" agent A -V 1 publish '+1408557[0100-0119]'
+# 100 numbers, not 20: with 20, 7.7 % of random rings gave no plain node 3 of them (CI failed on one); 0.06 % now.
+check "A publishes a second block of 100 numbers" agent A -V 1 publish '+1408557[0100-0199]'
 read -r rogue RX RF RD <<<"$(python3 - $(ids_in_order) <<'PY'
 import hashlib, sys
 ids = [int(x, 16) for x in sys.argv[1:]]
@@ -312,7 +313,7 @@ def resp(n):
             return ids.index(x) + 1
     return ids.index(ring[0]) + 1
 by = {}
-for k in range(20):
+for k in range(100):
     by.setdefault(resp("+1408557%04d" % (100 + k)), []).append("+1408557%04d" % (100 + k))
 plain = {n: v for n, v in by.items() if n >= 5 and len(v) >= 3}
 v = max(plain, key=lambda n: len(plain[n])) if plain else 0
@@ -320,6 +321,7 @@ print(v, " ".join(plain[v][:3]) if v else "")
 PY
 )"
 check "a plain node (node $rogue) is responsible for 3 of the block's numbers ($RX $RF $RD)" test -n "$RD"
+[ -n "$RD" ] || { echo "$FAILS failed (no rogue candidate: the rest of the test needs one)"; exit 1; }
 tamper() {  # tamper DB OP NUMBER OWNER: OP alter | forge | drop on OWNER's entry of NUMBER's record
   python3 - "$@" <<'PY'
 import hashlib, struct, subprocess, sys
