@@ -46,6 +46,13 @@ typedef struct nk_pending {
 	uint8_t n_succ;
 } nk_pending_t;
 
+/* A batch's pending answers: entries and the bytes they point into (swapped as one value). */
+typedef struct nk_pbuf {
+	nk_pending_t *ent;
+	uint8_t *buf;   /* pending answers and bodies to replicate */
+	size_t cap;
+} nk_pbuf_t;
+
 typedef struct nk_range {
 	vp_id_t lo, hi;
 	bool whole;
@@ -79,16 +86,13 @@ struct nk {
 	uint8_t *arena;      /* copies of entry bytes, certificates */
 	size_t arena_len;
 	uint8_t *ans;        /* the encoded answer body */
-	uint8_t *pend_buf;   /* pending answers and bodies to replicate */
-	size_t pend_len, pend_cap;
-	nk_pending_t *pend;
+	nk_pbuf_t pb;        /* this batch's pending answers */
+	size_t pend_len;
 	size_t n_pend;
 	bool batch_open;
 	/* the batch nk_commit is answering, moved aside so that a Store served from inside its hooks (a callback
 	 * issued it to this vnode) queues into the next batch instead of this one's list */
-	uint8_t *cpend_buf;
-	size_t cpend_cap;
-	nk_pending_t *cpend;
+	nk_pbuf_t cpb;
 	bool committing;
 	nk_range_t ranges_known[NK_MAX_VNODES];
 	size_t n_ranges_known;
@@ -139,14 +143,14 @@ int nk_new(const nk_conf_t *conf, st_shard_t *shard, dp_cert_store_t *certs, nk_
 	k->keys = calloc(NK_MAX_SPEC_ITEMS, sizeof(*k->keys));
 	k->arena = malloc(NK_ARENA);
 	k->ans = malloc(RL_MAX_MESSAGE_SIZE);
-	k->pend = calloc(conf->max_pending, sizeof(*k->pend));
-	k->pend_cap = RL_MAX_MESSAGE_SIZE;
-	k->pend_buf = malloc(k->pend_cap);
-	k->cpend = calloc(conf->max_pending, sizeof(*k->cpend));
-	k->cpend_cap = RL_MAX_MESSAGE_SIZE;
-	k->cpend_buf = malloc(k->cpend_cap);
+	k->pb.ent = calloc(conf->max_pending, sizeof(*k->pb.ent));
+	k->pb.cap = RL_MAX_MESSAGE_SIZE;
+	k->pb.buf = malloc(k->pb.cap);
+	k->cpb.ent = calloc(conf->max_pending, sizeof(*k->cpb.ent));
+	k->cpb.cap = RL_MAX_MESSAGE_SIZE;
+	k->cpb.buf = malloc(k->cpb.cap);
 	if (!k->entries || !k->signers || !k->sds || !k->metas || !k->ranges || !k->keys || !k->arena ||
-	    !k->ans || !k->pend || !k->pend_buf || !k->cpend || !k->cpend_buf) {
+	    !k->ans || !k->pb.ent || !k->pb.buf || !k->cpb.ent || !k->cpb.buf) {
 		nk_free(k);
 		return VP_ENOMEM;
 	}
@@ -168,10 +172,10 @@ void nk_free(nk_t *k)
 	free(k->keys);
 	free(k->arena);
 	free(k->ans);
-	free(k->pend);
-	free(k->pend_buf);
-	free(k->cpend);
-	free(k->cpend_buf);
+	free(k->pb.ent);
+	free(k->pb.buf);
+	free(k->cpb.ent);
+	free(k->cpb.buf);
 	free(k);
 }
 
@@ -397,18 +401,18 @@ static const st_signer_t *signer_slot(nk_t *k, const dp_cert_ident_t *id)
 
 static int pend_put(nk_t *k, const void *p, size_t n, size_t *off)
 {
-	if (n > k->pend_cap - k->pend_len) {
-		size_t cap = k->pend_cap;
+	if (n > k->pb.cap - k->pend_len) {
+		size_t cap = k->pb.cap;
 		uint8_t *nb;
 		while (n > cap - k->pend_len)
 			cap *= 2;
-		if (!(nb = realloc(k->pend_buf, cap)))
+		if (!(nb = realloc(k->pb.buf, cap)))
 			return VP_ENOMEM;
-		k->pend_buf = nb;
-		k->pend_cap = cap;
+		k->pb.buf = nb;
+		k->pb.cap = cap;
 	}
 	*off = k->pend_len;
-	memcpy(k->pend_buf + k->pend_len, p, n);
+	memcpy(k->pb.buf + k->pend_len, p, n);
 	k->pend_len += n;
 	return 0;
 }
@@ -599,7 +603,7 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 		k->stats.stores++;
 
 	/* The StoreAns, kept until the commit. */
-	p = &k->pend[k->n_pend];
+	p = &k->pb.ent[k->n_pend];
 	memset(p, 0, sizeof(*p));
 	p->tag = req->tag;
 	p->code = RL_STORE_ANS;
@@ -664,22 +668,16 @@ int nk_commit(nk_t *k, nk_done_fn done, nk_send_fn send, void *arg)
 	 * its own and is answered by the next commit, after its own write; before, it joined this list and
 	 * was answered before its write, or refused (VP_EBUSY) and answered only by the requester's timer. */
 	{
-		nk_pending_t *tp = k->pend;
-		uint8_t *tb = k->pend_buf;
-		size_t tc = k->pend_cap;
-		k->pend = k->cpend;
-		k->pend_buf = k->cpend_buf;
-		k->pend_cap = k->cpend_cap;
-		k->cpend = tp;
-		k->cpend_buf = tb;
-		k->cpend_cap = tc;
+		nk_pbuf_t t = k->pb;
+		k->pb = k->cpb;
+		k->cpb = t;
 	}
 	n = k->n_pend;
 	k->n_pend = 0;
 	k->pend_len = 0;
 	k->committing = true;
 	for (size_t i = 0; i < n; i++) {
-		nk_pending_t *p = &k->cpend[i];
+		nk_pending_t *p = &k->cpb.ent[i];
 		nk_answer_t ans;
 		if (rc) {
 			answer_st_error(k, NULL, &ans, rc);
@@ -688,7 +686,7 @@ int nk_commit(nk_t *k, nk_done_fn done, nk_send_fn send, void *arg)
 			memset(&ans, 0, sizeof(ans));
 			ans.tag = p->tag;
 			ans.code = p->code;
-			ans.body.p = k->cpend_buf + p->ans_off;
+			ans.body.p = k->cpb.buf + p->ans_off;
 			ans.body.len = (uint32_t)p->ans_len;
 		}
 		if (done)
@@ -696,12 +694,12 @@ int nk_commit(nk_t *k, nk_done_fn done, nk_send_fn send, void *arg)
 	}
 	if (!rc && send) {
 		for (size_t i = 0; i < n; i++) {
-			nk_pending_t *p = &k->cpend[i];
+			nk_pending_t *p = &k->cpb.ent[i];
 			rl_body_t b;
 			vp_id_t rid;
 			if (!p->body_len)
 				continue;
-			if (rl_body_decode(RL_STORE_REQ, k->cpend_buf + p->body_off, p->body_len, model_fn, k, &b) ||
+			if (rl_body_decode(RL_STORE_REQ, k->cpb.buf + p->body_off, p->body_len, model_fn, k, &b) ||
 			    rid_of(&b.u.store_req.resource, &rid))
 				continue;
 			k->arena_len = 0;

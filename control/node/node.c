@@ -142,6 +142,14 @@ typedef struct pend_ent {
 	vp_id_t prev;
 } pend_ent_t;
 
+/* A batch's pending Stores: entries and the arena holding their requests' bytes (swapped as one value). */
+typedef struct pend_buf {
+	pend_ent_t *ent;
+	uint32_t cap;
+	uint8_t *arena;
+	size_t arena_cap;
+} pend_buf_t;
+
 typedef struct ans_ent {
 	uint64_t txid;
 	uint64_t route;   /* the answer's destination list (hash): the path back to its requester */
@@ -236,14 +244,11 @@ typedef struct node_shard {
 	/* the node's own storage service (node_conf.storage) */
 	nk_t *nk;
 	st_shard_t *st;
-	pend_ent_t *pend;
-	uint32_t npend, cap_pend;
-	uint8_t *parena;             /* the pending Stores' requests */
-	size_t parena_len, parena_cap;
-	pend_ent_t *cpend;           /* the batch being committed (moved aside: nested Stores queue into pend) */
-	uint32_t ncpend, cap_cpend;
-	uint8_t *cparena;
-	size_t cparena_cap;
+	pend_buf_t pb;               /* the pending Stores (entries and their requests' bytes) */
+	uint32_t npend;
+	size_t parena_len;
+	pend_buf_t cpb;              /* the batch being committed (moved aside: nested Stores queue into pb) */
+	uint32_t ncpend;
 	unsigned loc_depth;          /* requests served to itself being handled (nested: one served from a callback) */
 	unsigned ans_depth;          /* answers to them being called back */
 	act_ent_t *acts;             /* topology actions, run after the commit (nk_action needs no batch open) */
@@ -1511,10 +1516,10 @@ static void store_done(void *arg, const nk_answer_t *a)
 	rl_message_t m;
 	chord_delivery_t d;
 
-	if (a->tag >= s->ncpend || !s->cpend[a->tag].len)
+	if (a->tag >= s->ncpend || !s->cpb.ent[a->tag].len)
 		return;
-	p = &s->cpend[a->tag];
-	if (rl_msg_decode(s->cparena + p->off, p->len, &m))
+	p = &s->cpb.ent[a->tag];
+	if (rl_msg_decode(s->cpb.arena + p->off, p->len, &m))
 		return;
 	d = (chord_delivery_t){ .msg = &m, .prev_hop = p->prev };
 	store_answer(s, s->vn, &d, a);
@@ -1571,18 +1576,9 @@ static int store_commit(node_shard_t *s)
 	 * next batch, committed by the next round (bounded: a callback chain may go on, the shard loop's next
 	 * iteration takes it over). */
 	for (unsigned round = 0; round < COMMIT_ROUNDS && !err && nk_batch_pending(s->nk); round++) {
-		pend_ent_t *tp = s->pend;
-		uint8_t *ta = s->parena;
-		uint32_t tc = s->cap_pend;
-		size_t tac = s->parena_cap;
-		s->pend = s->cpend;
-		s->cap_pend = s->cap_cpend;
-		s->parena = s->cparena;
-		s->parena_cap = s->cparena_cap;
-		s->cpend = tp;
-		s->cap_cpend = tc;
-		s->cparena = ta;
-		s->cparena_cap = tac;
+		pend_buf_t t = s->pb;
+		s->pb = s->cpb;
+		s->cpb = t;
 		s->ncpend = s->npend;
 		s->npend = 0;
 		s->parena_len = 0;
@@ -1642,13 +1638,13 @@ static void store_serve(node_shard_t *s, chord_node_t *cn, const chord_delivery_
 
 	if (dp_cert_originator(d->msg, &s->cur_prev, &orig))
 		return;
-	if (s->npend == s->cap_pend) {
-		uint32_t cap = s->cap_pend ? s->cap_pend * 2 : 64;
-		pend_ent_t *p = realloc(s->pend, cap * sizeof(*p));
+	if (s->npend == s->pb.cap) {
+		uint32_t cap = s->pb.cap ? s->pb.cap * 2 : 64;
+		pend_ent_t *p = realloc(s->pb.ent, cap * sizeof(*p));
 		if (!p)
 			return; /* the requester retransmits */
-		s->pend = p;
-		s->cap_pend = cap;
+		s->pb.ent = p;
+		s->pb.cap = cap;
 	}
 	q = (nk_request_t){ .msg = d->msg, .vnode = &s->self, .table = chord_node_table(cn), .signer = s->cur_signer,
 	                    .sender = &orig, .tag = s->npend };
@@ -1661,21 +1657,21 @@ static void store_serve(node_shard_t *s, chord_node_t *cn, const chord_delivery_
 		rc = nk_handle(s->nk, &q, &a);
 	}
 	if (rc == 1) {
-		pend_ent_t *p = &s->pend[s->npend];
+		pend_ent_t *p = &s->pb.ent[s->npend];
 		p->len = 0;
 		p->prev = d->prev_hop;
-		if (s->cur_raw && s->parena_len + s->cur_raw_len > s->parena_cap) {
-			size_t cap = s->parena_cap ? s->parena_cap : 65536;
+		if (s->cur_raw && s->parena_len + s->cur_raw_len > s->pb.arena_cap) {
+			size_t cap = s->pb.arena_cap ? s->pb.arena_cap : 65536;
 			uint8_t *na;
 			while (cap < s->parena_len + s->cur_raw_len)
 				cap *= 2;
-			if ((na = realloc(s->parena, cap))) {
-				s->parena = na;
-				s->parena_cap = cap;
+			if ((na = realloc(s->pb.arena, cap))) {
+				s->pb.arena = na;
+				s->pb.arena_cap = cap;
 			}
 		}
-		if (s->cur_raw && s->parena_len + s->cur_raw_len <= s->parena_cap) {
-			memcpy(s->parena + s->parena_len, s->cur_raw, s->cur_raw_len);
+		if (s->cur_raw && s->parena_len + s->cur_raw_len <= s->pb.arena_cap) {
+			memcpy(s->pb.arena + s->parena_len, s->cur_raw, s->cur_raw_len);
 			p->off = s->parena_len;
 			p->len = s->cur_raw_len;
 			s->parena_len += s->cur_raw_len;
@@ -2773,10 +2769,10 @@ void node_free(node_t *n)
 		dp_cert_store_free(s->certs);
 		free(s->links);
 		free(s->reqs);
-		free(s->pend);
-		free(s->parena);
-		free(s->cpend);
-		free(s->cparena);
+		free(s->pb.ent);
+		free(s->pb.arena);
+		free(s->cpb.ent);
+		free(s->cpb.arena);
 		free(s->acts);
 		nk_free(s->nk);
 		OPENSSL_free(s->id.der);

@@ -25,12 +25,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-FAILS=0
-ok()   { echo "ok   $*"; }
-bad()  { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-# wait_for SECONDS CMD...: poll (every 0.1 s) until CMD succeeds; bounded.
-wait_for() { local n=$(( $1 * 10 )); shift; for _ in $(seq 1 $n); do "$@" && return 0; sleep 0.1; done; "$@"; }
+. "$(dirname "$0")/../../support/checks.sh"   # FAILS, ok, bad, check, wait_for
 cd "$T" || exit 2
 OV=vipr.test
 # Listening ports below the ephemeral range (tests/support/free_ports.py says why).

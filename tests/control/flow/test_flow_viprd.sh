@@ -36,12 +36,7 @@ cleanup() {
   [ -n "${KEEP_FLOW_DIR:-}" ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
-FAILS=0
-ok()   { echo "ok   $*"; }
-bad()  { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-# wait_for SECONDS CMD...: poll (every 0.2 s) until CMD succeeds; bounded by the clock, not a count.
-wait_for() { local end=$(( SECONDS + $1 )); shift; while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done; "$@"; }
+. "$(dirname "$0")/../../support/checks.sh"   # FAILS, ok, bad, check, wait_for
 cd "$T" || exit 2
 OV=vipr.test
 # Listening ports below the ephemeral range (tests/support/free_ports.py says why).

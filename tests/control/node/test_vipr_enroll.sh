@@ -20,10 +20,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-FAILS=0
-ok()   { echo "ok   $*"; }
-bad()  { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+. "$(dirname "$0")/../../support/checks.sh"   # FAILS, ok, bad, check, wait_for
 
 cd "$T" || exit 2
 OV=vipr.test
