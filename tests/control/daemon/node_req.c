@@ -239,37 +239,51 @@ static void on_chain(void *arg, const node_answer_t *a)
 	pthread_mutex_unlock(&cnt_mu);
 }
 
+/* A Store of this vnode's own ViPR entry (claimant = \p self), signed for \p res: the bytes live in \p e, which
+ * must outlive the request's sending; \p b is the StoreReq. */
+typedef struct own_store {
+	uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
+	rl_stored_data_t sd;
+	rl_store_kind_data_t kd;
+} own_store_t;
+
+static int own_store(own_store_t *e, rl_body_t *b, const vp_id_t *self, EVP_PKEY *pkey,
+                     const rl_signer_identity_t *signer, const vp_id_t *res, uint32_t kind)
+{
+	st_vipr_key_t k = { *self, 1 };
+	st_vipr_value_t v = { *self, 1, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
+	size_t vlen = 0;
+	st_vipr_key_encode(&k, e->key);
+	st_vipr_value_encode(&v, e->val, sizeof(e->val), &vlen);
+	memset(&e->sd, 0, sizeof(e->sd));
+	e->sd.storage_time = vp_time_wall_ms();
+	e->sd.lifetime = 3600;
+	e->sd.model = RL_MODEL_DICTIONARY;
+	e->sd.key = (rl_bytes_t){ e->key, ST_VIPR_KEY_LEN };
+	e->sd.exists = true;
+	e->sd.value = (rl_bytes_t){ e->val, (uint32_t)vlen };
+	if (rl_stored_data_sign(pkey, res->b, VP_ID_LEN, kind, &e->sd, signer, e->sig, sizeof(e->sig)))
+		return VP_EINVAL;
+	memset(&e->kd, 0, sizeof(e->kd));
+	e->kd.kind = kind;
+	e->kd.values.items = &e->sd;
+	e->kd.values.n_items = 1;
+	memset(b, 0, sizeof(*b));
+	b->code = RL_STORE_REQ;
+	b->u.store_req.resource = (rl_bytes_t){ res->b, VP_ID_LEN };
+	b->u.store_req.kind_data.items = &e->kd;
+	b->u.store_req.kind_data.n_items = 1;
+	return 0;
+}
+
 /* Store the ViPR entry (claimant = this vnode) at c->res[i], signed for it. */
 static int chain_issue(chain_t *c, long i)
 {
-	uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
-	st_vipr_key_t k = { *c->self, 1 };
-	st_vipr_value_t v = { *c->self, 1, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
-	rl_stored_data_t sd;
-	rl_store_kind_data_t kd;
+	own_store_t e;
 	rl_body_t b;
-	size_t vlen = 0;
 	int err;
-	st_vipr_key_encode(&k, key);
-	st_vipr_value_encode(&v, val, sizeof(val), &vlen);
-	memset(&sd, 0, sizeof(sd));
-	sd.storage_time = vp_time_wall_ms();
-	sd.lifetime = 3600;
-	sd.model = RL_MODEL_DICTIONARY;
-	sd.key = (rl_bytes_t){ key, ST_VIPR_KEY_LEN };
-	sd.exists = true;
-	sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
-	if (rl_stored_data_sign(c->key, c->res[i].b, VP_ID_LEN, c->kind, &sd, c->signer, sig, sizeof(sig)))
+	if (own_store(&e, &b, c->self, c->key, c->signer, &c->res[i], c->kind))
 		return VP_EINVAL;
-	memset(&kd, 0, sizeof(kd));
-	kd.kind = c->kind;
-	kd.values.items = &sd;
-	kd.values.n_items = 1;
-	memset(&b, 0, sizeof(b));
-	b.code = RL_STORE_REQ;
-	b.u.store_req.resource = (rl_bytes_t){ c->res[i].b, VP_ID_LEN };
-	b.u.store_req.kind_data.items = &kd;
-	b.u.store_req.kind_data.n_items = 1;
 	chain_args[i] = (chain_arg_t){ c, i };
 	c->t_issued[i] = vp_time_mono_ns() / 1000000u;
 	for (int t = 0; t < 100; t++) {
@@ -456,9 +470,7 @@ int main(int argc, char **argv)
 		char verb[32], arg1[64] = "", arg2[64] = "";
 		vp_id_t target, dest;
 		rl_body_t b;
-		uint8_t key[ST_VIPR_KEY_LEN], val[ST_VIPR_VALUE_MAX_LEN], sig[RL_MAX_SIG_LEN];
-		rl_stored_data_t sd;
-		rl_store_kind_data_t kd;
+		own_store_t os;
 		rl_specifier_t spec;
 		uint32_t kind = w.vipr_kind;
 		int r;
@@ -494,33 +506,13 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(verb, "store") || !strcmp(verb, "badstore") || !strcmp(verb, "replica") ||
 		    !strcmp(verb, "storen")) {
-			st_vipr_key_t k = { *self, 1 };
-			st_vipr_value_t v = { *self, 1, ST_VIPR_PVP_WITH_CALLER_ID, NULL, 0 };
-			size_t vlen = 0;
-			st_vipr_key_encode(&k, key);
-			st_vipr_value_encode(&v, val, sizeof(val), &vlen);
-			memset(&sd, 0, sizeof(sd));
-			sd.storage_time = vp_time_wall_ms();
-			sd.lifetime = 3600;
-			sd.model = RL_MODEL_DICTIONARY;
-			sd.key = (rl_bytes_t){ key, ST_VIPR_KEY_LEN };
-			sd.exists = true;
-			sd.value = (rl_bytes_t){ val, (uint32_t)vlen };
-			if (rl_stored_data_sign(id.key, target.b, VP_ID_LEN, kind, &sd, &id.signer, sig, sizeof(sig))) {
+			if (own_store(&os, &b, self, id.key, &id.signer, &target, kind)) {
 				rc = 2;
 				break;
 			}
 			if (!strcmp(verb, "badstore"))
-				sig[sd.sig.value.len / 2] ^= 0x01;
-			memset(&kd, 0, sizeof(kd));
-			kd.kind = kind;
-			kd.values.items = &sd;
-			kd.values.n_items = 1;
-			b.code = RL_STORE_REQ;
-			b.u.store_req.resource = (rl_bytes_t){ target.b, VP_ID_LEN };
+				os.sig[os.sd.sig.value.len / 2] ^= 0x01;
 			b.u.store_req.replica_number = !strcmp(verb, "replica") ? 1 : 0;
-			b.u.store_req.kind_data.items = &kd;
-			b.u.store_req.kind_data.n_items = 1;
 			if (strcmp(verb, "storen")) {
 				r = run(node, &w, &dest, true, &b, wait_ms, false);
 			} else {
@@ -541,10 +533,8 @@ int main(int argc, char **argv)
 				ham_on = pthread_create(&ham_th, NULL, status_hammer, &ham) == 0;
 				for (long j = 0; j < count; j++) {
 					c[j].res = id_minus(&target, (uint64_t)j);
-					if (rl_stored_data_sign(id.key, c[j].res.b, VP_ID_LEN, kind, &sd, &id.signer, sig,
-					                        sizeof(sig)))
+					if (own_store(&os, &b, self, id.key, &id.signer, &c[j].res, kind))
 						break;
-					b.u.store_req.resource = (rl_bytes_t){ c[j].res.b, VP_ID_LEN };
 					for (int t = 0; t < 100; t++) {
 						int e = node_request(node, 0, &c[j].res, true, &b, on_count, &c[j]);
 						if (e == 0) {
