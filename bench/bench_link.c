@@ -32,8 +32,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
+#include "bench/support/bench_ident.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "dataplane/cert.h"
@@ -53,69 +53,18 @@ static double now_s(void)
 	return (double)vp_time_mono_ns() / 1e9;
 }
 
-/* ---- a throw-away overlay PKI (docs/protocol.md certificate profile) ---- */
+/* ---- a throw-away overlay PKI: control/node/ca.h issues as vipr-enroll does (docs/protocol.md §9.1) ---- */
 
-typedef struct ident {
-	EVP_PKEY *key;
-	X509 *cert;
-	uint8_t der[2048];
-	size_t der_len;
-	uint8_t hash[RL_MAX_HASH_LEN];
-	rl_signer_identity_t signer;
-	rl_cert_t rlcert;
-	vp_id_t id;
-} ident_t;
+typedef bench_ident_t ident_t;
 
-static void ext(X509 *x, X509 *issuer, int nid, const char *v)
+static void make_ident(const ca_t *ca, ident_t *o)
 {
-	X509V3_CTX c;
-	X509_EXTENSION *e;
-	X509V3_set_ctx(&c, issuer, x, NULL, NULL, 0);
-	e = X509V3_EXT_conf_nid(NULL, &c, nid, v);
-	if (!e)
-		die("extension");
-	X509_add_ext(x, e, -1);
-	X509_EXTENSION_free(e);
+	if (bench_ident_issue(ca, "bench@link.example", o))
+		die("certificate");
 }
 
-static void make_ident(ident_t *o, ident_t *ca, uint8_t idbyte)
-{
-	X509 *x = X509_new();
-	unsigned char *p;
-	char san[128], hex[VP_ID_HEX_LEN + 1];
-	static long serial = 1;
-	o->key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	if (!x || !o->key)
-		die("keygen");
-	memset(o->id.b, idbyte, 16);
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	X509_set_pubkey(x, o->key);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-	                           (const unsigned char *)(ca ? "node" : "root"), -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(ca ? ca->cert : x));
-	if (ca) {
-		snprintf(san, sizeof(san), "URI:reload://%s@%s/", vp_id_to_hex(&o->id, hex), OVERLAY);
-		ext(x, ca->cert, NID_subject_alt_name, san);
-		ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE");
-		ext(x, ca->cert, NID_key_usage, "critical,digitalSignature");
-		ext(x, ca->cert, NID_ext_key_usage, "serverAuth,clientAuth");
-	} else {
-		ext(x, x, NID_basic_constraints, "critical,CA:TRUE");
-		ext(x, x, NID_key_usage, "critical,keyCertSign");
-	}
-	if (!X509_sign(x, ca ? ca->key : o->key, EVP_sha256()))
-		die("sign cert");
-	o->cert = x;
-	p = o->der;
-	o->der_len = (size_t)i2d_X509(x, &p);
-	rl_signer_cert_hash(o->der, o->der_len, o->hash, &o->signer);
-	o->rlcert = (rl_cert_t){ RL_CERT_X509, { o->der, (uint32_t)o->der_len } };
-}
-
-static ident_t root, srv, cli[2];
+static ca_t *g_ca; /* the overlay CA (control/node/ca.h, as vipr-enroll issues) */
+static ident_t srv, cli[2];
 
 static void print_fig(const char *name, double v, double base, const char *unit)
 {
@@ -129,7 +78,7 @@ static dp_cert_store_t *store(uint32_t cache)
 {
 	dp_cert_store_cfg_t c = { OVERLAY, cache, NULL };
 	dp_cert_store_t *s;
-	if (dp_cert_store_new(&c, &s) || dp_cert_store_add_root(s, root.cert))
+	if (dp_cert_store_new(&c, &s) || dp_cert_store_add_root(s, ca_cert(g_ca)))
 		die("store");
 	return s;
 }
@@ -190,7 +139,7 @@ static SSL_CTX *bare_ctx(const ident_t *id)
 	SSL_CTX *c = SSL_CTX_new(TLS_method());
 	if (!c || SSL_CTX_use_certificate(c, id->cert) != 1 || SSL_CTX_use_PrivateKey(c, id->key) != 1)
 		die("bare ctx");
-	X509_STORE_add_cert(SSL_CTX_get_cert_store(c), root.cert);
+	X509_STORE_add_cert(SSL_CTX_get_cert_store(c), ca_cert(g_ca));
 	SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
@@ -515,10 +464,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	vp_log_setup(VP_LOG_WARN, stderr);
-	make_ident(&root, NULL, 0);
-	make_ident(&srv, &root, 0xB1);
-	make_ident(&cli[0], &root, 0xA1);
-	make_ident(&cli[1], &root, 0xA2);
+	if (ca_create(OVERLAY, CA_KEY_EC_P256, 86400, &g_ca))
+		die("overlay CA");
+	make_ident(g_ca, &srv);
+	make_ident(g_ca, &cli[0]);
+	make_ident(g_ca, &cli[1]);
 
 	printf("# one core; TLS 1.3, ECDSA P-256 certificates, 127.0.0.1\n");
 	print_fig("link_setup", ours_setups(secs), bare_setups(secs), "links/s");

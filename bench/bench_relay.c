@@ -53,6 +53,7 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "bench/support/bench_ident.h"
 #include "control/node/ca.h"
 #include "control/node/kinds.h"
 #include "control/node/node.h"
@@ -98,25 +99,12 @@ static uint64_t mono_ms(void)
 
 /* ---- identities: an overlay CA (control/node/ca.h, as vipr-enroll issues) ----------------------- */
 
-typedef struct ident {
-	EVP_PKEY *key;
-	X509 *cert;
-	uint8_t *der;
-	size_t der_len;
-	uint8_t hash[RL_MAX_HASH_LEN];
-	rl_signer_identity_t signer;
-	rl_cert_t rlcert;
-	vp_id_t id;
-} ident_t;
+typedef bench_ident_t ident_t;
 
 static void issue(ca_t *ca, ident_t *o)
 {
-	ca_issue_params_t p = { .user = "bench@relay.example", .ids = &o->id, .n_ids = 1, .lifetime_s = 86400 };
-	if (ca_random_node_ids(&o->id, 1) || ca_key_generate(CA_KEY_EC_P256, &o->key) ||
-	    ca_issue_key(ca, o->key, &p, &o->cert) || ca_cert_der(o->cert, &o->der, &o->der_len) ||
-	    rl_signer_cert_hash(o->der, o->der_len, o->hash, &o->signer))
+	if (bench_ident_issue(ca, "bench@relay.example", o))
 		die("certificate", NULL);
-	o->rlcert = (rl_cert_t){ RL_CERT_X509, { o->der, (uint32_t)o->der_len } };
 }
 
 static void write_node_dir(const ident_t *o, const char *name, char *dir, size_t cap)
