@@ -50,7 +50,8 @@ static const vp_conf_opt_t vipr_rows[] = {
 	  VP_CONF_AT(viprd_vipr_conf_t, quota) },
 	{ .section = "vipr", .key = "store_rate", .type = VP_CONF_U32, .min = 1, .max = 1000000, .def = "2000",
 	  .unit = "stores/s", .doc = "Stores of registrations sent per second (a publish or refresh of a large block is paced, "
-	  "in Resource-ID order, so each responsible peer gets its share in runs)",
+	  "as 256 interleaved Resource-ID sweeps: each responsible peer gets its share in ascending runs, "
+	  "consecutive Stores go to different peers)",
 	  VP_CONF_AT(viprd_vipr_conf_t, store_rate) },
 	{ .section = "vipr", .key = "store_inflight", .type = VP_CONF_U32, .min = 1, .max = 4096, .def = "64",
 	  .unit = "stores", .doc = "Stores sent and not yet answered", VP_CONF_AT(viprd_vipr_conf_t, store_inflight) },

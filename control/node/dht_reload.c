@@ -139,7 +139,7 @@ struct dhr {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
-	/* the pacer's sweep: two binary heaps by Resource-ID (this round: > cursor; next round: <= cursor) */
+	/* the pacer's sweep: two binary heaps in sweep order (sweep_cmp; this round: > cursor; next: <= cursor) */
 	op_t **heap[2];
 	size_t heap_n[2], heap_cap[2];
 	int cur;                 /* which heap is this round */
@@ -167,9 +167,21 @@ void dhr_conf_default(dhr_conf_t *c)
 	c->kind_id = ST_VIPR_KIND_ID_DEFAULT;
 }
 
-static int id_cmp(const vp_id_t *a, const vp_id_t *b)
+/*
+ * The sweep's order: 256 interleaved sweeps of the ring, one per 1/256 of it ("stripe", the Resource-ID's
+ * first byte).  Stores go out by the Resource-ID rotated left by one byte, so each stripe is swept in
+ * Resource-ID order (a responsible peer receives its share of a stripe as an ascending run) while
+ * consecutive Stores land in random stripes, i.e. at different responsible peers.  A plain Resource-ID
+ * order sent every Store of a moment to one peer, and that peer polices each signer (docs/protocol.md
+ * §3.4: 50/s after a burst of 2,000): once the bursts were spent a 1,000,000-number publish on 16 nodes ran
+ * at one peer's refill (8 signers x 50/s) and stopped after ~190,000 numbers on rate-limited answers.
+ * Spread over the stripes, a peer sees about rate/peers (at most rate/256 once the overlay has more peers
+ * than stripes).
+ */
+static int sweep_cmp(const vp_id_t *a, const vp_id_t *b)
 {
-	return memcmp(a->b, b->b, VP_ID_LEN);
+	int c = memcmp(a->b + 1, b->b + 1, VP_ID_LEN - 1);
+	return c ? c : (int)a->b[0] - (int)b->b[0];
 }
 
 static int heap_push(dhr_t *d, int h, op_t *o)
@@ -186,7 +198,7 @@ static int heap_push(dhr_t *d, int h, op_t *o)
 	i = d->heap_n[h]++;
 	while (i > 0) {
 		size_t up = (i - 1) / 2;
-		if (id_cmp(&d->heap[h][up]->res, &o->res) <= 0)
+		if (sweep_cmp(&d->heap[h][up]->res, &o->res) <= 0)
 			break;
 		d->heap[h][i] = d->heap[h][up];
 		i = up;
@@ -209,11 +221,11 @@ static op_t *heap_pop(dhr_t *d, int h)
 	for (;;) {
 		size_t l = 2 * i + 1, m = i;
 		const op_t *best = last;
-		if (l < n && id_cmp(&a[l]->res, &best->res) < 0) {
+		if (l < n && sweep_cmp(&a[l]->res, &best->res) < 0) {
 			m = l;
 			best = a[l];
 		}
-		if (l + 1 < n && id_cmp(&a[l + 1]->res, &best->res) < 0)
+		if (l + 1 < n && sweep_cmp(&a[l + 1]->res, &best->res) < 0)
 			m = l + 1;
 		if (m == i)
 			break;
@@ -224,7 +236,7 @@ static op_t *heap_pop(dhr_t *d, int h)
 	return top;
 }
 
-/* The next store of the sweep (under mu): the smallest Resource-ID above the cursor, else a new round. */
+/* The next store of the sweep (under mu): the first in sweep order after the cursor, else a new round. */
 static op_t *next_store(dhr_t *d)
 {
 	op_t *o;
@@ -335,7 +347,7 @@ static bool store_retry(op_t *o, int status)
 	if (limited)
 		o->attempts--; /* not a failure of the overlay: the peer asked us to slow down */
 	pthread_mutex_lock(&d->mu);
-	again = !d->stop && !heap_push(d, id_cmp(&o->res, &d->cursor) > 0 ? d->cur : !d->cur, o);
+	again = !d->stop && !heap_push(d, sweep_cmp(&o->res, &d->cursor) > 0 ? d->cur : !d->cur, o);
 	if (again) {
 		d->inflight--;
 		d->st.queued++;
@@ -553,7 +565,7 @@ static int dhr_store(void *ctx, const char *number, uint8_t vop, const vsrv_reg_
 	if (d->stop)
 		rc = VP_ECLOSED;
 	else if (!(rc = claim_account(d, o)) &&
-	         !(rc = heap_push(d, id_cmp(&o->res, &d->cursor) > 0 ? d->cur : !d->cur, o))) {
+	         !(rc = heap_push(d, sweep_cmp(&o->res, &d->cursor) > 0 ? d->cur : !d->cur, o))) {
 		d->st.queued++;
 		pthread_cond_broadcast(&d->cv);
 	}

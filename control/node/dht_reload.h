@@ -9,8 +9,11 @@
  *               with its own certificate), a withdrawal as a signed deletion;
  *               paced: at most `store_rate` per second and `store_inflight`
  *               unanswered, both cut in half by congestion (a timeout or a
- *               rate-limited answer) and grown back by successes, sent in Resource-ID order (a sweep round the
- *               ring), so each responsible peer receives its share in runs;
+ *               rate-limited answer) and grown back by successes, sent as 256
+ *               interleaved sweeps in Resource-ID order (one per 1/256 of the
+ *               ring): each responsible peer receives its share in ascending
+ *               runs, and consecutive Stores go to different peers, which
+ *               police each signer (docs/protocol.md §3.4);
  *   fetch    -> three Fetches of the number's resource: routed to the
  *               resource (the responsible peer R answers), then routed to
  *               R + 1 and to that answerer + 1 (R's two successors, which hold

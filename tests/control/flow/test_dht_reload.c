@@ -59,10 +59,10 @@ typedef struct fake {
 	int inflight, max_inflight;
 	int timeouts_left;   /* the next this many Stores get no answer (VP_ETIMEOUT, as the overlay's timer) */
 	size_t store_reqs;   /* Stores received, retries included */
-	/* a storing peer's rate policing (docs/protocol.md §3.4): pol_burst Stores at once, pol_rate per second
-	 * after; beyond, Error_Forbidden "rate-limited".  pol_rate 0: no policing. */
-	double pol_rate, pol_burst, pol_tokens;
-	uint64_t pol_ns;
+	/* each storing peer's rate policing (docs/protocol.md §3.4): pol_burst Stores at once, pol_rate per
+	 * second after; beyond, Error_Forbidden "rate-limited".  pol_rate 0: no policing. */
+	double pol_rate, pol_burst, pol_tokens[NPEERS];
+	uint64_t pol_ns[NPEERS];
 	size_t pol_refused;
 	/* An overloaded overlay (slow_us > 0): Stores are kept at once but answered by one server thread, in
 	 * order, slow_us of work each; a Store that waited longer than late_ms is answered VP_ETIMEOUT (the
@@ -194,24 +194,24 @@ static void answer_rate_limited(int at, dhr_answer_fn done, void *arg)
 	done(arg, 0, &m, &fk.p[at].id);
 }
 
-/* The policing bucket (under fk.mu): true if this Store is over the limit. */
-static bool policed(void)
+/* Peer \p at's policing bucket (under fk.mu): true if this Store is over the limit. */
+static bool policed(int at)
 {
 	uint64_t now = vp_time_mono_ns();
 	if (fk.pol_rate <= 0)
 		return false;
-	if (!fk.pol_ns)
-		fk.pol_tokens = fk.pol_burst;
+	if (!fk.pol_ns[at])
+		fk.pol_tokens[at] = fk.pol_burst;
 	else
-		fk.pol_tokens += (double)(now - fk.pol_ns) * fk.pol_rate / 1e9;
-	if (fk.pol_tokens > fk.pol_burst)
-		fk.pol_tokens = fk.pol_burst;
-	fk.pol_ns = now;
-	if (fk.pol_tokens < 1.0) {
+		fk.pol_tokens[at] += (double)(now - fk.pol_ns[at]) * fk.pol_rate / 1e9;
+	if (fk.pol_tokens[at] > fk.pol_burst)
+		fk.pol_tokens[at] = fk.pol_burst;
+	fk.pol_ns[at] = now;
+	if (fk.pol_tokens[at] < 1.0) {
 		fk.pol_refused++;
 		return true;
 	}
-	fk.pol_tokens -= 1.0;
+	fk.pol_tokens[at] -= 1.0;
 	return false;
 }
 
@@ -229,7 +229,7 @@ static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl
 		done(arg, VP_ETIMEOUT, NULL, NULL);
 		return 0;
 	}
-	if (body->code == RL_STORE_REQ && policed()) {
+	if (body->code == RL_STORE_REQ && policed(at)) {
 		pthread_mutex_unlock(&fk.mu);
 		answer_rate_limited(at, done, arg);
 		return 0;
@@ -511,23 +511,72 @@ static void test_publish_then_lookup(void **state)
 }
 
 /* A large publish goes out in Resource-ID order (one sweep round the ring), never above store_inflight. */
+/* The sweep order (control/node/dht_reload.c): the Resource-ID rotated left by one byte. */
+static int sweep_order(const vp_id_t *a, const vp_id_t *b)
+{
+	int c = memcmp(a->b + 1, b->b + 1, VP_ID_LEN - 1);
+	return c ? c : (int)a->b[0] - (int)b->b[0];
+}
+
+/*
+ * A large publish goes out as 256 interleaved sweeps: every 1/256 of the ring in Resource-ID order, and
+ * consecutive Stores at different peers.  A plain Resource-ID order would pass the first check and fail the
+ * second (each peer's whole share in one run: ~5 peer changes in 300 Stores).
+ */
 static void test_stores_ordered_by_resource(void **state)
 {
 	dhr_t *d = mk(1, 1000, 2000, 4);
 	vsrv_dht_t dht;
-	size_t descents = 0;
+	size_t descents = 0, same_peer = 0;
 	(void)state;
 	dhr_iface(d, &dht);
 	publish(&dht, 0, 300, VAP_OP_ADD);
 	wait_done(300);
 	assert_int_equal(w.failed, 0);
 	assert_int_equal(fk.n_order, 300);
-	for (size_t i = 1; i < fk.n_order; i++)
-		if (memcmp(fk.order[i].b, fk.order[i - 1].b, VP_ID_LEN) < 0)
+	for (size_t i = 1; i < fk.n_order; i++) {
+		if (sweep_order(&fk.order[i], &fk.order[i - 1]) < 0)
 			descents++;
-	/* Submission order is random on the ring (~150 descents); the sweep wraps at most twice
-	 * (the first stores may leave before the rest are queued). */
+		if (responsible(&fk.order[i]) == responsible(&fk.order[i - 1]))
+			same_peer++;
+	}
+	/* Submission order is random (~150 descents); the sweep wraps at most twice (the first stores may
+	 * leave before the rest are queued).  Within a stripe (same first byte) the order is the Resource-ID's. */
 	assert_true(descents <= 2);
+	/* 6 peers holding 16-22 % of the ring each: ~17 % of consecutive pairs share a peer when spread,
+	 * ~98 % in plain Resource-ID order. */
+	print_message("consecutive Stores at the same peer: %zu of 299\n", same_peer);
+	assert_true(same_peer < 90);
+	dhr_free(d, 1000);
+}
+
+/*
+ * Each storing peer polices the signer (50/s after a burst of 2,000 in viprd; here 400/s after 40): 600
+ * Stores at 1,000/s are within every peer's limit when spread (a peer of 22 % of the ring receives ~220/s
+ * and never more than 1,000/s x 8-Store bursts), so the pacer never has to slow down.  Sent as one run per
+ * peer (100-130 Stores at 1,000/s against 40 + 400/s) the first peer refuses and the pacer halves its rate
+ * (plain Resource-ID order: 2 refused, rate cut twice, every later peer served at half speed).
+ */
+static void test_stores_spread_under_peer_policing(void **state)
+{
+	dhr_t *d = mk(1, 1000, 1000, 8);
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	(void)state;
+	pthread_mutex_lock(&fk.mu);
+	fk.pol_rate = 400;
+	fk.pol_burst = 40;
+	pthread_mutex_unlock(&fk.mu);
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 600, VAP_OP_ADD);
+	wait_done(600);
+	dhr_get_stats(d, &st);
+	print_message("600 Stores under per-peer policing: %zu rate-limited answers, %llu rate cuts\n", fk.pol_refused,
+	              (unsigned long long)st.backoffs);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(st.stores_ok, 600);
+	assert_int_equal(fk.pol_refused, 0);
+	assert_int_equal(st.backoffs, 0);
 	dhr_free(d, 1000);
 }
 
@@ -874,6 +923,7 @@ int main(void)
 		cmocka_unit_test_setup(test_rate_limited_stores_slow_down, setup),
 		cmocka_unit_test_setup(test_overloaded_overlay_backs_off, setup),
 		cmocka_unit_test_setup(test_stores_ordered_by_resource, setup),
+		cmocka_unit_test_setup(test_stores_spread_under_peer_policing, setup),
 		cmocka_unit_test_setup(test_store_rate, setup),
 		cmocka_unit_test_setup(test_quota_per_node_id, setup),
 		cmocka_unit_test_setup(test_signer_is_claimant, setup),
