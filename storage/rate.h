@@ -5,9 +5,11 @@
  * to `burst` tokens and refills at `rate` tokens per second; a request takes
  * one token or is refused with VP_ERATELIMIT.
  *
- * Per node, not per shard.  A node runs one table per shard, and a signer's
- * requests are spread over the shards by Resource-ID, so a table created with
- * share = n_shards polices rate / n_shards and burst / n_shards: across the
+ * Per node or per shard.  A node runs one table per shard.  When each shard is
+ * a storing peer of its own (viprd: one vnode per shard) its table is created
+ * with share = 1 and polices the whole rate.  When the shards share one peer's
+ * limits, a signer's requests are spread over them by Resource-ID, so a table
+ * created with share = n_shards polices rate / n_shards and burst / n_shards: across the
  * node a signer gets at most `rate` per second and `burst` at once, exactly
  * (integer arithmetic in units of 1/(1000 × share) token, no rounding), when
  * its requests spread evenly, and less if they all land on one shard.  Each

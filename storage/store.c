@@ -1830,8 +1830,9 @@ static int shard_init(st_db_t *db, st_shard_t *sh, unsigned idx)
 	sh->pend_seed = (uint64_t)(uintptr_t)sh * 0x9e3779b97f4a7c15ull ^ idx;
 	if ((rc = st_quota_init(&sh->quota)))
 		return rc;
-	/* The configured rates are per node: each shard polices its share. */
-	return st_rate_init(&sh->rate, db->cfg.rate, db->n_shards);
+	/* The configured rates are per node (each shard polices its share), or per shard when each shard is a
+	 * storing peer of its own (rate_per_shard). */
+	return st_rate_init(&sh->rate, db->cfg.rate, db->cfg.rate_per_shard ? 1 : db->n_shards);
 }
 
 static void shard_free(st_shard_t *sh)

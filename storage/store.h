@@ -100,6 +100,8 @@ typedef struct st_config {
 	double quota_slack;         /*!< S (default 2.0) */
 	uint32_t quota_const;       /*!< C (default 16) */
 	st_rate_limit_t rate[ST_RATE_NOPS]; /*!< per signer and node (each of the n shards polices 1/n: storage/rate.h); rate 0 = off */
+	bool rate_per_shard;        /*!< each shard is a storing peer of its own (viprd: one vnode, one Node-ID, one ring
+	                                 range per shard) and polices the whole rate and burst (default false: per node) */
 	bool sync_wal;              /*!< fsync the WAL on every commit (default false: see above) */
 	size_t block_cache_bytes;   /*!< shared LRU block cache (default 256 MiB) */
 	size_t write_buffer_bytes;  /*!< memtable size per column family (default 64 MiB) */

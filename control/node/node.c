@@ -2444,6 +2444,10 @@ int node_new(const node_conf_t *conf, const node_kinds_ops_t *kinds, node_t **ou
 		st_config_default(&sc);
 		sc.path = path;
 		sc.n_shards = n->nshards;
+		/* Each shard is one vnode: a storing peer with its own Node-ID and ring range, so it polices each
+		 * signer at the whole rate (docs/protocol.md §3.4); split n ways, a node of 8 vnodes held 8 ranges'
+		 * share of a publish at one range's limit. */
+		sc.rate_per_shard = true;
 		sc.vipr_kind_id = n->conf.vipr_kind_id;
 		if (n->conf.vipr_quota)
 			sc.vipr_quota = n->conf.vipr_quota;

@@ -736,6 +736,32 @@ static void rate_limits_are_per_node_across_shards(void **state)
 	assert_int_equal(st_store(sh[0], &r.req, NULL, NULL), 0);
 }
 
+/* rate_per_shard (viprd: a shard is a vnode, a storing peer of its own): each shard admits the whole burst
+ * and rate of a signer; per node (above) the second shard would refuse after the node's burst. */
+static void rate_limits_per_shard_when_each_is_a_peer(void **state)
+{
+	fx_t *f = *state;
+	vp_id_t a = node_id(0xA1);
+	vreg_t r;
+	st_db_close(f->db);
+	f->cfg.n_shards = 2;
+	f->cfg.rate_per_shard = true;
+	f->cfg.rate[ST_RATE_STORE] = (st_rate_limit_t){ 2, 2 };
+	fx_open(f);
+	for (unsigned i = 0; i < 2; i++) {
+		st_shard_t *sh = st_db_shard(f->db, i);
+		for (unsigned k = 0; k < 3; k++) {
+			vp_id_t rid = number_rid(640 + 10 * i + k);
+			vreg_make(&r, &rid, &a, &a, 1, f->now, 3600, 1);
+			assert_int_equal(st_store(sh, &r.req, NULL, NULL), k < 2 ? 0 : VP_ERATELIMIT);
+		}
+	}
+	f->mono += 499; /* 2/s: one token per 500 ms at each shard */
+	assert_int_equal(st_store(st_db_shard(f->db, 1), &r.req, NULL, NULL), VP_ERATELIMIT);
+	f->mono += 1;
+	assert_int_equal(st_store(st_db_shard(f->db, 1), &r.req, NULL, NULL), 0);
+}
+
 /* ---- batches ------------------------------------------------------------------- */
 
 static void batch_reads_its_own_writes_and_aborts_cleanly(void **state)
@@ -1211,6 +1237,7 @@ int main(void)
 		T(quota_counters_survive_restart),
 		T(store_and_fetch_rate_limits_per_signer),
 		T(rate_limits_are_per_node_across_shards),
+		T(rate_limits_per_shard_when_each_is_a_peer),
 		T(batch_reads_its_own_writes_and_aborts_cleanly),
 		T(prefetch_reads_ahead_without_changing_answers),
 		T(key_filter_skips_new_keys_and_never_hides_a_stored_one),
