@@ -448,7 +448,10 @@ static void answer_cb(void *ctx, const node_status_t *st)
 	switch (adm_req_cmd(p->req)) {
 	case ADM_CMD_STATUS: d = status_json(p->o, st); break;
 	case ADM_CMD_RING: d = ring_json(st); break;
-	case ADM_CMD_STATS: d = stats_json(st); break;
+	case ADM_CMD_STATS:
+		if ((d = stats_json(st)) && p->o->vipr)
+			json_object_set_new(d, "vipr", viprd_vipr_stats_json(p->o->vipr));
+		break;
 	default: break;
 	}
 	if (d)
@@ -804,20 +807,22 @@ static void fetch_done(void *arg, const node_answer_t *a)
  */
 static void fetch_settle(op_req_t *r)
 {
-	for (unsigned k = 1; k < VSRV_COPIES; k++) {
-		vp_id_t want;
-		if (r->c[k - 1].answered) {
-			want = node_after(&r->c[k - 1].responder);
-			if (vp_id_eq(&want, &r->c[k].dest))
-				continue;
-			r->missed++;
-		}
-		for (unsigned j = k; j < VSRV_COPIES; j++)
-			memset(&r->c[j], 0, sizeof(r->c[j]));
-		fetch_continue(r, k - 1);
+	bool answered[VSRV_COPIES], missed;
+	vp_id_t responder[VSRV_COPIES], dest[VSRV_COPIES];
+	unsigned k;
+	for (unsigned i = 0; i < VSRV_COPIES; i++) {
+		answered[i] = r->c[i].answered;
+		responder[i] = r->c[i].responder;
+		dest[i] = r->c[i].dest;
+	}
+	if ((k = vsrv_copies_standing(answered, responder, dest, VSRV_COPIES, &missed)) == VSRV_COPIES) {
+		fetch_finish(r);
 		return;
 	}
-	fetch_finish(r);
+	r->missed += missed;
+	for (unsigned j = k; j < VSRV_COPIES; j++)
+		memset(&r->c[j], 0, sizeof(r->c[j]));
+	fetch_continue(r, k - 1);
 }
 
 static int fetch_ask(op_req_t *r, unsigned k, const vp_id_t *dest)

@@ -200,6 +200,42 @@ static int t_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl_bo
 	return rc;
 }
 
+typedef struct call_ctx {
+	void (*fn)(void *arg);
+	void *arg;
+} call_ctx_t;
+
+/* On the shard's thread: run the call like an answer (node_request starts at once, without the ring). */
+static void on_call(void *arg, unsigned shard)
+{
+	call_ctx_t c = *(call_ctx_t *)arg;
+	bool was = in_done;
+	(void)shard;
+	free(arg);
+	in_done = true;
+	c.fn(c.arg);
+	in_done = was;
+}
+
+static int t_call(void *ctx, unsigned shard, void (*fn)(void *arg), void *arg)
+{
+	viprd_vipr_t *v = ctx;
+	call_ctx_t *c = malloc(sizeof(*c));
+	int rc;
+	if (!c)
+		return VP_ENOMEM;
+	*c = (call_ctx_t){ fn, arg };
+	if ((rc = node_call(v->node, shard, on_call, c)))
+		free(c);
+	return rc;
+}
+
+static size_t t_guess(void *ctx, unsigned shard, const vp_id_t *id, vp_id_t *out, size_t max)
+{
+	viprd_vipr_t *v = ctx;
+	return node_guess_successors(v->node, shard, id, out, max);
+}
+
 static void on_attach(void *arg, const node_answer_t *a)
 {
 	attach_wait_t *w = arg;
@@ -625,6 +661,33 @@ static bool file_hash(const char *path, uint8_t out[32])
 	return ok;
 }
 
+json_t *viprd_vipr_stats_json(viprd_vipr_t *v)
+{
+	vsrv_stats_t st;
+	dhr_stats_t ds;
+	vsrv_get_stats(v->srv, &st);
+	dhr_get_stats(v->dhr, &ds);
+	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I},"
+	                 " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
+	                 " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+	                 "publish", "numbers", (json_int_t)ds.numbers, "stores_sent", (json_int_t)ds.stores_sent,
+	                 "stores_ok", (json_int_t)ds.stores_ok, "stores_failed", (json_int_t)ds.stores_failed,
+	                 "retries", (json_int_t)ds.store_retries, "rate_limited", (json_int_t)ds.rate_limited,
+	                 "backoffs", (json_int_t)ds.backoffs, "over_quota", (json_int_t)ds.over_quota, "queued",
+	                 (json_int_t)ds.queued, "inflight", (json_int_t)ds.inflight, "rate", ds.rate, "window",
+	                 ds.window, "store_rate", (json_int_t)v->conf.store_rate,
+	                 "lookup", "fetches", (json_int_t)ds.fetches, "parallel", (json_int_t)ds.fetches_parallel,
+	                 "guess_missed", (json_int_t)ds.fetch_guess_missed, "copies_failed",
+	                 (json_int_t)ds.fetch_copies_failed, "entries_rejected", (json_int_t)ds.entries_rejected,
+	                 "incidents", (json_int_t)ds.incidents,
+	                 "server", "call_records_originating", (json_int_t)st.vcr_orig, "call_records_terminating",
+	                 (json_int_t)st.vcr_term, "validations_ok", (json_int_t)st.validations_ok, "validations_failed",
+	                 (json_int_t)st.validations_failed, "validations_unreachable",
+	                 (json_int_t)st.validations_unreachable, "routes", (json_int_t)st.routes, "notified",
+	                 (json_int_t)st.notified, "pending", (json_int_t)st.sched_queued, "pvp_served",
+	                 (json_int_t)st.pvp_served, "pvp_handshake_failed", (json_int_t)st.pvp_handshake_failed);
+}
+
 void viprd_vipr_alarms(viprd_vipr_t *v, json_t *list, uint8_t active[VIPRD_ALARM__COUNT])
 {
 	char detail[VIPRD_ALARM__COUNT][640];
@@ -765,7 +828,7 @@ int viprd_vipr_new(const viprd_vipr_conf_t *vc, const node_conf_t *nc, node_t *n
 		dc.n_signers++;
 	}
 	dc.certs = v->certs;
-	t = (dhr_transport_t){ v, t_request, t_app_attach };
+	t = (dhr_transport_t){ v, t_request, t_app_attach, t_call, t_guess };
 	if ((rc = dhr_new(&dc, &t, &v->dhr)))
 		goto fail;
 	sc.node_id = *node_vnode_id(node, 0);

@@ -79,6 +79,13 @@ int viprd_vipr_start(viprd_vipr_t *v);
  */
 json_t *viprd_vipr_validation_json(viprd_vipr_t *v, const char *number);
 
+/*!
+ * \brief The service's counters as JSON (the `vipr` object of `viprctl stats`, docs/protocol.md §10.3):
+ * {"publish": the pacer's Stores and congestion state, "lookup": the overlay lookups, "server": records,
+ * validations, routes}.  NULL on allocation failure.  Any thread.
+ */
+json_t *viprd_vipr_stats_json(viprd_vipr_t *v);
+
 /* The service's alarms (README "Alarms"), in the order of viprd_vipr_alarm_name. */
 enum {
 	VIPRD_ALARM_OVER_QUOTA = 0,

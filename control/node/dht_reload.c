@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,15 +120,20 @@ typedef struct op {
 	void *arg;
 	/* fetch */
 	vsrv_fetch_fn fdone;
-	int stage;
+	int stage;             /* one after the other: the copy being asked */
+	struct fcopy {
+		struct op *o;
+		int k;             /* which copy */
+		vp_id_t dest;      /* where it was asked: the Resource-ID, or a (guessed) holder + 1 */
+		char why[96];      /* its entries that failed verification: how many, from whom, why */
+	} fc[VSRV_COPIES];
 	vp_id_t responder[VSRV_COPIES];
 	bool answered[VSRV_COPIES];
 	size_t n[VSRV_COPIES];
+	unsigned rejected[VSRV_COPIES]; /* entries of each copy that failed verification */
 	dentry_t ent[VSRV_COPIES][DHR_FETCH_MAX];
-	unsigned rejected;
-	char why[96];
-	int blame;             /* the copy whose entries failed verification, -1: none */
-	unsigned bad_copies;   /* copies with entries that failed verification */
+	bool parallel;         /* the copies were asked at once (their answers not yet settled) */
+	atomic_uint pending;   /* copies asked at once: answers still due (+1 while they are being sent) */
 } op_t;
 
 struct dhr {
@@ -342,7 +348,8 @@ static bool store_retry(op_t *o, int status)
 		vp_log_info(LOGMOD, "store_backoff", "cause=%s rate=%.0f window=%.1f number=%s",
 		            limited ? "rate-limited" : "timeout", d->rate, d->window, o->number);
 	if (limited ? ++o->rate_limited > DHR_RATE_ATTEMPTS
-	            : (status != VP_ETIMEOUT && status != VP_EBUSY) || o->attempts >= DHR_STORE_ATTEMPTS)
+	            : (status != VP_ETIMEOUT && status != VP_EBUSY && status != VP_ENOROUTE) ||
+	                  o->attempts >= DHR_STORE_ATTEMPTS)
 		return false;
 	if (limited)
 		o->attempts--; /* not a failure of the overlay: the peer asked us to slow down */
@@ -381,6 +388,11 @@ static void store_answer(void *arg, int status, const rl_message_t *ans, const v
 			          !memcmp(b.u.error.info.p, "rate-limited", 12);
 		}
 		if (limited && store_retry(o, VP_ERATELIMIT))
+			return;
+		/* Error_Not_Found to a Resource-ID is a routing answer, not a refusal: a peer on the way would have
+		 * sent the Store straight back (two ring views that disagree for a moment, chord.c "bounce").  Sent
+		 * again like a Store without answer; a 1,000,000-number publish failed on 2 such answers at 690,000. */
+		if (code == RL_ERR_NOT_FOUND && store_retry(o, VP_ENOROUTE))
 			return;
 		vp_log_warn(LOGMOD, "store_refused", "number=%s reload_error=%u info=%s", o->number, code,
 		            limited ? "rate-limited" : "-");
@@ -581,13 +593,14 @@ static int fetch_stage(dhr_t *d, op_t *o);
 
 static int keep_entry(void *arg, uint32_t kind, const rl_stored_data_t *sd, const dp_cert_ident_t *signer)
 {
-	op_t *o = arg;
+	struct fcopy *c = arg;
+	op_t *o = c->o;
 	dentry_t *e;
 	(void)kind;
 	(void)signer;
-	if (o->n[o->stage] >= DHR_FETCH_MAX || sd->key.len > ST_VIPR_KEY_LEN || sd->value.len > ST_VIPR_VALUE_MAX_LEN)
+	if (o->n[c->k] >= DHR_FETCH_MAX || sd->key.len > ST_VIPR_KEY_LEN || sd->value.len > ST_VIPR_VALUE_MAX_LEN)
 		return 0;
-	e = &o->ent[o->stage][o->n[o->stage]++];
+	e = &o->ent[c->k][o->n[c->k]++];
 	memcpy(e->key, sd->key.p, sd->key.len);
 	e->key_len = sd->key.len;
 	e->exists = sd->exists;
@@ -619,6 +632,9 @@ static void fetch_finish(op_t *o)
 	vsrv_reg_t regs[VSRV_REGS_MAX];
 	vsrv_vote_t vote;
 	char incident[VSRV_INCIDENT_MAX + 96 + 64 + 40];
+	const char *why = "";
+	unsigned rejected = 0, bad_copies = 0;
+	int blame = -1;
 	size_t n = 0;
 	int rc;
 	for (int c = 0; c < VSRV_COPIES; c++) {
@@ -627,16 +643,23 @@ static void fetch_finish(op_t *o)
 				                     o->ent[c][i].value_len ? o->ent[c][i].value : NULL,
 				                     o->ent[c][i].value_len, o->ent[c][i].exists };
 		copies[c] = (vsrv_copy_t){ o->answered[c], ents[c], o->n[c] };
+		if (o->rejected[c]) {
+			rejected += o->rejected[c];
+			bad_copies++;
+			blame = c;
+			why = o->fc[c].why;
+		}
 	}
 	rc = vsrv_lookup_vote(copies, regs, VSRV_REGS_MAX, &n, &vote);
 	incident[0] = '\0';
-	if (vote.incident[0] || o->rejected) {
+	if (vote.incident[0] || rejected) {
 		char r0[VP_ID_HEX_LEN + 1] = "-", r1[VP_ID_HEX_LEN + 1] = "-", r2[VP_ID_HEX_LEN + 1] = "-";
 		char bl[VP_ID_HEX_LEN + 1];
-		int blame = o->bad_copies == 1 ? o->blame : -1;
 		/* Blame (first, so that no cut loses it): the one copy that held entries failing verification, else
 		 * the one copy the two others agree against.  Every copy failing: the signer forged, not a peer. */
-		for (int c = 0; blame < 0 && !o->bad_copies && c < VSRV_COPIES; c++)
+		if (bad_copies != 1)
+			blame = -1;
+		for (int c = 0; blame < 0 && !bad_copies && c < VSRV_COPIES; c++)
 			if (o->answered[0] && o->answered[1] && o->answered[2] && same_copy(o, (c + 1) % 3, (c + 2) % 3) &&
 			    !same_copy(o, c, (c + 1) % 3))
 				blame = c;
@@ -644,7 +667,7 @@ static void fetch_finish(op_t *o)
 			size_t k = (size_t)snprintf(incident, sizeof(incident), "blame=%s ",
 			                            vp_id_to_hex(&o->responder[blame], bl));
 			snprintf(incident + k, sizeof(incident) - k, "%s%s%s", vote.incident[0] ? vote.incident : "",
-			         vote.incident[0] && o->rejected ? "; " : "", o->rejected ? o->why : "");
+			         vote.incident[0] && rejected ? "; " : "", rejected ? why : "");
 		}
 		if (o->answered[0])
 			vp_id_to_hex(&o->responder[0], r0);
@@ -656,11 +679,11 @@ static void fetch_finish(op_t *o)
 			size_t k = strlen(incident);
 			snprintf(incident + k, sizeof(incident) - k, "%s%s%s copies=%.8s,%.8s,%.8s",
 			         blame >= 0 ? "" : vote.incident[0] ? vote.incident : "",
-			         blame < 0 && vote.incident[0] && o->rejected ? "; " : "", blame >= 0 || !o->rejected ? "" : o->why,
+			         blame < 0 && vote.incident[0] && rejected ? "; " : "", blame >= 0 || !rejected ? "" : why,
 			         r0, r1, r2);
 		}
 		vp_log_warn(LOGMOD, "incident", "number=%s answered=%u outvoted=%u rejected=%u text=\"%s\"", o->number,
-		            vote.answered, vote.outvoted, o->rejected, incident);
+		            vote.answered, vote.outvoted, rejected, incident);
 	}
 	pthread_mutex_lock(&d->mu);
 	d->fetching--;
@@ -672,41 +695,11 @@ static void fetch_finish(op_t *o)
 	free(o);
 }
 
-static void fetch_answer(void *arg, int status, const rl_message_t *ans, const vp_id_t *responder)
+/* Ask the copies after copy k one after the other (each at the successor of the last answerer), or finish. */
+static void fetch_continue(op_t *o, int k)
 {
-	op_t *o = arg;
 	dhr_t *d = o->d;
-	nk_fetch_result_t fr;
-	int rc = status;
-	if (!rc) {
-		pthread_mutex_lock(&d->cert_mu);
-		rc = nk_fetch_verify(d->conf.certs, &d->kind, 1, &o->res, ans, keep_entry, o, &fr);
-		pthread_mutex_unlock(&d->cert_mu);
-		if (!rc && fr.rejected) {
-			char hex[VP_ID_HEX_LEN + 1];
-			vp_id_to_hex(responder, hex);
-			o->rejected += fr.rejected;
-			o->blame = o->stage;
-			o->bad_copies++;
-			snprintf(o->why, sizeof(o->why), "%u entries from %.8s failed verification (%s)", o->rejected, hex,
-			         dp_cert_reason_name(fr.last));
-			pthread_mutex_lock(&d->mu);
-			d->st.entries_rejected += fr.rejected;
-			pthread_mutex_unlock(&d->mu);
-		}
-	}
-	if (!rc) {
-		o->answered[o->stage] = true;
-		o->responder[o->stage] = *responder;
-	} else {
-		o->n[o->stage] = 0;
-		pthread_mutex_lock(&d->mu);
-		d->st.fetch_copies_failed++;
-		pthread_mutex_unlock(&d->mu);
-		vp_log_info(LOGMOD, "fetch_copy_failed", "number=%s copy=%d err=%s", o->number, o->stage,
-		            vp_strerror(rc));
-	}
-	/* The replicas: the successor of the previous answerer (after a failure, of the one before). */
+	o->stage = k;
 	while (++o->stage < VSRV_COPIES) {
 		if (!fetch_stage(d, o))
 			return;
@@ -715,11 +708,96 @@ static void fetch_answer(void *arg, int status, const rl_message_t *ans, const v
 	fetch_finish(o);
 }
 
-/* Send the Fetch of copy o->stage.  0 (answer pending) or a VP_E* code. */
-static int fetch_stage(dhr_t *d, op_t *o)
+/*
+ * Every copy asked at once has answered: keep those that stand as asking one after the other would have got
+ * them (vsrv_copies_standing: each at the successor of the peer that really answered the copy before), and
+ * from the first that does not (a wrong guess, or the copy before failed) ask again one after the other.
+ */
+static void fetch_settle(op_t *o)
+{
+	dhr_t *d = o->d;
+	vp_id_t dest[VSRV_COPIES];
+	bool missed;
+	unsigned k;
+	for (int c = 0; c < VSRV_COPIES; c++)
+		dest[c] = o->fc[c].dest;
+	o->parallel = false;
+	k = vsrv_copies_standing(o->answered, o->responder, dest, VSRV_COPIES, &missed);
+	if (k < VSRV_COPIES) {
+		pthread_mutex_lock(&d->mu);
+		d->st.fetch_guess_missed += missed;
+		pthread_mutex_unlock(&d->mu);
+		for (unsigned c = k; c < VSRV_COPIES; c++) {
+			o->answered[c] = false;
+			o->n[c] = 0;
+			o->rejected[c] = 0;
+		}
+	}
+	fetch_continue(o, (int)k - 1);
+}
+
+static void fetch_answer(void *arg, int status, const rl_message_t *ans, const vp_id_t *responder)
+{
+	struct fcopy *c = arg;
+	op_t *o = c->o;
+	dhr_t *d = o->d;
+	nk_fetch_result_t fr;
+	int rc = status;
+	if (!rc) {
+		pthread_mutex_lock(&d->cert_mu);
+		rc = nk_fetch_verify(d->conf.certs, &d->kind, 1, &o->res, ans, keep_entry, c, &fr);
+		pthread_mutex_unlock(&d->cert_mu);
+		if (!rc && fr.rejected) {
+			char hex[VP_ID_HEX_LEN + 1];
+			vp_id_to_hex(responder, hex);
+			o->rejected[c->k] = fr.rejected;
+			snprintf(c->why, sizeof(c->why), "%u entries from %.8s failed verification (%s)", fr.rejected, hex,
+			         dp_cert_reason_name(fr.last));
+			pthread_mutex_lock(&d->mu);
+			d->st.entries_rejected += fr.rejected;
+			pthread_mutex_unlock(&d->mu);
+		}
+	}
+	if (!rc) {
+		o->answered[c->k] = true;
+		o->responder[c->k] = *responder;
+	} else {
+		o->n[c->k] = 0;
+		pthread_mutex_lock(&d->mu);
+		d->st.fetch_copies_failed++;
+		pthread_mutex_unlock(&d->mu);
+		vp_log_info(LOGMOD, "fetch_copy_failed", "number=%s copy=%d err=%s", o->number, c->k, vp_strerror(rc));
+	}
+	if (o->parallel) {
+		if (atomic_fetch_sub_explicit(&o->pending, 1, memory_order_acq_rel) == 1)
+			fetch_settle(o);
+		return;
+	}
+	/* The replicas: the successor of the previous answerer (after a failure, of the one before). */
+	fetch_continue(o, c->k);
+}
+
+/* Send the Fetch of copy k to \p dest.  0 (answer pending) or a VP_E* code. */
+static int fetch_ask(dhr_t *d, op_t *o, int k, const vp_id_t *dest)
 {
 	rl_specifier_t spec;
 	rl_body_t b;
+	o->fc[k].dest = *dest;
+	memset(&spec, 0, sizeof(spec));
+	spec.kind = d->conf.kind_id;
+	spec.model = RL_MODEL_DICTIONARY;
+	memset(&b, 0, sizeof(b));
+	b.code = RL_FETCH_REQ;
+	b.u.fetch_req.resource = (rl_bytes_t){ o->res.b, VP_ID_LEN };
+	b.u.fetch_req.specifiers.items = &spec;
+	b.u.fetch_req.specifiers.n_items = 1;
+	return d->t.request(d->t.ctx, d->conf.signers[0].shard, dest, &b, fetch_answer, &o->fc[k]);
+}
+
+/* Send the Fetch of copy o->stage, one after the other: at the Resource-ID, or at the successor of the
+ * last copy that answered (past the ones that failed).  0 (answer pending) or a VP_E* code. */
+static int fetch_stage(dhr_t *d, op_t *o)
+{
 	vp_id_t dest = o->res;
 	if (o->stage > 0) {
 		vp_id_t one;
@@ -734,15 +812,50 @@ static int fetch_stage(dhr_t *d, op_t *o)
 		for (int c = prev + 1; c < o->stage; c++) /* skip the successor that failed */
 			dest = vp_id_add(&dest, &one);
 	}
-	memset(&spec, 0, sizeof(spec));
-	spec.kind = d->conf.kind_id;
-	spec.model = RL_MODEL_DICTIONARY;
-	memset(&b, 0, sizeof(b));
-	b.code = RL_FETCH_REQ;
-	b.u.fetch_req.resource = (rl_bytes_t){ o->res.b, VP_ID_LEN };
-	b.u.fetch_req.specifiers.items = &spec;
-	b.u.fetch_req.specifiers.n_items = 1;
-	return d->t.request(d->t.ctx, d->conf.signers[0].shard, &dest, &b, fetch_answer, o);
+	return fetch_ask(d, o, o->stage, &dest);
+}
+
+/*
+ * On the first signer's vnode thread (dhr_transport_t.call): ask the 3 copies at once when the vnode can
+ * name the replicas (its guess of the peer responsible for the Resource-ID and of that peer's successor):
+ * copy 0 at the Resource-ID, copy 1 at guess 0 + 1, copy 2 at guess 1 + 1, each routed by the overlay like
+ * any request; fetch_settle keeps what asking one after the other would have got.  Without a guess, one
+ * after the other.
+ */
+static void fetch_start(void *arg)
+{
+	op_t *o = arg;
+	dhr_t *d = o->d;
+	vp_id_t g[VSRV_COPIES - 1], dest[VSRV_COPIES];
+	size_t n = d->t.guess(d->t.ctx, d->conf.signers[0].shard, &o->res, g, VSRV_COPIES - 1);
+	if (n < VSRV_COPIES - 1) {
+		o->stage = 0;
+		if (fetch_stage(d, o))
+			fetch_continue(o, 0); /* copy 0 did not leave: nothing to name the replicas by; fails the lookup */
+		return;
+	}
+	pthread_mutex_lock(&d->mu);
+	d->st.fetches_parallel++;
+	pthread_mutex_unlock(&d->mu);
+	dest[0] = o->res;
+	for (int k = 1; k < VSRV_COPIES; k++) {
+		vp_id_t one;
+		memset(&one, 0, sizeof(one));
+		one.b[VP_ID_LEN - 1] = 1;
+		dest[k] = vp_id_add(&g[k - 1], &one);
+	}
+	o->parallel = true;
+	atomic_store(&o->pending, 1); /* ours, until every copy was asked: an answer may come before request returns */
+	for (int k = 0; k < VSRV_COPIES; k++) {
+		int rc;
+		atomic_fetch_add(&o->pending, 1);
+		if ((rc = fetch_ask(d, o, k, &dest[k]))) {
+			atomic_fetch_sub(&o->pending, 1);
+			vp_log_info(LOGMOD, "fetch_copy_failed", "number=%s copy=%d err=%s", o->number, k, vp_strerror(rc));
+		}
+	}
+	if (atomic_fetch_sub_explicit(&o->pending, 1, memory_order_acq_rel) == 1)
+		fetch_settle(o);
 }
 
 static int dhr_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *arg)
@@ -759,13 +872,15 @@ static int dhr_fetch(void *ctx, const char *number, vsrv_fetch_fn done, void *ar
 	snprintf(o->number, sizeof(o->number), "%s", number);
 	o->res = vp_id_from_name(number, strlen(number));
 	o->fdone = done;
-	o->blame = -1;
 	o->arg = arg;
+	for (int k = 0; k < VSRV_COPIES; k++)
+		o->fc[k] = (struct fcopy){ .o = o, .k = k };
 	pthread_mutex_lock(&d->mu);
 	d->fetching++;
 	d->st.fetches++;
 	pthread_mutex_unlock(&d->mu);
-	if ((rc = fetch_stage(d, o))) {
+	rc = d->t.call && d->t.guess ? d->t.call(d->t.ctx, d->conf.signers[0].shard, fetch_start, o) : fetch_stage(d, o);
+	if (rc) {
 		pthread_mutex_lock(&d->mu);
 		d->fetching--;
 		pthread_mutex_unlock(&d->mu);
@@ -878,5 +993,8 @@ void dhr_get_stats(dhr_t *d, dhr_stats_t *out)
 {
 	pthread_mutex_lock(&d->mu);
 	*out = d->st;
+	out->inflight = d->inflight;
+	out->rate = d->rate;
+	out->window = d->window;
 	pthread_mutex_unlock(&d->mu);
 }

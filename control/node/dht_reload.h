@@ -17,7 +17,10 @@
  *   fetch    -> three Fetches of the number's resource: routed to the
  *               resource (the responsible peer R answers), then routed to
  *               R + 1 and to that answerer + 1 (R's two successors, which hold
- *               the replicas); each answer's entries are verified again by the
+ *               the replicas) — asked at once when the vnode can guess R and
+ *               its successor (dhr_transport_t.guess), the answers kept only
+ *               where the guess proved right (vsrv_copies_standing), else one
+ *               after the other; each answer's entries are verified again by the
  *               fetcher (nk_fetch_verify: signature, signer's certificate,
  *               claimant = signer); the copies are voted on
  *               (control/server/lookup.h) and an incident is reported when
@@ -75,6 +78,16 @@ typedef struct dhr_transport {
 	               void *arg);
 	/*! AppAttach to Node-ID \p contact for PVP: a connected stream socket in *fd (vsrv_dht_t.app_attach). */
 	int (*app_attach)(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd);
+	/*!
+	 * Optional, with guess (NULL: a lookup asks its copies one after the other): run \p fn(\p arg) on vnode
+	 * \p shard's thread, where guess() answers and request() may be called.  0, or a VP_E* code (fn not run).
+	 */
+	int (*call)(void *ctx, unsigned shard, void (*fn)(void *arg), void *arg);
+	/*!
+	 * Within call() only: up to \p max Node-IDs at or after \p id that vnode \p shard guesses hold it (the
+	 * responsible peer, then its successors: node_guess_successors), nearest first; 0 when it cannot guess.
+	 */
+	size_t (*guess)(void *ctx, unsigned shard, const vp_id_t *id, vp_id_t *out, size_t max);
 } dhr_transport_t;
 
 /*! One of the server's Node-IDs: the vnode that sends its stores and the key that signs them. */
@@ -109,8 +122,12 @@ typedef struct dhr_stats {
 	uint64_t rate_limited;     /*!< rate-limited answers */
 	uint64_t backoffs;         /*!< congestion cuts (rate halved; window too after a timeout), once per window */
 	uint64_t fetches, fetch_copies_failed, entries_rejected, incidents;
+	uint64_t fetches_parallel;   /*!< lookups that asked their 3 copies at once (the vnode guessed the replicas) */
+	uint64_t fetch_guess_missed; /*!< of those, lookups whose guess was wrong: copies asked again, one by one */
 	uint64_t numbers;          /*!< numbers currently claimed through this server */
 	uint64_t queued;           /*!< stores waiting for the pacer */
+	uint32_t inflight;         /*!< Stores sent and not yet answered */
+	double rate, window;       /*!< the pacer's current rate (stores/s) and window (congestion control) */
 } dhr_stats_t;
 
 /*!

@@ -481,9 +481,18 @@ static int handle_store(nk_t *k, const nk_request_t *req, nk_answer_t *ans)
 	}
 	role = dp_cert_ident_has(req->signer, req->sender) ? nk_sender_role(req->table, req->sender, &rid) : 0;
 	if (b.u.store_req.replica_number > 0 && !(role & NK_ROLE_REPLICA)) {
+		char sh[VP_ID_HEX_LEN + 1] = "-", vh[VP_ID_HEX_LEN + 1] = "-", rh[VP_ID_HEX_LEN + 1];
 		k->stats.replica_refused++;
-		vp_log_warn("node", "replica_refused", "replica_number=%u reason=not-a-replica-sender",
-		            (unsigned)b.u.store_req.replica_number);
+		/* Which vnode refused which sender for what: a ring view that disagrees shows as one pair repeating
+		 * (at a join it lasts until the next stabilization). */
+		if (req->sender)
+			vp_id_to_hex(req->sender, sh);
+		if (req->vnode)
+			vp_id_to_hex(req->vnode, vh);
+		vp_log_warn("node", "replica_refused",
+		            "replica_number=%u reason=not-a-replica-sender sender=%s vnode=%s resource=%s npred=%u",
+		            (unsigned)b.u.store_req.replica_number, sh, vh, vp_id_to_hex(&rid, rh),
+		            req->table ? (unsigned)req->table->npred : 0u);
 		answer_error(k, req, ans, RL_ERR_FORBIDDEN, "not-a-replica-sender");
 		return 0;
 	}

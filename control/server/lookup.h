@@ -73,4 +73,17 @@ typedef struct vsrv_vote {
 int vsrv_lookup_vote(const vsrv_copy_t copies[VSRV_COPIES], vsrv_reg_t *out, size_t max, size_t *n,
                      vsrv_vote_t *vote);
 
+/*!
+ * \brief Copies asked at once: how many lead copies stand as asking one after the other would have got them.
+ *
+ * Copy 0 is asked at the Resource-ID; copy k (k >= 1) at a guessed Node-ID + 1 (docs/protocol.md §4.9: the
+ * replica rule), \p dest[k].  Copy k stands when copy k-1 stands, answered, and \p dest[k] is its
+ * responder + 1: the overlay then routed copy k to that responder's successor exactly as a copy asked after
+ * copy k-1's answer would have been.  Returns 1..\p n (the copies from there on are to be asked again, one
+ * after the other); *\p missed (may be NULL) is set when the first copy that does not stand was asked at a
+ * wrong guess (copy k-1 answered, by another peer than the one guessed).
+ */
+unsigned vsrv_copies_standing(const bool *answered, const vp_id_t *responder, const vp_id_t *dest, unsigned n,
+                              bool *missed);
+
 #endif

@@ -58,6 +58,8 @@ typedef struct fake {
 	size_t n_certs;
 	int inflight, max_inflight;
 	int timeouts_left;   /* the next this many Stores get no answer (VP_ETIMEOUT, as the overlay's timer) */
+	int not_found_left;  /* the next this many Stores are answered Error_Not_Found (a peer on the way would
+	                      * have bounced them: ring views that disagree for a moment) */
 	size_t store_reqs;   /* Stores received, retries included */
 	/* each storing peer's rate policing (docs/protocol.md §3.4): pol_burst Stores at once, pol_rate per
 	 * second after; beyond, Error_Forbidden "rate-limited".  pol_rate 0: no policing. */
@@ -78,7 +80,14 @@ typedef struct fake {
 	size_t late;
 	bool q_stop;
 	pthread_cond_t q_cv;
+	/* The lookup's guess of the holders (dhr_transport_t.guess): none (copies one after the other), right (the
+	 * responsible peer and its successor), or wrong (the two peers after them). */
+	int guess;
+	vp_id_t fetch_dest[32]; /* where each Fetch was addressed, in order */
+	size_t n_fetch;
 } fake_t;
+
+enum { GUESS_NONE = 0, GUESS_RIGHT, GUESS_WRONG };
 
 static pk_ca_t ca;
 static pk_node_t nd_a, nd_a2, nd_t;
@@ -176,7 +185,8 @@ static void answer_store(int at, dhr_answer_fn done, void *arg)
 	done(arg, 0, &m, &fk.p[at].id);
 }
 
-static void answer_rate_limited(int at, dhr_answer_fn done, void *arg)
+/* An Error answer from peer \p at: \p code with error_info \p info. */
+static void answer_error(int at, uint16_t code, const char *info, dhr_answer_fn done, void *arg)
 {
 	uint8_t body[64];
 	rl_body_t b;
@@ -184,8 +194,8 @@ static void answer_rate_limited(int at, dhr_answer_fn done, void *arg)
 	vp_wr_t wr;
 	memset(&b, 0, sizeof(b));
 	b.code = RL_ERROR;
-	b.u.error.code = RL_ERR_FORBIDDEN;
-	b.u.error.info = (rl_bytes_t){ (const uint8_t *)"rate-limited", 12 };
+	b.u.error.code = code;
+	b.u.error.info = (rl_bytes_t){ (const uint8_t *)info, (uint32_t)strlen(info) };
 	vp_wr_init(&wr, body, sizeof(body));
 	assert_int_equal(rl_body_encode(&wr, &b), 0);
 	memset(&m, 0, sizeof(m));
@@ -229,9 +239,15 @@ static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl
 		done(arg, VP_ETIMEOUT, NULL, NULL);
 		return 0;
 	}
+	if (body->code == RL_STORE_REQ && fk.not_found_left > 0) {
+		fk.not_found_left--;
+		pthread_mutex_unlock(&fk.mu);
+		answer_error(at, RL_ERR_NOT_FOUND, "", done, arg);
+		return 0;
+	}
 	if (body->code == RL_STORE_REQ && policed(at)) {
 		pthread_mutex_unlock(&fk.mu);
-		answer_rate_limited(at, done, arg);
+		answer_error(at, RL_ERR_FORBIDDEN, "rate-limited", done, arg);
 		return 0;
 	}
 	if (body->code == RL_STORE_REQ) {
@@ -263,6 +279,8 @@ static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl
 	}
 	if (body->code == RL_FETCH_REQ) {
 		vp_id_t res;
+		if (fk.n_fetch < sizeof(fk.fetch_dest) / sizeof(fk.fetch_dest[0]))
+			fk.fetch_dest[fk.n_fetch++] = *dest;
 		memcpy(res.b, body->u.fetch_req.resource.p, VP_ID_LEN);
 		pthread_mutex_unlock(&fk.mu);
 		answer_fetch(at, &res, done, arg);
@@ -300,6 +318,26 @@ static void *slow_server(void *arg)
 	}
 	pthread_mutex_unlock(&fk.mu);
 	return NULL;
+}
+
+/* The vnode's thread: the caller's (the stand-in has no threads of its own for requests). */
+static int fake_call(void *ctx, unsigned shard, void (*fn)(void *arg), void *arg)
+{
+	(void)ctx;
+	(void)shard;
+	fn(arg);
+	return 0;
+}
+
+static size_t fake_guess(void *ctx, unsigned shard, const vp_id_t *id, vp_id_t *out, size_t max)
+{
+	int at = responsible(id) + (fk.guess == GUESS_WRONG);
+	size_t n = 0;
+	(void)ctx;
+	(void)shard;
+	for (; fk.guess != GUESS_NONE && n < max; n++)
+		out[n] = fk.p[(at + (int)n) % NPEERS].id;
+	return n;
 }
 
 static int fake_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd)
@@ -398,6 +436,7 @@ static int setup(void **state)
 	pthread_cond_init(&fk.q_cv, NULL);
 	for (int i = 0; i < NPEERS; i++)
 		fk.p[i].id = pk_id((uint8_t)(0x20 + 0x28 * i)); /* 0x20 .. 0xE8 */
+	fk.guess = *state ? *(const int *)*state : GUESS_RIGHT; /* viprd's vnodes guess on a small overlay */
 	fk.certs[0] = nd_a.rlcert;
 	fk.certs[1] = nd_a2.rlcert;
 	fk.certs[2] = nd_t.rlcert;
@@ -410,7 +449,7 @@ static int setup(void **state)
 static dhr_t *mk(unsigned signers, uint32_t quota, uint32_t rate, uint32_t inflight)
 {
 	dhr_conf_t c;
-	dhr_transport_t t = { NULL, fake_request, fake_attach };
+	dhr_transport_t t = { NULL, fake_request, fake_attach, fake_call, fake_guess };
 	dhr_t *d = NULL;
 	dhr_conf_default(&c);
 	c.signers[0] = (dhr_signer_t){ 0, id_a, nd_a.key, nd_a.der, nd_a.der_len };
@@ -510,7 +549,6 @@ static void test_publish_then_lookup(void **state)
 	dhr_free(d, 1000);
 }
 
-/* A large publish goes out in Resource-ID order (one sweep round the ring), never above store_inflight. */
 /* The sweep order (control/node/dht_reload.c): the Resource-ID rotated left by one byte. */
 static int sweep_order(const vp_id_t *a, const vp_id_t *b)
 {
@@ -757,6 +795,104 @@ static void test_rogue_drop_outvoted(void **state)
 	dhr_free(d, 1000);
 }
 
+/* Peer \p i + 1 (the Resource-ID addressed to its successor: the replica rule). */
+static vp_id_t after(int i)
+{
+	vp_id_t one, r;
+	memset(&one, 0, sizeof(one));
+	one.b[VP_ID_LEN - 1] = 1;
+	r = vp_id_add(&fk.p[i % NPEERS].id, &one);
+	return r;
+}
+
+/* The vnode guesses the holders right: the 3 copies are asked at once (the Resource-ID, R + 1, R' + 1) and
+ * all three answers kept. */
+static void test_lookup_asks_copies_at_once(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 8);
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	dhr_stats_t st;
+	vp_id_t res, a1, a2;
+	int at;
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	number(num, 0);
+	res = vp_id_from_name(num, strlen(num));
+	at = responsible(&res);
+	fetch(&dht, num);
+	assert_int_equal(w.n, 1);
+	assert_string_equal(w.incident, "");
+	dhr_get_stats(d, &st);
+	assert_int_equal(st.fetches_parallel, 1);
+	assert_int_equal(st.fetch_guess_missed, 0);
+	assert_int_equal(fk.n_fetch, 3);
+	a1 = after(at);
+	a2 = after(at + 1);
+	assert_true(vp_id_eq(&fk.fetch_dest[0], &res));
+	assert_true(vp_id_eq(&fk.fetch_dest[1], &a1));
+	assert_true(vp_id_eq(&fk.fetch_dest[2], &a2));
+	dhr_free(d, 1000);
+}
+
+/*
+ * A wrong guess (the two peers after the holders): copy 1 asked at R + 2's successor is answered by a peer
+ * that is not R's successor.  Kept, the vote would see copy 2 empty (R + 3 holds nothing) and report an
+ * incident against an honest overlay; the lookup drops copies 1 and 2 and asks them again one after the
+ * other, at R + 1 and at R + 1's successor + 1.
+ */
+static void test_lookup_wrong_guess_asks_again(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 8);
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	dhr_stats_t st;
+	vp_id_t res, a1, a2;
+	int at;
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	number(num, 0);
+	res = vp_id_from_name(num, strlen(num));
+	at = responsible(&res);
+	fetch(&dht, num);
+	assert_int_equal(w.n, 1);
+	assert_string_equal(w.incident, "");
+	dhr_get_stats(d, &st);
+	assert_int_equal(st.fetches_parallel, 1);
+	assert_int_equal(st.fetch_guess_missed, 1);
+	assert_int_equal(fk.n_fetch, 5);
+	a1 = after(at);
+	a2 = after(at + 1);
+	assert_true(vp_id_eq(&fk.fetch_dest[3], &a1));
+	assert_true(vp_id_eq(&fk.fetch_dest[4], &a2));
+	dhr_free(d, 1000);
+}
+
+/* No guess (a vnode that knows too little of the ring): one copy after the other, 3 Fetches. */
+static void test_lookup_without_guess_one_by_one(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 8);
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	dhr_stats_t st;
+	(void)state;
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	number(num, 0);
+	fetch(&dht, num);
+	assert_int_equal(w.n, 1);
+	assert_string_equal(w.incident, "");
+	dhr_get_stats(d, &st);
+	assert_int_equal(st.fetches_parallel, 0);
+	assert_int_equal(fk.n_fetch, 3);
+	dhr_free(d, 1000);
+}
+
 /* A replica that alters an entry: the fetcher's signature check rejects it, the vote keeps the true one. */
 static void test_rogue_alter_rejected(void **state)
 {
@@ -845,6 +981,32 @@ static void test_store_retried_after_timeout(void **state)
 	dhr_free(d, 1000);
 }
 
+/* Error_Not_Found for a Store (a relay whose ring view sends it back where it came from, for a moment) is a
+ * routing answer: the Store is sent again, within its 3 attempts, not failed as a refusal (a 1,000,000-number
+ * publish failed on 2 of them); a third Not_Found in a row fails it. */
+static void test_store_retried_after_not_found(void **state)
+{
+	dhr_t *d = mk(1, 100, 5000, 4);
+	vsrv_dht_t dht;
+	(void)state;
+	dhr_iface(d, &dht);
+	pthread_mutex_lock(&fk.mu);
+	fk.not_found_left = 2;
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(fk.store_reqs, 3);
+	pthread_mutex_lock(&fk.mu);
+	fk.not_found_left = 3;
+	fk.store_reqs = 0;
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 1, 1, VAP_OP_ADD);
+	wait_done(2);
+	assert_int_equal(w.failed, 1);
+	assert_int_equal(fk.store_reqs, 3);
+	dhr_free(d, 1000);
+}
 
 /*
  * A storing peer that polices our rate (20 at once, then 100/s) answers "rate-limited" to a pacer set at
@@ -915,11 +1077,14 @@ static void test_overloaded_overlay_backs_off(void **state)
 	assert_true(fk.late > 0); /* the overload was real: the first window did time out */
 }
 
+static int guess_none = GUESS_NONE, guess_right = GUESS_RIGHT, guess_wrong = GUESS_WRONG;
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_publish_then_lookup, setup),
 		cmocka_unit_test_setup(test_store_retried_after_timeout, setup),
+		cmocka_unit_test_setup(test_store_retried_after_not_found, setup),
 		cmocka_unit_test_setup(test_rate_limited_stores_slow_down, setup),
 		cmocka_unit_test_setup(test_overloaded_overlay_backs_off, setup),
 		cmocka_unit_test_setup(test_stores_ordered_by_resource, setup),
@@ -928,9 +1093,19 @@ int main(void)
 		cmocka_unit_test_setup(test_quota_per_node_id, setup),
 		cmocka_unit_test_setup(test_signer_is_claimant, setup),
 		cmocka_unit_test_setup(test_quota_fills_every_node_id, setup),
-		cmocka_unit_test_setup(test_rogue_drop_outvoted, setup),
-		cmocka_unit_test_setup(test_rogue_alter_rejected, setup),
-		cmocka_unit_test_setup(test_forged_entry_caught, setup),
+		{ "lookup_asks_copies_at_once", test_lookup_asks_copies_at_once, setup, NULL, &guess_right },
+		{ "lookup_wrong_guess_asks_again", test_lookup_wrong_guess_asks_again, setup, NULL, &guess_wrong },
+		{ "lookup_without_guess_one_by_one", test_lookup_without_guess_one_by_one, setup, NULL, &guess_none },
+		/* every rogue case with the copies asked at once, one after the other, and after a wrong guess */
+		{ "rogue_drop_outvoted", test_rogue_drop_outvoted, setup, NULL, &guess_right },
+		{ "rogue_drop_outvoted/one_by_one", test_rogue_drop_outvoted, setup, NULL, &guess_none },
+		{ "rogue_drop_outvoted/wrong_guess", test_rogue_drop_outvoted, setup, NULL, &guess_wrong },
+		{ "rogue_alter_rejected", test_rogue_alter_rejected, setup, NULL, &guess_right },
+		{ "rogue_alter_rejected/one_by_one", test_rogue_alter_rejected, setup, NULL, &guess_none },
+		{ "rogue_alter_rejected/wrong_guess", test_rogue_alter_rejected, setup, NULL, &guess_wrong },
+		{ "forged_entry_caught", test_forged_entry_caught, setup, NULL, &guess_right },
+		{ "forged_entry_caught/one_by_one", test_forged_entry_caught, setup, NULL, &guess_none },
+		{ "forged_entry_caught/wrong_guess", test_forged_entry_caught, setup, NULL, &guess_wrong },
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
