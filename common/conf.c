@@ -350,8 +350,7 @@ int vp_conf_bool(const vp_conf_t *conf, const char *section, const char *key, bo
 	            section ? section : "", key, v);
 }
 
-/* A duration with a unit (a bare number is seconds) into ms; -1 when malformed or overflowing. */
-static int parse_duration(const char *v, uint64_t *out_ms)
+int vp_duration_parse_ms(const char *v, uint64_t *out_ms)
 {
 	static const struct { const char *unit; uint64_t ms; } units[] = {
 		{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
@@ -381,7 +380,7 @@ int vp_conf_duration_ms(const vp_conf_t *conf, const char *section, const char *
 	*out = def_ms;
 	if (!v)
 		return 0;
-	if (parse_duration(v, &x))
+	if (vp_duration_parse_ms(v, &x))
 		return fail(e, entry_line(conf, section, key),
 		            "[%s] %s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 48h, 2d)",
 		            section ? section : "", key, v);
@@ -513,7 +512,7 @@ static int opt_store(const vp_conf_opt_t *o, const char *v, void *out, int line,
 		break;
 	case VP_CONF_DUR_MS:
 	case VP_CONF_DUR_S:
-		if (*v && parse_duration(v, &x))
+		if (*v && vp_duration_parse_ms(v, &x))
 			return fail(e, line, "[%s] %s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 48h, 2d)",
 			            o->section, o->key, v);
 		if (o->type == VP_CONF_DUR_S && x % 1000)

@@ -61,6 +61,10 @@ int vp_conf_u64(const vp_conf_t *conf, const char *section, const char *key, uin
 int vp_conf_bool(const vp_conf_t *conf, const char *section, const char *key, bool def,
                  bool *out, vp_conf_err_t *e);
 
+/*! \brief Parse a duration with a unit (ms, s, m, h, d; a bare number is seconds) into milliseconds: 0, or -1
+ * when malformed or overflowing.  The format of every duration option and command-line flag. */
+int vp_duration_parse_ms(const char *v, uint64_t *out_ms);
+
 /*! \brief Duration with a unit (ms, s, m, h, d; a bare number is seconds) into milliseconds, in [min_ms, max_ms]. */
 int vp_conf_duration_ms(const vp_conf_t *conf, const char *section, const char *key, uint64_t def_ms,
                         uint64_t min_ms, uint64_t max_ms, uint64_t *out, vp_conf_err_t *e);

@@ -142,8 +142,8 @@ struct viprd_vipr {
 	vsrv_dht_t inner;                   /* dhr's interface: fetch is wrapped to trace lookups */
 	pthread_mutex_t tr_mu;              /* the trace and the alarms' state */
 	tr_num_t *tr;                       /* VIPRD_TRACE_NUMBERS slots */
-	win_t refused, vap_refused, over_quota;
-	uint64_t over_quota_seen, vap_401_seen;
+	win_t refused, vap_refused, over_quota, refresh_late;
+	uint64_t over_quota_seen, vap_401_seen, refresh_late_seen;
 	peer_count_t peers[PEERS_TRACKED];
 	time_t cert_end[NODE_MAX_SHARDS + 1]; /* vnodes' certificates, then the issuer's (0 = none) */
 	char keys_path[VSRV_PATH_MAX];
@@ -155,7 +155,7 @@ struct viprd_vipr {
 
 const char *const viprd_vipr_alarm_name[VIPRD_ALARM__COUNT] = {
 	"over_quota", "validations_pending", "cert_expiring", "refused_credentials", "ticket_key_changed",
-	"peer_incidents",
+	"peer_incidents", "publish_behind",
 };
 
 /* True on a shard thread inside a node_done_fn: node_request then starts at once, without the ring. */
@@ -667,7 +667,7 @@ json_t *viprd_vipr_stats_json(viprd_vipr_t *v)
 	dhr_stats_t ds;
 	vsrv_get_stats(v->srv, &st);
 	dhr_get_stats(v->dhr, &ds);
-	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I},"
+	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:f, s:I},"
 	                 " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
 	                 " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 	                 "publish", "numbers", (json_int_t)ds.numbers, "stores_sent", (json_int_t)ds.stores_sent,
@@ -675,7 +675,8 @@ json_t *viprd_vipr_stats_json(viprd_vipr_t *v)
 	                 "retries", (json_int_t)ds.store_retries, "rate_limited", (json_int_t)ds.rate_limited,
 	                 "backoffs", (json_int_t)ds.backoffs, "over_quota", (json_int_t)ds.over_quota, "queued",
 	                 (json_int_t)ds.queued, "inflight", (json_int_t)ds.inflight, "rate", ds.rate, "window",
-	                 ds.window, "store_rate", (json_int_t)v->conf.store_rate,
+	                 ds.window, "store_rate", (json_int_t)v->conf.store_rate, "backlog_s", ds.backlog_s,
+	                 "refresh_late", (json_int_t)ds.refresh_late,
 	                 "lookup", "fetches", (json_int_t)ds.fetches, "parallel", (json_int_t)ds.fetches_parallel,
 	                 "guess_missed", (json_int_t)ds.fetch_guess_missed, "copies_failed",
 	                 (json_int_t)ds.fetch_copies_failed, "entries_rejected", (json_int_t)ds.entries_rejected,
@@ -708,6 +709,18 @@ void viprd_vipr_alarms(viprd_vipr_t *v, json_t *list, uint8_t active[VIPRD_ALARM
 	if (ds.over_quota > v->over_quota_seen) {
 		win_add(&v->over_quota, now, ds.over_quota - v->over_quota_seen);
 		v->over_quota_seen = ds.over_quota;
+	}
+	if (ds.refresh_late > v->refresh_late_seen) {
+		win_add(&v->refresh_late, now, ds.refresh_late - v->refresh_late_seen);
+		v->refresh_late_seen = ds.refresh_late;
+	}
+	if (ds.backlog_s > v->conf.lifetime_s || win_max(&v->refresh_late, now)) {
+		on[VIPRD_ALARM_PUBLISH_BEHIND] = 1;
+		snprintf(detail[VIPRD_ALARM_PUBLISH_BEHIND], sizeof(detail[0]),
+		         "%llu Stores queued need %.0f s at %.0f/s (lifetime %u s); %llu refreshes this hour or the last "
+		         "came after the registration had expired: raise [vipr] store_rate, lengthen [vipr] lifetime or "
+		         "refresh more often", (unsigned long long)ds.queued, ds.backlog_s, ds.rate, v->conf.lifetime_s,
+		         (unsigned long long)win_max(&v->refresh_late, now));
 	}
 	if (win_max(&v->over_quota, now)) {
 		on[VIPRD_ALARM_OVER_QUOTA] = 1;

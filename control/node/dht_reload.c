@@ -33,6 +33,7 @@ typedef struct claim {
 	vp_id_t res;
 	uint8_t state;  /* 0 empty, 1 used, 2 deleted */
 	uint8_t signer;
+	uint32_t stored_s; /* when its last Store was acknowledged (seconds of dhr_t.t0_ns; 0: not yet) */
 } claim_t;
 
 typedef struct claims {
@@ -157,6 +158,8 @@ struct dhr {
 	double tokens;
 	uint64_t tok_ns;
 	uint64_t last_storage_time;
+	uint64_t t0_ns;          /* the adapter's start (claim_t.stored_s counts from it) */
+	uint64_t behind_ns;      /* last sweep_behind line */
 	claims_t claims;
 	uint64_t per_signer[DHR_MAX_SIGNERS];
 	dhr_stats_t st;
@@ -290,6 +293,25 @@ unsigned dhr_signer_of(dhr_t *d, const char *number)
 
 /* ---- store --------------------------------------------------------------------------------- */
 
+/*
+ * A refresh acknowledged (under mu): a registration refreshed later than its lifetime after its previous
+ * Store had expired in the overlay in between (lookups found nothing for a while): counted, and a warning
+ * line every DHR_ALARM_EVERY.  The projection in the pacer (sweep_behind) warns before it happens.
+ */
+static void refreshed(dhr_t *d, const op_t *o)
+{
+	claim_t *e, *slot;
+	uint32_t now_s = (uint32_t)((vp_time_mono_ns() - d->t0_ns) / 1000000000u) + 1;
+	if (o->vop == VAP_OP_WITHDRAW || !d->claims.t || !(e = claims_find(&d->claims, &o->res, &slot)))
+		return;
+	if (e->stored_s && now_s - e->stored_s > d->conf.lifetime_s && d->st.refresh_late++ % DHR_ALARM_EVERY == 0)
+		vp_log_warn(LOGMOD, "refresh_late", "number=%s late_s=%u lifetime_s=%u refreshes_late=%llu "
+		            "hint=\"the refresh sweep is slower than the lifetime: raise [vipr] store_rate or lifetime, or "
+		            "refresh more often\"", o->number, now_s - e->stored_s - d->conf.lifetime_s, d->conf.lifetime_s,
+		            (unsigned long long)d->st.refresh_late);
+	e->stored_s = now_s;
+}
+
 static void store_finish(op_t *o, int status)
 {
 	dhr_t *d = o->d;
@@ -299,6 +321,7 @@ static void store_finish(op_t *o, int status)
 		d->st.stores_failed++;
 	} else {
 		d->st.stores_ok++;
+		refreshed(d, o);
 		if (d->rate < d->conf.store_rate)
 			d->rate = d->rate + DHR_RATE_STEP < d->conf.store_rate ? d->rate + DHR_RATE_STEP : d->conf.store_rate;
 		if (d->window < d->conf.store_inflight) {
@@ -456,6 +479,24 @@ static int store_send(dhr_t *d, op_t *o)
 	return d->t.request(d->t.ctx, sg->shard, &o->res, &b, store_answer, o);
 }
 
+/*
+ * The sweep's projection (pacer, under mu): the Stores queued need queued / rate seconds at the current
+ * rate; beyond the lifetime, the registrations at the end of the queue expire before their refresh reaches
+ * the overlay.  Kept in st.backlog_s (the behind alarm) and logged at most once a minute.
+ */
+static void project(dhr_t *d, uint64_t now)
+{
+	uint64_t queued = d->heap_n[0] + d->heap_n[1];
+	d->st.backlog_s = d->rate > 0 ? (double)queued / d->rate : 0;
+	if (d->st.backlog_s > d->conf.lifetime_s && (!d->behind_ns || now - d->behind_ns >= 60000000000ull)) {
+		d->behind_ns = now;
+		vp_log_warn(LOGMOD, "sweep_behind", "queued=%llu rate=%.0f backlog_s=%.0f lifetime_s=%u "
+		            "hint=\"the queued Stores take longer than a registration lives: raise [vipr] store_rate "
+		            "(and the overlay's policing), lengthen [vipr] lifetime, or publish less at once\"",
+		            (unsigned long long)queued, d->rate, d->st.backlog_s, d->conf.lifetime_s);
+	}
+}
+
 static void *pacer(void *arg)
 {
 	dhr_t *d = arg;
@@ -466,6 +507,7 @@ static void *pacer(void *arg)
 		double cap = d->conf.store_inflight > 1 ? d->conf.store_inflight : 1;
 		op_t *o;
 		int rc;
+		project(d, now);
 		d->tokens += (double)(now - d->tok_ns) * d->rate / 1e9;
 		if (d->tokens > cap)
 			d->tokens = cap; /* a burst of at most one window */
@@ -911,6 +953,7 @@ int dhr_new(const dhr_conf_t *conf, const dhr_transport_t *t, dhr_t **out)
 	d->conf = *conf;
 	d->rate = conf->store_rate;
 	d->window = conf->store_inflight;
+	d->t0_ns = vp_time_mono_ns();
 	d->t = *t;
 	d->kind = st_kind_vipr(conf->kind_id);
 	pthread_mutex_init(&d->mu, NULL);

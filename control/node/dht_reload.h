@@ -127,6 +127,8 @@ typedef struct dhr_stats {
 	uint64_t numbers;          /*!< numbers currently claimed through this server */
 	uint64_t queued;           /*!< stores waiting for the pacer */
 	uint32_t inflight;         /*!< Stores sent and not yet answered */
+	uint64_t refresh_late;     /*!< refreshes acknowledged more than a lifetime after the number's last Store */
+	double backlog_s;          /*!< seconds the queued Stores need at the current rate (> lifetime: behind) */
 	double rate, window;       /*!< the pacer's current rate (stores/s) and window (congestion control) */
 } dhr_stats_t;
 

@@ -2,7 +2,7 @@
  * control/vipr_agent.c - vipr-agent: a call-agent simulator speaking VAP.
  *
  *   vipr-agent [options] register
- *   vipr-agent [options] publish [--withdraw] [--file F] [NUMBER|RANGE ...]
+ *   vipr-agent [options] publish [--withdraw] [--file F] [--refresh T [--sweeps N]] [NUMBER|RANGE ...]
  *   vipr-agent [options] vservice --uri URI [--uri URI] [--black DOMAIN] [--white DOMAIN]
  *   vipr-agent [options] upload FILE.csv
  *   vipr-agent [options] subscribe [--count K] [--duration S]
@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #include <openssl/x509.h>
 
 #include "common/clock.h"
+#include "common/conf.h"
 #include "common/e164.h"
 #include "common/errcode.h"
 #include "common/log.h"
@@ -64,6 +66,8 @@ typedef struct opts {
 	unsigned window;
 	unsigned retries;
 	const char *cert_dir, *cert_key; /* subscribe: where a route's client certificate goes, and its key */
+	uint64_t refresh_ms;             /* publish: publish the block again every refresh_ms (0: once) */
+	unsigned sweeps;                 /* publish --refresh: stop after this many sweeps (0: at SIGTERM/SIGINT) */
 } opts_t;
 
 static void usage(FILE *f)
@@ -97,6 +101,10 @@ static void usage(FILE *f)
 	"  -V, --vservice ID        VService id (default 1)\n"
 	"      --withdraw           publish: withdraw instead of add\n"
 	"  -f, --file FILE          publish: numbers and ranges from FILE\n"
+	"      --refresh T          publish: the call agent's refresh (overview §6.1): publish the block\n"
+	"                           again every T (e.g. 12h; shorter than the server's [vipr] lifetime)\n"
+	"                           until SIGTERM or SIGINT; a sweep slower than T is reported\n"
+	"      --sweeps N           publish --refresh: stop after N sweeps\n"
 	"      --fingerprint        add FINGERPRINT to requests\n"
 	"      --window N           Publish messages in flight (default 4)\n"
 	"      --retries N          retries after 429/503 (default 5)\n"
@@ -251,13 +259,97 @@ static int read_list_file(list_t *l, const char *path, const vp_e164_conf_t *ec)
 	return rc;
 }
 
+/* One publish (or withdrawal) of the whole list: connect, Publish, unregister.  0, 1 (refused), 2. */
+static int publish_once(const opts_t *o, SSL_CTX *tls, const list_t *l, uint64_t total, unsigned sweep)
+{
+	vap_client_t *c = NULL;
+	uint64_t stored = 0, t0;
+	int rc, ret;
+	if ((ret = connect_one(o, tls, &c)))
+		return ret;
+	t0 = vp_time_mono_ns();
+	rc = vap_client_publish(c, o->vservice, o->withdraw ? VAP_OP_WITHDRAW : VAP_OP_ADD, l->ptrs, l->n, l->ranges,
+	                        l->nr, &stored);
+	{
+		double s = (double)(vp_time_mono_ns() - t0) / 1e9;
+		if (sweep)
+			printf("sweep %u: ", sweep);
+		printf("%s %" PRIu64 " of %" PRIu64 " numbers vservice=%u in %.3f s (%.0f numbers/s)\n",
+		       o->withdraw ? "withdrew" : "published", stored, total, o->vservice, s,
+		       s > 0 ? (double)stored / s : 0.0);
+		fflush(stdout);
+	}
+	ret = report("publish", rc, c);
+	if (!ret)
+		ret = report("unregister", vap_client_unregister(c), c);
+	vap_client_close(c);
+	return ret;
+}
+
+static volatile sig_atomic_t refresh_stop;
+
+static void on_refresh_stop(int sig)
+{
+	(void)sig;
+	refresh_stop = 1;
+}
+
+/*
+ * The call agent's refresh (overview §6.1): the block again every o->refresh_ms, from the start of one sweep
+ * to the start of the next, until SIGTERM/SIGINT or o->sweeps.  A sweep that fails is reported and the next
+ * one still runs (a server restarting must not end the refresher); one slower than the interval is reported
+ * (the registrations may expire before they are refreshed).  0 when every sweep succeeded, else 1 (or 2).
+ */
+static int publish_refresh(const opts_t *o, SSL_CTX *tls, const list_t *l, uint64_t total)
+{
+	struct sigaction sa;
+	unsigned sweep, failed = 0;
+	int worst = 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_refresh_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	for (sweep = 1; !refresh_stop; sweep++) {
+		uint64_t t0 = vp_time_mono_ns(), el_ms, next;
+		int ret = publish_once(o, tls, l, total, sweep);
+		if (ret) {
+			failed++;
+			worst = ret > worst ? ret : worst;
+			fprintf(stderr, "vipr-agent: refresh sweep %u failed; the next one starts on time\n", sweep);
+		}
+		el_ms = (vp_time_mono_ns() - t0) / 1000000u;
+		if (el_ms > o->refresh_ms)
+			fprintf(stderr,
+			        "vipr-agent: refresh sweep %u took %.1f s, longer than --refresh %.1f s: registrations may "
+			        "expire before they are refreshed (raise the server's [vipr] store_rate or lifetime, or publish "
+			        "fewer numbers per agent)\n", sweep, (double)el_ms / 1000.0, (double)o->refresh_ms / 1000.0);
+		if (o->sweeps && sweep >= o->sweeps)
+			break;
+		next = t0 + o->refresh_ms * 1000000u;
+		while (!refresh_stop && vp_time_mono_ns() < next) {
+			uint64_t left = next - vp_time_mono_ns();
+			struct timespec ts = { 0, (long)(left < 200000000u ? left : 200000000u) };
+			nanosleep(&ts, NULL);
+		}
+	}
+	printf("refresh stopped after %u sweeps, %u failed\n", refresh_stop ? sweep - 1 : sweep, failed);
+	return failed ? (worst ? worst : 1) : 0;
+}
+
 static int cmd_publish(const opts_t *o, SSL_CTX *tls, int argc, char **argv, const vp_e164_conf_t *ec)
 {
 	list_t l = { 0 };
-	vap_client_t *c = NULL;
-	uint64_t stored = 0, total = 0;
-	uint64_t t0;
+	uint64_t total = 0;
 	int rc = 0, ret = 2;
+	if (o->sweeps && !o->refresh_ms) {
+		fprintf(stderr, "vipr-agent: publish: --sweeps counts refresh sweeps: give --refresh too\n");
+		return 2;
+	}
+	if (o->refresh_ms && o->withdraw) {
+		fprintf(stderr, "vipr-agent: publish: --refresh refreshes registrations; it cannot go with --withdraw\n");
+		return 2;
+	}
 	for (int i = 0; i < argc && !rc; i++)
 		rc = list_add(&l, argv[i], ec, "argument");
 	if (!rc && o->file)
@@ -276,22 +368,8 @@ static int cmd_publish(const opts_t *o, SSL_CTX *tls, int argc, char **argv, con
 	total = l.n;
 	for (size_t i = 0; i < l.nr; i++)
 		total += vap_range_count(&l.ranges[i]);
-	if ((ret = connect_one(o, tls, &c)))
-		goto out;
-	t0 = vp_time_mono_ns();
-	rc = vap_client_publish(c, o->vservice, o->withdraw ? VAP_OP_WITHDRAW : VAP_OP_ADD,
-	                        l.ptrs, l.n, l.ranges, l.nr, &stored);
-	{
-		double s = (double)(vp_time_mono_ns() - t0) / 1e9;
-		printf("%s %" PRIu64 " of %" PRIu64 " numbers vservice=%u in %.3f s (%.0f numbers/s)\n",
-		       o->withdraw ? "withdrew" : "published", stored, total, o->vservice, s,
-		       s > 0 ? (double)stored / s : 0.0);
-	}
-	ret = report("publish", rc, c);
-	if (!ret)
-		ret = report("unregister", vap_client_unregister(c), c);
+	ret = o->refresh_ms ? publish_refresh(o, tls, &l, total) : publish_once(o, tls, &l, total, 0);
 out:
-	vap_client_close(c);
 	free(l.nums);
 	free(l.ptrs);
 	free(l.ranges);
@@ -755,6 +833,8 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 15 },
 		{ "cert-dir", required_argument, NULL, 16 },
 		{ "cert-key", required_argument, NULL, 17 },
+		{ "refresh", required_argument, NULL, 18 },
+		{ "sweeps", required_argument, NULL, 19 },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -812,6 +892,22 @@ int main(int argc, char **argv)
 		case 15: o.timeout_ms = (int)strtol(optarg, NULL, 10); break;
 		case 16: o.cert_dir = optarg; break;
 		case 17: o.cert_key = optarg; break;
+		case 18:
+			if (vp_duration_parse_ms(optarg, &o.refresh_ms) || !o.refresh_ms) {
+				fprintf(stderr, "vipr-agent: bad --refresh '%s' (a duration: 500ms, 30s, 12h, 1d)\n", optarg);
+				return 2;
+			}
+			break;
+		case 19: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || !*optarg || !v || v > 1000000) {
+				fprintf(stderr, "vipr-agent: bad --sweeps '%s' (1..1000000)\n", optarg);
+				return 2;
+			}
+			o.sweeps = (unsigned)v;
+			break;
+		}
 		case 'v': vp_log_setup(VP_LOG_DEBUG, NULL); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -45,6 +45,29 @@ grep -q "bad range" "$dir/err" || fail "bad range message"
 out=$("${A[@]}" -u agent1 -V 7 publish --withdraw '+1650555[000-049]')
 echo "$out" | grep -q "withdrew 50 of 50" || fail "withdraw: $out"
 
+# publish --refresh: the call agent's refresh timer (overview §6.1): the block again every interval, sweeps
+# counted, start to start; a sweep slower than the interval is reported; SIGTERM ends a refresher cleanly.
+# (Numbers published above: a refresh claims nothing new, the quota total below stays 1,102.)
+t0=$(date +%s%N)
+out=$("${A[@]}" -u agent1 -V 7 publish --refresh 700ms --sweeps 3 '+1408556[0000-0099]' 2>"$dir/err")
+el_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$(echo "$out" | grep -c '^sweep [123]: published 100 of 100 numbers vservice=7')" = 3 ] || fail "refresh sweeps: $out"
+echo "$out" | grep -q "refresh stopped after 3 sweeps, 0 failed" || fail "refresh summary: $out"
+[ "$el_ms" -ge 1400 ] || fail "3 sweeps 700 ms apart ended after $el_ms ms (not paced)"
+! grep -q "longer than --refresh" "$dir/err" || fail "a 100-number sweep reported slow: $(cat "$dir/err")"
+out=$("${A[@]}" -u agent1 -V 7 publish --refresh 1ms --sweeps 2 '+1408556[0000-0999]' 2>"$dir/err")
+grep -q "refresh sweep 1 took .* longer than --refresh 0.0 s" "$dir/err" || fail "a slow sweep not reported: $(cat "$dir/err")"
+"${A[@]}" -u agent1 -V 7 publish --refresh 300ms '+1408556[0000-0099]' >"$dir/refresher" 2>&1 &
+ref_pid=$!
+for _ in $(seq 100); do grep -q "^sweep 2:" "$dir/refresher" && break; sleep 0.1; done
+kill -TERM "$ref_pid"
+rc=0; wait "$ref_pid" || rc=$?
+[ "$rc" = 0 ] || fail "refresher exit $rc after SIGTERM: $(cat "$dir/refresher")"
+grep -q "refresh stopped after [0-9]* sweeps, 0 failed" "$dir/refresher" || fail "refresher: $(cat "$dir/refresher")"
+if "${A[@]}" -u agent1 publish --sweeps 2 '+1408556[0000-0099]' 2>"$dir/err"; then fail "--sweeps without --refresh"; fi
+if "${A[@]}" -u agent1 publish --refresh 0 '+1408556[0000-0099]' 2>"$dir/err"; then fail "--refresh 0 accepted"; fi
+grep -q "bad --refresh" "$dir/err" || fail "bad --refresh message"
+
 # vservice
 out=$("${A[@]}" -u agent2 -V 7 vservice --uri 'sips:pbx@a.example' --black spam.example)
 echo "$out" | grep -q "vservice 7 published: 1 URIs, 1 blacklisted" || fail "vservice: $out"

@@ -428,6 +428,8 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+static uint32_t mk_lifetime; /* a test's [vipr] lifetime (0: the default); setup resets it */
+
 static int setup(void **state)
 {
 	(void)state;
@@ -437,6 +439,7 @@ static int setup(void **state)
 	for (int i = 0; i < NPEERS; i++)
 		fk.p[i].id = pk_id((uint8_t)(0x20 + 0x28 * i)); /* 0x20 .. 0xE8 */
 	fk.guess = *state ? *(const int *)*state : GUESS_RIGHT; /* viprd's vnodes guess on a small overlay */
+	mk_lifetime = 0;
 	fk.certs[0] = nd_a.rlcert;
 	fk.certs[1] = nd_a2.rlcert;
 	fk.certs[2] = nd_t.rlcert;
@@ -452,6 +455,8 @@ static dhr_t *mk(unsigned signers, uint32_t quota, uint32_t rate, uint32_t infli
 	dhr_transport_t t = { NULL, fake_request, fake_attach, fake_call, fake_guess };
 	dhr_t *d = NULL;
 	dhr_conf_default(&c);
+	if (mk_lifetime)
+		c.lifetime_s = mk_lifetime;
 	c.signers[0] = (dhr_signer_t){ 0, id_a, nd_a.key, nd_a.der, nd_a.der_len };
 	c.signers[1] = (dhr_signer_t){ 1, id_a2, nd_a2.key, nd_a2.der, nd_a2.der_len };
 	c.n_signers = signers;
@@ -981,6 +986,58 @@ static void test_store_retried_after_timeout(void **state)
 	dhr_free(d, 1000);
 }
 
+/* A refresh acknowledged more than a lifetime after the number's last Store is counted late (its entry had
+ * expired in between); one within the lifetime is not. */
+static void test_refresh_later_than_lifetime_is_counted(void **state)
+{
+	dhr_t *d;
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	(void)state;
+	mk_lifetime = 1;
+	d = mk(1, 100, 5000, 4);
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 2, VAP_OP_ADD);
+	wait_done(2);
+	publish(&dht, 0, 1, VAP_OP_ADD); /* at once: within the lifetime */
+	wait_done(3);
+	dhr_get_stats(d, &st);
+	assert_int_equal(st.refresh_late, 0);
+	usleep(2100000);
+	publish(&dht, 1, 1, VAP_OP_ADD); /* > 2 s after its Store, lifetime 1 s */
+	wait_done(4);
+	dhr_get_stats(d, &st);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(st.refresh_late, 1);
+	dhr_free(d, 1000);
+}
+
+/* The pacer's projection: 100 Stores queued at 10/s need ~10 s, longer than a 2 s lifetime (sweep_behind);
+ * a publish that fits (the rest of the queue at 5,000/s) shows no backlog beyond the lifetime. */
+static void test_sweep_behind_lifetime_is_projected(void **state)
+{
+	dhr_t *d;
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	(void)state;
+	mk_lifetime = 2;
+	d = mk(1, 1000, 10, 4);
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 100, VAP_OP_ADD);
+	usleep(300000);
+	dhr_get_stats(d, &st);
+	print_message("100 queued at 10/s: backlog %.1f s (lifetime 2 s)\n", st.backlog_s);
+	assert_true(st.backlog_s > 2.0);
+	dhr_free(d, 200); /* the rest complete with VP_ECLOSED */
+	d = mk(1, 1000, 5000, 4);
+	dhr_iface(d, &dht);
+	publish(&dht, 200, 100, VAP_OP_ADD);
+	usleep(10000);
+	dhr_get_stats(d, &st);
+	assert_true(st.backlog_s < 2.0);
+	dhr_free(d, 1000);
+}
+
 /* Error_Not_Found for a Store (a relay whose ring view sends it back where it came from, for a moment) is a
  * routing answer: the Store is sent again, within its 3 attempts, not failed as a refusal (a 1,000,000-number
  * publish failed on 2 of them); a third Not_Found in a row fails it. */
@@ -1085,6 +1142,8 @@ int main(void)
 		cmocka_unit_test_setup(test_publish_then_lookup, setup),
 		cmocka_unit_test_setup(test_store_retried_after_timeout, setup),
 		cmocka_unit_test_setup(test_store_retried_after_not_found, setup),
+		cmocka_unit_test_setup(test_refresh_later_than_lifetime_is_counted, setup),
+		cmocka_unit_test_setup(test_sweep_behind_lifetime_is_projected, setup),
 		cmocka_unit_test_setup(test_rate_limited_stores_slow_down, setup),
 		cmocka_unit_test_setup(test_overloaded_overlay_backs_off, setup),
 		cmocka_unit_test_setup(test_stores_ordered_by_resource, setup),

@@ -273,7 +273,7 @@ check "T's /metrics: viprd_alarm 1 for cert_expiring, 0 for peer_incidents" \
   bash -c "grep -q '^viprd_alarm{alarm=\"cert_expiring\"} 1' t.metrics && grep -q '^viprd_alarm{alarm=\"peer_incidents\"} 0' t.metrics"
 "$TK" genkey > T.keys.new && mv T.keys.new T.keys
 check "T: ticket_key_changed once its key file was replaced" wait_for 15 alarm_on 4 ticket_key_changed
-check "A and B: no ticket_key_changed, no peer_incidents, no over_quota" none_of "2 3" "ticket_key_changed peer_incidents over_quota"
+check "A and B: no ticket_key_changed, no peer_incidents, no over_quota, no publish_behind" none_of "2 3" "ticket_key_changed peer_incidents over_quota publish_behind"
 
 # ---- the thief as a validator: guessed originating records against A's PVP server ---------------------
 # T says it called 3 of A's numbers (6, 8, 9: no other round validates them, so A's per-number limit costs
