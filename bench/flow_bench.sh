@@ -3,7 +3,7 @@
 # measured in the same run (issue 16).
 #
 #   publish_rate   numbers per second one carrier (A) publishes into an overlay of NODES viprd processes:
-#                  signed Stores in Resource-ID order over TLS links, every hop signed, each acknowledged by
+#                  signed Stores (interleaved Resource-ID sweeps) over TLS links, every hop signed, each acknowledged by
 #                  the responsible peer after its signature, access control and quota checks;
 #                  baseline: build/bench/bench_storage --sig p256 storing the same number of ViPR
 #                  registrations directly into one local store (st_store, batches of 256, no network, no

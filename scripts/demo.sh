@@ -248,7 +248,7 @@ for r in A B T; do
     n=$(sed -n 's/^published \([0-9]*\) of.*/\1/p' $r.publish | tail -1); done_n=$((done_n + ${n:-0}))
     [ "$total" -le 1 ] || say "  carrier $r: $done_n numbers stored so far ($(elapsed $t) s)"
   done < $r.numbers
-  say "carrier $r published $done_n numbers in $(elapsed $t) s (signed Stores in Resource-ID order, acknowledged by the responsible peers)"
+  say "carrier $r published $done_n numbers in $(elapsed $t) s (signed Stores in interleaved Resource-ID sweeps, acknowledged by the responsible peers)"
 done
 if [ $REFRESH = 1 ]; then
   # The call agent's refresh (overview §6.1): the same block again, every entry with a newer storage_time.
