@@ -426,48 +426,105 @@ static int read_file(const char *path, char **buf, size_t *len)
 
 static int conf_from_doc(node_conf_t *c, const od_doc_t *d, char *why);
 
-int node_conf_overlay(node_conf_t *c, char *why)
+/* Where the node keeps the newest document it accepted (ConfigUpdate, SIGHUP): data_dir/overlay-config.xml. */
+static void saved_doc_path(const node_conf_t *c, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/overlay-config.xml", c->data_dir);
+}
+
+/*
+ * The trust state of a starting node: [overlay] config_file accepted under [link] ca_file, then the document
+ * the node saved when it last accepted a newer one (ConfigUpdate or SIGHUP: doc_offer), if that one is newer
+ * still.  Without the saved one a restart fell back to the file's older document and, with it, to an older
+ * bad-node list: a peer revoked by ConfigUpdate was served again until the update was pushed again.
+ * \p log: say which document is in force.  VP_ECONFIG with the reason in \p why (256 bytes).
+ */
+static int trust_load(const node_conf_t *c, bool log, od_trust_t **out, char *why)
 {
 	X509 *root = NULL;
 	FILE *f;
 	od_trust_t *t = NULL;
-	const od_doc_t *d;
-	char *xml = NULL;
+	char *xml = NULL, w[OD_WHY_MAX], path[sizeof(c->data_dir) + 32];
 	size_t len = 0;
 	int err = VP_ECONFIG;
 
+	*out = NULL;
+	f = fopen(c->link.ca_file, "r");
+	if (!f || !(root = PEM_read_X509(f, NULL, NULL, NULL)))
+		snprintf(why, 256, "[link] ca_file %.200s: no certificate", c->link.ca_file);
+	else if (read_file(c->config_file, &xml, &len))
+		snprintf(why, 256, "[overlay] config_file %.160s: %.60s", c->config_file, strerror(errno));
+	else if (od_trust_new(c->overlay, root, NULL, &t))
+		snprintf(why, 256, "overlay %.120s: bad anchor", c->overlay);
+	else if (od_trust_accept(t, xml, len, 0, w))
+		snprintf(why, 256, "[overlay] config_file %.70s refused: %.150s", c->config_file, w);
+	else
+		err = 0;
+	free(xml);
+	xml = NULL;
+	if (!err && c->data_dir[0]) {
+		uint64_t file_seq = od_trust_current(t)->sequence;
+		int e;
+		saved_doc_path(c, path, sizeof(path));
+		if (!read_file(path, &xml, &len)) {
+			e = od_trust_accept(t, xml, len, 0, w);
+			if (!e && log)
+				vp_log_info("node", "config_restored", "sequence=%llu file_sequence=%llu path=%s",
+				            (unsigned long long)od_trust_current(t)->sequence, (unsigned long long)file_seq, path);
+			else if (e && e != VP_EDATA_TOO_OLD && log)
+				vp_log_warn("node", "config_saved_refused", "path=%s reason=\"%s\" (the config_file's sequence %llu "
+				            "stays in force)", path, w, (unsigned long long)file_seq);
+		}
+	}
+	if (f)
+		fclose(f);
+	X509_free(root);
+	free(xml);
+	if (err)
+		od_trust_free(t);
+	else
+		*out = t;
+	return err;
+}
+
+/* Keep \p xml, just accepted, as the saved document (under trust_mu): written whole, then renamed. */
+static void doc_save(node_t *n, const char *xml, size_t len, uint64_t seq)
+{
+	char path[sizeof(n->conf.data_dir) + 32], tmp[sizeof(path) + 8];
+	FILE *f;
+	bool ok;
+	if (!n->conf.data_dir[0])
+		return;
+	saved_doc_path(&n->conf, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (!(f = fopen(tmp, "wb"))) {
+		vp_log_warn("node", "config_save_failed", "path=%s err=\"%s\" (a restart falls back to the config_file)", tmp,
+		            strerror(errno));
+		return;
+	}
+	ok = fwrite(xml, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path)) {
+		vp_log_warn("node", "config_save_failed", "path=%s err=\"%s\" (a restart falls back to the config_file)",
+		            path, strerror(errno));
+		unlink(tmp);
+		return;
+	}
+	vp_log_info("node", "config_saved", "sequence=%llu path=%s", (unsigned long long)seq, path);
+}
+
+int node_conf_overlay(node_conf_t *c, char *why)
+{
+	od_trust_t *t;
+	int err;
 	if (!c->overlay[0] || !c->config_file[0] || !c->link.ca_file[0]) {
 		snprintf(why, 256, "[overlay] name, [overlay] config_file and [link] ca_file are required");
 		return VP_ECONFIG;
 	}
-	f = fopen(c->link.ca_file, "r");
-	if (!f || !(root = PEM_read_X509(f, NULL, NULL, NULL))) {
-		snprintf(why, 256, "[link] ca_file %.200s: no certificate", c->link.ca_file);
-		goto finish;
-	}
-	if (read_file(c->config_file, &xml, &len)) {
-		snprintf(why, 256, "[overlay] config_file %.160s: %.60s", c->config_file, strerror(errno));
-		goto finish;
-	}
-	if (od_trust_new(c->overlay, root, NULL, &t)) {
-		snprintf(why, 256, "overlay %.120s: bad anchor", c->overlay);
-		goto finish;
-	}
-	{
-		char w[OD_WHY_MAX];
-		if (od_trust_accept(t, xml, len, 0, w)) {
-			snprintf(why, 256, "[overlay] config_file %.70s refused: %.150s", c->config_file, w);
-			goto finish;
-		}
-	}
-	d = od_trust_current(t);
-	err = conf_from_doc(c, d, why);
-finish:
-	if (f)
-		fclose(f);
-	X509_free(root);
+	if ((err = trust_load(c, false, &t, why)))
+		return err;
+	err = conf_from_doc(c, od_trust_current(t), why);
 	od_trust_free(t);
-	free(xml);
 	return err;
 }
 
@@ -1399,6 +1456,7 @@ static int doc_offer(node_t *n, const char *xml, size_t len, const char *via, ui
 		char w[256];
 		*seq = d->sequence;
 		apply_bad_nodes(n, d);
+		doc_save(n, xml, len, d->sequence);
 		vp_log_info("node", "config_updated", "via=%s sequence=%llu previous=%llu bad_nodes=%zu", via,
 		            (unsigned long long)d->sequence, (unsigned long long)*cur, d->n_bad_nodes);
 		if (conf_from_doc(&c, d, w) || overlay_values_differ(&c, &n->conf))
@@ -1415,35 +1473,20 @@ static int doc_offer(node_t *n, const char *xml, size_t len, const char *via, ui
 	return err;
 }
 
-/* The node's trust state from [overlay] config_file under [link] ca_file (node_new); none without them. */
+/* The node's trust state from [overlay] config_file under [link] ca_file, or the newer document it saved
+ * (trust_load; node_new); none without them. */
 static int trust_open(node_t *n)
 {
-	X509 *root = NULL;
-	FILE *f;
-	char *xml = NULL, w[OD_WHY_MAX];
-	size_t len = 0;
-	int err = VP_ECONFIG;
-
+	char w[256];
+	int err;
 	if (!n->conf.config_file[0] || !n->conf.link.ca_file[0])
 		return 0;
-	f = fopen(n->conf.link.ca_file, "r");
-	if (!f || !(root = PEM_read_X509(f, NULL, NULL, NULL)))
-		snprintf(w, sizeof(w), "[link] ca_file %.200s: no certificate", n->conf.link.ca_file);
-	else if (read_file(n->conf.config_file, &xml, &len))
-		snprintf(w, sizeof(w), "[overlay] config_file %.200s: cannot read", n->conf.config_file);
-	else if (od_trust_new(n->conf.overlay, root, NULL, &n->trust))
-		snprintf(w, sizeof(w), "overlay %.200s: bad anchor", n->conf.overlay);
-	else if (!od_trust_accept(n->trust, xml, len, 0, w))
-		err = 0;
-	if (err)
+	if ((err = trust_load(&n->conf, true, &n->trust, w))) {
 		vp_log_error("node", "config", "reason=\"%s\"", w);
-	else
-		apply_bad_nodes(n, od_trust_current(n->trust));
-	if (f)
-		fclose(f);
-	X509_free(root);
-	free(xml);
-	return err;
+		return err;
+	}
+	apply_bad_nodes(n, od_trust_current(n->trust));
+	return 0;
 }
 
 /*

@@ -267,8 +267,11 @@ cp ca/config.xml doc1.xml
   "$E" --dir ca2 revoke ${ID[3]} > ca2-revoke.out 2>&1 || bad "a second CA (the forger) made its document"
 "$E" --dir ca revoke $BAD_ID > revoke.out 2>&1 || bad "vipr-enroll revoke"
 check "vipr-enroll revoke: sequence 2 with 1 bad node" grep -q 'sequence=2 bad_nodes=1' revoke.out
+# Node 3's config_file becomes the sequence-1 copy: after a restart only what it saved can keep sequence 2.
+cp doc1.xml n3doc.xml
+sed -i 's|^config_file = .*|config_file = n3doc.xml|' n3.conf
 out=$(nreq cfgupd:${ID[2]},ca2/config.xml cfgupd:${ID[2]},ca/config.xml cfgupd:${ID[2]},doc1.xml \
-      cfgupd:${ID[1]},ca/config.xml); echo "$out" | sed 's/^/  /'
+      cfgupd:${ID[1]},ca/config.xml cfgupd:${ID[3]},ca/config.xml); echo "$out" | sed 's/^/  /'
 cu() { grep 'req=cfgupd' <<<"$out" | sed -n "$1p"; }
 check "ConfigUpdate with another CA's signer's document (sequence 2): Error_Forbidden from node 2" \
   grep -q "code=0xffff responder=${ID[2]} .*error=2 " <<<"$(cu 1)"
@@ -282,6 +285,17 @@ check "... its bad-node list: node 2 now refuses the revoked peer" wait_for 5 ba
 check "the sequence-1 document replayed by ConfigUpdate: Error_Config_Too_Old (15)" \
   grep -q "code=0xffff responder=${ID[2]} .*error=15 " <<<"$(cu 3)"
 check "node 1 takes the sequence-2 document by ConfigUpdate too" grep -q "code=0x22 responder=${ID[1]}" <<<"$(cu 4)"
+# A restart keeps the document in force: node 3 saved sequence 2 (data_dir/overlay-config.xml) and, restarted
+# with its sequence-1 config_file, still refuses the revoked peer (it served it again before, until the
+# update was pushed again).
+check "node 3 takes sequence 2 by ConfigUpdate" grep -q "code=0x22 responder=${ID[3]}" <<<"$(cu 5)"
+check "... and saves it (config_saved sequence=2)" grep -q 'event=config_saved sequence=2 path=n3/overlay-config.xml' n3.log
+kill -TERM ${PID[3]}; wait ${PID[3]} 2>/dev/null; start 3
+check "node 3 restarts with sequence 2 in force (config_restored sequence=2 file_sequence=1)" \
+  wait_for 20 grep -q 'event=config_restored sequence=2 file_sequence=1' n3.log
+check "... rejoins" wait_for 20 bash -c "[ \$(grep -c 'mod=node event=joined' n3.log) -ge 2 ]"
+check "... and refuses the revoked peer after the restart" bash -c \
+  "! '$P' ca/ca.pem bad/node.pem bad/node.key $OV 127.0.0.1:${PORT[3]} ping ${ID[3]} 2>&1 | grep -q verified=yes"
 # SIGHUP offers the file to the same trust state: the replayed sequence-1 file is refused, a higher one taken.
 cp doc1.xml n1doc.xml
 sed -i 's|^config_file = .*|config_file = n1doc.xml|' n1.conf

@@ -464,12 +464,14 @@ read -r frozen held _ <<<"$(most_held '+1408556%04d' 0 200)"
 check "plain node $frozen is responsible for $held of the 200 numbers (at least 5)" test "$held" -ge 5
 kill -STOP "${PID[$frozen]}"
 mark=$(wc -l < n2.log)
-stat_of_a() { ctl $NODE_OF_A stats --json 2>/dev/null | python3 -c "import json, sys; p = json.load(sys.stdin)['vipr']['publish']; print($1)"; }
+stat_of_a() { ctl $NODE_OF_A stats --json 2>/dev/null | python3 -c "import json, sys, time; p = json.load(sys.stdin)['vipr']['publish']; print('%.3f' % time.time(), p, file=open('stat.log', 'a')); print($1)"; }
 base=$(stat_of_a 'p["stores_sent"]')
 "$AG" -s 127.0.0.1:${VAP[A]} -u agent-A -p pw-A --timeout 30000 -V 1 publish '+1408556[0000-0199]' > a200.out 2>&1 &
 EXTRA+=($!)
 sent_all() { [ "$(stat_of_a "int(p['queued'] == 0 and p['inflight'] > 0 and p['stores_sent'] >= $((base + 200)))")" = 1 ]; }
+f0=$FAILS
 check "A's publisher sent the 200 Stores, some still in flight (viprctl stats: vipr.publish)" wait_for 20 sent_all
+[ "$FAILS" = "$f0" ] || { echo "     A's publisher, last polls:"; tail -4 stat.log | cut -c1-300 | sed 's/^/     /'; }
 kill -TERM "${PID[$NODE_OF_A]}"
 a_rc=none
 for _ in $(seq 1 150); do   # at most 30 s (leave: 5 s without handoff progress)
