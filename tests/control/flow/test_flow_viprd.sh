@@ -434,10 +434,10 @@ check "the route's ticket verifies at A's border element" tickets_ok r3.sub
 
 # ---- round 4: SIGTERM of carrier A with Stores in flight (issue 16) ------------------------------
 # A plain node is stopped (SIGSTOP: its links stay up, it answers nothing), so A's Stores to its range stay
-# in flight up to the reliability timer (15 s), past the ViPR service's 3 s wait at stop.  A then gets
-# SIGTERM during a 200-number publish: each Store in flight must be called back once (VP_ESTATE at the
-# leave) into the still-live service, which is freed only after (it was freed first: a late answer posted
-# into the freed VAP server, `store_done_lost`, then heap corruption).
+# in flight until the reliability timer (3 s), past the moment A gets SIGTERM: each Store in flight must be
+# called back once (VP_ESTATE at the leave, or its timeout while the service stops) into the still-live
+# service, which is freed only after (it was freed first: a late answer posted into the freed VAP server,
+# `store_done_lost`, then heap corruption).
 # A rejoined just now (round 3): until the ring settles its vnode may still count a predecessor's range as
 # its own and answer the frozen node's Stores itself (seen once: all 200 answered before the SIGTERM).  Wait
 # until every running node's first predecessor is its predecessor on the live ring.
@@ -456,26 +456,35 @@ views = dict(v.split(":") for v in sys.argv[2].split())
 sys.exit(0 if all(views.get(n) == pred[n] for n in ring) else 1)
 PY
 }
-check "the ring settled after A's restart (every running node's predecessor is right)" wait_for 60 ring_settled
-# The frozen node is the plain node responsible for the most of the 200 numbers (the first plain node held
-# 1.4 % of the ring in one run: 2 Stores, answered before the SIGTERM), and A gets SIGTERM once every Store
-# has left and some still wait (A's publisher: `viprctl stats`, vipr.publish), not after a fixed sleep.
-read -r frozen held _ <<<"$(most_held '+1408556%04d' 0 200)"
-check "plain node $frozen is responsible for $held of the 200 numbers (at least 5)" test "$held" -ge 5
-kill -STOP "${PID[$frozen]}"
-mark=$(wc -l < n2.log)
 stat_of_a() { ctl $NODE_OF_A stats --json 2>/dev/null | python3 -c "import json, sys, time; p = json.load(sys.stdin)['vipr']['publish']; print('%.3f' % time.time(), p, file=open('stat.log', 'a')); print($1)"; }
-base=$(stat_of_a 'p["stores_sent"]')
-"$AG" -s 127.0.0.1:${VAP[A]} -u agent-A -p pw-A --timeout 30000 -V 1 publish '+1408556[0000-0199]' > a200.out 2>&1 &
-EXTRA+=($!)
-sent_all() { [ "$(stat_of_a "int(p['queued'] == 0 and p['inflight'] > 0 and p['stores_sent'] >= $((base + 200)))")" = 1 ]; }
-f0=$FAILS
-check "A's publisher sent the 200 Stores, some still in flight (viprctl stats: vipr.publish)" wait_for 20 sent_all
-# Normal Stores are answered within milliseconds: one still unanswered a second later waits for the frozen node.
-sleep 1
-check "... some still unanswered a second later (they wait for the frozen node)" \
-  test "$(stat_of_a "int(p['inflight'] > 0)")" = 1
-[ "$FAILS" = "$f0" ] || { echo "     A's publisher, last polls:"; tail -4 stat.log | cut -c1-300 | sed 's/^/     /'; }
+started() { [ "$(stat_of_a "int(p['stores_sent'] > $base)")" = 1 ]; }
+# One attempt with block $1: freeze the plain node responsible for the most of its 200 numbers (one held
+# 1.4 % of the ring in a run: 2 Stores, answered before the SIGTERM), publish, and succeed when Stores are
+# still unanswered 1.5 s after the publish began (at 500/s the 200 take 0.4 s and each is answered within
+# milliseconds: those wait for the frozen node; they may fill the whole window, so the rest stay queued;
+# A's publisher in `viprctl stats`, vipr.publish).  The ring may route around the frozen node before that
+# (its neighbours miss its pings: 1 s here) and the retried Stores are answered: then the node is woken
+# and the next attempt uses another block.
+round4_attempt() {
+  read -r frozen held _ <<<"$(most_held "$1%04d" 0 200)"
+  [ "$held" -ge 5 ] || { echo "     (block $1: no plain node holds 5 of its numbers)"; return 1; }
+  kill -STOP "${PID[$frozen]}"
+  mark=$(wc -l < n2.log)
+  base=$(stat_of_a 'p["stores_sent"]')
+  "$AG" -s 127.0.0.1:${VAP[A]} -u agent-A -p pw-A --timeout 30000 -V 1 publish "$1[0000-0199]" > a200.out 2>&1 &
+  EXTRA+=($!)
+  wait_for 20 started && sleep 1.5 && [ "$(stat_of_a "int(p['inflight'] > 0)")" = 1 ] && return 0
+  echo "     (block $1: no Store still waiting for node $frozen ($held of its numbers) 1.5 s after the publish"
+  echo "      began; A's publisher, last polls:)"; tail -2 stat.log | cut -c1-240 | sed 's/^/      /'
+  kill -CONT "${PID[$frozen]}"
+  return 1
+}
+attempt=none
+for block in +1408556 +1408558 +1408559; do
+  check "the ring settled (every running node's predecessor is right)" wait_for 60 ring_settled
+  if round4_attempt $block; then attempt=$block; break; fi
+done
+check "A has Stores waiting for frozen node $frozen (block $attempt, $held of its numbers there)" test "$attempt" != none
 kill -TERM "${PID[$NODE_OF_A]}"
 a_rc=none
 for _ in $(seq 1 150); do   # at most 30 s (leave: 5 s without handoff progress)
