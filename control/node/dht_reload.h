@@ -8,8 +8,9 @@
  *               the server's Node-IDs (its "signers": one per vnode, each
  *               with its own certificate), a withdrawal as a signed deletion;
  *               paced: at most `store_rate` per second and `store_inflight`
- *               unanswered, both cut in half by congestion (a timeout or a
- *               rate-limited answer) and grown back by successes, sent as 256
+ *               unanswered, both cut in half by congestion (a timeout) and
+ *               grown back by successes (a rate-limited answer holds only its
+ *               1/256 of the ring for a while), sent as 256
  *               interleaved sweeps in Resource-ID order (one per 1/256 of the
  *               ring): each responsible peer receives its share in ascending
  *               runs, and consecutive Stores go to different peers, which
@@ -120,7 +121,8 @@ typedef struct dhr_stats {
 	uint64_t stores_sent, stores_ok, stores_failed, over_quota;
 	uint64_t store_retries;    /*!< Stores sent again after no answer (timeout, busy) or a rate-limited answer */
 	uint64_t rate_limited;     /*!< rate-limited answers */
-	uint64_t backoffs;         /*!< congestion cuts (rate halved; window too after a timeout), once per window */
+	uint64_t backoffs;         /*!< congestion cuts after a timeout (rate and window halved), once per window */
+	uint64_t holds;            /*!< stripes (1/256 of the ring) held after a rate-limited answer */
 	uint64_t fetches, fetch_copies_failed, entries_rejected, incidents;
 	uint64_t fetches_parallel;   /*!< lookups that asked their 3 copies at once (the vnode guessed the replicas) */
 	uint64_t fetch_guess_missed; /*!< of those, lookups whose guess was wrong: copies asked again, one by one */

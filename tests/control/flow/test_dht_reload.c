@@ -64,6 +64,8 @@ typedef struct fake {
 	/* each storing peer's rate policing (docs/protocol.md §3.4): pol_burst Stores at once, pol_rate per
 	 * second after; beyond, Error_Forbidden "rate-limited".  pol_rate 0: no policing. */
 	double pol_rate, pol_burst, pol_tokens[NPEERS];
+	int pol_only;         /* police only this peer (+1: 0 = every peer) */
+	size_t last_other;    /* index in order[] of the last Store kept by a peer other than pol_only - 1 */
 	uint64_t pol_ns[NPEERS];
 	size_t pol_refused;
 	/* An overloaded overlay (slow_us > 0): Stores are kept at once but answered by one server thread, in
@@ -208,7 +210,7 @@ static void answer_error(int at, uint16_t code, const char *info, dhr_answer_fn 
 static bool policed(int at)
 {
 	uint64_t now = vp_time_mono_ns();
-	if (fk.pol_rate <= 0)
+	if (fk.pol_rate <= 0 || (fk.pol_only && at != fk.pol_only - 1))
 		return false;
 	if (!fk.pol_ns[at])
 		fk.pol_tokens[at] = fk.pol_burst;
@@ -260,8 +262,11 @@ static int fake_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl
 		assert_true(vp_id_eq(&res, dest));
 		for (int r = 0; r < 3; r++) /* the responsible peer and its 2 replicas */
 			peer_put(&fk.p[(at + r) % NPEERS], &res, &s->kind_data.items[0].values.items[0]);
-		if (fk.n_order < 4096)
+		if (fk.n_order < 4096) {
+			if (at != fk.pol_only - 1)
+				fk.last_other = fk.n_order;
 			fk.order[fk.n_order++] = res;
+		}
 		if (fk.slow_us) {
 			assert_true(fk.q_n < sizeof(fk.q) / sizeof(fk.q[0]));
 			fk.q[(fk.q_head + fk.q_n++) % (sizeof(fk.q) / sizeof(fk.q[0]))] =
@@ -1066,9 +1071,9 @@ static void test_store_retried_after_not_found(void **state)
 }
 
 /*
- * A storing peer that polices our rate (20 at once, then 100/s) answers "rate-limited" to a pacer set at
- * 5,000/s: the pacer halves its rate for each such answer and sends those Stores again, so all 200 numbers
- * are stored; without the backoff about 180 would fail.
+ * Every storing peer polices our rate (20 at once, then 100/s) and answers "rate-limited" to a pacer set at
+ * 5,000/s: each refused Store waits with its stripe (1 s, then 2 s ...) and is sent again, so all 200
+ * numbers are stored; sent again at once, about 180 would fail after their 50 rate-limited answers.
  */
 static void test_rate_limited_stores_slow_down(void **state)
 {
@@ -1086,8 +1091,45 @@ static void test_rate_limited_stores_slow_down(void **state)
 	assert_int_equal(w.failed, 0);
 	dhr_get_stats(d, &st);
 	assert_true(st.rate_limited > 0);
+	assert_true(st.holds > 0);
 	assert_int_equal(st.stores_ok, 200);
 	assert_true(fk.pol_refused > 0);
+	dhr_free(d, 1000);
+}
+
+/*
+ * One storing peer of six polices hard (10 at once, then 50/s); the others take everything.  Its refusals
+ * hold only its stripes: the pacer's rate is never cut (the old rule halved it once per window for every
+ * peer, 4 times in this test) and the other peers' Stores are all acknowledged before the strict peer's
+ * last one.
+ */
+static void test_one_policing_peer_holds_only_its_stripes(void **state)
+{
+	dhr_t *d = mk(1, 1000, 1000, 8);
+	vsrv_dht_t dht;
+	dhr_stats_t st;
+	int strict = 2;
+	(void)state;
+	dhr_iface(d, &dht);
+	pthread_mutex_lock(&fk.mu);
+	fk.pol_rate = 50;
+	fk.pol_burst = 10;
+	fk.pol_only = strict + 1;
+	pthread_mutex_unlock(&fk.mu);
+	publish(&dht, 0, 300, VAP_OP_ADD);
+	wait_done(300);
+	dhr_get_stats(d, &st);
+	print_message("one strict peer: %zu refused, %llu stripe holds, %llu rate cuts; last other store %zu of %zu\n",
+	              fk.pol_refused, (unsigned long long)st.holds, (unsigned long long)st.backoffs,
+	              fk.last_other, fk.n_order);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(st.stores_ok, 300);
+	assert_true(fk.pol_refused > 0);
+	assert_int_equal(st.backoffs, 0);
+	/* the strict peer's stores were the last acknowledged: the others did not wait for it */
+	assert_true(fk.last_other < fk.n_order);
+	for (size_t i = fk.last_other + 1; i < fk.n_order; i++)
+		assert_int_equal(responsible(&fk.order[i]), strict);
 	dhr_free(d, 1000);
 }
 
@@ -1145,6 +1187,7 @@ int main(void)
 		cmocka_unit_test_setup(test_refresh_later_than_lifetime_is_counted, setup),
 		cmocka_unit_test_setup(test_sweep_behind_lifetime_is_projected, setup),
 		cmocka_unit_test_setup(test_rate_limited_stores_slow_down, setup),
+		cmocka_unit_test_setup(test_one_policing_peer_holds_only_its_stripes, setup),
 		cmocka_unit_test_setup(test_overloaded_overlay_backs_off, setup),
 		cmocka_unit_test_setup(test_stores_ordered_by_resource, setup),
 		cmocka_unit_test_setup(test_stores_spread_under_peer_policing, setup),
