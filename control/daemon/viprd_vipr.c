@@ -667,13 +667,13 @@ json_t *viprd_vipr_stats_json(viprd_vipr_t *v)
 	dhr_stats_t ds;
 	vsrv_get_stats(v->srv, &st);
 	dhr_get_stats(v->dhr, &ds);
-	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:f, s:I},"
+	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:f, s:I},"
 	                 " s:{s:I, s:I, s:I, s:I, s:I, s:I},"
 	                 " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 	                 "publish", "numbers", (json_int_t)ds.numbers, "stores_sent", (json_int_t)ds.stores_sent,
 	                 "stores_ok", (json_int_t)ds.stores_ok, "stores_failed", (json_int_t)ds.stores_failed,
 	                 "retries", (json_int_t)ds.store_retries, "rate_limited", (json_int_t)ds.rate_limited,
-	                 "backoffs", (json_int_t)ds.backoffs, "over_quota", (json_int_t)ds.over_quota, "queued",
+	                 "backoffs", (json_int_t)ds.backoffs, "holds", (json_int_t)ds.holds, "over_quota", (json_int_t)ds.over_quota, "queued",
 	                 (json_int_t)ds.queued, "inflight", (json_int_t)ds.inflight, "rate", ds.rate, "window",
 	                 ds.window, "store_rate", (json_int_t)v->conf.store_rate, "backlog_s", ds.backlog_s,
 	                 "refresh_late", (json_int_t)ds.refresh_late,
