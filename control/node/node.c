@@ -1400,7 +1400,7 @@ static void app_attach_answer(node_shard_t *s, const rl_message_t *m, rl_body_t 
 /* ---- the overlay document in force (SIGHUP, ConfigUpdate) --------------------------------- */
 
 /* The document's bad-node list to every shard: directly before node_start, through its command ring after. */
-static bool cmd_push(node_t *n, unsigned i, const dp_shard_cmd_t *c);
+static int cmd_push(node_t *n, unsigned i, const dp_shard_cmd_t *c, bool running_only);
 static void apply_bad_nodes(node_t *n, const od_doc_t *d)
 {
 	for (unsigned i = 0; i < n->nshards; i++) {
@@ -1420,7 +1420,7 @@ static void apply_bad_nodes(node_t *n, const od_doc_t *d)
 		if (d->n_bad_nodes)
 			memcpy(ids, d->bad_nodes, d->n_bad_nodes * sizeof(*ids));
 		cmd = (dp_shard_cmd_t){ .op = CMD_BAD_NODES, .arg = d->n_bad_nodes, .ptr = ids };
-		if (!cmd_push(n, i, &cmd)) {
+		if (cmd_push(n, i, &cmd, false)) {
 			vp_log_error("node", "bad_nodes", "shard=%u reason=ring_full", i);
 			free(ids);
 		}
@@ -2512,14 +2512,22 @@ fail:
 	return err;
 }
 
-/* Push one command for shard \p i from any thread (the rings have one producer at a time: push_mu). */
-static bool cmd_push(node_t *n, unsigned i, const dp_shard_cmd_t *c)
+/*
+ * Push one command for shard \p i from any thread (the rings have one producer at a time: push_mu).  0, or
+ * VP_EBUSY (the ring is full), or with \p running_only VP_ESTATE when the node does not take requests: checked
+ * and pushed under the lock, so node_leave's CMD_LEAVE comes after every accepted request and the shard sees
+ * each one (and fails it at its stop if it has not answered).
+ */
+static int cmd_push(node_t *n, unsigned i, const dp_shard_cmd_t *c, bool running_only)
 {
-	bool ok;
+	int err = 0;
 	pthread_mutex_lock(&n->push_mu);
-	ok = dp_shard_cmd_push(n->shards[i].sh, c, 1) == 1;
+	if (running_only && !atomic_load(&n->running))
+		err = VP_ESTATE;
+	else if (dp_shard_cmd_push(n->shards[i].sh, c, 1) != 1)
+		err = VP_EBUSY;
 	pthread_mutex_unlock(&n->push_mu);
-	return ok;
+	return err;
 }
 
 int node_start(node_t *n)
@@ -2639,15 +2647,7 @@ int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, 
 		req_start(tl_shard, r, mono_ms());
 		return 0;
 	}
-	/* Checked and pushed under the lock: node_leave's CMD_LEAVE comes after every accepted request, so the
-	 * shard sees each one (and fails it at its stop if it has not answered). */
-	pthread_mutex_lock(&n->push_mu);
-	if (!atomic_load(&n->running))
-		err = VP_ESTATE;
-	else if (dp_shard_cmd_push(n->shards[shard].sh, &(dp_shard_cmd_t){ .op = CMD_REQUEST, .ptr = r }, 1) != 1)
-		err = VP_EBUSY;
-	pthread_mutex_unlock(&n->push_mu);
-	if (err)
+	if ((err = cmd_push(n, shard, &(dp_shard_cmd_t){ .op = CMD_REQUEST, .ptr = r }, true)))
 		free(r);
 	return err;
 }
@@ -2655,7 +2655,7 @@ int node_request(node_t *n, unsigned shard, const vp_id_t *dest, bool resource, 
 int node_call(node_t *n, unsigned shard, node_call_fn fn, void *arg)
 {
 	node_call_t *k;
-	int err = 0;
+	int err;
 	if (!n || shard >= n->nshards || !fn)
 		return VP_EINVAL;
 	if (tl_shard == &n->shards[shard]) {
@@ -2665,13 +2665,7 @@ int node_call(node_t *n, unsigned shard, node_call_fn fn, void *arg)
 	if (!(k = malloc(sizeof(*k))))
 		return VP_ENOMEM;
 	*k = (node_call_t){ fn, arg };
-	pthread_mutex_lock(&n->push_mu);
-	if (!atomic_load(&n->running))
-		err = VP_ESTATE;
-	else if (dp_shard_cmd_push(n->shards[shard].sh, &(dp_shard_cmd_t){ .op = CMD_CALL, .ptr = k }, 1) != 1)
-		err = VP_EBUSY;
-	pthread_mutex_unlock(&n->push_mu);
-	if (err)
+	if ((err = cmd_push(n, shard, &(dp_shard_cmd_t){ .op = CMD_CALL, .ptr = k }, true)))
 		free(k);
 	return err;
 }
@@ -2735,11 +2729,7 @@ size_t node_guess_successors(node_t *n, unsigned shard, const vp_id_t *id, vp_id
 
 vp_id_t node_after(const vp_id_t *peer)
 {
-	vp_id_t x = *peer;
-	for (int i = VP_ID_LEN - 1; i >= 0; i--)
-		if (++x.b[i] != 0)
-			break;
-	return x;
+	return vp_id_add_pow2(peer, 0);
 }
 
 int node_app_set(node_t *n, uint16_t application, const char *addr)
@@ -2925,7 +2915,7 @@ int node_status_async(node_t *n, node_status_fn cb, void *ctx)
 		/* Through cmd_push (push_mu): the ring has one producer at a time.  Pushed without the lock, a status
 		 * racing a node_request from another thread took the same slot, and one of the two commands was lost
 		 * (a request never called back: issue 16). */
-		if (!cmd_push(n, i, &c))
+		if (cmd_push(n, i, &c, false))
 			status_done(r); /* ring full: this shard stays !valid */
 	}
 	status_done(r);
