@@ -833,14 +833,7 @@ static int fetch_ask(op_req_t *r, unsigned k, const vp_id_t *dest)
 	c->r = r;
 	c->k = k;
 	c->dest = *dest;
-	memset(&spec, 0, sizeof(spec));
-	spec.kind = r->o->vipr_kind;
-	spec.model = RL_MODEL_DICTIONARY;
-	memset(&b, 0, sizeof(b));
-	b.code = RL_FETCH_REQ;
-	b.u.fetch_req.resource = (rl_bytes_t){ r->rid.b, VP_ID_LEN };
-	b.u.fetch_req.specifiers.items = &spec;
-	b.u.fetch_req.specifiers.n_items = 1;
+	nk_fetch_req(&b, &spec, &r->rid, r->o->vipr_kind);
 	return node_request(r->o->node, 0, dest, true, &b, fetch_done, c);
 }
 

@@ -131,7 +131,6 @@ typedef struct peer_count {
 struct viprd_vipr {
 	viprd_vipr_conf_t conf;
 	node_t *node;
-	pthread_mutex_t req_mu; /* node_request's ring has one producer: our threads take turns */
 	dhr_t *dhr;
 	vsrv_t *srv;
 	dp_cert_store_t *certs;
@@ -158,9 +157,6 @@ const char *const viprd_vipr_alarm_name[VIPRD_ALARM__COUNT] = {
 	"peer_incidents", "publish_behind",
 };
 
-/* True on a shard thread inside a node_done_fn: node_request then starts at once, without the ring. */
-static _Thread_local bool in_done;
-
 typedef struct req_ctx {
 	dhr_answer_fn done;
 	void *arg;
@@ -169,15 +165,14 @@ typedef struct req_ctx {
 static void on_answer(void *arg, const node_answer_t *a)
 {
 	req_ctx_t *r = arg;
-	in_done = true;
 	if (a->err)
 		r->done(r->arg, a->err, NULL, NULL);
 	else
 		r->done(r->arg, 0, a->msg, &a->responder);
-	in_done = false;
 	free(r);
 }
 
+/* node_request takes its own turn on the shard's ring (push_mu) or, on the shard's thread, starts at once. */
 static int t_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl_body_t *body, dhr_answer_fn done,
                      void *arg)
 {
@@ -188,46 +183,15 @@ static int t_request(void *ctx, unsigned shard, const vp_id_t *dest, const rl_bo
 		return VP_ENOMEM;
 	r->done = done;
 	r->arg = arg;
-	if (in_done) {
-		rc = node_request(v->node, shard, dest, true, body, on_answer, r);
-	} else {
-		pthread_mutex_lock(&v->req_mu);
-		rc = node_request(v->node, shard, dest, true, body, on_answer, r);
-		pthread_mutex_unlock(&v->req_mu);
-	}
-	if (rc)
+	if ((rc = node_request(v->node, shard, dest, true, body, on_answer, r)))
 		free(r);
 	return rc;
 }
 
-typedef struct call_ctx {
-	void (*fn)(void *arg);
-	void *arg;
-} call_ctx_t;
-
-/* On the shard's thread: run the call like an answer (node_request starts at once, without the ring). */
-static void on_call(void *arg, unsigned shard)
-{
-	call_ctx_t c = *(call_ctx_t *)arg;
-	bool was = in_done;
-	(void)shard;
-	free(arg);
-	in_done = true;
-	c.fn(c.arg);
-	in_done = was;
-}
-
-static int t_call(void *ctx, unsigned shard, void (*fn)(void *arg), void *arg)
+static int t_call(void *ctx, unsigned shard, void (*fn)(void *arg, unsigned shard), void *arg)
 {
 	viprd_vipr_t *v = ctx;
-	call_ctx_t *c = malloc(sizeof(*c));
-	int rc;
-	if (!c)
-		return VP_ENOMEM;
-	*c = (call_ctx_t){ fn, arg };
-	if ((rc = node_call(v->node, shard, on_call, c)))
-		free(c);
-	return rc;
+	return node_call(v->node, shard, fn, arg);
 }
 
 static size_t t_guess(void *ctx, unsigned shard, const vp_id_t *id, vp_id_t *out, size_t max)
@@ -268,9 +232,7 @@ static int t_app_attach(void *ctx, const vp_id_t *contact, unsigned timeout_ms, 
 	b.code = RL_APP_ATTACH_REQ;
 	b.u.app_attach.application = VIPRD_APP_PVP;
 	b.u.app_attach.role = (rl_bytes_t){ (const uint8_t *)"active", 6 };
-	pthread_mutex_lock(&v->req_mu);
 	rc = node_request(v->node, 0, contact, false, &b, on_attach, &w);
-	pthread_mutex_unlock(&v->req_mu);
 	if (rc)
 		goto finish;
 	/* The overlay's own timeout ends the request; the answer always comes, so wait for it. */
@@ -811,7 +773,6 @@ int viprd_vipr_new(const viprd_vipr_conf_t *vc, const node_conf_t *nc, node_t *n
 		return VP_ENOMEM;
 	v->conf = *vc;
 	v->node = node;
-	pthread_mutex_init(&v->req_mu, NULL);
 	pthread_mutex_init(&v->tr_mu, NULL);
 	if (!(v->tr = calloc(VIPRD_TRACE_NUMBERS, sizeof(*v->tr)))) {
 		rc = VP_ENOMEM;
@@ -910,7 +871,6 @@ void viprd_vipr_free(viprd_vipr_t *v)
 		EVP_PKEY_free(v->keys[i]);
 		OPENSSL_free(v->ders[i]);
 	}
-	pthread_mutex_destroy(&v->req_mu);
 	pthread_mutex_destroy(&v->tr_mu);
 	free(v->tr);
 	free(v);

@@ -900,14 +900,7 @@ static int fetch_ask(dhr_t *d, op_t *o, int k, const vp_id_t *dest)
 	rl_specifier_t spec;
 	rl_body_t b;
 	o->fc[k].dest = *dest;
-	memset(&spec, 0, sizeof(spec));
-	spec.kind = d->conf.kind_id;
-	spec.model = RL_MODEL_DICTIONARY;
-	memset(&b, 0, sizeof(b));
-	b.code = RL_FETCH_REQ;
-	b.u.fetch_req.resource = (rl_bytes_t){ o->res.b, VP_ID_LEN };
-	b.u.fetch_req.specifiers.items = &spec;
-	b.u.fetch_req.specifiers.n_items = 1;
+	nk_fetch_req(&b, &spec, &o->res, d->conf.kind_id);
 	return d->t.request(d->t.ctx, d->conf.signers[0].shard, dest, &b, fetch_answer, &o->fc[k]);
 }
 
@@ -917,17 +910,14 @@ static int fetch_stage(dhr_t *d, op_t *o)
 {
 	vp_id_t dest = o->res;
 	if (o->stage > 0) {
-		vp_id_t one;
 		int prev = o->stage - 1;
 		while (prev >= 0 && !o->answered[prev])
 			prev--;
 		if (prev < 0)
 			return VP_ENOROUTE; /* nobody answered: no successor to name */
-		memset(&one, 0, sizeof(one));
-		one.b[VP_ID_LEN - 1] = 1;
-		dest = vp_id_add(&o->responder[prev], &one);
+		dest = vp_id_add_pow2(&o->responder[prev], 0);
 		for (int c = prev + 1; c < o->stage; c++) /* skip the successor that failed */
-			dest = vp_id_add(&dest, &one);
+			dest = vp_id_add_pow2(&dest, 0);
 	}
 	return fetch_ask(d, o, o->stage, &dest);
 }
@@ -939,12 +929,12 @@ static int fetch_stage(dhr_t *d, op_t *o)
  * any request; fetch_settle keeps what asking one after the other would have got.  Without a guess, one
  * after the other.
  */
-static void fetch_start(void *arg)
+static void fetch_start(void *arg, unsigned shard)
 {
 	op_t *o = arg;
 	dhr_t *d = o->d;
 	vp_id_t g[VSRV_COPIES - 1], dest[VSRV_COPIES];
-	size_t n = d->t.guess(d->t.ctx, d->conf.signers[0].shard, &o->res, g, VSRV_COPIES - 1);
+	size_t n = d->t.guess(d->t.ctx, shard, &o->res, g, VSRV_COPIES - 1);
 	if (n < VSRV_COPIES - 1) {
 		o->stage = 0;
 		if (fetch_stage(d, o))
@@ -955,12 +945,8 @@ static void fetch_start(void *arg)
 	d->st.fetches_parallel++;
 	pthread_mutex_unlock(&d->mu);
 	dest[0] = o->res;
-	for (int k = 1; k < VSRV_COPIES; k++) {
-		vp_id_t one;
-		memset(&one, 0, sizeof(one));
-		one.b[VP_ID_LEN - 1] = 1;
-		dest[k] = vp_id_add(&g[k - 1], &one);
-	}
+	for (int k = 1; k < VSRV_COPIES; k++)
+		dest[k] = vp_id_add_pow2(&g[k - 1], 0); /* the replica rule: the successor of the guessed holder */
 	o->parallel = true;
 	atomic_store(&o->pending, 1); /* ours, until every copy was asked: an answer may come before request returns */
 	for (int k = 0; k < VSRV_COPIES; k++) {

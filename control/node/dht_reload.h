@@ -80,10 +80,11 @@ typedef struct dhr_transport {
 	/*! AppAttach to Node-ID \p contact for PVP: a connected stream socket in *fd (vsrv_dht_t.app_attach). */
 	int (*app_attach)(void *ctx, const vp_id_t *contact, unsigned timeout_ms, int *fd);
 	/*!
-	 * Optional, with guess (NULL: a lookup asks its copies one after the other): run \p fn(\p arg) on vnode
-	 * \p shard's thread, where guess() answers and request() may be called.  0, or a VP_E* code (fn not run).
+	 * Optional, with guess (NULL: a lookup asks its copies one after the other): run \p fn(\p arg, \p shard)
+	 * on vnode \p shard's thread, where guess() answers and request() may be called (node_call's shape).
+	 * 0, or a VP_E* code (fn not run).
 	 */
-	int (*call)(void *ctx, unsigned shard, void (*fn)(void *arg), void *arg);
+	int (*call)(void *ctx, unsigned shard, void (*fn)(void *arg, unsigned shard), void *arg);
 	/*!
 	 * Within call() only: up to \p max Node-IDs at or after \p id that vnode \p shard guesses hold it (the
 	 * responsible peer, then its successors: node_guess_successors), nearest first; 0 when it cannot guess.

@@ -1220,6 +1220,18 @@ static int kinds_model(void *ctx, uint32_t kind)
 	return k ? (int)k->model : VP_EUNKNOWN_KIND;
 }
 
+void nk_fetch_req(rl_body_t *b, rl_specifier_t *spec, const vp_id_t *resource, uint32_t kind)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->kind = kind;
+	spec->model = RL_MODEL_DICTIONARY;
+	memset(b, 0, sizeof(*b));
+	b->code = RL_FETCH_REQ;
+	b->u.fetch_req.resource = (rl_bytes_t){ resource->b, VP_ID_LEN };
+	b->u.fetch_req.specifiers.items = spec;
+	b->u.fetch_req.specifiers.n_items = 1;
+}
+
 int nk_fetch_verify(dp_cert_store_t *certs, const st_kind_t *kinds, size_t n_kinds,
                     const vp_id_t *resource, const rl_message_t *m, nk_entry_fn fn, void *arg,
                     nk_fetch_result_t *res)

@@ -221,6 +221,12 @@ typedef struct nk_fetch_result {
 } nk_fetch_result_t;
 
 /*!
+ * \brief The fetcher's request: \p b becomes a FetchReq for every entry of dictionary kind \p kind at
+ * \p resource, its one specifier in \p spec (both must outlive the send; \p resource too).
+ */
+void nk_fetch_req(rl_body_t *b, rl_specifier_t *spec, const vp_id_t *resource, uint32_t kind);
+
+/*!
  * \brief The fetcher's side: decode FetchAns message \p m (an answer to a Fetch
  * of \p resource) and verify every StoredData again with \p certs (the cache,
  * else the certificates carried in m's SecurityBlock).  For the ViPR kind the

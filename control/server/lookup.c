@@ -108,17 +108,14 @@ int vsrv_lookup_vote(const vsrv_copy_t copies[VSRV_COPIES], vsrv_reg_t *out, siz
 unsigned vsrv_copies_standing(const bool *answered, const vp_id_t *responder, const vp_id_t *dest, unsigned n,
                               bool *missed)
 {
-	vp_id_t one;
 	unsigned k;
-	memset(&one, 0, sizeof(one));
-	one.b[VP_ID_LEN - 1] = 1;
 	if (missed)
 		*missed = false;
 	for (k = 1; k < n; k++) {
 		vp_id_t want;
 		if (!answered[k - 1])
 			break;
-		want = vp_id_add(&responder[k - 1], &one);
+		want = vp_id_add_pow2(&responder[k - 1], 0);
 		if (!vp_id_eq(&want, &dest[k])) {
 			if (missed)
 				*missed = true;

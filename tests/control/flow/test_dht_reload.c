@@ -326,11 +326,10 @@ static void *slow_server(void *arg)
 }
 
 /* The vnode's thread: the caller's (the stand-in has no threads of its own for requests). */
-static int fake_call(void *ctx, unsigned shard, void (*fn)(void *arg), void *arg)
+static int fake_call(void *ctx, unsigned shard, void (*fn)(void *arg, unsigned shard), void *arg)
 {
 	(void)ctx;
-	(void)shard;
-	fn(arg);
+	fn(arg, shard);
 	return 0;
 }
 
@@ -808,11 +807,21 @@ static void test_rogue_drop_outvoted(void **state)
 /* Peer \p i + 1 (the Resource-ID addressed to its successor: the replica rule). */
 static vp_id_t after(int i)
 {
-	vp_id_t one, r;
-	memset(&one, 0, sizeof(one));
-	one.b[VP_ID_LEN - 1] = 1;
-	r = vp_id_add(&fk.p[i % NPEERS].id, &one);
-	return r;
+	return vp_id_add_pow2(&fk.p[i % NPEERS].id, 0);
+}
+
+/* Publish number 0 through \p d, then look it up: its Resource-ID in *res; returns its responsible peer. */
+static int publish_one_and_look_it_up(dhr_t *d, vp_id_t *res)
+{
+	vsrv_dht_t dht;
+	char num[VP_E164_BUFLEN];
+	dhr_iface(d, &dht);
+	publish(&dht, 0, 1, VAP_OP_ADD);
+	wait_done(1);
+	number(num, 0);
+	*res = vp_id_from_name(num, strlen(num));
+	fetch(&dht, num);
+	return responsible(res);
 }
 
 /* The vnode guesses the holders right: the 3 copies are asked at once (the Resource-ID, R + 1, R' + 1) and
@@ -820,19 +829,11 @@ static vp_id_t after(int i)
 static void test_lookup_asks_copies_at_once(void **state)
 {
 	dhr_t *d = mk(1, 100, 5000, 8);
-	vsrv_dht_t dht;
-	char num[VP_E164_BUFLEN];
 	dhr_stats_t st;
 	vp_id_t res, a1, a2;
 	int at;
 	(void)state;
-	dhr_iface(d, &dht);
-	publish(&dht, 0, 1, VAP_OP_ADD);
-	wait_done(1);
-	number(num, 0);
-	res = vp_id_from_name(num, strlen(num));
-	at = responsible(&res);
-	fetch(&dht, num);
+	at = publish_one_and_look_it_up(d, &res);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.incident, "");
 	dhr_get_stats(d, &st);
@@ -856,19 +857,11 @@ static void test_lookup_asks_copies_at_once(void **state)
 static void test_lookup_wrong_guess_asks_again(void **state)
 {
 	dhr_t *d = mk(1, 100, 5000, 8);
-	vsrv_dht_t dht;
-	char num[VP_E164_BUFLEN];
 	dhr_stats_t st;
 	vp_id_t res, a1, a2;
 	int at;
 	(void)state;
-	dhr_iface(d, &dht);
-	publish(&dht, 0, 1, VAP_OP_ADD);
-	wait_done(1);
-	number(num, 0);
-	res = vp_id_from_name(num, strlen(num));
-	at = responsible(&res);
-	fetch(&dht, num);
+	at = publish_one_and_look_it_up(d, &res);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.incident, "");
 	dhr_get_stats(d, &st);
@@ -886,15 +879,10 @@ static void test_lookup_wrong_guess_asks_again(void **state)
 static void test_lookup_without_guess_one_by_one(void **state)
 {
 	dhr_t *d = mk(1, 100, 5000, 8);
-	vsrv_dht_t dht;
-	char num[VP_E164_BUFLEN];
 	dhr_stats_t st;
+	vp_id_t res;
 	(void)state;
-	dhr_iface(d, &dht);
-	publish(&dht, 0, 1, VAP_OP_ADD);
-	wait_done(1);
-	number(num, 0);
-	fetch(&dht, num);
+	publish_one_and_look_it_up(d, &res);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.incident, "");
 	dhr_get_stats(d, &st);
