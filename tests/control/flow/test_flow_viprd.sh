@@ -37,6 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/../../support/checks.sh"   # FAILS, ok, bad, check, wait_for
+. "$(dirname "$0")/../../support/flow_checks.sh" # has_routes, tickets_ok
 cd "$T" || exit 2
 OV=vipr.test
 # Listening ports below the ephemeral range (tests/support/free_ports.py says why).
@@ -163,47 +164,6 @@ stored() { grep -c "event=stored\|event=store_ok" "$1" ; }
 # B's call agent listens for routes (background, bounded by --duration).
 sub() { agent B -V 5 subscribe --count "$1" --duration "$2" > "$3" 2>"$3.err" & EXTRA+=($!); }
 
-# calls K...: one call to +1408555(0100 + K) each; one CSV per side; stop 2 s ago, 3 min long, away
-# from the hour's rounding edges.
-calls() {
-  python3 - "$@" <<'PY'
-import sys, time
-now = int(time.time() * 1000)
-o = open("orig.csv", "w"); t = open("term.csv", "w")
-for k in map(int, sys.argv[1:]):
-    stop = now - 2000
-    start = stop - 183000
-    off = start // 1000 % 1800
-    if off < 90 or off > 1800 - 90:
-        start -= 240000
-    called = "+1408555%04d" % (100 + k)
-    caller = "+3312345%04d" % k
-    o.write("orig,%s,%s,%d,%d\n" % (called, caller, start, stop))
-    t.write("term,%s,%s,%d,%d\n" % (called, caller, start + 700, stop + 900))  # A's clock is 0.7 s ahead
-PY
-}
-# has_routes FILE K...: a route for each of the calls' numbers arrived in FILE.
-has_routes() {
-  local f=$1 k; shift
-  for k in "$@"; do
-    grep -q "^route number=+1408555$(printf %04d $((100 + k))) " "$f" 2>/dev/null || return 1
-  done
-}
-
-# tickets_ok FILE: every route's ticket verifies under A's keys for B's domain, and none under T's.
-tickets_ok() {
-  local n=0 num tk
-  while read -r line; do
-    num=$(sed -n 's/.* number=\([^ ]*\).*/\1/p' <<<"$line"); tk=$(sed -n 's/.* ticket64=\([A-Za-z0-9_-]*\).*/\1/p' <<<"$line")
-    grep -q 'uri=sips:pbx@carrier-a.example' <<<"$line" || { echo "  not A's URI: $line"; return 1; }
-    "$TK" verify --key A.keys --number "$num" --domain carrier-b.example "$tk" > /dev/null || { echo "  A refused $num"; return 1; }
-    if "$TK" verify --key T.keys --number "$num" --domain carrier-b.example "$tk" > /dev/null 2>&1; then
-      echo "  T's keys accepted $num"; return 1
-    fi
-    n=$((n + 1))
-  done < <(grep '^route ' "$1")
-  [ $n -gt 0 ]
-}
 
 # ---- round 1: 6 calls --------------------------------------------------------------------------
 sub 6 90 r1.sub
